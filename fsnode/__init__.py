@@ -1,0 +1,1 @@
+"""The fsnode command line, its Python client, and the local stack."""

@@ -1,0 +1,46 @@
+"""The local stack's control plane: the Chalice app in ``functions/`` served over HTTP.
+
+Run as ``python -m fsnode.localstack.api_server --port P --functions-dir D`` with the
+control plane's settings in the environment (PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--functions-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    from chalice.config import Config
+    from chalice.local import create_local_server
+
+    from fsnode.localstack.app_loader import load_functions_app
+
+    module = load_functions_app(args.functions_dir.resolve())
+    config = Config.create(
+        chalice_stage="local", app_name="fsnode", project_dir=str(args.functions_dir)
+    )
+    server = create_local_server(module.app, config, args.host, args.port)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    print(f"api ready url=http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""The local stack's stand-in for AWS: moto's server with in-process Lambda dispatch.
+
+Run as ``python -m fsnode.localstack.aws_server --port P --functions-dir D``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--functions-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    # moto's Step Functions interpreter reaches other services at localhost:$MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(args.port)
+
+    from moto.server import ThreadedMotoServer
+
+    from fsnode.localstack import lambda_dispatch
+
+    lambda_dispatch.install(args.functions_dir.resolve())
+    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server.start()
+    print(f"aws ready url=http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

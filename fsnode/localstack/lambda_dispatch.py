@@ -1,0 +1,88 @@
+"""Run Lambda invocations in-process, inside the moto server.
+
+moto runs Lambda code only through Docker, which this machine does not have. The
+local stack replaces the method moto uses to run a function so that it imports the
+function's handler (``app.NAME`` resolves to the Chalice app in ``functions/``) and
+calls it with the function's configured environment. Step Functions' ``lambda:invoke``
+tasks, ``Retry`` and ``Catch`` then behave as in AWS. The patch is tied to moto's
+pinned version and covered by a test.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fsnode.localstack.app_loader import load_functions_app
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+_env_lock = threading.Lock()
+
+
+class LambdaContext:
+    """The slice of the Lambda context object that handlers and Powertools read."""
+
+    def __init__(self, function_name: str, memory_size: int, timeout: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_size
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._timeout_ms = timeout * 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._timeout_ms
+
+
+class HandlerResolver:
+    """Turns a Lambda ``Handler`` string into a callable."""
+
+    def __init__(self, functions_dir: Path) -> None:
+        self._functions_dir = functions_dir
+
+    def resolve(self, handler: str) -> Handler:
+        module_name, _, attr = handler.rpartition(".")
+        if module_name == "app":
+            module = load_functions_app(self._functions_dir)
+        else:
+            module = importlib.import_module(module_name)
+        return getattr(module, attr)  # type: ignore[no-any-return]
+
+
+def install(functions_dir: Path) -> None:
+    """Patch moto's Lambda model so invocations run the real handlers in this process."""
+    from moto.awslambda.models import LambdaFunction
+
+    resolver = HandlerResolver(functions_dir)
+
+    def invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        payload = event if isinstance(event, dict) else json.loads(event or "{}")
+        env = (self.environment_vars or {}) if hasattr(self, "environment_vars") else {}
+        try:
+            with _env_lock:
+                # All functions of one stack share one environment, as in the deployed app.
+                os.environ.update({k: str(v) for k, v in env.items()})
+            handler = resolver.resolve(self.handler)
+            context = LambdaContext(self.function_name, int(self.memory_size), int(self.timeout))
+            result = handler(payload, context)
+            return json.dumps(result), False, ""
+        except Exception as exc:
+            # The shape Lambda gives an unhandled error; Step Functions matches errorType.
+            body = {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_exception(exc)[-5:],
+            }
+            return json.dumps(body), True, traceback.format_exc()
+
+    LambdaFunction._invoke_lambda = invoke_in_process

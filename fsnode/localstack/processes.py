@@ -1,0 +1,132 @@
+"""Start, watch and stop the local stack's processes.
+
+Each child runs in its own session (process group), so stopping it also stops
+anything it started, and a detached stack survives the command that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(slots=True)
+class Child:
+    name: str
+    pid: int
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port the kernel says is free now (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str], log: Path) -> Child:
+    """Start ``argv`` in a new session with stdout and stderr going to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Child(name=name, pid=popen.pid, log=log, popen=popen)
+
+
+def is_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def wait_for_log_line(child: Child, marker: str, timeout: float) -> str:
+    """The first line of the child's log containing ``marker``; fails if the child dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.log.exists():
+            for line in child.log.read_text(errors="replace").splitlines():
+                if marker in line:
+                    return line
+        if not _running(child):
+            raise RuntimeError(f"{child.name} exited during start-up; see {child.log}")
+        time.sleep(0.1)
+    raise TimeoutError(
+        f"{child.name} did not print {marker!r} within {timeout:.0f} s; see {child.log}"
+    )
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} within {timeout:.0f} s")
+
+
+def stop(pids: list[int], grace: float = 15.0) -> list[int]:
+    """SIGTERM each process group, wait up to ``grace`` seconds, SIGKILL what is left.
+
+    Returns the pids that were still alive after SIGKILL (should be none).
+    """
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(is_alive(pid) for pid in pids):
+        _reap(pids)
+        time.sleep(0.1)
+    for pid in pids:
+        if is_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(is_alive(pid) for pid in pids):
+        _reap(pids)
+        time.sleep(0.1)
+    return [pid for pid in pids if is_alive(pid)]
+
+
+def _running(child: Child) -> bool:
+    if child.popen is not None:
+        return child.popen.poll() is None
+    return is_alive(child.pid)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _reap(pids: list[int]) -> None:
+    # Children of this process must be waited for, or they linger as zombies.
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)

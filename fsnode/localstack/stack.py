@@ -1,0 +1,225 @@
+"""Bring the local stack up and down: moto, the control plane and N edge nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+import sys
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fsnode.localstack import processes
+from fsnode.localstack.resources import (
+    LOCAL_CREDENTIALS,
+    ResourceBuilder,
+    StackResources,
+    control_plane_settings,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+STACK_FILE = "stack.json"
+_READY = re.compile(r"edge ready node_id=(\S+) url=(\S+)")
+
+
+@dataclass(frozen=True, slots=True)
+class StackOptions:
+    """How to run one local stack."""
+
+    state_dir: Path
+    nodes: int = 3
+    region: str = "us-east-1"
+    chunk_size: int = 4 * 1024 * 1024
+    cache_max_bytes: int = 2 * 1024**3
+    heartbeat_interval: int = 5
+    heartbeat_timeout: int = 30
+    start_timeout: float = 90.0
+
+
+@dataclass(slots=True)
+class EdgeInfo:
+    url: str
+    node_id: str
+    pid: int
+    state_dir: str
+
+
+@dataclass(slots=True)
+class StackInfo:
+    """What ``stack.json`` holds: enough for clients, tests and ``local down``."""
+
+    api: str
+    api_key: str
+    ca_cert: str
+    aws_endpoint: str
+    region: str
+    bucket: str
+    state_dir: str
+    edges: list[EdgeInfo] = field(default_factory=list)
+    processes: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self) -> Path:
+        path = Path(self.state_dir) / STACK_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, state_dir: Path) -> StackInfo:
+        data = json.loads((state_dir / STACK_FILE).read_text())
+        data["edges"] = [EdgeInfo(**edge) for edge in data.get("edges", [])]
+        return cls(**data)
+
+    def pids(self) -> list[int]:
+        return [int(p["pid"]) for p in self.processes]
+
+
+def aws_env(endpoint: str, region: str) -> dict[str, str]:
+    """Environment that points boto3 at the moto server with throwaway credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_DEFAULT_REGION=region,
+        AWS_REGION=region,
+        AWS_ACCESS_KEY_ID=LOCAL_CREDENTIALS["aws_access_key_id"],
+        AWS_SECRET_ACCESS_KEY=LOCAL_CREDENTIALS["aws_secret_access_key"],
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class LocalStack:
+    """Starts every process of one stack; the caller decides how long it lives."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.state_dir = options.state_dir.resolve()
+        self.children: list[processes.Child] = []
+
+    def up(self) -> StackInfo:
+        if (self.state_dir / STACK_FILE).exists():
+            existing = StackInfo.load(self.state_dir)
+            if any(processes.is_alive(pid) for pid in existing.pids()):
+                raise RuntimeError(f"a stack is already running from {self.state_dir}")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> list[int]:
+        return processes.stop([child.pid for child in self.children])
+
+    def _start(self) -> StackInfo:
+        opts = self.options
+        logs = self.state_dir / "logs"
+        aws_port, api_port = processes.free_port(), processes.free_port()
+        endpoint = f"http://127.0.0.1:{aws_port}"
+        api_url = f"http://127.0.0.1:{api_port}"
+        base_env = aws_env(endpoint, opts.region)
+
+        aws = self._spawn(
+            "aws",
+            ["-m", "fsnode.localstack.aws_server", "--port", str(aws_port)],
+            base_env,
+            logs,
+        )
+        processes.wait_for_log_line(aws, "aws ready", opts.start_timeout)
+
+        settings = {
+            "FSNODE_PUBLIC_URL": api_url,
+            "FSNODE_CHUNK_SIZE": str(opts.chunk_size),
+            "FSNODE_HEARTBEAT_INTERVAL": str(opts.heartbeat_interval),
+            "FSNODE_HEARTBEAT_TIMEOUT": str(opts.heartbeat_timeout),
+            "POWERTOOLS_SERVICE_NAME": "fsnode",
+            "POWERTOOLS_METRICS_NAMESPACE": "fsnode",
+            # No X-Ray daemon on one machine.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        resources = ResourceBuilder(endpoint, opts.region, FUNCTIONS_DIR).build(settings)
+        ca_cert = self.state_dir / "ca.pem"
+        ca_cert.write_text(resources.ca_cert_pem)
+
+        api_env = {**base_env, **settings, **control_plane_settings(resources)}
+        api = self._spawn(
+            "api",
+            ["-m", "fsnode.localstack.api_server", "--port", str(api_port)],
+            api_env,
+            logs,
+        )
+        processes.wait_for_log_line(api, "api ready", opts.start_timeout)
+
+        info = StackInfo(
+            api=api_url,
+            api_key=resources.api_key,
+            ca_cert=str(ca_cert),
+            aws_endpoint=endpoint,
+            region=opts.region,
+            bucket=resources.bucket,
+            state_dir=str(self.state_dir),
+        )
+        edges = [self._spawn_edge(i, base_env, api_url, resources, logs) for i in range(opts.nodes)]
+        for child, edge_dir in edges:
+            line = processes.wait_for_log_line(child, "edge ready", opts.start_timeout)
+            match = _READY.search(line)
+            if match is None:
+                raise RuntimeError(f"cannot read the edge's ready line: {line!r}")
+            node_id, url = match.groups()
+            _wait_healthy(url, ca_cert, opts.start_timeout)
+            info.edges.append(EdgeInfo(url=url, node_id=node_id, pid=child.pid, state_dir=edge_dir))
+        info.processes = [{"name": c.name, "pid": c.pid, "log": str(c.log)} for c in self.children]
+        info.save()
+        return info
+
+    def _spawn_edge(
+        self,
+        index: int,
+        base_env: dict[str, str],
+        api_url: str,
+        resources: StackResources,
+        logs: Path,
+    ) -> tuple[processes.Child, str]:
+        opts = self.options
+        edge_dir = self.state_dir / "edges" / f"edge-{index + 1}"
+        env = {
+            **base_env,
+            "FSNODE_API_URL": api_url,
+            "FSNODE_JOIN_TOKEN": resources.join_token,
+            "FSNODE_EDGE_HOST": "127.0.0.1",
+            "FSNODE_EDGE_PORT": str(processes.free_port()),
+            "FSNODE_STATE_DIR": str(edge_dir),
+            "FSNODE_CACHE_MAX_BYTES": str(opts.cache_max_bytes),
+            "FSNODE_CAPACITY_BYTES": str(opts.cache_max_bytes),
+            "FSNODE_REGION": "local",
+        }
+        child = self._spawn(f"edge-{index + 1}", ["-m", "edge_node"], env, logs)
+        return child, str(edge_dir)
+
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str], logs: Path
+    ) -> processes.Child:
+        child = processes.spawn(name, [sys.executable, *args], env, logs / f"{name}.log")
+        self.children.append(child)
+        return child
+
+
+def down(state_dir: Path) -> list[int]:
+    """Stop every process a stack recorded; returns pids that would not die."""
+    info = StackInfo.load(state_dir)
+    return processes.stop(info.pids())
+
+
+def _wait_healthy(url: str, ca_cert: Path, timeout: float) -> None:
+    context = ssl.create_default_context(cafile=str(ca_cert))
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"{url}/healthz", context=context, timeout=2) as response:
+            return bool(response.status == 200)
+
+    processes.wait_until(healthy, timeout, f"edge {url} did not become healthy")

@@ -1,0 +1,156 @@
+"""Step Functions in the local stack: moto's interpreter, Lambda dispatched in-process."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from fsnode.localstack import processes
+from fsnode.localstack.resources import LOCAL_CREDENTIALS, ResourceBuilder
+from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT, aws_env
+
+RETRYING_MACHINE = {
+    "StartAt": "Flaky",
+    "States": {
+        "Flaky": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "${FlakyFunctionArn}", "Payload.$": "$"},
+            "ResultSelector": {"result.$": "$.Payload"},
+            "Retry": [
+                {
+                    "ErrorEquals": ["TransientError"],
+                    "IntervalSeconds": 1,
+                    "MaxAttempts": 3,
+                    "BackoffRate": 1.0,
+                }
+            ],
+            "End": True,
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = processes.free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = aws_env(endpoint, "us-east-1")
+    # So the dispatcher can import tests.fixtures.flaky by its handler string.
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    log = tmp_path_factory.mktemp("aws") / "aws.log"
+    child = processes.spawn(
+        "aws",
+        [
+            sys.executable,
+            "-m",
+            "fsnode.localstack.aws_server",
+            "--port",
+            str(port),
+            "--functions-dir",
+            str(FUNCTIONS_DIR),
+        ],
+        env,
+        log,
+    )
+    try:
+        processes.wait_for_log_line(child, "aws ready", 60)
+        yield endpoint
+    finally:
+        assert processes.stop([child.pid]) == []
+
+
+def _client(endpoint: str, service: str) -> boto3.client:
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        **LOCAL_CREDENTIALS,
+    )
+
+
+def _wait(sfn: boto3.client, execution_arn: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.3)
+    raise TimeoutError("execution still running")
+
+
+@pytest.fixture(scope="module")
+def flaky_machine(aws_server: str) -> str:
+    """A state machine whose one Task retries a Lambda that fails on purpose."""
+    builder = ResourceBuilder(aws_server, "us-east-1", FUNCTIONS_DIR)
+    builder._enable_state_machine_execution()
+    role = builder._role()
+    function_arn = _client(aws_server, "lambda").create_function(
+        FunctionName="flaky",
+        Runtime="python3.11",
+        Role=role,
+        Handler="tests.fixtures.flaky.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+    )["FunctionArn"]
+    definition = json.dumps(RETRYING_MACHINE).replace("${FlakyFunctionArn}", function_arn)
+    sfn = _client(aws_server, "stepfunctions")
+    return str(
+        sfn.create_state_machine(name="flaky", definition=definition, roleArn=role)[
+            "stateMachineArn"
+        ]
+    )
+
+
+def _run(endpoint: str, machine: str, payload: dict) -> tuple[dict, list[dict]]:
+    sfn = _client(endpoint, "stepfunctions")
+    # Named explicitly: moto names every unnamed execution "None".
+    execution = sfn.start_execution(
+        stateMachineArn=machine, name=uuid.uuid4().hex, input=json.dumps(payload)
+    )
+    described = _wait(sfn, execution["executionArn"])
+    history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+    return described, history
+
+
+def _failed_errors(history: list[dict]) -> list[str]:
+    return [
+        (e.get("taskFailedEventDetails") or e.get("lambdaFunctionFailedEventDetails"))["error"]
+        for e in history
+        if e["type"] in ("TaskFailed", "LambdaFunctionFailed")
+    ]
+
+
+def test_retry_block_is_honoured_through_in_process_dispatch(
+    aws_server: str, flaky_machine: str, tmp_path: Path
+) -> None:
+    counter = tmp_path / "attempts"
+
+    described, history = _run(aws_server, flaky_machine, {"counter": str(counter), "fail_times": 2})
+
+    assert described["status"] == "SUCCEEDED", _failed_errors(history)
+    assert json.loads(described["output"])["result"] == {"attempts": 3, "function": "flaky"}
+    assert _failed_errors(history) == ["TransientError", "TransientError"]
+    assert counter.read_text() == "3"
+
+
+def test_retries_exhausted_fail_the_execution(
+    aws_server: str, flaky_machine: str, tmp_path: Path
+) -> None:
+    counter = tmp_path / "attempts"
+
+    described, history = _run(
+        aws_server, flaky_machine, {"counter": str(counter), "fail_times": 10}
+    )
+
+    assert described["status"] == "FAILED"
+    assert described.get("error") == "TransientError"
+    # One first attempt and three retries, then the Retry block gives up.
+    assert counter.read_text() == "4"
+    assert len(_failed_errors(history)) == 4
