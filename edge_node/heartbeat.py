@@ -1,0 +1,152 @@
+"""The heartbeat loop: report disk use and load, pick up pulled work (warm, evict),
+and re-register when the control plane no longer knows this node. Serving never
+waits on it: when the control plane is down the loop just backs off and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fsnode_core.errors import FsnodeError, NotFound, Unauthorized
+from fsnode_core.ids import check_id
+
+from edge_node.background import TaskSet
+from edge_node.cache import ChunkCache
+from edge_node.control_plane import ControlPlaneClient
+from edge_node.manifests import ManifestStore
+from edge_node.metrics import EdgeMetrics
+from edge_node.server import ShareKeys
+
+log = logging.getLogger(__name__)
+
+MIN_INTERVAL = 1.0
+MAX_BACKOFF = 60.0
+
+
+class HeartbeatLoop:
+    def __init__(
+        self,
+        *,
+        client: ControlPlaneClient,
+        cache: ChunkCache,
+        manifests: ManifestStore,
+        keys: ShareKeys,
+        metrics: EdgeMetrics,
+        capacity_bytes: int,
+        interval: float,
+        reregister: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._client = client
+        self._cache = cache
+        self._manifests = manifests
+        self._keys = keys
+        self._metrics = metrics
+        self._capacity = capacity_bytes
+        self.interval = max(MIN_INTERVAL, interval)
+        self._reregister = reregister
+        self._work = TaskSet()
+        self._working: set[str] = set()
+        self.status = "unknown"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Beat until ``stop`` is set; failures back off up to a minute."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self.beat_once()
+                failures = 0
+                delay = self.interval
+            except (Unauthorized, NotFound):
+                log.warning("control plane does not know this node; registering again")
+                try:
+                    await self._reregister()
+                    failures = 0
+                    delay = 0.0
+                except FsnodeError as exc:
+                    failures += 1
+                    delay = _backoff(failures, self.interval)
+                    log.warning("re-registration failed: %s", exc.message)
+            except FsnodeError as exc:
+                failures += 1
+                delay = _backoff(failures, self.interval)
+                log.warning("heartbeat failed (%s); next try in %.1fs", exc.message, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+        await self._work.close()
+
+    async def beat_once(self) -> dict[str, Any]:
+        body = {
+            "used_bytes": self._cache.used_bytes,
+            "free_bytes": self._cache.free_bytes,
+            "capacity_bytes": self._capacity,
+            # Load: file requests in flight plus chunk fills (origin work).
+            "load": float(self._metrics.requests_in_flight + self._cache.inflight),
+            "hot_files": self._cache.hot_files(),
+        }
+        answer = await self._client.heartbeat(body)
+        self.status = str(answer.get("status") or self.status)
+        if answer.get("heartbeat_interval"):
+            self.interval = max(MIN_INTERVAL, float(answer["heartbeat_interval"]))
+        keys = answer.get("share_public_keys")
+        if isinstance(keys, dict) and keys:
+            try:
+                self._keys.update({str(k): str(v) for k, v in keys.items()})
+            except ValueError as exc:
+                log.error("ignoring bad share keys from the control plane: %s", exc)
+        for item in answer.get("work") or []:
+            if not isinstance(item, dict):
+                continue
+            work_id = str(item.get("work_id") or "")
+            # A long task can still be running when the next beat repeats it.
+            if not work_id or work_id in self._working:
+                continue
+            self._working.add(work_id)
+            self._work.spawn(self._do_work(work_id, item), name=f"work-{work_id}")
+        return answer
+
+    async def _do_work(self, work_id: str, item: dict[str, Any]) -> None:
+        try:
+            result = await self.perform(item)
+        except FsnodeError as exc:
+            result = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+        except (KeyError, TypeError, ValueError) as exc:
+            result = {"ok": False, "error": {"code": "invalid_input", "message": str(exc)}}
+        try:
+            await self._client.report_work(work_id, result)
+        except FsnodeError as exc:
+            # The task token times out and Step Functions retries or moves on.
+            log.warning("could not report work %s: %s", work_id, exc.message)
+        finally:
+            self._working.discard(work_id)
+
+    async def perform(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Do one work item; the answer is what gets reported."""
+        kind = item.get("kind")
+        file_id = check_id(str(item.get("file_id", "")), "file_id")
+        if kind == "warm":
+            version = str(item["version"])
+            index = int(item["chunk_index"])
+            manifest = await self._manifests.get(file_id, version)
+            if not 0 <= index < len(manifest.chunks):
+                raise ValueError(f"chunk {index} is outside the file")
+            await self._cache.ensure(manifest, index)
+            return {"ok": True, "sha256": manifest.chunks[index].sha256}
+        if kind == "evict":
+            raw_version = item.get("version")
+            removed = await self._cache.evict_file(
+                file_id, str(raw_version) if raw_version is not None else None
+            )
+            if raw_version is None:
+                self._manifests.forget(file_id)
+            return {"ok": True, "evicted_chunks": removed}
+        raise ValueError(f"unknown work kind {kind!r}")
+
+
+def _backoff(failures: int, interval: float) -> float:
+    ceiling = min(MAX_BACKOFF, interval * 2 ** min(failures, 6))
+    return random.uniform(interval / 2, max(interval, ceiling))

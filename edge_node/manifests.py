@@ -1,0 +1,237 @@
+"""File manifests: what the control plane knows about a file version (size, chunk
+hashes, origin location), cached in memory and on disk so files already seen keep
+serving while the control plane is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from fsnode_core.chunks import chunk_bounds, chunk_count
+from fsnode_core.errors import FsnodeError, Gone, NotFound, Unavailable
+from fsnode_core.ids import check_id
+
+from edge_node.background import retrieve_exception
+
+log = logging.getLogger(__name__)
+
+# Statuses that mean "not servable": the file was never finished, or is gone.
+_NOT_READY = frozenset({"pending", "uploading", "importing"})
+_GONE = frozenset({"deleted", "deleting", "expired", "gone"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkInfo:
+    index: int
+    offset: int
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """One version of one file, as in docs/PROTOCOL.md (Manifest)."""
+
+    file_id: str
+    version: str
+    size: int
+    content_type: str
+    etag: str
+    last_modified: int
+    chunk_size: int
+    bucket: str
+    key: str
+    status: str
+    chunks: tuple[ChunkInfo, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        """Validate a manifest; any inconsistency is the control plane's fault (503)."""
+        try:
+            size = int(data["size"])
+            chunk_size = int(data["chunk_size"])
+            chunks = tuple(
+                ChunkInfo(
+                    index=int(c["index"]),
+                    offset=int(c["offset"]),
+                    length=int(c["length"]),
+                    sha256=str(c["sha256"]).lower(),
+                )
+                for c in data["chunks"]
+            )
+            manifest = cls(
+                file_id=check_id(str(data["file_id"]), "file_id"),
+                version=str(data["version"]),
+                size=size,
+                content_type=str(data.get("content_type") or "application/octet-stream"),
+                etag=str(data.get("etag") or ""),
+                last_modified=int(float(data.get("last_modified") or 0)),
+                chunk_size=chunk_size,
+                bucket=str(data["bucket"]),
+                key=str(data["key"]),
+                status=str(data.get("status") or "ready"),
+                chunks=tuple(sorted(chunks, key=lambda c: c.index)),
+            )
+            manifest._check_chunks()
+        except (KeyError, TypeError, ValueError, FsnodeError) as exc:
+            raise Unavailable("the control plane sent a malformed manifest") from exc
+        return manifest
+
+    def _check_chunks(self) -> None:
+        # Chunk arithmetic is shared with the control plane (fsnode_core.chunks);
+        # a manifest that disagrees with it would make us serve wrong bytes.
+        if len(self.chunks) != chunk_count(self.size, self.chunk_size):
+            raise ValueError("manifest chunk count does not match its size")
+        for expected, chunk in enumerate(self.chunks):
+            offset, length = chunk_bounds(expected, self.size, self.chunk_size)
+            if (chunk.index, chunk.offset, chunk.length) != (expected, offset, length):
+                raise ValueError(f"manifest chunk {chunk.index} has wrong bounds")
+            if len(chunk.sha256) != 64:
+                raise ValueError(f"manifest chunk {chunk.index} has no SHA-256")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file_id": self.file_id,
+            "version": self.version,
+            "size": self.size,
+            "content_type": self.content_type,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "chunk_size": self.chunk_size,
+            "bucket": self.bucket,
+            "key": self.key,
+            "status": self.status,
+            "chunks": [
+                {"index": c.index, "offset": c.offset, "length": c.length, "sha256": c.sha256}
+                for c in self.chunks
+            ],
+        }
+
+    def check_servable(self) -> None:
+        status = self.status.lower()
+        if status in _GONE:
+            raise Gone("the file has been deleted", file_id=self.file_id)
+        if status in _NOT_READY:
+            raise NotFound("the file is not ready yet", file_id=self.file_id)
+
+
+class ManifestSource(Protocol):
+    """Where manifests come from (the control plane client implements this)."""
+
+    async def fetch_manifest(self, file_id: str) -> Manifest: ...
+
+
+class ManifestStore:
+    """Manifests by file id: memory first, then the source, then the disk copy.
+
+    A version's bytes never change (a new version is a new cache key), so a cached
+    manifest of the signed version is trusted for ``fresh_seconds``; after that it
+    is refetched so deletions reach the edge, and reused when the source is down.
+    """
+
+    def __init__(
+        self, source: ManifestSource, state_dir: Path, fresh_seconds: float = 30.0
+    ) -> None:
+        self._source = source
+        self._dir = state_dir / "manifests"
+        self._fresh = fresh_seconds
+        self._memory: dict[str, tuple[float, Manifest]] = {}
+        self._inflight: dict[str, asyncio.Task[Manifest]] = {}
+
+    async def get(self, file_id: str, version: str) -> Manifest:
+        """The manifest of ``file_id`` if its current version is ``version``.
+
+        Raises Gone when the file has moved on to another version (the share names
+        a superseded one), NotFound/Gone when the control plane says so, and
+        Unavailable when it cannot answer and no copy is cached.
+        """
+        cached = self._memory.get(file_id)
+        if cached is None:
+            disk = await asyncio.to_thread(self._read_disk, file_id)
+            if disk is not None:
+                # Loaded copies are stale by definition: refetch, keep as fallback.
+                cached = (float("-inf"), disk)
+                self._memory[file_id] = cached
+        if cached and cached[1].version == version and time.monotonic() - cached[0] < self._fresh:
+            manifest = cached[1]
+        else:
+            try:
+                manifest = await self._fetch(file_id)
+            except (NotFound, Gone):
+                self.forget(file_id)
+                raise
+            except Unavailable:
+                if cached is None or cached[1].version != version:
+                    raise
+                log.warning("control plane unavailable; serving cached manifest file=%s", file_id)
+                manifest = cached[1]
+        if manifest.version != version:
+            raise Gone(
+                "the share URL names a version the file no longer has",
+                file_id=file_id,
+                version=version,
+            )
+        manifest.check_servable()
+        return manifest
+
+    def peek(self, file_id: str) -> Manifest | None:
+        """The cached manifest, if any, without I/O."""
+        cached = self._memory.get(file_id)
+        return cached[1] if cached else None
+
+    def forget(self, file_id: str) -> None:
+        self._memory.pop(file_id, None)
+        with contextlib.suppress(FileNotFoundError):
+            (self._dir / f"{file_id}.json").unlink()
+
+    async def _fetch(self, file_id: str) -> Manifest:
+        # Collapse concurrent lookups of one file into one control-plane call.
+        task = self._inflight.get(file_id)
+        if task is None:
+            task = asyncio.create_task(self._fetch_and_store(file_id))
+            self._inflight[file_id] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(file_id, None))
+            task.add_done_callback(retrieve_exception)
+        return await asyncio.shield(task)
+
+    async def _fetch_and_store(self, file_id: str) -> Manifest:
+        manifest = await self._source.fetch_manifest(file_id)
+        if manifest.file_id != file_id:
+            raise Unavailable("the control plane answered with another file's manifest")
+        self._memory[file_id] = (time.monotonic(), manifest)
+        await asyncio.to_thread(self._write_disk, manifest)
+        return manifest
+
+    def _read_disk(self, file_id: str) -> Manifest | None:
+        path = self._dir / f"{file_id}.json"
+        try:
+            return Manifest.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, Unavailable):
+            log.warning("dropping unreadable cached manifest %s", path)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return None
+
+    def _write_disk(self, manifest: Manifest) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".manifest.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(manifest.to_dict(), handle)
+            os.replace(tmp, self._dir / f"{manifest.file_id}.json")
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise

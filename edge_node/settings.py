@@ -1,0 +1,130 @@
+"""Edge settings: read from the environment once, at start, into one frozen object."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """Everything an edge needs to start; see docs/PROTOCOL.md (Settings)."""
+
+    api_url: str
+    join_token: str
+    host: str
+    port: int
+    http_port: int | None
+    state_dir: Path
+    cache_max_bytes: int
+    region: str
+    capacity_bytes: int
+    ca_bundle: str | None = None
+    lat: float | None = None
+    lng: float | None = None
+    # Where clients reach this node; defaults to https://HOST:PORT. Behind a load
+    # balancer the public name differs from the bind address.
+    public_url: str | None = None
+    shutdown_grace_seconds: float = 20.0
+    log_level: str = "INFO"
+    # Kernel sendfile for plain-HTTP responses (FSNODE_EDGE_SENDFILE=0 turns it off,
+    # for benchmarking the buffered path).
+    sendfile: bool = True
+
+    @property
+    def endpoint(self) -> str:
+        """The public HTTPS base URL sent at registration (the CSR names its host)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"https://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def endpoint_host(self) -> str:
+        """The host name or IP that the certificate must name."""
+        if not self.public_url:
+            return self.host
+        return urlsplit(self.public_url).hostname or self.host
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeSettings:
+        """Read the ``FSNODE_*`` variables; raise ValueError naming the first bad one."""
+        source = os.environ if env is None else env
+        cache_max = _int(source, "FSNODE_CACHE_MAX_BYTES", DEFAULT_CACHE_MAX_BYTES)
+        http_port_raw = source.get("FSNODE_EDGE_HTTP_PORT", "").strip()
+        return cls(
+            api_url=_required(source, "FSNODE_API_URL").rstrip("/"),
+            join_token=_required(source, "FSNODE_JOIN_TOKEN"),
+            host=source.get("FSNODE_EDGE_HOST", "127.0.0.1").strip() or "127.0.0.1",
+            port=_port(source, "FSNODE_EDGE_PORT", 8443),
+            http_port=_port(source, "FSNODE_EDGE_HTTP_PORT", 0) if http_port_raw else None,
+            state_dir=Path(_required(source, "FSNODE_STATE_DIR")).expanduser(),
+            cache_max_bytes=cache_max,
+            region=source.get("FSNODE_REGION") or source.get("AWS_DEFAULT_REGION") or "local",
+            capacity_bytes=_int(source, "FSNODE_CAPACITY_BYTES", cache_max),
+            ca_bundle=source.get("FSNODE_CA_BUNDLE") or None,
+            lat=_float(source, "FSNODE_EDGE_LAT"),
+            lng=_float(source, "FSNODE_EDGE_LNG"),
+            public_url=source.get("FSNODE_EDGE_PUBLIC_URL") or None,
+            shutdown_grace_seconds=float(source.get("FSNODE_SHUTDOWN_GRACE_SECONDS", "20")),
+            log_level=source.get("FSNODE_LOG_LEVEL", "INFO").upper(),
+            sendfile=source.get("FSNODE_EDGE_SENDFILE", "1").strip().lower() not in _FALSE,
+        )
+
+
+def _url_host(host: str) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ValueError(f"{name} must be set")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be positive")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a port number, got {raw!r}") from exc
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{name} must be a port number, got {raw!r}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc

@@ -1,0 +1,261 @@
+"""``python -m edge_node`` as the local stack runs it: a real subprocess that
+generates its key and CSR, registers with a small in-test control plane (which
+signs the CSR with a throwaway CA), serves HTTPS, heartbeats, does pulled work,
+registers again when forgotten, and exits 0 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from aiohttp import web
+from edge_fixtures import (
+    ThrowawayCA,
+    free_port,
+    moto_s3,
+    put_file,
+    share_public_keys,
+    share_query,
+)
+
+from edge_node.manifests import Manifest
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "fsnode-edge-boot"
+CHUNK = 256 * 1024
+JOIN_TOKEN = "join-me"
+# Big enough that a full GET is still being sent when SIGTERM arrives.
+DATA = os.urandom(32 * CHUNK + 777)
+
+
+class FakeControlPlane:
+    """The node routes of docs/PROTOCOL.md, enough for one edge, on a real port."""
+
+    def __init__(self, ca: ThrowawayCA, manifest: Manifest) -> None:
+        self.ca = ca
+        self.manifest = manifest
+        self.registrations: list[dict[str, Any]] = []
+        self.heartbeats: list[dict[str, Any]] = []
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.known = False
+        self.work_sent = False
+        self.forget_after_report = True
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/nodes/register", self.register)
+        app.router.add_post("/nodes/{node_id}/heartbeat", self.heartbeat)
+        app.router.add_get("/nodes/{node_id}/files/{file_id}", self.file)
+        app.router.add_post("/nodes/{node_id}/work/{work_id}", self.work)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+    def _authorized(self, request: web.Request) -> bool:
+        return self.known and request.headers.get("Authorization") == "Bearer cred-1"
+
+    @staticmethod
+    def _error(status: int, code: str) -> web.Response:
+        return web.json_response({"error": {"code": code, "message": code}}, status=status)
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("join_token") != JOIN_TOKEN:
+            return self._error(401, "unauthorized")
+        self.registrations.append(body)
+        self.known = True
+        return web.json_response(
+            {
+                "node_id": "node-1",
+                "credential": "cred-1",
+                "certificate": self.ca.sign_csr(body["csr"]),
+                "certificate_chain": self.ca.pem,
+                "root_certificate": self.ca.pem,
+                "share_public_keys": share_public_keys(),
+                "heartbeat_interval": 1,
+                "chunk_size": CHUNK,
+                "bucket": BUCKET,
+            }
+        )
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(404, "not_found")
+        self.heartbeats.append(await request.json())
+        work = []
+        if not self.work_sent:
+            self.work_sent = True
+            work = [
+                {
+                    "work_id": "w1",
+                    "kind": "warm",
+                    "file_id": self.manifest.file_id,
+                    "version": self.manifest.version,
+                    "chunk_index": 2,
+                }
+            ]
+        return web.json_response(
+            {"status": "active", "heartbeat_interval": 1, "share_public_keys": share_public_keys(),
+             "work": work}
+        )
+
+    async def file(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "unauthorized")
+        if request.match_info["file_id"] != self.manifest.file_id:
+            return self._error(404, "not_found")
+        return web.json_response(self.manifest.to_dict())
+
+    async def work(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "unauthorized")
+        self.reports[request.match_info["work_id"]] = await request.json()
+        if self.forget_after_report:
+            # As if the node's record expired: the next heartbeat gets a 404.
+            self.forget_after_report = False
+            self.known = False
+        return web.json_response({})
+
+
+def wait_for(condition: Any, what: str, limit: float = 30.0) -> None:
+    """Poll until ``condition()`` holds; the limit only guards against hanging."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[FakeControlPlane, Manifest]]:
+    with moto_s3():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        manifest = put_file(BUCKET, DATA, CHUNK)
+        control_plane = FakeControlPlane(ThrowawayCA(), manifest)
+        control_plane.start()
+        try:
+            yield control_plane, manifest
+        finally:
+            control_plane.stop()
+
+
+def test_python_m_edge_node_lifecycle(
+    tmp_path: Path, stack: tuple[FakeControlPlane, Manifest]
+) -> None:
+    control_plane, manifest = stack
+    port = free_port()
+    http_port = free_port()
+    env = {
+        **os.environ,
+        "FSNODE_API_URL": control_plane.url,
+        "FSNODE_JOIN_TOKEN": JOIN_TOKEN,
+        "FSNODE_EDGE_HOST": "127.0.0.1",
+        "FSNODE_EDGE_PORT": str(port),
+        "FSNODE_EDGE_HTTP_PORT": str(http_port),
+        "FSNODE_STATE_DIR": str(tmp_path / "state"),
+        "FSNODE_CACHE_MAX_BYTES": str(10 * 1024 * 1024),
+        "FSNODE_REGION": "local",
+        "FSNODE_CAPACITY_BYTES": str(10 * 1024 * 1024),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_node"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    log: list[str] = []
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        ready = ""
+        deadline = time.monotonic() + 30
+        while not ready.startswith("edge ready "):
+            assert process.poll() is None, "".join(log)
+            assert time.monotonic() < deadline, "".join(log)
+            try:
+                ready = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+        assert ready.strip() == f"edge ready node_id=node-1 url=https://127.0.0.1:{port}"
+        registration = control_plane.registrations[0]
+        assert registration["endpoint"] == f"https://127.0.0.1:{port}"
+        assert registration["capacity_bytes"] == 10 * 1024 * 1024
+        assert (tmp_path / "state" / "node.key").stat().st_mode & 0o777 == 0o600
+
+        with requests.Session() as http:
+            http.trust_env = False
+            http.verify = str(tmp_path / "state" / "root.crt")
+            assert http.get(f"https://127.0.0.1:{port}/healthz").json()["ok"] is True
+            assert http.get(f"http://127.0.0.1:{http_port}/healthz").json()["ok"] is True
+            url = f"https://127.0.0.1:{port}/f/{manifest.file_id}"
+            query = share_query(manifest.file_id, manifest.version)
+            ranged = {"Range": f"bytes={CHUNK - 3}-{CHUNK + 2}"}
+            answer = http.get(url, params=query, headers=ranged)
+            assert answer.status_code == 206
+            assert answer.content == DATA[CHUNK - 3 : CHUNK + 3]
+
+        # Pulled work: warm chunk 2, report its SHA-256.
+        wait_for(lambda: "w1" in control_plane.reports, "the warm report")
+        assert control_plane.reports["w1"] == {"ok": True, "sha256": manifest.chunks[2].sha256}
+        # The control plane forgot the node after that report: it must register again.
+        wait_for(lambda: len(control_plane.registrations) >= 2, "re-registration")
+        wait_for(lambda: control_plane.known and len(control_plane.heartbeats) >= 2, "heartbeats")
+        assert control_plane.heartbeats[-1]["used_bytes"] > 0
+        assert control_plane.registrations[0]["idempotency_key"] == (
+            control_plane.registrations[1]["idempotency_key"]
+        )
+
+        # Graceful stop: a response under way when SIGTERM arrives still completes.
+        with requests.Session() as http:
+            http.trust_env = False
+            http.verify = str(tmp_path / "state" / "root.crt")
+            with http.get(url, params=query, stream=True) as answer:
+                first = answer.raw.read(CHUNK)
+                process.send_signal(signal.SIGTERM)
+                rest = answer.raw.read()
+            assert first + rest == DATA
+        assert process.wait(timeout=30) == 0, "".join(log)
+        print("".join(log))  # the edge's own log, shown with pytest -s
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

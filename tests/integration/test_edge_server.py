@@ -1,0 +1,344 @@
+"""The edge app over real HTTPS against a real moto S3 server.
+
+The manifest comes from an in-test source implementing the same interface as the
+control-plane client; the control plane itself is covered by end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from http.client import HTTPSConnection
+
+import aiohttp
+import boto3
+import pytest
+import requests
+from edge_fixtures import (
+    EdgeServer,
+    StaticManifestSource,
+    ThrowawayCA,
+    put_file,
+    share_query,
+    signer,
+)
+from fsnode_core.ids import new_id
+from fsnode_core.signing import SharePolicy
+
+from edge_node.manifests import Manifest
+
+BUCKET = "fsnode-edge-test"
+CHUNK = 64 * 1024
+DATA = os.urandom(3 * CHUNK + 12_345)  # three whole chunks and a short one
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
+    from edge_fixtures import moto_s3
+
+    with moto_s3():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        server = EdgeServer(tmp_path_factory.mktemp("edge"), ThrowawayCA(), StaticManifestSource())
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def http(edge: EdgeServer) -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would override ``verify``
+        session.verify = str(edge.ca_file)  # real certificate checks, IP SAN included
+        yield session
+
+
+def publish(edge: EdgeServer, data: bytes = DATA) -> Manifest:
+    manifest = put_file(BUCKET, data, CHUNK)
+    edge.source.manifests[manifest.file_id] = manifest
+    return manifest
+
+
+def file_url(edge: EdgeServer, manifest: Manifest) -> str:
+    return f"{edge.url}/f/{manifest.file_id}"
+
+
+@pytest.fixture(params=["https-miss", "https-hit", "http-miss", "http-hit"])
+def shared(
+    request: pytest.FixtureRequest, edge: EdgeServer, http: requests.Session
+) -> tuple[str, dict[str, str]]:
+    """A fresh file, cold (miss) or already read once (hit), over HTTPS or plain HTTP
+    (the plain listener sends cached bytes with sendfile)."""
+    scheme, state = request.param.split("-")
+    manifest = publish(edge)
+    query = share_query(manifest.file_id, manifest.version)
+    base = edge.url if scheme == "https" else edge.plain_url
+    url = f"{base}/f/{manifest.file_id}"
+    if state == "hit":
+        assert http.get(url, params=query).content == DATA
+    return url, query
+
+
+def test_full_get(shared: tuple[str, dict[str, str]], http: requests.Session) -> None:
+    url, query = shared
+    answer = http.get(url, params=query)
+    assert answer.status_code == 200
+    assert answer.content == DATA
+    headers = answer.headers
+    assert headers["Content-Length"] == str(len(DATA))
+    assert headers["Content-Type"] == "video/mp4"
+    assert headers["Accept-Ranges"] == "bytes"
+    assert re.fullmatch(r'"[0-9a-f]{32}"', headers["ETag"])
+    assert headers["Last-Modified"] == "Tue, 14 Nov 2023 22:13:20 GMT"
+    max_age = int(re.fullmatch(r"private, max-age=(\d+)", headers["Cache-Control"]).group(1))
+    assert 0 < max_age <= int(query["exp"]) - int(time.time()) + 1
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert "Content-Range" in headers["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=0-0", 0, 0),
+        (f"bytes={CHUNK - 10}-{CHUNK + 9}", CHUNK - 10, CHUNK + 9),  # across a chunk boundary
+        (f"bytes={CHUNK - 1}-{3 * CHUNK + 5}", CHUNK - 1, 3 * CHUNK + 5),  # across three
+        ("bytes=-100", len(DATA) - 100, len(DATA) - 1),  # suffix
+        (f"bytes={2 * CHUNK}-", 2 * CHUNK, len(DATA) - 1),  # open-ended
+        (f"bytes=5-{10 * len(DATA)}", 5, len(DATA) - 1),  # clamped past the end
+    ],
+)
+def test_single_range(
+    shared: tuple[str, dict[str, str]], http: requests.Session, header: str, first: int, last: int
+) -> None:
+    url, query = shared
+    answer = http.get(url, params=query, headers={"Range": header})
+    assert answer.status_code == 206
+    assert answer.content == DATA[first : last + 1]
+    assert answer.headers["Content-Range"] == f"bytes {first}-{last}/{len(DATA)}"
+    assert answer.headers["Content-Length"] == str(last - first + 1)
+
+
+def test_multiple_ranges(shared: tuple[str, dict[str, str]], http: requests.Session) -> None:
+    url, query = shared
+    spans = [(0, 9), (CHUNK - 5, CHUNK + 4), (len(DATA) - 3, len(DATA) - 1)]
+    header = "bytes=" + ",".join(f"{a}-{b}" for a, b in spans)
+    answer = http.get(url, params=query, headers={"Range": header})
+    assert answer.status_code == 206
+    match = re.fullmatch(r"multipart/byteranges; boundary=(\S+)", answer.headers["Content-Type"])
+    assert match
+    assert int(answer.headers["Content-Length"]) == len(answer.content)
+    boundary = match.group(1).encode()
+    parts = answer.content.split(b"--" + boundary)
+    assert parts[0] == b"" and parts[-1] == b"--\r\n"
+    for raw, (first, last) in zip(parts[1:-1], spans, strict=True):
+        head, body = raw.split(b"\r\n\r\n", 1)
+        assert f"Content-Range: bytes {first}-{last}/{len(DATA)}".encode() in head
+        assert b"Content-Type: video/mp4" in head
+        assert body == DATA[first : last + 1] + b"\r\n"
+
+
+def test_unsatisfiable_range(shared: tuple[str, dict[str, str]], http: requests.Session) -> None:
+    url, query = shared
+    answer = http.get(url, params=query, headers={"Range": f"bytes={len(DATA)}-"})
+    assert answer.status_code == 416
+    assert answer.headers["Content-Range"] == f"bytes */{len(DATA)}"
+    assert answer.json()["error"]["code"] == "range_not_satisfiable"
+
+
+@pytest.mark.parametrize("header", ["bytes=10-5", "pages=1-2", "bytes=abc", "bytes=--1"])
+def test_malformed_range_is_ignored(
+    shared: tuple[str, dict[str, str]], http: requests.Session, header: str
+) -> None:
+    url, query = shared
+    answer = http.get(url, params=query, headers={"Range": header})
+    assert answer.status_code == 200
+    assert answer.content == DATA
+
+
+def test_head(shared: tuple[str, dict[str, str]], http: requests.Session) -> None:
+    url, query = shared
+    for headers in ({}, {"Range": "bytes=0-9"}):  # RFC 9110 14.2: Range is for GET only
+        answer = http.head(url, params=query, headers=headers)
+        assert answer.status_code == 200
+        assert answer.headers["Content-Length"] == str(len(DATA))
+        assert answer.headers["Accept-Ranges"] == "bytes"
+        assert answer.content == b""
+
+
+def test_conditional_requests(shared: tuple[str, dict[str, str]], http: requests.Session) -> None:
+    url, query = shared
+    first = http.get(url, params=query, headers={"Range": "bytes=0-0"})
+    etag, last_modified = first.headers["ETag"], first.headers["Last-Modified"]
+
+    not_modified = http.get(url, params=query, headers={"If-None-Match": f"W/{etag}, \"x\""})
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+    assert not_modified.headers["ETag"] == etag
+    assert http.get(url, params=query, headers={"If-None-Match": '"other"'}).status_code == 200
+    since = http.get(url, params=query, headers={"If-Modified-Since": last_modified})
+    assert since.status_code == 304
+
+    ranged = {"Range": "bytes=10-19"}
+    same = http.get(url, params=query, headers={**ranged, "If-Range": etag})
+    assert (same.status_code, same.content) == (206, DATA[10:20])
+    by_date = http.get(url, params=query, headers={**ranged, "If-Range": last_modified})
+    assert by_date.status_code == 206
+    changed = http.get(url, params=query, headers={**ranged, "If-Range": '"stale"'})
+    assert (changed.status_code, changed.content) == (200, DATA)
+
+
+def test_cors_preflight(edge: EdgeServer, http: requests.Session) -> None:
+    answer = http.options(
+        f"{edge.url}/f/{new_id()}",
+        headers={
+            "Origin": "https://player.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range",
+        },
+    )
+    assert answer.status_code == 204
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert "GET" in answer.headers["Access-Control-Allow-Methods"]
+    assert "Range" in answer.headers["Access-Control-Allow-Headers"]
+
+
+def test_signature_checks(edge: EdgeServer, http: requests.Session) -> None:
+    manifest = publish(edge)
+    url = file_url(edge, manifest)
+    good = share_query(manifest.file_id, "1")
+    forged = {**good, "sig": good["sig"][:-4] + ("AAAA" if good["sig"][-4:] != "AAAA" else "BBBB")}
+    expired = signer().sign(SharePolicy(manifest.file_id, "1", int(time.time()) - 10))
+    other_file = share_query(new_id(), "1")
+    cases = [
+        forged,
+        expired,
+        {**good, "kid": "nope"},
+        {**good, "exp": str(int(good["exp"]) + 60)},  # policy no longer matches the signature
+        {k: v for k, v in good.items() if k != "sig"},
+        {},
+        {**other_file},  # a valid signature, for another file
+    ]
+    for query in cases:
+        answer = http.get(url, params=query)
+        assert answer.status_code == 403, query
+        assert answer.json()["error"]["code"] == "forbidden"
+    assert http.get(url, params=good).status_code == 200
+
+
+def test_superseded_version_is_gone(edge: EdgeServer, http: requests.Session) -> None:
+    manifest = publish(edge)
+    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, "0"))
+    assert answer.status_code == 410
+    assert answer.json()["error"]["code"] == "gone"
+
+
+def test_unknown_file_is_not_found(edge: EdgeServer, http: requests.Session) -> None:
+    file_id = new_id()
+    answer = http.get(f"{edge.url}/f/{file_id}", params=share_query(file_id, "1"))
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "raw_id",
+    [
+        "..",
+        "%2e%2e",
+        "abc",
+        "0123456789ABCDEF0123456789ABCDEF",  # upper case
+        "0123456789abcdef0123456789abcdef0",  # 33 characters
+        "..%5C..%5Cetc",
+        "0123456789abcdef0123456789abcde%00",
+    ],
+)
+def test_path_tricks_in_ids_are_rejected(edge: EdgeServer, raw_id: str) -> None:
+    # http.client sends the path as is: requests would normalise dot segments away.
+    connection = HTTPSConnection("127.0.0.1", edge.port, context=edge.client_ssl())
+    try:
+        connection.request("GET", f"/f/{raw_id}?v=1")
+        answer = connection.getresponse()
+        body = json.loads(answer.read())
+    finally:
+        connection.close()
+    assert answer.status == 400
+    assert body["error"]["code"] == "invalid_input"
+
+
+def test_missing_origin_object_is_a_502(edge: EdgeServer, http: requests.Session) -> None:
+    manifest = publish(edge)
+    boto3.client("s3").delete_object(Bucket=BUCKET, Key=manifest.key)
+    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, "1"))
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "origin_error"
+
+
+def test_healthz_and_metrics(edge: EdgeServer, http: requests.Session) -> None:
+    health = http.get(f"{edge.url}/healthz")
+    assert health.status_code == 200
+    assert health.json()["ok"] is True
+    text = http.get(f"{edge.url}/metrics").text
+    for name in (
+        "fsnode_edge_cache_hits_total",
+        "fsnode_edge_cache_misses_total",
+        "fsnode_edge_bytes_served_total",
+        "fsnode_edge_cache_evictions_total",
+        "fsnode_edge_requests_in_flight",
+        "fsnode_edge_cache_bytes",
+    ):
+        assert re.search(rf"^{name} \d+", text, re.M), name
+
+
+def test_concurrent_cold_requests_cause_one_origin_read(edge: EdgeServer) -> None:
+    manifest = publish(edge)
+    query = share_query(manifest.file_id, "1")
+    url = file_url(edge, manifest)
+    span = (CHUNK + 100, CHUNK + 5000)  # inside chunk 1 only
+
+    async def fetch_all() -> list[tuple[int, bytes]]:
+        connector = aiohttp.TCPConnector(ssl=edge.client_ssl(), limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one() -> tuple[int, bytes]:
+                headers = {"Range": f"bytes={span[0]}-{span[1]}"}
+                async with session.get(url, params=query, headers=headers) as answer:
+                    return answer.status, await answer.read()
+
+            return await asyncio.gather(*(one() for _ in range(50)))
+
+    results = asyncio.run(fetch_all())
+    assert all(status == 206 for status, _ in results)
+    assert all(body == DATA[span[0] : span[1] + 1] for _, body in results)
+    assert edge.origin.reads[(manifest.key, CHUNK)] == 1
+    assert edge.source.calls >= 1
+
+
+
+def test_origin_failure_mid_body_cuts_the_connection(
+    edge: EdgeServer, http: requests.Session
+) -> None:
+    manifest = publish(edge)
+    query = share_query(manifest.file_id, "1")
+    url = file_url(edge, manifest)
+    assert http.get(url, params=query, headers={"Range": "bytes=0-0"}).status_code == 206
+    boto3.client("s3").delete_object(Bucket=BUCKET, Key=manifest.key)
+    # Chunk 0 is cached, so the 200 starts; a later chunk cannot be read, and the
+    # client must see a short body rather than a complete-looking wrong one.
+    with pytest.raises(requests.exceptions.RequestException):
+        answer = http.get(url, params=query)
+        assert len(answer.content) < len(DATA)
+        answer.raise_for_status()
+        pytest.fail("a truncated body was delivered as complete")
+
+
+def test_empty_file(edge: EdgeServer, http: requests.Session) -> None:
+    manifest = publish(edge, b"")
+    query = share_query(manifest.file_id, "1")
+    for headers in ({}, {"Range": "bytes=0-"}, {"Range": "bytes=-5"}):
+        answer = http.get(file_url(edge, manifest), params=query, headers=headers)
+        assert (answer.status_code, answer.content) == (200, b"")
+        assert answer.headers["Content-Length"] == "0"

@@ -1,0 +1,101 @@
+"""Key, CSR and server context (edge_node.tls), and settings (edge_node.settings)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from edge_node import tls
+from edge_node.settings import EdgeSettings
+
+
+def san_of(csr_pem: str) -> list[object]:
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    assert csr.is_signature_valid
+    return list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+
+
+def test_key_is_private_and_reused(tmp_path: Path) -> None:
+    key = tls.load_or_create_key(tmp_path)
+    path = tmp_path / tls.KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert key.key_size >= 2048
+    again = tls.load_or_create_key(tmp_path)
+    assert again.private_numbers() == key.private_numbers()
+    assert [p.name for p in tmp_path.iterdir()] == [tls.KEY_FILE]  # no temp files left
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
+        ("::1", x509.IPAddress(ipaddress.ip_address("::1"))),
+        ("Edge-1.Example.com", x509.DNSName("edge-1.example.com")),
+    ],
+)
+def test_csr_names_exactly_the_endpoint_host(
+    tmp_path: Path, host: str, expected: x509.GeneralName
+) -> None:
+    key = tls.load_or_create_key(tmp_path)
+    assert san_of(tls.build_csr(key, host)) == [expected]
+
+
+def test_server_context_requires_tls_1_2(tmp_path: Path) -> None:
+    key = tls.load_or_create_key(tmp_path)
+    csr = x509.load_pem_x509_csr(tls.build_csr(key, "127.0.0.1").encode())
+    now = dt.datetime.now(dt.UTC)
+    cert = (  # self-signed from the CSR: enough to load a context
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(csr.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    cert_path = tls.save_certificate(tmp_path, pem, "", None)
+    assert stat.S_IMODE(cert_path.stat().st_mode) == 0o600
+    context = tls.server_context(cert_path, tmp_path / tls.KEY_FILE)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_settings_from_env(tmp_path: Path) -> None:
+    settings = EdgeSettings.from_env(
+        {
+            "FSNODE_API_URL": "http://127.0.0.1:9000/",
+            "FSNODE_JOIN_TOKEN": "t",
+            "FSNODE_EDGE_HOST": "::1",
+            "FSNODE_EDGE_PORT": "8443",
+            "FSNODE_STATE_DIR": str(tmp_path),
+            "FSNODE_CACHE_MAX_BYTES": "1000",
+        }
+    )
+    assert settings.api_url == "http://127.0.0.1:9000"
+    assert settings.endpoint == "https://[::1]:8443"
+    assert settings.endpoint_host == "::1"
+    assert settings.http_port is None
+    assert settings.capacity_bytes == 1000
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FSNODE_EDGE_PORT", "http"), ("FSNODE_CACHE_MAX_BYTES", "-1"), ("FSNODE_API_URL", "")],
+)
+def test_bad_settings_name_the_variable(tmp_path: Path, name: str, value: str) -> None:
+    env = {
+        "FSNODE_API_URL": "http://x",
+        "FSNODE_JOIN_TOKEN": "t",
+        "FSNODE_STATE_DIR": str(tmp_path),
+        name: value,
+    }
+    with pytest.raises(ValueError, match=name):
+        EdgeSettings.from_env(env)
