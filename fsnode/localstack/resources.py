@@ -7,6 +7,7 @@ Lambda functions whose handlers are the Chalice app's ``@app.lambda_function``s.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -97,7 +98,7 @@ class ResourceBuilder:
         )
         env = {**control_plane_env, **control_plane_settings(resources)}
         machines = self._create_state_machines(env)
-        return StackResources(**{**resources.__dict__, "state_machines": machines})
+        return dataclasses.replace(resources, state_machines=machines)
 
     def _enable_state_machine_execution(self) -> None:
         # Off by default in moto; on, Step Functions runs the ASL for real.

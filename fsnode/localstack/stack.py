@@ -123,10 +123,11 @@ class LocalStack:
         endpoint = f"http://127.0.0.1:{aws_port}"
         api_url = f"http://127.0.0.1:{api_port}"
         base_env = aws_env(endpoint, opts.region)
+        functions = ["--functions-dir", str(FUNCTIONS_DIR)]
 
         aws = self._spawn(
             "aws",
-            ["-m", "fsnode.localstack.aws_server", "--port", str(aws_port)],
+            ["-m", "fsnode.localstack.aws_server", "--port", str(aws_port), *functions],
             base_env,
             logs,
         )
@@ -149,7 +150,7 @@ class LocalStack:
         api_env = {**base_env, **settings, **control_plane_settings(resources)}
         api = self._spawn(
             "api",
-            ["-m", "fsnode.localstack.api_server", "--port", str(api_port)],
+            ["-m", "fsnode.localstack.api_server", "--port", str(api_port), *functions],
             api_env,
             logs,
         )
