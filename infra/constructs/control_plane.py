@@ -1,0 +1,243 @@
+"""The control plane: the Chalice app in ``functions/``, its layer, settings and role."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import ArnFormat, Aws, CfnResource, RemovalPolicy, Stack, Token
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from chalice.cdk import Chalice
+from chalice.utils import to_cfn_resource_name
+from constructs import Construct
+
+from infra.nag import acknowledge
+
+# Chalice names its REST API and shared role this way in the SAM template.
+REST_API_ID = "RestAPI"
+DEFAULT_ROLE_ID = "DefaultRole"
+API_STAGE = "api"
+
+
+@contextlib.contextmanager
+def _chalice_packaging(source_dir: Path, work_dir: Path, region: str) -> Iterator[None]:
+    """Let chalice package ``source_dir`` without leaving traces in this process.
+
+    chalice.cdk writes ``chalice.out/`` under the current directory, imports the
+    app as the top-level module ``app`` and copies the stage's environment
+    variables into ``os.environ``. We give it a work directory, make sure ``app``
+    resolves to ``source_dir/app.py``, and put the process back afterwards.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    _prune_old_packages(work_dir / "chalice.out")
+    saved_environ = dict(os.environ)
+    saved_app = sys.modules.get("app")
+    if saved_app is not None and Path(getattr(saved_app, "__file__", "") or "").parent != (
+        source_dir
+    ):
+        del sys.modules["app"]
+    try:
+        # chalice asks boto3 for a region to pick the Lambda service principal.
+        os.environ["AWS_DEFAULT_REGION"] = region
+        with contextlib.chdir(work_dir):
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        if saved_app is not None:
+            sys.modules["app"] = saved_app
+
+
+def _prune_old_packages(out_dir: Path, max_age_seconds: float = 3600) -> None:
+    # Every synth packages afresh into a new uuid folder; its assets are copied into
+    # cdk.out at once, so old folders are only clutter.
+    if not out_dir.is_dir():
+        return
+    cutoff = time.time() - max_age_seconds
+    for entry in out_dir.iterdir():
+        if entry.stat().st_mtime < cutoff:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _camel_to_snake(name: str) -> str:
+    out: list[str] = []
+    for index, char in enumerate(name):
+        if char.isupper() and index and not name[index - 1].isupper():
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)
+
+
+class ControlPlane(Construct):
+    """``chalice.cdk.Chalice`` over ``functions/`` with fsnode's settings and layer.
+
+    ``environment`` is the control-plane settings of docs/PROTOCOL.md; the
+    Powertools variables are added here. The Chalice role starts with only logs
+    and X-Ray: everything else comes from the stack's ``grant_*`` calls on
+    :attr:`role`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        source_dir: Path,
+        layer: lambda_.ILayerVersion,
+        environment: Mapping[str, str],
+        work_dir: Path,
+        api_name: str,
+        log_level: str = "INFO",
+        memory_size: int = 512,
+        timeout_seconds: int = 60,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not (source_dir / "app.py").is_file():
+            raise FileNotFoundError(f"No Chalice app at {source_dir / 'app.py'}")
+        self.source_dir = source_dir
+        stage_config: dict[str, Any] = {
+            "api_gateway_stage": API_STAGE,
+            "api_gateway_endpoint_type": "REGIONAL",
+            "lambda_memory_size": memory_size,
+            "lambda_timeout": timeout_seconds,
+            "xray": True,
+            "layers": [layer.layer_version_arn],
+            "environment_variables": {
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": "fsnode",
+                "POWERTOOLS_METRICS_NAMESPACE": "fsnode",
+                "LOG_LEVEL": log_level,
+            },
+        }
+        region = Stack.of(self).region
+        with _chalice_packaging(
+            source_dir, work_dir, "us-east-1" if Token.is_unresolved(region) else region
+        ):
+            self.chalice = Chalice(
+                self, "Chalice", source_dir=str(source_dir), stage_config=stage_config
+            )
+        self.role: iam.IRole = self.chalice.get_role(DEFAULT_ROLE_ID)
+
+        self.function_ids: list[str] = [
+            child.node.id
+            for child in self.chalice.sam_template.node.children
+            if isinstance(child, CfnResource)
+            and child.cfn_resource_type == "AWS::Serverless::Function"
+        ]
+        self.scheduled_ids: list[str] = self._scheduled_function_ids()
+        self.rest_api = self.chalice.get_resource(REST_API_ID)
+        # A stack-specific API name keeps the API Gateway metrics of two stacks apart.
+        self.rest_api.add_property_override("Name", api_name)
+        self.api_name = api_name
+        self.api_stage = API_STAGE
+        self.api_url = (
+            f"https://{self.rest_api.ref}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{API_STAGE}/"
+        )
+        self._restrict_default_role()
+        self.log_groups = [
+            logs.LogGroup(
+                self,
+                f"{function_id}Logs",
+                log_group_name=f"/aws/lambda/{self.chalice.get_resource(function_id).ref}",
+                retention=log_retention,
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            for function_id in self.function_ids
+        ]
+
+    def function_arn(self, placeholder_name: str) -> str:
+        """The ARN of ``@app.lambda_function(name=snake(placeholder_name))``.
+
+        ``PlanReplication`` names ``plan_replication`` (docs/PROTOCOL.md, naming).
+        """
+        logical_id = to_cfn_resource_name(_camel_to_snake(placeholder_name))
+        if logical_id not in self.function_ids:
+            raise KeyError(
+                f"No Chalice function for {placeholder_name!r} (expected "
+                f"@app.lambda_function(name={_camel_to_snake(placeholder_name)!r}) in "
+                f"{self.source_dir / 'app.py'}); known: {sorted(self.function_ids)}"
+            )
+        arn: str = self.chalice.get_resource(logical_id).get_att("Arn").to_string()
+        return arn
+
+    def _scheduled_function_ids(self) -> list[str]:
+        # CfnInclude does not expose properties; the packaged SAM template does.
+        # (chalice.cdk keeps its package directory in _sam_package_dir.)
+        sam = json.loads(
+            (Path(self.chalice._sam_package_dir) / "sam.json").read_text(encoding="utf-8")
+        )
+        return [
+            logical_id
+            for logical_id, resource in sam["Resources"].items()
+            if resource["Type"] == "AWS::Serverless::Function"
+            and any(
+                event.get("Type") == "Schedule"
+                for event in resource["Properties"].get("Events", {}).values()
+            )
+        ]
+
+    def _restrict_default_role(self) -> None:
+        # Chalice's generated policy allows logs on arn:*:logs:*:*:* and, for any boto3
+        # call it spots in app.py, that action on "*". The stack grants what the app
+        # really needs, so the inline policy keeps only logs (this account and region)
+        # and X-Ray. No logs:CreateLogGroup: the stack owns each function's log group,
+        # with a retention.
+        stack = Stack.of(self)
+        role = self.chalice.get_resource(DEFAULT_ROLE_ID)
+        if not isinstance(role, iam.CfnRole):
+            raise TypeError(f"Chalice's {DEFAULT_ROLE_ID} is not an AWS::IAM::Role")
+        # Set on the L1 (not a raw override) so cdk-nag checks what is deployed.
+        role.policies = [
+            iam.CfnRole.PolicyProperty(
+                policy_name="DefaultRolePolicy",
+                policy_document={
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": stack.format_arn(
+                                service="logs",
+                                resource="log-group",
+                                resource_name="/aws/lambda/*",
+                                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                            ),
+                        },
+                        {
+                            "Effect": "Allow",
+                            "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                            "Resource": "*",
+                        },
+                    ],
+                },
+            )
+        ]
+        region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            (
+                "Lambda log groups are named after functions whose names CloudFormation "
+                "generates after this role exists, so they can only be matched by prefix "
+                "(this account and region); X-Ray trace writes support no resource-level "
+                "permissions."
+            ),
+            [
+                "Resource::*",
+                f"Resource::arn:<AWS::Partition>:logs:{region}:{account}:log-group:/aws/lambda/*",
+            ],
+        )

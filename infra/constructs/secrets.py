@@ -1,0 +1,55 @@
+"""Secrets the control plane and edges share: the join token and the share keyring."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.nag import acknowledge
+
+
+class Secrets(Construct):
+    """The edge join token and the Ed25519 share-signing keyring (docs/PROTOCOL.md)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.join_token = secretsmanager.Secret(
+            self,
+            "JoinToken",
+            description="fsnode: token an edge node presents to POST /nodes/register",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=48, exclude_punctuation=True
+            ),
+            removal_policy=removal_policy,
+        )
+        # {"active": KID, KID: SEED}: the private key is sha256(SEED). Rotation adds
+        # a new kid and moves "active", keeping old kids so live share URLs verify.
+        self.signing_keyring = secretsmanager.Secret(
+            self,
+            "SigningKeyring",
+            description="fsnode: share-URL signing keyring",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template='{"active": "k1"}',
+                generate_string_key="k1",
+                password_length=64,
+                exclude_punctuation=True,
+            ),
+            removal_policy=removal_policy,
+        )
+        for secret in (self.join_token, self.signing_keyring):
+            acknowledge(
+                secret,
+                "AwsSolutions-SMG4",
+                (
+                    "Rotation is an operator procedure, not a rotation Lambda: the "
+                    "keyring must keep old kids while share URLs signed with them "
+                    "live, and a new join token must reach the edge task definition."
+                ),
+            )

@@ -1,0 +1,215 @@
+"""``FsnodeStack``: creates the constructs, passes names between them, grants access."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from constructs import Construct
+
+from infra import paths
+from infra.constructs.control_plane import ControlPlane
+from infra.constructs.core_layer import CoreLayer
+from infra.constructs.edge_fleet import EdgeFleet
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.pki import Pki
+from infra.constructs.secrets import Secrets
+from infra.constructs.storage import Storage
+from infra.constructs.workflows import Workflows, discover_definitions, state_machine_arn
+from infra.nag import acknowledge, objects_finding
+from infra.settings import FsnodeSettings
+
+PRUNE_FUNCTION = "Prune"
+PRUNE_SCHEDULE = "rate(1 minute)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourcePaths:
+    """Where the assets come from; tests point these at a scratch copy when needed."""
+
+    functions_dir: Path = paths.FUNCTIONS_DIR
+    edge_build_context: Path = paths.REPO_ROOT
+    edge_dockerfile: str = paths.EDGE_DOCKERFILE
+    tables_json: Path = paths.TABLES_JSON
+    core_library_dir: Path = paths.CORE_LIBRARY_DIR
+    layer_requirements: Path = paths.LAYER_REQUIREMENTS
+    cache_dir: Path = field(default=paths.CACHE_DIR)
+
+
+class FsnodeStack(Stack):
+    """The whole of fsnode in one stack: storage, PKI, control plane, workflows, edges."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: FsnodeSettings,
+        sources: SourcePaths | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        sources = sources or SourcePaths()
+
+        self.storage = Storage(
+            self,
+            "Storage",
+            tables_json=sources.tables_json,
+            existing_bucket_name=settings.existing_bucket_name,
+            removal_policy=removal_policy,
+        )
+        self.pki = Pki(
+            self,
+            "Pki",
+            common_name=f"fsnode {self.stack_name} root CA",
+            existing_ca_arn=settings.existing_ca_arn,
+        )
+        self.secrets = Secrets(self, "Secrets", removal_policy=removal_policy)
+        self.core_layer = CoreLayer(
+            self,
+            "CoreLayer",
+            library_dir=sources.core_library_dir,
+            requirements=sources.layer_requirements,
+            cache_dir=sources.cache_dir,
+        )
+
+        definitions_dir = sources.functions_dir / "statemachines"
+        machine_arns = {
+            f"FSNODE_{name.upper()}_STATE_MACHINE_ARN": state_machine_arn(self, name)
+            for name in discover_definitions(definitions_dir)
+        }
+        self.control_plane = ControlPlane(
+            self,
+            "ControlPlane",
+            source_dir=sources.functions_dir,
+            layer=self.core_layer.layer,
+            work_dir=sources.cache_dir / "chalice",
+            api_name=f"{self.stack_name}-api",
+            log_level=settings.log_level,
+            environment={
+                "FSNODE_NODES_TABLE": self.storage.nodes_table.table_name,
+                "FSNODE_CHUNKS_TABLE": self.storage.chunks_table.table_name,
+                "FSNODE_IDEMPOTENCY_TABLE": self.storage.idempotency_table.table_name,
+                "FSNODE_BUCKET": self.storage.bucket.bucket_name,
+                "FSNODE_CA_ARN": self.pki.ca_arn,
+                "FSNODE_JOIN_TOKEN_SECRET": self.secrets.join_token.secret_arn,
+                "FSNODE_SIGNING_KEY_SECRET": self.secrets.signing_keyring.secret_arn,
+                "FSNODE_CHUNK_SIZE": str(settings.chunk_size),
+                "FSNODE_CERT_VALIDITY_DAYS": str(settings.cert_validity_days),
+                "FSNODE_HEARTBEAT_INTERVAL": str(settings.heartbeat_interval),
+                "FSNODE_HEARTBEAT_TIMEOUT": str(settings.heartbeat_timeout),
+                "FSNODE_REPLICATION_FACTOR": str(settings.replication_factor),
+                **machine_arns,
+            },
+        )
+        self.workflows = Workflows(
+            self,
+            "Workflows",
+            definitions_dir=definitions_dir,
+            function_arn=self.control_plane.function_arn,
+            substitutions={
+                "NodesTableName": self.storage.nodes_table.table_name,
+                "ChunksTableName": self.storage.chunks_table.table_name,
+                "BucketName": self.storage.bucket.bucket_name,
+            },
+        )
+        self._schedule_prune()
+
+        role = self.control_plane.role
+        for table in (
+            self.storage.nodes_table,
+            self.storage.chunks_table,
+            self.storage.idempotency_table,
+        ):
+            table.grant_read_write_data(role)
+        # Presigned multipart uploads, imports (head/get) and GC deletes.
+        self.storage.bucket.grant_read_write(role)
+        self.pki.grant_issue(role)
+        self.secrets.join_token.grant_read(role)
+        self.secrets.signing_keyring.grant_read(role)
+        self.workflows.grant_start_execution(role)
+        Workflows.grant_task_response(role)
+        self._suppress_control_plane_grant_wildcards()
+
+        self.edge_fleet = EdgeFleet(
+            self,
+            "EdgeFleet",
+            build_context=sources.edge_build_context,
+            dockerfile=sources.edge_dockerfile,
+            bucket=self.storage.bucket,
+            join_token=self.secrets.join_token,
+            api_url=self.control_plane.api_url,
+            domain_name=settings.domain_name,
+            desired_count=settings.edge_count,
+            max_count=settings.edge_max_count,
+            cpu=settings.edge_cpu,
+            memory_mib=settings.edge_memory,
+            ephemeral_storage_gib=settings.edge_ephemeral_gib,
+            nat_gateways=settings.nat_gateways,
+            log_level=settings.log_level,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            api_name=self.control_plane.api_name,
+            api_stage=self.control_plane.api_stage,
+            edge_log_group=self.edge_fleet.log_group,
+            edge_target_group=self.edge_fleet.target_group,
+            edge_load_balancer=self.edge_fleet.load_balancer,
+        )
+
+        CfnOutput(self, "ApiUrl", value=self.control_plane.api_url)
+        CfnOutput(
+            self,
+            "EdgeLoadBalancerDns",
+            value=self.edge_fleet.load_balancer.load_balancer_dns_name,
+        )
+        CfnOutput(self, "CaArn", value=self.pki.ca_arn)
+        CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
+
+    def _schedule_prune(self) -> None:
+        # The Chalice app normally schedules prune itself (@app.schedule); only a plain
+        # @app.lambda_function(name="prune") needs a rule from here.
+        plane = self.control_plane
+        if PRUNE_FUNCTION in plane.function_ids and PRUNE_FUNCTION not in plane.scheduled_ids:
+            events.Rule(
+                self,
+                "PruneSchedule",
+                schedule=events.Schedule.expression(PRUNE_SCHEDULE),
+                targets=[targets.LambdaFunction(plane.chalice.get_function(PRUNE_FUNCTION))],
+            )
+
+    def _suppress_control_plane_grant_wildcards(self) -> None:
+        tables = (
+            self.storage.nodes_table,
+            self.storage.chunks_table,
+            self.storage.idempotency_table,
+        )
+        indexes = [
+            f"<{self.get_logical_id(table.node.default_child)}.Arn>/index/*"  # type: ignore[arg-type]
+            for table in tables
+        ]
+        acknowledge(
+            self.control_plane.role,
+            "AwsSolutions-IAM5",
+            (
+                "CDK grant_* wildcards, each inside one resource of this stack: any object "
+                "key of the origin bucket (uploads, imports and GC touch arbitrary keys), "
+                "the tables' own GSIs, the S3 action families multipart uploads need; "
+                "SendTaskSuccess/Failure/Heartbeat support no resource-level permission "
+                "(the task token is the capability)."
+            ),
+            [
+                objects_finding(self.storage.bucket),
+                *(f"Resource::{index}" for index in indexes),
+                *(
+                    f"Action::s3:{family}*"
+                    for family in ("GetObject", "GetBucket", "List", "DeleteObject", "Abort")
+                ),
+                "Resource::*",
+            ],
+        )

@@ -1,0 +1,81 @@
+"""Workflows: state machines from the ASL files, with their ARNs substituted."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from aws_cdk.assertions import Match, Template
+
+from .conftest import Synthesis, of_type
+
+
+def _machines(resources: dict) -> dict:
+    return of_type(resources, "AWS::StepFunctions::StateMachine")
+
+
+def test_replicate_machine_substitutes_chalice_function_arns(resources: dict) -> None:
+    (machine,) = [
+        m
+        for m in _machines(resources).values()
+        if m["Properties"]["StateMachineName"] == "FsnodeStack-replicate"
+    ]
+    subs = machine["Properties"]["DefinitionSubstitutions"]
+    assert subs["PlanReplicationFunctionArn"] == {"Fn::GetAtt": ["PlanReplication", "Arn"]}
+    assert subs["WarmChunkFunctionArn"] == {"Fn::GetAtt": ["WarmChunk", "Arn"]}
+
+
+def test_every_placeholder_in_every_definition_is_substituted(
+    synthesis: Synthesis, resources: dict
+) -> None:
+    for machine in _machines(resources).values():
+        props = machine["Properties"]
+        key = props["DefinitionS3Location"]["Key"]
+        definition = (synthesis.outdir / f"asset.{key.removesuffix('.json')}.json").read_text()
+        placeholders = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", definition))
+        assert placeholders and placeholders == set(props["DefinitionSubstitutions"])
+
+
+def test_logging_all_and_tracing(template: Template) -> None:
+    template.all_resources_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "LoggingConfiguration": {
+                "Level": "ALL",
+                "IncludeExecutionData": True,
+                "Destinations": [
+                    {
+                        "CloudWatchLogsLogGroup": {
+                            "LogGroupArn": {
+                                "Fn::GetAtt": [Match.string_like_regexp("^WorkflowsLogs"), "Arn"]
+                            }
+                        }
+                    }
+                ],
+            },
+            "TracingConfiguration": {"Enabled": True},
+        },
+    )
+
+
+def test_role_invokes_exactly_the_substituted_functions(resources: dict) -> None:
+    role_ids = {m["Properties"]["RoleArn"]["Fn::GetAtt"][0] for m in _machines(resources).values()}
+    (role_id,) = role_ids
+    invoked: list = []
+    for policy in of_type(resources, "AWS::IAM::Policy").values():
+        if role_id in json.dumps(policy["Properties"]["Roles"]):
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if "lambda:InvokeFunction" in json.dumps(statement["Action"]):
+                    assert statement["Action"] == "lambda:InvokeFunction"
+                    invoked += (
+                        statement["Resource"]
+                        if isinstance(statement["Resource"], list)
+                        else [statement["Resource"]]
+                    )
+    expected = [
+        sub
+        for m in _machines(resources).values()
+        for name, sub in m["Properties"]["DefinitionSubstitutions"].items()
+        if name.endswith("FunctionArn")
+    ]
+    assert sorted(map(json.dumps, invoked)) == sorted(set(map(json.dumps, expected)))
