@@ -101,7 +101,9 @@ class ShareVerifier:
             keys[kid] = key
         return cls(keys)
 
-    def verify(self, file_id: str, query: Mapping[str, str], now: float | None = None) -> SharePolicy:
+    def verify(
+        self, file_id: str, query: Mapping[str, str], now: float | None = None
+    ) -> SharePolicy:
         """The policy a query proves for ``file_id``; raises Forbidden when it proves none."""
         policy = policy_from_query(file_id, query)
         kid = query.get("kid", "")

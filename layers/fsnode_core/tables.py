@@ -42,7 +42,11 @@ def create_table_kwargs(logical_name: str, table_name: str) -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
     }
     indexes = [
-        {"IndexName": ix["name"], "KeySchema": key_schema(ix), "Projection": {"ProjectionType": "ALL"}}
+        {
+            "IndexName": ix["name"],
+            "KeySchema": key_schema(ix),
+            "Projection": {"ProjectionType": "ALL"},
+        }
         for ix in layout["indexes"]
     ]
     if indexes:

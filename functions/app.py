@@ -1,0 +1,113 @@
+"""fsnode control plane: routes only. Logic lives in ``chalicelib`` and ``fsnode_core``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, IAMAuthorizer, Response
+from chalicelib import auth, nodes, openapi, replication, shares, uploads
+from chalicelib.http import json_body, json_errors, normalize
+
+app = Chalice(app_name="fsnode")
+app.register_middleware(normalize, "http")
+
+# Management routes: IAM in AWS; api key in the local stack (see chalicelib.auth).
+iam = IAMAuthorizer()
+
+
+def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``app.route`` with domain errors answered as JSON."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        return app.route(path, **kwargs)(json_errors(view))
+
+    return decorate
+
+
+def _request() -> Any:
+    return app.current_request
+
+
+def _managed() -> Any:
+    request = _request()
+    auth.require_api_key(request.headers)
+    return request
+
+
+@route("/nodes/register", methods=["POST"])
+def register_node() -> dict[str, Any]:
+    return nodes.register(json_body(_request()))
+
+
+@route("/nodes/{node_id}/heartbeat", methods=["POST"])
+def node_heartbeat(node_id: str) -> dict[str, Any]:
+    request = _request()
+    return nodes.heartbeat(node_id, request.headers, json_body(request))
+
+
+@route("/nodes/{node_id}/files/{file_id}", methods=["GET"])
+def node_file_manifest(node_id: str, file_id: str) -> dict[str, Any]:
+    return nodes.manifest(node_id, file_id, _request().headers)
+
+
+@route("/nodes/{node_id}/work/{work_id}", methods=["POST"])
+def node_work_report(node_id: str, work_id: str) -> dict[str, Any]:
+    request = _request()
+    return replication.report(node_id, work_id, request.headers, json_body(request))
+
+
+@route("/nodes", methods=["GET"], authorizer=iam)
+def list_nodes() -> dict[str, Any]:
+    _managed()
+    return nodes.list_nodes()
+
+
+@route("/files", methods=["POST"], authorizer=iam)
+def start_upload() -> dict[str, Any]:
+    return uploads.start(json_body(_managed()))
+
+
+@route("/files", methods=["GET"], authorizer=iam)
+def list_files() -> dict[str, Any]:
+    return uploads.list_page(_managed().query_params)
+
+
+@route("/files/{file_id}/complete", methods=["POST"], authorizer=iam)
+def complete_upload(file_id: str) -> dict[str, Any]:
+    return uploads.complete(file_id, json_body(_managed()))
+
+
+@route("/files/{file_id}", methods=["GET"], authorizer=iam)
+def get_file(file_id: str) -> dict[str, Any]:
+    _managed()
+    return uploads.get(file_id)
+
+
+@route("/files/{file_id}/share", methods=["POST"], authorizer=iam)
+def share_file(file_id: str) -> dict[str, Any]:
+    request = _managed()
+    base = shares.base_url(request.headers, request.context)
+    return shares.mint(file_id, json_body(request), base)
+
+
+@route("/s/{file_id}", methods=["GET"])
+def open_share(file_id: str) -> Response:
+    request = _request()
+    location = shares.redirect_target(file_id, request.query_params or {}, request.headers)
+    return Response(body="", status_code=307, headers={"Location": location})
+
+
+@route("/openapi.json", methods=["GET"])
+def openapi_document() -> dict[str, Any]:
+    return openapi.document()
+
+
+@app.lambda_function(name="plan_replication")
+def plan_replication(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return replication.plan(event)
+
+
+@app.lambda_function(name="warm_chunk")
+def warm_chunk(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return replication.warm(event)

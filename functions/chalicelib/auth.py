@@ -1,0 +1,58 @@
+"""Who may call: api key (local stack), node credentials (Bearer), join tokens.
+
+Management routes carry an ``IAMAuthorizer`` that API Gateway enforces when deployed;
+``chalice local`` admits IAM routes unchecked, so when ``FSNODE_API_KEY_SECRET`` is set
+(the local stack) ``require_api_key`` guards the same routes instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from fsnode_core.errors import Unauthorized
+from fsnode_core.models import NodeRecord
+
+from chalicelib import aws, secret_store
+from chalicelib.settings import get_settings
+
+
+def require_api_key(headers: Mapping[str, str]) -> None:
+    """Check ``x-api-key`` when api-key auth is on; a no-op when IAM guards the route."""
+    secret_id = get_settings().api_key_secret
+    if secret_id is None:
+        return
+    given = headers.get("x-api-key", "")
+    if not given or not constant_time_equal(given, secret_store.secret_value(secret_id)):
+        raise Unauthorized("a valid x-api-key header is required")
+
+
+def check_join_token(token: str) -> None:
+    """The join token must equal the secret's value."""
+    expected = secret_store.secret_value(get_settings().join_token_secret)
+    if not constant_time_equal(token, expected):
+        raise Unauthorized("join token is not valid")
+
+
+def credential_hash(credential: str) -> str:
+    """What the nodes table keeps instead of the credential itself."""
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
+def require_node(headers: Mapping[str, str], node_id: str) -> NodeRecord:
+    """The node whose Bearer credential this is; Unauthorized for any other credential."""
+    scheme, _, credential = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthorized("Authorization: Bearer CREDENTIAL is required")
+    node = aws.node_registry().get(node_id)
+    # Same answer for unknown node and wrong credential: no node-id probing.
+    if node is None or not constant_time_equal(credential_hash(credential.strip()),
+                                               node.credential_sha256):
+        raise Unauthorized("credential is not valid for this node", node_id=node_id)
+    return node
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    """Compare secrets without leaking where they differ."""
+    return hmac.compare_digest(a.encode(), b.encode())

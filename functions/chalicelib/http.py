@@ -1,0 +1,111 @@
+"""HTTP edges of the app: body parsing, and domain errors to JSON responses in ONE place."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+from fsnode_core.errors import FsnodeError, InvalidInput
+
+from chalicelib.observability import logger, metrics
+
+MAX_JSON_BODY = 1024 * 1024
+
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_input": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "conflict": 409,
+    "gone": 410,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "range_not_satisfiable": 416,
+    "internal": 500,
+    "origin_error": 502,
+    "integrity_error": 502,
+    "unavailable": 503,
+    "origin_timeout": 504,
+}
+
+# Chalice answers some requests itself (415, 405, unhandled 500) as {"Code", "Message"}.
+_CHALICE_CODES = {
+    "UnsupportedMediaType": "unsupported_media_type",
+    "MethodNotAllowedError": "method_not_allowed",
+    "BadRequestError": "invalid_input",
+    "BadRequest": "invalid_input",
+    "InternalServerError": "internal",
+}
+
+
+class PayloadTooLarge(FsnodeError):
+    """The request body is larger than the control plane accepts."""
+
+    code = "payload_too_large"
+
+
+def error_response(code: str, message: str, details: dict[str, Any] | None = None,
+                   status: int | None = None) -> Response:
+    """The one JSON error shape of PROTOCOL.md."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return Response(body={"error": body}, status_code=status or STATUS_BY_CODE.get(code, 500),
+                    headers={"Content-Type": "application/json"})
+
+
+def from_domain(exc: FsnodeError) -> Response:
+    """A domain error as its HTTP answer."""
+    body = exc.to_dict()
+    return error_response(body["code"], body["message"], body.get("details"))
+
+
+def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a view so domain errors become JSON answers with the right status."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except FsnodeError as exc:
+            logger.info("request refused", extra={"code": exc.code, "error": exc.message})
+            return from_domain(exc)
+
+    return wrapper
+
+
+def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Middleware: rewrite Chalice's own error bodies into our shape; flush metrics."""
+    try:
+        response = get_response(event)
+    finally:
+        if getattr(metrics, "metric_set", None):  # EMF lines only when a route added some
+            metrics.flush_metrics(raise_on_empty_metrics=False)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+        code = _CHALICE_CODES.get(str(body["Code"]), "internal")
+        fixed = error_response(code, str(body.get("Message", "")), status=response.status_code)
+        fixed.headers = {**response.headers, "Content-Type": "application/json"}
+        return fixed
+    return response
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object body; 413/400 for oversized, malformed or non-object bodies."""
+    raw = request.raw_body or b""
+    if len(raw) > MAX_JSON_BODY:
+        raise PayloadTooLarge("request body is too large", limit=MAX_JSON_BODY)
+    if not raw.strip():
+        raise InvalidInput("request body must be a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("request body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return data

@@ -1,0 +1,145 @@
+"""Node lifecycle: register (idempotent), heartbeat, list, manifest for edges."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
+from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound
+from fsnode_core.ids import check_id, new_id
+from fsnode_core.models import FILE_READY, NodeRecord
+
+from chalicelib import auth, aws, pki, secret_store, validate
+from chalicelib.observability import METRIC_HEARTBEAT, METRIC_NODE_REGISTERED, logger, metrics
+from chalicelib.settings import get_settings
+
+# Heartbeats missed before a node's item expires by TTL (prune marks it dead sooner).
+TTL_HEARTBEATS = 10
+MAX_HOT_FILES = 1000
+
+
+def register(body: dict[str, Any]) -> dict[str, Any]:
+    """Validate a join request, then register (once per ``idempotency_key``)."""
+    auth.check_join_token(validate.string(body, "join_token", max_len=4096) or "")
+    key = body.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 8 <= len(key) <= 128):
+        raise InvalidInput("idempotency_key must be a string of 8..128 characters",
+                           field="idempotency_key")
+    request = {k: v for k, v in body.items() if k != "join_token"}
+    if key is None or not get_settings().idempotency_table:
+        return _register(request=request)
+    try:
+        return _idempotent_register()(request=request)  # type: ignore[no-any-return]
+    except IdempotencyAlreadyInProgressError as exc:
+        raise Conflict("a register with this idempotency_key is still in progress") from exc
+
+
+@cache
+def _idempotent_register() -> Any:
+    # Built on first use: the table name comes from settings, never at import time.
+    # The stored answer holds the node's credential until the record expires (1 h),
+    # because a retried register must return the same credential the node never saw.
+    persistence = DynamoDBPersistenceLayer(
+        table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
+    )
+    config = IdempotencyConfig(event_key_jmespath="idempotency_key", expires_after_seconds=3600)
+    return idempotent_function(
+        _register, data_keyword_argument="request", persistence_store=persistence, config=config
+    )
+
+
+def _register(request: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    endpoint = pki.parse_endpoint(validate.string(request, "endpoint", max_len=300) or "")
+    csr, algorithm = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES)
+                                   or "", endpoint)
+    region = validate.string(request, "region", max_len=64) or ""
+    lat = validate.number(request, "lat", low=-90, high=90, optional=True)
+    lng = validate.number(request, "lng", low=-180, high=180, optional=True)
+    capacity = validate.integer(request, "capacity_bytes", low=0)
+    node_id = new_id()
+    issued = pki.issue(settings.ca_arn, request["csr"], algorithm, settings.cert_validity_days,
+                       idempotency_token=node_id)
+    credential = secrets.token_urlsafe(32)
+    now = int(time.time())
+    node = NodeRecord(
+        node_id=node_id, endpoint=endpoint.url, region=region, capacity_bytes=capacity,
+        credential_sha256=auth.credential_hash(credential), lat=lat, lng=lng,
+        free_bytes=capacity, last_heartbeat=now, registered_at=now,
+        expires_at=now + settings.heartbeat_timeout * TTL_HEARTBEATS,
+        certificate_arn=issued.arn,
+    )
+    aws.node_registry().create(node)
+    metrics.add_metric(name=METRIC_NODE_REGISTERED, unit="Count", value=1)
+    logger.info("node registered", extra={"node_id": node_id, "endpoint": endpoint.url,
+                                           "subject": csr.subject.rfc4514_string()})
+    return {
+        "node_id": node_id,
+        "credential": credential,
+        "certificate": issued.certificate,
+        "certificate_chain": issued.chain,
+        "root_certificate": issued.root,
+        "share_public_keys": secret_store.share_public_keys(settings.signing_key_secret),
+        "heartbeat_interval": settings.heartbeat_interval,
+        "chunk_size": settings.chunk_size,
+        "bucket": settings.bucket,
+    }
+
+
+def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Record a node's state; answer with its status, keys and pending work."""
+    check_id(node_id, "node_id")
+    auth.require_node(headers, node_id)
+    settings = get_settings()
+    hot = body.get("hot_files", [])
+    if not isinstance(hot, list) or len(hot) > MAX_HOT_FILES:
+        raise InvalidInput(f"hot_files must be a list of at most {MAX_HOT_FILES} file ids",
+                           field="hot_files")
+    hot_files = [check_id(file_id, "hot_files") for file_id in hot]
+    now = int(time.time())
+    node = aws.node_registry().heartbeat(
+        node_id,
+        used_bytes=validate.integer(body, "used_bytes"),
+        free_bytes=validate.integer(body, "free_bytes"),
+        capacity_bytes=validate.integer(body, "capacity_bytes"),
+        load=validate.number(body, "load", low=0, high=1e9) or 0.0,
+        hot_files=hot_files,
+        now=now,
+        expires_at=now + settings.heartbeat_timeout * TTL_HEARTBEATS,
+    )
+    metrics.add_metric(name=METRIC_HEARTBEAT, unit="Count", value=1)
+    work = aws.chunk_catalog().pending_work(node_id, now)
+    return {
+        "status": node.status,
+        "heartbeat_interval": settings.heartbeat_interval,
+        "share_public_keys": secret_store.share_public_keys(settings.signing_key_secret),
+        "work": [item.to_api() for item in work],
+    }
+
+
+def list_nodes() -> dict[str, Any]:
+    """Every node's public view."""
+    return {"nodes": [node.to_api() for node in aws.node_registry().list_nodes()]}
+
+
+def manifest(node_id: str, file_id: str, headers: Any) -> dict[str, Any]:
+    """What an edge needs to serve a file: metadata and every chunk's hash."""
+    check_id(node_id, "node_id")
+    check_id(file_id, "file_id")
+    auth.require_node(headers, node_id)
+    view = aws.chunk_catalog().file_view(file_id)
+    if view.meta is None:
+        raise NotFound("no such file", file_id=file_id)
+    if view.meta.status != FILE_READY:
+        raise Gone("file was deleted", file_id=file_id)
+    return {**view.meta.to_api(), "chunks": [chunk.to_api() for chunk in view.chunks]}

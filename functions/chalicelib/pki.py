@@ -1,0 +1,146 @@
+"""Node certificates: check the CSR names exactly the node's endpoint, then ACM PCA issues."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from fsnode_core.errors import InvalidInput, Unavailable
+
+from chalicelib import aws
+
+END_ENTITY_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
+MIN_RSA_BITS = 2048
+MAX_CSR_BYTES = 16 * 1024
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+Host = ipaddress.IPv4Address | ipaddress.IPv6Address | str
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A node's public endpoint: ``https://HOST:PORT``."""
+
+    url: str
+    host: Host
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """A leaf certificate, its chain and the CA's root, all PEM."""
+
+    arn: str
+    certificate: str
+    chain: str
+    root: str
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """Accept exactly ``https://HOST:PORT`` (no path, query, user or wildcard)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput("endpoint must be https://HOST:PORT", field="endpoint") from exc
+    if (parts.scheme != "https" or port is None or not 0 < port < 65536 or parts.username
+            or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment
+            or not parts.hostname):
+        raise InvalidInput("endpoint must be https://HOST:PORT", field="endpoint")
+    hostname = parts.hostname.lower()
+    host: Host
+    try:
+        host = ipaddress.ip_address(hostname)
+    except ValueError:
+        labels = hostname.rstrip(".").split(".")
+        if len(hostname) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+            raise InvalidInput("endpoint host is not a valid DNS name or IP address",
+                               field="endpoint") from None
+        host = hostname.rstrip(".")
+    shown = f"[{host}]" if isinstance(host, ipaddress.IPv6Address) else str(host)
+    return Endpoint(url=f"https://{shown}:{port}", host=host, port=port)
+
+
+def check_csr(pem: str, endpoint: Endpoint) -> tuple[x509.CertificateSigningRequest, str]:
+    """The parsed CSR and its signing algorithm, if it names exactly the endpoint's host."""
+    if len(pem) > MAX_CSR_BYTES:
+        raise InvalidInput("csr is too large", field="csr")
+    try:
+        csr = x509.load_pem_x509_csr(pem.encode())
+        signature_ok = csr.is_signature_valid
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput("csr is not a PEM certificate signing request", field="csr") from exc
+    if not signature_ok:
+        raise InvalidInput("csr signature is not valid", field="csr")
+    algorithm = _signing_algorithm(csr)
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound as exc:
+        raise InvalidInput("csr must carry a subjectAltName naming the endpoint host",
+                           field="csr") from exc
+    except ValueError as exc:
+        raise InvalidInput("csr extensions cannot be parsed", field="csr") from exc
+    names = list(san)
+    if isinstance(endpoint.host, str):
+        wanted: x509.GeneralName = x509.DNSName(endpoint.host)
+        ok = (len(names) == 1 and isinstance(names[0], x509.DNSName)
+              and names[0].value.lower().rstrip(".") == endpoint.host)
+    else:
+        wanted = x509.IPAddress(endpoint.host)
+        ok = names == [wanted]
+    if not ok:
+        raise InvalidInput("csr subjectAltName must be exactly the endpoint host",
+                           field="csr", expected=str(endpoint.host),
+                           found=[str(getattr(name, "value", name)) for name in names][:8])
+    for cn in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        if str(cn.value).lower() != str(endpoint.host):
+            raise InvalidInput("csr common name must be the endpoint host or absent",
+                               field="csr")
+    return csr, algorithm
+
+
+def _signing_algorithm(csr: x509.CertificateSigningRequest) -> str:
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise InvalidInput(f"csr RSA key must be at least {MIN_RSA_BITS} bits",
+                               field="csr", key_size=key.key_size)
+        return "SHA256WITHRSA"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "SHA256WITHECDSA"
+    raise InvalidInput("csr key must be RSA >= 2048 bits or EC P-256", field="csr")
+
+
+def issue(ca_arn: str, csr_pem: str, algorithm: str, validity_days: int,
+          idempotency_token: str | None = None) -> IssuedCertificate:
+    """Have ACM Private CA sign the CSR and return the leaf, chain and root."""
+    pca = aws.client("acm-pca")
+    kwargs = {
+        "CertificateAuthorityArn": ca_arn,
+        "Csr": csr_pem.encode(),
+        "SigningAlgorithm": algorithm,
+        "TemplateArn": END_ENTITY_TEMPLATE,
+        "Validity": {"Value": validity_days, "Type": "DAYS"},
+    }
+    if idempotency_token:
+        kwargs["IdempotencyToken"] = idempotency_token[:36]
+    try:
+        arn = pca.issue_certificate(**kwargs)["CertificateArn"]
+        # Issuance is asynchronous in AWS; the waiter polls get_certificate briefly.
+        pca.get_waiter("certificate_issued").wait(
+            CertificateAuthorityArn=ca_arn, CertificateArn=arn,
+            WaiterConfig={"Delay": 1, "MaxAttempts": 20},
+        )
+        leaf = pca.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=arn)
+        root = pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca_arn)
+    except (ClientError, BotoCoreError, WaiterError) as exc:
+        raise Unavailable("the certificate authority could not issue a certificate") from exc
+    chain = leaf.get("CertificateChain") or root["Certificate"]
+    return IssuedCertificate(arn=arn, certificate=leaf["Certificate"], chain=chain,
+                             root=root["Certificate"])

@@ -1,0 +1,175 @@
+"""Uploads straight to S3 with presigned multipart parts; metadata only once complete."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from fsnode_core.chunks import chunk_bounds, chunk_count, part_layout, part_size_for
+from fsnode_core.errors import Conflict, InvalidInput, NotFound, Unavailable
+from fsnode_core.ids import check_id, new_id
+from fsnode_core.models import ChunkRecord, FileRecord, PendingUpload
+
+from chalicelib import aws, replication, validate
+from chalicelib.observability import (
+    METRIC_UPLOAD_COMPLETED,
+    METRIC_UPLOAD_REJECTED,
+    METRIC_UPLOAD_STARTED,
+    logger,
+    metrics,
+)
+from chalicelib.settings import get_settings
+
+MAX_FILE_SIZE = 5 * 1024**4  # S3's object limit
+URL_TTL_SECONDS = 3600
+UPLOAD_TTL_SECONDS = 7 * 24 * 3600
+
+
+def start(body: dict[str, Any]) -> dict[str, Any]:
+    """Open a multipart upload and presign one URL per part."""
+    settings = get_settings()
+    name = validate.string(body, "name", max_len=1024) or ""
+    size = validate.integer(body, "size", low=0, high=MAX_FILE_SIZE)
+    content_type = validate.string(body, "content_type", max_len=255) or ""
+    chunk_sha256 = validate.sha256_list(body, "chunk_sha256", chunk_count(size,
+                                                                          settings.chunk_size))
+    file_id, version = new_id(), new_id()
+    key = f"files/{file_id}/{version}"
+    s3 = aws.client("s3")
+    try:
+        upload_id = s3.create_multipart_upload(
+            Bucket=settings.bucket, Key=key, ContentType=content_type
+        )["UploadId"]
+    except (ClientError, BotoCoreError) as exc:
+        raise Unavailable("the origin bucket refused the upload") from exc
+    now = int(time.time())
+    aws.chunk_catalog().put_upload(PendingUpload(
+        file_id=file_id, version=version, upload_id=upload_id, name=name, size=size,
+        content_type=content_type, chunk_size=settings.chunk_size, chunk_sha256=chunk_sha256,
+        bucket=settings.bucket, key=key, created_at=now, expires_at=now + UPLOAD_TTL_SECONDS,
+    ))
+    parts = [
+        {
+            "part_number": span.part_number,
+            "offset": span.offset,
+            "length": span.length,
+            "url": s3.generate_presigned_url(
+                "upload_part",
+                Params={"Bucket": settings.bucket, "Key": key, "UploadId": upload_id,
+                        "PartNumber": span.part_number},
+                ExpiresIn=URL_TTL_SECONDS,
+            ),
+        }
+        for span in part_layout(size, settings.chunk_size)
+    ]
+    metrics.add_metric(name=METRIC_UPLOAD_STARTED, unit="Count", value=1)
+    return {"file_id": file_id, "version": version, "upload_id": upload_id,
+            "chunk_size": settings.chunk_size, "part_size": part_size_for(settings.chunk_size),
+            "parts": parts}
+
+
+def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Finish the upload, check its size, publish metadata, start replication."""
+    check_id(file_id, "file_id")
+    catalog = aws.chunk_catalog()
+    view = catalog.file_view(file_id)
+    if view.meta is not None and view.upload is None:
+        return view.meta.to_api()  # a retried complete: already published
+    upload = view.upload
+    if upload is None:
+        raise NotFound("no upload in progress for this file", file_id=file_id)
+    parts = _parts(body, len(part_layout(upload.size, upload.chunk_size)))
+    s3 = aws.client("s3")
+    try:
+        s3.complete_multipart_upload(
+            Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id,
+            MultipartUpload={"Parts": parts},
+        )
+        head = s3.head_object(Bucket=upload.bucket, Key=upload.key)
+    except ClientError as exc:
+        _reject(upload, "the origin refused to complete the upload")
+        raise InvalidInput("the upload could not be completed (missing or wrong parts)",
+                           file_id=file_id) from exc
+    except BotoCoreError as exc:
+        raise Unavailable("the origin bucket is unreachable") from exc
+    if int(head["ContentLength"]) != upload.size:
+        _reject(upload, "size mismatch")
+        raise InvalidInput("uploaded size does not match the declared size", file_id=file_id,
+                           declared=upload.size, uploaded=int(head["ContentLength"]))
+    meta = FileRecord(
+        file_id=file_id, version=upload.version, name=upload.name, size=upload.size,
+        content_type=upload.content_type, etag=str(head["ETag"]).strip('"'),
+        last_modified=int(head["LastModified"].timestamp()), chunk_size=upload.chunk_size,
+        bucket=upload.bucket, key=upload.key, created_at=int(time.time()),
+    )
+    chunks = []
+    for index, digest in enumerate(upload.chunk_sha256):
+        offset, length = chunk_bounds(index, upload.size, upload.chunk_size)
+        chunks.append(ChunkRecord(file_id=file_id, version=upload.version, index=index,
+                                  offset=offset, length=length, sha256=digest))
+    try:
+        catalog.publish(meta, chunks, upload.upload_id)
+    except Conflict:
+        current = catalog.get_file(file_id)
+        if current is not None and current.version == upload.version:
+            return current.to_api()  # a concurrent complete published it
+        raise
+    metrics.add_metric(name=METRIC_UPLOAD_COMPLETED, unit="Count", value=1)
+    replication.start(file_id, upload.version)
+    return meta.to_api()
+
+
+def _parts(body: dict[str, Any], expected: int) -> list[dict[str, Any]]:
+    parts = body.get("parts")
+    if not isinstance(parts, list) or len(parts) != expected:
+        raise InvalidInput(f"parts must list all {expected} parts", field="parts")
+    out = []
+    for position, part in enumerate(parts, start=1):
+        if (not isinstance(part, dict) or part.get("part_number") != position
+                or not isinstance(part.get("etag"), str) or not part["etag"]
+                or len(part["etag"]) > 128):
+            raise InvalidInput("each part needs part_number (in order) and etag",
+                               field="parts", position=position)
+        out.append({"PartNumber": position, "ETag": part["etag"]})
+    return out
+
+
+def _reject(upload: PendingUpload, reason: str) -> None:
+    """Leave nothing visible: abort the upload or delete the object, forget the upload."""
+    s3 = aws.client("s3")
+    metrics.add_metric(name=METRIC_UPLOAD_REJECTED, unit="Count", value=1)
+    logger.warning("upload rejected", extra={"file_id": upload.file_id, "reason": reason})
+    # Aborting fails once the upload was completed: the object itself goes below.
+    with contextlib.suppress(ClientError):
+        s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
+                                  UploadId=upload.upload_id)
+    try:
+        s3.delete_object(Bucket=upload.bucket, Key=upload.key)
+    except ClientError:
+        logger.exception("could not delete a rejected upload's object")
+    with contextlib.suppress(Conflict):  # someone else discarded it first
+        aws.chunk_catalog().discard_upload(upload.file_id, upload.upload_id)
+
+
+def get(file_id: str) -> dict[str, Any]:
+    """A visible file's record."""
+    check_id(file_id, "file_id")
+    meta = aws.chunk_catalog().get_file(file_id)
+    if meta is None:
+        raise NotFound("no such file", file_id=file_id)
+    return meta.to_api()
+
+
+def list_page(query: dict[str, str] | None) -> dict[str, Any]:
+    """A page of files and the next page's token."""
+    query = query or {}
+    try:
+        limit = int(query.get("limit", "100"))
+    except ValueError as exc:
+        raise InvalidInput("limit must be an integer", field="limit") from exc
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be in 1..1000", field="limit")
+    files, token = aws.chunk_catalog().list_files(limit, query.get("next_token"))
+    return {"files": [meta.to_api() for meta in files], "next_token": token}

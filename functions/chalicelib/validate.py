@@ -1,0 +1,58 @@
+"""Small typed readers for request fields: each raises InvalidInput naming the field."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fsnode_core.errors import InvalidInput
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def string(data: Mapping[str, Any], name: str, *, max_len: int = 1024,
+           optional: bool = False) -> str | None:
+    """A non-empty string field."""
+    value = data.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise InvalidInput(f"{name} must be a non-empty string of at most {max_len} characters",
+                           field=name)
+    return value
+
+
+def integer(data: Mapping[str, Any], name: str, *, low: int = 0, high: int = 2**62,
+            default: int | None = None) -> int:
+    """An integer field within ``low..high``."""
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be an integer in {low}..{high}", field=name)
+    return value
+
+
+def number(data: Mapping[str, Any], name: str, *, low: float, high: float,
+           optional: bool = False) -> float | None:
+    """A finite number field within ``low..high``."""
+    value = data.get(name)
+    if value is None and optional:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or not low <= value <= high):
+        raise InvalidInput(f"{name} must be a number in {low}..{high}", field=name)
+    return float(value)
+
+
+def sha256_list(data: Mapping[str, Any], name: str, count: int) -> list[str]:
+    """A list of exactly ``count`` lowercase hex SHA-256 digests."""
+    value = data.get(name)
+    if not isinstance(value, list) or len(value) != count:
+        raise InvalidInput(f"{name} must list {count} SHA-256 digests", field=name,
+                           expected=count)
+    for position, digest in enumerate(value):
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise InvalidInput(f"{name}[{position}] must be 64 lowercase hex characters",
+                               field=name, position=position)
+    return list(value)

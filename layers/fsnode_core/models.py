@@ -1,0 +1,284 @@
+"""Typed records for the nodes and chunks tables, with their DynamoDB item layout.
+
+Chunks-table layout (one partition per file, so one Query reads a whole file):
+``pk=file#<file_id>`` with ``sk`` = ``meta`` (the file), ``upload`` (a multipart
+upload in flight, invisible to readers), ``chunk#<index:08d>`` and
+``replica#<index:08d>#<node_id>`` (carries ``node_id`` for the ``by_node`` index).
+Work for an edge lives under ``pk=node#<node_id>``, ``sk=work#<work_id>`` so a
+heartbeat reads its node's work with one Query.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fsnode_core.ddb import AttributeMap, from_attrs, to_attrs
+
+NODE_ACTIVE = "active"
+NODE_DRAINING = "draining"
+NODE_DEAD = "dead"
+NODE_STATUSES = (NODE_ACTIVE, NODE_DRAINING, NODE_DEAD)
+
+FILE_READY = "ready"
+FILE_DELETED = "deleted"
+
+WORK_WARM = "warm"
+WORK_EVICT = "evict"
+
+
+def file_pk(file_id: str) -> str:
+    """Partition key of every item that belongs to one file."""
+    return f"file#{file_id}"
+
+
+def chunk_sk(index: int) -> str:
+    """Sort key of chunk ``index`` (zero-padded so keys sort by index)."""
+    return f"chunk#{index:08d}"
+
+
+def replica_sk(index: int, node_id: str) -> str:
+    """Sort key of the fact "node holds chunk ``index``"."""
+    return f"replica#{index:08d}#{node_id}"
+
+
+def node_work_pk(node_id: str) -> str:
+    """Partition key of one node's pending work."""
+    return f"node#{node_id}"
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """One edge node as the nodes table keeps it."""
+
+    node_id: str
+    endpoint: str
+    region: str
+    capacity_bytes: int
+    credential_sha256: str
+    status: str = NODE_ACTIVE
+    lat: float | None = None
+    lng: float | None = None
+    used_bytes: int = 0
+    free_bytes: int = 0
+    load: float = 0.0
+    last_heartbeat: int = 0
+    registered_at: int = 0
+    expires_at: int = 0
+    certificate_arn: str | None = None
+    hot_files: list[str] = field(default_factory=list)
+
+    def is_live(self, now: float, timeout: int) -> bool:
+        """Active and heard from within ``timeout`` seconds."""
+        return self.status == NODE_ACTIVE and now - self.last_heartbeat <= timeout
+
+    @property
+    def location(self) -> tuple[float, float] | None:
+        """``(lat, lng)`` when the node declared one."""
+        if self.lat is None or self.lng is None:
+            return None
+        return (self.lat, self.lng)
+
+    def to_item(self) -> AttributeMap:
+        """The DynamoDB item for this node."""
+        return to_attrs(asdict(self))
+
+    @classmethod
+    def from_item(cls, item: AttributeMap) -> NodeRecord:
+        """Build a record from a DynamoDB item (unknown attributes are ignored)."""
+        data = from_attrs(item)
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        known["load"] = float(known.get("load", 0.0))
+        for name in ("lat", "lng"):
+            if known.get(name) is not None:
+                known[name] = float(known[name])
+        return cls(**known)
+
+    def to_api(self) -> dict[str, Any]:
+        """The public view (``GET /nodes``): never the credential hash."""
+        return {
+            "node_id": self.node_id,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "region": self.region,
+            "lat": self.lat,
+            "lng": self.lng,
+            "used_bytes": self.used_bytes,
+            "free_bytes": self.free_bytes,
+            "capacity_bytes": self.capacity_bytes,
+            "load": self.load,
+            "last_heartbeat": self.last_heartbeat,
+        }
+
+
+@dataclass(slots=True)
+class FileRecord:
+    """A file's metadata item (``sk=meta``): the only item that makes a file visible."""
+
+    file_id: str
+    version: str
+    name: str
+    size: int
+    content_type: str
+    etag: str
+    last_modified: int
+    chunk_size: int
+    bucket: str
+    key: str
+    status: str = FILE_READY
+    created_at: int = 0
+    expires_at: int | None = None
+
+    def to_item(self) -> AttributeMap:
+        """The DynamoDB item for this file's metadata."""
+        return to_attrs({"pk": file_pk(self.file_id), "sk": "meta", **asdict(self)})
+
+    @classmethod
+    def from_item(cls, item: AttributeMap) -> FileRecord:
+        """Build a record from a ``meta`` item."""
+        data = from_attrs(item)
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+    def chunk_count(self) -> int:
+        """How many chunks the file has."""
+        return math.ceil(self.size / self.chunk_size) if self.size else 0
+
+    def to_api(self) -> dict[str, Any]:
+        """The public file record."""
+        return {
+            "file_id": self.file_id,
+            "version": self.version,
+            "name": self.name,
+            "size": self.size,
+            "content_type": self.content_type,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "chunk_size": self.chunk_size,
+            "bucket": self.bucket,
+            "key": self.key,
+            "status": self.status,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(slots=True)
+class ChunkRecord:
+    """One chunk of one file version: where it sits and what its bytes hash to."""
+
+    file_id: str
+    version: str
+    index: int
+    offset: int
+    length: int
+    sha256: str
+
+    def to_item(self) -> AttributeMap:
+        """The DynamoDB item for this chunk."""
+        return to_attrs({"pk": file_pk(self.file_id), "sk": chunk_sk(self.index), **asdict(self)})
+
+    @classmethod
+    def from_item(cls, item: AttributeMap) -> ChunkRecord:
+        """Build a record from a ``chunk#`` item."""
+        data = from_attrs(item)
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+    def to_api(self) -> dict[str, Any]:
+        """The manifest entry for this chunk."""
+        return {"index": self.index, "offset": self.offset, "length": self.length,
+                "sha256": self.sha256}
+
+
+@dataclass(slots=True)
+class ReplicaRecord:
+    """The fact that ``node_id`` holds chunk ``index`` of ``version``."""
+
+    file_id: str
+    version: str
+    index: int
+    node_id: str
+    created_at: int
+
+    def to_item(self) -> AttributeMap:
+        """The DynamoDB item (``node_id`` feeds the ``by_node`` index)."""
+        return to_attrs(
+            {"pk": file_pk(self.file_id), "sk": replica_sk(self.index, self.node_id),
+             **asdict(self)}
+        )
+
+    @classmethod
+    def from_item(cls, item: AttributeMap) -> ReplicaRecord:
+        """Build a record from a ``replica#`` item."""
+        data = from_attrs(item)
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(slots=True)
+class PendingUpload:
+    """A multipart upload between ``POST /files`` and ``/complete``; readers never see it."""
+
+    file_id: str
+    version: str
+    upload_id: str
+    name: str
+    size: int
+    content_type: str
+    chunk_size: int
+    chunk_sha256: list[str]
+    bucket: str
+    key: str
+    created_at: int
+    expires_at: int
+
+    def to_item(self) -> AttributeMap:
+        """The DynamoDB item for this upload."""
+        return to_attrs({"pk": file_pk(self.file_id), "sk": "upload", **asdict(self)})
+
+    @classmethod
+    def from_item(cls, item: AttributeMap) -> PendingUpload:
+        """Build a record from an ``upload`` item."""
+        data = from_attrs(item)
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(slots=True)
+class WorkItem:
+    """A command waiting for an edge to pull it, with the Step Functions task token."""
+
+    node_id: str
+    work_id: str
+    kind: str
+    file_id: str
+    version: str
+    chunk_index: int
+    task_token: str
+    created_at: int
+    expires_at: int
+
+    def to_item(self) -> AttributeMap:
+        """The DynamoDB item (no ``node_id`` attribute: work is not a replica)."""
+        data = asdict(self)
+        data["target_node"] = data.pop("node_id")
+        return to_attrs({"pk": node_work_pk(self.node_id), "sk": f"work#{self.work_id}", **data})
+
+    @classmethod
+    def from_item(cls, item: AttributeMap) -> WorkItem:
+        """Build a record from a ``work#`` item."""
+        data = from_attrs(item)
+        data["node_id"] = data.pop("target_node")
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+    def to_api(self) -> dict[str, Any]:
+        """What the edge sees in its heartbeat answer (never the task token)."""
+        return {"work_id": self.work_id, "kind": self.kind, "file_id": self.file_id,
+                "version": self.version, "chunk_index": self.chunk_index}
+
+
+@dataclass(slots=True)
+class FileView:
+    """Everything one Query returns for a file: metadata, chunks, replicas, upload."""
+
+    meta: FileRecord | None = None
+    upload: PendingUpload | None = None
+    chunks: list[ChunkRecord] = field(default_factory=list)
+    replicas: list[ReplicaRecord] = field(default_factory=list)

@@ -1,0 +1,191 @@
+"""Control-plane integration fixtures: a real moto server and the Chalice app in-process.
+
+boto3 talks to the moto SERVER over HTTP (``AWS_ENDPOINT_URL``), never moto decorators.
+The server, tables, bucket, secrets and a ROOT ACM PCA are created once per session.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from fsnode_core.tables import create_table_kwargs
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ROOT / "functions"
+APP_MODULE = "fsnode_functions_app"  # the local stack loads functions/app.py under this name
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What the session created in moto."""
+
+    endpoint: str
+    env: dict[str, str]  # the control plane's FSNODE_* settings
+    aws_env: dict[str, str]  # AWS_* pointing at the moto server
+    join_token: str
+    api_key: str
+    keyring: str
+    ca_arn: str
+    root_pem: str
+
+
+def _load_app() -> ModuleType:
+    module = sys.modules.get(APP_MODULE)
+    if module is not None:
+        return module
+    if str(FUNCTIONS) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS))
+    spec = importlib.util.spec_from_file_location(APP_MODULE, FUNCTIONS / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[APP_MODULE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _make_root_ca(pca: Any) -> tuple[str, str]:
+    arn = pca.create_certificate_authority(
+        CertificateAuthorityConfiguration={
+            "KeyAlgorithm": "RSA_2048",
+            "SigningAlgorithm": "SHA256WITHRSA",
+            "Subject": {"CommonName": "fsnode test root", "Organization": "fsnode"},
+        },
+        CertificateAuthorityType="ROOT",
+    )["CertificateAuthorityArn"]
+    csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
+    cert_arn = pca.issue_certificate(
+        CertificateAuthorityArn=arn,
+        Csr=csr.encode(),
+        SigningAlgorithm="SHA256WITHRSA",
+        TemplateArn="arn:aws:acm-pca:::template/RootCACertificate/V1",
+        Validity={"Value": 3650, "Type": "DAYS"},
+    )["CertificateArn"]
+    root = pca.get_certificate(CertificateAuthorityArn=arn, CertificateArn=cert_arn)["Certificate"]
+    pca.import_certificate_authority_certificate(CertificateAuthorityArn=arn,
+                                                 Certificate=root.encode())
+    return arn, root
+
+
+@pytest.fixture(scope="session")
+def cp_stack() -> Iterator[Stack]:
+    """A moto server with the control plane's resources, and the environment pointing at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    aws_env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        # moto's Step Functions interpreter calls Lambda on this port.
+        "MOTO_PORT": str(port),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name="us-east-1")
+
+    def aws(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+
+    try:
+        ddb = aws("dynamodb")
+        tables = {name: f"fsnode-test-{name}" for name in ("nodes", "chunks", "idempotency")}
+        for logical, table in tables.items():
+            ddb.create_table(**create_table_kwargs(logical, table))
+        bucket = "fsnode-test-origin"
+        aws("s3").create_bucket(Bucket=bucket)
+        sm = aws("secretsmanager")
+        join_token = secrets.token_urlsafe(32)
+        api_key = secrets.token_urlsafe(32)
+        keyring = json.dumps({"active": "k1", "k1": secrets.token_urlsafe(48)})
+        arns = {
+            name: sm.create_secret(Name=f"fsnode-test/{name}", SecretString=value)["ARN"]
+            for name, value in (("join", join_token), ("api", api_key), ("keys", keyring))
+        }
+        ca_arn, root = _make_root_ca(aws("acm-pca"))
+        env = {
+            "FSNODE_NODES_TABLE": tables["nodes"],
+            "FSNODE_CHUNKS_TABLE": tables["chunks"],
+            "FSNODE_IDEMPOTENCY_TABLE": tables["idempotency"],
+            "FSNODE_BUCKET": bucket,
+            "FSNODE_CA_ARN": ca_arn,
+            "FSNODE_JOIN_TOKEN_SECRET": arns["join"],
+            "FSNODE_SIGNING_KEY_SECRET": arns["keys"],
+            "FSNODE_API_KEY_SECRET": arns["api"],
+            "FSNODE_CHUNK_SIZE": str(1024 * 1024),
+            "FSNODE_CERT_VALIDITY_DAYS": "7",
+            "FSNODE_HEARTBEAT_INTERVAL": "5",
+            "FSNODE_HEARTBEAT_TIMEOUT": "30",
+            "FSNODE_REPLICATION_FACTOR": "2",
+            "FSNODE_PUBLIC_URL": "http://control.test",
+        }
+        yield Stack(endpoint=endpoint, env=env, aws_env=aws_env, join_token=join_token,
+                    api_key=api_key,
+                    keyring=keyring, ca_arn=ca_arn, root_pem=root)
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def cp_env(cp_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The stack's environment, set for one test only (other suites see theirs untouched)."""
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in {**cp_stack.aws_env, **cp_stack.env}.items():
+        monkeypatch.setenv(name, value)
+    return cp_stack
+
+
+@pytest.fixture(scope="session")
+def cp_app(cp_stack: Stack) -> ModuleType:
+    """``functions/app.py``, loaded the way the local stack loads it."""
+    return _load_app()
+
+
+@pytest.fixture()
+def cp_client(cp_app: ModuleType, cp_env: Stack) -> Iterator[Any]:
+    """A Chalice test client over the app, with fresh settings and clients."""
+    from chalice.test import Client
+    from chalicelib import aws
+
+    aws.reset()
+    with Client(cp_app.app) as test_client:
+        yield test_client
+    aws.reset()
+
+
+class Api:
+    """JSON calls to the app through the Chalice test client."""
+
+    def __init__(self, client: Any, api_key: str) -> None:
+        self.client = client
+        self.api_key = api_key
+
+    def call(self, method: str, path: str, body: Any = None, *, key: bool = True,
+             headers: dict[str, str] | None = None) -> Any:
+        sent = {"content-type": "application/json", **(headers or {})}
+        if key:
+            sent["x-api-key"] = self.api_key
+        raw = b"" if body is None else (body if isinstance(body, bytes)
+                                        else json.dumps(body).encode())
+        return self.client.http.request(method, path, headers=sent, body=raw)
+
+
+@pytest.fixture()
+def cp_api(cp_client: Any, cp_stack: Stack) -> Api:
+    """JSON helper over the test client."""
+    return Api(cp_client, cp_stack.api_key)

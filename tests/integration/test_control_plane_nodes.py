@@ -1,0 +1,199 @@
+"""Node routes against a real moto server: register (CSR rules), heartbeat, manifest, list."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+
+_KEY_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def make_csr(names: list[x509.GeneralName] | None, *, key: Any = None, cn: str | None = None,
+             ) -> str:
+    """A PEM CSR with these SANs (None: no SAN extension)."""
+    key = key or _KEY_2048
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
+    )
+    if names is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def ip_san(ip: str) -> x509.GeneralName:
+    return x509.IPAddress(ipaddress.ip_address(ip))
+
+
+def register_body(stack: Any, csr: str, endpoint: str = "https://127.0.0.1:8443",
+                  **extra: Any) -> dict[str, Any]:
+    return {"join_token": stack.join_token, "endpoint": endpoint, "region": "local",
+            "lat": 52.5, "lng": 13.4, "capacity_bytes": 10**9, "csr": csr, **extra}
+
+
+def register(api: Any, stack: Any, **extra: Any) -> dict[str, Any]:
+    answer = api.call("POST", "/nodes/register",
+                      register_body(stack, make_csr([ip_san("127.0.0.1")]), **extra), key=False)
+    assert answer.status_code == 200, answer.body
+    return answer.json_body
+
+
+def error_of(answer: Any) -> dict[str, Any]:
+    body = json.loads(answer.body)
+    assert set(body) == {"error"}, body
+    assert {"code", "message"} <= set(body["error"])
+    return body["error"]
+
+
+def test_register_issues_a_certificate_for_the_endpoint_host(cp_api: Any, cp_stack: Any) -> None:
+    node = register(cp_api, cp_stack)
+    cert = x509.load_pem_x509_certificate(node["certificate"].encode())
+    root = x509.load_pem_x509_certificate(node["root_certificate"].encode())
+    assert node["root_certificate"].strip() == cp_stack.root_pem.strip()
+    # The leaf chains to the CA root: the root's key verifies the leaf's signature.
+    root.public_key().verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                             cert.signature_hash_algorithm)
+    assert cert.issuer == root.subject
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert len(node["node_id"]) == 32 and node["credential"]
+    assert list(node["share_public_keys"]) == ["k1"]
+    assert node["chunk_size"] == 1024 * 1024 and node["bucket"] == "fsnode-test-origin"
+
+
+def test_register_accepts_a_dns_endpoint_with_an_ec_key(cp_api: Any, cp_stack: Any) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = make_csr([x509.DNSName("edge-1.example.net")], key=key, cn="edge-1.example.net")
+    answer = cp_api.call("POST", "/nodes/register",
+                         register_body(cp_stack, csr, "https://edge-1.example.net:443"),
+                         key=False)
+    assert answer.status_code == 200, answer.body
+    cert = x509.load_pem_x509_certificate(answer.json_body["certificate"].encode())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["edge-1.example.net"]
+
+
+@pytest.mark.parametrize(
+    ("csr_factory", "endpoint"),
+    [
+        pytest.param(lambda: make_csr([ip_san("10.9.9.9")]), "https://127.0.0.1:8443",
+                     id="wrong-host"),
+        pytest.param(lambda: make_csr([ip_san("127.0.0.1"), x509.DNSName("evil.example")]),
+                     "https://127.0.0.1:8443", id="extra-san"),
+        pytest.param(lambda: make_csr([x509.DNSName("*.example.net")]),
+                     "https://edge.example.net:443", id="wildcard-san"),
+        pytest.param(lambda: make_csr([x509.DNSName("edge.example.net")]),
+                     "https://*.example.net:443", id="wildcard-endpoint"),
+        pytest.param(lambda: make_csr([x509.DNSName("127.0.0.1")]), "https://127.0.0.1:8443",
+                     id="ip-as-dns-san"),
+        pytest.param(lambda: make_csr(None), "https://127.0.0.1:8443", id="no-san"),
+        pytest.param(lambda: make_csr([ip_san("127.0.0.1")], cn="other.example"),
+                     "https://127.0.0.1:8443", id="other-common-name"),
+        pytest.param(lambda: make_csr([ip_san("127.0.0.1")], key=rsa.generate_private_key(
+            public_exponent=65537, key_size=1024)), "https://127.0.0.1:8443", id="rsa-1024"),
+        pytest.param(lambda: make_csr([ip_san("127.0.0.1")], key=ec.generate_private_key(
+            ec.SECP384R1())), "https://127.0.0.1:8443", id="ec-p384"),
+        pytest.param(lambda: "-----BEGIN CERTIFICATE REQUEST-----\ngarbage\n"
+                     "-----END CERTIFICATE REQUEST-----\n", "https://127.0.0.1:8443",
+                     id="garbage"),
+        pytest.param(lambda: make_csr([ip_san("127.0.0.1")]), "http://127.0.0.1:8443",
+                     id="plain-http-endpoint"),
+        pytest.param(lambda: make_csr([ip_san("127.0.0.1")]), "https://127.0.0.1:8443/x",
+                     id="endpoint-path"),
+        pytest.param(lambda: make_csr([ip_san("127.0.0.1")]), "https://127.0.0.1",
+                     id="endpoint-no-port"),
+    ],
+)
+def test_register_rejects_bad_csrs_and_endpoints(cp_api: Any, cp_stack: Any, csr_factory: Any,
+                                                 endpoint: str) -> None:
+    answer = cp_api.call("POST", "/nodes/register",
+                         register_body(cp_stack, csr_factory(), endpoint), key=False)
+    assert answer.status_code == 400, answer.body
+    assert error_of(answer)["code"] == "invalid_input"
+
+
+def test_register_rejects_a_bad_join_token(cp_api: Any, cp_stack: Any) -> None:
+    body = register_body(cp_stack, make_csr([ip_san("127.0.0.1")]))
+    body["join_token"] = secrets.token_urlsafe(32)
+    answer = cp_api.call("POST", "/nodes/register", body, key=False)
+    assert answer.status_code == 401
+    assert error_of(answer)["code"] == "unauthorized"
+
+
+def test_register_is_idempotent_per_key(cp_api: Any, cp_stack: Any) -> None:
+    key = secrets.token_hex(16)
+    first = register(cp_api, cp_stack, idempotency_key=key)
+    second = register(cp_api, cp_stack, idempotency_key=key)
+    assert first["node_id"] == second["node_id"]
+    assert first["credential"] == second["credential"]
+    third = register(cp_api, cp_stack, idempotency_key=secrets.token_hex(16))
+    assert third["node_id"] != first["node_id"]
+
+
+def _beat(api: Any, node_id: str, credential: str, load: float = 0.5) -> Any:
+    return api.call("POST", f"/nodes/{node_id}/heartbeat",
+                    {"used_bytes": 10, "free_bytes": 90, "capacity_bytes": 100, "load": load,
+                     "hot_files": []},
+                    key=False, headers={"authorization": f"Bearer {credential}"})
+
+
+def test_heartbeat_needs_that_nodes_credential(cp_api: Any, cp_stack: Any) -> None:
+    a = register(cp_api, cp_stack)
+    b = register(cp_api, cp_stack)
+    ok = _beat(cp_api, a["node_id"], a["credential"])
+    assert ok.status_code == 200, ok.body
+    assert ok.json_body["status"] == "active"
+    assert ok.json_body["work"] == [] and "k1" in ok.json_body["share_public_keys"]
+    stolen = _beat(cp_api, a["node_id"], b["credential"])
+    assert stolen.status_code == 401
+    assert error_of(stolen)["code"] == "unauthorized"
+    missing = cp_api.call("POST", f"/nodes/{a['node_id']}/heartbeat", {"used_bytes": 1},
+                          key=False)
+    assert missing.status_code == 401
+
+
+def test_list_nodes_needs_the_api_key_and_hides_credentials(cp_api: Any, cp_stack: Any) -> None:
+    node = register(cp_api, cp_stack)
+    assert cp_api.call("GET", "/nodes", key=False).status_code == 401
+    answer = cp_api.call("GET", "/nodes")
+    assert answer.status_code == 200
+    listed = {n["node_id"]: n for n in answer.json_body["nodes"]}
+    assert listed[node["node_id"]]["endpoint"] == "https://127.0.0.1:8443"
+    assert "credential_sha256" not in listed[node["node_id"]]
+
+
+def test_path_tricks_in_ids_are_rejected(cp_api: Any, cp_stack: Any) -> None:
+    node = register(cp_api, cp_stack)
+    auth = {"authorization": f"Bearer {node['credential']}"}
+    for bad in ("..%2F..%2Fetc", "ABCDEF", "x" * 32, "0" * 31):
+        answer = cp_api.call("GET", f"/nodes/{node['node_id']}/files/{bad}", key=False,
+                             headers=auth)
+        assert answer.status_code == 400, (bad, answer.body)
+        assert error_of(answer)["code"] == "invalid_input"
+
+
+def test_bad_bodies_get_json_errors(cp_api: Any, cp_stack: Any) -> None:
+    bad_json = cp_api.call("POST", "/nodes/register", b"{not json", key=False)
+    assert bad_json.status_code == 400 and error_of(bad_json)["code"] == "invalid_input"
+    not_object = cp_api.call("POST", "/nodes/register", b"[1, 2]", key=False)
+    assert not_object.status_code == 400
+    huge = cp_api.call("POST", "/files", b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    assert huge.status_code == 413 and error_of(huge)["code"] == "payload_too_large"
+    wrong_type = cp_api.call("POST", "/files", b"name=x",
+                             headers={"content-type": "application/x-www-form-urlencoded"})
+    assert wrong_type.status_code == 415
+    assert error_of(wrong_type)["code"] == "unsupported_media_type"
+
+
+def test_openapi_lists_every_route(cp_api: Any, cp_app: Any) -> None:
+    document = cp_api.call("GET", "/openapi.json", key=False).json_body
+    for path, methods in cp_app.app.routes.items():
+        for method in methods:
+            assert method.lower() in document["paths"][path], (method, path)

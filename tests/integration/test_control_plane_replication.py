@@ -1,0 +1,144 @@
+"""Replication: execution start on complete, plan/warm handlers, work pulled and reported."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
+from fsnode_core.nodes_store import NodeRegistry
+from test_control_plane_files import CHUNK, upload
+from test_control_plane_nodes import error_of, register
+
+ASL = Path(__file__).resolve().parents[2] / "functions" / "statemachines" / "replicate.asl.json"
+
+
+def _asl_with_arns() -> str:
+    text = ASL.read_text()
+    for placeholder in set(re.findall(r"\$\{(\w+)FunctionArn\}", text)):
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", placeholder).lower()
+        text = text.replace("${" + placeholder + "FunctionArn}",
+                            f"arn:aws:lambda:us-east-1:123456789012:function:fsnode-{name}")
+    return text
+
+
+def test_asl_placeholders_name_the_apps_lambda_functions(cp_app: Any) -> None:
+    definition = json.loads(ASL.read_text())
+    placeholders = set(re.findall(r"\$\{(\w+)FunctionArn\}", ASL.read_text()))
+    names = {re.sub(r"(?<!^)(?=[A-Z])", "_", p).lower() for p in placeholders}
+    assert names == {"plan_replication", "warm_chunk"}
+    for name in names:
+        assert callable(getattr(cp_app, name))
+    warm = definition["States"]["WarmChunks"]["Iterator"]["States"]["WarmChunk"]
+    assert warm["Resource"].endswith("waitForTaskToken") and warm["Retry"] and warm["Catch"]
+    assert definition["States"]["WarmChunks"]["MaxConcurrency"] > 0
+
+
+def test_complete_starts_one_replication_per_version(cp_api: Any, cp_stack: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import aws
+
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="fsnode-test-replicate", definition=_asl_with_arns(),
+        roleArn="arn:aws:iam::123456789012:role/fsnode-sfn",
+    )["stateMachineArn"]
+    monkeypatch.setenv("FSNODE_REPLICATE_STATE_MACHINE_ARN", arn)
+    aws.reset()
+    try:
+        started, done = upload(cp_api, os.urandom(CHUNK + 5))
+        assert done.status_code == 200, done.body
+        executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+        name = f"replicate-{started['file_id']}-{started['version']}"
+        match = [e for e in executions if e["name"] == name]
+        assert len(match) == 1
+        described = sfn.describe_execution(executionArn=match[0]["executionArn"])
+        assert json.loads(described["input"]) == {"file_id": started["file_id"],
+                                                  "version": started["version"]}
+    finally:
+        monkeypatch.delenv("FSNODE_REPLICATE_STATE_MACHINE_ARN")
+        aws.reset()
+
+
+def test_plan_warm_heartbeat_report(cp_api: Any, cp_client: Any, cp_stack: Any) -> None:
+    data = os.urandom(2 * CHUNK + 7)
+    started, _ = upload(cp_api, data)
+    file_id, version = started["file_id"], started["version"]
+    node = register(cp_api, cp_stack)
+    register(cp_api, cp_stack)  # at least two live nodes, whatever ran before
+    auth = {"authorization": f"Bearer {node['credential']}"}
+
+    plan = cp_client.lambda_.invoke("plan_replication",
+                                    {"file_id": file_id, "version": version}).payload
+    assert len(plan["targets"]) == 2 and not plan["under_replicated"]
+    assert sorted((t["chunk_index"], t["node_id"]) for t in plan["tasks"]) == sorted(
+        (i, n) for i in range(3) for n in plan["targets"])
+
+    queued = cp_client.lambda_.invoke("warm_chunk", {
+        "file_id": file_id, "version": version, "chunk_index": 1,
+        "node_id": node["node_id"], "task_token": "token-1"}).payload
+    beat = cp_api.call("POST", f"/nodes/{node['node_id']}/heartbeat",
+                       {"used_bytes": 0, "free_bytes": 9, "capacity_bytes": 9, "load": 0.1},
+                       key=False, headers=auth).json_body
+    assert beat["work"] == [{"work_id": queued["work_id"], "kind": "warm", "file_id": file_id,
+                             "version": version, "chunk_index": 1}]
+
+    digest = hashlib.sha256(data[CHUNK:2 * CHUNK]).hexdigest()
+    path = f"/nodes/{node['node_id']}/work/{queued['work_id']}"
+    answer = cp_api.call("POST", path, {"ok": True, "sha256": digest}, key=False, headers=auth)
+    assert answer.status_code == 200, answer.body
+    assert answer.json_body["recorded"] is True
+    view = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb")).file_view(
+        file_id)
+    assert [(r.index, r.node_id) for r in view.replicas] == [(1, node["node_id"])]
+    # The work is consumed: a repeated report finds nothing, and the next heartbeat is empty.
+    again = cp_api.call("POST", path, {"ok": True, "sha256": digest}, key=False, headers=auth)
+    assert again.status_code == 404 and error_of(again)["code"] == "not_found"
+    # A replan skips the replica that now exists.
+    replan = cp_client.lambda_.invoke("plan_replication",
+                                      {"file_id": file_id, "version": version}).payload
+    assert (1, node["node_id"]) not in {(t["chunk_index"], t["node_id"]) for t in replan["tasks"]}
+
+
+def test_report_with_a_wrong_hash_is_not_recorded(cp_api: Any, cp_client: Any,
+                                                  cp_stack: Any) -> None:
+    started, _ = upload(cp_api, os.urandom(100))
+    node = register(cp_api, cp_stack)
+    other = register(cp_api, cp_stack)
+    queued = cp_client.lambda_.invoke("warm_chunk", {
+        "file_id": started["file_id"], "version": started["version"], "chunk_index": 0,
+        "node_id": node["node_id"], "task_token": "token-2"}).payload
+    path = f"/nodes/{node['node_id']}/work/{queued['work_id']}"
+    stolen = cp_api.call("POST", path, {"ok": True, "sha256": "0" * 64}, key=False,
+                         headers={"authorization": f"Bearer {other['credential']}"})
+    assert stolen.status_code == 401
+    answer = cp_api.call("POST", path, {"ok": True, "sha256": "0" * 64}, key=False,
+                         headers={"authorization": f"Bearer {node['credential']}"})
+    assert answer.status_code == 200 and answer.json_body["recorded"] is False
+    view = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb")).file_view(
+        started["file_id"])
+    assert view.replicas == []
+
+
+def test_no_live_node_answers_503(cp_api: Any, cp_stack: Any) -> None:
+    started, _ = upload(cp_api, os.urandom(10))
+    share = cp_api.call("POST", f"/files/{started['file_id']}/share",
+                        {"ttl_seconds": 60}).json_body["share_url"]
+    path = share.removeprefix("http://control.test")
+    registry = NodeRegistry(cp_stack.env["FSNODE_NODES_TABLE"], boto3.client("dynamodb"))
+    active = [n.node_id for n in registry.list_nodes() if n.status == NODE_ACTIVE]
+    for node_id in active:
+        registry.set_status(node_id, NODE_DRAINING, expected=NODE_ACTIVE)
+    try:
+        answer = cp_api.call("GET", path, key=False)
+        assert answer.status_code == 503 and error_of(answer)["code"] == "unavailable"
+    finally:
+        for node_id in active:
+            registry.set_status(node_id, NODE_ACTIVE, expected=NODE_DRAINING)

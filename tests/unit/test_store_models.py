@@ -1,0 +1,39 @@
+"""The DynamoDB codec and the records' item layout (no AWS needed)."""
+
+from __future__ import annotations
+
+from fsnode_core.ddb import from_attrs, to_attrs
+from fsnode_core.models import (
+    ChunkRecord,
+    FileRecord,
+    NodeRecord,
+    ReplicaRecord,
+    WorkItem,
+)
+
+
+def test_codec_roundtrips_plain_values() -> None:
+    value = {"s": "x", "i": 3, "f": 0.25, "b": True, "l": ["a", 1], "m": {"k": 2.5},
+             "none": None}
+    item = to_attrs(value)
+    assert "none" not in item and item["f"] == {"N": "0.25"}
+    assert from_attrs(item) == {k: v for k, v in value.items() if v is not None}
+
+
+def test_records_roundtrip_and_use_the_documented_keys() -> None:
+    node = NodeRecord(node_id="a" * 32, endpoint="https://h:1", region="r", capacity_bytes=5,
+                      credential_sha256="h", lat=1.0, lng=2.0, load=0.5)
+    assert NodeRecord.from_item(node.to_item()) == node
+    assert "credential_sha256" not in node.to_api()
+    meta = FileRecord(file_id="b" * 32, version="v", name="n", size=9, content_type="t",
+                      etag="e", last_modified=1, chunk_size=4, bucket="b", key="k")
+    assert meta.to_item()["pk"] == {"S": f"file#{'b' * 32}"} and meta.to_item()["sk"]["S"] == "meta"
+    assert FileRecord.from_item(meta.to_item()) == meta and meta.chunk_count() == 3
+    chunk = ChunkRecord("b" * 32, "v", 7, 28, 4, "c" * 64)
+    assert chunk.to_item()["sk"] == {"S": "chunk#00000007"}
+    replica = ReplicaRecord("b" * 32, "v", 7, "n" * 32, 1)
+    item = replica.to_item()
+    assert item["sk"] == {"S": f"replica#00000007#{'n' * 32}"} and item["node_id"]["S"] == "n" * 32
+    work = WorkItem("n" * 32, "w" * 32, "warm", "b" * 32, "v", 1, "tok", 1, 2)
+    assert "node_id" not in work.to_item()  # work must not show up in the by_node index
+    assert WorkItem.from_item(work.to_item()) == work and "task_token" not in work.to_api()
