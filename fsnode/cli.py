@@ -41,7 +41,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_local_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir or default_state_dir())
-    stack = LocalStack(StackOptions(state_dir=state_dir, nodes=args.nodes))
+    options = StackOptions(
+        state_dir=state_dir,
+        nodes=args.nodes,
+        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=args.heartbeat_timeout,
+        schedule_seconds=args.schedule_seconds,
+    )
+    stack = LocalStack(options)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
@@ -219,6 +226,15 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=3, help="edge nodes to start (default 3)")
     up.add_argument("--detach", action="store_true", help="start and return; stop with down")
     up.add_argument("--demo", action="store_true", help="upload and share a demo video")
+    up.add_argument("--heartbeat-interval", type=int, default=5, help="seconds (default 5)")
+    up.add_argument(
+        "--heartbeat-timeout", type=int, default=30, help="seconds until a node is dead"
+    )
+    up.add_argument(
+        "--schedule-seconds",
+        type=float,
+        help="run scheduled functions (prune) this often instead of their rate",
+    )
     up.set_defaults(func=cmd_local_up)
     local_sub.add_parser("down", parents=[common], help="stop a local stack").set_defaults(
         func=cmd_local_down

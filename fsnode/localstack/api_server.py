@@ -18,12 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--functions-dir", type=Path, required=True)
+    parser.add_argument(
+        "--schedule-seconds", type=float, help="run every @app.schedule this often instead"
+    )
     args = parser.parse_args(argv)
 
     from chalice.config import Config
     from chalice.local import create_local_server
 
     from fsnode.localstack.app_loader import load_functions_app
+    from fsnode.localstack.scheduler import Scheduler
 
     module = load_functions_app(args.functions_dir.resolve())
     config = Config.create(
@@ -32,12 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     server = create_local_server(module.app, config, args.host, args.port)
     thread = threading.Thread(target=server.server.serve_forever, daemon=True)
     thread.start()
+    scheduler = Scheduler(module, args.schedule_seconds)
+    scheduler.start()
     print(f"api ready url=http://{args.host}:{args.port}", file=sys.stderr, flush=True)
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    scheduler.stop()
     server.shutdown()
     return 0
 

@@ -38,6 +38,8 @@ class StackOptions:
     heartbeat_interval: int = 5
     heartbeat_timeout: int = 30
     start_timeout: float = 90.0
+    # None runs scheduled functions (prune) on their own rate, as EventBridge would.
+    schedule_seconds: float | None = None
 
 
 @dataclass(slots=True)
@@ -150,7 +152,18 @@ class LocalStack:
         api_env = {**base_env, **settings, **control_plane_settings(resources)}
         api = self._spawn(
             "api",
-            ["-m", "fsnode.localstack.api_server", "--port", str(api_port), *functions],
+            [
+                "-m",
+                "fsnode.localstack.api_server",
+                "--port",
+                str(api_port),
+                *functions,
+                *(
+                    ["--schedule-seconds", str(opts.schedule_seconds)]
+                    if opts.schedule_seconds
+                    else []
+                ),
+            ],
             api_env,
             logs,
         )
