@@ -78,6 +78,8 @@ class Scheduler:
                 "id": str(uuid.uuid4()),
                 "detail-type": "Scheduled Event",
                 "source": "aws.events",
+                "account": "000000000000",
+                "region": "local",
                 "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "resources": [f"arn:aws:events:local:000000000000:rule/{name}"],
                 "detail": {},
