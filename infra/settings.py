@@ -12,7 +12,7 @@ from constructs import Node
 class FsnodeSettings:
     """Typed view of the context keys; defaults suit a small first deployment."""
 
-    chunk_size: int = 8 * 1024 * 1024
+    chunk_size: int = 4 * 1024 * 1024
     replication_factor: int = 2
     heartbeat_interval: int = 15
     heartbeat_timeout: int = 60
@@ -30,8 +30,10 @@ class FsnodeSettings:
 
     def __post_init__(self) -> None:
         # Fail at synth with a named setting rather than at deploy with a CFN error.
-        if self.chunk_size < 5 * 1024 * 1024:
-            raise ValueError("chunk_size must be at least 5 MiB (the S3 multipart minimum)")
+        # Upload parts are whole multiples of the chunk size (fsnode_core.chunks), so a chunk
+        # may be smaller than S3's 5 MiB part minimum; below 1 MiB, per-chunk overhead wins.
+        if self.chunk_size < 1024 * 1024:
+            raise ValueError("chunk_size must be at least 1 MiB")
         if self.replication_factor < 1:
             raise ValueError("replication_factor must be at least 1")
         if self.heartbeat_timeout <= self.heartbeat_interval:
