@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from fsnode.client import ApiError, FsnodeClient
 from fsnode.localstack import processes
-from fsnode.localstack.stack import LocalStack, StackInfo, StackOptions, down
+from fsnode.localstack.stack import LocalStack, StackInfo, StackOptions, down, kill, restart
 from fsnode.settings import (
     ClientSettings,
     SettingsError,
@@ -80,6 +80,19 @@ def cmd_local_down(args: argparse.Namespace) -> int:
     left = down(state_dir)
     _emit(args, {"stopped": str(state_dir), "left": left}, f"stopped the stack in {state_dir}")
     return 0 if not left else 1
+
+
+def cmd_local_restart(args: argparse.Namespace) -> int:
+    pid = restart(_stack_dir(args), args.name)
+    _emit(args, {"name": args.name, "pid": pid}, f"{args.name} restarted, pid {pid}")
+    return 0
+
+
+def cmd_local_kill(args: argparse.Namespace) -> int:
+    sig = signal.Signals[f"SIG{args.signal.upper().removeprefix('SIG')}"]
+    pid = kill(_stack_dir(args), args.name, sig)
+    _emit(args, {"name": args.name, "pid": pid, "signal": sig.name}, f"sent {sig.name} to {pid}")
+    return 0
 
 
 def cmd_local_status(args: argparse.Namespace) -> int:
@@ -242,6 +255,15 @@ def _parser() -> argparse.ArgumentParser:
     local_sub.add_parser("status", parents=[common], help="show a local stack").set_defaults(
         func=cmd_local_status
     )
+    again = local_sub.add_parser(
+        "restart", parents=[common], help="restart one process (aws, api, edge-N) as it was"
+    )
+    again.add_argument("name")
+    again.set_defaults(func=cmd_local_restart)
+    fault = local_sub.add_parser("kill", parents=[common], help="signal one process (a fault)")
+    fault.add_argument("name")
+    fault.add_argument("--signal", default="KILL", help="KILL (default), TERM, STOP, CONT")
+    fault.set_defaults(func=cmd_local_kill)
 
     upload = sub.add_parser("upload", parents=[common], help="upload files")
     upload.add_argument("paths", nargs="+", metavar="PATH")

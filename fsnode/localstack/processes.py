@@ -23,6 +23,8 @@ class Child:
     pid: int
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    # Where this run's output starts in a log shared with earlier runs (restarts).
+    log_offset: int = 0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -35,6 +37,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def spawn(name: str, argv: list[str], env: dict[str, str], log: Path) -> Child:
     """Start ``argv`` in a new session with stdout and stderr going to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    offset = log.stat().st_size if log.exists() else 0
     with log.open("ab") as out:
         popen = subprocess.Popen(
             argv,
@@ -44,7 +47,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log: Path) -> Child:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Child(name=name, pid=popen.pid, log=log, popen=popen)
+    return Child(name=name, pid=popen.pid, log=log, popen=popen, log_offset=offset)
 
 
 def is_alive(pid: int) -> bool:
@@ -67,7 +70,10 @@ def wait_for_log_line(child: Child, marker: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.log.exists():
-            for line in child.log.read_text(errors="replace").splitlines():
+            with child.log.open("rb") as handle:
+                handle.seek(child.log_offset)
+                text = handle.read().decode(errors="replace")
+            for line in text.splitlines():
                 if marker in line:
                     return line
         if not _running(child):

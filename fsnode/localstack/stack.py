@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import ssl
 import sys
 import urllib.request
@@ -221,6 +222,61 @@ class LocalStack:
         child = processes.spawn(name, [sys.executable, *args], env, logs / f"{name}.log")
         self.children.append(child)
         return child
+
+
+_READY_MARKERS = {"aws": "aws ready", "api": "api ready"}
+
+
+def _save_launch(state_dir: Path, name: str, argv: list[str], env: dict[str, str]) -> None:
+    # The environment holds the join token: readable by this user only.
+    launch = state_dir / "launch"
+    launch.mkdir(mode=0o700, exist_ok=True)
+    path = launch / f"{name}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"argv": argv, "env": env}, handle)
+
+
+def kill(state_dir: Path, name: str, sig: signal.Signals = signal.SIGKILL) -> int:
+    """Send ``sig`` to one process of a stack (a fault, for tests); returns its pid."""
+    info = StackInfo.load(state_dir)
+    pid = _pid_of(info, name)
+    os.killpg(pid, sig)
+    return pid
+
+
+def restart(state_dir: Path, name: str, timeout: float = 90.0) -> int:
+    """Stop one process of a stack if it runs, start it again as it was; returns the new pid.
+
+    An edge keeps its state folder, so it comes back with its key, identity and cache.
+    """
+    info = StackInfo.load(state_dir)
+    processes.stop([_pid_of(info, name)])
+    spec = json.loads((state_dir / "launch" / f"{name}.json").read_text())
+    log = Path(next(p["log"] for p in info.processes if p["name"] == name))
+    child = processes.spawn(name, spec["argv"], spec["env"], log)
+    marker = _READY_MARKERS.get(name, "edge ready")
+    line = processes.wait_for_log_line(child, marker, timeout)
+    for entry in info.processes:
+        if entry["name"] == name:
+            entry["pid"] = child.pid
+    for index, edge in enumerate(info.edges):
+        if name == f"edge-{index + 1}":
+            edge.pid = child.pid
+            match = _READY.search(line)
+            if match is not None:
+                edge.node_id, edge.url = match.groups()
+            _wait_healthy(edge.url, Path(info.ca_cert), timeout)
+    info.save()
+    return child.pid
+
+
+def _pid_of(info: StackInfo, name: str) -> int:
+    for entry in info.processes:
+        if entry["name"] == name:
+            return int(entry["pid"])
+    names = ", ".join(p["name"] for p in info.processes)
+    raise RuntimeError(f"no process {name!r} in this stack (it has {names})")
 
 
 def down(state_dir: Path) -> list[int]:
