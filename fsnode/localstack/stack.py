@@ -219,7 +219,9 @@ class LocalStack:
     def _spawn(
         self, name: str, args: list[str], env: dict[str, str], logs: Path
     ) -> processes.Child:
-        child = processes.spawn(name, [sys.executable, *args], env, logs / f"{name}.log")
+        argv = [sys.executable, *args]
+        _save_launch(self.state_dir, name, argv, env)
+        child = processes.spawn(name, argv, env, logs / f"{name}.log")
         self.children.append(child)
         return child
 
