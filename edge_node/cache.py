@@ -1,15 +1,33 @@
-"""The chunk cache: verified chunk files on local disk, bounded by a byte cap.
+"""The chunk cache: verified chunks in a memory tier and on local disk, filled from
+the origin by streaming fills.
 
-Layout under ``ROOT``: ``chunks/FF/FILE_ID/VERSION_TAG/INDEX`` holds one chunk's
-bytes, ``tmp/`` holds writes in progress (renamed into place when complete, so a
-reader never sees a partial chunk). The index lives in memory and is rebuilt from
-the directory tree at start.
+Disk layout under ``ROOT``: ``chunks/FF/FILE_ID/VERSION_TAG/INDEX`` holds one
+chunk's bytes, ``tmp/`` holds writes in progress (renamed into place when
+complete, so a reader never sees a partial chunk). The index lives in memory and
+is rebuilt from the directory tree at start; chunks found there are checked
+against their SHA-256 on first use.
 
-Every chunk is checked against the manifest's SHA-256 before it is stored; chunks
-found on disk at start are checked on first use. Concurrent misses for one chunk
-share one fill task (one origin read). Serving pins a chunk (and holds an open
-file descriptor), so LRU eviction skips it and an explicit eviction cannot pull
-the bytes from under a response.
+A miss starts one fill per chunk (request collapsing): the chunk is split into a
+few parts fetched by concurrent ranged GETs into one preallocated buffer, and
+every waiter streams from that buffer as bytes land, without waiting for the
+whole chunk. The SHA-256 is computed as the contiguous prefix grows. A streaming
+reader holds back the last byte of its slice until the chunk has verified; if
+the check fails the reader raises, the server cuts the connection, and the
+client sees a body shorter than its Content-Length instead of a clean end. The
+bytes before the cut may be wrong, which is why it must not look complete;
+HTTP/1.1 has no other way to take bytes back once sent. The bad buffer is never
+stored, and the fill tries a fresh buffer once more for later readers.
+
+Bounds: fill buffers share a byte budget (demand fills wait for it, read-ahead
+only runs when it is free); the memory tier holds the hottest verified chunks up
+to its own byte cap; the disk holds at most ``max_bytes`` and keeps a share of
+the filesystem free. A fill reserves its disk space before the first origin
+byte arrives, evicting least-recently-used chunks if needed, so a burst of
+misses cannot push the cache past its cap; a fill that finds no room still
+serves its readers, it just is not kept. Past the high watermark a background
+pass evicts down to the low watermark. Leased chunks (being served) are pinned
+and never evicted; an explicit eviction of a file only unlinks, and open
+descriptors keep reading.
 """
 
 from __future__ import annotations
@@ -18,14 +36,16 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from fsnode_core.errors import IntegrityError, InvalidInput, Unavailable
 from fsnode_core.ids import check_id
@@ -38,10 +58,54 @@ log = logging.getLogger(__name__)
 # (file_id, version tag, chunk index): a new version is a new key, so a chunk of
 # an overwritten file can never be served for the new version.
 ChunkKey = tuple[str, str, int]
-# Reads one chunk's bytes from the origin.
-ChunkFetcher = Callable[[Manifest, ChunkInfo], Awaitable[bytes]]
+
+MIB = 1024 * 1024
+# Largest block handed to the writer at once: bounds per-connection buffering.
+BLOCK = MIB
+# Hash the growing prefix in steps of at least this much (each step is a thread hop).
+_HASH_STEP = MIB
 
 _SAFE_VERSION = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+class Origin(Protocol):
+    """Where chunk bytes come from (``edge_node.origin.OriginFetcher``)."""
+
+    async def read_into(
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        view: memoryview,
+        progress: Callable[[int], None],
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Cache bounds; see edge_node/README.md (FSNODE_CACHE_*, FSNODE_MEMORY_*)."""
+
+    max_bytes: int
+    high_water: float = 0.90
+    low_water: float = 0.80
+    # Keep at least this share of the cache's filesystem free, whatever max_bytes says.
+    min_free_ratio: float = 0.05
+    memory_bytes: int = 256 * MIB
+    fill_memory_bytes: int = 256 * MIB
+    part_bytes: int = 2 * MIB
+    max_parts: int = 4
+    max_prefetch_fills: int = 4
+    maintain_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0:
+            raise ValueError("the cache needs a positive byte cap")
+        if not 0 < self.low_water <= self.high_water <= 1:
+            raise ValueError("watermarks must satisfy 0 < low <= high <= 1")
+        if not 0 <= self.min_free_ratio < 1:
+            raise ValueError("the minimum free share must be in [0, 1)")
+        if self.part_bytes <= 0 or self.max_parts <= 0 or self.fill_memory_bytes <= 0:
+            raise ValueError("fill parts and fill memory must be positive")
 
 
 def version_tag(version: str) -> str:
@@ -53,70 +117,297 @@ def version_tag(version: str) -> str:
 
 @dataclass(slots=True)
 class CacheEntry:
-    """One stored chunk: where it is, how big, and whether it is checked and in use."""
+    """One chunk on disk: where it is, how big, whether it is checked and in use."""
 
     key: ChunkKey
     path: Path
     size: int
     verified: bool
     pins: int = 0
+    hits: int = 0
+
+
+@dataclass(slots=True)
+class MemoryEntry:
+    data: bytes | bytearray
+    pins: int = 0
 
 
 @dataclass(slots=True)
 class CacheStats:
     hits: int = 0
+    memory_hits: int = 0
     misses: int = 0
     fills: int = 0
+    not_stored: int = 0
     evictions: int = 0
+    memory_evictions: int = 0
     integrity_failures: int = 0
     bytes_stored: int = 0
+    prefetches: int = 0
+
+
+# -- streaming fills ---------------------------------------------------------------
+
+
+class FillBuffer:
+    """One attempt at one chunk: a preallocated buffer filled by concurrent parts."""
+
+    def __init__(self, length: int, part_bytes: int, max_parts: int) -> None:
+        self.length = length
+        self.data = bytearray(length)
+        self.view = memoryview(self.data)
+        count = max(1, min(max_parts, math.ceil(length / part_bytes)))
+        self.part_size = max(1, math.ceil(length / count))
+        self.parts = [
+            (start, min(length, start + self.part_size))
+            for start in range(0, length, self.part_size)
+        ] or [(0, 0)]
+        self.done = [0] * len(self.parts)
+        self.outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.outcome.add_done_callback(_retrieve_future)
+        self._wake = asyncio.Event()
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome.done() and self.outcome.exception() is not None
+
+    def progress(self, part: int, count: int) -> None:
+        self.done[part] += count
+        self.notify()
+
+    def notify(self) -> None:
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    async def changed(self) -> None:
+        await self._wake.wait()
+
+    def available(self, pos: int) -> int:
+        """The end of the bytes in place from ``pos`` on (``pos`` if none yet)."""
+        end = pos
+        index = pos // self.part_size
+        while index < len(self.parts):
+            start, stop = self.parts[index]
+            filled = start + self.done[index]
+            if filled <= end:
+                break
+            end = filled
+            if filled < stop:
+                break
+            index += 1
+        return end
+
+    def prefix(self) -> int:
+        return self.available(0)
+
+    def succeed(self) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(None)
+        self.notify()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.outcome.done():
+            if not isinstance(exc, Exception):
+                exc = Unavailable("the chunk fill was stopped")
+            self.outcome.set_exception(exc)
+        self.notify()
+
+
+def _retrieve_future(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(slots=True)
+class _Fill:
+    """The one in-flight fill of a chunk; waiters attach to its current buffer."""
+
+    task: asyncio.Task[bool] | None = None
+    buffer: FillBuffer | None = None
+    prefetch: bool = False
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def notify(self) -> None:
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    async def changed(self) -> None:
+        await self._wake.wait()
+
+
+# -- leases ------------------------------------------------------------------------
+
+
 class ChunkLease:
-    """A pinned, verified chunk with an open descriptor; read it with ``read``."""
+    """A chunk held for serving; ``blocks`` yields its bytes, release it via the cache."""
 
-    entry: CacheEntry
-    fd: int
-    released: bool = field(default=False)
+    key: ChunkKey
+    size: int
+    # A descriptor for kernel sendfile; only disk leases have one.
+    fd: int | None = None
+    released: bool = False
 
-    async def read(self, offset: int, length: int) -> bytes:
-        """``length`` bytes from ``offset`` within the chunk (in a worker thread)."""
-        data = await asyncio.to_thread(os.pread, self.fd, length, offset)
-        if len(data) != length:
-            raise IntegrityError("a cached chunk is shorter than recorded", key=self.entry.key)
-        return data
+    async def ready(self, offset: int) -> None:
+        """Return once the byte at ``offset`` can be sent (raise if it never will)."""
+
+    def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
+        raise TypeError("abstract")
+
+    def close(self) -> None:
+        """Give back what the lease holds (the cache unpins)."""
+
+
+class DiskLease(ChunkLease):
+    def __init__(self, entry: CacheEntry, fd: int) -> None:
+        self.entry = entry
+        self.key = entry.key
+        self.size = entry.size
+        self.fd = fd
+
+    async def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
+        fd = self.fd
+        assert fd is not None
+        sent = 0
+        while sent < length:
+            size = min(BLOCK, length - sent)
+            data = await asyncio.to_thread(os.pread, fd, size, offset + sent)
+            if len(data) != size:
+                raise IntegrityError("a cached chunk is shorter than recorded", key=self.key)
+            yield data
+            sent += size
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class MemoryLease(ChunkLease):
+    def __init__(self, key: ChunkKey, entry: MemoryEntry) -> None:
+        self.key = key
+        self.entry = entry
+        self.size = len(entry.data)
+        self._view = memoryview(entry.data)
+
+    async def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
+        # Slices of the stored buffer: no copy before the socket write.
+        end = offset + length
+        for start in range(offset, end, BLOCK):
+            yield self._view[start : min(end, start + BLOCK)]
+
+
+class StreamLease(ChunkLease):
+    """Bytes of a fill in progress, sent as they arrive (last byte after verification)."""
+
+    def __init__(self, key: ChunkKey, buffer: FillBuffer) -> None:
+        self.key = key
+        self.size = buffer.length
+        self.buffer = buffer
+
+    async def ready(self, offset: int) -> None:
+        buffer = self.buffer
+        while buffer.available(offset) <= offset:
+            if buffer.outcome.done():
+                await buffer.outcome  # raises the fill's error
+                return
+            await buffer.changed()
+
+    async def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
+        buffer = self.buffer
+        end = offset + length
+        hold = end - 1
+        pos = offset
+        while pos < hold:
+            avail = min(buffer.available(pos), hold, pos + BLOCK)
+            if avail > pos:
+                yield buffer.view[pos:avail]
+                pos = avail
+            elif buffer.outcome.done():
+                await buffer.outcome
+                raise Unavailable("the chunk fill ended without the bytes", key=self.key)
+            else:
+                await buffer.changed()
+        # The held-back byte goes out only for a verified chunk (see module docstring).
+        await asyncio.shield(buffer.outcome)
+        yield buffer.view[hold:end]
+
+
+# -- the cache ---------------------------------------------------------------------
+
+
+class _ByteBudget:
+    """Bytes that fill buffers may hold at once (release never waits, so it is
+    safe in ``finally`` blocks of cancelled tasks)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._wake = asyncio.Event()
+
+    def _clamp(self, count: int) -> int:
+        # A chunk larger than the whole budget may still fill, alone.
+        return min(count, self.total)
+
+    def try_acquire(self, count: int) -> bool:
+        count = self._clamp(count)
+        if self.used + count > self.total:
+            return False
+        self.used += count
+        return True
+
+    async def acquire(self, count: int) -> None:
+        while not self.try_acquire(count):
+            await self._wake.wait()
+
+    def release(self, count: int) -> None:
+        self.used -= self._clamp(count)
+        self._wake.set()
+        self._wake = asyncio.Event()
 
 
 class ChunkCache:
-    """Chunks on disk with an LRU byte cap, request collapsing and SHA-256 checks."""
+    """Chunks in memory and on disk, filled by streaming, collapsed, verified fills."""
 
-    def __init__(self, root: Path, max_bytes: int, fetch: ChunkFetcher) -> None:
-        if max_bytes <= 0:
-            raise ValueError("the cache needs a positive byte cap")
+    def __init__(self, root: Path, origin: Origin, config: CacheConfig) -> None:
         self._root = root
         self._chunks = root / "chunks"
         self._tmp = root / "tmp"
-        self.max_bytes = max_bytes
-        self._fetch = fetch
+        self.config = config
+        self.max_bytes = config.max_bytes
+        self._origin = origin
         self._index: OrderedDict[ChunkKey, CacheEntry] = OrderedDict()
-        self._inflight: dict[ChunkKey, asyncio.Task[CacheEntry]] = {}
+        self._memory: OrderedDict[ChunkKey, MemoryEntry] = OrderedDict()
+        self._inflight: dict[ChunkKey, _Fill] = {}
+        self._promoting: set[ChunkKey] = set()
         self._used = 0
+        self._reserved = 0
+        self._memory_used = 0
+        self._fill_budget: _ByteBudget | None = None
+        self._prefetching = 0
+        # Filesystem numbers from the last statvfs (refreshed on reservations and
+        # by the maintenance loop).
+        self._disk_avail = 0
+        self._disk_total = 0
+        self._evicting: asyncio.Task[None] | None = None
         self.stats = CacheStats()
         self._background = TaskSet()
 
-    # -- start -------------------------------------------------------------------
+    # -- start and stop ----------------------------------------------------------
 
     async def open(self) -> None:
         """Rebuild the index from disk (oldest first, so LRU order survives restarts)."""
         found = await asyncio.to_thread(self._scan)
+        self._fill_budget = _ByteBudget(self.config.fill_memory_bytes)
         self._index.clear()
         self._used = 0
         for key, path, size in found:
             self._index[key] = CacheEntry(key=key, path=path, size=size, verified=False)
             self._used += size
+        await self._refresh_disk()
         log.info("chunk cache opened chunks=%d bytes=%d", len(found), self._used)
-        await self._evict_to_fit(0)
+        await self._evict_down_to(self._target_after_eviction(), reason="start")
+        self._background.spawn(self._maintain_forever(), name="cache-maintain")
 
     def _scan(self) -> list[tuple[ChunkKey, Path, int]]:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -141,15 +432,45 @@ class ChunkCache:
         found.sort(key=lambda item: item[0])
         return [(key, path, size) for _, key, path, size in found]
 
+    async def close(self) -> None:
+        """Cancel fills, read-ahead and maintenance (at shutdown)."""
+        tasks = [fill.task for fill in self._inflight.values() if fill.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._background.close()
+
     # -- accounting --------------------------------------------------------------
 
     @property
     def used_bytes(self) -> int:
+        """Bytes of chunks on disk."""
         return self._used
 
     @property
+    def reserved_bytes(self) -> int:
+        return self._reserved
+
+    @property
     def free_bytes(self) -> int:
-        return max(0, self.max_bytes - self._used)
+        """Bytes the cache may still take: under its cap and above the disk's free floor."""
+        by_cap = self.max_bytes - self._used - self._reserved
+        if not self._disk_total:  # statvfs unavailable: only the cap is known
+            return max(0, by_cap)
+        by_disk = self._disk_avail - self._reserved - self._min_free()
+        return max(0, min(by_cap, by_disk))
+
+    @property
+    def disk_avail_bytes(self) -> int:
+        return self._disk_avail
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._memory_used
+
+    @property
+    def fill_buffer_bytes(self) -> int:
+        return self._fill_budget.used if self._fill_budget is not None else 0
 
     @property
     def chunk_count(self) -> int:
@@ -162,15 +483,22 @@ class ChunkCache:
     def hot_files(self, limit: int = 32) -> list[str]:
         """File ids of the most recently used chunks, newest first."""
         out: list[str] = []
-        for file_id, _tag, _index in reversed(self._index):
-            if file_id not in out:
-                out.append(file_id)
+        for key in [*reversed(self._memory), *reversed(self._index)]:
+            if key[0] not in out:
+                out.append(key[0])
                 if len(out) >= limit:
                     break
         return out
 
     def contains(self, manifest: Manifest, index: int) -> bool:
+        """True when the chunk is stored on disk."""
         return self._key(manifest, index) in self._index
+
+    def in_memory(self, manifest: Manifest, index: int) -> bool:
+        return self._key(manifest, index) in self._memory
+
+    def is_filling(self, manifest: Manifest, index: int) -> bool:
+        return self._key(manifest, index) in self._inflight
 
     def path_for(self, key: ChunkKey) -> Path:
         file_id, tag, index = key
@@ -180,142 +508,313 @@ class ChunkCache:
     def _key(manifest: Manifest, index: int) -> ChunkKey:
         return (manifest.file_id, version_tag(manifest.version), index)
 
+    def _min_free(self) -> int:
+        return int(self._disk_total * self.config.min_free_ratio)
+
+    async def _refresh_disk(self) -> None:
+        try:
+            info = await asyncio.to_thread(os.statvfs, self._root)
+        except OSError as exc:
+            log.warning("statvfs failed on the cache root: %s", exc)
+            return
+        self._disk_avail = info.f_bavail * info.f_frsize
+        self._disk_total = info.f_blocks * info.f_frsize
+
     # -- serving -----------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def lease(self, manifest: Manifest, index: int) -> AsyncIterator[ChunkLease]:
-        """Pin chunk ``index`` of ``manifest`` (filling it on a miss) while in use."""
-        held = await self.acquire(manifest, index)
+    async def lease(
+        self, manifest: Manifest, index: int, *, memory: bool = True
+    ) -> AsyncIterator[ChunkLease]:
+        """Hold chunk ``index`` of ``manifest`` (filling it on a miss) while in use."""
+        held = await self.acquire(manifest, index, memory=memory)
         try:
             yield held
         finally:
             self.release(held)
 
-    async def acquire(self, manifest: Manifest, index: int) -> ChunkLease:
-        """A pinned lease on a verified chunk; call ``release`` when done."""
+    async def acquire(self, manifest: Manifest, index: int, *, memory: bool = True) -> ChunkLease:
+        """A lease on the chunk: from memory, from disk, or streaming from its fill.
+
+        ``memory=False`` prefers the disk copy (kernel sendfile on plain HTTP).
+        Call ``release`` when done.
+        """
+        if not 0 <= index < len(manifest.chunks):
+            raise ValueError(f"chunk {index} is outside the file")
         key = self._key(manifest, index)
         counted = False
         # A few rounds: between a fill finishing and this task resuming, an
         # explicit eviction may remove the chunk again.
         for _ in range(4):
-            entry = self._index.get(key)
-            if entry is not None and entry.verified:
+            held = await self._try_hit(key, memory=memory)
+            if held is not None:
                 if not counted:
                     self.stats.hits += 1
-                entry.pins += 1
-                self._index.move_to_end(key)
-                try:
-                    fd = await asyncio.to_thread(os.open, entry.path, os.O_RDONLY)
-                except FileNotFoundError:
-                    entry.pins -= 1
-                    self._drop(key)
-                    continue
-                except BaseException:
-                    entry.pins -= 1
-                    raise
-                return ChunkLease(entry=entry, fd=fd)
+                    if isinstance(held, MemoryLease):
+                        self.stats.memory_hits += 1
+                return held
             if not counted:
                 self.stats.misses += 1
                 counted = True
-            await self.ensure(manifest, index)
+            fill = self._inflight.get(key) or self._start_fill(key, manifest, index, False)
+            buffer = await self._attach(fill)
+            if buffer is not None:
+                return StreamLease(key, buffer)
         raise Unavailable("the chunk kept being evicted while it was requested", key=key)
+
+    async def _try_hit(self, key: ChunkKey, *, memory: bool) -> ChunkLease | None:
+        stored = self._memory.get(key)
+        entry = self._index.get(key)
+        if stored is not None and (memory or entry is None or not entry.verified):
+            stored.pins += 1
+            self._memory.move_to_end(key)
+            if entry is not None:
+                self._index.move_to_end(key)
+            return MemoryLease(key, stored)
+        if entry is None or not entry.verified:
+            return None
+        entry.pins += 1
+        self._index.move_to_end(key)
+        try:
+            fd = await asyncio.to_thread(os.open, entry.path, os.O_RDONLY)
+        except FileNotFoundError:
+            entry.pins -= 1
+            self._drop(key)
+            return None
+        except BaseException:
+            entry.pins -= 1
+            raise
+        entry.hits += 1
+        if entry.hits >= 2 and memory:
+            self._maybe_promote(entry)
+        return DiskLease(entry, fd)
+
+    async def _attach(self, fill: _Fill) -> FillBuffer | None:
+        """The fill's live buffer, or None once it has finished (look again)."""
+        while True:
+            buffer = fill.buffer
+            if buffer is not None and not buffer.failed:
+                return buffer
+            task = fill.task
+            if task is not None and task.done():
+                if task.cancelled():
+                    raise Unavailable("the chunk fill was stopped")
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+                return None
+            await fill.changed()
 
     def release(self, lease: ChunkLease) -> None:
         if lease.released:
             return
         lease.released = True
-        os.close(lease.fd)
-        lease.entry.pins -= 1
-        if self._used > self.max_bytes and lease.entry.pins == 0:
-            # Chunks stored while everything else was pinned left us over the cap.
-            self._background.spawn(self._evict_to_fit(0), name="cache-evict")
+        lease.close()
+        if isinstance(lease, DiskLease | MemoryLease):
+            lease.entry.pins -= 1
 
-    async def ensure(self, manifest: Manifest, index: int) -> CacheEntry:
-        """Make sure the chunk is stored and verified (one shared fill per chunk)."""
+    async def ensure(self, manifest: Manifest, index: int) -> None:
+        """Make sure the chunk is verified and kept on disk (warm work)."""
         if not 0 <= index < len(manifest.chunks):
             raise ValueError(f"chunk {index} is outside the file")
         key = self._key(manifest, index)
-        entry = self._index.get(key)
-        if entry is not None and entry.verified:
-            return entry
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.create_task(self._fill(key, manifest, manifest.chunks[index]))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-            task.add_done_callback(retrieve_exception)
-        # shield: a client that goes away must not cancel the fill others await.
-        return await asyncio.shield(task)
+        for _ in range(4):
+            entry = self._index.get(key)
+            if entry is not None and entry.verified:
+                return
+            fill = self._inflight.get(key) or self._start_fill(key, manifest, index, False)
+            assert fill.task is not None
+            # shield: the work item going away must not cancel a fill others share.
+            await asyncio.shield(fill.task)
+            entry = self._index.get(key)
+            if entry is not None and entry.verified:
+                return
+            if entry is None and key not in self._inflight:
+                raise Unavailable("no disk space to keep the chunk", key=key)
+        raise Unavailable("the chunk kept being evicted while it was warmed", key=key)
 
-    def prefetch(self, manifest: Manifest, index: int) -> None:
-        """Start filling a chunk in the background (read-ahead); never raises."""
+    def prefetch(self, manifest: Manifest, index: int) -> bool:
+        """Start filling a chunk in the background (read-ahead) if it is missing and
+        there is room (fill memory, read-ahead slots); never waits, never raises."""
         if not 0 <= index < len(manifest.chunks):
-            return
+            return False
         key = self._key(manifest, index)
-        entry = self._index.get(key)
-        if (entry is not None and entry.verified) or key in self._inflight:
-            return
-        task = asyncio.create_task(self._fill(key, manifest, manifest.chunks[index]))
-        self._inflight[key] = task
-        task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-        task.add_done_callback(retrieve_exception)
+        if key in self._inflight or key in self._memory or key in self._index:
+            return False
+        if self._prefetching >= self.config.max_prefetch_fills:
+            return False
+        budget = self._fill_budget
+        if budget is None or not budget.try_acquire(manifest.chunks[index].length):
+            return False
+        self.stats.prefetches += 1
+        self._start_fill(key, manifest, index, True)
+        return True
 
-    async def _fill(self, key: ChunkKey, manifest: Manifest, chunk: ChunkInfo) -> CacheEntry:
-        entry = self._index.get(key)
-        if entry is not None and not entry.verified:
-            # Found on disk at start: check it once before its first use.
-            entry.pins += 1
-            try:
-                ok = entry.size == chunk.length and await asyncio.to_thread(
-                    _file_sha256_matches, entry.path, chunk.sha256
-                )
-            finally:
-                entry.pins -= 1
-            if ok:
-                entry.verified = True
-                return entry
-            self.stats.integrity_failures += 1
-            log.warning("cached chunk failed its SHA-256 check; refetching key=%s", key)
-            await self._remove(key)
-        elif entry is not None and entry.size != chunk.length:
-            await self._remove(key)
-
-        data = await self._fetch_verified(manifest, chunk)
-        path = self.path_for(key)
-        await self._evict_to_fit(len(data))
-        await asyncio.to_thread(self._write_atomic, path, data)
-        old = self._index.pop(key, None)
-        if old is not None:
-            self._used -= old.size
-        entry = CacheEntry(key=key, path=path, size=len(data), verified=True)
-        self._index[key] = entry
-        self._used += entry.size
-        self.stats.fills += 1
-        self.stats.bytes_stored += entry.size
-        return entry
-
-    async def _fetch_verified(self, manifest: Manifest, chunk: ChunkInfo) -> bytes:
-        # One refetch on a mismatch: a flipped bit in transit is worth a retry, a
-        # wrong object at the origin is not worth more.
-        for attempt in (1, 2):
-            data = await self._fetch(manifest, chunk)
-            digest = await asyncio.to_thread(_sha256, data)
-            if digest == chunk.sha256 and len(data) == chunk.length:
-                return data
-            self.stats.integrity_failures += 1
-            log.warning(
-                "origin bytes failed the SHA-256 check file=%s chunk=%d attempt=%d",
-                manifest.file_id,
-                chunk.index,
-                attempt,
-            )
-        raise IntegrityError(
-            "origin bytes do not match the recorded SHA-256",
-            file_id=manifest.file_id,
-            chunk=chunk.index,
+    def _start_fill(self, key: ChunkKey, manifest: Manifest, index: int, prefetch: bool) -> _Fill:
+        fill = _Fill(prefetch=prefetch)
+        if prefetch:
+            self._prefetching += 1
+        task = asyncio.create_task(
+            self._fill(key, manifest, manifest.chunks[index], fill), name=f"fill-{index}"
         )
+        fill.task = task
+        self._inflight[key] = fill
 
-    def _write_atomic(self, path: Path, data: bytes) -> None:
+        def done(_task: asyncio.Task[bool]) -> None:
+            if self._inflight.get(key) is fill:
+                del self._inflight[key]
+            if prefetch:
+                self._prefetching -= 1
+            fill.notify()
+
+        task.add_done_callback(done)
+        task.add_done_callback(retrieve_exception)
+        return fill
+
+    async def _fill(self, key: ChunkKey, manifest: Manifest, chunk: ChunkInfo, fill: _Fill) -> bool:
+        """Fetch, verify and store one chunk; True when it is kept on disk."""
+        budget = self._fill_budget
+        assert budget is not None, "open() the cache first"
+        holding = fill.prefetch  # read-ahead took its share of fill memory already
+        try:
+            entry = self._index.get(key)
+            if entry is not None and not entry.verified:
+                if await self._verify_on_disk(key, entry, chunk):
+                    return True
+            elif entry is not None and entry.size != chunk.length:
+                await self._remove(key)
+            if not holding:
+                await budget.acquire(chunk.length)
+                holding = True
+            reserved = await self._reserve(chunk.length)
+            try:
+                buffer = await self._download_verified(manifest, chunk, fill)
+                self._memory_put(key, buffer.data)
+                self.stats.fills += 1
+                stored = reserved and await self._store(key, buffer.data)
+            finally:
+                if reserved:
+                    self._reserved -= chunk.length
+            if not stored:
+                self.stats.not_stored += 1
+                return False
+            old = self._index.pop(key, None)
+            if old is not None:
+                self._used -= old.size
+            self._index[key] = CacheEntry(
+                key=key, path=self.path_for(key), size=chunk.length, verified=True
+            )
+            self._used += chunk.length
+            self.stats.bytes_stored += chunk.length
+            self._maybe_start_eviction()
+            return True
+        finally:
+            if holding:
+                budget.release(chunk.length)
+
+    async def _store(self, key: ChunkKey, data: bytearray) -> bool:
+        try:
+            await asyncio.to_thread(self._write_atomic, self.path_for(key), data)
+        except OSError as exc:
+            # Served already; only the disk copy is lost.
+            log.warning("could not store a chunk key=%s: %s", key, exc)
+            return False
+        return True
+
+    async def _verify_on_disk(self, key: ChunkKey, entry: CacheEntry, chunk: ChunkInfo) -> bool:
+        # Found on disk at start: check it once before its first use.
+        entry.pins += 1
+        try:
+            ok = entry.size == chunk.length and await asyncio.to_thread(
+                _file_sha256_matches, entry.path, chunk.sha256
+            )
+        finally:
+            entry.pins -= 1
+        if ok:
+            entry.verified = True
+            return True
+        self.stats.integrity_failures += 1
+        log.warning("cached chunk failed its SHA-256 check; refetching key=%s", key)
+        await self._remove(key)
+        return False
+
+    async def _download_verified(
+        self, manifest: Manifest, chunk: ChunkInfo, fill: _Fill
+    ) -> FillBuffer:
+        # One fresh try on a mismatch: a flipped bit in transit is worth a retry, a
+        # wrong object at the origin is not worth more. Readers of the bad buffer fail.
+        for attempt in (1, 2):
+            buffer = FillBuffer(chunk.length, self.config.part_bytes, self.config.max_parts)
+            fill.buffer = buffer
+            fill.notify()
+            try:
+                await self._download(buffer, manifest, chunk)
+            except IntegrityError as exc:
+                buffer.fail(exc)
+                self.stats.integrity_failures += 1
+                log.warning(
+                    "origin bytes failed the SHA-256 check file=%s chunk=%d attempt=%d",
+                    manifest.file_id,
+                    chunk.index,
+                    attempt,
+                )
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException as exc:
+                buffer.fail(exc)
+                raise
+            buffer.succeed()
+            return buffer
+        raise AssertionError("unreachable")
+
+    async def _download(self, buffer: FillBuffer, manifest: Manifest, chunk: ChunkInfo) -> None:
+        """Concurrent ranged reads of the parts, hashing the prefix as it grows."""
+
+        async def part(index: int, start: int, stop: int) -> None:
+            await self._origin.read_into(
+                manifest.bucket,
+                manifest.key,
+                chunk.offset + start,
+                buffer.view[start:stop],
+                lambda count: buffer.progress(index, count),
+            )
+
+        tasks = [
+            asyncio.create_task(part(i, start, stop))
+            for i, (start, stop) in enumerate(buffer.parts)
+            if stop > start
+        ]
+        for task in tasks:
+            task.add_done_callback(lambda _t: buffer.notify())
+        digest = hashlib.sha256()
+        hashed = 0
+        try:
+            while hashed < buffer.length:
+                for task in tasks:
+                    if task.done() and not task.cancelled():
+                        error = task.exception()
+                        if error is not None:
+                            raise error
+                prefix = buffer.prefix()
+                if prefix - hashed >= _HASH_STEP or (prefix == buffer.length and prefix > hashed):
+                    # Large updates in a thread: hashlib drops the GIL, the loop keeps serving.
+                    await asyncio.to_thread(digest.update, buffer.view[hashed:prefix])
+                    hashed = prefix
+                else:
+                    await buffer.changed()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if digest.hexdigest() != chunk.sha256:
+            raise IntegrityError(
+                "origin bytes do not match the recorded SHA-256",
+                file_id=manifest.file_id,
+                chunk=chunk.index,
+            )
+
+    def _write_atomic(self, path: Path, data: bytearray) -> None:
         # No fsync: after a crash a damaged chunk fails its lazy SHA-256 check at
         # first use and is refetched, so durability is not worth a disk flush.
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,40 +828,140 @@ class ChunkCache:
                 os.unlink(tmp)
             raise
 
-    # -- eviction ----------------------------------------------------------------
+    # -- memory tier -------------------------------------------------------------
 
-    async def _evict_to_fit(self, incoming: int) -> None:
-        """Drop least-recently-used unpinned chunks until ``incoming`` more bytes fit."""
-        victims: list[CacheEntry] = []
-        needed = self._used + incoming - self.max_bytes
-        if needed <= 0:
+    def _memory_put(self, key: ChunkKey, data: bytes | bytearray) -> bool:
+        size = len(data)
+        cap = self.config.memory_bytes
+        if size > cap or key in self._memory:
+            return False
+        for victim_key in list(self._memory):
+            if self._memory_used + size <= cap:
+                break
+            victim = self._memory[victim_key]
+            if victim.pins > 0:
+                continue
+            del self._memory[victim_key]
+            self._memory_used -= len(victim.data)
+            self.stats.memory_evictions += 1
+        if self._memory_used + size > cap:
+            return False
+        self._memory[key] = MemoryEntry(data)
+        self._memory_used += size
+        return True
+
+    def _maybe_promote(self, entry: CacheEntry) -> None:
+        """Copy a chunk read from disk more than once into the memory tier."""
+        key = entry.key
+        if key in self._memory or key in self._promoting or entry.size > self.config.memory_bytes:
             return
+        self._promoting.add(key)
+
+        async def promote() -> None:
+            try:
+                entry.pins += 1
+                try:
+                    data = await asyncio.to_thread(entry.path.read_bytes)
+                finally:
+                    entry.pins -= 1
+                if len(data) == entry.size and self._index.get(key) is entry:
+                    self._memory_put(key, data)
+            except OSError:
+                pass
+            finally:
+                self._promoting.discard(key)
+
+        self._background.spawn(promote(), name="cache-promote")
+
+    # -- disk space --------------------------------------------------------------
+
+    async def _reserve(self, size: int) -> bool:
+        """Set aside disk room for a chunk before fetching it, evicting LRU if needed."""
+        await self._refresh_disk()
+        min_free = self._min_free()
+
+        def shortfall() -> int:
+            by_cap = self._used + self._reserved + size - self.max_bytes
+            if not self._disk_total:  # statvfs unavailable: only the cap is known
+                return max(by_cap, 0)
+            by_disk = min_free - (self._disk_avail - self._reserved - size)
+            return max(by_cap, by_disk, 0)
+
+        if shortfall() > 0 and await self._evict_bytes(shortfall()):
+            await self._refresh_disk()  # what the unlinks gave back, as the disk sees it
+        if shortfall() > 0:
+            return False
+        self._reserved += size
+        return True
+
+    def _target_after_eviction(self) -> int:
+        return int(self.max_bytes * self.config.low_water)
+
+    def _over_high_water(self) -> bool:
+        if self._used > self.max_bytes * self.config.high_water:
+            return True
+        return self._disk_total > 0 and self._disk_avail < self._min_free()
+
+    def _maybe_start_eviction(self) -> None:
+        if self._evicting is None and self._over_high_water():
+            self._evicting = self._background.spawn(self._watermark_pass(), name="cache-evict")
+
+    async def _watermark_pass(self) -> None:
+        try:
+            await self._evict_down_to(self._target_after_eviction(), reason="watermark")
+        finally:
+            self._evicting = None
+
+    async def _evict_down_to(self, target: int, *, reason: str) -> None:
+        await self._refresh_disk()
+        need = self._used - target
+        if self._disk_total > 0:
+            # Below the free floor: evict until the floor (plus the low-water gap) is back.
+            gap = int(self.max_bytes * (self.config.high_water - self.config.low_water))
+            need = max(need, self._min_free() - self._disk_avail + gap)
+        if need > 0:
+            freed = await self._evict_bytes(need)
+            if freed:
+                await self._refresh_disk()
+                log.info("evicted bytes=%d reason=%s used=%d", freed, reason, self._used)
+
+    async def _maintain_forever(self) -> None:
+        """Re-read the filesystem's free space now and then (other writers share it)."""
+        while True:
+            await asyncio.sleep(self.config.maintain_interval)
+            await self._refresh_disk()
+            self._maybe_start_eviction()
+
+    async def _evict_bytes(self, needed: int) -> int:
+        """Drop least-recently-used unpinned chunks until ``needed`` bytes are freed."""
+        victims: list[CacheEntry] = []
+        freed = 0
         for entry in list(self._index.values()):
-            if needed <= 0:
+            if freed >= needed:
                 break
             if entry.pins > 0 or entry.key in self._inflight:
                 continue
             del self._index[entry.key]
             self._used -= entry.size
-            needed -= entry.size
+            freed += entry.size
             victims.append(entry)
-        if needed > 0:
-            log.warning("chunk cache over its cap: every other chunk is in use")
+        if freed < needed and self._index:  # what is left is pinned or being filled
+            log.warning("chunk cache cannot free enough: the other chunks are in use")
         self.stats.evictions += len(victims)
         if victims:
             await asyncio.to_thread(_unlink_all, [v.path for v in victims])
-
-    async def close(self) -> None:
-        """Cancel background fills and evictions (at shutdown)."""
-        for task in list(self._inflight.values()):
-            task.cancel()
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-        await self._background.close()
+        return freed
 
     async def evict_file(self, file_id: str, version: str | None = None) -> int:
         """Drop a file's chunks (one version or all); open leases keep reading."""
         tag = version_tag(version) if version is not None else None
-        keys = [k for k in self._index if k[0] == file_id and (tag is None or k[1] == tag)]
+
+        def match(key: ChunkKey) -> bool:
+            return key[0] == file_id and (tag is None or key[1] == tag)
+
+        for key in [k for k in self._memory if match(k)]:
+            self._memory_used -= len(self._memory.pop(key).data)
+        keys = [k for k in self._index if match(k)]
         for key in keys:
             await self._remove(key)
         self.stats.evictions += len(keys)
@@ -382,15 +981,11 @@ class ChunkCache:
             self._used -= entry.size
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _file_sha256_matches(path: Path, expected: str) -> bool:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
-            while block := handle.read(1024 * 1024):
+            while block := handle.read(MIB):
                 digest.update(block)
     except FileNotFoundError:
         return False

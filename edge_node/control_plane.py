@@ -69,6 +69,26 @@ class Registration:
             raise Unavailable("the control plane sent a malformed registration") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """What ``POST /nodes/{node_id}/renew`` answers."""
+
+    certificate: str
+    certificate_chain: str
+    root_certificate: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IssuedCertificate:
+        try:
+            return cls(
+                certificate=str(data["certificate"]),
+                certificate_chain=str(data.get("certificate_chain") or ""),
+                root_certificate=str(data.get("root_certificate") or ""),
+            )
+        except (KeyError, TypeError) as exc:
+            raise Unavailable("the control plane sent a malformed certificate") from exc
+
+
 class ControlPlaneClient:
     """Async calls to the node routes, with a bearer credential once registered."""
 
@@ -109,6 +129,10 @@ class ControlPlaneClient:
         registration = Registration.from_dict(answer)
         self.set_identity(registration.node_id, registration.credential)
         return registration
+
+    async def renew(self, csr: str) -> IssuedCertificate:
+        answer = await self._call("POST", f"/nodes/{self._node()}/renew", {"csr": csr})
+        return IssuedCertificate.from_dict(answer)
 
     async def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", f"/nodes/{self._node()}/heartbeat", body)

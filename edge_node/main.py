@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import random
 import signal
@@ -16,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fsnode_core.errors import Conflict, FsnodeError, Unavailable
+from fsnode_core.errors import Conflict, FsnodeError, NotFound, Unauthorized, Unavailable
 
 from edge_node import tls
 from edge_node.cache import ChunkCache
 from edge_node.control_plane import ControlPlaneClient, Registration
 from edge_node.heartbeat import HeartbeatLoop
-from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
+from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
-from edge_node.server import EdgeContext, ShareKeys, build_app
+from edge_node.server import EdgeContext, ReadAhead, ShareKeys, build_app
 from edge_node.settings import EdgeSettings
 
 log = logging.getLogger("edge_node")
@@ -44,20 +45,31 @@ class EdgeNode:
         self.settings = settings
         self.client = ControlPlaneClient(settings.api_url, ca_bundle=settings.ca_bundle)
         self.metrics = EdgeMetrics()
-        self.origin = OriginFetcher(on_bytes=self.metrics.add_origin_bytes)
-        self.cache = ChunkCache(settings.state_dir / "cache", settings.cache_max_bytes, self._fetch)
+        self.origin = OriginFetcher(
+            settings.origin_config(), on_bytes=self.metrics.add_origin_bytes
+        )
+        self.cache = ChunkCache(settings.state_dir / "cache", self.origin, settings.cache_config())
         self.manifests = ManifestStore(self.client, settings.state_dir)
         self.keys = ShareKeys()
         self.registration: Registration | None = None
         self.ssl_context: ssl.SSLContext | None = None
         self._key: Any = None
         self._runner: web.AppRunner | None = None
+        # Registration and renewal both replace the key and certificate files.
+        self._identity = asyncio.Lock()
+        self._renew_now = asyncio.Event()
+        self.renewals = 0
 
-    async def _fetch(self, manifest: Manifest, chunk: ChunkInfo) -> bytes:
-        return await self.origin.fetch(manifest.bucket, manifest.key, chunk.offset, chunk.length)
+    def request_renewal(self) -> None:
+        """Renew the certificate now (SIGHUP), instead of waiting for its due time."""
+        self._renew_now.set()
 
     async def register(self) -> Registration:
         """One registration call; stores the certificate and swaps it into the server."""
+        async with self._identity:
+            return await self._register()
+
+    async def _register(self) -> Registration:
         state = self.settings.state_dir
         if self._key is None:
             self._key = await asyncio.to_thread(tls.load_or_create_key, state)
@@ -80,15 +92,88 @@ class EdgeNode:
             registration.certificate_chain,
             registration.root_certificate,
         )
-        if self.ssl_context is None:
-            self.ssl_context = tls.server_context(cert_path, state / tls.KEY_FILE)
-        else:
-            # Same context object: new handshakes get the new certificate, open
-            # connections are untouched.
-            self.ssl_context.load_cert_chain(str(cert_path), str(state / tls.KEY_FILE))
+        self._load_certificate(cert_path)
         self.keys.update(registration.share_public_keys)
         self.registration = registration
         return registration
+
+    def _load_certificate(self, cert_path: Path) -> None:
+        key_path = self.settings.state_dir / tls.KEY_FILE
+        if self.ssl_context is None:
+            self.ssl_context = tls.server_context(cert_path, key_path)
+        else:
+            # Same context object: new handshakes get the new certificate, open
+            # connections (and their streams) are untouched.
+            self.ssl_context.load_cert_chain(str(cert_path), str(key_path))
+
+    async def renew(self) -> None:
+        """A new key and certificate through ``POST /nodes/{id}/renew``, swapped in
+        for new handshakes. A control plane that no longer knows the node (or has
+        no renew route) gets a registration instead, which also issues a certificate."""
+        async with self._identity:
+            state = self.settings.state_dir
+            key = await asyncio.to_thread(tls.new_key)
+            csr = await asyncio.to_thread(tls.build_csr, key, self.settings.endpoint_host)
+            try:
+                issued = await self.client.renew(csr)
+            except (Unauthorized, NotFound) as exc:
+                log.warning("renewal refused (%s); registering again", exc.message)
+                await self._register()
+                self.renewals += 1
+                return
+            # Key first, then certificate: a crash in between leaves a mismatched
+            # pair, and the next start registers again, which fixes it.
+            await asyncio.to_thread(tls.save_key, state, key)
+            cert_path = await asyncio.to_thread(
+                tls.save_certificate,
+                state,
+                issued.certificate,
+                issued.certificate_chain,
+                issued.root_certificate,
+            )
+            self._key = key
+            self._load_certificate(cert_path)
+            self.renewals += 1
+            log.info("certificate renewed; new connections get it")
+
+    async def renew_forever(self, stop: asyncio.Event) -> None:
+        """Renew at 2/3 of the certificate's lifetime (or inside the margin); SIGHUP
+        renews at once. A failed renewal is retried with backoff until it works."""
+        failures = 0
+        wanted = False  # a renewal is due (or was asked for) and has not worked yet
+        retry_at = 0.0  # loop.time() before which a failed renewal is not retried
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            if self._renew_now.is_set():
+                self._renew_now.clear()
+                wanted, retry_at = True, 0.0
+            if wanted:
+                delay = retry_at - loop.time()
+            else:
+                try:
+                    due = await asyncio.to_thread(
+                        tls.stored_renewal_time,
+                        self.settings.state_dir,
+                        self.settings.cert_renew_margin_seconds,
+                    )
+                except (OSError, ValueError) as exc:
+                    log.warning("cannot read the stored certificate (%s); renewing", exc)
+                    due = dt.datetime.now(dt.UTC)
+                delay = (due - dt.datetime.now(dt.UTC)).total_seconds()
+            if delay > 0:
+                await _wait_any(stop, self._renew_now, timeout=delay)
+                # Look again: a re-registration may have brought a new certificate.
+                continue
+            wanted = True
+            try:
+                await self.renew()
+            except (FsnodeError, ValueError, OSError) as exc:
+                failures += 1
+                backoff = min(300.0, 2.0**failures) * random.uniform(0.5, 1.0)
+                retry_at = loop.time() + backoff
+                log.warning("certificate renewal failed (%s); retrying in %.0fs", exc, backoff)
+            else:
+                failures, wanted, retry_at = 0, False, 0.0
 
     async def register_until_answered(self, stop: asyncio.Event) -> Registration | None:
         """Retry registration with bounded, jittered backoff until it answers or we stop."""
@@ -118,6 +203,8 @@ class EdgeNode:
             metrics=self.metrics,
             node_id=registration.node_id,
             sendfile=self.settings.sendfile,
+            readahead=ReadAhead(self.settings.readahead_chunks),
+            origin=self.origin,
         )
         runner = web.AppRunner(
             build_app(context),
@@ -143,6 +230,7 @@ class EdgeNode:
             reregister=self._reregister,
         )
         heartbeat_task = asyncio.create_task(heartbeat.run(stop), name="heartbeat")
+        renewal_task = asyncio.create_task(self.renew_forever(stop), name="renewal")
         print(
             f"edge ready node_id={registration.node_id} url={self.settings.endpoint}",
             file=sys.stderr,
@@ -154,15 +242,28 @@ class EdgeNode:
             log.info("stopping: no new connections, finishing open responses")
             stop.set()
             await runner.cleanup()  # closes listeners, then waits for handlers
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat_task
+            for task in (heartbeat_task, renewal_task):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.cache.close()
+            await self.origin.close()
             await self.client.close()
         return 0
 
     async def _reregister(self) -> None:
         registration = await self.register()
         log.info("registered again node_id=%s", registration.node_id)
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    """Return when any event is set or ``timeout`` seconds pass."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 def _idempotency_key(state_dir: Path) -> str:
@@ -184,6 +285,7 @@ async def run(settings: EdgeSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     node = EdgeNode(settings)
+    loop.add_signal_handler(signal.SIGHUP, node.request_renewal)
     try:
         return await node.serve(stop)
     except FatalStartError as exc:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from edge_node.cache import ChunkCache
+
+if TYPE_CHECKING:
+    from edge_node.origin import OriginFetcher
 
 
 @dataclass(slots=True)
 class EdgeMetrics:
-    """Request-level counters; cache-level ones are read from the cache itself."""
+    """Request-level counters; cache and origin ones are read from those objects."""
 
     bytes_served: int = 0
+    sendfile_bytes: int = 0
     origin_bytes: int = 0
     requests_in_flight: int = 0
     responses: Counter[int] = field(default_factory=Counter)
@@ -20,37 +25,76 @@ class EdgeMetrics:
     def add_origin_bytes(self, count: int) -> None:
         self.origin_bytes += count
 
-    def render(self, cache: ChunkCache) -> str:
+    def render(self, cache: ChunkCache, origin: OriginFetcher | None = None) -> str:
         stats = cache.stats
         lines: list[str] = []
-
-        def metric(name: str, kind: str, help_text: str, value: float) -> None:
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            lines.append(f"{name} {value}")
-
         table: list[tuple[str, str, str, float]] = [
-            ("cache_hits_total", "counter", "Chunk lookups served from disk.", stats.hits),
-            ("cache_misses_total", "counter", "Chunk lookups that waited on a fill.", stats.misses),
-            ("cache_fills_total", "counter", "Chunks fetched and stored.", stats.fills),
-            ("cache_evictions_total", "counter", "Chunks dropped from the cache.", stats.evictions),
+            ("cache_hits_total", "counter", "Chunk lookups served from cache.", stats.hits),
             (
-                "integrity_failures_total", "counter", "Chunks that failed their SHA-256 check.",
+                "cache_memory_hits_total",
+                "counter",
+                "Chunk lookups served from memory.",
+                stats.memory_hits,
+            ),
+            ("cache_misses_total", "counter", "Chunk lookups that waited on a fill.", stats.misses),
+            ("cache_fills_total", "counter", "Chunks fetched and verified.", stats.fills),
+            (
+                "cache_not_stored_total",
+                "counter",
+                "Fills served but not kept (no room).",
+                stats.not_stored,
+            ),
+            ("cache_prefetches_total", "counter", "Read-ahead fills started.", stats.prefetches),
+            ("cache_evictions_total", "counter", "Chunks dropped from disk.", stats.evictions),
+            (
+                "cache_memory_evictions_total",
+                "counter",
+                "Chunks dropped from memory.",
+                stats.memory_evictions,
+            ),
+            (
+                "integrity_failures_total",
+                "counter",
+                "Chunks that failed their SHA-256 check.",
                 stats.integrity_failures,
             ),
             ("bytes_served_total", "counter", "Body bytes written to clients.", self.bytes_served),
+            (
+                "sendfile_bytes_total",
+                "counter",
+                "Body bytes sent with kernel sendfile.",
+                self.sendfile_bytes,
+            ),
             ("origin_bytes_total", "counter", "Bytes read from the origin.", self.origin_bytes),
             (
-                "requests_in_flight", "gauge", "File requests being served.",
+                "requests_in_flight",
+                "gauge",
+                "File requests being served.",
                 self.requests_in_flight,
             ),
             ("fills_in_flight", "gauge", "Chunk fills in progress.", cache.inflight),
+            ("fill_buffer_bytes", "gauge", "Bytes held by fill buffers.", cache.fill_buffer_bytes),
             ("cache_bytes", "gauge", "Bytes of chunks on disk.", cache.used_bytes),
-            ("cache_max_bytes", "gauge", "The cache's byte cap.", cache.max_bytes),
+            ("cache_reserved_bytes", "gauge", "Disk bytes held for fills.", cache.reserved_bytes),
+            ("cache_free_bytes", "gauge", "Bytes the disk cache may still take.", cache.free_bytes),
+            ("cache_max_bytes", "gauge", "The disk cache's byte cap.", cache.max_bytes),
             ("cache_chunks", "gauge", "Chunks on disk.", cache.chunk_count),
+            ("memory_cache_bytes", "gauge", "Bytes of chunks in memory.", cache.memory_bytes),
         ]
+        if origin is not None:
+            table += [
+                (
+                    "origin_requests_total",
+                    "counter",
+                    "Ranged GETs sent to the origin.",
+                    origin.requests,
+                ),
+                ("origin_retries_total", "counter", "Origin reads retried.", origin.retries),
+                ("origin_failures_total", "counter", "Origin reads given up.", origin.failures),
+            ]
         for name, kind, help_text, value in table:
-            metric(f"fsnode_edge_{name}", kind, help_text, value)
+            full = f"fsnode_edge_{name}"
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}", f"{full} {value}"]
         lines.append("# HELP fsnode_edge_responses_total File responses by status.")
         lines.append("# TYPE fsnode_edge_responses_total counter")
         for status, count in sorted(self.responses.items()):

@@ -1,8 +1,17 @@
-"""Origin reads: one chunk's bytes from S3 with a ranged GET.
+"""Origin reads: byte ranges of S3 objects, streamed into a caller's buffer.
 
-boto3 is blocking, so each call runs in a thread; retries use capped exponential
-backoff with full jitter inside a total time budget, then raise OriginError or
-OriginTimeout. ``AWS_ENDPOINT_URL`` (the local stack's moto) is honoured by boto3.
+The S3 GET itself goes over aiohttp on the event loop, to a presigned URL (boto3
+signs, with whatever credentials and ``AWS_ENDPOINT_URL`` it finds), so bytes
+reach the cache as they arrive and a slow origin never ties up a worker thread.
+Signing runs in a thread (credential refresh may do I/O) and a URL is reused for
+a few minutes.
+
+Failures (5xx, 429, resets, short bodies, stalls past the read timeout) are
+retried from the first missing byte with capped exponential backoff and full
+jitter. The budget counts failures without progress: ``max_attempts`` failed
+attempts in a row, or ``budget_seconds`` since the last byte arrived, whichever
+comes first; then OriginTimeout (the last failure was a timeout) or OriginError.
+Answers retrying cannot fix (403, 404, 416) fail at once.
 """
 
 from __future__ import annotations
@@ -12,110 +21,206 @@ import logging
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError
 from fsnode_core.errors import OriginError, OriginTimeout
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-# S3 answers that retrying cannot fix.
-_PERMANENT = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidRange", "404", "403"})
+# S3 statuses that retrying cannot fix.
+_PERMANENT_STATUS = frozenset({400, 403, 404, 405, 411, 412, 416})
+# Presigned URLs live this long; one is reused for a third of it.
+_URL_TTL = 900
+_URL_REUSE = _URL_TTL / 3
+
+
+@dataclass(frozen=True, slots=True)
+class OriginConfig:
+    """Origin limits; see edge_node/README.md (FSNODE_ORIGIN_*)."""
+
+    connections: int = 32
+    max_attempts: int = 4
+    budget_seconds: float = 30.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    base_delay: float = 0.1
+    max_delay: float = 2.0
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth another try."""
+
+    def __init__(self, reason: str, *, timeout: bool = False) -> None:
+        super().__init__(reason)
+        self.timeout = timeout
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """Bytes of the range in place so far (survives a failed attempt: resume there)."""
+
+    got: int = 0
 
 
 class OriginFetcher:
-    """Ranged reads from S3 with retries within a budget."""
+    """Ranged S3 reads on the event loop, bounded in concurrency, retried within a budget."""
 
     def __init__(
         self,
+        config: OriginConfig | None = None,
         *,
         client: Any | None = None,
-        max_attempts: int = 4,
-        budget_seconds: float = 30.0,
-        base_delay: float = 0.1,
-        max_delay: float = 2.0,
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
+        self.config = config or OriginConfig()
         self._client = client
         self._client_lock = threading.Lock()
-        self._max_attempts = max_attempts
-        self._budget = budget_seconds
-        self._base_delay = base_delay
-        self._max_delay = max_delay
         self._on_bytes = on_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._urls: dict[tuple[str, str], tuple[float, str]] = {}
+        # Counters for /metrics.
         self.requests = 0
+        self.retries = 0
+        self.failures = 0
 
     def _s3(self) -> Any:
         # Built lazily in a worker thread: boto3 session setup reads files.
         with self._client_lock:
             if self._client is None:
                 self._client = boto3.session.Session().client(
-                    "s3",
-                    config=Config(
-                        retries={"max_attempts": 1, "mode": "standard"},
-                        connect_timeout=5,
-                        read_timeout=15,
-                        max_pool_connections=64,
-                    ),
+                    "s3", config=Config(signature_version="s3v4")
                 )
             return self._client
 
-    async def fetch(self, bucket: str, key: str, offset: int, length: int) -> bytes:
-        """Exactly ``length`` bytes of ``bucket/key`` from ``offset``."""
-        if length <= 0:
-            return b""
-        deadline = time.monotonic() + self._budget
-        last_error: Exception | None = None
-        timed_out = False
-        for attempt in range(1, self._max_attempts + 1):
-            self.requests += 1
-            try:
-                data = await asyncio.to_thread(self._get, bucket, key, offset, length)
-            except (ConnectTimeoutError, ReadTimeoutError, TimeoutError) as exc:
-                last_error, timed_out = exc, True
-            except ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", ""))
-                if code in _PERMANENT:
-                    raise OriginError(
-                        "the origin refused the read", bucket=bucket, key=key, code=code
-                    ) from exc
-                last_error, timed_out = exc, False
-            except (BotoCoreError, OSError) as exc:
-                last_error, timed_out = exc, False
-            else:
-                if len(data) == length:
-                    if self._on_bytes is not None:
-                        self._on_bytes(length)
-                    return data
-                last_error = OriginError("the origin returned a short read", got=len(data))
-                timed_out = False
-            delay = random.uniform(0, min(self._max_delay, self._base_delay * 2 ** (attempt - 1)))
-            if attempt == self._max_attempts or time.monotonic() + delay >= deadline:
-                break
-            log.warning(
-                "origin read failed, retrying attempt=%d key=%s error=%s", attempt, key, last_error
+    def _http(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        if self._session is None or self._slots is None:
+            cfg = self.config
+            connector = aiohttp.TCPConnector(limit=cfg.connections, limit_per_host=cfg.connections)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout
+                ),
+                auto_decompress=False,
             )
-            await asyncio.sleep(delay)
-        if timed_out:
-            raise OriginTimeout("the origin did not answer in time", key=key) from last_error
-        raise OriginError("the origin read failed", key=key) from last_error
+            # Our own limit, so waiting for a slot is never counted as a connect timeout.
+            self._slots = asyncio.Semaphore(cfg.connections)
+        return self._session, self._slots
 
-    def _get(self, bucket: str, key: str, offset: int, length: int) -> bytes:
-        answer = self._s3().get_object(
-            Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}"
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self._session = None
+        self._slots = None
+
+    def _sign(self, bucket: str, key: str) -> str:
+        url: str = self._s3().generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=_URL_TTL
         )
-        body = answer["Body"]
+        return url
+
+    async def _url(self, bucket: str, key: str) -> tuple[str, bool]:
+        """A presigned GET URL, and whether it was reused rather than signed now."""
+        now = time.monotonic()
+        cached = self._urls.get((bucket, key))
+        if cached is not None and now - cached[0] < _URL_REUSE:
+            return cached[1], True
         try:
-            return bytes(body.read())
-        finally:
-            body.close()
+            url: str = await asyncio.to_thread(self._sign, bucket, key)
+        except BotoCoreError as exc:  # no credentials, no region: retrying will not help
+            raise OriginError("cannot sign origin requests", reason=str(exc)) from exc
+        if len(self._urls) > 4096:
+            self._urls.clear()
+        self._urls[(bucket, key)] = (now, url)
+        return url, False
+
+    async def read_into(
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        view: memoryview,
+        progress: Callable[[int], None],
+    ) -> None:
+        """Fill ``view`` with the object's bytes from ``offset``; ``progress(n)`` after
+        each ``n`` new bytes (they are in place, in order, when it is called)."""
+        cursor = _Cursor()
+        failures = 0
+        deadline = time.monotonic() + self.config.budget_seconds
+        while cursor.got < len(view):
+            self.requests += 1
+            before = cursor.got
+            try:
+                await self._attempt(bucket, key, offset, view, cursor, progress)
+                continue
+            except _Retry as exc:
+                failure = exc
+            if cursor.got > before:
+                # Progress: the origin is alive, so the retry budget starts again.
+                failures = 0
+                deadline = time.monotonic() + self.config.budget_seconds
+            failures += 1
+            delay = random.uniform(
+                0, min(self.config.max_delay, self.config.base_delay * 2 ** (failures - 1))
+            )
+            if failures >= self.config.max_attempts or time.monotonic() + delay >= deadline:
+                self.failures += 1
+                log.warning("origin read gave up key=%s after %d tries: %s", key, failures, failure)
+                if failure.timeout:
+                    raise OriginTimeout("the origin did not answer in time", key=key)
+                raise OriginError("the origin read failed", key=key, reason=str(failure))
+            self.retries += 1
+            log.info("origin read failed, retrying key=%s try=%d: %s", key, failures, failure)
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        view: memoryview,
+        cursor: _Cursor,
+        progress: Callable[[int], None],
+    ) -> None:
+        total = len(view)
+        url, reused = await self._url(bucket, key)
+        session, slots = self._http()
+        first, last = offset + cursor.got, offset + total - 1
+        async with slots:
+            try:
+                async with session.get(url, headers={"Range": f"bytes={first}-{last}"}) as answer:
+                    if answer.status in _PERMANENT_STATUS:
+                        self._urls.pop((bucket, key), None)
+                        if answer.status == 403 and reused:
+                            # Maybe the reused signature went stale (rotated credentials).
+                            raise _Retry("403 on a reused presigned URL; signing again")
+                        raise OriginError(
+                            "the origin refused the read",
+                            bucket=bucket,
+                            key=key,
+                            status=answer.status,
+                        )
+                    if answer.status != 206 and not (answer.status == 200 and first == 0):
+                        raise _Retry(f"status {answer.status}")
+                    while cursor.got < total:
+                        block = await answer.content.readany()
+                        if not block:
+                            raise _Retry(f"short body: {cursor.got} of {total} bytes")
+                        got = cursor.got
+                        size = min(len(block), total - got)
+                        view[got : got + size] = block[:size]
+                        cursor.got = got + size
+                        if self._on_bytes is not None:
+                            self._on_bytes(size)
+                        progress(size)
+            except TimeoutError as exc:
+                raise _Retry(f"timeout: {exc!r}", timeout=True) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise _Retry(repr(exc)) from exc

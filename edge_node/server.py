@@ -1,21 +1,25 @@
 """The edge's HTTP application: ``GET|HEAD|OPTIONS /f/{file_id}``, ``/healthz``,
 ``/metrics``. Domain errors become HTTP answers in one place (``error_middleware``).
 
-Bodies are streamed chunk by chunk from pinned cache leases in large blocks (large
-writes keep TLS record and syscall overhead down, see NOTES.md), never holding a
-whole file in memory.
+Bodies are streamed chunk by chunk from cache leases: on plain HTTP a chunk on
+disk goes out with kernel sendfile; otherwise blocks of up to 1 MiB (slices of
+memory-tier or fill buffers, no copy; or reads from disk) are written whole, since
+large writes keep TLS record and syscall overhead down (see NOTES.md). A cold
+chunk streams from its fill as bytes arrive from the origin.
 """
 
 from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import email.utils
 import hashlib
 import logging
 import os
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -25,16 +29,14 @@ from fsnode_core.errors import FsnodeError, RangeNotSatisfiable
 from fsnode_core.ids import check_id
 from fsnode_core.signing import SharePolicy, ShareVerifier
 
-from edge_node.cache import ChunkCache, ChunkLease
+from edge_node.cache import ChunkCache, ChunkLease, DiskLease
 from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
+from edge_node.origin import OriginFetcher
 from edge_node.ranges import MalformedRange, parse_range
 
 log = logging.getLogger(__name__)
 
-# Read and write this much at a time: big enough that TLS and syscall overhead
-# stay small, small enough that one slow client does not hold much memory.
-WRITE_BLOCK = 1024 * 1024
 # A signed URL is never cached longer than this, even if it lives longer.
 MAX_CACHE_SECONDS = 7 * 24 * 3600
 
@@ -79,6 +81,37 @@ class ShareKeys:
         return self._verifier.verify(file_id, query)
 
 
+class ReadAhead:
+    """Spots sequential reading of a file, the case where fetching ahead pays off.
+
+    A request is sequential when it starts at (or up to a chunk past) where an
+    earlier request for the same file version ended: a player asking for the next
+    range. A small overlap is allowed; a repeat of the same range is not sequential.
+    An open-ended request (the player will read on) is too. Only a few recent ends
+    per file are kept.
+    """
+
+    OVERLAP = 1024
+
+    def __init__(self, chunks: int = 2, max_files: int = 4096, ends_per_file: int = 8) -> None:
+        self.chunks = max(0, chunks)
+        self._max_files = max_files
+        self._per_file = ends_per_file
+        self._ends: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+
+    def observe(self, manifest: Manifest, first: int, last: int, open_ended: bool) -> bool:
+        """Record a request for ``first..last``; True when reading looks sequential."""
+        file_key = (manifest.file_id, manifest.version)
+        ends = self._ends.pop(file_key, [])
+        slack = manifest.chunk_size
+        sequential = open_ended or any(end - self.OVERLAP <= first <= end + slack for end in ends)
+        ends = [*ends[-(self._per_file - 1) :], last + 1]
+        self._ends[file_key] = ends
+        while len(self._ends) > self._max_files:
+            self._ends.popitem(last=False)
+        return sequential
+
+
 @dataclass(slots=True)
 class EdgeContext:
     """What the handlers need; built by ``main`` (or a test) and put on the app."""
@@ -90,6 +123,8 @@ class EdgeContext:
     node_id: str | None = None
     # Kernel sendfile on plain-HTTP connections (the FSNODE_EDGE_HTTP_PORT listener).
     sendfile: bool = True
+    readahead: ReadAhead = field(default_factory=ReadAhead)
+    origin: OriginFetcher | None = None
 
 
 EDGE = web.AppKey("edge", EdgeContext)
@@ -162,15 +197,15 @@ async def healthz(request: web.Request) -> web.Response:
             "node_id": edge.node_id,
             "cache_bytes": edge.cache.used_bytes,
             "cache_free_bytes": edge.cache.free_bytes,
+            "memory_bytes": edge.cache.memory_bytes,
         }
     )
 
 
 async def metrics(request: web.Request) -> web.Response:
     edge = request.app[EDGE]
-    return web.Response(
-        text=edge.metrics.render(edge.cache), content_type="text/plain", charset="utf-8"
-    )
+    text = edge.metrics.render(edge.cache, edge.origin)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
 async def preflight(request: web.Request) -> web.Response:
@@ -238,17 +273,24 @@ async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResp
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    await _stream(request, response, edge, manifest, plan, boundary)
+    open_ended = ranges is None or _open_ended(request.headers.get("Range", ""))
+    await _stream(request, response, edge, manifest, plan, boundary, open_ended)
     return response
 
 
-async def _sendfile(request: web.Request, lease: ChunkLease, offset: int, count: int) -> bool:
+def _open_ended(header: str) -> bool:
+    """``bytes=N-``: a player that will read on to the end."""
+    spec = header.partition("=")[2].strip()
+    return "," not in spec and spec.endswith("-") and spec[:-1].isdigit()
+
+
+async def _sendfile(request: web.Request, fd: int, offset: int, count: int) -> bool:
     """Send ``count`` bytes of a leased chunk with ``loop.sendfile``; False if unsupported."""
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the client went away")
     # A duplicate descriptor: the lease keeps its own, and sendfile moves the offset.
-    with os.fdopen(os.dup(lease.fd), "rb", buffering=0) as handle:
+    with os.fdopen(os.dup(fd), "rb", buffering=0) as handle:
         try:
             await asyncio.get_running_loop().sendfile(transport, handle, offset, count)
         except NotImplementedError:
@@ -348,46 +390,51 @@ async def _stream(
     manifest: Manifest,
     plan: list[tuple[int, int]],
     boundary: str,
+    open_ended: bool,
 ) -> None:
     cache = edge.cache
-    metrics = edge.metrics
-    # Fill the first chunk before sending the status line, so an origin failure
-    # on a cold start is still a proper 502/504 with a JSON body.
-    first_lease = None
-    if plan:
-        first_index = plan[0][0] // manifest.chunk_size
-        first_lease = await cache.acquire(manifest, first_index)
+    chunk_size = manifest.chunk_size
     # Plain sockets take the kernel's sendfile (no copies through Python); TLS
-    # has no kernel offload here, so it gets large buffered writes instead.
+    # has no kernel offload here, so it prefers the memory tier and large writes.
     transport = request.transport
     plain = edge.sendfile and transport is not None and not transport.get_extra_info("sslcontext")
+    last_chunk = len(manifest.chunks) - 1
+    readahead_limit = -1
+    if plan:
+        sequential = edge.readahead.observe(manifest, plan[0][0], plan[-1][1], open_ended)
+        request_last = max(last for _, last in plan) // chunk_size
+        # Ahead of the reader within the request; past its end too when sequential.
+        extra = edge.readahead.chunks if sequential else 0
+        readahead_limit = min(last_chunk, request_last + extra)
+    # Wait for the first byte before the status line, so an origin failure on a
+    # cold start is still a proper 502/504 with a JSON body.
+    first_lease = None
+    if plan:
+        first_lease = await cache.acquire(manifest, plan[0][0] // chunk_size, memory=not plain)
+        try:
+            await first_lease.ready(plan[0][0] % chunk_size)
+        except BaseException:
+            cache.release(first_lease)
+            raise
     try:
         request[_STREAMING] = True
         await response.prepare(request)
         for first, last in plan:
             if boundary:
                 await response.write(_part_header(first, last, manifest, boundary))
-            slices = slices_for_range(first, last, manifest.size, manifest.chunk_size)
-            for piece in slices:
-                # Read-ahead: start the next chunk's fill while this one is sent
-                # (players read on sequentially, often with open-ended ranges).
-                cache.prefetch(manifest, piece.index + 1)
-                if first_lease is not None and first_lease.entry.key[2] == piece.index:
+            for piece in slices_for_range(first, last, manifest.size, chunk_size):
+                for ahead in range(piece.index + 1, piece.index + 1 + edge.readahead.chunks):
+                    if ahead > readahead_limit:
+                        break
+                    cache.prefetch(manifest, ahead)
+                if first_lease is not None and first_lease.key[2] == piece.index:
                     lease, first_lease = first_lease, None
                 else:
-                    lease = await cache.acquire(manifest, piece.index)
+                    lease = await cache.acquire(manifest, piece.index, memory=not plain)
                 try:
-                    start, length = piece.offset_in_chunk, piece.length
-                    if plain and await _sendfile(request, lease, start, length):
-                        metrics.bytes_served += length
-                        continue
-                    sent = 0
-                    while sent < piece.length:
-                        size = min(WRITE_BLOCK, piece.length - sent)
-                        block = await lease.read(piece.offset_in_chunk + sent, size)
-                        await response.write(block)
-                        sent += size
-                        metrics.bytes_served += size
+                    await _send_piece(
+                        request, response, edge, lease, piece.offset_in_chunk, piece.length, plain
+                    )
                 finally:
                     cache.release(lease)
             if boundary:
@@ -398,3 +445,29 @@ async def _stream(
     finally:
         if first_lease is not None:
             cache.release(first_lease)
+
+
+async def _send_piece(
+    request: web.Request,
+    response: web.StreamResponse,
+    edge: EdgeContext,
+    lease: ChunkLease,
+    offset: int,
+    length: int,
+    plain: bool,
+) -> None:
+    metrics = edge.metrics
+    if (
+        plain
+        and isinstance(lease, DiskLease)
+        and lease.fd is not None
+        and await _sendfile(request, lease.fd, offset, length)
+    ):
+        metrics.bytes_served += length
+        metrics.sendfile_bytes += length
+        return
+    # aclosing: a client that goes away mid-piece must not leave the generator open.
+    async with contextlib.aclosing(lease.blocks(offset, length)) as blocks:
+        async for block in blocks:
+            await response.write(block)
+            metrics.bytes_served += len(block)

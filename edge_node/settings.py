@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edge_node.cache import CacheConfig
+from edge_node.origin import OriginConfig
+
+MIB = 1024 * 1024
 DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -37,6 +41,47 @@ class EdgeSettings:
     # Kernel sendfile for plain-HTTP responses (FSNODE_EDGE_SENDFILE=0 turns it off,
     # for benchmarking the buffered path).
     sendfile: bool = True
+    # Disk cache watermarks (shares of cache_max_bytes) and the share of the
+    # filesystem always left free.
+    cache_high_water: float = 0.90
+    cache_low_water: float = 0.80
+    cache_min_free_ratio: float = 0.05
+    # The memory tier for the hottest chunks, and the memory all fill buffers share.
+    memory_cache_bytes: int = 256 * MIB
+    fill_memory_bytes: int = 256 * MIB
+    # Concurrent ranged GETs: a chunk splits into parts of at least part_bytes, at
+    # most parallel_parts of them; connections caps all origin GETs at once.
+    origin_part_bytes: int = 2 * MIB
+    origin_parallel_parts: int = 4
+    origin_connections: int = 32
+    origin_attempts: int = 4
+    origin_budget_seconds: float = 30.0
+    origin_connect_timeout: float = 5.0
+    origin_read_timeout: float = 10.0
+    readahead_chunks: int = 2
+    # Renew the certificate at 2/3 of its lifetime, or earlier when less than this remains.
+    cert_renew_margin_seconds: float = 24 * 3600.0
+
+    def cache_config(self) -> CacheConfig:
+        return CacheConfig(
+            max_bytes=self.cache_max_bytes,
+            high_water=self.cache_high_water,
+            low_water=self.cache_low_water,
+            min_free_ratio=self.cache_min_free_ratio,
+            memory_bytes=self.memory_cache_bytes,
+            fill_memory_bytes=self.fill_memory_bytes,
+            part_bytes=self.origin_part_bytes,
+            max_parts=self.origin_parallel_parts,
+        )
+
+    def origin_config(self) -> OriginConfig:
+        return OriginConfig(
+            connections=self.origin_connections,
+            max_attempts=self.origin_attempts,
+            budget_seconds=self.origin_budget_seconds,
+            connect_timeout=self.origin_connect_timeout,
+            read_timeout=self.origin_read_timeout,
+        )
 
     @property
     def endpoint(self) -> str:
@@ -58,7 +103,7 @@ class EdgeSettings:
         source = os.environ if env is None else env
         cache_max = _int(source, "FSNODE_CACHE_MAX_BYTES", DEFAULT_CACHE_MAX_BYTES)
         http_port_raw = source.get("FSNODE_EDGE_HTTP_PORT", "").strip()
-        return cls(
+        settings = cls(
             api_url=_required(source, "FSNODE_API_URL").rstrip("/"),
             join_token=_required(source, "FSNODE_JOIN_TOKEN"),
             host=source.get("FSNODE_EDGE_HOST", "127.0.0.1").strip() or "127.0.0.1",
@@ -75,7 +120,28 @@ class EdgeSettings:
             shutdown_grace_seconds=float(source.get("FSNODE_SHUTDOWN_GRACE_SECONDS", "20")),
             log_level=source.get("FSNODE_LOG_LEVEL", "INFO").upper(),
             sendfile=source.get("FSNODE_EDGE_SENDFILE", "1").strip().lower() not in _FALSE,
+            cache_high_water=_share(source, "FSNODE_CACHE_HIGH_WATER", 0.90),
+            cache_low_water=_share(source, "FSNODE_CACHE_LOW_WATER", 0.80),
+            cache_min_free_ratio=_share(source, "FSNODE_CACHE_MIN_FREE_RATIO", 0.05),
+            memory_cache_bytes=_int(source, "FSNODE_MEMORY_CACHE_BYTES", 256 * MIB, zero=True),
+            fill_memory_bytes=_int(source, "FSNODE_FILL_MEMORY_BYTES", 256 * MIB),
+            origin_part_bytes=_int(source, "FSNODE_ORIGIN_PART_BYTES", 2 * MIB),
+            origin_parallel_parts=_int(source, "FSNODE_ORIGIN_PARALLEL_PARTS", 4),
+            origin_connections=_int(source, "FSNODE_ORIGIN_CONNECTIONS", 32),
+            origin_attempts=_int(source, "FSNODE_ORIGIN_ATTEMPTS", 4),
+            origin_budget_seconds=_seconds(source, "FSNODE_ORIGIN_BUDGET_SECONDS", 30.0),
+            origin_connect_timeout=_seconds(source, "FSNODE_ORIGIN_CONNECT_TIMEOUT", 5.0),
+            origin_read_timeout=_seconds(source, "FSNODE_ORIGIN_READ_TIMEOUT", 10.0),
+            readahead_chunks=_int(source, "FSNODE_READAHEAD_CHUNKS", 2, zero=True),
+            cert_renew_margin_seconds=_seconds(
+                source, "FSNODE_CERT_RENEW_MARGIN_SECONDS", 24 * 3600.0
+            ),
         )
+        try:
+            settings.cache_config()
+        except ValueError as exc:
+            raise ValueError(f"FSNODE_CACHE_*: {exc}") from exc
+        return settings
 
 
 def _url_host(host: str) -> str:
@@ -94,7 +160,7 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, zero: bool = False) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -102,8 +168,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be positive")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name)
+    if value is None:
+        return default
     if value <= 0:
         raise ValueError(f"{name} must be positive")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name)
+    if value is None:
+        return default
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be between 0 and 1")
     return value
 
 

@@ -52,14 +52,24 @@ def load_or_create_key(state_dir: Path) -> rsa.RSAPrivateKey:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= RSA_BITS:
             return key
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    key = new_key()
+    save_key(state_dir, key)
+    return key
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+
+
+def save_key(state_dir: Path, key: rsa.RSAPrivateKey) -> Path:
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    path = state_dir / KEY_FILE
     write_private(path, pem)
-    return key
+    return path
 
 
 def subject_alt_name(host: str) -> x509.GeneralName:
@@ -103,6 +113,21 @@ def certificate_expiry(state_dir: Path) -> dt.datetime:
     """When the stored leaf certificate stops being valid (UTC)."""
     leaf = x509.load_pem_x509_certificate((state_dir / CERT_FILE).read_bytes())
     return leaf.not_valid_after_utc
+
+
+def renewal_time(not_before: dt.datetime, not_after: dt.datetime, margin: float) -> dt.datetime:
+    """When to renew: at 2/3 of the lifetime, or ``margin`` seconds before expiry if
+    sooner, but never before half of it (a margin longer than the lifetime would
+    otherwise ask for a new certificate as soon as one arrives)."""
+    lifetime = not_after - not_before
+    due = min(not_before + lifetime * 2 / 3, not_after - dt.timedelta(seconds=margin))
+    return max(due, not_before + lifetime / 2)
+
+
+def stored_renewal_time(state_dir: Path, margin: float) -> dt.datetime:
+    """``renewal_time`` of the certificate in ``state_dir``."""
+    leaf = x509.load_pem_x509_certificate((state_dir / CERT_FILE).read_bytes())
+    return renewal_time(leaf.not_valid_before_utc, leaf.not_valid_after_utc, margin)
 
 
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:

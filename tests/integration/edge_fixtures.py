@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 
 import boto3
 from aiohttp import web
+from botocore.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -32,10 +33,11 @@ from fsnode_core.signing import SharePolicy, ShareSigner, private_key_from_seed,
 from moto.server import ThreadedMotoServer
 
 from edge_node import tls
-from edge_node.cache import ChunkCache
+from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
-from edge_node.origin import OriginFetcher
-from edge_node.server import EdgeContext, ShareKeys, build_app
+from edge_node.metrics import EdgeMetrics
+from edge_node.origin import OriginConfig, OriginFetcher
+from edge_node.server import EdgeContext, ReadAhead, ShareKeys, build_app
 
 SEED = "edge-integration-test-seed-0123456789abcdef"
 KID = "k1"
@@ -99,7 +101,12 @@ class ThrowawayCA:
     def pem(self) -> str:
         return self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    def sign_csr(self, csr_pem: str) -> str:
+    def sign_csr(
+        self,
+        csr_pem: str,
+        lifetime: dt.timedelta = dt.timedelta(days=1),
+        backdate: dt.timedelta = dt.timedelta(minutes=5),
+    ) -> str:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         now = dt.datetime.now(dt.UTC)
@@ -109,8 +116,8 @@ class ThrowawayCA:
             .issuer_name(self.cert.subject)
             .public_key(csr.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
+            .not_valid_before(now - backdate)
+            .not_valid_after(now + lifetime)
             .add_extension(san, critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
@@ -182,30 +189,70 @@ class StaticManifestSource:
 
 
 class CountingOrigin:
-    """Wraps the real S3 fetcher and counts reads per (key, offset)."""
+    """Wraps the real S3 fetcher and counts ranged reads per (key, offset) and range."""
 
     def __init__(self, fetcher: OriginFetcher) -> None:
         self.fetcher = fetcher
         self.reads: Counter[tuple[str, int]] = Counter()
+        self.ranges: list[tuple[str, int, int]] = []
         self.lock = threading.Lock()
 
-    async def __call__(self, manifest: Manifest, chunk: ChunkInfo) -> bytes:
+    def reads_within(self, key: str, chunk: ChunkInfo) -> int:
+        """Ranged reads that started inside ``chunk``."""
         with self.lock:
-            self.reads[(manifest.key, chunk.offset)] += 1
-        return await self.fetcher.fetch(manifest.bucket, manifest.key, chunk.offset, chunk.length)
+            return sum(
+                1
+                for k, offset, _length in self.ranges
+                if k == key and chunk.offset <= offset < chunk.offset + chunk.length
+            )
+
+    async def read_into(
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        view: memoryview,
+        progress: Callable[[int], None],
+    ) -> None:
+        with self.lock:
+            self.reads[(key, offset)] += 1
+            self.ranges.append((key, offset, len(view)))
+        await self.fetcher.read_into(bucket, key, offset, view, progress)
 
 
 class EdgeServer:
     """The real edge app over real HTTPS, on its own event loop in a thread."""
 
-    def __init__(self, state_dir: Path, ca: ThrowawayCA, source: StaticManifestSource) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        ca: ThrowawayCA,
+        source: StaticManifestSource,
+        *,
+        cache_config: CacheConfig | None = None,
+        origin_config: OriginConfig | None = None,
+        origin_endpoint: str | None = None,
+        readahead_chunks: int = 2,
+    ) -> None:
         self.state_dir = state_dir
+        self.cache_config = cache_config or CacheConfig(max_bytes=64 * 1024 * 1024)
+        self.readahead_chunks = readahead_chunks
         key = tls.load_or_create_key(state_dir)
         cert = ca.sign_csr(tls.build_csr(key, "127.0.0.1"))
         cert_path = tls.save_certificate(state_dir, cert, "", ca.pem)
         self.ssl_context = tls.server_context(cert_path, state_dir / tls.KEY_FILE)
         self.ca_file = state_dir / tls.ROOT_FILE
-        self.origin = CountingOrigin(OriginFetcher())
+        self.metrics = EdgeMetrics()
+        client = None
+        if origin_endpoint is not None:
+            # Through a test proxy (throttling or misbehaving) in front of moto.
+            client = boto3.client(
+                "s3", endpoint_url=origin_endpoint, config=Config(signature_version="s3v4")
+            )
+        self.fetcher = OriginFetcher(
+            origin_config, client=client, on_bytes=self.metrics.add_origin_bytes
+        )
+        self.origin = CountingOrigin(self.fetcher)
         self.source = source
         self.loop = asyncio.new_event_loop()
         self.port = 0
@@ -230,13 +277,16 @@ class EdgeServer:
         self.call(self._start())
 
     async def _start(self) -> None:
-        cache = ChunkCache(self.state_dir / "cache", 64 * 1024 * 1024, self.origin)
+        cache = ChunkCache(self.state_dir / "cache", self.origin, self.cache_config)
         await cache.open()
         self.context = EdgeContext(
             cache=cache,
             manifests=ManifestStore(self.source, self.state_dir),
             keys=ShareKeys(share_public_keys()),
+            metrics=self.metrics,
             node_id="test-node",
+            readahead=ReadAhead(self.readahead_chunks),
+            origin=self.fetcher,
         )
         self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
         await self._runner.setup()
@@ -252,9 +302,205 @@ class EdgeServer:
             self.call(self._runner.cleanup())
         if self.context is not None:
             self.call(self.context.cache.close())
+        self.call(self.fetcher.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
 
     def client_ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+@dataclass
+class _Answer:
+    """Bytes of the current answer relayed so far, and where to cut it (if at all)."""
+
+    sent: int = 0
+    limit: int | None = None
+
+
+class OriginProxy:
+    """A TCP proxy in front of the moto S3 server that can misbehave on cue.
+
+    It reads each request head (GETs carry no body), counts it and records its
+    Range, then either forwards it or plays the next queued fault:
+    ``"500"`` (an error answer, then close), ``"reset"`` (a TCP reset, no answer),
+    ``"stall"`` (never answer), ``"cut"`` (forward, but close after ``cut_after``
+    bytes of the answer). ``pause(n)`` holds every connection's answer after its
+    first ``n`` bytes until ``release()``: a slow origin, without timing.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self._upstream = (host, int(port))
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+        self._lock = threading.Lock()
+        self._faults: list[str] = []
+        self.cut_after = 2000
+        self._pause_after: int | None = None
+        self._released: asyncio.Event | None = None
+        self.ranges: list[tuple[str, int, int]] = []
+        self._clients: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
+
+    async def _start(self) -> None:
+        self._released = asyncio.Event()
+        self._released.set()
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+    def fail_next(self, kind: str, count: int = 1) -> None:
+        with self._lock:
+            self._faults.extend([kind] * count)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.ranges.clear()
+
+    def gets_for(self, key: str) -> list[tuple[int, int]]:
+        """(first, last) of every GET of ``key`` seen so far."""
+        with self._lock:
+            return [(a, b) for k, a, b in self.ranges if k.endswith(key)]
+
+    def pause(self, after_bytes: int) -> None:
+        def apply() -> None:
+            assert self._released is not None
+            self._pause_after = after_bytes
+            self._released.clear()
+
+        self.loop.call_soon_threadsafe(apply)
+
+    def release(self) -> None:
+        def apply() -> None:
+            assert self._released is not None
+            self._pause_after = None
+            self._released.set()
+
+        self.loop.call_soon_threadsafe(apply)
+
+    def abort_all(self) -> None:
+        """Reset every open client connection (an origin that dies mid-answer)."""
+
+        def apply() -> None:
+            for writer in list(self._clients):
+                writer.transport.abort()
+
+        self.loop.call_soon_threadsafe(apply)
+
+    def _next_fault(self) -> str | None:
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        pump: asyncio.Task[None] | None = None
+        answer = _Answer()
+        self._clients.add(writer)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                self._record(head)
+                fault = self._next_fault()
+                if fault == "500":
+                    writer.write(
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                        b"Connection: close\r\n\r\n"
+                    )
+                    await writer.drain()
+                    return
+                if fault == "reset":
+                    sock = writer.get_extra_info("socket")
+                    # SO_LINGER 0: close() sends a RST instead of a clean FIN.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+                    writer.transport.abort()
+                    return
+                if fault == "stall":
+                    await reader.read()  # until the client gives up
+                    return
+                if upstream is None:
+                    upstream = await asyncio.open_connection(*self._upstream)
+                    pump = asyncio.create_task(self._pump(upstream[0], writer, answer))
+                # Answers come one at a time (no pipelining): count from this one's start.
+                answer.sent = 0
+                answer.limit = self.cut_after if fault == "cut" else None
+                upstream[1].write(head)
+                await upstream[1].drain()
+        finally:
+            if pump is not None:
+                pump.cancel()
+            if upstream is not None:
+                upstream[1].close()
+            self._clients.discard(writer)
+            writer.close()
+
+    async def _pump(
+        self, source: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: _Answer
+    ) -> None:
+        while True:
+            data = await source.read(16 * 1024)
+            if not data:
+                writer.close()
+                return
+            pause_after = self._pause_after
+            if pause_after is not None and answer.sent + len(data) > pause_after:
+                head = data[: max(0, pause_after - answer.sent)]
+                writer.write(head)
+                await writer.drain()
+                answer.sent += len(head)
+                data = data[len(head) :]
+                assert self._released is not None
+                await self._released.wait()
+            limit = answer.limit
+            if limit is not None and answer.sent + len(data) >= limit:
+                writer.write(data[: limit - answer.sent])
+                await writer.drain()
+                writer.transport.abort()
+                return
+            writer.write(data)
+            answer.sent += len(data)
+            await writer.drain()
+
+    def _record(self, head: bytes) -> None:
+        text = head.decode("latin-1")
+        path = text.split(" ", 2)[1] if text.count(" ") >= 2 else ""
+        path = path.split("?", 1)[0]
+        first, last = -1, -1
+        for line in text.split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "range":
+                start, _, end = value.strip().removeprefix("bytes=").partition("-")
+                first, last = int(start), int(end)
+        with self._lock:
+            self.ranges.append((path, first, last))
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    """Poll until ``condition()`` holds; the limit only guards against hanging."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)

@@ -7,9 +7,12 @@ registers again when forgotten, and exits 0 on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import queue
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -22,6 +25,7 @@ import boto3
 import pytest
 import requests
 from aiohttp import web
+from cryptography import x509
 from edge_fixtures import (
     ThrowawayCA,
     free_port,
@@ -31,7 +35,9 @@ from edge_fixtures import (
     share_query,
 )
 
+from edge_node.main import EdgeNode
 from edge_node.manifests import Manifest
+from edge_node.settings import EdgeSettings
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "fsnode-edge-boot"
@@ -53,6 +59,13 @@ class FakeControlPlane:
         self.known = False
         self.work_sent = False
         self.forget_after_report = True
+        self.renewals: list[dict[str, Any]] = []
+        self.renewed_certificates: list[str] = []
+        # Lifetime of certificates from the renew route; renewals are not backdated,
+        # so the edge's schedule (2/3 of the lifetime) is measured from now.
+        self.renew_lifetime = dt.timedelta(days=1)
+        self.renew_calls = 0
+        self.fail_renewals = 0  # answer this many renew calls with a 503 first
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -72,6 +85,7 @@ class FakeControlPlane:
         app.router.add_post("/nodes/{node_id}/heartbeat", self.heartbeat)
         app.router.add_get("/nodes/{node_id}/files/{file_id}", self.file)
         app.router.add_post("/nodes/{node_id}/work/{work_id}", self.work)
+        app.router.add_post("/nodes/{node_id}/renew", self.renew)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -109,6 +123,27 @@ class FakeControlPlane:
             }
         )
 
+    async def renew(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "unauthorized")
+        self.renew_calls += 1
+        if self.fail_renewals > 0:
+            self.fail_renewals -= 1
+            return self._error(503, "unavailable")
+        body = await request.json()
+        certificate = self.ca.sign_csr(
+            body["csr"], lifetime=self.renew_lifetime, backdate=dt.timedelta(0)
+        )
+        self.renewals.append(body)
+        self.renewed_certificates.append(certificate)
+        return web.json_response(
+            {
+                "certificate": certificate,
+                "certificate_chain": self.ca.pem,
+                "root_certificate": self.ca.pem,
+            }
+        )
+
     async def heartbeat(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(404, "not_found")
@@ -126,8 +161,12 @@ class FakeControlPlane:
                 }
             ]
         return web.json_response(
-            {"status": "active", "heartbeat_interval": 1, "share_public_keys": share_public_keys(),
-             "work": work}
+            {
+                "status": "active",
+                "heartbeat_interval": 1,
+                "share_public_keys": share_public_keys(),
+                "work": work,
+            }
         )
 
     async def file(self, request: web.Request) -> web.Response:
@@ -240,8 +279,11 @@ def test_python_m_edge_node_lifecycle(
         wait_for(lambda: len(control_plane.registrations) >= 2, "re-registration")
         wait_for(lambda: control_plane.known and len(control_plane.heartbeats) >= 2, "heartbeats")
         assert control_plane.heartbeats[-1]["used_bytes"] > 0
-        assert control_plane.registrations[0]["idempotency_key"] == (
-            control_plane.registrations[1]["idempotency_key"]
+        # Free bytes are real: under the cap and above the disk's free floor.
+        assert 0 < control_plane.heartbeats[-1]["free_bytes"] <= 10 * 1024 * 1024
+        assert (
+            control_plane.registrations[0]["idempotency_key"]
+            == (control_plane.registrations[1]["idempotency_key"])
         )
 
         # Graceful stop: a response under way when SIGTERM arrives still completes.
@@ -259,3 +301,138 @@ def test_python_m_edge_node_lifecycle(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def served_serial(port: int, ca_file: Path) -> int:
+    """The serial number of the certificate a new TLS handshake gets."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_sock,
+    ):
+        der = tls_sock.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def serial_of(pem: str) -> int:
+    return x509.load_pem_x509_certificate(pem.encode()).serial_number
+
+
+def test_certificate_renewal_keeps_open_streams_and_shutdown_is_bounded(
+    tmp_path: Path, stack: tuple[FakeControlPlane, Manifest]
+) -> None:
+    control_plane, manifest = stack
+    control_plane.work_sent = True  # no pulled work in this test
+    control_plane.forget_after_report = False
+    control_plane.renew_lifetime = dt.timedelta(seconds=6)
+    port = free_port()
+    state = tmp_path / "state"
+    env = {
+        **os.environ,
+        "FSNODE_API_URL": control_plane.url,
+        "FSNODE_JOIN_TOKEN": JOIN_TOKEN,
+        "FSNODE_EDGE_HOST": "127.0.0.1",
+        "FSNODE_EDGE_PORT": str(port),
+        "FSNODE_STATE_DIR": str(state),
+        "FSNODE_CERT_RENEW_MARGIN_SECONDS": "1",
+        "FSNODE_SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_node"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+    log: list[str] = []
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        wait_for(lambda: any(line.startswith("edge ready ") for line in log), "edge ready")
+        ca_file = state / "root.crt"
+        original = served_serial(port, ca_file)
+        with requests.Session() as http:
+            http.trust_env = False
+            http.verify = str(ca_file)
+            url = f"https://127.0.0.1:{port}/f/{manifest.file_id}"
+            query = share_query(manifest.file_id, manifest.version)
+            with http.get(url, params=query, stream=True) as answer:
+                first = answer.raw.read(CHUNK)
+                # SIGHUP: renew now. A new key and CSR go to the renew route.
+                process.send_signal(signal.SIGHUP)
+                wait_for(lambda: len(control_plane.renewals) >= 1, "the renew call")
+                renewed = serial_of(control_plane.renewed_certificates[0])
+                wait_for(lambda: served_serial(port, ca_file) == renewed, "the new certificate")
+                assert renewed != original
+                # The stream opened under the old certificate finishes untouched.
+                rest = answer.raw.read()
+            assert first + rest == DATA
+        new_csr = x509.load_pem_x509_csr(control_plane.renewals[0]["csr"].encode())
+        old_csr = x509.load_pem_x509_csr(control_plane.registrations[0]["csr"].encode())
+        assert new_csr.public_key() != old_csr.public_key()  # a fresh key, not a re-sign
+        # The renewed certificate lives 6 s: the schedule (2/3 of it) renews again alone.
+        wait_for(lambda: len(control_plane.renewals) >= 2, "the scheduled renewal")
+
+        # Shutdown is bounded: a client that stops reading does not keep the node up
+        # past FSNODE_SHUTDOWN_GRACE_SECONDS, and no new connection is taken meanwhile.
+        with requests.Session() as http:
+            http.trust_env = False
+            http.verify = str(ca_file)
+            with http.get(url, params=query, stream=True) as stalled:
+                assert stalled.raw.read(1024) == DATA[:1024]
+                process.send_signal(signal.SIGTERM)
+                wait_for(lambda: not accepts(port), "the listener to close")
+                assert process.wait(timeout=30) == 0, "".join(log)
+                with pytest.raises(requests.exceptions.RequestException):
+                    b"".join(stalled.iter_content(CHUNK))
+                    pytest.fail("a cut stream was delivered as complete")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_a_failed_renewal_is_retried_with_backoff(
+    tmp_path: Path, stack: tuple[FakeControlPlane, Manifest]
+) -> None:
+    control_plane, _manifest = stack
+    control_plane.fail_renewals = 1
+    settings = EdgeSettings.from_env(
+        {
+            "FSNODE_API_URL": control_plane.url,
+            "FSNODE_JOIN_TOKEN": JOIN_TOKEN,
+            "FSNODE_EDGE_PORT": str(free_port()),
+            "FSNODE_STATE_DIR": str(tmp_path / "state"),
+        }
+    )
+
+    async def scenario() -> int:
+        node = EdgeNode(settings)
+        stop = asyncio.Event()
+        try:
+            await node.register()
+            task = asyncio.create_task(node.renew_forever(stop))
+            node.request_renewal()  # as SIGHUP does; the control plane answers 503 once
+            for _ in range(600):
+                if node.renewals:
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            return node.renewals
+        finally:
+            await node.client.close()
+            await node.origin.close()
+
+    assert asyncio.run(scenario()) == 1
+    assert control_plane.renew_calls == 2  # the failure, then the retry that worked

@@ -13,7 +13,7 @@ import pytest
 from fsnode_core.errors import IntegrityError, Unavailable
 from fsnode_core.ids import new_id
 
-from edge_node.cache import ChunkCache
+from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
 
 CHUNK = 1000
@@ -55,40 +55,85 @@ def make_manifest(data: bytes, version: str = "1", file_id: str | None = None) -
 
 
 class Origin:
-    """An in-memory origin that counts reads and can hand out damaged bytes."""
+    """An in-memory origin that counts ranged reads, can hand out damaged bytes, and
+    can hold back everything after the first ``gate_after`` bytes of a read until
+    ``gate`` is set (a slow origin, without timing)."""
 
     def __init__(self, data: bytes, corrupt_reads: int = 0, delay: float = 0.0) -> None:
         self.data = data
-        self.reads = 0
+        self.calls: list[tuple[int, int]] = []
         self.corrupt_reads = corrupt_reads
         self.delay = delay
+        self.gate: asyncio.Event | None = None
+        self.gate_after = 0
 
-    async def __call__(self, manifest: Manifest, chunk: ChunkInfo) -> bytes:
-        self.reads += 1
+    @property
+    def reads(self) -> int:
+        """Whole-chunk fetches (reads starting at a chunk boundary)."""
+        return sum(1 for offset, _ in self.calls if offset % CHUNK == 0)
+
+    async def read_into(
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        view: memoryview,
+        progress: Callable[[int], None],
+    ) -> None:
+        self.calls.append((offset, len(view)))
         if self.delay:
             await asyncio.sleep(self.delay)
-        out = self.data[chunk.offset : chunk.offset + chunk.length]
-        if self.corrupt_reads > 0:
+        out = bytearray(self.data[offset : offset + len(view)])
+        if self.corrupt_reads > 0 and offset % CHUNK == 0:
             self.corrupt_reads -= 1
-            out = bytes([out[0] ^ 0xFF]) + out[1:]
-        return out
+            out[0] ^= 0xFF
+        done = 0
+        if self.gate is not None:
+            done = min(self.gate_after, len(out))
+            view[:done] = out[:done]
+            progress(done)
+            await self.gate.wait()
+        view[done:] = out[done:]
+        progress(len(out) - done)
 
 
 DATA = bytes((i * 7) % 251 for i in range(3500))  # chunks of 1000, 1000, 1000, 500
 
 
+def config(max_bytes: int = 10_000, **overrides: Any) -> CacheConfig:
+    """Disk-only by default (no memory tier), no free-space floor: tests say what they use."""
+    values: dict[str, Any] = {"memory_bytes": 0, "min_free_ratio": 0.0, "high_water": 1.0}
+    values.update(overrides)
+    return CacheConfig(max_bytes=max_bytes, **values)
+
+
+async def opened(tmp_path: Path, origin: Origin, cfg: CacheConfig | None = None) -> ChunkCache:
+    cache = ChunkCache(tmp_path, origin, cfg or config())
+    await cache.open()
+    return cache
+
+
 async def read_chunk(cache: ChunkCache, manifest: Manifest, index: int) -> bytes:
     async with cache.lease(manifest, index) as lease:
-        return await lease.read(0, lease.entry.size)
+        return b"".join([bytes(block) async for block in lease.blocks(0, lease.size)])
+
+
+async def settle(cache: ChunkCache) -> None:
+    """Let fills and background evictions started so far finish."""
+    for _ in range(200):
+        if cache.inflight == 0:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
 
 
 @run_async
 async def test_fill_writes_atomically_and_serves_the_right_bytes(tmp_path: Path) -> None:
     origin = Origin(DATA)
-    cache = ChunkCache(tmp_path, 10_000, origin)
-    await cache.open()
+    cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     assert await read_chunk(cache, manifest, 3) == DATA[3000:]
+    await settle(cache)
     assert await read_chunk(cache, manifest, 3) == DATA[3000:]
     assert origin.reads == 1
     assert cache.stats.hits == 1 and cache.stats.misses == 1
@@ -102,14 +147,13 @@ async def test_fill_writes_atomically_and_serves_the_right_bytes(tmp_path: Path)
 async def test_index_is_rebuilt_after_restart(tmp_path: Path) -> None:
     origin = Origin(DATA)
     manifest = make_manifest(DATA)
-    first = ChunkCache(tmp_path, 10_000, origin)
-    await first.open()
+    first = await opened(tmp_path, origin)
     for index in range(4):
-        await read_chunk(first, manifest, index)
+        await first.ensure(manifest, index)
+    await first.close()
     (tmp_path / "tmp" / "chunk.leftover").write_bytes(b"half a chunk")
 
-    second = ChunkCache(tmp_path, 10_000, origin)
-    await second.open()
+    second = await opened(tmp_path, origin)
     assert second.chunk_count == 4
     assert second.used_bytes == len(DATA)
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -119,14 +163,12 @@ async def test_index_is_rebuilt_after_restart(tmp_path: Path) -> None:
 
 @run_async
 async def test_lru_eviction_under_a_small_cap(tmp_path: Path) -> None:
-    origin = Origin(DATA)
-    cache = ChunkCache(tmp_path, 2500, origin)
-    await cache.open()
+    cache = await opened(tmp_path, Origin(DATA), config(2500))
     manifest = make_manifest(DATA)
-    await read_chunk(cache, manifest, 0)
-    await read_chunk(cache, manifest, 1)
+    await cache.ensure(manifest, 0)
+    await cache.ensure(manifest, 1)
     await read_chunk(cache, manifest, 0)  # 0 is now more recent than 1
-    await read_chunk(cache, manifest, 2)
+    await cache.ensure(manifest, 2)
     assert cache.contains(manifest, 0) and cache.contains(manifest, 2)
     assert not cache.contains(manifest, 1)
     assert not cache.path_for((manifest.file_id, "1", 1)).exists()
@@ -135,54 +177,106 @@ async def test_lru_eviction_under_a_small_cap(tmp_path: Path) -> None:
 
 
 @run_async
-async def test_pinned_chunks_are_not_evicted(tmp_path: Path) -> None:
-    origin = Origin(DATA)
-    cache = ChunkCache(tmp_path, 2500, origin)
-    await cache.open()
+async def test_watermarks_evict_down_to_the_low_mark(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 40  # ten chunks
+    cache = await opened(tmp_path, Origin(data), config(10_000, high_water=0.6, low_water=0.3))
+    manifest = make_manifest(data)
+    for index in range(7):
+        await cache.ensure(manifest, index)
+    await settle(cache)
+    # 7000 > 60% of 10000: the background pass took it to 30%, oldest first.
+    assert cache.used_bytes <= 3000
+    assert cache.contains(manifest, 6) and not cache.contains(manifest, 0)
+    assert cache.stats.evictions >= 4
+
+
+@run_async
+async def test_a_burst_of_misses_never_grows_past_the_cap(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 80  # twenty chunks
+    origin = Origin(data, delay=0.02)
+    cache = await opened(tmp_path, origin, config(2500))
+    manifest = make_manifest(data)
+    peak = 0
+    real_read = origin.read_into
+
+    async def watching(*args: Any) -> None:
+        nonlocal peak
+        peak = max(peak, cache.used_bytes + cache.reserved_bytes)
+        await real_read(*args)
+        peak = max(peak, cache.used_bytes + cache.reserved_bytes)
+
+    origin.read_into = watching  # type: ignore[method-assign]
+    results = await asyncio.gather(*(read_chunk(cache, manifest, i) for i in range(20)))
+    assert results == [data[i * CHUNK : (i + 1) * CHUNK] for i in range(20)]
+    await settle(cache)
+    assert peak <= 2500
+    assert cache.used_bytes <= 2500
+    assert cache.stats.not_stored >= 1  # served, but no room to keep
+
+
+@run_async
+async def test_the_free_space_floor_is_kept(tmp_path: Path) -> None:
+    # A floor of 99.99% of the real filesystem: statvfs says there is never room.
+    cache = await opened(tmp_path, Origin(DATA), config(10_000, min_free_ratio=0.9999))
     manifest = make_manifest(DATA)
+    assert await read_chunk(cache, manifest, 0) == DATA[:CHUNK]
+    await settle(cache)
+    assert cache.used_bytes == 0 and cache.free_bytes == 0
+    assert cache.stats.not_stored == 1
+
+
+@run_async
+async def test_pinned_chunks_are_not_evicted(tmp_path: Path) -> None:
+    cache = await opened(tmp_path, Origin(DATA), config(2500))
+    manifest = make_manifest(DATA)
+    await cache.ensure(manifest, 0)
     async with cache.lease(manifest, 0) as pinned:
-        await read_chunk(cache, manifest, 1)
-        await read_chunk(cache, manifest, 2)  # must evict 1, the LRU unpinned chunk
+        await cache.ensure(manifest, 1)
+        await cache.ensure(manifest, 2)  # must evict 1, the LRU unpinned chunk
         assert cache.contains(manifest, 0)
         assert not cache.contains(manifest, 1)
-        assert await pinned.read(0, CHUNK) == DATA[:CHUNK]
+        assert b"".join([bytes(b) async for b in pinned.blocks(0, CHUNK)]) == DATA[:CHUNK]
 
 
 @run_async
 async def test_explicit_eviction_does_not_break_an_open_lease(tmp_path: Path) -> None:
-    cache = ChunkCache(tmp_path, 10_000, Origin(DATA))
-    await cache.open()
+    cache = await opened(tmp_path, Origin(DATA))
     manifest = make_manifest(DATA)
+    await cache.ensure(manifest, 1)
     async with cache.lease(manifest, 1) as lease:
         assert await cache.evict_file(manifest.file_id) == 1
         assert cache.used_bytes == 0
-        assert await lease.read(0, CHUNK) == DATA[CHUNK : 2 * CHUNK]
+        got = b"".join([bytes(b) async for b in lease.blocks(0, CHUNK)])
+        assert got == DATA[CHUNK : 2 * CHUNK]
 
 
 @run_async
 async def test_corrupted_chunk_file_is_detected_and_refetched(tmp_path: Path) -> None:
     origin = Origin(DATA)
     manifest = make_manifest(DATA)
-    cache = ChunkCache(tmp_path, 10_000, origin)
-    await cache.open()
-    await read_chunk(cache, manifest, 0)
+    cache = await opened(tmp_path, origin)
+    await cache.ensure(manifest, 0)
+    await cache.close()
     path = cache.path_for((manifest.file_id, "1", 0))
     path.write_bytes(b"\x00" * CHUNK)  # same size, wrong bytes: only the hash can tell
 
-    restarted = ChunkCache(tmp_path, 10_000, origin)
-    await restarted.open()
+    restarted = await opened(tmp_path, origin)
     assert await read_chunk(restarted, manifest, 0) == DATA[:CHUNK]
+    await settle(restarted)
     assert origin.reads == 2
     assert restarted.stats.integrity_failures == 1
     assert path.read_bytes() == DATA[:CHUNK]
 
 
 @run_async
-async def test_bad_origin_bytes_are_refetched_once(tmp_path: Path) -> None:
+async def test_bad_origin_bytes_fail_their_readers_and_are_refetched_once(tmp_path: Path) -> None:
     origin = Origin(DATA, corrupt_reads=1)
-    cache = ChunkCache(tmp_path, 10_000, origin)
-    await cache.open()
+    cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
+    # A reader of the damaged attempt never sees a clean end.
+    with pytest.raises(IntegrityError):
+        await read_chunk(cache, manifest, 1)
+    await cache.ensure(manifest, 1)  # the fill's second try stored good bytes
     assert await read_chunk(cache, manifest, 1) == DATA[CHUNK : 2 * CHUNK]
     assert origin.reads == 2
 
@@ -190,11 +284,10 @@ async def test_bad_origin_bytes_are_refetched_once(tmp_path: Path) -> None:
 @run_async
 async def test_persistently_bad_origin_bytes_raise_integrity_error(tmp_path: Path) -> None:
     origin = Origin(DATA, corrupt_reads=10)
-    cache = ChunkCache(tmp_path, 10_000, origin)
-    await cache.open()
+    cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     with pytest.raises(IntegrityError):
-        await read_chunk(cache, manifest, 1)
+        await cache.ensure(manifest, 1)
     assert origin.reads == 2
     assert not cache.contains(manifest, 1)
     assert cache.used_bytes == 0
@@ -203,8 +296,7 @@ async def test_persistently_bad_origin_bytes_raise_integrity_error(tmp_path: Pat
 @run_async
 async def test_concurrent_misses_share_one_origin_read(tmp_path: Path) -> None:
     origin = Origin(DATA, delay=0.05)
-    cache = ChunkCache(tmp_path, 10_000, origin)
-    await cache.open()
+    cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     results = await asyncio.gather(*(read_chunk(cache, manifest, 2) for _ in range(50)))
     assert all(r == DATA[2000:3000] for r in results)
@@ -212,14 +304,86 @@ async def test_concurrent_misses_share_one_origin_read(tmp_path: Path) -> None:
 
 
 @run_async
+async def test_a_chunk_is_fetched_as_concurrent_ranged_parts(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    cache = await opened(tmp_path, origin, config(part_bytes=250, max_parts=4))
+    manifest = make_manifest(DATA)
+    assert await read_chunk(cache, manifest, 1) == DATA[CHUNK : 2 * CHUNK]
+    assert sorted(origin.calls) == [(1000, 250), (1250, 250), (1500, 250), (1750, 250)]
+
+
+@run_async
+async def test_readers_get_bytes_before_the_chunk_is_complete(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    origin.gate = asyncio.Event()
+    origin.gate_after = 400
+    cache = await opened(tmp_path, origin)
+    manifest = make_manifest(DATA)
+    lease = await cache.acquire(manifest, 0)
+    await lease.ready(0)
+    blocks = lease.blocks(0, CHUNK)
+    first = bytes(await anext(blocks))
+    # 400 bytes arrived, the rest is held at the origin: they are served already.
+    assert first == DATA[:400]
+    assert not cache.contains(manifest, 0)
+    origin.gate.set()
+    rest = b"".join([bytes(block) async for block in blocks])
+    assert first + rest == DATA[:CHUNK]
+    cache.release(lease)
+
+
+@run_async
+async def test_the_last_byte_waits_for_verification(tmp_path: Path) -> None:
+    origin = Origin(DATA, corrupt_reads=2)
+    origin.gate = asyncio.Event()
+    origin.gate_after = CHUNK  # every byte arrives; the read then stalls before returning
+    cache = await opened(tmp_path, origin)
+    manifest = make_manifest(DATA)
+    lease = await cache.acquire(manifest, 0)
+    blocks = lease.blocks(0, CHUNK)
+    sent = bytes(await anext(blocks))
+    assert len(sent) == CHUNK - 1  # everything but the held-back byte
+    origin.gate.set()
+    with pytest.raises(IntegrityError):
+        await anext(blocks)
+    cache.release(lease)
+
+
+@run_async
+async def test_memory_tier_is_bounded_and_serves_hits(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    cache = await opened(tmp_path, origin, config(memory_bytes=2500))
+    manifest = make_manifest(DATA)
+    for index in range(4):
+        await read_chunk(cache, manifest, index)
+    await settle(cache)
+    assert cache.memory_bytes <= 2500
+    assert cache.in_memory(manifest, 3) and not cache.in_memory(manifest, 0)
+    assert await read_chunk(cache, manifest, 3) == DATA[3000:]
+    assert cache.stats.memory_hits == 1
+    assert cache.stats.memory_evictions >= 1
+
+
+@run_async
+async def test_read_ahead_fills_in_the_background(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    cache = await opened(tmp_path, origin)
+    manifest = make_manifest(DATA)
+    assert cache.prefetch(manifest, 2)
+    assert not cache.prefetch(manifest, 2)  # already under way: one fill per chunk
+    await settle(cache)
+    assert cache.contains(manifest, 2)
+    assert await read_chunk(cache, manifest, 2) == DATA[2000:3000]
+    assert origin.reads == 1
+
+
+@run_async
 async def test_a_new_version_is_a_new_cache_key(tmp_path: Path) -> None:
     new_data = bytes(reversed(DATA))
-    cache = ChunkCache(tmp_path, 10_000, Origin(DATA))
-    await cache.open()
+    cache = await opened(tmp_path, Origin(DATA))
     old = make_manifest(DATA, version="1")
-    await read_chunk(cache, old, 0)
-    cache_new = ChunkCache(tmp_path, 10_000, Origin(new_data))
-    await cache_new.open()
+    await cache.ensure(old, 0)
+    cache_new = await opened(tmp_path, Origin(new_data))
     new = make_manifest(new_data, version="2", file_id=old.file_id)
     assert await read_chunk(cache_new, new, 0) == new_data[:CHUNK]
 

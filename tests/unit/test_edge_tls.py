@@ -99,3 +99,41 @@ def test_bad_settings_name_the_variable(tmp_path: Path, name: str, value: str) -
     }
     with pytest.raises(ValueError, match=name):
         EdgeSettings.from_env(env)
+
+
+def test_renewal_is_due_at_two_thirds_of_the_lifetime_or_inside_the_margin() -> None:
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=30)
+    assert tls.renewal_time(start, end, margin=3600) == start + dt.timedelta(days=20)
+    # Less than the margin would remain at the 2/3 point: renew earlier.
+    assert tls.renewal_time(start, end, margin=12 * 86400) == start + dt.timedelta(days=18)
+    # A margin longer than the lifetime: renew at half of it, not in a loop.
+    assert tls.renewal_time(start, end, margin=40 * 86400) == start + dt.timedelta(days=15)
+
+
+def test_new_settings_have_defaults_and_checks(tmp_path: Path) -> None:
+    base = {
+        "FSNODE_API_URL": "http://x",
+        "FSNODE_JOIN_TOKEN": "t",
+        "FSNODE_STATE_DIR": str(tmp_path),
+    }
+    settings = EdgeSettings.from_env(
+        {
+            **base,
+            "FSNODE_CACHE_HIGH_WATER": "0.7",
+            "FSNODE_CACHE_LOW_WATER": "0.5",
+            "FSNODE_MEMORY_CACHE_BYTES": "0",
+            "FSNODE_ORIGIN_PART_BYTES": "1048576",
+            "FSNODE_ORIGIN_READ_TIMEOUT": "2.5",
+        }
+    )
+    cache = settings.cache_config()
+    assert (cache.high_water, cache.low_water, cache.memory_bytes) == (0.7, 0.5, 0)
+    assert cache.part_bytes == 1048576 and cache.min_free_ratio == 0.05
+    assert settings.origin_config().read_timeout == 2.5
+    with pytest.raises(ValueError, match="FSNODE_CACHE"):
+        EdgeSettings.from_env(
+            {**base, "FSNODE_CACHE_HIGH_WATER": "0.5", "FSNODE_CACHE_LOW_WATER": "0.8"}
+        )
+    with pytest.raises(ValueError, match="FSNODE_CACHE_MIN_FREE_RATIO"):
+        EdgeSettings.from_env({**base, "FSNODE_CACHE_MIN_FREE_RATIO": "2"})
