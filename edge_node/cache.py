@@ -145,6 +145,10 @@ class CacheStats:
     integrity_failures: int = 0
     bytes_stored: int = 0
     prefetches: int = 0
+    # Fills started by a client's request and by warm work (replication); with
+    # ``prefetches`` they tell apart why the origin was read.
+    demand_fills: int = 0
+    warm_fills: int = 0
 
 
 # -- streaming fills ---------------------------------------------------------------
@@ -556,7 +560,10 @@ class ChunkCache:
             if not counted:
                 self.stats.misses += 1
                 counted = True
-            fill = self._inflight.get(key) or self._start_fill(key, manifest, index, False)
+            fill = self._inflight.get(key)
+            if fill is None:
+                fill = self._start_fill(key, manifest, index, False)
+                self.stats.demand_fills += 1
             buffer = await self._attach(fill)
             if buffer is not None:
                 return StreamLease(key, buffer)
@@ -622,7 +629,10 @@ class ChunkCache:
             entry = self._index.get(key)
             if entry is not None and entry.verified:
                 return
-            fill = self._inflight.get(key) or self._start_fill(key, manifest, index, False)
+            fill = self._inflight.get(key)
+            if fill is None:
+                fill = self._start_fill(key, manifest, index, False)
+                self.stats.warm_fills += 1
             assert fill.task is not None
             # shield: the work item going away must not cancel a fill others share.
             await asyncio.shield(fill.task)

@@ -45,6 +45,13 @@ class EdgeMetrics:
                 stats.not_stored,
             ),
             ("cache_prefetches_total", "counter", "Read-ahead fills started.", stats.prefetches),
+            (
+                "cache_demand_fills_total",
+                "counter",
+                "Fills started by a client request.",
+                stats.demand_fills,
+            ),
+            ("cache_warm_fills_total", "counter", "Fills started by warm work.", stats.warm_fills),
             ("cache_evictions_total", "counter", "Chunks dropped from disk.", stats.evictions),
             (
                 "cache_memory_evictions_total",
