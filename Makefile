@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages: what `make run` needs (the demo video) and what the tests need.
 RUN_DEBS := ffmpeg
-TEST_DEBS := ffmpeg openssl
+TEST_DEBS := ffmpeg openssl chromium chromium-driver nginx-light wrk
+BENCH_DEBS := nginx-light wrk
 
-.PHONY: run test lint synth clean debs-run debs-test
+.PHONY: run test bench lint synth clean debs-run debs-test debs-bench
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,13 @@ debs-run:
 
 debs-test:
 	$(call install_debs,$(TEST_DEBS))
+
+debs-bench:
+	$(call install_debs,$(BENCH_DEBS))
+
+# make bench [QUICK=1]: each benchmark against its reference; table + bench/results/latest.json
+bench: $(STAMP) debs-bench
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 run: $(STAMP) debs-run
 	$(BIN)/fsnode local up --demo

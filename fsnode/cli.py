@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+import requests
 from tqdm import tqdm
 
-from fsnode.client import ApiError, FsnodeClient
+from fsnode.client import ApiError, FsnodeClient, UploadInterrupted
+from fsnode.download import DownloadError, download_file, download_share
 from fsnode.localstack import processes
 from fsnode.localstack.stack import LocalStack, StackInfo, StackOptions, down, kill, restart
 from fsnode.settings import (
@@ -22,6 +27,7 @@ from fsnode.settings import (
     last_stack_dir,
     remember_stack,
 )
+from fsnode.sync import sync_dir
 
 DEFAULT_SHARE_TTL = 24 * 3600
 
@@ -31,7 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ApiError, SettingsError, RuntimeError, TimeoutError, OSError) as exc:
+    except (
+        ApiError,
+        SettingsError,
+        DownloadError,
+        UploadInterrupted,
+        requests.RequestException,
+        RuntimeError,
+        TimeoutError,
+        OSError,
+    ) as exc:
         _fail(args, exc)
         return 1
 
@@ -116,18 +131,14 @@ def cmd_upload(args: argparse.Namespace) -> int:
     results = []
     for raw in args.paths:
         path = Path(raw)
-        with tqdm(
-            total=path.stat().st_size,
-            unit="B",
-            unit_scale=True,
-            desc=path.name,
-            disable=args.json or not sys.stderr.isatty(),
-        ) as bar:
-            record = client.upload(path, progress=bar.update)
+        with _bar(args, path.stat().st_size, path.name) as bar:
+            record = client.upload(path, progress=bar.update, resume=not args.no_resume)
         result: dict[str, Any] = {
             "id": record["file_id"],
             "name": path.name,
             "size": record["size"],
+            "parts_sent": record["parts_sent"],
+            "parts_resumed": record["parts_resumed"],
         }
         if args.share:
             result["share_url"] = client.share(record["file_id"], args.ttl)["share_url"]
@@ -136,9 +147,79 @@ def cmd_upload(args: argparse.Namespace) -> int:
         print(json.dumps(results[0] if len(results) == 1 else results))
     else:
         for r in results:
-            print(f"{r['id']}  {r['name']}  {r['size']} bytes")
+            resumed = f" (resumed: {r['parts_resumed']} parts already sent)" * bool(
+                r["parts_resumed"]
+            )
+            print(f"{r['id']}  {r['name']}  {r['size']} bytes{resumed}")
             if "share_url" in r:
                 print(f"  {r['share_url']}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    target: str = args.target
+    if target.startswith(("http://", "https://")):
+        settings = _optional_settings(args)
+        ca_cert = args.ca_cert or (settings.ca_cert if settings else None)
+        ca_cert = ca_cert or os.environ.get("FSNODE_CA_CERT")
+        name = urlparse(target).path.rstrip("/").rsplit("/", 1)[-1] or "download"
+        out = Path(args.output or name)
+        with _bar(args, None, out.name) as bar:
+            result = download_share(
+                target,
+                out,
+                ca_cert=ca_cert,
+                progress=bar.update,
+                on_total=_set_total(bar),
+                workers=args.workers,
+                timeout=args.edge_timeout,
+            )
+    else:
+        client = _client(args)
+        client.edge_timeout = args.edge_timeout
+        out = Path(args.output or _safe_name(client.get_file(target).get("name")) or target)
+        with _bar(args, None, out.name) as bar:
+            result = download_file(
+                client, target, out, progress=bar.update, on_total=_set_total(bar)
+            )
+    data = result.to_json()
+    sources = ", ".join(f"{n} from {k}" for k, n in sorted(result.sources.items())) or "nothing"
+    text = f"wrote {out} ({result.size} bytes; {result.fetched} chunks fetched: {sources}"
+    text += f"; {result.resumed} resumed" * bool(result.resumed)
+    text += f"; {result.failovers} failovers" * bool(result.failovers) + ")"
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    client = _client(args)
+
+    def report(action: str, name: str) -> None:
+        if not args.json:
+            print(f"{action:<9} {name}", flush=True)
+
+    done = sync_dir(client, Path(args.directory), delete=args.delete, on_file=report)
+    summary = (
+        f"{len(done.uploaded)} uploaded, {len(done.updated)} updated, "
+        f"{len(done.unchanged)} unchanged, {len(done.deleted)} deleted"
+    )
+    _emit(args, done.to_json(), summary)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    parsed = urlparse(args.uri)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise SettingsError(f"not an s3://BUCKET/KEY address: {args.uri}")
+    record = _client(args).import_object(
+        parsed.netloc,
+        parsed.path.lstrip("/"),
+        version_id=args.version_id,
+        content_type=args.content_type,
+        name=args.name,
+    )
+    text = f"{record['file_id']}  {record.get('name', '')}  {record.get('size')} bytes"
+    _emit(args, record, text)
     return 0
 
 
@@ -155,10 +236,64 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rm(args: argparse.Namespace) -> int:
+    client = _client(args)
+    answers = [client.delete(file_id) for file_id in args.ids]
+    lines = [f"{a['file_id']}  {a.get('status', 'deleting')}" for a in answers]
+    _emit(args, answers[0] if len(answers) == 1 else answers, "\n".join(lines))
+    return 0
+
+
 def cmd_nodes(args: argparse.Namespace) -> int:
     nodes = _client(args).nodes()
-    lines = [f"{n['node_id']}  {n['status']:<9} {n['endpoint']}" for n in nodes]
+    lines = [
+        f"{n['node_id']}  {n['status']:<9} load {float(n.get('load') or 0):5.2f}  "
+        f"used {_size(n.get('used_bytes'))}  {n['endpoint']}"
+        for n in nodes
+    ]
     _emit(args, {"nodes": nodes}, "\n".join(lines) or "no nodes")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    view = _client(args).cluster()
+    lines = [
+        f"total {_size(view.get('total_bytes'))}   used {_size(view.get('used_bytes'))}   "
+        f"free {_size(view.get('free_bytes'))}   live nodes {view.get('live_nodes', '?')}",
+        "",
+        f"{'node':<32}  {'status':<8}  {'load':>5}  {'used':>10}  {'free':>10}  {'capacity':>10}",
+    ]
+    for n in view.get("nodes", []):
+        lines.append(
+            f"{n.get('node_id', '?'):<32}  {n.get('status', '?'):<8}  "
+            f"{float(n.get('load') or 0):5.2f}  {_size(n.get('used_bytes')):>10}  "
+            f"{_size(n.get('free_bytes')):>10}  {_size(n.get('capacity_bytes')):>10}"
+        )
+    _emit(args, view, "\n".join(lines))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = _client(args).plan(args.id, args.offset, args.length)
+    chunks = [
+        {
+            "index": c["index"],
+            "offset": c["offset"],
+            "length": c["length"],
+            "sha256": c.get("sha256"),
+            "replicas": [r["node_id"] for r in c.get("replicas", [])],
+            "s3_fallback": bool(c.get("s3_url")),
+        }
+        for c in plan["chunks"]
+    ]
+    data = {k: plan.get(k) for k in ("file_id", "version", "size", "chunk_size", "expires")}
+    lines = [f"{plan['file_id']} version {plan['version']}  {plan['size']} bytes"]
+    lines += [
+        f"chunk {c['index']:>5}  @{c['offset']:<12} {c['length']:>9} B  "
+        f"{', '.join(c['replicas']) or '(no edge yet)'}" + " + s3" * c["s3_fallback"]
+        for c in chunks
+    ]
+    _emit(args, {**data, "chunks": chunks}, "\n".join(lines))
     return 0
 
 
@@ -202,13 +337,63 @@ def _stack_dir(args: argparse.Namespace) -> Path:
     return last
 
 
-def _client(args: argparse.Namespace) -> FsnodeClient:
-    settings = ClientSettings.resolve(
+def _settings(args: argparse.Namespace) -> ClientSettings:
+    return ClientSettings.resolve(
         api_url=args.api_url,
         api_key=args.api_key,
+        ca_cert=args.ca_cert,
         state_dir=Path(args.state_dir) if args.state_dir else None,
     )
-    return FsnodeClient(settings)
+
+
+def _optional_settings(args: argparse.Namespace) -> ClientSettings | None:
+    # A share URL needs no control plane settings; the CA may still come from them.
+    try:
+        return _settings(args)
+    except SettingsError:
+        return None
+
+
+def _client(args: argparse.Namespace) -> FsnodeClient:
+    return FsnodeClient(_settings(args), workers=getattr(args, "workers", 4))
+
+
+def _bar(args: argparse.Namespace, total: int | None, desc: str) -> tqdm[Any]:
+    """A byte progress bar on stderr; silent for --json and when stderr is not a terminal."""
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=desc,
+        disable=args.json or not sys.stderr.isatty(),
+    )
+
+
+def _set_total(bar: tqdm[Any]) -> Callable[[int], None]:
+    def set_total(total: int) -> None:
+        bar.total = total
+        bar.refresh()
+
+    return set_total
+
+
+def _size(value: Any) -> str:
+    if value is None:
+        return "?"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return str(value)
+
+
+def _safe_name(name: Any) -> str | None:
+    """A file name from the record, never a path that escapes the current folder."""
+    if not isinstance(name, str):
+        return None
+    base = Path(name.replace("\\", "/")).name
+    return base if base not in ("", ".", "..") else None
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -229,6 +414,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--state-dir", help="a local stack's folder (default: the last one)")
     common.add_argument("--api-url", help="control plane URL (env FSNODE_API_URL)")
     common.add_argument("--api-key", help="API key (env FSNODE_API_KEY)")
+    common.add_argument("--ca-cert", help="CA certificate the edges chain to (env FSNODE_CA_CERT)")
 
     parser = argparse.ArgumentParser(prog="fsnode", description="fsnode: a CDN for S3")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -265,11 +451,37 @@ def _parser() -> argparse.ArgumentParser:
     fault.add_argument("--signal", default="KILL", help="KILL (default), TERM, STOP, CONT")
     fault.set_defaults(func=cmd_local_kill)
 
-    upload = sub.add_parser("upload", parents=[common], help="upload files")
+    upload = sub.add_parser("upload", parents=[common], help="upload files (resumes)")
     upload.add_argument("paths", nargs="+", metavar="PATH")
     upload.add_argument("--share", action="store_true", help="also mint a share URL")
     upload.add_argument("--ttl", type=int, default=DEFAULT_SHARE_TTL, help="share lifetime, s")
+    upload.add_argument("--no-resume", action="store_true", help="ignore an unfinished upload")
+    upload.add_argument("--workers", type=int, default=4, help="parts sent at once")
     upload.set_defaults(func=cmd_upload)
+
+    get = sub.add_parser("get", parents=[common], help="download a file by id or share URL")
+    get.add_argument("target", metavar="ID|SHARE_URL")
+    get.add_argument("-o", "--output", help="where to write (default: the file's name)")
+    get.add_argument("--workers", type=int, default=4, help="chunks fetched at once")
+    get.add_argument(
+        "--edge-timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait on an edge before the next replica",
+    )
+    get.set_defaults(func=cmd_get)
+
+    sync = sub.add_parser("sync", parents=[common], help="upload new and changed files")
+    sync.add_argument("directory", metavar="DIR")
+    sync.add_argument("--delete", action="store_true", help="remove files gone from DIR")
+    sync.set_defaults(func=cmd_sync)
+
+    imp = sub.add_parser("import", parents=[common], help="register an object already in S3")
+    imp.add_argument("uri", metavar="s3://BUCKET/KEY")
+    imp.add_argument("--version-id", help="the object version to serve")
+    imp.add_argument("--content-type", help="override the object's content type")
+    imp.add_argument("--name", help="a display name (default: the key's last part)")
+    imp.set_defaults(func=cmd_import)
 
     share = sub.add_parser("share", parents=[common], help="mint an expiring share URL")
     share.add_argument("id")
@@ -277,7 +489,18 @@ def _parser() -> argparse.ArgumentParser:
     share.set_defaults(func=cmd_share)
 
     sub.add_parser("ls", parents=[common], help="list files").set_defaults(func=cmd_ls)
+    rm = sub.add_parser("rm", parents=[common], help="delete files")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.set_defaults(func=cmd_rm)
     sub.add_parser("nodes", parents=[common], help="list edge nodes").set_defaults(func=cmd_nodes)
+    sub.add_parser("cluster", parents=[common], help="capacity and per-node load").set_defaults(
+        func=cmd_cluster
+    )
+    plan = sub.add_parser("plan", parents=[common], help="each chunk and its replica nodes")
+    plan.add_argument("id")
+    plan.add_argument("--offset", type=int, help="first byte of the range to plan")
+    plan.add_argument("--length", type=int, help="bytes in the range to plan")
+    plan.set_defaults(func=cmd_plan)
     return parser
 
 

@@ -1,10 +1,20 @@
-"""A small Python client for the fsnode control plane (what the CLI is built on)."""
+"""A small Python client for fsnode (what the CLI is built on; usable from app backends).
+
+Uploads go straight to S3 through presigned multipart parts, in parallel, and resume:
+the parts already sent are recorded in a state file under ``FSNODE_HOME/uploads``
+(the control plane cannot list an upload's parts, so the client trusts its own record).
+Downloads use ``plan`` and fetch chunks in parallel from replica edges; see
+``fsnode.download``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import mimetypes
 import os
+import re
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,23 +23,36 @@ from typing import Any
 import requests
 from fsnode_core.chunks import DEFAULT_CHUNK_SIZE
 
+from fsnode import state
 from fsnode.settings import ClientSettings
 
 Progress = Callable[[int], None]
 
+# Presigned part URLs live an hour; resuming with less than this left starts over.
+_URL_MARGIN_SECONDS = 300
+_URL_TTL_SECONDS = 3600
+_FILE_ID = re.compile(r"[0-9a-f]{32}")
+
 
 class ApiError(Exception):
-    """The control plane (or S3) answered with an error."""
+    """The control plane (or S3, or an edge) answered with an error."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{message} ({status} {code})")
         self.status = status
         self.code = code
         self.message = message
+        self.details = details or {}
+
+
+class UploadInterrupted(Exception):
+    """Raised by the ``stop_after_parts`` hook: the upload stopped, its state is kept."""
 
 
 class FsnodeClient:
-    """Calls the control plane; uploads go straight to S3 through presigned parts."""
+    """Calls the control plane; moves bytes to S3 and from edges directly."""
 
     def __init__(
         self,
@@ -37,48 +60,152 @@ class FsnodeClient:
         session: requests.Session | None = None,
         timeout: float = 60.0,
         workers: int = 4,
+        edge_timeout: float = 15.0,
     ) -> None:
         self.settings = settings
         self._session = session or requests.Session()
         self._timeout = timeout
         self._workers = workers
+        self.edge_timeout = edge_timeout
+        self._chunk_size: int | None = None
 
-    # -- files -----------------------------------------------------------------
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    @property
+    def session(self) -> requests.Session:
+        return self._session
+
+    @property
+    def verify(self) -> str | bool:
+        """What to pass as ``verify=`` for edges: the stack's CA, else the system store."""
+        return self.settings.ca_cert or True
+
+    # -- uploads ---------------------------------------------------------------
 
     def upload(
         self,
         path: Path,
         *,
         content_type: str | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        file_id: str | None = None,
         progress: Progress | None = None,
+        resume: bool = True,
+        stop_after_parts: int | None = None,
     ) -> dict[str, Any]:
-        """Upload ``path`` in parallel presigned parts; returns the file record."""
-        size = path.stat().st_size
-        body = {
-            "name": path.name,
-            "size": size,
-            "content_type": content_type or _guess_type(path),
-            "chunk_sha256": chunk_hashes(path, chunk_size),
-        }
-        init = self._call("POST", "/files", json=body)
-        if int(init["chunk_size"]) != chunk_size:
-            # The control plane chunks differently: hash again with its chunk size.
-            body["chunk_sha256"] = chunk_hashes(path, int(init["chunk_size"]))
-            init = self._call("POST", "/files", json=body)
+        """Upload ``path`` (a new version of ``file_id`` when given); returns the file record.
+
+        The record also carries ``parts_sent`` and ``parts_resumed``. ``stop_after_parts``
+        is a hook for tests: raise UploadInterrupted once that many parts are sent.
+        """
+        path = Path(path)
+        stat = path.stat()
+        # Keyed by control plane too: a record is useless against any other stack.
+        record_path = state.state_path("uploads", f"{self.settings.api_url} {path.resolve()}")
+        saved = state.load(record_path) if resume else None
+        chunk_size = self.chunk_size()
+        hashes = chunk_hashes(path, chunk_size)
+        fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "chunks": hashes}
+        if not _resumable(saved, fingerprint, file_id):
+            saved = None
+        if saved is None:
+            init = self._start_upload(path, stat.st_size, content_type, hashes, file_id)
+            saved = {
+                **fingerprint,
+                "for_file_id": file_id,
+                "init": init,
+                "etags": {},
+                "started": time.time(),
+            }
+            state.save(record_path, saved)
+        init = saved["init"]
+        etags: dict[str, str] = dict(saved["etags"])
+        resumed = len(etags)
+        if progress is not None:
+            progress(sum(int(p["length"]) for p in init["parts"] if str(p["part_number"]) in etags))
+        lock = threading.Lock()
+        sent = 0
+
+        def send(part: dict[str, Any]) -> None:
+            nonlocal sent
+            with lock:
+                if stop_after_parts is not None and sent >= stop_after_parts:
+                    raise UploadInterrupted(f"stopped after {sent} parts (test hook)")
+            etag = self._put_part(path, part)
+            with lock:
+                etags[str(part["part_number"])] = etag
+                sent += 1
+                state.save(record_path, {**saved, "etags": etags})
+            if progress is not None:
+                progress(int(part["length"]))
+
+        todo = [p for p in init["parts"] if str(p["part_number"]) not in etags]
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            etags = list(pool.map(lambda part: self._put_part(path, part, progress), init["parts"]))
+            for future in [pool.submit(send, part) for part in todo]:
+                future.result()
         parts = [
-            {"part_number": part["part_number"], "etag": etag}
-            for part, etag in zip(init["parts"], etags, strict=True)
+            {"part_number": p["part_number"], "etag": etags[str(p["part_number"])]}
+            for p in init["parts"]
         ]
-        return self._call("POST", f"/files/{init['file_id']}/complete", json={"parts": parts})
+        try:
+            record = self._call("POST", f"/files/{init['file_id']}/complete", json={"parts": parts})
+        except ApiError as exc:
+            if exc.status in (400, 404):
+                # The upload is gone or a recorded part is not in S3: never resume it again.
+                state.remove(record_path)
+            raise
+        state.remove(record_path)
+        return {**record, "parts_sent": sent, "parts_resumed": resumed}
+
+    def chunk_size(self) -> int:
+        """The control plane's chunk size (upload hashes must use it); cached."""
+        if self._chunk_size is None:
+            try:
+                self._chunk_size = int(self._call("GET", "/web/config.json")["chunk_size"])
+            except (ApiError, KeyError, ValueError, requests.RequestException):
+                self._chunk_size = DEFAULT_CHUNK_SIZE  # an older control plane
+        return self._chunk_size
+
+    def import_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
+        content_type: str | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Register an object already in S3."""
+        body: dict[str, Any] = {"bucket": bucket, "key": key}
+        optional = {
+            "version_id": version_id,
+            "etag": etag,
+            "content_type": content_type,
+            "name": name,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self._call("POST", "/files/import", json=body)
+
+    # -- files -----------------------------------------------------------------
 
     def share(self, file_id: str, ttl_seconds: int) -> dict[str, Any]:
+        file_id = check_file_id(file_id)
         return self._call("POST", f"/files/{file_id}/share", json={"ttl_seconds": ttl_seconds})
 
     def get_file(self, file_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/files/{file_id}")
+        return self._call("GET", f"/files/{check_file_id(file_id)}")
+
+    def delete(self, file_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/files/{check_file_id(file_id)}")
+
+    def plan(
+        self, file_id: str, offset: int | None = None, length: int | None = None
+    ) -> dict[str, Any]:
+        """Per chunk: replica edges in order (signed URLs) and a presigned S3 fallback."""
+        params = {k: v for k, v in {"offset": offset, "length": length}.items() if v is not None}
+        return self._call("GET", f"/files/{check_file_id(file_id)}/plan", params=params or None)
 
     def list_files(self) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []
@@ -93,42 +220,93 @@ class FsnodeClient:
     def nodes(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/nodes")["nodes"])
 
+    def cluster(self) -> dict[str, Any]:
+        return self._call("GET", "/cluster")
+
+    def download(self, file_id: str, out: Path, *, progress: Progress | None = None) -> Any:
+        """Fetch a file by id through its plan; see ``fsnode.download.download_file``."""
+        from fsnode.download import download_file
+
+        return download_file(self, file_id, out, progress=progress)
+
     # -- plumbing --------------------------------------------------------------
 
-    def _put_part(self, path: Path, part: dict[str, Any], progress: Progress | None) -> str:
+    def _start_upload(
+        self,
+        path: Path,
+        size: int,
+        content_type: str | None,
+        hashes: list[str],
+        file_id: str | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": path.name,
+            "size": size,
+            "content_type": content_type or _guess_type(path),
+            "chunk_sha256": hashes,
+        }
+        if file_id is not None:
+            body["file_id"] = check_file_id(file_id)
+        return self._call("POST", "/files", json=body)
+
+    def _put_part(self, path: Path, part: dict[str, Any]) -> str:
         with path.open("rb") as handle:
             handle.seek(int(part["offset"]))
             data = handle.read(int(part["length"]))
         response = self._session.put(part["url"], data=data, timeout=self._timeout)
         if response.status_code != 200:
             raise ApiError(response.status_code, "upload_part_failed", response.text[:500])
-        if progress is not None:
-            progress(len(data))
         return str(response.headers["ETag"])
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"x-api-key": self.settings.api_key} if self.settings.api_key else {}
-        response = self._session.request(
-            method,
-            f"{self.settings.api_url}{path}",
-            headers=headers,
-            timeout=self._timeout,
-            **kwargs,
-        )
+        try:
+            response = self._session.request(
+                method,
+                f"{self.settings.api_url}{path}",
+                headers=headers,
+                timeout=self._timeout,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            message = f"cannot reach {self.settings.api_url}: {exc}"
+            raise ApiError(0, "unreachable", message) from exc
         try:
             body = response.json()
         except ValueError:
             body = None
         if not response.ok:
             error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+            if not error and isinstance(body, dict) and "message" in body:
+                # API Gateway's (and chalice local's) own answer, e.g. for a route it lacks.
+                error = {"code": "http_error", "message": f"{body['message']} ({method} {path})"}
             raise ApiError(
                 response.status_code,
                 str(error.get("code", "http_error")),
                 str(error.get("message", response.text[:500] or response.reason)),
+                error.get("details") if isinstance(error.get("details"), dict) else None,
             )
         if not isinstance(body, dict):
             raise ApiError(response.status_code, "bad_response", "the answer was not JSON")
         return body
+
+
+def check_file_id(file_id: str) -> str:
+    """Refuse a malformed id before it reaches a URL path (``../`` would change the route)."""
+    if not _FILE_ID.fullmatch(file_id):
+        raise ApiError(400, "invalid_input", f"not a file id (32 lowercase hex): {file_id!r}")
+    return file_id
+
+
+def _resumable(
+    saved: dict[str, Any] | None, fingerprint: dict[str, Any], file_id: str | None
+) -> bool:
+    """A saved upload resumes only for the same bytes, target, and while its URLs live."""
+    if saved is None or "init" not in saved:
+        return False
+    same = all(saved.get(k) == v for k, v in fingerprint.items())
+    fresh = time.time() - float(saved.get("started", 0)) < _URL_TTL_SECONDS - _URL_MARGIN_SECONDS
+    return same and fresh and saved.get("for_file_id") == file_id
 
 
 def chunk_hashes(path: Path, chunk_size: int) -> list[str]:

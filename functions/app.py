@@ -7,10 +7,18 @@ from typing import Any
 
 from chalice import Chalice, IAMAuthorizer, Response
 from chalicelib import auth, nodes, openapi, replication, shares, uploads
+from chalicelib import gc as gc_workflow
+from chalicelib import prune as prune_sweep
 from chalicelib.http import json_body, json_errors, normalize
+from chalicelib.routes_files import bp as file_routes
+from chalicelib.routes_nodes import bp as node_routes
+from chalicelib.web import bp as web_pages
 
 app = Chalice(app_name="fsnode")
 app.register_middleware(normalize, "http")
+app.register_blueprint(web_pages)  # the upload and player pages
+app.register_blueprint(file_routes)  # plan, delete, import, chunk hashes
+app.register_blueprint(node_routes)  # renew, drain, cluster
 
 # Management routes: IAM in AWS; api key in the local stack (see chalicelib.auth).
 iam = IAMAuthorizer()
@@ -94,7 +102,8 @@ def share_file(file_id: str) -> dict[str, Any]:
 @route("/s/{file_id}", methods=["GET"])
 def open_share(file_id: str) -> Response:
     request = _request()
-    location = shares.redirect_target(file_id, request.query_params or {}, request.headers)
+    location = shares.redirect_target(file_id, request.query_params or {}, request.headers,
+                                      shares.source_ip(request.context))
     return Response(body="", status_code=307, headers={"Location": location})
 
 
@@ -111,3 +120,23 @@ def plan_replication(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="warm_chunk")
 def warm_chunk(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return replication.warm(event)
+
+
+@app.lambda_function(name="pick_replica_target")
+def pick_replica_target(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return replication.pick_target(event)
+
+
+@app.lambda_function(name="report_replication")
+def report_replication(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return replication.summarize(event)
+
+
+@app.lambda_function(name="gc_step")
+def gc_step(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return gc_workflow.step(event)
+
+
+@app.schedule("rate(1 minute)", name="prune")
+def prune(event: Any) -> dict[str, Any]:
+    return prune_sweep.run()

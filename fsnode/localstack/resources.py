@@ -75,7 +75,23 @@ class ResourceBuilder:
     def build(self, control_plane_env: dict[str, str]) -> StackResources:
         self._enable_state_machine_execution()
         bucket = f"{_PREFIX}-origin"
-        self.client("s3").create_bucket(Bucket=bucket)
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        # Browsers upload parts straight to S3 and must read each part's ETag.
+        s3.put_bucket_cors(
+            Bucket=bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedOrigins": ["*"],
+                        "AllowedMethods": ["GET", "PUT", "HEAD"],
+                        "AllowedHeaders": ["*"],
+                        "ExposeHeaders": ["ETag"],
+                        "MaxAgeSeconds": 3600,
+                    }
+                ]
+            },
+        )
         tables = self._create_tables()
         ca_arn, ca_cert = self._create_ca()
         join_token = secrets.token_urlsafe(32)

@@ -7,11 +7,13 @@ Management routes carry an ``IAMAuthorizer`` that API Gateway enforces when depl
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
 
-from fsnode_core.errors import Unauthorized
+from cryptography.hazmat.primitives import serialization
+from fsnode_core.errors import Unauthorized, Unavailable
 from fsnode_core.models import NodeRecord
 
 from chalicelib import aws, secret_store
@@ -33,6 +35,34 @@ def check_join_token(token: str) -> None:
     expected = secret_store.secret_value(get_settings().join_token_secret)
     if not constant_time_equal(token, expected):
         raise Unauthorized("join token is not valid")
+
+
+_CREDENTIAL_DOMAIN = b"fsnode-node-credential-v1"
+
+
+def credential_kid() -> str:
+    """The signing key id node credentials are derived with now (the keyring's active)."""
+    active, _ = secret_store.keyring(get_settings().signing_key_secret)
+    return active
+
+
+def node_credential(node_id: str, kid: str) -> str:
+    """A node's Bearer credential: HMAC of its id under a control-plane-only key.
+
+    Deterministic, so a retried register returns the same credential without storing
+    it anywhere; unforgeable without the keyring (edges hold only public keys and the
+    join token, so one node cannot compute another's). The key is the named signing
+    key's private bytes, domain-separated; rotating the ring leaves existing
+    credentials valid because the nodes table checks a hash, not the derivation.
+    """
+    _, keys = secret_store.keyring(get_settings().signing_key_secret)
+    if kid not in keys:
+        raise Unavailable("the key this credential was derived with is gone; register again")
+    raw = keys[kid].private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                  serialization.NoEncryption())
+    key = hmac.new(raw, _CREDENTIAL_DOMAIN, hashlib.sha256).digest()
+    mac = hmac.new(key, node_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def credential_hash(credential: str) -> str:

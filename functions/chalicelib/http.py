@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ from chalice import Response
 from chalice.app import Request
 from fsnode_core.errors import FsnodeError, InvalidInput
 
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import logger, metrics, tracer
 
 MAX_JSON_BODY = 1024 * 1024
 
@@ -66,12 +67,13 @@ def from_domain(exc: FsnodeError) -> Response:
 
 
 def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a view so domain errors become JSON answers with the right status."""
+    """Wrap a view so domain errors become JSON answers with the right status (and traced)."""
+    traced = tracer.capture_method(view)
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return view(*args, **kwargs)
+            return traced(*args, **kwargs)
         except FsnodeError as exc:
             logger.info("request refused", extra={"code": exc.code, "error": exc.message})
             return from_domain(exc)
@@ -80,7 +82,13 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
-    """Middleware: rewrite Chalice's own error bodies into our shape; flush metrics."""
+    """Middleware: correlation ids on every log line; Chalice's own errors in our shape;
+    metrics flushed."""
+    context = getattr(event, "context", None) or {}
+    # API Gateway's request id ties every log line of one request together (chalice
+    # local gives none: a fresh id keeps lines of one request joinable there too).
+    logger.set_correlation_id(context.get("requestId") or uuid.uuid4().hex)
+    logger.append_keys(route=context.get("resourcePath"), method=getattr(event, "method", None))
     try:
         response = get_response(event)
     finally:

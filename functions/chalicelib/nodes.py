@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from functools import cache
 from typing import Any
@@ -17,10 +16,17 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound
 from fsnode_core.ids import check_id, new_id
-from fsnode_core.models import FILE_READY, NodeRecord
+from fsnode_core.models import FILE_READY, NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NodeRecord
 
 from chalicelib import auth, aws, pki, secret_store, validate
-from chalicelib.observability import METRIC_HEARTBEAT, METRIC_NODE_REGISTERED, logger, metrics
+from chalicelib.observability import (
+    METRIC_HEARTBEAT,
+    METRIC_NODE_DRAINED,
+    METRIC_NODE_REGISTERED,
+    METRIC_NODE_RENEWED,
+    logger,
+    metrics,
+)
 from chalicelib.settings import get_settings
 
 # Heartbeats missed before a node's item expires by TTL (prune marks it dead sooner).
@@ -37,18 +43,24 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
                            field="idempotency_key")
     request = {k: v for k, v in body.items() if k != "join_token"}
     if key is None or not get_settings().idempotency_table:
-        return _register(request=request)
-    try:
-        return _idempotent_register()(request=request)  # type: ignore[no-any-return]
-    except IdempotencyAlreadyInProgressError as exc:
-        raise Conflict("a register with this idempotency_key is still in progress") from exc
+        answer = _register(request=request)
+    else:
+        try:
+            answer = _idempotent_register()(request=request)
+        except IdempotencyAlreadyInProgressError as exc:
+            raise Conflict("a register with this idempotency_key is still in progress") from exc
+    # The credential is derived again on every answer, a replay included: it is never
+    # stored (the idempotency record keeps only the key id it was derived with).
+    credential = auth.node_credential(answer["node_id"], answer["credential_kid"])
+    return {**{k: v for k, v in answer.items() if k != "credential_kid"},
+            "credential": credential}
 
 
 @cache
 def _idempotent_register() -> Any:
     # Built on first use: the table name comes from settings, never at import time.
-    # The stored answer holds the node's credential until the record expires (1 h),
-    # because a retried register must return the same credential the node never saw.
+    # The stored answer holds no credential: a replay derives the same one again
+    # (``auth.node_credential``), so no secret sits in the idempotency table.
     persistence = DynamoDBPersistenceLayer(
         table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
     )
@@ -70,7 +82,8 @@ def _register(request: dict[str, Any]) -> dict[str, Any]:
     node_id = new_id()
     issued = pki.issue(settings.ca_arn, request["csr"], algorithm, settings.cert_validity_days,
                        idempotency_token=node_id)
-    credential = secrets.token_urlsafe(32)
+    credential_kid = auth.credential_kid()
+    credential = auth.node_credential(node_id, credential_kid)
     now = int(time.time())
     node = NodeRecord(
         node_id=node_id, endpoint=endpoint.url, region=region, capacity_bytes=capacity,
@@ -85,7 +98,7 @@ def _register(request: dict[str, Any]) -> dict[str, Any]:
                                            "subject": csr.subject.rfc4514_string()})
     return {
         "node_id": node_id,
-        "credential": credential,
+        "credential_kid": credential_kid,
         "certificate": issued.certificate,
         "certificate_chain": issued.chain,
         "root_certificate": issued.root,
@@ -142,4 +155,53 @@ def manifest(node_id: str, file_id: str, headers: Any) -> dict[str, Any]:
         raise NotFound("no such file", file_id=file_id)
     if view.meta.status != FILE_READY:
         raise Gone("file was deleted", file_id=file_id)
-    return {**view.meta.to_api(), "chunks": [chunk.to_api() for chunk in view.chunks]}
+    return {**view.meta.to_api(), "chunks": [chunk.to_api() for chunk in view.current_chunks()]}
+
+
+def renew(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """A new certificate for a registered node, under the register CSR rules."""
+    check_id(node_id, "node_id")
+    node = auth.require_node(headers, node_id)
+    settings = get_settings()
+    endpoint = pki.parse_endpoint(node.endpoint)
+    pem = validate.string(body, "csr", max_len=pki.MAX_CSR_BYTES) or ""
+    _, algorithm = pki.check_csr(pem, endpoint)
+    issued = pki.issue(settings.ca_arn, pem, algorithm, settings.cert_validity_days,
+                       idempotency_token=new_id())
+    aws.node_registry().set_certificate(node_id, issued.arn)
+    metrics.add_metric(name=METRIC_NODE_RENEWED, unit="Count", value=1)
+    logger.info("node certificate renewed", extra={"node_id": node_id})
+    return {"certificate": issued.certificate, "certificate_chain": issued.chain,
+            "root_certificate": issued.root}
+
+
+def drain(node_id: str) -> dict[str, Any]:
+    """Stop placing new traffic on a node; it keeps heartbeating (idempotent)."""
+    check_id(node_id, "node_id")
+    registry = aws.node_registry()
+    node = registry.get(node_id)
+    if node is None:
+        raise NotFound("no such node", node_id=node_id)
+    if node.status == NODE_DEAD:
+        raise Conflict("a dead node cannot be drained", node_id=node_id)
+    if node.status == NODE_ACTIVE:
+        registry.set_status(node_id, NODE_DRAINING, expected=NODE_ACTIVE)
+        metrics.add_metric(name=METRIC_NODE_DRAINED, unit="Count", value=1)
+    node.status = NODE_DRAINING
+    return node.to_api()
+
+
+def cluster() -> dict[str, Any]:
+    """Capacity summed over live nodes (heard from recently, not dead), and every node."""
+    timeout = get_settings().heartbeat_timeout
+    now = time.time()
+    nodes = [n for n in aws.node_registry().list_nodes() if n.status != NODE_DEAD]
+    live = [n for n in nodes if now - n.last_heartbeat <= timeout]
+    view = [{key: n.to_api()[key] for key in ("node_id", "endpoint", "status", "used_bytes",
+                                              "free_bytes", "capacity_bytes", "load",
+                                              "last_heartbeat")} | {"live": n in live}
+            for n in nodes]
+    return {"total_bytes": sum(n.capacity_bytes for n in live),
+            "used_bytes": sum(n.used_bytes for n in live),
+            "free_bytes": sum(n.free_bytes for n in live),
+            "live_nodes": len(live), "nodes": view}

@@ -33,10 +33,25 @@ _PATHS: dict[str, dict[str, Any]] = {
     "/files": {"post": _op("Start a multipart upload", "apiKey", body=True),
                "get": _op("List files (next_token pages)", "apiKey")},
     "/files/{file_id}/complete": {"post": _op("Complete an upload", "apiKey", body=True)},
-    "/files/{file_id}": {"get": _op("A file record", "apiKey")},
+    "/files/{file_id}": {"get": _op("A file record", "apiKey"),
+                         "delete": _op("Delete a file (starts GC)", "apiKey", ok="202")},
     "/files/{file_id}/share": {"post": _op("Mint a share URL", "apiKey", body=True)},
     "/s/{file_id}": {"get": _op("Redirect a share URL to an edge", None, ok="307")},
     "/openapi.json": {"get": _op("This document", None)},
+    "/files/{file_id}/plan": {"get": _op("Download plan (offset, length query)", "apiKey")},
+    "/files/import": {"post": _op("Register an object already in S3", "apiKey", body=True)},
+    "/nodes/{node_id}/files/{file_id}/chunks/{index}": {
+        "put": _op("Record a chunk's SHA-256 (first fetch)", "node", body=True)},
+    "/nodes/{node_id}/renew": {"post": _op("Renew a node certificate", "node", body=True)},
+    "/nodes/{node_id}/drain": {"post": _op("Drain a node", "apiKey")},
+    "/cluster": {"get": _op("Cluster capacity and per-node load", "apiKey")},
+    # The web page (chalicelib/web.py): HTML, its scripts and style, and its settings.
+    "/": {"get": _op("Upload page (HTML)", None)},
+    "/player": {"get": _op("Player page for a share URL (HTML)", None)},
+    "/web/app.js": {"get": _op("Upload page script", None)},
+    "/web/player.js": {"get": _op("Player page script", None)},
+    "/web/style.css": {"get": _op("Page style", None)},
+    "/web/config.json": {"get": _op("Upload settings: chunk_size, part_size", None)},
 }
 
 

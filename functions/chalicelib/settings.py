@@ -29,6 +29,18 @@ class Settings:
     replicate_state_machine_arn: str | None
     gc_state_machine_arn: str | None
     public_url: str | None
+    # Replication, prune and garbage collection (defaults keep older callers working).
+    replication_strategy: str = "async"
+    replication_first_chunks: int = 4
+    replication_max_moves: int = 3
+    replication_sync_timeout: float = 25.0
+    hot_replication_window: int = 300
+    warm_timeout: int = 600
+    evict_timeout: int = 300
+    gc_retry_wait: int = 60
+    gc_max_wait: int = 3600
+    # Buckets ``POST /files/import`` may register (edges must be able to read them).
+    import_buckets: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -52,7 +64,26 @@ class Settings:
             replicate_state_machine_arn=env.get("FSNODE_REPLICATE_STATE_MACHINE_ARN") or None,
             gc_state_machine_arn=env.get("FSNODE_GC_STATE_MACHINE_ARN") or None,
             public_url=(env.get("FSNODE_PUBLIC_URL") or "").rstrip("/") or None,
+            replication_strategy=_strategy(env.get("FSNODE_REPLICATION_STRATEGY", "async")),
+            replication_first_chunks=int(env.get("FSNODE_REPLICATION_FIRST_CHUNKS", "4")),
+            replication_max_moves=int(env.get("FSNODE_REPLICATION_MAX_MOVES", "3")),
+            replication_sync_timeout=float(env.get("FSNODE_REPLICATION_SYNC_TIMEOUT", "25")),
+            hot_replication_window=int(env.get("FSNODE_HOT_REPLICATION_WINDOW", "300")),
+            warm_timeout=int(env.get("FSNODE_WARM_TIMEOUT", "600")),
+            evict_timeout=int(env.get("FSNODE_EVICT_TIMEOUT", "300")),
+            gc_retry_wait=int(env.get("FSNODE_GC_RETRY_WAIT", "60")),
+            gc_max_wait=int(env.get("FSNODE_GC_MAX_WAIT", "3600")),
+            import_buckets=tuple(
+                name.strip() for name in
+                (env.get("FSNODE_IMPORT_BUCKETS") or env["FSNODE_BUCKET"]).split(",")
+                if name.strip()),
         )
+
+
+def _strategy(value: str) -> str:
+    if value not in ("sync", "async"):
+        raise ValueError(f"FSNODE_REPLICATION_STRATEGY must be sync or async, not {value!r}")
+    return value
 
 
 @cache

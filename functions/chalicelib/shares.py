@@ -8,46 +8,62 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fsnode_core import placement
-from fsnode_core.errors import Gone, InvalidInput, NotFound, Unavailable
+from fsnode_core.errors import Forbidden, Gone, InvalidInput, NotFound, Unavailable
 from fsnode_core.ids import check_id
 from fsnode_core.models import FILE_READY
-from fsnode_core.signing import SharePolicy
+from fsnode_core.signing import SharePolicy, canonical_network
 
 from chalicelib import aws, secret_store, validate
 from chalicelib.observability import METRIC_SHARE_MINTED, METRIC_SHARE_REDIRECT, metrics
 from chalicelib.settings import get_settings
 
 MAX_TTL_SECONDS = 7 * 24 * 3600
-_SHARE_FIELDS = ("v", "exp", "nbf", "kid", "sig")
+_SHARE_FIELDS = ("v", "pfx", "exp", "nbf", "ip", "kid", "sig")
 
 
 def mint(file_id: str, body: dict[str, Any], base_url: str) -> dict[str, Any]:
-    """A share URL for the file's current version, valid ``ttl_seconds`` (1 s .. 7 days)."""
+    """A share URL for the file's current version, valid ``ttl_seconds`` (1 s .. 7 days).
+
+    Optional: ``not_before`` (unix seconds), ``ip`` (a client CIDR), ``prefix`` (the share
+    then covers every file whose name starts with it; it must cover this file too).
+    """
     check_id(file_id, "file_id")
     ttl = validate.integer(body, "ttl_seconds", low=1, high=MAX_TTL_SECONDS)
+    not_before = (validate.integer(body, "not_before", low=0, high=2**40)
+                  if body.get("not_before") is not None else None)
+    ip = _network(body)
+    prefix = validate.string(body, "prefix", max_len=512, optional=True)
+    if prefix is not None and not prefix.isprintable():
+        raise InvalidInput("prefix must be printable text", field="prefix")
     meta = aws.chunk_catalog().get_file(file_id)
     if meta is None:
         raise NotFound("no such file", file_id=file_id)
     if meta.status != FILE_READY:
         raise Gone("file was deleted", file_id=file_id)
-    expires = int(time.time()) + ttl
-    query = secret_store.signer(get_settings().signing_key_secret).sign(
-        SharePolicy(file_id=file_id, version=meta.version, expires=expires)
-    )
+    if prefix is not None and not meta.name.startswith(prefix):
+        raise InvalidInput("prefix must be a prefix of this file's name", field="prefix")
+    expires = (not_before or int(time.time())) + ttl
+    query = secret_store.signer(get_settings().signing_key_secret).sign(SharePolicy(
+        file_id=file_id, version="" if prefix is not None else meta.version, expires=expires,
+        not_before=not_before, ip=ip, prefix=prefix))
     metrics.add_metric(name=METRIC_SHARE_MINTED, unit="Count", value=1)
     return {"share_url": f"{base_url}/s/{file_id}?{urlencode(query)}", "expires": expires}
 
 
 def redirect_target(file_id: str, query: Mapping[str, str],
-                    headers: Mapping[str, str] | None = None) -> str:
+                    headers: Mapping[str, str] | None = None,
+                    client_ip: str | None = None) -> str:
     """The edge URL (same signed query) a valid share redirects to."""
     check_id(file_id, "file_id")
     settings = get_settings()
-    policy = secret_store.verifier(settings.signing_key_secret).verify(file_id, query)
+    policy = secret_store.verifier(settings.signing_key_secret).verify(
+        file_id, query, client_ip=client_ip, allow_prefix=True)
     meta = aws.chunk_catalog().get_file(file_id)
     if meta is None:
         raise NotFound("no such file", file_id=file_id)
-    if meta.status != FILE_READY or meta.version != policy.version:
+    if not policy.covers(meta.name):
+        raise Forbidden("share URL does not cover this file")
+    if meta.status != FILE_READY or (policy.prefix is None and meta.version != policy.version):
         raise Gone("this version of the file is no longer available", file_id=file_id)
     live = placement.eligible(aws.node_registry().list_nodes(), time.time(),
                               settings.heartbeat_timeout)
@@ -59,6 +75,23 @@ def redirect_target(file_id: str, query: Mapping[str, str],
     # Forward only the share's own fields: nothing else from the caller reaches the edge.
     forwarded = {name: query[name] for name in _SHARE_FIELDS if name in query}
     return f"{chosen[0].endpoint}/f/{file_id}?{urlencode(forwarded)}"
+
+
+def _network(body: dict[str, Any]) -> str | None:
+    cidr = validate.string(body, "ip", max_len=64, optional=True)
+    if cidr is None:
+        return None
+    try:
+        return canonical_network(cidr)
+    except ValueError as exc:
+        raise InvalidInput("ip must be an address range in CIDR form", field="ip") from exc
+
+
+def source_ip(context: Mapping[str, Any]) -> str | None:
+    """The caller's address as API Gateway saw it (never a spoofable header)."""
+    identity = context.get("identity") or {}
+    value = identity.get("sourceIp") if isinstance(identity, Mapping) else None
+    return str(value) if value else None
 
 
 def base_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:

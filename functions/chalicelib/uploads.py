@@ -8,11 +8,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fsnode_core.chunks import chunk_bounds, chunk_count, part_layout, part_size_for
-from fsnode_core.errors import Conflict, InvalidInput, NotFound, Unavailable
+from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable
 from fsnode_core.ids import check_id, new_id
-from fsnode_core.models import ChunkRecord, FileRecord, PendingUpload
+from fsnode_core.models import FILE_READY, ChunkRecord, FileRecord, PendingUpload
 
-from chalicelib import aws, replication, validate
+from chalicelib import aws, gc, replication, validate
 from chalicelib.observability import (
     METRIC_UPLOAD_COMPLETED,
     METRIC_UPLOAD_REJECTED,
@@ -28,14 +28,19 @@ UPLOAD_TTL_SECONDS = 7 * 24 * 3600
 
 
 def start(body: dict[str, Any]) -> dict[str, Any]:
-    """Open a multipart upload and presign one URL per part."""
+    """Open a multipart upload and presign one URL per part.
+
+    With an existing ``file_id`` the upload is a new version of that file: the current
+    version keeps serving until ``complete`` switches to the new one.
+    """
     settings = get_settings()
+    replaces = _current_version(body.get("file_id"))
     name = validate.string(body, "name", max_len=1024) or ""
     size = validate.integer(body, "size", low=0, high=MAX_FILE_SIZE)
     content_type = validate.string(body, "content_type", max_len=255) or ""
     chunk_sha256 = validate.sha256_list(body, "chunk_sha256", chunk_count(size,
                                                                           settings.chunk_size))
-    file_id, version = new_id(), new_id()
+    file_id, version = body["file_id"] if replaces else new_id(), new_id()
     key = f"files/{file_id}/{version}"
     s3 = aws.client("s3")
     try:
@@ -49,7 +54,8 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
         file_id=file_id, version=version, upload_id=upload_id, name=name, size=size,
         content_type=content_type, chunk_size=settings.chunk_size, chunk_sha256=chunk_sha256,
         bucket=settings.bucket, key=key, created_at=now, expires_at=now + UPLOAD_TTL_SECONDS,
-    ))
+        replaces=replaces,
+    ), stale_before=now - URL_TTL_SECONDS if replaces else None)
     parts = [
         {
             "part_number": span.part_number,
@@ -102,7 +108,9 @@ def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
         file_id=file_id, version=upload.version, name=upload.name, size=upload.size,
         content_type=upload.content_type, etag=str(head["ETag"]).strip('"'),
         last_modified=int(head["LastModified"].timestamp()), chunk_size=upload.chunk_size,
-        bucket=upload.bucket, key=upload.key, created_at=int(time.time()),
+        bucket=upload.bucket, key=upload.key, updated_at=int(time.time()),
+        # A new version keeps the file's creation time (and so its place in listings).
+        created_at=view.meta.created_at if view.meta is not None else int(time.time()),
     )
     chunks = []
     for index, digest in enumerate(upload.chunk_sha256):
@@ -110,15 +118,34 @@ def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
         chunks.append(ChunkRecord(file_id=file_id, version=upload.version, index=index,
                                   offset=offset, length=length, sha256=digest))
     try:
-        catalog.publish(meta, chunks, upload.upload_id)
+        catalog.publish(meta, chunks, upload.upload_id, replaces=upload.replaces)
     except Conflict:
         current = catalog.get_file(file_id)
         if current is not None and current.version == upload.version:
             return current.to_api()  # a concurrent complete published it
+        if upload.replaces is not None:
+            _reject(upload, "the version it replaces is no longer current")
+            raise Conflict("the file changed or was deleted during the upload",
+                           file_id=file_id) from None
         raise
     metrics.add_metric(name=METRIC_UPLOAD_COMPLETED, unit="Count", value=1)
-    replication.start(file_id, upload.version)
+    if upload.replaces is not None:
+        gc.start(file_id, upload.replaces)  # the old version goes; prune retries a failure
+    replication.after_upload(file_id, upload.version)
     return meta.to_api()
+
+
+def _current_version(file_id: Any) -> str | None:
+    """The version an overwrite replaces (None for a new file)."""
+    if file_id is None:
+        return None
+    check_id(file_id, "file_id")
+    meta = aws.chunk_catalog().get_file(file_id)
+    if meta is None:
+        raise NotFound("no such file", file_id=file_id)
+    if meta.status != FILE_READY:
+        raise Gone("file was deleted", file_id=file_id)
+    return meta.version
 
 
 def _parts(body: dict[str, Any], expected: int) -> list[dict[str, Any]]:

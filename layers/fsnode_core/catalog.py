@@ -11,15 +11,18 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fsnode_core.errors import InvalidInput, NotFound, Unavailable
+from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable
 from fsnode_core.models import (
+    FILE_DELETING,
     FILE_READY,
+    LISTING_PK,
     ChunkRecord,
     FileRecord,
     FileView,
     PendingUpload,
     ReplicaRecord,
     WorkItem,
+    chunk_sk,
     file_pk,
     node_work_pk,
 )
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _BATCH = 25  # BatchWriteItem's limit
+LISTING_INDEX = "by_listing"
+_LISTING_KEY = {"pk", "sk", "list_pk", "list_sk"}
 _BATCH_RETRIES = 8
 
 
@@ -81,22 +86,22 @@ class ChunkCatalog:
         return FileRecord.from_item(item) if item else None
 
     def list_files(self, limit: int, next_token: str | None) -> tuple[list[FileRecord], str | None]:
-        """A page of ready files and the token of the next page (None at the end).
+        """A page of ready files, oldest first, and the next page's token (None at the end).
 
-        A filtered Scan: the table has no index by listing order, and listing is an
-        operator action, not a hot path.
+        A Query of the sparse ``by_listing`` index, which holds only ready ``meta``
+        items: every page is full until the last, never an empty page with a token.
         """
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "FilterExpression": "sk = :meta AND #status = :ready",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":meta": {"S": "meta"}, ":ready": {"S": FILE_READY}},
+            "IndexName": LISTING_INDEX,
+            "KeyConditionExpression": "list_pk = :files",
+            "ExpressionAttributeValues": {":files": {"S": LISTING_PK}},
             "Limit": limit,
         }
         if next_token:
             kwargs["ExclusiveStartKey"] = _decode_token(next_token)
         try:
-            answer = self.client.scan(**kwargs)
+            answer = self.client.query(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "list files") from exc
         files = [FileRecord.from_item(item) for item in answer.get("Items", [])]
@@ -105,30 +110,50 @@ class ChunkCatalog:
 
     # Uploads -----------------------------------------------------------------------
 
-    def put_upload(self, upload: PendingUpload) -> None:
-        """Record an upload in flight; its file id must be new."""
+    def put_upload(self, upload: PendingUpload, *, stale_before: int | None = None) -> None:
+        """Record an upload in flight: one per file; Conflict while another is in flight.
+
+        An upload item created before ``stale_before`` (its part URLs have expired) may
+        be replaced, so an abandoned overwrite does not block the file for days; its
+        ``complete`` then fails on the upload id.
+        """
+        condition = "attribute_not_exists(pk)"
+        values: dict[str, Any] = {}
+        if stale_before is not None:
+            condition += " OR created_at < :stale"
+            values[":stale"] = {"N": str(stale_before)}
         try:
             self.client.put_item(
                 TableName=self.table_name,
                 Item=upload.to_item(),
-                ConditionExpression="attribute_not_exists(pk)",
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
             )
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "start upload") from exc
 
-    def publish(self, meta: FileRecord, chunks: Sequence[ChunkRecord], upload_id: str) -> None:
+    def publish(self, meta: FileRecord, chunks: Sequence[ChunkRecord], upload_id: str,
+                *, replaces: str | None = None) -> None:
         """Make a completed upload visible.
 
-        Chunk items go first (invisible without ``meta``); then one transaction puts
-        ``meta`` and consumes the upload item, so a file is visible only whole and a
-        repeated ``complete`` cannot publish twice.
+        Chunk items go first (invisible without ``meta``, keyed by their own version);
+        then one transaction puts ``meta`` and consumes the upload item, so a file is
+        visible only whole and a repeated ``complete`` cannot publish twice. A new
+        version (``replaces``) switches ``meta`` only if ``replaces`` is still current
+        and ready: readers see the old version or the new one, never a mix.
         """
         self._batch_put([chunk.to_item() for chunk in chunks])
+        put: dict[str, Any] = {"TableName": self.table_name, "Item": meta.to_item(),
+                               "ConditionExpression": "attribute_not_exists(pk)"}
+        if replaces is not None:
+            put["ConditionExpression"] = "version = :prev AND #status = :ready"
+            put["ExpressionAttributeNames"] = {"#status": "status"}
+            put["ExpressionAttributeValues"] = {":prev": {"S": replaces},
+                                                ":ready": {"S": FILE_READY}}
         try:
             self.client.transact_write_items(
                 TransactItems=[
-                    {"Put": {"TableName": self.table_name, "Item": meta.to_item(),
-                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {"Put": put},
                     {"Delete": {
                         "TableName": self.table_name,
                         "Key": {"pk": {"S": file_pk(meta.file_id)}, "sk": {"S": "upload"}},
@@ -151,6 +176,47 @@ class ChunkCatalog:
             )
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "discard upload") from exc
+
+    def put_import(self, meta: FileRecord, chunks: Sequence[ChunkRecord]) -> None:
+        """Publish an imported object: chunk items first, then ``meta`` (a new file id)."""
+        self._batch_put([chunk.to_item() for chunk in chunks])
+        try:
+            self.client.put_item(TableName=self.table_name, Item=meta.to_item(),
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except (ClientError, BotoCoreError) as exc:
+            raise domain_error(exc, "import file") from exc
+
+    def record_chunk_sha256(self, file_id: str, version: str, index: int,
+                            sha256: str) -> bool:
+        """Set an unknown chunk hash; True if set now, False if it already had this one.
+
+        NotFound when the chunk does not exist; Conflict when a different hash is known.
+        """
+        key = {"pk": {"S": file_pk(file_id)}, "sk": {"S": chunk_sk(index, version)}}
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key=key, UpdateExpression="SET sha256 = :h",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(sha256)",
+                ExpressionAttributeValues={":h": {"S": sha256}},
+            )
+            return True
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise domain_error(exc, "record chunk hash") from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, "record chunk hash") from exc
+        try:
+            item = self.client.get_item(TableName=self.table_name, Key=key,
+                                        ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise domain_error(exc, "read chunk") from exc
+        if item is None:
+            raise NotFound("no such chunk", file_id=file_id, version=version, index=index)
+        known = ChunkRecord.from_item(item).sha256
+        if known != sha256:
+            raise Conflict("a different SHA-256 is already recorded for this chunk",
+                           file_id=file_id, version=version, index=index)
+        return False
 
     # Replicas ----------------------------------------------------------------------
 
@@ -240,6 +306,136 @@ class ChunkCatalog:
             raise domain_error(exc, "take work") from exc
         return WorkItem.from_item(answer["Attributes"])
 
+    # Lifecycle (replication, prune, garbage collection) ------------------------------
+
+    def put_replica_if_current(self, replica: ReplicaRecord) -> bool:
+        """Record a verified copy only while its file version is current and ready.
+
+        One transaction checks the ``meta`` item and puts the replica, so a copy that
+        lands after a delete or an overwrite never points at data that is going away.
+        False when the replica was already recorded; Gone when the version is not current.
+        """
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"ConditionCheck": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": {"S": file_pk(replica.file_id)}, "sk": {"S": "meta"}},
+                        "ConditionExpression": "#status = :ready AND version = :v",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {":ready": {"S": FILE_READY},
+                                                      ":v": {"S": replica.version}},
+                    }},
+                    {"Put": {"TableName": self.table_name, "Item": replica.to_item(),
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                ]
+            )
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException":
+                reasons = [r.get("Code", "None") for r in
+                           exc.response.get("CancellationReasons", [])]
+                if reasons[:1] == ["ConditionalCheckFailed"]:
+                    raise Gone("file version is no longer current",
+                               file_id=replica.file_id) from exc
+                if reasons[1:2] == ["ConditionalCheckFailed"]:
+                    return False
+            raise domain_error(exc, "record replica") from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, "record replica") from exc
+        return True
+
+    def delete_replicas(self, replicas: Sequence[ReplicaRecord]) -> None:
+        """Forget replica facts (a dead node's, or an evicted file's); idempotent."""
+        self._batch_delete([
+            _item_key(r.to_item()) for r in replicas
+        ])
+
+    def mark_deleting(self, file_id: str, version: str) -> FileRecord | None:
+        """Tombstone a file version (status ``deleting``); None when no such version exists.
+
+        Conditional on the version, so a tombstone never lands on a newer version.
+        """
+        try:
+            answer = self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "meta"}},
+                # Out of the sparse listing index at once: a tombstone is never listed.
+                UpdateExpression="SET #status = :deleting REMOVE list_pk, list_sk",
+                ConditionExpression="attribute_exists(pk) AND version = :v",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":deleting": {"S": FILE_DELETING},
+                                           ":v": {"S": version}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise domain_error(exc, "tombstone file") from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, "tombstone file") from exc
+        return FileRecord.from_item(answer["Attributes"])
+
+    def delete_version_items(self, file_id: str, version: str) -> int:
+        """Delete a version's chunk, replica and upload items, then its ``meta`` item last.
+
+        ``meta`` goes last and only if it still names this version, so the tombstone
+        stays visible until nothing else of the version is left. Returns items deleted.
+        """
+        view = self.file_view(file_id)
+        keys = [{"pk": {"S": file_pk(file_id)}, "sk": {"S": chunk_sk(c.index, c.version)}}
+                for c in view.chunks if c.version == version]
+        keys += [_item_key(r.to_item()) for r in view.replicas if r.version == version]
+        if view.upload is not None and view.upload.version == version:
+            keys.append({"pk": {"S": file_pk(file_id)}, "sk": {"S": "upload"}})
+        self._batch_delete(keys)
+        deleted = len(keys)
+        if view.meta is not None and view.meta.version == version:
+            try:
+                self.client.delete_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "meta"}},
+                    ConditionExpression="version = :v",
+                    ExpressionAttributeValues={":v": {"S": version}},
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise domain_error(exc, "delete file") from exc
+            except BotoCoreError as exc:
+                raise domain_error(exc, "delete file") from exc
+            deleted += 1
+        return deleted
+
+    def files_to_collect(self, now: int) -> list[FileRecord]:
+        """Files whose expiry has passed or that are tombstoned (``deleting``).
+
+        A filtered Scan over ``meta`` items, as ``list_files`` does: prune runs once a
+        minute and the filter keeps the answer small.
+        """
+        out: list[FileRecord] = []
+        try:
+            pages = self.client.get_paginator("scan").paginate(
+                TableName=self.table_name,
+                FilterExpression=("sk = :meta AND (#status = :deleting OR "
+                                  "(attribute_exists(expires_at) AND expires_at <= :now))"),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":meta": {"S": "meta"},
+                                           ":deleting": {"S": FILE_DELETING},
+                                           ":now": {"N": str(now)}},
+            )
+            for page in pages:
+                out.extend(FileRecord.from_item(item) for item in page.get("Items", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise domain_error(exc, "find files to collect") from exc
+        return out
+
+    def drop_work(self, node_id: str, kind: str, file_id: str, version: str) -> int:
+        """Remove a node's queued work of one kind for one file version (superseded)."""
+        stale = [w for w in self.pending_work(node_id, 0)
+                 if w.kind == kind and w.file_id == file_id and w.version == version]
+        self._batch_delete([{"pk": {"S": node_work_pk(node_id)}, "sk": {"S": f"work#{w.work_id}"}}
+                            for w in stale])
+        return len(stale)
+
     # Helpers -----------------------------------------------------------------------
 
     def _batch_put(self, items: list[dict[str, Any]]) -> None:
@@ -262,6 +458,26 @@ class ChunkCatalog:
                 raise Unavailable("write chunks failed: the table kept throttling")
 
 
+    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
+        for start in range(0, len(keys), _BATCH):
+            pending: list[dict[str, Any]] = [
+                {"DeleteRequest": {"Key": key}} for key in keys[start:start + _BATCH]
+            ]
+            for attempt in range(_BATCH_RETRIES):
+                try:
+                    answer = self.client.batch_write_item(
+                        RequestItems={self.table_name: pending}  # type: ignore[dict-item]
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    raise domain_error(exc, "delete items") from exc
+                pending = answer.get("UnprocessedItems", {}).get(self.table_name, [])  # type: ignore[assignment]
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, then resend
+            else:
+                raise Unavailable("delete items failed: the table kept throttling")
+
+
 def _add_to_view(view: FileView, item: dict[str, Any]) -> None:
     sk = item["sk"]["S"]
     if sk == "meta":
@@ -274,6 +490,10 @@ def _add_to_view(view: FileView, item: dict[str, Any]) -> None:
         view.replicas.append(ReplicaRecord.from_item(item))
 
 
+def _item_key(item: dict[str, Any]) -> dict[str, Any]:
+    return {"pk": item["pk"], "sk": item["sk"]}
+
+
 def _encode_token(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
 
@@ -281,7 +501,7 @@ def _encode_token(key: dict[str, Any]) -> str:
 def _decode_token(token: str) -> dict[str, Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(key, dict) or set(key) != {"pk", "sk"}:
+        if not isinstance(key, dict) or set(key) != _LISTING_KEY:
             raise ValueError("unexpected key shape")
         if not all(isinstance(v, dict) and set(v) == {"S"} for v in key.values()):
             raise ValueError("unexpected key values")

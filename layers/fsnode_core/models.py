@@ -1,9 +1,13 @@
 """Typed records for the nodes and chunks tables, with their DynamoDB item layout.
 
 Chunks-table layout (one partition per file, so one Query reads a whole file):
-``pk=file#<file_id>`` with ``sk`` = ``meta`` (the file), ``upload`` (a multipart
-upload in flight, invisible to readers), ``chunk#<index:08d>`` and
-``replica#<index:08d>#<node_id>`` (carries ``node_id`` for the ``by_node`` index).
+``pk=file#<file_id>`` with ``sk`` = ``meta`` (the file's current version), ``upload``
+(a multipart upload in flight, invisible to readers), ``chunk#<version>#<index:08d>`` and
+``replica#<version>#<index:08d>#<node_id>`` (carries ``node_id`` for the ``by_node``
+index). Chunk and replica keys name their version, so a new version's items never
+overwrite the current one's before ``meta`` switches to it, and the old version's stay
+until garbage collection. Ready ``meta`` items carry ``list_pk``/``list_sk``, the keys
+of the sparse ``by_listing`` index that ``GET /files`` queries.
 Work for an edge lives under ``pk=node#<node_id>``, ``sk=work#<work_id>`` so a
 heartbeat reads its node's work with one Query.
 """
@@ -23,6 +27,13 @@ NODE_STATUSES = (NODE_ACTIVE, NODE_DRAINING, NODE_DEAD)
 
 FILE_READY = "ready"
 FILE_DELETED = "deleted"
+# Tombstoned: shares and manifests answer 410 while garbage collection runs.
+FILE_DELETING = "deleting"
+
+SOURCE_UPLOAD = "upload"
+SOURCE_IMPORT = "import"
+# The one partition of the sparse ``by_listing`` index: only ready files carry it.
+LISTING_PK = "files"
 
 WORK_WARM = "warm"
 WORK_EVICT = "evict"
@@ -33,14 +44,14 @@ def file_pk(file_id: str) -> str:
     return f"file#{file_id}"
 
 
-def chunk_sk(index: int) -> str:
-    """Sort key of chunk ``index`` (zero-padded so keys sort by index)."""
-    return f"chunk#{index:08d}"
+def chunk_sk(index: int, version: str) -> str:
+    """Sort key of chunk ``index`` of ``version`` (zero-padded so keys sort by index)."""
+    return f"chunk#{version}#{index:08d}"
 
 
-def replica_sk(index: int, node_id: str) -> str:
-    """Sort key of the fact "node holds chunk ``index``"."""
-    return f"replica#{index:08d}#{node_id}"
+def replica_sk(index: int, node_id: str, version: str) -> str:
+    """Sort key of the fact "node holds chunk ``index`` of ``version``"."""
+    return f"replica#{version}#{index:08d}#{node_id}"
 
 
 def node_work_pk(node_id: str) -> str:
@@ -129,10 +140,17 @@ class FileRecord:
     status: str = FILE_READY
     created_at: int = 0
     expires_at: int | None = None
+    source: str = SOURCE_UPLOAD
+    # S3 object version an import is pinned to (None: unversioned bucket or an upload).
+    version_id: str | None = None
+    updated_at: int = 0
 
     def to_item(self) -> AttributeMap:
-        """The DynamoDB item for this file's metadata."""
-        return to_attrs({"pk": file_pk(self.file_id), "sk": "meta", **asdict(self)})
+        """The DynamoDB item for this file's metadata (listed only while ready)."""
+        item = {"pk": file_pk(self.file_id), "sk": "meta", **asdict(self)}
+        if self.status == FILE_READY:
+            item.update(listing_keys(self.file_id, self.created_at))
+        return to_attrs(item)
 
     @classmethod
     def from_item(cls, item: AttributeMap) -> FileRecord:
@@ -159,7 +177,15 @@ class FileRecord:
             "key": self.key,
             "status": self.status,
             "created_at": self.created_at,
+            "updated_at": self.updated_at or self.created_at,
+            "source": self.source,
+            "version_id": self.version_id,
         }
+
+
+def listing_keys(file_id: str, created_at: int) -> dict[str, str]:
+    """``by_listing`` index keys: files in creation order, ties broken by id."""
+    return {"list_pk": LISTING_PK, "list_sk": f"{created_at:012d}#{file_id}"}
 
 
 @dataclass(slots=True)
@@ -171,16 +197,19 @@ class ChunkRecord:
     index: int
     offset: int
     length: int
-    sha256: str
+    # None until known: an imported object's chunks are hashed by the first edge to fetch.
+    sha256: str | None
 
     def to_item(self) -> AttributeMap:
-        """The DynamoDB item for this chunk."""
-        return to_attrs({"pk": file_pk(self.file_id), "sk": chunk_sk(self.index), **asdict(self)})
+        """The DynamoDB item for this chunk (no ``sha256`` attribute while unknown)."""
+        return to_attrs({"pk": file_pk(self.file_id), "sk": chunk_sk(self.index, self.version),
+                         **asdict(self)})
 
     @classmethod
     def from_item(cls, item: AttributeMap) -> ChunkRecord:
         """Build a record from a ``chunk#`` item."""
         data = from_attrs(item)
+        data.setdefault("sha256", None)
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
     def to_api(self) -> dict[str, Any]:
@@ -202,8 +231,8 @@ class ReplicaRecord:
     def to_item(self) -> AttributeMap:
         """The DynamoDB item (``node_id`` feeds the ``by_node`` index)."""
         return to_attrs(
-            {"pk": file_pk(self.file_id), "sk": replica_sk(self.index, self.node_id),
-             **asdict(self)}
+            {"pk": file_pk(self.file_id),
+             "sk": replica_sk(self.index, self.node_id, self.version), **asdict(self)}
         )
 
     @classmethod
@@ -229,6 +258,8 @@ class PendingUpload:
     key: str
     created_at: int
     expires_at: int
+    # The version an overwrite replaces: ``complete`` publishes only if it is still current.
+    replaces: str | None = None
 
     def to_item(self) -> AttributeMap:
         """The DynamoDB item for this upload."""
@@ -238,7 +269,7 @@ class PendingUpload:
     def from_item(cls, item: AttributeMap) -> PendingUpload:
         """Build a record from an ``upload`` item."""
         data = from_attrs(item)
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 @dataclass(slots=True)
@@ -282,3 +313,15 @@ class FileView:
     upload: PendingUpload | None = None
     chunks: list[ChunkRecord] = field(default_factory=list)
     replicas: list[ReplicaRecord] = field(default_factory=list)
+
+    def chunks_of(self, version: str) -> list[ChunkRecord]:
+        """One version's chunks, by index (an old version lingers until GC)."""
+        return [chunk for chunk in self.chunks if chunk.version == version]
+
+    def replicas_of(self, version: str) -> list[ReplicaRecord]:
+        """One version's replica facts."""
+        return [replica for replica in self.replicas if replica.version == version]
+
+    def current_chunks(self) -> list[ChunkRecord]:
+        """The chunks of the version ``meta`` names (none without ``meta``)."""
+        return self.chunks_of(self.meta.version) if self.meta is not None else []

@@ -112,6 +112,49 @@ class NodeRegistry:
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "change node status") from exc
 
+    def mark_dead(self, node_id: str, last_heartbeat: int) -> bool:
+        """Declare a silent node dead; False when it heartbeat since, or is already dead.
+
+        Conditional on the heartbeat seen, so a node that beats in between stays alive.
+        """
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"node_id": {"S": node_id}},
+                UpdateExpression="SET #status = :dead",
+                ConditionExpression="last_heartbeat = :seen AND #status <> :dead",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":dead": {"S": NODE_DEAD},
+                                           ":seen": {"N": str(last_heartbeat)}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise domain_error(exc, "mark node dead") from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, "mark node dead") from exc
+        return True
+
+    def set_certificate(self, node_id: str, certificate_arn: str) -> None:
+        """Record a renewed certificate; NotFound for an unknown or dead node."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"node_id": {"S": node_id}},
+                UpdateExpression="SET certificate_arn = :arn",
+                ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":arn": {"S": certificate_arn},
+                                           ":dead": {"S": NODE_DEAD}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFound("node is not registered (or was marked dead)",
+                               node_id=node_id) from exc
+            raise domain_error(exc, "record certificate") from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, "record certificate") from exc
+
     def list_nodes(self) -> list[NodeRecord]:
         """Every node (a paginated Scan: the fleet is small)."""
         nodes: list[NodeRecord] = []

@@ -4,12 +4,19 @@ A share names its key id (``kid``) so keys rotate without breaking live links. T
 signed message is a canonical text of the policy fields, so the same signature is
 checked by the control plane (share redirect) and by every edge (serving), each
 with only the public key.
+
+Optional policy fields, each signed only when present so older links keep verifying:
+``nbf`` (not before), ``ip`` (a client CIDR; the verifier is given the client's
+address) and ``pfx`` (a prefix share: any file whose ``name`` starts with the
+prefix, current version, e.g. an HLS folder). A prefix share's message has no
+``f=``/``v=`` lines, so it can never pass as a share of one file, nor the reverse.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import time
 from collections.abc import Mapping
@@ -25,26 +32,66 @@ _DOMAIN = b"fsnode-share-v1"
 _MAX_FIELD = 512
 
 
+def _plain(value: str) -> bool:
+    """No line breaks or other control characters: the message stays unambiguous."""
+    return bool(value) and len(value) <= _MAX_FIELD and value.isprintable()
+
+
 @dataclass(frozen=True, slots=True)
 class SharePolicy:
-    """What a share grants: one version of one file until ``expires`` (unix seconds)."""
+    """What a share grants: one version of one file until ``expires`` (unix seconds).
+
+    With ``prefix`` set it grants the current version of every file whose name starts
+    with it (``version`` is then empty and ``file_id`` is the file being asked for).
+    With ``ip`` set only clients inside that network may use it.
+    """
 
     file_id: str
     version: str
     expires: int
     not_before: int | None = None
+    ip: str | None = None
+    prefix: str | None = None
 
     def message(self) -> bytes:
-        fields = [f"f={self.file_id}", f"v={self.version}", f"exp={self.expires}"]
+        if self.prefix is not None:
+            fields = [f"pfx={self.prefix}", f"exp={self.expires}"]
+        else:
+            fields = [f"f={self.file_id}", f"v={self.version}", f"exp={self.expires}"]
         if self.not_before is not None:
             fields.append(f"nbf={self.not_before}")
+        if self.ip is not None:
+            fields.append(f"ip={self.ip}")
         return _DOMAIN + b"\n" + "\n".join(fields).encode()
 
     def to_query(self) -> dict[str, str]:
-        query = {"v": self.version, "exp": str(self.expires)}
+        query = ({"pfx": self.prefix} if self.prefix is not None else {"v": self.version})
+        query["exp"] = str(self.expires)
         if self.not_before is not None:
             query["nbf"] = str(self.not_before)
+        if self.ip is not None:
+            query["ip"] = self.ip
         return query
+
+    def covers(self, name: str) -> bool:
+        """Whether a prefix share reaches a file of this ``name`` (a file share: always)."""
+        return self.prefix is None or name.startswith(self.prefix)
+
+    def admits(self, client_ip: str | None) -> bool:
+        """Whether ``client_ip`` may use the share (an unknown address never may)."""
+        if self.ip is None:
+            return True
+        if client_ip is None:
+            return False
+        try:
+            return ipaddress.ip_address(client_ip) in ipaddress.ip_network(self.ip)
+        except ValueError:
+            return False
+
+
+def canonical_network(cidr: str) -> str:
+    """A CIDR in canonical text (host bits cleared); ValueError when it is not one."""
+    return str(ipaddress.ip_network(cidr.strip(), strict=False))
 
 
 def private_key_from_seed(seed: str) -> Ed25519PrivateKey:
@@ -102,9 +149,15 @@ class ShareVerifier:
         return cls(keys)
 
     def verify(
-        self, file_id: str, query: Mapping[str, str], now: float | None = None
+        self, file_id: str, query: Mapping[str, str], now: float | None = None, *,
+        client_ip: str | None = None, allow_prefix: bool = False,
     ) -> SharePolicy:
-        """The policy a query proves for ``file_id``; raises Forbidden when it proves none."""
+        """The policy a query proves for ``file_id``; raises Forbidden when it proves none.
+
+        An ``ip``-bound share needs the client's address in ``client_ip``. A prefix share
+        is refused unless ``allow_prefix``: the caller then owes the check
+        ``policy.covers(name)`` once it knows the file's name (fail closed otherwise).
+        """
         policy = policy_from_query(file_id, query)
         kid = query.get("kid", "")
         key = self._keys.get(kid)
@@ -119,21 +172,34 @@ class ShareVerifier:
             raise Forbidden("share URL has expired", expired_at=policy.expires)
         if policy.not_before is not None and moment < policy.not_before:
             raise Forbidden("share URL is not valid yet", not_before=policy.not_before)
+        if not policy.admits(client_ip):
+            raise Forbidden("share URL is not valid from this address")
+        if policy.prefix is not None and not allow_prefix:
+            raise Forbidden("share URL covers a prefix, which this server cannot check")
         return policy
 
 
 def policy_from_query(file_id: str, query: Mapping[str, str]) -> SharePolicy:
     """Parse the policy fields of a share query; malformed fields are Forbidden."""
+    prefix = query.get("pfx")
     version = query.get("v", "")
-    if not version or len(version) > _MAX_FIELD:
+    if prefix is not None:
+        if not _plain(prefix) or "v" in query:
+            raise Forbidden("share URL has no valid prefix")
+        version = ""
+    elif not _plain(version):
         raise Forbidden("share URL has no valid version")
+    ip = query.get("ip")
+    if ip is not None and (not _plain(ip) or "/" not in ip):
+        raise Forbidden("share URL has a malformed address range")
     try:
         expires = int(query.get("exp", ""))
         nbf_raw = query.get("nbf")
         not_before = int(nbf_raw) if nbf_raw is not None else None
     except ValueError as exc:
         raise Forbidden("share URL has a malformed expiry") from exc
-    return SharePolicy(file_id=file_id, version=version, expires=expires, not_before=not_before)
+    return SharePolicy(file_id=file_id, version=version, expires=expires, not_before=not_before,
+                       ip=ip, prefix=prefix)
 
 
 def _b64(raw: bytes) -> str:

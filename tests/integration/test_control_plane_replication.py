@@ -33,11 +33,14 @@ def test_asl_placeholders_name_the_apps_lambda_functions(cp_app: Any) -> None:
     definition = json.loads(ASL.read_text())
     placeholders = set(re.findall(r"\$\{(\w+)FunctionArn\}", ASL.read_text()))
     names = {re.sub(r"(?<!^)(?=[A-Z])", "_", p).lower() for p in placeholders}
-    assert names == {"plan_replication", "warm_chunk"}
+    assert names == {"plan_replication", "pick_replica_target", "warm_chunk",
+                     "report_replication"}
     for name in names:
         assert callable(getattr(cp_app, name))
     warm = definition["States"]["WarmChunks"]["Iterator"]["States"]["WarmChunk"]
     assert warm["Resource"].endswith("waitForTaskToken") and warm["Retry"] and warm["Catch"]
+    # A caught failure goes back to target picking, which moves the chunk to another node.
+    assert warm["Catch"][0]["Next"] == "PickTarget"
     assert definition["States"]["WarmChunks"]["MaxConcurrency"] > 0
 
 
@@ -60,8 +63,10 @@ def test_complete_starts_one_replication_per_version(cp_api: Any, cp_stack: Any,
         match = [e for e in executions if e["name"] == name]
         assert len(match) == 1
         described = sfn.describe_execution(executionArn=match[0]["executionArn"])
+        # Upload completion replicates the first chunks (FSNODE_REPLICATION_FIRST_CHUNKS).
         assert json.loads(described["input"]) == {"file_id": started["file_id"],
-                                                  "version": started["version"]}
+                                                  "version": started["version"],
+                                                  "first_chunks": 4}
     finally:
         monkeypatch.delenv("FSNODE_REPLICATE_STATE_MACHINE_ARN")
         aws.reset()
@@ -78,8 +83,12 @@ def test_plan_warm_heartbeat_report(cp_api: Any, cp_client: Any, cp_stack: Any) 
     plan = cp_client.lambda_.invoke("plan_replication",
                                     {"file_id": file_id, "version": version}).payload
     assert len(plan["targets"]) == 2 and not plan["under_replicated"]
-    assert sorted((t["chunk_index"], t["node_id"]) for t in plan["tasks"]) == sorted(
-        (i, n) for i in range(3) for n in plan["targets"])
+    assert [c["chunk_index"] for c in plan["chunks"]] == [0, 1, 2]
+    first = cp_client.lambda_.invoke("plan_replication", {"file_id": file_id, "version": version,
+                                                          "first_chunks": 2}).payload
+    assert [c["chunk_index"] for c in first["chunks"]] == [0, 1]
+    picked = cp_client.lambda_.invoke("pick_replica_target", plan["chunks"][1]).payload
+    assert picked["done"] is False and picked["node_id"] == plan["targets"][0]
 
     queued = cp_client.lambda_.invoke("warm_chunk", {
         "file_id": file_id, "version": version, "chunk_index": 1,
@@ -101,10 +110,10 @@ def test_plan_warm_heartbeat_report(cp_api: Any, cp_client: Any, cp_stack: Any) 
     # The work is consumed: a repeated report finds nothing, and the next heartbeat is empty.
     again = cp_api.call("POST", path, {"ok": True, "sha256": digest}, key=False, headers=auth)
     assert again.status_code == 404 and error_of(again)["code"] == "not_found"
-    # A replan skips the replica that now exists.
-    replan = cp_client.lambda_.invoke("plan_replication",
-                                      {"file_id": file_id, "version": version}).payload
-    assert (1, node["node_id"]) not in {(t["chunk_index"], t["node_id"]) for t in replan["tasks"]}
+    # The next pick skips the node that now holds the chunk.
+    again_pick = cp_client.lambda_.invoke("pick_replica_target", plan["chunks"][1]).payload
+    assert again_pick["holders"] == [node["node_id"]]
+    assert again_pick["node_id"] not in ("", node["node_id"])
 
 
 def test_report_with_a_wrong_hash_is_not_recorded(cp_api: Any, cp_client: Any,
@@ -142,3 +151,19 @@ def test_no_live_node_answers_503(cp_api: Any, cp_stack: Any) -> None:
     finally:
         for node_id in active:
             registry.set_status(node_id, NODE_ACTIVE, expected=NODE_DRAINING)
+
+
+def test_under_replicated_chunks_are_a_metric(cp_client: Any,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    results = [{"chunk_index": 0, "replicated": True, "holders": ["a", "b"]},
+               {"chunk_index": 1, "replicated": False, "holders": ["a"], "tried": ["c"],
+                "reason": "moves_exhausted"},
+               {"chunk_index": 2, "replicated": False, "gone": True}]
+    capsys.readouterr()
+    out = cp_client.lambda_.invoke("report_replication", {
+        "file_id": "f" * 32, "version": "v", "results": results}).payload
+    assert out["under_replicated"] == [{"chunk_index": 1, "holders": ["a"], "tried": ["c"],
+                                        "reason": "moves_exhausted"}]
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if line.startswith('{"_aws"')]
+    assert [m["UnderReplicatedChunks"] for m in emitted if "UnderReplicatedChunks" in m] == [[1.0]]

@@ -11,109 +11,129 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
-import requests
-from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
+from fsnode_core import placement
+from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.nodes_store import NodeRegistry
+from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
 from test_control_plane_files import CHUNK, upload
-from test_control_plane_nodes import register
-
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-ASL = FUNCTIONS / "statemachines" / "replicate.asl.json"
-TRUST = {"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Action": "sts:AssumeRole",
-    "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]}
 
 
-def _set_execution(endpoint: str, on: bool) -> None:
-    requests.post(f"{endpoint}/moto-api/config",
-                  json={"stepfunctions": {"execute_state_machine": on}},
-                  timeout=10).raise_for_status()
+def _catalog(stack: Any) -> ChunkCatalog:
+    return ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
 
 
-@pytest.fixture()
-def replicate_machine(cp_env: Any) -> Iterator[str]:
-    """The real ASL with moto Lambda functions whose invocations run the app's handlers."""
-    from fsnode.localstack import lambda_dispatch
-
-    lambda_dispatch.install(FUNCTIONS)
-    _set_execution(cp_env.endpoint, True)
-    suffix = os.urandom(4).hex()
-    role = boto3.client("iam").create_role(RoleName=f"fsnode-test-{suffix}",
-                                           AssumeRolePolicyDocument=json.dumps(TRUST))
-    role_arn = role["Role"]["Arn"]
-    text = ASL.read_text()
-    for name, placeholder in (("plan_replication", "PlanReplication"),
-                              ("warm_chunk", "WarmChunk")):
-        arn = boto3.client("lambda").create_function(
-            FunctionName=f"fsnode-{name}-{suffix}", Runtime="python3.11", Role=role_arn,
-            Handler=f"app.{name}", Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
-            Environment={"Variables": dict(cp_env.env)},
-        )["FunctionArn"]
-        text = text.replace("${" + placeholder + "FunctionArn}", arn)
-    machine = boto3.client("stepfunctions").create_state_machine(
-        name=f"fsnode-replicate-{suffix}", definition=text, roleArn=role_arn)["stateMachineArn"]
-    try:
-        yield machine
-    finally:
-        _set_execution(cp_env.endpoint, False)
+def _upload_execution(machine: str, started: dict[str, Any]) -> str:
+    """The execution upload completion started (first chunks of the new version)."""
+    name = f"replicate-{started['file_id']}-{started['version']}"
+    return machine.replace(":stateMachine:", ":execution:") + f":{name}"
 
 
-@pytest.mark.parametrize("failing_edge", [False, True], ids=["all-ok", "one-edge-fails"])
+def _ranked(stack: Any, file_id: str, node_ids: set[str]) -> list[str]:
+    nodes = NodeRegistry(stack.env["FSNODE_NODES_TABLE"], boto3.client("dynamodb")).list_nodes()
+    live = placement.eligible(nodes, time.time(), 600)
+    return [n.node_id for n in placement.rank(file_id, live) if n.node_id in node_ids]
+
+
 def test_replication_completes_through_pulled_work(cp_api: Any, cp_stack: Any,
-                                                   replicate_machine: str,
-                                                   failing_edge: bool) -> None:
-    registry = NodeRegistry(cp_stack.env["FSNODE_NODES_TABLE"], boto3.client("dynamodb"))
-    others = [n.node_id for n in registry.list_nodes() if n.status == NODE_ACTIVE]
-    for node_id in others:  # only this test's two edges may be targets
-        registry.set_status(node_id, NODE_DRAINING, expected=NODE_ACTIVE)
-    try:
-        edges = [register(cp_api, cp_stack) for _ in range(2)]
-        data = os.urandom(CHUNK + 3)
-        started, _ = upload(cp_api, data)
-        sfn = boto3.client("stepfunctions")
-        execution = sfn.start_execution(
-            stateMachineArn=replicate_machine, name=os.urandom(8).hex(),
-            input=json.dumps({"file_id": started["file_id"], "version": started["version"]}),
-        )["executionArn"]
-        hashes = [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in (0, CHUNK)]
-        reported: set[str] = set()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+                                                   machines: Any, isolated: Any) -> None:
+    edges = isolated(2)
+    data = os.urandom(CHUNK + 3)
+    started, _ = upload(cp_api, data)
+    execution = _upload_execution(machines.replicate, started)
+    status = machines.wait(execution, pump(edges))
+    assert status["status"] == "SUCCEEDED", status
+    assert json.loads(status["input"])["first_chunks"] == 4
+    output = json.loads(status["output"])
+    assert output["under_replicated"] == [] and output["replicated"] == 2
+    view = _catalog(cp_stack).file_view(started["file_id"])
+    assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
+        (i, e.node_id) for i in (0, 1) for e in edges)
+    # The copies were verified: each report carried the SHA-256 of the bytes it read.
+    hashes = {hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in (0, CHUNK)}
+    assert {w["report"]["sha256"] for e in edges for w in e.done} == hashes
+
+
+def test_failed_warm_is_retried_then_moved_to_another_node(cp_api: Any, cp_stack: Any,
+                                                           machines: Any,
+                                                           isolated: Any) -> None:
+    edges = isolated(3)
+    started, _ = upload(cp_api, os.urandom(1000))
+    file_id = started["file_id"]
+    order = _ranked(cp_stack, file_id, {e.node_id for e in edges})
+    by_id = {e.node_id: e for e in edges}
+    failing = by_id[order[0]]  # placement's first choice fails every warm
+    failing.fail_warm = True
+    execution = _upload_execution(machines.replicate, started)
+    status = machines.wait(execution, pump(edges))
+    assert status["status"] == "SUCCEEDED", status
+    assert json.loads(status["output"])["under_replicated"] == []
+    holders = {r.node_id for r in _catalog(cp_stack).file_view(file_id).replicas}
+    assert holders == {order[1], order[2]}
+    # Same node first: one attempt and two retries, each a pulled work item.
+    assert len(failing.done) == 3
+    history = machines.history(execution)
+    failed = [e for e in history if e["type"] == "TaskFailed"]
+    assert [e["taskFailedEventDetails"]["error"] for e in failed] == ["WarmFailed"] * 3
+    # Then moved: the next warm goes to another node (picked after the failure).
+    picks = [json.loads(e["stateExitedEventDetails"]["output"]) for e in history
+             if e["type"] == "TaskStateExited"
+             and e["stateExitedEventDetails"]["name"] == "PickTarget"]
+    targets = [p["node_id"] for p in picks if not p["done"]]
+    assert targets[0] == failing.node_id and failing.node_id not in targets[1:]
+    assert picks[-1]["tried"] == [failing.node_id]
+
+
+def test_under_replication_is_reported_in_the_output(cp_api: Any, cp_stack: Any,
+                                                     machines: Any, isolated: Any) -> None:
+    edges = isolated(2)
+    edges[1].fail_warm = True  # with two nodes there is nowhere to move to
+    started, _ = upload(cp_api, os.urandom(CHUNK + 3))
+    execution = _upload_execution(machines.replicate, started)
+    status = machines.wait(execution, pump(edges))
+    assert status["status"] == "SUCCEEDED", status
+    under = json.loads(status["output"])["under_replicated"]
+    assert [u["chunk_index"] for u in under] == [0, 1]
+    assert all(u["holders"] == [edges[0].node_id] and u["tried"] == [edges[1].node_id]
+               and u["reason"] == "no_candidate_node" for u in under)
+
+
+def test_sync_strategy_completes_the_upload_after_its_replicas(
+        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any,
+        monkeypatch: Any) -> None:
+    import threading
+
+    from chalicelib import aws, nodes, replication
+
+    edges = isolated(2)
+    monkeypatch.setenv("FSNODE_REPLICATION_STRATEGY", "sync")
+    aws.reset()
+    stop = threading.Event()
+
+    def answer_work() -> None:
+        # The edges' side, straight through the route handlers: the test client serves
+        # one request at a time and is busy with the blocked complete.
+        catalog = _catalog(cp_stack)
+        while not stop.wait(0.2):
             for edge in edges:
-                auth = {"authorization": f"Bearer {edge['credential']}"}
-                beat = cp_api.call("POST", f"/nodes/{edge['node_id']}/heartbeat",
-                                   {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1,
-                                    "load": 0.0}, key=False, headers=auth).json_body
-                fails = failing_edge and edge is edges[1]
+                beat = nodes.heartbeat(edge.node_id, edge.auth, {
+                    "used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0})
                 for work in beat["work"]:
-                    report = ({"ok": False, "error": "disk full"} if fails
-                              else {"ok": True, "sha256": hashes[work["chunk_index"]]})
-                    cp_api.call("POST", f"/nodes/{edge['node_id']}/work/{work['work_id']}",
-                                report, key=False, headers=auth)
-                    reported.add(work["work_id"])
-            status = sfn.describe_execution(executionArn=execution)
-            if status["status"] != "RUNNING":
-                break
-            time.sleep(0.3)
-        assert status["status"] == "SUCCEEDED", status
-        results = json.loads(status["output"])["results"]
-        assert len(results) == 4  # 2 chunks x 2 edges
-        outcome = {(r["node_id"], r["chunk_index"]): r["replicated"] for r in results}
-        good, bad = edges[0]["node_id"], edges[1]["node_id"]
-        assert outcome == {(good, 0): True, (good, 1): True,
-                           (bad, 0): not failing_edge, (bad, 1): not failing_edge}
-        # A failing edge's chunk is tried 1 + MaxAttempts (2) times before the Catch
-        # records under-replication: 2 good reports + 2 chunks x 3 attempts.
-        assert len(reported) == (8 if failing_edge else 4)
-        if failing_edge:
-            failed = [r for r in results if not r["replicated"]]
-            assert all(r["failure"]["Error"] == "WarmFailed" for r in failed)
+                    chunks = catalog.file_view(work["file_id"]).chunks
+                    replication.report(edge.node_id, work["work_id"], edge.auth, {
+                        "ok": True, "sha256": chunks[work["chunk_index"]].sha256})
+
+    worker = threading.Thread(target=answer_work, daemon=True)
+    worker.start()
+    try:
+        started, done = upload(cp_api, os.urandom(CHUNK + 3))
     finally:
-        for node_id in others:
-            registry.set_status(node_id, NODE_ACTIVE, expected=NODE_DRAINING)
+        stop.set()
+        worker.join(10)
+    assert done.status_code == 200, done.body
+    # Complete answered only once both chunks were on both edges.
+    view = _catalog(cp_stack).file_view(started["file_id"])
+    assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
+        (i, e.node_id) for i in (0, 1) for e in edges)

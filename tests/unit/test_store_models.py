@@ -30,10 +30,11 @@ def test_records_roundtrip_and_use_the_documented_keys() -> None:
     assert meta.to_item()["pk"] == {"S": f"file#{'b' * 32}"} and meta.to_item()["sk"]["S"] == "meta"
     assert FileRecord.from_item(meta.to_item()) == meta and meta.chunk_count() == 3
     chunk = ChunkRecord("b" * 32, "v", 7, 28, 4, "c" * 64)
-    assert chunk.to_item()["sk"] == {"S": "chunk#00000007"}
+    assert chunk.to_item()["sk"] == {"S": "chunk#v#00000007"}
     replica = ReplicaRecord("b" * 32, "v", 7, "n" * 32, 1)
     item = replica.to_item()
-    assert item["sk"] == {"S": f"replica#00000007#{'n' * 32}"} and item["node_id"]["S"] == "n" * 32
+    assert item["sk"] == {"S": f"replica#v#00000007#{'n' * 32}"}
+    assert item["node_id"]["S"] == "n" * 32
     work = WorkItem("n" * 32, "w" * 32, "warm", "b" * 32, "v", 1, "tok", 1, 2)
     assert "node_id" not in work.to_item()  # work must not show up in the by_node index
     assert WorkItem.from_item(work.to_item()) == work and "task_token" not in work.to_api()

@@ -1,0 +1,107 @@
+"""Cache hits: the edge against nginx serving the same bytes with the same certificate.
+
+Both servers are pinned to one core (one edge process against one nginx worker);
+wrk runs on the other core(s). The file is read through the edge twice first, so
+every chunk is in the edge's cache and both servers read from the page cache.
+The two servers are loaded one after the other, never at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.common import BenchConfig, pin_process, server_cpu, standalone
+from bench.nginx import start_nginx
+from bench.results import Goal, Row
+from bench.stack import DIRECT, MIB, shared_stack
+from bench.wrk import WrkResult, run_wrk
+
+NAMES = ("hit_1mib_http", "hit_1mib_https", "hit_64kib_https", "hit_full_https")
+GOALS: dict[str, Goal | None] = {
+    "hit_1mib_http": Goal("ratio", ">=", 0.8),
+    "hit_1mib_https": Goal("ratio", ">=", 0.8),
+    "hit_64kib_https": Goal("ratio", ">=", 0.5),
+    "hit_full_https": Goal("ratio", ">=", 0.8),
+}
+CONNECTIONS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    name: str
+    tls: bool
+    range_size: int  # 0: the whole file
+    per_second: str  # "bytes" (throughput) or "requests"
+
+
+CASES = (
+    Case("hit_1mib_http", tls=False, range_size=MIB, per_second="bytes"),
+    Case("hit_1mib_https", tls=True, range_size=MIB, per_second="bytes"),
+    Case("hit_64kib_https", tls=True, range_size=64 * 1024, per_second="requests"),
+    Case("hit_full_https", tls=True, range_size=0, per_second="bytes"),
+)
+
+
+def _rate(result: WrkResult, case: Case) -> float:
+    if case.per_second == "bytes":
+        return result.bytes_per_second / MIB
+    return result.requests_per_second
+
+
+def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
+    size = config.pick_int(256 * MIB, 64 * MIB, 8 * MIB)
+    seconds = config.pick(5, 2, 1)  # per run; each server runs twice per case
+    stack = shared_stack(config)
+    edge = stack.edges[DIRECT]
+    shared = stack.upload("hits", size)
+    stack.warm(edge, shared)
+    # nginx serves the same bytes at the same path (the query is ignored there).
+    root = config.workdir / "nginx-root"
+    (root / "f").mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    (root / "f").chmod(0o755)
+    target = root / "f" / shared.file_id
+    if not target.exists():
+        target.hardlink_to(shared.path)
+    cpu = server_cpu()
+    pin_process(edge.pid, [cpu])
+    nginx = start_nginx(root, edge.cert, edge.key, config.workdir / "nginx", cpu=cpu)
+    rows: list[Row] = []
+    try:
+        for case in CASES:
+            if case.name not in wanted:
+                continue
+            edge_url = stack.file_url(edge, shared, tls=case.tls)
+            nginx_url = nginx.url(f"/f/{shared.file_id}?{shared.query}", tls=case.tls)
+            # Whole-file runs last longer, so each connection finishes some requests.
+            run_seconds = seconds if case.range_size else config.pick(15, 3, 1)
+            common = {"range_size": case.range_size, "file_size": size,
+                      "connections": CONNECTIONS, "seconds": run_seconds,
+                      "workdir": config.workdir}
+            # A B B A: drift in the machine's speed during the case hits both alike.
+            first = run_wrk(edge_url, **common)  # type: ignore[arg-type]
+            ref_first = run_wrk(nginx_url, **common)  # type: ignore[arg-type]
+            ref_second = run_wrk(nginx_url, **common)  # type: ignore[arg-type]
+            second = run_wrk(edge_url, **common)  # type: ignore[arg-type]
+            subject, reference = first + second, ref_first + ref_second
+            unit = "MiB/s" if case.per_second == "bytes" else "requests/s"
+            note = (f"edge p99 {subject.p99_ms:.1f} ms vs nginx {reference.p99_ms:.1f} ms; "
+                    f"{CONNECTIONS} connections, 2 x {run_seconds:g} s each (ABBA), "
+                    f"file {size // MIB} MiB; requests done edge {subject.requests} "
+                    f"nginx {reference.requests}")
+            if subject.errors or reference.errors:
+                note += f"; errors edge {subject.errors} nginx {reference.errors}"
+            rows.append(Row(name=case.name, value=_rate(subject, case),
+                            reference=_rate(reference, case), goal=GOALS[case.name],
+                            unit=unit, note=note))
+    finally:
+        nginx.stop()
+    return rows
+
+
+def main() -> int:
+    return standalone(NAMES, GOALS, run, "cache hits: edge against nginx")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""Edge memory: resident set size while 64 clients stream a large cached file over
+HTTPS, against nginx (master and worker together) under the same load.
+
+RSS is sampled from /proc every 100 ms during the load; the peak is the figure.
+The edge's RSS before the load is in the note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+from bench.common import BenchConfig, pin_process, rss_bytes, server_cpu, standalone
+from bench.nginx import start_nginx
+from bench.results import Row
+from bench.stack import DIRECT, MIB, shared_stack
+from bench.wrk import WrkResult, run_wrk
+
+NAMES = ("edge_rss_64_streams_mib",)
+GOALS = {"edge_rss_64_streams_mib": None}  # the issue sets no goal: the figure is reported
+STREAMS = 64
+
+
+def peak_rss_during(load: Callable[[], WrkResult], pids: Callable[[], list[int]],
+                    limit: float) -> tuple[int, WrkResult]:
+    """Run ``load`` in a thread and return the peak summed RSS of ``pids`` meanwhile."""
+    box: dict[str, WrkResult | BaseException] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = load()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    peak = 0
+    end = time.monotonic() + limit
+    while thread.is_alive() and time.monotonic() < end:
+        total = 0
+        for pid in pids():
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                total += rss_bytes(pid)
+        peak = max(peak, total)
+        time.sleep(0.1)
+    thread.join(timeout=max(0.0, end - time.monotonic()))
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    if "result" not in box:
+        raise TimeoutError("the load did not finish in time")
+    return peak, box["result"]  # type: ignore[return-value]
+
+
+def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
+    size = config.pick_int(256 * MIB, 64 * MIB, 8 * MIB)  # the same file as ``hits``
+    seconds = config.pick(10, 3, 1)
+    stack = shared_stack(config)
+    edge = stack.edges[DIRECT]
+    shared = stack.upload("hits", size)
+    stack.warm(edge, shared)
+    cpu = server_cpu()
+    pin_process(edge.pid, [cpu])
+    root = config.workdir / "nginx-root"
+    (root / "f").mkdir(parents=True, exist_ok=True)
+    for folder in (root, root / "f"):
+        folder.chmod(0o755)
+    target = root / "f" / shared.file_id
+    if not target.exists():
+        target.hardlink_to(shared.path)
+    idle = rss_bytes(edge.pid)
+    limit = seconds + 120
+
+    def load(url: str) -> Callable[[], WrkResult]:
+        return lambda: run_wrk(url, range_size=0, file_size=size, connections=STREAMS,
+                               seconds=seconds, workdir=config.workdir, timeout_seconds=60)
+
+    edge_peak, edge_load = peak_rss_during(load(stack.file_url(edge, shared)),
+                                           lambda: [edge.pid], limit)
+    nginx = start_nginx(root, edge.cert, edge.key, config.workdir / "nginx-mem", cpu=cpu)
+    try:
+        nginx_peak, nginx_load = peak_rss_during(
+            load(nginx.url(f"/f/{shared.file_id}", tls=True)), nginx.pids, limit)
+    finally:
+        nginx.stop()
+    return [Row(
+        name="edge_rss_64_streams_mib", value=edge_peak / MIB, reference=nginx_peak / MIB,
+        goal=None, unit="MiB peak RSS",
+        note=(f"reference=nginx master+worker; edge idle {idle / MIB:.1f} MiB; {STREAMS} "
+              f"HTTPS streams of a {size // MIB} MiB cached file for {seconds:g} s; served "
+              f"edge {edge_load.bytes_per_second / MIB:.0f} MiB/s, nginx "
+              f"{nginx_load.bytes_per_second / MIB:.0f} MiB/s"),
+    )]
+
+
+def main() -> int:
+    return standalone(NAMES, GOALS, run, "edge memory under 64 streams")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""Control plane: ``plan download`` for a 10 GiB file (2,560 chunks of 4 MiB).
+
+The Chalice app runs in this process (``chalice.test.Client``) against a moto server
+whose chunks table holds the file's metadata, its chunk items and two replica items
+per chunk (three live nodes). DynamoDB requests are counted with botocore's
+``before-send.dynamodb`` event on the app's client; handler time is wall time around
+the in-process call.
+
+The reference is the least a plan must read: the file's partition with one
+paginated Query (``ChunkCatalog.file_view``), counted and timed the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO_ROOT, BenchConfig, Unavailable, percentile, standalone
+from bench.results import Row
+
+NAMES = ("plan_10gib_ddb_requests",)
+GOALS = {"plan_10gib_ddb_requests": None}  # the issue asks for the figures, sets no goal
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+CHUNK = 4 * 1024 * 1024
+NODES = 3
+REPLICAS = 2
+
+
+class Counter:
+    """Counts DynamoDB requests as botocore sends them (retries included)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.operations: dict[str, int] = {}
+
+    def __call__(self, request: Any = None, **kwargs: Any) -> None:
+        self.count += 1
+        name = str(kwargs.get("event_name", "")).rsplit(".", 1)[-1]
+        self.operations[name] = self.operations.get(name, 0) + 1
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-send.dynamodb", self)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set the control plane's environment for the in-process app, then restore ours."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def find_plan_route(app: Any) -> tuple[str, str] | None:
+    """``(method, path)`` of the app's plan-download route, if it has one."""
+    for path, methods in app.routes.items():
+        if "plan" in path and "{file_id}" in path:
+            for method in ("GET", "POST"):
+                if method in methods:
+                    return method, path
+    return None
+
+
+def _fill(client: Any, chunks_table: str, nodes_table: str, file_id: str, chunks: int) -> None:
+    from fsnode_core.models import ChunkRecord, FileRecord, NodeRecord, ReplicaRecord
+
+    now = int(time.time())
+    version = "v" * 32
+    size = chunks * CHUNK
+    nodes = [
+        NodeRecord(node_id=f"{i:032x}", endpoint=f"https://127.0.0.{i + 1}:8443",
+                   region="local", capacity_bytes=1 << 40, credential_sha256="0" * 64,
+                   last_heartbeat=now, registered_at=now, expires_at=now + 86400)
+        for i in range(NODES)
+    ]
+    for node in nodes:
+        client.put_item(TableName=nodes_table, Item=node.to_item())
+    meta = FileRecord(file_id=file_id, version=version, name="ten-gib.bin", size=size,
+                      content_type="application/octet-stream", etag="e" * 32,
+                      last_modified=now, chunk_size=CHUNK, bucket="fsnode-origin",
+                      key=f"files/{file_id}/{version}", created_at=now)
+    items = [meta.to_item()]
+    for index in range(chunks):
+        items.append(ChunkRecord(file_id, version, index, index * CHUNK, CHUNK,
+                                 f"{index:064x}").to_item())
+        for r in range(REPLICAS):
+            node = nodes[(index + r) % NODES]
+            items.append(ReplicaRecord(file_id, version, index, node.node_id, now).to_item())
+    for start in range(0, len(items), 25):  # BatchWriteItem takes 25 at a time
+        pending: Any = {chunks_table: [{"PutRequest": {"Item": item}}
+                                       for item in items[start:start + 25]]}
+        for _ in range(10):  # bounded: moto answers everything at once in practice
+            answer = client.batch_write_item(RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                break
+        if pending:
+            raise RuntimeError("DynamoDB kept items unprocessed while filling the catalog")
+
+
+def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
+    try:
+        from chalice.test import Client
+
+        from fsnode.localstack import processes
+        from fsnode.localstack.resources import ResourceBuilder, control_plane_settings
+        from fsnode.localstack.stack import aws_env
+    except ImportError as exc:
+        raise Unavailable(f"cannot import the control plane's pieces: {exc}") from exc
+    if not (FUNCTIONS_DIR / "app.py").exists():
+        raise Unavailable("functions/app.py does not exist")
+    # moto answers a Query of the file's ~7,700 items in seconds, so the quick run
+    # plans a quarter of the file; the note says which size was measured.
+    chunks = config.pick_int(2560, 640, 64)
+    iterations = config.pick_int(15, 4, 2)
+    port = processes.free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    region = "us-east-1"
+    base = aws_env(endpoint, region)
+    log = Path(config.workdir) / "plan" / "aws.log"
+    child = processes.spawn(
+        "aws", [_python(), "-m",
+                "fsnode.localstack.aws_server", "--port", str(port),
+                "--functions-dir", str(FUNCTIONS_DIR)], base, log)
+    try:
+        processes.wait_for_log_line(child, "aws ready", 60)
+        settings = {"FSNODE_PUBLIC_URL": "http://127.0.0.1:9", "FSNODE_CHUNK_SIZE": str(CHUNK),
+                    "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_SERVICE_NAME": "fsnode",
+                    "POWERTOOLS_METRICS_NAMESPACE": "fsnode"}
+        with _environment(base):
+            resources = ResourceBuilder(endpoint, region, FUNCTIONS_DIR).build(settings)
+        env = {**base, **settings, **control_plane_settings(resources)}
+        env.pop("FSNODE_REPLICATE_STATE_MACHINE_ARN", None)
+        with _environment(env):
+            return _measure(Client, env, resources.api_key, chunks, iterations)
+    finally:
+        processes.stop([child.pid])
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def _measure(client_class: Any, env: dict[str, str], api_key: str, chunks: int,
+             iterations: int) -> list[Row]:
+    from fsnode.localstack.app_loader import load_functions_app
+
+    module = load_functions_app(FUNCTIONS_DIR)
+    from chalicelib import aws  # importable once the app is loaded (functions/ on sys.path)
+
+    aws.reset()  # clients and settings from this environment, not an earlier one
+    try:
+        return _measure_app(module, aws, client_class, env, api_key, chunks, iterations)
+    finally:
+        aws.reset()  # leave no client pointing at this run's (stopped) moto server
+
+
+def _measure_app(module: Any, aws: Any, client_class: Any, env: dict[str, str], api_key: str,
+                 chunks: int, iterations: int) -> list[Row]:
+    found = find_plan_route(module.app)
+    if found is None:
+        raise Unavailable("functions/app.py has no plan-download route yet "
+                          f"(routes: {', '.join(sorted(module.app.routes))})")
+    method, pattern = found
+    from fsnode_core.catalog import ChunkCatalog
+
+    ddb = aws.client("dynamodb")
+    file_id = "b" * 32
+    _fill(ddb, env["FSNODE_CHUNKS_TABLE"], env["FSNODE_NODES_TABLE"], file_id, chunks)
+    counter = Counter()
+    counter.attach(ddb)
+    path = pattern.replace("{file_id}", file_id)
+    headers = {"x-api-key": api_key, "content-type": "application/json"}
+    body = b"{}" if method == "POST" else b""
+    times: list[float] = []
+    counts: list[int] = []
+    with client_class(module.app) as test_client:
+        for i in range(iterations + 1):  # the first call warms caches and is not counted
+            before = counter.count
+            started = time.perf_counter()
+            answer = test_client.http.request(method, path, headers=headers, body=body)
+            elapsed = time.perf_counter() - started
+            if answer.status_code != 200:
+                raise RuntimeError(f"{method} {pattern} answered {answer.status_code}: "
+                                   f"{answer.body[:300]!r}")
+            if i == 0:
+                counter.operations.clear()
+            else:
+                times.append(elapsed)
+                counts.append(counter.count - before)
+    plan = json.loads(answer.body)
+
+    # The reference: one paginated Query of the file's partition, on its own client.
+    import boto3
+
+    ref_client = boto3.client("dynamodb")
+    ref_counter = Counter()
+    ref_counter.attach(ref_client)
+    catalog = ChunkCatalog(env["FSNODE_CHUNKS_TABLE"], ref_client)
+    ref_times: list[float] = []
+    ref_counts: list[int] = []
+    for _ in range(iterations):
+        before = ref_counter.count
+        started = time.perf_counter()
+        catalog.file_view(file_id)
+        ref_times.append(time.perf_counter() - started)
+        ref_counts.append(ref_counter.count - before)
+
+    requests = statistics.mean(counts)
+    ref_requests = statistics.mean(ref_counts)
+    ops = ", ".join(f"{k} {v / len(counts):g}" for k, v in sorted(counter.operations.items()))
+    listed = len(plan.get("chunks", [])) if isinstance(plan, dict) else 0
+    shape = (f"{chunks} chunks of 4 MiB ({chunks * CHUNK / 1024**3:g} GiB), {REPLICAS} "
+             f"replicas each, {NODES} nodes")
+    return [
+        Row(name="plan_10gib_ddb_requests", value=requests, reference=ref_requests, goal=None,
+            unit="DynamoDB requests per plan",
+            note=(f"reference=one paginated Query of the file; per plan: {ops}; "
+                  f"{method} {pattern}; plan lists {listed} chunks; {shape}")),
+        Row(name="plan_10gib_p50_ms", value=percentile(times, 0.5) * 1000,
+            reference=percentile(ref_times, 0.5) * 1000, goal=None, unit="ms",
+            note=f"in-process handler time over {len(times)} calls; reference=the Query"),
+        Row(name="plan_10gib_p99_ms", value=percentile(times, 0.99) * 1000,
+            reference=percentile(ref_times, 0.99) * 1000, goal=None, unit="ms",
+            note=f"in-process handler time over {len(times)} calls; reference=the Query"),
+    ]
+
+
+def main() -> int:
+    return standalone(NAMES, GOALS, run, "control plane: plan download for a 10 GiB file")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

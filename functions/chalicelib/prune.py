@@ -1,0 +1,114 @@
+"""The scheduled sweep (every minute): dead nodes, lost and hot chunks, files to collect.
+
+Every start is named after what it acts on (``replicate-loss-…`` per file version and
+dead node, ``replicate-hot-…`` per file version and time window, ``gc-FILE-VERSION``),
+so overlapping or repeated runs never start the same work twice, and a run that
+stopped half way is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from fsnode_core import placement
+from fsnode_core.models import FILE_DELETING, FILE_READY, NODE_DEAD, NodeRecord
+
+from chalicelib import aws, gc, replication
+from chalicelib.observability import logger, metrics
+from chalicelib.settings import get_settings
+
+MAX_HOT_FILES_PER_RUN = 50  # bounds the Queries one run spends on hot files
+METRIC_NODES_DEAD = "NodesMarkedDead"
+
+
+def run(now: float | None = None) -> dict[str, Any]:
+    """One sweep; returns what it did (tests and logs read it)."""
+    moment = time.time() if now is None else now
+    settings = get_settings()
+    registry = aws.node_registry()
+    nodes = registry.list_nodes()
+    marked: list[str] = []
+    for node in nodes:
+        silent = moment - node.last_heartbeat > settings.heartbeat_timeout
+        # Conditional on the heartbeat seen: a node that beat meanwhile stays alive.
+        if node.status != NODE_DEAD and silent and registry.mark_dead(node.node_id,
+                                                                        node.last_heartbeat):
+            marked.append(node.node_id)
+            node.status = NODE_DEAD
+    if marked:
+        metrics.add_metric(name=METRIC_NODES_DEAD, unit="Count", value=len(marked))
+        logger.warning("nodes marked dead", extra={"nodes": marked})
+    dead = [node.node_id for node in nodes if node.status == NODE_DEAD]
+    lost = {node_id: _recover(node_id) for node_id in dead}
+    live = placement.eligible(nodes, moment, settings.heartbeat_timeout)
+    hot = _replicate_hot(live, moment)
+    collected = _collect(moment)
+    metrics.flush_metrics(raise_on_empty_metrics=False)
+    summary = {"marked_dead": marked, "lost_replicas": {k: v for k, v in lost.items() if v},
+               "hot_replications": hot, "collections": collected}
+    logger.info("prune done", extra=summary)
+    return summary
+
+
+def _recover(node_id: str) -> int:
+    """Replicate a dead node's chunks elsewhere, then forget its replicas.
+
+    Starts come first: if this run stops before the delete, the next run finds the
+    same replicas and starts the same (deduplicated) executions again.
+    """
+    catalog = aws.chunk_catalog()
+    replicas = catalog.replicas_on_node(node_id)
+    if not replicas:
+        return 0
+    by_version: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for replica in replicas:
+        by_version[(replica.file_id, replica.version)].append(replica.index)
+    configured = get_settings().replicate_state_machine_arn is not None
+    all_started = True
+    for (file_id, version), indices in sorted(by_version.items()):
+        arn = replication.start(file_id, version, chunks=indices,
+                                reason=replication.REASON_LOSS, detail=node_id)
+        all_started = all_started and (arn is not None or not configured)
+    if all_started:
+        catalog.delete_replicas(replicas)
+    return len(replicas)
+
+
+def _replicate_hot(live: list[NodeRecord], moment: float) -> list[str]:
+    """Files live edges report hot, replicated where chunks lack live copies.
+
+    Named per time window (``FSNODE_HOT_REPLICATION_WINDOW``): a file reported hot by
+    every edge on every beat still starts at most one execution per window.
+    """
+    settings = get_settings()
+    ordered: dict[str, None] = {}
+    for node in live:
+        for file_id in node.hot_files:
+            ordered.setdefault(file_id, None)
+    live_ids = [node.node_id for node in live]
+    window = str(int(moment // max(settings.hot_replication_window, 1)))
+    started: list[str] = []
+    catalog = aws.chunk_catalog()
+    for file_id in list(ordered)[:MAX_HOT_FILES_PER_RUN]:
+        view = catalog.file_view(file_id)
+        under = replication.under_replicated_chunks(view, live_ids,
+                                                    settings.replication_factor)
+        if view.meta is None or not under:
+            continue
+        if replication.start(file_id, view.meta.version, chunks=under,
+                             reason=replication.REASON_HOT, detail=window):
+            started.append(file_id)
+    return started
+
+
+def _collect(moment: float) -> list[str]:
+    """Start collection for expired and tombstoned files (DELETE starts it too)."""
+    started = []
+    for meta in aws.chunk_catalog().files_to_collect(int(moment)):
+        wanted = meta.status == FILE_DELETING or (meta.status == FILE_READY
+                                                  and gc.is_expired(meta, moment))
+        if wanted and gc.start(meta.file_id, meta.version, moment):
+            started.append(meta.file_id)
+    return started

@@ -1,0 +1,53 @@
+"""Routes: download plans, delete, import, and edge-reported chunk hashes (a Blueprint)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Blueprint, IAMAuthorizer, Response
+
+from chalicelib import auth, files
+from chalicelib.http import json_body, json_errors
+
+bp = Blueprint(__name__)
+iam = IAMAuthorizer()
+
+
+def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``bp.route`` with domain errors answered as JSON."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        return bp.route(path, **kwargs)(json_errors(view))
+
+    return decorate
+
+
+def _managed() -> Any:
+    request = bp.current_request
+    auth.require_api_key(request.headers)
+    return request
+
+
+@route("/files/{file_id}/plan", methods=["GET"], authorizer=iam)
+def plan_download(file_id: str) -> dict[str, Any]:
+    request = _managed()
+    return files.plan(file_id, request.query_params, request.headers)
+
+
+@route("/files/{file_id}", methods=["DELETE"], authorizer=iam)
+def delete_file(file_id: str) -> Response:
+    _managed()
+    return Response(body=files.delete(file_id), status_code=202)
+
+
+@route("/files/import", methods=["POST"], authorizer=iam)
+def import_file() -> dict[str, Any]:
+    return files.import_object(json_body(_managed()))
+
+
+@route("/nodes/{node_id}/files/{file_id}/chunks/{index}", methods=["PUT"])
+def record_chunk_hash(node_id: str, file_id: str, index: str) -> dict[str, Any]:
+    request = bp.current_request
+    return files.record_chunk_hash(node_id, file_id, index, request.headers,
+                                   json_body(request))

@@ -1,0 +1,237 @@
+// fsnode upload page. The API key lives in sessionStorage (this tab only), never in
+// localStorage or a cookie. Files go straight to S3 through presigned multipart parts;
+// each chunk's SHA-256 is computed here with crypto.subtle so edges can verify it.
+"use strict";
+
+const KEY_NAME = "fsnode-api-key";
+const PARALLEL_PARTS = 3;
+const $ = (sel) => document.querySelector(sel);
+
+function apiKey() { return sessionStorage.getItem(KEY_NAME); }
+
+function showError(err) { $("#error").textContent = err ? String(err.message || err) : ""; }
+
+async function api(method, path, body) {
+  const headers = { "x-api-key": apiKey() || "" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  if (!response.ok) {
+    const message = (data && data.error && data.error.message) || text || response.statusText;
+    if (response.status === 401) { sessionStorage.removeItem(KEY_NAME); showKeyForm(); }
+    throw new Error(`${method} ${path}: ${message} (${response.status})`);
+  }
+  return data;
+}
+
+function hex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function humanSize(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+let configPromise = null;
+function config() {
+  configPromise = configPromise || fetch("web/config.json").then((r) => r.json());
+  return configPromise;
+}
+
+async function chunkHashes(file, chunkSize, onProgress) {
+  const hashes = [];
+  for (let offset = 0; offset < file.size; offset += chunkSize) {
+    const buffer = await file.slice(offset, offset + chunkSize).arrayBuffer();
+    hashes.push(hex(await crypto.subtle.digest("SHA-256", buffer)));
+    onProgress(Math.min(offset + chunkSize, file.size));
+  }
+  return hashes;
+}
+
+// XMLHttpRequest, not fetch: it reports upload progress.
+function putPart(url, blob, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", url);
+    xhr.upload.onprogress = (e) => onProgress(e.loaded);
+    xhr.onload = () => {
+      const etag = xhr.getResponseHeader("ETag");
+      if (xhr.status !== 200) reject(new Error(`S3 refused a part (${xhr.status})`));
+      else if (!etag) reject(new Error("S3 hid the part's ETag: the bucket's CORS rules must expose ETag"));
+      else resolve(etag);
+    };
+    xhr.onerror = () => reject(new Error("the part upload failed (network or CORS)"));
+    xhr.send(blob);
+  });
+}
+
+async function uploadFile(file) {
+  const row = document.createElement("li");
+  const label = document.createElement("span");
+  const bar = document.createElement("progress");
+  bar.max = Math.max(file.size, 1);
+  bar.value = 0;
+  row.append(bar, " ", label);
+  row.dataset.name = file.name;
+  $("#uploads").append(row);
+  const say = (text) => { label.textContent = `${file.name}: ${text}`; };
+  try {
+    const { chunk_size: chunkSize } = await config();
+    say("hashing");
+    const hashes = await chunkHashes(file, chunkSize, (done) => say(`hashing ${Math.round(100 * done / Math.max(file.size, 1))}%`));
+    const init = await api("POST", "files", {
+      name: file.name, size: file.size,
+      content_type: file.type || "application/octet-stream", chunk_sha256: hashes,
+    });
+    const sent = new Map();
+    const update = () => {
+      let total = 0;
+      for (const n of sent.values()) total += n;
+      bar.value = total;
+      say(`uploading ${humanSize(total)} of ${humanSize(file.size)}`);
+    };
+    const etags = new Array(init.parts.length);
+    let next = 0;
+    async function worker() {
+      while (next < init.parts.length) {
+        const i = next++;
+        const part = init.parts[i];
+        const blob = file.slice(part.offset, part.offset + part.length);
+        etags[i] = await putPart(part.url, blob, (n) => { sent.set(i, n); update(); });
+        sent.set(i, part.length);
+        update();
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, init.parts.length) }, worker));
+    const parts = init.parts.map((p, i) => ({ part_number: p.part_number, etag: etags[i] }));
+    const record = await api("POST", `files/${init.file_id}/complete`, { parts });
+    bar.value = bar.max;
+    say(`done (${record.file_id})`);
+    row.dataset.fileId = record.file_id;
+    row.classList.add("done");
+    await listFiles();
+  } catch (err) {
+    say(`failed: ${err.message}`);
+    row.classList.add("failed");
+    showError(err);
+  }
+}
+
+function handleFiles(files) {
+  showError(null);
+  for (const file of Array.from(files)) uploadFile(file);
+}
+
+async function copyText(input) {
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch (_) {
+    input.select();
+    document.execCommand("copy");  // clipboard API needs focus/permission; old fallback
+  }
+}
+
+async function share(file, cell) {
+  const ttl = parseInt($("#ttl").value, 10) || 86400;
+  const answer = await api("POST", `files/${file.file_id}/share`, { ttl_seconds: ttl });
+  cell.textContent = "";
+  const box = document.createElement("span");
+  box.className = "share";
+  const input = document.createElement("input");
+  input.readOnly = true;
+  input.value = answer.share_url;
+  input.className = "share-url";
+  const copy = document.createElement("button");
+  copy.type = "button";
+  copy.textContent = "Copy";
+  copy.addEventListener("click", () => copyText(input));
+  const play = document.createElement("a");
+  play.textContent = "Play";
+  play.className = "play";
+  play.href = `player?src=${encodeURIComponent(answer.share_url)}`;
+  box.append(input, " ", copy, " ", play);
+  cell.append(box);
+}
+
+async function listFiles() {
+  const body = $("#files tbody");
+  const files = [];
+  let token = null;
+  do {
+    const page = await api("GET", token ? `files?next_token=${encodeURIComponent(token)}` : "files");
+    files.push(...page.files);
+    token = page.next_token;
+  } while (token);
+  body.textContent = "";
+  for (const file of files) {
+    const tr = document.createElement("tr");
+    tr.dataset.fileId = file.file_id;
+    const name = document.createElement("td");
+    name.textContent = file.name || "";
+    const size = document.createElement("td");
+    size.textContent = humanSize(file.size);
+    const id = document.createElement("td");
+    const code = document.createElement("code");
+    code.textContent = file.file_id;
+    id.append(code);
+    const action = document.createElement("td");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "share-button";
+    button.textContent = "Share";
+    button.addEventListener("click", () => share(file, action).catch(showError));
+    action.append(button);
+    tr.append(name, size, id, action);
+    body.append(tr);
+  }
+}
+
+function showKeyForm() {
+  $("#key-form").hidden = false;
+  $("#app").hidden = true;
+  $("#forget-key").hidden = true;
+}
+
+function showApp() {
+  $("#key-form").hidden = true;
+  $("#app").hidden = false;
+  $("#forget-key").hidden = false;
+  listFiles().catch(showError);
+}
+
+function wire() {
+  const drop = $("#drop");
+  const input = $("#file-input");
+  drop.addEventListener("click", () => input.click());
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") input.click(); });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    handleFiles(e.dataTransfer.files);
+  });
+  // The drop zone and the picker feed the same path.
+  input.addEventListener("change", () => { handleFiles(input.files); input.value = ""; });
+  $("#refresh").addEventListener("click", () => listFiles().catch(showError));
+  $("#key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(KEY_NAME, $("#api-key").value.trim());
+    $("#api-key").value = "";
+    showApp();
+  });
+  $("#forget-key").addEventListener("click", () => { sessionStorage.removeItem(KEY_NAME); showKeyForm(); });
+  if (!window.crypto || !crypto.subtle) {
+    showError("This page needs a secure context (HTTPS or localhost) for crypto.subtle.");
+  }
+  if (apiKey()) showApp(); else showKeyForm();
+}
+
+wire();

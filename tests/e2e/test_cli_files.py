@@ -1,0 +1,244 @@
+"""The ``fsnode`` command line against the local stack: every file command, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from fsnode.client import FsnodeClient, UploadInterrupted
+from fsnode.download import DownloadError, download_file
+from fsnode.localstack.resources import LOCAL_CREDENTIALS
+from fsnode.localstack.stack import StackInfo
+from fsnode.settings import ClientSettings
+from tests.e2e.cli_helpers import MIB, cli, cli_error, random_file, require_route, sha
+from tests.e2e.conftest import run_cli
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The in-process client's FSNODE_HOME is the CLI's, so they share resume state."""
+    home = Path(os.environ["FSNODE_TEST_HOME"])
+    monkeypatch.setenv("FSNODE_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def client(stack: StackInfo, home: Path) -> FsnodeClient:
+    settings = ClientSettings(api_url=stack.api, api_key=stack.api_key, ca_cert=stack.ca_cert)
+    return FsnodeClient(settings, workers=1, edge_timeout=3)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli-data")
+
+
+@contextmanager
+def empty_home(folder: Path) -> Iterator[None]:
+    """Run the CLI with an FSNODE_HOME that knows no stack (run_cli reads this variable)."""
+    saved = os.environ["FSNODE_TEST_HOME"]
+    os.environ["FSNODE_TEST_HOME"] = str(folder)
+    try:
+        yield
+    finally:
+        os.environ["FSNODE_TEST_HOME"] = saved
+
+
+def test_get_share_url_needs_no_api_key_only_the_ca(
+    stack: StackInfo, data_dir: Path, tmp_path: Path
+) -> None:
+    original = random_file(data_dir, "small.txt", 1000)
+    up = cli(stack, "upload", str(original), "--share")
+    out = data_dir / "no-key.txt"
+    with empty_home(tmp_path):
+        # No stack, no api url or key: only the CA certificate.
+        result = run_cli("get", up["share_url"], "-o", str(out), "--ca-cert", stack.ca_cert)
+        untrusted = run_cli("get", up["share_url"], "-o", str(data_dir / "x"))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == original.read_bytes()
+    assert "wrote" in result.stdout
+
+    assert untrusted.returncode == 1  # the private CA is not trusted by default
+    assert "certificate" in untrusted.stderr.lower() or "ssl" in untrusted.stderr.lower()
+
+
+def test_interrupted_upload_resumes_the_missing_parts(
+    stack: StackInfo, client: FsnodeClient, data_dir: Path
+) -> None:
+    original = random_file(data_dir, "resume.bin", 20 * MIB)  # three 8 MiB parts
+    with pytest.raises(UploadInterrupted):
+        client.upload(original, stop_after_parts=1)
+
+    up = cli(stack, "upload", str(original), "--share")
+    assert (up["parts_resumed"], up["parts_sent"]) == (1, 2)
+    out = data_dir / "resume.out"
+    cli(stack, "get", up["share_url"], "-o", str(out))
+    assert sha(out) == sha(original)
+
+
+def test_a_changed_file_does_not_resume_a_stale_upload(
+    stack: StackInfo, client: FsnodeClient, data_dir: Path
+) -> None:
+    path = random_file(data_dir, "changes.bin", 17 * MIB)
+    with pytest.raises(UploadInterrupted):
+        client.upload(path, stop_after_parts=1)
+    path.write_bytes(os.urandom(17 * MIB))  # same size, new bytes and mtime
+
+    up = cli(stack, "upload", str(path), "--share")
+    assert up["parts_resumed"] == 0
+    out = data_dir / "changes.out"
+    cli(stack, "get", up["share_url"], "-o", str(out))
+    assert sha(out) == sha(path)
+
+
+def test_errors_are_clear_and_exit_non_zero(stack: StackInfo, data_dir: Path) -> None:
+    missing = cli_error(stack, "share", "0" * 32)
+    assert missing["code"] == "not_found"
+    bad_id = cli_error(stack, "share", "../etc/passwd")
+    assert bad_id["code"] == "invalid_input"
+    assert "s3://" in cli_error(stack, "import", "https://example.com/x")["message"]
+    assert cli_error(stack, "upload", str(data_dir / "no-such-file"))["code"] == (
+        "FileNotFoundError"
+    )
+
+    human = run_cli("share", "0" * 32, "--state-dir", stack.state_dir)
+    assert human.returncode == 1
+    assert human.stderr.startswith("fsnode: error: ") and "no such file" in human.stderr
+
+    wrong_key = run_cli("ls", "--state-dir", stack.state_dir, "--api-key", "nope", "--json")
+    assert wrong_key.returncode == 1
+    assert json.loads(wrong_key.stderr)["error"]["code"] == "unauthorized"
+
+
+def test_no_settings_anywhere_is_an_error(tmp_path: Path) -> None:
+    with empty_home(tmp_path):
+        result = run_cli("ls")
+    assert result.returncode == 1
+    assert "fsnode local up" in result.stderr
+
+
+def test_nodes_lists_load_and_endpoints(stack: StackInfo) -> None:
+    nodes = {n["node_id"]: n for n in cli(stack, "nodes")["nodes"]}
+    assert {e.node_id for e in stack.edges} <= set(nodes)
+    text = run_cli("nodes", "--state-dir", stack.state_dir)
+    assert text.returncode == 0
+    for edge in stack.edges:
+        assert edge.node_id in text.stdout and edge.url in text.stdout
+
+
+def test_cluster_shows_capacity(stack: StackInfo) -> None:
+    require_route(stack, "GET", "/cluster")
+    view = cli(stack, "cluster")
+    assert view["total_bytes"] >= view["used_bytes"] >= 0
+    assert view["free_bytes"] <= view["total_bytes"]
+    assert view["live_nodes"] >= len(stack.edges)
+    assert {e.node_id for e in stack.edges} <= {n["node_id"] for n in view["nodes"]}
+    text = run_cli("cluster", "--state-dir", stack.state_dir)
+    assert text.returncode == 0
+    assert "total" in text.stdout and stack.edges[0].node_id in text.stdout
+
+
+@pytest.fixture(scope="module")
+def planned(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("planned")
+    original = random_file(folder, "planned.bin", 18 * MIB + 5)  # five chunks
+    return {"path": original, **cli(stack, "upload", str(original))}
+
+
+def test_plan_lists_each_chunk_with_its_replicas(stack: StackInfo, planned: dict[str, Any]) -> None:
+    require_route(stack, "GET", "/files/{file_id}/plan")
+    plan = cli(stack, "plan", planned["id"])
+    chunks = plan["chunks"]
+    assert [c["index"] for c in chunks] == list(range(5))
+    assert sum(c["length"] for c in chunks) == planned["size"]
+    node_ids = {e.node_id for e in stack.edges}
+    for chunk in chunks:
+        assert chunk["replicas"] and set(chunk["replicas"]) <= node_ids
+        assert chunk["s3_fallback"] is True
+    text = run_cli("plan", planned["id"], "--state-dir", stack.state_dir)
+    assert text.returncode == 0 and "chunk" in text.stdout
+
+
+def test_get_by_id_fetches_chunks_from_edges(
+    stack: StackInfo, planned: dict[str, Any], data_dir: Path
+) -> None:
+    require_route(stack, "GET", "/files/{file_id}/plan")
+    out = data_dir / "by-id.bin"
+    got = cli(stack, "get", planned["id"], "-o", str(out))
+    assert sha(out) == sha(planned["path"])
+    assert got["chunks"] == got["fetched"] == 5
+    assert set(got["sources"]) <= {e.node_id for e in stack.edges}
+
+
+def test_interrupted_download_resumes(
+    stack: StackInfo, client: FsnodeClient, planned: dict[str, Any], data_dir: Path
+) -> None:
+    require_route(stack, "GET", "/files/{file_id}/plan")
+    out = data_dir / "resumed.bin"
+    with pytest.raises(DownloadError):
+        download_file(client, planned["id"], out, stop_after_chunks=2)
+    assert (data_dir / "resumed.bin.part").exists() and not out.exists()
+
+    got = cli(stack, "get", planned["id"], "-o", str(out))
+    assert (got["resumed"], got["fetched"]) == (2, 3)
+    assert sha(out) == sha(planned["path"])
+
+
+@pytest.fixture(scope="module")
+def imported_object(stack: StackInfo) -> Iterator[tuple[str, bytes]]:
+    s3 = boto3.client(
+        "s3", endpoint_url=stack.aws_endpoint, region_name=stack.region, **LOCAL_CREDENTIALS
+    )
+    body = os.urandom(5 * MIB + 7)
+    key = "imports/already-there.bin"
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=body, ContentType="application/x-test")
+    yield key, body
+
+
+@pytest.fixture(scope="module")
+def imported(stack: StackInfo, imported_object: tuple[str, bytes]) -> dict[str, Any]:
+    require_route(stack, "POST", "/files/import")
+    key = imported_object[0]
+    return dict(cli(stack, "import", f"s3://{stack.bucket}/{key}", "--name", "already-there.bin"))
+
+
+def test_import_an_s3_object_then_get_it_by_id(
+    stack: StackInfo, imported: dict[str, Any], imported_object: tuple[str, bytes], data_dir: Path
+) -> None:
+    body = imported_object[1]
+    assert imported["size"] == len(body)
+    assert imported["file_id"] in {f["file_id"] for f in cli(stack, "ls")["files"]}
+    out = data_dir / "imported-by-id.bin"
+    got = cli(stack, "get", imported["file_id"], "-o", str(out))
+    assert out.read_bytes() == body
+    assert got["fetched"] == got["chunks"] == 2
+
+
+@pytest.mark.xfail(
+    reason="edges refuse manifests whose chunk sha256 is null (an imported file before its "
+    "hashes are recorded): edge_node/manifests.py answers 503 'malformed manifest'",
+    strict=False,
+)
+def test_an_imported_file_streams_through_its_share_url(
+    stack: StackInfo, imported: dict[str, Any], imported_object: tuple[str, bytes], data_dir: Path
+) -> None:
+    share = cli(stack, "share", imported["file_id"])
+    out = data_dir / "imported-share.bin"
+    cli(stack, "get", share["share_url"], "-o", str(out))
+    assert out.read_bytes() == imported_object[1]
+
+
+def test_rm_deletes_a_file(stack: StackInfo, data_dir: Path) -> None:
+    require_route(stack, "DELETE", "/files/{file_id}")
+    original = random_file(data_dir, "doomed.bin", 2000)
+    up = cli(stack, "upload", str(original))
+    answer = cli(stack, "rm", up["id"])
+    assert answer["file_id"] == up["id"] and answer["status"] == "deleting"
+    assert cli_error(stack, "share", up["id"])["code"] in ("gone", "not_found")

@@ -1,0 +1,274 @@
+"""Prune and garbage collection with real executions (moto's interpreter, in-process
+Lambdas) and simulated edges answering their pulled work through the real routes."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.models import NODE_DEAD, ChunkRecord, FileRecord, ReplicaRecord
+from fsnode_core.nodes_store import NodeRegistry
+from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
+from test_control_plane_files import CHUNK, upload
+
+
+def _stores(stack: Any) -> tuple[ChunkCatalog, NodeRegistry]:
+    ddb = boto3.client("dynamodb")
+    return (ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], ddb),
+            NodeRegistry(stack.env["FSNODE_NODES_TABLE"], ddb))
+
+
+def _hold(catalog: ChunkCatalog, file_id: str, version: str, chunks: int,
+          node_ids: list[str]) -> None:
+    for index in range(chunks):
+        for node_id in node_ids:
+            catalog.put_replica(ReplicaRecord(file_id=file_id, version=version, index=index,
+                                              node_id=node_id, created_at=int(time.time())))
+
+
+def _exists(bucket: str, key: str) -> bool:
+    try:
+        boto3.client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        return False
+    return True
+
+
+def _gc_arn(machine: str, file_id: str, version: str) -> str:
+    return machine.replace(":stateMachine:", ":execution:") + f":gc-{file_id}-{version}"
+
+
+def _stale(registry: NodeRegistry, node_id: str, seconds: int) -> None:
+    """The node's last heartbeat ``seconds`` ago, as if it stopped beating then."""
+    now = int(time.time()) - seconds
+    registry.heartbeat(node_id, used_bytes=0, free_bytes=1, capacity_bytes=1, load=0.0,
+                       hot_files=[], now=now, expires_at=now + 10_000)
+
+
+def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
+        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any) -> None:
+    from chalicelib import prune
+
+    a, b, c = isolated(3)
+    catalog, registry = _stores(cp_stack)
+    started, _ = upload(cp_api, os.urandom(2 * CHUNK + 5))
+    file_id, version = started["file_id"], started["version"]
+    for ex in machines.executions(machines.replicate):  # the upload's own replication
+        boto3.client("stepfunctions").stop_execution(executionArn=ex["executionArn"])
+    _hold(catalog, file_id, version, 3, [a.node_id, b.node_id])
+    a.offline = True
+    _stale(registry, a.node_id, 1000)
+
+    # Two overlapping prune runs: one marks the node dead, neither duplicates work.
+    summaries: list[dict[str, Any]] = []
+    runs = [threading.Thread(target=lambda: summaries.append(prune.run())) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert sum(s["marked_dead"].count(a.node_id) for s in summaries) == 1
+    assert registry.get(a.node_id).status == NODE_DEAD
+    prune.run()  # a third run later: still nothing new
+    loss = [e for e in machines.executions(machines.replicate)
+            if e["name"].startswith("replicate-loss-")]
+    assert len(loss) == 1
+    assert catalog.replicas_on_node(a.node_id) == []
+
+    status = machines.wait(loss[0]["executionArn"], pump([b, c]))
+    assert status["status"] == "SUCCEEDED", status
+    assert json.loads(status["input"])["chunks"] == [0, 1, 2]
+    assert json.loads(status["output"])["under_replicated"] == []
+    view = catalog.file_view(file_id)
+    assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
+        (i, n) for i in range(3) for n in (b.node_id, c.node_id))
+    # c verified each chunk's bytes from the origin; the control plane checked the hashes.
+    assert {w["chunk_index"] for w in c.done if w["kind"] == "warm"} == {0, 1, 2}
+    # A dead node cannot heartbeat its way back: it must register again.
+    a.offline = False
+    beat = cp_api.call("POST", f"/nodes/{a.node_id}/heartbeat",
+                       {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
+                       key=False, headers=a.auth)
+    assert beat.status_code == 404
+
+
+def test_hot_files_start_one_replication_per_window(cp_api: Any, cp_stack: Any,
+                                                     machines: Any, isolated: Any) -> None:
+    from chalicelib import prune
+
+    edges = isolated(2)
+    started, _ = upload(cp_api, os.urandom(100))
+    for ex in machines.executions(machines.replicate):
+        boto3.client("stepfunctions").stop_execution(executionArn=ex["executionArn"])
+    for edge in edges:
+        edge.hot_files = [started["file_id"]]
+        edge.beat()
+    now = time.time()
+    assert started["file_id"] in prune.run(now)["hot_replications"]
+    assert prune.run(now)["hot_replications"] == [started["file_id"]]  # same name: deduped
+    hot = [e for e in machines.executions(machines.replicate)
+           if e["name"].startswith("replicate-hot-")]
+    assert len(hot) == 1
+    status = machines.wait(hot[0]["executionArn"], pump(edges))
+    assert status["status"] == "SUCCEEDED", status
+    # Now on two live nodes: the next window finds nothing to do.
+    assert prune.run(now + 3600)["hot_replications"] == []
+
+
+def _gc(sfn_machines: Any, file_id: str, version: str) -> str:
+    from chalicelib import gc
+
+    arn = gc.start(file_id, version)
+    assert arn == _gc_arn(sfn_machines.gc, file_id, version)
+    return arn
+
+
+def test_gc_deletes_object_items_and_has_edges_evict(cp_api: Any, cp_stack: Any,
+                                                     machines: Any, isolated: Any) -> None:
+    edges = isolated(2)
+    catalog, _ = _stores(cp_stack)
+    started, done = upload(cp_api, os.urandom(CHUNK + 5))
+    record = done.json_body
+    file_id, version = started["file_id"], started["version"]
+    share = cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 60}).json_body
+    _hold(catalog, file_id, version, 2, [e.node_id for e in edges])
+
+    seen: dict[str, int] = {}
+
+    def watch() -> None:
+        meta = catalog.get_file(file_id)
+        if meta is not None and meta.status == "deleting":
+            manifest = cp_api.call("GET", f"/nodes/{edges[0].node_id}/files/{file_id}",
+                                   key=False, headers=edges[0].auth)
+            seen.setdefault("manifest", manifest.status_code)
+        pump(edges)()
+
+    arn = _gc(machines, file_id, version)
+    status = machines.wait(arn, watch)
+    assert status["status"] == "SUCCEEDED", status
+    output = json.loads(status["output"])
+    assert output["evicted"] == sorted(e.node_id for e in edges) and output["abandoned"] == []
+    assert output["object_deleted"] is True
+    assert not _exists(record["bucket"], record["key"])
+    view = catalog.file_view(file_id)
+    assert (view.meta, view.chunks, view.replicas) == (None, [], [])
+    # Tombstoned first: edges were refused the file while GC ran.
+    assert seen["manifest"] == 410
+    for edge in edges:
+        evicts = [w for w in edge.done if w["kind"] == "evict"]
+        assert [(w["file_id"], w["version"]) for w in evicts] == [(file_id, version)]
+    path = share["share_url"].removeprefix("http://control.test")
+    assert cp_api.call("GET", path, key=False).status_code in (404, 410)
+
+
+def test_gc_waits_for_an_offline_edge_and_finishes_when_it_returns(
+        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any) -> None:
+    edges = isolated(2)
+    catalog, _ = _stores(cp_stack)
+    started, _ = upload(cp_api, os.urandom(100))
+    file_id, version = started["file_id"], started["version"]
+    _hold(catalog, file_id, version, 1, [e.node_id for e in edges])
+    away = edges[1]
+    away.offline = True
+    arn = _gc(machines, file_id, version)
+    back_at = time.monotonic() + 6  # three evict timeouts (2 s each) while offline
+
+    def tick() -> None:
+        if time.monotonic() >= back_at:
+            away.offline = False
+        pump(edges)()
+
+    status = machines.wait(arn, tick)
+    assert status["status"] == "SUCCEEDED", status
+    output = json.loads(status["output"])
+    assert output["evicted"] == sorted(e.node_id for e in edges) and output["abandoned"] == []
+    entered = [e["stateEnteredEventDetails"]["name"] for e in machines.history(arn)
+               if e["type"].endswith("StateEntered")]
+    assert "WaitForNode" in entered and "CheckNode" in entered
+    # Each retry replaced the queued item: the returning edge left no evict work behind.
+    assert [w for w in away.done if w["kind"] == "evict"]
+    assert catalog.pending_work(away.node_id) == []
+    assert catalog.file_view(file_id).meta is None
+
+
+def test_prune_collects_expired_files(cp_api: Any, cp_stack: Any, machines: Any,
+                                      isolated: Any) -> None:
+    from chalicelib import prune
+
+    edges = isolated(1)
+    catalog, _ = _stores(cp_stack)
+    started, done = upload(cp_api, os.urandom(100))
+    file_id, version = started["file_id"], started["version"]
+    _hold(catalog, file_id, version, 1, [edges[0].node_id])
+    boto3.client("dynamodb").update_item(
+        TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
+        Key={"pk": {"S": f"file#{file_id}"}, "sk": {"S": "meta"}},
+        UpdateExpression="SET expires_at = :t", ExpressionAttributeValues={
+            ":t": {"N": str(int(time.time()) - 5)}})
+    assert file_id in prune.run()["collections"]
+    status = machines.wait(_gc_arn(machines.gc, file_id, version), pump(edges))
+    assert status["status"] == "SUCCEEDED", status
+    assert not _exists(done.json_body["bucket"], done.json_body["key"])
+    assert catalog.file_view(file_id).meta is None
+    assert file_id not in prune.run()["collections"]
+
+
+def test_gc_of_an_imported_file_keeps_the_customers_object(cp_api: Any, cp_stack: Any,
+                                                           machines: Any,
+                                                           isolated: Any) -> None:
+    isolated(1)
+    catalog, _ = _stores(cp_stack)
+    bucket = cp_stack.env["FSNODE_BUCKET"]
+    key = f"customer/{os.urandom(4).hex()}/film.mp4"
+    body = os.urandom(100)
+    s3 = boto3.client("s3")
+    put = s3.put_object(Bucket=bucket, Key=key, Body=body)
+    file_id, version = os.urandom(16).hex(), put["ETag"].strip('"')
+    meta = FileRecord(file_id=file_id, version=version, name="film.mp4", size=len(body),
+                      content_type="video/mp4", etag=version, last_modified=int(time.time()),
+                      chunk_size=CHUNK, bucket=bucket, key=key, source="import")
+    ddb = boto3.client("dynamodb")
+    for item in (meta.to_item(), ChunkRecord(file_id=file_id, version=version, index=0,
+                                             offset=0, length=len(body),
+                                             sha256="0" * 64).to_item()):
+        ddb.put_item(TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"], Item=item)
+    status = machines.wait(_gc(machines, file_id, version))
+    assert status["status"] == "SUCCEEDED", status
+    assert json.loads(status["output"])["object_deleted"] is False
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+    view = catalog.file_view(file_id)
+    assert (view.meta, view.chunks) == (None, [])
+
+
+@pytest.mark.parametrize("event", [{"detail-type": "Scheduled Event", "source": "aws.events",
+                                    "id": "1", "time": "2026-01-01T00:00:00Z",
+                                    "region": "us-east-1", "account": "000000000000",
+                                    "resources": [], "detail": {}, "version": "0"}])
+def test_prune_handler_takes_an_eventbridge_event(cp_app: Any, cp_client: Any,
+                                                  event: dict[str, Any]) -> None:
+    from fsnode.localstack.lambda_dispatch import LambdaContext
+
+    summary = cp_app.prune(event, LambdaContext("prune", 512, 60))
+    assert set(summary) == {"marked_dead", "lost_replicas", "hot_replications", "collections"}
+
+
+def test_gc_does_not_wait_for_a_dead_node(cp_api: Any, cp_stack: Any, machines: Any,
+                                          isolated: Any) -> None:
+    live, dead = isolated(2)
+    catalog, registry = _stores(cp_stack)
+    started, _ = upload(cp_api, os.urandom(100))
+    file_id, version = started["file_id"], started["version"]
+    _hold(catalog, file_id, version, 1, [live.node_id, dead.node_id])
+    dead.offline = True
+    assert registry.mark_dead(dead.node_id, registry.get(dead.node_id).last_heartbeat)
+    status = machines.wait(_gc(machines, file_id, version), pump([live]), timeout=15)
+    assert status["status"] == "SUCCEEDED", status
+    assert json.loads(status["output"])["evicted"] == [live.node_id]
+    assert catalog.file_view(file_id).replicas == []
+    assert catalog.pending_work(dead.node_id) == []

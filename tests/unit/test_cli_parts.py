@@ -1,0 +1,84 @@
+"""Pieces of the command line and client that need no server: parsing, resume rules, state."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fsnode import cli, state
+from fsnode.client import _resumable
+
+COMMANDS = [
+    ["upload", "x"], ["get", "x"], ["sync", "x"], ["import", "s3://b/k"], ["share", "x"],
+    ["ls"], ["rm", "x"], ["nodes"], ["cluster"], ["plan", "x"],
+    ["local", "up"], ["local", "down"], ["local", "status"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
+def test_every_command_takes_json_and_settings_flags(command: list[str]) -> None:
+    args = cli._parser().parse_args(
+        [*command, "--json", "--api-url", "http://h", "--api-key", "k", "--ca-cert", "c"]
+    )
+    assert args.json and args.api_url == "http://h" and args.ca_cert == "c"
+
+
+def fingerprint() -> dict[str, object]:
+    return {"size": 10, "mtime_ns": 5, "chunks": ["a" * 64]}
+
+
+def test_an_upload_resumes_only_for_the_same_bytes_target_and_live_urls() -> None:
+    saved = {**fingerprint(), "init": {}, "for_file_id": None, "started": time.time()}
+    assert _resumable(saved, fingerprint(), None)
+    assert not _resumable(None, fingerprint(), None)
+    assert not _resumable(saved, {**fingerprint(), "mtime_ns": 6}, None)
+    assert not _resumable(saved, {**fingerprint(), "chunks": ["b" * 64]}, None)
+    assert not _resumable(saved, fingerprint(), "ab" * 16)  # a new version of another file
+    stale = {**saved, "started": time.time() - 3600}
+    assert not _resumable(stale, fingerprint(), None)  # its presigned URLs are about to expire
+
+
+def test_state_files_round_trip_and_tolerate_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "s.json"
+    state.save(path, {"a": [1, 2]})
+    assert state.load(path) == {"a": [1, 2]}
+    assert not list(path.parent.glob("*.tmp"))
+    path.write_text("{half")
+    assert state.load(path) is None
+    path.write_text("[1]")
+    assert state.load(path) is None
+    state.remove(path)
+    state.remove(path)  # removing twice is fine
+    assert state.load(path) is None
+
+
+def test_state_paths_are_keyed_under_fsnode_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FSNODE_HOME", str(tmp_path))
+    one = state.state_path("uploads", "/a/b")
+    assert one.parent == tmp_path / "uploads"
+    assert one == state.state_path("uploads", "/a/b") != state.state_path("uploads", "/a/c")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("movie.mp4", "movie.mp4"), ("../../etc/passwd", "passwd"), ("a\\..\\b", "b"),
+     ("..", None), ("", None), (None, None)],
+)  # fmt: skip
+def test_download_names_never_escape_the_folder(name: object, expected: str | None) -> None:
+    assert cli._safe_name(name) == expected
+
+
+def test_sizes_read_well() -> None:
+    assert cli._size(None) == "?"
+    assert cli._size(512) == "512 B"
+    assert cli._size(3 * 1024**3) == "3.0 GiB"
+
+
+def test_import_needs_an_s3_address(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["import", "http://b/k", "--api-url", "http://127.0.0.1:9", "--json"])
+    assert code == 1
+    assert "s3://BUCKET/KEY" in capsys.readouterr().err
