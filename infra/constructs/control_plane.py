@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -45,12 +46,18 @@ def _chalice_packaging(source_dir: Path, work_dir: Path, region: str) -> Iterato
         source_dir
     ):
         del sys.modules["app"]
+    # chalice imports "app" by name: the functions folder must come first on the path,
+    # ahead of the repository root (which has the CDK app.py) that test runners add.
+    saved_path = list(sys.path)
+    sys.path.insert(0, str(source_dir))
+    importlib.invalidate_caches()
     try:
         # chalice asks boto3 for a region to pick the Lambda service principal.
         os.environ["AWS_DEFAULT_REGION"] = region
         with contextlib.chdir(work_dir):
             yield
     finally:
+        sys.path[:] = saved_path
         os.environ.clear()
         os.environ.update(saved_environ)
         if saved_app is not None:
