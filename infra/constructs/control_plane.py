@@ -41,11 +41,10 @@ def _chalice_packaging(source_dir: Path, work_dir: Path, region: str) -> Iterato
     work_dir.mkdir(parents=True, exist_ok=True)
     _prune_old_packages(work_dir / "chalice.out")
     saved_environ = dict(os.environ)
-    saved_app = sys.modules.get("app")
-    if saved_app is not None and Path(getattr(saved_app, "__file__", "") or "").parent != (
-        source_dir
-    ):
-        del sys.modules["app"]
+    # The app and its chalicelib are imported fresh and dropped afterwards: Chalice
+    # blueprints cannot be registered on two apps in one process (the second
+    # registration loses its methods), and a test run may load the app itself too.
+    saved_modules = {name: sys.modules.pop(name) for name in list(sys.modules) if _ours(name)}
     # chalice imports "app" by name: the functions folder must come first on the path,
     # ahead of the repository root (which has the CDK app.py) that test runners add.
     saved_path = list(sys.path)
@@ -60,8 +59,13 @@ def _chalice_packaging(source_dir: Path, work_dir: Path, region: str) -> Iterato
         sys.path[:] = saved_path
         os.environ.clear()
         os.environ.update(saved_environ)
-        if saved_app is not None:
-            sys.modules["app"] = saved_app
+        for name in [name for name in sys.modules if _ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved_modules)
+
+
+def _ours(module_name: str) -> bool:
+    return module_name == "app" or module_name.partition(".")[0] == "chalicelib"
 
 
 def _prune_old_packages(out_dir: Path, max_age_seconds: float = 3600) -> None:
