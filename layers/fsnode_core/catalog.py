@@ -8,7 +8,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable
@@ -26,10 +25,11 @@ from fsnode_core.models import (
     file_pk,
     node_work_pk,
 )
+from fsnode_core.store_base import DynamoStore
 from fsnode_core.store_errors import domain_error, error_code
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 _BATCH = 25  # BatchWriteItem's limit
 LISTING_INDEX = "by_listing"
@@ -37,19 +37,8 @@ _LISTING_KEY = {"pk", "sk", "list_pk", "list_sk"}
 _BATCH_RETRIES = 8
 
 
-class ChunkCatalog:
+class ChunkCatalog(DynamoStore):
     """File metadata, chunk hashes, replica facts and pending edge work."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        """The DynamoDB client, built on first use when none was given."""
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     # Files -------------------------------------------------------------------------
 

@@ -4,31 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fsnode_core.ddb import to_attr
 from fsnode_core.errors import NotFound
 from fsnode_core.models import NODE_DEAD, NodeRecord
+from fsnode_core.store_base import DynamoStore
 from fsnode_core.store_errors import domain_error, error_code
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 
-class NodeRegistry:
+class NodeRegistry(DynamoStore):
     """Edge nodes: register, heartbeat, list. Every write that races is conditional."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        """The DynamoDB client, built on first use when none was given."""
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     def create(self, node: NodeRecord) -> None:
         """Store a new node; a node id that already exists is a Conflict."""
