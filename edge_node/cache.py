@@ -10,7 +10,9 @@ against their SHA-256 on first use.
 A miss starts one fill per chunk (request collapsing): the chunk is split into a
 few parts fetched by concurrent ranged GETs into one preallocated buffer, and
 every waiter streams from that buffer as bytes land, without waiting for the
-whole chunk. The SHA-256 is computed as the contiguous prefix grows. A streaming
+whole chunk. The SHA-256 is computed as the contiguous prefix grows. A chunk
+whose hash nobody knows yet (an imported object) verifies when the control plane
+records the digest or answers that it already had it (``HashSettler``). A streaming
 reader holds back the last byte of its slice until the chunk has verified; if
 the check fails the reader raises, the server cuts the connection, and the
 client sees a body shorter than its Content-Length instead of a clean end. The
@@ -78,7 +80,16 @@ class Origin(Protocol):
         offset: int,
         view: memoryview,
         progress: Callable[[int], None],
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
     ) -> None: ...
+
+
+class HashSettler(Protocol):
+    """Fixes unknown chunk hashes (``edge_node.chunk_hashes.ChunkHashRecorder``)."""
+
+    async def settle(self, manifest: Manifest, index: int, sha256: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +101,8 @@ class CacheConfig:
     low_water: float = 0.80
     # Keep at least this share of the cache's filesystem free, whatever max_bytes says.
     min_free_ratio: float = 0.05
-    memory_bytes: int = 256 * MIB
-    fill_memory_bytes: int = 256 * MIB
+    memory_bytes: int = 64 * MIB
+    fill_memory_bytes: int = 64 * MIB
     part_bytes: int = 2 * MIB
     max_parts: int = 4
     max_prefetch_fills: int = 4
@@ -122,9 +133,14 @@ class CacheEntry:
     key: ChunkKey
     path: Path
     size: int
-    verified: bool
+    # The SHA-256 the bytes were checked against; None until checked (found at start).
+    sha256: str | None
     pins: int = 0
     hits: int = 0
+
+    @property
+    def verified(self) -> bool:
+        return self.sha256 is not None
 
 
 @dataclass(slots=True)
@@ -149,6 +165,8 @@ class CacheStats:
     # ``prefetches`` they tell apart why the origin was read.
     demand_fills: int = 0
     warm_fills: int = 0
+    # Chunks without a known hash that verified by having theirs recorded or matched.
+    hashes_learned: int = 0
 
 
 # -- streaming fills ---------------------------------------------------------------
@@ -252,8 +270,9 @@ class ChunkLease:
     fd: int | None = None
     released: bool = False
 
-    async def ready(self, offset: int) -> None:
-        """Return once the byte at ``offset`` can be sent (raise if it never will)."""
+    async def ready(self, offset: int, length: int) -> None:
+        """Return once the first of ``length`` bytes at ``offset`` can be sent (raise
+        if it never will)."""
 
     def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
         raise TypeError("abstract")
@@ -309,8 +328,13 @@ class StreamLease(ChunkLease):
         self.size = buffer.length
         self.buffer = buffer
 
-    async def ready(self, offset: int) -> None:
+    async def ready(self, offset: int, length: int) -> None:
         buffer = self.buffer
+        if length <= 1:
+            # That one byte is the held-back last one: it waits for verification, so
+            # the answer's status can still tell a failed check (see ``blocks``).
+            await asyncio.shield(buffer.outcome)
+            return
         while buffer.available(offset) <= offset:
             if buffer.outcome.done():
                 await buffer.outcome  # raises the fill's error
@@ -373,13 +397,17 @@ class _ByteBudget:
 class ChunkCache:
     """Chunks in memory and on disk, filled by streaming, collapsed, verified fills."""
 
-    def __init__(self, root: Path, origin: Origin, config: CacheConfig) -> None:
+    def __init__(
+        self, root: Path, origin: Origin, config: CacheConfig, hashes: HashSettler | None = None
+    ) -> None:
         self._root = root
         self._chunks = root / "chunks"
         self._tmp = root / "tmp"
         self.config = config
         self.max_bytes = config.max_bytes
         self._origin = origin
+        # Without a settler, chunks of unknown hash cannot be served (fail closed).
+        self._hashes = hashes
         self._index: OrderedDict[ChunkKey, CacheEntry] = OrderedDict()
         self._memory: OrderedDict[ChunkKey, MemoryEntry] = OrderedDict()
         self._inflight: dict[ChunkKey, _Fill] = {}
@@ -406,7 +434,7 @@ class ChunkCache:
         self._index.clear()
         self._used = 0
         for key, path, size in found:
-            self._index[key] = CacheEntry(key=key, path=path, size=size, verified=False)
+            self._index[key] = CacheEntry(key=key, path=path, size=size, sha256=None)
             self._used += size
         await self._refresh_disk()
         log.info("chunk cache opened chunks=%d bytes=%d", len(found), self._used)
@@ -572,13 +600,13 @@ class ChunkCache:
     async def _try_hit(self, key: ChunkKey, *, memory: bool) -> ChunkLease | None:
         stored = self._memory.get(key)
         entry = self._index.get(key)
-        if stored is not None and (memory or entry is None or not entry.verified):
+        if stored is not None and (memory or entry is None or entry.sha256 is None):
             stored.pins += 1
             self._memory.move_to_end(key)
             if entry is not None:
                 self._index.move_to_end(key)
             return MemoryLease(key, stored)
-        if entry is None or not entry.verified:
+        if entry is None or entry.sha256 is None:
             return None
         entry.pins += 1
         self._index.move_to_end(key)
@@ -620,15 +648,19 @@ class ChunkCache:
         if isinstance(lease, DiskLease | MemoryLease):
             lease.entry.pins -= 1
 
-    async def ensure(self, manifest: Manifest, index: int) -> None:
-        """Make sure the chunk is verified and kept on disk (warm work)."""
+    async def ensure(self, manifest: Manifest, index: int) -> str:
+        """Make sure the chunk is verified and kept on disk (warm work); its SHA-256.
+
+        The hash may be one this edge has just recorded (an imported chunk), so the
+        answer, not ``manifest``, is what to report.
+        """
         if not 0 <= index < len(manifest.chunks):
             raise ValueError(f"chunk {index} is outside the file")
         key = self._key(manifest, index)
         for _ in range(4):
             entry = self._index.get(key)
-            if entry is not None and entry.verified:
-                return
+            if entry is not None and entry.sha256 is not None:
+                return entry.sha256
             fill = self._inflight.get(key)
             if fill is None:
                 fill = self._start_fill(key, manifest, index, False)
@@ -637,8 +669,8 @@ class ChunkCache:
             # shield: the work item going away must not cancel a fill others share.
             await asyncio.shield(fill.task)
             entry = self._index.get(key)
-            if entry is not None and entry.verified:
-                return
+            if entry is not None and entry.sha256 is not None:
+                return entry.sha256
             if entry is None and key not in self._inflight:
                 raise Unavailable("no disk space to keep the chunk", key=key)
         raise Unavailable("the chunk kept being evicted while it was warmed", key=key)
@@ -689,7 +721,7 @@ class ChunkCache:
         try:
             entry = self._index.get(key)
             if entry is not None and not entry.verified:
-                if await self._verify_on_disk(key, entry, chunk):
+                if await self._verify_on_disk(key, entry, manifest, chunk):
                     return True
             elif entry is not None and entry.size != chunk.length:
                 await self._remove(key)
@@ -698,7 +730,7 @@ class ChunkCache:
                 holding = True
             reserved = await self._reserve(chunk.length)
             try:
-                buffer = await self._download_verified(manifest, chunk, fill)
+                buffer, digest = await self._download_verified(manifest, chunk, fill)
                 self._memory_put(key, buffer.data)
                 self.stats.fills += 1
                 stored = reserved and await self._store(key, buffer.data)
@@ -712,7 +744,7 @@ class ChunkCache:
             if old is not None:
                 self._used -= old.size
             self._index[key] = CacheEntry(
-                key=key, path=self.path_for(key), size=chunk.length, verified=True
+                key=key, path=self.path_for(key), size=chunk.length, sha256=digest
             )
             self._used += chunk.length
             self.stats.bytes_stored += chunk.length
@@ -731,18 +763,27 @@ class ChunkCache:
             return False
         return True
 
-    async def _verify_on_disk(self, key: ChunkKey, entry: CacheEntry, chunk: ChunkInfo) -> bool:
+    async def _verify_on_disk(
+        self, key: ChunkKey, entry: CacheEntry, manifest: Manifest, chunk: ChunkInfo
+    ) -> bool:
         # Found on disk at start: check it once before its first use.
+        digest = None
         entry.pins += 1
         try:
-            ok = entry.size == chunk.length and await asyncio.to_thread(
-                _file_sha256_matches, entry.path, chunk.sha256
-            )
+            if entry.size == chunk.length:
+                digest = await asyncio.to_thread(_file_sha256, entry.path)
         finally:
             entry.pins -= 1
-        if ok:
-            entry.verified = True
-            return True
+        expected = chunk.sha256
+        if digest is not None and expected is None:
+            # Kept before its hash reached this manifest copy: settle it like a fetch.
+            with contextlib.suppress(IntegrityError):
+                expected = await self._settle(manifest, chunk, digest)
+        if digest is not None and digest == expected:
+            if self._index.get(key) is entry:
+                entry.sha256 = digest
+                return True
+            return False
         self.stats.integrity_failures += 1
         log.warning("cached chunk failed its SHA-256 check; refetching key=%s", key)
         await self._remove(key)
@@ -750,15 +791,31 @@ class ChunkCache:
 
     async def _download_verified(
         self, manifest: Manifest, chunk: ChunkInfo, fill: _Fill
-    ) -> FillBuffer:
-        # One fresh try on a mismatch: a flipped bit in transit is worth a retry, a
-        # wrong object at the origin is not worth more. Readers of the bad buffer fail.
+    ) -> tuple[FillBuffer, str]:
+        """The chunk's bytes and their SHA-256, checked against the known hash, or
+        against the hash the control plane holds once ours is offered (unknown hash).
+
+        One fresh try on a mismatch: a flipped bit in transit is worth a retry, a
+        wrong object at the origin is not worth more. Readers of the bad buffer fail.
+        """
+        expected = chunk.sha256
         for attempt in (1, 2):
             buffer = FillBuffer(chunk.length, self.config.part_bytes, self.config.max_parts)
             fill.buffer = buffer
             fill.notify()
             try:
-                await self._download(buffer, manifest, chunk)
+                digest = await self._download(buffer, manifest, chunk)
+                if expected is None:
+                    # Until the control plane answers, the held-back last byte waits.
+                    expected = await self._settle(manifest, chunk, digest)
+                    if digest == expected:
+                        self.stats.hashes_learned += 1
+                if digest != expected:
+                    raise IntegrityError(
+                        "origin bytes do not match the recorded SHA-256",
+                        file_id=manifest.file_id,
+                        chunk=chunk.index,
+                    )
             except IntegrityError as exc:
                 buffer.fail(exc)
                 self.stats.integrity_failures += 1
@@ -775,11 +832,17 @@ class ChunkCache:
                 buffer.fail(exc)
                 raise
             buffer.succeed()
-            return buffer
+            return buffer, digest
         raise AssertionError("unreachable")
 
-    async def _download(self, buffer: FillBuffer, manifest: Manifest, chunk: ChunkInfo) -> None:
-        """Concurrent ranged reads of the parts, hashing the prefix as it grows."""
+    async def _settle(self, manifest: Manifest, chunk: ChunkInfo, digest: str) -> str:
+        if self._hashes is None:
+            raise Unavailable("the chunk's SHA-256 is unknown", chunk=chunk.index)
+        return await self._hashes.settle(manifest, chunk.index, digest)
+
+    async def _download(self, buffer: FillBuffer, manifest: Manifest, chunk: ChunkInfo) -> str:
+        """Concurrent ranged reads of the parts, hashing the prefix as it grows; the
+        SHA-256 of the whole chunk."""
 
         async def part(index: int, start: int, stop: int) -> None:
             await self._origin.read_into(
@@ -788,6 +851,8 @@ class ChunkCache:
                 chunk.offset + start,
                 buffer.view[start:stop],
                 lambda count: buffer.progress(index, count),
+                version_id=manifest.version_id,
+                etag=manifest.origin_etag,
             )
 
         tasks = [
@@ -817,12 +882,7 @@ class ChunkCache:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        if digest.hexdigest() != chunk.sha256:
-            raise IntegrityError(
-                "origin bytes do not match the recorded SHA-256",
-                file_id=manifest.file_id,
-                chunk=chunk.index,
-            )
+        return digest.hexdigest()
 
     def _write_atomic(self, path: Path, data: bytearray) -> None:
         # No fsync: after a crash a damaged chunk fails its lazy SHA-256 check at
@@ -991,15 +1051,15 @@ class ChunkCache:
             self._used -= entry.size
 
 
-def _file_sha256_matches(path: Path, expected: str) -> bool:
+def _file_sha256(path: Path) -> str | None:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
             while block := handle.read(MIB):
                 digest.update(block)
     except FileNotFoundError:
-        return False
-    return digest.hexdigest() == expected
+        return None
+    return digest.hexdigest()
 
 
 def _unlink_all(paths: list[Path]) -> None:

@@ -21,6 +21,7 @@ from fsnode_core.errors import Conflict, FsnodeError, NotFound, Unauthorized, Un
 
 from edge_node import tls
 from edge_node.cache import ChunkCache
+from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
 from edge_node.heartbeat import HeartbeatLoop
 from edge_node.manifests import ManifestStore
@@ -48,8 +49,13 @@ class EdgeNode:
         self.origin = OriginFetcher(
             settings.origin_config(), on_bytes=self.metrics.add_origin_bytes
         )
-        self.cache = ChunkCache(settings.state_dir / "cache", self.origin, settings.cache_config())
         self.manifests = ManifestStore(self.client, settings.state_dir)
+        self.cache = ChunkCache(
+            settings.state_dir / "cache",
+            self.origin,
+            settings.cache_config(),
+            hashes=ChunkHashRecorder(self.client, self.manifests),
+        )
         self.keys = ShareKeys()
         self.registration: Registration | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -205,6 +211,7 @@ class EdgeNode:
             sendfile=self.settings.sendfile,
             readahead=ReadAhead(self.settings.readahead_chunks),
             origin=self.origin,
+            trusted_proxy_hops=self.settings.trusted_proxy_hops,
         )
         runner = web.AppRunner(
             build_app(context),

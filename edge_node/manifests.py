@@ -1,6 +1,11 @@
 """File manifests: what the control plane knows about a file version (size, chunk
 hashes, origin location), cached in memory and on disk so files already seen keep
 serving while the control plane is down.
+
+A chunk's SHA-256 may be unknown (``None``): an imported S3 object is hashed by
+the first edge that fetches it, which records the hash with the control plane
+and then learns it here (``ManifestStore.learn_hash``), so later fills and a
+restart check against it without asking again.
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 # Statuses that mean "not servable": the file was never finished, or is gone.
 _NOT_READY = frozenset({"pending", "uploading", "importing"})
 _GONE = frozenset({"deleted", "deleting", "expired", "gone"})
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +42,8 @@ class ChunkInfo:
     index: int
     offset: int
     length: int
-    sha256: str
+    # None until someone has hashed the chunk (an imported object): see the module doc.
+    sha256: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,13 @@ class Manifest:
     key: str
     status: str
     chunks: tuple[ChunkInfo, ...]
+    # The file's name: what a prefix share (``pfx=``) is checked against.
+    name: str = ""
+    # "upload" (an object at a key only the control plane writes) or "import" (an
+    # object someone else owns, which may be replaced under the same key).
+    source: str = "upload"
+    # The S3 object version an import is pinned to (None: an upload, or no versioning).
+    version_id: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
@@ -65,7 +80,7 @@ class Manifest:
                     index=int(c["index"]),
                     offset=int(c["offset"]),
                     length=int(c["length"]),
-                    sha256=str(c["sha256"]).lower(),
+                    sha256=None if c.get("sha256") is None else str(c["sha256"]).lower(),
                 )
                 for c in data["chunks"]
             )
@@ -81,6 +96,9 @@ class Manifest:
                 key=str(data["key"]),
                 status=str(data.get("status") or "ready"),
                 chunks=tuple(sorted(chunks, key=lambda c: c.index)),
+                name=str(data.get("name") or ""),
+                source=str(data.get("source") or "upload"),
+                version_id=str(data["version_id"]) if data.get("version_id") else None,
             )
             manifest._check_chunks()
         except (KeyError, TypeError, ValueError, FsnodeError) as exc:
@@ -96,8 +114,8 @@ class Manifest:
             offset, length = chunk_bounds(expected, self.size, self.chunk_size)
             if (chunk.index, chunk.offset, chunk.length) != (expected, offset, length):
                 raise ValueError(f"manifest chunk {chunk.index} has wrong bounds")
-            if len(chunk.sha256) != 64:
-                raise ValueError(f"manifest chunk {chunk.index} has no SHA-256")
+            if chunk.sha256 is not None and not _SHA256.fullmatch(chunk.sha256):
+                raise ValueError(f"manifest chunk {chunk.index} has a malformed SHA-256")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,11 +129,37 @@ class Manifest:
             "bucket": self.bucket,
             "key": self.key,
             "status": self.status,
+            "name": self.name,
+            "source": self.source,
+            "version_id": self.version_id,
             "chunks": [
                 {"index": c.index, "offset": c.offset, "length": c.length, "sha256": c.sha256}
                 for c in self.chunks
             ],
         }
+
+    @property
+    def origin_etag(self) -> str | None:
+        """The ETag origin reads must match (If-Match), if any. An import's key belongs
+        to someone else and may get another object; an upload's key is written once,
+        by the control plane, so it needs no check (and other origins, such as a
+        static server in a benchmark, keep their own ETags)."""
+        return (self.etag or None) if self.source == "import" else None
+
+    def with_hashes(self, known: Mapping[int, str]) -> Manifest:
+        """This manifest with the unknown chunk hashes that ``known`` has filled in."""
+        if not any(c.sha256 is None and c.index in known for c in self.chunks):
+            return self
+        chunks = tuple(
+            replace(c, sha256=known[c.index])
+            if c.sha256 is None and c.index in known
+            else c
+            for c in self.chunks
+        )
+        return replace(self, chunks=chunks)
+
+    def known_hashes(self) -> dict[int, str]:
+        return {c.index: c.sha256 for c in self.chunks if c.sha256 is not None}
 
     def check_servable(self) -> None:
         status = self.status.lower()
@@ -135,8 +179,11 @@ class ManifestStore:
     """Manifests by file id: memory first, then the source, then the disk copy.
 
     A version's bytes never change (a new version is a new cache key), so a cached
-    manifest of the signed version is trusted for ``fresh_seconds``; after that it
-    is refetched so deletions reach the edge, and reused when the source is down.
+    manifest is trusted for ``fresh_seconds``; after that it is refetched so
+    deletions and new versions reach the edge, and reused when the source is down.
+    Chunk hashes are only ever learned, never forgotten: a refetched manifest of the
+    same version keeps the hashes this edge has recorded, even if the answer was
+    read before the record landed.
     """
 
     def __init__(
@@ -147,9 +194,13 @@ class ManifestStore:
         self._fresh = fresh_seconds
         self._memory: dict[str, tuple[float, Manifest]] = {}
         self._inflight: dict[str, asyncio.Task[Manifest]] = {}
+        # Disk writes go one at a time and copy what memory holds then, so the disk
+        # copy ends up as the latest manifest (learned hashes included).
+        self._disk_lock = asyncio.Lock()
 
-    async def get(self, file_id: str, version: str) -> Manifest:
-        """The manifest of ``file_id`` if its current version is ``version``.
+    async def get(self, file_id: str, version: str | None) -> Manifest:
+        """The manifest of ``file_id`` if its current version is ``version`` (any
+        version when ``version`` is None: a prefix share serves the current one).
 
         Raises Gone when the file has moved on to another version (the share names
         a superseded one), NotFound/Gone when the control plane says so, and
@@ -162,7 +213,8 @@ class ManifestStore:
                 # Loaded copies are stale by definition: refetch, keep as fallback.
                 cached = (float("-inf"), disk)
                 self._memory[file_id] = cached
-        if cached and cached[1].version == version and time.monotonic() - cached[0] < self._fresh:
+        usable = cached is not None and version in (None, cached[1].version)
+        if cached is not None and usable and time.monotonic() - cached[0] < self._fresh:
             manifest = cached[1]
         else:
             try:
@@ -171,11 +223,11 @@ class ManifestStore:
                 self.forget(file_id)
                 raise
             except Unavailable:
-                if cached is None or cached[1].version != version:
+                if cached is None or not usable:
                     raise
                 log.warning("control plane unavailable; serving cached manifest file=%s", file_id)
                 manifest = cached[1]
-        if manifest.version != version:
+        if version is not None and manifest.version != version:
             raise Gone(
                 "the share URL names a version the file no longer has",
                 file_id=file_id,
@@ -184,10 +236,25 @@ class ManifestStore:
         manifest.check_servable()
         return manifest
 
+    async def refresh(self, file_id: str) -> Manifest:
+        """The control plane's manifest now, whatever is cached (after a hash conflict)."""
+        return await self._fetch(file_id)
+
     def peek(self, file_id: str) -> Manifest | None:
         """The cached manifest, if any, without I/O."""
         cached = self._memory.get(file_id)
         return cached[1] if cached else None
+
+    async def learn_hash(self, file_id: str, version: str, index: int, sha256: str) -> None:
+        """Keep a chunk hash the control plane has just confirmed (memory and disk)."""
+        cached = self._memory.get(file_id)
+        if cached is None or cached[1].version != version:
+            return
+        manifest = cached[1].with_hashes({index: sha256})
+        if manifest is cached[1]:
+            return
+        self._memory[file_id] = (cached[0], manifest)
+        await self._persist(file_id)
 
     def forget(self, file_id: str) -> None:
         self._memory.pop(file_id, None)
@@ -208,9 +275,18 @@ class ManifestStore:
         manifest = await self._source.fetch_manifest(file_id)
         if manifest.file_id != file_id:
             raise Unavailable("the control plane answered with another file's manifest")
+        cached = self._memory.get(file_id)
+        if cached is not None and cached[1].version == manifest.version:
+            manifest = manifest.with_hashes(cached[1].known_hashes())
         self._memory[file_id] = (time.monotonic(), manifest)
-        await asyncio.to_thread(self._write_disk, manifest)
+        await self._persist(file_id)
         return manifest
+
+    async def _persist(self, file_id: str) -> None:
+        async with self._disk_lock:
+            cached = self._memory.get(file_id)
+            if cached is not None:
+                await asyncio.to_thread(self._write_disk, cached[1])
 
     def _read_disk(self, file_id: str) -> Manifest | None:
         path = self._dir / f"{file_id}.json"

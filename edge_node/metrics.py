@@ -65,6 +65,12 @@ class EdgeMetrics:
                 "Chunks that failed their SHA-256 check.",
                 stats.integrity_failures,
             ),
+            (
+                "chunk_hashes_learned_total",
+                "counter",
+                "Chunks of unknown hash verified by recording or matching theirs.",
+                stats.hashes_learned,
+            ),
             ("bytes_served_total", "counter", "Body bytes written to clients.", self.bytes_served),
             (
                 "sendfile_bytes_total",

@@ -11,7 +11,12 @@ retried from the first missing byte with capped exponential backoff and full
 jitter. The budget counts failures without progress: ``max_attempts`` failed
 attempts in a row, or ``budget_seconds`` since the last byte arrived, whichever
 comes first; then OriginTimeout (the last failure was a timeout) or OriginError.
-Answers retrying cannot fix (403, 404, 416) fail at once.
+Answers retrying cannot fix (403, 404, 412, 416) fail at once.
+
+Reads can be pinned to the object a manifest describes: its S3 version id (an
+import from a versioned bucket) and ``If-Match`` its ETag (any import), so an
+object replaced under the same key fails (412) instead of being served as the
+file: a chunk hashed on first fetch must hash the file's bytes, not a newer object's.
 """
 
 from __future__ import annotations
@@ -61,6 +66,18 @@ class _Retry(Exception):
         self.timeout = timeout
 
 
+@dataclass(frozen=True, slots=True)
+class _Pin:
+    """Which object a read must see: an S3 version id, an ETag (quoted), or neither."""
+
+    version_id: str | None
+    etag: str | None
+
+
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+
+
 @dataclass(slots=True)
 class _Cursor:
     """Bytes of the range in place so far (survives a failed attempt: resume there)."""
@@ -84,7 +101,7 @@ class OriginFetcher:
         self._on_bytes = on_bytes
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._urls: dict[tuple[str, str], tuple[float, str]] = {}
+        self._urls: dict[tuple[str, str, str | None], tuple[float, str]] = {}
         # Counters for /metrics.
         self.requests = 0
         self.retries = 0
@@ -120,25 +137,28 @@ class OriginFetcher:
         self._session = None
         self._slots = None
 
-    def _sign(self, bucket: str, key: str) -> str:
+    def _sign(self, bucket: str, key: str, version_id: str | None) -> str:
+        params = {"Bucket": bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
         url: str = self._s3().generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=_URL_TTL
+            "get_object", Params=params, ExpiresIn=_URL_TTL
         )
         return url
 
-    async def _url(self, bucket: str, key: str) -> tuple[str, bool]:
+    async def _url(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bool]:
         """A presigned GET URL, and whether it was reused rather than signed now."""
         now = time.monotonic()
-        cached = self._urls.get((bucket, key))
+        cached = self._urls.get((bucket, key, version_id))
         if cached is not None and now - cached[0] < _URL_REUSE:
             return cached[1], True
         try:
-            url: str = await asyncio.to_thread(self._sign, bucket, key)
+            url: str = await asyncio.to_thread(self._sign, bucket, key, version_id)
         except BotoCoreError as exc:  # no credentials, no region: retrying will not help
             raise OriginError("cannot sign origin requests", reason=str(exc)) from exc
         if len(self._urls) > 4096:
             self._urls.clear()
-        self._urls[(bucket, key)] = (now, url)
+        self._urls[(bucket, key, version_id)] = (now, url)
         return url, False
 
     async def read_into(
@@ -148,9 +168,14 @@ class OriginFetcher:
         offset: int,
         view: memoryview,
         progress: Callable[[int], None],
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
     ) -> None:
         """Fill ``view`` with the object's bytes from ``offset``; ``progress(n)`` after
-        each ``n`` new bytes (they are in place, in order, when it is called)."""
+        each ``n`` new bytes (they are in place, in order, when it is called).
+        ``version_id`` and ``etag`` pin the object (see the module docstring)."""
+        pin = _Pin(version_id or None, _quoted(etag) if etag else None)
         cursor = _Cursor()
         failures = 0
         deadline = time.monotonic() + self.config.budget_seconds
@@ -158,7 +183,7 @@ class OriginFetcher:
             self.requests += 1
             before = cursor.got
             try:
-                await self._attempt(bucket, key, offset, view, cursor, progress)
+                await self._attempt(bucket, key, pin, offset, view, cursor, progress)
                 continue
             except _Retry as exc:
                 failure = exc
@@ -184,20 +209,24 @@ class OriginFetcher:
         self,
         bucket: str,
         key: str,
+        pin: _Pin,
         offset: int,
         view: memoryview,
         cursor: _Cursor,
         progress: Callable[[int], None],
     ) -> None:
         total = len(view)
-        url, reused = await self._url(bucket, key)
+        url, reused = await self._url(bucket, key, pin.version_id)
         session, slots = self._http()
         first, last = offset + cursor.got, offset + total - 1
+        headers = {"Range": f"bytes={first}-{last}"}
+        if pin.etag:
+            headers["If-Match"] = pin.etag
         async with slots:
             try:
-                async with session.get(url, headers={"Range": f"bytes={first}-{last}"}) as answer:
+                async with session.get(url, headers=headers) as answer:
                     if answer.status in _PERMANENT_STATUS:
-                        self._urls.pop((bucket, key), None)
+                        self._urls.pop((bucket, key, pin.version_id), None)
                         if answer.status == 403 and reused:
                             # Maybe the reused signature went stale (rotated credentials).
                             raise _Retry("403 on a reused presigned URL; signing again")

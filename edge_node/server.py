@@ -15,6 +15,7 @@ import calendar
 import contextlib
 import email.utils
 import hashlib
+import ipaddress
 import logging
 import os
 import secrets
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
-from fsnode_core.errors import FsnodeError, RangeNotSatisfiable
+from fsnode_core.errors import Forbidden, FsnodeError, RangeNotSatisfiable
 from fsnode_core.ids import check_id
 from fsnode_core.signing import SharePolicy, ShareVerifier
 
@@ -77,8 +78,42 @@ class ShareKeys:
             self._verifier = ShareVerifier.from_pems(pems)
             self._pems = dict(pems)
 
-    def verify(self, file_id: str, query: Mapping[str, str]) -> SharePolicy:
-        return self._verifier.verify(file_id, query)
+    def verify(
+        self, file_id: str, query: Mapping[str, str], client_ip: str | None = None
+    ) -> SharePolicy:
+        """The share's policy for ``file_id`` (Forbidden if none). A prefix share is
+        let through: the caller checks ``policy.covers(name)`` with the manifest."""
+        return self._verifier.verify(file_id, query, client_ip=client_ip, allow_prefix=True)
+
+
+def client_address(request: web.Request, trusted_proxy_hops: int) -> str | None:
+    """The client's IP address for ``ip=`` shares (None when it cannot be known).
+
+    The TCP peer, unless ``trusted_proxy_hops`` proxies in front append to
+    ``X-Forwarded-For`` (an ALB does): then the entry that many places from the
+    right, the address the outermost trusted proxy saw. Entries left of it come
+    from the client and prove nothing. A network load balancer passing TCP through
+    with client IP preservation needs no header: the peer is the client.
+    """
+    if trusted_proxy_hops > 0:
+        header = ",".join(request.headers.getall("X-Forwarded-For", ()))
+        entries = [entry.strip() for entry in header.split(",")]
+        if len(entries) < trusted_proxy_hops:
+            return None
+        raw = entries[-trusted_proxy_hops]
+    else:
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if not peer:
+            return None
+        raw = str(peer[0])
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return None
+    # A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
 
 
 class ReadAhead:
@@ -125,6 +160,8 @@ class EdgeContext:
     sendfile: bool = True
     readahead: ReadAhead = field(default_factory=ReadAhead)
     origin: OriginFetcher | None = None
+    # Proxies in front that append the client to X-Forwarded-For (see client_address).
+    trusted_proxy_hops: int = 0
 
 
 EDGE = web.AppKey("edge", EdgeContext)
@@ -238,14 +275,20 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
 
 async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResponse:
     file_id = check_id(request.match_info["file_id"], "file_id")
-    policy = edge.keys.verify(file_id, request.query)
-    manifest = await edge.manifests.get(file_id, policy.version)
+    query = request.query
+    # The address only matters to ip= shares; skip the lookup for the others.
+    client_ip = client_address(request, edge.trusted_proxy_hops) if "ip" in query else None
+    policy = edge.keys.verify(file_id, query, client_ip)
+    # A prefix share has no version: it grants the file's current one.
+    manifest = await edge.manifests.get(file_id, policy.version or None)
+    if not policy.covers(manifest.name):
+        raise Forbidden("the share URL's prefix does not cover this file")
     etag = strong_etag(manifest)
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,
         "Last-Modified": email.utils.formatdate(manifest.last_modified, usegmt=True),
-        "Cache-Control": _cache_control(policy.expires),
+        "Cache-Control": _cache_control(policy),
     }
 
     if _not_modified(request, etag, manifest.last_modified):
@@ -304,10 +347,14 @@ def strong_etag(manifest: Manifest) -> str:
     return '"' + hashlib.sha256(seed.encode()).hexdigest()[:32] + '"'
 
 
-def _cache_control(expires: int) -> str:
+def _cache_control(policy: SharePolicy) -> str:
     # The URL stops working at ``expires``; no cache may keep it longer, and only
     # the client's own cache (private) since the URL is a bearer credential.
-    remaining = max(0, min(MAX_CACHE_SECONDS, expires - int(time.time())))
+    if policy.prefix is not None:
+        # The URL names no version: a new one may replace the bytes, so the client
+        # revalidates (ETag, 304) instead of trusting its copy until expiry.
+        return "private, no-cache"
+    remaining = max(0, min(MAX_CACHE_SECONDS, policy.expires - int(time.time())))
     return f"private, max-age={remaining}"
 
 
@@ -410,9 +457,11 @@ async def _stream(
     # cold start is still a proper 502/504 with a JSON body.
     first_lease = None
     if plan:
-        first_lease = await cache.acquire(manifest, plan[0][0] // chunk_size, memory=not plain)
+        start, end = plan[0]
+        first_lease = await cache.acquire(manifest, start // chunk_size, memory=not plain)
+        offset = start % chunk_size
         try:
-            await first_lease.ready(plan[0][0] % chunk_size)
+            await first_lease.ready(offset, min(end - start + 1, chunk_size - offset))
         except BaseException:
             cache.release(first_lease)
             raise

@@ -14,6 +14,15 @@ from edge_node.origin import OriginConfig
 
 MIB = 1024 * 1024
 DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
+# Memory defaults sized for a small node (about 2 GiB of RAM): the memory tier is
+# a sixteenth of the disk cap, at most 64 MiB; fill buffers share 64 MiB (16
+# concurrent 4 MiB chunk fills). Bigger nodes raise both through the environment.
+MEMORY_CACHE_CEILING = 64 * MIB
+DEFAULT_FILL_MEMORY_BYTES = 64 * MIB
+
+
+def default_memory_cache_bytes(cache_max_bytes: int) -> int:
+    return min(MEMORY_CACHE_CEILING, cache_max_bytes // 16)
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
@@ -47,8 +56,8 @@ class EdgeSettings:
     cache_low_water: float = 0.80
     cache_min_free_ratio: float = 0.05
     # The memory tier for the hottest chunks, and the memory all fill buffers share.
-    memory_cache_bytes: int = 256 * MIB
-    fill_memory_bytes: int = 256 * MIB
+    memory_cache_bytes: int = MEMORY_CACHE_CEILING
+    fill_memory_bytes: int = DEFAULT_FILL_MEMORY_BYTES
     # Concurrent ranged GETs: a chunk splits into parts of at least part_bytes, at
     # most parallel_parts of them; connections caps all origin GETs at once.
     origin_part_bytes: int = 2 * MIB
@@ -61,6 +70,8 @@ class EdgeSettings:
     readahead_chunks: int = 2
     # Renew the certificate at 2/3 of its lifetime, or earlier when less than this remains.
     cert_renew_margin_seconds: float = 24 * 3600.0
+    # Proxies in front that append the client to X-Forwarded-For (0: use the TCP peer).
+    trusted_proxy_hops: int = 0
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(
@@ -123,8 +134,13 @@ class EdgeSettings:
             cache_high_water=_share(source, "FSNODE_CACHE_HIGH_WATER", 0.90),
             cache_low_water=_share(source, "FSNODE_CACHE_LOW_WATER", 0.80),
             cache_min_free_ratio=_share(source, "FSNODE_CACHE_MIN_FREE_RATIO", 0.05),
-            memory_cache_bytes=_int(source, "FSNODE_MEMORY_CACHE_BYTES", 256 * MIB, zero=True),
-            fill_memory_bytes=_int(source, "FSNODE_FILL_MEMORY_BYTES", 256 * MIB),
+            memory_cache_bytes=_int(
+                source,
+                "FSNODE_MEMORY_CACHE_BYTES",
+                default_memory_cache_bytes(cache_max),
+                zero=True,
+            ),
+            fill_memory_bytes=_int(source, "FSNODE_FILL_MEMORY_BYTES", DEFAULT_FILL_MEMORY_BYTES),
             origin_part_bytes=_int(source, "FSNODE_ORIGIN_PART_BYTES", 2 * MIB),
             origin_parallel_parts=_int(source, "FSNODE_ORIGIN_PARALLEL_PARTS", 4),
             origin_connections=_int(source, "FSNODE_ORIGIN_CONNECTIONS", 32),
@@ -136,6 +152,7 @@ class EdgeSettings:
             cert_renew_margin_seconds=_seconds(
                 source, "FSNODE_CERT_RENEW_MARGIN_SECONDS", 24 * 3600.0
             ),
+            trusted_proxy_hops=_int(source, "FSNODE_TRUSTED_PROXY_HOPS", 0, zero=True),
         )
         try:
             settings.cache_config()

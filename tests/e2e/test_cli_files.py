@@ -221,11 +221,6 @@ def test_import_an_s3_object_then_get_it_by_id(
     assert got["fetched"] == got["chunks"] == 2
 
 
-@pytest.mark.xfail(
-    reason="edges refuse manifests whose chunk sha256 is null (an imported file before its "
-    "hashes are recorded): edge_node/manifests.py answers 503 'malformed manifest'",
-    strict=False,
-)
 def test_an_imported_file_streams_through_its_share_url(
     stack: StackInfo, imported: dict[str, Any], imported_object: tuple[str, bytes], data_dir: Path
 ) -> None:

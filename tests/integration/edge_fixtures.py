@@ -27,13 +27,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from fsnode_core.errors import NotFound
+from fsnode_core.errors import Conflict, NotFound, Unavailable
 from fsnode_core.ids import new_id
 from fsnode_core.signing import SharePolicy, ShareSigner, private_key_from_seed, public_key_pem
 from moto.server import ThreadedMotoServer
 
 from edge_node import tls
 from edge_node.cache import CacheConfig, ChunkCache
+from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginConfig, OriginFetcher
@@ -143,10 +144,22 @@ def share_query(file_id: str, version: str, ttl: int = 3600) -> dict[str, str]:
     return signer().sign(SharePolicy(file_id, version, int(time.time()) + ttl))
 
 
-def put_file(bucket: str, data: bytes, chunk_size: int, file_id: str | None = None) -> Manifest:
-    """Store ``data`` in S3 and return its manifest (as the control plane would)."""
+def put_file(
+    bucket: str,
+    data: bytes,
+    chunk_size: int,
+    file_id: str | None = None,
+    *,
+    name: str = "",
+    imported: bool = False,
+) -> Manifest:
+    """Store ``data`` in S3 and return its manifest (as the control plane would).
+
+    ``imported``: as an import starts, chunk hashes unknown and reads pinned to the
+    object's ETag.
+    """
     file_id = file_id or new_id()
-    key = f"files/{file_id}/1"
+    key = f"imports/{file_id}.bin" if imported else f"files/{file_id}/1"
     s3 = boto3.client("s3")
     answer = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="video/mp4")
     chunks = tuple(
@@ -154,7 +167,7 @@ def put_file(bucket: str, data: bytes, chunk_size: int, file_id: str | None = No
             index=i,
             offset=off,
             length=len(data[off : off + chunk_size]),
-            sha256=hashlib.sha256(data[off : off + chunk_size]).hexdigest(),
+            sha256=None if imported else hashlib.sha256(data[off : off + chunk_size]).hexdigest(),
         )
         for i, off in enumerate(range(0, len(data), chunk_size))
     )
@@ -170,22 +183,46 @@ def put_file(bucket: str, data: bytes, chunk_size: int, file_id: str | None = No
         key=key,
         status="ready",
         chunks=chunks,
+        name=name,
+        source="import" if imported else "upload",
     )
 
 
 @dataclass
 class StaticManifestSource:
-    """The manifest interface the control-plane client implements, from a dict."""
+    """The control-plane client's manifest and chunk-hash calls, from dicts, with
+    the hash route's rules: an unknown hash is set by the first report, the same
+    hash again answers False, another one is a Conflict (409)."""
 
     manifests: dict[str, Manifest] = field(default_factory=dict)
+    hashes: dict[tuple[str, int], str] = field(default_factory=dict)
+    reports: list[tuple[str, int, str]] = field(default_factory=list)
     calls: int = 0
+    up: bool = True
 
     async def fetch_manifest(self, file_id: str) -> Manifest:
         self.calls += 1
+        if not self.up:
+            raise Unavailable("the control plane is down")
         try:
-            return self.manifests[file_id]
+            manifest = self.manifests[file_id]
         except KeyError:
             raise NotFound("no such file", file_id=file_id) from None
+        return manifest.with_hashes(
+            {index: sha for (fid, index), sha in self.hashes.items() if fid == file_id}
+        )
+
+    async def record_chunk_hash(self, file_id: str, version: str, index: int, sha256: str) -> bool:
+        if not self.up:
+            raise Unavailable("the control plane is down")
+        self.reports.append((file_id, index, sha256))
+        known = self.hashes.get((file_id, index))
+        if known is None:
+            self.hashes[(file_id, index)] = sha256
+            return True
+        if known != sha256:
+            raise Conflict("a different SHA-256 is already recorded for this chunk")
+        return False
 
 
 class CountingOrigin:
@@ -213,11 +250,16 @@ class CountingOrigin:
         offset: int,
         view: memoryview,
         progress: Callable[[int], None],
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
     ) -> None:
         with self.lock:
             self.reads[(key, offset)] += 1
             self.ranges.append((key, offset, len(view)))
-        await self.fetcher.read_into(bucket, key, offset, view, progress)
+        await self.fetcher.read_into(
+            bucket, key, offset, view, progress, version_id=version_id, etag=etag
+        )
 
 
 class EdgeServer:
@@ -233,8 +275,10 @@ class EdgeServer:
         origin_config: OriginConfig | None = None,
         origin_endpoint: str | None = None,
         readahead_chunks: int = 2,
+        trusted_proxy_hops: int = 0,
     ) -> None:
         self.state_dir = state_dir
+        self.trusted_proxy_hops = trusted_proxy_hops
         self.cache_config = cache_config or CacheConfig(max_bytes=64 * 1024 * 1024)
         self.readahead_chunks = readahead_chunks
         key = tls.load_or_create_key(state_dir)
@@ -277,16 +321,23 @@ class EdgeServer:
         self.call(self._start())
 
     async def _start(self) -> None:
-        cache = ChunkCache(self.state_dir / "cache", self.origin, self.cache_config)
+        manifests = ManifestStore(self.source, self.state_dir)
+        cache = ChunkCache(
+            self.state_dir / "cache",
+            self.origin,
+            self.cache_config,
+            ChunkHashRecorder(self.source, manifests),
+        )
         await cache.open()
         self.context = EdgeContext(
             cache=cache,
-            manifests=ManifestStore(self.source, self.state_dir),
+            manifests=manifests,
             keys=ShareKeys(share_public_keys()),
             metrics=self.metrics,
             node_id="test-node",
             readahead=ReadAhead(self.readahead_chunks),
             origin=self.fetcher,
+            trusted_proxy_hops=self.trusted_proxy_hops,
         )
         self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
         await self._runner.setup()

@@ -66,6 +66,7 @@ class Origin:
         self.delay = delay
         self.gate: asyncio.Event | None = None
         self.gate_after = 0
+        self.pins: list[tuple[str | None, str | None]] = []  # (version_id, etag) per read
 
     @property
     def reads(self) -> int:
@@ -79,8 +80,12 @@ class Origin:
         offset: int,
         view: memoryview,
         progress: Callable[[int], None],
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
     ) -> None:
         self.calls.append((offset, len(view)))
+        self.pins.append((version_id, etag))
         if self.delay:
             await asyncio.sleep(self.delay)
         out = bytearray(self.data[offset : offset + len(view)])
@@ -199,10 +204,10 @@ async def test_a_burst_of_misses_never_grows_past_the_cap(tmp_path: Path) -> Non
     peak = 0
     real_read = origin.read_into
 
-    async def watching(*args: Any) -> None:
+    async def watching(*args: Any, **kwargs: Any) -> None:
         nonlocal peak
         peak = max(peak, cache.used_bytes + cache.reserved_bytes)
-        await real_read(*args)
+        await real_read(*args, **kwargs)
         peak = max(peak, cache.used_bytes + cache.reserved_bytes)
 
     origin.read_into = watching  # type: ignore[method-assign]
@@ -320,7 +325,7 @@ async def test_readers_get_bytes_before_the_chunk_is_complete(tmp_path: Path) ->
     cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     lease = await cache.acquire(manifest, 0)
-    await lease.ready(0)
+    await lease.ready(0, CHUNK)
     blocks = lease.blocks(0, CHUNK)
     first = bytes(await anext(blocks))
     # 400 bytes arrived, the rest is held at the origin: they are served already.

@@ -1,0 +1,204 @@
+"""Imported files over real HTTPS: an S3 object registered by bucket and key has no
+chunk hashes until the first edge to fetch a chunk hashes it and records it with
+the control plane (first writer wins). The edge serves those bytes only when its
+hash is the one on record, keeps what it learned across restarts, fails closed
+when the control plane cannot be asked, and refuses an object replaced under the
+same key (reads carry If-Match with the import's ETag).
+
+The manifest and hash routes come from an in-test source with the control plane's
+rules (``StaticManifestSource``); the real routes are covered end to end
+(tests/e2e/test_cli_files.py, tests/e2e/test_edge_share_policies.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+
+import boto3
+import pytest
+import requests
+from edge_fixtures import (
+    EdgeServer,
+    StaticManifestSource,
+    ThrowawayCA,
+    moto_s3,
+    put_file,
+    share_query,
+    wait_for,
+)
+
+from edge_node.manifests import Manifest
+
+BUCKET = "fsnode-edge-imports"
+CHUNK = 64 * 1024
+DATA = os.urandom(3 * CHUNK + 999)
+
+
+@pytest.fixture(scope="module")
+def ca() -> ThrowawayCA:
+    return ThrowawayCA()
+
+
+@pytest.fixture(scope="module")
+def s3(ca: ThrowawayCA) -> Iterator[None]:
+    with moto_s3():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield
+
+
+@pytest.fixture
+def edge(
+    s3: None, ca: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EdgeServer]:
+    server = EdgeServer(tmp_path_factory.mktemp("edge"), ca, StaticManifestSource())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def publish(edge: EdgeServer, data: bytes = DATA) -> Manifest:
+    manifest = put_file(BUCKET, data, CHUNK, imported=True)
+    edge.source.manifests[manifest.file_id] = manifest
+    return manifest
+
+
+def get(edge: EdgeServer, manifest: Manifest, range_header: str | None = None) -> requests.Response:
+    with requests.Session() as http:
+        http.trust_env = False
+        return http.get(
+            f"{edge.url}/f/{manifest.file_id}",
+            params=share_query(manifest.file_id, manifest.version),
+            headers={"Range": range_header} if range_header else {},
+            verify=str(edge.ca_file),
+            timeout=30,
+        )
+
+
+def sha(index: int, data: bytes = DATA) -> str:
+    return hashlib.sha256(data[index * CHUNK : (index + 1) * CHUNK]).hexdigest()
+
+
+def metric(edge: EdgeServer, name: str) -> float:
+    with requests.Session() as http:
+        http.trust_env = False
+        text = http.get(f"{edge.url}/metrics", verify=str(edge.ca_file), timeout=30).text
+    match = re.search(rf"^fsnode_edge_{name} (\S+)$", text, re.M)
+    assert match, name
+    return float(match.group(1))
+
+
+def chunk_reads(edge: EdgeServer, manifest: Manifest, index: int) -> int:
+    return edge.origin.reads_within(manifest.key, manifest.chunks[index])
+
+
+def test_each_chunk_is_hashed_on_first_fetch_and_recorded_once(edge: EdgeServer) -> None:
+    manifest = publish(edge)
+    assert all(chunk.sha256 is None for chunk in manifest.chunks)
+
+    answer = get(edge, manifest)
+    assert (answer.status_code, answer.content) == (200, DATA)
+    assert sorted(edge.source.reports) == [(manifest.file_id, i, sha(i)) for i in range(4)]
+    assert metric(edge, "chunk_hashes_learned_total") == 4
+    # Read again: hits, checked against what was learned; nothing fetched or reported.
+    reads = len(edge.origin.ranges)
+    assert get(edge, manifest, f"bytes={CHUNK - 5}-").content == DATA[CHUNK - 5 :]
+    assert len(edge.origin.ranges) == reads
+    assert len(edge.source.reports) == 4
+
+
+def test_bytes_that_differ_from_the_recorded_hash_are_never_served(edge: EdgeServer) -> None:
+    manifest = publish(edge)
+    assert get(edge, manifest, "bytes=0-0").status_code == 206  # the edge has the manifest
+    # Another edge recorded other bytes for chunk 1 after this edge read the manifest.
+    edge.source.hashes[(manifest.file_id, 1)] = "0" * 64
+
+    # One byte: the answer waits for the check, so it is a clean 502.
+    answer = get(edge, manifest, f"bytes={CHUNK + 10}-{CHUNK + 10}")
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "integrity_error"
+    cache = edge.context.cache if edge.context else None
+    assert cache is not None
+    # This reader failed with the first fetch; the fill tries once more for others.
+    wait_for(lambda: not cache.is_filling(manifest, 1), "the fill to give up")
+    assert chunk_reads(edge, manifest, 1) == 2
+    assert not cache.contains(manifest, 1)
+    assert not cache.in_memory(manifest, 1)
+    assert metric(edge, "integrity_failures_total") == 2
+
+    # Many bytes: they stream, but the body is cut before its end, never complete.
+    with pytest.raises(requests.exceptions.RequestException):
+        cut = get(edge, manifest, f"bytes={CHUNK}-{2 * CHUNK - 1}")
+        cut.raise_for_status()
+        pytest.fail(f"a body of {len(cut.content)} bytes was delivered as complete")
+    # The other chunks are unaffected.
+    assert get(edge, manifest, f"bytes=0-{CHUNK - 1}").content == DATA[:CHUNK]
+
+
+def test_a_hash_recorded_elsewhere_first_is_matched(edge: EdgeServer) -> None:
+    manifest = publish(edge)
+    assert get(edge, manifest, "bytes=0-0").status_code == 206
+    edge.source.hashes[(manifest.file_id, 2)] = sha(2)  # another edge got there first
+    answer = get(edge, manifest, f"bytes={2 * CHUNK}-{3 * CHUNK - 1}")
+    assert (answer.status_code, answer.content) == (206, DATA[2 * CHUNK : 3 * CHUNK])
+    assert (manifest.file_id, 2, sha(2)) in edge.source.reports
+    assert edge.source.hashes[(manifest.file_id, 2)] == sha(2)
+
+
+def test_with_the_control_plane_down_unknown_chunks_fail_closed(edge: EdgeServer) -> None:
+    manifest = publish(edge)
+    assert get(edge, manifest, f"bytes=0-{CHUNK - 1}").content == DATA[:CHUNK]
+    edge.source.up = False
+    try:
+        answer = get(edge, manifest, f"bytes={2 * CHUNK}-{2 * CHUNK}")
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "unavailable"
+        # A chunk whose hash the edge knows keeps serving.
+        assert get(edge, manifest, "bytes=100-199").content == DATA[100:200]
+    finally:
+        edge.source.up = True
+    assert get(edge, manifest, f"bytes={2 * CHUNK}-").content == DATA[2 * CHUNK :]
+
+
+def test_a_restart_keeps_the_learned_hashes(
+    s3: None, ca: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    state = tmp_path_factory.mktemp("restart")
+    first = EdgeServer(state, ca, StaticManifestSource())
+    first.start()
+    try:
+        manifest = publish(first)
+        assert get(first, manifest).content == DATA
+        cache = first.context.cache if first.context else None
+        assert cache is not None
+        wait_for(lambda: all(cache.contains(manifest, i) for i in range(4)), "chunks on disk")
+    finally:
+        first.stop()
+
+    # The control plane is down: the manifest comes from disk, with the hashes this
+    # edge recorded, and the chunks on disk are checked against them.
+    down = StaticManifestSource(up=False)
+    second = EdgeServer(state, ca, down)
+    second.start()
+    try:
+        answer = get(second, manifest)
+        assert (answer.status_code, answer.content) == (200, DATA)
+        assert second.origin.ranges == []  # every byte from disk
+        assert down.reports == []
+    finally:
+        second.stop()
+
+
+def test_an_object_replaced_under_its_key_is_refused(edge: EdgeServer) -> None:
+    manifest = publish(edge)
+    other = os.urandom(len(DATA))  # same size: only the ETag tells them apart
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=manifest.key, Body=other)
+
+    answer = get(edge, manifest, "bytes=0-99")
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "origin_error"
+    assert edge.source.reports == []  # nothing hashed, nothing recorded
