@@ -66,6 +66,24 @@ def start(machine_arn: str | None, name: str, payload: dict[str, Any]) -> Starte
     return Started(str(answer["executionArn"]), new=True)
 
 
+def status(machine_arn: str | None, name: str) -> str | None:
+    """The status of the execution ``name`` (RUNNING, SUCCEEDED, ...); None when there
+    is none, no machine is configured, or the status cannot be read."""
+    if not machine_arn:
+        return None
+    try:
+        described = aws.client("stepfunctions").describe_execution(
+            executionArn=execution_arn(machine_arn, name))
+    except ClientError as exc:
+        if error_code(exc) != "ExecutionDoesNotExist":
+            logger.exception("could not read an execution's status", extra={"execution": name})
+        return None
+    except BotoCoreError:
+        logger.exception("could not read an execution's status", extra={"execution": name})
+        return None
+    return str(described["status"])
+
+
 def wait(arn: str, timeout: float, poll: float = 0.5) -> dict[str, Any] | None:
     """The finished execution's description; None if it still runs after ``timeout``
     (or its status cannot be read)."""

@@ -97,6 +97,10 @@ def _replicate_hot(live: list[NodeRecord], moment: float) -> list[str]:
                                                     settings.replication_factor)
         if view.meta is None or not under:
             continue
+        # Right after an upload its own replication is still placing the copies: a hot
+        # run now would chase the same chunks twice (and race it for the same nodes).
+        if replication.upload_running(file_id, view.meta.version):
+            continue
         if replication.start(file_id, view.meta.version, chunks=under,
                              reason=replication.REASON_HOT, detail=window):
             started.append(file_id)

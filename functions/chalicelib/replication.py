@@ -73,6 +73,12 @@ def start(file_id: str, version: str, *, chunks: list[int] | None = None,
     return started.arn
 
 
+def upload_running(file_id: str, version: str) -> bool:
+    """Whether upload completion's execution for this version still runs."""
+    arn = get_settings().replicate_state_machine_arn
+    return executions.status(arn, execution_name(file_id, version)) == "RUNNING"
+
+
 def after_upload(file_id: str, version: str) -> dict[str, Any] | None:
     """Upload completion's trigger: the first chunks, so playback starts hot.
 

@@ -35,6 +35,14 @@ _BATCH = 25  # BatchWriteItem's limit
 LISTING_INDEX = "by_listing"
 _LISTING_KEY = {"pk", "sk", "list_pk", "list_sk"}
 _BATCH_RETRIES = 8
+# The sparse ``by_collect`` index holds only ``meta`` items that garbage collection will
+# want: tombstoned ones (due at once) and ones with an expiry (due then), sorted by when.
+COLLECT_INDEX = "by_collect"
+COLLECT_PK = "collect"
+# A file's expiry is stored under its own name, never as ``expires_at``: that is the
+# table's TTL attribute, and DynamoDB deleting an expired ``meta`` item by itself would
+# leave its chunks, replicas and S3 object with nothing pointing at them.
+_FILE_EXPIRY = "file_expires_at"
 
 
 class ChunkCatalog(DynamoStore):
@@ -72,7 +80,7 @@ class ChunkCatalog(DynamoStore):
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "read file") from exc
         item = answer.get("Item")
-        return FileRecord.from_item(item) if item else None
+        return _meta_record(item) if item else None
 
     def list_files(self, limit: int, next_token: str | None) -> tuple[list[FileRecord], str | None]:
         """A page of ready files, oldest first, and the next page's token (None at the end).
@@ -93,7 +101,7 @@ class ChunkCatalog(DynamoStore):
             answer = self.client.query(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "list files") from exc
-        files = [FileRecord.from_item(item) for item in answer.get("Items", [])]
+        files = [_meta_record(item) for item in answer.get("Items", [])]
         last = answer.get("LastEvaluatedKey")
         return files, (_encode_token(last) if last else None)
 
@@ -106,18 +114,13 @@ class ChunkCatalog(DynamoStore):
         be replaced, so an abandoned overwrite does not block the file for days; its
         ``complete`` then fails on the upload id.
         """
-        condition = "attribute_not_exists(pk)"
-        values: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": upload.to_item(),
+                                  "ConditionExpression": "attribute_not_exists(pk)"}
         if stale_before is not None:
-            condition += " OR created_at < :stale"
-            values[":stale"] = {"N": str(stale_before)}
+            kwargs["ConditionExpression"] += " OR created_at < :stale"
+            kwargs["ExpressionAttributeValues"] = {":stale": {"N": str(stale_before)}}
         try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=upload.to_item(),
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),
-            )
+            self.client.put_item(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "start upload") from exc
 
@@ -132,7 +135,7 @@ class ChunkCatalog(DynamoStore):
         and ready: readers see the old version or the new one, never a mix.
         """
         self._batch_put([chunk.to_item() for chunk in chunks])
-        put: dict[str, Any] = {"TableName": self.table_name, "Item": meta.to_item(),
+        put: Any = {"TableName": self.table_name, "Item": _meta_item(meta),
                                "ConditionExpression": "attribute_not_exists(pk)"}
         if replaces is not None:
             put["ConditionExpression"] = "version = :prev AND #status = :ready"
@@ -170,7 +173,7 @@ class ChunkCatalog(DynamoStore):
         """Publish an imported object: chunk items first, then ``meta`` (a new file id)."""
         self._batch_put([chunk.to_item() for chunk in chunks])
         try:
-            self.client.put_item(TableName=self.table_name, Item=meta.to_item(),
+            self.client.put_item(TableName=self.table_name, Item=_meta_item(meta),
                                  ConditionExpression="attribute_not_exists(pk)")
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "import file") from exc
@@ -348,12 +351,16 @@ class ChunkCatalog(DynamoStore):
             answer = self.client.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "meta"}},
-                # Out of the sparse listing index at once: a tombstone is never listed.
-                UpdateExpression="SET #status = :deleting REMOVE list_pk, list_sk",
+                # Out of the listing index at once (a tombstone is never listed) and
+                # into the collection index, due now.
+                UpdateExpression=("SET #status = :deleting, collect_pk = :c, collect_sk = :due "
+                                  "REMOVE list_pk, list_sk"),
                 ConditionExpression="attribute_exists(pk) AND version = :v",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":deleting": {"S": FILE_DELETING},
-                                           ":v": {"S": version}},
+                                           ":v": {"S": version},
+                                           ":c": {"S": COLLECT_PK},
+                                           ":due": {"S": _collect_sk(file_id, 0)}},
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
@@ -362,7 +369,38 @@ class ChunkCatalog(DynamoStore):
             raise domain_error(exc, "tombstone file") from exc
         except BotoCoreError as exc:
             raise domain_error(exc, "tombstone file") from exc
-        return FileRecord.from_item(answer["Attributes"])
+        return _meta_record(answer["Attributes"])
+
+    def set_expiry(self, file_id: str, version: str, expires_at: int) -> FileRecord:
+        """Give a ready file version an expiry; prune collects it once that has passed.
+
+        Conditional on the version being current and ready: NotFound for an unknown
+        file, Conflict when the version changed or is being deleted.
+        """
+        try:
+            answer = self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "meta"}},
+                UpdateExpression=f"SET {_FILE_EXPIRY} = :at, collect_pk = :c, collect_sk = :due",
+                ConditionExpression="version = :v AND #status = :ready",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":at": {"N": str(expires_at)},
+                                           ":c": {"S": COLLECT_PK},
+                                           ":due": {"S": _collect_sk(file_id, expires_at)},
+                                           ":v": {"S": version},
+                                           ":ready": {"S": FILE_READY}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                if self.get_file(file_id) is None:
+                    raise NotFound("no such file", file_id=file_id) from exc
+                raise Conflict("the file version is not current and ready",
+                               file_id=file_id, version=version) from exc
+            raise domain_error(exc, "set file expiry") from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, "set file expiry") from exc
+        return _meta_record(answer["Attributes"])
 
     def delete_version_items(self, file_id: str, version: str) -> int:
         """Delete a version's chunk, replica and upload items, then its ``meta`` item last.
@@ -395,24 +433,23 @@ class ChunkCatalog(DynamoStore):
         return deleted
 
     def files_to_collect(self, now: int) -> list[FileRecord]:
-        """Files whose expiry has passed or that are tombstoned (``deleting``).
+        """Files that are tombstoned (``deleting``) or whose expiry has passed.
 
-        A filtered Scan over ``meta`` items, as ``list_files`` does: prune runs once a
-        minute and the filter keeps the answer small.
+        A Query of the sparse ``by_collect`` index up to ``now``: it reads only files due
+        for collection, however many files the table holds.
         """
         out: list[FileRecord] = []
         try:
-            pages = self.client.get_paginator("scan").paginate(
+            pages = self.client.get_paginator("query").paginate(
                 TableName=self.table_name,
-                FilterExpression=("sk = :meta AND (#status = :deleting OR "
-                                  "(attribute_exists(expires_at) AND expires_at <= :now))"),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":meta": {"S": "meta"},
-                                           ":deleting": {"S": FILE_DELETING},
-                                           ":now": {"N": str(now)}},
+                IndexName=COLLECT_INDEX,
+                KeyConditionExpression="collect_pk = :c AND collect_sk <= :due",
+                # "~" sorts after every id character: every file due up to ``now``.
+                ExpressionAttributeValues={":c": {"S": COLLECT_PK},
+                                           ":due": {"S": f"{max(now, 0):012d}#~"}},
             )
             for page in pages:
-                out.extend(FileRecord.from_item(item) for item in page.get("Items", []))
+                out.extend(_meta_record(item) for item in page.get("Items", []))
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "find files to collect") from exc
         return out
@@ -470,13 +507,35 @@ class ChunkCatalog(DynamoStore):
 def _add_to_view(view: FileView, item: dict[str, Any]) -> None:
     sk = item["sk"]["S"]
     if sk == "meta":
-        view.meta = FileRecord.from_item(item)
+        view.meta = _meta_record(item)
     elif sk == "upload":
         view.upload = PendingUpload.from_item(item)
     elif sk.startswith("chunk#"):
         view.chunks.append(ChunkRecord.from_item(item))
     elif sk.startswith("replica#"):
         view.replicas.append(ReplicaRecord.from_item(item))
+
+
+def _collect_sk(file_id: str, due: int) -> str:
+    return f"{max(due, 0):012d}#{file_id}"
+
+
+def _meta_item(meta: FileRecord) -> dict[str, Any]:
+    """A ``meta`` item: the expiry kept apart from the TTL attribute, and indexed."""
+    item = dict(meta.to_item())
+    item.pop("expires_at", None)
+    if meta.expires_at is not None:
+        item[_FILE_EXPIRY] = {"N": str(meta.expires_at)}
+        item["collect_pk"] = {"S": COLLECT_PK}
+        item["collect_sk"] = {"S": _collect_sk(meta.file_id, meta.expires_at)}
+    return item
+
+
+def _meta_record(item: dict[str, Any]) -> FileRecord:
+    data = {k: v for k, v in item.items() if k != "expires_at"}
+    if _FILE_EXPIRY in data:
+        data["expires_at"] = data.pop(_FILE_EXPIRY)
+    return FileRecord.from_item(data)
 
 
 def _item_key(item: dict[str, Any]) -> dict[str, Any]:

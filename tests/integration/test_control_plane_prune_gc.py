@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.errors import Conflict, NotFound
 from fsnode_core.models import NODE_DEAD, ChunkRecord, FileRecord, ReplicaRecord
 from fsnode_core.nodes_store import NodeRegistry
 from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
@@ -206,11 +207,10 @@ def test_prune_collects_expired_files(cp_api: Any, cp_stack: Any, machines: Any,
     started, done = upload(cp_api, os.urandom(100))
     file_id, version = started["file_id"], started["version"]
     _hold(catalog, file_id, version, 1, [edges[0].node_id])
-    boto3.client("dynamodb").update_item(
-        TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
-        Key={"pk": {"S": f"file#{file_id}"}, "sk": {"S": "meta"}},
-        UpdateExpression="SET expires_at = :t", ExpressionAttributeValues={
-            ":t": {"N": str(int(time.time()) - 5)}})
+    now = int(time.time())
+    catalog.set_expiry(file_id, version, now + 3600)
+    assert file_id not in prune.run(now)["collections"]  # not due yet
+    catalog.set_expiry(file_id, version, now - 5)
     assert file_id in prune.run()["collections"]
     status = machines.wait(_gc_arn(machines.gc, file_id, version), pump(edges))
     assert status["status"] == "SUCCEEDED", status
@@ -272,3 +272,56 @@ def test_gc_does_not_wait_for_a_dead_node(cp_api: Any, cp_stack: Any, machines: 
     assert json.loads(status["output"])["evicted"] == [live.node_id]
     assert catalog.file_view(file_id).replicas == []
     assert catalog.pending_work(dead.node_id) == []
+
+
+def test_files_to_collect_reads_only_the_sparse_collection_index(cp_api: Any,
+                                                                 cp_stack: Any) -> None:
+    catalog, _ = _stores(cp_stack)
+    now = int(time.time())
+    due, later, deleting, plain = (upload(cp_api, os.urandom(100))[0] for _ in range(4))
+    catalog.set_expiry(due["file_id"], due["version"], now - 1)
+    catalog.set_expiry(later["file_id"], later["version"], now + 3600)
+    catalog.mark_deleting(deleting["file_id"], deleting["version"])
+
+    found = {meta.file_id: meta for meta in catalog.files_to_collect(now)}
+
+    assert due["file_id"] in found and found[due["file_id"]].expires_at == now - 1
+    assert found[deleting["file_id"]].status == "deleting"
+    assert later["file_id"] not in found and plain["file_id"] not in found
+    # The expiry is not the table's TTL attribute: DynamoDB must not drop meta by itself.
+    item = boto3.client("dynamodb").get_item(
+        TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
+        Key={"pk": {"S": f"file#{due['file_id']}"}, "sk": {"S": "meta"}})["Item"]
+    assert "expires_at" not in item
+    assert catalog.get_file(due["file_id"]).expires_at == now - 1
+    # Only a current, ready version takes an expiry.
+    with pytest.raises(Conflict):
+        catalog.set_expiry(deleting["file_id"], deleting["version"], now)
+    with pytest.raises(Conflict):
+        catalog.set_expiry(plain["file_id"], "not-the-version", now)
+    with pytest.raises(NotFound):
+        catalog.set_expiry("0" * 32, "v", now)
+
+
+def test_prune_leaves_hot_files_to_their_running_upload_replication(
+        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any) -> None:
+    from chalicelib import prune
+
+    edges = isolated(2)
+    _, registry = _stores(cp_stack)
+    started, _ = upload(cp_api, os.urandom(100))  # its replication waits on the edges
+    now = time.time()
+    for edge in edges:
+        # Reported hot, without pulling work: the upload's warms stay queued.
+        registry.heartbeat(edge.node_id, used_bytes=0, free_bytes=1, capacity_bytes=1,
+                           load=0.0, hot_files=[started["file_id"]], now=int(now),
+                           expires_at=int(now) + 10_000)
+    sfn = boto3.client("stepfunctions")
+    name = f"replicate-{started['file_id']}-{started['version']}"
+    upload_arn = machines.replicate.replace(":stateMachine:", ":execution:") + f":{name}"
+    assert sfn.describe_execution(executionArn=upload_arn)["status"] == "RUNNING"
+
+    assert prune.run(now)["hot_replications"] == []
+
+    status = machines.wait(upload_arn, pump(edges))
+    assert status["status"] == "SUCCEEDED", status

@@ -137,3 +137,36 @@ def test_sync_strategy_completes_the_upload_after_its_replicas(
     view = _catalog(cp_stack).file_view(started["file_id"])
     assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
         (i, e.node_id) for i in (0, 1) for e in edges)
+
+
+def test_replication_factor_is_honored(cp_api: Any, cp_stack: Any, machines: Any,
+                                       isolated: Any, monkeypatch: Any) -> None:
+    from chalicelib import aws
+
+    edges = isolated(4)
+    monkeypatch.setenv("FSNODE_REPLICATION_FACTOR", "3")
+    aws.reset()
+    started, _ = upload(cp_api, os.urandom(CHUNK + 3))
+    execution = _upload_execution(machines.replicate, started)
+    status = machines.wait(execution, pump(edges))
+    assert status["status"] == "SUCCEEDED", status
+    assert json.loads(status["output"])["under_replicated"] == []
+    replicas = _catalog(cp_stack).file_view(started["file_id"]).replicas
+    # Three copies of each chunk, on placement's first three nodes; the fourth is spared.
+    order = _ranked(cp_stack, started["file_id"], {e.node_id for e in edges})
+    assert sorted((r.index, r.node_id) for r in replicas) == sorted(
+        (i, n) for i in (0, 1) for n in order[:3])
+
+
+def test_async_strategy_completes_the_upload_before_its_replicas(
+        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any) -> None:
+    edges = isolated(2)  # they pull no work until the upload has answered
+    started, done = upload(cp_api, os.urandom(CHUNK + 3))
+    assert done.status_code == 200, done.body
+    execution = _upload_execution(machines.replicate, started)
+    assert boto3.client("stepfunctions").describe_execution(
+        executionArn=execution)["status"] == "RUNNING"
+    assert _catalog(cp_stack).file_view(started["file_id"]).replicas == []
+    status = machines.wait(execution, pump(edges))
+    assert status["status"] == "SUCCEEDED", status
+    assert len(_catalog(cp_stack).file_view(started["file_id"]).replicas) == 4
