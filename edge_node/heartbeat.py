@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from fsnode_core.errors import FsnodeError, NotFound, Unauthorized
+from fsnode_core.errors import FsnodeError, NotFound, Unauthorized, Unavailable
 from fsnode_core.ids import check_id
 
 from edge_node.background import TaskSet
@@ -28,6 +31,30 @@ MIN_INTERVAL = 1.0
 MAX_BACKOFF = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class WorkFaults:
+    """Faults injected into pulled work, so tests can drive the workflows' retry paths
+    with a real edge. Never set in production; read once, when the loop is built.
+
+    ``FSNODE_FAULT_WARM_FAILURES=N``: the first N warm attempts of each chunk report
+    failure (counted per chunk, so concurrent work cannot use up another chunk's share).
+    """
+
+    warm_failures: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkFaults:
+        source = os.environ if env is None else env
+        raw = source.get("FSNODE_FAULT_WARM_FAILURES", "").strip() or "0"
+        try:
+            count = int(raw)
+        except ValueError as exc:
+            raise ValueError(f"FSNODE_FAULT_WARM_FAILURES must be an integer, got {raw!r}") from exc
+        if count < 0:
+            raise ValueError("FSNODE_FAULT_WARM_FAILURES must not be negative")
+        return cls(warm_failures=count)
+
+
 class HeartbeatLoop:
     def __init__(
         self,
@@ -40,6 +67,7 @@ class HeartbeatLoop:
         capacity_bytes: int,
         interval: float,
         reregister: Callable[[], Awaitable[None]],
+        faults: WorkFaults | None = None,
     ) -> None:
         self._client = client
         self._cache = cache
@@ -51,6 +79,8 @@ class HeartbeatLoop:
         self._reregister = reregister
         self._work = TaskSet()
         self._working: set[str] = set()
+        self._faults = faults if faults is not None else WorkFaults.from_env()
+        self._warm_attempts: Counter[tuple[str, str, int]] = Counter()
         self.status = "unknown"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -131,20 +161,35 @@ class HeartbeatLoop:
         if kind == "warm":
             version = str(item["version"])
             index = int(item["chunk_index"])
+            self._inject_warm_fault(file_id, version, index)
             manifest = await self._manifests.get(file_id, version)
             if not 0 <= index < len(manifest.chunks):
                 raise ValueError(f"chunk {index} is outside the file")
-            await self._cache.ensure(manifest, index)
-            return {"ok": True, "sha256": manifest.chunks[index].sha256}
+            # An imported chunk's hash may be one this edge has just learned and
+            # recorded: report what the cache verified, not the manifest in hand.
+            verified = await self._cache.ensure(manifest, index)
+            return {"ok": True, "sha256": verified or manifest.chunks[index].sha256}
         if kind == "evict":
             raw_version = item.get("version")
             removed = await self._cache.evict_file(
                 file_id, str(raw_version) if raw_version is not None else None
             )
-            if raw_version is None:
+            cached = self._manifests.peek(file_id)
+            # The collected version's manifest is stale: refetch it (410) rather than
+            # serve the file from an origin object that is already deleted.
+            if raw_version is None or cached is None or cached.version == str(raw_version):
                 self._manifests.forget(file_id)
             return {"ok": True, "evicted_chunks": removed}
         raise ValueError(f"unknown work kind {kind!r}")
+
+    def _inject_warm_fault(self, file_id: str, version: str, index: int) -> None:
+        if not self._faults.warm_failures:
+            return
+        key = (file_id, version, index)
+        if self._warm_attempts[key] < self._faults.warm_failures:
+            self._warm_attempts[key] += 1
+            raise Unavailable("injected warm failure (FSNODE_FAULT_WARM_FAILURES)",
+                              attempt=self._warm_attempts[key])
 
 
 def _backoff(failures: int, interval: float) -> float:

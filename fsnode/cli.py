@@ -62,6 +62,9 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout,
         schedule_seconds=args.schedule_seconds,
+        **({"chunk_size": args.chunk_size} if args.chunk_size else {}),
+        control_plane_env=dict(_setting(raw) for raw in args.env),
+        edge_env_by_name=_edge_settings(args.edge_env_for),
     )
     stack = LocalStack(options)
     stopping = threading.Event()
@@ -88,6 +91,25 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     left = stack.stop()
     print("local stack stopped" + (f"; still alive: {left}" if left else ""), file=sys.stderr)
     return 0 if not left else 1
+
+
+def _setting(raw: str) -> tuple[str, str]:
+    name, sep, value = raw.partition("=")
+    if not sep or not name.strip():
+        raise SettingsError(f"expected NAME=VALUE, got {raw!r}")
+    return name.strip(), value
+
+
+def _edge_settings(raws: list[str]) -> dict[str, dict[str, str]]:
+    """``edge-N:NAME=VALUE`` flags, by edge name."""
+    out: dict[str, dict[str, str]] = {}
+    for raw in raws:
+        target, sep, rest = raw.partition(":")
+        if not sep or not target.startswith("edge-"):
+            raise SettingsError(f"expected edge-N:NAME=VALUE, got {raw!r}")
+        name, value = _setting(rest)
+        out.setdefault(target, {})[name] = value
+    return out
 
 
 def cmd_local_down(args: argparse.Namespace) -> int:
@@ -433,6 +455,21 @@ def _parser() -> argparse.ArgumentParser:
         "--schedule-seconds",
         type=float,
         help="run scheduled functions (prune) this often instead of their rate",
+    )
+    up.add_argument("--chunk-size", type=int, help="bytes per chunk (default 4 MiB)")
+    up.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a control-plane setting, e.g. FSNODE_WARM_TIMEOUT=5 (repeatable)",
+    )
+    up.add_argument(
+        "--edge-env-for",
+        action="append",
+        default=[],
+        metavar="edge-N:NAME=VALUE",
+        help="a setting for one edge only, e.g. a fault on edge-3 (repeatable)",
     )
     up.set_defaults(func=cmd_local_up)
     local_sub.add_parser("down", parents=[common], help="stop a local stack").set_defaults(

@@ -41,6 +41,10 @@ class StackOptions:
     start_timeout: float = 90.0
     # None runs scheduled functions (prune) on their own rate, as EventBridge would.
     schedule_seconds: float | None = None
+    # Extra settings (PROTOCOL.md names them) for the control plane (its routes and the
+    # state machines' Lambdas), and for one edge by process name (a fault on edge-3).
+    control_plane_env: dict[str, str] = field(default_factory=dict)
+    edge_env_by_name: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -145,6 +149,7 @@ class LocalStack:
             "POWERTOOLS_METRICS_NAMESPACE": "fsnode",
             # No X-Ray daemon on one machine.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            **opts.control_plane_env,
         }
         resources = ResourceBuilder(endpoint, opts.region, FUNCTIONS_DIR).build(settings)
         ca_cert = self.state_dir / "ca.pem"
@@ -212,6 +217,7 @@ class LocalStack:
             "FSNODE_CACHE_MAX_BYTES": str(opts.cache_max_bytes),
             "FSNODE_CAPACITY_BYTES": str(opts.cache_max_bytes),
             "FSNODE_REGION": "local",
+            **opts.edge_env_by_name.get(f"edge-{index + 1}", {}),
         }
         child = self._spawn(f"edge-{index + 1}", ["-m", "edge_node"], env, logs)
         return child, str(edge_dir)
