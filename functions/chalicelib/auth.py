@@ -30,8 +30,10 @@ def require_api_key(headers: Mapping[str, str]) -> None:
         raise Unauthorized("a valid x-api-key header is required")
 
 
-def check_join_token(token: str) -> None:
-    """The join token must equal the secret's value."""
+def check_join_token(token: object) -> None:
+    """The join token must equal the secret's value (missing or not text: 401 too)."""
+    if not isinstance(token, str) or not token or len(token) > 4096:
+        raise Unauthorized("a valid join_token is required")
     expected = secret_store.secret_value(get_settings().join_token_secret)
     if not constant_time_equal(token, expected):
         raise Unauthorized("join token is not valid")

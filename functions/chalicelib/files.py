@@ -88,18 +88,14 @@ def plan(file_id: str, query: Mapping[str, str] | None,
 
 def byte_range(query: Mapping[str, str], size: int) -> tuple[int, int]:
     """``(first, last)`` byte of the asked range; the whole file by default."""
-    try:
-        offset = int(query.get("offset", "0"))
-        length = int(query["length"]) if "length" in query else max(size - offset, 0)
-    except ValueError as exc:
-        raise InvalidInput("offset and length must be integers") from exc
-    if offset < 0 or length < 0 or ("length" in query and length == 0):
-        raise InvalidInput("offset must be >= 0 and length >= 1")
+    offset = validate.query_integer(query, "offset", default=0) or 0
+    length = validate.query_integer(query, "length", low=1)
     if size == 0 and offset == 0:
         return 0, -1
     if offset >= size:
         raise RangeNotSatisfiable("offset is past the end of the file", size=size)
-    return offset, min(offset + length, size) - 1
+    end = size if length is None else min(offset + length, size)
+    return offset, end - 1
 
 
 def overlaps(offset: int, length: int, first: int, last: int) -> bool:

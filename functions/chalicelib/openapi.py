@@ -1,74 +1,311 @@
-"""A hand-kept OpenAPI 3 description of the routes (a test checks it covers every route)."""
+"""The OpenAPI 3 description of every route: auth, request and answer schemas.
+
+Hand-kept next to the validators it describes. Tests keep it true in both directions:
+every Chalice route is here and every path here is a route, each documented auth is
+enforced (a call without it answers 401), and schemathesis sends generated requests
+(valid and invalid) and checks every answer against these schemas.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-_ERROR = {"$ref": "#/components/responses/Error"}
+from chalicelib import pki, shares, uploads
+
+# Security requirement lists. Management routes take either: an API key in the local
+# stack, IAM (SigV4) when deployed (API Gateway checks it before the app runs).
+MANAGED: list[dict[str, list[str]]] = [{"apiKey": []}, {"sigv4": []}]
+NODE: list[dict[str, list[str]]] = [{"nodeCredential": []}]
+PUBLIC: list[dict[str, list[str]]] = []
+
+ID_PATTERN = "^[0-9a-f]{32}$"
+SHA256_PATTERN = "^[0-9a-f]{64}$"
+MAX_INT = 2**62
 
 
-def _op(summary: str, security: str | None, *, body: bool = False,
-        ok: str = "200") -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {ok: {"description": "success"}, "default": _ERROR},
-    }
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _string(max_len: int = 1024, **extra: Any) -> dict[str, Any]:
+    """What ``validate.string`` accepts."""
+    return {"type": "string", "minLength": 1, "maxLength": max_len, **extra}
+
+
+def _integer(low: int = 0, high: int = MAX_INT) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None,
+            ) -> dict[str, Any]:
+    """An object schema; unknown fields are ignored by the app, so they are allowed."""
+    schema: dict[str, Any] = {"type": "object",
+                              "properties": {**required, **(optional or {})}}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_ID = {"type": "string", "pattern": ID_PATTERN}
+_SHA256 = {"type": "string", "pattern": SHA256_PATTERN}
+_PRINTABLE = "^[\\x20-\\x7e]*$"
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": _object({"error": _object(
+        {"code": {"type": "string"}, "message": {"type": "string"}},
+        {"details": {"type": "object"}})}),
+    "FileRecord": _object({
+        "file_id": _ID, "version": _ID, "name": {"type": "string"},
+        "size": _integer(), "content_type": {"type": "string"}, "etag": {"type": "string"},
+        "last_modified": _integer(), "chunk_size": _integer(1), "bucket": {"type": "string"},
+        "key": {"type": "string"},
+        "status": {"type": "string", "enum": ["ready", "deleting", "deleted"]},
+        "created_at": _integer(), "updated_at": _integer(),
+        "source": {"type": "string", "enum": ["upload", "import"]},
+        "version_id": _nullable({"type": "string"}),
+    }),
+    "Chunk": _object({"index": _integer(), "offset": _integer(), "length": _integer(),
+                      "sha256": _nullable(_SHA256)}),
+    "Node": _object({
+        "node_id": _ID, "endpoint": {"type": "string"},
+        "status": {"type": "string", "enum": ["active", "draining", "dead"]},
+        "region": {"type": "string"}, "lat": _nullable({"type": "number"}),
+        "lng": _nullable({"type": "number"}), "used_bytes": _integer(),
+        "free_bytes": _integer(), "capacity_bytes": _integer(), "load": {"type": "number"},
+        "last_heartbeat": _integer(),
+    }),
+    "Certificates": _object({"certificate": {"type": "string"},
+                             "certificate_chain": {"type": "string"},
+                             "root_certificate": {"type": "string"}}),
+    "ShareKeys": {"type": "object", "additionalProperties": {"type": "string"},
+                  "description": "{kid: Ed25519 public key PEM}"},
+}
+SCHEMAS["Manifest"] = {"allOf": [_ref("FileRecord"), _object(
+    {"chunks": {"type": "array", "items": _ref("Chunk")}})]}
+SCHEMAS["Registered"] = {"allOf": [_ref("Certificates"), _object({
+    "node_id": _ID, "credential": {"type": "string"}, "share_public_keys": _ref("ShareKeys"),
+    "heartbeat_interval": _integer(1), "chunk_size": _integer(1), "bucket": {"type": "string"},
+})]}
+
+_CLUSTER_NODE = _object({
+    "node_id": _ID, "endpoint": {"type": "string"},
+    "status": {"type": "string", "enum": ["active", "draining"]}, "used_bytes": _integer(),
+    "free_bytes": _integer(), "capacity_bytes": _integer(), "load": {"type": "number"},
+    "last_heartbeat": _integer(), "live": {"type": "boolean"}})
+_HEARTBEAT_WORK = _object({
+    "work_id": _ID, "kind": {"type": "string", "enum": ["warm", "evict"]}, "file_id": _ID,
+    "version": _ID, "chunk_index": {"type": "integer", "minimum": -1}})
+
+# Request bodies, field for field what the handlers validate.
+_REGISTER = _object(
+    {"join_token": _string(4096), "endpoint": _string(300, format="uri"),
+     "region": _string(64), "capacity_bytes": _integer(), "csr": _string(pki.MAX_CSR_BYTES)},
+    {"lat": _nullable({"type": "number", "minimum": -90, "maximum": 90}),
+     "lng": _nullable({"type": "number", "minimum": -180, "maximum": 180}),
+     "idempotency_key": _nullable({"type": "string", "minLength": 8, "maxLength": 128})})
+_HEARTBEAT = _object(
+    {"used_bytes": _integer(), "free_bytes": _integer(), "capacity_bytes": _integer(),
+     "load": {"type": "number", "minimum": 0, "maximum": 1e9}},
+    {"hot_files": {"type": "array", "maxItems": 1000, "items": _ID}})
+_WORK_REPORT = _object({"ok": {"type": "boolean"}},
+                       {"sha256": {"type": "string"}, "error": {"type": "string"}})
+_UPLOAD = _object(
+    {"name": _string(), "size": _integer(0, uploads.MAX_FILE_SIZE),
+     "content_type": _string(255, pattern=_PRINTABLE),
+     "chunk_sha256": {"type": "array", "items": _SHA256,
+                      "description": "one digest per chunk_size bytes, in order"}},
+    {"file_id": {**_ID, "description": "upload a new version of this ready file"}})
+_COMPLETE = _object({"parts": {"type": "array", "maxItems": uploads.MAX_PARTS, "items": _object(
+    {"part_number": _integer(1, 10000), "etag": _string(128)})}})
+_SHARE = _object(
+    {"ttl_seconds": _integer(1, shares.MAX_TTL_SECONDS)},
+    {"not_before": _nullable(_integer(0, 2**40)),
+     "ip": _nullable(_string(64, description="a client network in CIDR form")),
+     "prefix": _nullable(_string(512, description="share every file whose name starts so"))})
+_IMPORT = _object(
+    {"bucket": _string(63), "key": _string(1024)},
+    {"version_id": _nullable(_string(1024, pattern="^[\\x21-\\x7e]*$")),
+     "etag": _nullable(_string(128, pattern='^"?[0-9A-Za-z-]+"?$')),
+     "name": _nullable(_string()), "content_type": _nullable(_string(255, pattern=_PRINTABLE))})
+_CHUNK_HASH = _object({"version": _ID, "sha256": _SHA256})
+_RENEW = _object({"csr": _string(pki.MAX_CSR_BYTES)})
+
+_ERROR_TEXT = {
+    400: "invalid input", 401: "missing or wrong credential", 403: "forbidden",
+    404: "not found", 409: "conflict", 410: "gone (deleted, or another version)",
+    413: "body too large", 415: "body is not JSON", 416: "range not satisfiable",
+    503: "a dependency (store, CA, bucket) is unavailable",
+}
+
+
+def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or _ID}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _op(summary: str, security: list[dict[str, list[str]]], answer: dict[str, Any] | None,
+        errors: tuple[int, ...], *, body: dict[str, Any] | None = None, status: int = 200,
+        params: list[dict[str, Any]] | None = None, media: str = "application/json",
+        headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": summary}
+    if answer is not None:
+        ok["content"] = {media: {"schema": answer}}
+    if headers:
+        ok["headers"] = headers
+    responses: dict[str, Any] = {str(status): ok}
+    statuses = set(errors)
     if security:
-        op["security"] = [{security: []}]
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"type": "object"}}}}
+        statuses.add(401)
+    if body is not None:
+        statuses |= {400, 413, 415}
+    for code in sorted(statuses):
+        responses[str(code)] = {"description": _ERROR_TEXT[code],
+                                "content": _json(_ref("Error"))}
+    op: dict[str, Any] = {"summary": summary, "security": security, "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
     return op
 
 
-_PATHS: dict[str, dict[str, Any]] = {
-    "/nodes/register": {"post": _op("Register an edge node (join token in body)", None,
-                                    body=True)},
-    "/nodes/{node_id}/heartbeat": {"post": _op("Node heartbeat; answers pending work", "node",
-                                               body=True)},
-    "/nodes/{node_id}/files/{file_id}": {"get": _op("File manifest for an edge", "node")},
-    "/nodes/{node_id}/work/{work_id}": {"post": _op("Report a work item's outcome", "node",
-                                                    body=True)},
-    "/nodes": {"get": _op("List nodes", "apiKey")},
-    "/files": {"post": _op("Start a multipart upload", "apiKey", body=True),
-               "get": _op("List files (next_token pages)", "apiKey")},
-    "/files/{file_id}/complete": {"post": _op("Complete an upload", "apiKey", body=True)},
-    "/files/{file_id}": {"get": _op("A file record", "apiKey"),
-                         "delete": _op("Delete a file (starts GC)", "apiKey", ok="202")},
-    "/files/{file_id}/share": {"post": _op("Mint a share URL", "apiKey", body=True)},
-    "/s/{file_id}": {"get": _op("Redirect a share URL to an edge", None, ok="307")},
-    "/openapi.json": {"get": _op("This document", None)},
-    "/files/{file_id}/plan": {"get": _op("Download plan (offset, length query)", "apiKey")},
-    "/files/import": {"post": _op("Register an object already in S3", "apiKey", body=True)},
-    "/nodes/{node_id}/files/{file_id}/chunks/{index}": {
-        "put": _op("Record a chunk's SHA-256 (first fetch)", "node", body=True)},
-    "/nodes/{node_id}/renew": {"post": _op("Renew a node certificate", "node", body=True)},
-    "/nodes/{node_id}/drain": {"post": _op("Drain a node", "apiKey")},
-    "/cluster": {"get": _op("Cluster capacity and per-node load", "apiKey")},
+_NODE_ID = _path_param("node_id")
+_FILE_ID = _path_param("file_id")
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/nodes/register": {"post": _op(
+        "Register an edge node: the join token is in the body; ACM PCA signs its CSR",
+        PUBLIC, _ref("Registered"), (401, 409, 503), body=_REGISTER)},
+    "/nodes/{node_id}/heartbeat": {"post": _op(
+        "Node heartbeat: record usage, refresh the TTL, answer status, keys and work",
+        NODE, _object({"status": {"type": "string"}, "heartbeat_interval": _integer(1),
+                       "share_public_keys": _ref("ShareKeys"),
+                       "work": {"type": "array", "items": _HEARTBEAT_WORK}}),
+        (404,), body=_HEARTBEAT, params=[_NODE_ID])},
+    "/nodes/{node_id}/files/{file_id}": {"get": _op(
+        "A file's manifest for an edge: metadata (with name) and every chunk's SHA-256",
+        NODE, _ref("Manifest"), (400, 404, 410), params=[_NODE_ID, _FILE_ID])},
+    "/nodes/{node_id}/files/{file_id}/chunks/{index}": {"put": _op(
+        "Record an imported chunk's SHA-256 (first writer wins)", NODE,
+        _object({"file_id": _ID, "version": _ID, "index": _integer(), "sha256": _SHA256,
+                 "recorded": {"type": "boolean"}}),
+        (404, 409), body=_CHUNK_HASH,
+        params=[_NODE_ID, _FILE_ID, _path_param("index", {"type": "string",
+                                                          "pattern": "^[0-9]{1,9}$"})])},
+    "/nodes/{node_id}/work/{work_id}": {"post": _op(
+        "Report a work item's outcome (the workflow waiting on it resumes)", NODE,
+        _object({"work_id": _ID, "node_id": _ID, "recorded": {"type": "boolean"},
+                 "error": _nullable({"type": "string"})}),
+        (404, 503), body=_WORK_REPORT, params=[_NODE_ID, _path_param("work_id")])},
+    "/nodes/{node_id}/renew": {"post": _op(
+        "A new certificate for the node's recorded endpoint (register's CSR rules)", NODE,
+        _ref("Certificates"), (503,), body=_RENEW, params=[_NODE_ID])},
+    "/nodes/{node_id}/drain": {"post": _op(
+        "Drain a node: placement stops choosing it; idempotent", MANAGED, _ref("Node"),
+        (400, 404, 409), params=[_NODE_ID])},
+    "/nodes": {"get": _op("Every node", MANAGED,
+                          _object({"nodes": {"type": "array", "items": _ref("Node")}}), ())},
+    "/cluster": {"get": _op(
+        "Capacity summed over live nodes, and every node's load and status", MANAGED,
+        _object({"total_bytes": _integer(), "used_bytes": _integer(),
+                 "free_bytes": _integer(), "live_nodes": _integer(),
+                 "nodes": {"type": "array", "items": _CLUSTER_NODE}}), ())},
+    "/files": {
+        "post": _op("Start a multipart upload (or a new version of file_id)", MANAGED,
+                    _object({"file_id": _ID, "version": _ID, "upload_id": {"type": "string"},
+                             "chunk_size": _integer(1),
+                             "part_size": _integer(1),
+                             "parts": {"type": "array", "items": _object({
+                                 "part_number": _integer(1), "offset": _integer(),
+                                 "length": _integer(), "url": {"type": "string"}})}}),
+                    (404, 409, 410, 503), body=_UPLOAD),
+        "get": _op("A page of ready files in creation order", MANAGED,
+                   _object({"files": {"type": "array", "items": _ref("FileRecord")},
+                            "next_token": _nullable({"type": "string"})}),
+                   (400,), params=[_query("limit", _integer(1, 1000)),
+                                   _query("next_token", {"type": "string"})]),
+    },
+    "/files/import": {"post": _op(
+        "Register an object already in S3, pinned by version id or ETag", MANAGED,
+        _ref("FileRecord"), (403, 404, 409, 410, 503), body=_IMPORT)},
+    "/files/{file_id}": {
+        "get": _op("A file record", MANAGED, _ref("FileRecord"), (400, 404),
+                   params=[_FILE_ID]),
+        "delete": _op("Tombstone the file and start its garbage collection", MANAGED,
+                      _object({"file_id": _ID, "version": _ID,
+                               "status": {"type": "string", "enum": ["deleting"]}}),
+                      (400, 404, 409, 503), status=202, params=[_FILE_ID]),
+    },
+    "/files/{file_id}/complete": {"post": _op(
+        "Complete an upload: size checked, file and chunk items written in one step",
+        MANAGED, _ref("FileRecord"), (404, 409, 503), body=_COMPLETE, params=[_FILE_ID])},
+    "/files/{file_id}/plan": {"get": _op(
+        "Download plan: chunks of a byte range with replica edges and an S3 fallback",
+        MANAGED, _object({
+            "file_id": _ID, "version": _ID, "size": _integer(), "chunk_size": _integer(1),
+            "content_type": {"type": "string"}, "etag": {"type": "string"},
+            "edge_query": {"type": "string"}, "expires": _integer(),
+            "chunks": {"type": "array", "items": {"allOf": [_ref("Chunk"), _object({
+                "replicas": {"type": "array", "items": _object(
+                    {"node_id": _ID, "url": {"type": "string"}})},
+                "s3_url": {"type": "string"}})]}}}),
+        (400, 404, 410, 416, 503),
+        params=[_FILE_ID, _query("offset", _integer()), _query("length", _integer(1))])},
+    "/files/{file_id}/share": {"post": _op(
+        "Mint an expiring share URL (optionally not-before, client network, prefix)",
+        MANAGED, _object({"share_url": {"type": "string"}, "expires": _integer()}),
+        (404, 410, 503), body=_SHARE, params=[_FILE_ID])},
+    "/s/{file_id}": {"get": _op(
+        "Open a share URL: 307 to the chosen edge with the share's own signed fields",
+        PUBLIC, None, (400, 403, 404, 410, 503), status=307,
+        headers={"Location": {"required": True, "schema": {"type": "string"}}},
+        params=[_FILE_ID, *(_query(name, {"type": "string"})
+                            for name in ("v", "pfx", "exp", "nbf", "ip", "kid", "sig"))])},
+    "/openapi.json": {"get": _op("This document", PUBLIC, {"type": "object"}, ())},
     # The web page (chalicelib/web.py): HTML, its scripts and style, and its settings.
-    "/": {"get": _op("Upload page (HTML)", None)},
-    "/player": {"get": _op("Player page for a share URL (HTML)", None)},
-    "/web/app.js": {"get": _op("Upload page script", None)},
-    "/web/player.js": {"get": _op("Player page script", None)},
-    "/web/style.css": {"get": _op("Page style", None)},
-    "/web/config.json": {"get": _op("Upload settings: chunk_size, part_size", None)},
+    "/": {"get": _op("Upload page", PUBLIC, {"type": "string"}, (), media="text/html")},
+    "/player": {"get": _op("Player page for a share URL", PUBLIC, {"type": "string"}, (),
+                           media="text/html")},
+    "/web/app.js": {"get": _op("Upload page script", PUBLIC, {"type": "string"}, (),
+                               media="text/javascript")},
+    "/web/player.js": {"get": _op("Player page script", PUBLIC, {"type": "string"}, (),
+                                  media="text/javascript")},
+    "/web/style.css": {"get": _op("Page style", PUBLIC, {"type": "string"}, (),
+                                  media="text/css")},
+    "/web/config.json": {"get": _op(
+        "What an uploader needs before POST /files", PUBLIC,
+        _object({"chunk_size": _integer(1), "part_size": _integer(1)}), ())},
 }
 
 
 def document() -> dict[str, Any]:
-    """The OpenAPI document."""
+    """The OpenAPI document served at ``/openapi.json``."""
     return {
         "openapi": "3.0.3",
-        "info": {"title": "fsnode control plane", "version": "0.1.0"},
-        "paths": _PATHS,
+        "info": {"title": "fsnode control plane", "version": "0.1.0",
+                 "description": "Errors are always {error: {code, message, details?}}."},
+        "paths": PATHS,
         "components": {
             "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-                "node": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                           "description": "management routes in the local stack"},
+                "sigv4": {"type": "apiKey", "in": "header", "name": "Authorization",
+                          "x-amazon-apigateway-authtype": "awsSigv4",
+                          "description": "management routes when deployed (IAM)"},
+                "nodeCredential": {"type": "http", "scheme": "bearer",
+                                   "description": "the credential register answered"},
             },
-            "responses": {"Error": {"description": "error", "content": {"application/json": {
-                "schema": {"type": "object", "properties": {"error": {"type": "object",
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                                   "details": {"type": "object"}}}}}}}}},
+            "schemas": SCHEMAS,
         },
     }

@@ -25,6 +25,7 @@ from chalicelib.settings import get_settings
 MAX_FILE_SIZE = 5 * 1024**4  # S3's object limit
 URL_TTL_SECONDS = 3600
 UPLOAD_TTL_SECONDS = 7 * 24 * 3600
+MAX_PARTS = 10_000  # S3's limit per multipart upload
 
 
 def start(body: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +80,7 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
 def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Finish the upload, check its size, publish metadata, start replication."""
     check_id(file_id, "file_id")
+    parts = _parts(body)
     catalog = aws.chunk_catalog()
     view = catalog.file_view(file_id)
     if view.meta is not None and view.upload is None:
@@ -86,7 +88,10 @@ def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
     upload = view.upload
     if upload is None:
         raise NotFound("no upload in progress for this file", file_id=file_id)
-    parts = _parts(body, len(part_layout(upload.size, upload.chunk_size)))
+    expected = len(part_layout(upload.size, upload.chunk_size))
+    if len(parts) != expected:
+        raise InvalidInput(f"parts must list all {expected} parts", field="parts",
+                           expected=expected)
     s3 = aws.client("s3")
     try:
         s3.complete_multipart_upload(
@@ -148,13 +153,15 @@ def _current_version(file_id: Any) -> str | None:
     return meta.version
 
 
-def _parts(body: dict[str, Any], expected: int) -> list[dict[str, Any]]:
+def _parts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """``parts`` as S3 wants them: numbered 1, 2, ... in order, each with its ETag."""
     parts = body.get("parts")
-    if not isinstance(parts, list) or len(parts) != expected:
-        raise InvalidInput(f"parts must list all {expected} parts", field="parts")
+    if not isinstance(parts, list) or len(parts) > MAX_PARTS:
+        raise InvalidInput(f"parts must be a list of at most {MAX_PARTS} parts", field="parts")
     out = []
     for position, part in enumerate(parts, start=1):
         if (not isinstance(part, dict) or part.get("part_number") != position
+                or isinstance(part.get("part_number"), bool)
                 or not isinstance(part.get("etag"), str) or not part["etag"]
                 or len(part["etag"]) > 128):
             raise InvalidInput("each part needs part_number (in order) and etag",
@@ -192,11 +199,6 @@ def get(file_id: str) -> dict[str, Any]:
 def list_page(query: dict[str, str] | None) -> dict[str, Any]:
     """A page of files and the next page's token."""
     query = query or {}
-    try:
-        limit = int(query.get("limit", "100"))
-    except ValueError as exc:
-        raise InvalidInput("limit must be an integer", field="limit") from exc
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be in 1..1000", field="limit")
+    limit = validate.query_integer(query, "limit", low=1, high=1000, default=100) or 100
     files, token = aws.chunk_catalog().list_files(limit, query.get("next_token"))
     return {"files": [meta.to_api() for meta in files], "next_token": token}

@@ -10,6 +10,7 @@ from typing import Any
 from fsnode_core.errors import InvalidInput
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
 
 
 def string(data: Mapping[str, Any], name: str, *, max_len: int = 1024,
@@ -56,3 +57,17 @@ def sha256_list(data: Mapping[str, Any], name: str, count: int) -> list[str]:
             raise InvalidInput(f"{name}[{position}] must be 64 lowercase hex characters",
                                field=name, position=position)
     return list(value)
+
+
+def query_integer(query: Mapping[str, str], name: str, *, low: int = 0, high: int = 2**62,
+                  default: int | None = None) -> int | None:
+    """A query parameter that must be a plain decimal integer within ``low..high``.
+
+    Stricter than ``int()``, which would take ``" 7"``, ``"+7"`` or ``"1_000"``.
+    """
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not _DECIMAL.fullmatch(raw) or not low <= int(raw) <= high:
+        raise InvalidInput(f"{name} must be an integer in {low}..{high}", field=name)
+    return int(raw)

@@ -17,7 +17,8 @@ TABLES_JSON = Path(__file__).with_name("tables.json")
 @cache
 def table_layouts() -> dict[str, dict[str, Any]]:
     """Every table's keys, TTL attribute and indexes, by logical name."""
-    return json.loads(TABLES_JSON.read_text())
+    layouts: dict[str, dict[str, Any]] = json.loads(TABLES_JSON.read_text())
+    return layouts
 
 
 def create_table_kwargs(logical_name: str, table_name: str) -> dict[str, Any]:
