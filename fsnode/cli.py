@@ -65,6 +65,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         **({"chunk_size": args.chunk_size} if args.chunk_size else {}),
         control_plane_env=dict(_setting(raw) for raw in args.env),
         edge_env_by_name=_edge_settings(args.edge_env_for),
+        origin_url=args.origin_url,
     )
     stack = LocalStack(options)
     stopping = threading.Event()
@@ -470,6 +471,10 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="edge-N:NAME=VALUE",
         help="a setting for one edge only, e.g. a fault on edge-3 (repeatable)",
+    )
+    up.add_argument(
+        "--origin-url",
+        help="S3 endpoint for the edges only (e.g. a fault proxy in front of the stack's moto)",
     )
     up.set_defaults(func=cmd_local_up)
     local_sub.add_parser("down", parents=[common], help="stop a local stack").set_defaults(

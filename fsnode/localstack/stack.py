@@ -41,6 +41,9 @@ class StackOptions:
     start_timeout: float = 90.0
     # None runs scheduled functions (prune) on their own rate, as EventBridge would.
     schedule_seconds: float | None = None
+    # Where the edges (only they) reach S3, e.g. a fault-injecting proxy in front of moto;
+    # None: moto itself, like every other process.
+    origin_url: str | None = None
     # Extra settings (PROTOCOL.md names them) for the control plane (its routes and the
     # state machines' Lambdas), and for one edge by process name (a fault on edge-3).
     control_plane_env: dict[str, str] = field(default_factory=dict)
@@ -219,6 +222,8 @@ class LocalStack:
             "FSNODE_REGION": "local",
             **opts.edge_env_by_name.get(f"edge-{index + 1}", {}),
         }
+        if opts.origin_url:
+            env["AWS_ENDPOINT_URL"] = opts.origin_url
         child = self._spawn(f"edge-{index + 1}", ["-m", "edge_node"], env, logs)
         return child, str(edge_dir)
 
