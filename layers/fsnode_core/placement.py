@@ -2,17 +2,22 @@
 
 Rendezvous (highest-random-weight) hashing ranks every node by a hash of
 ``(key, node_id)``: each key's order is stable, and when a node leaves only the
-keys it ranked first move. The bounded-load rule pushes nodes loaded above
-``load_factor`` times the mean behind the others, so one hot node sheds new work
-while it has peers with room. A known client location then orders the chosen
-nodes nearest first.
+keys it ranked first move. The bounded-load rule (consistent hashing with bounded
+loads, Mirrokni, Thorup and Zadimoghaddam, 2018) lets a node take one more request
+only while its load after taking it stays within ``load_factor`` times the mean
+load counting that request; nodes without room go behind the others, so a hot node
+sheds new work while it has peers with room and no node ends above the bound. A
+known client location then orders the chosen nodes nearest first.
+
+Loads are open requests per node (the edges' heartbeats report requests in
+flight), so one request adds one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from fsnode_core.models import NodeRecord
 
@@ -36,22 +41,42 @@ def eligible(nodes: Iterable[NodeRecord], now: float, timeout: int) -> list[Node
     return [node for node in nodes if node.is_live(now, timeout)]
 
 
+def load_bound(
+    loads: Collection[float], *, load_factor: float = DEFAULT_LOAD_FACTOR
+) -> float:
+    """The most load any node may carry after taking one more request.
+
+    ``load_factor`` times the mean load with that request counted; never less than
+    the least-loaded node plus one, so some node always has room. (Mirrokni et al.
+    round the bound up to a whole request for that; with 8 requests per node on
+    average, rounding 1.25 * 8.001 up lets a node reach 11, 1.375 times the mean.)
+    """
+    if not loads:
+        return 0.0
+    clamped = [max(load, 0.0) for load in loads]
+    return max(load_factor * (sum(clamped) + 1) / len(clamped), min(clamped) + 1)
+
+
+def has_room(load: float, bound: float) -> bool:
+    """Whether a node at ``load`` may take one more request under ``bound``."""
+    # The tolerance keeps rounding in a float bound from turning away a node
+    # whose load plus one equals it exactly.
+    return max(load, 0.0) + 1 <= bound + 1e-9
+
+
 def rank(
     key: str, nodes: Sequence[NodeRecord], *, load_factor: float = DEFAULT_LOAD_FACTOR
 ) -> list[NodeRecord]:
     """Every node in preference order for ``key`` under the bounded-load rule.
 
-    Nodes whose load is above ``load_factor`` times the mean come after every node
-    with room, each group in rendezvous order; when all are over the bound the plain
-    rendezvous order stands (some node still has to serve).
+    Nodes with room for one more request (``load + 1 <= load_bound``) come first,
+    then the others, each group in rendezvous order. The least-loaded node always
+    has room, so the first choice never ends above the bound.
     """
     ordered = rendezvous_order(key, nodes)
-    if not ordered:
-        return []
-    mean = sum(max(node.load, 0.0) for node in ordered) / len(ordered)
-    bound = load_factor * mean
-    roomy = [node for node in ordered if node.load <= bound]
-    crowded = [node for node in ordered if node.load > bound]
+    bound = load_bound([node.load for node in ordered], load_factor=load_factor)
+    roomy = [node for node in ordered if has_room(node.load, bound)]
+    crowded = [node for node in ordered if not has_room(node.load, bound)]
     return roomy + crowded
 
 
