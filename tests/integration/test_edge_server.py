@@ -26,10 +26,14 @@ from edge_fixtures import (
     share_query,
     signer,
 )
+from fsnode_core.errors import RangeNotSatisfiable
 from fsnode_core.ids import new_id
 from fsnode_core.signing import SharePolicy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_node.manifests import Manifest
+from edge_node.ranges import MAX_PARTS, parse_range
 
 BUCKET = "fsnode-edge-test"
 CHUNK = 64 * 1024
@@ -341,3 +345,199 @@ def test_empty_file(edge: EdgeServer, http: requests.Session) -> None:
         answer = http.get(file_url(edge, manifest), params=query, headers=headers)
         assert (answer.status_code, answer.content) == (200, b"")
         assert answer.headers["Content-Length"] == "0"
+
+
+# -- the rest of issue 3's header rules, each over real HTTPS --------------------------
+
+
+def test_head_carries_the_get_headers_without_a_body(
+    shared: tuple[str, dict[str, str]], http: requests.Session
+) -> None:
+    url, query = shared
+    got = http.get(url, params=query)
+    head = http.head(url, params=query)
+    assert head.status_code == 200 and head.content == b""
+    for name in ("ETag", "Last-Modified", "Content-Type", "Content-Length", "Cache-Control"):
+        assert head.headers[name] == got.headers[name], name
+
+
+def test_cors_headers_are_on_every_answer(edge: EdgeServer, http: requests.Session) -> None:
+    manifest = publish(edge)
+    url = file_url(edge, manifest)
+    query = share_query(manifest.file_id, "1")
+    answers = [
+        http.get(url, params=query, headers={"Range": "bytes=0-9", "Origin": "https://p.example"}),
+        http.get(url, params={}, headers={"Origin": "https://p.example"}),  # 403
+    ]
+    assert [a.status_code for a in answers] == [206, 403]
+    for answer in answers:
+        assert answer.headers["Access-Control-Allow-Origin"] == "*"
+        exposed = listed(answer.headers["Access-Control-Expose-Headers"])
+        assert {"content-range", "content-length", "accept-ranges", "etag"} <= exposed
+    # An error for one signed URL must not be replayed by a cache.
+    assert answers[1].headers["Cache-Control"] == "no-store"
+    preflight = http.options(
+        url,
+        headers={
+            "Origin": "https://p.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range, if-range",
+        },
+    )
+    allowed = listed(preflight.headers["Access-Control-Allow-Headers"])
+    assert {"range", "if-range", "if-none-match", "if-modified-since"} <= allowed
+    assert {"get", "head"} <= listed(preflight.headers["Access-Control-Allow-Methods"])
+
+
+def listed(value: str) -> set[str]:
+    return {item.strip().lower() for item in value.split(",")}
+
+
+def byte_ranges(spans: list[tuple[int, int]]) -> dict[str, str]:
+    return {"Range": "bytes=" + ",".join(f"{first}-{last}" for first, last in spans)}
+
+
+def multipart(answer: requests.Response) -> list[tuple[str, bytes]]:
+    """(Content-Range, body) of each part of a multipart/byteranges answer."""
+    match = re.fullmatch(r"multipart/byteranges; boundary=(\S+)", answer.headers["Content-Type"])
+    assert match, answer.headers["Content-Type"]
+    assert int(answer.headers["Content-Length"]) == len(answer.content)
+    raw_parts = answer.content.split(b"--" + match.group(1).encode())
+    assert raw_parts[0] == b"" and raw_parts[-1] == b"--\r\n"
+    parts = []
+    for raw in raw_parts[1:-1]:
+        head, body = raw.split(b"\r\n\r\n", 1)
+        content_range = re.search(rb"Content-Range: (bytes \S+)", head)
+        assert content_range and body.endswith(b"\r\n")
+        parts.append((content_range.group(1).decode(), body[:-2]))
+    return parts
+
+
+def test_multipart_count_cap(shared: tuple[str, dict[str, str]], http: requests.Session) -> None:
+    url, query = shared
+    spans = [(i * 1000, i * 1000 + 9) for i in range(MAX_PARTS)]
+    at_cap = http.get(url, params=query, headers=byte_ranges(spans))
+    assert at_cap.status_code == 206
+    assert multipart(at_cap) == [(f"bytes {a}-{b}/{len(DATA)}", DATA[a : b + 1]) for a, b in spans]
+    # One part more: RFC 9110 section 14.2 lets a server ignore the header (as nginx's
+    # max_ranges does): the whole file, once.
+    spans.append((MAX_PARTS * 1000, MAX_PARTS * 1000 + 9))
+    over = http.get(url, params=query, headers=byte_ranges(spans))
+    assert (over.status_code, over.content) == (200, DATA)
+
+
+def test_overlapping_ranges_are_coalesced_not_amplified(
+    shared: tuple[str, dict[str, str]], http: requests.Session
+) -> None:
+    url, query = shared
+    # Sixteen copies of the whole file would be 16x the bytes: one range is sent.
+    whole = http.get(url, params=query, headers={"Range": "bytes=" + ",".join(["0-"] * MAX_PARTS)})
+    assert (whole.status_code, whole.content) == (206, DATA)
+    assert whole.headers["Content-Range"] == f"bytes 0-{len(DATA) - 1}/{len(DATA)}"
+    # Overlapping ranges merge into one part; a disjoint one stays its own part.
+    answer = http.get(url, params=query, headers={"Range": "bytes=0-99,50-149,100-120,-10"})
+    assert answer.status_code == 206
+    size = len(DATA)
+    assert multipart(answer) == [
+        (f"bytes 0-149/{size}", DATA[:150]),
+        (f"bytes {size - 10}-{size - 1}/{size}", DATA[-10:]),
+    ]
+    # Unsatisfiable parts are dropped; all unsatisfiable is a 416.
+    some = http.get(url, params=query, headers={"Range": f"bytes={size + 5}-,0-0"})
+    assert (some.status_code, some.content) == (206, DATA[:1])
+    none = http.get(url, params=query, headers={"Range": f"bytes={size}-,{size + 9}-"})
+    assert none.status_code == 416
+    assert none.headers["Content-Range"] == f"bytes */{size}"
+
+
+def test_validators_and_preconditions(
+    shared: tuple[str, dict[str, str]], http: requests.Session
+) -> None:
+    url, query = shared
+    first = http.get(url, params=query, headers={"Range": "bytes=0-0"})
+    etag, last_modified = first.headers["ETag"], first.headers["Last-Modified"]
+    earlier = "Mon, 13 Nov 2023 22:13:20 GMT"  # a day before Last-Modified
+    ranged = {"Range": "bytes=10-19"}
+
+    def status(**headers: str) -> tuple[int, bytes]:
+        answer = http.get(url, params=query, headers=headers)
+        return answer.status_code, answer.content
+
+    # If-None-Match (weak comparison, "*" matches) wins over If-Modified-Since.
+    assert status(**{"If-None-Match": "*"})[0] == 304
+    assert status(**{"If-None-Match": '"other"', "If-Modified-Since": last_modified}) == (200, DATA)
+    assert status(**{"If-Modified-Since": earlier}) == (200, DATA)
+    assert status(**{"If-Modified-Since": "not a date"}) == (200, DATA)
+    # A 304 takes precedence over Range, and repeats the validators and caching rules.
+    not_modified = http.get(url, params=query, headers={**ranged, "If-None-Match": etag})
+    assert (not_modified.status_code, not_modified.content) == (304, b"")
+    assert not_modified.headers["ETag"] == etag
+    assert not_modified.headers["Last-Modified"] == last_modified
+    assert not_modified.headers["Cache-Control"].startswith("private, max-age=")
+    assert not_modified.headers.get("Content-Length") in (None, str(len(DATA)))
+    # If-Range needs a strong match or the exact date; otherwise the whole file.
+    assert status(**ranged, **{"If-Range": f"W/{etag}"}) == (200, DATA)
+    assert status(**ranged, **{"If-Range": earlier}) == (200, DATA)
+    assert status(**ranged, **{"If-Range": last_modified}) == (206, DATA[10:20])
+    # Without Range, If-Range is ignored.
+    assert status(**{"If-Range": '"stale"'}) == (200, DATA)
+
+
+@pytest.fixture(scope="module")
+def cached(edge: EdgeServer, http: requests.Session) -> Manifest:
+    """A file read once (so on the edge's disk), for the property-based examples."""
+    manifest = publish(edge)
+    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, "1"))
+    assert answer.content == DATA
+    return manifest
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+)
+@given(
+    specs=st.lists(
+        st.one_of(
+            st.tuples(st.integers(0, len(DATA) + 10), st.integers(0, len(DATA) + 10)).map(
+                lambda t: f"{min(t)}-{max(t)}"
+            ),
+            st.integers(0, len(DATA) + 10).map(lambda a: f"{a}-"),
+            st.integers(1, len(DATA) + 10).map(lambda n: f"-{n}"),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_range_set_matches_python_slicing(
+    edge: EdgeServer, http: requests.Session, cached: Manifest, specs: list[str]
+) -> None:
+    header = "bytes=" + ",".join(specs)
+    answer = http.get(
+        file_url(edge, cached), params=share_query(cached.file_id, "1"), headers={"Range": header}
+    )
+    size = len(DATA)
+    try:
+        expected = parse_range(header, size)
+    except RangeNotSatisfiable:
+        assert answer.status_code == 416
+        assert answer.headers["Content-Range"] == f"bytes */{size}"
+        return
+    wanted = [DATA[a : b + 1] for a, b in expected]
+    assert answer.status_code == 206
+    if len(expected) == 1:
+        ((a, b),) = expected
+        assert answer.content == wanted[0]
+        assert answer.headers["Content-Range"] == f"bytes {a}-{b}/{size}"
+    else:
+        assert multipart(answer) == [
+            (f"bytes {a}-{b}/{size}", body) for (a, b), body in zip(expected, wanted, strict=True)
+        ]
+    # Every requested byte that exists is sent, by Python's own slicing rules.
+    for spec in specs:
+        first, _, last = spec.partition("-")
+        if not first:
+            piece = DATA[-int(last) :]
+        else:
+            piece = DATA[int(first) : int(last) + 1] if last else DATA[int(first) :]
+        assert piece in answer.content
