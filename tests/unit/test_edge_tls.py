@@ -137,3 +137,40 @@ def test_new_settings_have_defaults_and_checks(tmp_path: Path) -> None:
         )
     with pytest.raises(ValueError, match="FSNODE_CACHE_MIN_FREE_RATIO"):
         EdgeSettings.from_env({**base, "FSNODE_CACHE_MIN_FREE_RATIO": "2"})
+
+
+@pytest.mark.parametrize(
+    ("cache_max", "memory_tier"),
+    [
+        (None, 64 * 1024 * 1024),  # 10 GiB cap: the ceiling
+        (str(512 * 1024 * 1024), 32 * 1024 * 1024),  # a sixteenth of a small cap
+    ],
+)
+def test_memory_defaults_suit_a_small_node(
+    tmp_path: Path, cache_max: str | None, memory_tier: int
+) -> None:
+    env = base_env(tmp_path)
+    if cache_max is not None:
+        env["FSNODE_CACHE_MAX_BYTES"] = cache_max
+    config = EdgeSettings.from_env(env).cache_config()
+    assert (config.memory_bytes, config.fill_memory_bytes) == (memory_tier, 64 * 1024 * 1024)
+    raised = EdgeSettings.from_env(
+        {**env, "FSNODE_MEMORY_CACHE_BYTES": "1073741824", "FSNODE_FILL_MEMORY_BYTES": "2097152"}
+    ).cache_config()
+    assert (raised.memory_bytes, raised.fill_memory_bytes) == (1073741824, 2097152)
+
+
+def test_trusted_proxy_hops_default_to_the_tcp_peer(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    assert EdgeSettings.from_env(env).trusted_proxy_hops == 0
+    assert EdgeSettings.from_env({**env, "FSNODE_TRUSTED_PROXY_HOPS": "1"}).trusted_proxy_hops == 1
+    with pytest.raises(ValueError, match="FSNODE_TRUSTED_PROXY_HOPS"):
+        EdgeSettings.from_env({**env, "FSNODE_TRUSTED_PROXY_HOPS": "-1"})
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "FSNODE_API_URL": "http://x",
+        "FSNODE_JOIN_TOKEN": "t",
+        "FSNODE_STATE_DIR": str(tmp_path),
+    }
