@@ -91,8 +91,8 @@ def client_address(request: web.Request, trusted_proxy_hops: int) -> str | None:
 
     The TCP peer, unless ``trusted_proxy_hops`` proxies in front append to
     ``X-Forwarded-For`` (an ALB does): then the entry that many places from the
-    right, the address the outermost trusted proxy saw. Entries left of it come
-    from the client and prove nothing. A network load balancer passing TCP through
+    right, the address the client-facing trusted proxy saw. Entries left of it
+    come from the client and prove nothing. A network load balancer passing TCP through
     with client IP preservation needs no header: the peer is the client.
     """
     if trusted_proxy_hops > 0:
