@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,13 +111,25 @@ def test_edges_keep_serving_while_the_control_plane_is_down(
         assert _get(fault_stack, url, f"bytes={CHUNK}-{SIZE - 1}").content == data[CHUNK:]
         assert _get(fault_stack, url).content == data
     finally:
+        back = int(time.time())
         result = run_cli("local", "restart", "api", "--state-dir", str(state))
         assert result.returncode == 0, result.stderr
 
-    listed = run_cli("nodes", "--json", "--state-dir", str(state))
-    assert listed.returncode == 0, listed.stderr
-    statuses = {n["node_id"]: n["status"] for n in json.loads(listed.stdout)["nodes"]}
-    assert all(statuses[edge.node_id] == "active" for edge in fault_stack.edges)
+    # The edges' heartbeats failed meanwhile and backed off; they must resume on their own.
+    def heard_again() -> bool:
+        answer = requests.get(
+            f"{fault_stack.api}/nodes", headers={"x-api-key": fault_stack.api_key}, timeout=10
+        )
+        nodes = {n["node_id"]: n for n in answer.json()["nodes"]}
+        return all(
+            nodes[edge.node_id]["status"] == "active"
+            and int(nodes[edge.node_id]["last_heartbeat"]) >= back
+            for edge in fault_stack.edges
+        )
+
+    processes.wait_until(
+        heard_again, 90, "every edge to heartbeat after the control plane returned"
+    )
 
 
 def test_corrupted_chunk_file_is_never_served(fault_stack: StackInfo, tmp_path: Path) -> None:
