@@ -9,7 +9,7 @@ RUN_DEBS := ffmpeg
 TEST_DEBS := ffmpeg openssl chromium chromium-driver nginx-light wrk
 BENCH_DEBS := nginx-light wrk
 
-.PHONY: run test bench lint synth clean debs-run debs-test debs-bench
+.PHONY: run test soak bench lint synth clean debs-run debs-test debs-bench
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ run: $(STAMP) debs-run
 test: $(STAMP) debs-test
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# make soak [SOAK_SECONDS=60]: mixed range traffic with an edge killed every minute (not in test)
+soak: $(STAMP) debs-test
+	FSNODE_SOAK_SECONDS=$(or $(SOAK_SECONDS),600) $(BIN)/pytest tests/soak -m soak -s -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
