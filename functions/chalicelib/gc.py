@@ -28,7 +28,7 @@ METRIC_GC_STARTED = "GarbageCollectionStarted"
 METRIC_FILES_COLLECTED = "FilesCollected"
 METRIC_EVICTIONS_ABANDONED = "EvictionsAbandoned"
 RETRY_WINDOW_SECONDS = 3600  # a failed collection is started again at most hourly
-EVICT_WHOLE_VERSION = -1  # an evict work item's chunk_index: every chunk of the version
+EVICT_WHOLE_VERSION = replication.EVICT_WHOLE_VERSION
 
 
 def execution_name(file_id: str, version: str) -> str:

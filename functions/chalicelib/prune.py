@@ -88,7 +88,7 @@ def _replicate_hot(live: list[NodeRecord], moment: float) -> list[str]:
         for file_id in node.hot_files:
             ordered.setdefault(file_id, None)
     live_ids = [node.node_id for node in live]
-    window = str(int(moment // max(settings.hot_replication_window, 1)))
+    window = int(moment // max(settings.hot_replication_window, 1))
     started: list[str] = []
     catalog = aws.chunk_catalog()
     for file_id in list(ordered)[:MAX_HOT_FILES_PER_RUN]:
@@ -97,12 +97,15 @@ def _replicate_hot(live: list[NodeRecord], moment: float) -> list[str]:
                                                     settings.replication_factor)
         if view.meta is None or not under:
             continue
-        # Right after an upload its own replication is still placing the copies: a hot
-        # run now would chase the same chunks twice (and race it for the same nodes).
-        if replication.upload_running(file_id, view.meta.version):
+        # Copies may be on their way: right after an upload its own replication is still
+        # placing them, or the last window's hot run is. Starting another now would chase
+        # the same chunks twice (and race it for the same nodes).
+        version = view.meta.version
+        if replication.running(file_id, version) or replication.running(
+                file_id, version, replication.REASON_HOT, str(window - 1)):
             continue
-        if replication.start(file_id, view.meta.version, chunks=under,
-                             reason=replication.REASON_HOT, detail=window):
+        if replication.start(file_id, version, chunks=under,
+                             reason=replication.REASON_HOT, detail=str(window)):
             started.append(file_id)
     return started
 

@@ -31,6 +31,7 @@ from chalicelib.observability import METRIC_WORK_REPORTED, logger, metrics
 from chalicelib.settings import get_settings
 
 WORK_TTL_SECONDS = 15 * 60
+EVICT_WHOLE_VERSION = -1  # an evict work item's chunk_index: every chunk of the version
 METRIC_UNDER_REPLICATED_CHUNKS = "UnderReplicatedChunks"
 METRIC_REPLICATION_STARTED = "ReplicationStarted"
 # Why an execution runs; part of its name, so each trigger dedupes on its own.
@@ -73,10 +74,10 @@ def start(file_id: str, version: str, *, chunks: list[int] | None = None,
     return started.arn
 
 
-def upload_running(file_id: str, version: str) -> bool:
-    """Whether upload completion's execution for this version still runs."""
+def running(file_id: str, version: str, reason: str = REASON_UPLOAD, detail: str = "") -> bool:
+    """Whether the execution this trigger names for the file version still runs."""
     arn = get_settings().replicate_state_machine_arn
-    return executions.status(arn, execution_name(file_id, version)) == "RUNNING"
+    return executions.status(arn, execution_name(file_id, version, reason, detail)) == "RUNNING"
 
 
 def after_upload(file_id: str, version: str) -> dict[str, Any] | None:
@@ -223,12 +224,13 @@ def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> di
     outcome: dict[str, Any] = {"work_id": work_id, "node_id": node_id}
     error = None if ok else str(body.get("error", "edge reported failure"))[:256]
     error_name = "EvictFailed" if work.kind == WORK_EVICT else "WarmFailed"
+    leftover = False  # the edge holds bytes of a version that is being collected
     if ok and work.kind == WORK_WARM:
         view = catalog.file_view(work.file_id)
         chunk = next((c for c in view.chunks_of(work.version)
                       if c.index == work.chunk_index), None)
         if chunk is None or chunk.version != work.version:
-            error = "chunk is not part of the current file version"
+            error, leftover = "chunk is not part of the current file version", True
         elif chunk.sha256 is None:
             error = _first_hash(catalog, work, body.get("sha256"))
         elif body.get("sha256") != chunk.sha256:
@@ -241,7 +243,10 @@ def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> di
                     node_id=node_id, created_at=int(time.time())))
             except Gone:
                 error, error_name = "file version is no longer current", "FileGone"
-        if error is None:
+                leftover = True
+        if not work.task_token:
+            pass  # nobody waits for it (a leftover eviction)
+        elif error is None:
             sfn.send_task_success(taskToken=work.task_token, output=json.dumps(
                 {**outcome, "kind": work.kind, "chunk_index": work.chunk_index, "done": True}))
         else:
@@ -253,8 +258,23 @@ def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> di
         logger.info("workflow no longer waits for this work", extra={"work_id": work_id})
     except BotoCoreError as exc:
         raise Unavailable("could not report to the workflow") from exc
+    if leftover:
+        _evict_leftover(work)
     metrics.add_metric(name=METRIC_WORK_REPORTED, unit="Count", value=1)
     return {**outcome, "recorded": error is None, "error": error}
+
+
+def _evict_leftover(warm: WorkItem) -> None:
+    """A warm that finished after its version was tombstoned: collection has already
+    listed the edges to evict from, without this one, so have it drop the copy itself.
+    Nothing waits for this work (no task token)."""
+    now = int(time.time())
+    aws.chunk_catalog().put_work(WorkItem(
+        node_id=warm.node_id, work_id=new_id(), kind=WORK_EVICT, file_id=warm.file_id,
+        version=warm.version, chunk_index=EVICT_WHOLE_VERSION, task_token="",
+        created_at=now, expires_at=now + WORK_TTL_SECONDS))
+    logger.info("late copy of a collected version: evict queued",
+                extra={"file_id": warm.file_id, "node_id": warm.node_id})
 
 
 def under_replicated_chunks(view: FileView, live_ids: Iterable[str], factor: int) -> list[int]:

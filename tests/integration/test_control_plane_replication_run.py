@@ -170,3 +170,42 @@ def test_async_strategy_completes_the_upload_before_its_replicas(
     status = machines.wait(execution, pump(edges))
     assert status["status"] == "SUCCEEDED", status
     assert len(_catalog(cp_stack).file_view(started["file_id"]).replicas) == 4
+
+
+def test_a_copy_finished_after_the_tombstone_is_evicted(cp_api: Any, cp_stack: Any,
+                                                         machines: Any, isolated: Any) -> None:
+    edges = isolated(2)
+    data = os.urandom(100)
+    started, _ = upload(cp_api, data)
+    file_id, version = started["file_id"], started["version"]
+
+    def pull(edge: Any) -> list[dict[str, Any]]:
+        beat = cp_api.call("POST", f"/nodes/{edge.node_id}/heartbeat",
+                           {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
+                           key=False, headers=edge.auth)
+        assert beat.status_code == 200, beat.body
+        return list(beat.json_body["work"])
+
+    deadline = time.monotonic() + 40
+    work: list[dict[str, Any]] = []
+    while not work and time.monotonic() < deadline:
+        time.sleep(0.2)  # the upload's execution queues a warm for its first target
+        edge = next((e for e in edges if pull(e)), edges[0])
+        work = pull(edge)
+    assert [w["kind"] for w in work] == ["warm"]
+    # The edge is still fetching when the file is deleted (and collection lists no
+    # replica of it on this edge).
+    assert _catalog(cp_stack).mark_deleting(file_id, version) is not None
+    report = cp_api.call("POST", f"/nodes/{edge.node_id}/work/{work[0]['work_id']}",
+                         {"ok": True, "sha256": hashlib.sha256(data).hexdigest()},
+                         key=False, headers=edge.auth)
+
+    assert report.status_code == 200 and report.json_body["recorded"] is False
+    assert _catalog(cp_stack).file_view(file_id).replicas == []
+    evict = [w for w in pull(edge) if w["kind"] == "evict"]
+    assert [(w["file_id"], w["version"], w["chunk_index"]) for w in evict] == [
+        (file_id, version, -1)]
+    done = cp_api.call("POST", f"/nodes/{edge.node_id}/work/{evict[0]['work_id']}",
+                       {"ok": True, "evicted_chunks": 1}, key=False, headers=edge.auth)
+    assert done.status_code == 200 and done.json_body["recorded"] is True
+    assert [w for w in pull(edge) if w["kind"] == "evict"] == []
