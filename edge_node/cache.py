@@ -52,6 +52,7 @@ from typing import Protocol
 from fsnode_core.errors import IntegrityError, InvalidInput, Unavailable
 from fsnode_core.ids import check_id
 
+from edge_node.admission import MemoryAdmission
 from edge_node.background import TaskSet, retrieve_exception
 from edge_node.manifests import ChunkInfo, Manifest
 
@@ -136,7 +137,6 @@ class CacheEntry:
     # The SHA-256 the bytes were checked against; None until checked (found at start).
     sha256: str | None
     pins: int = 0
-    hits: int = 0
 
     @property
     def verified(self) -> bool:
@@ -158,6 +158,8 @@ class CacheStats:
     not_stored: int = 0
     evictions: int = 0
     memory_evictions: int = 0
+    # Chunks copied from disk into the memory tier (see edge_node.admission).
+    promotions: int = 0
     integrity_failures: int = 0
     bytes_stored: int = 0
     prefetches: int = 0
@@ -282,11 +284,15 @@ class ChunkLease:
 
 
 class DiskLease(ChunkLease):
-    def __init__(self, entry: CacheEntry, fd: int) -> None:
+    def __init__(self, entry: CacheEntry, fd: int, *, promote: bool = False) -> None:
         self.entry = entry
         self.key = entry.key
         self.size = entry.size
         self.fd = fd
+        # Whether the reader would rather have had it in memory (the cache then
+        # considers promoting the chunk when the lease is released).
+        self.promote = promote
+        self.sent = 0
 
     async def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
         fd = self.fd
@@ -297,6 +303,7 @@ class DiskLease(ChunkLease):
             data = await asyncio.to_thread(os.pread, fd, size, offset + sent)
             if len(data) != size:
                 raise IntegrityError("a cached chunk is shorter than recorded", key=self.key)
+            self.sent += size
             yield data
             sent += size
 
@@ -412,6 +419,7 @@ class ChunkCache:
         self._memory: OrderedDict[ChunkKey, MemoryEntry] = OrderedDict()
         self._inflight: dict[ChunkKey, _Fill] = {}
         self._promoting: set[ChunkKey] = set()
+        self._admission = MemoryAdmission(config.memory_bytes)
         self._used = 0
         self._reserved = 0
         self._memory_used = 0
@@ -512,6 +520,11 @@ class ChunkCache:
     def inflight(self) -> int:
         return len(self._inflight)
 
+    @property
+    def promoting(self) -> int:
+        """Chunks being copied from disk into the memory tier."""
+        return len(self._promoting)
+
     def hot_files(self, limit: int = 32) -> list[str]:
         """File ids of the most recently used chunks, newest first."""
         out: list[str] = []
@@ -580,6 +593,7 @@ class ChunkCache:
         for _ in range(4):
             held = await self._try_hit(key, memory=memory)
             if held is not None:
+                self._admission.hit(key)
                 if not counted:
                     self.stats.hits += 1
                     if isinstance(held, MemoryLease):
@@ -619,10 +633,7 @@ class ChunkCache:
         except BaseException:
             entry.pins -= 1
             raise
-        entry.hits += 1
-        if entry.hits >= 2 and memory:
-            self._maybe_promote(entry)
-        return DiskLease(entry, fd)
+        return DiskLease(entry, fd, promote=memory)
 
     async def _attach(self, fill: _Fill) -> FillBuffer | None:
         """The fill's live buffer, or None once it has finished (look again)."""
@@ -647,6 +658,10 @@ class ChunkCache:
         lease.close()
         if isinstance(lease, DiskLease | MemoryLease):
             lease.entry.pins -= 1
+        if isinstance(lease, DiskLease) and lease.sent:
+            self._admission.served_from_disk(lease.sent)
+            if lease.promote:
+                self._maybe_promote(lease.entry)
 
     async def ensure(self, manifest: Manifest, index: int) -> str:
         """Make sure the chunk is verified and kept on disk (warm work); its SHA-256.
@@ -900,31 +915,53 @@ class ChunkCache:
 
     # -- memory tier -------------------------------------------------------------
 
-    def _memory_put(self, key: ChunkKey, data: bytes | bytearray) -> bool:
-        size = len(data)
+    def _memory_victims(self, size: int) -> list[ChunkKey] | None:
+        """The least-recently-used unpinned chunks to drop to make room for ``size``
+        bytes (none if there is room already); None when pins leave too little."""
         cap = self.config.memory_bytes
-        if size > cap or key in self._memory:
-            return False
-        for victim_key in list(self._memory):
-            if self._memory_used + size <= cap:
+        if size > cap:
+            return None
+        victims: list[ChunkKey] = []
+        room = cap - self._memory_used
+        for victim_key, victim in self._memory.items():
+            if room >= size:
                 break
-            victim = self._memory[victim_key]
-            if victim.pins > 0:
-                continue
-            del self._memory[victim_key]
+            if victim.pins == 0:
+                victims.append(victim_key)
+                room += len(victim.data)
+        return victims if room >= size else None
+
+    def _memory_put(
+        self, key: ChunkKey, data: bytes | bytearray, *, by_frequency: bool = False
+    ) -> bool:
+        """Keep a chunk in memory, pushing out least-recently-used ones. A fill always
+        goes in (a chunk just fetched is the likeliest next hit); a promotion only
+        if the chunks it would push out were hit less often (see ``admission``)."""
+        if key in self._memory:
+            return False
+        size = len(data)
+        victims = self._memory_victims(size)
+        if victims is None:
+            return False
+        if by_frequency and not self._admission.hotter_than(key, victims):
+            return False
+        for victim_key in victims:
+            victim = self._memory.pop(victim_key)
             self._memory_used -= len(victim.data)
             self.stats.memory_evictions += 1
-        if self._memory_used + size > cap:
-            return False
         self._memory[key] = MemoryEntry(data)
         self._memory_used += size
         return True
 
     def _maybe_promote(self, entry: CacheEntry) -> None:
-        """Copy a chunk read from disk more than once into the memory tier."""
+        """Copy a chunk served from disk into the memory tier, if admitted."""
         key = entry.key
-        if key in self._memory or key in self._promoting or entry.size > self.config.memory_bytes:
+        if key in self._memory or key in self._promoting or self._index.get(key) is not entry:
             return
+        victims = self._memory_victims(entry.size)
+        if victims is None or not self._admission.admits(key, entry.size, victims):
+            return
+        self._admission.spend(entry.size)
         self._promoting.add(key)
 
         async def promote() -> None:
@@ -934,8 +971,12 @@ class ChunkCache:
                     data = await asyncio.to_thread(entry.path.read_bytes)
                 finally:
                     entry.pins -= 1
-                if len(data) == entry.size and self._index.get(key) is entry:
-                    self._memory_put(key, data)
+                if (
+                    len(data) == entry.size
+                    and self._index.get(key) is entry
+                    and self._memory_put(key, data, by_frequency=True)
+                ):
+                    self.stats.promotions += 1
             except OSError:
                 pass
             finally:
@@ -1015,6 +1056,7 @@ class ChunkCache:
             self._used -= entry.size
             freed += entry.size
             victims.append(entry)
+            self._admission.forget(entry.key)
         if freed < needed and self._index:  # what is left is pinned or being filled
             log.warning("chunk cache cannot free enough: the other chunks are in use")
         self.stats.evictions += len(victims)
@@ -1042,6 +1084,7 @@ class ChunkCache:
         if entry is None:
             return
         self._used -= entry.size
+        self._admission.forget(key)
         # Unlinking is safe under open leases: their descriptors keep the inode.
         await asyncio.to_thread(_unlink_all, [entry.path])
 

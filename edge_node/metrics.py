@@ -60,6 +60,12 @@ class EdgeMetrics:
                 stats.memory_evictions,
             ),
             (
+                "cache_promotions_total",
+                "counter",
+                "Chunks copied from disk into memory.",
+                stats.promotions,
+            ),
+            (
                 "integrity_failures_total",
                 "counter",
                 "Chunks that failed their SHA-256 check.",
