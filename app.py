@@ -54,7 +54,7 @@ def build_app(
         settings=FsnodeSettings.from_context(app.node),
         sources=sources,
         env=cdk.Environment(account=account, region=region),
-        description="fsnode: serverless CDN (S3 origin, Chalice control plane, Fargate edges)",
+        description="fsnode: serverless CDN (S3 origin, Chalice control plane, EC2 edges)",
     )
     # cdk-nag 3 is a policy-validation plugin: an unacknowledged finding fails synth.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))

@@ -16,10 +16,11 @@ from infra.constructs.core_layer import CoreLayer
 from infra.constructs.edge_fleet import EdgeFleet
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.pki import Pki
+from infra.constructs.public_domain import PublicDomain
 from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
 from infra.constructs.workflows import Workflows, discover_definitions, state_machine_arn
-from infra.nag import acknowledge, objects_finding
+from infra.nag import acknowledge, objects_finding, resource_finding
 from infra.settings import FsnodeSettings
 
 PRUNE_FUNCTION = "Prune"
@@ -60,6 +61,7 @@ class FsnodeStack(Stack):
             "Storage",
             tables_json=sources.tables_json,
             existing_bucket_name=settings.existing_bucket_name,
+            import_bucket_names=settings.import_buckets,
             removal_policy=removal_policy,
         )
         self.pki = Pki(
@@ -91,18 +93,17 @@ class FsnodeStack(Stack):
             api_name=f"{self.stack_name}-api",
             log_level=settings.log_level,
             environment={
+                **settings.control_plane_environment(),
                 "FSNODE_NODES_TABLE": self.storage.nodes_table.table_name,
                 "FSNODE_CHUNKS_TABLE": self.storage.chunks_table.table_name,
                 "FSNODE_IDEMPOTENCY_TABLE": self.storage.idempotency_table.table_name,
                 "FSNODE_BUCKET": self.storage.bucket.bucket_name,
+                "FSNODE_IMPORT_BUCKETS": ",".join(
+                    bucket.bucket_name for bucket in self.storage.readable_buckets
+                ),
                 "FSNODE_CA_ARN": self.pki.ca_arn,
                 "FSNODE_JOIN_TOKEN_SECRET": self.secrets.join_token.secret_arn,
                 "FSNODE_SIGNING_KEY_SECRET": self.secrets.signing_keyring.secret_arn,
-                "FSNODE_CHUNK_SIZE": str(settings.chunk_size),
-                "FSNODE_CERT_VALIDITY_DAYS": str(settings.cert_validity_days),
-                "FSNODE_HEARTBEAT_INTERVAL": str(settings.heartbeat_interval),
-                "FSNODE_HEARTBEAT_TIMEOUT": str(settings.heartbeat_timeout),
-                "FSNODE_REPLICATION_FACTOR": str(settings.replication_factor),
                 **machine_arns,
             },
         )
@@ -120,38 +121,47 @@ class FsnodeStack(Stack):
         self._schedule_prune()
 
         role = self.control_plane.role
-        for table in (
-            self.storage.nodes_table,
-            self.storage.chunks_table,
-            self.storage.idempotency_table,
-        ):
-            table.grant_read_write_data(role)
+        self.storage.grant_tables(role)
         # Presigned multipart uploads, imports (head/get) and GC deletes.
-        self.storage.bucket.grant_read_write(role)
+        self.storage.grant_control_plane(role)
         self.pki.grant_issue(role)
         self.secrets.join_token.grant_read(role)
         self.secrets.signing_keyring.grant_read(role)
         self.workflows.grant_start_execution(role)
+        self.workflows.grant_describe_execution(role)
         Workflows.grant_task_response(role)
         self._suppress_control_plane_grant_wildcards()
 
+        self.public_domain = (
+            PublicDomain(
+                self,
+                "PublicDomain",
+                domain_name=settings.domain_name,
+                hosted_zone_id=settings.hosted_zone_id,
+            )
+            if settings.domain_name
+            else None
+        )
         self.edge_fleet = EdgeFleet(
             self,
             "EdgeFleet",
             build_context=sources.edge_build_context,
             dockerfile=sources.edge_dockerfile,
-            bucket=self.storage.bucket,
             join_token=self.secrets.join_token,
             api_url=self.control_plane.api_url,
-            domain_name=settings.domain_name,
-            desired_count=settings.edge_count,
+            certificate=self.public_domain.certificate if self.public_domain else None,
+            min_count=settings.edge_count,
             max_count=settings.edge_max_count,
-            cpu=settings.edge_cpu,
-            memory_mib=settings.edge_memory,
-            ephemeral_storage_gib=settings.edge_ephemeral_gib,
-            nat_gateways=settings.nat_gateways,
+            instance_type=settings.edge_instance_type,
+            cache_gib=settings.edge_cache_gib,
+            network_target_mbps=settings.edge_network_target_mbps,
             log_level=settings.log_level,
         )
+        # Edges only read objects; node routes are authorized by their credential.
+        self.storage.grant_edge_read(self.edge_fleet.task_role)
+        self._suppress_edge_read_wildcards()
+        if self.public_domain:
+            self.public_domain.point_at(self.edge_fleet.load_balancer)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -160,6 +170,7 @@ class FsnodeStack(Stack):
             edge_log_group=self.edge_fleet.log_group,
             edge_target_group=self.edge_fleet.target_group,
             edge_load_balancer=self.edge_fleet.load_balancer,
+            alarm_email=settings.alarm_email,
         )
 
         CfnOutput(self, "ApiUrl", value=self.control_plane.api_url)
@@ -168,6 +179,16 @@ class FsnodeStack(Stack):
             "EdgeLoadBalancerDns",
             value=self.edge_fleet.load_balancer.load_balancer_dns_name,
         )
+        CfnOutput(
+            self,
+            "EdgeFrontDoorUrl",
+            value=(
+                self.public_domain.url
+                if self.public_domain
+                else f"https://{self.edge_fleet.front_door_host}"
+            ),
+        )
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "CaArn", value=self.pki.ca_arn)
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
 
@@ -197,19 +218,27 @@ class FsnodeStack(Stack):
             self.control_plane.role,
             "AwsSolutions-IAM5",
             (
-                "CDK grant_* wildcards, each inside one resource of this stack: any object "
-                "key of the origin bucket (uploads, imports and GC touch arbitrary keys), "
-                "the tables' own GSIs, the S3 action families multipart uploads need; "
-                "SendTaskSuccess/Failure/Heartbeat support no resource-level permission "
-                "(the task token is the capability)."
+                "Wildcards only inside resources this stack names: any object key of the "
+                "origin and import buckets (uploads, imports and GC touch arbitrary keys), "
+                "the tables' own GSIs, any execution of our state machines (execution "
+                "names are chosen at run time); SendTaskSuccess/Failure/Heartbeat support "
+                "no resource-level permission (the task token is the capability)."
             ),
             [
-                objects_finding(self.storage.bucket),
+                *(objects_finding(bucket) for bucket in self.storage.readable_buckets),
                 *(f"Resource::{index}" for index in indexes),
                 *(
-                    f"Action::s3:{family}*"
-                    for family in ("GetObject", "GetBucket", "List", "DeleteObject", "Abort")
+                    resource_finding(self, self.workflows.execution_arns(name))
+                    for name in self.workflows.state_machines
                 ),
                 "Resource::*",
             ],
+        )
+
+    def _suppress_edge_read_wildcards(self) -> None:
+        acknowledge(
+            self.edge_fleet.task_role,
+            "AwsSolutions-IAM5",
+            "Edges read whichever object a signed share URL names: any key, GET only.",
+            [objects_finding(bucket) for bucket in self.storage.readable_buckets],
         )

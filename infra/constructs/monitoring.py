@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
+
+from infra.nag import acknowledge
 
 NAMESPACE = "fsnode"
 SERVICE = "fsnode"
@@ -18,7 +23,11 @@ EDGE_ORIGIN_ERRORS = "EdgeOriginErrors"
 
 
 class Monitoring(Construct):
-    """Alarms; each is a public attribute so an operator can add actions to it."""
+    """Alarms that notify one SNS topic (optionally an email address) on alarm and on OK.
+
+    Each alarm is a public attribute, and :attr:`topic` takes more subscriptions
+    (chat, paging) without touching the alarms.
+    """
 
     def __init__(
         self,
@@ -30,8 +39,21 @@ class Monitoring(Construct):
         edge_log_group: logs.ILogGroup,
         edge_target_group: elbv2.NetworkTargetGroup,
         edge_load_balancer: elbv2.NetworkLoadBalancer,
+        alarm_email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.topic = sns.Topic(self, "AlarmTopic", display_name="fsnode alarms", enforce_ssl=True)
+        acknowledge(
+            self.topic,
+            "AwsSolutions-SNS2",
+            (
+                "Alarm notifications carry only alarm names, states and metric values. "
+                "CloudWatch cannot publish to a topic under the AWS-managed SNS key, and a "
+                "customer-managed key would cost more than the data it protects."
+            ),
+        )
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         self.api_5xx = cloudwatch.Alarm(
             self,
             "Api5xx",
@@ -116,6 +138,11 @@ class Monitoring(Construct):
             self.edge_origin_errors,
             self.no_healthy_edges,
         ]
+        action = cloudwatch_actions.SnsAction(self.topic)
+        for alarm in self.alarms:
+            alarm.add_alarm_action(action)
+            # "Resolved" mails close the loop for whoever was paged.
+            alarm.add_ok_action(action)
 
     @staticmethod
     def _app_metric(name: str, statistic: str, period: Duration) -> cloudwatch.Metric:

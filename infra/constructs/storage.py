@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+# What fsnode_core's stores and Powertools idempotency call (paginators: Query, Scan).
+TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+)
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
     "N": dynamodb.AttributeType.NUMBER,
@@ -41,6 +54,7 @@ class Storage(Construct):
         *,
         tables_json: Path,
         existing_bucket_name: str | None = None,
+        import_bucket_names: Sequence[str] = (),
         multipart_abort_days: int = 3,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
@@ -72,6 +86,21 @@ class Storage(Construct):
                 encryption=s3.BucketEncryption.S3_MANAGED,
                 enforce_ssl=True,
                 versioned=True,
+                # The web page uploads parts straight to S3 with presigned URLs and must
+                # read each part's ETag (the local stack sets the same rule).
+                cors=[
+                    s3.CorsRule(
+                        allowed_origins=["*"],
+                        allowed_methods=[
+                            s3.HttpMethods.GET,
+                            s3.HttpMethods.PUT,
+                            s3.HttpMethods.HEAD,
+                        ],
+                        allowed_headers=["*"],
+                        exposed_headers=["ETag"],
+                        max_age=3600,
+                    )
+                ],
                 server_access_logs_bucket=self.access_log_bucket,
                 server_access_logs_prefix="origin/",
                 lifecycle_rules=[
@@ -90,11 +119,61 @@ class Storage(Construct):
                 removal_policy=removal_policy,
             )
 
+        # Operators' buckets that POST /files/import may register: read-only, by name.
+        self.import_buckets: list[s3.IBucket] = [
+            s3.Bucket.from_bucket_name(self, f"Import{index}", name)
+            for index, name in enumerate(dict.fromkeys(import_bucket_names))
+            if name != existing_bucket_name
+        ]
+
         layout = load_table_layout(tables_json)
         self.nodes_table = self._table("NodesTable", layout["nodes"], removal_policy)
         self.chunks_table = self._table("ChunksTable", layout["chunks"], removal_policy)
         self.idempotency_table = self._table(
             "IdempotencyTable", layout["idempotency"], removal_policy
+        )
+
+    @property
+    def readable_buckets(self) -> list[s3.IBucket]:
+        """The origin and the import buckets: every bucket a file's bytes may live in."""
+        return [self.bucket, *self.import_buckets]
+
+    def grant_control_plane(self, grantee: iam.IGrantable) -> None:
+        """Uploads, imports and deletes on the origin; imports (read) on import buckets.
+
+        Presigned multipart uploads (create, part, complete) are all ``s3:PutObject``;
+        GC deletes the current object (a delete marker; noncurrent versions expire by
+        lifecycle). ``s3:ListBucket`` makes a missing key a 404 rather than a 403, which
+        the import route reports as such.
+        """
+        for bucket in self.readable_buckets:
+            object_actions = ["s3:GetObject", "s3:GetObjectVersion"]
+            if bucket is self.bucket:
+                object_actions += ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=object_actions,
+                resource_arns=[bucket.arn_for_objects("*")],
+            )
+            iam.Grant.add_to_principal(
+                grantee=grantee, actions=["s3:ListBucket"], resource_arns=[bucket.bucket_arn]
+            )
+
+    def grant_tables(self, grantee: iam.IGrantable) -> None:
+        """Item reads and writes on the three tables and their indexes; no streams, no DDL.
+
+        Transactions need no action of their own: each item in one is authorized as
+        its Put, Update, Delete or ConditionCheck.
+        """
+        for table in (self.nodes_table, self.chunks_table, self.idempotency_table):
+            table.grant(grantee, *TABLE_ACTIONS)
+
+    def grant_edge_read(self, grantee: iam.IGrantable) -> None:
+        """Edges only GET objects (presigned, no version id) from any readable bucket."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["s3:GetObject"],
+            resource_arns=[bucket.arn_for_objects("*") for bucket in self.readable_buckets],
         )
 
     def _table(

@@ -138,6 +138,27 @@ class Workflows(Construct):
         for machine in self.state_machines.values():
             machine.grant_start_execution(grantee)
 
+    def grant_describe_execution(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` read the status of these machines' executions (and no others).
+
+        Synchronous replication waits on an execution; GC checks whether an earlier
+        collection is still running before it starts a retry.
+        """
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["states:DescribeExecution"],
+            resource_arns=[self.execution_arns(name) for name in self.state_machines],
+        )
+
+    def execution_arns(self, name: str) -> str:
+        """Every execution of machine ``name``: the execution name is chosen at run time."""
+        return Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{state_machine_name(self, name)}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
     @staticmethod
     def grant_task_response(grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` report ``.waitForTaskToken`` outcomes.

@@ -112,10 +112,10 @@ def _placeholder_functions(root: Path) -> Path:
     return functions
 
 
-@pytest.fixture(scope="session")
-def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesis]:
-    root = tmp_path_factory.mktemp("infra")
-    placeholder = not real_functions_ready()
+def synthesize(
+    root: Path, *, placeholder: bool, context: dict[str, Any] | None = None
+) -> Synthesis:
+    """Run app.py's ``build_app`` (cdk-nag included) into ``root/cdk.out``."""
     sources = SourcePaths(
         functions_dir=_placeholder_functions(root) if placeholder else paths.FUNCTIONS_DIR
     )
@@ -124,14 +124,67 @@ def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesis]:
     started = time.perf_counter()
     error: Exception | None = None
     try:
-        module.build_app(str(outdir), sources=sources).synth()
+        module.build_app(str(outdir), sources=sources, context=context).synth()
     except RuntimeError as exc:  # cdk-nag findings surface as a failed validation
         error = exc
     seconds = time.perf_counter() - started
     template_path = outdir / f"{STACK_NAME}.template.json"
     template = json.loads(template_path.read_text()) if template_path.exists() else {}
-    print(f"\nfsnode infra: synthesis took {seconds:.1f} s (placeholder functions: {placeholder})")
-    yield Synthesis(outdir, template, seconds, error, placeholder)
+    return Synthesis(outdir, template, seconds, error, placeholder)
+
+
+@pytest.fixture(scope="session")
+def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesis]:
+    placeholder = not real_functions_ready()
+    result = synthesize(tmp_path_factory.mktemp("infra"), placeholder=placeholder)
+    print(
+        f"\nfsnode infra: synthesis took {result.seconds:.1f} s "
+        f"(placeholder functions: {placeholder})"
+    )
+    yield result
+
+
+# Every optional feature on, every setting off its default. The small stand-in app
+# keeps this second synthesis cheap (the layer and jsii are warm by then); what it
+# checks (context → settings → stack) does not depend on the functions' code.
+CUSTOM_CONTEXT: dict[str, Any] = {
+    "chunk_size": "8388608",
+    "replication_factor": "3",
+    "replication_strategy": "sync",
+    "replication_first_chunks": "6",
+    "replication_max_moves": "5",
+    "replication_sync_timeout": "20.5",
+    "hot_replication_window": "120",
+    "warm_timeout": "400",
+    "evict_timeout": "200",
+    "gc_retry_wait": "30",
+    "gc_max_wait": "1800",
+    "heartbeat_interval": "10",
+    "heartbeat_timeout": "45",
+    "cert_validity_days": "7",
+    "import_buckets": "media-archive,media-partner",
+    "public_url": "https://share.example.com",
+    "edge_count": "3",
+    "edge_max_count": "6",
+    "edge_instance_type": "m6i.large",
+    "edge_cache_gib": "200",
+    "edge_network_target_mbps": "800",
+    "domain_name": "cdn.example.com",
+    "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+    "alarm_email": "ops@example.com",
+    "log_level": "DEBUG",
+}
+
+
+@pytest.fixture(scope="session")
+def custom_synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    result = synthesize(
+        tmp_path_factory.mktemp("infra-custom"), placeholder=True, context=CUSTOM_CONTEXT
+    )
+    print(f"\nfsnode infra: custom synthesis took {result.seconds:.1f} s")
+    if not result.template:
+        pytest.fail(f"synthesis wrote no template: {result.error}")
+    return result
 
 
 @pytest.fixture(scope="session")

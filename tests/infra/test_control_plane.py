@@ -8,29 +8,24 @@ from pathlib import Path
 from typing import Any
 
 from infra import paths
+from infra.constructs.storage import TABLE_ACTIONS
+from infra.settings import FsnodeSettings
 
 from .conftest import Synthesis, of_type
 
-# docs/PROTOCOL.md, Settings, control plane (FSNODE_API_KEY_SECRET is local only,
-# FSNODE_PUBLIC_URL optional; the GC machine's ARN only once gc.asl.json exists).
-REQUIRED_ENV = {
-    "FSNODE_NODES_TABLE",
-    "FSNODE_CHUNKS_TABLE",
-    "FSNODE_IDEMPOTENCY_TABLE",
-    "FSNODE_BUCKET",
-    "FSNODE_CA_ARN",
-    "FSNODE_JOIN_TOKEN_SECRET",
-    "FSNODE_SIGNING_KEY_SECRET",
-    "FSNODE_CHUNK_SIZE",
-    "FSNODE_CERT_VALIDITY_DAYS",
-    "FSNODE_HEARTBEAT_INTERVAL",
-    "FSNODE_HEARTBEAT_TIMEOUT",
-    "FSNODE_REPLICATION_FACTOR",
-    "FSNODE_REPLICATE_STATE_MACHINE_ARN",
-    "POWERTOOLS_SERVICE_NAME",
-    "POWERTOOLS_METRICS_NAMESPACE",
-    "LOG_LEVEL",
-}
+# Every FSNODE_* setting the control plane reads (functions/chalicelib/settings.py),
+# except the local stack's api-key switch: deployed, IAM guards the management routes.
+CONTROL_PLANE_SETTINGS = paths.FUNCTIONS_DIR / "chalicelib" / "settings.py"
+LOCAL_ONLY = {"FSNODE_API_KEY_SECRET"}
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+
+
+def _settings_read_by_functions() -> set[str]:
+    return set(re.findall(r"FSNODE_[A-Z0-9_]+", CONTROL_PLANE_SETTINGS.read_text())) - LOCAL_ONLY
+
+
+def _env(resources: dict, function: str = "APIHandler") -> dict[str, Any]:
+    return dict(resources[function]["Properties"]["Environment"]["Variables"])
 
 
 def _functions(resources: dict) -> dict[str, dict[str, Any]]:
@@ -46,17 +41,40 @@ def _policy_statements(resources: dict, role_logical_id: str) -> list[dict[str, 
     return statements
 
 
-def test_every_function_has_settings_layer_and_tracing(resources: dict) -> None:
+def test_every_function_has_settings_layer_and_tracing(
+    resources: dict, synthesis: Synthesis
+) -> None:
     functions = _functions(resources)
     assert {"APIHandler", "PlanReplication", "WarmChunk"} <= set(functions)
     (layer_id,) = of_type(resources, "AWS::Lambda::LayerVersion")
+    required = POWERTOOLS_ENV | {"FSNODE_NODES_TABLE", "FSNODE_REPLICATE_STATE_MACHINE_ARN"}
+    if not synthesis.uses_placeholder_functions:
+        # Only the real app has both machines (gc.asl.json) and reads every setting.
+        required |= _settings_read_by_functions()
+    assert "FSNODE_GC_STATE_MACHINE_ARN" in required or synthesis.uses_placeholder_functions
     for name, function in functions.items():
         props = function["Properties"]
-        assert set(props["Environment"]["Variables"]) >= REQUIRED_ENV, name
+        assert set(props["Environment"]["Variables"]) >= required, name
+        assert not set(props["Environment"]["Variables"]) & LOCAL_ONLY, name
         assert props["Layers"] == [{"Ref": layer_id}], name
         assert props["Tracing"] == "Active", name
         assert props["Runtime"] == "python3.11", name
         assert props["Role"] == {"Fn::GetAtt": ["DefaultRole", "Arn"]}, name
+
+
+def test_settings_reach_the_functions_with_cdk_json_defaults(resources: dict) -> None:
+    env = _env(resources)
+    defaults = FsnodeSettings()
+    for name, value in defaults.control_plane_environment().items():
+        assert env[name] == value, name
+    assert env["FSNODE_REPLICATION_STRATEGY"] == "async"
+    assert env["FSNODE_PUBLIC_URL"] == ""  # unset: share URLs follow the request
+
+
+def test_import_buckets_default_to_the_origin(resources: dict) -> None:
+    (origin,) = (k for k in of_type(resources, "AWS::S3::Bucket") if k.startswith("StorageOrigin"))
+    assert _env(resources)["FSNODE_IMPORT_BUCKETS"] == {"Ref": origin}
+    assert _env(resources)["FSNODE_BUCKET"] == {"Ref": origin}
 
 
 def test_state_machine_arn_setting_is_not_a_ref(resources: dict) -> None:
@@ -98,15 +116,41 @@ def test_default_role_inline_policy_is_logs_and_xray_only(resources: dict) -> No
     assert "log-group:/aws/lambda/*" in logs_resource and "arn:*:logs:*" not in logs_resource
 
 
-def test_default_role_grants(resources: dict) -> None:
-    statements = _policy_statements(resources, "DefaultRole")
+# The whole of what the functions may do beyond logs and X-Ray; a new grant must be
+# added here on purpose.
+CONTROL_PLANE_ACTIONS = {
+    *TABLE_ACTIONS,
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+    "s3:ListBucket",
+    "acm-pca:IssueCertificate",
+    "acm-pca:GetCertificate",
+    "acm-pca:GetCertificateAuthorityCertificate",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
+    "states:StartExecution",
+    "states:DescribeExecution",
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+}
+
+
+def _by_action(resources: dict, role: str) -> dict[str, list[Any]]:
     by_action: dict[str, list[Any]] = {}
-    for statement in statements:
-        actions = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
-        for action in actions:
+    for statement in _policy_statements(resources, role):
+        actions = statement["Action"]
+        for action in actions if isinstance(actions, list) else [actions]:
             by_action.setdefault(action, []).append(statement["Resource"])
+    return by_action
+
+
+def test_default_role_grants_exactly_what_the_functions_call(resources: dict) -> None:
+    by_action = _by_action(resources, "DefaultRole")
+    assert set(by_action) == CONTROL_PLANE_ACTIONS
     (ca_id,) = of_type(resources, "AWS::ACMPCA::CertificateAuthority")
     for action in (
         "acm-pca:IssueCertificate",
@@ -116,8 +160,11 @@ def test_default_role_grants(resources: dict) -> None:
         assert by_action[action] == [{"Fn::GetAtt": [ca_id, "Arn"]}], action
     for table in of_type(resources, "AWS::DynamoDB::Table"):
         assert table in json.dumps(by_action["dynamodb:PutItem"])
-    assert "StorageOrigin" in json.dumps(by_action["s3:PutObject"])
-    assert "StorageOrigin" in json.dumps(by_action["s3:DeleteObject*"])
+    for action in ("s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion"):
+        (objects,) = by_action[action]
+        assert "StorageOrigin" in json.dumps(objects) and json.dumps(objects).endswith('"/*"]]}')
+    (bucket,) = by_action["s3:ListBucket"]
+    assert bucket["Fn::GetAtt"][0].startswith("StorageOrigin")
     secrets = json.dumps(by_action["secretsmanager:GetSecretValue"])
     for secret in of_type(resources, "AWS::SecretsManager::Secret"):
         assert secret in secrets
@@ -127,11 +174,31 @@ def test_default_role_grants(resources: dict) -> None:
     assert by_action["states:SendTaskFailure"] == ["*"]
 
 
+def test_describe_execution_only_on_our_machines_executions(resources: dict) -> None:
+    # Synchronous replication waits on an execution; GC checks an earlier collection.
+    (granted,) = _by_action(resources, "DefaultRole")["states:DescribeExecution"]
+    arns = granted if isinstance(granted, list) else [granted]
+    names = [
+        machine["Properties"]["StateMachineName"]
+        for machine in of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    ]
+    assert sorted(json.dumps(arn).rsplit(":execution:", 1)[1] for arn in arns) == sorted(
+        f'{name}:*"]]}}' for name in names
+    )
+
+
 def test_api_name_and_output(resources: dict, synthesis: Synthesis) -> None:
     assert resources["RestAPI"]["Properties"]["Name"] == "FsnodeStack-api"
     assert resources["RestAPI"]["Properties"]["EndpointConfiguration"] == "REGIONAL"
     outputs = synthesis.template["Outputs"]
-    assert {"ApiUrl", "EdgeLoadBalancerDns", "CaArn", "BucketName"} <= set(outputs)
+    assert {
+        "ApiUrl",
+        "EdgeLoadBalancerDns",
+        "EdgeFrontDoorUrl",
+        "AlarmTopicArn",
+        "CaArn",
+        "BucketName",
+    } <= set(outputs)
     assert "execute-api" in json.dumps(outputs["ApiUrl"]["Value"])
 
 

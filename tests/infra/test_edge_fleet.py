@@ -1,4 +1,4 @@
-"""Edge fleet: Fargate behind an NLB that passes TLS through on 443."""
+"""Edge fleet: one edge per EC2 instance at its own public address, an NLB front door."""
 
 from __future__ import annotations
 
@@ -6,10 +6,24 @@ import json
 import re
 from typing import Any
 
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Match, Template
 
+from edge_node import discover_public_url
 from infra import paths
-from infra.constructs.edge_fleet import IMAGE_CONTEXT_INCLUDES, LISTENER_PORT, TLS_PORT
+from infra.constructs.edge_fleet import (
+    EDGE_UID,
+    IMAGE_CONTEXT_INCLUDES,
+    LISTENER_PORT,
+    PUBLIC_PORT,
+    STATE_DIR,
+    SYSTEM_GIB,
+    TLS_PORT,
+    EdgeFleet,
+)
+from infra.constructs.public_domain import PublicDomain
 
 from .conftest import of_type
 
@@ -23,6 +37,7 @@ EDGE_ENV = {
     "FSNODE_REGION",
     "FSNODE_CAPACITY_BYTES",
 }
+DOCKERFILE = (paths.REPO_ROOT / paths.EDGE_DOCKERFILE).read_text()
 
 
 def _container(resources: dict) -> dict[str, Any]:
@@ -31,63 +46,163 @@ def _container(resources: dict) -> dict[str, Any]:
     return dict(container)
 
 
-def test_vpc_spans_two_azs_with_private_task_subnets(template: Template, resources: dict) -> None:
+def _launch_data(resources: dict) -> dict[str, Any]:
+    (template,) = of_type(resources, "AWS::EC2::LaunchTemplate").values()
+    return dict(template["Properties"]["LaunchTemplateData"])
+
+
+def _user_data(resources: dict) -> str:
+    parts = _launch_data(resources)["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    return "".join(part if isinstance(part, str) else json.dumps(part) for part in parts)
+
+
+def _role_statements(resources: dict, role_id: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in of_type(resources, "AWS::IAM::Policy").values()
+        if role_id in json.dumps(policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_vpc_has_public_subnets_only_and_no_nat(template: Template, resources: dict) -> None:
     template.resource_count_is("AWS::EC2::VPC", 1)
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    # Instances get public DNS names (what each edge registers).
+    template.has_resource_properties(
+        "AWS::EC2::VPC", {"EnableDnsHostnames": True, "EnableDnsSupport": True}
+    )
     subnets = of_type(resources, "AWS::EC2::Subnet").values()
-    public = [s for s in subnets if s["Properties"].get("MapPublicIpOnLaunch")]
-    assert len(public) == 2 and len(subnets) == 4
+    assert len(subnets) == 2 and all(s["Properties"]["MapPublicIpOnLaunch"] for s in subnets)
     template.has_resource_properties(
         "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway", "ServiceName": Match.any_value()}
     )
 
 
-def test_task_has_ephemeral_cache_disk_and_fargate_sizes(template: Template) -> None:
+def test_instances_have_public_addresses_imdsv2_and_an_encrypted_cache_volume(
+    resources: dict,
+) -> None:
+    data = _launch_data(resources)
+    (interface,) = data["NetworkInterfaces"]
+    assert interface["AssociatePublicIpAddress"] is True
+    # IMDSv2 only; the host-network container is one hop away.
+    assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}
+    assert data["Monitoring"] == {"Enabled": True}
+    assert data["InstanceType"] == "c6i.large"
+    (root,) = data["BlockDeviceMappings"]
+    assert root["Ebs"] == {
+        "DeleteOnTermination": True,
+        "Encrypted": True,
+        "VolumeSize": 100 + SYSTEM_GIB,
+        "VolumeType": "gp3",
+    }
+    # The ECS-optimized image, resolved at deploy time (no lookup at synth).
+    assert "ecsoptimizedamiamazonlinux2023" in json.dumps(data["ImageId"])
+
+
+def test_user_data_joins_the_cluster_and_prepares_the_host(resources: dict) -> None:
+    script = _user_data(resources)
+    (cluster_id,) = of_type(resources, "AWS::ECS::Cluster")
+    assert f'echo ECS_CLUSTER={{"Ref": "{cluster_id}"}} >> /etc/ecs/ecs.config' in script
+    assert "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true" in script
+    assert "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true" in script
+    # Players reach each edge on 443; the edge (not root) listens on its own port.
+    rule = f"PREROUTING -p tcp --dport {PUBLIC_PORT} -j REDIRECT --to-ports {TLS_PORT}"
+    assert f"iptables -t nat -C {rule} || iptables -t nat -A {rule}" in script
+    assert "systemctl enable --now fsnode-https-redirect.service" in script
+    # The state folder belongs to the image's user.
+    assert f"install -d -o {EDGE_UID} -m 0700 {STATE_DIR}" in script
+    assert re.search(rf"useradd [^\n]*--uid {EDGE_UID}\b", DOCKERFILE)
+
+
+def test_auto_scaling_group_spans_public_subnets_and_is_replaced_when_unhealthy(
+    template: Template, resources: dict
+) -> None:
+    template.resource_count_is("AWS::AutoScaling::LaunchConfiguration", 0)
+    (group,) = of_type(resources, "AWS::AutoScaling::AutoScalingGroup").values()
+    props = group["Properties"]
+    assert (props["MinSize"], props["MaxSize"]) == ("2", "10")
+    assert "DesiredCapacity" not in props  # a deploy must not undo scaling
+    assert props["HealthCheckType"] == "ELB"
+    public = {
+        key
+        for key, subnet in of_type(resources, "AWS::EC2::Subnet").items()
+        if subnet["Properties"]["MapPublicIpOnLaunch"]
+    }
+    assert {ref["Ref"] for ref in props["VPCZoneIdentifier"]} == public
+    (target_group,) = of_type(resources, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert props["TargetGroupARNs"] == [{"Ref": target_group}]
+    rolling = group["UpdatePolicy"]["AutoScalingRollingUpdate"]
+    assert rolling["MaxBatchSize"] == 1 and rolling["MinInstancesInService"] < 10
+
+
+def test_scaling_on_cpu_and_network(template: Template) -> None:
+    for metric, target in (("ASGAverageCPUUtilization", 60), ("ASGAverageNetworkOut", None)):
+        template.has_resource_properties(
+            "AWS::AutoScaling::ScalingPolicy",
+            {
+                "PolicyType": "TargetTrackingScaling",
+                "TargetTrackingConfiguration": {
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": metric},
+                    "TargetValue": target if target is not None else Match.any_value(),
+                },
+            },
+        )
+
+
+def test_edge_runs_as_a_daemon_in_host_network_mode(template: Template, resources: dict) -> None:
     template.has_resource_properties(
-        "AWS::ECS::TaskDefinition",
+        "AWS::ECS::Service",
         {
-            "RequiresCompatibilities": ["FARGATE"],
-            "Cpu": "1024",
-            "Memory": "2048",
-            "EphemeralStorage": {"SizeInGiB": 100},
+            "LaunchType": "EC2",
+            "SchedulingStrategy": "DAEMON",
+            "DeploymentConfiguration": Match.object_like(
+                {"DeploymentCircuitBreaker": {"Enable": True, "Rollback": True}}
+            ),
         },
     )
+    (task,) = of_type(resources, "AWS::ECS::TaskDefinition").values()
+    props = task["Properties"]
+    assert props["NetworkMode"] == "host"
+    assert props["RequiresCompatibilities"] == ["EC2"]
+    assert props["Volumes"] == [{"Host": {"SourcePath": STATE_DIR}, "Name": "state"}]
+    container = _container(resources)
+    assert container["MountPoints"] == [
+        {"ContainerPath": STATE_DIR, "ReadOnly": False, "SourceVolume": "state"}
+    ]
 
 
-def test_container_settings_secret_health_check_and_logs(resources: dict) -> None:
+def test_container_discovers_its_public_url_and_keeps_secrets_secret(resources: dict) -> None:
     container = _container(resources)
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert set(env) >= EDGE_ENV
     assert env["FSNODE_EDGE_PORT"] == str(TLS_PORT) and env["FSNODE_EDGE_HOST"] == "0.0.0.0"
+    # Each edge registers its own address, learned at start; none is fixed here.
+    assert "FSNODE_EDGE_PUBLIC_URL" not in env
+    assert env[discover_public_url.SOURCE_VARIABLE] == discover_public_url.EC2_METADATA
+    assert env["FSNODE_EDGE_PUBLIC_PORT"] == str(PUBLIC_PORT)
+    assert env["FSNODE_STATE_DIR"] == STATE_DIR
+    assert int(env["FSNODE_CACHE_MAX_BYTES"]) < 100 * 1024**3
     assert "execute-api" in json.dumps(env["FSNODE_API_URL"])
     assert [s["Name"] for s in container["Secrets"]] == ["FSNODE_JOIN_TOKEN"]
     assert "FSNODE_JOIN_TOKEN" not in env
     assert "/healthz" in " ".join(container["HealthCheck"]["Command"])
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    # Host network mode: the container port is the instance's port.
     assert container["PortMappings"] == [{"ContainerPort": TLS_PORT, "Protocol": "tcp"}]
 
 
-def test_service_runs_private_behind_nlb(template: Template) -> None:
-    template.has_resource_properties(
-        "AWS::ECS::Service",
-        {
-            "LaunchType": "FARGATE",
-            "DesiredCount": 2,
-            "NetworkConfiguration": {
-                "AwsvpcConfiguration": Match.object_like({"AssignPublicIp": "DISABLED"})
-            },
-            "LoadBalancers": [
-                Match.object_like({"ContainerName": "edge", "ContainerPort": TLS_PORT})
-            ],
-        },
-    )
+def test_image_entrypoint_discovers_then_runs_the_edge() -> None:
+    (entrypoint,) = re.findall(r"^ENTRYPOINT (.+)$", DOCKERFILE, flags=re.MULTILINE)
+    assert json.loads(entrypoint) == ["python", "-m", "edge_node.discover_public_url"]
 
 
-def test_nlb_listener_is_tcp_443_passthrough(template: Template) -> None:
+def test_nlb_listener_is_tcp_443_passthrough_to_instances(template: Template) -> None:
     template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::LoadBalancer",
         {"Type": "network", "Scheme": "internet-facing"},
     )
-    # TCP, not TLS: the edge terminates TLS with its CA-signed certificate.
+    # TCP, not TLS: without a public certificate the edge terminates TLS itself.
     template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::Listener",
         {"Port": LISTENER_PORT, "Protocol": "TCP", "Certificates": Match.absent()},
@@ -97,53 +212,80 @@ def test_nlb_listener_is_tcp_443_passthrough(template: Template) -> None:
         {
             "Port": TLS_PORT,
             "Protocol": "TCP",
-            "TargetType": "ip",
+            "TargetType": "instance",
             "HealthCheckProtocol": "HTTPS",
             "HealthCheckPath": "/healthz",
         },
     )
 
 
-def test_cpu_auto_scaling(template: Template) -> None:
-    template.has_resource_properties(
-        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 2, "MaxCapacity": 10}
-    )
-    template.has_resource_properties(
-        "AWS::ApplicationAutoScaling::ScalingPolicy",
-        {
-            "PolicyType": "TargetTrackingScaling",
-            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
-                {
-                    "PredefinedMetricSpecification": {
-                        "PredefinedMetricType": "ECSServiceAverageCPUUtilization"
-                    }
-                }
-            ),
-        },
-    )
+def test_security_groups_open_443_to_players_and_the_edge_port_to_the_nlb_only(
+    resources: dict,
+) -> None:
+    groups = of_type(resources, "AWS::EC2::SecurityGroup")
+    (edge_id,) = (k for k in groups if k.startswith("EdgeFleetEdgeSg"))
+    (nlb_id,) = (k for k in groups if k.startswith("EdgeFleetLoadBalancerSg"))
+    edge_ingress = groups[edge_id]["Properties"]["SecurityGroupIngress"]
+    assert [(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in edge_ingress] == [
+        ("0.0.0.0/0", PUBLIC_PORT, PUBLIC_PORT)
+    ]
+    extra = [
+        r["Properties"]
+        for r in of_type(resources, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [edge_id, "GroupId"]}
+    ]
+    assert [(r["SourceSecurityGroupId"], r["FromPort"]) for r in extra] == [
+        ({"Fn::GetAtt": [nlb_id, "GroupId"]}, TLS_PORT)
+    ]
+    nlb_ingress = groups[nlb_id]["Properties"]["SecurityGroupIngress"]
+    assert [(r["CidrIp"], r["FromPort"]) for r in nlb_ingress] == [("0.0.0.0/0", LISTENER_PORT)]
 
 
-def test_task_role_only_reads_origin_objects(resources: dict) -> None:
+def test_task_role_only_gets_origin_objects(resources: dict) -> None:
     (task,) = of_type(resources, "AWS::ECS::TaskDefinition").values()
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    statements = [
-        statement
-        for policy in of_type(resources, "AWS::IAM::Policy").values()
-        if role_id in json.dumps(policy["Properties"]["Roles"])
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-    assert len(statements) == 1
-    assert statements[0]["Action"] == "s3:GetObject"
-    assert "StorageOrigin" in json.dumps(statements[0]["Resource"])
+    (statement,) = _role_statements(resources, role_id)
+    assert statement["Action"] == "s3:GetObject"
+    assert "StorageOrigin" in json.dumps(statement["Resource"])
+
+
+def test_instance_role_is_the_ecs_agent_in_this_cluster_only(resources: dict) -> None:
+    (profile,) = of_type(resources, "AWS::IAM::InstanceProfile").values()
+    (role,) = profile["Properties"]["Roles"]
+    statements = _role_statements(resources, role["Ref"])
+    (cluster_id,) = of_type(resources, "AWS::ECS::Cluster")
+    actions = {
+        action
+        for statement in statements
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    # Image pulls and logs use the task execution role; S3 the task role.
+    assert actions == {
+        "ecs:RegisterContainerInstance",
+        "ecs:DeregisterContainerInstance",
+        "ecs:SubmitContainerStateChange",
+        "ecs:SubmitTaskStateChange",
+        "ecs:SubmitAttachmentStateChanges",
+        "ecs:Poll",
+        "ecs:StartTelemetrySession",
+        "ecs:DiscoverPollEndpoint",
+    }
+    for statement in statements:
+        if statement["Resource"] != "*":
+            assert cluster_id in json.dumps(statement), statement
+    assert not of_type(resources, "AWS::IAM::Role")[role["Ref"]]["Properties"].get(
+        "ManagedPolicyArns"
+    )
 
 
 def test_image_context_holds_what_the_dockerfile_copies() -> None:
     # The asset copies only IMAGE_CONTEXT_INCLUDES; a COPY of anything else would
     # fail at `cdk deploy`, long after synth.
-    dockerfile = (paths.REPO_ROOT / paths.EDGE_DOCKERFILE).read_text()
     sources = [
         source
-        for line in dockerfile.splitlines()
+        for line in DOCKERFILE.splitlines()
         if re.match(r"^\s*(COPY|ADD)\s", line) and "--from=" not in line
         for source in line.split()[1:-1]
         if not source.startswith("--")
@@ -151,3 +293,90 @@ def test_image_context_holds_what_the_dockerfile_copies() -> None:
     assert sources
     for source in sources:
         assert source.split("/")[0] in IMAGE_CONTEXT_INCLUDES, source
+
+
+# A bare stack with only the fleet and the public name: quick to synthesize.
+@pytest.fixture(scope="module")
+def domain_templates() -> dict[str, Template]:
+    built: dict[str, Template] = {}
+    for case, zone in (("zone", "Z0123456789ABCDEFGHIJ"), ("no-zone", None)):
+        stack = cdk.Stack(cdk.App(), "Bare", env=cdk.Environment(region="eu-west-1"))
+        domain = PublicDomain(
+            stack, "PublicDomain", domain_name="CDN.Example.com", hosted_zone_id=zone
+        )
+        fleet = EdgeFleet(
+            stack,
+            "EdgeFleet",
+            build_context=paths.REPO_ROOT,
+            dockerfile=paths.EDGE_DOCKERFILE,
+            join_token=secretsmanager.Secret(stack, "Token"),
+            api_url="https://api.example.com/api/",
+            certificate=domain.certificate,
+            min_count=1,
+            max_count=1,
+        )
+        domain.point_at(fleet.load_balancer)
+        built[case] = Template.from_stack(stack)
+    return built
+
+
+def test_domain_puts_a_public_certificate_on_a_tls_front_door(
+    domain_templates: dict[str, Template],
+) -> None:
+    for template in domain_templates.values():
+        (certificate_id,) = template.find_resources("AWS::CertificateManager::Certificate")
+        template.has_resource_properties(
+            "AWS::CertificateManager::Certificate",
+            {"DomainName": "cdn.example.com", "ValidationMethod": "DNS"},
+        )
+        template.has_resource_properties(
+            "AWS::ElasticLoadBalancingV2::Listener",
+            {
+                "Port": LISTENER_PORT,
+                "Protocol": "TLS",
+                "Certificates": [{"CertificateArn": {"Ref": certificate_id}}],
+                "SslPolicy": Match.string_like_regexp("TLS13"),
+            },
+        )
+        # Re-encrypted to the edge, which keeps its private-CA certificate.
+        template.has_resource_properties(
+            "AWS::ElasticLoadBalancingV2::TargetGroup",
+            {"Port": TLS_PORT, "Protocol": "TLS", "TargetType": "instance"},
+        )
+
+
+def test_with_a_hosted_zone_the_certificate_validates_and_the_name_points_at_the_nlb(
+    domain_templates: dict[str, Template],
+) -> None:
+    template = domain_templates["zone"]
+    template.has_resource_properties(
+        "AWS::CertificateManager::Certificate",
+        {
+            "DomainValidationOptions": [
+                {"DomainName": "cdn.example.com", "HostedZoneId": "Z0123456789ABCDEFGHIJ"}
+            ]
+        },
+    )
+    (nlb_id,) = template.find_resources("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    template.resource_count_is("AWS::Route53::RecordSet", 1)
+    template.has_resource_properties(
+        "AWS::Route53::RecordSet",
+        {
+            "Name": "cdn.example.com.",
+            "Type": "A",
+            "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+            "AliasTarget": Match.object_like(
+                {"DNSName": Match.object_like({"Fn::Join": Match.any_value()})}
+            ),
+        },
+    )
+    assert nlb_id in json.dumps(template.find_resources("AWS::Route53::RecordSet"))
+
+
+def test_without_a_zone_no_record_and_manual_validation(
+    domain_templates: dict[str, Template],
+) -> None:
+    template = domain_templates["no-zone"]
+    template.resource_count_is("AWS::Route53::RecordSet", 0)
+    (certificate,) = template.find_resources("AWS::CertificateManager::Certificate").values()
+    assert "HostedZoneId" not in json.dumps(certificate)

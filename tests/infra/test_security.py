@@ -31,6 +31,8 @@ STAR_RESOURCE_ALLOWED = {
     "logs:DescribeLogGroups": "vended log delivery: account-level list",
     # Image pulls: the ECR auth token is account-wide.
     "ecr:GetAuthorizationToken": "ECR: no resource types",
+    # The ECS agent on each edge instance finds its endpoint before it registers.
+    "ecs:DiscoverPollEndpoint": "ECS: no resource types",
     # Task-token callbacks: the token is the capability.
     "states:SendTaskSuccess": "Step Functions callbacks: no resource types",
     "states:SendTaskFailure": "Step Functions callbacks: no resource types",
@@ -53,9 +55,10 @@ def _statements(resources: dict) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_no_wildcard_actions(resources: dict) -> None:
+    # Not even families such as s3:GetObject*: every action is named.
     for key, statement in _statements(resources):
         for action in _as_list(statement["Action"]):
-            assert action != "*" and not action.endswith(":*"), (key, action)
+            assert "*" not in action, (key, action)
 
 
 def test_star_resource_only_where_aws_requires_it(resources: dict) -> None:
@@ -68,6 +71,12 @@ def test_star_resource_only_where_aws_requires_it(resources: dict) -> None:
     assert seen  # the allow-list is exercised, not dead
 
 
+def test_no_role_carries_a_managed_policy(resources: dict) -> None:
+    # AWS-managed policies (AmazonEC2ContainerServiceforEC2Role, ...) grant on "*".
+    for key, role in of_type(resources, "AWS::IAM::Role").items():
+        assert not role["Properties"].get("ManagedPolicyArns"), key
+
+
 def test_no_allow_with_not_action_or_not_resource(resources: dict) -> None:
     for key, statement in _statements(resources):
         assert "NotAction" not in statement and "NotResource" not in statement, key
@@ -77,9 +86,11 @@ def test_no_allow_with_not_action_or_not_resource(resources: dict) -> None:
 REVIEWED_ACKNOWLEDGMENTS = {
     "AwsSolutions-IAM5": "wildcards only inside our own resources or where AWS requires *",
     "AwsSolutions-SMG4": "secret rotation is an operator procedure (keyring keeps old kids)",
-    "AwsSolutions-EC23": "the CDN NLB accepts 443 from anyone",
+    "AwsSolutions-EC23": "the CDN NLB and each edge accept 443 from anyone",
     "AwsSolutions-ELB2": "NLB access logs exist only for TLS listeners; ours is TCP",
     "AwsSolutions-ECS2": "plain env holds non-secret settings; the join token is a secret",
+    "AwsSolutions-SNS2": "alarm notifications hold no data; CloudWatch cannot use aws/sns",
+    "AwsSolutions-AS3": "scaling history stays in the group; alarms go to the alarm topic",
 }
 
 
@@ -113,21 +124,29 @@ def test_cdk_nag_acknowledgments_are_reviewed_and_reasoned(synthesis: Synthesis)
     importlib.util.find_spec("cfnlint") is None,
     reason="cfn-lint is not installed in this environment (pip install cfn-lint)",
 )
-def test_cfn_lint_reports_no_errors(synthesis: Synthesis) -> None:
+@pytest.mark.parametrize("variant", ["synthesis", "custom_synthesis"])
+def test_cfn_lint_reports_no_errors(variant: str, request: pytest.FixtureRequest) -> None:
+    # Both the defaults and every option on (TLS front door, DNS record, email).
+    synthesis: Synthesis = request.getfixturevalue(variant)
     template = synthesis.outdir / f"{STACK_NAME}.template.json"
+    # cfnlint has no __main__: `python -m cfnlint` would exit 1 without linting.
     result = subprocess.run(
-        [sys.executable, "-m", "cfnlint", "--format", "json", "--", str(template)],
+        [sys.executable, "-c", _CFN_LINT, "--format", "json", "--", str(template)],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
-    findings = json.loads(result.stdout or "[]")
+    # Exit code bits: 2 errors, 4 warnings, 8 informational; anything else (1: the
+    # linter itself failed) means nothing was checked.
+    assert result.returncode in (0, 4, 8, 12), result.stderr[-2000:]
+    findings = json.loads(result.stdout)
     errors = [
         f"{f['Rule']['Id']} {f['Message']} ({f['Location']['Path']})"
         for f in findings
         if f["Level"] == "Error"
     ]
     assert not errors, "\n".join(errors)
-    # Exit code bit 2 means errors; warnings (4) and informational (8) are allowed.
-    assert not result.returncode & 2, result.stderr
+
+
+_CFN_LINT = "import sys; from cfnlint.runner import main; sys.exit(main())"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
 from infra import paths
@@ -110,3 +113,81 @@ def test_existing_bucket_is_referenced_not_created() -> None:
     template.resource_count_is("AWS::S3::Bucket", 0)
     template.resource_count_is("AWS::DynamoDB::Table", 3)
     assert storage.bucket.bucket_name == "media"
+
+
+def test_origin_lets_browsers_upload_parts_and_read_their_etags(resources: dict) -> None:
+    # Mirrors the local stack's rule (fsnode/localstack/resources.py).
+    assert _origin(resources)["CorsConfiguration"] == {
+        "CorsRules": [
+            {
+                "AllowedHeaders": ["*"],
+                "AllowedMethods": ["GET", "PUT", "HEAD"],
+                "AllowedOrigins": ["*"],
+                "ExposedHeaders": ["ETag"],
+                "MaxAge": 3600,
+            }
+        ]
+    }
+
+
+def _statements(template: Template, role: iam.Role) -> list[dict[str, Any]]:
+    role_id = Stack.of(role).get_logical_id(role.node.default_child)  # type: ignore[arg-type]
+    return [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if role_id in json.dumps(policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_import_buckets_are_read_only_for_functions_and_edges() -> None:
+    stack = cdk.Stack(cdk.App(), "Bare")
+    storage = Storage(
+        stack,
+        "Storage",
+        tables_json=paths.TABLES_JSON,
+        existing_bucket_name="origin",
+        import_bucket_names=("media-a", "media-b", "media-a", "origin"),
+    )
+    # Duplicates and the origin itself are not repeated.
+    assert [b.bucket_name for b in storage.readable_buckets] == ["origin", "media-a", "media-b"]
+    functions = iam.Role(
+        stack, "Functions", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
+    )
+    edges = iam.Role(stack, "Edges", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
+    storage.grant_control_plane(functions)
+    storage.grant_edge_read(edges)
+    template = Template.from_stack(stack)
+
+    granted: dict[str, set[str]] = {}
+    for statement in _statements(template, functions):
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        resource = json.dumps(statement["Resource"])
+        bucket = re.search(r":s3:::([a-z0-9.-]+)", resource)
+        assert bucket, resource
+        granted.setdefault(bucket.group(1) + ("/*" if "/*" in resource else ""), set()).update(
+            actions
+        )
+    assert granted == {
+        "origin/*": {
+            "s3:GetObject",
+            "s3:GetObjectVersion",
+            "s3:PutObject",
+            "s3:AbortMultipartUpload",
+            "s3:DeleteObject",
+        },
+        "origin": {"s3:ListBucket"},
+        "media-a/*": {"s3:GetObject", "s3:GetObjectVersion"},
+        "media-a": {"s3:ListBucket"},
+        "media-b/*": {"s3:GetObject", "s3:GetObjectVersion"},
+        "media-b": {"s3:ListBucket"},
+    }
+
+    (edge_statement,) = _statements(template, edges)
+    assert edge_statement["Action"] == "s3:GetObject"
+    assert [
+        re.search(r":s3:::([a-z0-9.-]+/\*)", json.dumps(r)).group(1)  # type: ignore[union-attr]
+        for r in edge_statement["Resource"]
+    ] == ["origin/*", "media-a/*", "media-b/*"]
