@@ -239,6 +239,9 @@ class FsnodeStack(Stack):
         acknowledge(
             self.edge_fleet.task_role,
             "AwsSolutions-IAM5",
-            "Edges read whichever object a signed share URL names: any key, GET only.",
+            (
+                "Edges read whichever object a signed share URL names: any key (and "
+                "version), GET only."
+            ),
             [objects_finding(bucket) for bucket in self.storage.readable_buckets],
         )

@@ -169,10 +169,10 @@ class Storage(Construct):
             table.grant(grantee, *TABLE_ACTIONS)
 
     def grant_edge_read(self, grantee: iam.IGrantable) -> None:
-        """Edges only GET objects (presigned, no version id) from any readable bucket."""
+        """Edges only GET objects (presigned), pinned to a version for versioned imports."""
         iam.Grant.add_to_principal(
             grantee=grantee,
-            actions=["s3:GetObject"],
+            actions=["s3:GetObject", "s3:GetObjectVersion"],
             resource_arns=[bucket.arn_for_objects("*") for bucket in self.readable_buckets],
         )
 

@@ -71,7 +71,7 @@ def test_import_buckets_reach_the_setting_and_both_roles(custom: dict[str, Any])
     # Functions head and presign the objects; edges only GET them. Nobody writes.
     assert by_role == {
         True: {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"},
-        False: {"s3:GetObject"},
+        False: {"s3:GetObject", "s3:GetObjectVersion"},
     }
 
 

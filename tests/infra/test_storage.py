@@ -186,7 +186,7 @@ def test_import_buckets_are_read_only_for_functions_and_edges() -> None:
     }
 
     (edge_statement,) = _statements(template, edges)
-    assert edge_statement["Action"] == "s3:GetObject"
+    assert edge_statement["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
     assert [
         re.search(r":s3:::([a-z0-9.-]+/\*)", json.dumps(r)).group(1)  # type: ignore[union-attr]
         for r in edge_statement["Resource"]
