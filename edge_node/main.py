@@ -27,8 +27,9 @@ from edge_node.heartbeat import HeartbeatLoop
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
-from edge_node.server import EdgeContext, ReadAhead, ShareKeys, build_app
+from edge_node.server import EdgeContext, ReadAhead, build_app
 from edge_node.settings import EdgeSettings
+from edge_node.shares import ShareKeys
 
 log = logging.getLogger("edge_node")
 

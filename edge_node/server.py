@@ -21,20 +21,21 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
 from fsnode_core.errors import Forbidden, FsnodeError, RangeNotSatisfiable
 from fsnode_core.ids import check_id
-from fsnode_core.signing import SharePolicy, ShareVerifier
+from fsnode_core.signing import SharePolicy
 
 from edge_node.cache import ChunkCache, ChunkLease, DiskLease
 from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
 from edge_node.ranges import MalformedRange, parse_range
+from edge_node.shares import ShareKeys as ShareKeys  # re-exported: heartbeat imports it here
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +63,6 @@ CORS_HEADERS = {
 }
 _CORS_ALLOW_HEADERS = "Range, If-Range, If-None-Match, If-Modified-Since"
 _STREAMING = web.RequestKey("fsnode.streaming", bool)
-
-
-class ShareKeys:
-    """The share-signature public keys; replaced whole when heartbeats bring new ones."""
-
-    def __init__(self, pems: Mapping[str, str] | None = None) -> None:
-        self._pems: dict[str, str] = {}
-        self._verifier = ShareVerifier({})
-        if pems:
-            self.update(pems)
-
-    def update(self, pems: Mapping[str, str]) -> None:
-        if dict(pems) != self._pems:
-            self._verifier = ShareVerifier.from_pems(pems)
-            self._pems = dict(pems)
-
-    def verify(
-        self, file_id: str, query: Mapping[str, str], client_ip: str | None = None
-    ) -> SharePolicy:
-        """The share's policy for ``file_id`` (Forbidden if none). A prefix share is
-        let through: the caller checks ``policy.covers(name)`` with the manifest."""
-        return self._verifier.verify(file_id, query, client_ip=client_ip, allow_prefix=True)
 
 
 def client_address(request: web.Request, trusted_proxy_hops: int) -> str | None:
