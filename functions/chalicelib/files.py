@@ -140,11 +140,13 @@ def import_object(body: dict[str, Any]) -> dict[str, Any]:
     """
     settings = get_settings()
     bucket = validate.string(body, "bucket", max_len=63) or ""
-    key = validate.string(body, "key", max_len=MAX_KEY_LENGTH) or ""
-    version_id = validate.string(body, "version_id", max_len=1024, optional=True)
-    etag = validate.string(body, "etag", max_len=128, optional=True)
+    key = validate.string(body, "key", max_len=MAX_KEY_LENGTH, pattern=validate.NO_CONTROL) or ""
+    version_id = validate.string(body, "version_id", max_len=1024, optional=True,
+                                 pattern=validate.TOKEN_TEXT)
+    etag = validate.string(body, "etag", max_len=128, optional=True, pattern=validate.ETAG_TEXT)
     name = validate.string(body, "name", optional=True)
-    content_type = validate.string(body, "content_type", max_len=255, optional=True)
+    content_type = validate.string(body, "content_type", max_len=255, optional=True,
+                                   pattern=validate.HEADER_TEXT)
     if version_id and etag:
         raise InvalidInput("give version_id or etag, not both", field="version_id")
     if bucket not in settings.import_buckets:

@@ -112,8 +112,12 @@ def json_body(request: Request) -> dict[str, Any]:
         raise InvalidInput("request body must be a JSON object")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("request body is not valid JSON") from exc
+        # JSON may escape lone UTF-16 surrogates ("\\ud800"), which no store or header
+        # can carry: refuse them here rather than fail deep in a write.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+        raise InvalidInput("request body is not valid JSON (UTF-8, not nested too deeply)"
+                           ) from exc
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
     return data

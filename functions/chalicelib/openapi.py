@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import pki, shares, uploads
+from chalicelib import pki, shares, uploads, validate
 
 # Security requirement lists. Management routes take either: an API key in the local
 # stack, IAM (SigV4) when deployed (API Gateway checks it before the app runs).
@@ -52,7 +52,13 @@ def _object(required: dict[str, Any], optional: dict[str, Any] | None = None,
 
 _ID = {"type": "string", "pattern": ID_PATTERN}
 _SHA256 = {"type": "string", "pattern": SHA256_PATTERN}
-_PRINTABLE = "^[\\x20-\\x7e]*$"
+
+
+def _pattern(compiled: Any) -> str:
+    """A validator's regular expression as an anchored JSON Schema pattern."""
+    return f"^(?:{compiled.pattern})$"
+
+
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": _object({"error": _object(
@@ -115,7 +121,7 @@ _WORK_REPORT = _object({"ok": {"type": "boolean"}},
                        {"sha256": {"type": "string"}, "error": {"type": "string"}})
 _UPLOAD = _object(
     {"name": _string(), "size": _integer(0, uploads.MAX_FILE_SIZE),
-     "content_type": _string(255, pattern=_PRINTABLE),
+     "content_type": _string(255, pattern=_pattern(validate.HEADER_TEXT)),
      "chunk_sha256": {"type": "array", "items": _SHA256,
                       "description": "one digest per chunk_size bytes, in order"}},
     {"file_id": {**_ID, "description": "upload a new version of this ready file"}})
@@ -127,10 +133,11 @@ _SHARE = _object(
      "ip": _nullable(_string(64, description="a client network in CIDR form")),
      "prefix": _nullable(_string(512, description="share every file whose name starts so"))})
 _IMPORT = _object(
-    {"bucket": _string(63), "key": _string(1024)},
-    {"version_id": _nullable(_string(1024, pattern="^[\\x21-\\x7e]*$")),
-     "etag": _nullable(_string(128, pattern='^"?[0-9A-Za-z-]+"?$')),
-     "name": _nullable(_string()), "content_type": _nullable(_string(255, pattern=_PRINTABLE))})
+    {"bucket": _string(63), "key": _string(1024, pattern=_pattern(validate.NO_CONTROL))},
+    {"version_id": _nullable(_string(1024, pattern=_pattern(validate.TOKEN_TEXT))),
+     "etag": _nullable(_string(128, pattern=_pattern(validate.ETAG_TEXT))),
+     "name": _nullable(_string()),
+     "content_type": _nullable(_string(255, pattern=_pattern(validate.HEADER_TEXT)))})
 _CHUNK_HASH = _object({"version": _ID, "sha256": _SHA256})
 _RENEW = _object({"csr": _string(pki.MAX_CSR_BYTES)})
 

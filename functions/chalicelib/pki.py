@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from fsnode_core.errors import InvalidInput, Unavailable
@@ -21,6 +22,10 @@ MAX_CSR_BYTES = 16 * 1024
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 Host = ipaddress.IPv4Address | ipaddress.IPv6Address | str
+# What cryptography raises for a CSR it cannot read (a duplicate extension, an unknown
+# name type or algorithm are not ValueErrors).
+_UNPARSABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+               x509.UnsupportedGeneralNameType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +78,18 @@ def check_csr(pem: str, endpoint: Endpoint) -> tuple[x509.CertificateSigningRequ
         raise InvalidInput("csr is too large", field="csr")
     try:
         csr = x509.load_pem_x509_csr(pem.encode())
+        algorithm = _signing_algorithm(csr)  # before the signature: only known key types
         signature_ok = csr.is_signature_valid
-    except (ValueError, TypeError) as exc:
+    except _UNPARSABLE as exc:
         raise InvalidInput("csr is not a PEM certificate signing request", field="csr") from exc
     if not signature_ok:
         raise InvalidInput("csr signature is not valid", field="csr")
-    algorithm = _signing_algorithm(csr)
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound as exc:
         raise InvalidInput("csr must carry a subjectAltName naming the endpoint host",
                            field="csr") from exc
-    except ValueError as exc:
+    except _UNPARSABLE as exc:
         raise InvalidInput("csr extensions cannot be parsed", field="csr") from exc
     names = list(san)
     if isinstance(endpoint.host, str):

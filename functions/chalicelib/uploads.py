@@ -38,7 +38,8 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
     replaces = _current_version(body.get("file_id"))
     name = validate.string(body, "name", max_len=1024) or ""
     size = validate.integer(body, "size", low=0, high=MAX_FILE_SIZE)
-    content_type = validate.string(body, "content_type", max_len=255) or ""
+    content_type = validate.string(body, "content_type", max_len=255,
+                                   pattern=validate.HEADER_TEXT) or ""
     chunk_sha256 = validate.sha256_list(body, "chunk_sha256", chunk_count(size,
                                                                           settings.chunk_size))
     file_id, version = body["file_id"] if replaces else new_id(), new_id()

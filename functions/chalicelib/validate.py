@@ -12,16 +12,25 @@ from fsnode_core.errors import InvalidInput
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"-?[0-9]{1,19}")
 
+# Patterns for text that reaches an HTTP header or an S3 request (the OpenAPI document
+# publishes the same ones). A CR or LF there would split a header: refuse it here.
+HEADER_TEXT = re.compile(r"[\x20-\x7e]+")  # printable ASCII, spaces allowed
+TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
+ETAG_TEXT = re.compile(r'"?[0-9A-Za-z-]+"?')
+NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f]+")  # any text without control characters
+
 
 def string(data: Mapping[str, Any], name: str, *, max_len: int = 1024,
-           optional: bool = False) -> str | None:
-    """A non-empty string field."""
+           optional: bool = False, pattern: re.Pattern[str] | None = None) -> str | None:
+    """A non-empty string field (matching ``pattern`` whole, when given)."""
     value = data.get(name)
     if value is None and optional:
         return None
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise InvalidInput(f"{name} must be a non-empty string of at most {max_len} characters",
                            field=name)
+    if pattern is not None and not pattern.fullmatch(value):
+        raise InvalidInput(f"{name} has characters it may not have", field=name)
     return value
 
 

@@ -1,0 +1,398 @@
+"""Bad input, one table: each request gets the right status, one JSON error, and changes
+nothing (the nodes, chunks and idempotency tables and the bucket read the same after).
+
+Other files cover more of the same per route (CSR rules in test_control_plane_nodes,
+share tampering in test_control_plane_files); this table is the matrix of issue 9,
+with the "nothing changed" check on every row.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import boto3
+import pytest
+import requests
+from conftest import Api
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
+from test_control_plane_files import CHUNK, upload
+from test_control_plane_nodes import error_of, ip_san, make_csr, register, register_body
+
+ID_X = "0123456789abcdef" * 2  # well-formed, names nothing
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What the rows aim at: two nodes, two ready files, shares of the first."""
+
+    stack: Any
+    node: dict[str, Any]
+    other_node: dict[str, Any]
+    file: dict[str, Any]  # upload init answer: file_id, version
+    other_file: dict[str, Any]
+    share: dict[str, str]  # the query of a valid share of ``file``
+    pending: dict[str, Any]  # an upload started and not completed (new version of file)
+    part_etag: str
+
+
+@pytest.fixture(scope="module")
+def seeded(cp_app: Any, cp_stack: Any) -> Iterator[Seeded]:
+    from chalice.test import Client
+    from chalicelib import aws
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**cp_stack.aws_env, **cp_stack.env}.items():
+            patch.setenv(name, value)
+        aws.reset()
+        with Client(cp_app.app) as client:
+            api = Api(client, cp_stack.api_key)
+            node, other = register(api, cp_stack), register(api, cp_stack)
+            for n in (node, other):
+                beat = api.call("POST", f"/nodes/{n['node_id']}/heartbeat",
+                                {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1,
+                                 "load": 0.0}, key=False,
+                                headers={"authorization": f"Bearer {n['credential']}"})
+                assert beat.status_code == 200, beat.body
+            data = os.urandom(CHUNK + 100)
+            first, _ = upload(api, data, name="bad/first.bin")
+            second, _ = upload(api, os.urandom(10), name="bad/second.bin")
+            shared = api.call("POST", f"/files/{first['file_id']}/share", {"ttl_seconds": 600})
+            share = dict(parse_qsl(urlsplit(shared.json_body["share_url"]).query))
+            # A new version in flight, one part sent: complete rows aim at it.
+            pending = api.call("POST", "/files", {
+                "file_id": first["file_id"], "name": "bad/first.bin", "size": len(data),
+                "content_type": "video/mp4", "chunk_sha256": [
+                    hashlib.sha256(data[i:i + CHUNK]).hexdigest()
+                    for i in range(0, len(data), CHUNK)]}).json_body
+            etag = requests.put(pending["parts"][0]["url"], data=data, timeout=30).headers["ETag"]
+        aws.reset()
+    yield Seeded(stack=cp_stack, node=node, other_node=other, file=first, other_file=second,
+                 share=share, pending=pending, part_etag=etag)
+
+
+def _snapshot(seeded: Seeded) -> dict[str, Any]:
+    """Everything a bad request could change, in a comparable form: the small tables
+    whole; of the chunks table (other tests may fill it) the item count and every item
+    of the seeded files and of the unknown id the rows name."""
+    stack = seeded.stack
+    ddb, s3 = boto3.client("dynamodb"), boto3.client("s3")
+    state: dict[str, Any] = {}
+    for logical in ("FSNODE_NODES_TABLE", "FSNODE_IDEMPOTENCY_TABLE"):
+        items: list[str] = []
+        for page in ddb.get_paginator("scan").paginate(TableName=stack.env[logical]):
+            items += [json.dumps(item, sort_keys=True) for item in page["Items"]]
+        state[logical] = sorted(items)
+    chunks = stack.env["FSNODE_CHUNKS_TABLE"]
+    # moto counts a table's items on every DescribeTable (AWS only every few hours): a
+    # cheap "no item appeared or vanished" where a scan would read thousands of chunks.
+    state["chunk_items"] = ddb.describe_table(TableName=chunks)["Table"]["ItemCount"]
+    for file_id in (seeded.file["file_id"], seeded.other_file["file_id"], ID_X):
+        state[file_id] = [json.dumps(item, sort_keys=True) for page in ddb.get_paginator(
+            "query").paginate(TableName=chunks, KeyConditionExpression="pk = :pk",
+                              ExpressionAttributeValues={":pk": {"S": f"file#{file_id}"}})
+            for item in page["Items"]]
+    bucket = stack.env["FSNODE_BUCKET"]
+    state["objects"] = sorted((o["Key"], o["ETag"]) for o in s3.list_objects_v2(
+        Bucket=bucket).get("Contents", []))
+    state["uploads"] = sorted(u["UploadId"] for u in s3.list_multipart_uploads(
+        Bucket=bucket).get("Uploads", []))
+    return state
+
+
+def _node_auth(node: dict[str, Any]) -> dict[str, str]:
+    return {"authorization": f"Bearer {node['credential']}"}
+
+
+def _signer(stack: Any) -> ShareSigner:
+    active, keys = parse_keyring(stack.keyring)
+    return ShareSigner(active, keys[active])
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"name": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bad request and the answer it must get."""
+
+    method: str
+    path: Callable[[Seeded], str]
+    status: int
+    code: str
+    body: Callable[[Seeded], Any] = lambda s: None
+    headers: Callable[[Seeded], dict[str, str]] = lambda s: {}
+    key: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _register(**changes: Any) -> Callable[[Seeded], Any]:
+    def body(s: Seeded) -> Any:
+        sent = register_body(s.stack, make_csr([ip_san("127.0.0.1")]))
+        sent.update(changes)
+        return {k: v for k, v in sent.items() if v is not None}
+
+    return body
+
+
+def _csr(factory: Callable[[], str], endpoint: str = "https://127.0.0.1:8443",
+         ) -> Callable[[Seeded], Any]:
+    return lambda s: register_body(s.stack, factory(), endpoint)
+
+
+def _share_query(s: Seeded, **changes: str) -> str:
+    return urlencode({**s.share, **changes})
+
+
+def _signed(s: Seeded, file_id: str, version: str, expires_in: int) -> str:
+    policy = SharePolicy(file_id, version, int(time.time()) + expires_in)
+    return urlencode(_signer(s.stack).sign(policy))
+
+
+def _tampered_csr() -> str:
+    pem = make_csr([ip_san("127.0.0.1")])
+    der = x509.load_pem_x509_csr(pem.encode()).public_bytes(serialization.Encoding.DER)
+    broken = der[:-1] + bytes([der[-1] ^ 1])  # flip a bit of the signature
+    body = base64.encodebytes(broken).decode()
+    return f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n"
+
+
+def _ed25519_csr() -> str:
+    """A well-formed CSR whose key type the CA rules do not allow (Ed25519)."""
+    return (x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .add_extension(x509.SubjectAlternativeName([ip_san("127.0.0.1")]), critical=False)
+            .sign(ed25519.Ed25519PrivateKey.generate(), None)
+            .public_bytes(serialization.Encoding.PEM).decode())
+
+
+def _complete(parts: Callable[[Seeded], Any]) -> Callable[[Seeded], Any]:
+    return lambda s: {"parts": parts(s)}
+
+
+ROWS: dict[str, Row] = {
+    # Registration
+    "register-no-join-token": Row("POST", lambda s: "/nodes/register", 401, "unauthorized",
+                                  _register(join_token=None), key=False),
+    "register-wrong-join-token": Row("POST", lambda s: "/nodes/register", 401, "unauthorized",
+                                     _register(join_token=secrets.token_urlsafe(32)),
+                                     key=False),
+    "register-join-token-not-text": Row("POST", lambda s: "/nodes/register", 401,
+                                        "unauthorized", _register(join_token=["x"]),
+                                        key=False),
+    "csr-other-host": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                          _csr(lambda: make_csr([ip_san("10.0.0.9")])), key=False),
+    "csr-wildcard": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                        _csr(lambda: make_csr([x509.DNSName("*.example.net")]),
+                             "https://edge.example.net:443"), key=False),
+    "csr-ed25519-key": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                           _csr(_ed25519_csr), key=False),
+    "csr-bad-signature": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                             _csr(_tampered_csr), key=False),
+    "csr-garbage": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                       _csr(lambda: "garbage" * 10), key=False),
+    "csr-not-text": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                        _register(csr={"pem": "x"}), key=False),
+    "register-capacity-negative": Row("POST", lambda s: "/nodes/register", 400,
+                                      "invalid_input", _register(capacity_bytes=-1),
+                                      key=False),
+    "register-lat-out-of-range": Row("POST", lambda s: "/nodes/register", 400,
+                                     "invalid_input", _register(lat=91.0), key=False),
+    # Node credentials
+    "heartbeat-other-nodes-credential": Row(
+        "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 401, "unauthorized",
+        lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 9.0},
+        lambda s: _node_auth(s.other_node), key=False),
+    "heartbeat-no-credential": Row(
+        "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 401, "unauthorized",
+        lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 9.0},
+        key=False),
+    "heartbeat-bad-hot-file": Row(
+        "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 400, "invalid_input",
+        lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 1.0,
+                   "hot_files": ["../../etc"]}, lambda s: _node_auth(s.node), key=False),
+    "renew-other-nodes-credential": Row(
+        "POST", lambda s: f"/nodes/{s.node['node_id']}/renew", 401, "unauthorized",
+        lambda s: {"csr": make_csr([ip_san("127.0.0.1")])},
+        lambda s: _node_auth(s.other_node), key=False),
+    "chunk-hash-other-nodes-credential": Row(
+        "PUT", lambda s: f"/nodes/{s.node['node_id']}/files/{s.file['file_id']}/chunks/0",
+        401, "unauthorized", lambda s: {"version": s.file["version"], "sha256": "0" * 64},
+        lambda s: _node_auth(s.other_node), key=False),
+    # Bodies
+    "body-not-json": Row("POST", lambda s: "/files", 400, "invalid_input",
+                         lambda s: b"{not json"),
+    "body-deeply-nested": Row("POST", lambda s: "/files", 400, "invalid_input",
+                              lambda s: _nested(100_000)),
+    "body-lone-surrogate": Row("POST", lambda s: "/files", 400, "invalid_input",
+                               lambda s: b'{"name": "\\ud800", "size": 1, "content_type": '
+                                         b'"t", "chunk_sha256": ["' + b"a" * 64 + b'"]}'),
+    "body-not-utf8": Row("POST", lambda s: "/files", 400, "invalid_input",
+                         lambda s: b'{"name": "\xff\xfe"}'),
+    "body-nan": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                    _register(lat=float("nan")), key=False),
+    "body-array": Row("POST", lambda s: "/files/import", 400, "invalid_input",
+                      lambda s: b"[]"),
+    "body-empty": Row("POST", lambda s: f"/files/{ID_X}/share", 400, "invalid_input",
+                      lambda s: b""),
+    "body-oversized": Row("POST", lambda s: "/files", 413, "payload_too_large",
+                          lambda s: b'{"name": "' + b"x" * (1024 * 1024) + b'"}'),
+    "content-type-text": Row("POST", lambda s: "/files", 415, "unsupported_media_type",
+                             lambda s: b"{}", lambda s: {"content-type": "text/plain"}),
+    "content-type-form": Row("POST", lambda s: "/nodes/register", 415,
+                             "unsupported_media_type", lambda s: b"a=b",
+                             lambda s: {"content-type": "application/x-www-form-urlencoded"},
+                             key=False),
+    "content-type-header-injection": Row(
+        "POST", lambda s: "/files", 400, "invalid_input",
+        lambda s: {"name": "x", "size": 1, "content_type": "video/mp4\r\nx-amz-acl: public",
+                   "chunk_sha256": ["a" * 64]}),
+    # Uploads
+    "upload-chunk-count-wrong": Row(
+        "POST", lambda s: "/files", 400, "invalid_input",
+        lambda s: {"name": "x", "size": 3 * CHUNK, "content_type": "t",
+                   "chunk_sha256": ["a" * 64]}),
+    "upload-size-too-big": Row(
+        "POST", lambda s: "/files", 400, "invalid_input",
+        lambda s: {"name": "x", "size": 6 * 1024**4, "content_type": "t",
+                   "chunk_sha256": []}),
+    "complete-missing-part": Row("POST", lambda s: f"/files/{s.file['file_id']}/complete",
+                                 400, "invalid_input", _complete(lambda s: [])),
+    "complete-parts-out-of-order": Row(
+        "POST", lambda s: f"/files/{s.file['file_id']}/complete", 400, "invalid_input",
+        _complete(lambda s: [{"part_number": 2, "etag": s.part_etag}])),
+    "complete-part-number-true": Row(
+        "POST", lambda s: f"/files/{s.file['file_id']}/complete", 400, "invalid_input",
+        _complete(lambda s: [{"part_number": True, "etag": s.part_etag}])),
+    "complete-unknown-file": Row("POST", lambda s: f"/files/{ID_X}/complete", 404,
+                                 "not_found", _complete(lambda s: [])),
+    # Ids
+    "id-path-trick": Row("GET", lambda s: "/files/..%2F..%2Fetc%2Fpasswd", 400,
+                         "invalid_input"),
+    "id-uppercase": Row("GET", lambda s: f"/files/{ID_X.upper()}", 400, "invalid_input"),
+    "id-overlong": Row("GET", lambda s: f"/files/{'a' * 33}", 400, "invalid_input"),
+    "id-very-long": Row("GET", lambda s: f"/files/{'a' * 5000}/plan", 400, "invalid_input"),
+    "id-unknown-file": Row("GET", lambda s: f"/files/{ID_X}", 404, "not_found"),
+    "id-unknown-plan": Row("GET", lambda s: f"/files/{ID_X}/plan", 404, "not_found"),
+    "id-unknown-share": Row("POST", lambda s: f"/files/{ID_X}/share", 404, "not_found",
+                            lambda s: {"ttl_seconds": 60}),
+    "id-unknown-delete": Row("DELETE", lambda s: f"/files/{ID_X}", 404, "not_found"),
+    "id-unknown-drain": Row("POST", lambda s: f"/nodes/{ID_X}/drain", 404, "not_found"),
+    "id-unknown-node-heartbeat": Row(
+        "POST", lambda s: f"/nodes/{ID_X}/heartbeat", 401, "unauthorized",
+        lambda s: {"used_bytes": 0, "free_bytes": 0, "capacity_bytes": 0, "load": 0.0},
+        lambda s: _node_auth(s.node), key=False),
+    "id-unknown-manifest": Row("GET", lambda s: f"/nodes/{s.node['node_id']}/files/{ID_X}",
+                               404, "not_found", headers=lambda s: _node_auth(s.node),
+                               key=False),
+    "id-unknown-work": Row("POST", lambda s: f"/nodes/{s.node['node_id']}/work/{ID_X}",
+                           404, "not_found", lambda s: {"ok": True},
+                           lambda s: _node_auth(s.node), key=False),
+    "id-bad-chunk-index": Row(
+        "PUT", lambda s: f"/nodes/{s.node['node_id']}/files/{s.file['file_id']}/chunks/-1",
+        400, "invalid_input", lambda s: {"version": s.file["version"], "sha256": "0" * 64},
+        lambda s: _node_auth(s.node), key=False),
+    "query-limit-not-a-number": Row("GET", lambda s: "/files?limit=1_0", 400,
+                                    "invalid_input"),
+    "query-forged-next-token": Row("GET", lambda s: "/files?next_token=eyJhIjogMX0=", 400,
+                                   "invalid_input"),
+    "query-offset-huge": Row("GET", lambda s: f"/files/{s.file['file_id']}/plan?offset="
+                             + "9" * 30, 400, "invalid_input"),
+    # Share URLs
+    "share-forged-signature": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(
+            s, sig=("B" if s.share["sig"][0] == "A" else "A") + s.share["sig"][1:]),
+        403, "forbidden", key=False),
+    "share-extended-expiry": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(
+            s, exp=str(int(s.share["exp"]) + 3600)), 403, "forbidden", key=False),
+    "share-expired": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?"
+        + _signed(s, s.file["file_id"], s.file["version"], -5), 403, "forbidden", key=False),
+    "share-moved-to-another-file": Row(
+        "GET", lambda s: f"/s/{s.other_file['file_id']}?" + _share_query(s),
+        403, "forbidden", key=False),
+    "share-version-swapped": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(
+            s, v=s.other_file["version"]), 403, "forbidden", key=False),
+    "share-signed-for-another-version": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?"
+        + _signed(s, s.file["file_id"], ID_X, 600), 410, "gone", key=False),
+    "share-unknown-key-id": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s, kid="k9"),
+        403, "forbidden", key=False),
+    "share-no-signature": Row("GET", lambda s: f"/s/{s.file['file_id']}?v=1&exp=9", 403,
+                              "forbidden", key=False),
+    "share-path-trick": Row("GET", lambda s: "/s/..%2Fetc?" + _share_query(s), 400,
+                            "invalid_input", key=False),
+    # Management auth
+    "managed-no-api-key": Row("GET", lambda s: "/files", 401, "unauthorized", key=False),
+    "managed-wrong-api-key": Row("DELETE", lambda s: f"/files/{s.file['file_id']}", 401,
+                                 "unauthorized", headers=lambda s: {"x-api-key": "nope"},
+                                 key=False),
+    "import-foreign-bucket": Row("POST", lambda s: "/files/import", 403, "forbidden",
+                                 lambda s: {"bucket": "someone-else", "key": "k"}),
+    "import-etag-header-injection": Row(
+        "POST", lambda s: "/files/import", 400, "invalid_input",
+        lambda s: {"bucket": s.stack.env["FSNODE_BUCKET"], "key": "k",
+                   "etag": "abc\r\nx: y"}),
+    "import-key-control-characters": Row(
+        "POST", lambda s: "/files/import", 400, "invalid_input",
+        lambda s: {"bucket": s.stack.env["FSNODE_BUCKET"], "key": "a\x00b"}),
+}
+
+
+@pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))
+def test_bad_input_is_refused_cleanly_and_changes_nothing(cp_api: Any, seeded: Seeded,
+                                                          row: Row) -> None:
+    before = _snapshot(seeded)
+    answer = cp_api.call(row.method, row.path(seeded), row.body(seeded), key=row.key,
+                         headers=row.headers(seeded))
+    assert answer.status_code == row.status, answer.body
+    assert answer.headers["Content-Type"].startswith("application/json")
+    error = error_of(answer)
+    assert error["code"] == row.code and error["message"], error
+    assert _snapshot(seeded) == before
+
+
+def test_a_complete_with_a_wrong_part_etag_leaves_nothing_visible(cp_api: Any,
+                                                                   cp_stack: Any) -> None:
+    old = os.urandom(100)
+    first, _ = upload(cp_api, old, name="bad/etag.bin")
+    file_id = first["file_id"]
+    data = os.urandom(CHUNK + 5)
+    init = cp_api.call("POST", "/files", {
+        "file_id": file_id, "name": "bad/etag.bin", "size": len(data), "content_type": "t",
+        "chunk_sha256": [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
+                         for i in range(0, len(data), CHUNK)]}).json_body
+    put = requests.put(init["parts"][0]["url"], data=data, timeout=30)
+    assert put.status_code == 200
+    wrong = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'  # an S3 ETag is an MD5
+    done = cp_api.call("POST", f"/files/{file_id}/complete",
+                       {"parts": [{"part_number": 1, "etag": wrong}]})
+    assert done.status_code == 400 and error_of(done)["code"] == "invalid_input", done.body
+    record = cp_api.call("GET", f"/files/{file_id}").json_body
+    assert record["version"] == first["version"] and record["size"] == len(old)
+    s3 = boto3.client("s3")
+    bucket = cp_stack.env["FSNODE_BUCKET"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"files/{file_id}/")
+            .get("Contents", [])]
+    assert keys == [record["key"]]
+    assert init["upload_id"] not in {u["UploadId"] for u in s3.list_multipart_uploads(
+        Bucket=bucket).get("Uploads", [])}
+    assert not [i for i in boto3.client("dynamodb").query(
+        TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"], KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"file#{file_id}"}})["Items"]
+        if init["version"] in json.dumps(i)]
