@@ -67,6 +67,17 @@ def pin_process(pid: int, cpu_set: Sequence[int]) -> None:
         os.sched_setaffinity(int(task), set(cpu_set))
 
 
+def thread_affinities(pid: int) -> set[frozenset[int]]:
+    """The distinct CPU masks of ``pid``'s threads (one mask when all are pinned alike)."""
+    masks: set[frozenset[int]] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            masks.add(frozenset(os.sched_getaffinity(int(task))))
+        except ProcessLookupError:  # the thread ended meanwhile
+            continue
+    return masks
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid`` from /proc (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

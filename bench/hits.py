@@ -8,9 +8,20 @@ The two servers are loaded one after the other, never at once.
 
 from __future__ import annotations
 
+import socket
+import ssl
+import urllib.parse
 from dataclasses import dataclass
 
-from bench.common import BenchConfig, pin_process, server_cpu, standalone
+from bench.common import (
+    BenchConfig,
+    client_cpus,
+    cpus,
+    pin_process,
+    server_cpu,
+    standalone,
+    thread_affinities,
+)
 from bench.nginx import start_nginx
 from bench.results import Goal, Row
 from bench.stack import DIRECT, MIB, shared_stack
@@ -48,6 +59,22 @@ def _rate(result: WrkResult, case: Case) -> float:
     return result.requests_per_second
 
 
+def tls_of(url: str, context: ssl.SSLContext) -> str:
+    """The protocol and cipher a server picks for OpenSSL's default offer (wrk's too)."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 443),
+                                  timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+        cipher = tls.cipher()
+    return f"{cipher[1]} {cipher[0]}" if cipher else "none"
+
+
+def check_pinned(pid: int, cpu: int, what: str) -> None:
+    masks = thread_affinities(pid)
+    if masks != {frozenset({cpu})}:
+        raise RuntimeError(f"{what} (pid {pid}) is not pinned to CPU {cpu}: {masks}")
+
+
 def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     size = config.pick_int(256 * MIB, 64 * MIB, 8 * MIB)
     seconds = config.pick(5, 2, 1)  # per run; each server runs twice per case
@@ -68,6 +95,18 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     nginx = start_nginx(root, edge.cert, edge.key, config.workdir / "nginx", cpu=cpu)
     rows: list[Row] = []
     try:
+        # The same core for both servers (checked), wrk on the others, and the same
+        # TLS parameters: otherwise the ratio measures the setup.
+        check_pinned(edge.pid, cpu, "the edge")
+        for pid in nginx.pids():
+            check_pinned(pid, cpu, "nginx")
+        probe = f"/f/{shared.file_id}?{shared.query}"
+        tls = {"edge": tls_of(stack.file_url(edge, shared), stack.ssl_context()),
+               "nginx": tls_of(nginx.url(probe, tls=True), stack.ssl_context())}
+        if tls["edge"] != tls["nginx"]:
+            raise RuntimeError(f"the servers negotiate different TLS: {tls}")
+        setup = (f"servers on CPU {cpu} (edge and nginx master+worker, checked), wrk on "
+                 f"CPU {','.join(map(str, client_cpus()))}; TLS {tls['edge']} on both")
         for case in CASES:
             if case.name not in wanted:
                 continue
@@ -91,11 +130,15 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
                     f"nginx {reference.requests}")
             if subject.errors or reference.errors:
                 note += f"; errors edge {subject.errors} nginx {reference.errors}"
+            note += f"; {setup}"
             rows.append(Row(name=case.name, value=_rate(subject, case),
                             reference=_rate(reference, case), goal=GOALS[case.name],
                             unit=unit, note=note))
     finally:
         nginx.stop()
+        # Later families (misses) time the edge against unpinned processes: give it
+        # every core back.
+        pin_process(edge.pid, cpus())
     return rows
 
 

@@ -167,8 +167,8 @@ def measure_cold_seq(stack: BenchStack, config: BenchConfig) -> list[Row]:
               f"connection to {rate / MIB:g} MiB/s; edge {size / through_edge / MIB:.1f} MiB/s, "
               f"direct {size / direct / MIB:.1f} MiB/s"),
     )]
-    # The same read with an origin whose ranged GETs cost what the range costs
-    # (moto copies the whole object per GET): the edge's own behaviour.
+    # The same read with an origin that is not moto (nginx serving the object's
+    # bytes): a cross-check that the figure is the edge's, not the origin's.
     static_edge = stack.edges[STATIC]
     if stack.static_proxy is not None and not stack.cache_bytes(static_edge):
         path = stack.publish_static(shared)

@@ -127,12 +127,36 @@ def start_nginx(
         if tls:
             _wait_listening(https_port, process, directory)
         if cpu is not None:
-            for pid in server.pids():
-                pin_process(pid, [cpu])
+            pin_all(server, cpu)
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def pin_all(server: Nginx, cpu: int) -> None:
+    """Pin the master and its one worker to ``cpu``, and check that both are.
+
+    The master listens before it forks the worker, so the worker may not exist yet
+    when the port answers; a worker forked after the master is pinned inherits the
+    mask. Wait (bounded) until the worker is there and every pid has the mask.
+    """
+    for _ in range(100):  # 10 s at most
+        pids = server.pids()
+        for pid in pids:
+            pin_process(pid, [cpu])
+        workers = pids[1:]
+        if len(workers) == 1 and all(_affinity(pid) == {cpu} for pid in pids):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nginx master and one worker not pinned to CPU {cpu}: {server.pids()}")
+
+
+def _affinity(pid: int) -> set[int]:
+    try:
+        return set(os.sched_getaffinity(pid))
+    except ProcessLookupError:
+        return set()
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], directory: Path) -> None:

@@ -1,15 +1,16 @@
 """A local stack for the benchmarks, started once per run and shared by the
 families that need one (``hits``, ``misses``, ``memory``).
 
-It is the project's ``LocalStack`` with two edges set up for measuring:
+It is the project's ``LocalStack`` with three edges set up for measuring:
 - ``direct``: reads its origin straight from the moto server and also listens on
   plain HTTP (``FSNODE_EDGE_HTTP_PORT``), for the hit benchmarks over HTTP;
 - ``throttled``: its ``AWS_ENDPOINT_URL`` points at a throttling proxy in front of
   moto, the stand-in for S3's per-connection bandwidth limit;
 - ``static``: the same, but the proxy's origin is an nginx serving the objects'
-  bytes at their S3 paths (``/BUCKET/KEY``; the presigned query is ignored). moto
-  copies the whole object for every ranged GET (0.2 s per range of a 256 MiB
-  object here), which real S3 does not; this origin shows the edge without that.
+  bytes at their S3 paths (``/BUCKET/KEY``; the presigned query is ignored): a
+  cross-check with an origin that is not moto. (The local stack's moto reads only
+  the requested bytes of a ranged GET, ``fsnode.localstack.s3_ranges``; stock moto
+  copies the whole object for each one.)
 
 Replication is off (the control plane gets no state machine ARN), so an edge
 holds only what a benchmark reads through it. The environments are set by
