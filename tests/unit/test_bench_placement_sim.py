@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from bench.placement_sim import ConsistentHashing, LeastLoaded, SimParams, simulate
+import os
+
+from fsnode_core import placement
+
+from bench.common import thread_affinities
+from bench.placement_sim import (
+    ConsistentHashing,
+    LeastLoaded,
+    ProjectPlacement,
+    SimParams,
+    simulate,
+)
 
 
 def test_consistent_hashing_moves_only_a_leaving_nodes_keys() -> None:
@@ -28,3 +39,20 @@ def test_simulation_counts_are_sane() -> None:
     assert result.requests == 500
     assert 0.0 <= result.hit_ratio <= 1.0
     assert result.max_mean >= 1.0
+
+
+def test_the_simulated_placement_is_the_projects_and_keeps_the_bound() -> None:
+    # Every decision checked against placement.choose; no churn, so after warm-up
+    # the mean is exactly 8 open streams per node and the bound allows 10.
+    params = SimParams(nodes=12, files=300, requests=600, streams_per_node=8, cache_files=5,
+                       churn_events=0, samples=40, verify_every=1, time_limit=30)
+    project = ProjectPlacement(placement, params.verify_every)
+    result = simulate(project, params)
+    assert project.checked == result.requests == 600
+    assert project.agreed == project.checked
+    assert result.worst_max_mean <= placement.DEFAULT_LOAD_FACTOR + 1e-9
+    assert project.moved > 0  # the bound was at work: some requests left their first node
+
+
+def test_thread_affinities_sees_this_process() -> None:
+    assert thread_affinities(os.getpid()) == {frozenset(os.sched_getaffinity(0))}
