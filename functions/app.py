@@ -10,12 +10,15 @@ from chalicelib import auth, nodes, openapi, replication, shares, uploads
 from chalicelib import gc as gc_workflow
 from chalicelib import prune as prune_sweep
 from chalicelib.http import json_body, json_errors, normalize
+from chalicelib.observability import observe_background
 from chalicelib.routes_files import bp as file_routes
 from chalicelib.routes_nodes import bp as node_routes
 from chalicelib.web import bp as web_pages
 
 app = Chalice(app_name="fsnode")
 app.register_middleware(normalize, "http")
+app.register_middleware(observe_background, "pure_lambda")
+app.register_middleware(observe_background, "scheduled")
 app.register_blueprint(web_pages)  # the upload and player pages
 app.register_blueprint(file_routes)  # plan, delete, import, chunk hashes
 app.register_blueprint(node_routes)  # renew, drain, cluster

@@ -27,6 +27,7 @@ from fsnode_core.store_errors import error_code
 
 from chalicelib import auth, aws, gc, secret_store, shares, validate
 from chalicelib.observability import (
+    METRIC_CHUNK_HASH_RECORDED,
     METRIC_FILE_DELETED,
     METRIC_FILE_IMPORTED,
     METRIC_PLAN_SERVED,
@@ -220,5 +221,7 @@ def record_chunk_hash(node_id: str, file_id: str, index: str, headers: Mapping[s
     check_id(version, "version")
     digest = validate.sha256_list({"sha256": [body.get("sha256")]}, "sha256", 1)[0]
     recorded = aws.chunk_catalog().record_chunk_sha256(file_id, version, int(index), digest)
+    if recorded:
+        metrics.add_metric(name=METRIC_CHUNK_HASH_RECORDED, unit="Count", value=1)
     return {"file_id": file_id, "version": version, "index": int(index), "sha256": digest,
             "recorded": recorded}

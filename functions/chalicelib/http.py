@@ -12,7 +12,14 @@ from chalice import Response
 from chalice.app import Request
 from fsnode_core.errors import FsnodeError, InvalidInput
 
-from chalicelib.observability import logger, metrics, tracer
+from chalicelib.observability import (
+    METRIC_REQUEST_REFUSED,
+    METRIC_SERVER_ERROR,
+    flush_metrics,
+    logger,
+    metrics,
+    tracer,
+)
 
 MAX_JSON_BODY = 1024 * 1024
 
@@ -76,7 +83,13 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
             return traced(*args, **kwargs)
         except FsnodeError as exc:
             logger.info("request refused", extra={"code": exc.code, "error": exc.message})
+            metrics.add_metric(name=METRIC_REQUEST_REFUSED, unit="Count", value=1)
             return from_domain(exc)
+        except Exception:
+            # A bug, not bad input: the traceback goes to the log under this request's
+            # correlation id; the caller gets the error shape and no detail.
+            logger.exception("unhandled error")
+            return error_response("internal", "an internal error occurred")
 
     return wrapper
 
@@ -91,9 +104,10 @@ def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
     logger.append_keys(route=context.get("resourcePath"), method=getattr(event, "method", None))
     try:
         response = get_response(event)
+        if response.status_code >= 500:
+            metrics.add_metric(name=METRIC_SERVER_ERROR, unit="Count", value=1)
     finally:
-        if getattr(metrics, "metric_set", None):  # EMF lines only when a route added some
-            metrics.flush_metrics(raise_on_empty_metrics=False)
+        flush_metrics()  # EMF lines only when the route added some
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
         code = _CHALICE_CODES.get(str(body["Code"]), "internal")

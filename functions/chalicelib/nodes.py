@@ -21,6 +21,7 @@ from fsnode_core.models import FILE_READY, NODE_ACTIVE, NODE_DEAD, NODE_DRAINING
 from chalicelib import auth, aws, pki, secret_store, validate
 from chalicelib.observability import (
     METRIC_HEARTBEAT,
+    METRIC_MANIFEST_SERVED,
     METRIC_NODE_DRAINED,
     METRIC_NODE_REGISTERED,
     METRIC_NODE_RENEWED,
@@ -155,6 +156,9 @@ def manifest(node_id: str, file_id: str, headers: Any) -> dict[str, Any]:
         raise NotFound("no such file", file_id=file_id)
     if view.meta.status != FILE_READY:
         raise Gone("file was deleted", file_id=file_id)
+    metrics.add_metric(name=METRIC_MANIFEST_SERVED, unit="Count", value=1)
+    # The manifest is the file record (with ``name``: edges check prefix shares against
+    # it) plus the current version's chunks.
     return {**view.meta.to_api(), "chunks": [chunk.to_api() for chunk in view.current_chunks()]}
 
 

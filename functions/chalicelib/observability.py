@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
@@ -29,3 +32,26 @@ METRIC_FILE_DELETED = "FileDeleted"
 METRIC_FILE_IMPORTED = "FileImported"
 METRIC_NODE_RENEWED = "NodeRenewed"
 METRIC_NODE_DRAINED = "NodeDrained"
+METRIC_MANIFEST_SERVED = "ManifestServed"
+METRIC_CHUNK_HASH_RECORDED = "ChunkHashRecorded"
+# Every refused request (4xx, by the app) and every answer of 5xx.
+METRIC_REQUEST_REFUSED = "RequestRefused"
+METRIC_SERVER_ERROR = "ServerError"
+
+
+def flush_metrics() -> None:
+    """Write the metrics a handler added as one EMF line (none: nothing written)."""
+    if getattr(metrics, "metric_set", None):
+        metrics.flush_metrics(raise_on_empty_metrics=False)
+
+
+def observe_background(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Chalice middleware for Lambda functions and schedules: what ``http.normalize`` does
+    for routes, a correlation id (the Lambda request id) and metrics flushed per call."""
+    context = getattr(event, "context", None)
+    request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
+    logger.set_correlation_id(request_id)
+    try:
+        return get_response(event)
+    finally:
+        flush_metrics()

@@ -73,6 +73,9 @@ def test_manifest_lists_chunk_hashes_for_nodes(cp_api: Any, cp_stack: Any) -> No
     assert [(c["offset"], c["length"]) for c in body["chunks"]] == [
         (0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, 1)]
     assert body["size"] == len(data) and body["key"] == done.json_body["key"]
+    # Edges check prefix shares against the name (``policy.covers(name)``).
+    assert body["name"] == "movie.mp4"
+    assert {k: v for k, v in body.items() if k != "chunks"} == done.json_body
 
 
 def test_size_mismatch_leaves_nothing_visible(cp_api: Any, cp_stack: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import secrets
@@ -13,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import boto3
 from cryptography import x509
 from test_control_plane_files import CHUNK, _live_node, upload
-from test_control_plane_nodes import _beat, error_of, ip_san, make_csr, register
+from test_control_plane_nodes import _beat, error_of, ip_san, make_csr, register, register_body
 
 
 def _auth(node: dict[str, Any]) -> dict[str, str]:
@@ -185,6 +186,25 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
         node = register(cp_api, cp_stack, idempotency_key=key)
         replay = register(cp_api, cp_stack, idempotency_key=key)
         _beat(cp_api, node["node_id"], node["credential"])
+        # Every other route that carries a secret: node credential, api key, share sig.
+        started, _ = upload(cp_api, os.urandom(100))
+        file_id = started["file_id"]
+        assert cp_api.call("GET", f"/nodes/{node['node_id']}/files/{file_id}", key=False,
+                           headers=_auth(node)).status_code == 200
+        assert cp_api.call("POST", f"/nodes/{node['node_id']}/renew",
+                           {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
+                           headers=_auth(node)).status_code == 200
+        path, share = _share(cp_api, file_id)
+        assert cp_api.call("GET", f"{path}?{urlencode(share)}", key=False).status_code == 307
+        plan = cp_api.call("GET", f"/files/{file_id}/plan").json_body
+        # Refused attempts log too: a wrong join token, a forged share, a stolen credential.
+        bad = register_body(cp_stack, make_csr([ip_san("127.0.0.1")]))
+        bad["join_token"] = cp_stack.join_token[::-1]
+        assert cp_api.call("POST", "/nodes/register", bad, key=False).status_code == 401
+        assert cp_api.call("GET", f"{path}?{urlencode({**share, 'exp': '1'})}",
+                           key=False).status_code == 403
+        assert cp_api.call("POST", f"/nodes/{'0' * 32}/heartbeat", {"used_bytes": 1},
+                           key=False, headers=_auth(node)).status_code == 401
     finally:
         for target, level in zip((service, root), old_levels, strict=True):
             target.removeHandler(handler)
@@ -192,7 +212,9 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
     assert replay["credential"] == node["credential"]
     logged = stream.getvalue()
     assert "node registered" in logged  # the capture did see the service logger
-    for secret in (cp_stack.join_token, node["credential"], cp_stack.api_key):
+    for secret in (cp_stack.join_token, cp_stack.join_token[::-1], node["credential"],
+                   cp_stack.api_key, share["sig"], dict(parse_qsl(plan["edge_query"]))["sig"],
+                   *json.loads(cp_stack.keyring).values()):
         assert secret not in logged
     items = boto3.client("dynamodb").scan(
         TableName=cp_stack.env["FSNODE_IDEMPOTENCY_TABLE"])["Items"]
