@@ -46,6 +46,10 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
     if key is None or not get_settings().idempotency_table:
         answer = _register(request=request)
     else:
+        # A replay is the same key for the same endpoint and public key: an edge that
+        # lost its key, or moved, registers anew instead of getting a certificate for a
+        # key it no longer has. (CSRs themselves differ per signing: ECDSA is randomized.)
+        request["node_identity"] = _identity(request)
         try:
             answer = _idempotent_register()(request=request)
         except IdempotencyAlreadyInProgressError as exc:
@@ -57,6 +61,14 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
             "credential": credential}
 
 
+def _identity(request: dict[str, Any]) -> str:
+    """What a registration is for: its endpoint and the CSR's public key (checked)."""
+    endpoint = pki.parse_endpoint(validate.string(request, "endpoint", max_len=300) or "")
+    csr, _ = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES) or "",
+                           endpoint)
+    return f"{endpoint.url} {pki.public_key_sha256(csr)}"
+
+
 @cache
 def _idempotent_register() -> Any:
     # Built on first use: the table name comes from settings, never at import time.
@@ -65,7 +77,8 @@ def _idempotent_register() -> Any:
     persistence = DynamoDBPersistenceLayer(
         table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
     )
-    config = IdempotencyConfig(event_key_jmespath="idempotency_key", expires_after_seconds=3600)
+    config = IdempotencyConfig(event_key_jmespath="[idempotency_key, node_identity]",
+                               expires_after_seconds=3600)
     return idempotent_function(
         _register, data_keyword_argument="request", persistence_store=persistence, config=config
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from fsnode_core.errors import InvalidInput, Unavailable
@@ -108,6 +110,14 @@ def check_csr(pem: str, endpoint: Endpoint) -> tuple[x509.CertificateSigningRequ
             raise InvalidInput("csr common name must be the endpoint host or absent",
                                field="csr")
     return csr, algorithm
+
+
+def public_key_sha256(csr: x509.CertificateSigningRequest) -> str:
+    """SHA-256 of the CSR's public key (DER SubjectPublicKeyInfo): the same key, the same
+    value, however often the CSR is signed again."""
+    der = csr.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 def _signing_algorithm(csr: x509.CertificateSigningRequest) -> str:

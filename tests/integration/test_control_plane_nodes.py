@@ -188,13 +188,52 @@ def test_register_rejects_a_bad_join_token(cp_api: Any, cp_stack: Any) -> None:
 
 
 def test_register_is_idempotent_per_key(cp_api: Any, cp_stack: Any) -> None:
-    key = secrets.token_hex(16)
-    first = register(cp_api, cp_stack, idempotency_key=key)
-    second = register(cp_api, cp_stack, idempotency_key=key)
-    assert first["node_id"] == second["node_id"]
-    assert first["credential"] == second["credential"]
-    third = register(cp_api, cp_stack, idempotency_key=secrets.token_hex(16))
-    assert third["node_id"] != first["node_id"]
+    from chalicelib import aws
+
+    issued: list[str] = []
+
+    def count(**_: Any) -> None:
+        issued.append("IssueCertificate")
+
+    pca = aws.client("acm-pca")
+    pca.meta.events.register("before-send.acm-pca.IssueCertificate", count)
+    try:
+        key = secrets.token_hex(16)
+        first = register(cp_api, cp_stack, idempotency_key=key)
+        second = register(cp_api, cp_stack, idempotency_key=key)
+        assert first["node_id"] == second["node_id"]
+        assert first["credential"] == second["credential"]
+        assert first["certificate"] == second["certificate"]
+        assert issued == ["IssueCertificate"]  # the CA signed once
+        third = register(cp_api, cp_stack, idempotency_key=secrets.token_hex(16))
+        assert third["node_id"] != first["node_id"]
+    finally:
+        pca.meta.events.unregister("before-send.acm-pca.IssueCertificate", count)
+
+
+def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(cp_api: Any,
+                                                                   cp_stack: Any) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    idempotency_key = secrets.token_hex(16)
+
+    def attempt(csr_key: Any, endpoint: str = "https://127.0.0.1:8443") -> dict[str, Any]:
+        # ECDSA signatures are randomized: every CSR differs, even for the same key.
+        body = register_body(cp_stack, make_csr([ip_san("127.0.0.1")], key=csr_key),
+                             endpoint, idempotency_key=idempotency_key)
+        answer = cp_api.call("POST", "/nodes/register", body, key=False)
+        assert answer.status_code == 200, answer.body
+        return answer.json_body
+
+    first = attempt(key)
+    assert attempt(key)["node_id"] == first["node_id"]  # a restart: same key, new CSR
+    # A lost key or a moved endpoint is a new node, with a certificate for the new key.
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    moved = attempt(new_key)
+    assert moved["node_id"] != first["node_id"]
+    cert = x509.load_pem_x509_certificate(moved["certificate"].encode())
+    assert cert.public_key().public_numbers() == new_key.public_key().public_numbers()
+    assert attempt(key, "https://127.0.0.1:9443")["node_id"] not in (first["node_id"],
+                                                                    moved["node_id"])
 
 
 def _beat(api: Any, node_id: str, credential: str, load: float = 0.5) -> Any:
