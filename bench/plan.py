@@ -142,8 +142,8 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     # moto answers a Query of the file's ~7,700 items in seconds, so the quick run
     # plans a quarter of the file; the note says which size was measured.
     chunks = config.pick_int(2560, 640, 64)
-    iterations = config.pick_int(15, 4, 2)
-    budget = config.pick(90, 20, 10)  # seconds of plans; the run stops early past it
+    iterations = config.pick_int(15, 3, 2)
+    budget = config.pick(60, 8, 5)  # seconds of plans; the run stops early past it
     port = processes.free_port()
     endpoint = f"http://127.0.0.1:{port}"
     region = "us-east-1"
