@@ -54,6 +54,7 @@ from fsnode_core.ids import check_id
 
 from edge_node.admission import MemoryAdmission
 from edge_node.background import TaskSet, retrieve_exception
+from edge_node.diskio import pread
 from edge_node.manifests import ChunkInfo, Manifest
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,7 @@ class DiskLease(ChunkLease):
         sent = 0
         while sent < length:
             size = min(BLOCK, length - sent)
-            data = await asyncio.to_thread(os.pread, fd, size, offset + sent)
+            data = await pread(fd, size, offset + sent)
             if len(data) != size:
                 raise IntegrityError("a cached chunk is shorter than recorded", key=self.key)
             self.sent += size
@@ -591,7 +592,7 @@ class ChunkCache:
         # A few rounds: between a fill finishing and this task resuming, an
         # explicit eviction may remove the chunk again.
         for _ in range(4):
-            held = await self._try_hit(key, memory=memory)
+            held = self._try_hit(key, memory=memory)
             if held is not None:
                 self._admission.hit(key)
                 if not counted:
@@ -611,7 +612,7 @@ class ChunkCache:
                 return StreamLease(key, buffer)
         raise Unavailable("the chunk kept being evicted while it was requested", key=key)
 
-    async def _try_hit(self, key: ChunkKey, *, memory: bool) -> ChunkLease | None:
+    def _try_hit(self, key: ChunkKey, *, memory: bool) -> ChunkLease | None:
         stored = self._memory.get(key)
         entry = self._index.get(key)
         if stored is not None and (memory or entry is None or entry.sha256 is None):
@@ -622,17 +623,15 @@ class ChunkCache:
             return MemoryLease(key, stored)
         if entry is None or entry.sha256 is None:
             return None
-        entry.pins += 1
-        self._index.move_to_end(key)
+        # Opened on the loop, as nginx does without aio: a recently used chunk's
+        # directory entry and inode are cached, and a thread hop costs more.
         try:
-            fd = await asyncio.to_thread(os.open, entry.path, os.O_RDONLY)
+            fd = os.open(entry.path, os.O_RDONLY)
         except FileNotFoundError:
-            entry.pins -= 1
             self._drop(key)
             return None
-        except BaseException:
-            entry.pins -= 1
-            raise
+        entry.pins += 1
+        self._index.move_to_end(key)
         return DiskLease(entry, fd, promote=memory)
 
     async def _attach(self, fill: _Fill) -> FillBuffer | None:
