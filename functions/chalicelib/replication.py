@@ -5,11 +5,13 @@ Step Functions task token, the edge pulls it on heartbeat and reports back, and 
 report calls SendTaskSuccess/SendTaskFailure (DESIGN: commands travel by pull).
 
 Per chunk the state machine loops ``pick_replica_target`` -> ``warm_chunk`` until the
-chunk is on ``FSNODE_REPLICATION_FACTOR`` live nodes: a failed warm is retried on the
-same node by the task's ``Retry`` (with backoff), then caught and handed back here,
-which moves it to the next node in placement order, at most
-``FSNODE_REPLICATION_MAX_MOVES`` times. ``report_replication`` ends the execution with
-the chunks still under-replicated, in its output and as a metric.
+chunk is on ``FSNODE_REPLICATION_FACTOR`` live nodes. A failed or timed-out warm is
+caught and handed back here: the same node is tried again after a backoff (a Wait
+state), ``WARM_ATTEMPTS_PER_NODE`` times in all, then the chunk moves to the next node
+in placement order, at most ``FSNODE_REPLICATION_MAX_MOVES`` times. Each attempt is a
+new task with its own token; a task ``Retry`` would reuse the token, and moto's
+interpreter then hands every retry the first attempt's answer. ``report_replication``
+ends the execution with the chunks still under-replicated, in its output and as a metric.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from chalicelib.observability import METRIC_WORK_REPORTED, logger, metrics
 from chalicelib.settings import get_settings
 
 WORK_TTL_SECONDS = 15 * 60
+WARM_ATTEMPTS_PER_NODE = 3  # one try and two retries on a node before moving on
+RETRY_BACKOFF_SECONDS = (1, 2)  # waits before the second and third try on a node
 EVICT_WHOLE_VERSION = -1  # an evict work item's chunk_index: every chunk of the version
 METRIC_UNDER_REPLICATED_CHUNKS = "UnderReplicatedChunks"
 METRIC_REPLICATION_STARTED = "ReplicationStarted"
@@ -117,7 +121,7 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
     live = _live_nodes()
     targets = placement.choose(file_id, live, settings.replication_factor)
     chunks = [{"file_id": file_id, "version": version, "chunk_index": index, "node_id": "",
-               "tried": [], "warm_timeout": settings.warm_timeout}
+               "tried": [], "attempts": 0, "warm_timeout": settings.warm_timeout}
               for index in (indices if current else [])]
     return {"file_id": file_id, "version": version, "current": current,
             "factor": settings.replication_factor, "targets": [n.node_id for n in targets],
@@ -125,10 +129,12 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def pick_target(event: dict[str, Any]) -> dict[str, Any]:
-    """One turn of a chunk's loop: done, or the next node to warm it on.
+    """One turn of a chunk's loop: done, the same node again after a backoff
+    (``wait_seconds``), or the next node to warm it on.
 
-    A ``failure`` (the warm task's Retry gave up on ``node_id``) marks that node tried,
-    so the chunk moves to the next node in placement order.
+    A ``failure`` (the warm on ``node_id`` failed or timed out) counts an attempt on
+    that node; after ``WARM_ATTEMPTS_PER_NODE`` of them, or once the node is no longer
+    live, the node is marked tried and the chunk moves on in placement order.
     """
     settings = get_settings()
     file_id = check_id(str(event.get("file_id", "")), "file_id")
@@ -136,10 +142,10 @@ def pick_target(event: dict[str, Any]) -> dict[str, Any]:
     index = int(event["chunk_index"])
     tried = [str(n) for n in event.get("tried") or []]
     last = str(event.get("node_id") or "")
-    if event.get("failure") is not None and last and last not in tried:
-        tried.append(last)
+    failed = event.get("failure") is not None and bool(last)
+    attempts = int(event.get("attempts") or 0) + (1 if failed else 0)
     state: dict[str, Any] = {"file_id": file_id, "version": version, "chunk_index": index,
-                             "node_id": "", "tried": tried,
+                             "node_id": "", "tried": tried, "attempts": 0, "wait_seconds": 0,
                              "warm_timeout": int(event.get("warm_timeout")
                                                  or settings.warm_timeout)}
     view = aws.chunk_catalog().file_view(file_id)
@@ -152,6 +158,13 @@ def pick_target(event: dict[str, Any]) -> dict[str, Any]:
     state["holders"] = holders
     if len(holders) >= settings.replication_factor:
         return {**state, "done": True, "replicated": True}
+    if failed:
+        if attempts < WARM_ATTEMPTS_PER_NODE and last in live_ids and last not in holders:
+            wait = RETRY_BACKOFF_SECONDS[min(attempts, len(RETRY_BACKOFF_SECONDS)) - 1]
+            return {**state, "node_id": last, "attempts": attempts, "wait_seconds": wait,
+                    "done": False, "replicated": False}
+        if last not in tried:
+            tried.append(last)
     if len(tried) > settings.replication_max_moves:
         return {**state, "done": True, "replicated": False, "reason": "moves_exhausted"}
     skip = set(holders) | set(tried)
@@ -180,6 +193,8 @@ def summarize(event: dict[str, Any]) -> dict[str, Any]:
 
 def warm(event: dict[str, Any]) -> dict[str, Any]:
     """Queue a warm command for the target edge, keeping the task token for its report."""
+    # An earlier attempt's item stays queued: it may be another execution's (a hot and a
+    # loss run can warm the same chunk), and a second warm of a chunk costs nothing.
     return queue_work(event, WORK_WARM, int(event["chunk_index"]))
 
 

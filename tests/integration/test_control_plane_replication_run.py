@@ -77,13 +77,17 @@ def test_failed_warm_is_retried_then_moved_to_another_node(cp_api: Any, cp_stack
     history = machines.history(execution)
     failed = [e for e in history if e["type"] == "TaskFailed"]
     assert [e["taskFailedEventDetails"]["error"] for e in failed] == ["WarmFailed"] * 3
-    # Then moved: the next warm goes to another node (picked after the failure).
+    # Each retry waited its backoff, then moved: the next warms go to other nodes.
     picks = [json.loads(e["stateExitedEventDetails"]["output"]) for e in history
              if e["type"] == "TaskStateExited"
              and e["stateExitedEventDetails"]["name"] == "PickTarget"]
     targets = [p["node_id"] for p in picks if not p["done"]]
-    assert targets[0] == failing.node_id and failing.node_id not in targets[1:]
+    assert targets[:3] == [failing.node_id] * 3 and failing.node_id not in targets[3:]
+    assert [p["wait_seconds"] for p in picks[:3]] == [0, 1, 2]
     assert picks[-1]["tried"] == [failing.node_id]
+    waits = [e for e in history if (e.get("stateEnteredEventDetails") or {}).get("name")
+             == "Backoff"]
+    assert len(waits) == 2
 
 
 def test_under_replication_is_reported_in_the_output(cp_api: Any, cp_stack: Any,

@@ -1,0 +1,497 @@
+"""Replication, prune and garbage collection on a real local stack: real edges pull their
+work, Step Functions runs the ASL through moto's interpreter, and prune runs on its own
+schedule (every second here).
+
+One stack for the module: three edges, small chunks, a short heartbeat timeout, and
+edge-3 set to fail the first three warm attempts of every chunk
+(``FSNODE_FAULT_WARM_FAILURES``): one attempt and the state machine's two retries, so a
+chunk placed on edge-3 first is always moved to another node. Files are placed by
+choosing, among fresh upload ids, one whose placement order suits the test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from fsnode_core import placement
+from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.models import NODE_DEAD, NodeRecord
+from fsnode_core.nodes_store import NodeRegistry
+
+from fsnode.localstack import processes
+from fsnode.localstack.resources import LOCAL_CREDENTIALS
+from fsnode.localstack.stack import StackInfo
+from tests.e2e.conftest import run_cli
+
+CHUNK = 256 * 1024
+SIZE = 2 * CHUNK + 12345  # three chunks, the last one short
+HEARTBEAT_TIMEOUT = 8  # s; an edge stopped for less than this only looks offline
+FAULTY = 2  # edge-3
+WARM_ATTEMPTS = 3  # WarmChunk's first try and its two retries on one node
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+# Liveness bounds for waits, never a measure of speed.
+PATIENCE = 120.0
+
+
+@pytest.fixture(scope="module")
+def wf_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    state_dir = tmp_path_factory.mktemp("workflow-stack")
+    settings = {
+        "FSNODE_WARM_TIMEOUT": "30",
+        "FSNODE_EVICT_TIMEOUT": "2",
+        "FSNODE_GC_RETRY_WAIT": "1",
+        "FSNODE_GC_MAX_WAIT": "120",
+        "FSNODE_HOT_REPLICATION_WINDOW": "2",
+    }
+    up = run_cli(
+        "local", "up", "--detach", "--nodes", "3", "--state-dir", str(state_dir),
+        "--heartbeat-interval", "1", "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT),
+        "--schedule-seconds", "1", "--chunk-size", str(CHUNK),
+        *[arg for name, value in settings.items() for arg in ("--env", f"{name}={value}")],
+        "--edge-env-for", f"edge-{FAULTY + 1}:FSNODE_FAULT_WARM_FAILURES={WARM_ATTEMPTS}",
+        "--json",
+    )  # fmt: skip
+    if up.returncode != 0:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                         for p in sorted((state_dir / "logs").glob("*.log")))
+        pytest.fail(f"fsnode local up failed:\n{up.stderr}\n{logs}")
+    info = StackInfo.load(state_dir)
+    try:
+        yield info
+    finally:
+        run_cli("local", "down", "--state-dir", str(state_dir))
+        assert not [pid for pid in StackInfo.load(state_dir).pids() if processes.is_alive(pid)]
+
+
+@dataclass
+class Cluster:
+    """The stack seen from outside: its API, its moto (tables, bucket, executions)."""
+
+    stack: StackInfo
+    env: dict[str, str]  # the control plane's settings, as the stack launched it
+
+    @property
+    def api_headers(self) -> dict[str, str]:
+        return {"x-api-key": self.stack.api_key}
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.stack.aws_endpoint,
+                            region_name=self.stack.region, **LOCAL_CREDENTIALS)
+
+    @property
+    def catalog(self) -> ChunkCatalog:
+        return ChunkCatalog(self.env["FSNODE_CHUNKS_TABLE"], self.client("dynamodb"))
+
+    @property
+    def registry(self) -> NodeRegistry:
+        return NodeRegistry(self.env["FSNODE_NODES_TABLE"], self.client("dynamodb"))
+
+    def api(self, method: str, path: str, body: Any = None) -> requests.Response:
+        return requests.request(method, f"{self.stack.api}{path}", json=body,
+                                headers=self.api_headers, timeout=60)
+
+    def node_id(self, index: int) -> str:
+        return StackInfo.load(Path(self.stack.state_dir)).edges[index].node_id
+
+    def edge_index(self, node_id: str) -> int:
+        edges = StackInfo.load(Path(self.stack.state_dir)).edges
+        return next(i for i, edge in enumerate(edges) if edge.node_id == node_id)
+
+    def live(self) -> list[NodeRecord]:
+        return placement.eligible(self.registry.list_nodes(), time.time(), HEARTBEAT_TIMEOUT)
+
+    # -- uploads -------------------------------------------------------------------
+
+    def upload(self, data: bytes, placed: Callable[[list[str]], bool]) -> tuple[str, str]:
+        """Upload ``data`` under a fresh file id whose placement order (node ids, first
+        choice first) satisfies ``placed``; returns (file_id, version)."""
+        hashes = [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
+                  for i in range(0, len(data), CHUNK)]
+        for _ in range(40):
+            init = self.api("POST", "/files", {"name": "clip.mp4", "size": len(data),
+                                                "content_type": "video/mp4",
+                                                "chunk_sha256": hashes})
+            assert init.status_code == 200, init.text
+            started = init.json()
+            order = [node.node_id for node in placement.rank(started["file_id"], self.live())]
+            if placed(order):
+                break
+        else:
+            raise AssertionError("no upload id got the wanted placement")
+        parts = []
+        for part in started["parts"]:
+            body = data[part["offset"]:part["offset"] + part["length"]]
+            put = requests.put(part["url"], data=body, timeout=60)
+            assert put.status_code == 200, put.text
+            parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+        done = self.api("POST", f"/files/{started['file_id']}/complete", {"parts": parts})
+        assert done.status_code == 200, done.text
+        return started["file_id"], started["version"]
+
+    # -- executions ----------------------------------------------------------------
+
+    def execution_arn(self, machine: str, name: str) -> str:
+        arn = self.env[f"FSNODE_{machine.upper()}_STATE_MACHINE_ARN"]
+        return arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+    def finished(self, arn: str) -> dict[str, Any]:
+        sfn = self.client("stepfunctions")
+
+        def done() -> dict[str, Any] | None:
+            try:
+                described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+            except ClientError:
+                return None  # not started yet
+            return described if described["status"] != "RUNNING" else None
+
+        return wait_for(done, f"execution {arn} to finish")
+
+    def executions_for(self, machine: str, file_id: str) -> list[dict[str, Any]]:
+        """Every execution of ``machine`` whose input names ``file_id``."""
+        sfn = self.client("stepfunctions")
+        arn = self.env[f"FSNODE_{machine.upper()}_STATE_MACHINE_ARN"]
+        found = []
+        for listed in sfn.list_executions(stateMachineArn=arn, maxResults=1000)["executions"]:
+            described = sfn.describe_execution(executionArn=listed["executionArn"])
+            if json.loads(described["input"]).get("file_id") == file_id:
+                found.append(described)
+        return found
+
+    def history(self, arn: str) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+        while True:
+            page = sfn.get_execution_history(**kwargs)
+            events += page["events"]
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    # -- what the edges hold -------------------------------------------------------
+
+    def holders(self, file_id: str) -> dict[int, set[str]]:
+        """Per chunk of the current version, the live nodes with a recorded replica."""
+        view = self.catalog.file_view(file_id)
+        assert view.meta is not None
+        live = {node.node_id for node in self.live()}
+        out: dict[int, set[str]] = {c.index: set() for c in view.current_chunks()}
+        for replica in view.replicas_of(view.meta.version):
+            if replica.node_id in live:
+                out[replica.index].add(replica.node_id)
+        return out
+
+    def cached_chunks(self, index: int, file_id: str) -> dict[int, bytes]:
+        """The chunk files edge ``index`` keeps on disk for ``file_id``, by chunk index."""
+        root = Path(StackInfo.load(Path(self.stack.state_dir)).edges[index].state_dir)
+        return {int(p.name): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and file_id in p.parts and p.name.isdigit()}
+
+
+def wait_for(check: Callable[[], Any], what: str, patience: float = PATIENCE) -> Any:
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(wf_stack: StackInfo) -> Cluster:
+    launch = json.loads((Path(wf_stack.state_dir) / "launch" / "api.json").read_text())
+    return Cluster(stack=wf_stack, env=dict(launch["env"]))
+
+
+def _warm_attempts(history: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """Per chunk, the node of every warm attempt in order (retries included)."""
+    attempts: dict[int, list[str]] = {}
+    for event in history:
+        details = event.get("taskScheduledEventDetails") or {}
+        parameters = json.loads(details.get("parameters") or "{}")
+        if not str(parameters.get("FunctionName", "")).endswith("warm_chunk"):
+            continue
+        payload = parameters["Payload"]
+        attempts.setdefault(int(payload["chunk_index"]), []).append(payload["node_id"])
+    return attempts
+
+
+def _verify_replicas(cluster: Cluster, file_id: str, data: bytes,
+                     holders: dict[int, set[str]]) -> None:
+    """Each holder keeps the chunk's exact bytes on disk and serves them over TLS."""
+    plan = cluster.api("GET", f"/files/{file_id}/plan")
+    assert plan.status_code == 200, plan.text
+    query = plan.json()["edge_query"]
+    edges = StackInfo.load(Path(cluster.stack.state_dir)).edges
+    for index, nodes in holders.items():
+        expected = data[index * CHUNK:(index + 1) * CHUNK]
+        for node_id in nodes:
+            at = cluster.edge_index(node_id)
+            assert cluster.cached_chunks(at, file_id).get(index) == expected
+            first, last = index * CHUNK, index * CHUNK + len(expected) - 1
+            answer = requests.get(f"{edges[at].url}/f/{file_id}?{query}",
+                                  headers={"Range": f"bytes={first}-{last}"},
+                                  verify=cluster.stack.ca_cert, timeout=60)
+            assert answer.status_code == 206 and answer.content == expected
+
+
+def _fully_replicated(cluster: Cluster, file_id: str) -> dict[int, set[str]] | None:
+    holders = cluster.holders(file_id)
+    return holders if all(len(nodes) >= 2 for nodes in holders.values()) else None
+
+
+@dataclass
+class Placed:
+    file_id: str
+    version: str
+    data: bytes
+    execution: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def moved_file(cluster: Cluster) -> Placed:
+    """A file whose first placement choice is the failing edge, after its upload's
+    replication has finished."""
+    data = os.urandom(SIZE)
+    faulty = cluster.node_id(FAULTY)
+    file_id, version = cluster.upload(data, lambda order: order[0] == faulty)
+    execution = cluster.finished(cluster.execution_arn("replicate",
+                                                       f"replicate-{file_id}-{version}"))
+    return Placed(file_id, version, data, execution)
+
+
+def test_failed_warms_retry_on_the_same_edge_then_move(cluster: Cluster,
+                                                      moved_file: Placed) -> None:
+    faulty = cluster.node_id(FAULTY)
+    execution = moved_file.execution
+    assert execution["status"] == "SUCCEEDED", execution
+    assert json.loads(execution["output"])["under_replicated"] == []
+    history = cluster.history(execution["executionArn"])
+
+    attempts = _warm_attempts(history)
+    assert sorted(attempts) == [0, 1, 2]
+    for nodes in attempts.values():
+        # Tried again on the same edge, then moved elsewhere.
+        assert nodes[:WARM_ATTEMPTS] == [faulty] * WARM_ATTEMPTS, attempts
+        assert nodes[WARM_ATTEMPTS:] and faulty not in nodes[WARM_ATTEMPTS:], attempts
+    failed = [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"]
+    assert failed == ["WarmFailed"] * (WARM_ATTEMPTS * 3)
+    picks = [json.loads(e["stateExitedEventDetails"]["output"]) for e in history
+             if e["type"] == "TaskStateExited"
+             and e["stateExitedEventDetails"]["name"] == "PickTarget"]
+    # The retries waited their backoff (1 s, then 2 s) in the Backoff state.
+    retries = [p for p in picks if p["node_id"] == faulty and p["wait_seconds"] > 0]
+    assert sorted(p["wait_seconds"] for p in retries) == [1, 1, 1, 2, 2, 2]
+    backoffs = [e for e in history
+                if (e.get("stateEnteredEventDetails") or {}).get("name") == "Backoff"]
+    assert len(backoffs) == len(retries)
+    moves = [p for p in picks if not p["done"] and p["tried"] == [faulty]]
+    assert {p["chunk_index"] for p in moves} == {0, 1, 2}
+    assert all(p["node_id"] != faulty for p in moves)
+    # Every chunk is on two healthy edges, verified byte for byte.
+    holders = cluster.holders(moved_file.file_id)
+    healthy = {cluster.node_id(0), cluster.node_id(1)}
+    assert holders == {index: healthy for index in (0, 1, 2)}
+    _verify_replicas(cluster, moved_file.file_id, moved_file.data, holders)
+
+
+def test_hot_file_reported_in_heartbeats_is_replicated(cluster: Cluster) -> None:
+    # Six chunks: upload completion warms the first four; the rest only become
+    # replicated because the edges holding the first ones report the file hot.
+    data = os.urandom(5 * CHUNK + 999)
+    faulty = cluster.node_id(FAULTY)
+    file_id, version = cluster.upload(data, lambda order: order[-1] == faulty)
+    upload = cluster.finished(cluster.execution_arn("replicate", f"replicate-{file_id}-{version}"))
+    assert upload["status"] == "SUCCEEDED", upload
+
+    holders = wait_for(lambda: _fully_replicated(cluster, file_id), "the hot chunks' copies")
+
+    hot = [json.loads(e["input"])["chunks"] for e in cluster.executions_for("replicate", file_id)
+           if e["name"].startswith("replicate-hot-")]
+    assert [4, 5] in hot and all(set(chunks) <= {4, 5} for chunks in hot)
+    assert len(holders) == 6
+    _verify_replicas(cluster, file_id, data, holders)
+    # Collected while later tests run, so the edge killed last holds only its own file.
+    assert cluster.api("DELETE", f"/files/{file_id}").status_code == 202
+
+
+def _edge_holds_nothing_of(cluster: Cluster, file_id: str) -> bool:
+    return all(not cluster.cached_chunks(i, file_id) for i in range(3))
+
+
+def _assert_collected(cluster: Cluster, file_id: str, version: str,
+                      share_url: str) -> None:
+    s3 = cluster.client("s3")
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=cluster.stack.bucket, Key=f"files/{file_id}/{version}")
+    view = cluster.catalog.file_view(file_id)
+    assert (view.meta, view.upload, view.chunks, view.replicas) == (None, None, [], [])
+    assert requests.get(share_url, allow_redirects=False, timeout=30).status_code in (404, 410)
+    assert _edge_holds_nothing_of(cluster, file_id)
+
+
+def _replicated_uploads(cluster: Cluster, count: int) -> list[tuple[str, str, dict[int, set[str]]]]:
+    """Files on the two healthy edges (the failing one last in their placement)."""
+    faulty = cluster.node_id(FAULTY)
+    files = [cluster.upload(os.urandom(SIZE), lambda order: order[-1] == faulty)
+             for _ in range(count)]
+    out = []
+    for file_id, version in files:
+        execution = cluster.finished(cluster.execution_arn("replicate",
+                                                           f"replicate-{file_id}-{version}"))
+        assert execution["status"] == "SUCCEEDED", execution
+        holders = cluster.holders(file_id)
+        assert all(len(nodes) == 2 for nodes in holders.values()), holders
+        out.append((file_id, version, holders))
+    return out
+
+
+def _share(cluster: Cluster, file_id: str) -> str:
+    answer = cluster.api("POST", f"/files/{file_id}/share", {"ttl_seconds": 600})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["share_url"])
+
+
+def test_delete_with_an_edge_down_finishes_when_it_returns(cluster: Cluster) -> None:
+    [(file_id, version, holders)] = _replicated_uploads(cluster, 1)
+    share_url = _share(cluster, file_id)
+    away = cluster.edge_index(sorted(holders[0])[0])
+    assert cluster.cached_chunks(away, file_id)
+    state = cluster.stack.state_dir
+    gc_arn = cluster.execution_arn("gc", f"gc-{file_id}-{version}")
+
+    stopped = run_cli("local", "kill", f"edge-{away + 1}", "--signal", "STOP",
+                      "--state-dir", state)
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        deleted = cluster.api("DELETE", f"/files/{file_id}")
+        assert deleted.status_code == 202, deleted.text
+        # Tombstoned first: the share stops working before anything is deleted.
+        assert requests.get(share_url, allow_redirects=False, timeout=30).status_code == 410
+
+        def waiting_for_the_edge() -> bool:
+            # The evict sent to the stopped edge timed out; the node is checked next.
+            return any((e.get("stateEnteredEventDetails") or {}).get("name") == "CheckNode"
+                       for e in cluster.history(gc_arn))
+
+        wait_for(waiting_for_the_edge, "collection to wait for the stopped edge")
+    finally:
+        resumed = run_cli("local", "kill", f"edge-{away + 1}", "--signal", "CONT",
+                          "--state-dir", state)
+        assert resumed.returncode == 0, resumed.stderr
+
+    execution = cluster.finished(gc_arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    output = json.loads(execution["output"])
+    # The stopped edge evicted after it came back; nobody was given up on.
+    assert output["evicted"] == sorted(holders[0])
+    assert (output["abandoned"], output["dead_nodes"]) == ([], [])
+    assert output["object_deleted"] is True
+    _assert_collected(cluster, file_id, version, share_url)
+
+
+_PRUNE_ONCE = """
+import json, sys, time
+from pathlib import Path
+from fsnode.localstack.app_loader import load_functions_app
+from fsnode.localstack.lambda_dispatch import LambdaContext
+
+app = load_functions_app(Path(sys.argv[1]))
+go = Path(sys.argv[2])
+print("ready", file=sys.stderr, flush=True)
+deadline = time.monotonic() + 60
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.002)
+event = {"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+         "account": "000000000000", "region": "local", "time": "2026-01-01T00:00:00Z",
+         "resources": [], "detail": {}}
+summary = app.prune(event, LambdaContext("prune", 512, 60))
+print("SUMMARY " + json.dumps(summary), flush=True)  # the logger writes to stdout too
+"""
+
+
+def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    (expired_id, expired_version, _), (tombstoned_id, tombstoned_version, _) = (
+        _replicated_uploads(cluster, 2))
+    share_url = _share(cluster, expired_id)
+    go = tmp_path / "go"
+    # Two prune functions of their own, ready to run on the same signal.
+    runs = [subprocess.Popen([sys.executable, "-c", _PRUNE_ONCE, str(FUNCTIONS), str(go)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, **cluster.env}) for _ in range(2)]
+    try:
+        for run in runs:
+            assert run.stderr is not None
+            while "ready" not in (line := run.stderr.readline()):
+                assert line, "a prune process died before it was ready"
+        # No route sets an expiry; the store does (prune reads it from the collect index).
+        cluster.catalog.set_expiry(expired_id, expired_version, int(time.time()) - 1)
+        # A tombstone whose collection never started (a DELETE that stopped half way).
+        cluster.catalog.mark_deleting(tombstoned_id, tombstoned_version)
+        go.touch()
+        for run in runs:
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, err[-3000:]
+            summary = [line for line in out.splitlines() if line.startswith("SUMMARY ")]
+            assert set(json.loads(summary[-1].removeprefix("SUMMARY "))) >= {"collections"}
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+
+    # The two runs (and the stack's own schedule) raced: one collection per file.
+    for file_id, version in ((expired_id, expired_version),
+                             (tombstoned_id, tombstoned_version)):
+        started = cluster.executions_for("gc", file_id)
+        assert [e["name"] for e in started] == [f"gc-{file_id}-{version}"]
+        execution = cluster.finished(started[0]["executionArn"])
+        assert execution["status"] == "SUCCEEDED", execution
+        assert json.loads(execution["output"])["abandoned"] == []
+    _assert_collected(cluster, expired_id, expired_version, share_url)
+    assert _edge_holds_nothing_of(cluster, tombstoned_id)
+
+
+def test_a_killed_edge_is_replaced_within_a_few_prune_cycles(cluster: Cluster,
+                                                              moved_file: Placed) -> None:
+    # Last in the module: the killed edge stays dead.
+    file_id = moved_file.file_id
+    before = cluster.holders(file_id)
+    victim = sorted(before[0])[0]
+    faulty = cluster.node_id(FAULTY)
+    assert faulty not in set().union(*before.values())  # it failed and was moved off
+
+    killed = run_cli("local", "kill", f"edge-{cluster.edge_index(victim) + 1}",
+                     "--state-dir", cluster.stack.state_dir)
+    assert killed.returncode == 0, killed.stderr
+
+    def declared_dead() -> bool:
+        node = cluster.registry.get(victim)
+        return node is not None and node.status == NODE_DEAD
+
+    wait_for(declared_dead, "prune to declare the killed edge dead")
+    holders = wait_for(lambda: _fully_replicated(cluster, file_id),
+                       "every chunk on two live edges again")
+    assert all(victim not in nodes and faulty in nodes for nodes in holders.values())
+    # Pruned every second, yet one loss execution for this file and the dead node.
+    loss = [e for e in cluster.executions_for("replicate", file_id)
+            if e["name"].startswith("replicate-loss-")]
+    assert len(loss) == 1
+    assert cluster.finished(loss[0]["executionArn"])["status"] == "SUCCEEDED"
+    assert cluster.catalog.replicas_on_node(victim) == []
+    _verify_replicas(cluster, file_id, moved_file.data, holders)
