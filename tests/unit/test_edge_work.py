@@ -1,0 +1,101 @@
+"""Pulled work on the edge (``HeartbeatLoop.perform``): warm, evict, injected warm faults."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fsnode_core.errors import Unavailable
+
+from edge_node.heartbeat import HeartbeatLoop, WorkFaults
+
+FILE = "a" * 32
+
+
+class FakeCache:
+    def __init__(self) -> None:
+        self.warmed: list[tuple[str, int]] = []
+        self.evicted: list[tuple[str, str | None]] = []
+
+    async def ensure(self, manifest: Any, index: int) -> str:
+        self.warmed.append((manifest.version, index))
+        return f"verified-{index}"
+
+    async def evict_file(self, file_id: str, version: str | None = None) -> int:
+        self.evicted.append((file_id, version))
+        return 2
+
+
+class FakeManifests:
+    def __init__(self, cached_version: str | None) -> None:
+        self.cached = (SimpleNamespace(version=cached_version,
+                                       chunks=[SimpleNamespace(sha256=None)] * 3)
+                       if cached_version else None)
+        self.forgotten: list[str] = []
+
+    async def get(self, file_id: str, version: str) -> Any:
+        return SimpleNamespace(version=version, chunks=[SimpleNamespace(sha256=None)] * 3)
+
+    def peek(self, file_id: str) -> Any:
+        return self.cached
+
+    def forget(self, file_id: str) -> None:
+        self.forgotten.append(file_id)
+
+
+def _loop(cache: FakeCache, manifests: FakeManifests, faults: WorkFaults) -> HeartbeatLoop:
+    return HeartbeatLoop(client=None, cache=cache, manifests=manifests, keys=None,  # type: ignore[arg-type]
+                         metrics=None, capacity_bytes=1, interval=1.0,  # type: ignore[arg-type]
+                         reregister=None, faults=faults)  # type: ignore[arg-type]
+
+
+def _warm(index: int) -> dict[str, Any]:
+    return {"kind": "warm", "file_id": FILE, "version": "v1", "chunk_index": index}
+
+
+def test_injected_warm_failures_count_per_chunk() -> None:
+    cache = FakeCache()
+    loop = _loop(cache, FakeManifests(None), WorkFaults(warm_failures=2))
+
+    async def run() -> list[Any]:
+        outcomes: list[Any] = []
+        for index in (0, 1, 0, 0, 1, 1):
+            try:
+                outcomes.append((await loop.perform(_warm(index)))["sha256"])
+            except Unavailable:
+                outcomes.append("failed")
+        return outcomes
+
+    # Chunk 1's failures are its own: chunk 0's attempts do not use them up.
+    assert asyncio.run(run()) == ["failed", "failed", "failed", "verified-0", "failed",
+                                  "verified-1"]
+    assert cache.warmed == [("v1", 0), ("v1", 1)]
+
+
+def test_warm_reports_the_hash_the_cache_verified() -> None:
+    loop = _loop(FakeCache(), FakeManifests(None), WorkFaults())
+    assert asyncio.run(loop.perform(_warm(2))) == {"ok": True, "sha256": "verified-2"}
+
+
+@pytest.mark.parametrize(("cached", "forgotten"), [("v1", [FILE]), (None, [FILE]), ("v2", [])])
+def test_evict_drops_the_collected_versions_manifest(cached: str | None,
+                                                     forgotten: list[str]) -> None:
+    cache, manifests = FakeCache(), FakeManifests(cached)
+    loop = _loop(cache, manifests, WorkFaults())
+
+    answer = asyncio.run(loop.perform({"kind": "evict", "file_id": FILE, "version": "v1",
+                                       "chunk_index": -1}))
+
+    assert answer == {"ok": True, "evicted_chunks": 2}
+    assert cache.evicted == [(FILE, "v1")]
+    # A newer version's manifest is still good; the collected one's would serve a 404 origin.
+    assert manifests.forgotten == forgotten
+
+
+@pytest.mark.parametrize("raw", ["x", "-1"])
+def test_fault_setting_is_checked(raw: str) -> None:
+    with pytest.raises(ValueError, match="FSNODE_FAULT_WARM_FAILURES"):
+        WorkFaults.from_env({"FSNODE_FAULT_WARM_FAILURES": raw})
+    assert WorkFaults.from_env({}) == WorkFaults(warm_failures=0)
