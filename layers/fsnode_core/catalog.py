@@ -551,7 +551,8 @@ def _decode_token(token: str) -> dict[str, Any]:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
         if not isinstance(key, dict) or set(key) != _LISTING_KEY:
             raise ValueError("unexpected key shape")
-        if not all(isinstance(v, dict) and set(v) == {"S"} for v in key.values()):
+        if not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
+                   for v in key.values()):
             raise ValueError("unexpected key values")
     except (ValueError, TypeError) as exc:
         raise InvalidInput("next_token is not valid", field="next_token") from exc

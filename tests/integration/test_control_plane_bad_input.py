@@ -111,6 +111,11 @@ def _snapshot(seeded: Seeded) -> dict[str, Any]:
     return state
 
 
+def _token(key: dict[str, Any]) -> str:
+    """A listing token shaped like the real ones (base64url JSON of a key)."""
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
 def _node_auth(node: dict[str, Any]) -> dict[str, str]:
     return {"authorization": f"Bearer {node['credential']}"}
 
@@ -308,6 +313,11 @@ ROWS: dict[str, Row] = {
                                     "invalid_input"),
     "query-forged-next-token": Row("GET", lambda s: "/files?next_token=eyJhIjogMX0=", 400,
                                    "invalid_input"),
+    "query-next-token-non-string-key": Row(
+        "GET", lambda s: "/files?next_token=" + _token({"pk": {"S": 1}, "sk": {"S": "meta"},
+                                                        "list_pk": {"S": "files"},
+                                                        "list_sk": {"S": "x"}}),
+        400, "invalid_input"),
     "query-offset-huge": Row("GET", lambda s: f"/files/{s.file['file_id']}/plan?offset="
                              + "9" * 30, 400, "invalid_input"),
     # Share URLs
