@@ -14,6 +14,7 @@ import asyncio
 import calendar
 import contextlib
 import email.utils
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
-from fsnode_core.errors import Forbidden, FsnodeError, RangeNotSatisfiable
+from fsnode_core.errors import Forbidden, FsnodeError, IntegrityError, RangeNotSatisfiable
 from fsnode_core.ids import check_id
 from fsnode_core.signing import SharePolicy
 
@@ -166,9 +167,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except FsnodeError as exc:
-        if request.get(_STREAMING):
+        if request.get(_STREAMING) and request.writer.output_size > 0:
             # The status line is gone already: all we can do is cut the
             # connection so the client sees a short body, not wrong bytes.
+            # (Until the first body bytes the header block is only buffered, so
+            # a failure before them is still answered with its own status.)
             log.error("failed mid-response path=%s error=%s", request.path, exc.message)
             raise
         if exc.code in ("origin_error", "origin_timeout", "integrity_error", "unavailable"):
@@ -262,11 +265,13 @@ async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResp
     manifest = await edge.manifests.get(file_id, policy.version or None)
     if not policy.covers(manifest.name):
         raise Forbidden("the share URL's prefix does not cover this file")
-    etag = strong_etag(manifest)
+    etag, last_modified = _validators(
+        manifest.file_id, manifest.version, manifest.etag, manifest.size, manifest.last_modified
+    )
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,
-        "Last-Modified": email.utils.formatdate(manifest.last_modified, usegmt=True),
+        "Last-Modified": last_modified,
         "Cache-Control": _cache_control(policy),
     }
 
@@ -290,7 +295,7 @@ async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResp
         length = _multipart_length(ranges, manifest, boundary)
         headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
 
-    response = web.StreamResponse(status=status, headers=headers)
+    response = _BodyResponse(status=status, headers=headers)
     response.content_length = length
     if request.method == "HEAD":
         await response.prepare(request)
@@ -314,16 +319,39 @@ async def _sendfile(request: web.Request, fd: int, offset: int, count: int) -> b
     # A duplicate descriptor: the lease keeps its own, and sendfile moves the offset.
     with os.fdopen(os.dup(fd), "rb", buffering=0) as handle:
         try:
-            await asyncio.get_running_loop().sendfile(transport, handle, offset, count)
+            sent = await asyncio.get_running_loop().sendfile(transport, handle, offset, count)
         except NotImplementedError:
             return False
+    if sent != count:
+        # The file ended early (damaged since it was checked). aiohttp never saw
+        # these bytes, so without this the client would wait for the rest forever.
+        raise IntegrityError("a cached chunk is shorter than recorded", sent=sent, wanted=count)
     return True
+
+
+class _BodyResponse(web.StreamResponse):
+    """A streamed answer whose header block goes out with the first body bytes: one
+    TLS write and one send instead of two per request (aiohttp's ``web.Response``
+    does the same). Before a sendfile, ``response.write(b"")`` flushes it."""
+
+    _send_headers_immediately = False
 
 
 def strong_etag(manifest: Manifest) -> str:
     """The same strong validator on every edge: derived from file, version and origin ETag."""
-    seed = f"{manifest.file_id}\n{manifest.version}\n{manifest.etag}\n{manifest.size}"
-    return '"' + hashlib.sha256(seed.encode()).hexdigest()[:32] + '"'
+    return _validators(
+        manifest.file_id, manifest.version, manifest.etag, manifest.size, manifest.last_modified
+    )[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def _validators(
+    file_id: str, version: str, origin_etag: str, size: int, last_modified: int
+) -> tuple[str, str]:
+    """``ETag`` and ``Last-Modified`` of a file version, made once, not per request."""
+    seed = f"{file_id}\n{version}\n{origin_etag}\n{size}"
+    etag = '"' + hashlib.sha256(seed.encode()).hexdigest()[:32] + '"'
+    return etag, email.utils.formatdate(last_modified, usegmt=True)
 
 
 def _cache_control(policy: SharePolicy) -> str:
@@ -485,12 +513,12 @@ async def _send_piece(
     plain: bool,
 ) -> None:
     metrics = edge.metrics
-    if (
-        plain
-        and isinstance(lease, DiskLease)
-        and lease.fd is not None
-        and await _sendfile(request, lease.fd, offset, length)
-    ):
+    if plain and isinstance(lease, DiskLease) and lease.fd is not None:
+        await response.write(b"")  # the header block first: sendfile bypasses aiohttp
+        sent = await _sendfile(request, lease.fd, offset, length)
+    else:
+        sent = False
+    if sent:
         metrics.bytes_served += length
         metrics.sendfile_bytes += length
         return

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator
 from http.client import HTTPSConnection
+from pathlib import Path
 
 import aiohttp
 import boto3
@@ -32,6 +33,7 @@ from fsnode_core.signing import SharePolicy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_node.cache import CacheConfig, version_tag
 from edge_node.manifests import Manifest
 from edge_node.ranges import MAX_PARTS, parse_range
 
@@ -541,3 +543,38 @@ def test_any_range_set_matches_python_slicing(
         else:
             piece = DATA[int(first) : int(last) + 1] if last else DATA[int(first) :]
         assert piece in answer.content
+
+
+def test_a_chunk_damaged_on_disk_after_its_check_is_an_error_never_a_hang(
+    edge: EdgeServer, tmp_path: Path
+) -> None:
+    """The chunk file shrinks after it was verified (a disk fault): over HTTPS nothing
+    was sent yet, so the answer is a clean 502; over plain HTTP (sendfile) the status
+    line is out, so the body is cut short instead of leaving the client waiting."""
+    disk_only = EdgeServer(
+        tmp_path, ThrowawayCA(), edge.source,
+        cache_config=CacheConfig(max_bytes=64 * 1024 * 1024, memory_bytes=0),
+    )
+    disk_only.start()
+    try:
+        manifest = publish(edge)
+        query = share_query(manifest.file_id, "1")
+        with requests.Session() as session:
+            session.trust_env = False
+            session.verify = str(disk_only.ca_file)
+            url = f"{disk_only.url}/f/{manifest.file_id}"
+            assert session.get(url, params=query).content == DATA  # chunks on disk
+            assert disk_only.context is not None
+            path = disk_only.context.cache.path_for((manifest.file_id, version_tag("1"), 1))
+            os.truncate(path, 100)
+            span = {"Range": f"bytes={CHUNK + 10}-{CHUNK + 5000}"}
+            answer = session.get(url, params=query, headers=span, timeout=20)
+            assert answer.status_code == 502
+            assert answer.json()["error"]["code"] == "integrity_error"
+            plain = f"{disk_only.plain_url}/f/{manifest.file_id}"
+            with pytest.raises(requests.exceptions.RequestException):
+                cut = session.get(plain, params=query, headers=span, timeout=20)
+                cut.raise_for_status()
+                pytest.fail(f"{len(cut.content)} bytes were delivered as complete")
+    finally:
+        disk_only.stop()
