@@ -1,5 +1,6 @@
 """The local stack's stand-in for AWS: moto's server with in-process Lambda dispatch,
-and ranged S3 GETs that read only the bytes asked for (``s3_ranges``).
+ranged S3 GETs that read only the bytes asked for (``s3_ranges``), and multipart part
+checksums checked and kept as S3 does (``s3_checksums``).
 
 Run as ``python -m fsnode.localstack.aws_server --port P --functions-dir D``.
 """
@@ -26,10 +27,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.server import ThreadedMotoServer
 
-    from fsnode.localstack import lambda_dispatch, s3_ranges
+    from fsnode.localstack import lambda_dispatch, s3_checksums, s3_ranges
 
     lambda_dispatch.install(args.functions_dir.resolve())
     s3_ranges.install()
+    s3_checksums.install()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     print(f"aws ready url=http://{args.host}:{args.port}", file=sys.stderr, flush=True)
