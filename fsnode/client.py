@@ -3,6 +3,8 @@
 Uploads go straight to S3 through presigned multipart parts, in parallel, and resume:
 the parts already sent are recorded in a state file under ``FSNODE_HOME/uploads``
 (the control plane cannot list an upload's parts, so the client trusts its own record).
+Each part's URL signs the part's SHA-256 (``x-amz-checksum-sha256``, sent as the header
+the control plane names): S3 refuses a part whose bytes changed since they were hashed.
 Downloads use ``plan`` and fetch chunks in parallel from replica edges; see
 ``fsnode.download``.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from fsnode_core.chunks import DEFAULT_CHUNK_SIZE
+from fsnode_core.chunks import DEFAULT_CHUNK_SIZE, part_size_for
 
 from fsnode import state
 from fsnode.settings import ClientSettings
@@ -67,7 +69,7 @@ class FsnodeClient:
         self._timeout = timeout
         self._workers = workers
         self.edge_timeout = edge_timeout
-        self._chunk_size: int | None = None
+        self._layout: tuple[int, int] | None = None  # (chunk size, part size)
 
     @property
     def workers(self) -> int:
@@ -104,13 +106,14 @@ class FsnodeClient:
         # Keyed by control plane too: a record is useless against any other stack.
         record_path = state.state_path("uploads", f"{self.settings.api_url} {path.resolve()}")
         saved = state.load(record_path) if resume else None
-        chunk_size = self.chunk_size()
-        hashes = chunk_hashes(path, chunk_size)
-        fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "chunks": hashes}
+        hashes, part_hashes = file_hashes(path, self.chunk_size(), self.part_size())
+        fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "chunks": hashes,
+                       "parts": part_hashes}
         if not _resumable(saved, fingerprint, file_id):
             saved = None
         if saved is None:
-            init = self._start_upload(path, stat.st_size, content_type, hashes, file_id)
+            init = self._start_upload(path, stat.st_size, content_type, hashes, part_hashes,
+                                      file_id)
             saved = {
                 **fingerprint,
                 "for_file_id": file_id,
@@ -160,12 +163,23 @@ class FsnodeClient:
 
     def chunk_size(self) -> int:
         """The control plane's chunk size (upload hashes must use it); cached."""
-        if self._chunk_size is None:
+        return self._upload_layout()[0]
+
+    def part_size(self) -> int:
+        """The control plane's multipart part size (part hashes must use it); cached."""
+        return self._upload_layout()[1]
+
+    def _upload_layout(self) -> tuple[int, int]:
+        if self._layout is None:
             try:
-                self._chunk_size = int(self._call("GET", "/web/config.json")["chunk_size"])
+                config = self._call("GET", "/web/config.json")
+                chunk_size = int(config["chunk_size"])
+                part_size = int(config.get("part_size") or part_size_for(chunk_size))
             except (ApiError, KeyError, ValueError, requests.RequestException):
-                self._chunk_size = DEFAULT_CHUNK_SIZE  # an older control plane
-        return self._chunk_size
+                chunk_size = DEFAULT_CHUNK_SIZE  # an older control plane
+                part_size = part_size_for(chunk_size)
+            self._layout = (chunk_size, part_size)
+        return self._layout
 
     def import_object(
         self,
@@ -237,6 +251,7 @@ class FsnodeClient:
         size: int,
         content_type: str | None,
         hashes: list[str],
+        part_hashes: list[str],
         file_id: str | None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -244,6 +259,7 @@ class FsnodeClient:
             "size": size,
             "content_type": content_type or _guess_type(path),
             "chunk_sha256": hashes,
+            "part_sha256": part_hashes,
         }
         if file_id is not None:
             body["file_id"] = check_file_id(file_id)
@@ -253,9 +269,13 @@ class FsnodeClient:
         with path.open("rb") as handle:
             handle.seek(int(part["offset"]))
             data = handle.read(int(part["length"]))
-        response = self._session.put(part["url"], data=data, timeout=self._timeout)
+        # The URL signs these headers (the part's checksum): S3 refuses the PUT without them.
+        headers = dict(part.get("headers") or {})
+        response = self._session.put(part["url"], data=data, headers=headers,
+                                     timeout=self._timeout)
         if response.status_code != 200:
-            raise ApiError(response.status_code, "upload_part_failed", response.text[:500])
+            code = "bad_digest" if "BadDigest" in response.text else "upload_part_failed"
+            raise ApiError(response.status_code, code, response.text[:500])
         return str(response.headers["ETag"])
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -309,13 +329,29 @@ def _resumable(
     return same and fresh and saved.get("for_file_id") == file_id
 
 
-def chunk_hashes(path: Path, chunk_size: int) -> list[str]:
-    """SHA-256 of every chunk of ``path``, in order."""
-    hashes: list[str] = []
+def file_hashes(path: Path, chunk_size: int, part_size: int) -> tuple[list[str], list[str]]:
+    """SHA-256 of every chunk and of every multipart part of ``path``, in one read.
+
+    Parts are whole chunks (``part_size`` is a multiple of ``chunk_size``); an empty
+    file is no chunks and one empty part, as the control plane lays it out.
+    """
+    if chunk_size <= 0 or part_size % chunk_size:
+        raise ValueError(f"part size {part_size} is not a multiple of chunk size {chunk_size}")
+    chunks: list[str] = []
+    parts: list[str] = []
+    part = hashlib.sha256()
+    in_part = 0
     with path.open("rb") as handle:
         while block := handle.read(chunk_size):
-            hashes.append(hashlib.sha256(block).hexdigest())
-    return hashes
+            chunks.append(hashlib.sha256(block).hexdigest())
+            part.update(block)
+            in_part += len(block)
+            if in_part == part_size:
+                parts.append(part.hexdigest())
+                part, in_part = hashlib.sha256(), 0
+    if in_part or not parts:
+        parts.append(part.hexdigest())
+    return chunks, parts
 
 
 def _guess_type(path: Path) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from pathlib import Path
 
 import pytest
+from fsnode_core.chunks import part_layout, part_size_for
 
 from fsnode import cli, state
-from fsnode.client import _resumable
+from fsnode.client import _resumable, file_hashes
 
 COMMANDS = [
     ["upload", "x"], ["get", "x"], ["sync", "x"], ["import", "s3://b/k"], ["share", "x"],
@@ -38,6 +41,31 @@ def test_an_upload_resumes_only_for_the_same_bytes_target_and_live_urls() -> Non
     assert not _resumable(saved, fingerprint(), "ab" * 16)  # a new version of another file
     stale = {**saved, "started": time.time() - 3600}
     assert not _resumable(stale, fingerprint(), None)  # its presigned URLs are about to expire
+
+
+CHUNK = 1024  # small sizes, the control plane's arithmetic: parts of whole chunks
+PART = part_size_for(CHUNK)
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, PART - 1, PART, PART + 1, 3 * PART - CHUNK + 7])
+def test_file_hashes_match_the_control_planes_chunk_and_part_layout(
+    tmp_path: Path, size: int
+) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    chunks, parts = file_hashes(path, CHUNK, PART)
+    assert chunks == [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
+                      for i in range(0, size, CHUNK)]
+    assert parts == [hashlib.sha256(data[s.offset:s.offset + s.length]).hexdigest()
+                     for s in part_layout(size, CHUNK)]
+
+
+def test_file_hashes_refuse_parts_that_are_not_whole_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError):
+        file_hashes(path, CHUNK, CHUNK + 1)
 
 
 def test_state_files_round_trip_and_tolerate_garbage(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 // fsnode upload page. The API key lives in sessionStorage (this tab only), never in
 // localStorage or a cookie. Files go straight to S3 through presigned multipart parts;
-// each chunk's SHA-256 is computed here with crypto.subtle so edges can verify it.
+// each chunk's SHA-256 (edges verify it) and each part's (S3 verifies it) is computed
+// here with crypto.subtle.
 "use strict";
 
 const KEY_NAME = "fsnode-api-key";
@@ -45,25 +46,39 @@ function config() {
   return configPromise;
 }
 
-async function chunkHashes(file, chunkSize, onProgress) {
-  const hashes = [];
-  for (let offset = 0; offset < file.size; offset += chunkSize) {
-    const buffer = await file.slice(offset, offset + chunkSize).arrayBuffer();
-    hashes.push(hex(await crypto.subtle.digest("SHA-256", buffer)));
-    onProgress(Math.min(offset + chunkSize, file.size));
-  }
-  return hashes;
+// One read per multipart part (whole chunks): the part's SHA-256, which S3 checks
+// the PUT against, and each of its chunks' SHA-256, which edges check. subtle.digest
+// has no running hash, so the part is digested whole and its chunks as views of it.
+async function fileHashes(file, chunkSize, partSize, onProgress) {
+  const chunks = [];
+  const parts = [];
+  let offset = 0;
+  do {  // an empty file is one empty part
+    const buffer = await file.slice(offset, offset + partSize).arrayBuffer();
+    parts.push(hex(await crypto.subtle.digest("SHA-256", buffer)));
+    for (let at = 0; at < buffer.byteLength; at += chunkSize) {
+      const view = new Uint8Array(buffer, at, Math.min(chunkSize, buffer.byteLength - at));
+      chunks.push(hex(await crypto.subtle.digest("SHA-256", view)));
+    }
+    offset += partSize;
+    onProgress(Math.min(offset, file.size));
+  } while (offset < file.size);
+  return { chunks, parts };
 }
 
 // XMLHttpRequest, not fetch: it reports upload progress.
-function putPart(url, blob, onProgress) {
+function putPart(url, headers, blob, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("PUT", url);
+    // The URL signs these (the part's x-amz-checksum-sha256): S3 refuses the PUT without them.
+    for (const [name, value] of Object.entries(headers || {})) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => onProgress(e.loaded);
     xhr.onload = () => {
       const etag = xhr.getResponseHeader("ETag");
-      if (xhr.status !== 200) reject(new Error(`S3 refused a part (${xhr.status})`));
+      if (xhr.status === 400 && /BadDigest/.test(xhr.responseText)) {
+        reject(new Error("S3 refused a part: its bytes changed after hashing (BadDigest)"));
+      } else if (xhr.status !== 200) reject(new Error(`S3 refused a part (${xhr.status})`));
       else if (!etag) reject(new Error("S3 hid the part's ETag: the bucket's CORS rules must expose ETag"));
       else resolve(etag);
     };
@@ -83,12 +98,12 @@ async function uploadFile(file) {
   $("#uploads").append(row);
   const say = (text) => { label.textContent = `${file.name}: ${text}`; };
   try {
-    const { chunk_size: chunkSize } = await config();
+    const { chunk_size: chunkSize, part_size: partSize } = await config();
     say("hashing");
-    const hashes = await chunkHashes(file, chunkSize, (done) => say(`hashing ${Math.round(100 * done / Math.max(file.size, 1))}%`));
+    const hashes = await fileHashes(file, chunkSize, partSize, (done) => say(`hashing ${Math.round(100 * done / Math.max(file.size, 1))}%`));
     const init = await api("POST", "files", {
-      name: file.name, size: file.size,
-      content_type: file.type || "application/octet-stream", chunk_sha256: hashes,
+      name: file.name, size: file.size, content_type: file.type || "application/octet-stream",
+      chunk_sha256: hashes.chunks, part_sha256: hashes.parts,
     });
     const sent = new Map();
     const update = () => {
@@ -104,7 +119,7 @@ async function uploadFile(file) {
         const i = next++;
         const part = init.parts[i];
         const blob = file.slice(part.offset, part.offset + part.length);
-        etags[i] = await putPart(part.url, blob, (n) => { sent.set(i, n); update(); });
+        etags[i] = await putPart(part.url, part.headers, blob, (n) => { sent.set(i, n); update(); });
         sent.set(i, part.length);
         update();
       }
