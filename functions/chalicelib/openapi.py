@@ -123,7 +123,11 @@ _UPLOAD = _object(
     {"name": _string(), "size": _integer(0, uploads.MAX_FILE_SIZE),
      "content_type": _string(255, pattern=_pattern(validate.HEADER_TEXT)),
      "chunk_sha256": {"type": "array", "items": _SHA256,
-                      "description": "one digest per chunk_size bytes, in order"}},
+                      "description": "one digest per chunk_size bytes, in order"},
+     "part_sha256": {"type": "array", "items": _SHA256, "minItems": 1,
+                     "maxItems": uploads.MAX_PARTS,
+                     "description": "one digest per multipart part (part_size bytes: whole "
+                                    "chunks), in order; an empty file has one empty part"}},
     {"file_id": {**_ID, "description": "upload a new version of this ready file"}})
 _COMPLETE = _object({"parts": {"type": "array", "maxItems": uploads.MAX_PARTS, "items": _object(
     {"part_number": _integer(1, 10000), "etag": _string(128)})}})
@@ -235,7 +239,11 @@ PATHS: dict[str, dict[str, Any]] = {
                              "part_size": _integer(1),
                              "parts": {"type": "array", "items": _object({
                                  "part_number": _integer(1), "offset": _integer(),
-                                 "length": _integer(), "url": {"type": "string"}})}}),
+                                 "length": _integer(), "sha256": _SHA256,
+                                 "headers": _object({"x-amz-checksum-sha256": {
+                                     "type": "string",
+                                     "description": "send with the PUT: the URL signs it"}}),
+                                 "url": {"type": "string"}})}}),
                     (404, 409, 410, 503), body=_UPLOAD),
         "get": _op("A page of ready files in creation order", MANAGED,
                    _object({"files": {"type": "array", "items": _ref("FileRecord")},
@@ -255,7 +263,8 @@ PATHS: dict[str, dict[str, Any]] = {
                       (400, 404, 409, 503), status=202, params=[_FILE_ID]),
     },
     "/files/{file_id}/complete": {"post": _op(
-        "Complete an upload: size checked, file and chunk items written in one step",
+        "Complete an upload: parts checked against the declared sizes and SHA-256s "
+        "(a mismatch discards the upload), file and chunk items written in one step",
         MANAGED, _ref("FileRecord"), (404, 409, 503), body=_COMPLETE, params=[_FILE_ID])},
     "/files/{file_id}/plan": {"get": _op(
         "Download plan: chunks of a byte range with replica edges and an S3 fallback",

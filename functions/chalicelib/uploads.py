@@ -12,7 +12,7 @@ from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound, Unavailab
 from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import FILE_READY, ChunkRecord, FileRecord, PendingUpload
 
-from chalicelib import aws, gc, replication, validate
+from chalicelib import aws, gc, replication, upload_parts, validate
 from chalicelib.observability import (
     METRIC_UPLOAD_COMPLETED,
     METRIC_UPLOAD_REJECTED,
@@ -29,7 +29,7 @@ MAX_PARTS = 10_000  # S3's limit per multipart upload
 
 
 def start(body: dict[str, Any]) -> dict[str, Any]:
-    """Open a multipart upload and presign one URL per part.
+    """Open a multipart upload and presign one URL per part, bound to the part's SHA-256.
 
     With an existing ``file_id`` the upload is a new version of that file: the current
     version keeps serving until ``complete`` switches to the new one.
@@ -42,35 +42,39 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
                                    pattern=validate.HEADER_TEXT) or ""
     chunk_sha256 = validate.sha256_list(body, "chunk_sha256", chunk_count(size,
                                                                           settings.chunk_size))
+    layout = part_layout(size, settings.chunk_size)
+    part_sha256 = validate.sha256_list(body, "part_sha256", len(layout))
     file_id, version = body["file_id"] if replaces else new_id(), new_id()
     key = f"files/{file_id}/{version}"
     s3 = aws.client("s3")
     try:
+        # SHA256 on the upload: S3 then takes no part without its checksum.
         upload_id = s3.create_multipart_upload(
-            Bucket=settings.bucket, Key=key, ContentType=content_type
+            Bucket=settings.bucket, Key=key, ContentType=content_type,
+            ChecksumAlgorithm="SHA256",
         )["UploadId"]
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("the origin bucket refused the upload") from exc
     now = int(time.time())
-    aws.chunk_catalog().put_upload(PendingUpload(
+    upload = PendingUpload(
         file_id=file_id, version=version, upload_id=upload_id, name=name, size=size,
         content_type=content_type, chunk_size=settings.chunk_size, chunk_sha256=chunk_sha256,
         bucket=settings.bucket, key=key, created_at=now, expires_at=now + UPLOAD_TTL_SECONDS,
-        replaces=replaces,
-    ), stale_before=now - URL_TTL_SECONDS if replaces else None)
+        replaces=replaces, part_sha256=part_sha256,
+    )
+    aws.chunk_catalog().put_upload(upload,
+                                   stale_before=now - URL_TTL_SECONDS if replaces else None)
     parts = [
         {
             "part_number": span.part_number,
             "offset": span.offset,
             "length": span.length,
-            "url": s3.generate_presigned_url(
-                "upload_part",
-                Params={"Bucket": settings.bucket, "Key": key, "UploadId": upload_id,
-                        "PartNumber": span.part_number},
-                ExpiresIn=URL_TTL_SECONDS,
-            ),
+            "sha256": digest,
+            # The URL signs this header: the PUT must send it as given.
+            "headers": {"x-amz-checksum-sha256": upload_parts.checksum_b64(digest)},
+            "url": upload_parts.part_url(upload, span.part_number, digest, URL_TTL_SECONDS),
         }
-        for span in part_layout(size, settings.chunk_size)
+        for span, digest in zip(layout, part_sha256, strict=True)
     ]
     metrics.add_metric(name=METRIC_UPLOAD_STARTED, unit="Count", value=1)
     return {"file_id": file_id, "version": version, "upload_id": upload_id,
@@ -79,7 +83,8 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Finish the upload, check its size, publish metadata, start replication."""
+    """Check the parts against the declared layout and SHA-256s, finish the upload,
+    publish metadata, start replication. A mismatch discards the upload: nothing shows."""
     check_id(file_id, "file_id")
     parts = _parts(body)
     catalog = aws.chunk_catalog()
@@ -94,11 +99,13 @@ def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"parts must list all {expected} parts", field="parts",
                            expected=expected)
     s3 = aws.client("s3")
+    still_open = _check_parts(s3, upload)
     try:
-        s3.complete_multipart_upload(
-            Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id,
-            MultipartUpload={"Parts": parts},
-        )
+        if still_open:
+            s3.complete_multipart_upload(
+                Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id,
+                MultipartUpload={"Parts": upload_parts.completion(upload, parts)},
+            )
         head = s3.head_object(Bucket=upload.bucket, Key=upload.key)
     except ClientError as exc:
         _reject(upload, "the origin refused to complete the upload")
@@ -154,8 +161,8 @@ def _current_version(file_id: Any) -> str | None:
     return meta.version
 
 
-def _parts(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """``parts`` as S3 wants them: numbered 1, 2, ... in order, each with its ETag."""
+def _parts(body: dict[str, Any]) -> list[str]:
+    """The ETags of ``parts``, which must be numbered 1, 2, ... in order."""
     parts = body.get("parts")
     if not isinstance(parts, list) or len(parts) > MAX_PARTS:
         raise InvalidInput(f"parts must be a list of at most {MAX_PARTS} parts", field="parts")
@@ -167,8 +174,45 @@ def _parts(body: dict[str, Any]) -> list[dict[str, Any]]:
                 or len(part["etag"]) > 128):
             raise InvalidInput("each part needs part_number (in order) and etag",
                                field="parts", position=position)
-        out.append({"PartNumber": position, "ETag": part["etag"]})
+        out.append(part["etag"])
     return out
+
+
+def _check_parts(s3: Any, upload: PendingUpload) -> bool:
+    """Refuse (and discard) an upload whose parts in S3 are not the declared ones.
+
+    False when S3 no longer has the upload open but its object exists: an earlier
+    complete (which checked the parts) finished it and this one only has to publish.
+    """
+    try:
+        wrong = upload_parts.mismatch(s3, upload)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise Unavailable("the origin bucket could not list the upload's parts") from exc
+        if _object_exists(s3, upload):
+            return False
+        # Aborted outside fsnode (a lifecycle rule) or never finished: not ours to
+        # discard here; the upload item expires with its TTL.
+        raise Conflict("the upload is no longer open in S3", file_id=upload.file_id) from exc
+    except BotoCoreError as exc:
+        raise Unavailable("the origin bucket is unreachable") from exc
+    if wrong is not None:
+        _reject(upload, wrong.reason)
+        raise InvalidInput(f"the upload was refused: {wrong.reason}", field="parts",
+                           file_id=upload.file_id, **wrong.details)
+    return True
+
+
+def _object_exists(s3: Any, upload: PendingUpload) -> bool:
+    try:
+        s3.head_object(Bucket=upload.bucket, Key=upload.key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise Unavailable("the origin bucket could not be read") from exc
+    except BotoCoreError as exc:
+        raise Unavailable("the origin bucket is unreachable") from exc
+    return True
 
 
 def _reject(upload: PendingUpload, reason: str) -> None:

@@ -260,6 +260,10 @@ class PendingUpload:
     expires_at: int
     # The version an overwrite replaces: ``complete`` publishes only if it is still current.
     replaces: str | None = None
+    # SHA-256 (hex) of each multipart part, as declared: S3 checks each part's bytes
+    # against it and ``complete`` checks ListParts against it. Empty on an item written
+    # before parts were declared.
+    part_sha256: list[str] = field(default_factory=list)
 
     def to_item(self) -> AttributeMap:
         """The DynamoDB item for this upload."""

@@ -28,6 +28,7 @@ import requests
 from botocore.exceptions import ClientError
 from fsnode_core import placement
 from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.chunks import part_layout
 from fsnode_core.models import NODE_DEAD, NodeRecord
 from fsnode_core.nodes_store import NodeRegistry
 
@@ -120,10 +121,13 @@ class Cluster:
         choice first) satisfies ``placed``; returns (file_id, version)."""
         hashes = [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
                   for i in range(0, len(data), CHUNK)]
+        part_hashes = [hashlib.sha256(data[s.offset:s.offset + s.length]).hexdigest()
+                       for s in part_layout(len(data), CHUNK)]
         for _ in range(40):
             init = self.api("POST", "/files", {"name": "clip.mp4", "size": len(data),
                                                 "content_type": "video/mp4",
-                                                "chunk_sha256": hashes})
+                                                "chunk_sha256": hashes,
+                                                "part_sha256": part_hashes})
             assert init.status_code == 200, init.text
             started = init.json()
             order = [node.node_id for node in placement.rank(started["file_id"], self.live())]
@@ -134,7 +138,7 @@ class Cluster:
         parts = []
         for part in started["parts"]:
             body = data[part["offset"]:part["offset"] + part["length"]]
-            put = requests.put(part["url"], data=body, timeout=60)
+            put = requests.put(part["url"], data=body, headers=part["headers"], timeout=60)
             assert put.status_code == 200, put.text
             parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
         done = self.api("POST", f"/files/{started['file_id']}/complete", {"parts": parts})

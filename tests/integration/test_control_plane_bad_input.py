@@ -75,8 +75,10 @@ def seeded(cp_app: Any, cp_stack: Any) -> Iterator[Seeded]:
                 "file_id": first["file_id"], "name": "bad/first.bin", "size": len(data),
                 "content_type": "video/mp4", "chunk_sha256": [
                     hashlib.sha256(data[i:i + CHUNK]).hexdigest()
-                    for i in range(0, len(data), CHUNK)]}).json_body
-            etag = requests.put(pending["parts"][0]["url"], data=data, timeout=30).headers["ETag"]
+                    for i in range(0, len(data), CHUNK)],
+                "part_sha256": [hashlib.sha256(data).hexdigest()]}).json_body
+            etag = requests.put(pending["parts"][0]["url"], data=data, timeout=30,
+                                headers=pending["parts"][0]["headers"]).headers["ETag"]
         aws.reset()
     yield Seeded(stack=cp_stack, node=node, other_node=other, file=first, other_file=second,
                  share=share, pending=pending, part_etag=etag)
@@ -386,8 +388,10 @@ def test_a_complete_with_a_wrong_part_etag_leaves_nothing_visible(cp_api: Any,
     init = cp_api.call("POST", "/files", {
         "file_id": file_id, "name": "bad/etag.bin", "size": len(data), "content_type": "t",
         "chunk_sha256": [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
-                         for i in range(0, len(data), CHUNK)]}).json_body
-    put = requests.put(init["parts"][0]["url"], data=data, timeout=30)
+                         for i in range(0, len(data), CHUNK)],
+        "part_sha256": [hashlib.sha256(data).hexdigest()]}).json_body
+    put = requests.put(init["parts"][0]["url"], data=data, timeout=30,
+                       headers=init["parts"][0]["headers"])
     assert put.status_code == 200
     wrong = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'  # an S3 ETag is an MD5
     done = cp_api.call("POST", f"/files/{file_id}/complete",

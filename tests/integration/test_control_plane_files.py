@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import requests
+from fsnode_core.chunks import part_layout
 from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
 from test_control_plane_nodes import error_of, register
 
@@ -21,6 +22,12 @@ def chunk_hashes(data: bytes) -> list[str]:
     return [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
 
 
+def part_hashes(data: bytes, size: int | None = None) -> list[str]:
+    """SHA-256 of each multipart part the control plane lays out for ``size`` bytes."""
+    return [hashlib.sha256(data[span.offset:span.offset + span.length]).hexdigest()
+            for span in part_layout(len(data) if size is None else size, CHUNK)]
+
+
 def upload(api: Any, data: bytes, *, declared: int | None = None,
            name: str = "movie.mp4", file_id: str | None = None) -> tuple[dict[str, Any], Any]:
     """Init, PUT every part to its presigned URL, complete; returns (init, complete answer)."""
@@ -28,13 +35,14 @@ def upload(api: Any, data: bytes, *, declared: int | None = None,
     hashes = chunk_hashes(data) if declared is None else ["0" * 64] * (-(-size // CHUNK))
     init = api.call("POST", "/files", {"name": name, "size": size, "content_type": "video/mp4",
                                        "chunk_sha256": hashes,
+                                       "part_sha256": part_hashes(data, size),
                                        **({"file_id": file_id} if file_id else {})})
     assert init.status_code == 200, init.body
     started = init.json_body
     parts = []
     for part in started["parts"]:
         body = data[part["offset"]:part["offset"] + part["length"]]
-        put = requests.put(part["url"], data=body, timeout=30)
+        put = requests.put(part["url"], data=body, headers=part["headers"], timeout=30)
         assert put.status_code == 200, put.text
         parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
     done = api.call("POST", f"/files/{started['file_id']}/complete", {"parts": parts})

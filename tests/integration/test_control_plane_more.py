@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -138,12 +139,14 @@ def test_overwrite_of_a_deleted_file_fails_at_complete(cp_api: Any) -> None:
     first, _ = upload(cp_api, os.urandom(100))
     file_id = first["file_id"]
     init = cp_api.call("POST", "/files", {"file_id": file_id, "name": "x", "size": 5,
-                                          "content_type": "t", "chunk_sha256": ["a" * 64]})
+                                          "content_type": "t", "chunk_sha256": ["a" * 64],
+                                          "part_sha256": [hashlib.sha256(b"12345").hexdigest()]})
     assert init.status_code == 200, init.body
     assert cp_api.call("DELETE", f"/files/{file_id}").status_code == 202
     import requests
 
-    put = requests.put(init.json_body["parts"][0]["url"], data=b"12345", timeout=10)
+    part = init.json_body["parts"][0]
+    put = requests.put(part["url"], data=b"12345", headers=part["headers"], timeout=10)
     done = cp_api.call("POST", f"/files/{file_id}/complete",
                        {"parts": [{"part_number": 1, "etag": put.headers["ETag"]}]})
     assert done.status_code == 409, done.body

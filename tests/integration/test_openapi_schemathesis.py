@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_control_plane_files import chunk_hashes
+from test_control_plane_files import chunk_hashes, part_hashes
 from test_control_plane_nodes import ip_san, make_csr, register_body
 
 from fsnode.localstack import processes
@@ -107,9 +107,11 @@ def world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
                 "size": len(data),
                 "content_type": "video/mp4",
                 "chunk_sha256": chunk_hashes(data),
+                "part_sha256": part_hashes(data),
             },
         ).json()
-        etag = requests.put(started["parts"][0]["url"], data=data, timeout=30).headers["ETag"]
+        etag = requests.put(started["parts"][0]["url"], data=data, timeout=30,
+                            headers=started["parts"][0]["headers"]).headers["ETag"]
         done = requests.post(
             f"{url}/files/{started['file_id']}/complete",
             headers=managed,

@@ -1,0 +1,122 @@
+"""Multipart parts bound to their declared SHA-256, checked by S3 and again at complete.
+
+The upload is created with ``ChecksumAlgorithm=SHA256`` and each part's presigned
+UploadPart URL signs ``x-amz-checksum-sha256`` (base64 of the declared digest): SigV4
+signs the header, so the PUT must carry exactly that value, and S3 refuses bytes that
+do not hash to it (``400 BadDigest``) before anything is stored. Chunk hashes cannot
+stand in for part hashes (a part is several chunks and SHA-256 does not compose), so
+the client declares both.
+
+``complete`` does not take S3's word for what arrived: ``mismatch`` lists the
+parts and compares each one's size with the declared layout and its ``ChecksumSHA256``
+with the declared digest; any difference refuses the upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from fsnode_core.chunks import part_layout
+from fsnode_core.models import PendingUpload
+
+
+@dataclass(frozen=True, slots=True)
+class PartMismatch:
+    """Why the parts in S3 are not the ones declared (the refusal's details)."""
+
+    reason: str
+    details: dict[str, Any]
+
+
+def checksum_b64(sha256_hex: str) -> str:
+    """S3's form of a SHA-256: base64 of the 32 raw bytes."""
+    return base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+
+
+def part_url(upload: PendingUpload, part_number: int, sha256_hex: str, ttl: int) -> str:
+    """A presigned UploadPart URL that only takes bytes hashing to ``sha256_hex``."""
+    return str(_presigner(*_endpoint()).generate_presigned_url(
+        "upload_part",
+        Params={"Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id,
+                "PartNumber": part_number, "ChecksumSHA256": checksum_b64(sha256_hex)},
+        ExpiresIn=ttl,
+    ))
+
+
+def mismatch(s3: Any, upload: PendingUpload) -> PartMismatch | None:
+    """How the parts S3 holds differ from the declared ones (None: they are the same).
+
+    Lists every part (ListParts, paginated) and checks the set of part numbers, each
+    part's size against the layout and its ``ChecksumSHA256`` against the declared
+    digest. botocore's errors (the upload is gone, S3 unreachable) reach the caller.
+    """
+    listed: dict[int, dict[str, Any]] = {}
+    paginator = s3.get_paginator("list_parts")
+    for page in paginator.paginate(Bucket=upload.bucket, Key=upload.key,
+                                   UploadId=upload.upload_id):
+        for part in page.get("Parts", []):
+            listed[int(part["PartNumber"])] = part
+    layout = part_layout(upload.size, upload.chunk_size)
+    # An upload item written before parts were declared carries no digests: sizes only.
+    declared: list[str | None] = list(upload.part_sha256) or [None] * len(layout)
+    for span, sha256_hex in zip(layout, declared, strict=True):
+        number = span.part_number
+        part = listed.pop(number, None)
+        if part is None:
+            return PartMismatch("a part was never uploaded", {"part_number": number})
+        if int(part["Size"]) != span.length:
+            return PartMismatch("a part's size differs from the declared layout", {
+                "part_number": number, "declared": span.length, "uploaded": int(part["Size"])})
+        if sha256_hex is not None and part.get("ChecksumSHA256") != checksum_b64(sha256_hex):
+            return PartMismatch("a part's SHA-256 differs from the declared one", {
+                "part_number": number, "declared": sha256_hex,
+                "uploaded": _hex(part.get("ChecksumSHA256"))})
+    if listed:
+        return PartMismatch("parts beyond the declared layout were uploaded",
+                            {"part_numbers": sorted(listed)[:10]})
+    return None
+
+
+def completion(upload: PendingUpload, etags: list[str]) -> list[dict[str, Any]]:
+    """CompleteMultipartUpload's ``Parts``: each ETag with its checksum, which S3 requires
+    of an upload created with ``ChecksumAlgorithm``."""
+    parts: list[dict[str, Any]] = [{"PartNumber": n, "ETag": etag}
+                                   for n, etag in enumerate(etags, start=1)]
+    for part, sha256_hex in zip(parts, upload.part_sha256, strict=False):
+        part["ChecksumSHA256"] = checksum_b64(sha256_hex)
+    return parts
+
+
+def _hex(checksum: Any) -> str | None:
+    """A listed base64 checksum as hex for the error (None if S3 kept none)."""
+    try:
+        return base64.b64decode(str(checksum), validate=True).hex() if checksum else None
+    except ValueError:
+        return None
+
+
+def _endpoint() -> tuple[str | None, str | None, str | None]:
+    """What the presigning client depends on, so a changed environment gets a new one."""
+    return (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            os.environ.get("AWS_ACCESS_KEY_ID"))
+
+
+@cache
+def _presigner(endpoint: str | None, region: str | None, _key_id: str | None) -> Any:
+    """An S3 client that presigns with SigV4.
+
+    boto3 presigns with SigV2 in us-east-1 unless told otherwise, and SigV2 moves the
+    checksum into the query string instead of signing it as a header the PUT must send.
+    Credentials still come from the standard chain (Lambda's role, the local stack's).
+    """
+    config = Config(signature_version="s3v4")
+    if endpoint:
+        return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    return boto3.client("s3", region_name=region, config=config)
