@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -54,7 +55,7 @@ from fsnode_core.ids import check_id
 
 from edge_node.admission import MemoryAdmission
 from edge_node.background import TaskSet, retrieve_exception
-from edge_node.diskio import pread
+from edge_node.diskio import pread, read_if_cached
 from edge_node.manifests import ChunkInfo, Manifest
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class CacheConfig:
             raise ValueError("fill parts and fill memory must be positive")
 
 
+@functools.lru_cache(maxsize=4096)
 def version_tag(version: str) -> str:
     """A path-safe directory name for a version string (hashed when not plain)."""
     if _SAFE_VERSION.fullmatch(version):
@@ -280,6 +282,11 @@ class ChunkLease:
     def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
         raise TypeError("abstract")
 
+    def now(self, offset: int, length: int) -> memoryview | bytes | None:
+        """The ``length`` bytes at ``offset`` in one block, if they fit one write and
+        nothing has to be waited for (no async generator for a small hit); else None."""
+        return None
+
     def close(self) -> None:
         """Give back what the lease holds (the cache unpins)."""
 
@@ -308,6 +315,14 @@ class DiskLease(ChunkLease):
             yield data
             sent += size
 
+    def now(self, offset: int, length: int) -> memoryview | bytes | None:
+        if length > BLOCK or self.fd is None:
+            return None
+        data = read_if_cached(self.fd, length, offset)
+        if data is not None:
+            self.sent += length
+        return data
+
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
@@ -326,6 +341,9 @@ class MemoryLease(ChunkLease):
         end = offset + length
         for start in range(offset, end, BLOCK):
             yield self._view[start : min(end, start + BLOCK)]
+
+    def now(self, offset: int, length: int) -> memoryview | bytes | None:
+        return self._view[offset : offset + length] if length <= BLOCK else None
 
 
 class StreamLease(ChunkLease):
@@ -596,9 +614,7 @@ class ChunkCache:
             if held is not None:
                 self._admission.hit(key)
                 if not counted:
-                    self.stats.hits += 1
-                    if isinstance(held, MemoryLease):
-                        self.stats.memory_hits += 1
+                    self._count_hit(held)
                 return held
             if not counted:
                 self.stats.misses += 1
@@ -611,6 +627,23 @@ class ChunkCache:
             if buffer is not None:
                 return StreamLease(key, buffer)
         raise Unavailable("the chunk kept being evicted while it was requested", key=key)
+
+    def hit(self, manifest: Manifest, index: int, *, memory: bool = True) -> ChunkLease | None:
+        """A lease on the chunk if it is in memory or verified on disk, else None:
+        ``acquire`` without a coroutine, for the common case of a hit."""
+        if not 0 <= index < len(manifest.chunks):
+            raise ValueError(f"chunk {index} is outside the file")
+        key = self._key(manifest, index)
+        held = self._try_hit(key, memory=memory)
+        if held is not None:
+            self._admission.hit(key)
+            self._count_hit(held)
+        return held
+
+    def _count_hit(self, held: ChunkLease) -> None:
+        self.stats.hits += 1
+        if isinstance(held, MemoryLease):
+            self.stats.memory_hits += 1
 
     def _try_hit(self, key: ChunkKey, *, memory: bool) -> ChunkLease | None:
         stored = self._memory.get(key)

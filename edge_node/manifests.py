@@ -206,6 +206,9 @@ class ManifestStore:
         a superseded one), NotFound/Gone when the control plane says so, and
         Unavailable when it cannot answer and no copy is cached.
         """
+        manifest = self.fresh(file_id, version)
+        if manifest is not None:
+            return manifest
         cached = self._memory.get(file_id)
         if cached is None:
             disk = await asyncio.to_thread(self._read_disk, file_id)
@@ -233,6 +236,18 @@ class ManifestStore:
                 file_id=file_id,
                 version=version,
             )
+        manifest.check_servable()
+        return manifest
+
+    def fresh(self, file_id: str, version: str | None) -> Manifest | None:
+        """What ``get`` answers when it needs no I/O (a fresh copy of the wanted
+        version), else None: the hit path skips a coroutine with it."""
+        cached = self._memory.get(file_id)
+        if cached is None or time.monotonic() - cached[0] >= self._fresh:
+            return None
+        manifest = cached[1]
+        if version is not None and manifest.version != version:
+            return None  # ``get`` refetches: the file may have moved on
         manifest.check_servable()
         return manifest
 

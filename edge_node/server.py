@@ -262,7 +262,8 @@ async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResp
     client_ip = client_address(request, edge.trusted_proxy_hops) if "ip" in query else None
     policy = edge.keys.verify(file_id, query, client_ip)
     # A prefix share has no version: it grants the file's current one.
-    manifest = await edge.manifests.get(file_id, policy.version or None)
+    version = policy.version or None
+    manifest = edge.manifests.fresh(file_id, version) or await edge.manifests.get(file_id, version)
     if not policy.covers(manifest.name):
         raise Forbidden("the share URL's prefix does not cover this file")
     etag, last_modified = _validators(
@@ -465,7 +466,10 @@ async def _stream(
     first_lease = None
     if plan:
         start, end = plan[0]
-        first_lease = await cache.acquire(manifest, start // chunk_size, memory=not plain)
+        index = start // chunk_size
+        first_lease = cache.hit(manifest, index, memory=not plain)
+        if first_lease is None:
+            first_lease = await cache.acquire(manifest, index, memory=not plain)
         offset = start % chunk_size
         try:
             await first_lease.ready(offset, min(end - start + 1, chunk_size - offset))
@@ -486,7 +490,10 @@ async def _stream(
                 if first_lease is not None and first_lease.key[2] == piece.index:
                     lease, first_lease = first_lease, None
                 else:
-                    lease = await cache.acquire(manifest, piece.index, memory=not plain)
+                    held = cache.hit(manifest, piece.index, memory=not plain)
+                    if held is None:
+                        held = await cache.acquire(manifest, piece.index, memory=not plain)
+                    lease = held
                 try:
                     await _send_piece(
                         request, response, edge, lease, piece.offset_in_chunk, piece.length, plain
@@ -521,6 +528,11 @@ async def _send_piece(
     if sent:
         metrics.bytes_served += length
         metrics.sendfile_bytes += length
+        return
+    block = lease.now(offset, length)
+    if block is not None:
+        await response.write(block)
+        metrics.bytes_served += length
         return
     # aclosing: a client that goes away mid-piece must not leave the generator open.
     async with contextlib.aclosing(lease.blocks(offset, length)) as blocks:

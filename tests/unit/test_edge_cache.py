@@ -416,3 +416,42 @@ async def test_manifests_keep_serving_from_disk_when_the_control_plane_is_down(
     assert await restarted.get(manifest.file_id, "1") == manifest
     with pytest.raises(Unavailable):
         await restarted.get(new_id(), "1")
+
+
+@run_async
+async def test_a_hit_is_leased_without_waiting_and_a_miss_starts_nothing(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    cache = await opened(tmp_path, origin, config(memory_bytes=1000))
+    manifest = make_manifest(DATA)
+    assert cache.hit(manifest, 1) is None
+    assert cache.inflight == 0 and origin.reads == 0  # hit() never fills
+    await read_chunk(cache, manifest, 0)  # memory holds chunk 0 (the tier's size)
+    await read_chunk(cache, manifest, 1)  # chunk 1 pushes it out
+    await settle(cache)
+    hits = cache.stats.hits
+    for index, memory in ((1, True), (0, True), (1, False)):
+        lease = cache.hit(manifest, index, memory=memory)
+        assert lease is not None
+        try:
+            block = lease.now(10, 500)  # small enough for one write: no generator
+            assert block is not None and bytes(block) == DATA[index * CHUNK + 10 :][:500]
+        finally:
+            cache.release(lease)
+    assert cache.stats.hits == hits + 3
+    with pytest.raises(ValueError):
+        cache.hit(manifest, 4)
+
+
+@run_async
+async def test_fresh_manifests_come_without_io_and_stale_ones_do_not(tmp_path: Path) -> None:
+    manifest = make_manifest(DATA)
+    source = FlakySource(manifest)
+    store = ManifestStore(source, tmp_path, fresh_seconds=3600)
+    assert store.fresh(manifest.file_id, "1") is None  # never fetched
+    await store.get(manifest.file_id, "1")
+    assert store.fresh(manifest.file_id, "1") == manifest
+    assert store.fresh(manifest.file_id, None) == manifest  # a prefix share: any version
+    assert store.fresh(manifest.file_id, "2") is None  # get() decides: refetch or Gone
+    stale = ManifestStore(source, tmp_path, fresh_seconds=0)
+    await stale.get(manifest.file_id, "1")
+    assert stale.fresh(manifest.file_id, "1") is None
