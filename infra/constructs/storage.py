@@ -142,14 +142,21 @@ class Storage(Construct):
         """Uploads, imports and deletes on the origin; imports (read) on import buckets.
 
         Presigned multipart uploads (create, part, complete) are all ``s3:PutObject``;
-        GC deletes the current object (a delete marker; noncurrent versions expire by
-        lifecycle). ``s3:ListBucket`` makes a missing key a 404 rather than a 403, which
-        the import route reports as such.
+        ``complete`` lists the parts to check their sizes and SHA-256 checksums
+        (``s3:ListMultipartUploadParts``) before anything becomes visible. GC deletes the
+        current object (a delete marker; noncurrent versions expire by lifecycle).
+        ``s3:ListBucket`` makes a missing key a 404 rather than a 403, which the import
+        route reports as such.
         """
         for bucket in self.readable_buckets:
             object_actions = ["s3:GetObject", "s3:GetObjectVersion"]
             if bucket is self.bucket:
-                object_actions += ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]
+                object_actions += [
+                    "s3:PutObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                    "s3:DeleteObject",
+                ]
             iam.Grant.add_to_principal(
                 grantee=grantee,
                 actions=object_actions,

@@ -124,6 +124,7 @@ CONTROL_PLANE_ACTIONS = {
     "s3:GetObjectVersion",
     "s3:PutObject",
     "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
     "s3:DeleteObject",
     "s3:ListBucket",
     "acm-pca:IssueCertificate",

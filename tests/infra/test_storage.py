@@ -176,6 +176,7 @@ def test_import_buckets_are_read_only_for_functions_and_edges() -> None:
             "s3:GetObjectVersion",
             "s3:PutObject",
             "s3:AbortMultipartUpload",
+            "s3:ListMultipartUploadParts",
             "s3:DeleteObject",
         },
         "origin": {"s3:ListBucket"},
