@@ -18,7 +18,6 @@ import functools
 import hashlib
 import ipaddress
 import logging
-import os
 import secrets
 import time
 from collections import OrderedDict
@@ -317,8 +316,9 @@ async def _sendfile(request: web.Request, fd: int, offset: int, count: int) -> b
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the client went away")
-    # A duplicate descriptor: the lease keeps its own, and sendfile moves the offset.
-    with os.fdopen(os.dup(fd), "rb", buffering=0) as handle:
+    # The lease's descriptor (the cache closes it). Every read of a chunk file
+    # names its offset (pread, sendfile), so sendfile moving the file offset is harmless.
+    with open(fd, "rb", buffering=0, closefd=False) as handle:
         try:
             sent = await asyncio.get_running_loop().sendfile(transport, handle, offset, count)
         except NotImplementedError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from fsnode_core.errors import IntegrityError, Unavailable
 from fsnode_core.ids import new_id
 
+from edge_node import cache as cache_module
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
 
@@ -455,3 +457,87 @@ async def test_fresh_manifests_come_without_io_and_stale_ones_do_not(tmp_path: P
     stale = ManifestStore(source, tmp_path, fresh_seconds=0)
     await stale.get(manifest.file_id, "1")
     assert stale.fresh(manifest.file_id, "1") is None
+
+
+class FileCounter:
+    """Opens of chunk files and closes of those descriptors (the rest passes through)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+        self.root = str(root / "chunks")
+        self.opens = 0
+        self.live: set[int] = set()
+        real_open, real_close = os.open, os.close
+
+        def counting_open(path: Any, flags: int, *args: Any) -> int:
+            fd = real_open(path, flags, *args)
+            if str(path).startswith(self.root):
+                self.opens += 1
+                self.live.add(fd)
+            return fd
+
+        def counting_close(fd: int) -> None:
+            self.live.discard(fd)
+            real_close(fd)
+
+        monkeypatch.setattr(os, "open", counting_open)
+        monkeypatch.setattr(os, "close", counting_close)
+
+    @property
+    def open_now(self) -> int:
+        return len(self.live)
+
+
+async def _disk_read(cache: ChunkCache, manifest: Manifest, index: int) -> bytes:
+    lease = cache.hit(manifest, index, memory=False)
+    assert lease is not None
+    try:
+        return b"".join([bytes(block) async for block in lease.blocks(0, lease.size)])
+    finally:
+        cache.release(lease)
+
+
+def test_chunk_files_stay_open_between_hits_within_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "OPEN_FILES", 2)
+    files = FileCounter(monkeypatch, tmp_path)
+
+    async def scenario() -> None:
+        cache = await opened(tmp_path, Origin(DATA))
+        manifest = make_manifest(DATA)
+        for index in range(4):
+            await read_chunk(cache, manifest, index)
+        await settle(cache)
+        for _ in range(5):
+            assert await _disk_read(cache, manifest, 0) == DATA[:CHUNK]
+        assert files.opens == 1  # one open for five hits
+        for index in range(4):
+            await _disk_read(cache, manifest, index)
+        assert files.open_now <= 2
+        await cache.close()
+        assert files.open_now == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_evicted_chunk_keeps_serving_its_lease_then_its_file_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = FileCounter(monkeypatch, tmp_path)
+
+    async def scenario() -> None:
+        cache = await opened(tmp_path, Origin(DATA))
+        manifest = make_manifest(DATA)
+        await read_chunk(cache, manifest, 1)
+        await settle(cache)
+        lease = cache.hit(manifest, 1, memory=False)
+        assert lease is not None
+        await cache.evict_file(manifest.file_id)
+        assert not cache.contains(manifest, 1)
+        assert files.open_now == 1  # still leased: the unlinked inode stays readable
+        got = b"".join([bytes(block) async for block in lease.blocks(0, lease.size)])
+        assert got == DATA[CHUNK : 2 * CHUNK]
+        cache.release(lease)
+        assert files.open_now == 0
+
+    asyncio.run(scenario())
