@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -155,13 +156,15 @@ def cmd_upload(args: argparse.Namespace) -> int:
     for raw in args.paths:
         path = Path(raw)
         with _bar(args, path.stat().st_size, path.name) as bar:
-            record = client.upload(path, progress=bar.update, resume=not args.no_resume)
+            record = client.upload(path, progress=bar.update, resume=not args.no_resume,
+                                   expires_in=args.expires_in)
         result: dict[str, Any] = {
             "id": record["file_id"],
             "name": path.name,
             "size": record["size"],
             "parts_sent": record["parts_sent"],
             "parts_resumed": record["parts_resumed"],
+            "expires_at": record.get("expires_at"),
         }
         if args.share:
             result["share_url"] = client.share(record["file_id"], args.ttl)["share_url"]
@@ -173,7 +176,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
             resumed = f" (resumed: {r['parts_resumed']} parts already sent)" * bool(
                 r["parts_resumed"]
             )
-            print(f"{r['id']}  {r['name']}  {r['size']} bytes{resumed}")
+            expiry = _expiry_text(r) if r["expires_at"] is not None else ""
+            print(f"{r['id']}  {r['name']}  {r['size']} bytes{resumed}{expiry}")
             if "share_url" in r:
                 print(f"  {r['share_url']}")
     return 0
@@ -240,10 +244,27 @@ def cmd_import(args: argparse.Namespace) -> int:
         version_id=args.version_id,
         content_type=args.content_type,
         name=args.name,
+        expires_in=args.expires_in,
     )
     text = f"{record['file_id']}  {record.get('name', '')}  {record.get('size')} bytes"
+    text += _expiry_text(record) * bool(record.get("expires_at"))
     _emit(args, record, text)
     return 0
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    record = _client(args).set_expiry(
+        args.id, expires_in=args.expires_in, expires_at=args.at, never=args.never
+    )
+    _emit(args, record, f"{record['file_id']}{_expiry_text(record)}")
+    return 0
+
+
+def _expiry_text(record: dict[str, Any]) -> str:
+    at = record.get("expires_at")
+    if at is None:
+        return "  never expires"
+    return f"  expires {datetime.fromtimestamp(int(at), UTC):%Y-%m-%d %H:%M:%S} UTC ({at})"
 
 
 def cmd_share(args: argparse.Namespace) -> int:
@@ -499,6 +520,9 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument("--ttl", type=int, default=DEFAULT_SHARE_TTL, help="share lifetime, s")
     upload.add_argument("--no-resume", action="store_true", help="ignore an unfinished upload")
     upload.add_argument("--workers", type=int, default=4, help="parts sent at once")
+    upload.add_argument(
+        "--expires-in", type=int, metavar="SECONDS", help="the file expires this long after"
+    )
     upload.set_defaults(func=cmd_upload)
 
     get = sub.add_parser("get", parents=[common], help="download a file by id or share URL")
@@ -523,7 +547,19 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--version-id", help="the object version to serve")
     imp.add_argument("--content-type", help="override the object's content type")
     imp.add_argument("--name", help="a display name (default: the key's last part)")
+    imp.add_argument(
+        "--expires-in", type=int, metavar="SECONDS", help="the file expires this long after"
+    )
     imp.set_defaults(func=cmd_import)
+
+    expire = sub.add_parser("expire", parents=[common], help="set or clear a file's expiry")
+    expire.add_argument("id")
+    when = expire.add_mutually_exclusive_group(required=True)
+    when.add_argument("--in", dest="expires_in", type=int, metavar="SECONDS",
+                      help="expire this many seconds from now")
+    when.add_argument("--at", type=int, metavar="UNIX", help="expire at this unix time")
+    when.add_argument("--never", action="store_true", help="clear the expiry")
+    expire.set_defaults(func=cmd_expire)
 
     share = sub.add_parser("share", parents=[common], help="mint an expiring share URL")
     share.add_argument("id")

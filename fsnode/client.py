@@ -95,8 +95,13 @@ class FsnodeClient:
         progress: Progress | None = None,
         resume: bool = True,
         stop_after_parts: int | None = None,
+        expires_in: int | None = None,
     ) -> dict[str, Any]:
         """Upload ``path`` (a new version of ``file_id`` when given); returns the file record.
+
+        ``expires_in`` (seconds) gives the file an expiry, set when the upload completes;
+        without it a new version keeps the file's expiry. A resumed upload keeps the
+        expiry its start asked for.
 
         The record also carries ``parts_sent`` and ``parts_resumed``. ``stop_after_parts``
         is a hook for tests: raise UploadInterrupted once that many parts are sent.
@@ -113,7 +118,7 @@ class FsnodeClient:
             saved = None
         if saved is None:
             init = self._start_upload(path, stat.st_size, content_type, hashes, part_hashes,
-                                      file_id)
+                                      file_id, expires_in)
             saved = {
                 **fingerprint,
                 "for_file_id": file_id,
@@ -190,14 +195,16 @@ class FsnodeClient:
         etag: str | None = None,
         content_type: str | None = None,
         name: str | None = None,
+        expires_in: int | None = None,
     ) -> dict[str, Any]:
-        """Register an object already in S3."""
+        """Register an object already in S3 (expiring ``expires_in`` seconds from now)."""
         body: dict[str, Any] = {"bucket": bucket, "key": key}
         optional = {
             "version_id": version_id,
             "etag": etag,
             "content_type": content_type,
             "name": name,
+            "expires_in_seconds": expires_in,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return self._call("POST", "/files/import", json=body)
@@ -210,6 +217,27 @@ class FsnodeClient:
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         return self._call("GET", f"/files/{check_file_id(file_id)}")
+
+    def set_expiry(
+        self,
+        file_id: str,
+        *,
+        expires_in: int | None = None,
+        expires_at: int | None = None,
+        never: bool = False,
+    ) -> dict[str, Any]:
+        """Give a file an expiry (``expires_in`` seconds from now, or at unix time
+        ``expires_at``) or, with ``never``, clear it; returns the file record."""
+        if (expires_in is not None) + (expires_at is not None) + never != 1:
+            raise ValueError("give exactly one of expires_in, expires_at or never")
+        body: dict[str, Any] = (
+            {"expires_at": None}
+            if never
+            else {"expires_in_seconds": expires_in}
+            if expires_in is not None
+            else {"expires_at": expires_at}
+        )
+        return self._call("PATCH", f"/files/{check_file_id(file_id)}", json=body)
 
     def delete(self, file_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/files/{check_file_id(file_id)}")
@@ -253,6 +281,7 @@ class FsnodeClient:
         hashes: list[str],
         part_hashes: list[str],
         file_id: str | None,
+        expires_in: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": path.name,
@@ -263,6 +292,8 @@ class FsnodeClient:
         }
         if file_id is not None:
             body["file_id"] = check_file_id(file_id)
+        if expires_in is not None:
+            body["expires_in_seconds"] = expires_in
         return self._call("POST", "/files", json=body)
 
     def _put_part(self, path: Path, part: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Files beyond upload: download plans, delete (tombstone + GC), import, edge-reported hashes."""
+"""Files beyond upload: download plans, delete (tombstone + GC), expiry, import,
+edge-reported hashes."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from chalicelib.settings import get_settings
 
 PLAN_TTL_SECONDS = 3600
 MAX_KEY_LENGTH = 1024
+_EXPIRY_ATTEMPTS = 3  # an overwrite publishing meanwhile changes the version: read again
 
 
 def plan(file_id: str, query: Mapping[str, str] | None,
@@ -133,13 +135,45 @@ def delete(file_id: str) -> dict[str, Any]:
     return {"file_id": file_id, "version": meta.version, "status": FILE_DELETING}
 
 
+def set_expiry(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Set (``expires_at`` or ``expires_in_seconds``) or clear (``expires_at: null``) the
+    expiry of a ready file; prune collects it once the expiry has passed.
+
+    The expiry is the file's, not a version's: a new version keeps it.
+    """
+    check_id(file_id, "file_id")
+    if "expires_at" not in body and "expires_in_seconds" not in body:
+        raise InvalidInput("give expires_at (unix seconds, or null to clear it) "
+                           "or expires_in_seconds", field="expires_at")
+    expires_at = validate.expiry(body, int(time.time()))
+    if expires_at is None and "expires_at" not in body:
+        raise InvalidInput("expires_in_seconds must be an integer", field="expires_in_seconds")
+    catalog = aws.chunk_catalog()
+    for _ in range(_EXPIRY_ATTEMPTS):
+        meta = catalog.get_file(file_id)
+        if meta is None:
+            raise NotFound("no such file", file_id=file_id)
+        if meta.status != FILE_READY:
+            raise Gone("file was deleted", file_id=file_id)
+        try:
+            updated = catalog.set_expiry(file_id, meta.version, expires_at)
+        except Conflict:
+            continue  # a new version or a tombstone landed in between: look again
+        logger.info("file expiry set", extra={"file_id": file_id, "expires_at": expires_at})
+        return updated.to_api()
+    raise Conflict("the file kept changing; retry", file_id=file_id)
+
+
 def import_object(body: dict[str, Any]) -> dict[str, Any]:
     """Register an object already in S3, pinned to its version id or ETag.
 
     Ids derive from the pinned object, so a retried import (or a second import of the
-    same bytes) answers the record the first one wrote instead of duplicating it.
+    same bytes) answers the record the first one wrote instead of duplicating it; an
+    expiry given with it is set on that record.
     """
     settings = get_settings()
+    now = int(time.time())
+    expires_at = validate.expiry(body, now)
     bucket = validate.string(body, "bucket", max_len=63) or ""
     key = validate.string(body, "key", max_len=MAX_KEY_LENGTH, pattern=validate.NO_CONTROL) or ""
     version_id = validate.string(body, "version_id", max_len=1024, optional=True,
@@ -154,7 +188,6 @@ def import_object(body: dict[str, Any]) -> dict[str, Any]:
         raise Forbidden("imports from this bucket are not allowed", bucket=bucket)
     head = _head(bucket, key, version_id, etag)
     size = int(head["ContentLength"])
-    now = int(time.time())
     etag_seen = str(head["ETag"]).strip('"')
     pinned_version = (head.get("VersionId")
                       if head.get("VersionId") not in (None, "null") else None)
@@ -167,7 +200,7 @@ def import_object(body: dict[str, Any]) -> dict[str, Any]:
         etag=etag_seen, last_modified=int(head["LastModified"].timestamp()),
         chunk_size=settings.chunk_size, bucket=bucket, key=key, created_at=now,
         updated_at=now, source=SOURCE_IMPORT,
-        version_id=pinned_version,
+        version_id=pinned_version, expires_at=expires_at,
     )
     chunks = [ChunkRecord(file_id=file_id, version=version, index=index,
                           offset=chunk_bounds(index, size, meta.chunk_size)[0],
@@ -180,6 +213,8 @@ def import_object(body: dict[str, Any]) -> dict[str, Any]:
         if existing is not None and existing.version == version:
             if existing.status != FILE_READY:
                 raise Gone("this import was deleted", file_id=file_id) from None
+            if expires_at is not None and existing.expires_at != expires_at:
+                return set_expiry(file_id, {"expires_at": expires_at})
             return existing.to_api()
         raise
     metrics.add_metric(name=METRIC_FILE_IMPORTED, unit="Count", value=1)

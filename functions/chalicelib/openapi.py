@@ -73,6 +73,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "created_at": _integer(), "updated_at": _integer(),
         "source": {"type": "string", "enum": ["upload", "import"]},
         "version_id": _nullable({"type": "string"}),
+        "expires_at": _nullable({**_integer(), "description": "unix seconds after which the "
+                                 "file is collected (null: kept until deleted)"}),
     }),
     "Chunk": _object({"index": _integer(), "offset": _integer(), "length": _integer(),
                       "sha256": _nullable(_SHA256)}),
@@ -107,6 +109,13 @@ _HEARTBEAT_WORK = _object({
     "version": _ID, "chunk_index": {"type": "integer", "minimum": -1}})
 
 # Request bodies, field for field what the handlers validate.
+# A file expiry: one of the two (both: 400); expires_at in the past: 400.
+_EXPIRY = {
+    "expires_at": _nullable({**_integer(0, validate.MAX_EXPIRES_AT),
+                             "description": "unix seconds, in the future"}),
+    "expires_in_seconds": _nullable({**_integer(1, validate.MAX_EXPIRES_IN),
+                                     "description": "seconds from now"}),
+}
 _REGISTER = _object(
     {"join_token": _string(4096), "endpoint": _string(300, format="uri"),
      "region": _string(64), "capacity_bytes": _integer(), "csr": _string(pki.MAX_CSR_BYTES)},
@@ -128,7 +137,8 @@ _UPLOAD = _object(
                      "maxItems": uploads.MAX_PARTS,
                      "description": "one digest per multipart part (part_size bytes: whole "
                                     "chunks), in order; an empty file has one empty part"}},
-    {"file_id": {**_ID, "description": "upload a new version of this ready file"}})
+    {"file_id": {**_ID, "description": "upload a new version of this ready file"},
+     **_EXPIRY})
 _COMPLETE = _object({"parts": {"type": "array", "maxItems": uploads.MAX_PARTS, "items": _object(
     {"part_number": _integer(1, 10000), "etag": _string(128)})}})
 _SHARE = _object(
@@ -141,7 +151,10 @@ _IMPORT = _object(
     {"version_id": _nullable(_string(1024, pattern=_pattern(validate.TOKEN_TEXT))),
      "etag": _nullable(_string(128, pattern=_pattern(validate.ETAG_TEXT))),
      "name": _nullable(_string()),
-     "content_type": _nullable(_string(255, pattern=_pattern(validate.HEADER_TEXT)))})
+     "content_type": _nullable(_string(255, pattern=_pattern(validate.HEADER_TEXT))),
+     **_EXPIRY})
+_FILE_PATCH = {**_object({}, _EXPIRY), "minProperties": 1,
+               "description": "expires_at: null clears the expiry"}
 _CHUNK_HASH = _object({"version": _ID, "sha256": _SHA256})
 _RENEW = _object({"csr": _string(pki.MAX_CSR_BYTES)})
 
@@ -261,6 +274,9 @@ PATHS: dict[str, dict[str, Any]] = {
                       _object({"file_id": _ID, "version": _ID,
                                "status": {"type": "string", "enum": ["deleting"]}}),
                       (400, 404, 409, 503), status=202, params=[_FILE_ID]),
+        "patch": _op("Set or clear the file's expiry (a new version keeps it)", MANAGED,
+                     _ref("FileRecord"), (404, 409, 410, 503), body=_FILE_PATCH,
+                     params=[_FILE_ID]),
     },
     "/files/{file_id}/complete": {"post": _op(
         "Complete an upload: parts checked against the declared sizes and SHA-256s "
@@ -279,7 +295,8 @@ PATHS: dict[str, dict[str, Any]] = {
         (400, 404, 410, 416, 503),
         params=[_FILE_ID, _query("offset", _integer()), _query("length", _integer(1))])},
     "/files/{file_id}/share": {"post": _op(
-        "Mint an expiring share URL (optionally not-before, client network, prefix)",
+        "Mint an expiring share URL (optionally not-before, client network, prefix); "
+        "expires no later than the file",
         MANAGED, _object({"share_url": {"type": "string"}, "expires": _integer()}),
         (404, 410, 503), body=_SHARE, params=[_FILE_ID])},
     "/s/{file_id}": {"get": _op(

@@ -1,4 +1,5 @@
-"""Routes: download plans, delete, import, and edge-reported chunk hashes (a Blueprint)."""
+"""Routes: download plans, delete, expiry, import, and edge-reported chunk hashes
+(a Blueprint)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def plan_download(file_id: str) -> dict[str, Any]:
 def delete_file(file_id: str) -> Response:
     _managed()
     return Response(body=files.delete(file_id), status_code=202)
+
+
+@route("/files/{file_id}", methods=["PATCH"], authorizer=iam)
+def update_file(file_id: str) -> dict[str, Any]:
+    return files.set_expiry(file_id, json_body(_managed()))
 
 
 @route("/files/import", methods=["POST"], authorizer=iam)

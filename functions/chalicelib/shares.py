@@ -26,6 +26,7 @@ def mint(file_id: str, body: dict[str, Any], base_url: str) -> dict[str, Any]:
 
     Optional: ``not_before`` (unix seconds), ``ip`` (a client CIDR), ``prefix`` (the share
     then covers every file whose name starts with it; it must cover this file too).
+    A link never outlives its file: ``expires`` is cut to the file's expiry, if sooner.
     """
     check_id(file_id, "file_id")
     ttl = validate.integer(body, "ttl_seconds", low=1, high=MAX_TTL_SECONDS)
@@ -42,7 +43,15 @@ def mint(file_id: str, body: dict[str, Any], base_url: str) -> dict[str, Any]:
         raise Gone("file was deleted", file_id=file_id)
     if prefix is not None and not meta.name.startswith(prefix):
         raise InvalidInput("prefix must be a prefix of this file's name", field="prefix")
-    expires = (not_before or int(time.time())) + ttl
+    now = int(time.time())
+    expires = (not_before or now) + ttl
+    if meta.expires_at is not None:
+        if meta.expires_at <= now:
+            raise Gone("file has expired", file_id=file_id)
+        expires = min(expires, meta.expires_at)
+        if not_before is not None and not_before >= expires:
+            raise InvalidInput("not_before is at or after the file's expiry",
+                               field="not_before", file_expires_at=meta.expires_at)
     query = secret_store.signer(get_settings().signing_key_secret).sign(SharePolicy(
         file_id=file_id, version="" if prefix is not None else meta.version, expires=expires,
         not_before=not_before, ip=ip, prefix=prefix))
@@ -65,6 +74,8 @@ def redirect_target(file_id: str, query: Mapping[str, str],
         raise Forbidden("share URL does not cover this file")
     if meta.status != FILE_READY or (policy.prefix is None and meta.version != policy.version):
         raise Gone("this version of the file is no longer available", file_id=file_id)
+    if meta.expires_at is not None and meta.expires_at <= time.time():
+        raise Gone("file has expired", file_id=file_id)  # prune collects it soon
     live = placement.eligible(aws.node_registry().list_nodes(), time.time(),
                               settings.heartbeat_timeout)
     chosen = placement.choose(file_id, live, max(settings.replication_factor, 1),

@@ -26,15 +26,20 @@ MAX_FILE_SIZE = 5 * 1024**4  # S3's object limit
 URL_TTL_SECONDS = 3600
 UPLOAD_TTL_SECONDS = 7 * 24 * 3600
 MAX_PARTS = 10_000  # S3's limit per multipart upload
+_PUBLISH_ATTEMPTS = 3
 
 
 def start(body: dict[str, Any]) -> dict[str, Any]:
     """Open a multipart upload and presign one URL per part, bound to the part's SHA-256.
 
     With an existing ``file_id`` the upload is a new version of that file: the current
-    version keeps serving until ``complete`` switches to the new one.
+    version keeps serving until ``complete`` switches to the new one. An optional expiry
+    (``expires_at`` or ``expires_in_seconds``) is set on the file when it is published;
+    without one a new version keeps the file's expiry.
     """
     settings = get_settings()
+    now = int(time.time())
+    file_expires_at = validate.expiry(body, now)
     replaces = _current_version(body.get("file_id"))
     name = validate.string(body, "name", max_len=1024) or ""
     size = validate.integer(body, "size", low=0, high=MAX_FILE_SIZE)
@@ -55,12 +60,11 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
         )["UploadId"]
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("the origin bucket refused the upload") from exc
-    now = int(time.time())
     upload = PendingUpload(
         file_id=file_id, version=version, upload_id=upload_id, name=name, size=size,
         content_type=content_type, chunk_size=settings.chunk_size, chunk_sha256=chunk_sha256,
         bucket=settings.bucket, key=key, created_at=now, expires_at=now + UPLOAD_TTL_SECONDS,
-        replaces=replaces, part_sha256=part_sha256,
+        replaces=replaces, part_sha256=part_sha256, file_expires_at=file_expires_at,
     )
     aws.chunk_catalog().put_upload(upload,
                                    stale_before=now - URL_TTL_SECONDS if replaces else None)
@@ -117,35 +121,59 @@ def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
         _reject(upload, "size mismatch")
         raise InvalidInput("uploaded size does not match the declared size", file_id=file_id,
                            declared=upload.size, uploaded=int(head["ContentLength"]))
-    meta = FileRecord(
-        file_id=file_id, version=upload.version, name=upload.name, size=upload.size,
-        content_type=upload.content_type, etag=str(head["ETag"]).strip('"'),
-        last_modified=int(head["LastModified"].timestamp()), chunk_size=upload.chunk_size,
-        bucket=upload.bucket, key=upload.key, updated_at=int(time.time()),
-        # A new version keeps the file's creation time (and so its place in listings).
-        created_at=view.meta.created_at if view.meta is not None else int(time.time()),
-    )
     chunks = []
     for index, digest in enumerate(upload.chunk_sha256):
         offset, length = chunk_bounds(index, upload.size, upload.chunk_size)
         chunks.append(ChunkRecord(file_id=file_id, version=upload.version, index=index,
                                   offset=offset, length=length, sha256=digest))
-    try:
-        catalog.publish(meta, chunks, upload.upload_id, replaces=upload.replaces)
-    except Conflict:
-        current = catalog.get_file(file_id)
-        if current is not None and current.version == upload.version:
-            return current.to_api()  # a concurrent complete published it
-        if upload.replaces is not None:
+    current = view.meta
+    for _ in range(_PUBLISH_ATTEMPTS):
+        meta = _published(upload, head, current)
+        try:
+            catalog.publish(meta, chunks, upload.upload_id, replaces=upload.replaces,
+                            replaced_expiry=current.expires_at if current is not None else None)
+            break
+        except Conflict:
+            current = catalog.get_file(file_id)
+            if current is not None and current.version == upload.version:
+                return current.to_api()  # a concurrent complete published it
+            if (upload.replaces is not None and current is not None
+                    and current.version == upload.replaces and current.status == FILE_READY):
+                continue  # the file's expiry changed meanwhile: carry the new one over
+            if upload.replaces is None:
+                # A new file: only a concurrent complete (still committing) or a discard
+                # took the upload item. Neither is ours to undo.
+                raise
             _reject(upload, "the version it replaces is no longer current")
             raise Conflict("the file changed or was deleted during the upload",
                            file_id=file_id) from None
-        raise
+    else:
+        _reject(upload, "the file kept changing during the upload")
+        raise Conflict("the file kept changing during the upload; upload again",
+                       file_id=file_id)
     metrics.add_metric(name=METRIC_UPLOAD_COMPLETED, unit="Count", value=1)
     if upload.replaces is not None:
         gc.start(file_id, upload.replaces)  # the old version goes; prune retries a failure
     replication.after_upload(file_id, upload.version)
     return meta.to_api()
+
+
+def _published(upload: PendingUpload, head: dict[str, Any],
+               current: FileRecord | None) -> FileRecord:
+    """The ``meta`` item a completed upload publishes. The expiry asked for at init wins;
+    else a new version keeps the file's (it is the file's, not a version's)."""
+    now = int(time.time())
+    expires_at = upload.file_expires_at
+    if expires_at is None and upload.replaces is not None and current is not None:
+        expires_at = current.expires_at
+    return FileRecord(
+        file_id=upload.file_id, version=upload.version, name=upload.name, size=upload.size,
+        content_type=upload.content_type, etag=str(head["ETag"]).strip('"'),
+        last_modified=int(head["LastModified"].timestamp()), chunk_size=upload.chunk_size,
+        bucket=upload.bucket, key=upload.key, updated_at=now, expires_at=expires_at,
+        # A new version keeps the file's creation time (and so its place in listings).
+        created_at=current.created_at if current is not None else now,
+    )
 
 
 def _current_version(file_id: Any) -> str | None:

@@ -19,6 +19,11 @@ TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
 ETAG_TEXT = re.compile(r'"?[0-9A-Za-z-]+"?')
 NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f]+")  # any text without control characters
 
+# A file's expiry: unix seconds up to 9999-12-31T23:59:59Z. The collection index sorts
+# expiries as 12-digit text, so a 13th digit would sort a far expiry before a near one.
+MAX_EXPIRES_AT = 253_402_300_799
+MAX_EXPIRES_IN = 100 * 365 * 24 * 3600
+
 
 def string(data: Mapping[str, Any], name: str, *, max_len: int = 1024,
            optional: bool = False, pattern: re.Pattern[str] | None = None) -> str | None:
@@ -53,6 +58,23 @@ def number(data: Mapping[str, Any], name: str, *, low: float, high: float,
             or not math.isfinite(value) or not low <= value <= high):
         raise InvalidInput(f"{name} must be a number in {low}..{high}", field=name)
     return float(value)
+
+
+def expiry(data: Mapping[str, Any], now: int) -> int | None:
+    """A file expiry given as ``expires_at`` (unix seconds, in the future) or as
+    ``expires_in_seconds`` (from ``now``); None when neither is given (or both are null)."""
+    at, within = data.get("expires_at"), data.get("expires_in_seconds")
+    if at is not None and within is not None:
+        raise InvalidInput("give expires_at or expires_in_seconds, not both",
+                           field="expires_at")
+    if within is not None:
+        return now + integer(data, "expires_in_seconds", low=1, high=MAX_EXPIRES_IN)
+    if at is None:
+        return None
+    value = integer(data, "expires_at", low=0, high=MAX_EXPIRES_AT)
+    if value <= now:
+        raise InvalidInput("expires_at must be in the future", field="expires_at", now=now)
+    return value
 
 
 def sha256_list(data: Mapping[str, Any], name: str, count: int) -> list[str]:

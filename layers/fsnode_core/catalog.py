@@ -125,23 +125,30 @@ class ChunkCatalog(DynamoStore):
             raise domain_error(exc, "start upload") from exc
 
     def publish(self, meta: FileRecord, chunks: Sequence[ChunkRecord], upload_id: str,
-                *, replaces: str | None = None) -> None:
+                *, replaces: str | None = None, replaced_expiry: int | None = None) -> None:
         """Make a completed upload visible.
 
         Chunk items go first (invisible without ``meta``, keyed by their own version);
         then one transaction puts ``meta`` and consumes the upload item, so a file is
         visible only whole and a repeated ``complete`` cannot publish twice. A new
         version (``replaces``) switches ``meta`` only if ``replaces`` is still current
-        and ready: readers see the old version or the new one, never a mix.
+        and ready, with the expiry the caller saw (``replaced_expiry``, which the new
+        version may have carried over): readers see the old version or the new one, never
+        a mix, and an expiry changed meanwhile is not lost (Conflict: read and retry).
         """
         self._batch_put([chunk.to_item() for chunk in chunks])
         put: Any = {"TableName": self.table_name, "Item": _meta_item(meta),
                                "ConditionExpression": "attribute_not_exists(pk)"}
         if replaces is not None:
-            put["ConditionExpression"] = "version = :prev AND #status = :ready"
+            put["ConditionExpression"] = "version = :prev AND #status = :ready AND "
             put["ExpressionAttributeNames"] = {"#status": "status"}
             put["ExpressionAttributeValues"] = {":prev": {"S": replaces},
                                                 ":ready": {"S": FILE_READY}}
+            if replaced_expiry is None:
+                put["ConditionExpression"] += f"attribute_not_exists({_FILE_EXPIRY})"
+            else:
+                put["ConditionExpression"] += f"{_FILE_EXPIRY} = :seen"
+                put["ExpressionAttributeValues"][":seen"] = {"N": str(replaced_expiry)}
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -371,24 +378,29 @@ class ChunkCatalog(DynamoStore):
             raise domain_error(exc, "tombstone file") from exc
         return _meta_record(answer["Attributes"])
 
-    def set_expiry(self, file_id: str, version: str, expires_at: int) -> FileRecord:
-        """Give a ready file version an expiry; prune collects it once that has passed.
+    def set_expiry(self, file_id: str, version: str, expires_at: int | None) -> FileRecord:
+        """Give a ready file version an expiry, or clear it (None); prune collects the file
+        once its expiry has passed.
 
         Conditional on the version being current and ready: NotFound for an unknown
         file, Conflict when the version changed or is being deleted.
         """
+        values: dict[str, Any] = {":v": {"S": version}, ":ready": {"S": FILE_READY}}
+        if expires_at is None:
+            # A ready file is in the collection index only because of its expiry.
+            update = f"REMOVE {_FILE_EXPIRY}, collect_pk, collect_sk"
+        else:
+            update = f"SET {_FILE_EXPIRY} = :at, collect_pk = :c, collect_sk = :due"
+            values.update({":at": {"N": str(expires_at)}, ":c": {"S": COLLECT_PK},
+                           ":due": {"S": _collect_sk(file_id, expires_at)}})
         try:
             answer = self.client.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "meta"}},
-                UpdateExpression=f"SET {_FILE_EXPIRY} = :at, collect_pk = :c, collect_sk = :due",
+                UpdateExpression=update,
                 ConditionExpression="version = :v AND #status = :ready",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":at": {"N": str(expires_at)},
-                                           ":c": {"S": COLLECT_PK},
-                                           ":due": {"S": _collect_sk(file_id, expires_at)},
-                                           ":v": {"S": version},
-                                           ":ready": {"S": FILE_READY}},
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:

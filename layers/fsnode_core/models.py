@@ -180,6 +180,8 @@ class FileRecord:
             "updated_at": self.updated_at or self.created_at,
             "source": self.source,
             "version_id": self.version_id,
+            # Unix seconds after which prune collects the file (None: kept until deleted).
+            "expires_at": self.expires_at,
         }
 
 
@@ -264,6 +266,9 @@ class PendingUpload:
     # against it and ``complete`` checks ListParts against it. Empty on an item written
     # before parts were declared.
     part_sha256: list[str] = field(default_factory=list)
+    # The file's expiry asked for at init, set on the file when ``complete`` publishes it
+    # (None: a new file never expires; a new version keeps the file's expiry).
+    file_expires_at: int | None = None
 
     def to_item(self) -> AttributeMap:
         """The DynamoDB item for this upload."""

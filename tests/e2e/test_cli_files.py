@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
@@ -237,3 +239,36 @@ def test_rm_deletes_a_file(stack: StackInfo, data_dir: Path) -> None:
     answer = cli(stack, "rm", up["id"])
     assert answer["file_id"] == up["id"] and answer["status"] == "deleting"
     assert cli_error(stack, "share", up["id"])["code"] in ("gone", "not_found")
+
+
+def test_upload_and_expire_set_move_and_clear_an_expiry(
+    stack: StackInfo, data_dir: Path
+) -> None:
+    original = random_file(data_dir, "expiring.bin", 3000)
+    before = int(time.time())
+    up = cli(stack, "upload", str(original), "--expires-in", "3600", "--share", "--ttl", "86400")
+    assert before + 3600 <= up["expires_at"] <= int(time.time()) + 3600
+    # The share was cut to the file's expiry: a link never outlives its file.
+    assert int(dict(parse_qsl(urlsplit(up["share_url"]).query))["exp"]) == up["expires_at"]
+
+    at = int(time.time()) + 7200
+    moved = cli(stack, "expire", up["id"], "--at", str(at))
+    assert moved["expires_at"] == at and moved["file_id"] == up["id"]
+    text = run_cli("expire", up["id"], "--in", "60", "--state-dir", stack.state_dir)
+    assert text.returncode == 0 and "expires" in text.stdout and up["id"] in text.stdout
+    assert cli(stack, "expire", up["id"], "--never")["expires_at"] is None
+    human = run_cli("expire", up["id"], "--never", "--state-dir", stack.state_dir)
+    assert "never expires" in human.stdout
+
+    assert cli_error(stack, "expire", up["id"], "--at", "5")["code"] == "invalid_input"
+    assert cli_error(stack, "expire", "0" * 32, "--in", "60")["code"] == "not_found"
+    both = run_cli("expire", up["id"], "--in", "5", "--never", "--state-dir", stack.state_dir)
+    assert both.returncode == 2 and "not allowed with" in both.stderr  # argparse refuses
+
+
+def test_import_takes_an_expiry(stack: StackInfo, imported_object: tuple[str, bytes]) -> None:
+    require_route(stack, "POST", "/files/import")
+    record = cli(stack, "import", f"s3://{stack.bucket}/{imported_object[0]}",
+                 "--expires-in", "86400")
+    assert record["expires_at"] >= int(time.time()) + 86400 - 60
+    cli(stack, "expire", record["file_id"], "--never")  # other tests share this import

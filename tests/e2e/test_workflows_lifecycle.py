@@ -443,8 +443,16 @@ def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
             assert run.stderr is not None
             while "ready" not in (line := run.stderr.readline()):
                 assert line, "a prune process died before it was ready"
-        # No route sets an expiry; the store does (prune reads it from the collect index).
-        cluster.catalog.set_expiry(expired_id, expired_version, int(time.time()) - 1)
+        # The expiry goes through the command line (PATCH /files/ID); an expiry must be
+        # in the future, so it is the next second, and the runs start once it has passed.
+        at = int(time.time()) + 1
+        expired = run_cli("expire", expired_id, "--at", str(at), "--json",
+                          "--state-dir", str(cluster.stack.state_dir))
+        assert expired.returncode == 0, expired.stderr
+        record = json.loads(expired.stdout)
+        assert (record["expires_at"], record["version"]) == (at, expired_version)
+        while time.time() <= at:
+            time.sleep(0.05)
         # A tombstone whose collection never started (a DELETE that stopped half way).
         cluster.catalog.mark_deleting(tombstoned_id, tombstoned_version)
         go.touch()

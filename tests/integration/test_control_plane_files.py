@@ -29,14 +29,17 @@ def part_hashes(data: bytes, size: int | None = None) -> list[str]:
 
 
 def upload(api: Any, data: bytes, *, declared: int | None = None,
-           name: str = "movie.mp4", file_id: str | None = None) -> tuple[dict[str, Any], Any]:
-    """Init, PUT every part to its presigned URL, complete; returns (init, complete answer)."""
+           name: str = "movie.mp4", file_id: str | None = None,
+           extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+    """Init (with ``extra`` fields), PUT every part to its presigned URL, complete;
+    returns (init, complete answer)."""
     size = len(data) if declared is None else declared
     hashes = chunk_hashes(data) if declared is None else ["0" * 64] * (-(-size // CHUNK))
     init = api.call("POST", "/files", {"name": name, "size": size, "content_type": "video/mp4",
                                        "chunk_sha256": hashes,
                                        "part_sha256": part_hashes(data, size),
-                                       **({"file_id": file_id} if file_id else {})})
+                                       **({"file_id": file_id} if file_id else {}),
+                                       **(extra or {})})
     assert init.status_code == 200, init.body
     started = init.json_body
     parts = []
