@@ -51,6 +51,10 @@ class MemoryAdmission:
     def served_from_disk(self, count: int) -> None:
         self.credit = min(float(self._capacity), self.credit + count * CREDIT_SHARE)
 
+    def affords(self, size: int) -> bool:
+        """Whether the budget covers a promotion of ``size`` bytes (a cheap first test)."""
+        return self.credit >= size
+
     def admits(self, key: Hashable, size: int, victims: Iterable[Hashable]) -> bool:
         """Whether ``key`` may be promoted, pushing out ``victims`` (maybe none)."""
         return self.credit >= size and self.hotter_than(key, victims)

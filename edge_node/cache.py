@@ -1002,7 +1002,9 @@ class ChunkCache:
     def _maybe_promote(self, entry: CacheEntry) -> None:
         """Copy a chunk served from disk into the memory tier, if admitted."""
         key = entry.key
-        if key in self._memory or key in self._promoting or self._index.get(key) is not entry:
+        if not self._admission.affords(entry.size) or key in self._memory:
+            return
+        if key in self._promoting or self._index.get(key) is not entry:
             return
         victims = self._memory_victims(entry.size)
         if victims is None or not self._admission.admits(key, entry.size, victims):

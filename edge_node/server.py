@@ -117,8 +117,13 @@ class ReadAhead:
         """Record a request for ``first..last``; True when reading looks sequential."""
         file_key = (manifest.file_id, manifest.version)
         ends = self._ends.pop(file_key, [])
-        slack = manifest.chunk_size
-        sequential = open_ended or any(end - self.OVERLAP <= first <= end + slack for end in ends)
+        # Near an earlier end: first - slack <= end <= first + OVERLAP.
+        low, high = first - manifest.chunk_size, first + self.OVERLAP
+        sequential = open_ended
+        for end in ends:
+            if low <= end <= high:
+                sequential = True
+                break
         ends = [*ends[-(self._per_file - 1) :], last + 1]
         self._ends[file_key] = ends
         while len(self._ends) > self._max_files:
@@ -191,8 +196,12 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str]:
 
 async def _add_cors(_request: web.Request, response: web.StreamResponse) -> None:
     # Share URLs are bearer URLs (no cookies), so any origin may read them.
+    # (File answers carry them from the start; this covers every other answer.)
+    headers = response.headers
+    if "Access-Control-Expose-Headers" in headers:
+        return
     for name, value in CORS_HEADERS.items():
-        response.headers.setdefault(name, value)
+        headers.setdefault(name, value)
 
 
 def build_app(context: EdgeContext) -> web.Application:
@@ -269,6 +278,7 @@ async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResp
         manifest.file_id, manifest.version, manifest.etag, manifest.size, manifest.last_modified
     )
     headers = {
+        **CORS_HEADERS,
         "Accept-Ranges": "bytes",
         "ETag": etag,
         "Last-Modified": last_modified,
@@ -457,7 +467,8 @@ async def _stream(
     readahead_limit = -1
     if plan:
         sequential = edge.readahead.observe(manifest, plan[0][0], plan[-1][1], open_ended)
-        request_last = max(last for _, last in plan) // chunk_size
+        last_byte = plan[0][1] if len(plan) == 1 else max(last for _, last in plan)
+        request_last = last_byte // chunk_size
         # Ahead of the reader within the request; past its end too when sequential.
         extra = edge.readahead.chunks if sequential else 0
         readahead_limit = min(last_chunk, request_last + extra)
@@ -495,9 +506,18 @@ async def _stream(
                         held = await cache.acquire(manifest, piece.index, memory=not plain)
                     lease = held
                 try:
-                    await _send_piece(
-                        request, response, edge, lease, piece.offset_in_chunk, piece.length, plain
-                    )
+                    # A piece that fits one write and needs no waiting goes out here;
+                    # the rest (sendfile, big or streaming pieces) in _send_piece.
+                    sendfile = plain and lease.fd is not None
+                    block = None if sendfile else lease.now(piece.offset_in_chunk, piece.length)
+                    if block is not None:
+                        await response.write(block)
+                        edge.metrics.bytes_served += piece.length
+                    else:
+                        await _send_piece(
+                            request, response, edge, lease, piece.offset_in_chunk, piece.length,
+                            plain,
+                        )
                 finally:
                     cache.release(lease)
             if boundary:
@@ -528,11 +548,6 @@ async def _send_piece(
     if sent:
         metrics.bytes_served += length
         metrics.sendfile_bytes += length
-        return
-    block = lease.now(offset, length)
-    if block is not None:
-        await response.write(block)
-        metrics.bytes_served += length
         return
     # aclosing: a client that goes away mid-piece must not leave the generator open.
     async with contextlib.aclosing(lease.blocks(offset, length)) as blocks:
