@@ -10,7 +10,6 @@ chunk streams from its fill as bytes arrive from the origin.
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import contextlib
 import email.utils
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
-from fsnode_core.errors import Forbidden, FsnodeError, IntegrityError, RangeNotSatisfiable
+from fsnode_core.errors import Forbidden, FsnodeError, RangeNotSatisfiable
 from fsnode_core.ids import check_id
 from fsnode_core.signing import SharePolicy
 
@@ -35,6 +34,7 @@ from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
 from edge_node.ranges import MalformedRange, parse_range
+from edge_node.sendfile import send_range
 from edge_node.shares import ShareKeys as ShareKeys  # re-exported: heartbeat imports it here
 
 log = logging.getLogger(__name__)
@@ -321,25 +321,6 @@ def _open_ended(header: str) -> bool:
     return "," not in spec and spec.endswith("-") and spec[:-1].isdigit()
 
 
-async def _sendfile(request: web.Request, fd: int, offset: int, count: int) -> bool:
-    """Send ``count`` bytes of a leased chunk with ``loop.sendfile``; False if unsupported."""
-    transport = request.transport
-    if transport is None:
-        raise ConnectionResetError("the client went away")
-    # The lease's descriptor (the cache closes it). Every read of a chunk file
-    # names its offset (pread, sendfile), so sendfile moving the file offset is harmless.
-    with open(fd, "rb", buffering=0, closefd=False) as handle:
-        try:
-            sent = await asyncio.get_running_loop().sendfile(transport, handle, offset, count)
-        except NotImplementedError:
-            return False
-    if sent != count:
-        # The file ended early (damaged since it was checked). aiohttp never saw
-        # these bytes, so without this the client would wait for the rest forever.
-        raise IntegrityError("a cached chunk is shorter than recorded", sent=sent, wanted=count)
-    return True
-
-
 class _BodyResponse(web.StreamResponse):
     """A streamed answer whose header block goes out with the first body bytes: one
     TLS write and one send instead of two per request (aiohttp's ``web.Response``
@@ -542,13 +523,15 @@ async def _send_piece(
     metrics = edge.metrics
     if plain and isinstance(lease, DiskLease) and lease.fd is not None:
         await response.write(b"")  # the header block first: sendfile bypasses aiohttp
-        sent = await _sendfile(request, lease.fd, offset, length)
-    else:
-        sent = False
-    if sent:
-        metrics.bytes_served += length
-        metrics.sendfile_bytes += length
-        return
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        sent = await send_range(transport, lease.fd, offset, length)
+        metrics.bytes_served += sent
+        metrics.sendfile_bytes += sent
+        offset, length = offset + sent, length - sent
+        if not length:
+            return
     # aclosing: a client that goes away mid-piece must not leave the generator open.
     async with contextlib.aclosing(lease.blocks(offset, length)) as blocks:
         async for block in blocks:
