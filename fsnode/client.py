@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from fsnode_core.chunks import DEFAULT_CHUNK_SIZE, part_size_for
+from fsnode_core.chunks import DEFAULT_CHUNK_SIZE, S3_MAX_PARTS, part_size_for
 
 from fsnode import state
 from fsnode.settings import ClientSettings
 
 Progress = Callable[[int], None]
 
-# Presigned part URLs live an hour; resuming with less than this left starts over.
-_URL_MARGIN_SECONDS = 300
-_URL_TTL_SECONDS = 3600
+# A resumed upload asks for fresh part URLs, so it may resume for a day (S3's shortest
+# lifecycle rule for unfinished uploads); past that it starts over.
+_RESUME_SECONDS = 24 * 3600
 _FILE_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -111,53 +111,81 @@ class FsnodeClient:
         # Keyed by control plane too: a record is useless against any other stack.
         record_path = state.state_path("uploads", f"{self.settings.api_url} {path.resolve()}")
         saved = state.load(record_path) if resume else None
-        hashes, part_hashes = file_hashes(path, self.chunk_size(), self.part_size())
-        fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "chunks": hashes,
-                       "parts": part_hashes}
+        part_size = self.part_size_for(stat.st_size)
+        hashes, part_hashes = file_hashes(path, self.chunk_size(), part_size)
+        # A digest stands for the hash lists: a 100 GiB file's are megabytes, and the
+        # record is rewritten as parts go.
+        fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                       "hashes": _hashes_digest(hashes, part_hashes)}
         if not _resumable(saved, fingerprint, file_id):
             saved = None
+        pages: _PartPages | None = None
+        if saved is not None:
+            pages = _PartPages(self, saved["upload"])
+            etags = saved.get("etags") or {}
+            missing = next((n for n in range(1, int(saved["upload"]["part_count"]) + 1)
+                            if str(n) not in etags), None)
+            try:
+                if missing is not None:
+                    pages.get(missing)  # fresh URLs, and proof the upload is still open
+            except ApiError as exc:
+                if exc.status not in (404, 409):
+                    raise
+                saved = None  # swept, replaced or completed elsewhere: start over
         if saved is None:
             init = self._start_upload(path, stat.st_size, content_type, hashes, part_hashes,
                                       file_id, expires_in)
-            saved = {
-                **fingerprint,
-                "for_file_id": file_id,
-                "init": init,
-                "etags": {},
-                "started": time.time(),
-            }
+            upload = {name: init[name] for name in
+                      ("file_id", "version", "upload_id", "part_count", "part_size")}
+            saved = {**fingerprint, "for_file_id": file_id, "upload": upload, "etags": {},
+                     "started": time.time()}
             state.save(record_path, saved)
-        init = saved["init"]
+            pages = _PartPages(self, upload, init)
+        assert pages is not None
+        upload = saved["upload"]
         etags: dict[str, str] = dict(saved["etags"])
         resumed = len(etags)
+        count = int(upload["part_count"])
+        step = int(upload["part_size"])
         if progress is not None:
-            progress(sum(int(p["length"]) for p in init["parts"] if str(p["part_number"]) in etags))
+            progress(sum(min(step, stat.st_size - (int(n) - 1) * step) for n in etags))
         lock = threading.Lock()
         sent = 0
+        last_save = time.monotonic()
 
-        def send(part: dict[str, Any]) -> None:
-            nonlocal sent
+        def save() -> None:
+            state.save(record_path, {**saved, "etags": etags})
+
+        def send(number: int) -> None:
+            nonlocal sent, last_save
             with lock:
                 if stop_after_parts is not None and sent >= stop_after_parts:
                     raise UploadInterrupted(f"stopped after {sent} parts (test hook)")
+            part = pages.get(number)
             etag = self._put_part(path, part)
             with lock:
-                etags[str(part["part_number"])] = etag
+                etags[str(number)] = etag
                 sent += 1
-                state.save(record_path, {**saved, "etags": etags})
+                # At most twice a second: a 10,000-part upload must not rewrite its
+                # record 10,000 times. What a crash loses is sent again on resume.
+                if time.monotonic() - last_save >= 0.5:
+                    save()
+                    last_save = time.monotonic()
             if progress is not None:
                 progress(int(part["length"]))
 
-        todo = [p for p in init["parts"] if str(p["part_number"]) not in etags]
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            for future in [pool.submit(send, part) for part in todo]:
-                future.result()
-        parts = [
-            {"part_number": p["part_number"], "etag": etags[str(p["part_number"])]}
-            for p in init["parts"]
-        ]
+        todo = [n for n in range(1, count + 1) if str(n) not in etags]
         try:
-            record = self._call("POST", f"/files/{init['file_id']}/complete", json={"parts": parts})
+            with ThreadPoolExecutor(max_workers=self._workers) as pool:
+                for future in [pool.submit(send, number) for number in todo]:
+                    future.result()
+        finally:
+            with lock:
+                save()
+        parts = [{"part_number": n, "etag": etags[str(n)]} for n in range(1, count + 1)]
+        try:
+            record = self._call("POST", f"/files/{upload['file_id']}/complete",
+                                json={"parts": parts})
         except ApiError as exc:
             if exc.status in (400, 404):
                 # The upload is gone or a recorded part is not in S3: never resume it again.
@@ -165,6 +193,14 @@ class FsnodeClient:
             raise
         state.remove(record_path)
         return {**record, "parts_sent": sent, "parts_resumed": resumed}
+
+    def part_size_for(self, size: int) -> int:
+        """The part size of a file of ``size`` bytes, as the control plane lays it out:
+        the published part size, grown (in whole chunks) so no file needs more than
+        S3's 10,000 parts."""
+        chunk_size, least = self._upload_layout()
+        need = max(least, -(-size // S3_MAX_PARTS))
+        return -(-need // chunk_size) * chunk_size
 
     def chunk_size(self) -> int:
         """The control plane's chunk size (upload hashes must use it); cached."""
@@ -352,12 +388,44 @@ def check_file_id(file_id: str) -> str:
 def _resumable(
     saved: dict[str, Any] | None, fingerprint: dict[str, Any], file_id: str | None
 ) -> bool:
-    """A saved upload resumes only for the same bytes, target, and while its URLs live."""
-    if saved is None or "init" not in saved:
+    """A saved upload resumes only for the same bytes and target, and for a day."""
+    if saved is None or "upload" not in saved:
         return False
     same = all(saved.get(k) == v for k, v in fingerprint.items())
-    fresh = time.time() - float(saved.get("started", 0)) < _URL_TTL_SECONDS - _URL_MARGIN_SECONDS
+    fresh = time.time() - float(saved.get("started", 0)) < _RESUME_SECONDS
     return same and fresh and saved.get("for_file_id") == file_id
+
+
+class _PartPages:
+    """An upload's part URLs, fetched a page at a time as parts need them (the
+    control plane signs them fresh, an hour each); shared by the sending threads."""
+
+    def __init__(self, client: FsnodeClient, upload: dict[str, Any],
+                 first_page: dict[str, Any] | None = None) -> None:
+        self._client = client
+        self._upload = upload
+        self._parts: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        if first_page is not None:
+            self._add(first_page)
+
+    def get(self, number: int) -> dict[str, Any]:
+        with self._lock:
+            if number not in self._parts:
+                file_id = check_file_id(self._upload["file_id"])
+                self._add(self._client._call("GET", f"/files/{file_id}/parts",
+                                             params={"first": number}))
+            return self._parts[number]
+
+    def _add(self, page: dict[str, Any]) -> None:
+        if page.get("upload_id") != self._upload["upload_id"]:
+            raise ApiError(409, "upload_replaced", "the upload was replaced by another")
+        for part in page["parts"]:
+            self._parts[int(part["part_number"])] = part
+
+
+def _hashes_digest(chunks: list[str], parts: list[str]) -> str:
+    return hashlib.sha256(f"{','.join(chunks)};{','.join(parts)}".encode()).hexdigest()
 
 
 def file_hashes(path: Path, chunk_size: int, part_size: int) -> tuple[list[str], list[str]]:

@@ -76,7 +76,13 @@ def list_nodes() -> dict[str, Any]:
 
 @route("/files", methods=["POST"], authorizer=iam)
 def start_upload() -> dict[str, Any]:
-    return uploads.start(json_body(_managed()))
+    # It declares every chunk's and part's SHA-256: a larger body than other routes take.
+    return uploads.start(json_body(_managed(), limit=uploads.MAX_INIT_BODY))
+
+
+@route("/files/{file_id}/parts", methods=["GET"], authorizer=iam)
+def upload_part_urls(file_id: str) -> dict[str, Any]:
+    return uploads.part_urls(file_id, _managed().query_params)
 
 
 @route("/files", methods=["GET"], authorizer=iam)
@@ -142,4 +148,7 @@ def gc_step(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.schedule("rate(1 minute)", name="prune")
 def prune(event: Any) -> dict[str, Any]:
-    return prune_sweep.run()
+    summary = prune_sweep.run()
+    # Uploads never completed: their S3 upload aborted and the items they wrote deleted.
+    summary["uploads_discarded"] = uploads.sweep_abandoned()
+    return summary

@@ -117,11 +117,12 @@ def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
     return response
 
 
-def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object body; 413/400 for oversized, malformed or non-object bodies."""
+def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
+    """The request's JSON object body; 413/400 for oversized (past ``limit`` bytes),
+    malformed or non-object bodies."""
     raw = request.raw_body or b""
-    if len(raw) > MAX_JSON_BODY:
-        raise PayloadTooLarge("request body is too large", limit=MAX_JSON_BODY)
+    if len(raw) > limit:
+        raise PayloadTooLarge("request body is too large", limit=limit)
     if not raw.strip():
         raise InvalidInput("request body must be a JSON object")
     try:

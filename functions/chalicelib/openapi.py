@@ -136,9 +136,23 @@ _UPLOAD = _object(
      "part_sha256": {"type": "array", "items": _SHA256, "minItems": 1,
                      "maxItems": uploads.MAX_PARTS,
                      "description": "one digest per multipart part (part_size bytes: whole "
-                                    "chunks), in order; an empty file has one empty part"}},
+                                    "chunks, grown past 10,000 parts of the published "
+                                    "part_size), in order; an empty file has one empty "
+                                    "part"}},
     {"file_id": {**_ID, "description": "upload a new version of this ready file"},
      **_EXPIRY})
+_PART_PAGE = {
+    "part_count": _integer(1, uploads.MAX_PARTS),
+    "parts": {"type": "array", "maxItems": uploads.PARTS_PAGE, "items": _object({
+        "part_number": _integer(1), "offset": _integer(), "length": _integer(),
+        "sha256": _SHA256,
+        "headers": _object({"x-amz-checksum-sha256": {
+            "type": "string", "description": "send with the PUT: the URL signs it"}}),
+        "url": {"type": "string"}})},
+    "next_part": _nullable({**_integer(1, uploads.MAX_PARTS),
+                            "description": "first part of the next page (GET "
+                                           "/files/{file_id}/parts?first=N); null: no more"}),
+}
 _COMPLETE = _object({"parts": {"type": "array", "maxItems": uploads.MAX_PARTS, "items": _object(
     {"part_number": _integer(1, 10000), "etag": _string(128)})}})
 _SHARE = _object(
@@ -246,17 +260,11 @@ PATHS: dict[str, dict[str, Any]] = {
                  "free_bytes": _integer(), "live_nodes": _integer(),
                  "nodes": {"type": "array", "items": _CLUSTER_NODE}}), ())},
     "/files": {
-        "post": _op("Start a multipart upload (or a new version of file_id)", MANAGED,
+        "post": _op("Start a multipart upload (or a new version of file_id); the answer "
+                    "lists the first page of part URLs", MANAGED,
                     _object({"file_id": _ID, "version": _ID, "upload_id": {"type": "string"},
                              "chunk_size": _integer(1),
-                             "part_size": _integer(1),
-                             "parts": {"type": "array", "items": _object({
-                                 "part_number": _integer(1), "offset": _integer(),
-                                 "length": _integer(), "sha256": _SHA256,
-                                 "headers": _object({"x-amz-checksum-sha256": {
-                                     "type": "string",
-                                     "description": "send with the PUT: the URL signs it"}}),
-                                 "url": {"type": "string"}})}}),
+                             "part_size": _integer(1), **_PART_PAGE}),
                     (404, 409, 410, 503), body=_UPLOAD),
         "get": _op("A page of ready files in creation order", MANAGED,
                    _object({"files": {"type": "array", "items": _ref("FileRecord")},
@@ -278,6 +286,13 @@ PATHS: dict[str, dict[str, Any]] = {
                      _ref("FileRecord"), (404, 409, 410, 503), body=_FILE_PATCH,
                      params=[_FILE_ID]),
     },
+    "/files/{file_id}/parts": {"get": _op(
+        "A page of freshly signed part URLs of the file's upload in flight", MANAGED,
+        _object({"file_id": _ID, "version": _ID, "upload_id": {"type": "string"},
+                 **_PART_PAGE}),
+        (400, 404, 409, 503),
+        params=[_FILE_ID, _query("first", _integer(1, uploads.MAX_PARTS)),
+                _query("limit", _integer(1, uploads.PARTS_PAGE))])},
     "/files/{file_id}/complete": {"post": _op(
         "Complete an upload: parts checked against the declared sizes and SHA-256s "
         "(a mismatch discards the upload), file and chunk items written in one step",

@@ -1,4 +1,12 @@
-"""Uploads straight to S3 with presigned multipart parts; metadata only once complete."""
+"""Uploads straight to S3 with presigned multipart parts; metadata only once complete.
+
+Sized for large files: the declared hashes are written at init as items of their own
+(the pending version's chunk items, part hashes in batches), so no item grows with the
+file, ``complete`` takes a bounded number of DynamoDB requests, and part URLs come a
+page at a time (``POST /files`` answers the first page, ``GET /files/ID/parts`` the
+rest, freshly signed). An upload that fails, is replaced or is abandoned is discarded
+whole: its S3 upload aborted and every item it wrote deleted.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +15,17 @@ import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from fsnode_core.chunks import chunk_bounds, chunk_count, part_layout, part_size_for
-from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable
+from fsnode_core.chunks import PartSpan, chunk_bounds, chunk_count, part_layout, part_size_for
+from fsnode_core.errors import Conflict, FsnodeError, Gone, InvalidInput, NotFound, Unavailable
 from fsnode_core.ids import check_id, new_id
-from fsnode_core.models import FILE_READY, ChunkRecord, FileRecord, PendingUpload
+from fsnode_core.models import (
+    FILE_READY,
+    UPLOAD_DECLARING,
+    UPLOAD_OPEN,
+    ChunkRecord,
+    FileRecord,
+    PendingUpload,
+)
 
 from chalicelib import aws, gc, replication, upload_parts, validate
 from chalicelib.observability import (
@@ -25,12 +40,20 @@ from chalicelib.settings import get_settings
 MAX_FILE_SIZE = 5 * 1024**4  # S3's object limit
 URL_TTL_SECONDS = 3600
 UPLOAD_TTL_SECONDS = 7 * 24 * 3600
-MAX_PARTS = 10_000  # S3's limit per multipart upload
+MAX_PARTS = 10_000  # S3's limit per multipart upload (parts grow to fit: fsnode_core.chunks)
+# Part URLs per answer. In Lambda every URL carries the role's session token (~1.5 KB
+# each): 500 keep an answer near 1 MB, far from Lambda's 6 MB response limit.
+PARTS_PAGE = 500
+# POST /files declares every chunk's and part's SHA-256 (~90 bytes per 4 MiB chunk): 4 MiB
+# takes ~180 GiB at 4 MiB chunks and stays under Lambda's 6 MB request limit.
+MAX_INIT_BODY = 4 * 1024 * 1024
+METRIC_UPLOAD_ABANDONED = "UploadAbandoned"
 _PUBLISH_ATTEMPTS = 3
 
 
 def start(body: dict[str, Any]) -> dict[str, Any]:
-    """Open a multipart upload and presign one URL per part, bound to the part's SHA-256.
+    """Open a multipart upload, record its declared hashes, and presign the first page of
+    part URLs, each bound to its part's SHA-256.
 
     With an existing ``file_id`` the upload is a new version of that file: the current
     version keeps serving until ``complete`` switches to the new one. An optional expiry
@@ -50,6 +73,9 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
     layout = part_layout(size, settings.chunk_size)
     part_sha256 = validate.sha256_list(body, "part_sha256", len(layout))
     file_id, version = body["file_id"] if replaces else new_id(), new_id()
+    catalog = aws.chunk_catalog()
+    if replaces:
+        _replace_stale(file_id, now)
     key = f"files/{file_id}/{version}"
     s3 = aws.client("s3")
     try:
@@ -62,14 +88,64 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
         raise Unavailable("the origin bucket refused the upload") from exc
     upload = PendingUpload(
         file_id=file_id, version=version, upload_id=upload_id, name=name, size=size,
-        content_type=content_type, chunk_size=settings.chunk_size, chunk_sha256=chunk_sha256,
-        bucket=settings.bucket, key=key, created_at=now, expires_at=now + UPLOAD_TTL_SECONDS,
-        replaces=replaces, part_sha256=part_sha256, file_expires_at=file_expires_at,
+        content_type=content_type, chunk_size=settings.chunk_size, bucket=settings.bucket,
+        key=key, created_at=now, expires_at=now + UPLOAD_TTL_SECONDS, replaces=replaces,
+        file_expires_at=file_expires_at, state=UPLOAD_DECLARING,
+        urls_until=now + URL_TTL_SECONDS,
     )
-    aws.chunk_catalog().put_upload(upload,
-                                   stale_before=now - URL_TTL_SECONDS if replaces else None)
-    parts = [
-        {
+    try:
+        catalog.put_upload(upload)
+    except FsnodeError:
+        _abort(upload)
+        raise
+    try:
+        catalog.declare_upload(upload, _chunks(upload, chunk_sha256), part_sha256)
+    except FsnodeError:
+        _discard(upload, "its hashes could not be recorded")
+        raise
+    upload.part_sha256 = part_sha256
+    metrics.add_metric(name=METRIC_UPLOAD_STARTED, unit="Count", value=1)
+    return {"file_id": file_id, "version": version, "upload_id": upload_id,
+            "chunk_size": settings.chunk_size,
+            "part_size": part_size_for(settings.chunk_size, size),
+            **_page(upload, layout, 1, PARTS_PAGE)}
+
+
+def part_urls(file_id: str, query: dict[str, str] | None) -> dict[str, Any]:
+    """A page of freshly signed part URLs of the file's upload in flight, from part
+    ``first`` (default 1), at most ``limit`` (default and most: ``PARTS_PAGE``)."""
+    check_id(file_id, "file_id")
+    query = query or {}
+    first = validate.query_integer(query, "first", low=1, high=MAX_PARTS, default=1) or 1
+    limit = validate.query_integer(query, "limit", low=1, high=PARTS_PAGE,
+                                   default=PARTS_PAGE) or PARTS_PAGE
+    catalog = aws.chunk_catalog()
+    upload = catalog.get_upload(file_id)
+    if upload is None:
+        raise NotFound("no upload in progress for this file", file_id=file_id)
+    if upload.state != UPLOAD_OPEN:
+        raise Conflict(f"the upload is {upload.state}, not open", file_id=file_id)
+    if not upload.part_sha256:
+        raise Conflict("this upload declared no part hashes: start it again", file_id=file_id)
+    layout = part_layout(upload.size, upload.chunk_size)
+    if first > len(layout):
+        raise InvalidInput(f"first must be a part number in 1..{len(layout)}", field="first",
+                           part_count=len(layout))
+    # Noted before the URLs exist: an overwrite never replaces an upload whose URLs live.
+    catalog.touch_upload(upload, int(time.time()) + URL_TTL_SECONDS)
+    return {"file_id": file_id, "version": upload.version, "upload_id": upload.upload_id,
+            **_page(upload, layout, first, limit)}
+
+
+def _page(upload: PendingUpload, layout: list[PartSpan], first: int,
+          limit: int) -> dict[str, Any]:
+    """Parts ``first..first+limit-1`` with their presigned URLs, and where the next page
+    starts (None: this page ends the upload)."""
+    spans = layout[first - 1:first - 1 + limit]
+    parts = []
+    for span in spans:
+        digest = upload.part_sha256[span.part_number - 1]
+        parts.append({
             "part_number": span.part_number,
             "offset": span.offset,
             "length": span.length,
@@ -77,27 +153,54 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
             # The URL signs this header: the PUT must send it as given.
             "headers": {"x-amz-checksum-sha256": upload_parts.checksum_b64(digest)},
             "url": upload_parts.part_url(upload, span.part_number, digest, URL_TTL_SECONDS),
-        }
-        for span, digest in zip(layout, part_sha256, strict=True)
-    ]
-    metrics.add_metric(name=METRIC_UPLOAD_STARTED, unit="Count", value=1)
-    return {"file_id": file_id, "version": version, "upload_id": upload_id,
-            "chunk_size": settings.chunk_size, "part_size": part_size_for(settings.chunk_size),
-            "parts": parts}
+        })
+    after = first + len(spans)
+    return {"part_count": len(layout), "parts": parts,
+            "next_part": after if after <= len(layout) else None}
+
+
+def _chunks(upload: PendingUpload, digests: list[str]) -> list[ChunkRecord]:
+    """The version's chunk items, from the declared digests."""
+    out = []
+    for index, digest in enumerate(digests):
+        offset, length = chunk_bounds(index, upload.size, upload.chunk_size)
+        out.append(ChunkRecord(file_id=upload.file_id, version=upload.version, index=index,
+                               offset=offset, length=length, sha256=digest))
+    return out
+
+
+def _replace_stale(file_id: str, now: int) -> None:
+    """Make room for an overwrite: Conflict while another upload of the file may still
+    send parts; an upload whose every part URL has expired is discarded first, so an
+    abandoned overwrite does not block the file for days."""
+    current = aws.chunk_catalog().get_upload(file_id)
+    if current is None:
+        return
+    live_until = current.urls_until or current.created_at + URL_TTL_SECONDS  # older items
+    if live_until >= now or not _discard(
+            current, "replaced by a new upload after its part URLs expired", stale_at=now):
+        raise Conflict("another upload of this file is in progress", file_id=file_id)
 
 
 def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Check the parts against the declared layout and SHA-256s, finish the upload,
-    publish metadata, start replication. A mismatch discards the upload: nothing shows."""
+    publish metadata, start replication. A mismatch discards the upload: nothing shows.
+
+    Bounded in DynamoDB requests whatever the file's size: the upload and its part hashes
+    (one Query), the file's ``meta`` (one GetItem), the publishing transaction and one
+    batch delete; the chunk items were written at init.
+    """
     check_id(file_id, "file_id")
     parts = _parts(body)
     catalog = aws.chunk_catalog()
-    view = catalog.file_view(file_id)
-    if view.meta is not None and view.upload is None:
-        return view.meta.to_api()  # a retried complete: already published
-    upload = view.upload
+    upload = catalog.get_upload(file_id)
+    current = catalog.get_file(file_id)
     if upload is None:
+        if current is not None:
+            return current.to_api()  # a retried complete: already published
         raise NotFound("no upload in progress for this file", file_id=file_id)
+    if upload.state != UPLOAD_OPEN:
+        raise Conflict(f"the upload is {upload.state}, not open", file_id=file_id)
     expected = len(part_layout(upload.size, upload.chunk_size))
     if len(parts) != expected:
         raise InvalidInput(f"parts must list all {expected} parts", field="parts",
@@ -121,12 +224,9 @@ def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
         _reject(upload, "size mismatch")
         raise InvalidInput("uploaded size does not match the declared size", file_id=file_id,
                            declared=upload.size, uploaded=int(head["ContentLength"]))
-    chunks = []
-    for index, digest in enumerate(upload.chunk_sha256):
-        offset, length = chunk_bounds(index, upload.size, upload.chunk_size)
-        chunks.append(ChunkRecord(file_id=file_id, version=upload.version, index=index,
-                                  offset=offset, length=length, sha256=digest))
-    current = view.meta
+    # Chunk items exist already, except for an upload item from before they were written
+    # at init (it carries its chunk hashes inline).
+    chunks = _chunks(upload, upload.chunk_sha256)
     for _ in range(_PUBLISH_ATTEMPTS):
         meta = _published(upload, head, current)
         try:
@@ -156,6 +256,21 @@ def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
         gc.start(file_id, upload.replaces)  # the old version goes; prune retries a failure
     replication.after_upload(file_id, upload.version)
     return meta.to_api()
+
+
+def sweep_abandoned(now: int | None = None) -> list[str]:
+    """Discard every upload whose time to complete is up (prune runs this): its S3
+    upload aborted, any object a half-finished complete left deleted, its items gone.
+
+    Returns the file ids whose upload was discarded."""
+    moment = int(time.time()) if now is None else now
+    discarded = []
+    for upload in aws.chunk_catalog().uploads_due(moment):
+        if _discard(upload, "abandoned: not completed in time"):
+            discarded.append(upload.file_id)
+    if discarded:
+        metrics.add_metric(name=METRIC_UPLOAD_ABANDONED, unit="Count", value=len(discarded))
+    return discarded
 
 
 def _published(upload: PendingUpload, head: dict[str, Any],
@@ -220,7 +335,7 @@ def _check_parts(s3: Any, upload: PendingUpload) -> bool:
         if _object_exists(s3, upload):
             return False
         # Aborted outside fsnode (a lifecycle rule) or never finished: not ours to
-        # discard here; the upload item expires with its TTL.
+        # discard here; the sweep discards it when its time is up.
         raise Conflict("the upload is no longer open in S3", file_id=upload.file_id) from exc
     except BotoCoreError as exc:
         raise Unavailable("the origin bucket is unreachable") from exc
@@ -244,20 +359,37 @@ def _object_exists(s3: Any, upload: PendingUpload) -> bool:
 
 
 def _reject(upload: PendingUpload, reason: str) -> None:
-    """Leave nothing visible: abort the upload or delete the object, forget the upload."""
-    s3 = aws.client("s3")
+    """A refused upload leaves nothing visible (see ``_discard``)."""
     metrics.add_metric(name=METRIC_UPLOAD_REJECTED, unit="Count", value=1)
-    logger.warning("upload rejected", extra={"file_id": upload.file_id, "reason": reason})
-    # Aborting fails once the upload was completed: the object itself goes below.
-    with contextlib.suppress(ClientError):
-        s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
-                                  UploadId=upload.upload_id)
+    _discard(upload, reason)
+
+
+def _discard(upload: PendingUpload, reason: str, *, stale_at: int | None = None) -> bool:
+    """Abort the upload, delete its object if one was completed, forget its items.
+
+    False when the upload was completed or replaced meanwhile, or (with ``stale_at``)
+    handed out part URLs that live past it: nothing of it is ours to delete then."""
+    try:
+        # The mark comes first: once it holds, no complete can publish this upload.
+        aws.chunk_catalog().discard_upload(upload, stale_at=stale_at)
+    except Conflict:
+        return False  # someone else completed, replaced or discarded it first
+    logger.warning("upload discarded", extra={"file_id": upload.file_id,
+                                              "version": upload.version, "reason": reason})
+    s3 = aws.client("s3")
+    _abort(upload)
     try:
         s3.delete_object(Bucket=upload.bucket, Key=upload.key)
-    except ClientError:
-        logger.exception("could not delete a rejected upload's object")
-    with contextlib.suppress(Conflict):  # someone else discarded it first
-        aws.chunk_catalog().discard_upload(upload.file_id, upload.upload_id)
+    except (ClientError, BotoCoreError):
+        logger.exception("could not delete a discarded upload's object")
+    return True
+
+
+def _abort(upload: PendingUpload) -> None:
+    # Aborting fails once the upload was completed (or aborted): nothing more to do here.
+    with contextlib.suppress(ClientError, BotoCoreError):
+        aws.client("s3").abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
+                                                UploadId=upload.upload_id)
 
 
 def get(file_id: str) -> dict[str, Any]:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable
+from fsnode_core.chunks import chunk_count, part_layout
+from fsnode_core.errors import Conflict, FsnodeError, Gone, InvalidInput, NotFound, Unavailable
 from fsnode_core.models import (
     FILE_DELETING,
     FILE_READY,
     LISTING_PK,
+    UPLOAD_DECLARING,
+    UPLOAD_DISCARDING,
+    UPLOAD_OPEN,
     ChunkRecord,
     FileRecord,
     FileView,
@@ -35,6 +41,7 @@ _BATCH = 25  # BatchWriteItem's limit
 LISTING_INDEX = "by_listing"
 _LISTING_KEY = {"pk", "sk", "list_pk", "list_sk"}
 _BATCH_RETRIES = 8
+_BATCH_WORKERS = 8  # BatchWriteItem calls in flight at once (boto3 clients are thread-safe)
 # The sparse ``by_collect`` index holds only ``meta`` items that garbage collection will
 # want: tombstoned ones (due at once) and ones with an expiry (due then), sorted by when.
 COLLECT_INDEX = "by_collect"
@@ -43,6 +50,16 @@ COLLECT_PK = "collect"
 # table's TTL attribute, and DynamoDB deleting an expired ``meta`` item by itself would
 # leave its chunks, replicas and S3 object with nothing pointing at them.
 _FILE_EXPIRY = "file_expires_at"
+# Upload items sit in the same index under their own partition, due when their time to
+# complete is up: the sweep that discards abandoned uploads queries it. Their deadline is
+# not the TTL attribute either: DynamoDB dropping an ``upload`` item by itself would leave
+# the chunk items it wrote with nothing pointing at them.
+UPLOADS_COLLECT_PK = "uploads"
+_UPLOAD_DEADLINE = "upload_expires_at"
+# Declared part SHA-256s per batch item: 1000 x 64 hex is ~66 KB, far under the 400 KB
+# item limit, and 10,000 parts (S3's most) read back in one Query page.
+PART_BATCH = 1000
+_PART_BATCH_GRACE_SECONDS = 24 * 3600
 
 
 class ChunkCatalog(DynamoStore):
@@ -107,38 +124,92 @@ class ChunkCatalog(DynamoStore):
 
     # Uploads -----------------------------------------------------------------------
 
-    def put_upload(self, upload: PendingUpload, *, stale_before: int | None = None) -> None:
-        """Record an upload in flight: one per file; Conflict while another is in flight.
-
-        An upload item created before ``stale_before`` (its part URLs have expired) may
-        be replaced, so an abandoned overwrite does not block the file for days; its
-        ``complete`` then fails on the upload id.
-        """
-        kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": upload.to_item(),
-                                  "ConditionExpression": "attribute_not_exists(pk)"}
-        if stale_before is not None:
-            kwargs["ConditionExpression"] += " OR created_at < :stale"
-            kwargs["ExpressionAttributeValues"] = {":stale": {"N": str(stale_before)}}
+    def put_upload(self, upload: PendingUpload) -> None:
+        """Record an upload being declared: one per file; Conflict while another exists
+        (the caller discards a stale one first)."""
         try:
-            self.client.put_item(**kwargs)
+            self.client.put_item(TableName=self.table_name, Item=_upload_item(upload),
+                                 ConditionExpression="attribute_not_exists(pk)")
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "start upload") from exc
+
+    def declare_upload(self, upload: PendingUpload, chunks: Sequence[ChunkRecord],
+                       part_sha256: Sequence[str]) -> None:
+        """Write an upload's declared hashes, then open it for parts.
+
+        Chunk items of the new version (invisible: no ``meta`` names the version yet)
+        and part-hash batch items (with a TTL: they only serve the upload), so no item
+        grows with the file and ``complete`` writes none of them.
+        """
+        batches = [_part_batch_item(upload, number, part_sha256[start:start + PART_BATCH])
+                   for number, start in enumerate(range(0, len(part_sha256), PART_BATCH))]
+        self._batch_put(batches + [chunk.to_item() for chunk in chunks])
+        self._set_upload_state(upload, UPLOAD_OPEN, expected=UPLOAD_DECLARING,
+                               action="open upload")
+
+    def get_upload(self, file_id: str) -> PendingUpload | None:
+        """The file's upload in flight with its declared part hashes (one Query)."""
+        items: list[dict[str, Any]] = []
+        try:
+            pages = self.client.get_paginator("query").paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :upload)",
+                ExpressionAttributeValues={":pk": {"S": file_pk(file_id)},
+                                           ":upload": {"S": "upload"}},
+                ConsistentRead=True,
+            )
+            for page in pages:
+                items.extend(page.get("Items", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise domain_error(exc, "read upload") from exc
+        found = [item for item in items if item["sk"]["S"] == "upload"]
+        if not found:
+            return None
+        upload = _upload_record(found[0])
+        if not upload.part_sha256:
+            prefix = _part_batch_prefix(upload.version)
+            batches = sorted((item for item in items if item["sk"]["S"].startswith(prefix)),
+                             key=lambda item: item["sk"]["S"])
+            upload.part_sha256 = [entry["S"] for item in batches
+                                  for entry in item["part_sha256"]["L"]]
+        return upload
+
+    def touch_upload(self, upload: PendingUpload, urls_until: int) -> None:
+        """Note that part URLs were handed out until ``urls_until`` (the upload is not
+        stale before then); Conflict when the upload is no longer open."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": file_pk(upload.file_id)}, "sk": {"S": "upload"}},
+                UpdateExpression="SET urls_until = :t",
+                # An item from before upload states has none: it is open.
+                ConditionExpression=("upload_id = :u AND (attribute_not_exists(#state) "
+                                     "OR #state = :open)"),
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":t": {"N": str(urls_until)},
+                                           ":u": {"S": upload.upload_id},
+                                           ":open": {"S": UPLOAD_OPEN}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise domain_error(exc, "hand out part URLs") from exc
 
     def publish(self, meta: FileRecord, chunks: Sequence[ChunkRecord], upload_id: str,
                 *, replaces: str | None = None, replaced_expiry: int | None = None) -> None:
         """Make a completed upload visible.
 
-        Chunk items go first (invisible without ``meta``, keyed by their own version);
-        then one transaction puts ``meta`` and consumes the upload item, so a file is
-        visible only whole and a repeated ``complete`` cannot publish twice. A new
-        version (``replaces``) switches ``meta`` only if ``replaces`` is still current
-        and ready, with the expiry the caller saw (``replaced_expiry``, which the new
-        version may have carried over): readers see the old version or the new one, never
-        a mix, and an expiry changed meanwhile is not lost (Conflict: read and retry).
+        The upload's chunk items are already there (written at init; ``chunks`` only
+        for an upload item from before that, written first), invisible without ``meta``
+        and keyed by their own version. One transaction puts ``meta`` and consumes the
+        open upload item, so a file is visible only whole and a repeated ``complete``
+        cannot publish twice. A new version (``replaces``) switches ``meta`` only if
+        ``replaces`` is still current and ready, with the expiry the caller saw
+        (``replaced_expiry``, which the new version may have carried over): readers see
+        the old version or the new one, never a mix, and an expiry changed meanwhile is
+        not lost (Conflict: read and retry). The part-hash batches go last.
         """
         self._batch_put([chunk.to_item() for chunk in chunks])
         put: Any = {"TableName": self.table_name, "Item": _meta_item(meta),
-                               "ConditionExpression": "attribute_not_exists(pk)"}
+                    "ConditionExpression": "attribute_not_exists(pk)"}
         if replaces is not None:
             put["ConditionExpression"] = "version = :prev AND #status = :ready AND "
             put["ExpressionAttributeNames"] = {"#status": "status"}
@@ -156,25 +227,92 @@ class ChunkCatalog(DynamoStore):
                     {"Delete": {
                         "TableName": self.table_name,
                         "Key": {"pk": {"S": file_pk(meta.file_id)}, "sk": {"S": "upload"}},
-                        "ConditionExpression": "upload_id = :u",
-                        "ExpressionAttributeValues": {":u": {"S": upload_id}},
+                        # An upload being declared or discarded is not complete-able.
+                        "ConditionExpression": ("upload_id = :u AND (attribute_not_exists"
+                                                "(#state) OR #state = :open)"),
+                        "ExpressionAttributeNames": {"#state": "state"},
+                        "ExpressionAttributeValues": {":u": {"S": upload_id},
+                                                      ":open": {"S": UPLOAD_OPEN}},
                     }},
                 ]
             )
         except (ClientError, BotoCoreError) as exc:
             raise domain_error(exc, "publish file") from exc
+        # Only the upload read them; their TTL removes them if this fails.
+        with contextlib.suppress(FsnodeError):
+            self._batch_delete(_part_batch_keys(meta.file_id, meta.version, meta.size,
+                                                meta.chunk_size))
 
-    def discard_upload(self, file_id: str, upload_id: str) -> None:
-        """Forget an upload (after abort); Conflict if it was already completed or replaced."""
+    def discard_upload(self, upload: PendingUpload, *, stale_at: int | None = None) -> None:
+        """Forget an upload and every item it wrote.
+
+        Marked ``discarding`` first, conditional on its upload id (and, with
+        ``stale_at``, on every part URL it handed out having expired by then), so
+        ``complete`` can no longer publish it; Conflict (and nothing deleted) when it was
+        completed, replaced or handed out URLs meanwhile. Then its chunk and part-hash
+        items go, and the upload item last: a discard that stops half way leaves a
+        marked item the sweep finishes.
+        """
+        self._set_upload_state(upload, UPLOAD_DISCARDING, expected=None,
+                               action="discard upload", stale_at=stale_at)
+        keys = [{"pk": {"S": file_pk(upload.file_id)}, "sk": {"S": chunk_sk(i, upload.version)}}
+                for i in range(chunk_count(upload.size, upload.chunk_size))]
+        keys += _part_batch_keys(upload.file_id, upload.version, upload.size,
+                                 upload.chunk_size)
+        self._batch_delete(keys)
         try:
             self.client.delete_item(
                 TableName=self.table_name,
-                Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "upload"}},
+                Key={"pk": {"S": file_pk(upload.file_id)}, "sk": {"S": "upload"}},
                 ConditionExpression="upload_id = :u",
-                ExpressionAttributeValues={":u": {"S": upload_id}},
+                ExpressionAttributeValues={":u": {"S": upload.upload_id}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise domain_error(exc, "discard upload") from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, "discard upload") from exc
+
+    def uploads_due(self, now: int) -> list[PendingUpload]:
+        """Uploads whose time to complete is up (a Query of ``by_collect``'s uploads)."""
+        out: list[PendingUpload] = []
+        try:
+            pages = self.client.get_paginator("query").paginate(
+                TableName=self.table_name,
+                IndexName=COLLECT_INDEX,
+                KeyConditionExpression="collect_pk = :c AND collect_sk <= :due",
+                ExpressionAttributeValues={":c": {"S": UPLOADS_COLLECT_PK},
+                                           ":due": {"S": f"{max(now, 0):012d}#~"}},
+            )
+            for page in pages:
+                out.extend(_upload_record(item) for item in page.get("Items", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise domain_error(exc, "find abandoned uploads") from exc
+        return out
+
+    def _set_upload_state(self, upload: PendingUpload, state: str, *, expected: str | None,
+                          action: str, stale_at: int | None = None) -> None:
+        condition = "upload_id = :u"
+        values: dict[str, Any] = {":u": {"S": upload.upload_id}, ":s": {"S": state}}
+        if expected is not None:
+            condition += " AND #state = :expected"
+            values[":expected"] = {"S": expected}
+        if stale_at is not None:
+            # An item from before ``urls_until``: the caller judged it by its age.
+            condition += " AND (attribute_not_exists(urls_until) OR urls_until < :stale)"
+            values[":stale"] = {"N": str(stale_at)}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": file_pk(upload.file_id)}, "sk": {"S": "upload"}},
+                UpdateExpression="SET #state = :s",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=values,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "discard upload") from exc
+            raise domain_error(exc, action) from exc
+        upload.state = state
 
     def put_import(self, meta: FileRecord, chunks: Sequence[ChunkRecord]) -> None:
         """Publish an imported object: chunk items first, then ``meta`` (a new file id)."""
@@ -426,6 +564,8 @@ class ChunkCatalog(DynamoStore):
         keys += [_item_key(r.to_item()) for r in view.replicas if r.version == version]
         if view.upload is not None and view.upload.version == version:
             keys.append({"pk": {"S": file_pk(file_id)}, "sk": {"S": "upload"}})
+            keys += _part_batch_keys(file_id, version, view.upload.size,
+                                     view.upload.chunk_size)
         self._batch_delete(keys)
         deleted = len(keys)
         if view.meta is not None and view.meta.version == version:
@@ -477,43 +617,36 @@ class ChunkCatalog(DynamoStore):
     # Helpers -----------------------------------------------------------------------
 
     def _batch_put(self, items: list[dict[str, Any]]) -> None:
-        for start in range(0, len(items), _BATCH):
-            pending: list[dict[str, Any]] = [
-                {"PutRequest": {"Item": item}} for item in items[start:start + _BATCH]
-            ]
-            for attempt in range(_BATCH_RETRIES):
-                try:
-                    answer = self.client.batch_write_item(
-                        RequestItems={self.table_name: pending}  # type: ignore[dict-item]
-                    )
-                except (ClientError, BotoCoreError) as exc:
-                    raise domain_error(exc, "write chunks") from exc
-                pending = answer.get("UnprocessedItems", {}).get(self.table_name, [])  # type: ignore[assignment]
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, then resend
-            else:
-                raise Unavailable("write chunks failed: the table kept throttling")
-
+        self._batch_write([{"PutRequest": {"Item": item}} for item in items], "write chunks")
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        for start in range(0, len(keys), _BATCH):
-            pending: list[dict[str, Any]] = [
-                {"DeleteRequest": {"Key": key}} for key in keys[start:start + _BATCH]
-            ]
-            for attempt in range(_BATCH_RETRIES):
-                try:
-                    answer = self.client.batch_write_item(
-                        RequestItems={self.table_name: pending}  # type: ignore[dict-item]
-                    )
-                except (ClientError, BotoCoreError) as exc:
-                    raise domain_error(exc, "delete items") from exc
-                pending = answer.get("UnprocessedItems", {}).get(self.table_name, [])  # type: ignore[assignment]
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, then resend
-            else:
-                raise Unavailable("delete items failed: the table kept throttling")
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys], "delete items")
+
+    def _batch_write(self, requests: list[dict[str, Any]], action: str) -> None:
+        """BatchWriteItem in batches of 25; many batches (a 100 GiB upload declares 1024)
+        go a few at a time, so writing them takes seconds, not API Gateway's 29."""
+        batches = [requests[start:start + _BATCH] for start in range(0, len(requests), _BATCH)]
+        if len(batches) <= 2:
+            for batch in batches:
+                self._write_batch(batch, action)
+            return
+        with ThreadPoolExecutor(max_workers=min(_BATCH_WORKERS, len(batches))) as pool:
+            for future in [pool.submit(self._write_batch, batch, action) for batch in batches]:
+                future.result()
+
+    def _write_batch(self, pending: list[dict[str, Any]], action: str) -> None:
+        for attempt in range(_BATCH_RETRIES):
+            try:
+                answer = self.client.batch_write_item(
+                    RequestItems={self.table_name: pending}  # type: ignore[dict-item]
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise domain_error(exc, action) from exc
+            pending = answer.get("UnprocessedItems", {}).get(self.table_name, [])  # type: ignore[assignment]
+            if not pending:
+                return
+            time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, then resend
+        raise Unavailable(f"{action} failed: the table kept throttling")
 
 
 def _add_to_view(view: FileView, item: dict[str, Any]) -> None:
@@ -521,7 +654,7 @@ def _add_to_view(view: FileView, item: dict[str, Any]) -> None:
     if sk == "meta":
         view.meta = _meta_record(item)
     elif sk == "upload":
-        view.upload = PendingUpload.from_item(item)
+        view.upload = _upload_record(item)
     elif sk.startswith("chunk#"):
         view.chunks.append(ChunkRecord.from_item(item))
     elif sk.startswith("replica#"):
@@ -541,6 +674,47 @@ def _meta_item(meta: FileRecord) -> dict[str, Any]:
         item["collect_pk"] = {"S": COLLECT_PK}
         item["collect_sk"] = {"S": _collect_sk(meta.file_id, meta.expires_at)}
     return item
+
+
+def _upload_item(upload: PendingUpload) -> dict[str, Any]:
+    """An ``upload`` item: small (hashes live in items of their own), its deadline kept
+    apart from the TTL attribute, and in the collection index's uploads partition."""
+    item = dict(upload.to_item())
+    for name in ("expires_at", "part_sha256", "chunk_sha256"):
+        item.pop(name, None)
+    item[_UPLOAD_DEADLINE] = {"N": str(upload.expires_at)}
+    item["collect_pk"] = {"S": UPLOADS_COLLECT_PK}
+    item["collect_sk"] = {"S": _collect_sk(upload.file_id, upload.expires_at)}
+    return item
+
+
+def _upload_record(item: dict[str, Any]) -> PendingUpload:
+    data = dict(item)
+    if _UPLOAD_DEADLINE in data:  # else an older item, whose deadline is its TTL
+        data["expires_at"] = data.pop(_UPLOAD_DEADLINE)
+    return PendingUpload.from_item(data)
+
+
+def _part_batch_prefix(version: str) -> str:
+    return f"upload#{version}#parts#"
+
+
+def _part_batch_item(upload: PendingUpload, number: int,
+                     digests: Sequence[str]) -> dict[str, Any]:
+    return {"pk": {"S": file_pk(upload.file_id)},
+            "sk": {"S": f"{_part_batch_prefix(upload.version)}{number:05d}"},
+            "version": {"S": upload.version},
+            "part_sha256": {"L": [{"S": digest} for digest in digests]},
+            # Past the upload's deadline, after the sweep had its turn.
+            "expires_at": {"N": str(upload.expires_at + _PART_BATCH_GRACE_SECONDS)}}
+
+
+def _part_batch_keys(file_id: str, version: str, size: int,
+                     chunk_size: int) -> list[dict[str, Any]]:
+    batches = -(-len(part_layout(size, chunk_size)) // PART_BATCH)
+    return [{"pk": {"S": file_pk(file_id)},
+             "sk": {"S": f"{_part_batch_prefix(version)}{number:05d}"}}
+            for number in range(batches)]
 
 
 def _meta_record(item: dict[str, Any]) -> FileRecord:

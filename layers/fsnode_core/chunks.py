@@ -2,7 +2,8 @@
 
 Chunks are the unit of caching, hashing and replication. Uploads use S3 multipart
 parts that are whole multiples of the chunk size, because S3 refuses parts under
-5 MiB (except the last) while the default chunk is 4 MiB.
+5 MiB (except the last) while the default chunk is 4 MiB, and a multipart upload has
+at most 10,000 parts: past 10,000 minimum parts (78 GiB at 4 MiB chunks) parts grow.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 S3_MIN_PART_SIZE = 5 * 1024 * 1024
+S3_MAX_PARTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +66,23 @@ def slices_for_range(start: int, end: int, size: int, chunk_size: int) -> list[C
     return out
 
 
-def part_size_for(chunk_size: int) -> int:
-    """The smallest whole multiple of ``chunk_size`` that S3 accepts as a part."""
+def part_size_for(chunk_size: int, size: int = 0) -> int:
+    """The smallest whole multiple of ``chunk_size`` that S3 accepts as a part of a file
+    of ``size`` bytes: at least 5 MiB, and large enough for at most 10,000 parts.
+
+    Without ``size`` (or for files up to 10,000 minimum parts) it depends on the chunk
+    size alone: what ``/web/config.json`` publishes as ``part_size``.
+    """
     if chunk_size <= 0:
         raise ValueError("chunk size must be positive")
-    return -(-S3_MIN_PART_SIZE // chunk_size) * chunk_size
+    least = max(S3_MIN_PART_SIZE, -(-size // S3_MAX_PARTS))
+    return -(-least // chunk_size) * chunk_size
 
 
 def part_layout(size: int, chunk_size: int) -> list[PartSpan]:
     """Multipart parts for a file: each a whole number of chunks (an empty file: one part)."""
     _check(size, chunk_size)
-    part_size = part_size_for(chunk_size)
+    part_size = part_size_for(chunk_size, size)
     per_part = part_size // chunk_size
     if size == 0:
         return [PartSpan(1, 0, 0, 0, 0)]

@@ -2,12 +2,15 @@
 
 Chunks-table layout (one partition per file, so one Query reads a whole file):
 ``pk=file#<file_id>`` with ``sk`` = ``meta`` (the file's current version), ``upload``
-(a multipart upload in flight, invisible to readers), ``chunk#<version>#<index:08d>`` and
-``replica#<version>#<index:08d>#<node_id>`` (carries ``node_id`` for the ``by_node``
-index). Chunk and replica keys name their version, so a new version's items never
-overwrite the current one's before ``meta`` switches to it, and the old version's stay
-until garbage collection. Ready ``meta`` items carry ``list_pk``/``list_sk``, the keys
-of the sparse ``by_listing`` index that ``GET /files`` queries.
+(a multipart upload in flight, invisible to readers, small whatever the file's size),
+``upload#<version>#parts#<batch:05d>`` (its declared part SHA-256s, a batch per item),
+``chunk#<version>#<index:08d>`` and ``replica#<version>#<index:08d>#<node_id>`` (carries
+``node_id`` for the ``by_node`` index). Chunk and replica keys name their version, so a
+new version's items never overwrite the current one's before ``meta`` switches to it,
+and the old version's stay until garbage collection. An upload's chunk items are
+written when it is declared: nothing reads a version's chunks before ``meta`` names it.
+Ready ``meta`` items carry ``list_pk``/``list_sk``, the keys of the sparse
+``by_listing`` index that ``GET /files`` queries.
 Work for an edge lives under ``pk=node#<node_id>``, ``sk=work#<work_id>`` so a
 heartbeat reads its node's work with one Query.
 """
@@ -34,6 +37,11 @@ SOURCE_UPLOAD = "upload"
 SOURCE_IMPORT = "import"
 # The one partition of the sparse ``by_listing`` index: only ready files carry it.
 LISTING_PK = "files"
+
+# An upload's life: its hashes being written, open for parts, being thrown away.
+UPLOAD_DECLARING = "declaring"
+UPLOAD_OPEN = "open"
+UPLOAD_DISCARDING = "discarding"
 
 WORK_WARM = "warm"
 WORK_EVICT = "evict"
@@ -246,7 +254,11 @@ class ReplicaRecord:
 
 @dataclass(slots=True)
 class PendingUpload:
-    """A multipart upload between ``POST /files`` and ``/complete``; readers never see it."""
+    """A multipart upload between ``POST /files`` and ``/complete``; readers never see it.
+
+    Its declared hashes live in items of their own (chunk items of its version, part
+    batches), so the ``upload`` item stays small whatever the file's size.
+    """
 
     file_id: str
     version: str
@@ -255,20 +267,27 @@ class PendingUpload:
     size: int
     content_type: str
     chunk_size: int
-    chunk_sha256: list[str]
     bucket: str
     key: str
     created_at: int
+    # Until when ``complete`` may finish it; then the sweep discards it.
     expires_at: int
     # The version an overwrite replaces: ``complete`` publishes only if it is still current.
     replaces: str | None = None
     # SHA-256 (hex) of each multipart part, as declared: S3 checks each part's bytes
-    # against it and ``complete`` checks ListParts against it. Empty on an item written
-    # before parts were declared.
+    # against it and ``complete`` checks ListParts against it. Kept in the part batch
+    # items (read back with the upload); inline only on an item written before them,
+    # and empty on one written before parts were declared.
     part_sha256: list[str] = field(default_factory=list)
     # The file's expiry asked for at init, set on the file when ``complete`` publishes it
     # (None: a new file never expires; a new version keeps the file's expiry).
     file_expires_at: int | None = None
+    state: str = UPLOAD_OPEN
+    # When the last part URL handed out expires: an overwrite's upload is stale after it.
+    urls_until: int = 0
+    # Chunk SHA-256s inline: only on an item written before chunk items were written at
+    # init (``complete`` then writes the chunk items itself).
+    chunk_sha256: list[str] = field(default_factory=list)
 
     def to_item(self) -> AttributeMap:
         """The DynamoDB item for this upload."""

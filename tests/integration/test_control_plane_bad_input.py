@@ -254,8 +254,11 @@ ROWS: dict[str, Row] = {
                       lambda s: b"[]"),
     "body-empty": Row("POST", lambda s: f"/files/{ID_X}/share", 400, "invalid_input",
                       lambda s: b""),
-    "body-oversized": Row("POST", lambda s: "/files", 413, "payload_too_large",
+    "body-oversized": Row("POST", lambda s: f"/files/{ID_X}/share", 413, "payload_too_large",
                           lambda s: b'{"name": "' + b"x" * (1024 * 1024) + b'"}'),
+    # Upload init declares every hash: it takes up to 4 MiB.
+    "body-oversized-init": Row("POST", lambda s: "/files", 413, "payload_too_large",
+                               lambda s: b'{"name": "' + b"x" * (4 * 1024 * 1024) + b'"}'),
     "content-type-text": Row("POST", lambda s: "/files", 415, "unsupported_media_type",
                              lambda s: b"{}", lambda s: {"content-type": "text/plain"}),
     "content-type-form": Row("POST", lambda s: "/nodes/register", 415,

@@ -255,7 +255,8 @@ def test_prune_handler_takes_an_eventbridge_event(cp_app: Any, cp_client: Any,
     from fsnode.localstack.lambda_dispatch import LambdaContext
 
     summary = cp_app.prune(event, LambdaContext("prune", 512, 60))
-    assert set(summary) == {"marked_dead", "lost_replicas", "hot_replications", "collections"}
+    assert set(summary) == {"marked_dead", "lost_replicas", "hot_replications", "collections",
+                            "uploads_discarded"}
 
 
 def test_gc_does_not_wait_for_a_dead_node(cp_api: Any, cp_stack: Any, machines: Any,

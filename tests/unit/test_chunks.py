@@ -67,6 +67,25 @@ def test_default_chunk_makes_eight_mib_parts() -> None:
     assert part_size_for(8 * 2**20) == 8 * 2**20
 
 
+@given(st.integers(0, 5 * 2**40), st.sampled_from([2**20, 4 * 2**20, 8 * 2**20, 3 * 10**6]))
+def test_parts_grow_so_no_file_needs_more_than_10000(size: int, chunk_size: int) -> None:
+    part_size = part_size_for(chunk_size, size)
+    assert part_size % chunk_size == 0 and part_size >= S3_MIN_PART_SIZE
+    assert -(-size // part_size) <= 10_000
+    # The smallest such size: one chunk less would need more parts (or break the minimum).
+    smaller = part_size - chunk_size
+    assert smaller < S3_MIN_PART_SIZE or -(-size // smaller) > 10_000
+    if size <= 10_000 * part_size_for(chunk_size):
+        assert part_size == part_size_for(chunk_size)  # files up to ~78 GiB: unchanged
+
+
+def test_a_100_gib_file_takes_12_mib_parts_at_4_mib_chunks() -> None:
+    size = 100 * 2**30
+    assert part_size_for(4 * 2**20, size) == 12 * 2**20
+    parts = part_layout(size, 4 * 2**20)
+    assert len(parts) == 8534 and parts[0].chunk_count == 3
+
+
 @pytest.mark.parametrize(
     ("start", "end", "size"), [(-1, 3, 10), (5, 4, 10), (0, 10, 10), (0, 0, 0)]
 )

@@ -15,7 +15,7 @@ from fsnode.client import _resumable, file_hashes
 
 COMMANDS = [
     ["upload", "x"], ["get", "x"], ["sync", "x"], ["import", "s3://b/k"], ["share", "x"],
-    ["ls"], ["rm", "x"], ["nodes"], ["cluster"], ["plan", "x"],
+    ["ls"], ["rm", "x"], ["nodes"], ["cluster"], ["plan", "x"], ["expire", "x", "--never"],
     ["local", "up"], ["local", "down"], ["local", "status"],
 ]  # fmt: skip
 
@@ -29,18 +29,32 @@ def test_every_command_takes_json_and_settings_flags(command: list[str]) -> None
 
 
 def fingerprint() -> dict[str, object]:
-    return {"size": 10, "mtime_ns": 5, "chunks": ["a" * 64]}
+    return {"size": 10, "mtime_ns": 5, "hashes": "a" * 64}
 
 
-def test_an_upload_resumes_only_for_the_same_bytes_target_and_live_urls() -> None:
-    saved = {**fingerprint(), "init": {}, "for_file_id": None, "started": time.time()}
+def test_an_upload_resumes_only_for_the_same_bytes_and_target_within_a_day() -> None:
+    saved = {**fingerprint(), "upload": {}, "for_file_id": None, "started": time.time()}
     assert _resumable(saved, fingerprint(), None)
     assert not _resumable(None, fingerprint(), None)
     assert not _resumable(saved, {**fingerprint(), "mtime_ns": 6}, None)
-    assert not _resumable(saved, {**fingerprint(), "chunks": ["b" * 64]}, None)
+    assert not _resumable(saved, {**fingerprint(), "hashes": "b" * 64}, None)
     assert not _resumable(saved, fingerprint(), "ab" * 16)  # a new version of another file
-    stale = {**saved, "started": time.time() - 3600}
-    assert not _resumable(stale, fingerprint(), None)  # its presigned URLs are about to expire
+    # Part URLs are asked for afresh on resume: an hour-old upload still resumes.
+    assert _resumable({**saved, "started": time.time() - 3600}, fingerprint(), None)
+    stale = {**saved, "started": time.time() - 25 * 3600}
+    assert not _resumable(stale, fingerprint(), None)  # S3 may have aborted it by now
+    old_format = {**fingerprint(), "init": {}, "for_file_id": None, "started": time.time()}
+    assert not _resumable(old_format, fingerprint(), None)
+
+
+def test_the_client_grows_parts_as_the_control_plane_does() -> None:
+    from fsnode.client import FsnodeClient
+    from fsnode.settings import ClientSettings
+
+    client = FsnodeClient(ClientSettings(api_url="http://unused", api_key="k", ca_cert=None))
+    client._layout = (4 * 2**20, part_size_for(4 * 2**20))  # what /web/config.json says
+    for size in (0, 1, 10**9, 78 * 2**30, 79 * 2**30, 100 * 2**30, 5 * 2**40):
+        assert client.part_size_for(size) == part_size_for(4 * 2**20, size), size
 
 
 CHUNK = 1024  # small sizes, the control plane's arithmetic: parts of whole chunks

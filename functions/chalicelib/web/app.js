@@ -6,6 +6,7 @@
 
 const KEY_NAME = "fsnode-api-key";
 const PARALLEL_PARTS = 3;
+const S3_MAX_PARTS = 10000;
 const $ = (sel) => document.querySelector(sel);
 
 function apiKey() { return sessionStorage.getItem(KEY_NAME); }
@@ -46,6 +47,14 @@ function config() {
   return configPromise;
 }
 
+// The part size of a file of `size` bytes, as the control plane lays it out
+// (fsnode_core.chunks.part_size_for): the published part size, grown in whole chunks so
+// no file needs more than S3's 10,000 parts.
+function partSizeFor(size, chunkSize, minPartSize) {
+  const least = Math.max(minPartSize, Math.ceil(size / S3_MAX_PARTS));
+  return Math.ceil(least / chunkSize) * chunkSize;
+}
+
 // One read per multipart part (whole chunks): the part's SHA-256, which S3 checks
 // the PUT against, and each of its chunks' SHA-256, which edges check. subtle.digest
 // has no running hash, so the part is digested whole and its chunks as views of it.
@@ -64,6 +73,26 @@ async function fileHashes(file, chunkSize, partSize, onProgress) {
     onProgress(Math.min(offset, file.size));
   } while (offset < file.size);
   return { chunks, parts };
+}
+
+// Part URLs come a page at a time (POST /files answers the first): partAt(i) (0-based)
+// fetches the next page, once however many workers wait on it, when i is not listed yet.
+function partLister(init, fetchPage) {
+  const listed = [...init.parts];
+  let nextPart = init.next_part;
+  let fetching = null;
+  return async function partAt(i) {
+    while (i >= listed.length) {
+      if (nextPart === null || nextPart === undefined) throw new Error(`part ${i + 1} was never listed`);
+      fetching = fetching || fetchPage(nextPart).then((page) => {
+        if (page.upload_id !== init.upload_id) throw new Error("the upload was replaced by another");
+        listed.push(...page.parts);
+        nextPart = page.next_part;
+      }).finally(() => { fetching = null; });
+      await fetching;
+    }
+    return listed[i];
+  };
 }
 
 // XMLHttpRequest, not fetch: it reports upload progress.
@@ -98,7 +127,8 @@ async function uploadFile(file) {
   $("#uploads").append(row);
   const say = (text) => { label.textContent = `${file.name}: ${text}`; };
   try {
-    const { chunk_size: chunkSize, part_size: partSize } = await config();
+    const { chunk_size: chunkSize, part_size: minPartSize } = await config();
+    const partSize = partSizeFor(file.size, chunkSize, minPartSize);
     say("hashing");
     const hashes = await fileHashes(file, chunkSize, partSize, (done) => say(`hashing ${Math.round(100 * done / Math.max(file.size, 1))}%`));
     const init = await api("POST", "files", {
@@ -112,20 +142,22 @@ async function uploadFile(file) {
       bar.value = total;
       say(`uploading ${humanSize(total)} of ${humanSize(file.size)}`);
     };
-    const etags = new Array(init.parts.length);
+    const partAt = partLister(init, (first) => api("GET", `files/${init.file_id}/parts?first=${first}`));
+    const count = init.part_count;
+    const etags = new Array(count);
     let next = 0;
     async function worker() {
-      while (next < init.parts.length) {
+      while (next < count) {
         const i = next++;
-        const part = init.parts[i];
+        const part = await partAt(i);
         const blob = file.slice(part.offset, part.offset + part.length);
         etags[i] = await putPart(part.url, part.headers, blob, (n) => { sent.set(i, n); update(); });
         sent.set(i, part.length);
         update();
       }
     }
-    await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, init.parts.length) }, worker));
-    const parts = init.parts.map((p, i) => ({ part_number: p.part_number, etag: etags[i] }));
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, count) }, worker));
+    const parts = etags.map((etag, i) => ({ part_number: i + 1, etag }));
     const record = await api("POST", `files/${init.file_id}/complete`, { parts });
     bar.value = bar.max;
     say(`done (${record.file_id})`);
