@@ -148,7 +148,4 @@ def gc_step(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.schedule("rate(1 minute)", name="prune")
 def prune(event: Any) -> dict[str, Any]:
-    summary = prune_sweep.run()
-    # Uploads never completed: their S3 upload aborted and the items they wrote deleted.
-    summary["uploads_discarded"] = uploads.sweep_abandoned()
-    return summary
+    return prune_sweep.run()

@@ -1,4 +1,5 @@
-"""The scheduled sweep (every minute): dead nodes, lost and hot chunks, files to collect.
+"""The scheduled sweep (every minute): dead nodes, lost and hot chunks, files to collect,
+uploads abandoned past their time.
 
 Every start is named after what it acts on (``replicate-loss-…`` per file version and
 dead node, ``replicate-hot-…`` per file version and time window, ``gc-FILE-VERSION``),
@@ -15,7 +16,7 @@ from typing import Any
 from fsnode_core import placement
 from fsnode_core.models import FILE_DELETING, FILE_READY, NODE_DEAD, NodeRecord
 
-from chalicelib import aws, gc, replication
+from chalicelib import aws, gc, replication, uploads
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
 
@@ -45,9 +46,12 @@ def run(now: float | None = None) -> dict[str, Any]:
     live = placement.eligible(nodes, moment, settings.heartbeat_timeout)
     hot = _replicate_hot(live, moment)
     collected = _collect(moment)
+    # Uploads never completed: their S3 upload aborted and the items they wrote deleted.
+    discarded = uploads.sweep_abandoned(int(moment))
     metrics.flush_metrics(raise_on_empty_metrics=False)
     summary = {"marked_dead": marked, "lost_replicas": {k: v for k, v in lost.items() if v},
-               "hot_replications": hot, "collections": collected}
+               "hot_replications": hot, "collections": collected,
+               "uploads_discarded": discarded}
     logger.info("prune done", extra=summary)
     return summary
 
