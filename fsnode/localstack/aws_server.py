@@ -13,9 +13,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -41,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop()
-    return 0
+    # moto runs Step Functions executions in non-daemon threads; a normal exit would
+    # wait for every one still running (GC waits, warm timeouts). The stack is going
+    # away with its state, so leave at once.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
