@@ -46,6 +46,7 @@ run: $(STAMP) debs-run
 
 test: $(STAMP) debs-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # make soak [SOAK_SECONDS=60]: mixed range traffic with an edge killed every minute (not in test)
@@ -54,6 +55,7 @@ soak: $(STAMP) debs-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/ruff format --check .
 
 synth: $(STAMP)
