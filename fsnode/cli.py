@@ -268,7 +268,9 @@ def _expiry_text(record: dict[str, Any]) -> str:
 
 
 def cmd_share(args: argparse.Namespace) -> int:
-    share = _client(args).share(args.id, args.ttl)
+    share = _client(args).share(
+        args.id, args.ttl, not_before=args.not_before, ip=args.ip, prefix=args.prefix
+    )
     _emit(args, share, share["share_url"])
     return 0
 
@@ -564,6 +566,11 @@ def _parser() -> argparse.ArgumentParser:
     share = sub.add_parser("share", parents=[common], help="mint an expiring share URL")
     share.add_argument("id")
     share.add_argument("--ttl", type=int, default=DEFAULT_SHARE_TTL, help="lifetime, seconds")
+    share.add_argument("--not-before", type=int, help="valid from this unix time on")
+    share.add_argument("--ip", help="only for clients in this network (CIDR)")
+    share.add_argument(
+        "--prefix", help="cover every file whose name starts with this (an HLS/DASH folder)"
+    )
     share.set_defaults(func=cmd_share)
 
     sub.add_parser("ls", parents=[common], help="list files").set_defaults(func=cmd_ls)

@@ -247,9 +247,23 @@ class FsnodeClient:
 
     # -- files -----------------------------------------------------------------
 
-    def share(self, file_id: str, ttl_seconds: int) -> dict[str, Any]:
+    def share(
+        self,
+        file_id: str,
+        ttl_seconds: int,
+        *,
+        not_before: int | None = None,
+        ip: str | None = None,
+        prefix: str | None = None,
+    ) -> dict[str, Any]:
+        """Mint a share URL; optionally valid only from ``not_before`` (unix seconds), only
+        for clients in the CIDR ``ip``, or for every file whose name starts with ``prefix``
+        (a prefix of this file's name: an HLS or DASH folder)."""
         file_id = check_file_id(file_id)
-        return self._call("POST", f"/files/{file_id}/share", json={"ttl_seconds": ttl_seconds})
+        body: dict[str, Any] = {"ttl_seconds": ttl_seconds}
+        optional = {"not_before": not_before, "ip": ip, "prefix": prefix}
+        body.update({name: value for name, value in optional.items() if value is not None})
+        return self._call("POST", f"/files/{file_id}/share", json=body)
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         return self._call("GET", f"/files/{check_file_id(file_id)}")

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
+import requests
 
 from fsnode.client import FsnodeClient, UploadInterrupted
 from fsnode.download import DownloadError, download_file
@@ -272,3 +273,21 @@ def test_import_takes_an_expiry(stack: StackInfo, imported_object: tuple[str, by
                  "--expires-in", "86400")
     assert record["expires_at"] >= int(time.time()) + 86400 - 60
     cli(stack, "expire", record["file_id"], "--never")  # other tests share this import
+
+
+def test_share_policies_from_the_command_line(stack: StackInfo, data_dir: Path) -> None:
+    original = random_file(data_dir, "policy.bin", 2000)
+    record = cli(stack, "upload", str(original))
+    file_id, name = record["id"], record["name"]
+    later = int(time.time()) + 3600
+
+    share = cli(stack, "share", file_id, "--ip", "127.0.0.1/32", "--not-before", str(later),
+                "--prefix", name[:3], "--ttl", "60")
+    query = dict(parse_qsl(urlsplit(share["share_url"]).query))
+    assert (query["ip"], query["nbf"], query["pfx"]) == ("127.0.0.1/32", str(later), name[:3])
+    assert share["expires"] == later + 60
+    # Not valid yet: the redirect refuses it.
+    assert requests.get(share["share_url"], allow_redirects=False, timeout=30).status_code == 403
+
+    error = cli_error(stack, "share", file_id, "--ip", "not-a-network")
+    assert error["code"] == "invalid_input" and "CIDR" in error["message"]
