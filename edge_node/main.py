@@ -50,7 +50,9 @@ class EdgeNode:
         self.origin = OriginFetcher(
             settings.origin_config(), on_bytes=self.metrics.add_origin_bytes
         )
-        self.manifests = ManifestStore(self.client, settings.state_dir)
+        self.manifests = ManifestStore(
+            self.client, settings.state_dir, fresh_seconds=settings.manifest_refresh_seconds
+        )
         self.cache = ChunkCache(
             settings.state_dir / "cache",
             self.origin,
@@ -253,6 +255,7 @@ class EdgeNode:
             for task in (heartbeat_task, renewal_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.manifests.close()
             await self.cache.close()
             await self.origin.close()
             await self.client.close()

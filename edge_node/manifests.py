@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fsnode_core.chunks import chunk_bounds, chunk_count
-from fsnode_core.errors import FsnodeError, Gone, NotFound, Unavailable
+from fsnode_core.errors import FsnodeError, Gone, NotFound, Unauthorized, Unavailable
 from fsnode_core.ids import check_id
 
 from edge_node.background import retrieve_exception
@@ -175,25 +175,60 @@ class ManifestSource(Protocol):
     async def fetch_manifest(self, file_id: str) -> Manifest: ...
 
 
+@dataclass(slots=True)
+class _Copy:
+    """A cached manifest and what this process knows about how current it is."""
+
+    manifest: Manifest
+    # loop-monotonic time the control plane last answered with it (-inf: never).
+    checked_at: float
+    # Served without asking first. False for a copy read from disk (its age is
+    # unknown) and for every copy after the node registered again (it may have
+    # missed an evict meant for its old identity): the next lookup asks, once.
+    trusted: bool
+    # No background refresh before this time (set after one failed).
+    retry_at: float = 0.0
+
+
 class ManifestStore:
     """Manifests by file id: memory first, then the source, then the disk copy.
 
-    A version's bytes never change (a new version is a new cache key), so a cached
-    manifest is trusted for ``fresh_seconds``; after that it is refetched so
-    deletions and new versions reach the edge, and reused when the source is down.
-    Chunk hashes are only ever learned, never forgotten: a refetched manifest of the
-    same version keeps the hashes this edge has recorded, even if the answer was
-    read before the record landed.
+    Stale-while-revalidate: a version's bytes never change (a new version is a new
+    cache key), so a copy this process has checked serves at once, however old;
+    once it is older than ``fresh_seconds`` a lookup also starts a refresh in the
+    background (one per file, at most ``max_refreshes`` at once). So a deletion or
+    a new version reaches the edge within about one refresh period of traffic, and
+    a slow or dead control plane never delays a hit. A refresh that answers
+    404/410 drops the copy at once: later requests ask again and get the error.
+    (Deletions also arrive as evict work, which drops the copy sooner.)
+
+    A file never seen, or a copy not trusted yet (see ``_Copy.trusted``), waits for
+    the control plane; if it cannot answer, the copy serves (static stability) and
+    is trusted from then on. Chunk hashes are only ever learned, never forgotten:
+    a refetched manifest of the same version keeps the hashes this edge has
+    recorded, even if the answer was read before the record landed.
     """
 
     def __init__(
-        self, source: ManifestSource, state_dir: Path, fresh_seconds: float = 30.0
+        self,
+        source: ManifestSource,
+        state_dir: Path,
+        fresh_seconds: float = 30.0,
+        *,
+        max_refreshes: int = 8,
+        retry_seconds: float = 5.0,
     ) -> None:
         self._source = source
         self._dir = state_dir / "manifests"
         self._fresh = fresh_seconds
-        self._memory: dict[str, tuple[float, Manifest]] = {}
+        self._max_refreshes = max_refreshes
+        self._retry = retry_seconds
+        self._memory: dict[str, _Copy] = {}
         self._inflight: dict[str, asyncio.Task[Manifest]] = {}
+        # Every lookup task, including ones ``forget`` detached: strong references
+        # (the loop keeps only weak ones), cancelled by ``close``.
+        self._tasks: set[asyncio.Task[Manifest]] = set()
+        self._refreshing: set[str] = set()  # files whose refresh runs in the background
         # Disk writes go one at a time and copy what memory holds then, so the disk
         # copy ends up as the latest manifest (learned hashes included).
         self._disk_lock = asyncio.Lock()
@@ -209,27 +244,27 @@ class ManifestStore:
         manifest = self.fresh(file_id, version)
         if manifest is not None:
             return manifest
-        cached = self._memory.get(file_id)
-        if cached is None:
+        copy = self._memory.get(file_id)
+        if copy is None:
             disk = await asyncio.to_thread(self._read_disk, file_id)
             if disk is not None:
-                # Loaded copies are stale by definition: refetch, keep as fallback.
-                cached = (float("-inf"), disk)
-                self._memory[file_id] = cached
-        usable = cached is not None and version in (None, cached[1].version)
-        if cached is not None and usable and time.monotonic() - cached[0] < self._fresh:
-            manifest = cached[1]
-        else:
-            try:
-                manifest = await self._fetch(file_id)
-            except (NotFound, Gone):
-                self.forget(file_id)
+                copy = self._memory.setdefault(
+                    file_id, _Copy(disk, checked_at=float("-inf"), trusted=False)
+                )
+        usable = copy is not None and version in (None, copy.manifest.version)
+        try:
+            manifest = await self._fetch(file_id)
+        except (Unavailable, Unauthorized) as exc:
+            # Unauthorized: this node's registration is being replaced; not the file's fault.
+            if copy is None or not usable:
+                if isinstance(exc, Unauthorized):
+                    raise Unavailable("the control plane does not accept this node now") from exc
                 raise
-            except Unavailable:
-                if cached is None or not usable:
-                    raise
-                log.warning("control plane unavailable; serving cached manifest file=%s", file_id)
-                manifest = cached[1]
+            log.warning("control plane unavailable; serving cached manifest file=%s", file_id)
+            # From now on it serves without waiting; background refreshes keep asking.
+            copy.trusted = True
+            copy.retry_at = time.monotonic() + self._retry
+            manifest = copy.manifest
         if version is not None and manifest.version != version:
             raise Gone(
                 "the share URL names a version the file no longer has",
@@ -240,14 +275,17 @@ class ManifestStore:
         return manifest
 
     def fresh(self, file_id: str, version: str | None) -> Manifest | None:
-        """What ``get`` answers when it needs no I/O (a fresh copy of the wanted
-        version), else None: the hit path skips a coroutine with it."""
-        cached = self._memory.get(file_id)
-        if cached is None or time.monotonic() - cached[0] >= self._fresh:
+        """What ``get`` answers when it needs no I/O (a trusted copy of the wanted
+        version, refreshed in the background once stale), else None: the hit path
+        skips a coroutine with it."""
+        copy = self._memory.get(file_id)
+        if copy is None or not copy.trusted:
             return None
-        manifest = cached[1]
+        manifest = copy.manifest
         if version is not None and manifest.version != version:
-            return None  # ``get`` refetches: the file may have moved on
+            return None  # ``get`` asks: the file may have moved on
+        if time.monotonic() - copy.checked_at >= self._fresh:
+            self._revalidate(file_id, copy)
         manifest.check_servable()
         return manifest
 
@@ -257,51 +295,112 @@ class ManifestStore:
 
     def peek(self, file_id: str) -> Manifest | None:
         """The cached manifest, if any, without I/O."""
-        cached = self._memory.get(file_id)
-        return cached[1] if cached else None
+        copy = self._memory.get(file_id)
+        return copy.manifest if copy else None
 
     async def learn_hash(self, file_id: str, version: str, index: int, sha256: str) -> None:
         """Keep a chunk hash the control plane has just confirmed (memory and disk)."""
-        cached = self._memory.get(file_id)
-        if cached is None or cached[1].version != version:
+        copy = self._memory.get(file_id)
+        if copy is None or copy.manifest.version != version:
             return
-        manifest = cached[1].with_hashes({index: sha256})
-        if manifest is cached[1]:
+        manifest = copy.manifest.with_hashes({index: sha256})
+        if manifest is copy.manifest:
             return
-        self._memory[file_id] = (cached[0], manifest)
+        copy.manifest = manifest
         await self._persist(file_id)
 
     def forget(self, file_id: str) -> None:
+        """Drop the copy (memory and disk); a lookup in flight will not store its answer."""
         self._memory.pop(file_id, None)
+        self._inflight.pop(file_id, None)
         with contextlib.suppress(FileNotFoundError):
             (self._dir / f"{file_id}.json").unlink()
 
+    def distrust_all(self) -> None:
+        """Check every cached manifest with the control plane before it serves again
+        (the node registered again: work for its old identity never arrives)."""
+        for copy in self._memory.values():
+            copy.trusted = False
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _revalidate(self, file_id: str, copy: _Copy) -> None:
+        """Start a background refresh of a stale copy, unless one is running (for this
+        file, or already as many as allowed) or the last one failed just now."""
+        if file_id in self._inflight or len(self._refreshing) >= self._max_refreshes:
+            return
+        if copy.retry_at > time.monotonic():
+            return
+        self._refreshing.add(file_id)
+        self._start_fetch(file_id).add_done_callback(
+            lambda task: self._refreshed(file_id, task)
+        )
+
+    def _refreshed(self, file_id: str, task: asyncio.Task[Manifest]) -> None:
+        self._refreshing.discard(file_id)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, (NotFound, Gone)):
+            log.info("file is gone; its cached manifest no longer serves file=%s", file_id)
+            return  # ``_fetch_and_store`` dropped the copy
+        copy = self._memory.get(file_id)
+        if copy is not None:
+            copy.retry_at = time.monotonic() + self._retry
+        log.warning("manifest refresh failed (%s); serving the cached copy file=%s", exc, file_id)
+
     async def _fetch(self, file_id: str) -> Manifest:
         # Collapse concurrent lookups of one file into one control-plane call.
-        task = self._inflight.get(file_id)
-        if task is None:
-            task = asyncio.create_task(self._fetch_and_store(file_id))
-            self._inflight[file_id] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(file_id, None))
-            task.add_done_callback(retrieve_exception)
+        task = self._inflight.get(file_id) or self._start_fetch(file_id)
         return await asyncio.shield(task)
 
+    def _start_fetch(self, file_id: str) -> asyncio.Task[Manifest]:
+        task = asyncio.create_task(self._fetch_and_store(file_id))
+        self._inflight[file_id] = task
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[Manifest]) -> None:
+            self._tasks.discard(finished)
+            if self._inflight.get(file_id) is finished:
+                del self._inflight[file_id]
+            retrieve_exception(finished)
+
+        task.add_done_callback(done)
+        return task
+
     async def _fetch_and_store(self, file_id: str) -> Manifest:
-        manifest = await self._source.fetch_manifest(file_id)
+        try:
+            manifest = await self._source.fetch_manifest(file_id)
+        except (NotFound, Gone):
+            if self._current_fetch(file_id):
+                self.forget(file_id)
+            raise
         if manifest.file_id != file_id:
             raise Unavailable("the control plane answered with another file's manifest")
-        cached = self._memory.get(file_id)
-        if cached is not None and cached[1].version == manifest.version:
-            manifest = manifest.with_hashes(cached[1].known_hashes())
-        self._memory[file_id] = (time.monotonic(), manifest)
+        if not self._current_fetch(file_id):
+            # Forgotten meanwhile (an evict): this answer may predate the deletion.
+            return manifest
+        copy = self._memory.get(file_id)
+        if copy is not None and copy.manifest.version == manifest.version:
+            manifest = manifest.with_hashes(copy.manifest.known_hashes())
+        self._memory[file_id] = _Copy(manifest, checked_at=time.monotonic(), trusted=True)
         await self._persist(file_id)
         return manifest
 
+    def _current_fetch(self, file_id: str) -> bool:
+        return self._inflight.get(file_id) is asyncio.current_task()
+
     async def _persist(self, file_id: str) -> None:
         async with self._disk_lock:
-            cached = self._memory.get(file_id)
-            if cached is not None:
-                await asyncio.to_thread(self._write_disk, cached[1])
+            copy = self._memory.get(file_id)
+            if copy is not None:
+                await asyncio.to_thread(self._write_disk, copy.manifest)
 
     def _read_disk(self, file_id: str) -> Manifest | None:
         path = self._dir / f"{file_id}.json"

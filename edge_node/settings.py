@@ -72,6 +72,9 @@ class EdgeSettings:
     cert_renew_margin_seconds: float = 24 * 3600.0
     # Proxies in front that append the client to X-Forwarded-For (0: use the TCP peer).
     trusted_proxy_hops: int = 0
+    # A cached manifest older than this is refreshed in the background on its next hit
+    # (it keeps serving meanwhile): how long a deletion can go unseen without evict work.
+    manifest_refresh_seconds: float = 30.0
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(
@@ -153,6 +156,7 @@ class EdgeSettings:
                 source, "FSNODE_CERT_RENEW_MARGIN_SECONDS", 24 * 3600.0
             ),
             trusted_proxy_hops=_int(source, "FSNODE_TRUSTED_PROXY_HOPS", 0, zero=True),
+            manifest_refresh_seconds=_seconds(source, "FSNODE_MANIFEST_REFRESH_SECONDS", 30.0),
         )
         try:
             settings.cache_config()

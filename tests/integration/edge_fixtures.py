@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from fsnode_core.errors import Conflict, NotFound, Unavailable
+from fsnode_core.errors import Conflict, Gone, NotFound, Unavailable
 from fsnode_core.ids import new_id
 from fsnode_core.signing import SharePolicy, ShareSigner, private_key_from_seed, public_key_pem
 from moto.server import ThreadedMotoServer
@@ -192,18 +192,32 @@ def put_file(
 class StaticManifestSource:
     """The control-plane client's manifest and chunk-hash calls, from dicts, with
     the hash route's rules: an unknown hash is set by the first report, the same
-    hash again answers False, another one is a Conflict (409)."""
+    hash again answers False, another one is a Conflict (409).
+
+    ``up = False``: the control plane refuses (Unavailable at once). ``stalled``
+    set: manifest calls hang until it is cleared (a control plane that accepts the
+    connection and never answers). ``deleted``: file ids answered with 410.
+    """
 
     manifests: dict[str, Manifest] = field(default_factory=dict)
     hashes: dict[tuple[str, int], str] = field(default_factory=dict)
     reports: list[tuple[str, int, str]] = field(default_factory=list)
     calls: int = 0
     up: bool = True
+    stalled: threading.Event = field(default_factory=threading.Event)
+    stalled_calls: int = 0
+    deleted: set[str] = field(default_factory=set)
 
     async def fetch_manifest(self, file_id: str) -> Manifest:
         self.calls += 1
+        if self.stalled.is_set():
+            self.stalled_calls += 1
+            while self.stalled.is_set():  # the test thread clears it
+                await asyncio.sleep(0.01)
         if not self.up:
             raise Unavailable("the control plane is down")
+        if file_id in self.deleted:
+            raise Gone("file was deleted", file_id=file_id)
         try:
             manifest = self.manifests[file_id]
         except KeyError:
@@ -276,8 +290,10 @@ class EdgeServer:
         origin_endpoint: str | None = None,
         readahead_chunks: int = 2,
         trusted_proxy_hops: int = 0,
+        manifest_refresh_seconds: float = 30.0,
     ) -> None:
         self.state_dir = state_dir
+        self.manifest_refresh_seconds = manifest_refresh_seconds
         self.trusted_proxy_hops = trusted_proxy_hops
         self.cache_config = cache_config or CacheConfig(max_bytes=64 * 1024 * 1024)
         self.readahead_chunks = readahead_chunks
@@ -321,7 +337,9 @@ class EdgeServer:
         self.call(self._start())
 
     async def _start(self) -> None:
-        manifests = ManifestStore(self.source, self.state_dir)
+        manifests = ManifestStore(
+            self.source, self.state_dir, fresh_seconds=self.manifest_refresh_seconds
+        )
         cache = ChunkCache(
             self.state_dir / "cache",
             self.origin,
@@ -352,6 +370,7 @@ class EdgeServer:
         if self._runner is not None:
             self.call(self._runner.cleanup())
         if self.context is not None:
+            self.call(self.context.manifests.close())
             self.call(self.context.cache.close())
         self.call(self.fetcher.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
