@@ -1,6 +1,9 @@
 """The heartbeat loop: report disk use and load, pick up pulled work (warm, evict),
-and re-register when the control plane no longer knows this node. Serving never
-waits on it: when the control plane is down the loop just backs off and retries.
+and re-register when the control plane no longer accepts this node (401/404, or
+an answer that says dead). Serving never waits on it: when the control plane is
+down the loop just backs off and retries, and a re-registration is followed by a
+jittered pause like any other beat, growing while the control plane keeps
+rejecting the node, never a tight loop.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from fsnode_core.errors import FsnodeError, NotFound, Unauthorized, Unavailable
 from fsnode_core.ids import check_id
+from fsnode_core.models import NODE_DEAD
 
 from edge_node.background import TaskSet
 from edge_node.cache import ChunkCache
@@ -66,8 +70,9 @@ class HeartbeatLoop:
         metrics: EdgeMetrics,
         capacity_bytes: int,
         interval: float,
-        reregister: Callable[[], Awaitable[None]],
+        reregister: Callable[[str | None], Awaitable[object]],
         faults: WorkFaults | None = None,
+        pause: Callable[[asyncio.Event, float], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._cache = cache
@@ -81,32 +86,39 @@ class HeartbeatLoop:
         self._working: set[str] = set()
         self._faults = faults if faults is not None else WorkFaults.from_env()
         self._warm_attempts: Counter[tuple[str, str, int]] = Counter()
+        self._pause = pause or _pause
         self.status = "unknown"
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Beat until ``stop`` is set; failures back off up to a minute."""
-        failures = 0
+        """Beat until ``stop`` is set; failures back off up to a minute.
+
+        A rejected beat re-registers, then waits a jittered interval before the next
+        beat; rejections in a row (each followed by a re-registration, or a failed
+        attempt at one) back off like failures, so a control plane that keeps
+        answering with a node it rejects cannot drive a tight loop.
+        """
+        failures = 0  # beats in a row that the control plane could not answer
+        rejections = 0  # beats in a row that it answered "not this node"
         while not stop.is_set():
+            node_id = self._client.node_id  # the identity this beat speaks for
             try:
                 await self.beat_once()
-                failures = 0
+                failures = rejections = 0
                 delay = self.interval
-            except (Unauthorized, NotFound):
-                log.warning("control plane does not know this node; registering again")
+            except (Unauthorized, NotFound) as exc:
+                rejections += 1
+                log.warning("control plane no longer accepts this node (%s); registering again",
+                            exc.message)
                 try:
-                    await self._reregister()
-                    failures = 0
-                    delay = 0.0
+                    await self._reregister(node_id)
                 except FsnodeError as exc:
-                    failures += 1
-                    delay = _backoff(failures, self.interval)
                     log.warning("re-registration failed: %s", exc.message)
+                delay = _backoff(rejections, self.interval)
             except FsnodeError as exc:
                 failures += 1
                 delay = _backoff(failures, self.interval)
                 log.warning("heartbeat failed (%s); next try in %.1fs", exc.message, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await self._pause(stop, delay)
         await self._work.close()
 
     async def beat_once(self) -> dict[str, Any]:
@@ -120,6 +132,10 @@ class HeartbeatLoop:
         }
         answer = await self._client.heartbeat(body)
         self.status = str(answer.get("status") or self.status)
+        if self.status == NODE_DEAD:
+            # Today's control plane refuses a dead node's beat (404); an answer that
+            # says so plainly means the same, and its work is not for us.
+            raise NotFound("the control plane has declared this node dead")
         if answer.get("heartbeat_interval"):
             self.interval = max(MIN_INTERVAL, float(answer["heartbeat_interval"]))
         keys = answer.get("share_public_keys")
@@ -193,5 +209,12 @@ class HeartbeatLoop:
 
 
 def _backoff(failures: int, interval: float) -> float:
+    """Jittered: between half an interval and a ceiling that doubles per failure."""
     ceiling = min(MAX_BACKOFF, interval * 2 ** min(failures, 6))
     return random.uniform(interval / 2, max(interval, ceiling))
+
+
+async def _pause(stop: asyncio.Event, delay: float) -> None:
+    """Wait ``delay`` seconds, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -12,14 +12,13 @@ import random
 import signal
 import ssl
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from fsnode_core.errors import Conflict, FsnodeError, NotFound, Unauthorized, Unavailable
 
-from edge_node import tls
+from edge_node import registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
@@ -32,8 +31,6 @@ from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
 
 log = logging.getLogger("edge_node")
-
-IDEMPOTENCY_FILE = "register.key"
 
 
 class FatalStartError(Exception):
@@ -64,6 +61,10 @@ class EdgeNode:
         self.ssl_context: ssl.SSLContext | None = None
         self._key: Any = None
         self._runner: web.AppRunner | None = None
+        self._context: EdgeContext | None = None
+        # The idempotency key of the registration in force: the one to rotate away
+        # from when the control plane stops accepting that node.
+        self._registered_with: str | None = None
         # Registration and renewal both replace the key and certificate files.
         self._identity = asyncio.Lock()
         self._renew_now = asyncio.Event()
@@ -74,14 +75,45 @@ class EdgeNode:
         self._renew_now.set()
 
     async def register(self) -> Registration:
-        """One registration call; stores the certificate and swaps it into the server."""
+        """One registration call; stores the certificate and swaps it into the server.
+
+        It sends the stored idempotency key, so a restart (or a retry whose answer
+        was lost) gets the same node back, with its certificate."""
         async with self._identity:
             return await self._register()
 
-    async def _register(self) -> Registration:
+    async def reregister(self, rejected: str | None = None) -> Registration:
+        """Register as a new node: the control plane no longer accepts node
+        ``rejected`` (401/404, or it says dead). See ``_register_anew``."""
+        async with self._identity:
+            current = self.registration
+            if current is not None and rejected is not None and current.node_id != rejected:
+                # Already replaced (a refused renewal got there first): another
+                # registration now would orphan that new node.
+                return current
+            return await self._register_anew()
+
+    async def _register_anew(self) -> Registration:
+        previous = self.registration.node_id if self.registration else None
+        registration = await self._register(replace_rejected=True)
+        if self._context is not None:
+            self._context.node_id = registration.node_id
+        # Work addressed to the old identity (evict a deleted file) never reaches the
+        # new one: every cached manifest is checked again before it serves. The chunks
+        # stay: they are keyed by file and version and verified, whoever holds them.
+        self.manifests.distrust_all()
+        log.info("registered again (was %s) node_id=%s", previous, registration.node_id)
+        return registration
+
+    async def _register(self, *, replace_rejected: bool = False) -> Registration:
         state = self.settings.state_dir
         if self._key is None:
             self._key = await asyncio.to_thread(tls.load_or_create_key, state)
+        key = await asyncio.to_thread(registration_key.current, state)
+        if replace_rejected and key == self._registered_with:
+            # A replay of this key would hand back the rejected node. A retry after a
+            # failed attempt finds the new key already stored and sends it again.
+            key = await asyncio.to_thread(registration_key.rotate, state)
         csr = await asyncio.to_thread(tls.build_csr, self._key, self.settings.endpoint_host)
         body: dict[str, Any] = {
             "join_token": self.settings.join_token,
@@ -89,11 +121,12 @@ class EdgeNode:
             "region": self.settings.region,
             "capacity_bytes": self.settings.capacity_bytes,
             "csr": csr,
-            "idempotency_key": await asyncio.to_thread(_idempotency_key, state),
+            "idempotency_key": key,
         }
         if self.settings.lat is not None and self.settings.lng is not None:
             body["lat"], body["lng"] = self.settings.lat, self.settings.lng
         registration = await self.client.register(body)
+        self._registered_with = key
         cert_path = await asyncio.to_thread(
             tls.save_certificate,
             state,
@@ -127,7 +160,7 @@ class EdgeNode:
                 issued = await self.client.renew(csr)
             except (Unauthorized, NotFound) as exc:
                 log.warning("renewal refused (%s); registering again", exc.message)
-                await self._register()
+                await self._register_anew()
                 self.renewals += 1
                 return
             # Key first, then certificate: a crash in between leaves a mismatched
@@ -216,6 +249,7 @@ class EdgeNode:
             origin=self.origin,
             trusted_proxy_hops=self.settings.trusted_proxy_hops,
         )
+        self._context = context
         runner = web.AppRunner(
             build_app(context),
             shutdown_timeout=self.settings.shutdown_grace_seconds,
@@ -237,7 +271,7 @@ class EdgeNode:
             metrics=self.metrics,
             capacity_bytes=self.settings.capacity_bytes,
             interval=registration.heartbeat_interval,
-            reregister=self._reregister,
+            reregister=self.reregister,
         )
         heartbeat_task = asyncio.create_task(heartbeat.run(stop), name="heartbeat")
         renewal_task = asyncio.create_task(self.renew_forever(stop), name="renewal")
@@ -261,10 +295,6 @@ class EdgeNode:
             await self.client.close()
         return 0
 
-    async def _reregister(self) -> None:
-        registration = await self.register()
-        log.info("registered again node_id=%s", registration.node_id)
-
 
 async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
     """Return when any event is set or ``timeout`` seconds pass."""
@@ -275,18 +305,6 @@ async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
-
-
-def _idempotency_key(state_dir: Path) -> str:
-    # Stable across restarts, so a retried or repeated registration is one node.
-    path = state_dir / IDEMPOTENCY_FILE
-    if path.exists():
-        value = path.read_text().strip()
-        if value:
-            return value
-    value = uuid.uuid4().hex
-    tls.write_private(path, value.encode())
-    return value
 
 
 async def run(settings: EdgeSettings) -> int:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -81,19 +83,31 @@ def small_file(
     return _upload(fault_stack, tmp_path_factory.mktemp("small"), size=100_000)
 
 
+def _served_certificate(url: str) -> bytes:
+    parsed = urlparse(url)
+    return ssl.get_server_certificate((parsed.hostname, parsed.port)).encode()
+
+
 def test_restarted_edge_serves_from_its_cache(fault_stack: StackInfo, tmp_path: Path) -> None:
     data, url = _upload(fault_stack, tmp_path)
     assert _get(fault_stack, url).content == data
     index, _ = _edge_of(fault_stack, url)
+    before = StackInfo.load(Path(fault_stack.state_dir)).edges[index]
+    certificate = _served_certificate(before.url)
 
     result = run_cli("local", "restart", f"edge-{index + 1}", "--state-dir", fault_stack.state_dir)
     assert result.returncode == 0, result.stderr
-    edge_url = StackInfo.load(Path(fault_stack.state_dir)).edges[index].url
+    after = StackInfo.load(Path(fault_stack.state_dir)).edges[index]
+    edge_url = after.url
     again = _get(fault_stack, url.replace(_edge_of(fault_stack, url)[1], edge_url))
 
     assert again.content == data
     # A fresh process: every byte it served came from disk, none from the origin.
     assert _metrics(fault_stack, edge_url).get("fsnode_edge_origin_bytes_total", 0) == 0
+    # A restart replays the registration (its stored idempotency key): the same node,
+    # with the same certificate, not a new node beside a silent one.
+    assert after.node_id == before.node_id
+    assert _served_certificate(edge_url) == certificate
 
 
 def test_edges_keep_serving_while_the_control_plane_is_down(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
@@ -306,45 +307,78 @@ def _nodes_table(stack: StackInfo) -> NodeRegistry:
     return NodeRegistry(spec["env"]["FSNODE_NODES_TABLE"], client=client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "edge_node/main.py _reregister sends the stable idempotency key from register.key, so "
-        "functions/chalicelib/nodes.py register replays the stored answer: the same node id, "
-        "still dead; the next heartbeat is 404 again and heartbeat.py re-registers at once: "
-        "a hot loop (about 12 registers/s) for the idempotency window (1 h)"
-    ),
-)
 def test_an_edge_declared_dead_registers_again(origin_stack: StackInfo) -> None:
     """Prune declares a node dead when it was silent past the timeout: after a control
     plane outage (its first run after the return can come before the edge's next
-    heartbeat), a partition, or a frozen process. The edge must come back as a live node.
-
-    Last in this module: while the bug stands, this edge never becomes live again.
+    heartbeat), a partition, or a frozen process. Here the process is frozen (SIGSTOP)
+    while prune's verdict lands and a file it holds is deleted; thawed, the edge must
+    come back as a new live node (a replay of its registration would be the dead one),
+    once (no re-registration loop), still serving its cache, and the file deleted
+    while it was away must not serve from its old manifest copy.
     """
-    edge = origin_stack.edges[1]
-    log = Path(origin_stack.state_dir) / "logs" / "edge-2.log"
+    stack = StackInfo.load(Path(origin_stack.state_dir))  # a restart may have moved pids
+    edge = stack.edges[1]
+    kept, _, kept_share = _imported(stack, "dead-node/kept.bin", 200_000)
+    _, deleted_id, deleted_share = _imported(stack, "dead-node/deleted.bin", 200_000)
+    # Both read through this edge, so it holds their chunks and manifests.
+    kept_url, deleted_url = (
+        edge.url + url[len(_base(url)) :] for url in map(_edge_url, (kept_share, deleted_share))
+    )
+    for url in (kept_url, deleted_url):
+        got, _, _, complete = _raw_get(stack, url)
+        assert (got, complete) == (200, True)
+    origin_bytes = _metric(stack, edge.url, "origin_bytes_total")
+    log = Path(stack.state_dir) / "logs" / "edge-2.log"
     offset = log.stat().st_size
-    registry = _nodes_table(origin_stack)
-    node = registry.get(edge.node_id)
-    assert node is not None
-    # Prune's own verdict (the same conditional write), without waiting for its schedule.
-    assert registry.mark_dead(edge.node_id, node.last_heartbeat)
+    registry = _nodes_table(stack)
 
-    def reregistered() -> str | None:
+    def declared_dead() -> bool:
+        # Prune's own verdict (the same conditional write), without waiting for its
+        # schedule. A beat sent just before the freeze may still land in between: then
+        # the write fails, as prune's would, and is tried again.
+        node = registry.get(edge.node_id)
+        assert node is not None
+        return registry.mark_dead(edge.node_id, node.last_heartbeat)
+
+    os.kill(edge.pid, signal.SIGSTOP)
+    try:
+        _wait(declared_dead, "the frozen edge to be declared dead", 30)
+        _client(stack).delete(deleted_id)
+    finally:
+        os.kill(edge.pid, signal.SIGCONT)
+
+    def reregistered() -> list[str]:
         with log.open("rb") as handle:
             handle.seek(offset)
             text = handle.read().decode(errors="replace")
-        for line in text.splitlines():
-            if "registered again node_id=" in line:
-                return line.rsplit("node_id=", 1)[1].strip()
-        return None
+        return [
+            line.rsplit("node_id=", 1)[1].strip()
+            for line in text.splitlines()
+            if "registered again" in line
+        ]
 
-    _wait(lambda: reregistered() is not None, "the edge to register again")
-    node_id = reregistered()
-    assert node_id is not None
+    _wait(lambda: bool(reregistered()), "the edge to register again")
+    node_id = reregistered()[0]
+    assert node_id != edge.node_id
     record = registry.get(node_id)
     assert record is not None and record.status == "active", (
         f"the edge registered again as {node_id}, which is {record.status if record else None}"
     )
-    _wait(lambda: _cluster(origin_stack).get(node_id, {}).get("live") is True, "live again", 30)
+    _wait(lambda: _cluster(stack).get(node_id, {}).get("live") is True, "live again", 30)
+    dead = registry.get(edge.node_id)
+    assert dead is None or dead.status == "dead"
+
+    # The cache outlives the identity: same bytes, none of them from the origin.
+    got, _, body, complete = _raw_get(stack, kept_url)
+    assert (got, complete, body == kept) == (200, True, True)
+    assert _metric(stack, edge.url, "origin_bytes_total") == origin_bytes
+    # The evict for the deleted file was addressed to the dead identity; the edge
+    # checks its manifest copies again after registering, so the file does not serve:
+    # 410 while the file is tombstoned, 404 once its collection has removed the record.
+    got, headers, body, _ = _raw_get(stack, deleted_url)
+    assert got in (404, 410), (got, body[:200])
+    assert headers["content-type"].startswith("application/json")
+    # Heartbeats go on under the new identity, with no further re-registration.
+    beats = _cluster(stack)[node_id]["last_heartbeat"]
+    _wait(lambda: _cluster(stack)[node_id]["last_heartbeat"] > beats, "a later heartbeat", 30)
+    assert len(reregistered()) == 1, reregistered()
