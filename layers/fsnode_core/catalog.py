@@ -275,19 +275,25 @@ class ChunkCatalog(DynamoStore):
 
     def uploads_due(self, now: int) -> list[PendingUpload]:
         """Uploads whose time to complete is up (a Query of ``by_collect``'s uploads)."""
-        out: list[PendingUpload] = []
+        items = self._due_for_collection(UPLOADS_COLLECT_PK, now, "find abandoned uploads")
+        return [_upload_record(item) for item in items]
+
+    def _due_for_collection(self, partition: str, now: int, action: str) -> list[dict[str, Any]]:
+        """Every ``by_collect`` item of ``partition`` due up to ``now`` (a paginated Query)."""
+        out: list[dict[str, Any]] = []
         try:
             pages = self.client.get_paginator("query").paginate(
                 TableName=self.table_name,
                 IndexName=COLLECT_INDEX,
                 KeyConditionExpression="collect_pk = :c AND collect_sk <= :due",
-                ExpressionAttributeValues={":c": {"S": UPLOADS_COLLECT_PK},
+                # "~" sorts after every id character: every item due up to ``now``.
+                ExpressionAttributeValues={":c": {"S": partition},
                                            ":due": {"S": f"{max(now, 0):012d}#~"}},
             )
             for page in pages:
-                out.extend(_upload_record(item) for item in page.get("Items", []))
+                out.extend(page.get("Items", []))
         except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "find abandoned uploads") from exc
+            raise domain_error(exc, action) from exc
         return out
 
     def _set_upload_state(self, upload: PendingUpload, state: str, *, expected: str | None,
@@ -590,21 +596,8 @@ class ChunkCatalog(DynamoStore):
         A Query of the sparse ``by_collect`` index up to ``now``: it reads only files due
         for collection, however many files the table holds.
         """
-        out: list[FileRecord] = []
-        try:
-            pages = self.client.get_paginator("query").paginate(
-                TableName=self.table_name,
-                IndexName=COLLECT_INDEX,
-                KeyConditionExpression="collect_pk = :c AND collect_sk <= :due",
-                # "~" sorts after every id character: every file due up to ``now``.
-                ExpressionAttributeValues={":c": {"S": COLLECT_PK},
-                                           ":due": {"S": f"{max(now, 0):012d}#~"}},
-            )
-            for page in pages:
-                out.extend(_meta_record(item) for item in page.get("Items", []))
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "find files to collect") from exc
-        return out
+        items = self._due_for_collection(COLLECT_PK, now, "find files to collect")
+        return [_meta_record(item) for item in items]
 
     def drop_work(self, node_id: str, kind: str, file_id: str, version: str) -> int:
         """Remove a node's queued work of one kind for one file version (superseded)."""
