@@ -286,8 +286,13 @@ def test_bad_bodies_get_json_errors(cp_api: Any, cp_stack: Any) -> None:
     assert bad_json.status_code == 400 and error_of(bad_json)["code"] == "invalid_input"
     not_object = cp_api.call("POST", "/nodes/register", b"[1, 2]", key=False)
     assert not_object.status_code == 400
-    huge = cp_api.call("POST", "/files", b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    # POST /files takes up to 4 MiB (a large file's declared hashes); others 1 MiB.
+    huge = cp_api.call("POST", "/files", b'{"name": "' + b"x" * (5 * 1024 * 1024) + b'"}')
     assert huge.status_code == 413 and error_of(huge)["code"] == "payload_too_large"
+    big = b'{"join_token": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    huge_register = cp_api.call("POST", "/nodes/register", big, key=False)
+    assert huge_register.status_code == 413
+    assert error_of(huge_register)["code"] == "payload_too_large"
     wrong_type = cp_api.call(
         "POST", "/files", b"name=x", headers={"content-type": "application/x-www-form-urlencoded"}
     )
