@@ -151,7 +151,7 @@ def _read_seconds(url: str, stack: BenchStack, expected: int, timeout: float) ->
 def measure_cold_seq(stack: BenchStack, config: BenchConfig) -> list[Row]:
     if stack.proxy is None:
         raise Unavailable("the throttling proxy did not start")
-    size = config.pick_int(256 * MIB, 32 * MIB, 8 * MIB)
+    size = config.pick_int(256 * MIB, 32 * MIB, 4 * MIB)
     rate = origin_rate(config)
     edge = stack.edges[THROTTLED]
     shared = stack.upload(f"cold-seq-{size}", size)

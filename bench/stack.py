@@ -41,7 +41,7 @@ MIB = 1024 * 1024
 
 def origin_rate(config: BenchConfig) -> float:
     """Bytes per second per origin connection behind the throttling proxy."""
-    return config.pick(16 * MIB, 8 * MIB, 8 * MIB)
+    return config.pick(16 * MIB, 8 * MIB, 32 * MIB)
 
 
 @dataclass(slots=True)
