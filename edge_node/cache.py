@@ -35,11 +35,12 @@ descriptors keep reading.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import hashlib
 import logging
-import math
+import mmap
 import os
 import re
 import shutil
@@ -56,6 +57,7 @@ from fsnode_core.ids import check_id
 from edge_node.admission import MemoryAdmission
 from edge_node.background import TaskSet, retrieve_exception
 from edge_node.diskio import pread, read_if_cached
+from edge_node.fill_parts import check_tiling, fill_parts, first_part_leads
 from edge_node.manifests import ChunkInfo, Manifest
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ log = logging.getLogger(__name__)
 # (file_id, version tag, chunk index): a new version is a new key, so a chunk of
 # an overwritten file can never be served for the new version.
 ChunkKey = tuple[str, str, int]
+# A chunk's bytes in memory: a fill's buffer (``zeroed``) or a file read (promotion).
+Buffer = bytes | bytearray | mmap.mmap
 
 MIB = 1024 * 1024
 # Largest block handed to the writer at once: bounds per-connection buffering.
@@ -112,6 +116,9 @@ class CacheConfig:
     fill_memory_bytes: int = 64 * MIB
     part_bytes: int = 2 * MIB
     max_parts: int = 4
+    # A fill a reader starts asks first for this much at the reader's offset, so its
+    # first byte waits for one short GET (0: every fill takes the even layout).
+    first_part_bytes: int = 256 * 1024
     max_prefetch_fills: int = 4
     maintain_interval: float = 5.0
 
@@ -124,6 +131,8 @@ class CacheConfig:
             raise ValueError("the minimum free share must be in [0, 1)")
         if self.part_bytes <= 0 or self.max_parts <= 0 or self.fill_memory_bytes <= 0:
             raise ValueError("fill parts and fill memory must be positive")
+        if self.first_part_bytes < 0:
+            raise ValueError("the first part's size must not be negative")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -156,7 +165,7 @@ class CacheEntry:
 
 @dataclass(slots=True)
 class MemoryEntry:
-    data: bytes | bytearray
+    data: Buffer
     pins: int = 0
 
 
@@ -186,19 +195,25 @@ class CacheStats:
 
 
 class FillBuffer:
-    """One attempt at one chunk: a preallocated buffer filled by concurrent parts."""
+    """One attempt at one chunk: a preallocated buffer filled by concurrent parts.
 
-    def __init__(self, length: int, part_bytes: int, max_parts: int) -> None:
+    ``parts`` are ``(start, stop)`` ranges tiling the chunk, in the order they are
+    requested (``edge_node.fill_parts``); each part's bytes land in order from its
+    start, so what is in place is, per part, a prefix of it. With ``lead``, the
+    first part is requested alone until its first bytes arrive (a reader waits for it).
+    """
+
+    def __init__(self, length: int, parts: list[tuple[int, int]], *, lead: bool = False) -> None:
+        check_tiling(length, parts)
         self.length = length
-        self.data = bytearray(length)
+        self.lead = lead and len(parts) > 1
+        self.data = zeroed(length)
         self.view = memoryview(self.data)
-        count = max(1, min(max_parts, math.ceil(length / part_bytes)))
-        self.part_size = max(1, math.ceil(length / count))
-        self.parts = [
-            (start, min(length, start + self.part_size))
-            for start in range(0, length, self.part_size)
-        ] or [(0, 0)]
-        self.done = [0] * len(self.parts)
+        self.parts = parts
+        self.done = [0] * len(parts)
+        # Part indices by start offset, to find the part holding a position.
+        self._by_start = sorted(range(len(parts)), key=lambda i: parts[i][0])
+        self._starts = [parts[i][0] for i in self._by_start]
         self.outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.outcome.add_done_callback(_retrieve_future)
         self._wake = asyncio.Event()
@@ -219,18 +234,20 @@ class FillBuffer:
         await self._wake.wait()
 
     def available(self, pos: int) -> int:
-        """The end of the bytes in place from ``pos`` on (``pos`` if none yet)."""
+        """The end of the bytes in place from ``pos`` on (``pos`` if none yet): through
+        the part holding ``pos`` and on into the next ones while each is complete."""
         end = pos
-        index = pos // self.part_size
-        while index < len(self.parts):
-            start, stop = self.parts[index]
-            filled = start + self.done[index]
+        order = bisect.bisect_right(self._starts, pos) - 1
+        while 0 <= order < len(self._by_start):
+            part = self._by_start[order]
+            start, stop = self.parts[part]
+            filled = start + self.done[part]
             if filled <= end:
                 break
             end = filled
             if filled < stop:
                 break
-            index += 1
+            order += 1
         return end
 
     def prefix(self) -> int:
@@ -249,6 +266,23 @@ class FillBuffer:
         self.notify()
 
 
+def zeroed(length: int) -> Buffer:
+    """A writable buffer of ``length`` bytes whose pages the kernel supplies as they
+    are first written. ``bytearray(n)`` zeroes all of them up front: for a 4 MiB
+    chunk that is about a thousand page faults (milliseconds on a VM) before the
+    first origin GET could start, where the fill needs only the first part's."""
+    if length == 0:
+        return bytearray()
+    return mmap.mmap(-1, length)
+
+
+def _held(reservation: asyncio.Task[bool]) -> bool:
+    """Whether a finished disk reservation set bytes aside."""
+    if not reservation.done() or reservation.cancelled():
+        return False
+    return reservation.exception() is None and reservation.result()
+
+
 def _retrieve_future(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
@@ -261,6 +295,9 @@ class _Fill:
     task: asyncio.Task[bool] | None = None
     buffer: FillBuffer | None = None
     prefetch: bool = False
+    # Where in the chunk the reader that started the fill begins (None: no reader,
+    # as for read-ahead and warm work): its bytes are asked for first.
+    start: int | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
@@ -601,19 +638,23 @@ class ChunkCache:
 
     @contextlib.asynccontextmanager
     async def lease(
-        self, manifest: Manifest, index: int, *, memory: bool = True
+        self, manifest: Manifest, index: int, *, memory: bool = True, offset: int | None = None
     ) -> AsyncIterator[ChunkLease]:
         """Hold chunk ``index`` of ``manifest`` (filling it on a miss) while in use."""
-        held = await self.acquire(manifest, index, memory=memory)
+        held = await self.acquire(manifest, index, memory=memory, offset=offset)
         try:
             yield held
         finally:
             self.release(held)
 
-    async def acquire(self, manifest: Manifest, index: int, *, memory: bool = True) -> ChunkLease:
+    async def acquire(
+        self, manifest: Manifest, index: int, *, memory: bool = True, offset: int | None = None
+    ) -> ChunkLease:
         """A lease on the chunk: from memory, from disk, or streaming from its fill.
 
         ``memory=False`` prefers the disk copy (kernel sendfile on plain HTTP).
+        ``offset`` is where in the chunk the caller will start reading: a fill this
+        call starts fetches the bytes from there first (``edge_node.fill_parts``).
         Call ``release`` when done.
         """
         if not 0 <= index < len(manifest.chunks):
@@ -634,7 +675,7 @@ class ChunkCache:
                 counted = True
             fill = self._inflight.get(key)
             if fill is None:
-                fill = self._start_fill(key, manifest, index, False)
+                fill = self._start_fill(key, manifest, index, False, start=offset)
                 self.stats.demand_fills += 1
             buffer = await self._attach(fill)
             if buffer is not None:
@@ -752,8 +793,18 @@ class ChunkCache:
         self._start_fill(key, manifest, index, True)
         return True
 
-    def _start_fill(self, key: ChunkKey, manifest: Manifest, index: int, prefetch: bool) -> _Fill:
-        fill = _Fill(prefetch=prefetch)
+    def _start_fill(
+        self,
+        key: ChunkKey,
+        manifest: Manifest,
+        index: int,
+        prefetch: bool,
+        *,
+        start: int | None = None,
+    ) -> _Fill:
+        if start is not None and not 0 <= start < manifest.chunks[index].length:
+            start = None
+        fill = _Fill(prefetch=prefetch, start=start)
         if prefetch:
             self._prefetching += 1
         task = asyncio.create_task(
@@ -788,14 +839,22 @@ class ChunkCache:
             if not holding:
                 await budget.acquire(chunk.length)
                 holding = True
-            reserved = await self._reserve(chunk.length)
+            # Disk room is set aside while the origin is read (its statvfs and any
+            # eviction are thread hops the first byte need not wait for); the chunk is
+            # kept only once it is, so a burst of misses still cannot pass the cap.
+            reservation = asyncio.create_task(self._reserve(chunk.length))
             try:
                 buffer, digest = await self._download_verified(manifest, chunk, fill)
                 self._memory_put(key, buffer.data)
                 self.stats.fills += 1
-                stored = reserved and await self._store(key, buffer.data)
+                stored = await self._reserved_now(reservation) and await self._store(
+                    key, buffer.data
+                )
             finally:
-                if reserved:
+                if not reservation.done():
+                    reservation.cancel()  # it adds its bytes only as it returns True
+                    await asyncio.gather(reservation, return_exceptions=True)
+                if _held(reservation):
                     self._reserved -= chunk.length
             if not stored:
                 self.stats.not_stored += 1
@@ -815,7 +874,15 @@ class ChunkCache:
             if holding:
                 budget.release(chunk.length)
 
-    async def _store(self, key: ChunkKey, data: bytearray) -> bool:
+    @staticmethod
+    async def _reserved_now(reservation: asyncio.Task[bool]) -> bool:
+        try:
+            return await asyncio.shield(reservation)
+        except OSError as exc:
+            log.warning("could not make room for a chunk: %s", exc)
+            return False
+
+    async def _store(self, key: ChunkKey, data: Buffer) -> bool:
         try:
             await asyncio.to_thread(self._write_atomic, self.path_for(key), data)
         except OSError as exc:
@@ -861,7 +928,11 @@ class ChunkCache:
         """
         expected = chunk.sha256
         for attempt in (1, 2):
-            buffer = FillBuffer(chunk.length, self.config.part_bytes, self.config.max_parts)
+            buffer = FillBuffer(
+                chunk.length,
+                self._parts(chunk.length, fill.start),
+                lead=first_part_leads(chunk.length, fill.start, self.config.first_part_bytes),
+            )
             fill.buffer = buffer
             fill.notify()
             try:
@@ -896,6 +967,16 @@ class ChunkCache:
             return buffer, digest
         raise AssertionError("unreachable")
 
+    def _parts(self, length: int, start: int | None) -> list[tuple[int, int]]:
+        config = self.config
+        return fill_parts(
+            length,
+            config.part_bytes,
+            config.max_parts,
+            start=start,
+            first_bytes=config.first_part_bytes,
+        )
+
     async def _settle(self, manifest: Manifest, chunk: ChunkInfo, digest: str) -> str:
         if self._hashes is None:
             raise Unavailable("the chunk's SHA-256 is unknown", chunk=chunk.index)
@@ -903,7 +984,14 @@ class ChunkCache:
 
     async def _download(self, buffer: FillBuffer, manifest: Manifest, chunk: ChunkInfo) -> str:
         """Concurrent ranged reads of the parts, hashing the prefix as it grows; the
-        SHA-256 of the whole chunk."""
+        SHA-256 of the whole chunk.
+
+        A leading first part (a reader's offset) goes out alone, the others once its
+        first bytes are in (or it has ended): requests started together share the
+        origin's and the uplink's capacity, and an origin that builds each answer
+        before sending it (the local stack's moto) would make the small GET wait
+        for the large ones. The rest of the chunk starts one origin round trip later.
+        """
 
         async def part(index: int, start: int, stop: int) -> None:
             await self._origin.read_into(
@@ -916,17 +1004,25 @@ class ChunkCache:
                 etag=manifest.origin_etag,
             )
 
-        tasks = [
-            asyncio.create_task(part(i, start, stop))
-            for i, (start, stop) in enumerate(buffer.parts)
-            if stop > start
-        ]
-        for task in tasks:
-            task.add_done_callback(lambda _t: buffer.notify())
+        tasks: list[asyncio.Task[None]] = []
+
+        def launch(indices: range) -> None:
+            for i in indices:
+                start, stop = buffer.parts[i]
+                if stop > start:
+                    task = asyncio.create_task(part(i, start, stop))
+                    task.add_done_callback(lambda _t: buffer.notify())
+                    tasks.append(task)
+
+        held = buffer.lead
+        launch(range(1) if held else range(len(buffer.parts)))
         digest = hashlib.sha256()
         hashed = 0
         try:
             while hashed < buffer.length:
+                if held and (buffer.done[0] > 0 or tasks[0].done()):
+                    held = False
+                    launch(range(1, len(buffer.parts)))
                 for task in tasks:
                     if task.done() and not task.cancelled():
                         error = task.exception()
@@ -945,7 +1041,7 @@ class ChunkCache:
             await asyncio.gather(*tasks, return_exceptions=True)
         return digest.hexdigest()
 
-    def _write_atomic(self, path: Path, data: bytearray) -> None:
+    def _write_atomic(self, path: Path, data: Buffer) -> None:
         # No fsync: after a crash a damaged chunk fails its lazy SHA-256 check at
         # first use and is refetched, so durability is not worth a disk flush.
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -978,7 +1074,7 @@ class ChunkCache:
         return victims if room >= size else None
 
     def _memory_put(
-        self, key: ChunkKey, data: bytes | bytearray, *, by_frequency: bool = False
+        self, key: ChunkKey, data: Buffer, *, by_frequency: bool = False
     ) -> bool:
         """Keep a chunk in memory, pushing out least-recently-used ones. A fill always
         goes in (a chunk just fetched is the likeliest next hit); a promotion only

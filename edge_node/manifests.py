@@ -190,6 +190,14 @@ class _Copy:
     retry_at: float = 0.0
 
 
+def _may_fall_back(fetch: asyncio.Task[Manifest]) -> bool:
+    """Whether a disk copy may still stand in for this lookup's answer: not once the
+    control plane has answered (a manifest, or that the file is gone)."""
+    if not fetch.done():
+        return True
+    return not fetch.cancelled() and isinstance(fetch.exception(), (Unavailable, Unauthorized))
+
+
 class ManifestStore:
     """Manifests by file id: memory first, then the source, then the disk copy.
 
@@ -229,9 +237,11 @@ class ManifestStore:
         # (the loop keeps only weak ones), cancelled by ``close``.
         self._tasks: set[asyncio.Task[Manifest]] = set()
         self._refreshing: set[str] = set()  # files whose refresh runs in the background
-        # Disk writes go one at a time and copy what memory holds then, so the disk
-        # copy ends up as the latest manifest (learned hashes included).
-        self._disk_lock = asyncio.Lock()
+        # Disk copies are written behind the answers, by one writer task that takes
+        # what memory holds when it gets to a file, so the disk copy ends up as the
+        # latest manifest (learned hashes included) and no request waits for a write.
+        self._unwritten: dict[str, None] = {}  # file ids, in the order they changed
+        self._writer: asyncio.Task[None] | None = None
 
     async def get(self, file_id: str, version: str | None) -> Manifest:
         """The manifest of ``file_id`` if its current version is ``version`` (any
@@ -245,15 +255,19 @@ class ManifestStore:
         if manifest is not None:
             return manifest
         copy = self._memory.get(file_id)
+        # Ask the control plane first, then look for a disk copy while it answers: a
+        # file never seen (the cold path) waits for one request, not a disk read too.
+        fetch = self._fetch_task(file_id)
         if copy is None:
             disk = await asyncio.to_thread(self._read_disk, file_id)
-            if disk is not None:
-                copy = self._memory.setdefault(
-                    file_id, _Copy(disk, checked_at=float("-inf"), trusted=False)
+            copy = self._memory.get(file_id)  # the answer may have landed meanwhile
+            if copy is None and disk is not None and _may_fall_back(fetch):
+                copy = self._memory[file_id] = _Copy(
+                    disk, checked_at=float("-inf"), trusted=False
                 )
         usable = copy is not None and version in (None, copy.manifest.version)
         try:
-            manifest = await self._fetch(file_id)
+            manifest = await asyncio.shield(fetch)
         except (Unavailable, Unauthorized) as exc:
             # Unauthorized: this node's registration is being replaced; not the file's fault.
             if copy is None or not usable:
@@ -307,12 +321,13 @@ class ManifestStore:
         if manifest is copy.manifest:
             return
         copy.manifest = manifest
-        await self._persist(file_id)
+        self._persist(file_id)
 
     def forget(self, file_id: str) -> None:
         """Drop the copy (memory and disk); a lookup in flight will not store its answer."""
         self._memory.pop(file_id, None)
         self._inflight.pop(file_id, None)
+        self._unwritten.pop(file_id, None)
         with contextlib.suppress(FileNotFoundError):
             (self._dir / f"{file_id}.json").unlink()
 
@@ -322,11 +337,18 @@ class ManifestStore:
         for copy in self._memory.values():
             copy.trusted = False
 
+    async def flush(self) -> None:
+        """Wait until the disk copies match memory (the writer has caught up)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
     async def close(self) -> None:
+        """Stop lookups; finish the disk writes (learned hashes must survive a restart)."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.flush()
 
     def _revalidate(self, file_id: str, copy: _Copy) -> None:
         """Start a background refresh of a stale copy, unless one is running (for this
@@ -356,9 +378,11 @@ class ManifestStore:
         log.warning("manifest refresh failed (%s); serving the cached copy file=%s", exc, file_id)
 
     async def _fetch(self, file_id: str) -> Manifest:
+        return await asyncio.shield(self._fetch_task(file_id))
+
+    def _fetch_task(self, file_id: str) -> asyncio.Task[Manifest]:
         # Collapse concurrent lookups of one file into one control-plane call.
-        task = self._inflight.get(file_id) or self._start_fetch(file_id)
-        return await asyncio.shield(task)
+        return self._inflight.get(file_id) or self._start_fetch(file_id)
 
     def _start_fetch(self, file_id: str) -> asyncio.Task[Manifest]:
         task = asyncio.create_task(self._fetch_and_store(file_id))
@@ -390,17 +414,38 @@ class ManifestStore:
         if copy is not None and copy.manifest.version == manifest.version:
             manifest = manifest.with_hashes(copy.manifest.known_hashes())
         self._memory[file_id] = _Copy(manifest, checked_at=time.monotonic(), trusted=True)
-        await self._persist(file_id)
+        self._persist(file_id)
         return manifest
 
     def _current_fetch(self, file_id: str) -> bool:
         return self._inflight.get(file_id) is asyncio.current_task()
 
-    async def _persist(self, file_id: str) -> None:
-        async with self._disk_lock:
-            copy = self._memory.get(file_id)
-            if copy is not None:
-                await asyncio.to_thread(self._write_disk, copy.manifest)
+    def _persist(self, file_id: str) -> None:
+        """Have the writer store memory's copy of ``file_id`` on disk, soon."""
+        self._unwritten[file_id] = None
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_behind(), name="manifest-writer")
+
+    async def _write_behind(self) -> None:
+        try:
+            while self._unwritten:
+                file_id = next(iter(self._unwritten))
+                del self._unwritten[file_id]
+                copy = self._memory.get(file_id)
+                if copy is None:
+                    continue  # forgotten: ``forget`` removed the disk copy
+                try:
+                    await asyncio.to_thread(self._write_disk, copy.manifest)
+                except (OSError, ValueError, TypeError) as exc:
+                    # Memory still serves; only the copy for a restart is missing.
+                    log.warning("could not store a manifest file=%s: %s", file_id, exc)
+                    continue
+                if file_id not in self._memory:
+                    # Forgotten while the write ran: the unlink may have come first.
+                    with contextlib.suppress(FileNotFoundError):
+                        (self._dir / f"{file_id}.json").unlink()
+        finally:
+            self._writer = None
 
     def _read_disk(self, file_id: str) -> Manifest | None:
         path = self._dir / f"{file_id}.json"

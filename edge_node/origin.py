@@ -102,6 +102,8 @@ class OriginFetcher:
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._urls: dict[tuple[str, str, str | None], tuple[float, str]] = {}
+        # Signings in progress: the parts of a cold chunk all wait for the same one.
+        self._signing: dict[tuple[str, str, str | None], asyncio.Future[str]] = {}
         # Counters for /metrics.
         self.requests = 0
         self.retries = 0
@@ -148,18 +150,32 @@ class OriginFetcher:
 
     async def _url(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bool]:
         """A presigned GET URL, and whether it was reused rather than signed now."""
+        name = (bucket, key, version_id)
         now = time.monotonic()
-        cached = self._urls.get((bucket, key, version_id))
+        cached = self._urls.get(name)
         if cached is not None and now - cached[0] < _URL_REUSE:
             return cached[1], True
+        signing = self._signing.get(name)
+        if signing is None:
+            signing = asyncio.ensure_future(asyncio.to_thread(self._sign, bucket, key, version_id))
+            self._signing[name] = signing
+            signing.add_done_callback(lambda done: self._signed(name, now, done))
         try:
-            url: str = await asyncio.to_thread(self._sign, bucket, key, version_id)
+            # shield: one part giving up must not cancel the signing the others await.
+            return await asyncio.shield(signing), False
         except BotoCoreError as exc:  # no credentials, no region: retrying will not help
             raise OriginError("cannot sign origin requests", reason=str(exc)) from exc
+
+    def _signed(
+        self, name: tuple[str, str, str | None], started: float, done: asyncio.Future[str]
+    ) -> None:
+        if self._signing.get(name) is done:
+            del self._signing[name]
+        if done.cancelled() or done.exception() is not None:
+            return  # the awaiting parts see the error
         if len(self._urls) > 4096:
             self._urls.clear()
-        self._urls[(bucket, key, version_id)] = (now, url)
-        return url, False
+        self._urls[name] = (started, done.result())
 
     async def read_into(
         self,

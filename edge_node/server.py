@@ -459,10 +459,11 @@ async def _stream(
     if plan:
         start, end = plan[0]
         index = start // chunk_size
+        offset = start % chunk_size
         first_lease = cache.hit(manifest, index, memory=not plain)
         if first_lease is None:
-            first_lease = await cache.acquire(manifest, index, memory=not plain)
-        offset = start % chunk_size
+            # A fill this starts asks for the bytes at ``offset`` first (a seek).
+            first_lease = await cache.acquire(manifest, index, memory=not plain, offset=offset)
         try:
             await first_lease.ready(offset, min(end - start + 1, chunk_size - offset))
         except BaseException:
@@ -484,7 +485,9 @@ async def _stream(
                 else:
                     held = cache.hit(manifest, piece.index, memory=not plain)
                     if held is None:
-                        held = await cache.acquire(manifest, piece.index, memory=not plain)
+                        held = await cache.acquire(
+                            manifest, piece.index, memory=not plain, offset=piece.offset_in_chunk
+                        )
                     lease = held
                 try:
                     # A piece that fits one write and needs no waiting goes out here;

@@ -62,6 +62,8 @@ class EdgeSettings:
     # most parallel_parts of them; connections caps all origin GETs at once.
     origin_part_bytes: int = 2 * MIB
     origin_parallel_parts: int = 4
+    # A fill a reader starts asks first for this much at the reader's offset (0: off).
+    origin_first_part_bytes: int = 256 * 1024
     origin_connections: int = 32
     origin_attempts: int = 4
     origin_budget_seconds: float = 30.0
@@ -86,6 +88,7 @@ class EdgeSettings:
             fill_memory_bytes=self.fill_memory_bytes,
             part_bytes=self.origin_part_bytes,
             max_parts=self.origin_parallel_parts,
+            first_part_bytes=self.origin_first_part_bytes,
         )
 
     def origin_config(self) -> OriginConfig:
@@ -146,6 +149,9 @@ class EdgeSettings:
             fill_memory_bytes=_int(source, "FSNODE_FILL_MEMORY_BYTES", DEFAULT_FILL_MEMORY_BYTES),
             origin_part_bytes=_int(source, "FSNODE_ORIGIN_PART_BYTES", 2 * MIB),
             origin_parallel_parts=_int(source, "FSNODE_ORIGIN_PARALLEL_PARTS", 4),
+            origin_first_part_bytes=_int(
+                source, "FSNODE_ORIGIN_FIRST_PART_BYTES", 256 * 1024, zero=True
+            ),
             origin_connections=_int(source, "FSNODE_ORIGIN_CONNECTIONS", 32),
             origin_attempts=_int(source, "FSNODE_ORIGIN_ATTEMPTS", 4),
             origin_budget_seconds=_seconds(source, "FSNODE_ORIGIN_BUDGET_SECONDS", 30.0),

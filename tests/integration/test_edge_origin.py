@@ -11,6 +11,7 @@ disk watermarks and memory tier bounds.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 from collections.abc import Iterator
@@ -192,6 +193,35 @@ def test_fifty_cold_requests_make_one_set_of_parallel_ranged_gets(
     assert all(body == DATA[first : last + 1] for _, body in results)
     # One fill of chunk 1, as four concurrent ranged GETs, and nothing else.
     assert sorted(proxy.gets_for(manifest.key)) == part_ranges(1)
+
+
+def test_a_seek_into_a_cold_chunk_streams_from_a_small_get_at_its_offset(
+    stack: Stack, proxy: OriginProxy
+) -> None:
+    head = 8 * 1024
+    seeker = stack.edge(first_part_bytes=head)
+    try:
+        manifest = publish(seeker)
+        first = CHUNK + PART + 30_000  # well inside chunk 1's second even part
+        last = first + 3999
+        # Every origin answer stops after about its status, headers and `head` bytes:
+        # only a GET that starts at the reader's offset can bring the reader its bytes.
+        proxy.pause(head + 2048)
+        with get(seeker, manifest, first, last, stream=True, timeout=30) as answer:
+            assert answer.status_code == 206
+            assert answer.raw.read(3999) == DATA[first:last]  # the last byte waits for the hash
+            assert context_of(seeker).cache.is_filling(manifest, 1)
+            proxy.release()
+            assert answer.raw.read() == DATA[last : last + 1]
+        cache = context_of(seeker).cache
+        wait_for(lambda: cache.contains(manifest, 1), "the chunk verified and kept")
+        gets = sorted(proxy.gets_for(manifest.key))
+        assert (first, first + head - 1) in gets
+        # One fill, whose GETs cover chunk 1 exactly once.
+        assert gets[0][0] == CHUNK and gets[-1][1] == 2 * CHUNK - 1
+        assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(gets))
+    finally:
+        seeker.stop()
 
 
 def test_sequential_reads_fetch_the_next_chunks_ahead(edge: EdgeServer, proxy: OriginProxy) -> None:

@@ -319,6 +319,160 @@ async def test_a_chunk_is_fetched_as_concurrent_ranged_parts(tmp_path: Path) -> 
     assert sorted(origin.calls) == [(1000, 250), (1250, 250), (1500, 250), (1750, 250)]
 
 
+class HeadFirstOrigin(Origin):
+    """Holds every read that does not start at ``head`` (an absolute offset) until
+    ``others`` is set, and the one that does until ``head_go`` is; ``asked`` lists
+    every read as it is asked for (``calls``: as it passes its hold)."""
+
+    def __init__(self, data: bytes, head: int, **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self.head = head
+        self.others = asyncio.Event()
+        self.head_go = asyncio.Event()
+        self.head_go.set()
+        self.asked: list[int] = []
+
+    async def read_into(self, bucket: str, key: str, offset: int, view: memoryview,
+                        progress: Callable[[int], None], **kwargs: Any) -> None:
+        self.asked.append(offset)
+        await (self.head_go if offset == self.head else self.others).wait()
+        await super().read_into(bucket, key, offset, view, progress, **kwargs)
+
+
+SEEK = config(part_bytes=250, max_parts=4, first_part_bytes=100)
+# Chunk 1 read from offset 600: first [600, 700), then the even parts without it,
+# the bytes after the first part before the prefix.
+SEEK_PARTS = [(1600, 100), (1700, 50), (1750, 250), (1000, 250), (1250, 250), (1500, 100)]
+
+
+async def guarded(step: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``step``, failing the test instead of hanging if it never finishes."""
+    return await asyncio.wait_for(step, 30)
+
+
+@run_async
+async def test_a_seek_into_a_cold_chunk_waits_only_for_a_small_get_at_its_offset(
+    tmp_path: Path,
+) -> None:
+    origin = HeadFirstOrigin(DATA, head=1600)
+    cache = await opened(tmp_path, origin, SEEK)
+    manifest = make_manifest(DATA)
+    lease = await cache.acquire(manifest, 1, offset=600)
+    # Every other part is held at the origin: the reader's bytes came from one GET.
+    await guarded(lease.ready(600, 100))
+    blocks = lease.blocks(600, 100)
+    assert bytes(await guarded(anext(blocks))) == DATA[1600:1699]  # the last byte is held back
+    assert origin.calls == [(1600, 100)] and not cache.contains(manifest, 1)
+    origin.others.set()
+    assert b"".join([bytes(b) async for b in blocks]) == DATA[1699:1700]
+    cache.release(lease)
+    await settle(cache)
+    # The whole chunk was fetched once, verified and kept.
+    assert origin.calls[0] == (1600, 100)
+    assert sorted(origin.calls) == sorted(SEEK_PARTS)
+    assert cache.contains(manifest, 1) and cache.stats.fills == 1
+    assert await read_chunk(cache, manifest, 1) == DATA[CHUNK : 2 * CHUNK]
+
+
+@run_async
+async def test_the_rest_of_a_seek_fill_is_asked_for_once_the_first_bytes_arrive(
+    tmp_path: Path,
+) -> None:
+    origin = HeadFirstOrigin(DATA, head=1600)
+    origin.head_go.clear()
+    origin.others.set()
+    cache = await opened(tmp_path, origin, SEEK)
+    manifest = make_manifest(DATA)
+    lease = await cache.acquire(manifest, 1, offset=600)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    # The first part has not answered: nothing else competes with it at the origin.
+    assert origin.asked == [1600]
+    origin.head_go.set()
+    assert b"".join([bytes(b) async for b in lease.blocks(600, 100)]) == DATA[1600:1700]
+    cache.release(lease)
+    await settle(cache)
+    assert origin.asked[0] == 1600 and sorted(origin.calls) == sorted(SEEK_PARTS)
+    assert cache.contains(manifest, 1)
+
+
+@run_async
+async def test_a_seek_fill_still_checks_the_whole_chunk_before_the_last_byte(
+    tmp_path: Path,
+) -> None:
+    # Both tries damage the prefix part (reads at the chunk's start), never the bytes
+    # the reader asked for: only the SHA-256 over the whole chunk can tell.
+    origin = HeadFirstOrigin(DATA, head=1600, corrupt_reads=2)
+    origin.others.set()
+    cache = await opened(tmp_path, origin, SEEK)
+    manifest = make_manifest(DATA)
+    lease = await cache.acquire(manifest, 1, offset=600)
+    sent = b""
+    with pytest.raises(IntegrityError):
+        async for block in lease.blocks(600, 100):
+            sent += bytes(block)
+    cache.release(lease)
+    assert sent == DATA[1600:1699]
+    await settle(cache)
+    assert not cache.contains(manifest, 1) and cache.used_bytes == 0
+    # The second try kept the reader's layout.
+    assert sorted(origin.calls) == sorted(SEEK_PARTS * 2)
+
+
+@run_async
+async def test_collapsed_readers_share_a_seek_fill(tmp_path: Path) -> None:
+    origin = Origin(DATA, delay=0.01)
+    cache = await opened(tmp_path, origin, SEEK)
+    manifest = make_manifest(DATA)
+
+    async def read(offset: int) -> bytes:
+        async with cache.lease(manifest, 1, offset=offset) as lease:
+            return b"".join([bytes(b) async for b in lease.blocks(offset, CHUNK - offset)])
+
+    results = await asyncio.gather(*(read(offset) for offset in (600, 0, 999, 250) * 5))
+    assert results == [DATA[CHUNK + o : 2 * CHUNK] for o in (600, 0, 999, 250) * 5]
+    assert sorted(origin.calls) == sorted(SEEK_PARTS)  # one fill, laid out for the first
+
+
+@run_async
+async def test_read_ahead_and_warm_fills_keep_the_even_layout(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    cache = await opened(tmp_path, origin, SEEK)
+    manifest = make_manifest(DATA)
+    await cache.ensure(manifest, 1)
+    assert cache.prefetch(manifest, 2)
+    await settle(cache)
+    assert sorted(origin.calls) == [(base + i * 250, 250) for base in (1000, 2000)
+                                    for i in range(4)]
+    # A reader at a chunk's start still gets a short first GET of its own.
+    async with cache.lease(manifest, 0, offset=0) as lease:
+        assert b"".join([bytes(b) async for b in lease.blocks(0, CHUNK)]) == DATA[:CHUNK]
+    assert origin.calls[8] == (0, 100)
+    assert sorted(origin.calls[8:]) == [(0, 100), (100, 150), (250, 250), (500, 250), (750, 250)]
+
+
+@run_async
+async def test_the_origin_is_read_while_disk_room_is_being_made(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    cache = await opened(tmp_path, origin)
+    manifest = make_manifest(DATA)
+    disk_checked = asyncio.Event()
+    refresh = cache._refresh_disk
+
+    async def slow_refresh() -> None:  # a statvfs that takes its time
+        await disk_checked.wait()
+        await refresh()
+
+    cache._refresh_disk = slow_refresh  # type: ignore[method-assign]
+    async with cache.lease(manifest, 2, offset=0) as lease:
+        sent = b"".join([bytes(b) async for b in lease.blocks(0, CHUNK)])
+    assert sent == DATA[2000:3000]  # served, verified, before the room was known
+    assert not cache.contains(manifest, 2) and cache.inflight == 1
+    disk_checked.set()
+    await settle(cache)
+    assert cache.contains(manifest, 2) and cache.reserved_bytes == 0
+
+
 @run_async
 async def test_readers_get_bytes_before_the_chunk_is_complete(tmp_path: Path) -> None:
     origin = Origin(DATA)
@@ -412,7 +566,9 @@ async def test_manifests_keep_serving_from_disk_when_the_control_plane_is_down(
 ) -> None:
     manifest = make_manifest(DATA)
     source = FlakySource(manifest)
-    assert await ManifestStore(source, tmp_path).get(manifest.file_id, "1") == manifest
+    first = ManifestStore(source, tmp_path)
+    assert await first.get(manifest.file_id, "1") == manifest
+    await first.close()  # a restart: the copy written behind the answer is on disk by then
     source.up = False
     restarted = ManifestStore(source, tmp_path)  # nothing in memory: disk copy only
     assert await restarted.get(manifest.file_id, "1") == manifest

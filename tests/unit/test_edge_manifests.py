@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -95,6 +97,7 @@ async def test_a_refresh_that_finds_the_file_deleted_stops_it_serving(tmp_path: 
     source = Source(first)
     store = ManifestStore(source, tmp_path, fresh_seconds=0)
     await store.get(first.file_id, "1")
+    await store.flush()  # the disk copy is written behind the answer
     assert (tmp_path / "manifests" / f"{first.file_id}.json").exists()
     source.errors[first.file_id] = Gone("file was deleted")
     assert store.fresh(first.file_id, "1") == first  # served while the refresh asks
@@ -216,3 +219,83 @@ async def test_a_never_seen_file_waits_and_a_node_being_replaced_is_a_503(tmp_pa
     with pytest.raises(Unavailable):
         await store.get(file_id, "1")
     await store.close()
+
+
+class Blocked:
+    """Wraps a store's disk method so each call waits (in its thread) until released."""
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        self.gate.wait(30)
+        return self.method(*args)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the condition never held")
+
+
+@run_async
+async def test_a_cold_lookup_asks_first_and_never_waits_for_the_disk_write(
+    tmp_path: Path,
+) -> None:
+    first = manifest()
+    source = Source(first)
+    store = ManifestStore(source, tmp_path)
+    reads = Blocked(store._read_disk)
+    writes = Blocked(store._write_disk)
+    store._read_disk = reads  # type: ignore[method-assign]
+    store._write_disk = writes  # type: ignore[method-assign]
+    lookup = asyncio.create_task(store.get(first.file_id, "1"))
+    # The request went out while the disk was still being searched for a copy.
+    await until(lambda: source.calls == [first.file_id] and reads.calls == 1)
+    reads.gate.set()
+    assert await lookup == first
+    # Answered, and the disk copy is still being written behind it.
+    path = tmp_path / "manifests" / f"{first.file_id}.json"
+    await until(lambda: writes.calls == 1)
+    assert not path.exists()
+    writes.gate.set()
+    await store.flush()
+    assert Manifest.from_dict(json.loads(path.read_text())) == first
+    await store.close()
+
+
+@run_async
+async def test_a_copy_forgotten_while_being_written_leaves_nothing_on_disk(
+    tmp_path: Path,
+) -> None:
+    first = manifest()
+    store = ManifestStore(Source(first), tmp_path)
+    writes = Blocked(store._write_disk)
+    store._write_disk = writes  # type: ignore[method-assign]
+    await store.get(first.file_id, "1")
+    await until(lambda: writes.calls == 1)
+    store.forget(first.file_id)  # an evict, while the thread is about to write
+    writes.gate.set()
+    await store.flush()
+    assert not (tmp_path / "manifests" / f"{first.file_id}.json").exists()
+    await store.close()
+
+
+@run_async
+async def test_learned_hashes_reach_the_disk_by_close(tmp_path: Path) -> None:
+    first = replace(manifest(), chunks=(ChunkInfo(0, 0, 10, None),))
+    store = ManifestStore(Source(first), tmp_path)
+    await store.get(first.file_id, "1")
+    await store.learn_hash(first.file_id, "1", 0, "b" * 64)
+    await store.close()
+    down = Source()
+    down.errors[first.file_id] = Unavailable("the control plane is down")
+    reopened = ManifestStore(down, tmp_path)
+    served = await reopened.get(first.file_id, "1")  # the disk copy (static stability)
+    assert served.chunks[0].sha256 == "b" * 64
+    await reopened.close()

@@ -130,6 +130,12 @@ def test_new_settings_have_defaults_and_checks(tmp_path: Path) -> None:
     cache = settings.cache_config()
     assert (cache.high_water, cache.low_water, cache.memory_bytes) == (0.7, 0.5, 0)
     assert cache.part_bytes == 1048576 and cache.min_free_ratio == 0.05
+    assert cache.first_part_bytes == 256 * 1024
+    for raw, first in (("0", 0), ("131072", 131072)):
+        env = {**base, "FSNODE_ORIGIN_FIRST_PART_BYTES": raw}
+        assert EdgeSettings.from_env(env).cache_config().first_part_bytes == first
+    with pytest.raises(ValueError, match="FSNODE_ORIGIN_FIRST_PART_BYTES"):
+        EdgeSettings.from_env({**base, "FSNODE_ORIGIN_FIRST_PART_BYTES": "-1"})
     assert settings.origin_config().read_timeout == 2.5
     with pytest.raises(ValueError, match="FSNODE_CACHE"):
         EdgeSettings.from_env(
