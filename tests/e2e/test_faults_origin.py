@@ -252,9 +252,10 @@ def test_an_edge_killed_mid_stream_get_finishes_from_another_replica(
     # Placement ranks the same way for a share: before the kill it leads to the victim.
     assert _base(_edge_url(share_url)) == victim.url
     served = _metric(origin_stack, victim.url, "bytes_served_total")
-    # Chunk 1's first origin read passes 256 KiB, then one byte at a time: the victim
-    # streams them on (no read timeout fires), so the response stays open for the kill.
-    slow = proxy.add(Fault("trickle", key, range_start=CHUNK, after_bytes=256 * 1024, times=1))
+    # Chunk 1's first origin read (the fill's 256 KiB first part, at the reader's offset)
+    # passes 128 KiB, then one byte at a time: the victim streams them on (no read
+    # timeout fires), so the response stays open for the kill.
+    slow = proxy.add(Fault("trickle", key, range_start=CHUNK, after_bytes=128 * 1024, times=1))
     out = tmp_path / "movie.out"
     get = subprocess.Popen(
         [*FSNODE, "get", file_id, "-o", str(out), "--edge-timeout", "60", "--json",
