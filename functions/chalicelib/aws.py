@@ -14,12 +14,17 @@ from chalicelib.settings import get_settings
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5,
                  read_timeout=30)
+# S3 presigns with SigV4: with SigV2 (boto3's choice for presigning in us-east-1) a part
+# URL's x-amz-checksum-sha256 moves into the query string instead of being a signed
+# header the PUT must send (chalicelib.upload_parts).
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 
 
 @cache
 def client(service: str) -> Any:
     """One boto3 client per service (endpoint and region come from the standard env)."""
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+    config = _S3_CONFIG if service == "s3" else _CONFIG
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 
 @cache

@@ -15,15 +15,13 @@ with the declared digest; any difference refuses the upload.
 from __future__ import annotations
 
 import base64
-import os
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from fsnode_core.chunks import part_layout
 from fsnode_core.models import PendingUpload
+
+from chalicelib import aws
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +39,7 @@ def checksum_b64(sha256_hex: str) -> str:
 
 def part_url(upload: PendingUpload, part_number: int, sha256_hex: str, ttl: int) -> str:
     """A presigned UploadPart URL that only takes bytes hashing to ``sha256_hex``."""
-    return str(_presigner(*_endpoint()).generate_presigned_url(
+    return str(aws.client("s3").generate_presigned_url(
         "upload_part",
         Params={"Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id,
                 "PartNumber": part_number, "ChecksumSHA256": checksum_b64(sha256_hex)},
@@ -99,24 +97,3 @@ def _hex(checksum: Any) -> str | None:
         return base64.b64decode(str(checksum), validate=True).hex() if checksum else None
     except ValueError:
         return None
-
-
-def _endpoint() -> tuple[str | None, str | None, str | None]:
-    """What the presigning client depends on, so a changed environment gets a new one."""
-    return (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-            os.environ.get("AWS_ACCESS_KEY_ID"))
-
-
-@cache
-def _presigner(endpoint: str | None, region: str | None, _key_id: str | None) -> Any:
-    """An S3 client that presigns with SigV4.
-
-    boto3 presigns with SigV2 in us-east-1 unless told otherwise, and SigV2 moves the
-    checksum into the query string instead of signing it as a header the PUT must send.
-    Credentials still come from the standard chain (Lambda's role, the local stack's).
-    """
-    config = Config(signature_version="s3v4")
-    if endpoint:
-        return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
-    return boto3.client("s3", region_name=region, config=config)

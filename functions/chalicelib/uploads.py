@@ -26,6 +26,7 @@ from fsnode_core.models import (
     FileRecord,
     PendingUpload,
 )
+from fsnode_core.store_errors import error_code
 
 from chalicelib import aws, gc, replication, upload_parts, validate
 from chalicelib.observability import (
@@ -330,7 +331,7 @@ def _check_parts(s3: Any, upload: PendingUpload) -> bool:
     try:
         wrong = upload_parts.mismatch(s3, upload)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+        if error_code(exc) != "NoSuchUpload":
             raise Unavailable("the origin bucket could not list the upload's parts") from exc
         if _object_exists(s3, upload):
             return False
@@ -350,7 +351,7 @@ def _object_exists(s3: Any, upload: PendingUpload) -> bool:
     try:
         s3.head_object(Bucket=upload.bucket, Key=upload.key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return False
         raise Unavailable("the origin bucket could not be read") from exc
     except BotoCoreError as exc:
