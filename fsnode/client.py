@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from fsnode_core.chunks import DEFAULT_CHUNK_SIZE, S3_MAX_PARTS, part_size_for
+from fsnode_core.chunks import DEFAULT_CHUNK_SIZE, part_size_for
 
 from fsnode import state
 from fsnode.settings import ClientSettings
@@ -69,7 +69,7 @@ class FsnodeClient:
         self._timeout = timeout
         self._workers = workers
         self.edge_timeout = edge_timeout
-        self._layout: tuple[int, int] | None = None  # (chunk size, part size)
+        self._chunk_size: int | None = None
 
     @property
     def workers(self) -> int:
@@ -195,32 +195,19 @@ class FsnodeClient:
         return {**record, "parts_sent": sent, "parts_resumed": resumed}
 
     def part_size_for(self, size: int) -> int:
-        """The part size of a file of ``size`` bytes, as the control plane lays it out:
-        the published part size, grown (in whole chunks) so no file needs more than
-        S3's 10,000 parts."""
-        chunk_size, least = self._upload_layout()
-        need = max(least, -(-size // S3_MAX_PARTS))
-        return -(-need // chunk_size) * chunk_size
+        """The part size of a file of ``size`` bytes, as the control plane lays it out
+        (``fsnode_core.chunks``: whole chunks, grown so no file needs more than S3's
+        10,000 parts)."""
+        return part_size_for(self.chunk_size(), size)
 
     def chunk_size(self) -> int:
         """The control plane's chunk size (upload hashes must use it); cached."""
-        return self._upload_layout()[0]
-
-    def part_size(self) -> int:
-        """The control plane's multipart part size (part hashes must use it); cached."""
-        return self._upload_layout()[1]
-
-    def _upload_layout(self) -> tuple[int, int]:
-        if self._layout is None:
+        if self._chunk_size is None:
             try:
-                config = self._call("GET", "/web/config.json")
-                chunk_size = int(config["chunk_size"])
-                part_size = int(config.get("part_size") or part_size_for(chunk_size))
+                self._chunk_size = int(self._call("GET", "/web/config.json")["chunk_size"])
             except (ApiError, KeyError, ValueError, requests.RequestException):
-                chunk_size = DEFAULT_CHUNK_SIZE  # an older control plane
-                part_size = part_size_for(chunk_size)
-            self._layout = (chunk_size, part_size)
-        return self._layout
+                self._chunk_size = DEFAULT_CHUNK_SIZE  # an older control plane
+        return self._chunk_size
 
     def import_object(
         self,
@@ -234,15 +221,10 @@ class FsnodeClient:
         expires_in: int | None = None,
     ) -> dict[str, Any]:
         """Register an object already in S3 (expiring ``expires_in`` seconds from now)."""
-        body: dict[str, Any] = {"bucket": bucket, "key": key}
-        optional = {
-            "version_id": version_id,
-            "etag": etag,
-            "content_type": content_type,
-            "name": name,
-            "expires_in_seconds": expires_in,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
+        body = {"bucket": bucket, "key": key, **_given(
+            version_id=version_id, etag=etag, content_type=content_type, name=name,
+            expires_in_seconds=expires_in,
+        )}
         return self._call("POST", "/files/import", json=body)
 
     # -- files -----------------------------------------------------------------
@@ -260,9 +242,8 @@ class FsnodeClient:
         for clients in the CIDR ``ip``, or for every file whose name starts with ``prefix``
         (a prefix of this file's name: an HLS or DASH folder)."""
         file_id = check_file_id(file_id)
-        body: dict[str, Any] = {"ttl_seconds": ttl_seconds}
-        optional = {"not_before": not_before, "ip": ip, "prefix": prefix}
-        body.update({name: value for name, value in optional.items() if value is not None})
+        body = {"ttl_seconds": ttl_seconds,
+                **_given(not_before=not_before, ip=ip, prefix=prefix)}
         return self._call("POST", f"/files/{file_id}/share", json=body)
 
     def get_file(self, file_id: str) -> dict[str, Any]:
@@ -436,6 +417,11 @@ class _PartPages:
             raise ApiError(409, "upload_replaced", "the upload was replaced by another")
         for part in page["parts"]:
             self._parts[int(part["part_number"])] = part
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The optional fields of a request body that were given (not None)."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _hashes_digest(chunks: list[str], parts: list[str]) -> str:

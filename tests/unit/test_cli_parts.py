@@ -52,7 +52,7 @@ def test_the_client_grows_parts_as_the_control_plane_does() -> None:
     from fsnode.settings import ClientSettings
 
     client = FsnodeClient(ClientSettings(api_url="http://unused", api_key="k", ca_cert=None))
-    client._layout = (4 * 2**20, part_size_for(4 * 2**20))  # what /web/config.json says
+    client._chunk_size = 4 * 2**20  # what /web/config.json says
     for size in (0, 1, 10**9, 78 * 2**30, 79 * 2**30, 100 * 2**30, 5 * 2**40):
         assert client.part_size_for(size) == part_size_for(4 * 2**20, size), size
 
