@@ -32,11 +32,13 @@ import threading
 from typing import Any
 from xml.dom import minidom
 
+from fsnode.localstack.moto_patches import Patches
+
 _VERIFIED = {"SHA256": 32, "SHA1": 20, "CRC32": 4}  # algorithm -> digest length
 _ALGORITHMS = ("SHA256", "SHA1", "CRC32", "CRC32C", "CRC64NVME")
 _TRAILER = re.compile(rb"x-amz-checksum-(\w+):\s*([A-Za-z0-9+/=]+)")
 _state = threading.local()  # .checksum: (algorithm, value) for the part being stored
-_installed: dict[str, Any] = {}
+_patches = Patches()
 
 
 def digest(body: bytes, algorithm: str) -> str:
@@ -93,7 +95,7 @@ def _text(element: minidom.Element, tag: str) -> str | None:
 
 def install() -> None:
     """Patch moto's S3 in this process (idempotent)."""
-    if _installed:
+    if _patches.active:
         return
     from moto.s3.exceptions import InvalidPart, S3ClientError
     from moto.s3.models import FakeMultipart
@@ -187,23 +189,12 @@ def install() -> None:
                     raise InvalidPart()
         return complete_body(self, body)
 
-    _installed.update(upload_part=upload_part, list_parts=list_parts,
-                      complete_body=complete_body, set_part=set_part)
-    S3Response.upload_part = checked_upload_part  # type: ignore[method-assign]
-    S3Response.list_parts = list_parts_with_checksums  # type: ignore[method-assign]
-    S3Response._complete_multipart_body = complete_with_checksums  # type: ignore[method-assign]
-    FakeMultipart.set_part = part_with_checksum  # type: ignore[method-assign]
+    _patches.set(S3Response, "upload_part", checked_upload_part)
+    _patches.set(S3Response, "list_parts", list_parts_with_checksums)
+    _patches.set(S3Response, "_complete_multipart_body", complete_with_checksums)
+    _patches.set(FakeMultipart, "set_part", part_with_checksum)
 
 
 def uninstall() -> None:
     """Undo ``install`` (tests that patch moto in their own process)."""
-    if not _installed:
-        return
-    from moto.s3.models import FakeMultipart
-    from moto.s3.responses import S3Response
-
-    S3Response.upload_part = _installed["upload_part"]  # type: ignore[method-assign]
-    S3Response.list_parts = _installed["list_parts"]  # type: ignore[method-assign]
-    S3Response._complete_multipart_body = _installed["complete_body"]  # type: ignore[method-assign]
-    FakeMultipart.set_part = _installed["set_part"]  # type: ignore[method-assign]
-    _installed.clear()
+    _patches.undo()

@@ -20,8 +20,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from fsnode.localstack.moto_patches import Patches
+
 _state = threading.local()  # .lazy: this thread is inside get_object
-_installed: dict[str, Any] = {}
+_patches = Patches()
 
 
 class KeyBytes:
@@ -58,7 +60,7 @@ class KeyBytes:
 
 def install() -> None:
     """Patch moto's S3 in this process (idempotent)."""
-    if _installed:
+    if _patches.active:
         return
     from moto.s3.models import FakeKey
     from moto.s3.responses import S3Response
@@ -86,20 +88,11 @@ def install() -> None:
             body = body.read_all()
         return status, response_headers, body
 
-    _installed.update(value=value, get_object=get_object, key_response=key_response)
-    FakeKey.value = property(lazy_value, value.fset)  # type: ignore[method-assign,assignment]
-    S3Response.get_object = lazy_get_object  # type: ignore[method-assign]
-    S3Response.key_response = whole_when_unsliced  # type: ignore[method-assign]
+    _patches.set(FakeKey, "value", property(lazy_value, value.fset))
+    _patches.set(S3Response, "get_object", lazy_get_object)
+    _patches.set(S3Response, "key_response", whole_when_unsliced)
 
 
 def uninstall() -> None:
     """Undo ``install`` (tests that patch moto in their own process)."""
-    if not _installed:
-        return
-    from moto.s3.models import FakeKey
-    from moto.s3.responses import S3Response
-
-    FakeKey.value = _installed["value"]  # type: ignore[method-assign]
-    S3Response.get_object = _installed["get_object"]  # type: ignore[method-assign]
-    S3Response.key_response = _installed["key_response"]  # type: ignore[method-assign]
-    _installed.clear()
+    _patches.undo()
