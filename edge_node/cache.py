@@ -1131,7 +1131,8 @@ class ChunkCache:
     # -- disk space --------------------------------------------------------------
 
     async def _reserve(self, size: int) -> bool:
-        """Set aside disk room for a chunk before fetching it, evicting LRU if needed."""
+        """Set aside disk room for a chunk (while it is fetched), evicting LRU if needed;
+        False when there is no room (the chunk is served but not kept)."""
         await self._refresh_disk()
         min_free = self._min_free()
 

@@ -328,8 +328,7 @@ class ManifestStore:
         self._memory.pop(file_id, None)
         self._inflight.pop(file_id, None)
         self._unwritten.pop(file_id, None)
-        with contextlib.suppress(FileNotFoundError):
-            (self._dir / f"{file_id}.json").unlink()
+        self._unlink_disk(file_id)
 
     def distrust_all(self) -> None:
         """Check every cached manifest with the control plane before it serves again
@@ -441,22 +440,26 @@ class ManifestStore:
                     log.warning("could not store a manifest file=%s: %s", file_id, exc)
                     continue
                 if file_id not in self._memory:
-                    # Forgotten while the write ran: the unlink may have come first.
-                    with contextlib.suppress(FileNotFoundError):
-                        (self._dir / f"{file_id}.json").unlink()
+                    self._unlink_disk(file_id)  # forgotten while the write ran
         finally:
             self._writer = None
 
+    def _path(self, file_id: str) -> Path:
+        return self._dir / f"{file_id}.json"
+
+    def _unlink_disk(self, file_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(file_id).unlink()
+
     def _read_disk(self, file_id: str) -> Manifest | None:
-        path = self._dir / f"{file_id}.json"
+        path = self._path(file_id)
         try:
             return Manifest.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             return None
         except (ValueError, Unavailable):
             log.warning("dropping unreadable cached manifest %s", path)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            self._unlink_disk(file_id)
             return None
 
     def _write_disk(self, manifest: Manifest) -> None:
@@ -465,7 +468,7 @@ class ManifestStore:
         try:
             with os.fdopen(fd, "w") as handle:
                 json.dump(manifest.to_dict(), handle)
-            os.replace(tmp, self._dir / f"{manifest.file_id}.json")
+            os.replace(tmp, self._path(manifest.file_id))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -460,10 +460,10 @@ async def _stream(
         start, end = plan[0]
         index = start // chunk_size
         offset = start % chunk_size
-        first_lease = cache.hit(manifest, index, memory=not plain)
-        if first_lease is None:
-            # A fill this starts asks for the bytes at ``offset`` first (a seek).
-            first_lease = await cache.acquire(manifest, index, memory=not plain, offset=offset)
+        # A hit needs no coroutine; a fill ``acquire`` starts asks for ``offset`` first.
+        first_lease = cache.hit(manifest, index, memory=not plain) or await cache.acquire(
+            manifest, index, memory=not plain, offset=offset
+        )
         try:
             await first_lease.ready(offset, min(end - start + 1, chunk_size - offset))
         except BaseException:
@@ -483,12 +483,11 @@ async def _stream(
                 if first_lease is not None and first_lease.key[2] == piece.index:
                     lease, first_lease = first_lease, None
                 else:
-                    held = cache.hit(manifest, piece.index, memory=not plain)
-                    if held is None:
-                        held = await cache.acquire(
+                    lease = cache.hit(manifest, piece.index, memory=not plain) or (
+                        await cache.acquire(
                             manifest, piece.index, memory=not plain, offset=piece.offset_in_chunk
                         )
-                    lease = held
+                    )
                 try:
                     # A piece that fits one write and needs no waiting goes out here;
                     # the rest (sendfile, big or streaming pieces) in _send_piece.
