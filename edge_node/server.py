@@ -14,7 +14,6 @@ import calendar
 import contextlib
 import email.utils
 import functools
-import hashlib
 import ipaddress
 import logging
 import secrets
@@ -25,8 +24,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
-from fsnode_core.errors import Forbidden, FsnodeError, RangeNotSatisfiable
+from fsnode_core.errors import FsnodeError, RangeNotSatisfiable
 from fsnode_core.ids import check_id
+from fsnode_core.published import entity_tag
 from fsnode_core.signing import SharePolicy
 
 from edge_node.cache import ChunkCache, ChunkLease, DiskLease
@@ -269,11 +269,9 @@ async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResp
     # The address only matters to ip= shares; skip the lookup for the others.
     client_ip = client_address(request, edge.trusted_proxy_hops) if "ip" in query else None
     policy = edge.keys.verify(file_id, query, client_ip)
-    # A prefix share has no version: it grants the file's current one.
+    # Without a version pin a file share grants the file's current version.
     version = policy.version or None
     manifest = edge.manifests.fresh(file_id, version) or await edge.manifests.get(file_id, version)
-    if not policy.covers(manifest.name):
-        raise Forbidden("the share URL's prefix does not cover this file")
     etag, last_modified = _validators(
         manifest.file_id, manifest.version, manifest.etag, manifest.size, manifest.last_modified
     )
@@ -341,15 +339,14 @@ def _validators(
     file_id: str, version: str, origin_etag: str, size: int, last_modified: int
 ) -> tuple[str, str]:
     """``ETag`` and ``Last-Modified`` of a file version, made once, not per request."""
-    seed = f"{file_id}\n{version}\n{origin_etag}\n{size}"
-    etag = '"' + hashlib.sha256(seed.encode()).hexdigest()[:32] + '"'
+    etag = entity_tag(file_id, version, origin_etag, size)
     return etag, email.utils.formatdate(last_modified, usegmt=True)
 
 
 def _cache_control(policy: SharePolicy) -> str:
     # The URL stops working at ``expires``; no cache may keep it longer, and only
     # the client's own cache (private) since the URL is a bearer credential.
-    if policy.prefix is not None:
+    if policy.version is None:
         # The URL names no version: a new one may replace the bytes, so the client
         # revalidates (ETag, 304) instead of trusting its copy until expiry.
         return "private, no-cache"

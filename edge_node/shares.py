@@ -43,15 +43,13 @@ class ShareKeys:
     def verify(
         self, file_id: str, query: Mapping[str, str], client_ip: str | None = None
     ) -> SharePolicy:
-        """The share's policy for ``file_id`` (Forbidden if none). A prefix share is
-        let through: the caller checks ``policy.covers(name)`` with the manifest."""
+        """The file share's policy for ``file_id`` (Forbidden if none); ``policy.version``
+        is the redirect's pin (None: serve the current version)."""
         # items(), not a dict: a repeated parameter is part of what was proven.
         key: _QueryKey = (file_id, tuple(query.items()))
         policy = self._proven.get(key)
         if policy is None:
-            policy = self._verifier.verify(
-                file_id, query, client_ip=client_ip, allow_prefix=True
-            )
+            policy = self._verifier.verify(file_id, query, client_ip=client_ip)
             self._proven[key] = policy
             if len(self._proven) > PROVEN_QUERIES:
                 self._proven.popitem(last=False)

@@ -1,15 +1,21 @@
-"""Share-URL signatures: Ed25519, private key only in the control plane.
+"""Share signatures, v2: Ed25519, private key only in the control plane.
 
-A share names its key id (``kid``) so keys rotate without breaking live links. The
-signed message is a canonical text of the policy fields, so the same signature is
-checked by the control plane (share redirect) and by every edge (serving), each
-with only the public key.
+Two kinds of share (docs/PROTOCOL.md, "Share signatures"):
 
-Optional policy fields, each signed only when present so older links keep verifying:
-``nbf`` (not before), ``ip`` (a client CIDR; the verifier is given the client's
-address) and ``pfx`` (a prefix share: any file whose ``name`` starts with the
-prefix, current version, e.g. an HLS folder). A prefix share's message has no
-``f=``/``v=`` lines, so it can never pass as a share of one file, nor the reverse.
+- A **file share** covers one file, whatever its current version, so uploading again
+  to its path keeps the link working. Signed message
+  ``fsnode-share-v2\\nf={file_id}\\nexp={E}[\\nnbf={N}][\\nip={CIDR}]``, carried in the
+  query as ``exp[&nbf][&ip]&kid&sig``. The share redirect adds an UNSIGNED ``v`` (the
+  version current then): an edge serves a pinned request only while that version is
+  current, so a player that began on version N never gets N+1's bytes.
+- A **folder share** carries a token in the URL path (``/t/{TOKEN}/{folder}...``), so
+  the relative URLs of HLS and DASH playlists resolve under it (``folder_tokens``).
+
+A share has exactly one valid spelling: numbers are canonical ASCII digits
+(``0|[1-9][0-9]*``), signatures unpadded base64url that re-encode to themselves, CIDRs
+in canonical form, no parameter twice and none the share does not define. ``kid``
+names the key, so keys rotate without breaking live links. Links signed by v1
+(``fsnode-share-v1``) do not verify.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import base64
 import hashlib
 import ipaddress
 import json
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -28,65 +35,71 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from fsnode_core.errors import Forbidden
 
-_DOMAIN = b"fsnode-share-v1"
-_MAX_FIELD = 512
+DOMAIN = "fsnode-share-v2"
+# Canonical unsigned integers (unix seconds): no sign, no leading zero, at most 16 digits.
+_NUMBER = re.compile(r"0|[1-9][0-9]{0,15}")
+_KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ID = re.compile(r"[0-9a-f]{32}")
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_MAX_CIDR = 64
+# Query parameters a file share may carry; ``v`` is the unsigned version pin.
+FILE_SHARE_PARAMS = frozenset({"exp", "nbf", "ip", "kid", "sig", "v"})
+_SIGNED_PARAMS = ("exp", "nbf", "ip")
 
-
-def _plain(value: str) -> bool:
-    """No line breaks or other control characters: the message stays unambiguous."""
-    return bool(value) and len(value) <= _MAX_FIELD and value.isprintable()
+Query = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
 class SharePolicy:
-    """What a share grants: one version of one file until ``expires`` (unix seconds).
-
-    With ``prefix`` set it grants the current version of every file whose name starts
-    with it (``version`` is then empty and ``file_id`` is the file being asked for).
-    With ``ip`` set only clients inside that network may use it.
-    """
+    """What a verified file share grants: the file until ``expires`` (unix seconds),
+    optionally from ``not_before`` and only to clients in ``ip``. ``version`` is the
+    redirect's unsigned pin (None: the current version)."""
 
     file_id: str
-    version: str
     expires: int
     not_before: int | None = None
     ip: str | None = None
-    prefix: str | None = None
+    version: str | None = None
 
     def message(self) -> bytes:
-        if self.prefix is not None:
-            fields = [f"pfx={self.prefix}", f"exp={self.expires}"]
-        else:
-            fields = [f"f={self.file_id}", f"v={self.version}", f"exp={self.expires}"]
-        if self.not_before is not None:
-            fields.append(f"nbf={self.not_before}")
-        if self.ip is not None:
-            fields.append(f"ip={self.ip}")
-        return _DOMAIN + b"\n" + "\n".join(fields).encode()
+        """The signed text (the pin is not part of it)."""
+        lines = [DOMAIN, f"f={self.file_id}", f"exp={self.expires}"]
+        lines += _optional_lines(self.not_before, self.ip)
+        return "\n".join(lines).encode()
 
     def to_query(self) -> dict[str, str]:
-        query = ({"pfx": self.prefix} if self.prefix is not None else {"v": self.version})
-        query["exp"] = str(self.expires)
+        """The signed fields as query parameters (``kid``/``sig``/``v`` not included)."""
+        query = {"exp": str(self.expires)}
         if self.not_before is not None:
             query["nbf"] = str(self.not_before)
         if self.ip is not None:
             query["ip"] = self.ip
         return query
 
-    def covers(self, name: str) -> bool:
-        """Whether a prefix share reaches a file of this ``name`` (a file share: always)."""
-        return self.prefix is None or name.startswith(self.prefix)
-
     def admits(self, client_ip: str | None) -> bool:
-        """Whether ``client_ip`` may use the share (an unknown address never may)."""
-        if self.ip is None:
-            return True
-        if client_ip is None:
-            return False
-        try:
-            return ipaddress.ip_address(client_ip) in ipaddress.ip_network(self.ip)
-        except ValueError:
-            return False
+        """Whether ``client_ip`` may use the share (an unknown address never may, when
+        the share names a network)."""
+        return admits(self.ip, client_ip)
+
+
+def admits(cidr: str | None, client_ip: str | None) -> bool:
+    """Whether ``client_ip`` is inside ``cidr`` (no network: everyone). An IPv4 client
+    seen as ``::ffff:a.b.c.d`` (a dual-stack listener) matches IPv4 networks."""
+    if cidr is None:
+        return True
+    if client_ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip.split("%", 1)[0])
+        network = ipaddress.ip_network(cidr)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None \
+            and network.version == 4:
+        address = address.ipv4_mapped
+    elif isinstance(address, ipaddress.IPv4Address) and network.version == 6:
+        address = ipaddress.IPv6Address(f"::ffff:{address}")
+    return address.version == network.version and address in network
 
 
 def canonical_network(cidr: str) -> str:
@@ -116,6 +129,8 @@ def parse_keyring(secret_string: str) -> tuple[str, dict[str, Ed25519PrivateKey]
     keys = {kid: private_key_from_seed(seed) for kid, seed in data.items()}
     if active not in keys:
         raise ValueError(f"active signing key {active!r} is not in the keyring")
+    if not all(_KID.fullmatch(kid) for kid in keys):
+        raise ValueError("key ids are 1..64 characters of [A-Za-z0-9_-]")
     return active, keys
 
 
@@ -123,13 +138,20 @@ class ShareSigner:
     """Mints signatures with the active key of a keyring."""
 
     def __init__(self, kid: str, key: Ed25519PrivateKey) -> None:
+        if not _KID.fullmatch(kid):
+            raise ValueError("key ids are 1..64 characters of [A-Za-z0-9_-]")
         self.kid = kid
         self._key = key
 
     def sign(self, policy: SharePolicy) -> dict[str, str]:
-        """Query parameters (policy fields, ``kid``, ``sig``) that carry the share."""
-        sig = _b64(self._key.sign(policy.message()))
-        return {**policy.to_query(), "kid": self.kid, "sig": sig}
+        """The query (signed fields, ``kid``, ``sig``) that carries a file share."""
+        _check_policy_fields(policy.expires, policy.not_before, policy.ip)
+        return {**policy.to_query(), "kid": self.kid, "sig": b64url(self.sign_bytes(
+            policy.message()))}
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        """A raw signature (folder tokens sign their own payload)."""
+        return self._key.sign(message)
 
 
 class ShareVerifier:
@@ -148,70 +170,129 @@ class ShareVerifier:
             keys[kid] = key
         return cls(keys)
 
-    def verify(
-        self, file_id: str, query: Mapping[str, str], now: float | None = None, *,
-        client_ip: str | None = None, allow_prefix: bool = False,
-    ) -> SharePolicy:
-        """The policy a query proves for ``file_id``; raises Forbidden when it proves none.
-
-        An ``ip``-bound share needs the client's address in ``client_ip``. A prefix share
-        is refused unless ``allow_prefix``: the caller then owes the check
-        ``policy.covers(name)`` once it knows the file's name (fail closed otherwise).
-        """
-        policy = policy_from_query(file_id, query)
-        kid = query.get("kid", "")
-        key = self._keys.get(kid)
-        if key is None:
-            raise Forbidden("share URL names an unknown signing key", kid=kid[:_MAX_FIELD])
-        try:
-            key.verify(_unb64(query.get("sig", "")), policy.message())
-        except (InvalidSignature, ValueError) as exc:
-            raise Forbidden("share URL signature is not valid") from exc
-        moment = time.time() if now is None else now
-        if moment >= policy.expires:
-            raise Forbidden("share URL has expired", expired_at=policy.expires)
-        if policy.not_before is not None and moment < policy.not_before:
-            raise Forbidden("share URL is not valid yet", not_before=policy.not_before)
+    def verify(self, file_id: str, query: Query, now: float | None = None, *,
+               client_ip: str | None = None) -> SharePolicy:
+        """The policy a file share's query proves for ``file_id``; Forbidden when it proves
+        none: a field twice, a field it does not define, a non-canonical spelling, a bad
+        or unknown-key signature, outside its time window or its client network."""
+        fields = share_query_fields(query)
+        policy = SharePolicy(file_id=file_id, expires=_number(fields.get("exp"), "exp"),
+                             not_before=_optional_number(fields.get("nbf"), "nbf"),
+                             ip=_cidr(fields.get("ip")), version=_pin(fields.get("v")))
+        self.check_signature(fields.get("kid", ""), fields.get("sig", ""), policy.message())
+        check_window(policy.expires, policy.not_before, now)
         if not policy.admits(client_ip):
             raise Forbidden("share URL is not valid from this address")
-        if policy.prefix is not None and not allow_prefix:
-            raise Forbidden("share URL covers a prefix, which this server cannot check")
         return policy
 
+    def check_signature(self, kid: str, sig: str, message: bytes) -> None:
+        """Forbidden unless ``sig`` (canonical base64url) is ``kid``'s signature."""
+        key = self._keys.get(kid) if _KID.fullmatch(kid) else None
+        if key is None:
+            raise Forbidden("share URL names an unknown signing key", kid=kid[:64])
+        try:
+            key.verify(unb64url(sig), message)
+        except (InvalidSignature, ValueError) as exc:
+            raise Forbidden("share URL signature is not valid") from exc
 
-def policy_from_query(file_id: str, query: Mapping[str, str]) -> SharePolicy:
-    """Parse the policy fields of a share query; malformed fields are Forbidden."""
-    prefix = query.get("pfx")
-    version = query.get("v", "")
-    if prefix is not None:
-        if not _plain(prefix) or "v" in query:
-            raise Forbidden("share URL has no valid prefix")
-        version = ""
-    elif not _plain(version):
-        raise Forbidden("share URL has no valid version")
-    ip = query.get("ip")
-    if ip is not None and (not _plain(ip) or "/" not in ip):
-        raise Forbidden("share URL has a malformed address range")
+
+def share_query_fields(query: Query) -> dict[str, str]:
+    """A file share's parameters, each once and each defined; Forbidden otherwise."""
+    pairs = query.items() if isinstance(query, Mapping) else query
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in FILE_SHARE_PARAMS:
+            raise Forbidden("share URL has a parameter it does not define",
+                            parameter=str(name)[:32])
+        if name in fields:
+            raise Forbidden("share URL repeats a parameter", parameter=name)
+        fields[name] = value
+    return fields
+
+
+def check_window(expires: int, not_before: int | None, now: float | None = None) -> None:
+    """Forbidden outside ``not_before <= now < expires``."""
+    moment = time.time() if now is None else now
+    if moment >= expires:
+        raise Forbidden("share URL has expired", expired_at=expires)
+    if not_before is not None and moment < not_before:
+        raise Forbidden("share URL is not valid yet", not_before=not_before)
+
+
+def canonical_number(text: str, what: str) -> int:
+    """A canonical decimal; Forbidden for any other spelling."""
+    if not _NUMBER.fullmatch(text):
+        raise Forbidden(f"share URL has a malformed {what}")
+    return int(text)
+
+
+def canonical_cidr(text: str) -> str:
+    """A CIDR in its canonical spelling; Forbidden for any other."""
     try:
-        expires = int(query.get("exp", ""))
-        nbf_raw = query.get("nbf")
-        not_before = int(nbf_raw) if nbf_raw is not None else None
-    except ValueError as exc:
-        raise Forbidden("share URL has a malformed expiry") from exc
-    return SharePolicy(file_id=file_id, version=version, expires=expires, not_before=not_before,
-                       ip=ip, prefix=prefix)
+        ok = len(text) <= _MAX_CIDR and "/" in text and canonical_network(text) == text
+    except ValueError:
+        ok = False
+    if not ok:
+        raise Forbidden("share URL has a malformed address range")
+    return text
 
 
-def _b64(raw: bytes) -> str:
+def check_kid(kid: str) -> str:
+    if not _KID.fullmatch(kid):
+        raise Forbidden("share URL has a malformed key id")
+    return kid
+
+
+def b64url(raw: bytes) -> str:
+    """Unpadded base64url."""
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
-    if not text or len(text) > _MAX_FIELD:
-        raise ValueError("bad signature encoding")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as exc:
-        raise ValueError("bad signature encoding") from exc
+def unb64url(text: str) -> bytes:
+    """Bytes of canonical unpadded base64url: ValueError for padding, other alphabets or
+    trailing bits that re-encode differently (so each value has one spelling)."""
+    if not text or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not canonical unpadded base64url")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(raw) != text:
+        raise ValueError("not canonical unpadded base64url")
+    return raw
 
 
+def _optional_lines(not_before: int | None, ip: str | None) -> list[str]:
+    lines = []
+    if not_before is not None:
+        lines.append(f"nbf={not_before}")
+    if ip is not None:
+        lines.append(f"ip={ip}")
+    return lines
+
+
+def _check_policy_fields(expires: int, not_before: int | None, ip: str | None) -> None:
+    """What a signer refuses to sign: a spelling no verifier would take."""
+    for value in (expires, not_before):
+        if value is not None and (not isinstance(value, int) or value < 0
+                                  or not _NUMBER.fullmatch(str(value))):
+            raise ValueError("share times are non-negative integers of at most 16 digits")
+    if ip is not None and canonical_network(ip) != ip:
+        raise ValueError("a share's ip must be a canonical CIDR")
+
+
+def _number(value: str | None, name: str) -> int:
+    if value is None:
+        raise Forbidden(f"share URL has no {name}")
+    return canonical_number(value, name)
+
+
+def _optional_number(value: str | None, name: str) -> int | None:
+    return None if value is None else canonical_number(value, name)
+
+
+def _cidr(value: str | None) -> str | None:
+    return None if value is None else canonical_cidr(value)
+
+
+def _pin(value: str | None) -> str | None:
+    if value is not None and not _ID.fullmatch(value):
+        raise Forbidden("share URL has a malformed version pin")
+    return value

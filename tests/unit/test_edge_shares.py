@@ -57,7 +57,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def test_a_repeated_query_is_proven_once(verifications: list[str]) -> None:
     keys = ShareKeys(keys_for(SEED))
     file_id = new_id()
-    query = sign(SharePolicy(file_id, "v1", int(time.time()) + 600))
+    query = sign(SharePolicy(file_id, int(time.time()) + 600))
     first = keys.verify(file_id, query)
     for _ in range(5):
         assert keys.verify(file_id, dict(query)) == first
@@ -68,7 +68,7 @@ def test_a_repeated_query_is_proven_once(verifications: list[str]) -> None:
 def test_what_was_proven_covers_only_that_file_and_query(verifications: list[str]) -> None:
     keys = ShareKeys(keys_for(SEED))
     file_id = new_id()
-    query = sign(SharePolicy(file_id, "v1", int(time.time()) + 600))
+    query = sign(SharePolicy(file_id, int(time.time()) + 600))
     keys.verify(file_id, query)
     with pytest.raises(Forbidden):
         keys.verify(new_id(), query)  # the same query for another file
@@ -81,7 +81,7 @@ def test_what_was_proven_covers_only_that_file_and_query(verifications: list[str
 def test_a_remembered_share_still_expires(clock: list[float]) -> None:
     keys = ShareKeys(keys_for(SEED))
     file_id = new_id()
-    query = sign(SharePolicy(file_id, "v1", int(clock[0]) + 60))
+    query = sign(SharePolicy(file_id, int(clock[0]) + 60))
     keys.verify(file_id, query)
     clock[0] += 61
     with pytest.raises(Forbidden, match="expired"):
@@ -92,7 +92,7 @@ def test_a_remembered_share_still_waits_for_its_start(clock: list[float]) -> Non
     keys = ShareKeys(keys_for(SEED))
     file_id = new_id()
     start = int(clock[0])
-    query = sign(SharePolicy(file_id, "v1", start + 600, not_before=start))
+    query = sign(SharePolicy(file_id, start + 600, not_before=start))
     keys.verify(file_id, query)
     clock[0] = start - 10  # a clock stepped back: the cached policy is checked again
     with pytest.raises(Forbidden, match="not valid yet"):
@@ -102,7 +102,7 @@ def test_a_remembered_share_still_waits_for_its_start(clock: list[float]) -> Non
 def test_a_remembered_share_still_checks_the_client_address(verifications: list[str]) -> None:
     keys = ShareKeys(keys_for(SEED))
     file_id = new_id()
-    query = sign(SharePolicy(file_id, "v1", int(time.time()) + 600, ip="10.1.0.0/16"))
+    query = sign(SharePolicy(file_id, int(time.time()) + 600, ip="10.1.0.0/16"))
     keys.verify(file_id, query, "10.1.2.3")
     keys.verify(file_id, query, "10.1.9.9")
     for outside in ("10.2.0.1", None):
@@ -114,7 +114,7 @@ def test_a_remembered_share_still_checks_the_client_address(verifications: list[
 def test_new_keys_forget_what_the_old_ones_proved() -> None:
     keys = ShareKeys(keys_for(SEED))
     file_id = new_id()
-    query = sign(SharePolicy(file_id, "v1", int(time.time()) + 600))
+    query = sign(SharePolicy(file_id, int(time.time()) + 600))
     keys.verify(file_id, query)
     keys.update(keys_for(OTHER_SEED))  # k1 is now another key
     assert keys.proven == 0
@@ -127,5 +127,5 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     keys = ShareKeys(keys_for(SEED))
     for _ in range(20):
         file_id = new_id()
-        keys.verify(file_id, sign(SharePolicy(file_id, "v1", int(time.time()) + 600)))
+        keys.verify(file_id, sign(SharePolicy(file_id, int(time.time()) + 600)))
     assert keys.proven == 8
