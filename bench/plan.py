@@ -1,8 +1,8 @@
 """Control plane: ``plan download`` for a 10 GiB file (2,560 chunks of 4 MiB).
 
 The Chalice app runs in this process (``chalice.test.Client``) against a moto server
-whose chunks table holds the file's metadata, its chunk items and two replica items
-per chunk (three live nodes). DynamoDB requests are counted with botocore's
+whose chunks table holds the file's metadata and two replica items per chunk (three
+live nodes); its chunk hashes are in its version manifest in S3. DynamoDB requests are counted with botocore's
 ``before-send.dynamodb`` event on the app's client; handler time is wall time around
 the in-process call.
 
@@ -92,10 +92,17 @@ def find_plan_route(app: Any) -> tuple[str, str] | None:
 
 
 def _fill(client: Any, chunks_table: str, nodes_table: str, file_id: str, chunks: int) -> None:
-    from fsnode_core.models import ChunkRecord, FileRecord, NodeRecord, ReplicaRecord
+    import boto3
+    from fsnode_core.models import FileRecord, NodeRecord, PathClaim, ReplicaRecord
+    from fsnode_core.published import (
+        Origin,
+        VersionManifest,
+        chunks_digest,
+        version_manifest_key,
+    )
 
     now = int(time.time())
-    version = "v" * 32
+    version = "c" * 32
     size = chunks * CHUNK
     nodes = [
         NodeRecord(node_id=f"{i:032x}", endpoint=f"https://127.0.0.{i + 1}:8443",
@@ -105,14 +112,21 @@ def _fill(client: Any, chunks_table: str, nodes_table: str, file_id: str, chunks
     ]
     for node in nodes:
         client.put_item(TableName=nodes_table, Item=node.to_item())
-    meta = FileRecord(file_id=file_id, version=version, name="ten-gib.bin", size=size,
+    digests = "".join(f"{index:064x}" for index in range(chunks))
+    meta = FileRecord(file_id=file_id, version=version, path="bench/ten-gib.bin", size=size,
                       content_type="application/octet-stream", etag="e" * 32,
                       last_modified=now, chunk_size=CHUNK, bucket="fsnode-origin",
-                      key=f"files/{file_id}/{version}", created_at=now)
-    items = [meta.to_item()]
+                      key=f"files/{file_id}/{version}", created_at=now,
+                      chunks_sha256=chunks_digest(digests), seq=1, published_seq=1)
+    manifest = VersionManifest(
+        file_id=file_id, version=version, path=meta.path, size=size, chunk_size=CHUNK,
+        content_type=meta.content_type, etag=meta.etag, last_modified=now, source="upload",
+        origin=Origin(meta.bucket, meta.key), chunk_sha256=digests,
+        chunks_sha256=meta.chunks_sha256)
+    boto3.client("s3").put_object(Bucket=meta.bucket, Key=version_manifest_key(file_id, version),
+                                  Body=manifest.to_json())
+    items = [meta.to_item(), PathClaim(meta.path, file_id, now).to_item()]
     for index in range(chunks):
-        items.append(ChunkRecord(file_id, version, index, index * CHUNK, CHUNK,
-                                 f"{index:064x}").to_item())
         for r in range(REPLICAS):
             node = nodes[(index + r) % NODES]
             items.append(ReplicaRecord(file_id, version, index, node.node_id, now).to_item())

@@ -142,22 +142,6 @@ class ControlPlaneClient:
         answer = await self._call("GET", f"/nodes/{self._node()}/files/{file_id}")
         return Manifest.from_dict(answer)
 
-    async def record_chunk_hash(self, file_id: str, version: str, index: int, sha256: str) -> bool:
-        """``PUT .../chunks/{index}``: fix an unknown chunk hash (first writer wins).
-
-        True when this call recorded it, False when the same hash was known already;
-        Conflict when a different hash is known.
-        """
-        check_id(file_id, "file_id")
-        answer = await self._call(
-            "PUT",
-            f"/nodes/{self._node()}/files/{file_id}/chunks/{int(index)}",
-            {"version": version, "sha256": sha256},
-        )
-        if str(answer.get("sha256", "")).lower() != sha256:
-            raise Unavailable("the control plane confirmed another chunk hash than ours")
-        return bool(answer.get("recorded"))
-
     async def report_work(self, work_id: str, result: dict[str, Any]) -> None:
         # Work ids come from the control plane but still end up in a URL path.
         if not work_id or any(c in work_id for c in "/?#%\\") or work_id in {".", ".."}:

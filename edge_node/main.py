@@ -54,7 +54,7 @@ class EdgeNode:
             settings.state_dir / "cache",
             self.origin,
             settings.cache_config(),
-            hashes=ChunkHashRecorder(self.client, self.manifests),
+            hashes=ChunkHashRecorder(self.manifests),
         )
         self.keys = ShareKeys()
         self.registration: Registration | None = None

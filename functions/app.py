@@ -6,7 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice, IAMAuthorizer, Response
-from chalicelib import auth, nodes, openapi, replication, shares, uploads
+from chalicelib import (
+    auth,
+    folder_shares,
+    hashing,
+    nodes,
+    openapi,
+    publisher,
+    replication,
+    shares,
+    upload_complete,
+    uploads,
+)
 from chalicelib import gc as gc_workflow
 from chalicelib import prune as prune_sweep
 from chalicelib.http import json_body, json_errors, normalize
@@ -20,7 +31,7 @@ app.register_middleware(normalize, "http")
 app.register_middleware(observe_background, "pure_lambda")
 app.register_middleware(observe_background, "scheduled")
 app.register_blueprint(web_pages)  # the upload and player pages
-app.register_blueprint(file_routes)  # plan, delete, import, chunk hashes
+app.register_blueprint(file_routes)  # plan, delete, expiry, import, rehash
 app.register_blueprint(node_routes)  # renew, drain, cluster
 
 # Management routes: IAM in AWS; api key in the local stack (see chalicelib.auth).
@@ -92,7 +103,7 @@ def list_files() -> dict[str, Any]:
 
 @route("/files/{file_id}/complete", methods=["POST"], authorizer=iam)
 def complete_upload(file_id: str) -> dict[str, Any]:
-    return uploads.complete(file_id, json_body(_managed()))
+    return upload_complete.complete(file_id, json_body(_managed()))
 
 
 @route("/files/{file_id}", methods=["GET"], authorizer=iam)
@@ -108,12 +119,42 @@ def share_file(file_id: str) -> dict[str, Any]:
     return shares.mint(file_id, json_body(request), base)
 
 
-@route("/s/{file_id}", methods=["GET"])
+@route("/shares", methods=["POST"], authorizer=iam)
+def share_folder() -> dict[str, Any]:
+    request = _managed()
+    return shares.mint_folder(json_body(request),
+                              shares.base_url(request.headers, request.context))
+
+
+@route("/s/{file_id}", methods=["GET", "HEAD"])
 def open_share(file_id: str) -> Response:
     request = _request()
-    location = shares.redirect_target(file_id, request.query_params or {}, request.headers,
-                                      shares.source_ip(request.context))
-    return Response(body="", status_code=307, headers={"Location": location})
+    location = shares.open_file_share(file_id, shares.query_pairs(request.query_params),
+                                      request.headers, shares.source_ip(request.context))
+    return Response(body="", status_code=307,
+                    headers={"Location": location, "Cache-Control": "private, no-store"})
+
+
+@route("/t/{token}", methods=["GET", "HEAD"])
+def open_folder_root(token: str) -> Response:
+    return _open_folder(token)
+
+
+# API Gateway's greedy path; Chalice passes it as the keyword "proxy+" (the path itself
+# is read from the request context, raw, so nothing is decoded twice).
+@route("/t/{token}/{proxy+}", methods=["GET", "HEAD"])
+def open_folder(token: str, **_path: str) -> Response:
+    return _open_folder(token)
+
+
+def _open_folder(token: str) -> Response:
+    request = _request()
+    raw = folder_shares.raw_path_after(str(request.context.get("path") or ""), token)
+    status, headers, body = folder_shares.open_folder(
+        token, raw, request.query_params or {}, request.headers,
+        shares.source_ip(request.context))
+    return Response(body="" if request.method == "HEAD" else body, status_code=status,
+                    headers=headers)
 
 
 @route("/openapi.json", methods=["GET"])
@@ -139,6 +180,26 @@ def pick_replica_target(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="report_replication")
 def report_replication(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return replication.summarize(event)
+
+
+@app.lambda_function(name="publish_file")
+def publish_file(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return publisher.settle(str(event.get("file_id", "")))
+
+
+@app.lambda_function(name="plan_hashing")
+def plan_hashing(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return hashing.plan(event)
+
+
+@app.lambda_function(name="hash_batch")
+def hash_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return hashing.hash_batch(event)
+
+
+@app.lambda_function(name="finish_hashing")
+def finish_hashing(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return hashing.finish(event)
 
 
 @app.lambda_function(name="gc_step")

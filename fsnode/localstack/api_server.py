@@ -26,9 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     from chalice.config import Config
     from chalice.local import create_local_server
 
+    from fsnode.localstack import greedy_routes
     from fsnode.localstack.app_loader import load_functions_app
     from fsnode.localstack.scheduler import Scheduler
 
+    greedy_routes.install()  # /t/{token}/{proxy+}, as API Gateway routes it
     module = load_functions_app(args.functions_dir.resolve())
     config = Config.create(
         chalice_stage="local", app_name="fsnode", project_dir=str(args.functions_dir)

@@ -1,11 +1,15 @@
 """Garbage collection of one file version: the steps of ``statemachines/gc.asl.json``.
 
-Order keeps every record true: the tombstone goes first (shares and edge manifests
-answer 410 from then on), then the S3 object we own, then every replica edge evicts
-(pulled work with a task token; an offline node is waited for, within
-``FSNODE_GC_MAX_WAIT``, unless prune declares it dead), and the items go last, the
-``meta`` tombstone after everything else. An imported object belongs to the
-customer: only our records of it are deleted.
+A version is collected once it has stopped being current (tombstoned, or replaced and
+retired) and its grace period is over: prune starts ``gc`` for due entries of the
+``by_collect`` index. A live current version is never collected (the execution
+fails; delete the file first). Order keeps every record true: the S3 objects we own
+go first (the uploaded data and the version manifest), then every replica edge
+evicts (pulled work with a task token; an offline node is waited for, within
+``FSNODE_GC_MAX_WAIT``, unless prune declares it dead), and the items go last, a
+deleted file's ``meta`` tombstone after everything else, then its head and any tree
+key left. An imported object belongs to the customer: only our records of it and
+our manifests are deleted.
 """
 
 from __future__ import annotations
@@ -15,9 +19,16 @@ import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from fsnode_core.errors import InvalidInput, Unavailable
+from fsnode_core.errors import Conflict, InvalidInput, Unavailable
 from fsnode_core.ids import check_id
-from fsnode_core.models import NODE_DEAD, SOURCE_IMPORT, WORK_EVICT, FileRecord
+from fsnode_core.models import FILE_READY, NODE_DEAD, SOURCE_IMPORT, WORK_EVICT, FileRecord
+from fsnode_core.published import (
+    data_key,
+    head_key,
+    parse_tree_key,
+    tree_path_prefix,
+    version_manifest_key,
+)
 from fsnode_core.store_errors import error_code
 
 from chalicelib import aws, executions, replication
@@ -74,42 +85,65 @@ def step(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tombstone(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
+    """What this collection owns: the version must not be live; a deleted file's own
+    tombstone means its head and tree keys go too."""
     settings = get_settings()
-    meta = aws.chunk_catalog().mark_deleting(file_id, version)
+    meta = aws.chunk_catalog().get_file(file_id)
+    if meta is not None and meta.version == version and meta.status == FILE_READY:
+        raise Conflict("this version is live: delete the file (or replace it) first",
+                       file_id=file_id, version=version)
     own_key = uploaded_key(file_id, version)
-    if meta is not None:
-        owned = (meta.source != SOURCE_IMPORT and meta.bucket == settings.bucket
-                 and meta.key == own_key)
-        bucket, key = meta.bucket, meta.key
-    else:
-        # No meta of this version (already collected, or replaced): only our own
-        # upload key can hold bytes of it, and removing leftovers is safe.
-        owned, bucket, key = True, settings.bucket, own_key
-    return {"file_id": file_id, "version": version, "found": meta is not None,
-            "owned": owned, "bucket": bucket, "key": key,
+    ours = meta is not None and meta.version == version
+    owned = not ours or (meta is not None and meta.source != SOURCE_IMPORT
+                         and meta.bucket == settings.bucket and meta.key == own_key)
+    return {"file_id": file_id, "version": version, "found": ours, "owned": owned,
+            "bucket": settings.bucket, "key": own_key,
+            "file_deleted": ours, "path": meta.path if meta is not None else "",
             "evict_timeout": settings.evict_timeout, "retry_wait": settings.gc_retry_wait,
             "deadline": int(time.time()) + settings.gc_max_wait}
 
 
 def _delete_data(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
-    if not event.get("owned"):
-        return {"deleted": False, "reason": "imported object: the customer's, kept"}
+    """The uploaded bytes when they are ours (an unfinished upload leaves parts, aborted
+    here); the manifest goes with the items, last."""
     s3 = aws.client("s3")
-    bucket, key = str(event["bucket"]), str(event["key"])
-    upload = aws.chunk_catalog().file_view(file_id).upload
+    bucket = get_settings().bucket
+    upload = aws.chunk_catalog().get_upload(file_id)
     if upload is not None and upload.version == version:
-        # An upload that never completed leaves parts, not an object.
         with contextlib.suppress(ClientError):
             s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
                                       UploadId=upload.upload_id)
+    if not event.get("owned"):
+        return {"deleted": False, "reason": "imported object: the customer's, kept"}
+    _delete(s3, str(event.get("bucket") or bucket), str(event.get("key")
+                                                        or data_key(file_id, version)))
+    return {"deleted": True, "bucket": event.get("bucket"), "key": event.get("key")}
+
+
+def _delete(s3: Any, bucket: str, key: str) -> None:
     try:
         s3.delete_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if error_code(exc) not in ("NoSuchKey", "404", "NoSuchBucket"):
-            raise Unavailable("could not delete the origin object", key=key) from exc
+            raise Unavailable("could not delete an origin object", key=key) from exc
     except BotoCoreError as exc:
         raise Unavailable("the origin bucket is unreachable") from exc
-    return {"deleted": True, "bucket": bucket, "key": key}
+
+
+def _delete_published(file_id: str, path: str) -> None:
+    """A collected file's head and any tree key of it still at its path."""
+    s3 = aws.client("s3")
+    bucket = get_settings().bucket
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=tree_path_prefix(path)):
+            for entry in page.get("Contents", []):
+                parsed = parse_tree_key(entry["Key"])
+                if parsed is not None and parsed.path == path and parsed.file_id == file_id:
+                    _delete(s3, bucket, entry["Key"])
+    except (ClientError, BotoCoreError) as exc:
+        raise Unavailable("could not list a path's tree keys") from exc
+    _delete(s3, bucket, head_key(file_id))
 
 
 def _list_evictions(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +201,10 @@ def _drop_replicas(file_id: str, version: str, event: dict[str, Any]) -> dict[st
 
 def _delete_items(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
     deleted = aws.chunk_catalog().delete_version_items(file_id, version)
+    # After the items: a hashing job that finishes now finds no version to write for.
+    _delete(aws.client("s3"), get_settings().bucket, version_manifest_key(file_id, version))
+    if event.get("file_deleted") and event.get("path"):
+        _delete_published(file_id, str(event["path"]))
     results = [r for r in event.get("evicted") or [] if isinstance(r, dict)]
     abandoned = sorted(r["node_id"] for r in results if r.get("abandoned"))
     metrics.add_metric(name=METRIC_FILES_COLLECTED, unit="Count", value=1)
@@ -182,7 +220,7 @@ def _delete_items(file_id: str, version: str, event: dict[str, Any]) -> dict[str
 
 def uploaded_key(file_id: str, version: str) -> str:
     """The object key of an uploaded version (``uploads.start`` names it so)."""
-    return f"files/{file_id}/{version}"
+    return data_key(file_id, version)
 
 
 def is_expired(meta: FileRecord, now: float) -> bool:

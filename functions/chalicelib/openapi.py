@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import pki, shares, uploads, validate
+from chalicelib import pki, plans, shares, uploads, validate
 
 # Security requirement lists. Management routes take either: an API key in the local
 # stack, IAM (SigV4) when deployed (API Gateway checks it before the app runs).
@@ -65,7 +65,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {"code": {"type": "string"}, "message": {"type": "string"}},
         {"details": {"type": "object"}})}),
     "FileRecord": _object({
-        "file_id": _ID, "version": _ID, "name": {"type": "string"},
+        "file_id": _ID, "version": _ID,
+        "path": {"type": "string", "description": "the file's identity among live files"},
+        "name": {"type": "string", "description": "the path's last segment"},
+        "chunks_sha256": _nullable({**_SHA256, "description": "SHA-256 over the raw chunk "
+                                    "digests (null: an import not hashed yet)"}),
         "size": _integer(), "content_type": {"type": "string"}, "etag": {"type": "string"},
         "last_modified": _integer(), "chunk_size": _integer(1), "bucket": {"type": "string"},
         "key": {"type": "string"},
@@ -129,8 +133,7 @@ _HEARTBEAT = _object(
 _WORK_REPORT = _object({"ok": {"type": "boolean"}},
                        {"sha256": {"type": "string"}, "error": {"type": "string"}})
 _UPLOAD = _object(
-    {"name": _string(), "size": _integer(0, uploads.MAX_FILE_SIZE),
-     "content_type": _string(255, pattern=_pattern(validate.HEADER_TEXT)),
+    {"size": _integer(0, uploads.MAX_FILE_SIZE),
      "chunk_sha256": {"type": "array", "items": _SHA256,
                       "description": "one digest per chunk_size bytes, in order"},
      "part_sha256": {"type": "array", "items": _SHA256, "minItems": 1,
@@ -139,7 +142,11 @@ _UPLOAD = _object(
                                     "chunks, grown past 10,000 parts of the published "
                                     "part_size), in order; an empty file has one empty "
                                     "part"}},
-    {"file_id": {**_ID, "description": "upload a new version of this ready file"},
+    {"path": _nullable(_string(900, description="the file's path (required without "
+                               "file_id); a live file there gets a new version")),
+     "file_id": {**_ID, "description": "upload a new version of this ready file"},
+     "content_type": _nullable(_string(255, pattern=_pattern(validate.HEADER_TEXT),
+                                       description="default: by the path's extension")),
      **_EXPIRY})
 _PART_PAGE = {
     "part_count": _integer(1, uploads.MAX_PARTS),
@@ -155,21 +162,30 @@ _PART_PAGE = {
 }
 _COMPLETE = _object({"parts": {"type": "array", "maxItems": uploads.MAX_PARTS, "items": _object(
     {"part_number": _integer(1, 10000), "etag": _string(128)})}})
-_SHARE = _object(
-    {"ttl_seconds": _integer(1, shares.MAX_TTL_SECONDS)},
-    {"not_before": _nullable(_integer(0, 2**40)),
-     "ip": _nullable(_string(64, description="a client network in CIDR form")),
-     "prefix": _nullable(_string(512, description="share every file whose name starts so"))})
+_SHARE_POLICY = {
+    "not_before": _nullable(_integer(0, 2**40)),
+    "ip": _nullable(_string(64, description="a client network in CIDR form")),
+}
+_SHARE = _object({"ttl_seconds": _integer(1, shares.MAX_TTL_SECONDS)}, _SHARE_POLICY)
+_FOLDER_SHARE = _object(
+    {"prefix": {"type": "string", "maxLength": 901,
+                "description": "a folder: a path followed by '/', or '' for every file"},
+     "ttl_seconds": _integer(1, shares.MAX_TTL_SECONDS)}, _SHARE_POLICY)
+_LISTING = _object({
+    "prefix": {"type": "string"}, "next_token": _nullable({"type": "string"}),
+    "files": {"type": "array", "items": _object({
+        "path": {"type": "string", "description": "relative to the folder"},
+        "size": _integer(), "content_type": {"type": "string"},
+        "etag": {"type": "string", "description": "the ETag edges answer with"}})}})
 _IMPORT = _object(
     {"bucket": _string(63), "key": _string(1024, pattern=_pattern(validate.NO_CONTROL))},
     {"version_id": _nullable(_string(1024, pattern=_pattern(validate.TOKEN_TEXT))),
      "etag": _nullable(_string(128, pattern=_pattern(validate.ETAG_TEXT))),
-     "name": _nullable(_string()),
+     "path": _nullable(_string(900, description="default: the key")),
      "content_type": _nullable(_string(255, pattern=_pattern(validate.HEADER_TEXT))),
      **_EXPIRY})
 _FILE_PATCH = {**_object({}, _EXPIRY), "minProperties": 1,
                "description": "expires_at: null clears the expiry"}
-_CHUNK_HASH = _object({"version": _ID, "sha256": _SHA256})
 _RENEW = _object({"csr": _string(pki.MAX_CSR_BYTES)})
 
 _ERROR_TEXT = {
@@ -220,6 +236,26 @@ def _op(summary: str, security: list[dict[str, list[str]]], answer: dict[str, An
 
 _NODE_ID = _path_param("node_id")
 _FILE_ID = _path_param("file_id")
+_LOCATION = {"Location": {"required": True, "schema": {"type": "string"}}}
+
+
+def _folder_op(*, greedy: bool = False) -> dict[str, Any]:
+    """A folder share's URL: the folder itself answers its listing; a file below it
+    307s to an edge (same path form), or, with no edge, to the origin (a playlist is
+    answered here)."""
+    op = _op("Open a folder share: the folder's listing, or 307 to an edge (placed by "
+             "folder) keeping the path form", PUBLIC, _LISTING, (400, 403, 404, 410, 503),
+             params=[_path_param("token", {"type": "string"}),
+                     *([_path_param("proxy+", {"type": "string"})] if greedy else []),
+                     _query("limit", _integer(1, 1000)),
+                     _query("next_token", {"type": "string"})])
+    op["responses"]["200"]["content"].update({
+        media: {"schema": {"type": "string"}}
+        for media in ("application/vnd.apple.mpegurl", "application/dash+xml")})
+    op["responses"]["307"] = {"description": "to an edge, or a presigned origin URL",
+                              "headers": _LOCATION}
+    return op
+
 
 PATHS: dict[str, dict[str, Any]] = {
     "/nodes/register": {"post": _op(
@@ -234,13 +270,6 @@ PATHS: dict[str, dict[str, Any]] = {
     "/nodes/{node_id}/files/{file_id}": {"get": _op(
         "A file's manifest for an edge: metadata (with name) and every chunk's SHA-256",
         NODE, _ref("Manifest"), (400, 404, 410), params=[_NODE_ID, _FILE_ID])},
-    "/nodes/{node_id}/files/{file_id}/chunks/{index}": {"put": _op(
-        "Record an imported chunk's SHA-256 (first writer wins)", NODE,
-        _object({"file_id": _ID, "version": _ID, "index": _integer(), "sha256": _SHA256,
-                 "recorded": {"type": "boolean"}}),
-        (404, 409), body=_CHUNK_HASH,
-        params=[_NODE_ID, _FILE_ID, _path_param("index", {"type": "string",
-                                                          "pattern": "^[0-9]{1,9}$"})])},
     "/nodes/{node_id}/work/{work_id}": {"post": _op(
         "Report a work item's outcome (the workflow waiting on it resumes)", NODE,
         _object({"work_id": _ID, "node_id": _ID, "recorded": {"type": "boolean"},
@@ -266,10 +295,13 @@ PATHS: dict[str, dict[str, Any]] = {
                              "chunk_size": _integer(1),
                              "part_size": _integer(1), **_PART_PAGE}),
                     (404, 409, 410, 503), body=_UPLOAD),
-        "get": _op("A page of ready files in creation order", MANAGED,
-                   _object({"files": {"type": "array", "items": _ref("FileRecord")},
+        "get": _op("A page of live files whose path starts with prefix, in path order "
+                   "(a DynamoDB Query)", MANAGED,
+                   _object({"prefix": {"type": "string"},
+                            "files": {"type": "array", "items": _ref("FileRecord")},
                             "next_token": _nullable({"type": "string"})}),
-                   (400,), params=[_query("limit", _integer(1, 1000)),
+                   (400,), params=[_query("prefix", {"type": "string", "maxLength": 900}),
+                                   _query("limit", _integer(1, 1000)),
                                    _query("next_token", {"type": "string"})]),
     },
     "/files/import": {"post": _op(
@@ -278,7 +310,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/files/{file_id}": {
         "get": _op("A file record", MANAGED, _ref("FileRecord"), (400, 404),
                    params=[_FILE_ID]),
-        "delete": _op("Tombstone the file and start its garbage collection", MANAGED,
+        "delete": _op("Tombstone the file and free its path; collected after the grace "
+                      "period", MANAGED,
                       _object({"file_id": _ID, "version": _ID,
                                "status": {"type": "string", "enum": ["deleting"]}}),
                       (400, 404, 409, 503), status=202, params=[_FILE_ID]),
@@ -295,31 +328,52 @@ PATHS: dict[str, dict[str, Any]] = {
                 _query("limit", _integer(1, uploads.PARTS_PAGE))])},
     "/files/{file_id}/complete": {"post": _op(
         "Complete an upload: parts checked against the declared sizes and SHA-256s "
-        "(a mismatch discards the upload), file and chunk items written in one step",
+        "(a mismatch discards the upload), the version published in one step",
         MANAGED, _ref("FileRecord"), (404, 409, 503), body=_COMPLETE, params=[_FILE_ID])},
     "/files/{file_id}/plan": {"get": _op(
-        "Download plan: chunks of a byte range with replica edges and an S3 fallback",
+        "Download plan (compact, paged): chunks of a byte range, each naming its replica "
+        "edges by index into nodes, one S3 fallback URL for the object",
         MANAGED, _object({
             "file_id": _ID, "version": _ID, "size": _integer(), "chunk_size": _integer(1),
             "content_type": {"type": "string"}, "etag": {"type": "string"},
             "edge_query": {"type": "string"}, "expires": _integer(),
+            "nodes": {"type": "array", "items": _object(
+                {"node_id": _ID, "url": {"type": "string"}})},
+            "s3_url": {"type": "string", "description": "presigned GET; send Range"},
             "chunks": {"type": "array", "items": {"allOf": [_ref("Chunk"), _object({
-                "replicas": {"type": "array", "items": _object(
-                    {"node_id": _ID, "url": {"type": "string"}})},
-                "s3_url": {"type": "string"}})]}}}),
+                "replicas": {"type": "array", "items": _integer(),
+                             "description": "indexes into nodes, preferred first"}})]}},
+            "next_offset": _nullable({**_integer(), "description": "continue the range "
+                                      "from here (null: this page ends it)"})}),
         (400, 404, 410, 416, 503),
-        params=[_FILE_ID, _query("offset", _integer()), _query("length", _integer(1))])},
+        params=[_FILE_ID, _query("offset", _integer()), _query("length", _integer(1)),
+                _query("limit", _integer(1, plans.PLAN_PAGE))])},
+    "/files/{file_id}/rehash": {"post": _op(
+        "Hash the current version from S3 again and replace recorded hashes that differ",
+        MANAGED, _object({"file_id": _ID, "version": _ID,
+                          "execution": _nullable({"type": "string"})},
+                         {"outcome": {"type": "object", "description": "the job's outcome, "
+                                      "when it ran in the request (no state machine)"}}),
+        (400, 404, 410, 503), status=202, params=[_FILE_ID])},
     "/files/{file_id}/share": {"post": _op(
-        "Mint an expiring share URL (optionally not-before, client network, prefix); "
-        "expires no later than the file",
+        "Mint an expiring share URL of the file, any current version (optionally "
+        "not-before, client network); expires no later than the file",
         MANAGED, _object({"share_url": {"type": "string"}, "expires": _integer()}),
         (404, 410, 503), body=_SHARE, params=[_FILE_ID])},
-    "/s/{file_id}": {"get": _op(
-        "Open a share URL: 307 to the chosen edge with the share's own signed fields",
-        PUBLIC, None, (400, 403, 404, 410, 503), status=307,
-        headers={"Location": {"required": True, "schema": {"type": "string"}}},
+    "/shares": {"post": _op(
+        "Mint a folder share: share_url ends in '/', a file below it is share_url plus "
+        "its relative path", MANAGED,
+        _object({"share_url": {"type": "string"}, "prefix": {"type": "string"},
+                 "expires": _integer()}), (503,), body=_FOLDER_SHARE)},
+    "/s/{file_id}": {method: _op(
+        "Open a file share: 307 to the chosen edge with the share's signed fields and "
+        "v (the current version), or to the origin when no edge can take it",
+        PUBLIC, None, (400, 403, 404, 410, 503), status=307, headers=_LOCATION,
         params=[_FILE_ID, *(_query(name, {"type": "string"})
-                            for name in ("v", "pfx", "exp", "nbf", "ip", "kid", "sig"))])},
+                            for name in ("v", "exp", "nbf", "ip", "kid", "sig"))])
+        for method in ("get", "head")},
+    "/t/{token}": {method: _folder_op() for method in ("get", "head")},
+    "/t/{token}/{proxy+}": {method: _folder_op(greedy=True) for method in ("get", "head")},
     "/openapi.json": {"get": _op("This document", PUBLIC, {"type": "object"}, ())},
     # The web page (chalicelib/web.py): HTML, its scripts and style, and its settings.
     "/": {"get": _op("Upload page", PUBLIC, {"type": "string"}, (), media="text/html")},

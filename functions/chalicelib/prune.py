@@ -1,5 +1,6 @@
-"""The scheduled sweep (every minute): dead nodes, lost and hot chunks, files to collect,
-uploads abandoned past their time.
+"""The scheduled sweep (every minute): dead nodes, lost and hot chunks, files to
+tombstone (expired) or collect (past their grace period), retired versions to collect,
+published objects a writer left behind, uploads abandoned past their time.
 
 Every start is named after what it acts on (``replicate-loss-…`` per file version and
 dead node, ``replicate-hot-…`` per file version and time window, ``gc-FILE-VERSION``),
@@ -14,13 +15,18 @@ from collections import defaultdict
 from typing import Any
 
 from fsnode_core import placement
+from fsnode_core.errors import FsnodeError
 from fsnode_core.models import FILE_DELETING, FILE_READY, NODE_DEAD, NodeRecord
+from fsnode_core.published import publish_seq
 
-from chalicelib import aws, gc, replication, uploads
+from chalicelib import aws, gc, lifecycle, publisher, replication, uploads
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
 
 MAX_HOT_FILES_PER_RUN = 50  # bounds the Queries one run spends on hot files
+MAX_SETTLES_PER_RUN = 100  # files whose published objects one run repairs
+# A change younger than this is left to its own writer (its publish machine).
+SYNC_GRACE_SECONDS = 30
 METRIC_NODES_DEAD = "NodesMarkedDead"
 
 
@@ -45,13 +51,14 @@ def run(now: float | None = None) -> dict[str, Any]:
     lost = {node_id: _recover(node_id) for node_id in dead}
     live = placement.eligible(nodes, moment, settings.heartbeat_timeout)
     hot = _replicate_hot(live, moment)
-    collected = _collect(moment)
-    # Uploads never completed: their S3 upload aborted and the items they wrote deleted.
+    expired, collected = _collect(moment)
+    # Uploads never completed: their S3 upload aborted, their leftovers retired.
     discarded = uploads.sweep_abandoned(int(moment))
+    settled = settle_published(moment)
     metrics.flush_metrics(raise_on_empty_metrics=False)
     summary = {"marked_dead": marked, "lost_replicas": {k: v for k, v in lost.items() if v},
-               "hot_replications": hot, "collections": collected,
-               "uploads_discarded": discarded}
+               "hot_replications": hot, "expired": expired, "collections": collected,
+               "uploads_discarded": discarded, "published": settled}
     logger.info("prune done", extra=summary)
     return summary
 
@@ -114,12 +121,40 @@ def _replicate_hot(live: list[NodeRecord], moment: float) -> list[str]:
     return started
 
 
-def _collect(moment: float) -> list[str]:
-    """Start collection for expired and tombstoned files (DELETE starts it too)."""
-    started = []
-    for meta in aws.chunk_catalog().files_to_collect(int(moment)):
-        wanted = meta.status == FILE_DELETING or (meta.status == FILE_READY
-                                                  and gc.is_expired(meta, moment))
-        if wanted and gc.start(meta.file_id, meta.version, moment):
+def _collect(moment: float) -> tuple[list[str], list[str]]:
+    """Tombstone files whose expiry has passed; start collection for tombstones and
+    retired versions whose grace period is over (DELETE and ``complete`` start it at
+    once when there is none). Returns (files expired, files whose collection started)."""
+    now = int(moment)
+    catalog = aws.chunk_catalog()
+    expired: list[str] = []
+    started: list[str] = []
+    for meta in catalog.files_to_collect(now):
+        if meta.status == FILE_READY and gc.is_expired(meta, moment):
+            try:
+                lifecycle.tombstone(meta, now)
+                expired.append(meta.file_id)
+            except FsnodeError as exc:  # changed meanwhile: the next run looks again
+                logger.info("expired file not tombstoned", extra={"file_id": meta.file_id,
+                                                                  "error": exc.message})
+        elif meta.status == FILE_DELETING and gc.start(meta.file_id, meta.version, moment):
             started.append(meta.file_id)
-    return started
+    for entry in catalog.versions_to_collect(now):
+        if gc.start(entry.file_id, entry.version, moment):
+            started.append(entry.file_id)
+    return expired, started
+
+
+def settle_published(moment: float) -> list[str]:
+    """Publish what writers that stopped half way left behind (``by_sync`` markers
+    older than ``SYNC_GRACE_SECONDS``)."""
+    before = publish_seq(moment - SYNC_GRACE_SECONDS)
+    settled = []
+    for file_id in aws.chunk_catalog().unsynced(before, MAX_SETTLES_PER_RUN):
+        try:
+            publisher.settle(file_id)
+            settled.append(file_id)
+        except FsnodeError as exc:
+            logger.warning("could not publish a file", extra={"file_id": file_id,
+                                                              "error": exc.message})
+    return settled

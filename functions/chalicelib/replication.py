@@ -23,12 +23,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fsnode_core import placement
-from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable
+from fsnode_core.errors import Gone, InvalidInput, Unavailable
 from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import FILE_READY, WORK_EVICT, WORK_WARM, FileView, ReplicaRecord, WorkItem
 from fsnode_core.store_errors import error_code
 
-from chalicelib import auth, aws, executions, validate
+from chalicelib import auth, aws, executions, hashing, manifests
 from chalicelib.observability import METRIC_WORK_REPORTED, logger, metrics
 from chalicelib.settings import get_settings
 
@@ -110,7 +110,7 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
     version = str(event.get("version", ""))
     view = aws.chunk_catalog().file_view(file_id)
     current = _current(view, version)
-    all_indices = [chunk.index for chunk in view.chunks_of(version)]
+    all_indices = list(range(view.meta.chunk_count())) if current and view.meta else []
     wanted = event.get("chunks")
     if isinstance(wanted, list):
         indices = sorted({int(i) for i in wanted} & set(all_indices))
@@ -149,7 +149,8 @@ def pick_target(event: dict[str, Any]) -> dict[str, Any]:
                              "warm_timeout": int(event.get("warm_timeout")
                                                  or settings.warm_timeout)}
     view = aws.chunk_catalog().file_view(file_id)
-    if not _current(view, version) or index not in {c.index for c in view.chunks_of(version)}:
+    if not _current(view, version) or view.meta is None \
+            or not 0 <= index < view.meta.chunk_count():
         return {**state, "done": True, "replicated": False, "gone": True, "holders": []}
     live = _live_nodes()
     live_ids = {node.node_id for node in live}
@@ -215,16 +216,6 @@ def queue_work(event: dict[str, Any], kind: str, chunk_index: int) -> dict[str, 
     return {"work_id": work.work_id, "node_id": node_id}
 
 
-def _first_hash(catalog: Any, work: WorkItem, reported: Any) -> str | None:
-    """An imported chunk nobody hashed yet: the first verified report fixes its hash."""
-    try:
-        digest = validate.sha256_list({"sha256": [reported]}, "sha256", 1)[0]
-        catalog.record_chunk_sha256(work.file_id, work.version, work.chunk_index, digest)
-    except (InvalidInput, Conflict, NotFound):
-        return "reported sha256 does not match the chunk"
-    return None
-
-
 def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
     """An edge's report on its work: record a verified replica, then wake the waiting task."""
     check_id(node_id, "node_id")
@@ -241,14 +232,11 @@ def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> di
     error_name = "EvictFailed" if work.kind == WORK_EVICT else "WarmFailed"
     leftover = False  # the edge holds bytes of a version that is being collected
     if ok and work.kind == WORK_WARM:
-        view = catalog.file_view(work.file_id)
-        chunk = next((c for c in view.chunks_of(work.version)
-                      if c.index == work.chunk_index), None)
-        if chunk is None or chunk.version != work.version:
+        meta = catalog.get_file(work.file_id)
+        if meta is None or meta.status != FILE_READY or meta.version != work.version \
+                or not 0 <= work.chunk_index < meta.chunk_count():
             error, leftover = "chunk is not part of the current file version", True
-        elif chunk.sha256 is None:
-            error = _first_hash(catalog, work, body.get("sha256"))
-        elif body.get("sha256") != chunk.sha256:
+        elif body.get("sha256") != _chunk_hash(work):
             error = "reported sha256 does not match the chunk"
     try:
         if error is None and work.kind == WORK_WARM:
@@ -279,6 +267,14 @@ def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> di
     return {**outcome, "recorded": error is None, "error": error}
 
 
+def _chunk_hash(work: WorkItem) -> str:
+    """The warmed chunk's SHA-256: the manifest's, or, for an import not hashed yet,
+    the origin's, read now (no edge's word alone is taken)."""
+    manifest = manifests.read_manifest(work.file_id, work.version)
+    known = manifest.chunk_hash(work.chunk_index)
+    return known if known is not None else hashing.origin_digest(manifest, work.chunk_index)
+
+
 def _evict_leftover(warm: WorkItem) -> None:
     """A warm that finished after its version was tombstoned: collection has already
     listed the edges to evict from, without this one, so have it drop the copy itself.
@@ -297,7 +293,7 @@ def under_replicated_chunks(view: FileView, live_ids: Iterable[str], factor: int
     if view.meta is None or view.meta.status != FILE_READY:
         return []
     live = set(live_ids)
-    counts: dict[int, int] = {c.index: 0 for c in view.chunks if c.version == view.meta.version}
+    counts: dict[int, int] = dict.fromkeys(range(view.meta.chunk_count()), 0)
     for replica in view.replicas:
         if replica.version == view.meta.version and replica.node_id in live \
                 and replica.index in counts:

@@ -1,5 +1,4 @@
-"""Routes: download plans, delete, expiry, import, and edge-reported chunk hashes
-(a Blueprint)."""
+"""Routes: download plans, delete, expiry, import and hash repair (a Blueprint)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, IAMAuthorizer, Response
 
-from chalicelib import auth, files
+from chalicelib import auth, files, plans
 from chalicelib.http import json_body, json_errors
 
 bp = Blueprint(__name__)
@@ -33,7 +32,7 @@ def _managed() -> Any:
 @route("/files/{file_id}/plan", methods=["GET"], authorizer=iam)
 def plan_download(file_id: str) -> dict[str, Any]:
     request = _managed()
-    return files.plan(file_id, request.query_params, request.headers)
+    return plans.plan(file_id, request.query_params, request.headers)
 
 
 @route("/files/{file_id}", methods=["DELETE"], authorizer=iam)
@@ -52,8 +51,7 @@ def import_file() -> dict[str, Any]:
     return files.import_object(json_body(_managed()))
 
 
-@route("/nodes/{node_id}/files/{file_id}/chunks/{index}", methods=["PUT"])
-def record_chunk_hash(node_id: str, file_id: str, index: str) -> dict[str, Any]:
-    request = bp.current_request
-    return files.record_chunk_hash(node_id, file_id, index, request.headers,
-                                   json_body(request))
+@route("/files/{file_id}/rehash", methods=["POST"], authorizer=iam)
+def rehash_file(file_id: str) -> Response:
+    _managed()
+    return Response(body=files.rehash(file_id), status_code=202)

@@ -41,6 +41,18 @@ class Settings:
     gc_max_wait: int = 3600
     # Buckets ``POST /files/import`` may register (edges must be able to read them).
     import_buckets: tuple[str, ...] = ()
+    # How long a replaced or deleted version's bytes and manifest stay readable (streams
+    # that began on it finish) before garbage collection takes them.
+    retire_grace_seconds: int = 21600
+    publish_state_machine_arn: str | None = None
+    hash_state_machine_arn: str | None = None
+    # Bytes one hashing step reads (a Lambda invocation's share of an import).
+    hash_batch_bytes: int = 256 * 1024 * 1024
+    # Open requests past which an edge takes no new viewer (0: no bound); with every
+    # live edge past it, or none live, shares fall back to the origin.
+    edge_max_load: int = 0
+    # Lifetime of an origin fallback's presigned URL (cut to the share's expiry).
+    fallback_url_seconds: int = 3600
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,11 +85,25 @@ class Settings:
             evict_timeout=int(env.get("FSNODE_EVICT_TIMEOUT", "300")),
             gc_retry_wait=int(env.get("FSNODE_GC_RETRY_WAIT", "60")),
             gc_max_wait=int(env.get("FSNODE_GC_MAX_WAIT", "3600")),
+            retire_grace_seconds=_non_negative(env, "FSNODE_RETIRE_GRACE_SECONDS", 21600),
+            publish_state_machine_arn=env.get("FSNODE_PUBLISH_STATE_MACHINE_ARN") or None,
+            hash_state_machine_arn=env.get("FSNODE_HASH_CHUNKS_STATE_MACHINE_ARN") or None,
+            hash_batch_bytes=max(_non_negative(env, "FSNODE_HASH_BATCH_BYTES",
+                                               256 * 1024 * 1024), 1),
+            edge_max_load=_non_negative(env, "FSNODE_EDGE_MAX_LOAD", 0),
+            fallback_url_seconds=max(_non_negative(env, "FSNODE_FALLBACK_URL_SECONDS", 3600), 1),
             import_buckets=tuple(
                 name.strip() for name in
                 (env.get("FSNODE_IMPORT_BUCKETS") or env["FSNODE_BUCKET"]).split(",")
                 if name.strip()),
         )
+
+
+def _non_negative(env: os._Environ[str], name: str, default: int) -> int:
+    value = int(env.get(name, str(default)))
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return value
 
 
 def _strategy(value: str) -> str:

@@ -1,4 +1,6 @@
-"""Share URLs: mint a signed link, and redirect its holder to an edge chosen by placement."""
+"""Share URLs (docs/PROTOCOL.md, "Share signatures"): mint a file share or a folder share,
+and send a file share's holder to an edge chosen by placement, or to the origin when no
+edge can take it."""
 
 from __future__ import annotations
 
@@ -7,42 +9,32 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from fsnode_core import placement
-from fsnode_core.errors import Forbidden, Gone, InvalidInput, NotFound, Unavailable
+from fsnode_core.errors import Gone, InvalidInput
+from fsnode_core.folder_tokens import mint_folder_token
 from fsnode_core.ids import check_id
-from fsnode_core.models import FILE_READY
+from fsnode_core.models import FileRecord
+from fsnode_core.paths import check_folder, url_path
 from fsnode_core.signing import SharePolicy, canonical_network
 
-from chalicelib import aws, secret_store, validate
+from chalicelib import edges, file_paths, origin_fallback, secret_store, validate
 from chalicelib.observability import METRIC_SHARE_MINTED, METRIC_SHARE_REDIRECT, metrics
 from chalicelib.settings import get_settings
 
 MAX_TTL_SECONDS = 7 * 24 * 3600
-_SHARE_FIELDS = ("v", "pfx", "exp", "nbf", "ip", "kid", "sig")
+# What a file share's redirect forwards to the edge: the signed fields, never anything
+# else the caller added (``v`` is set from the file's current version).
+_SIGNED_FIELDS = ("exp", "nbf", "ip", "kid", "sig")
 
 
 def mint(file_id: str, body: dict[str, Any], base_url: str) -> dict[str, Any]:
-    """A share URL for the file's current version, valid ``ttl_seconds`` (1 s .. 7 days).
-
-    Optional: ``not_before`` (unix seconds), ``ip`` (a client CIDR), ``prefix`` (the share
-    then covers every file whose name starts with it; it must cover this file too).
-    A link never outlives its file: ``expires`` is cut to the file's expiry, if sooner.
-    """
+    """A share URL for the file (whatever its current version), valid ``ttl_seconds``
+    (1 s .. 7 days), optionally from ``not_before`` and only for clients in ``ip``.
+    A link never outlives its file: ``expires`` is cut to the file's expiry, if sooner."""
     check_id(file_id, "file_id")
-    ttl = validate.integer(body, "ttl_seconds", low=1, high=MAX_TTL_SECONDS)
-    not_before = (validate.integer(body, "not_before", low=0, high=2**40)
-                  if body.get("not_before") is not None else None)
-    ip = _network(body)
-    prefix = validate.string(body, "prefix", max_len=512, optional=True)
-    if prefix is not None and not prefix.isprintable():
-        raise InvalidInput("prefix must be printable text", field="prefix")
-    meta = aws.chunk_catalog().get_file(file_id)
-    if meta is None:
-        raise NotFound("no such file", file_id=file_id)
-    if meta.status != FILE_READY:
-        raise Gone("file was deleted", file_id=file_id)
-    if prefix is not None and not meta.name.startswith(prefix):
-        raise InvalidInput("prefix must be a prefix of this file's name", field="prefix")
+    if body.get("prefix") is not None:
+        raise InvalidInput("a folder share is POST /shares {prefix}", field="prefix")
+    ttl, not_before, ip = _policy_fields(body)
+    meta = file_paths.ready_file(file_id)
     now = int(time.time())
     expires = (not_before or now) + ttl
     if meta.expires_at is not None:
@@ -53,47 +45,74 @@ def mint(file_id: str, body: dict[str, Any], base_url: str) -> dict[str, Any]:
             raise InvalidInput("not_before is at or after the file's expiry",
                                field="not_before", file_expires_at=meta.expires_at)
     query = secret_store.signer(get_settings().signing_key_secret).sign(SharePolicy(
-        file_id=file_id, version="" if prefix is not None else meta.version, expires=expires,
-        not_before=not_before, ip=ip, prefix=prefix))
+        file_id=file_id, expires=expires, not_before=not_before, ip=ip))
     metrics.add_metric(name=METRIC_SHARE_MINTED, unit="Count", value=1)
     return {"share_url": f"{base_url}/s/{file_id}?{urlencode(query)}", "expires": expires}
 
 
-def redirect_target(file_id: str, query: Mapping[str, str],
-                    headers: Mapping[str, str] | None = None,
-                    client_ip: str | None = None) -> str:
-    """The edge URL (same signed query) a valid share redirects to."""
+def mint_folder(body: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """``POST /shares``: a folder share for ``prefix`` (a path followed by ``/``, or
+    ``""`` for everything). A folder has no single expiry: files past their own answer
+    410 however long the share lives."""
+    prefix = body.get("prefix")
+    check_folder(prefix, "prefix")
+    assert isinstance(prefix, str)
+    ttl, not_before, ip = _policy_fields(body)
+    expires = (not_before or int(time.time())) + ttl
+    token = mint_folder_token(secret_store.signer(get_settings().signing_key_secret), prefix,
+                              expires, not_before=not_before, ip=ip)
+    metrics.add_metric(name=METRIC_SHARE_MINTED, unit="Count", value=1)
+    return {"share_url": f"{base_url}/t/{token}/{url_path(prefix) if prefix else ''}",
+            "prefix": prefix, "expires": expires}
+
+
+def open_file_share(file_id: str, query: list[tuple[str, str]],
+                    headers: Mapping[str, str], client_ip: str | None) -> str:
+    """Where a valid file share sends its holder: ``{edge}/f/{file_id}?{signed
+    fields}&v={current version}``, or a presigned origin URL when no edge can take it."""
     check_id(file_id, "file_id")
-    settings = get_settings()
-    policy = secret_store.verifier(settings.signing_key_secret).verify(
-        file_id, query, client_ip=client_ip, allow_prefix=True)
-    meta = aws.chunk_catalog().get_file(file_id)
-    if meta is None:
-        raise NotFound("no such file", file_id=file_id)
-    if not policy.covers(meta.name):
-        raise Forbidden("share URL does not cover this file")
-    if meta.status != FILE_READY or (policy.prefix is None and meta.version != policy.version):
-        raise Gone("this version of the file is no longer available", file_id=file_id)
-    if meta.expires_at is not None and meta.expires_at <= time.time():
-        raise Gone("file has expired", file_id=file_id)  # prune collects it soon
-    live = placement.eligible(aws.node_registry().list_nodes(), time.time(),
-                              settings.heartbeat_timeout)
-    chosen = placement.choose(file_id, live, max(settings.replication_factor, 1),
-                              client_location=client_location(headers or {}))
-    if not chosen:
-        raise Unavailable("no edge node is available")
+    policy = secret_store.verifier(get_settings().signing_key_secret).verify(
+        file_id, query, client_ip=client_ip)
+    meta = servable(file_id)
+    if policy.version is not None and policy.version != meta.version:
+        raise Gone("replaced; open the share URL again", file_id=file_id)
+    edge = edges.pick(file_id, headers)
+    if edge is None:
+        return origin_fallback.presigned(meta, policy.expires)
     metrics.add_metric(name=METRIC_SHARE_REDIRECT, unit="Count", value=1)
-    # Forward only the share's own fields: nothing else from the caller reaches the edge.
-    forwarded = {name: query[name] for name in _SHARE_FIELDS if name in query}
-    return f"{chosen[0].endpoint}/f/{file_id}?{urlencode(forwarded)}"
+    fields = dict(query)
+    forwarded = {name: fields[name] for name in _SIGNED_FIELDS if name in fields}
+    return f"{edge.endpoint}/f/{file_id}?{urlencode({**forwarded, 'v': meta.version})}"
 
 
-def _network(body: dict[str, Any]) -> str | None:
+def servable(file_id: str) -> FileRecord:
+    """The file's ready, unexpired ``meta``: NotFound, Gone (deleted, or past its expiry
+    even before prune tombstones it)."""
+    meta = file_paths.ready_file(file_id)
+    if meta.expires_at is not None and meta.expires_at <= time.time():
+        raise Gone("file has expired", file_id=file_id)
+    return meta
+
+
+def query_pairs(query: Any) -> list[tuple[str, str]]:
+    """Every query parameter with its every value (a repeated one must be refused, so a
+    plain dict, which keeps one, will not do): Chalice's MultiDict or a mapping."""
+    if not query:
+        return []
+    if hasattr(query, "getlist"):
+        return [(name, value) for name in query for value in query.getlist(name)]
+    return list(dict(query).items())
+
+
+def _policy_fields(body: dict[str, Any]) -> tuple[int, int | None, str | None]:
+    ttl = validate.integer(body, "ttl_seconds", low=1, high=MAX_TTL_SECONDS)
+    not_before = (validate.integer(body, "not_before", low=0, high=2**40)
+                  if body.get("not_before") is not None else None)
     cidr = validate.string(body, "ip", max_len=64, optional=True)
     if cidr is None:
-        return None
+        return ttl, not_before, None
     try:
-        return canonical_network(cidr)
+        return ttl, not_before, canonical_network(cidr)
     except ValueError as exc:
         raise InvalidInput("ip must be an address range in CIDR form", field="ip") from exc
 
@@ -116,15 +135,3 @@ def base_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
     proto = headers.get("x-forwarded-proto", "https" if ".amazonaws.com" in host else "http")
     stage = context.get("stage") if host.endswith(".amazonaws.com") else None
     return f"{proto}://{host}" + (f"/{stage}" if stage else "")
-
-
-def client_location(headers: Mapping[str, str]) -> tuple[float, float] | None:
-    """The viewer's ``(lat, lng)`` from CloudFront's viewer headers, when present and sane."""
-    try:
-        lat = float(headers.get("cloudfront-viewer-latitude", ""))
-        lng = float(headers.get("cloudfront-viewer-longitude", ""))
-    except ValueError:
-        return None
-    if -90 <= lat <= 90 and -180 <= lng <= 180:
-        return (lat, lng)
-    return None

@@ -47,7 +47,7 @@ def part_url(upload: PendingUpload, part_number: int, sha256_hex: str, ttl: int)
     ))
 
 
-def mismatch(s3: Any, upload: PendingUpload) -> PartMismatch | None:
+def mismatch(s3: Any, upload: PendingUpload, part_sha256: list[str]) -> PartMismatch | None:
     """How the parts S3 holds differ from the declared ones (None: they are the same).
 
     Lists every part (ListParts, paginated) and checks the set of part numbers, each
@@ -61,9 +61,7 @@ def mismatch(s3: Any, upload: PendingUpload) -> PartMismatch | None:
         for part in page.get("Parts", []):
             listed[int(part["PartNumber"])] = part
     layout = part_layout(upload.size, upload.chunk_size)
-    # An upload item written before parts were declared carries no digests: sizes only.
-    declared: list[str | None] = list(upload.part_sha256) or [None] * len(layout)
-    for span, sha256_hex in zip(layout, declared, strict=True):
+    for span, sha256_hex in zip(layout, part_sha256, strict=True):
         number = span.part_number
         part = listed.pop(number, None)
         if part is None:
@@ -71,7 +69,7 @@ def mismatch(s3: Any, upload: PendingUpload) -> PartMismatch | None:
         if int(part["Size"]) != span.length:
             return PartMismatch("a part's size differs from the declared layout", {
                 "part_number": number, "declared": span.length, "uploaded": int(part["Size"])})
-        if sha256_hex is not None and part.get("ChecksumSHA256") != checksum_b64(sha256_hex):
+        if part.get("ChecksumSHA256") != checksum_b64(sha256_hex):
             return PartMismatch("a part's SHA-256 differs from the declared one", {
                 "part_number": number, "declared": sha256_hex,
                 "uploaded": _hex(part.get("ChecksumSHA256"))})
@@ -81,14 +79,12 @@ def mismatch(s3: Any, upload: PendingUpload) -> PartMismatch | None:
     return None
 
 
-def completion(upload: PendingUpload, etags: list[str]) -> list[dict[str, Any]]:
+def completion(part_sha256: list[str], etags: list[str]) -> list[dict[str, Any]]:
     """CompleteMultipartUpload's ``Parts``: each ETag with its checksum, which S3 requires
     of an upload created with ``ChecksumAlgorithm``."""
-    parts: list[dict[str, Any]] = [{"PartNumber": n, "ETag": etag}
-                                   for n, etag in enumerate(etags, start=1)]
-    for part, sha256_hex in zip(parts, upload.part_sha256, strict=False):
-        part["ChecksumSHA256"] = checksum_b64(sha256_hex)
-    return parts
+    return [{"PartNumber": n, "ETag": etag, "ChecksumSHA256": checksum_b64(sha256_hex)}
+            for n, (etag, sha256_hex) in enumerate(zip(etags, part_sha256, strict=True),
+                                                   start=1)]
 
 
 def _hex(checksum: Any) -> str | None:

@@ -3,14 +3,15 @@
 Chunks-table layout (one partition per file, so one Query reads a whole file):
 ``pk=file#<file_id>`` with ``sk`` = ``meta`` (the file's current version), ``upload``
 (a multipart upload in flight, invisible to readers, small whatever the file's size),
-``upload#<version>#parts#<batch:05d>`` (its declared part SHA-256s, a batch per item),
-``chunk#<version>#<index:08d>`` and ``replica#<version>#<index:08d>#<node_id>`` (carries
-``node_id`` for the ``by_node`` index). Chunk and replica keys name their version, so a
-new version's items never overwrite the current one's before ``meta`` switches to it,
-and the old version's stay until garbage collection. An upload's chunk items are
-written when it is declared: nothing reads a version's chunks before ``meta`` names it.
-Ready ``meta`` items carry ``list_pk``/``list_sk``, the keys of the sparse
-``by_listing`` index that ``GET /files`` queries.
+``replica#<version>#<index:08d>#<node_id>`` (carries ``node_id`` for the ``by_node``
+index), ``retired#<version>`` (a replaced version waiting out its grace period) and
+``hashes#<version>#<batch:06d>`` (a hashing job's results, briefly). Chunk hashes are
+not items: they live in the version's manifest in S3 (``fsnode_core.published``), so
+no item count grows with a file's size except replicas.
+Ready ``meta`` items carry ``list_pk``/``list_sk`` (path), the keys of the sparse
+``by_listing`` index that listings query by path prefix; a ``meta`` item whose
+published objects may lag behind it carries ``sync_pk``/``sync_sk`` (``by_sync``).
+A path's owner is ``pk=path#<path>``, ``sk=claim``.
 Work for an edge lives under ``pk=node#<node_id>``, ``sk=work#<work_id>`` so a
 heartbeat reads its node's work with one Query.
 """
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fsnode_core.ddb import AttributeMap, from_attrs, to_attrs
+from fsnode_core.paths import name_of
 
 NODE_ACTIVE = "active"
 NODE_DRAINING = "draining"
@@ -30,7 +32,7 @@ NODE_STATUSES = (NODE_ACTIVE, NODE_DRAINING, NODE_DEAD)
 
 FILE_READY = "ready"
 FILE_DELETED = "deleted"
-# Tombstoned: shares and manifests answer 410 while garbage collection runs.
+# Tombstoned: shares and manifests answer 410; collected after the grace period.
 FILE_DELETING = "deleting"
 
 SOURCE_UPLOAD = "upload"
@@ -38,7 +40,7 @@ SOURCE_IMPORT = "import"
 # The one partition of the sparse ``by_listing`` index: only ready files carry it.
 LISTING_PK = "files"
 
-# An upload's life: its hashes being written, open for parts, being thrown away.
+# An upload's life: being declared, open for parts, being thrown away.
 UPLOAD_DECLARING = "declaring"
 UPLOAD_OPEN = "open"
 UPLOAD_DISCARDING = "discarding"
@@ -52,14 +54,24 @@ def file_pk(file_id: str) -> str:
     return f"file#{file_id}"
 
 
-def chunk_sk(index: int, version: str) -> str:
-    """Sort key of chunk ``index`` of ``version`` (zero-padded so keys sort by index)."""
-    return f"chunk#{version}#{index:08d}"
+def path_pk(path: str) -> str:
+    """Partition key of a path's claim."""
+    return f"path#{path}"
 
 
 def replica_sk(index: int, node_id: str, version: str) -> str:
     """Sort key of the fact "node holds chunk ``index`` of ``version``"."""
     return f"replica#{version}#{index:08d}#{node_id}"
+
+
+def replica_prefix(version: str, index: int | None = None) -> str:
+    """Sort-key prefix of a version's replicas (of one chunk, with ``index``)."""
+    return f"replica#{version}#" + ("" if index is None else f"{index:08d}#")
+
+
+def retired_sk(version: str) -> str:
+    """Sort key of a retired version's collection entry."""
+    return f"retired#{version}"
 
 
 def node_work_pk(node_id: str) -> str:
@@ -133,11 +145,18 @@ class NodeRecord:
 
 @dataclass(slots=True)
 class FileRecord:
-    """A file's metadata item (``sk=meta``): the only item that makes a file visible."""
+    """A file's metadata item (``sk=meta``): the only item that makes a file visible.
+
+    ``path`` is the file's identity among live files (``fsnode_core.paths``); listings
+    show its last segment as ``name``. ``seq`` is the microsecond time of the last
+    change the published objects reflect (strictly rising per file: a reader keeps the
+    highest head it saw), ``published_seq`` the one at which the current version was
+    published (its tree key's seq).
+    """
 
     file_id: str
     version: str
-    name: str
+    path: str
     size: int
     content_type: str
     etag: str
@@ -152,12 +171,16 @@ class FileRecord:
     # S3 object version an import is pinned to (None: unversioned bucket or an upload).
     version_id: str | None = None
     updated_at: int = 0
+    # SHA-256 over the raw chunk digests (None: an import not hashed yet).
+    chunks_sha256: str | None = None
+    seq: int = 0
+    published_seq: int = 0
 
     def to_item(self) -> AttributeMap:
-        """The DynamoDB item for this file's metadata (listed only while ready)."""
+        """The DynamoDB item for this file's metadata (listed by path only while ready)."""
         item = {"pk": file_pk(self.file_id), "sk": "meta", **asdict(self)}
         if self.status == FILE_READY:
-            item.update(listing_keys(self.file_id, self.created_at))
+            item.update(listing_keys(self.path))
         return to_attrs(item)
 
     @classmethod
@@ -165,6 +188,11 @@ class FileRecord:
         """Build a record from a ``meta`` item."""
         data = from_attrs(item)
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+    @property
+    def name(self) -> str:
+        """What a listing shows: the path's last segment."""
+        return name_of(self.path)
 
     def chunk_count(self) -> int:
         """How many chunks the file has."""
@@ -175,12 +203,14 @@ class FileRecord:
         return {
             "file_id": self.file_id,
             "version": self.version,
+            "path": self.path,
             "name": self.name,
             "size": self.size,
             "content_type": self.content_type,
             "etag": self.etag,
             "last_modified": self.last_modified,
             "chunk_size": self.chunk_size,
+            "chunks_sha256": self.chunks_sha256,
             "bucket": self.bucket,
             "key": self.key,
             "status": self.status,
@@ -193,39 +223,47 @@ class FileRecord:
         }
 
 
-def listing_keys(file_id: str, created_at: int) -> dict[str, str]:
-    """``by_listing`` index keys: files in creation order, ties broken by id."""
-    return {"list_pk": LISTING_PK, "list_sk": f"{created_at:012d}#{file_id}"}
+def listing_keys(path: str) -> dict[str, str]:
+    """``by_listing`` index keys: ready files in path order (unique among them)."""
+    return {"list_pk": LISTING_PK, "list_sk": path}
 
 
 @dataclass(slots=True)
-class ChunkRecord:
-    """One chunk of one file version: where it sits and what its bytes hash to."""
+class PathClaim:
+    """Which file a path belongs to: claimed at upload init or import, so two first
+    uploads to one new path cannot both create a file; released by the tombstone."""
+
+    path: str
+    file_id: str
+    created_at: int = 0
+
+    def to_item(self) -> AttributeMap:
+        return to_attrs({"pk": path_pk(self.path), "sk": "claim", **asdict(self)})
+
+    @classmethod
+    def from_item(cls, item: AttributeMap) -> PathClaim:
+        data = from_attrs(item)
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+@dataclass(slots=True)
+class RetiredVersion:
+    """A version no longer current (replaced, or an upload discarded) whose S3 objects
+    stay readable until ``due`` (the grace period); then prune collects it."""
 
     file_id: str
     version: str
-    index: int
-    offset: int
-    length: int
-    # None until known: an imported object's chunks are hashed by the first edge to fetch.
-    sha256: str | None
+    retired_at: int
+    due: int
 
     def to_item(self) -> AttributeMap:
-        """The DynamoDB item for this chunk (no ``sha256`` attribute while unknown)."""
-        return to_attrs({"pk": file_pk(self.file_id), "sk": chunk_sk(self.index, self.version),
+        return to_attrs({"pk": file_pk(self.file_id), "sk": retired_sk(self.version),
                          **asdict(self)})
 
     @classmethod
-    def from_item(cls, item: AttributeMap) -> ChunkRecord:
-        """Build a record from a ``chunk#`` item."""
+    def from_item(cls, item: AttributeMap) -> RetiredVersion:
         data = from_attrs(item)
-        data.setdefault("sha256", None)
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
-
-    def to_api(self) -> dict[str, Any]:
-        """The manifest entry for this chunk."""
-        return {"index": self.index, "offset": self.offset, "length": self.length,
-                "sha256": self.sha256}
 
 
 @dataclass(slots=True)
@@ -256,14 +294,14 @@ class ReplicaRecord:
 class PendingUpload:
     """A multipart upload between ``POST /files`` and ``/complete``; readers never see it.
 
-    Its declared hashes live in items of their own (chunk items of its version, part
-    batches), so the ``upload`` item stays small whatever the file's size.
+    Its declared chunk and part hashes live in S3 (``published.UploadDeclaration``), so
+    the ``upload`` item stays small whatever the file's size.
     """
 
     file_id: str
     version: str
     upload_id: str
-    name: str
+    path: str
     size: int
     content_type: str
     chunk_size: int
@@ -272,22 +310,15 @@ class PendingUpload:
     created_at: int
     # Until when ``complete`` may finish it; then the sweep discards it.
     expires_at: int
+    chunks_sha256: str = ""
     # The version an overwrite replaces: ``complete`` publishes only if it is still current.
     replaces: str | None = None
-    # SHA-256 (hex) of each multipart part, as declared: S3 checks each part's bytes
-    # against it and ``complete`` checks ListParts against it. Kept in the part batch
-    # items (read back with the upload); inline only on an item written before them,
-    # and empty on one written before parts were declared.
-    part_sha256: list[str] = field(default_factory=list)
     # The file's expiry asked for at init, set on the file when ``complete`` publishes it
     # (None: a new file never expires; a new version keeps the file's expiry).
     file_expires_at: int | None = None
     state: str = UPLOAD_OPEN
     # When the last part URL handed out expires: an overwrite's upload is stale after it.
     urls_until: int = 0
-    # Chunk SHA-256s inline: only on an item written before chunk items were written at
-    # init (``complete`` then writes the chunk items itself).
-    chunk_sha256: list[str] = field(default_factory=list)
 
     def to_item(self) -> AttributeMap:
         """The DynamoDB item for this upload."""
@@ -335,21 +366,12 @@ class WorkItem:
 
 @dataclass(slots=True)
 class FileView:
-    """Everything one Query returns for a file: metadata, chunks, replicas, upload."""
+    """What one Query returns for a file: metadata, upload and replicas."""
 
     meta: FileRecord | None = None
     upload: PendingUpload | None = None
-    chunks: list[ChunkRecord] = field(default_factory=list)
     replicas: list[ReplicaRecord] = field(default_factory=list)
-
-    def chunks_of(self, version: str) -> list[ChunkRecord]:
-        """One version's chunks, by index (an old version lingers until GC)."""
-        return [chunk for chunk in self.chunks if chunk.version == version]
 
     def replicas_of(self, version: str) -> list[ReplicaRecord]:
         """One version's replica facts."""
         return [replica for replica in self.replicas if replica.version == version]
-
-    def current_chunks(self) -> list[ChunkRecord]:
-        """The chunks of the version ``meta`` names (none without ``meta``)."""
-        return self.chunks_of(self.meta.version) if self.meta is not None else []

@@ -136,6 +136,8 @@ def cp_stack() -> Iterator[Stack]:
             "FSNODE_HEARTBEAT_TIMEOUT": "30",
             "FSNODE_REPLICATION_FACTOR": "2",
             "FSNODE_PUBLIC_URL": "http://control.test",
+            # Collected at once: tests of the grace period set their own.
+            "FSNODE_RETIRE_GRACE_SECONDS": "0",
         }
         yield Stack(endpoint=endpoint, env=env, aws_env=aws_env, join_token=join_token,
                     api_key=api_key,
@@ -155,7 +157,10 @@ def cp_env(cp_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
 
 @pytest.fixture(scope="session")
 def cp_app(cp_stack: Stack) -> ModuleType:
-    """``functions/app.py``, loaded the way the local stack loads it."""
+    """``functions/app.py``, loaded the way the local stack loads it (greedy routes too)."""
+    from fsnode.localstack import greedy_routes
+
+    greedy_routes.install()
     return _load_app()
 
 

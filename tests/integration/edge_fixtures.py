@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from fsnode_core.errors import Conflict, Gone, NotFound, Unavailable
+from fsnode_core.errors import Gone, NotFound, Unavailable
 from fsnode_core.ids import new_id
 from fsnode_core.signing import SharePolicy, ShareSigner, private_key_from_seed, public_key_pem
 from moto.server import ThreadedMotoServer
@@ -42,6 +42,7 @@ from edge_node.server import EdgeContext, ReadAhead, ShareKeys, build_app
 
 SEED = "edge-integration-test-seed-0123456789abcdef"
 KID = "k1"
+VERSION = "0" * 31 + "1"  # put_file's version (a version is an id: a pin must be one)
 
 
 def free_port() -> int:
@@ -140,8 +141,11 @@ def share_public_keys() -> dict[str, str]:
     return {KID: public_key_pem(private_key_from_seed(SEED))}
 
 
-def share_query(file_id: str, version: str, ttl: int = 3600) -> dict[str, str]:
-    return signer().sign(SharePolicy(file_id, version, int(time.time()) + ttl))
+def share_query(file_id: str, version: str | None, ttl: int = 3600) -> dict[str, str]:
+    """A file share's query as the control plane's redirect sends it: the signed fields
+    and, with ``version``, the unsigned pin ``v``."""
+    query = signer().sign(SharePolicy(file_id, int(time.time()) + ttl))
+    return {**query, "v": version} if version is not None else query
 
 
 def put_file(
@@ -173,7 +177,7 @@ def put_file(
     )
     return Manifest(
         file_id=file_id,
-        version="1",
+        version=VERSION,
         size=len(data),
         content_type="video/mp4",
         etag=str(answer["ETag"]),
@@ -190,9 +194,8 @@ def put_file(
 
 @dataclass
 class StaticManifestSource:
-    """The control-plane client's manifest and chunk-hash calls, from dicts, with
-    the hash route's rules: an unknown hash is set by the first report, the same
-    hash again answers False, another one is a Conflict (409).
+    """The control-plane client's manifest calls, from dicts (``hashes``: what the
+    control plane's hashing job has recorded for imported chunks).
 
     ``up = False``: the control plane refuses (Unavailable at once). ``stalled``
     set: manifest calls hang until it is cleared (a control plane that accepts the
@@ -201,7 +204,6 @@ class StaticManifestSource:
 
     manifests: dict[str, Manifest] = field(default_factory=dict)
     hashes: dict[tuple[str, int], str] = field(default_factory=dict)
-    reports: list[tuple[str, int, str]] = field(default_factory=list)
     calls: int = 0
     up: bool = True
     stalled: threading.Event = field(default_factory=threading.Event)
@@ -225,18 +227,6 @@ class StaticManifestSource:
         return manifest.with_hashes(
             {index: sha for (fid, index), sha in self.hashes.items() if fid == file_id}
         )
-
-    async def record_chunk_hash(self, file_id: str, version: str, index: int, sha256: str) -> bool:
-        if not self.up:
-            raise Unavailable("the control plane is down")
-        self.reports.append((file_id, index, sha256))
-        known = self.hashes.get((file_id, index))
-        if known is None:
-            self.hashes[(file_id, index)] = sha256
-            return True
-        if known != sha256:
-            raise Conflict("a different SHA-256 is already recorded for this chunk")
-        return False
 
 
 class CountingOrigin:
@@ -344,7 +334,7 @@ class EdgeServer:
             self.state_dir / "cache",
             self.origin,
             self.cache_config,
-            ChunkHashRecorder(self.source, manifests),
+            ChunkHashRecorder(manifests),
         )
         await cache.open()
         self.context = EdgeContext(

@@ -54,6 +54,7 @@ class Machines:
     replicate: str
     gc: str
     env: dict[str, str]
+    arns: dict[str, str] = field(default_factory=dict)  # every machine, by ASL name
 
     def wait(self, arn: str, pump: Callable[[], None] | None = None,
              timeout: float = 40) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def machines_fixture(cp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
         monkeypatch.setenv(name, value)
     aws.reset()
     try:
-        yield Machines(replicate=arns["replicate"], gc=arns["gc"], env=env)
+        yield Machines(replicate=arns["replicate"], gc=arns["gc"], env=env, arns=arns)
     finally:
         for arn in arns.values():
             for ex in sfn.list_executions(stateMachineArn=arn,

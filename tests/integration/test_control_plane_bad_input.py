@@ -26,6 +26,7 @@ from conftest import Api
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from fsnode_core.folder_tokens import mint_folder_token
 from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
 from test_control_plane_files import CHUNK, upload
 from test_control_plane_nodes import error_of, ip_san, make_csr, register, register_body
@@ -43,6 +44,7 @@ class Seeded:
     file: dict[str, Any]  # upload init answer: file_id, version
     other_file: dict[str, Any]
     share: dict[str, str]  # the query of a valid share of ``file``
+    folder: str  # the URL path of a valid folder share of ``file``'s folder: /t/TOKEN/P/
     pending: dict[str, Any]  # an upload started and not completed (new version of file)
     part_etag: str
 
@@ -66,13 +68,16 @@ def seeded(cp_app: Any, cp_stack: Any) -> Iterator[Seeded]:
                                 headers={"authorization": f"Bearer {n['credential']}"})
                 assert beat.status_code == 200, beat.body
             data = os.urandom(CHUNK + 100)
-            first, _ = upload(api, data, name="bad/first.bin")
-            second, _ = upload(api, os.urandom(10), name="bad/second.bin")
+            folder = f"bad-{os.urandom(4).hex()}/media/"
+            first, _ = upload(api, data, path=f"{folder}first.bin")
+            second, _ = upload(api, os.urandom(10), path=f"{folder}second.bin")
             shared = api.call("POST", f"/files/{first['file_id']}/share", {"ttl_seconds": 600})
             share = dict(parse_qsl(urlsplit(shared.json_body["share_url"]).query))
+            folder_share = api.call("POST", "/shares", {"prefix": folder, "ttl_seconds": 600})
+            folder_path = urlsplit(folder_share.json_body["share_url"]).path
             # A new version in flight, one part sent: complete rows aim at it.
             pending = api.call("POST", "/files", {
-                "file_id": first["file_id"], "name": "bad/first.bin", "size": len(data),
+                "file_id": first["file_id"], "size": len(data),
                 "content_type": "video/mp4", "chunk_sha256": [
                     hashlib.sha256(data[i:i + CHUNK]).hexdigest()
                     for i in range(0, len(data), CHUNK)],
@@ -81,7 +86,7 @@ def seeded(cp_app: Any, cp_stack: Any) -> Iterator[Seeded]:
                                 headers=pending["parts"][0]["headers"]).headers["ETag"]
         aws.reset()
     yield Seeded(stack=cp_stack, node=node, other_node=other, file=first, other_file=second,
-                 share=share, pending=pending, part_etag=etag)
+                 share=share, folder=folder_path, pending=pending, part_etag=etag)
 
 
 def _snapshot(seeded: Seeded) -> dict[str, Any]:
@@ -163,9 +168,18 @@ def _share_query(s: Seeded, **changes: str) -> str:
     return urlencode({**s.share, **changes})
 
 
-def _signed(s: Seeded, file_id: str, version: str, expires_in: int) -> str:
-    policy = SharePolicy(file_id, version, int(time.time()) + expires_in)
+def _signed(s: Seeded, file_id: str, expires_in: int) -> str:
+    policy = SharePolicy(file_id, int(time.time()) + expires_in)
     return urlencode(_signer(s.stack).sign(policy))
+
+
+def _folder_token(s: Seeded, prefix: str, expires_in: int) -> str:
+    return mint_folder_token(_signer(s.stack), prefix, int(time.time()) + expires_in)
+
+
+def _t(path: str, status: int, code: str) -> Row:
+    """A request under the seeded folder share (its path ends in the folder)."""
+    return Row("GET", lambda s: s.folder + path, status, code, key=False)
 
 
 def _tampered_csr() -> str:
@@ -234,10 +248,6 @@ ROWS: dict[str, Row] = {
         "POST", lambda s: f"/nodes/{s.node['node_id']}/renew", 401, "unauthorized",
         lambda s: {"csr": make_csr([ip_san("127.0.0.1")])},
         lambda s: _node_auth(s.other_node), key=False),
-    "chunk-hash-other-nodes-credential": Row(
-        "PUT", lambda s: f"/nodes/{s.node['node_id']}/files/{s.file['file_id']}/chunks/0",
-        401, "unauthorized", lambda s: {"version": s.file["version"], "sha256": "0" * 64},
-        lambda s: _node_auth(s.other_node), key=False),
     # Bodies
     "body-not-json": Row("POST", lambda s: "/files", 400, "invalid_input",
                          lambda s: b"{not json"),
@@ -267,17 +277,30 @@ ROWS: dict[str, Row] = {
                              key=False),
     "content-type-header-injection": Row(
         "POST", lambda s: "/files", 400, "invalid_input",
-        lambda s: {"name": "x", "size": 1, "content_type": "video/mp4\r\nx-amz-acl: public",
+        lambda s: {"path": "x", "size": 1, "content_type": "video/mp4\r\nx-amz-acl: public",
                    "chunk_sha256": ["a" * 64]}),
     # Uploads
     "upload-chunk-count-wrong": Row(
         "POST", lambda s: "/files", 400, "invalid_input",
-        lambda s: {"name": "x", "size": 3 * CHUNK, "content_type": "t",
+        lambda s: {"path": "x", "size": 3 * CHUNK, "content_type": "t",
                    "chunk_sha256": ["a" * 64]}),
     "upload-size-too-big": Row(
         "POST", lambda s: "/files", 400, "invalid_input",
-        lambda s: {"name": "x", "size": 6 * 1024**4, "content_type": "t",
+        lambda s: {"path": "x", "size": 6 * 1024**4, "content_type": "t",
                    "chunk_sha256": []}),
+    **{f"upload-path-{name}": Row(
+        "POST", lambda s: "/files", 400, "invalid_input",
+        lambda s, path=path: {"path": path, "size": 1, "chunk_sha256": ["a" * 64],
+                              "part_sha256": ["a" * 64]})
+       for name, path in (("dot-dot", "a/../b"), ("dot", "./a"), ("double-slash", "a//b"),
+                          ("leading-slash", "/a"), ("trailing-slash", "a/"),
+                          ("nul", "a\x00b"), ("newline", "a\nb"), ("backslash", "a\\b"),
+                          ("c1-control", "a\x85b"), ("empty", ""), ("too-long", "a" * 901),
+                          ("not-text", 7), ("missing", None))},
+    "upload-path-of-another-file": Row(
+        "POST", lambda s: "/files", 409, "conflict",
+        lambda s: {"file_id": s.file["file_id"], "path": "somewhere/else", "size": 1,
+                   "chunk_sha256": ["a" * 64], "part_sha256": ["a" * 64]}),
     "complete-missing-part": Row("POST", lambda s: f"/files/{s.file['file_id']}/complete",
                                  400, "invalid_input", _complete(lambda s: [])),
     "complete-parts-out-of-order": Row(
@@ -310,10 +333,6 @@ ROWS: dict[str, Row] = {
     "id-unknown-work": Row("POST", lambda s: f"/nodes/{s.node['node_id']}/work/{ID_X}",
                            404, "not_found", lambda s: {"ok": True},
                            lambda s: _node_auth(s.node), key=False),
-    "id-bad-chunk-index": Row(
-        "PUT", lambda s: f"/nodes/{s.node['node_id']}/files/{s.file['file_id']}/chunks/-1",
-        400, "invalid_input", lambda s: {"version": s.file["version"], "sha256": "0" * 64},
-        lambda s: _node_auth(s.node), key=False),
     "query-limit-not-a-number": Row("GET", lambda s: "/files?limit=1_0", 400,
                                     "invalid_input"),
     "query-forged-next-token": Row("GET", lambda s: "/files?next_token=eyJhIjogMX0=", 400,
@@ -335,16 +354,31 @@ ROWS: dict[str, Row] = {
             s, exp=str(int(s.share["exp"]) + 3600)), 403, "forbidden", key=False),
     "share-expired": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?"
-        + _signed(s, s.file["file_id"], s.file["version"], -5), 403, "forbidden", key=False),
+        + _signed(s, s.file["file_id"], -5), 403, "forbidden", key=False),
     "share-moved-to-another-file": Row(
         "GET", lambda s: f"/s/{s.other_file['file_id']}?" + _share_query(s),
         403, "forbidden", key=False),
-    "share-version-swapped": Row(
+    "share-pinned-to-another-version": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(
-            s, v=s.other_file["version"]), 403, "forbidden", key=False),
-    "share-signed-for-another-version": Row(
-        "GET", lambda s: f"/s/{s.file['file_id']}?"
-        + _signed(s, s.file["file_id"], ID_X, 600), 410, "gone", key=False),
+            s, v=s.other_file["version"]), 410, "gone", key=False),
+    "share-pin-malformed": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s, v="../x"),
+        403, "forbidden", key=False),
+    "share-repeated-parameter": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s) + f"&exp={s.share['exp']}",
+        403, "forbidden", key=False),
+    "share-repeated-pin": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s)
+        + f"&v={s.file['version']}&v={s.file['version']}", 403, "forbidden", key=False),
+    "share-undefined-parameter": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s) + "&pfx=bad",
+        403, "forbidden", key=False),
+    "share-leading-zero": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s, exp="0" + s.share["exp"]),
+        403, "forbidden", key=False),
+    "share-padded-signature": Row(
+        "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s, sig=s.share["sig"] + "="),
+        403, "forbidden", key=False),
     "share-unknown-key-id": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s, kid="k9"),
         403, "forbidden", key=False),
@@ -352,6 +386,53 @@ ROWS: dict[str, Row] = {
                               "forbidden", key=False),
     "share-path-trick": Row("GET", lambda s: "/s/..%2Fetc?" + _share_query(s), 400,
                             "invalid_input", key=False),
+    # Folder shares (#15.2): the token covers its folder, by whole segments, nothing else
+    "folder-dot-dot": _t("../secret.bin", 400, "invalid_input"),
+    "folder-dot-dot-encoded": _t("%2e%2e/secret.bin", 400, "invalid_input"),
+    "folder-dot-dot-mixed-case": _t("%2E%2e/secret.bin", 400, "invalid_input"),
+    "folder-dot": _t("./first.bin", 400, "invalid_input"),
+    "folder-dot-encoded": _t("%2e/first.bin", 400, "invalid_input"),
+    "folder-double-slash": _t("x//first.bin", 400, "invalid_input"),
+    "folder-nul": _t("first%00.bin", 400, "invalid_input"),
+    "folder-control": _t("first%0a.bin", 400, "invalid_input"),
+    "folder-encoded-slash": _t("sub%2Ffirst.bin", 400, "invalid_input"),
+    "folder-encoded-backslash": _t("sub%5Cfirst.bin", 400, "invalid_input"),
+    "folder-bad-escape": _t("first%zz.bin", 400, "invalid_input"),
+    "folder-not-utf8": _t("first%ff.bin", 400, "invalid_input"),
+    "folder-escape-upwards": _t("../../other/first.bin", 400, "invalid_input"),
+    "folder-outside": Row(
+        "GET", lambda s: s.folder.rsplit("/", 3)[0] + "/other/first.bin", 403, "forbidden",
+        key=False),
+    "folder-sibling-with-longer-name": Row(
+        "GET", lambda s: s.folder.rstrip("/") + "2/first.bin", 403, "forbidden", key=False),
+    "folder-parent-itself": Row(
+        "GET", lambda s: s.folder.rstrip("/"), 403, "forbidden", key=False),
+    "folder-forged-token": Row(
+        "GET", lambda s: s.folder.replace("/t/", "/t/A", 1), 403, "forbidden", key=False),
+    "folder-token-for-a-sibling": Row(
+        "GET", lambda s: "/t/" + _folder_token(s, "elsewhere/", 600) + "/"
+        + s.folder.split("/", 3)[3] + "first.bin", 403, "forbidden", key=False),
+    "folder-expired-token": Row(
+        "GET", lambda s: "/t/" + _folder_token(s, s.folder.split("/", 3)[3], -5) + "/"
+        + s.folder.split("/", 3)[3] + "first.bin", 403, "forbidden", key=False),
+    "folder-share-not-a-folder": Row("POST", lambda s: "/shares", 400, "invalid_input",
+                                     lambda s: {"prefix": "media", "ttl_seconds": 60}),
+    "folder-share-dot-dot": Row("POST", lambda s: "/shares", 400, "invalid_input",
+                                lambda s: {"prefix": "a/../", "ttl_seconds": 60}),
+    "folder-share-bad-ttl": Row("POST", lambda s: "/shares", 400, "invalid_input",
+                                lambda s: {"prefix": "a/", "ttl_seconds": 0}),
+    "folder-share-bad-ip": Row("POST", lambda s: "/shares", 400, "invalid_input",
+                               lambda s: {"prefix": "a/", "ttl_seconds": 60, "ip": "x"}),
+    "folder-share-no-key": Row("POST", lambda s: "/shares", 401, "unauthorized",
+                               lambda s: {"prefix": "a/", "ttl_seconds": 60}, key=False),
+    "file-share-with-prefix": Row("POST", lambda s: f"/files/{s.file['file_id']}/share", 400,
+                                  "invalid_input",
+                                  lambda s: {"ttl_seconds": 60, "prefix": "x/"}),
+    "listing-prefix-control": Row("GET", lambda s: "/files?prefix=a%00", 400,
+                                  "invalid_input"),
+    "rehash-unknown-file": Row("POST", lambda s: f"/files/{ID_X}/rehash", 404, "not_found"),
+    "rehash-no-key": Row("POST", lambda s: f"/files/{s.file['file_id']}/rehash", 401,
+                         "unauthorized", key=False),
     # Management auth
     "managed-no-api-key": Row("GET", lambda s: "/files", 401, "unauthorized", key=False),
     "managed-wrong-api-key": Row("DELETE", lambda s: f"/files/{s.file['file_id']}", 401,
@@ -385,11 +466,11 @@ def test_bad_input_is_refused_cleanly_and_changes_nothing(cp_api: Any, seeded: S
 def test_a_complete_with_a_wrong_part_etag_leaves_nothing_visible(cp_api: Any,
                                                                    cp_stack: Any) -> None:
     old = os.urandom(100)
-    first, _ = upload(cp_api, old, name="bad/etag.bin")
+    first, _ = upload(cp_api, old)
     file_id = first["file_id"]
     data = os.urandom(CHUNK + 5)
     init = cp_api.call("POST", "/files", {
-        "file_id": file_id, "name": "bad/etag.bin", "size": len(data), "content_type": "t",
+        "file_id": file_id, "size": len(data), "content_type": "t",
         "chunk_sha256": [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
                          for i in range(0, len(data), CHUNK)],
         "part_sha256": [hashlib.sha256(data).hexdigest()]}).json_body
@@ -409,7 +490,8 @@ def test_a_complete_with_a_wrong_part_etag_leaves_nothing_visible(cp_api: Any,
     assert keys == [record["key"]]
     assert init["upload_id"] not in {u["UploadId"] for u in s3.list_multipart_uploads(
         Bucket=bucket).get("Uploads", [])}
-    assert not [i for i in boto3.client("dynamodb").query(
+    # Only its collection entry is left, due now.
+    assert [i["sk"]["S"] for i in boto3.client("dynamodb").query(
         TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"], KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": f"file#{file_id}"}})["Items"]
-        if init["version"] in json.dumps(i)]
+        if init["version"] in json.dumps(i)] == [f"retired#{init['version']}"]

@@ -101,7 +101,7 @@ def test_patch_answers_401_404_410_and_refuses_bad_ids(cp_api: Any) -> None:
     gone = cp_api.call("PATCH", f"/files/{file_id}", at)
     assert gone.status_code == 410 and error_of(gone)["code"] == "gone"
     # Upload init checks the expiry before anything is created.
-    bad = cp_api.call("POST", "/files", {"name": "x", "size": 0, "content_type": "video/mp4",
+    bad = cp_api.call("POST", "/files", {"path": "x", "size": 0, "content_type": "video/mp4",
                                          "chunk_sha256": [], "part_sha256": ["0" * 64],
                                          "expires_at": int(time.time()) - 1})
     assert bad.status_code == 400 and error_of(bad)["details"]["field"] == "expires_at"
@@ -129,16 +129,17 @@ def test_an_expiry_set_while_a_new_version_completes_is_carried_over(
     started, _ = upload(cp_api, os.urandom(100))
     file_id, old_version = started["file_id"], started["version"]
     at = int(time.time()) + 5 * DAY
-    real = ChunkCatalog.publish
+    real = ChunkCatalog.publish_version
     calls: list[int] = []
 
     def publish_after_a_patch(self: ChunkCatalog, *args: Any, **kwargs: Any) -> None:
         calls.append(1)
         if len(calls) == 1:
-            _catalog(cp_stack).set_expiry(file_id, old_version, at)
+            patched = cp_api.call("PATCH", f"/files/{file_id}", {"expires_at": at})
+            assert patched.status_code == 200 and patched.json_body["version"] == old_version
         real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ChunkCatalog, "publish", publish_after_a_patch)
+    monkeypatch.setattr(ChunkCatalog, "publish_version", publish_after_a_patch)
     _, second = upload(cp_api, os.urandom(200), file_id=file_id)
     assert second.status_code == 200, second.body
     assert second.json_body["expires_at"] == at and len(calls) == 2
@@ -182,7 +183,10 @@ def test_a_share_never_outlives_its_file(cp_api: Any, cp_stack: Any) -> None:
     # links stop redirecting at once.
     url = urlsplit(long.json_body["share_url"])
     assert cp_api.call("GET", f"{url.path}?{url.query}", key=False).status_code == 307
-    _catalog(cp_stack).set_expiry(file_id, started["version"], int(time.time()) - 1)
+    meta = _catalog(cp_stack).get_file(file_id)
+    assert meta is not None
+    _catalog(cp_stack).set_expiry(meta, int(time.time()) - 1, seq=meta.seq + 1,
+                                  now=int(time.time()))
     assert cp_api.call("GET", f"{url.path}?{url.query}", key=False).status_code == 410
     minted = cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 60})
     assert minted.status_code == 410 and error_of(minted)["code"] == "gone"

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import boto3
 import requests
 from fsnode_core.chunks import part_layout
+from fsnode_core.ids import new_id
 from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
 from test_control_plane_nodes import error_of, register
 
@@ -28,17 +29,23 @@ def part_hashes(data: bytes, size: int | None = None) -> list[str]:
             for span in part_layout(len(data) if size is None else size, CHUNK)]
 
 
+def unique_path(name: str = "movie.mp4") -> str:
+    """A path no other test uses (paths name files: the same path is the same file)."""
+    return f"tests/{new_id()}/{name}"
+
+
 def upload(api: Any, data: bytes, *, declared: int | None = None,
-           name: str = "movie.mp4", file_id: str | None = None,
+           path: str | None = None, file_id: str | None = None,
            extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
     """Init (with ``extra`` fields), PUT every part to its presigned URL, complete;
-    returns (init, complete answer)."""
+    returns (init, complete answer). A new file at a fresh path unless ``path`` or
+    ``file_id`` names one."""
     size = len(data) if declared is None else declared
     hashes = chunk_hashes(data) if declared is None else ["0" * 64] * (-(-size // CHUNK))
-    init = api.call("POST", "/files", {"name": name, "size": size, "content_type": "video/mp4",
+    target = {"file_id": file_id} if file_id else {"path": path or unique_path()}
+    init = api.call("POST", "/files", {**target, "size": size, "content_type": "video/mp4",
                                        "chunk_sha256": hashes,
                                        "part_sha256": part_hashes(data, size),
-                                       **({"file_id": file_id} if file_id else {}),
                                        **(extra or {})})
     assert init.status_code == 200, init.body
     started = init.json_body
@@ -84,8 +91,7 @@ def test_manifest_lists_chunk_hashes_for_nodes(cp_api: Any, cp_stack: Any) -> No
     assert [(c["offset"], c["length"]) for c in body["chunks"]] == [
         (0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, 1)]
     assert body["size"] == len(data) and body["key"] == done.json_body["key"]
-    # Edges check prefix shares against the name (``policy.covers(name)``).
-    assert body["name"] == "movie.mp4"
+    assert body["name"] == "movie.mp4" and body["path"].endswith("/movie.mp4")
     assert {k: v for k, v in body.items() if k != "chunks"} == done.json_body
 
 
@@ -105,12 +111,12 @@ def test_size_mismatch_leaves_nothing_visible(cp_api: Any, cp_stack: Any) -> Non
 
 def test_upload_init_checks_chunk_hashes(cp_api: Any) -> None:
     for hashes in (["a" * 64], ["A" * 64, "b" * 64], ["zz"] * 2):
-        answer = cp_api.call("POST", "/files", {"name": "x", "size": CHUNK + 1,
+        answer = cp_api.call("POST", "/files", {"path": unique_path(), "size": CHUNK + 1,
                                                 "content_type": "video/mp4",
                                                 "chunk_sha256": hashes})
         assert answer.status_code == 400, hashes
         assert error_of(answer)["details"]["field"] == "chunk_sha256"
-    assert cp_api.call("POST", "/files", {"name": "x"}, key=False).status_code == 401
+    assert cp_api.call("POST", "/files", {"path": "x"}, key=False).status_code == 401
 
 
 def _live_node(api: Any, stack: Any) -> dict[str, Any]:
@@ -132,13 +138,19 @@ def test_share_redirects_to_a_live_edge(cp_api: Any, cp_stack: Any) -> None:
     assert f"{url.scheme}://{url.netloc}" == "http://control.test"
     assert url.path == f"/s/{file_id}"
     query = dict(parse_qsl(url.query))
-    assert query["v"] == started["version"] and int(query["exp"]) == shared.json_body["expires"]
-    answer = cp_api.call("GET", f"{url.path}?{url.query}", key=False)
-    assert answer.status_code == 307, answer.body
-    location = urlsplit(answer.headers["Location"])
-    nodes = {n["endpoint"] for n in cp_api.call("GET", "/nodes").json_body["nodes"]}
-    assert f"{location.scheme}://{location.netloc}" in nodes
-    assert location.path == f"/f/{file_id}" and dict(parse_qsl(location.query)) == query
+    # A file share names no version: it follows the file's current one.
+    assert set(query) == {"exp", "kid", "sig"}
+    assert int(query["exp"]) == shared.json_body["expires"]
+    for method in ("GET", "HEAD"):
+        answer = cp_api.call(method, f"{url.path}?{url.query}", key=False)
+        assert answer.status_code == 307, answer.body
+        location = urlsplit(answer.headers["Location"])
+        nodes = {n["endpoint"] for n in cp_api.call("GET", "/nodes").json_body["nodes"]}
+        assert f"{location.scheme}://{location.netloc}" in nodes
+        # The redirect pins the version current now (unsigned), so a player that began
+        # on it never gets another version's bytes.
+        assert location.path == f"/f/{file_id}"
+        assert dict(parse_qsl(location.query)) == {**query, "v": started["version"]}
 
 
 def test_tampered_expired_and_unknown_shares(cp_api: Any, cp_stack: Any) -> None:
@@ -155,16 +167,17 @@ def test_tampered_expired_and_unknown_shares(cp_api: Any, cp_stack: Any) -> None
         assert error_of(answer)["code"] == "forbidden"
     active, keys = parse_keyring(cp_stack.keyring)
     signer = ShareSigner(active, keys[active])
-    expired = signer.sign(SharePolicy(file_id, started["version"], int(time.time()) - 5))
+    expired = signer.sign(SharePolicy(file_id, int(time.time()) - 5))
     answer = cp_api.call("GET", f"/s/{file_id}?{_qs(expired)}", key=False)
     assert answer.status_code == 403 and "expired" in error_of(answer)["message"]
     unknown = "f" * 32
-    signed = signer.sign(SharePolicy(unknown, "1", int(time.time()) + 60))
+    signed = signer.sign(SharePolicy(unknown, int(time.time()) + 60))
     answer = cp_api.call("GET", f"/s/{unknown}?{_qs(signed)}", key=False)
     assert answer.status_code == 404 and error_of(answer)["code"] == "not_found"
-    stale = signer.sign(SharePolicy(file_id, "0" * 32, int(time.time()) + 60))
-    answer = cp_api.call("GET", f"/s/{file_id}?{_qs(stale)}", key=False)
+    pinned = {**signer.sign(SharePolicy(file_id, int(time.time()) + 60)), "v": "0" * 32}
+    answer = cp_api.call("GET", f"/s/{file_id}?{_qs(pinned)}", key=False)
     assert answer.status_code == 410 and error_of(answer)["code"] == "gone"
+    assert "replaced" in error_of(answer)["message"]
     answer = cp_api.call("GET", f"/s/..%2Fetc?{_qs(signed)}", key=False)
     assert answer.status_code == 400
     assert cp_api.call("GET", f"/files/{'Z' * 32}").status_code == 400

@@ -16,7 +16,8 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from test_control_plane_files import CHUNK, chunk_hashes, part_hashes, upload
+from fsnode_core.published import version_manifest_key
+from test_control_plane_files import CHUNK, chunk_hashes, part_hashes, unique_path, upload
 from test_control_plane_nodes import error_of
 
 
@@ -25,7 +26,8 @@ def b64(sha256_hex: str) -> str:
 
 
 def start(api: Any, data: bytes, **extra: Any) -> dict[str, Any]:
-    body = {"name": "clip.mp4", "size": len(data), "content_type": "video/mp4",
+    target = {} if "file_id" in extra else {"path": unique_path("clip.mp4")}
+    body = {**target, "size": len(data), "content_type": "video/mp4",
             "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data), **extra}
     init = api.call("POST", "/files", body)
     assert init.status_code == 200, init.body
@@ -43,19 +45,45 @@ def complete(api: Any, started: dict[str, Any], etags: list[str]) -> Any:
     return api.call("POST", f"/files/{started['file_id']}/complete", {"parts": parts})
 
 
+def collect_version(file_id: str, version: str) -> None:
+    """What the ``gc`` execution prune starts for a due entry does, for a version no edge
+    holds: its steps in order, in-process."""
+    from chalicelib import gc
+
+    state = gc.step({"action": "tombstone", "file_id": file_id, "version": version})
+    data = gc.step({**state, "action": "delete_data"})
+    gc.step({**state, "action": "delete_items", "evicted": [], "data": data})
+
+
+def _items(stack: Any, file_id: str) -> list[dict[str, Any]]:
+    return boto3.client("dynamodb").query(
+        TableName=stack.env["FSNODE_CHUNKS_TABLE"], KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": f"file#{file_id}"}})["Items"]
+
+
 def assert_nothing_visible(api: Any, stack: Any, started: dict[str, Any]) -> None:
-    """No record, no listing, no chunk items, no object, no open multipart upload."""
+    """No record, no listing, no open multipart upload, the path free again; what the
+    upload left (its declaration, any object) is due for collection at once, and once
+    collected nothing of it is left."""
     file_id = started["file_id"]
     assert api.call("GET", f"/files/{file_id}").status_code == 404
     listed = api.call("GET", "/files?limit=1000").json_body
     assert file_id not in {f["file_id"] for f in listed["files"]}
-    items = boto3.client("dynamodb").query(
-        TableName=stack.env["FSNODE_CHUNKS_TABLE"], KeyConditionExpression="pk = :p",
-        ExpressionAttributeValues={":p": {"S": f"file#{file_id}"}})["Items"]
-    assert items == []
+    assert [item["sk"]["S"] for item in _items(stack, file_id)] == [
+        f"retired#{started['version']}"]
+    if "path" in started:
+        claim = boto3.client("dynamodb").get_item(
+            TableName=stack.env["FSNODE_CHUNKS_TABLE"],
+            Key={"pk": {"S": f"path#{started['path']}"}, "sk": {"S": "claim"}}).get("Item")
+        assert claim is None or claim["file_id"]["S"] != file_id
+    collect_version(file_id, started["version"])
+    assert _items(stack, file_id) == []
     s3 = boto3.client("s3")
     bucket = stack.env["FSNODE_BUCKET"]
     assert s3.list_objects_v2(Bucket=bucket, Prefix=f"files/{file_id}/").get("KeyCount") == 0
+    assert s3.list_objects_v2(
+        Bucket=bucket, Prefix=version_manifest_key(file_id, started["version"]),
+    ).get("KeyCount") == 0
     with pytest.raises(ClientError) as aborted:
         s3.list_parts(Bucket=bucket, Key=f"files/{file_id}/{started['version']}",
                       UploadId=started["upload_id"])
@@ -185,7 +213,8 @@ def test_complete_publishes_an_upload_s3_already_completed(cp_api: Any, cp_stack
     None, [], ["a" * 64, "b" * 64], ["A" * 64], ["zz"], "a" * 64,
 ])
 def test_init_checks_part_hashes(cp_api: Any, part_sha256: Any) -> None:
-    body: dict[str, Any] = {"name": "x", "size": CHUNK + 1, "content_type": "video/mp4",
+    body: dict[str, Any] = {"path": unique_path(), "size": CHUNK + 1,
+                            "content_type": "video/mp4",
                             "chunk_sha256": ["a" * 64, "b" * 64]}
     if part_sha256 is not None:
         body["part_sha256"] = part_sha256

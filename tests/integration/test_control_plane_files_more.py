@@ -1,8 +1,9 @@
-"""Plans, delete, import and edge-reported hashes against the moto server."""
+"""Plans, delete, import and the control plane's own hashing against the moto server."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from typing import Any
@@ -12,9 +13,11 @@ import boto3
 import pytest
 import requests
 from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.errors import Conflict
 from fsnode_core.ids import new_id
-from fsnode_core.models import ChunkRecord, FileRecord
-from test_control_plane_files import CHUNK, _live_node, upload
+from fsnode_core.models import FileRecord
+from fsnode_core.published import Origin, VersionManifest, chunks_digest, version_manifest_key
+from test_control_plane_files import CHUNK, _live_node, unique_path, upload
 from test_control_plane_nodes import error_of, register
 
 
@@ -32,25 +35,35 @@ def test_plan_lists_range_chunks_with_replicas_and_s3(cp_api: Any, cp_stack: Any
     assert answer.status_code == 200, answer.body
     plan = answer.json_body
     assert plan["version"] == started["version"] and plan["size"] == len(data)
-    assert [c["index"] for c in plan["chunks"]] == [1, 2]
+    assert [c["index"] for c in plan["chunks"]] == [1, 2] and plan["next_offset"] is None
     assert plan["expires"] > time.time()
-    for chunk in plan["chunks"]:
-        assert len(chunk["replicas"]) == 2
-        assert chunk["sha256"] == hashlib.sha256(
-            data[chunk["offset"]:chunk["offset"] + chunk["length"]]).hexdigest()
-        url = urlsplit(chunk["replicas"][0]["url"])
+    for node in plan["nodes"]:
+        url = urlsplit(node["url"])
         assert url.path == f"/f/{file_id}" and url.query == plan["edge_query"]
         assert dict(parse_qsl(url.query))["v"] == started["version"]
-        got = requests.get(chunk["s3_url"], timeout=10,
+    for chunk in plan["chunks"]:
+        # Replicas name nodes by index: no URL repeats per chunk.
+        assert len(chunk["replicas"]) == 2
+        assert all(0 <= i < len(plan["nodes"]) for i in chunk["replicas"])
+        assert chunk["sha256"] == hashlib.sha256(
+            data[chunk["offset"]:chunk["offset"] + chunk["length"]]).hexdigest()
+        got = requests.get(plan["s3_url"], timeout=10,
                            headers={"Range": f"bytes={chunk['offset']}-"
                                              f"{chunk['offset'] + chunk['length'] - 1}"})
         assert got.content == data[chunk["offset"]:chunk["offset"] + chunk["length"]]
     whole = cp_api.call("GET", f"/files/{file_id}/plan").json_body
     assert len(whole["chunks"]) == 4
+    # Paged: a limit ends a page early and says where the next one starts.
+    first = cp_api.call("GET", f"/files/{file_id}/plan?limit=3").json_body
+    assert [c["index"] for c in first["chunks"]] == [0, 1, 2]
+    assert first["next_offset"] == 3 * CHUNK
+    rest = cp_api.call("GET", f"/files/{file_id}/plan?offset={first['next_offset']}").json_body
+    assert [c["index"] for c in rest["chunks"]] == [3] and rest["next_offset"] is None
 
 
 @pytest.mark.parametrize(("query", "status"), [("offset=-1", 400), ("offset=x", 400),
-                                               ("length=0", 400),
+                                               ("length=0", 400), ("limit=0", 400),
+                                               ("limit=10001", 400),
                                                (f"offset={10 * CHUNK}", 416)])
 def test_plan_rejects_bad_ranges(cp_api: Any, query: str, status: int) -> None:
     started, _ = upload(cp_api, os.urandom(100))
@@ -65,21 +78,36 @@ def test_plan_needs_the_api_key_and_a_known_file(cp_api: Any) -> None:
     assert cp_api.call("GET", "/files/..%2Fx/plan").status_code == 400
 
 
+def put_published(stack: Any, chunks: int, chunk_size: int = CHUNK,
+                  path: str | None = None) -> FileRecord:
+    """A ready file of ``chunks`` chunks, written straight to the table and bucket (no
+    bytes): its manifest in S3, its meta and path claim in DynamoDB."""
+    file_id, version = new_id(), new_id()
+    digests = [f"{i:064x}" for i in range(chunks)]
+    meta = FileRecord(file_id=file_id, version=version, path=path or unique_path("big"),
+                      size=chunks * chunk_size, content_type="video/mp4", etag="e",
+                      last_modified=1, chunk_size=chunk_size,
+                      bucket=stack.env["FSNODE_BUCKET"], key=f"files/{file_id}/{version}",
+                      created_at=1, chunks_sha256=chunks_digest(digests), seq=1,
+                      published_seq=1)
+    manifest = VersionManifest(
+        file_id=file_id, version=version, path=meta.path, size=meta.size,
+        chunk_size=chunk_size, content_type=meta.content_type, etag="e", last_modified=1,
+        source="upload", origin=Origin(meta.bucket, meta.key), chunk_sha256="".join(digests),
+        chunks_sha256=meta.chunks_sha256)
+    boto3.client("s3").put_object(Bucket=meta.bucket, Key=version_manifest_key(file_id, version),
+                                  Body=manifest.to_json())
+    ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb")).put_import(meta)
+    return meta
+
+
 def test_plan_reads_dynamodb_a_fixed_number_of_times(cp_api: Any, cp_stack: Any) -> None:
     from chalicelib import aws
 
     _live_node(cp_api, cp_stack)
-    catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
     counts = []
     for chunks in (3, 2560):
-        file_id, version = new_id(), new_id()
-        size = chunks * CHUNK
-        catalog.put_import(
-            FileRecord(file_id=file_id, version=version, name="big", size=size,
-                       content_type="video/mp4", etag="e", last_modified=1, chunk_size=CHUNK,
-                       bucket=cp_stack.env["FSNODE_BUCKET"], key="k", created_at=1),
-            [ChunkRecord(file_id, version, i, i * CHUNK, CHUNK, f"{i:064x}")
-             for i in range(chunks)])
+        meta = put_published(cp_stack, chunks)
         sent: list[str] = []
         client = aws.client("dynamodb")
 
@@ -88,20 +116,22 @@ def test_plan_reads_dynamodb_a_fixed_number_of_times(cp_api: Any, cp_stack: Any)
 
         client.meta.events.register("before-send.dynamodb.*", hook)
         try:
-            answer = cp_api.call("GET", f"/files/{file_id}/plan")
+            answer = cp_api.call("GET", f"/files/{meta.file_id}/plan")
         finally:
             client.meta.events.unregister("before-send.dynamodb.*", hook)
         assert answer.status_code == 200 and len(answer.json_body["chunks"]) == chunks
-        assert not any("GetItem" in target for target in sent), sent
+        assert answer.json_body["chunks"][-1]["sha256"] == f"{chunks - 1:064x}"
         counts.append(len(sent))
-    assert counts[1] <= counts[0] + 2 and counts[1] <= 5, counts
+    # The meta GetItem, the page's replica Query and the nodes Scan.
+    assert counts[1] == counts[0] <= 4, counts
 
 
 def test_delete_tombstones_then_shares_and_manifests_are_gone(cp_api: Any,
                                                               cp_stack: Any) -> None:
     _live_node(cp_api, cp_stack)
     node = register(cp_api, cp_stack)
-    started, _ = upload(cp_api, os.urandom(100))
+    path = unique_path()
+    started, _ = upload(cp_api, os.urandom(100), path=path)
     file_id = started["file_id"]
     share = urlsplit(cp_api.call("POST", f"/files/{file_id}/share",
                                  {"ttl_seconds": 60}).json_body["share_url"])
@@ -122,17 +152,36 @@ def test_delete_tombstones_then_shares_and_manifests_are_gone(cp_api: Any,
     listed = cp_api.call("GET", "/files?limit=1000").json_body
     assert file_id not in {f["file_id"] for f in listed["files"]}
     assert cp_api.call("DELETE", f"/files/{'b' * 32}").status_code == 404
+    # The path is free again: an upload there is a new file.
+    again_started, again_done = upload(cp_api, os.urandom(10), path=path)
+    assert again_done.status_code == 200 and again_started["file_id"] != file_id
 
 
-def _put_object(stack: Any, data: bytes) -> tuple[str, dict[str, Any]]:
-    key = f"imports/{new_id()}.mp4"
+def _put_object(stack: Any, data: bytes, content_type: str = "video/mp4",
+                key: str | None = None) -> tuple[str, dict[str, Any]]:
+    key = key or f"imports/{new_id()}.mp4"
     put = boto3.client("s3").put_object(Bucket=stack.env["FSNODE_BUCKET"], Key=key, Body=data,
-                                        ContentType="video/mp4")
+                                        ContentType=content_type)
     return key, put
 
 
-def test_import_pins_the_object_and_edges_record_hashes(cp_api: Any, cp_stack: Any) -> None:
-    data = os.urandom(2 * CHUNK + 3)
+def run_hashing(cp_client: Any, file_id: str, version: str, mode: str = "import") -> Any:
+    """The hashing job's three Lambdas, in the order its state machine runs them."""
+    job = {"file_id": file_id, "version": version, "mode": mode}
+    planned = cp_client.lambda_.invoke("plan_hashing", job).payload
+    for batch in planned["batches"]:
+        done = cp_client.lambda_.invoke("hash_batch", batch).payload
+        assert done["chunks"] == batch["count"], done
+    return cp_client.lambda_.invoke("finish_hashing", job).payload
+
+
+def test_import_pins_the_object_and_the_control_plane_hashes_it(
+        cp_api: Any, cp_client: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import aws
+
+    monkeypatch.setenv("FSNODE_HASH_BATCH_BYTES", str(2 * CHUNK))  # two batches
+    aws.reset()
+    data = os.urandom(3 * CHUNK + 3)
     key, put = _put_object(cp_stack, data)
     bucket = cp_stack.env["FSNODE_BUCKET"]
     answer = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": key,
@@ -140,32 +189,70 @@ def test_import_pins_the_object_and_edges_record_hashes(cp_api: Any, cp_stack: A
     assert answer.status_code == 200, answer.body
     record = answer.json_body
     assert record["source"] == "import" and record["size"] == len(data)
+    assert record["path"] == key and record["chunks_sha256"] is None
     retry = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": key,
                                                   "etag": put["ETag"].strip('"')})
     assert retry.status_code == 200 and retry.json_body == record
     assert record["key"] == key and record["content_type"] == "video/mp4"
     node = register(cp_api, cp_stack)
-    path = f"/nodes/{node['node_id']}/files/{record['file_id']}"
-    manifest = cp_api.call("GET", path, key=False, headers=_node_auth(node)).json_body
-    assert [c["sha256"] for c in manifest["chunks"]] == [None, None, None]
-    digest = hashlib.sha256(data[:CHUNK]).hexdigest()
-    body = {"version": record["version"], "sha256": digest}
-    first = cp_api.call("PUT", f"{path}/chunks/0", body, key=False, headers=_node_auth(node))
-    assert first.status_code == 200 and first.json_body["recorded"] is True, first.body
-    same = cp_api.call("PUT", f"{path}/chunks/0", body, key=False, headers=_node_auth(node))
-    assert same.status_code == 200 and same.json_body["recorded"] is False
-    other = cp_api.call("PUT", f"{path}/chunks/0", {**body, "sha256": "0" * 64}, key=False,
-                        headers=_node_auth(node))
-    assert other.status_code == 409
-    assert cp_api.call("PUT", f"{path}/chunks/9", body, key=False,
-                       headers=_node_auth(node)).status_code == 404
-    assert cp_api.call("PUT", f"{path}/chunks/x", body, key=False,
-                       headers=_node_auth(node)).status_code == 400
-    assert cp_api.call("PUT", f"{path}/chunks/1", {**body, "sha256": "XY"}, key=False,
-                       headers=_node_auth(node)).status_code == 400
-    assert cp_api.call("PUT", f"{path}/chunks/1", body, key=False).status_code == 401
-    manifest = cp_api.call("GET", path, key=False, headers=_node_auth(node)).json_body
-    assert [c["sha256"] for c in manifest["chunks"]] == [digest, None, None]
+    route = f"/nodes/{node['node_id']}/files/{record['file_id']}"
+    manifest = cp_api.call("GET", route, key=False, headers=_node_auth(node)).json_body
+    assert [c["sha256"] for c in manifest["chunks"]] == [None] * 4
+    # Edges never write hashes: the route is gone.
+    assert cp_api.call("PUT", f"{route}/chunks/0", {"sha256": "0" * 64}, key=False,
+                       headers=_node_auth(node)).status_code in (403, 404, 405)
+    outcome = run_hashing(cp_client, record["file_id"], record["version"])
+    assert outcome["outcome"] == "hashed" and outcome["chunks"] == 4
+    digests = [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
+    manifest = cp_api.call("GET", route, key=False, headers=_node_auth(node)).json_body
+    assert [c["sha256"] for c in manifest["chunks"]] == digests
+    assert cp_api.call("GET", f"/files/{record['file_id']}").json_body["chunks_sha256"] == \
+        chunks_digest(digests)
+    # A second run changes nothing; the batch items are gone.
+    assert run_hashing(cp_client, record["file_id"], record["version"])["outcome"] == "unchanged"
+    catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
+    assert catalog.hash_batches(record["file_id"], record["version"]) == {}
+
+
+def test_a_replaced_import_object_fails_the_hashing_job(cp_api: Any, cp_client: Any,
+                                                        cp_stack: Any) -> None:
+    key, _ = _put_object(cp_stack, os.urandom(100))
+    record = cp_api.call("POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"],
+                                                   "key": key}).json_body
+    _put_object(cp_stack, os.urandom(100), key=key)  # replaced under the same key
+    job = {"file_id": record["file_id"], "version": record["version"], "mode": "import"}
+    batch = cp_client.lambda_.invoke("plan_hashing", job).payload["batches"][0]
+    with pytest.raises(Conflict, match="changed"):  # the job fails; the step is not retried
+        cp_client.lambda_.invoke("hash_batch", batch)
+
+
+def test_import_paths_and_types(cp_api: Any, cp_stack: Any) -> None:
+    bucket = cp_stack.env["FSNODE_BUCKET"]
+    key, _ = _put_object(cp_stack, b"#EXTM3U\n", content_type="binary/octet-stream",
+                         key=f"imports/{new_id()}/index.m3u8")
+    path = unique_path("hls/index.m3u8")
+    record = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": key,
+                                                   "path": path}).json_body
+    # No type stored with the object: the extension names it.
+    assert record["path"] == path and record["content_type"] == "application/vnd.apple.mpegurl"
+    assert record["name"] == "index.m3u8"
+    listed = cp_api.call("GET", f"/files?prefix={path.rsplit('/', 1)[0]}/").json_body["files"]
+    assert [f["file_id"] for f in listed] == [record["file_id"]]
+    other, _ = _put_object(cp_stack, b"x")
+    taken = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": other,
+                                                  "path": path})
+    assert taken.status_code == 409 and error_of(taken)["code"] == "conflict"
+    odd, _ = _put_object(cp_stack, b"y", key=f"imports//{new_id()}")
+    assert cp_api.call("POST", "/files/import", {"bucket": bucket,
+                                                 "key": odd}).status_code == 400
+    named = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": odd,
+                                                  "path": unique_path("y")})
+    assert named.status_code == 200, named.body
+    for bad in ("../x", "a//b", "/abs", "a\x00b", "", "x" * 901):
+        answer = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": other,
+                                                       "path": bad})
+        assert answer.status_code == 400, bad
+        assert error_of(answer)["details"]["field"] == "path"
 
 
 def test_import_refuses_missing_mismatched_and_foreign_objects(cp_api: Any,
@@ -200,19 +287,20 @@ def test_import_pins_a_version_id_in_a_versioned_bucket(cp_api: Any, cp_stack: A
     monkeypatch.setenv("FSNODE_IMPORT_BUCKETS", f"{cp_stack.env['FSNODE_BUCKET']},{bucket}")
     aws.reset()
     answer = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": "v.mp4",
-                                                   "version_id": first})
+                                                   "version_id": first,
+                                                   "path": unique_path("v.mp4")})
     assert answer.status_code == 200, answer.body
     assert answer.json_body["version_id"] == first and answer.json_body["size"] == 10
     plan = cp_api.call("GET", f"/files/{answer.json_body['file_id']}/plan").json_body
-    assert requests.get(plan["chunks"][0]["s3_url"], timeout=10).content == b"a" * 10
+    assert requests.get(plan["s3_url"], timeout=10).content == b"a" * 10
     missing = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": "v.mp4",
                                                     "version_id": "no-such-version"})
     assert missing.status_code in (400, 404), missing.body
     error_of(missing)
 
 
-def test_a_warm_report_fixes_an_imported_chunks_hash(cp_api: Any, cp_client: Any,
-                                                     cp_stack: Any) -> None:
+def test_a_warm_report_of_an_unhashed_chunk_is_checked_against_s3(
+        cp_api: Any, cp_client: Any, cp_stack: Any) -> None:
     data = os.urandom(100)
     key, _ = _put_object(cp_stack, data)
     record = cp_api.call("POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"],
@@ -220,7 +308,8 @@ def test_a_warm_report_fixes_an_imported_chunks_hash(cp_api: Any, cp_client: Any
     node = register(cp_api, cp_stack)
     catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
     digest = hashlib.sha256(data).hexdigest()
-    for reported, recorded in (("0" * 64 + "x", False), (digest, True), ("1" * 64, False)):
+    # A poisoned hash is never recorded, not even first: the origin's bytes decide.
+    for reported, recorded in (("1" * 64, False), ("0" * 64 + "x", False), (digest, True)):
         queued = cp_client.lambda_.invoke("warm_chunk", {
             "file_id": record["file_id"], "version": record["version"], "chunk_index": 0,
             "node_id": node["node_id"], "task_token": f"token-{reported[:4]}"}).payload
@@ -228,5 +317,20 @@ def test_a_warm_report_fixes_an_imported_chunks_hash(cp_api: Any, cp_client: Any
                              {"ok": True, "sha256": reported}, key=False,
                              headers=_node_auth(node))
         assert answer.status_code == 200 and answer.json_body["recorded"] is recorded, reported
-        assert catalog.file_view(record["file_id"]).chunks[0].sha256 == (
-            digest if recorded or reported != "0" * 64 + "x" else None)
+    view = catalog.file_view(record["file_id"])
+    assert [r.node_id for r in view.replicas] == [node["node_id"]]
+    manifest = json.loads(boto3.client("s3").get_object(
+        Bucket=cp_stack.env["FSNODE_BUCKET"],
+        Key=version_manifest_key(record["file_id"], record["version"]))["Body"].read())
+    assert manifest["chunk_sha256"] is None  # a warm report writes no hash
+
+
+def test_rehash_without_a_state_machine_runs_in_the_request(cp_api: Any) -> None:
+    data = os.urandom(CHUNK + 5)
+    started, _ = upload(cp_api, data)
+    answer = cp_api.call("POST", f"/files/{started['file_id']}/rehash")
+    assert answer.status_code == 202, answer.body
+    assert answer.json_body["execution"] is None
+    # The declared hashes were right: nothing to repair.
+    assert answer.json_body["outcome"]["outcome"] == "unchanged"
+    assert answer.json_body["outcome"]["chunks"] == 2

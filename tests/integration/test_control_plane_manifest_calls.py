@@ -2,7 +2,8 @@
 event hooks on the control plane's own clients (a real moto server behind them).
 
 An edge asks for a manifest on every miss of a file it has not seen, so the route
-should cost one DynamoDB request (the file's Query): the node's credential, once
+should cost one DynamoDB request (the file's GetItem) and the version manifest from S3,
+which a process keeps (a published manifest is immutable): the node's credential, once
 matched against the nodes table, is trusted for ``auth.VERIFIED_SECONDS``.
 """
 
@@ -52,9 +53,10 @@ def test_a_manifest_is_one_query_once_the_node_is_known(
     answers = [_manifest(cp_api, node, started["file_id"]) for _ in range(3)]
     assert [a.status_code for a in answers] == [200] * 3
     assert len(answers[-1].json_body["chunks"]) == 4
-    # The node's item is read once; no secret is read (their values are cached too).
-    assert aws_calls == ["dynamodb.GetItem", "dynamodb.Query", "dynamodb.Query",
-                         "dynamodb.Query"]
+    # The node's item is read once, the manifest once; no secret is read (their values
+    # are cached too).
+    assert aws_calls == ["dynamodb.GetItem", "dynamodb.GetItem", "s3.GetObject",
+                         "dynamodb.GetItem", "dynamodb.GetItem"]
 
 
 def test_a_credential_is_read_from_the_table_once_per_period(
@@ -68,11 +70,12 @@ def test_a_credential_is_read_from_the_table_once_per_period(
     aws_calls.clear()
     for _ in range(2):
         assert _manifest(cp_api, node, started["file_id"]).status_code == 200
-    assert aws_calls == ["dynamodb.GetItem", "dynamodb.Query", "dynamodb.Query"]
+    assert aws_calls == ["dynamodb.GetItem", "dynamodb.GetItem", "s3.GetObject",
+                         "dynamodb.GetItem"]
     monkeypatch.setattr(auth, "VERIFIED_SECONDS", 0.0)  # the period has passed
     aws_calls.clear()
     assert _manifest(cp_api, node, started["file_id"]).status_code == 200
-    assert aws_calls == ["dynamodb.GetItem", "dynamodb.Query"]
+    assert aws_calls == ["dynamodb.GetItem", "dynamodb.GetItem"]
 
 
 def test_only_matching_credentials_are_remembered(

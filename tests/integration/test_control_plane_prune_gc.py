@@ -13,9 +13,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from fsnode_core.catalog import ChunkCatalog
-from fsnode_core.errors import Conflict, NotFound
-from fsnode_core.models import NODE_DEAD, ChunkRecord, FileRecord, ReplicaRecord
+from fsnode_core.errors import Conflict
+from fsnode_core.models import NODE_DEAD, FileRecord, ReplicaRecord
 from fsnode_core.nodes_store import NodeRegistry
+from fsnode_core.published import version_manifest_key
 from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
 from test_control_plane_files import CHUNK, upload
 
@@ -122,12 +123,17 @@ def test_hot_files_start_one_replication_per_window(cp_api: Any, cp_stack: Any,
     assert prune.run(now + 3600)["hot_replications"] == []
 
 
-def _gc(sfn_machines: Any, file_id: str, version: str) -> str:
-    from chalicelib import gc
+def _delete(api: Any, sfn_machines: Any, file_id: str, version: str) -> str:
+    """DELETE the file; with no grace period (the test stack's) its collection starts."""
+    answer = api.call("DELETE", f"/files/{file_id}")
+    assert answer.status_code == 202, answer.body
+    return _gc_arn(sfn_machines.gc, file_id, version)
 
-    arn = gc.start(file_id, version)
-    assert arn == _gc_arn(sfn_machines.gc, file_id, version)
-    return arn
+
+def _meta(catalog: ChunkCatalog, file_id: str) -> FileRecord:
+    meta = catalog.get_file(file_id)
+    assert meta is not None
+    return meta
 
 
 def test_gc_deletes_object_items_and_has_edges_evict(cp_api: Any, cp_stack: Any,
@@ -150,7 +156,7 @@ def test_gc_deletes_object_items_and_has_edges_evict(cp_api: Any, cp_stack: Any,
             seen.setdefault("manifest", manifest.status_code)
         pump(edges)()
 
-    arn = _gc(machines, file_id, version)
+    arn = _delete(cp_api, machines, file_id, version)
     status = machines.wait(arn, watch)
     assert status["status"] == "SUCCEEDED", status
     output = json.loads(status["output"])
@@ -158,7 +164,8 @@ def test_gc_deletes_object_items_and_has_edges_evict(cp_api: Any, cp_stack: Any,
     assert output["object_deleted"] is True
     assert not _exists(record["bucket"], record["key"])
     view = catalog.file_view(file_id)
-    assert (view.meta, view.chunks, view.replicas) == (None, [], [])
+    assert (view.meta, view.replicas) == (None, [])
+    assert not _exists(record["bucket"], version_manifest_key(file_id, version))
     # Tombstoned first: edges were refused the file while GC ran.
     assert seen["manifest"] == 410
     for edge in edges:
@@ -177,7 +184,7 @@ def test_gc_waits_for_an_offline_edge_and_finishes_when_it_returns(
     _hold(catalog, file_id, version, 1, [e.node_id for e in edges])
     away = edges[1]
     away.offline = True
-    arn = _gc(machines, file_id, version)
+    arn = _delete(cp_api, machines, file_id, version)
     back_at = time.monotonic() + 6  # three evict timeouts (2 s each) while offline
 
     def tick() -> None:
@@ -208,15 +215,16 @@ def test_prune_collects_expired_files(cp_api: Any, cp_stack: Any, machines: Any,
     file_id, version = started["file_id"], started["version"]
     _hold(catalog, file_id, version, 1, [edges[0].node_id])
     now = int(time.time())
-    catalog.set_expiry(file_id, version, now + 3600)
-    assert file_id not in prune.run(now)["collections"]  # not due yet
-    catalog.set_expiry(file_id, version, now - 5)
-    assert file_id in prune.run()["collections"]
+    meta = catalog.set_expiry(_meta(catalog, file_id), now + 3600, seq=10**15, now=now)
+    assert file_id not in prune.run(now)["expired"]  # not due yet
+    catalog.set_expiry(meta, now - 5, seq=10**15 + 1, now=now)
+    # Past its expiry: tombstoned, then (no grace here) collected.
+    assert file_id in prune.run()["expired"]
     status = machines.wait(_gc_arn(machines.gc, file_id, version), pump(edges))
     assert status["status"] == "SUCCEEDED", status
     assert not _exists(done.json_body["bucket"], done.json_body["key"])
     assert catalog.file_view(file_id).meta is None
-    assert file_id not in prune.run()["collections"]
+    assert file_id not in prune.run()["expired"]
 
 
 def test_gc_of_an_imported_file_keeps_the_customers_object(cp_api: Any, cp_stack: Any,
@@ -228,22 +236,16 @@ def test_gc_of_an_imported_file_keeps_the_customers_object(cp_api: Any, cp_stack
     key = f"customer/{os.urandom(4).hex()}/film.mp4"
     body = os.urandom(100)
     s3 = boto3.client("s3")
-    put = s3.put_object(Bucket=bucket, Key=key, Body=body)
-    file_id, version = os.urandom(16).hex(), put["ETag"].strip('"')
-    meta = FileRecord(file_id=file_id, version=version, name="film.mp4", size=len(body),
-                      content_type="video/mp4", etag=version, last_modified=int(time.time()),
-                      chunk_size=CHUNK, bucket=bucket, key=key, source="import")
-    ddb = boto3.client("dynamodb")
-    for item in (meta.to_item(), ChunkRecord(file_id=file_id, version=version, index=0,
-                                             offset=0, length=len(body),
-                                             sha256="0" * 64).to_item()):
-        ddb.put_item(TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"], Item=item)
-    status = machines.wait(_gc(machines, file_id, version))
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    record = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": key}).json_body
+    file_id, version = record["file_id"], record["version"]
+    status = machines.wait(_delete(cp_api, machines, file_id, version))
     assert status["status"] == "SUCCEEDED", status
     assert json.loads(status["output"])["object_deleted"] is False
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
-    view = catalog.file_view(file_id)
-    assert (view.meta, view.chunks) == (None, [])
+    assert catalog.file_view(file_id).meta is None
+    # Our records of it go: the manifest and head too.
+    assert not _exists(bucket, version_manifest_key(file_id, version))
 
 
 @pytest.mark.parametrize("event", [{"detail-type": "Scheduled Event", "source": "aws.events",
@@ -255,8 +257,8 @@ def test_prune_handler_takes_an_eventbridge_event(cp_app: Any, cp_client: Any,
     from fsnode.localstack.lambda_dispatch import LambdaContext
 
     summary = cp_app.prune(event, LambdaContext("prune", 512, 60))
-    assert set(summary) == {"marked_dead", "lost_replicas", "hot_replications", "collections",
-                            "uploads_discarded"}
+    assert set(summary) == {"marked_dead", "lost_replicas", "hot_replications", "expired",
+                            "collections", "uploads_discarded", "published"}
 
 
 def test_gc_does_not_wait_for_a_dead_node(cp_api: Any, cp_stack: Any, machines: Any,
@@ -268,7 +270,8 @@ def test_gc_does_not_wait_for_a_dead_node(cp_api: Any, cp_stack: Any, machines: 
     _hold(catalog, file_id, version, 1, [live.node_id, dead.node_id])
     dead.offline = True
     assert registry.mark_dead(dead.node_id, registry.get(dead.node_id).last_heartbeat)
-    status = machines.wait(_gc(machines, file_id, version), pump([live]), timeout=15)
+    status = machines.wait(_delete(cp_api, machines, file_id, version), pump([live]),
+                           timeout=15)
     assert status["status"] == "SUCCEEDED", status
     assert json.loads(status["output"])["evicted"] == [live.node_id]
     assert catalog.file_view(file_id).replicas == []
@@ -280,9 +283,9 @@ def test_files_to_collect_reads_only_the_sparse_collection_index(cp_api: Any,
     catalog, _ = _stores(cp_stack)
     now = int(time.time())
     due, later, deleting, plain = (upload(cp_api, os.urandom(100))[0] for _ in range(4))
-    catalog.set_expiry(due["file_id"], due["version"], now - 1)
-    catalog.set_expiry(later["file_id"], later["version"], now + 3600)
-    catalog.mark_deleting(deleting["file_id"], deleting["version"])
+    catalog.set_expiry(_meta(catalog, due["file_id"]), now - 1, seq=10**15, now=now)
+    catalog.set_expiry(_meta(catalog, later["file_id"]), now + 3600, seq=10**15, now=now)
+    catalog.tombstone(_meta(catalog, deleting["file_id"]), seq=10**15, due=now, now=now)
 
     found = {meta.file_id: meta for meta in catalog.files_to_collect(now)}
 
@@ -295,13 +298,14 @@ def test_files_to_collect_reads_only_the_sparse_collection_index(cp_api: Any,
         Key={"pk": {"S": f"file#{due['file_id']}"}, "sk": {"S": "meta"}})["Item"]
     assert "expires_at" not in item
     assert catalog.get_file(due["file_id"]).expires_at == now - 1
-    # Only a current, ready version takes an expiry.
+    # Only the current, ready version as read takes an expiry.
+    tombstone = _meta(catalog, deleting["file_id"])
     with pytest.raises(Conflict):
-        catalog.set_expiry(deleting["file_id"], deleting["version"], now)
+        catalog.set_expiry(tombstone, now, seq=tombstone.seq + 1, now=now)
+    stale = _meta(catalog, plain["file_id"])
+    catalog.set_expiry(stale, None, seq=stale.seq + 1, now=now)
     with pytest.raises(Conflict):
-        catalog.set_expiry(plain["file_id"], "not-the-version", now)
-    with pytest.raises(NotFound):
-        catalog.set_expiry("0" * 32, "v", now)
+        catalog.set_expiry(stale, now, seq=stale.seq + 2, now=now)
 
 
 def test_prune_leaves_hot_files_to_their_running_upload_replication(

@@ -12,8 +12,6 @@ from typing import Any
 import boto3
 import pytest
 from fsnode_core.catalog import ChunkCatalog
-from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
-from fsnode_core.nodes_store import NodeRegistry
 from test_control_plane_files import CHUNK, upload
 from test_control_plane_nodes import error_of, register
 
@@ -134,23 +132,6 @@ def test_report_with_a_wrong_hash_is_not_recorded(cp_api: Any, cp_client: Any,
     view = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb")).file_view(
         started["file_id"])
     assert view.replicas == []
-
-
-def test_no_live_node_answers_503(cp_api: Any, cp_stack: Any) -> None:
-    started, _ = upload(cp_api, os.urandom(10))
-    share = cp_api.call("POST", f"/files/{started['file_id']}/share",
-                        {"ttl_seconds": 60}).json_body["share_url"]
-    path = share.removeprefix("http://control.test")
-    registry = NodeRegistry(cp_stack.env["FSNODE_NODES_TABLE"], boto3.client("dynamodb"))
-    active = [n.node_id for n in registry.list_nodes() if n.status == NODE_ACTIVE]
-    for node_id in active:
-        registry.set_status(node_id, NODE_DRAINING, expected=NODE_ACTIVE)
-    try:
-        answer = cp_api.call("GET", path, key=False)
-        assert answer.status_code == 503 and error_of(answer)["code"] == "unavailable"
-    finally:
-        for node_id in active:
-            registry.set_status(node_id, NODE_ACTIVE, expected=NODE_DRAINING)
 
 
 def test_under_replicated_chunks_are_a_metric(cp_client: Any,

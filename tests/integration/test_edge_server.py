@@ -20,6 +20,7 @@ import boto3
 import pytest
 import requests
 from edge_fixtures import (
+    VERSION,
     EdgeServer,
     StaticManifestSource,
     ThrowawayCA,
@@ -216,10 +217,10 @@ def test_cors_preflight(edge: EdgeServer, http: requests.Session) -> None:
 def test_signature_checks(edge: EdgeServer, http: requests.Session) -> None:
     manifest = publish(edge)
     url = file_url(edge, manifest)
-    good = share_query(manifest.file_id, "1")
+    good = share_query(manifest.file_id, VERSION)
     forged = {**good, "sig": good["sig"][:-4] + ("AAAA" if good["sig"][-4:] != "AAAA" else "BBBB")}
-    expired = signer().sign(SharePolicy(manifest.file_id, "1", int(time.time()) - 10))
-    other_file = share_query(new_id(), "1")
+    expired = signer().sign(SharePolicy(manifest.file_id, int(time.time()) - 10))
+    other_file = share_query(new_id(), VERSION)
     cases = [
         forged,
         expired,
@@ -238,14 +239,14 @@ def test_signature_checks(edge: EdgeServer, http: requests.Session) -> None:
 
 def test_superseded_version_is_gone(edge: EdgeServer, http: requests.Session) -> None:
     manifest = publish(edge)
-    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, "0"))
+    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, "0" * 32))
     assert answer.status_code == 410
     assert answer.json()["error"]["code"] == "gone"
 
 
 def test_unknown_file_is_not_found(edge: EdgeServer, http: requests.Session) -> None:
     file_id = new_id()
-    answer = http.get(f"{edge.url}/f/{file_id}", params=share_query(file_id, "1"))
+    answer = http.get(f"{edge.url}/f/{file_id}", params=share_query(file_id, VERSION))
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "not_found"
 
@@ -278,7 +279,7 @@ def test_path_tricks_in_ids_are_rejected(edge: EdgeServer, raw_id: str) -> None:
 def test_missing_origin_object_is_a_502(edge: EdgeServer, http: requests.Session) -> None:
     manifest = publish(edge)
     boto3.client("s3").delete_object(Bucket=BUCKET, Key=manifest.key)
-    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, "1"))
+    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, VERSION))
     assert answer.status_code == 502
     assert answer.json()["error"]["code"] == "origin_error"
 
@@ -301,7 +302,7 @@ def test_healthz_and_metrics(edge: EdgeServer, http: requests.Session) -> None:
 
 def test_concurrent_cold_requests_cause_one_origin_read(edge: EdgeServer) -> None:
     manifest = publish(edge)
-    query = share_query(manifest.file_id, "1")
+    query = share_query(manifest.file_id, VERSION)
     url = file_url(edge, manifest)
     span = (CHUNK + 100, CHUNK + 5000)  # inside chunk 1 only
 
@@ -327,7 +328,7 @@ def test_origin_failure_mid_body_cuts_the_connection(
     edge: EdgeServer, http: requests.Session
 ) -> None:
     manifest = publish(edge)
-    query = share_query(manifest.file_id, "1")
+    query = share_query(manifest.file_id, VERSION)
     url = file_url(edge, manifest)
     assert http.get(url, params=query, headers={"Range": "bytes=0-0"}).status_code == 206
     boto3.client("s3").delete_object(Bucket=BUCKET, Key=manifest.key)
@@ -342,7 +343,7 @@ def test_origin_failure_mid_body_cuts_the_connection(
 
 def test_empty_file(edge: EdgeServer, http: requests.Session) -> None:
     manifest = publish(edge, b"")
-    query = share_query(manifest.file_id, "1")
+    query = share_query(manifest.file_id, VERSION)
     for headers in ({}, {"Range": "bytes=0-"}, {"Range": "bytes=-5"}):
         answer = http.get(file_url(edge, manifest), params=query, headers=headers)
         assert (answer.status_code, answer.content) == (200, b"")
@@ -374,7 +375,7 @@ def test_head_carries_the_get_headers_without_a_body(
 def test_cors_headers_are_on_every_answer(edge: EdgeServer, http: requests.Session) -> None:
     manifest = publish(edge)
     url = file_url(edge, manifest)
-    query = share_query(manifest.file_id, "1")
+    query = share_query(manifest.file_id, VERSION)
     answers = [
         http.get(url, params=query, headers={"Range": "bytes=0-9", "Origin": "https://p.example"}),
         http.get(url, params={}, headers={"Origin": "https://p.example"}),  # 403
@@ -497,7 +498,7 @@ def test_validators_and_preconditions(
 def cached(edge: EdgeServer, http: requests.Session) -> Manifest:
     """A file read once (so on the edge's disk), for the property-based examples."""
     manifest = publish(edge)
-    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, "1"))
+    answer = http.get(file_url(edge, manifest), params=share_query(manifest.file_id, VERSION))
     assert answer.content == DATA
     return manifest
 
@@ -524,7 +525,7 @@ def test_any_range_set_matches_python_slicing(
 ) -> None:
     header = "bytes=" + ",".join(specs)
     answer = http.get(
-        file_url(edge, cached), params=share_query(cached.file_id, "1"), headers={"Range": header}
+        file_url(edge, cached), params=share_query(cached.file_id, VERSION), headers={"Range": header}
     )
     size = len(DATA)
     try:
@@ -566,14 +567,14 @@ def test_a_chunk_damaged_on_disk_after_its_check_is_an_error_never_a_hang(
     disk_only.start()
     try:
         manifest = publish(edge)
-        query = share_query(manifest.file_id, "1")
+        query = share_query(manifest.file_id, VERSION)
         with requests.Session() as session:
             session.trust_env = False
             session.verify = str(disk_only.ca_file)
             url = f"{disk_only.url}/f/{manifest.file_id}"
             assert session.get(url, params=query).content == DATA  # chunks on disk
             assert disk_only.context is not None
-            path = disk_only.context.cache.path_for((manifest.file_id, version_tag("1"), 1))
+            path = disk_only.context.cache.path_for((manifest.file_id, version_tag(VERSION), 1))
             os.truncate(path, 100)
             span = {"Range": f"bytes={CHUNK + 10}-{CHUNK + 5000}"}
             answer = session.get(url, params=query, headers=span, timeout=20)

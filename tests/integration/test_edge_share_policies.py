@@ -1,6 +1,7 @@
 """Share policies at the edge, over real HTTPS: client address ranges (``ip=``),
-start times (``nbf=``) and prefix shares (``pfx=``, an HLS or DASH folder), and
-which address counts as the client's when a load balancer sits in front.
+start times (``nbf=``), v2 file shares (any current version, or the one the redirect's
+``v`` pins), and which address counts as the client's when a load balancer sits in
+front.
 """
 
 from __future__ import annotations
@@ -53,23 +54,24 @@ def behind_proxy(edge: EdgeServer) -> Iterator[EdgeServer]:
         edge.context.trusted_proxy_hops = 0
 
 
-def publish(edge: EdgeServer, name: str = "", data: bytes = DATA) -> Manifest:
-    manifest = put_file(BUCKET, data, CHUNK, name=name)
+def publish(edge: EdgeServer, data: bytes = DATA) -> Manifest:
+    manifest = put_file(BUCKET, data, CHUNK)
     edge.source.manifests[manifest.file_id] = manifest
     return manifest
 
 
 def share(
-    manifest: Manifest | None = None,
+    manifest: Manifest,
     *,
     not_before: int | None = None,
     ip: str | None = None,
-    prefix: str | None = None,
+    pinned: bool = True,
 ) -> dict[str, str]:
-    """A signed query: for one file version, or (``prefix=...``) for a folder."""
-    file_id, version = (manifest.file_id, manifest.version) if manifest else ("", "")
+    """A file share's query as the redirect sends it: pinned to the manifest's version
+    (``pinned=False``: as minted, any current version)."""
     expires = int(time.time()) + 600
-    return signer().sign(SharePolicy(file_id, version, expires, not_before, ip, prefix))
+    query = signer().sign(SharePolicy(manifest.file_id, expires, not_before, ip))
+    return {**query, "v": manifest.version} if pinned else query
 
 
 def get(
@@ -121,56 +123,49 @@ def test_a_share_is_refused_before_its_start_time(edge: EdgeServer) -> None:
     assert (started.status_code, started.content) == (200, DATA)
 
 
-def test_a_prefix_share_serves_every_file_under_its_prefix_and_no_other(edge: EdgeServer) -> None:
-    playlist = publish(edge, "shows/ep1/index.m3u8", b"#EXTM3U\n")
-    segment = publish(edge, "shows/ep1/seg-000.ts")
-    sibling = publish(edge, "shows/ep10/seg-000.ts")  # shares the text, not the folder
-    unnamed = publish(edge)
-    query = share(prefix="shows/ep1/")
-
-    for manifest, body in ((playlist, b"#EXTM3U\n"), (segment, DATA)):
-        answer = get(edge, manifest, query)
-        assert (answer.status_code, answer.content) == (200, body)
-        # The URL names no version, so the client must revalidate its copy.
-        assert answer.headers["Cache-Control"] == "private, no-cache"
-    ranged = get(edge, segment, query, Range=f"bytes={CHUNK - 5}-{CHUNK + 4}")
-    assert (ranged.status_code, ranged.content) == (206, DATA[CHUNK - 5 : CHUNK + 5])
-    for manifest in (sibling, unnamed):
-        assert refused(get(edge, manifest, query))
-
-
-def test_a_prefix_share_follows_the_current_version(edge: EdgeServer) -> None:
-    first = publish(edge, "live/seg.ts")
-    query = share(prefix="live/")
+def test_a_share_without_a_pin_follows_the_current_version(edge: EdgeServer) -> None:
+    first = publish(edge)
+    query = share(first, pinned=False)
     before = get(edge, first, query)
-    assert before.content == DATA
+    assert (before.status_code, before.content) == (200, DATA)
+    # The URL names no version: a new one may replace the bytes, so the client revalidates.
+    assert before.headers["Cache-Control"] == "private, no-cache"
+    pinned = get(edge, first, share(first))
+    assert pinned.headers["Cache-Control"].startswith("private, max-age=")
     newer_data = os.urandom(500)
-    newer = put_file(BUCKET, newer_data, CHUNK, first.file_id, name="live/seg.ts")
-    edge.source.manifests[first.file_id] = replace(newer, version="2")
+    newer = put_file(BUCKET, newer_data, CHUNK, first.file_id)
+    edge.source.manifests[first.file_id] = replace(newer, version="2" * 32)
     assert edge.context is not None
     edge.context.manifests.forget(first.file_id)  # as the edge does after the refresh window
     after = get(edge, first, query)
     assert (after.status_code, after.content) == (200, newer_data)
     assert after.headers["ETag"] != before.headers["ETag"]
+    # A player that began on the first version is not handed the second one's bytes.
+    stale = get(edge, first, share(first))
+    assert stale.status_code == 410 and stale.json()["error"]["code"] == "gone"
 
 
 @pytest.mark.parametrize(
     "tamper",
     [
-        {"pfx": "other/"},  # the signature covers the prefix
-        {"v": "1"},  # a prefix share cannot pass as a share of one version
+        {"pfx": "other/"},  # v1 prefix shares are gone; nothing undefined passes
+        {"v": "not-a-version"},
+        {"f": "x"},
     ],
 )
-def test_prefix_shares_cannot_be_altered(edge: EdgeServer, tamper: dict[str, str]) -> None:
-    manifest = publish(edge, "other/seg.ts")
-    assert refused(get(edge, manifest, {**share(prefix="shows/"), **tamper}))
+def test_shares_cannot_be_altered(edge: EdgeServer, tamper: dict[str, str]) -> None:
+    manifest = publish(edge)
+    assert refused(get(edge, manifest, {**share(manifest), **tamper}))
 
 
-def test_prefix_and_ip_policies_combine(edge: EdgeServer) -> None:
-    manifest = publish(edge, "hls/a/seg.ts")
-    inside = get(edge, manifest, share(prefix="hls/", ip="127.0.0.0/8"))
+def test_ip_and_start_policies_combine(edge: EdgeServer) -> None:
+    manifest = publish(edge)
+    now = int(time.time())
+    inside = get(edge, manifest, share(manifest, ip="127.0.0.0/8", not_before=now - 5))
     assert inside.status_code == 200
-    assert refused(get(edge, manifest, share(prefix="hls/", ip="192.0.2.0/24")))
+    assert refused(get(edge, manifest, share(manifest, ip="192.0.2.0/24")))
+    assert refused(get(edge, manifest, share(manifest, ip="127.0.0.0/8",
+                                             not_before=now + 300)))
 
 
 def test_x_forwarded_for_is_ignored_unless_a_proxy_is_trusted(edge: EdgeServer) -> None:

@@ -18,6 +18,8 @@ def _concrete(path: str) -> str:
         .replace("{node_id}", SOME_ID)
         .replace("{file_id}", SOME_ID)
         .replace("{work_id}", SOME_ID)
+        .replace("{token}", "not-a-token")
+        .replace("{proxy+}", "a/b")
     )
 
 

@@ -103,7 +103,7 @@ def world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             headers=managed,
             timeout=30,
             json={
-                "name": "fuzz/seed.bin",
+                "path": "fuzz/seed.bin",
                 "size": len(data),
                 "content_type": "video/mp4",
                 "chunk_sha256": chunk_hashes(data),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -12,11 +13,12 @@ from fsnode_core.ids import new_id
 from fsnode_core.models import (
     NODE_ACTIVE,
     NODE_DEAD,
-    ChunkRecord,
     FileRecord,
     NodeRecord,
+    PathClaim,
     PendingUpload,
     ReplicaRecord,
+    RetiredVersion,
     WorkItem,
 )
 from fsnode_core.nodes_store import NodeRegistry
@@ -37,15 +39,16 @@ def _node(**kw: Any) -> NodeRecord:
                       capacity_bytes=100, credential_sha256="h", lat=1.5, lng=-2.25, **kw)
 
 
-def _upload(file_id: str, size: int = 10) -> PendingUpload:
-    return PendingUpload(file_id=file_id, version="v1", upload_id="u1", name="n", size=size,
-                         content_type="text/plain", chunk_size=4, chunk_sha256=["a" * 64] * 3,
-                         bucket="b", key="k", created_at=1, expires_at=2)
+def _upload(file_id: str, size: int = 10, path: str = "n") -> PendingUpload:
+    return PendingUpload(file_id=file_id, version="v1", upload_id="u1", path=path, size=size,
+                         content_type="text/plain", chunk_size=4, bucket="b", key="k",
+                         created_at=1, expires_at=2)
 
 
-def _meta(file_id: str) -> FileRecord:
-    return FileRecord(file_id=file_id, version="v1", name="n", size=10, content_type="text/plain",
-                      etag="e", last_modified=5, chunk_size=4, bucket="b", key="k")
+def _meta(file_id: str, path: str = "n", seq: int = 1) -> FileRecord:
+    return FileRecord(file_id=file_id, version="v1", path=path, size=10,
+                      content_type="text/plain", etag="e", last_modified=5, chunk_size=4,
+                      bucket="b", key="k", seq=seq, published_seq=seq)
 
 
 def test_node_roundtrip_and_conflicting_create(registry: NodeRegistry) -> None:
@@ -75,28 +78,65 @@ def test_heartbeat_updates_and_dead_nodes_are_refused(registry: NodeRegistry) ->
 
 
 def test_publish_makes_a_file_visible_exactly_once(catalog: ChunkCatalog) -> None:
-    file_id = new_id()
-    catalog.put_upload(_upload(file_id))
+    file_id, path = new_id(), f"store/{new_id()}"
+    upload = _upload(file_id, path=path)
+    catalog.put_upload(upload)
     with pytest.raises(Conflict):
-        catalog.put_upload(_upload(file_id))
+        catalog.put_upload(upload)
     view = catalog.file_view(file_id)
     assert view.meta is None and view.upload is not None
-    chunks = [ChunkRecord(file_id, "v1", i, i * 4, min(4, 10 - i * 4), f"{i:064x}")
-              for i in range(3)]
-    catalog.publish(_meta(file_id), chunks, "u1")
+    with pytest.raises(Conflict, match="path"):  # the path must be this file's
+        catalog.publish_version(_meta(file_id, path), upload, current=None, retired=None)
+    assert catalog.claim_path(PathClaim(path, file_id))
+    assert not catalog.claim_path(PathClaim(path, new_id()))
+    catalog.publish_version(_meta(file_id, path), upload, current=None, retired=None)
     view = catalog.file_view(file_id)
-    assert view.meta == _meta(file_id) and view.upload is None and view.chunks == chunks
+    assert view.meta == _meta(file_id, path) and view.upload is None
     with pytest.raises(Conflict):
-        catalog.publish(_meta(file_id), chunks, "u1")
-    assert catalog.get_file(file_id) == _meta(file_id)
+        catalog.publish_version(_meta(file_id, path), upload, current=None, retired=None)
+    assert catalog.get_file(file_id) == _meta(file_id, path)
+    # The marker of the unpublished change, until the publisher clears it for its seq.
+    assert file_id in catalog.unsynced(10**16 - 1, 1000)
+    assert not catalog.clear_sync(file_id, 2) and catalog.clear_sync(file_id, 1)
+    assert file_id not in catalog.unsynced(10**16 - 1, 1000)
 
 
-def test_many_chunks_read_back_in_one_query(catalog: ChunkCatalog) -> None:
-    file_id = new_id()
-    catalog.put_upload(_upload(file_id, size=4 * 300))
-    chunks = [ChunkRecord(file_id, "v1", i, i * 4, 4, f"{i:064x}") for i in range(300)]
-    catalog.publish(_meta(file_id), chunks, "u1")
-    assert catalog.file_view(file_id).chunks == chunks
+def test_a_new_version_needs_the_state_it_was_read_in(catalog: ChunkCatalog) -> None:
+    file_id, path = new_id(), f"store/{new_id()}"
+    assert catalog.claim_path(PathClaim(path, file_id))
+    first = _upload(file_id, path=path)
+    catalog.put_upload(first)
+    catalog.publish_version(_meta(file_id, path), first, current=None, retired=None)
+    current = catalog.get_file(file_id)
+    assert current is not None
+    changed = catalog.set_expiry(current, 10**9, seq=2, now=3)
+    second = replace(first, version="v2", upload_id="u2", replaces="v1")
+    catalog.put_upload(second)
+    newer = replace(_meta(file_id, path, seq=3), version="v2")
+    retired = RetiredVersion(file_id, "v1", retired_at=3, due=3)
+    with pytest.raises(Conflict, match="changed"):  # read before the expiry change
+        catalog.publish_version(newer, second, current=current, retired=retired)
+    catalog.publish_version(newer, second, current=changed, retired=retired)
+    assert catalog.get_file(file_id) == newer
+    assert catalog.versions_to_collect(3) == [retired]
+
+
+def test_a_tombstone_frees_the_path(catalog: ChunkCatalog) -> None:
+    file_id, path = new_id(), f"store/{new_id()}"
+    assert catalog.claim_path(PathClaim(path, file_id))
+    upload = _upload(file_id, path=path)
+    catalog.put_upload(upload)
+    catalog.publish_version(_meta(file_id, path), upload, current=None, retired=None)
+    current = catalog.get_file(file_id)
+    assert current is not None and catalog.get_claim(path) == PathClaim(path, file_id)
+    deleted = catalog.tombstone(current, seq=5, due=7, now=6)
+    assert deleted.status == "deleting" and catalog.get_claim(path) is None
+    with pytest.raises(Conflict):
+        catalog.tombstone(current, seq=6, due=7, now=6)
+    assert file_id in [m.file_id for m in catalog.files_to_collect(7)]
+    assert file_id not in [m.file_id for m in catalog.files_to_collect(6)]
+    assert catalog.delete_version_items(file_id, "v1") == 1
+    assert catalog.get_file(file_id) is None
 
 
 def test_replicas_are_recorded_once_and_indexed_by_node(catalog: ChunkCatalog) -> None:
@@ -123,14 +163,27 @@ def test_work_is_taken_exactly_once(catalog: ChunkCatalog) -> None:
         catalog.take_work(node_id, live.work_id)
 
 
-def test_list_files_pages_and_rejects_forged_tokens(catalog: ChunkCatalog) -> None:
-    seen: set[str] = set()
+def test_list_files_by_prefix_pages_in_path_order(catalog: ChunkCatalog) -> None:
+    folder = f"store-list/{new_id()}/"
+    paths = [folder + name for name in ("a", "b/c", "b/d", "e")]
+    for path in reversed(paths):
+        file_id = new_id()
+        assert catalog.claim_path(PathClaim(path, file_id))
+        upload = _upload(file_id, path=path)
+        catalog.put_upload(upload)
+        catalog.publish_version(_meta(file_id, path), upload, current=None, retired=None)
+    seen: list[str] = []
     token = None
-    for _ in range(1000):
-        files, token = catalog.list_files(3, token)
-        seen.update(f.file_id for f in files)
+    for _ in range(10):
+        files, token = catalog.list_files(folder, 3, token)
+        seen += [f.path for f in files]
         if token is None:
             break
-    assert token is None and seen
+    assert token is None and seen == paths
+    assert [f.path for f in catalog.list_files(folder + "b/", 10, None)[0]] == paths[1:3]
     with pytest.raises(InvalidInput):
-        catalog.list_files(3, "not-a-token")
+        catalog.list_files(folder, 3, "not-a-token")
+    foreign = catalog.list_files("", 1, None)[1]
+    assert foreign is not None
+    with pytest.raises(InvalidInput):  # a token of another listing
+        catalog.list_files(folder + "zzz", 3, foreign)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fsnode_core.ddb import from_attrs, to_attrs
 from fsnode_core.models import (
-    ChunkRecord,
     FileRecord,
     NodeRecord,
+    PathClaim,
     ReplicaRecord,
+    RetiredVersion,
     WorkItem,
 )
 
@@ -25,12 +26,18 @@ def test_records_roundtrip_and_use_the_documented_keys() -> None:
                       credential_sha256="h", lat=1.0, lng=2.0, load=0.5)
     assert NodeRecord.from_item(node.to_item()) == node
     assert "credential_sha256" not in node.to_api()
-    meta = FileRecord(file_id="b" * 32, version="v", name="n", size=9, content_type="t",
+    meta = FileRecord(file_id="b" * 32, version="v", path="a/n", size=9, content_type="t",
                       etag="e", last_modified=1, chunk_size=4, bucket="b", key="k")
     assert meta.to_item()["pk"] == {"S": f"file#{'b' * 32}"} and meta.to_item()["sk"]["S"] == "meta"
+    assert meta.to_item()["list_sk"] == {"S": "a/n"}  # listed by path
     assert FileRecord.from_item(meta.to_item()) == meta and meta.chunk_count() == 3
-    chunk = ChunkRecord("b" * 32, "v", 7, 28, 4, "c" * 64)
-    assert chunk.to_item()["sk"] == {"S": "chunk#v#00000007"}
+    assert meta.name == "n" and meta.to_api()["name"] == "n"
+    claim = PathClaim("a/n", "b" * 32, 5)
+    assert claim.to_item()["pk"] == {"S": "path#a/n"} and PathClaim.from_item(
+        claim.to_item()) == claim
+    retired = RetiredVersion("b" * 32, "v", 1, 2)
+    assert retired.to_item()["sk"] == {"S": "retired#v"}
+    assert RetiredVersion.from_item(retired.to_item()) == retired
     replica = ReplicaRecord("b" * 32, "v", 7, "n" * 32, 1)
     item = replica.to_item()
     assert item["sk"] == {"S": f"replica#v#00000007#{'n' * 32}"}

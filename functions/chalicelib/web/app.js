@@ -132,7 +132,8 @@ async function uploadFile(file) {
     say("hashing");
     const hashes = await fileHashes(file, chunkSize, partSize, (done) => say(`hashing ${Math.round(100 * done / Math.max(file.size, 1))}%`));
     const init = await api("POST", "files", {
-      name: file.name, size: file.size, content_type: file.type || "application/octet-stream",
+      // The control plane names the type by extension (one table for every uploader).
+      path: file.name, size: file.size,
       chunk_sha256: hashes.chunks, part_sha256: hashes.parts,
     });
     const sent = new Map();
