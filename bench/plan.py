@@ -2,9 +2,9 @@
 
 The Chalice app runs in this process (``chalice.test.Client``) against a moto server
 whose chunks table holds the file's metadata and two replica items per chunk (three
-live nodes); its chunk hashes are in its version manifest in S3. DynamoDB requests are counted with botocore's
-``before-send.dynamodb`` event on the app's client; handler time is wall time around
-the in-process call.
+live nodes); its chunk hashes are in its version manifest in S3. DynamoDB requests are
+counted with botocore's ``before-send.dynamodb`` event on the app's client; handler
+time is wall time around the in-process call.
 
 The reference is the least a plan must read: the file's partition with one
 paginated Query (``ChunkCatalog.file_view``), counted and timed the same way.

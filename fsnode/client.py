@@ -5,15 +5,14 @@ the parts already sent are recorded in a state file under ``FSNODE_HOME/uploads`
 (the control plane cannot list an upload's parts, so the client trusts its own record).
 Each part's URL signs the part's SHA-256 (``x-amz-checksum-sha256``, sent as the header
 the control plane names): S3 refuses a part whose bytes changed since they were hashed.
-Downloads use ``plan`` and fetch chunks in parallel from replica edges; see
-``fsnode.download``.
+Files are named by path (like S3 keys): uploading to a path a live file has makes a
+new version of that file. Downloads use ``plan`` and fetch chunks in parallel from
+replica edges; see ``fsnode.download``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import mimetypes
-import os
 import re
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import requests
 from fsnode_core.chunks import DEFAULT_CHUNK_SIZE, part_size_for
+from fsnode_core.published import chunks_digest
 
 from fsnode import state
 from fsnode.settings import ClientSettings
@@ -90,6 +90,7 @@ class FsnodeClient:
         self,
         path: Path,
         *,
+        remote_path: str | None = None,
         content_type: str | None = None,
         file_id: str | None = None,
         progress: Progress | None = None,
@@ -97,7 +98,9 @@ class FsnodeClient:
         stop_after_parts: int | None = None,
         expires_in: int | None = None,
     ) -> dict[str, Any]:
-        """Upload ``path`` (a new version of ``file_id`` when given); returns the file record.
+        """Upload ``path`` to ``remote_path`` (default: its file name), or as a new
+        version of ``file_id``; returns the file record. A live file at the path gets a
+        new version. Without ``content_type`` the control plane names it by extension.
 
         ``expires_in`` (seconds) gives the file an expiry, set when the upload completes;
         without it a new version keeps the file's expiry. A resumed upload keeps the
@@ -108,16 +111,22 @@ class FsnodeClient:
         """
         path = Path(path)
         stat = path.stat()
-        # Keyed by control plane too: a record is useless against any other stack.
-        record_path = state.state_path("uploads", f"{self.settings.api_url} {path.resolve()}")
-        saved = state.load(record_path) if resume else None
+        target = {"file_id": check_file_id(file_id)} if file_id else {
+            "path": remote_path or path.name}
+        # Keyed by control plane and target too: a record is useless against another.
+        record_path = state.state_path(
+            "uploads", f"{self.settings.api_url} {path.resolve()} {sorted(target.items())}")
+        saved = state.load(record_path)
         part_size = self.part_size_for(stat.st_size)
         hashes, part_hashes = file_hashes(path, self.chunk_size(), part_size)
         # A digest stands for the hash lists: a 100 GiB file's are megabytes, and the
         # record is rewritten as parts go.
         fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                        "hashes": _hashes_digest(hashes, part_hashes)}
-        if not _resumable(saved, fingerprint, file_id):
+        if saved is not None and (not resume or not _resumable(saved, fingerprint, target)):
+            # Its part URLs may still live: as one upload per file goes, it would hold
+            # the file (and the path) for their hour. It is ours: cancel it.
+            self._cancel(saved.get("upload") or {})
             saved = None
         pages: _PartPages | None = None
         if saved is not None:
@@ -133,11 +142,13 @@ class FsnodeClient:
                     raise
                 saved = None  # swept, replaced or completed elsewhere: start over
         if saved is None:
-            init = self._start_upload(path, stat.st_size, content_type, hashes, part_hashes,
-                                      file_id, expires_in)
+            body = {**target, "size": stat.st_size, "chunk_sha256": hashes,
+                    "part_sha256": part_hashes, **_given(content_type=content_type,
+                                                         expires_in_seconds=expires_in)}
+            init = self._call("POST", "/files", json=body)
             upload = {name: init[name] for name in
                       ("file_id", "version", "upload_id", "part_count", "part_size")}
-            saved = {**fingerprint, "for_file_id": file_id, "upload": upload, "etags": {},
+            saved = {**fingerprint, "target": target, "upload": upload, "etags": {},
                      "started": time.time()}
             state.save(record_path, saved)
             pages = _PartPages(self, upload, init)
@@ -194,6 +205,17 @@ class FsnodeClient:
         state.remove(record_path)
         return {**record, "parts_sent": sent, "parts_resumed": resumed}
 
+    def _cancel(self, upload: dict[str, Any]) -> None:
+        """Cancel an upload this client started and will not finish (gone: fine)."""
+        if not _FILE_ID.fullmatch(str(upload.get("file_id", ""))) or not upload.get("upload_id"):
+            return
+        try:
+            self._call("DELETE", f"/files/{upload['file_id']}/upload",
+                       params={"upload_id": upload["upload_id"]})
+        except ApiError as exc:
+            if exc.status not in (404, 409):  # finished, or already replaced
+                raise
+
     def part_size_for(self, size: int) -> int:
         """The part size of a file of ``size`` bytes, as the control plane lays it out
         (``fsnode_core.chunks``: whole chunks, grown so no file needs more than S3's
@@ -217,12 +239,13 @@ class FsnodeClient:
         version_id: str | None = None,
         etag: str | None = None,
         content_type: str | None = None,
-        name: str | None = None,
+        path: str | None = None,
         expires_in: int | None = None,
     ) -> dict[str, Any]:
-        """Register an object already in S3 (expiring ``expires_in`` seconds from now)."""
+        """Register an object already in S3 at ``path`` (default: its key), expiring
+        ``expires_in`` seconds from now when given."""
         body = {"bucket": bucket, "key": key, **_given(
-            version_id=version_id, etag=etag, content_type=content_type, name=name,
+            version_id=version_id, etag=etag, content_type=content_type, path=path,
             expires_in_seconds=expires_in,
         )}
         return self._call("POST", "/files/import", json=body)
@@ -236,15 +259,30 @@ class FsnodeClient:
         *,
         not_before: int | None = None,
         ip: str | None = None,
-        prefix: str | None = None,
     ) -> dict[str, Any]:
-        """Mint a share URL; optionally valid only from ``not_before`` (unix seconds), only
-        for clients in the CIDR ``ip``, or for every file whose name starts with ``prefix``
-        (a prefix of this file's name: an HLS or DASH folder)."""
+        """Mint a share URL of the file (whatever its current version); optionally valid
+        only from ``not_before`` (unix seconds), only for clients in the CIDR ``ip``."""
         file_id = check_file_id(file_id)
-        body = {"ttl_seconds": ttl_seconds,
-                **_given(not_before=not_before, ip=ip, prefix=prefix)}
+        body = {"ttl_seconds": ttl_seconds, **_given(not_before=not_before, ip=ip)}
         return self._call("POST", f"/files/{file_id}/share", json=body)
+
+    def share_folder(
+        self,
+        prefix: str,
+        ttl_seconds: int,
+        *,
+        not_before: int | None = None,
+        ip: str | None = None,
+    ) -> dict[str, Any]:
+        """Mint a folder share: ``share_url`` ends in ``/`` and a file below the folder
+        is ``share_url`` + its relative path (HLS and DASH relative URLs work)."""
+        body = {"prefix": prefix, "ttl_seconds": ttl_seconds,
+                **_given(not_before=not_before, ip=ip)}
+        return self._call("POST", "/shares", json=body)
+
+    def rehash(self, file_id: str) -> dict[str, Any]:
+        """Have the control plane hash the file from S3 again and repair its hashes."""
+        return self._call("POST", f"/files/{check_file_id(file_id)}/rehash")
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         return self._call("GET", f"/files/{check_file_id(file_id)}")
@@ -276,15 +314,28 @@ class FsnodeClient:
     def plan(
         self, file_id: str, offset: int | None = None, length: int | None = None
     ) -> dict[str, Any]:
-        """Per chunk: replica edges in order (signed URLs) and a presigned S3 fallback."""
+        """The download plan of a byte range, every page of it merged: per chunk its
+        SHA-256 and replica edges (indexes into ``nodes``), one presigned S3 URL."""
         params = {k: v for k, v in {"offset": offset, "length": length}.items() if v is not None}
-        return self._call("GET", f"/files/{check_file_id(file_id)}/plan", params=params or None)
+        path = f"/files/{check_file_id(file_id)}/plan"
+        plan = self._call("GET", path, params=params or None)
+        end = None if length is None else (offset or 0) + length
+        while plan.get("next_offset") is not None:
+            start = int(plan["next_offset"])
+            more = {"offset": start, **({"length": end - start} if end is not None else {})}
+            page = self._call("GET", path, params=more)
+            if page["version"] != plan["version"]:
+                raise ApiError(409, "conflict", "the file changed while it was planned")
+            plan = {**page, "chunks": plan["chunks"] + page["chunks"]}
+        return plan
 
-    def list_files(self) -> list[dict[str, Any]]:
+    def list_files(self, prefix: str = "") -> list[dict[str, Any]]:
+        """Every live file whose path starts with ``prefix``, in path order."""
         files: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            page = self._call("GET", "/files", params={"next_token": token} if token else None)
+            params = {"prefix": prefix, **({"next_token": token} if token else {})}
+            page = self._call("GET", "/files", params=params)
             files.extend(page["files"])
             token = page.get("next_token")
             if not token:
@@ -303,29 +354,6 @@ class FsnodeClient:
         return download_file(self, file_id, out, progress=progress)
 
     # -- plumbing --------------------------------------------------------------
-
-    def _start_upload(
-        self,
-        path: Path,
-        size: int,
-        content_type: str | None,
-        hashes: list[str],
-        part_hashes: list[str],
-        file_id: str | None,
-        expires_in: int | None = None,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "name": path.name,
-            "size": size,
-            "content_type": content_type or _guess_type(path),
-            "chunk_sha256": hashes,
-            "part_sha256": part_hashes,
-        }
-        if file_id is not None:
-            body["file_id"] = check_file_id(file_id)
-        if expires_in is not None:
-            body["expires_in_seconds"] = expires_in
-        return self._call("POST", "/files", json=body)
 
     def _put_part(self, path: Path, part: dict[str, Any]) -> str:
         with path.open("rb") as handle:
@@ -381,14 +409,14 @@ def check_file_id(file_id: str) -> str:
 
 
 def _resumable(
-    saved: dict[str, Any] | None, fingerprint: dict[str, Any], file_id: str | None
+    saved: dict[str, Any] | None, fingerprint: dict[str, Any], target: dict[str, str]
 ) -> bool:
     """A saved upload resumes only for the same bytes and target, and for a day."""
     if saved is None or "upload" not in saved:
         return False
     same = all(saved.get(k) == v for k, v in fingerprint.items())
     fresh = time.time() - float(saved.get("started", 0)) < _RESUME_SECONDS
-    return same and fresh and saved.get("for_file_id") == file_id
+    return same and fresh and saved.get("target") == target
 
 
 class _PartPages:
@@ -453,6 +481,9 @@ def file_hashes(path: Path, chunk_size: int, part_size: int) -> tuple[list[str],
     return chunks, parts
 
 
-def _guess_type(path: Path) -> str:
-    guessed, _ = mimetypes.guess_type(os.fspath(path))
-    return guessed or "application/octet-stream"
+def content_digest(path: Path, chunk_size: int) -> str:
+    """``chunks_sha256`` of a local file: what a listing's record says of its content
+    (SHA-256 over the raw chunk digests at ``chunk_size``)."""
+    with path.open("rb") as handle:
+        return chunks_digest([hashlib.sha256(block).hexdigest()
+                              for block in iter(lambda: handle.read(chunk_size), b"")])

@@ -3,6 +3,11 @@
 Bytes land in ``OUT.part`` at their offsets; ``OUT.part.json`` lists the chunks already
 written and verified, so a second run fetches only the rest. The ``.part`` file becomes
 ``OUT`` only when every chunk is in.
+
+A share URL carries no chunk hashes: every piece after the first is asked for with
+``If-Match`` the first answer's ``ETag`` (and its ``ETag`` checked), so a file replaced
+mid-download is an error, never a file that mixes two versions. A folder share
+(``.../t/TOKEN/FOLDER/``) is listed, then each file fetched the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlparse
 
 import requests
+from fsnode_core.paths import is_valid_path, url_path
 
 from fsnode import state
 
@@ -49,6 +55,8 @@ class Piece:
     length: int
     sha256: str | None
     sources: tuple[Source, ...]
+    # The ETag every answer must carry (sent as If-Match): a share's first answer's.
+    etag: str | None = None
 
 
 @dataclass(slots=True)
@@ -86,16 +94,15 @@ def download_file(
 ) -> DownloadResult:
     """Fetch ``file_id`` into ``out`` using ``plan``; ``stop_after_chunks`` is a test hook."""
     plan = client.plan(file_id)
+    nodes = [Source(str(n["node_id"]), str(n["url"])) for n in plan.get("nodes", [])]
+    s3 = [Source("s3", str(plan["s3_url"]))] if plan.get("s3_url") else []
     pieces = [
         Piece(
             index=int(c["index"]),
             offset=int(c["offset"]),
             length=int(c["length"]),
             sha256=c.get("sha256"),
-            sources=(
-                *(Source(str(r["node_id"]), str(r["url"])) for r in c.get("replicas", [])),
-                *([Source("s3", str(c["s3_url"]))] if c.get("s3_url") else []),
-            ),
+            sources=(*(nodes[int(i)] for i in c.get("replicas", [])), *s3),
         )
         for c in plan["chunks"]
     ]
@@ -159,6 +166,7 @@ def download_share(
     else:
         raise DownloadError(f"the share answered {hop.status_code}: {_error_text(hop)}")
     node = urlparse(edge_url).netloc
+    etag = hop.headers.get("ETag")
     pieces = [
         Piece(
             index=i,
@@ -166,10 +174,11 @@ def download_share(
             length=min(SHARE_PIECE, size - off),
             sha256=None,
             sources=(Source(node, edge_url),) * _SHARE_ATTEMPTS,
+            etag=etag,
         )
         for i, off in enumerate(range(0, size, SHARE_PIECE))
     ]
-    identity = {"share": urlparse(share_url).path, "size": size, "etag": hop.headers.get("ETag")}
+    identity = {"share": urlparse(share_url).path, "size": size, "etag": etag}
     return _fetch(
         pieces,
         identity,
@@ -253,19 +262,23 @@ def _fetch_piece(
     errors: list[str] = []
     for tries, source in enumerate(piece.sources, start=1):
         end = piece.offset + piece.length - 1
+        headers = {"Range": f"bytes={piece.offset}-{end}"}
+        if piece.etag:
+            headers["If-Match"] = piece.etag
         try:
             # verify per request: requests lets REQUESTS_CA_BUNDLE override Session.verify.
             response = session.get(
                 source.url,
-                headers={"Range": f"bytes={piece.offset}-{end}"},
+                headers=headers,
                 verify=verify,
                 timeout=(min(timeout, 5.0), timeout),
             )
         except requests.RequestException as exc:
             errors.append(f"{source.node_id}: {type(exc).__name__}")
             continue
+        _check_same_version(response, piece)
         data = response.content
-        if response.status_code == 200 and len(data) > piece.length:
+        if response.status_code == 200 and len(data) >= end + 1:
             data = data[piece.offset : end + 1]  # a server that ignored Range
         elif response.status_code != 206:
             errors.append(f"{source.node_id}: HTTP {response.status_code}")
@@ -278,6 +291,68 @@ def _fetch_piece(
             continue
         return data, source.node_id, tries
     raise DownloadError(f"chunk {piece.index}: no source served it ({'; '.join(errors)})")
+
+
+class VersionChanged(DownloadError):
+    """The file was replaced (or deleted) while it was being downloaded."""
+
+
+def _check_same_version(response: requests.Response, piece: Piece) -> None:
+    """No piece of another version: 412 (If-Match failed), 410 (the pinned version was
+    replaced) or another ETag end the download; running it again fetches the new one."""
+    if piece.etag is None:
+        return
+    changed = response.status_code in (410, 412) or (
+        response.ok and response.headers.get("ETag") not in (None, piece.etag))
+    if changed:
+        raise VersionChanged("the file changed during the download (a new version or a "
+                             "delete): get it again")
+
+
+def download_folder(
+    share_url: str,
+    out_dir: Path,
+    *,
+    ca_cert: str | None,
+    workers: int = 4,
+    timeout: float = 15.0,
+    session: requests.Session | None = None,
+) -> list[DownloadResult]:
+    """Fetch every file of a folder share (``share_url`` ends in ``/``) into ``out_dir``,
+    at its relative path; each file as ``download_share`` fetches one."""
+    if not share_url.endswith("/"):
+        raise DownloadError("a folder share URL ends in '/'")
+    session = session or requests.Session()
+    verify: str | bool = ca_cert or True
+    root = Path(out_dir).resolve()
+    results = []
+    for entry in folder_listing(share_url, session=session, verify=verify, timeout=timeout):
+        relative = str(entry.get("path", ""))
+        target = (root / relative).resolve()
+        if not is_valid_path(relative) or not target.is_relative_to(root):
+            raise DownloadError(f"the listing names an unsafe path: {relative[:200]!r}")
+        results.append(download_share(share_url + url_path(relative), target, ca_cert=ca_cert,
+                                      workers=workers, timeout=timeout, session=session))
+    return results
+
+
+def folder_listing(share_url: str, *, session: requests.Session, verify: str | bool,
+                   timeout: float) -> list[dict[str, Any]]:
+    """Every entry of a folder share's listing (all pages)."""
+    files: list[dict[str, Any]] = []
+    token = None
+    while True:
+        answer = session.get(share_url, params={"next_token": token} if token else None,
+                             headers={"Accept": "application/json"}, verify=verify,
+                             timeout=timeout)
+        if answer.status_code != 200:
+            raise DownloadError(f"the folder share answered {answer.status_code}: "
+                                f"{_error_text(answer)}")
+        page = answer.json()
+        files.extend(page.get("files") or [])
+        token = page.get("next_token")
+        if not token:
+            return files
 
 
 def _error_text(response: requests.Response) -> str:

@@ -1,7 +1,10 @@
-"""``sync DIR``: upload new and changed files by content hash, optionally delete gone ones.
+"""``sync DIR [--prefix P] [--delete]``: make the files under ``P`` match ``DIR``.
 
-What was uploaded from a folder is kept in a manifest under ``FSNODE_HOME/sync``
-(keyed by the control plane and the folder): relative name -> ``{file_id, sha256}``.
+Like ``aws s3 sync``, it compares against the control plane's listing under ``P`` (so a
+sync from a second machine sees what the first uploaded), but by content: a file is
+unchanged when its size and ``chunks_sha256`` (SHA-256 over its chunk digests) match
+the listed record. Each file is named ``P`` + its path relative to ``DIR``; uploading to
+a listed path makes a new version of that file (same id, shares keep working).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fsnode import state
+from fsnode_core.paths import folder_problem, path_problem
 
 if TYPE_CHECKING:
     from fsnode.client import FsnodeClient
@@ -33,62 +36,64 @@ class SyncReport:
         }
 
 
+def folder_prefix(prefix: str) -> str:
+    """``--prefix`` as a folder: ``trailer`` and ``trailer/`` both name ``trailer/``."""
+    from fsnode.client import ApiError
+
+    folder = prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise ApiError(400, "invalid_input", f"--prefix is not a folder: {problem}")
+    return folder
+
+
 def sync_dir(
     client: FsnodeClient,
     directory: Path,
     *,
+    prefix: str = "",
     delete: bool = False,
     on_file: Callable[[str, str], None] | None = None,
 ) -> SyncReport:
-    """Bring the control plane in line with ``directory``; ``on_file(action, name)`` reports."""
+    """Bring the files under ``prefix`` in line with ``directory``; ``on_file(action,
+    name)`` reports each change (``name`` relative to ``directory``)."""
+    from fsnode.client import ApiError, content_digest
+
     directory = Path(directory).resolve()
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory} is not a directory")
-    # Keyed by control plane too: what was synced to one stack says nothing of another.
-    manifest_path = state.state_path("sync", f"{client.settings.api_url} {directory}")
-    manifest: dict[str, dict[str, str]] = (state.load(manifest_path) or {}).get("files", {})
+    folder = folder_prefix(prefix)
+    listed = {record["path"]: record for record in client.list_files(folder)}
     report = SyncReport()
     present: set[str] = set()
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.is_symlink()):
         name = path.relative_to(directory).as_posix()
         if name.endswith((".part", ".part.json")):
             continue  # an unfinished download, not content
-        present.add(name)
-        digest = state.file_sha256(path)
-        known = manifest.get(name)
-        if known is not None and known["sha256"] == digest:
+        remote = folder + name
+        problem = path_problem(remote)
+        if problem is not None:
+            raise ApiError(400, "invalid_input", f"{name!r} cannot be a file's path: {problem}")
+        present.add(remote)
+        known = listed.get(remote)
+        if known is not None and known.get("size") == path.stat().st_size and \
+                known.get("chunks_sha256") == content_digest(path, int(known["chunk_size"])):
             report.unchanged.append(name)
             continue
-        record = _upload(client, path, known["file_id"] if known else None)
-        if known is not None and record["file_id"] != known["file_id"]:
-            # The control plane made a new file rather than a version: drop the old one.
-            _delete_quietly(client, known["file_id"])
-        entry = {"name": name, "file_id": str(record["file_id"])}
+        record = client.upload(path, remote_path=remote)
+        entry = {"name": name, "path": remote, "file_id": str(record["file_id"])}
         (report.updated if known else report.uploaded).append(entry)
-        manifest[name] = {"file_id": entry["file_id"], "sha256": digest}
-        state.save(manifest_path, {"directory": str(directory), "files": manifest})
         if on_file is not None:
             on_file("updated" if known else "uploaded", name)
     if delete:
-        for name in sorted(set(manifest) - present):
-            file_id = manifest.pop(name)["file_id"]
+        for remote in sorted(set(listed) - present):
+            file_id = str(listed[remote]["file_id"])
             _delete_quietly(client, file_id)
-            report.deleted.append({"name": name, "file_id": file_id})
-            state.save(manifest_path, {"directory": str(directory), "files": manifest})
+            name = remote[len(folder):]
+            report.deleted.append({"name": name, "path": remote, "file_id": file_id})
             if on_file is not None:
                 on_file("deleted", name)
     return report
-
-
-def _upload(client: FsnodeClient, path: Path, file_id: str | None) -> dict[str, Any]:
-    from fsnode.client import ApiError
-
-    try:
-        return client.upload(path, file_id=file_id)
-    except ApiError as exc:
-        if file_id is None or exc.status not in (404, 410):
-            raise
-    return client.upload(path)  # deleted on the server meanwhile: upload it as new
 
 
 def _delete_quietly(client: FsnodeClient, file_id: str) -> None:

@@ -326,6 +326,13 @@ PATHS: dict[str, dict[str, Any]] = {
         (400, 404, 409, 503),
         params=[_FILE_ID, _query("first", _integer(1, uploads.MAX_PARTS)),
                 _query("limit", _integer(1, uploads.PARTS_PAGE))])},
+    "/files/{file_id}/upload": {"delete": _op(
+        "Cancel the file's upload in flight (the uploader's own, named by upload_id)",
+        MANAGED, _object({"file_id": _ID, "version": _ID,
+                          "status": {"type": "string", "enum": ["cancelled"]}}),
+        (400, 404, 409, 503),
+        params=[_FILE_ID, {**_query("upload_id", {"type": "string", "minLength": 1,
+                                                  "maxLength": 1024}), "required": True}])},
     "/files/{file_id}/complete": {"post": _op(
         "Complete an upload: parts checked against the declared sizes and SHA-256s "
         "(a mismatch discards the upload), the version published in one step",

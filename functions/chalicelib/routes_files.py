@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, IAMAuthorizer, Response
 
-from chalicelib import auth, files, plans
+from chalicelib import auth, files, plans, uploads
 from chalicelib.http import json_body, json_errors
 
 bp = Blueprint(__name__)
@@ -49,6 +49,11 @@ def update_file(file_id: str) -> dict[str, Any]:
 @route("/files/import", methods=["POST"], authorizer=iam)
 def import_file() -> dict[str, Any]:
     return files.import_object(json_body(_managed()))
+
+
+@route("/files/{file_id}/upload", methods=["DELETE"], authorizer=iam)
+def cancel_upload(file_id: str) -> dict[str, Any]:
+    return uploads.cancel(file_id, _managed().query_params)
 
 
 @route("/files/{file_id}/rehash", methods=["POST"], authorizer=iam)

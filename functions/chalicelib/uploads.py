@@ -167,6 +167,21 @@ def _make_room(file_id: str, now: int) -> None:
         raise Conflict("another upload of this file is in progress", file_id=file_id)
 
 
+def cancel(file_id: str, query: dict[str, str] | None) -> dict[str, Any]:
+    """``DELETE /files/{file_id}/upload?upload_id=U``: the uploader gives up its upload in
+    flight (its part URLs stop mattering; the file, if any, keeps its current version).
+    NotFound without an upload; Conflict when another upload is in flight."""
+    check_id(file_id, "file_id")
+    upload_id = validate.string(query or {}, "upload_id", max_len=1024,
+                                pattern=validate.TOKEN_TEXT)
+    upload = aws.chunk_catalog().get_upload(file_id)
+    if upload is None:
+        raise NotFound("no upload in progress for this file", file_id=file_id)
+    if upload.upload_id != upload_id or not discard(upload, "cancelled by its uploader"):
+        raise Conflict("another upload of this file is in progress", file_id=file_id)
+    return {"file_id": file_id, "version": upload.version, "status": "cancelled"}
+
+
 def sweep_abandoned(now: int | None = None) -> list[str]:
     """Discard every upload whose time to complete is up (prune runs this). Returns the
     file ids whose upload was discarded."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         assert down.returncode == 0, down.stderr
         assert json.loads(down.stdout)["left"] == []
         assert not [pid for pid in info.pids() if processes.is_alive(pid)]
+
+
+@contextmanager
+def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str,
+              *flags: str) -> Iterator[StackInfo]:
+    """A local stack of a test module's own (``fsnode local up --detach`` with
+    ``flags``), stopped whole afterwards."""
+    state_dir = tmp_path_factory.mktemp(name)
+    up = run_cli("local", "up", "--detach", "--state-dir", str(state_dir), *flags, "--json")
+    if up.returncode != 0:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                         for p in sorted((state_dir / "logs").glob("*.log")))
+        pytest.fail(f"fsnode local up failed:\n{up.stderr}\n{logs}")
+    info = StackInfo.load(state_dir)
+    try:
+        yield info
+    finally:
+        run_cli("local", "down", "--state-dir", str(state_dir))
+        assert not [pid for pid in StackInfo.load(state_dir).pids() if processes.is_alive(pid)]

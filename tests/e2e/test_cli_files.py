@@ -152,7 +152,7 @@ def test_cluster_shows_capacity(stack: StackInfo) -> None:
 def planned(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("planned")
     original = random_file(folder, "planned.bin", 18 * MIB + 5)  # five chunks
-    return {"path": original, **cli(stack, "upload", str(original))}
+    return {**cli(stack, "upload", str(original)), "local": original}
 
 
 def test_plan_lists_each_chunk_with_its_replicas(stack: StackInfo, planned: dict[str, Any]) -> None:
@@ -175,7 +175,7 @@ def test_get_by_id_fetches_chunks_from_edges(
     require_route(stack, "GET", "/files/{file_id}/plan")
     out = data_dir / "by-id.bin"
     got = cli(stack, "get", planned["id"], "-o", str(out))
-    assert sha(out) == sha(planned["path"])
+    assert sha(out) == sha(planned["local"])
     assert got["chunks"] == got["fetched"] == 5
     assert set(got["sources"]) <= {e.node_id for e in stack.edges}
 
@@ -191,7 +191,7 @@ def test_interrupted_download_resumes(
 
     got = cli(stack, "get", planned["id"], "-o", str(out))
     assert (got["resumed"], got["fetched"]) == (2, 3)
-    assert sha(out) == sha(planned["path"])
+    assert sha(out) == sha(planned["local"])
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +209,8 @@ def imported_object(stack: StackInfo) -> Iterator[tuple[str, bytes]]:
 def imported(stack: StackInfo, imported_object: tuple[str, bytes]) -> dict[str, Any]:
     require_route(stack, "POST", "/files/import")
     key = imported_object[0]
-    return dict(cli(stack, "import", f"s3://{stack.bucket}/{key}", "--name", "already-there.bin"))
+    return dict(cli(stack, "import", f"s3://{stack.bucket}/{key}", "--path",
+                    "imported/already-there.bin"))
 
 
 def test_import_an_s3_object_then_get_it_by_id(
@@ -217,7 +218,8 @@ def test_import_an_s3_object_then_get_it_by_id(
 ) -> None:
     body = imported_object[1]
     assert imported["size"] == len(body)
-    assert imported["file_id"] in {f["file_id"] for f in cli(stack, "ls")["files"]}
+    assert imported["path"] == "imported/already-there.bin"
+    assert imported["file_id"] in {f["file_id"] for f in cli(stack, "ls", "imported/")["files"]}
     out = data_dir / "imported-by-id.bin"
     got = cli(stack, "get", imported["file_id"], "-o", str(out))
     assert out.read_bytes() == body
@@ -282,12 +284,15 @@ def test_share_policies_from_the_command_line(stack: StackInfo, data_dir: Path) 
     later = int(time.time()) + 3600
 
     share = cli(stack, "share", file_id, "--ip", "127.0.0.1/32", "--not-before", str(later),
-                "--prefix", name[:3], "--ttl", "60")
+                "--ttl", "60")
     query = dict(parse_qsl(urlsplit(share["share_url"]).query))
-    assert (query["ip"], query["nbf"], query["pfx"]) == ("127.0.0.1/32", str(later), name[:3])
+    assert (query["ip"], query["nbf"]) == ("127.0.0.1/32", str(later))
+    assert "v" not in query  # a file share covers the file, whatever its version
     assert share["expires"] == later + 60
     # Not valid yet: the redirect refuses it.
     assert requests.get(share["share_url"], allow_redirects=False, timeout=30).status_code == 403
 
     error = cli_error(stack, "share", file_id, "--ip", "not-a-network")
     assert error["code"] == "invalid_input" and "CIDR" in error["message"]
+    assert cli_error(stack, "share", file_id, "--prefix", "a/")["code"] == "SettingsError"
+    assert name == original.name

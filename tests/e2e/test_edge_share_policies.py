@@ -1,15 +1,15 @@
-"""End to end through the real control plane: prefix and ip-bound shares of
-imported files, checked by the control plane's redirect and again by the edge, and
-the chunk hashes the edge records for imports on their first fetch.
-"""
+"""End to end through the real control plane: v2 file shares (any current version; the
+redirect pins one), ip-bound shares checked by the redirect and by the edge, and
+imports hashed by the control plane's own job (never by an edge)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+import time
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
@@ -17,7 +17,7 @@ import requests
 
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
-from tests.e2e.cli_helpers import require_route
+from tests.e2e.cli_helpers import cli
 
 SIZE = 100_000  # one chunk each: lean
 
@@ -31,26 +31,14 @@ def api(stack: StackInfo, method: str, path: str, **body: Any) -> dict[str, Any]
     return dict(answer.json())
 
 
-@pytest.fixture(scope="module")
-def folder(stack: StackInfo) -> Iterator[dict[str, tuple[str, bytes]]]:
-    """Three imported objects: two in one "folder" (by name), one outside it."""
-    require_route(stack, "PUT", "/nodes/{node_id}/files/{file_id}/chunks/{index}")
+def _import(stack: StackInfo) -> tuple[dict[str, Any], bytes]:
     s3 = boto3.client(
         "s3", endpoint_url=stack.aws_endpoint, region_name=stack.region, **LOCAL_CREDENTIALS
     )
-    tag = os.urandom(4).hex()
-    files: dict[str, tuple[str, bytes]] = {}
-    for label, name in (
-        ("playlist", f"hls-{tag}/ep1/index.m3u8"),
-        ("segment", f"hls-{tag}/ep1/seg-000.ts"),
-        ("outside", f"hls-{tag}/ep2/seg-000.ts"),
-    ):
-        body = os.urandom(SIZE)
-        key = f"imports/{tag}/{label}"
-        s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
-        record = api(stack, "POST", "/files/import", bucket=stack.bucket, key=key, name=name)
-        files[label] = (record["file_id"], body)
-    yield files
+    body = os.urandom(SIZE)
+    key = f"imports/{os.urandom(8).hex()}/segment.ts"
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+    return api(stack, "POST", "/files/import", bucket=stack.bucket, key=key), body
 
 
 def share_query(stack: StackInfo, file_id: str, **fields: Any) -> str:
@@ -66,47 +54,58 @@ def read_edge(stack: StackInfo, url: str) -> requests.Response:
     return requests.get(url, verify=stack.ca_cert, timeout=60)
 
 
-def test_a_prefix_share_opens_every_file_in_its_folder(
-    stack: StackInfo, folder: dict[str, tuple[str, bytes]]
-) -> None:
-    playlist_id = folder["playlist"][0]
-    prefix = api(stack, "GET", f"/files/{playlist_id}")["name"].rsplit("/", 1)[0] + "/"
-    query = share_query(stack, playlist_id, prefix=prefix)
-
-    for label in ("playlist", "segment"):
-        file_id, body = folder[label]
-        redirect = open_share(stack, file_id, query)
-        assert redirect.status_code == 307, redirect.text
-        answer = read_edge(stack, redirect.headers["Location"])
-        assert (answer.status_code, answer.content) == (200, body)
-        assert answer.headers["Cache-Control"] == "private, no-cache"
-
-    # Outside the folder: the control plane refuses to redirect, and the edge refuses
-    # the same signature sent straight to it.
-    outside_id = folder["outside"][0]
-    assert open_share(stack, outside_id, query).status_code == 403
-    location = open_share(stack, folder["segment"][0], query).headers["Location"]
-    edge = location.split("/f/")[0]
-    refused = read_edge(stack, f"{edge}/f/{outside_id}?{query}")
-    assert refused.status_code == 403
-    assert refused.json()["error"]["code"] == "forbidden"
-
-
-def test_the_edge_records_an_imported_chunk_hash_on_first_fetch(
-    stack: StackInfo, folder: dict[str, tuple[str, bytes]]
-) -> None:
-    file_id, body = folder["segment"]
-    redirect = open_share(stack, file_id, share_query(stack, file_id))
+def test_an_import_is_hashed_by_the_control_plane(stack: StackInfo) -> None:
+    record, body = _import(stack)
+    assert record["path"].endswith("/segment.ts") and record["content_type"] == "video/mp2t"
+    redirect = open_share(stack, record["file_id"], share_query(stack, record["file_id"]))
     assert read_edge(stack, redirect.headers["Location"]).content == body
-    plan = api(stack, "GET", f"/files/{file_id}/plan")
-    assert [chunk["sha256"] for chunk in plan["chunks"]] == [hashlib.sha256(body).hexdigest()]
+    # The import's hashing job (a Step Functions execution in the local stack) writes
+    # the hashes into the version manifest; plans read them there.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        plan = api(stack, "GET", f"/files/{record['file_id']}/plan")
+        if plan["chunks"][0]["sha256"] is not None:
+            break
+        time.sleep(0.2)
+    assert [c["sha256"] for c in plan["chunks"]] == [hashlib.sha256(body).hexdigest()]
+    assert api(stack, "GET", f"/files/{record['file_id']}")["chunks_sha256"] is not None
+
+
+def test_a_file_share_follows_its_path_and_the_pin_holds_a_version(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    path = f"follow/{os.urandom(4).hex()}.bin"
+    local = tmp_path / "v.bin"
+    first_bytes = os.urandom(SIZE)
+    local.write_bytes(first_bytes)
+    up = cli(stack, "upload", str(local), "--path", path, "--share", "--ttl", "600")
+    first = open_share(stack, up["id"], urlsplit(up["share_url"]).query)
+    assert first.status_code == 307
+    pinned_url = first.headers["Location"]
+    assert dict(parse_qsl(urlsplit(pinned_url).query))["v"] == up["version"]
+    assert read_edge(stack, pinned_url).content == first_bytes
+
+    second_bytes = os.urandom(SIZE)
+    local.write_bytes(second_bytes)
+    cli(stack, "upload", str(local), "--path", path)
+    # The same link opens the new version...
+    out = tmp_path / "again.bin"
+    cli(stack, "get", up["share_url"], "-o", str(out))
+    assert out.read_bytes() == second_bytes
+    # ...while the old pinned URL never hands out the new bytes (the edge learns of the
+    # new version when it revalidates; until then it may still serve the old one).
+    answer = read_edge(stack, pinned_url)
+    assert answer.status_code in (200, 410), answer.text
+    if answer.status_code == 200:
+        assert answer.content == first_bytes
 
 
 @pytest.mark.parametrize(("network", "allowed"), [("127.0.0.1/32", True), ("10.0.0.0/8", False)])
 def test_an_ip_bound_share_is_checked_by_the_redirect_and_by_the_edge(
-    stack: StackInfo, folder: dict[str, tuple[str, bytes]], network: str, allowed: bool
+    stack: StackInfo, network: str, allowed: bool
 ) -> None:
-    file_id, body = folder["playlist"]
+    record, body = _import(stack)
+    file_id = record["file_id"]
     query = share_query(stack, file_id, ip=network)
     redirect = open_share(stack, file_id, query)
     if allowed:

@@ -19,7 +19,7 @@ import requests
 
 from fsnode.localstack import processes
 from fsnode.localstack.stack import StackInfo
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import own_stack, run_cli
 
 SIZE = 9 * 1024 * 1024 + 12345  # three chunks, the last one short
 CHUNK = 4 * 1024 * 1024
@@ -27,25 +27,18 @@ CHUNK = 4 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
-    state_dir = tmp_path_factory.mktemp("fault-stack")
-    up = run_cli(
-        "local", "up", "--detach", "--nodes", "2", "--state-dir", str(state_dir),
-        "--heartbeat-interval", "1", "--heartbeat-timeout", "5", "--json",
-    )  # fmt: skip
-    assert up.returncode == 0, up.stderr
-    info = StackInfo.load(state_dir)
-    try:
+    with own_stack(tmp_path_factory, "fault-stack", "--nodes", "2",
+                   "--heartbeat-interval", "1", "--heartbeat-timeout", "5") as info:
         yield info
-    finally:
-        run_cli("local", "down", "--state-dir", str(state_dir))
-        assert not [pid for pid in StackInfo.load(state_dir).pids() if processes.is_alive(pid)]
 
 
 def _upload(stack: StackInfo, tmp_path: Path, size: int = SIZE) -> tuple[bytes, str]:
     data = os.urandom(size)
     path = tmp_path / "data.bin"
     path.write_bytes(data)
-    result = run_cli("upload", str(path), "--share", "--json", "--state-dir", stack.state_dir)
+    # Each upload its own file: an upload to a path a live file has is a new version.
+    result = run_cli("upload", str(path), "--path", f"faults/{os.urandom(8).hex()}.bin",
+                     "--share", "--json", "--state-dir", stack.state_dir)
     assert result.returncode == 0, result.stderr
     share_url = json.loads(result.stdout)["share_url"]
     redirect = requests.get(share_url, allow_redirects=False, timeout=30)

@@ -247,7 +247,8 @@ def test_an_edge_killed_mid_stream_get_finishes_from_another_replica(
     key = "kill/movie.bin"
     tail = 100_000
     data, file_id, share_url = _imported(origin_stack, key, 2 * CHUNK + tail)
-    victim_id = _client(origin_stack).plan(file_id)["chunks"][1]["replicas"][0]["node_id"]
+    plan = _client(origin_stack).plan(file_id)
+    victim_id = plan["nodes"][plan["chunks"][1]["replicas"][0]]["node_id"]
     index, victim = next((i, e) for i, e in enumerate(origin_stack.edges) if e.node_id == victim_id)
     # Placement ranks the same way for a share: before the kill it leads to the victim.
     assert _base(_edge_url(share_url)) == victim.url

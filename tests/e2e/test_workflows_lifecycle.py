@@ -32,10 +32,9 @@ from fsnode_core.chunks import part_layout
 from fsnode_core.models import NODE_DEAD, NodeRecord
 from fsnode_core.nodes_store import NodeRegistry
 
-from fsnode.localstack import processes
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import own_stack, run_cli
 
 CHUNK = 256 * 1024
 SIZE = 2 * CHUNK + 12345  # three chunks, the last one short
@@ -49,32 +48,23 @@ PATIENCE = 120.0
 
 @pytest.fixture(scope="module")
 def wf_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
-    state_dir = tmp_path_factory.mktemp("workflow-stack")
     settings = {
         "FSNODE_WARM_TIMEOUT": "30",
         "FSNODE_EVICT_TIMEOUT": "2",
         "FSNODE_GC_RETRY_WAIT": "1",
         "FSNODE_GC_MAX_WAIT": "120",
         "FSNODE_HOT_REPLICATION_WINDOW": "2",
+        # Collected at once: the grace period's own tests are in test_cli_folders.
+        "FSNODE_RETIRE_GRACE_SECONDS": "0",
     }
-    up = run_cli(
-        "local", "up", "--detach", "--nodes", "3", "--state-dir", str(state_dir),
+    with own_stack(
+        tmp_path_factory, "workflow-stack", "--nodes", "3",
         "--heartbeat-interval", "1", "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT),
         "--schedule-seconds", "1", "--chunk-size", str(CHUNK),
         *[arg for name, value in settings.items() for arg in ("--env", f"{name}={value}")],
         "--edge-env-for", f"edge-{FAULTY + 1}:FSNODE_FAULT_WARM_FAILURES={WARM_ATTEMPTS}",
-        "--json",
-    )  # fmt: skip
-    if up.returncode != 0:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
-                         for p in sorted((state_dir / "logs").glob("*.log")))
-        pytest.fail(f"fsnode local up failed:\n{up.stderr}\n{logs}")
-    info = StackInfo.load(state_dir)
-    try:
+    ) as info:  # fmt: skip
         yield info
-    finally:
-        run_cli("local", "down", "--state-dir", str(state_dir))
-        assert not [pid for pid in StackInfo.load(state_dir).pids() if processes.is_alive(pid)]
 
 
 @dataclass
@@ -124,7 +114,8 @@ class Cluster:
         part_hashes = [hashlib.sha256(data[s.offset:s.offset + s.length]).hexdigest()
                        for s in part_layout(len(data), CHUNK)]
         for _ in range(40):
-            init = self.api("POST", "/files", {"name": "clip.mp4", "size": len(data),
+            init = self.api("POST", "/files", {"path": f"lifecycle/{os.urandom(8).hex()}.mp4",
+                                                "size": len(data),
                                                 "content_type": "video/mp4",
                                                 "chunk_sha256": hashes,
                                                 "part_sha256": part_hashes})
@@ -192,7 +183,7 @@ class Cluster:
         view = self.catalog.file_view(file_id)
         assert view.meta is not None
         live = {node.node_id for node in self.live()}
-        out: dict[int, set[str]] = {c.index: set() for c in view.current_chunks()}
+        out: dict[int, set[str]] = {index: set() for index in range(view.meta.chunk_count())}
         for replica in view.replicas_of(view.meta.version):
             if replica.node_id in live:
                 out[replica.index].add(replica.node_id)
@@ -343,7 +334,7 @@ def _assert_collected(cluster: Cluster, file_id: str, version: str,
     with pytest.raises(ClientError):
         s3.head_object(Bucket=cluster.stack.bucket, Key=f"files/{file_id}/{version}")
     view = cluster.catalog.file_view(file_id)
-    assert (view.meta, view.upload, view.chunks, view.replicas) == (None, None, [], [])
+    assert (view.meta, view.upload, view.replicas) == (None, None, [])
     assert requests.get(share_url, allow_redirects=False, timeout=30).status_code in (404, 410)
     assert _edge_holds_nothing_of(cluster, file_id)
 
@@ -457,7 +448,9 @@ def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
         while time.time() <= at:
             time.sleep(0.05)
         # A tombstone whose collection never started (a DELETE that stopped half way).
-        cluster.catalog.mark_deleting(tombstoned_id, tombstoned_version)
+        meta = cluster.catalog.get_file(tombstoned_id)
+        assert meta is not None
+        cluster.catalog.tombstone(meta, seq=meta.seq + 1, due=0, now=int(time.time()))
         go.touch()
         for run in runs:
             out, err = run.communicate(timeout=120)

@@ -350,3 +350,22 @@ def test_init_takes_a_body_up_to_4_mib_and_other_routes_1_mib(cp_api: Any) -> No
     assert huge.status_code == 413 and error_of(huge)["code"] == "payload_too_large"
     other = cp_api.call("POST", f"/files/{'e' * 32}/complete", {"parts": [], "padding": padding})
     assert other.status_code == 413
+
+
+def test_an_uploader_cancels_its_own_upload(cp_api: Any, cp_stack: Any) -> None:
+    data = os.urandom(10)
+    path = unique_path()
+    body = {"path": path, "size": len(data), "chunk_sha256": chunk_hashes(data),
+            "part_sha256": part_hashes(data)}
+    started = cp_api.call("POST", "/files", body).json_body
+    route = f"/files/{started['file_id']}/upload"
+    assert cp_api.call("POST", "/files", body).status_code == 409  # one upload per file
+    assert cp_api.call("DELETE", f"{route}?upload_id=other").status_code == 409
+    assert cp_api.call("DELETE", route).status_code == 400  # upload_id is required
+    assert cp_api.call("DELETE", f"{route}?upload_id=x", key=False).status_code == 401
+    answer = cp_api.call("DELETE", f"{route}?upload_id={started['upload_id']}")
+    assert answer.status_code == 200, answer.body
+    assert answer.json_body["status"] == "cancelled"
+    assert_nothing_visible(cp_api, cp_stack, {**started, "path": path})
+    assert cp_api.call("DELETE", f"{route}?upload_id={started['upload_id']}").status_code == 404
+    assert cp_api.call("POST", "/files", body).status_code == 200  # the path is free again

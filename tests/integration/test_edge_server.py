@@ -525,7 +525,9 @@ def test_any_range_set_matches_python_slicing(
 ) -> None:
     header = "bytes=" + ",".join(specs)
     answer = http.get(
-        file_url(edge, cached), params=share_query(cached.file_id, VERSION), headers={"Range": header}
+        file_url(edge, cached),
+        params=share_query(cached.file_id, VERSION),
+        headers={"Range": header},
     )
     size = len(DATA)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fsnode_core.chunks import part_layout, part_size_for
 
-from fsnode import cli, state
+from fsnode import cli, cli_support, state
 from fsnode.client import _resumable, file_hashes
 
 COMMANDS = [
@@ -33,18 +33,20 @@ def fingerprint() -> dict[str, object]:
 
 
 def test_an_upload_resumes_only_for_the_same_bytes_and_target_within_a_day() -> None:
-    saved = {**fingerprint(), "upload": {}, "for_file_id": None, "started": time.time()}
-    assert _resumable(saved, fingerprint(), None)
-    assert not _resumable(None, fingerprint(), None)
-    assert not _resumable(saved, {**fingerprint(), "mtime_ns": 6}, None)
-    assert not _resumable(saved, {**fingerprint(), "hashes": "b" * 64}, None)
-    assert not _resumable(saved, fingerprint(), "ab" * 16)  # a new version of another file
+    target = {"path": "a/b.bin"}
+    saved = {**fingerprint(), "upload": {}, "target": target, "started": time.time()}
+    assert _resumable(saved, fingerprint(), target)
+    assert not _resumable(None, fingerprint(), target)
+    assert not _resumable(saved, {**fingerprint(), "mtime_ns": 6}, target)
+    assert not _resumable(saved, {**fingerprint(), "hashes": "b" * 64}, target)
+    assert not _resumable(saved, fingerprint(), {"path": "other"})  # another file's path
+    assert not _resumable(saved, fingerprint(), {"file_id": "ab" * 16})
     # Part URLs are asked for afresh on resume: an hour-old upload still resumes.
-    assert _resumable({**saved, "started": time.time() - 3600}, fingerprint(), None)
+    assert _resumable({**saved, "started": time.time() - 3600}, fingerprint(), target)
     stale = {**saved, "started": time.time() - 25 * 3600}
-    assert not _resumable(stale, fingerprint(), None)  # S3 may have aborted it by now
+    assert not _resumable(stale, fingerprint(), target)  # S3 may have aborted it by now
     old_format = {**fingerprint(), "init": {}, "for_file_id": None, "started": time.time()}
-    assert not _resumable(old_format, fingerprint(), None)
+    assert not _resumable(old_format, fingerprint(), target)
 
 
 def test_the_client_grows_parts_as_the_control_plane_does() -> None:
@@ -111,13 +113,13 @@ def test_state_paths_are_keyed_under_fsnode_home(
      ("..", None), ("", None), (None, None)],
 )  # fmt: skip
 def test_download_names_never_escape_the_folder(name: object, expected: str | None) -> None:
-    assert cli._safe_name(name) == expected
+    assert cli_support.safe_name(name) == expected
 
 
 def test_sizes_read_well() -> None:
-    assert cli._size(None) == "?"
-    assert cli._size(512) == "512 B"
-    assert cli._size(3 * 1024**3) == "3.0 GiB"
+    assert cli_support.size_text(None) == "?"
+    assert cli_support.size_text(512) == "512 B"
+    assert cli_support.size_text(3 * 1024**3) == "3.0 GiB"
 
 
 def test_import_needs_an_s3_address(capsys: pytest.CaptureFixture[str]) -> None:
