@@ -61,7 +61,7 @@ class Manifest:
     key: str
     status: str
     chunks: tuple[ChunkInfo, ...]
-    # The file's name: what a prefix share (``pfx=``) is checked against.
+    # The file's name (the last segment of its path; display only).
     name: str = ""
     # "upload" (an object at a key only the control plane writes) or "import" (an
     # object someone else owns, which may be replaced under the same key).
@@ -245,7 +245,7 @@ class ManifestStore:
 
     async def get(self, file_id: str, version: str | None) -> Manifest:
         """The manifest of ``file_id`` if its current version is ``version`` (any
-        version when ``version`` is None: a prefix share serves the current one).
+        version when ``version`` is None: a share without a pin serves the current one).
 
         Raises Gone when the file has moved on to another version (the share names
         a superseded one), NotFound/Gone when the control plane says so, and

@@ -37,6 +37,12 @@ class FsnodeSettings:
     heartbeat_interval: int = 15
     heartbeat_timeout: int = 60
     cert_validity_days: int = 30
+    # Data plane: how long replaced/deleted versions keep serving, import hashing batch,
+    # edge load beyond which requests fall back to S3, and that fallback URL's lifetime.
+    retire_grace_seconds: int = 21600
+    hash_batch_bytes: int = 256 * 1024 * 1024
+    edge_max_load: int = 0
+    fallback_url_seconds: int = 3600
     # Buckets POST /files/import accepts besides the origin; edges may read them too.
     import_buckets: tuple[str, ...] = ()
     # Base of share URLs (a custom API domain); unset: taken from the request.
@@ -86,8 +92,12 @@ class FsnodeSettings:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.replication_max_moves < 0:
-            raise ValueError("replication_max_moves must not be negative")
+        for name in ("replication_max_moves", "retire_grace_seconds", "edge_max_load"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        for name in ("hash_batch_bytes", "fallback_url_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
         if self.gc_max_wait < self.gc_retry_wait:
             raise ValueError("gc_max_wait must be at least gc_retry_wait")
         if self.heartbeat_timeout <= self.heartbeat_interval:
@@ -123,6 +133,10 @@ class FsnodeSettings:
             "FSNODE_HEARTBEAT_INTERVAL": str(self.heartbeat_interval),
             "FSNODE_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout),
             "FSNODE_CERT_VALIDITY_DAYS": str(self.cert_validity_days),
+            "FSNODE_RETIRE_GRACE_SECONDS": str(self.retire_grace_seconds),
+            "FSNODE_HASH_BATCH_BYTES": str(self.hash_batch_bytes),
+            "FSNODE_EDGE_MAX_LOAD": str(self.edge_max_load),
+            "FSNODE_FALLBACK_URL_SECONDS": str(self.fallback_url_seconds),
             # Empty means unset to the control plane (share URLs follow the request).
             "FSNODE_PUBLIC_URL": self.public_url or "",
         }

@@ -3,13 +3,13 @@
 A version is collected once it has stopped being current (tombstoned, or replaced and
 retired) and its grace period is over: prune starts ``gc`` for due entries of the
 ``by_collect`` index. A live current version is never collected (the execution
-fails; delete the file first). Order keeps every record true: the S3 objects we own
-go first (the uploaded data and the version manifest), then every replica edge
-evicts (pulled work with a task token; an offline node is waited for, within
-``FSNODE_GC_MAX_WAIT``, unless prune declares it dead), and the items go last, a
-deleted file's ``meta`` tombstone after everything else, then its head and any tree
-key left. An imported object belongs to the customer: only our records of it and
-our manifests are deleted.
+fails; delete the file first). Order keeps every record true: the uploaded data we
+own goes first, then every replica edge evicts (pulled work with a task token; an
+offline node is waited for, within ``FSNODE_GC_MAX_WAIT``, unless prune declares it
+dead), and the items go last, a deleted file's ``meta`` tombstone after everything
+else, then the version manifest (a hashing job that finishes meanwhile finds no
+version to write for), and a deleted file's head and any tree key left. An imported
+object belongs to the customer: only our records of it and our manifests are deleted.
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ def test_import_buckets_as_a_json_list() -> None:
         {"hosted_zone_id": "Z123"},
         {"public_url": "http://plain.example"},
         {"edge_cache_gib": 0},
+        {"retire_grace_seconds": -1},
+        {"hash_batch_bytes": 0},
+        {"fallback_url_seconds": 0},
     ],
 )
 def test_bad_settings_are_refused(bad: dict) -> None:
@@ -102,6 +105,10 @@ def test_every_control_plane_setting_comes_from_context() -> None:
         heartbeat_interval=10,
         heartbeat_timeout=45,
         cert_validity_days=7,
+        retire_grace_seconds=90,
+        hash_batch_bytes=1024,
+        edge_max_load=8,
+        fallback_url_seconds=600,
         public_url="https://cdn.example.com",
     )
     assert settings.control_plane_environment() == {
@@ -119,6 +126,10 @@ def test_every_control_plane_setting_comes_from_context() -> None:
         "FSNODE_HEARTBEAT_INTERVAL": "10",
         "FSNODE_HEARTBEAT_TIMEOUT": "45",
         "FSNODE_CERT_VALIDITY_DAYS": "7",
+        "FSNODE_RETIRE_GRACE_SECONDS": "90",
+        "FSNODE_HASH_BATCH_BYTES": "1024",
+        "FSNODE_EDGE_MAX_LOAD": "8",
+        "FSNODE_FALLBACK_URL_SECONDS": "600",
         "FSNODE_PUBLIC_URL": "https://cdn.example.com",
     }
 
