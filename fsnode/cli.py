@@ -116,7 +116,7 @@ def _edge_settings(raws: list[str]) -> dict[str, dict[str, str]]:
 
 def cmd_local_down(args: argparse.Namespace) -> int:
     state_dir = _stack_dir(args)
-    left = down(state_dir)
+    left = down(state_dir, args.grace)
     _emit(args, {"stopped": str(state_dir), "left": left}, f"stopped the stack in {state_dir}")
     return 0 if not left else 1
 
@@ -500,9 +500,12 @@ def _parser() -> argparse.ArgumentParser:
         help="S3 endpoint for the edges only (e.g. a fault proxy in front of the stack's moto)",
     )
     up.set_defaults(func=cmd_local_up)
-    local_sub.add_parser("down", parents=[common], help="stop a local stack").set_defaults(
-        func=cmd_local_down
+    stop = local_sub.add_parser("down", parents=[common], help="stop a local stack")
+    stop.add_argument(
+        "--grace", type=float, default=15.0,
+        help="seconds a process may take to exit on SIGTERM before SIGKILL (default 15)",
     )
+    stop.set_defaults(func=cmd_local_down)
     local_sub.add_parser("status", parents=[common], help="show a local stack").set_defaults(
         func=cmd_local_status
     )

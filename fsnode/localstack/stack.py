@@ -292,10 +292,11 @@ def _pid_of(info: StackInfo, name: str) -> int:
     raise RuntimeError(f"no process {name!r} in this stack (it has {names})")
 
 
-def down(state_dir: Path) -> list[int]:
-    """Stop every process a stack recorded; returns pids that would not die."""
+def down(state_dir: Path, grace: float = 15.0) -> list[int]:
+    """Stop every process a stack recorded, and everything each started; returns once all
+    have exited (SIGKILL after ``grace`` seconds), or the pids whose groups would not die."""
     info = StackInfo.load(state_dir)
-    return processes.stop(info.pids())
+    return processes.stop(info.pids(), grace)
 
 
 def _wait_healthy(url: str, ca_cert: Path, timeout: float) -> None:
