@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import requests
 from tqdm import tqdm
 
+from fsnode import cli_keys
 from fsnode.client import ApiError, FsnodeClient, UploadInterrupted
 from fsnode.download import DownloadError, download_file, download_share
 from fsnode.localstack import processes
@@ -589,6 +590,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--offset", type=int, help="first byte of the range to plan")
     plan.add_argument("--length", type=int, help="bytes in the range to plan")
     plan.set_defaults(func=cmd_plan)
+    cli_keys.add_parser(sub, common, _client, _emit)
     return parser
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, IAMAuthorizer, Response
-from chalicelib import auth, nodes, openapi, replication, shares, uploads
+from chalice import Chalice, Response
 from chalicelib import gc as gc_workflow
+from chalicelib import nodes, openapi, replication, shares, uploads
 from chalicelib import prune as prune_sweep
 from chalicelib.http import json_body, json_errors, normalize
 from chalicelib.observability import observe_background
 from chalicelib.routes_files import bp as file_routes
+from chalicelib.routes_keys import api_key_authorizer
+from chalicelib.routes_keys import bp as key_routes
 from chalicelib.routes_nodes import bp as node_routes
 from chalicelib.web import bp as web_pages
 
@@ -22,9 +24,10 @@ app.register_middleware(observe_background, "scheduled")
 app.register_blueprint(web_pages)  # the upload and player pages
 app.register_blueprint(file_routes)  # plan, delete, import, chunk hashes
 app.register_blueprint(node_routes)  # renew, drain, cluster
+app.register_blueprint(key_routes)  # the API-key authorizer; create, list, revoke keys
 
-# Management routes: IAM in AWS; api key in the local stack (see chalicelib.auth).
-iam = IAMAuthorizer()
+# Management routes: an API key, checked by the same authorizer in AWS and locally.
+managed = api_key_authorizer
 
 
 def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -38,12 +41,6 @@ def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[.
 
 def _request() -> Any:
     return app.current_request
-
-
-def _managed() -> Any:
-    request = _request()
-    auth.require_api_key(request.headers)
-    return request
 
 
 @route("/nodes/register", methods=["POST"])
@@ -68,42 +65,40 @@ def node_work_report(node_id: str, work_id: str) -> dict[str, Any]:
     return replication.report(node_id, work_id, request.headers, json_body(request))
 
 
-@route("/nodes", methods=["GET"], authorizer=iam)
+@route("/nodes", methods=["GET"], authorizer=managed)
 def list_nodes() -> dict[str, Any]:
-    _managed()
     return nodes.list_nodes()
 
 
-@route("/files", methods=["POST"], authorizer=iam)
+@route("/files", methods=["POST"], authorizer=managed)
 def start_upload() -> dict[str, Any]:
     # It declares every chunk's and part's SHA-256: a larger body than other routes take.
-    return uploads.start(json_body(_managed(), limit=uploads.MAX_INIT_BODY))
+    return uploads.start(json_body(_request(), limit=uploads.MAX_INIT_BODY))
 
 
-@route("/files/{file_id}/parts", methods=["GET"], authorizer=iam)
+@route("/files/{file_id}/parts", methods=["GET"], authorizer=managed)
 def upload_part_urls(file_id: str) -> dict[str, Any]:
-    return uploads.part_urls(file_id, _managed().query_params)
+    return uploads.part_urls(file_id, _request().query_params)
 
 
-@route("/files", methods=["GET"], authorizer=iam)
+@route("/files", methods=["GET"], authorizer=managed)
 def list_files() -> dict[str, Any]:
-    return uploads.list_page(_managed().query_params)
+    return uploads.list_page(_request().query_params)
 
 
-@route("/files/{file_id}/complete", methods=["POST"], authorizer=iam)
+@route("/files/{file_id}/complete", methods=["POST"], authorizer=managed)
 def complete_upload(file_id: str) -> dict[str, Any]:
-    return uploads.complete(file_id, json_body(_managed()))
+    return uploads.complete(file_id, json_body(_request()))
 
 
-@route("/files/{file_id}", methods=["GET"], authorizer=iam)
+@route("/files/{file_id}", methods=["GET"], authorizer=managed)
 def get_file(file_id: str) -> dict[str, Any]:
-    _managed()
     return uploads.get(file_id)
 
 
-@route("/files/{file_id}/share", methods=["POST"], authorizer=iam)
+@route("/files/{file_id}/share", methods=["POST"], authorizer=managed)
 def share_file(file_id: str) -> dict[str, Any]:
-    request = _managed()
+    request = _request()
     base = shares.base_url(request.headers, request.context)
     return shares.mint(file_id, json_body(request), base)
 

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from chalice.config import Config
     from chalice.local import create_local_server
 
+    from fsnode.localstack import api_gateway
     from fsnode.localstack.app_loader import load_functions_app
     from fsnode.localstack.scheduler import Scheduler
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.create(
         chalice_stage="local", app_name="fsnode", project_dir=str(args.functions_dir)
     )
+    api_gateway.install()  # API Gateway's limits, authorizer cache and gateway responses
     server = create_local_server(module.app, config, args.host, args.port)
     thread = threading.Thread(target=server.server.serve_forever, daemon=True)
     thread.start()

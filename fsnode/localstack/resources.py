@@ -100,7 +100,7 @@ class ResourceBuilder:
         secret_arns = {
             "join_token": self._secret(f"{_PREFIX}/join-token", join_token),
             "signing_keys": self._secret(f"{_PREFIX}/share-signing-keys", keyring),
-            "api_key": self._secret(f"{_PREFIX}/api-key", api_key),
+            "admin_key": self._secret(f"{_PREFIX}/admin-api-key", api_key),
         }
         resources = StackResources(
             bucket=bucket,
@@ -131,10 +131,12 @@ class ResourceBuilder:
         for logical, layout in table_layouts().items():
             name = f"{_PREFIX}-{logical}"
             ddb.create_table(**create_table_kwargs(logical, name))
-            ddb.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": layout["ttl_attribute"]},
-            )
+            if layout.get("ttl_attribute"):
+                ddb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={
+                        "Enabled": True, "AttributeName": layout["ttl_attribute"]},
+                )
             names[logical] = name
         return names
 
@@ -230,7 +232,8 @@ def control_plane_settings(resources: StackResources) -> dict[str, str]:
         "FSNODE_CA_ARN": resources.ca_arn,
         "FSNODE_JOIN_TOKEN_SECRET": resources.secrets["join_token"],
         "FSNODE_SIGNING_KEY_SECRET": resources.secrets["signing_keys"],
-        "FSNODE_API_KEY_SECRET": resources.secrets["api_key"],
+        "FSNODE_ADMIN_KEY_SECRET": resources.secrets["admin_key"],
+        "FSNODE_API_KEYS_TABLE": resources.tables["api_keys"],
         **state_machine_settings(resources.state_machines),
     }
 

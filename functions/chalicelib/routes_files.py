@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Blueprint, IAMAuthorizer, Response
+from chalice import Blueprint, Response
 
-from chalicelib import auth, files
+from chalicelib import files
 from chalicelib.http import json_body, json_errors
+from chalicelib.routes_keys import api_key_authorizer as managed
 
 bp = Blueprint(__name__)
-iam = IAMAuthorizer()
 
 
 def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -24,32 +24,25 @@ def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[.
     return decorate
 
 
-def _managed() -> Any:
-    request = bp.current_request
-    auth.require_api_key(request.headers)
-    return request
-
-
-@route("/files/{file_id}/plan", methods=["GET"], authorizer=iam)
+@route("/files/{file_id}/plan", methods=["GET"], authorizer=managed)
 def plan_download(file_id: str) -> dict[str, Any]:
-    request = _managed()
+    request = bp.current_request
     return files.plan(file_id, request.query_params, request.headers)
 
 
-@route("/files/{file_id}", methods=["DELETE"], authorizer=iam)
+@route("/files/{file_id}", methods=["DELETE"], authorizer=managed)
 def delete_file(file_id: str) -> Response:
-    _managed()
     return Response(body=files.delete(file_id), status_code=202)
 
 
-@route("/files/{file_id}", methods=["PATCH"], authorizer=iam)
+@route("/files/{file_id}", methods=["PATCH"], authorizer=managed)
 def update_file(file_id: str) -> dict[str, Any]:
-    return files.set_expiry(file_id, json_body(_managed()))
+    return files.set_expiry(file_id, json_body(bp.current_request))
 
 
-@route("/files/import", methods=["POST"], authorizer=iam)
+@route("/files/import", methods=["POST"], authorizer=managed)
 def import_file() -> dict[str, Any]:
-    return files.import_object(json_body(_managed()))
+    return files.import_object(json_body(bp.current_request))
 
 
 @route("/nodes/{node_id}/files/{file_id}/chunks/{index}", methods=["PUT"])

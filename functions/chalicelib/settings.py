@@ -20,7 +20,8 @@ class Settings:
     ca_arn: str
     join_token_secret: str
     signing_key_secret: str
-    api_key_secret: str | None
+    admin_key_secret: str
+    api_keys_table: str
     chunk_size: int
     cert_validity_days: int
     heartbeat_interval: int
@@ -55,7 +56,8 @@ class Settings:
             ca_arn=env.get("FSNODE_CA_ARN", ""),
             join_token_secret=env.get("FSNODE_JOIN_TOKEN_SECRET", ""),
             signing_key_secret=env.get("FSNODE_SIGNING_KEY_SECRET", ""),
-            api_key_secret=env.get("FSNODE_API_KEY_SECRET") or None,
+            admin_key_secret=env.get("FSNODE_ADMIN_KEY_SECRET", ""),
+            api_keys_table=env.get("FSNODE_API_KEYS_TABLE", ""),
             chunk_size=int(env.get("FSNODE_CHUNK_SIZE", str(DEFAULT_CHUNK_SIZE))),
             cert_validity_days=int(env.get("FSNODE_CERT_VALIDITY_DAYS", "30")),
             heartbeat_interval=interval,

@@ -107,7 +107,8 @@ def cp_stack() -> Iterator[Stack]:
 
     try:
         ddb = aws("dynamodb")
-        tables = {name: f"fsnode-test-{name}" for name in ("nodes", "chunks", "idempotency")}
+        tables = {name: f"fsnode-test-{name}"
+                  for name in ("nodes", "chunks", "idempotency", "api_keys")}
         for logical, table in tables.items():
             ddb.create_table(**create_table_kwargs(logical, table))
         bucket = "fsnode-test-origin"
@@ -129,7 +130,8 @@ def cp_stack() -> Iterator[Stack]:
             "FSNODE_CA_ARN": ca_arn,
             "FSNODE_JOIN_TOKEN_SECRET": arns["join"],
             "FSNODE_SIGNING_KEY_SECRET": arns["keys"],
-            "FSNODE_API_KEY_SECRET": arns["api"],
+            "FSNODE_ADMIN_KEY_SECRET": arns["api"],
+            "FSNODE_API_KEYS_TABLE": tables["api_keys"],
             "FSNODE_CHUNK_SIZE": str(1024 * 1024),
             "FSNODE_CERT_VALIDITY_DAYS": "7",
             "FSNODE_HEARTBEAT_INTERVAL": "5",
@@ -155,7 +157,12 @@ def cp_env(cp_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
 
 @pytest.fixture(scope="session")
 def cp_app(cp_stack: Stack) -> ModuleType:
-    """``functions/app.py``, loaded the way the local stack loads it."""
+    """``functions/app.py``, loaded the way the local stack loads it, behind what API
+    Gateway does (limits, gateway responses; no authorizer cache, so a revoked key is
+    refused at once here)."""
+    from fsnode.localstack import api_gateway
+
+    api_gateway.install(cache_authorizers=False)
     return _load_app()
 
 
@@ -182,7 +189,7 @@ class Api:
              headers: dict[str, str] | None = None) -> Any:
         sent = {"content-type": "application/json", **(headers or {})}
         if key:
-            sent["x-api-key"] = self.api_key
+            sent["authorization"] = f"Bearer {self.api_key}"
         raw = b"" if body is None else (body if isinstance(body, bytes)
                                         else json.dumps(body).encode())
         return self.client.http.request(method, path, headers=sent, body=raw)

@@ -97,7 +97,7 @@ def world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             json=register_body(cp_stack, make_csr([ip_san("127.0.0.1")])),
         ).json()
         data = os.urandom(3000)
-        managed = {"x-api-key": cp_stack.api_key}
+        managed = {"authorization": f"Bearer {cp_stack.api_key}"}
         started = requests.post(
             f"{url}/files",
             headers=managed,
@@ -151,7 +151,7 @@ def _aim(case: Any, world: World) -> dict[str, str]:
     if security == NODE:
         return {"Authorization": f"Bearer {world.credential}"}
     if security == MANAGED:
-        return {"x-api-key": world.api_key}
+        return {"authorization": f"Bearer {world.api_key}"}
     return {}
 
 
