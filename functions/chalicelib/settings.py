@@ -42,6 +42,9 @@ class Settings:
     gc_max_wait: int = 3600
     # Buckets ``POST /files/import`` may register (edges must be able to read them).
     import_buckets: tuple[str, ...] = ()
+    # Functions the API handler invokes for rights its own role lacks (chalicelib.invoke).
+    issue_certificate_function: str = ""
+    report_work_function: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,6 +78,8 @@ class Settings:
             evict_timeout=int(env.get("FSNODE_EVICT_TIMEOUT", "300")),
             gc_retry_wait=int(env.get("FSNODE_GC_RETRY_WAIT", "60")),
             gc_max_wait=int(env.get("FSNODE_GC_MAX_WAIT", "3600")),
+            issue_certificate_function=env.get("FSNODE_ISSUE_CERTIFICATE_FUNCTION", ""),
+            report_work_function=env.get("FSNODE_REPORT_WORK_FUNCTION", ""),
             import_buckets=tuple(
                 name.strip() for name in
                 (env.get("FSNODE_IMPORT_BUCKETS") or env["FSNODE_BUCKET"]).split(",")

@@ -10,7 +10,8 @@ from infra.nag import acknowledge
 
 
 class Secrets(Construct):
-    """The edge join token and the Ed25519 share-signing keyring (docs/PROTOCOL.md)."""
+    """The edge join token, the Ed25519 share-signing keyring and the bootstrap admin
+    API key (docs/PROTOCOL.md)."""
 
     def __init__(
         self,
@@ -43,13 +44,25 @@ class Secrets(Construct):
             ),
             removal_policy=removal_policy,
         )
-        for secret in (self.join_token, self.signing_keyring):
+        # The first admin key, before any key exists in the keys table: read it with
+        # `aws secretsmanager get-secret-value`, then create named keys with it.
+        self.admin_key = secretsmanager.Secret(
+            self,
+            "AdminApiKey",
+            description="fsnode: bootstrap admin API key (Authorization: Bearer KEY)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=48, exclude_punctuation=True
+            ),
+            removal_policy=removal_policy,
+        )
+        for secret in (self.join_token, self.signing_keyring, self.admin_key):
             acknowledge(
                 secret,
                 "AwsSolutions-SMG4",
                 (
                     "Rotation is an operator procedure, not a rotation Lambda: the "
                     "keyring must keep old kids while share URLs signed with them "
-                    "live, and a new join token must reach the edge task definition."
+                    "live, a new join token must reach the edge task definition, and "
+                    "the admin key is replaced by `put-secret-value` (README: Deploying)."
                 ),
             )

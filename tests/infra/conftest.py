@@ -106,6 +106,7 @@ def _placeholder_functions(root: Path) -> Path:
     (functions / "app.py").write_text(_PLACEHOLDER_APP, encoding="utf-8")
     (functions / "requirements.txt").write_text("", encoding="utf-8")
     shutil.copy(paths.FUNCTIONS_DIR / ".chalice" / "config.json", functions / ".chalice")
+    shutil.copy(paths.FUNCTIONS_DIR / "gateway_responses.json", functions)
     (functions / "statemachines" / "replicate.asl.json").write_text(
         json.dumps(_PLACEHOLDER_ASL), encoding="utf-8"
     )

@@ -76,6 +76,25 @@ def _make_root_ca(pca: Any) -> tuple[str, str]:
     return arn, root
 
 
+def _invoked_functions(aws: Any, env: dict[str, str]) -> dict[str, str]:
+    """The functions the API handler invokes (issue_certificate, report_work) as moto
+    Lambdas run in this process; the settings that name them."""
+    from fsnode.localstack import grants, lambda_dispatch
+
+    lambda_dispatch.install(FUNCTIONS)
+    role = aws("iam").create_role(
+        RoleName="fsnode-test-functions",
+        AssumeRolePolicyDocument=json.dumps(grants.trust_policy("function")))["Role"]["Arn"]
+    names = {grants.function_setting(name): f"fsnode-test-{name}"
+             for name in grants.invoked_by_api_handler()}
+    for name in grants.invoked_by_api_handler():
+        aws("lambda").create_function(
+            FunctionName=f"fsnode-test-{name}", Runtime="python3.11", Role=role,
+            Handler=f"app.{name}", Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+            Environment={"Variables": {**env, **names}})
+    return names
+
+
 @pytest.fixture(scope="session")
 def cp_stack() -> Iterator[Stack]:
     """A moto server with the control plane's resources, and the environment pointing at it."""
@@ -139,6 +158,7 @@ def cp_stack() -> Iterator[Stack]:
             "FSNODE_REPLICATION_FACTOR": "2",
             "FSNODE_PUBLIC_URL": "http://control.test",
         }
+        env.update(_invoked_functions(aws, env))
         yield Stack(endpoint=endpoint, env=env, aws_env=aws_env, join_token=join_token,
                     api_key=api_key,
                     keyring=keyring, ca_arn=ca_arn, root_pem=root)

@@ -70,6 +70,15 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    # The functions the control plane invokes (issue_certificate) run in this process,
+    # inside the in-process moto server: they need its AWS settings here too.
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in cp_stack.aws_env.items():
+            patch.setenv(name, value)
+        yield from _world(cp_stack, tmp_path_factory)
+
+
+def _world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     port = processes.free_port()
     env = {**os.environ, **cp_stack.aws_env, **cp_stack.env}
     child = processes.spawn(
