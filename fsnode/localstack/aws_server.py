@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         role_credentials,
         s3_checksums,
         s3_ranges,
+        states_limits,
     )
 
     iam_enforcement.install()
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             iam_enforcement.assumed(role, name)))
     s3_ranges.install()
     s3_checksums.install()
+    states_limits.install()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     print(f"aws ready url=http://{args.host}:{args.port}", file=sys.stderr, flush=True)

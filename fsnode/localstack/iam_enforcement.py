@@ -43,9 +43,10 @@ _ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
 # Actions IAM evaluates per item of a transaction (there is no TransactWriteItems action).
 _TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                      "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+# awsJson services answer AccessDeniedException as 400, Lambda (REST) as 403.
 _STATUS_BY_SERVICE = {"lambda": 403}
 # API operations whose IAM action has another name.
-_IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}  # awsJson services answer AccessDeniedException as 400
+_IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}
 
 _patches = Patches()
 _assumed: dict[str, Any] = {}

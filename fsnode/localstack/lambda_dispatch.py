@@ -108,7 +108,18 @@ def install(functions_dir: Path, run_as: RunAs | None = None) -> None:
             }
             return json.dumps(body), True, traceback.format_exc()
 
+    invoke = getattr(LambdaFunction.invoke, "__wrapped__", LambdaFunction.invoke)
+
+    def invoke_as_lambda(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
+        answer = invoke(self, body, request_headers, response_headers)
+        # Lambda marks every error the runtime reports Unhandled (moto says Handled).
+        if response_headers.get("x-amz-function-error") == "Handled":
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return answer
+
+    invoke_as_lambda.__wrapped__ = invoke  # type: ignore[attr-defined]
     LambdaFunction._invoke_lambda = invoke_in_process
+    LambdaFunction.invoke = invoke_as_lambda
 
 
 def _too_large(size: int) -> dict[str, str]:
