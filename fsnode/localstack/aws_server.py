@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     from fsnode.localstack import (
         iam_enforcement,
         lambda_dispatch,
+        pca_rules,
         role_credentials,
         s3_checksums,
         s3_ranges,
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     s3_ranges.install()
     s3_checksums.install()
     states_limits.install()
+    pca_rules.install()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     print(f"aws ready url=http://{args.host}:{args.port}", file=sys.stderr, flush=True)

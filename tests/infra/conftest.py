@@ -165,6 +165,8 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "cert_validity_days": "7",
     "import_buckets": "media-archive,media-partner",
     "public_url": "https://share.example.com",
+    "api_throttle_rate_limit": "25.5",
+    "api_throttle_burst_limit": "60",
     "edge_count": "3",
     "edge_max_count": "6",
     "edge_instance_type": "m6i.large",

@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from infra import paths
-from infra.constructs.core_layer import LAMBDA_RUNTIME
+from infra.constructs.control_plane import require_lambda_python
+from infra.constructs.core_layer import LAMBDA_PYTHON, LAMBDA_RUNTIME
 from infra.settings import FsnodeSettings
 
 from .conftest import Synthesis, of_type
@@ -170,3 +173,9 @@ def test_layer_holds_core_library_and_pinned_packages(synthesis: Synthesis) -> N
 
 def test_layer_build_is_cached_outside_cdk_out() -> None:
     assert any(paths.CACHE_DIR.glob("layer-*/python/fsnode_core"))
+
+
+def test_synthesis_refuses_another_python_than_the_lambda_runtime() -> None:
+    require_lambda_python(LAMBDA_PYTHON)
+    with pytest.raises(RuntimeError, match=r"Synthesize with Python 3\.11, not 3\.12"):
+        require_lambda_python((3, 12, 1))

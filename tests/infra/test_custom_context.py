@@ -91,7 +91,8 @@ def test_edge_fleet_size_and_disk_come_from_context(custom: dict[str, Any]) -> N
             "PredefinedMetricType"
         ]
     ]
-    assert [config["TargetValue"] for config in network] == [800_000_000 // 8]
+    # 800 Mbit/s per edge, as the bytes per minute ASGAverageNetworkOut measures.
+    assert [config["TargetValue"] for config in network] == [800_000_000 // 8 * 60]
     (task,) = of_type(custom, "AWS::ECS::TaskDefinition").values()
     (container,) = task["Properties"]["ContainerDefinitions"]
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
