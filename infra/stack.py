@@ -193,6 +193,8 @@ class FsnodeStack(Stack):
         )
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "CaArn", value=self.pki.ca_arn)
+        # The bootstrap admin API key (read it with `aws secretsmanager get-secret-value`).
+        CfnOutput(self, "AdminKeySecretArn", value=self.secrets.admin_key.secret_arn)
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
 
     def _schedule_prune(self) -> None:

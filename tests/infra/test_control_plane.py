@@ -137,6 +137,7 @@ def test_api_name_and_output(resources: dict, synthesis: Synthesis) -> None:
         "AlarmTopicArn",
         "CaArn",
         "BucketName",
+        "AdminKeySecretArn",
     } <= set(outputs)
     assert "execute-api" in json.dumps(outputs["ApiUrl"]["Value"])
 
