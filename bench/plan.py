@@ -218,7 +218,7 @@ def _measure_app(module: Any, aws: Any, client_class: Any, env: dict[str, str], 
     counter = Counter()
     counter.attach(ddb)
     path = pattern.replace("{file_id}", file_id)
-    headers = {"x-api-key": api_key, "content-type": "application/json"}
+    headers = {"authorization": f"Bearer {api_key}", "content-type": "application/json"}
     body = b"{}" if method == "POST" else b""
     times: list[float] = []
     own: list[float] = []  # handler time outside DynamoDB calls

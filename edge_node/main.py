@@ -26,7 +26,7 @@ from edge_node.heartbeat import HeartbeatLoop
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
-from edge_node.server import EdgeContext, ReadAhead, build_app
+from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
 
@@ -250,13 +250,20 @@ class EdgeNode:
             trusted_proxy_hops=self.settings.trusted_proxy_hops,
         )
         self._context = context
+        admin_port = self.settings.admin_port
         runner = web.AppRunner(
-            build_app(context),
+            build_app(context, admin=admin_port is None),
             shutdown_timeout=self.settings.shutdown_grace_seconds,
             access_log=None,
         )
         self._runner = runner
         await runner.setup()
+        admin: web.AppRunner | None = None
+        if admin_port is not None:
+            admin = web.AppRunner(build_admin_app(context), access_log=None)
+            await admin.setup()
+            await web.TCPSite(admin, self.settings.host, admin_port).start()
+            log.info("health and metrics on %s:%d", self.settings.host, admin_port)
         await web.TCPSite(
             runner, self.settings.host, self.settings.port, ssl_context=self.ssl_context
         ).start()
@@ -286,6 +293,8 @@ class EdgeNode:
             log.info("stopping: no new connections, finishing open responses")
             stop.set()
             await runner.cleanup()  # closes listeners, then waits for handlers
+            if admin is not None:
+                await admin.cleanup()
             for task in (heartbeat_task, renewal_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

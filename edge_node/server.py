@@ -204,15 +204,31 @@ async def _add_cors(_request: web.Request, response: web.StreamResponse) -> None
         headers.setdefault(name, value)
 
 
-def build_app(context: EdgeContext) -> web.Application:
+def build_app(context: EdgeContext, *, admin: bool = True) -> web.Application:
+    """The edge's app; ``admin=False`` leaves out ``/healthz`` and ``/metrics``, which
+    ``build_admin_app`` then serves on a port of their own (FSNODE_EDGE_ADMIN_PORT)."""
     app = web.Application(middlewares=[error_middleware])
     app[EDGE] = context
     app.on_response_prepare.append(_add_cors)
     app.router.add_get("/f/{file_id}", serve_file)  # also answers HEAD
     app.router.add_route("OPTIONS", "/f/{file_id}", preflight)
+    if admin:
+        _add_admin_routes(app)
+    return app
+
+
+def build_admin_app(context: EdgeContext) -> web.Application:
+    """``/healthz`` and ``/metrics`` alone: for load balancer checks and scrapers, on a
+    port players cannot reach."""
+    app = web.Application(middlewares=[error_middleware])
+    app[EDGE] = context
+    _add_admin_routes(app)
+    return app
+
+
+def _add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    return app
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -47,6 +47,9 @@ class EdgeSettings:
     public_url: str | None = None
     shutdown_grace_seconds: float = 20.0
     log_level: str = "INFO"
+    # With a port, /healthz and /metrics answer there (plain HTTP, on ``host``) and not
+    # on the TLS port players use.
+    admin_port: int | None = None
     # Kernel sendfile for plain-HTTP responses (FSNODE_EDGE_SENDFILE=0 turns it off,
     # for benchmarking the buffered path).
     sendfile: bool = True
@@ -120,12 +123,14 @@ class EdgeSettings:
         source = os.environ if env is None else env
         cache_max = _int(source, "FSNODE_CACHE_MAX_BYTES", DEFAULT_CACHE_MAX_BYTES)
         http_port_raw = source.get("FSNODE_EDGE_HTTP_PORT", "").strip()
+        admin_port_raw = source.get("FSNODE_EDGE_ADMIN_PORT", "").strip()
         settings = cls(
             api_url=_required(source, "FSNODE_API_URL").rstrip("/"),
             join_token=_required(source, "FSNODE_JOIN_TOKEN"),
             host=source.get("FSNODE_EDGE_HOST", "127.0.0.1").strip() or "127.0.0.1",
             port=_port(source, "FSNODE_EDGE_PORT", 8443),
             http_port=_port(source, "FSNODE_EDGE_HTTP_PORT", 0) if http_port_raw else None,
+            admin_port=_port(source, "FSNODE_EDGE_ADMIN_PORT", 0) if admin_port_raw else None,
             state_dir=Path(_required(source, "FSNODE_STATE_DIR")).expanduser(),
             cache_max_bytes=cache_max,
             region=source.get("FSNODE_REGION") or source.get("AWS_DEFAULT_REGION") or "local",

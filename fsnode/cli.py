@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from fsnode import cli_keys
 from fsnode import file_commands as files
 from fsnode.cli_support import (
     DEFAULT_SHARE_TTL,
@@ -116,7 +117,7 @@ def _edge_settings(raws: list[str]) -> dict[str, dict[str, str]]:
 
 def cmd_local_down(args: argparse.Namespace) -> int:
     state_dir = stack_dir(args)
-    left = down(state_dir)
+    left = down(state_dir, args.grace)
     emit(args, {"stopped": str(state_dir), "left": left}, f"stopped the stack in {state_dir}")
     return 0 if not left else 1
 
@@ -256,9 +257,12 @@ def _parser() -> argparse.ArgumentParser:
         help="S3 endpoint for the edges only (e.g. a fault proxy in front of the stack's moto)",
     )
     up.set_defaults(func=cmd_local_up)
-    local_sub.add_parser("down", parents=[common], help="stop a local stack").set_defaults(
-        func=cmd_local_down
+    stop = local_sub.add_parser("down", parents=[common], help="stop a local stack")
+    stop.add_argument(
+        "--grace", type=float, default=15.0,
+        help="seconds a process may take to exit on SIGTERM before SIGKILL (default 15)",
     )
+    stop.set_defaults(func=cmd_local_down)
     local_sub.add_parser("status", parents=[common], help="show a local stack").set_defaults(
         func=cmd_local_status
     )
@@ -359,6 +363,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--offset", type=int, help="first byte of the range to plan")
     plan.add_argument("--length", type=int, help="bytes in the range to plan")
     plan.set_defaults(func=files.cmd_plan)
+    cli_keys.add_parser(sub, common, client_of, emit)
     return parser
 
 

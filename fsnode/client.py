@@ -347,6 +347,27 @@ class FsnodeClient:
     def cluster(self) -> dict[str, Any]:
         return self._call("GET", "/cluster")
 
+    def create_key(self, name: str, role: str = "user") -> dict[str, Any]:
+        """A new API key (an admin key may call this); its ``key`` is shown only here."""
+        return self._call("POST", "/keys", json={"name": name, "role": role})
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Every API key (ids, names, roles, revocation times; never the keys)."""
+        keys: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = self._call("GET", "/keys", params={"next_token": token} if token else None)
+            keys.extend(page["keys"])
+            token = page.get("next_token")
+            if not token:
+                return keys
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke an API key (refused by the API within the authorizer's cache time)."""
+        if not _FILE_ID.fullmatch(key_id):
+            raise ApiError(400, "invalid_input", f"not a key id (32 lowercase hex): {key_id!r}")
+        return self._call("DELETE", f"/keys/{key_id}")
+
     def download(self, file_id: str, out: Path, *, progress: Progress | None = None) -> Any:
         """Fetch a file by id through its plan; see ``fsnode.download.download_file``."""
         from fsnode.download import download_file
@@ -369,7 +390,9 @@ class FsnodeClient:
         return str(response.headers["ETag"])
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        headers = {"x-api-key": self.settings.api_key} if self.settings.api_key else {}
+        # The same header for the local stack and AWS: API Gateway's authorizer reads it.
+        headers = ({"Authorization": f"Bearer {self.settings.api_key}"}
+                   if self.settings.api_key else {})
         try:
             response = self._session.request(
                 method,

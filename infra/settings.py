@@ -47,6 +47,9 @@ class FsnodeSettings:
     import_buckets: tuple[str, ...] = ()
     # Base of share URLs (a custom API domain); unset: taken from the request.
     public_url: str | None = None
+    # API Gateway stage throttling: steady requests per second and the burst above it.
+    api_throttle_rate_limit: float = 100.0
+    api_throttle_burst_limit: int = 200
     # Edge fleet: one edge per EC2 instance, each with its own public address.
     edge_count: int = 2
     edge_max_count: int = 10
@@ -89,6 +92,8 @@ class FsnodeSettings:
             "cert_validity_days",
             "edge_cache_gib",
             "edge_network_target_mbps",
+            "api_throttle_rate_limit",
+            "api_throttle_burst_limit",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra import paths
+from infra import grants, paths
+from infra.constructs.api_stage import ApiStage
 from infra.constructs.control_plane import ControlPlane
 from infra.constructs.core_layer import CoreLayer
 from infra.constructs.edge_fleet import EdgeFleet
@@ -20,7 +23,6 @@ from infra.constructs.public_domain import PublicDomain
 from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
 from infra.constructs.workflows import Workflows, discover_definitions, state_machine_arn
-from infra.nag import acknowledge, objects_finding, resource_finding
 from infra.settings import FsnodeSettings
 
 PRUNE_FUNCTION = "Prune"
@@ -37,6 +39,7 @@ class SourcePaths:
     tables_json: Path = paths.TABLES_JSON
     core_library_dir: Path = paths.CORE_LIBRARY_DIR
     layer_requirements: Path = paths.LAYER_REQUIREMENTS
+    grants_json: Path = grants.GRANTS_JSON
     cache_dir: Path = field(default=paths.CACHE_DIR)
 
 
@@ -104,6 +107,8 @@ class FsnodeStack(Stack):
                 "FSNODE_CA_ARN": self.pki.ca_arn,
                 "FSNODE_JOIN_TOKEN_SECRET": self.secrets.join_token.secret_arn,
                 "FSNODE_SIGNING_KEY_SECRET": self.secrets.signing_keyring.secret_arn,
+                "FSNODE_ADMIN_KEY_SECRET": self.secrets.admin_key.secret_arn,
+                "FSNODE_API_KEYS_TABLE": self.storage.api_keys_table.table_name,
                 **machine_arns,
             },
         )
@@ -118,19 +123,19 @@ class FsnodeStack(Stack):
                 "BucketName": self.storage.bucket.bucket_name,
             },
         )
+        self.api_stage = ApiStage(
+            self,
+            "ApiStage",
+            rest_api=self.control_plane.rest_api,
+            gateway_responses_json=sources.functions_dir / "gateway_responses.json",
+            throttle_rate_limit=settings.api_throttle_rate_limit,
+            throttle_burst_limit=settings.api_throttle_burst_limit,
+        )
         self._schedule_prune()
-
-        role = self.control_plane.role
-        self.storage.grant_tables(role)
-        # Presigned multipart uploads, imports (head/get) and GC deletes.
-        self.storage.grant_control_plane(role)
-        self.pki.grant_issue(role)
-        self.secrets.join_token.grant_read(role)
-        self.secrets.signing_keyring.grant_read(role)
-        self.workflows.grant_start_execution(role)
-        self.workflows.grant_describe_execution(role)
-        Workflows.grant_task_response(role)
-        self._suppress_control_plane_grant_wildcards()
+        grants_file = grants.load(sources.grants_json)
+        self.control_plane.name_functions_for_the_api_handler(
+            grants.invoked_by_api_handler(grants_file)
+        )
 
         self.public_domain = (
             PublicDomain(
@@ -157,9 +162,7 @@ class FsnodeStack(Stack):
             network_target_mbps=settings.edge_network_target_mbps,
             log_level=settings.log_level,
         )
-        # Edges only read objects; node routes are authorized by their credential.
-        self.storage.grant_edge_read(self.edge_fleet.task_role)
-        self._suppress_edge_read_wildcards()
+        self._grant(grants_file)
         if self.public_domain:
             self.public_domain.point_at(self.edge_fleet.load_balancer)
         self.monitoring = Monitoring(
@@ -190,6 +193,8 @@ class FsnodeStack(Stack):
         )
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "CaArn", value=self.pki.ca_arn)
+        # The bootstrap admin API key (read it with `aws secretsmanager get-secret-value`).
+        CfnOutput(self, "AdminKeySecretArn", value=self.secrets.admin_key.secret_arn)
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name)
 
     def _schedule_prune(self) -> None:
@@ -204,44 +209,31 @@ class FsnodeStack(Stack):
                 targets=[targets.LambdaFunction(plane.chalice.get_function(PRUNE_FUNCTION))],
             )
 
-    def _suppress_control_plane_grant_wildcards(self) -> None:
-        tables = (
-            self.storage.nodes_table,
-            self.storage.chunks_table,
-            self.storage.idempotency_table,
+    def _grant(self, components: dict[str, list[dict[str, Any]]]) -> None:
+        """Every role's permissions, from infra/grants.json (the one place they are
+        named): each Lambda function's own role, and the edges' task role."""
+        resources = grants.Resources(
+            tables=self.storage.tables,
+            origin=self.storage.bucket,
+            imports=self.storage.import_buckets,
+            ca_arn=self.pki.ca_arn,
+            secrets={
+                "join_token": self.secrets.join_token,
+                "signing_keyring": self.secrets.signing_keyring,
+                "admin_key": self.secrets.admin_key,
+            },
+            state_machine_arn=lambda name: state_machine_arn(self, name),
+            executions_arn=self.workflows.execution_arns,
+            function_arns=self.control_plane.function_arns,
         )
-        indexes = [
-            f"<{self.get_logical_id(table.node.default_child)}.Arn>/index/*"  # type: ignore[arg-type]
-            for table in tables
-        ]
-        acknowledge(
-            self.control_plane.role,
-            "AwsSolutions-IAM5",
-            (
-                "Wildcards only inside resources this stack names: any object key of the "
-                "origin and import buckets (uploads, imports and GC touch arbitrary keys), "
-                "the tables' own GSIs, any execution of our state machines (execution "
-                "names are chosen at run time); SendTaskSuccess/Failure/Heartbeat support "
-                "no resource-level permission (the task token is the capability)."
-            ),
-            [
-                *(objects_finding(bucket) for bucket in self.storage.readable_buckets),
-                *(f"Resource::{index}" for index in indexes),
-                *(
-                    resource_finding(self, self.workflows.execution_arns(name))
-                    for name in self.workflows.state_machines
-                ),
-                "Resource::*",
-            ],
-        )
-
-    def _suppress_edge_read_wildcards(self) -> None:
-        acknowledge(
-            self.edge_fleet.task_role,
-            "AwsSolutions-IAM5",
-            (
-                "Edges read whichever object a signed share URL names: any key (and "
-                "version), GET only."
-            ),
-            [objects_finding(bucket) for bucket in self.storage.readable_buckets],
-        )
+        roles: dict[str, iam.IRole] = {
+            **self.control_plane.roles, "edge": self.edge_fleet.task_role
+        }
+        ungranted = sorted(set(self.control_plane.roles) - set(components))
+        if ungranted:
+            raise KeyError(
+                f"functions without grants: {ungranted}; add them to {grants.GRANTS_JSON}"
+            )
+        for name, component in components.items():
+            if name in roles:  # the stand-in app of some tests lacks functions
+                grants.apply(roles[name], component, resources)

@@ -1,6 +1,8 @@
-"""The local stack's stand-in for AWS: moto's server with in-process Lambda dispatch,
-ranged S3 GETs that read only the bytes asked for (``s3_ranges``), and multipart part
-checksums checked and kept as S3 does (``s3_checksums``).
+"""The local stack's stand-in for AWS: moto's server with in-process Lambda dispatch
+(each function signing as its own role), IAM enforced as AWS does it
+(``iam_enforcement``, once the stack turns it on), ranged S3 GETs that read only the
+bytes asked for (``s3_ranges``), multipart part checksums checked and kept as S3 does
+(``s3_checksums``), and Step Functions' size and history limits (``states_limits``).
 
 Run as ``python -m fsnode.localstack.aws_server --port P --functions-dir D``.
 """
@@ -28,11 +30,26 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     from moto.server import ThreadedMotoServer
 
-    from fsnode.localstack import lambda_dispatch, s3_checksums, s3_ranges
+    from fsnode.localstack import (
+        iam_enforcement,
+        lambda_dispatch,
+        pca_rules,
+        role_credentials,
+        s3_checksums,
+        s3_ranges,
+        states_limits,
+    )
 
-    lambda_dispatch.install(args.functions_dir.resolve())
+    iam_enforcement.install()
+    role_credentials.install()  # no credentials outside an invocation's role
+    lambda_dispatch.install(
+        args.functions_dir.resolve(),
+        run_as=lambda role, name: role_credentials.running_as(
+            iam_enforcement.assumed(role, name)))
     s3_ranges.install()
     s3_checksums.install()
+    states_limits.install()
+    pca_rules.install()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     print(f"aws ready url=http://{args.host}:{args.port}", file=sys.stderr, flush=True)

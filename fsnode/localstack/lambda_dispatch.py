@@ -6,10 +6,15 @@ function's handler (``app.NAME`` resolves to the Chalice app in ``functions/``) 
 calls it with the function's configured environment. Step Functions' ``lambda:invoke``
 tasks, ``Retry`` and ``Catch`` then behave as in AWS. The patch is tied to moto's
 pinned version and covered by a test.
+
+As Lambda does, it refuses a request over 6 MB (``RequestEntityTooLargeException``)
+and fails an answer over 6 MB (``Function.ResponseSizeTooLarge``); with ``run_as``
+(the local stack) each invocation's AWS calls are signed as the function's role.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -20,9 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fsnode.localstack import aws_limits
 from fsnode.localstack.app_loader import load_functions_app
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# (role ARN, function name) -> a context in which AWS calls are signed as that role.
+RunAs = Callable[[str, str], contextlib.AbstractContextManager[None]]
 
 _env_lock = threading.Lock()
 
@@ -59,13 +67,23 @@ class HandlerResolver:
         return getattr(module, attr)  # type: ignore[no-any-return]
 
 
-def install(functions_dir: Path) -> None:
+def install(functions_dir: Path, run_as: RunAs | None = None) -> None:
     """Patch moto's Lambda model so invocations run the real handlers in this process."""
     from moto.awslambda.models import LambdaFunction
+    from moto.core.exceptions import JsonRESTError
 
     resolver = HandlerResolver(functions_dir)
 
     def invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        raw = event if isinstance(event, str | bytes) else json.dumps(event or {})
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+        if size >= aws_limits.LAMBDA_REQUEST_BYTES:
+            error = JsonRESTError(
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {aws_limits.LAMBDA_REQUEST_BYTES} bytes for the "
+                "InvokeFunction operation")
+            error.code = 413
+            raise error
         payload = event if isinstance(event, dict) else json.loads(event or "{}")
         env = (self.environment_vars or {}) if hasattr(self, "environment_vars") else {}
         try:
@@ -74,8 +92,13 @@ def install(functions_dir: Path) -> None:
                 os.environ.update({k: str(v) for k, v in env.items()})
             handler = resolver.resolve(self.handler)
             context = LambdaContext(self.function_name, int(self.memory_size), int(self.timeout))
-            result = handler(payload, context)
-            return json.dumps(result), False, ""
+            signing = run_as(self.role, self.function_name) if run_as else contextlib.nullcontext()
+            with signing:
+                result = handler(payload, context)
+            answer = json.dumps(result)
+            if len(answer.encode()) > aws_limits.LAMBDA_RESPONSE_BYTES:
+                return json.dumps(_too_large(len(answer.encode()))), True, ""
+            return answer, False, ""
         except Exception as exc:
             # The shape Lambda gives an unhandled error; Step Functions matches errorType.
             body = {
@@ -85,4 +108,22 @@ def install(functions_dir: Path) -> None:
             }
             return json.dumps(body), True, traceback.format_exc()
 
+    invoke = getattr(LambdaFunction.invoke, "__wrapped__", LambdaFunction.invoke)
+
+    def invoke_as_lambda(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
+        answer = invoke(self, body, request_headers, response_headers)
+        # Lambda marks every error the runtime reports Unhandled (moto says Handled).
+        if response_headers.get("x-amz-function-error") == "Handled":
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return answer
+
+    invoke_as_lambda.__wrapped__ = invoke  # type: ignore[attr-defined]
     LambdaFunction._invoke_lambda = invoke_in_process
+    LambdaFunction.invoke = invoke_as_lambda
+
+
+def _too_large(size: int) -> dict[str, str]:
+    # Lambda's own answer when a function returns more than a synchronous call may carry.
+    return {"errorType": "Function.ResponseSizeTooLarge",
+            "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed "
+                            f"payload size ({aws_limits.LAMBDA_RESPONSE_BYTES} bytes)."}

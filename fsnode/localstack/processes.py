@@ -96,25 +96,50 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"{what} within {timeout:.0f} s")
 
 
+def group_members(pgid: int) -> list[int]:
+    """Every live process whose process group is ``pgid`` (a child's session: itself and
+    whatever it started), zombies excluded."""
+    members: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The fields after the command name (which may hold spaces and parentheses).
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    return is_alive(pgid) or bool(group_members(pgid))
+
+
 def stop(pids: list[int], grace: float = 15.0) -> list[int]:
     """SIGTERM each process group, wait up to ``grace`` seconds, SIGKILL what is left.
 
-    Returns the pids that were still alive after SIGKILL (should be none).
+    Each pid leads its own process group (``spawn`` starts a new session), and the
+    wait covers the whole group, not only its leader: a leader that exits on SIGTERM
+    while a process it started keeps a port open is not stopped. Returns the groups
+    that still had a live process after SIGKILL (should be none).
     """
     for pid in pids:
         _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(is_alive(pid) for pid in pids):
-        _reap(pids)
-        time.sleep(0.1)
+    _wait_groups(pids, grace)
     for pid in pids:
-        if is_alive(pid):
+        if _group_alive(pid):
             _signal_group(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(is_alive(pid) for pid in pids):
+    _wait_groups(pids, 5.0)
+    return [pid for pid in pids if _group_alive(pid)]
+
+
+def _wait_groups(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_group_alive(pid) for pid in pids):
         _reap(pids)
         time.sleep(0.1)
-    return [pid for pid in pids if is_alive(pid)]
 
 
 def _running(child: Child) -> bool:

@@ -1,20 +1,17 @@
 """Create the stack's AWS resources in the moto server, from the same definitions CDK uses.
 
-Tables come from ``fsnode_core/tables.json``; state machines from the ASL files in
-``functions/statemachines``, with their ``${XxxFunctionArn}`` placeholders pointing at
-Lambda functions whose handlers are the Chalice app's ``@app.lambda_function``s.
+Tables come from ``fsnode_core/tables.json``; roles from ``infra/grants.json``; state
+machines from the ASL files in ``functions/statemachines``, with their
+``${XxxFunctionArn}`` placeholders pointing at Lambda functions whose handlers are the
+Chalice app's ``@app.lambda_function``s (``workloads``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
-import re
 import secrets
 import time
-import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +20,15 @@ import requests
 from botocore.config import Config
 from fsnode_core.tables import create_table_kwargs, table_layouts
 
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)FunctionArn\}")
+from fsnode.localstack import grants, workloads
+from fsnode.localstack.workloads import lambda_names, snake_case, state_machine_settings
+
+__all__ = ["LOCAL_CREDENTIALS", "ResourceBuilder", "StackResources", "control_plane_settings",
+           "lambda_names", "snake_case"]
 _ROOT_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
 _PREFIX = "fsnode"
-# moto accepts any credentials; these never leave the machine.
+# The local stack's root user (allowed everything, as an operator is; the moto server
+# creates it with this key). They never leave the machine.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "fsnode-local", "aws_secret_access_key": "fsnode-local"}
 
 
@@ -42,16 +44,10 @@ class StackResources:
     api_key: str
     secrets: dict[str, str]
     state_machines: dict[str, str]
-
-
-def snake_case(camel: str) -> str:
-    """``PlanReplication`` into ``plan_replication`` (the naming rule in PROTOCOL.md)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
-
-
-def lambda_names(asl_text: str) -> list[str]:
-    """The Chalice lambda-function names an ASL document's placeholders refer to."""
-    return sorted({snake_case(m) for m in _PLACEHOLDER.findall(asl_text)})
+    # Role ARNs by component, and the credentials of those that run outside moto (the
+    # API server's functions, edges): {component: {access_key_id, ...}}.
+    roles: dict[str, str] = field(default_factory=dict)
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class ResourceBuilder:
@@ -99,8 +95,8 @@ class ResourceBuilder:
         keyring = json.dumps({"active": "k1", "k1": secrets.token_urlsafe(48)})
         secret_arns = {
             "join_token": self._secret(f"{_PREFIX}/join-token", join_token),
-            "signing_keys": self._secret(f"{_PREFIX}/share-signing-keys", keyring),
-            "api_key": self._secret(f"{_PREFIX}/api-key", api_key),
+            "signing_keyring": self._secret(f"{_PREFIX}/share-signing-keys", keyring),
+            "admin_key": self._secret(f"{_PREFIX}/admin-api-key", api_key),
         }
         resources = StackResources(
             bucket=bucket,
@@ -112,9 +108,36 @@ class ResourceBuilder:
             secrets=secret_arns,
             state_machines={},
         )
+        imports = [name.strip() for name in
+                   control_plane_env.get("FSNODE_IMPORT_BUCKETS", "").split(",")
+                   if name.strip() and name.strip() != bucket]
+        names = grants.LocalNames(region=self._region, tables=tables, bucket=bucket,
+                                  import_buckets=tuple(imports), ca_arn=ca_arn,
+                                  secrets=secret_arns, function_prefix=f"{_PREFIX}-",
+                                  machine_prefix=f"{_PREFIX}-")
         env = {**control_plane_env, **control_plane_settings(resources)}
-        machines = self._create_state_machines(env)
-        return dataclasses.replace(resources, state_machines=machines)
+        made = workloads.create(self.client, self._functions_dir, names, env)
+        return StackResources(**{**{name: getattr(resources, name) for name in
+                                    StackResources.__dataclass_fields__},
+                                 "state_machines": made.state_machines, "roles": made.roles,
+                                 "credentials": made.credentials})
+
+    def enforce_iam(self) -> None:
+        """From now on every request must be signed by a known caller and be allowed by its
+        policies (moto's authentication, fsnode's authorization: iam_enforcement)."""
+        requests.post(f"{self._endpoint}/moto-api/reset-auth", data=b"0",
+                      timeout=10).raise_for_status()
+
+    def role(self, name: str, policy: dict[str, Any] | None = None,
+             principal: str = "function") -> str:
+        """A role of its own (tests): allowed everything unless ``policy`` says otherwise."""
+        iam = self.client("iam")
+        arn = str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
+            grants.trust_policy(principal)))["Role"]["Arn"])
+        iam.put_role_policy(RoleName=name, PolicyName="grants", PolicyDocument=json.dumps(
+            policy or {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        return arn
 
     def _enable_state_machine_execution(self) -> None:
         # Off by default in moto; on, Step Functions runs the ASL for real.
@@ -131,10 +154,12 @@ class ResourceBuilder:
         for logical, layout in table_layouts().items():
             name = f"{_PREFIX}-{logical}"
             ddb.create_table(**create_table_kwargs(logical, name))
-            ddb.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": layout["ttl_attribute"]},
-            )
+            if layout.get("ttl_attribute"):
+                ddb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={
+                        "Enabled": True, "AttributeName": layout["ttl_attribute"]},
+                )
             names[logical] = name
         return names
 
@@ -170,55 +195,6 @@ class ResourceBuilder:
             self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
         )
 
-    def _create_state_machines(self, env: dict[str, str]) -> dict[str, str]:
-        role = self._role()
-        lam = self.client("lambda")
-        sfn = self.client("stepfunctions")
-        machines: dict[str, str] = {}
-        created: dict[str, str] = {}
-        for asl in sorted((self._functions_dir / "statemachines").glob("*.asl.json")):
-            text = asl.read_text()
-            for name in lambda_names(text):
-                if name not in created:
-                    created[name] = lam.create_function(
-                        FunctionName=f"{_PREFIX}-{name}",
-                        Runtime="python3.11",
-                        Role=role,
-                        Handler=f"app.{name}",
-                        Code={"ZipFile": _code_zip()},
-                        Timeout=60,
-                        Environment={"Variables": env},
-                    )["FunctionArn"]
-            definition = _PLACEHOLDER.sub(lambda m: created[snake_case(m.group(1))], text)
-            machine = asl.name.removesuffix(".asl.json")
-            machines[machine] = sfn.create_state_machine(
-                name=f"{_PREFIX}-{machine}", definition=definition, roleArn=role
-            )["stateMachineArn"]
-        # The handlers start executions too, so they learn the machines' ARNs.
-        for name in created:
-            lam.update_function_configuration(
-                FunctionName=f"{_PREFIX}-{name}",
-                Environment={"Variables": {**env, **state_machine_settings(machines)}},
-            )
-        return machines
-
-    def _role(self) -> str:
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-        return str(
-            self.client("iam").create_role(
-                RoleName=f"{_PREFIX}-local", AssumeRolePolicyDocument=json.dumps(trust)
-            )["Role"]["Arn"]
-        )
-
 
 def control_plane_settings(resources: StackResources) -> dict[str, str]:
     """The control plane's environment for these resources (names per PROTOCOL.md)."""
@@ -229,15 +205,11 @@ def control_plane_settings(resources: StackResources) -> dict[str, str]:
         "FSNODE_BUCKET": resources.bucket,
         "FSNODE_CA_ARN": resources.ca_arn,
         "FSNODE_JOIN_TOKEN_SECRET": resources.secrets["join_token"],
-        "FSNODE_SIGNING_KEY_SECRET": resources.secrets["signing_keys"],
-        "FSNODE_API_KEY_SECRET": resources.secrets["api_key"],
+        "FSNODE_SIGNING_KEY_SECRET": resources.secrets["signing_keyring"],
+        "FSNODE_ADMIN_KEY_SECRET": resources.secrets["admin_key"],
+        "FSNODE_API_KEYS_TABLE": resources.tables["api_keys"],
         **state_machine_settings(resources.state_machines),
-    }
-
-
-def state_machine_settings(machines: dict[str, str]) -> dict[str, str]:
-    return {
-        f"FSNODE_{name.upper()}_STATE_MACHINE_ARN": arn for name, arn in sorted(machines.items())
+        **workloads.function_settings(),
     }
 
 
@@ -254,11 +226,3 @@ def _wait_for_certificate(pca: Any, ca_arn: str, cert_arn: str) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-
-
-def _code_zip() -> bytes:
-    # moto stores the code but never runs it: invocations go to the handler in-process.
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("README.txt", "fsnode local stack: handlers run in-process\n")
-    return buffer.getvalue()

@@ -7,6 +7,7 @@ forced for tests, where a one-minute prune would make every fault test slow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -48,9 +49,16 @@ def scheduled_functions(module: ModuleType) -> list[tuple[str, Callable[..., Any
 class Scheduler:
     """One daemon thread per scheduled function, stopped together."""
 
-    def __init__(self, module: ModuleType, override_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        module: ModuleType,
+        override_seconds: float | None = None,
+        run_as: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
+    ) -> None:
         self._module = module
         self._override = override_seconds
+        # Each scheduled function signs its AWS calls as its own role (the local stack).
+        self._run_as = run_as or (lambda _name: contextlib.nullcontext())
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -85,7 +93,8 @@ class Scheduler:
                 "detail": {},
             }
             try:
-                handler(event, LambdaContext(name, 512, 60))
+                with self._run_as(name):
+                    handler(event, LambdaContext(name, 512, 60))
             except Exception:
                 # A failed run is retried at the next tick, as EventBridge would.
                 log.exception("scheduled function %s failed", name)

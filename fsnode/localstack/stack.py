@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fsnode.localstack import processes
+from fsnode.localstack import processes, role_credentials
 from fsnode.localstack.resources import (
     LOCAL_CREDENTIALS,
     ResourceBuilder,
@@ -89,6 +89,13 @@ class StackInfo:
         return [int(p["pid"]) for p in self.processes]
 
 
+def with_credentials(env: dict[str, str], credentials: dict[str, str]) -> dict[str, str]:
+    """``env`` signing as a role: its assumed credentials in the standard variables."""
+    return {**env, "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
+            "AWS_SESSION_TOKEN": credentials["session_token"]}
+
+
 def aws_env(endpoint: str, region: str) -> dict[str, str]:
     """Environment that points boto3 at the moto server with throwaway credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -154,11 +161,20 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             **opts.control_plane_env,
         }
-        resources = ResourceBuilder(endpoint, opts.region, FUNCTIONS_DIR).build(settings)
+        builder = ResourceBuilder(endpoint, opts.region, FUNCTIONS_DIR)
+        resources = builder.build(settings)
+        # From here on every AWS call must be allowed by its caller's role.
+        builder.enforce_iam()
         ca_cert = self.state_dir / "ca.pem"
         ca_cert.write_text(resources.ca_cert_pem)
 
-        api_env = {**base_env, **settings, **control_plane_settings(resources)}
+        # The API server runs as the API handler's role; the authorizer and prune, which
+        # it runs too, sign as their own (role_credentials).
+        in_api_server = {name: value for name, value in resources.credentials.items()
+                         if name not in ("api_handler", "edge")}
+        api_env = {**with_credentials(base_env, resources.credentials["api_handler"]),
+                   **settings, **control_plane_settings(resources),
+                   role_credentials.ROLES_ENV: json.dumps(in_api_server)}
         api = self._spawn(
             "api",
             [
@@ -211,7 +227,7 @@ class LocalStack:
         opts = self.options
         edge_dir = self.state_dir / "edges" / f"edge-{index + 1}"
         env = {
-            **base_env,
+            **with_credentials(base_env, resources.credentials["edge"]),
             "FSNODE_API_URL": api_url,
             "FSNODE_JOIN_TOKEN": resources.join_token,
             "FSNODE_EDGE_HOST": "127.0.0.1",
@@ -292,10 +308,11 @@ def _pid_of(info: StackInfo, name: str) -> int:
     raise RuntimeError(f"no process {name!r} in this stack (it has {names})")
 
 
-def down(state_dir: Path) -> list[int]:
-    """Stop every process a stack recorded; returns pids that would not die."""
+def down(state_dir: Path, grace: float = 15.0) -> list[int]:
+    """Stop every process a stack recorded, and everything each started; returns once all
+    have exited (SIGKILL after ``grace`` seconds), or the pids whose groups would not die."""
     info = StackInfo.load(state_dir)
-    return processes.stop(info.pids())
+    return processes.stop(info.pids(), grace)
 
 
 def _wait_healthy(url: str, ca_cert: Path, timeout: float) -> None:

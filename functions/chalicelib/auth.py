@@ -1,8 +1,7 @@
-"""Who may call: api key (local stack), node credentials (Bearer), join tokens.
+"""Who may call node routes: node credentials (Bearer) and join tokens.
 
-Management routes carry an ``IAMAuthorizer`` that API Gateway enforces when deployed;
-``chalice local`` admits IAM routes unchecked, so when ``FSNODE_API_KEY_SECRET`` is set
-(the local stack) ``require_api_key`` guards the same routes instead.
+Management routes are guarded by the API-key authorizer (chalicelib.api_keys and
+chalicelib.routes_keys), in AWS and in the local stack alike.
 """
 
 from __future__ import annotations
@@ -20,16 +19,6 @@ from fsnode_core.models import NodeRecord
 
 from chalicelib import aws, secret_store
 from chalicelib.settings import get_settings
-
-
-def require_api_key(headers: Mapping[str, str]) -> None:
-    """Check ``x-api-key`` when api-key auth is on; a no-op when IAM guards the route."""
-    secret_id = get_settings().api_key_secret
-    if secret_id is None:
-        return
-    given = headers.get("x-api-key", "")
-    if not given or not constant_time_equal(given, secret_store.secret_value(secret_id)):
-        raise Unauthorized("a valid x-api-key header is required")
 
 
 def check_join_token(token: object) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from fsnode_core.api_keys_store import ApiKeyStore
 from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.nodes_store import NodeRegistry
 
@@ -39,11 +40,18 @@ def chunk_catalog() -> ChunkCatalog:
     return ChunkCatalog(get_settings().chunks_table, client("dynamodb"))
 
 
+@cache
+def api_key_store() -> ApiKeyStore:
+    """The API keys table."""
+    return ApiKeyStore(get_settings().api_keys_table, client("dynamodb"))
+
+
 def reset() -> None:
     """Forget every cached client, store and setting (tests; new environment)."""
     client.cache_clear()
     node_registry.cache_clear()
     chunk_catalog.cache_clear()
+    api_key_store.cache_clear()
     get_settings.cache_clear()
     from chalicelib import secret_store
 

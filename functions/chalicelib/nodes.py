@@ -65,8 +65,8 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
 def _identity(request: dict[str, Any]) -> str:
     """What a registration is for: its endpoint and the CSR's public key (checked)."""
     endpoint = pki.parse_endpoint(validate.string(request, "endpoint", max_len=300) or "")
-    csr, _ = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES) or "",
-                           endpoint)
+    csr = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES) or "",
+                        endpoint)
     return f"{endpoint.url} {pki.public_key_sha256(csr)}"
 
 
@@ -88,14 +88,14 @@ def _idempotent_register() -> Any:
 def _register(request: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     endpoint = pki.parse_endpoint(validate.string(request, "endpoint", max_len=300) or "")
-    csr, algorithm = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES)
-                                   or "", endpoint)
+    csr = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES) or "",
+                        endpoint)
     region = validate.string(request, "region", max_len=64) or ""
     lat = validate.number(request, "lat", low=-90, high=90, optional=True)
     lng = validate.number(request, "lng", low=-180, high=180, optional=True)
     capacity = validate.integer(request, "capacity_bytes", low=0)
     node_id = new_id()
-    issued = pki.issue(settings.ca_arn, request["csr"], algorithm, settings.cert_validity_days,
+    issued = pki.issue(endpoint, request["csr"], settings.cert_validity_days,
                        idempotency_token=node_id)
     credential_kid = auth.credential_kid()
     credential = auth.node_credential(node_id, credential_kid)
@@ -191,9 +191,8 @@ def renew(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     endpoint = pki.parse_endpoint(node.endpoint)
     pem = validate.string(body, "csr", max_len=pki.MAX_CSR_BYTES) or ""
-    _, algorithm = pki.check_csr(pem, endpoint)
-    issued = pki.issue(settings.ca_arn, pem, algorithm, settings.cert_validity_days,
-                       idempotency_token=new_id())
+    pki.check_csr(pem, endpoint)
+    issued = pki.issue(endpoint, pem, settings.cert_validity_days, idempotency_token=new_id())
     aws.node_registry().set_certificate(node_id, issued.arn)
     metrics.add_metric(name=METRIC_NODE_RENEWED, unit="Count", value=1)
     logger.info("node certificate renewed", extra={"node_id": node_id})

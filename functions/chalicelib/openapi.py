@@ -12,9 +12,9 @@ from typing import Any
 
 from chalicelib import pki, plans, shares, uploads, validate
 
-# Security requirement lists. Management routes take either: an API key in the local
-# stack, IAM (SigV4) when deployed (API Gateway checks it before the app runs).
-MANAGED: list[dict[str, list[str]]] = [{"apiKey": []}, {"sigv4": []}]
+# Security requirement lists. Management routes take an API key (``Authorization: Bearer
+# KEY``), checked by the API-key authorizer before the route runs, in AWS and locally.
+MANAGED: list[dict[str, list[str]]] = [{"apiKey": []}]
 NODE: list[dict[str, list[str]]] = [{"nodeCredential": []}]
 PUBLIC: list[dict[str, list[str]]] = []
 
@@ -93,6 +93,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Certificates": _object({"certificate": {"type": "string"},
                              "certificate_chain": {"type": "string"},
                              "root_certificate": {"type": "string"}}),
+    "ApiKey": _object({
+        "key_id": _ID, "name": {"type": "string"},
+        "role": {"type": "string", "enum": ["user", "admin"]}, "created_at": _integer(),
+        "revoked_at": _nullable(_integer())}),
     "ShareKeys": {"type": "object", "additionalProperties": {"type": "string"},
                   "description": "{kid: Ed25519 public key PEM}"},
 }
@@ -187,6 +191,8 @@ _IMPORT = _object(
 _FILE_PATCH = {**_object({}, _EXPIRY), "minProperties": 1,
                "description": "expires_at: null clears the expiry"}
 _RENEW = _object({"csr": _string(pki.MAX_CSR_BYTES)})
+_KEY = _object({"name": _string(100, pattern=_pattern(validate.HEADER_TEXT))},
+               {"role": _nullable({"type": "string", "enum": ["user", "admin"]})})
 
 _ERROR_TEXT = {
     400: "invalid input", 401: "missing or wrong credential", 403: "forbidden",
@@ -381,6 +387,20 @@ PATHS: dict[str, dict[str, Any]] = {
         for method in ("get", "head")},
     "/t/{token}": {method: _folder_op() for method in ("get", "head")},
     "/t/{token}/{proxy+}": {method: _folder_op(greedy=True) for method in ("get", "head")},
+    "/keys": {
+        "post": _op("Create an API key; the key is in this answer only (admin keys only)",
+                    MANAGED, {"allOf": [_ref("ApiKey"), _object({"key": {"type": "string"}})]},
+                    (403, 503), body=_KEY, status=201),
+        "get": _op("A page of API keys, never the keys themselves (admin keys only)", MANAGED,
+                   _object({"keys": {"type": "array", "items": _ref("ApiKey")},
+                            "next_token": _nullable(_ID)}),
+                   (400, 403, 503), params=[_query("limit", _integer(1, 1000)),
+                                            _query("next_token", _ID)]),
+    },
+    "/keys/{key_id}": {"delete": _op(
+        "Revoke an API key (API Gateway may accept it from its authorizer cache for up to "
+        "60 s more); idempotent (admin keys only)", MANAGED, _ref("ApiKey"),
+        (400, 403, 404, 503), params=[_path_param("key_id")])},
     "/openapi.json": {"get": _op("This document", PUBLIC, {"type": "object"}, ())},
     # The web page (chalicelib/web.py): HTML, its scripts and style, and its settings.
     "/": {"get": _op("Upload page", PUBLIC, {"type": "string"}, (), media="text/html")},
@@ -407,11 +427,9 @@ def document() -> dict[str, Any]:
         "paths": PATHS,
         "components": {
             "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
-                           "description": "management routes in the local stack"},
-                "sigv4": {"type": "apiKey", "in": "header", "name": "Authorization",
-                          "x-amazon-apigateway-authtype": "awsSigv4",
-                          "description": "management routes when deployed (IAM)"},
+                "apiKey": {"type": "http", "scheme": "bearer",
+                           "description": "an API key (fsnode keys create, or the "
+                                          "bootstrap admin key); /keys needs an admin key"},
                 "nodeCredential": {"type": "http", "scheme": "bearer",
                                    "description": "the credential register answered"},
             },

@@ -1,4 +1,5 @@
-"""Node certificates: check the CSR names exactly the node's endpoint, then ACM PCA issues."""
+"""Node certificates: check the CSR names exactly the node's endpoint, then have the
+``issue_certificate`` function (chalicelib.issuer, the only role that may) issue it."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from fsnode_core.errors import InvalidInput, Unavailable
+from fsnode_core.errors import InvalidInput
 
-from chalicelib import aws
+from chalicelib import invoke
+from chalicelib.settings import get_settings
 
-END_ENTITY_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
 MIN_RSA_BITS = 2048
 MAX_CSR_BYTES = 16 * 1024
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
@@ -74,13 +74,13 @@ def parse_endpoint(url: str) -> Endpoint:
     return Endpoint(url=f"https://{shown}:{port}", host=host, port=port)
 
 
-def check_csr(pem: str, endpoint: Endpoint) -> tuple[x509.CertificateSigningRequest, str]:
-    """The parsed CSR and its signing algorithm, if it names exactly the endpoint's host."""
+def check_csr(pem: str, endpoint: Endpoint) -> x509.CertificateSigningRequest:
+    """The parsed CSR, if it names exactly the endpoint's host (with a key we accept)."""
     if len(pem) > MAX_CSR_BYTES:
         raise InvalidInput("csr is too large", field="csr")
     try:
         csr = x509.load_pem_x509_csr(pem.encode())
-        algorithm = _signing_algorithm(csr)  # before the signature: only known key types
+        _check_key(csr)  # before the signature: only known key types
         signature_ok = csr.is_signature_valid
     except _UNPARSABLE as exc:
         raise InvalidInput("csr is not a PEM certificate signing request", field="csr") from exc
@@ -109,7 +109,7 @@ def check_csr(pem: str, endpoint: Endpoint) -> tuple[x509.CertificateSigningRequ
         if str(cn.value).lower() != str(endpoint.host):
             raise InvalidInput("csr common name must be the endpoint host or absent",
                                field="csr")
-    return csr, algorithm
+    return csr
 
 
 def public_key_sha256(csr: x509.CertificateSigningRequest) -> str:
@@ -120,42 +120,25 @@ def public_key_sha256(csr: x509.CertificateSigningRequest) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def _signing_algorithm(csr: x509.CertificateSigningRequest) -> str:
+def _check_key(csr: x509.CertificateSigningRequest) -> None:
     key = csr.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise InvalidInput(f"csr RSA key must be at least {MIN_RSA_BITS} bits",
                                field="csr", key_size=key.key_size)
-        return "SHA256WITHRSA"
+        return
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        return "SHA256WITHECDSA"
+        return
     raise InvalidInput("csr key must be RSA >= 2048 bits or EC P-256", field="csr")
 
 
-def issue(ca_arn: str, csr_pem: str, algorithm: str, validity_days: int,
+def issue(endpoint: Endpoint, csr_pem: str, validity_days: int,
           idempotency_token: str | None = None) -> IssuedCertificate:
-    """Have ACM Private CA sign the CSR and return the leaf, chain and root."""
-    pca = aws.client("acm-pca")
-    kwargs = {
-        "CertificateAuthorityArn": ca_arn,
-        "Csr": csr_pem.encode(),
-        "SigningAlgorithm": algorithm,
-        "TemplateArn": END_ENTITY_TEMPLATE,
-        "Validity": {"Value": validity_days, "Type": "DAYS"},
-    }
-    if idempotency_token:
-        kwargs["IdempotencyToken"] = idempotency_token[:36]
-    try:
-        arn = pca.issue_certificate(**kwargs)["CertificateArn"]
-        # Issuance is asynchronous in AWS; the waiter polls get_certificate briefly.
-        pca.get_waiter("certificate_issued").wait(
-            CertificateAuthorityArn=ca_arn, CertificateArn=arn,
-            WaiterConfig={"Delay": 1, "MaxAttempts": 20},
-        )
-        leaf = pca.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=arn)
-        root = pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca_arn)
-    except (ClientError, BotoCoreError, WaiterError) as exc:
-        raise Unavailable("the certificate authority could not issue a certificate") from exc
-    chain = leaf.get("CertificateChain") or root["Certificate"]
-    return IssuedCertificate(arn=arn, certificate=leaf["Certificate"], chain=chain,
-                             root=root["Certificate"])
+    """The leaf, chain and root for a CSR already checked against ``endpoint``.
+
+    Issued by the ``issue_certificate`` function, which checks the CSR again: the API
+    handler holds no right to the CA."""
+    answer = invoke.call(get_settings().issue_certificate_function, {
+        "endpoint": endpoint.url, "csr": csr_pem, "validity_days": validity_days,
+        "idempotency_token": idempotency_token})
+    return IssuedCertificate(**answer)

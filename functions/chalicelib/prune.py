@@ -27,7 +27,10 @@ MAX_HOT_FILES_PER_RUN = 50  # bounds the Queries one run spends on hot files
 MAX_SETTLES_PER_RUN = 100  # files whose published objects one run repairs
 # A change younger than this is left to its own writer (its publish machine).
 SYNC_GRACE_SECONDS = 30
-METRIC_NODES_DEAD = "NodesMarkedDead"
+METRIC_NODES_DEAD = "NodesMarkedDead"  # marked by this run (a count of events)
+# Nodes dead now (still in the table), sent by every run, 0 included: a gauge the
+# DeadNodes alarm can watch (infra/constructs/monitoring.py names it too).
+METRIC_DEAD_NODES = "DeadNodes"
 
 
 def run(now: float | None = None) -> dict[str, Any]:
@@ -48,6 +51,7 @@ def run(now: float | None = None) -> dict[str, Any]:
         metrics.add_metric(name=METRIC_NODES_DEAD, unit="Count", value=len(marked))
         logger.warning("nodes marked dead", extra={"nodes": marked})
     dead = [node.node_id for node in nodes if node.status == NODE_DEAD]
+    metrics.add_metric(name=METRIC_DEAD_NODES, unit="Count", value=len(dead))
     lost = {node_id: _recover(node_id) for node_id in dead}
     live = placement.eligible(nodes, moment, settings.heartbeat_timeout)
     hot = _replicate_hot(live, moment)

@@ -28,7 +28,7 @@ from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import FILE_READY, WORK_EVICT, WORK_WARM, FileView, ReplicaRecord, WorkItem
 from fsnode_core.store_errors import error_code
 
-from chalicelib import auth, aws, executions, hashing, manifests
+from chalicelib import auth, aws, executions, hashing, invoke, manifests
 from chalicelib.observability import METRIC_WORK_REPORTED, logger, metrics
 from chalicelib.settings import get_settings
 
@@ -217,13 +217,27 @@ def queue_work(event: dict[str, Any], kind: str, chunk_index: int) -> dict[str, 
 
 
 def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """An edge's report on its work: record a verified replica, then wake the waiting task."""
+    """An edge's report on its work (the route): the node is checked here, then the
+    ``report_work`` function records it and wakes the waiting task (the API handler's
+    role holds no task-token rights)."""
     check_id(node_id, "node_id")
     check_id(work_id, "work_id")
     auth.require_node(headers, node_id)
     ok = body.get("ok")
     if not isinstance(ok, bool):
         raise InvalidInput("ok must be true or false", field="ok")
+    return invoke.call(get_settings().report_work_function, {
+        "node_id": node_id, "work_id": work_id, "ok": ok,
+        **{name: body[name] for name in ("sha256", "error") if name in body}})
+
+
+def apply_report(event: dict[str, Any]) -> dict[str, Any]:
+    """The ``report_work`` function: record a verified replica, then wake the waiting
+    task (an authenticated node's report, from ``report``)."""
+    node_id = check_id(str(event.get("node_id", "")), "node_id")
+    work_id = check_id(str(event.get("work_id", "")), "work_id")
+    ok = bool(event.get("ok"))
+    body = event
     catalog = aws.chunk_catalog()
     work = catalog.take_work(node_id, work_id)
     sfn = aws.client("stepfunctions")

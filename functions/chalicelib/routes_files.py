@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Blueprint, IAMAuthorizer, Response
+from chalice import Blueprint, Response
 
-from chalicelib import auth, files, plans, uploads
+from chalicelib import files, plans, uploads
 from chalicelib.http import json_body, json_errors
+from chalicelib.routes_keys import api_key_authorizer as managed
 
 bp = Blueprint(__name__)
-iam = IAMAuthorizer()
 
 
 def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -23,40 +23,32 @@ def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[.
     return decorate
 
 
-def _managed() -> Any:
-    request = bp.current_request
-    auth.require_api_key(request.headers)
-    return request
-
-
-@route("/files/{file_id}/plan", methods=["GET"], authorizer=iam)
+@route("/files/{file_id}/plan", methods=["GET"], authorizer=managed)
 def plan_download(file_id: str) -> dict[str, Any]:
-    request = _managed()
+    request = bp.current_request
     return plans.plan(file_id, request.query_params, request.headers)
 
 
-@route("/files/{file_id}", methods=["DELETE"], authorizer=iam)
+@route("/files/{file_id}", methods=["DELETE"], authorizer=managed)
 def delete_file(file_id: str) -> Response:
-    _managed()
     return Response(body=files.delete(file_id), status_code=202)
 
 
-@route("/files/{file_id}", methods=["PATCH"], authorizer=iam)
+@route("/files/{file_id}", methods=["PATCH"], authorizer=managed)
 def update_file(file_id: str) -> dict[str, Any]:
-    return files.set_expiry(file_id, json_body(_managed()))
+    return files.set_expiry(file_id, json_body(bp.current_request))
 
 
-@route("/files/import", methods=["POST"], authorizer=iam)
+@route("/files/import", methods=["POST"], authorizer=managed)
 def import_file() -> dict[str, Any]:
-    return files.import_object(json_body(_managed()))
+    return files.import_object(json_body(bp.current_request))
 
 
-@route("/files/{file_id}/upload", methods=["DELETE"], authorizer=iam)
+@route("/files/{file_id}/upload", methods=["DELETE"], authorizer=managed)
 def cancel_upload(file_id: str) -> dict[str, Any]:
-    return uploads.cancel(file_id, _managed().query_params)
+    return uploads.cancel(file_id, bp.current_request.query_params)
 
 
-@route("/files/{file_id}/rehash", methods=["POST"], authorizer=iam)
+@route("/files/{file_id}/rehash", methods=["POST"], authorizer=managed)
 def rehash_file(file_id: str) -> Response:
-    _managed()
     return Response(body=files.rehash(file_id), status_code=202)

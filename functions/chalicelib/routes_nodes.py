@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Blueprint, IAMAuthorizer
+from chalice import Blueprint
 
-from chalicelib import auth, nodes
+from chalicelib import nodes
 from chalicelib.http import json_body, json_errors
+from chalicelib.routes_keys import api_key_authorizer as managed
 
 bp = Blueprint(__name__)
-iam = IAMAuthorizer()
 
 
 def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -29,13 +29,11 @@ def renew_node(node_id: str) -> dict[str, Any]:
     return nodes.renew(node_id, request.headers, json_body(request))
 
 
-@route("/nodes/{node_id}/drain", methods=["POST"], authorizer=iam)
+@route("/nodes/{node_id}/drain", methods=["POST"], authorizer=managed)
 def drain_node(node_id: str) -> dict[str, Any]:
-    auth.require_api_key(bp.current_request.headers)
     return nodes.drain(node_id)
 
 
-@route("/cluster", methods=["GET"], authorizer=iam)
+@route("/cluster", methods=["GET"], authorizer=managed)
 def cluster_view() -> dict[str, Any]:
-    auth.require_api_key(bp.current_request.headers)
     return nodes.cluster()

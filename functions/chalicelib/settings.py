@@ -20,7 +20,8 @@ class Settings:
     ca_arn: str
     join_token_secret: str
     signing_key_secret: str
-    api_key_secret: str | None
+    admin_key_secret: str
+    api_keys_table: str
     chunk_size: int
     cert_validity_days: int
     heartbeat_interval: int
@@ -53,6 +54,9 @@ class Settings:
     edge_max_load: int = 0
     # Lifetime of an origin fallback's presigned URL (cut to the share's expiry).
     fallback_url_seconds: int = 3600
+    # Functions the API handler invokes for rights its own role lacks (chalicelib.invoke).
+    issue_certificate_function: str = ""
+    report_work_function: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,7 +71,8 @@ class Settings:
             ca_arn=env.get("FSNODE_CA_ARN", ""),
             join_token_secret=env.get("FSNODE_JOIN_TOKEN_SECRET", ""),
             signing_key_secret=env.get("FSNODE_SIGNING_KEY_SECRET", ""),
-            api_key_secret=env.get("FSNODE_API_KEY_SECRET") or None,
+            admin_key_secret=env.get("FSNODE_ADMIN_KEY_SECRET", ""),
+            api_keys_table=env.get("FSNODE_API_KEYS_TABLE", ""),
             chunk_size=int(env.get("FSNODE_CHUNK_SIZE", str(DEFAULT_CHUNK_SIZE))),
             cert_validity_days=int(env.get("FSNODE_CERT_VALIDITY_DAYS", "30")),
             heartbeat_interval=interval,
@@ -92,6 +97,8 @@ class Settings:
                                                256 * 1024 * 1024), 1),
             edge_max_load=_non_negative(env, "FSNODE_EDGE_MAX_LOAD", 0),
             fallback_url_seconds=max(_non_negative(env, "FSNODE_FALLBACK_URL_SECONDS", 3600), 1),
+            issue_certificate_function=env.get("FSNODE_ISSUE_CERTIFICATE_FUNCTION", ""),
+            report_work_function=env.get("FSNODE_REPORT_WORK_FUNCTION", ""),
             import_buckets=tuple(
                 name.strip() for name in
                 (env.get("FSNODE_IMPORT_BUCKETS") or env["FSNODE_BUCKET"]).split(",")

@@ -1,4 +1,5 @@
-"""The control plane: the Chalice app in ``functions/``, its layer, settings and role."""
+"""The control plane: the Chalice app in ``functions/``, its layer, settings and roles
+(one per function)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,35 @@ from chalice.cdk import Chalice
 from chalice.utils import to_cfn_resource_name
 from constructs import Construct
 
+from infra.constructs.core_layer import LAMBDA_PYTHON, LAMBDA_RUNTIME
 from infra.nag import acknowledge
 
-# Chalice names its REST API and shared role this way in the SAM template.
+# Chalice names its REST API and the API handler function this way in the SAM template.
 REST_API_ID = "RestAPI"
-DEFAULT_ROLE_ID = "DefaultRole"
+API_HANDLER_ID = "APIHandler"
+API_HANDLER = "api_handler"
 API_STAGE = "api"
+# Chalice creates no role: every function gets its own (``ControlPlane.roles``), which
+# replaces this placeholder (tests/infra checks that none keeps it).
+_NO_ROLE = "arn:aws:iam::000000000000:role/fsnode-replaced-per-function"
+
+
+def require_lambda_python(version: tuple[int, ...] | None = None) -> None:
+    """Refuse to synthesize under another Python than the functions' runtime.
+
+    Chalice packages the app (and names its runtime) for the interpreter running synth,
+    while the layer is built for ``LAMBDA_PYTHON``: a mismatch would deploy functions
+    whose layer's compiled packages do not load.
+    """
+    running = tuple((version or sys.version_info)[:2])
+    if running != LAMBDA_PYTHON:
+        wanted = ".".join(map(str, LAMBDA_PYTHON))
+        raise RuntimeError(
+            f"Synthesize with Python {wanted}, not {'.'.join(map(str, running))}: the "
+            f"Lambda functions and their layer run on python{wanted}, and Chalice packages "
+            f"the app for the interpreter that runs synth (use `make synth`, which runs "
+            f".venv's python{wanted})."
+        )
 
 
 @contextlib.contextmanager
@@ -95,9 +119,9 @@ class ControlPlane(Construct):
     """``chalice.cdk.Chalice`` over ``functions/`` with fsnode's settings and layer.
 
     ``environment`` is the control-plane settings of docs/PROTOCOL.md; the
-    Powertools variables are added here. The Chalice role starts with only logs
-    and X-Ray: everything else comes from the stack's ``grant_*`` calls on
-    :attr:`role`.
+    Powertools variables are added here. Each function has a role of its own
+    (:attr:`roles`, by function name) holding only logs and X-Ray: everything else
+    comes from ``infra/grants.json`` (the stack applies it).
     """
 
     def __init__(
@@ -116,6 +140,7 @@ class ControlPlane(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
+        require_lambda_python()
         if not (source_dir / "app.py").is_file():
             raise FileNotFoundError(f"No Chalice app at {source_dir / 'app.py'}")
         self.source_dir = source_dir
@@ -125,6 +150,8 @@ class ControlPlane(Construct):
             "lambda_memory_size": memory_size,
             "lambda_timeout": timeout_seconds,
             "xray": True,
+            "manage_iam_role": False,
+            "iam_role_arn": _NO_ROLE,
             "layers": [layer.layer_version_arn],
             "environment_variables": {
                 **environment,
@@ -140,15 +167,28 @@ class ControlPlane(Construct):
             self.chalice = Chalice(
                 self, "Chalice", source_dir=str(source_dir), stage_config=stage_config
             )
-        self.role: iam.IRole = self.chalice.get_role(DEFAULT_ROLE_ID)
-
         self.function_ids: list[str] = [
             child.node.id
             for child in self.chalice.sam_template.node.children
             if isinstance(child, CfnResource)
             and child.cfn_resource_type == "AWS::Serverless::Function"
         ]
-        self.scheduled_ids: list[str] = self._scheduled_function_ids()
+        sam = self._sam_resources()
+        self.scheduled_ids: list[str] = self._scheduled_function_ids(sam)
+        # Function name (``api_handler``, the names in @app.lambda_function, authorizers,
+        # schedules) -> logical id, from each function's handler string.
+        self.functions: dict[str, str] = {
+            _function_name(sam[logical_id]["Properties"]["Handler"]): logical_id
+            for logical_id in self.function_ids
+        }
+        self.roles: dict[str, iam.Role] = {
+            name: self._function_role(name, logical_id)
+            for name, logical_id in self.functions.items()
+        }
+        self.function_arns: dict[str, str] = {
+            name: self.chalice.get_resource(logical_id).get_att("Arn").to_string()
+            for name, logical_id in self.functions.items()
+        }
         self.rest_api = self.chalice.get_resource(REST_API_ID)
         # A stack-specific API name keeps the API Gateway metrics of two stacks apart.
         self.rest_api.add_property_override("Name", api_name)
@@ -157,7 +197,6 @@ class ControlPlane(Construct):
         self.api_url = (
             f"https://{self.rest_api.ref}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{API_STAGE}/"
         )
-        self._restrict_default_role()
         self.log_groups = [
             logs.LogGroup(
                 self,
@@ -184,15 +223,30 @@ class ControlPlane(Construct):
         arn: str = self.chalice.get_resource(logical_id).get_att("Arn").to_string()
         return arn
 
-    def _scheduled_function_ids(self) -> list[str]:
+    def name_functions_for_the_api_handler(self, names: list[str]) -> None:
+        """Give the API handler ``FSNODE_{NAME}_FUNCTION`` for each function it invokes."""
+        for name in names:
+            if name in self.functions:
+                self.chalice.add_environment_variable(
+                    f"FSNODE_{name.upper()}_FUNCTION",
+                    self.chalice.get_resource(self.functions[name]).ref,
+                    API_HANDLER_ID,
+                )
+
+    def _sam_resources(self) -> dict[str, Any]:
         # CfnInclude does not expose properties; the packaged SAM template does.
         # (chalice.cdk keeps its package directory in _sam_package_dir.)
         sam = json.loads(
             (Path(self.chalice._sam_package_dir) / "sam.json").read_text(encoding="utf-8")
         )
+        resources: dict[str, Any] = sam["Resources"]
+        return resources
+
+    @staticmethod
+    def _scheduled_function_ids(sam: dict[str, Any]) -> list[str]:
         return [
             logical_id
-            for logical_id, resource in sam["Resources"].items()
+            for logical_id, resource in sam.items()
             if resource["Type"] == "AWS::Serverless::Function"
             and any(
                 event.get("Type") == "Schedule"
@@ -200,42 +254,41 @@ class ControlPlane(Construct):
             )
         ]
 
-    def _restrict_default_role(self) -> None:
-        # Chalice's generated policy allows logs on arn:*:logs:*:*:* and, for any boto3
-        # call it spots in app.py, that action on "*". The stack grants what the app
-        # really needs, so the inline policy keeps only logs (this account and region)
-        # and X-Ray. No logs:CreateLogGroup: the stack owns each function's log group,
-        # with a retention.
+    def _function_role(self, name: str, logical_id: str) -> iam.Role:
+        """A role for one function: logs (this account and region's Lambda log groups)
+        and X-Ray, inline so they exist before Lambda checks them when it creates the
+        function; its grants come from infra/grants.json. The function is pinned to the
+        layer's runtime."""
         stack = Stack.of(self)
-        role = self.chalice.get_resource(DEFAULT_ROLE_ID)
-        if not isinstance(role, iam.CfnRole):
-            raise TypeError(f"Chalice's {DEFAULT_ROLE_ID} is not an AWS::IAM::Role")
-        # Set on the L1 (not a raw override) so cdk-nag checks what is deployed.
-        role.policies = [
-            iam.CfnRole.PolicyProperty(
-                policy_name="DefaultRolePolicy",
-                policy_document={
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                            "Resource": stack.format_arn(
-                                service="logs",
-                                resource="log-group",
-                                resource_name="/aws/lambda/*",
-                                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                            ),
-                        },
-                        {
-                            "Effect": "Allow",
-                            "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
-                            "Resource": "*",
-                        },
-                    ],
-                },
-            )
-        ]
+        log_groups = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name="/aws/lambda/*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        role = iam.Role(
+            self,
+            f"{logical_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"fsnode {name}: logs, traces and its grants from infra/grants.json",
+            inline_policies={
+                "LogsAndTraces": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                            resources=[log_groups],
+                        ),
+                        iam.PolicyStatement(
+                            actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                            resources=["*"],
+                        ),
+                    ]
+                )
+            },
+        )
+        function = self.chalice.get_resource(logical_id)
+        function.add_property_override("Role", role.role_arn)
+        function.add_property_override("Runtime", LAMBDA_RUNTIME.name)
         region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
         account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
         acknowledge(
@@ -252,3 +305,11 @@ class ControlPlane(Construct):
                 f"Resource::arn:<AWS::Partition>:logs:{region}:{account}:log-group:/aws/lambda/*",
             ],
         )
+        return role
+
+
+def _function_name(handler: str) -> str:
+    """``app.plan_replication`` -> ``plan_replication``; Chalice's API handler is
+    ``app.app``."""
+    attribute = handler.rpartition(".")[2]
+    return API_HANDLER if attribute == "app" else attribute

@@ -20,14 +20,17 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-# The target runtime; pip must pick wheels for it, not for the machine running synth.
+# The Lambda runtime the layer is built for, and every function runs on (control_plane
+# pins it). pip must pick wheels for it, not for the machine running synth.
+LAMBDA_PYTHON = (3, 11)
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_11
 _PIP_PLATFORM_ARGS = (
     "--platform",
     "manylinux2014_x86_64",
     "--implementation",
     "cp",
     "--python-version",
-    "3.11",
+    ".".join(map(str, LAMBDA_PYTHON)),
     "--only-binary=:all:",
 )
 
@@ -137,7 +140,7 @@ class CoreLayer(Construct):
             self,
             "Layer",
             description="fsnode_core shared library, aws-lambda-powertools, cryptography",
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_11],
+            compatible_runtimes=[LAMBDA_RUNTIME],
             compatible_architectures=[lambda_.Architecture.X86_64],
             code=lambda_.Code.from_asset(
                 str(library_dir),

@@ -30,6 +30,7 @@ from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
@@ -42,6 +43,9 @@ from infra.nag import acknowledge, resource_finding
 CONTAINER_NAME = "edge"
 # The edge's own (unprivileged) port; the NLB and the 443 redirect both land here.
 TLS_PORT = 8443
+# /healthz and /metrics (plain HTTP): the NLB's health checks and the container's, and
+# scrapers in the VPC; players cannot reach it (FSNODE_EDGE_ADMIN_PORT).
+ADMIN_PORT = 9090
 # What players connect to: the NLB listener, and each instance's public address.
 LISTENER_PORT = 443
 PUBLIC_PORT = 443
@@ -80,6 +84,21 @@ ExecStart=/bin/sh -c 'iptables -t nat -C {_REDIRECT_RULE} || iptables -t nat -A 
 [Install]
 WantedBy=multi-user.target
 UNIT"""
+
+
+def _is_arm(instance_type: str) -> bool:
+    return ec2.InstanceType(instance_type).architecture == ec2.InstanceArchitecture.ARM_64
+
+
+def image_platform(instance_type: str) -> ecr_assets.Platform:
+    """The container platform of an instance type: linux/arm64 on Graviton, else amd64."""
+    return ecr_assets.Platform.LINUX_ARM64 if _is_arm(instance_type) \
+        else ecr_assets.Platform.LINUX_AMD64
+
+
+def network_bytes_per_minute(mbps: int) -> int:
+    """A per-edge network target (megabits per second) as ASGAverageNetworkOut counts it."""
+    return mbps * 1_000_000 // 8 * 60
 
 
 class EdgeFleet(Construct):
@@ -139,6 +158,7 @@ class EdgeFleet(Construct):
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
 
+        self.instance_type = instance_type
         self.load_balancer_sg = self._load_balancer_security_group()
         self.edge_sg = self._edge_security_group()
         self.instance_role = self._instance_role()
@@ -162,6 +182,7 @@ class EdgeFleet(Construct):
                 "FSNODE_API_URL": api_url,
                 "FSNODE_EDGE_HOST": "0.0.0.0",  # bind address on the instance
                 "FSNODE_EDGE_PORT": str(TLS_PORT),
+                "FSNODE_EDGE_ADMIN_PORT": str(ADMIN_PORT),
                 # The entrypoint sets FSNODE_EDGE_PUBLIC_URL from instance metadata.
                 "FSNODE_EDGE_PUBLIC_URL_SOURCE": "ec2-metadata",
                 "FSNODE_EDGE_PUBLIC_PORT": str(PUBLIC_PORT),
@@ -230,7 +251,8 @@ class EdgeFleet(Construct):
             protocol=protocol,
             targets=[self.auto_scaling_group],
             health_check=elbv2.HealthCheck(
-                protocol=elbv2.Protocol.HTTPS,
+                protocol=elbv2.Protocol.HTTP,
+                port=str(ADMIN_PORT),
                 path="/healthz",
                 interval=Duration.seconds(10),
                 healthy_threshold_count=2,
@@ -270,17 +292,24 @@ class EdgeFleet(Construct):
             ec2.Peer.any_ipv4(), ec2.Port.tcp(PUBLIC_PORT), "HTTPS from players (to the edge)"
         )
         group.connections.allow_from(
-            self.load_balancer_sg, ec2.Port.tcp(TLS_PORT), "NLB (front door, health checks)"
+            self.load_balancer_sg, ec2.Port.tcp(TLS_PORT), "NLB (front door)"
+        )
+        group.connections.allow_from(
+            self.load_balancer_sg, ec2.Port.tcp(ADMIN_PORT), "NLB health checks"
         )
         self.load_balancer_sg.connections.allow_to(
             group, ec2.Port.tcp(TLS_PORT), "to the edges' TLS port"
+        )
+        self.load_balancer_sg.connections.allow_to(
+            group, ec2.Port.tcp(ADMIN_PORT), "to the edges' health checks"
         )
         acknowledge(
             group,
             "AwsSolutions-EC23",
             (
                 "Each edge serves players directly (placement redirects to it), so 443 is "
-                "open to any client; the edge port itself is open only to the NLB."
+                "open to any client; the edge port and the health and metrics port are "
+                "open only to the NLB."
             ),
         )
         return group
@@ -363,7 +392,9 @@ class EdgeFleet(Construct):
         launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
-            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(),
+            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(
+                ecs.AmiHardwareType.ARM if _is_arm(instance_type) else ecs.AmiHardwareType.STANDARD
+            ),
             instance_type=ec2.InstanceType(instance_type),
             role=self.instance_role,
             security_group=self.edge_sg,
@@ -399,6 +430,9 @@ class EdgeFleet(Construct):
                 additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
                 grace_period=Duration.minutes(5),
             ),
+            # Target tracking waits this long for a new instance's metrics (it ignores a
+            # cooldown): boot, image pull, registration and a first certificate.
+            default_instance_warmup=Duration.minutes(5),
             # A new launch template (image, user data) replaces one edge at a time.
             # CloudFormation needs MinInstancesInService below MaxSize.
             update_policy=autoscaling.UpdatePolicy.rolling_update(
@@ -415,13 +449,15 @@ class EdgeFleet(Construct):
             ),
         )
         # Scale out on whichever saturates first; scale in only when both allow it.
-        group.scale_on_cpu_utilization(
-            "Cpu", target_utilization_percent=60, cooldown=Duration.minutes(5)
-        )
-        group.scale_on_outgoing_bytes(
+        group.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
+        # ASGAverageNetworkOut is bytes per metric period: one minute with the detailed
+        # monitoring the instances have (CDK's target_bytes_per_second would be 60x low).
+        autoscaling.TargetTrackingScalingPolicy(
+            self,
             "NetworkOut",
-            target_bytes_per_second=network_target_mbps * 1_000_000 // 8,
-            cooldown=Duration.minutes(5),
+            auto_scaling_group=group,
+            predefined_metric=autoscaling.PredefinedMetric.ASG_AVERAGE_NETWORK_OUT,
+            target_value=network_bytes_per_minute(network_target_mbps),
         )
         return group
 
@@ -441,8 +477,12 @@ class EdgeFleet(Construct):
         )
         container = task.add_container(
             CONTAINER_NAME,
+            # Built for the instances' CPU, whatever machine runs the deploy.
             image=ecs.ContainerImage.from_asset(
-                str(build_context), file=dockerfile, exclude=_IMAGE_EXCLUDES
+                str(build_context),
+                file=dockerfile,
+                exclude=_IMAGE_EXCLUDES,
+                platform=image_platform(self.instance_type),
             ),
             # Soft limit: the edge may use the instance's memory (its tiers are bounded).
             memory_reservation_mib=1024,
@@ -450,15 +490,14 @@ class EdgeFleet(Construct):
             environment=dict(environment),
             secrets={"FSNODE_JOIN_TOKEN": ecs.Secret.from_secrets_manager(join_token)},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="edge", log_group=self.log_group),
-            # Liveness only: the certificate names the public host, not 127.0.0.1.
+            # Liveness, on the admin port (players' port answers 404 there).
             health_check=ecs.HealthCheck(
                 command=[
                     "CMD",
                     "python",
                     "-c",
-                    "import ssl,urllib.request as r;"
-                    f"r.urlopen('https://127.0.0.1:{TLS_PORT}/healthz',"
-                    "context=ssl._create_unverified_context(),timeout=4)",
+                    "import urllib.request as r;"
+                    f"r.urlopen('http://127.0.0.1:{ADMIN_PORT}/healthz',timeout=4)",
                 ],
                 interval=Duration.seconds(15),
                 timeout=Duration.seconds(5),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_acmpca as acmpca
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 
@@ -67,15 +66,3 @@ class Pki(Construct):
             status="ACTIVE",
         )
         self.ca_arn = self.authority.attr_arn
-
-    def grant_issue(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Let ``grantee`` issue node certificates and read them and the root, on this CA only."""
-        return iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=[
-                "acm-pca:IssueCertificate",
-                "acm-pca:GetCertificate",
-                "acm-pca:GetCertificateAuthorityCertificate",
-            ],
-            resource_arns=[self.ca_arn],
-        )

@@ -9,21 +9,9 @@ from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-# What fsnode_core's stores and Powertools idempotency call (paginators: Query, Scan).
-TABLE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-)
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
     "N": dynamodb.AttributeType.NUMBER,
@@ -38,14 +26,16 @@ def _attribute(spec: dict[str, str]) -> dynamodb.Attribute:
 def load_table_layout(path: Path) -> dict[str, dict[str, Any]]:
     """Read the layout that the local stack also uses, so the two cannot drift."""
     layout: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
-    for required in ("nodes", "chunks", "idempotency"):
+    for required in ("nodes", "chunks", "idempotency", "api_keys"):
         if required not in layout:
             raise ValueError(f"{path} has no {required!r} table")
     return layout
 
 
 class Storage(Construct):
-    """The S3 origin and the nodes, chunks and idempotency tables."""
+    """The S3 origin and the nodes, chunks, idempotency and API keys tables.
+
+    Who may do what with them is in infra/grants.json (infra/grants.py applies it)."""
 
     def __init__(
         self,
@@ -132,56 +122,18 @@ class Storage(Construct):
         self.idempotency_table = self._table(
             "IdempotencyTable", layout["idempotency"], removal_policy
         )
+        self.api_keys_table = self._table("ApiKeysTable", layout["api_keys"], removal_policy)
+
+    @property
+    def tables(self) -> dict[str, dynamodb.Table]:
+        """Every table by its name in tables.json."""
+        return {"nodes": self.nodes_table, "chunks": self.chunks_table,
+                "idempotency": self.idempotency_table, "api_keys": self.api_keys_table}
 
     @property
     def readable_buckets(self) -> list[s3.IBucket]:
         """The origin and the import buckets: every bucket a file's bytes may live in."""
         return [self.bucket, *self.import_buckets]
-
-    def grant_control_plane(self, grantee: iam.IGrantable) -> None:
-        """Uploads, imports and deletes on the origin; imports (read) on import buckets.
-
-        Presigned multipart uploads (create, part, complete) are all ``s3:PutObject``;
-        ``complete`` lists the parts to check their sizes and SHA-256 checksums
-        (``s3:ListMultipartUploadParts``) before anything becomes visible. GC deletes the
-        current object (a delete marker; noncurrent versions expire by lifecycle).
-        ``s3:ListBucket`` makes a missing key a 404 rather than a 403, which the import
-        route reports as such.
-        """
-        for bucket in self.readable_buckets:
-            object_actions = ["s3:GetObject", "s3:GetObjectVersion"]
-            if bucket is self.bucket:
-                object_actions += [
-                    "s3:PutObject",
-                    "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
-                    "s3:DeleteObject",
-                ]
-            iam.Grant.add_to_principal(
-                grantee=grantee,
-                actions=object_actions,
-                resource_arns=[bucket.arn_for_objects("*")],
-            )
-            iam.Grant.add_to_principal(
-                grantee=grantee, actions=["s3:ListBucket"], resource_arns=[bucket.bucket_arn]
-            )
-
-    def grant_tables(self, grantee: iam.IGrantable) -> None:
-        """Item reads and writes on the three tables and their indexes; no streams, no DDL.
-
-        Transactions need no action of their own: each item in one is authorized as
-        its Put, Update, Delete or ConditionCheck.
-        """
-        for table in (self.nodes_table, self.chunks_table, self.idempotency_table):
-            table.grant(grantee, *TABLE_ACTIONS)
-
-    def grant_edge_read(self, grantee: iam.IGrantable) -> None:
-        """Edges only GET objects (presigned), pinned to a version for versioned imports."""
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["s3:GetObject", "s3:GetObjectVersion"],
-            resource_arns=[bucket.arn_for_objects("*") for bucket in self.readable_buckets],
-        )
 
     def _table(
         self, construct_id: str, spec: dict[str, Any], removal_policy: RemovalPolicy

@@ -46,7 +46,8 @@ def state_machine_arn(scope: Construct, name: str) -> str:
 
 
 class Workflows(Construct):
-    """One state machine per ASL file, logging ALL to a log group, with X-Ray on.
+    """One state machine per ASL file, logging ALL (without execution data) to a log
+    group, with X-Ray on.
 
     ``${XxxFunctionArn}`` placeholders are filled from ``function_arn("Xxx")``;
     any other placeholder must be in ``substitutions``. One role serves every
@@ -90,8 +91,11 @@ class Workflows(Construct):
                 definition_substitutions=machine_substitutions,
                 role=self.role,
                 tracing_enabled=True,
+                # Every state transition is logged, but not its data: inputs and outputs
+                # carry task tokens (the capability to complete a step).
                 logs=sfn.LogOptions(
-                    destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+                    destination=self.log_group, level=sfn.LogLevel.ALL,
+                    include_execution_data=False,
                 ),
             )
             self.state_machines[name] = machine
@@ -133,23 +137,6 @@ class Workflows(Construct):
                 )
         return result
 
-    def grant_start_execution(self, grantee: iam.IGrantable) -> None:
-        """Let ``grantee`` start any of these state machines (and nothing else)."""
-        for machine in self.state_machines.values():
-            machine.grant_start_execution(grantee)
-
-    def grant_describe_execution(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Let ``grantee`` read the status of these machines' executions (and no others).
-
-        Synchronous replication waits on an execution; GC checks whether an earlier
-        collection is still running before it starts a retry.
-        """
-        return iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["states:DescribeExecution"],
-            resource_arns=[self.execution_arns(name) for name in self.state_machines],
-        )
-
     def execution_arns(self, name: str) -> str:
         """Every execution of machine ``name``: the execution name is chosen at run time."""
         return Stack.of(self).format_arn(
@@ -157,24 +144,6 @@ class Workflows(Construct):
             resource="execution",
             resource_name=f"{state_machine_name(self, name)}:*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-
-    @staticmethod
-    def grant_task_response(grantee: iam.IGrantable) -> iam.Grant:
-        """Let ``grantee`` report ``.waitForTaskToken`` outcomes.
-
-        SendTaskSuccess/Failure/Heartbeat have no resource type in the IAM service
-        authorization reference, so the resource must be "*"; the task token itself
-        is the capability.
-        """
-        return iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=[
-                "states:SendTaskSuccess",
-                "states:SendTaskFailure",
-                "states:SendTaskHeartbeat",
-            ],
-            resource_arns=["*"],
         )
 
 

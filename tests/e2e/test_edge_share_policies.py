@@ -25,7 +25,7 @@ SIZE = 100_000  # one chunk each: lean
 def api(stack: StackInfo, method: str, path: str, **body: Any) -> dict[str, Any]:
     answer = requests.request(
         method, f"{stack.api}{path}", json=body or None,
-        headers={"x-api-key": stack.api_key}, timeout=60,
+        headers={"authorization": f"Bearer {stack.api_key}"}, timeout=60,
     )  # fmt: skip
     assert answer.status_code < 300, answer.text
     return dict(answer.json())

@@ -124,9 +124,9 @@ def test_edges_keep_serving_while_the_control_plane_is_down(
 
     # The edges' heartbeats failed meanwhile and backed off; they must resume on their own.
     def heard_again() -> bool:
-        answer = requests.get(
-            f"{fault_stack.api}/nodes", headers={"x-api-key": fault_stack.api_key}, timeout=10
-        )
+        answer = requests.get(f"{fault_stack.api}/nodes",
+                              headers={"authorization": f"Bearer {fault_stack.api_key}"},
+                              timeout=10)
         nodes = {n["node_id"]: n for n in answer.json()["nodes"]}
         return all(
             nodes[edge.node_id]["status"] == "active"

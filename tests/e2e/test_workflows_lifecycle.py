@@ -76,7 +76,7 @@ class Cluster:
 
     @property
     def api_headers(self) -> dict[str, str]:
-        return {"x-api-key": self.stack.api_key}
+        return {"authorization": f"Bearer {self.stack.api_key}"}
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.stack.aws_endpoint,
@@ -441,7 +441,7 @@ def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
         at = int(time.time()) + 2
         patched = requests.patch(f"{cluster.stack.api}/files/{expired_id}",
                                  json={"expires_at": at}, timeout=30,
-                                 headers={"x-api-key": cluster.stack.api_key})
+                                 headers={"authorization": f"Bearer {cluster.stack.api_key}"})
         assert patched.status_code == 200, patched.text
         record = patched.json()
         assert (record["expires_at"], record["version"]) == (at, expired_version)

@@ -106,6 +106,7 @@ def _placeholder_functions(root: Path) -> Path:
     (functions / "app.py").write_text(_PLACEHOLDER_APP, encoding="utf-8")
     (functions / "requirements.txt").write_text("", encoding="utf-8")
     shutil.copy(paths.FUNCTIONS_DIR / ".chalice" / "config.json", functions / ".chalice")
+    shutil.copy(paths.FUNCTIONS_DIR / "gateway_responses.json", functions)
     (functions / "statemachines" / "replicate.asl.json").write_text(
         json.dumps(_PLACEHOLDER_ASL), encoding="utf-8"
     )
@@ -164,6 +165,8 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "cert_validity_days": "7",
     "import_buckets": "media-archive,media-partner",
     "public_url": "https://share.example.com",
+    "api_throttle_rate_limit": "25.5",
+    "api_throttle_burst_limit": "60",
     "edge_count": "3",
     "edge_max_count": "6",
     "edge_instance_type": "m6i.large",

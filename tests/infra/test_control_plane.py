@@ -7,21 +7,25 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from infra import paths
-from infra.constructs.storage import TABLE_ACTIONS
+from infra.constructs.control_plane import require_lambda_python
+from infra.constructs.core_layer import LAMBDA_PYTHON, LAMBDA_RUNTIME
 from infra.settings import FsnodeSettings
 
 from .conftest import Synthesis, of_type
 
-# Every FSNODE_* setting the control plane reads (functions/chalicelib/settings.py),
-# except the local stack's api-key switch: deployed, IAM guards the management routes.
+# Every FSNODE_* setting the control plane reads (functions/chalicelib/settings.py). The
+# functions the API handler invokes are named to it alone (the others would reference
+# themselves).
 CONTROL_PLANE_SETTINGS = paths.FUNCTIONS_DIR / "chalicelib" / "settings.py"
-LOCAL_ONLY = {"FSNODE_API_KEY_SECRET"}
+API_HANDLER_ONLY = {"FSNODE_ISSUE_CERTIFICATE_FUNCTION", "FSNODE_REPORT_WORK_FUNCTION"}
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
 
 
 def _settings_read_by_functions() -> set[str]:
-    return set(re.findall(r"FSNODE_[A-Z0-9_]+", CONTROL_PLANE_SETTINGS.read_text())) - LOCAL_ONLY
+    return set(re.findall(r"FSNODE_[A-Z0-9_]+", CONTROL_PLANE_SETTINGS.read_text()))
 
 
 def _env(resources: dict, function: str = "APIHandler") -> dict[str, Any]:
@@ -30,15 +34,6 @@ def _env(resources: dict, function: str = "APIHandler") -> dict[str, Any]:
 
 def _functions(resources: dict) -> dict[str, dict[str, Any]]:
     return of_type(resources, "AWS::Serverless::Function")
-
-
-def _policy_statements(resources: dict, role_logical_id: str) -> list[dict[str, Any]]:
-    statements: list[dict[str, Any]] = []
-    for policy in of_type(resources, "AWS::IAM::Policy").values():
-        roles = json.dumps(policy["Properties"].get("Roles", []))
-        if role_logical_id in roles:
-            statements += policy["Properties"]["PolicyDocument"]["Statement"]
-    return statements
 
 
 def test_every_function_has_settings_layer_and_tracing(
@@ -52,14 +47,24 @@ def test_every_function_has_settings_layer_and_tracing(
         # Only the real app has both machines (gc.asl.json) and reads every setting.
         required |= _settings_read_by_functions()
     assert "FSNODE_GC_STATE_MACHINE_ARN" in required or synthesis.uses_placeholder_functions
+    layer_runtimes = resources[layer_id]["Properties"]["CompatibleRuntimes"]
+    roles = set()
     for name, function in functions.items():
         props = function["Properties"]
-        assert set(props["Environment"]["Variables"]) >= required, name
-        assert not set(props["Environment"]["Variables"]) & LOCAL_ONLY, name
+        variables = set(props["Environment"]["Variables"])
+        assert variables >= required - API_HANDLER_ONLY, name
+        assert (variables >= API_HANDLER_ONLY) == (name == "APIHandler") or \
+            synthesis.uses_placeholder_functions, name
         assert props["Layers"] == [{"Ref": layer_id}], name
         assert props["Tracing"] == "Active", name
-        assert props["Runtime"] == "python3.11", name
-        assert props["Role"] == {"Fn::GetAtt": ["DefaultRole", "Arn"]}, name
+        # Pinned to the layer's runtime, whatever interpreter ran synth.
+        assert props["Runtime"] == LAMBDA_RUNTIME.name and layer_runtimes == [props["Runtime"]]
+        # A role of its own: no two functions share one, none keeps Chalice's placeholder.
+        (role_id, attribute) = props["Role"]["Fn::GetAtt"]
+        assert attribute == "Arn" and resources[role_id]["Type"] == "AWS::IAM::Role", name
+        roles.add(role_id)
+    assert len(roles) == len(functions)
+    assert "DefaultRole" not in resources
 
 
 def test_settings_reach_the_functions_with_cdk_json_defaults(resources: dict) -> None:
@@ -102,90 +107,23 @@ def test_prune_runs_every_minute(resources: dict) -> None:
     )
 
 
-def test_default_role_inline_policy_is_logs_and_xray_only(resources: dict) -> None:
-    (policy,) = resources["DefaultRole"]["Properties"]["Policies"]
-    statements = policy["PolicyDocument"]["Statement"]
-    actions = sorted(a for s in statements for a in s["Action"])
-    assert actions == [
-        "logs:CreateLogStream",
-        "logs:PutLogEvents",
-        "xray:PutTelemetryRecords",
-        "xray:PutTraceSegments",
-    ]
-    logs_resource = json.dumps(statements[0]["Resource"])
-    assert "log-group:/aws/lambda/*" in logs_resource and "arn:*:logs:*" not in logs_resource
-
-
-# The whole of what the functions may do beyond logs and X-Ray; a new grant must be
-# added here on purpose.
-CONTROL_PLANE_ACTIONS = {
-    *TABLE_ACTIONS,
-    "s3:GetObject",
-    "s3:GetObjectVersion",
-    "s3:PutObject",
-    "s3:AbortMultipartUpload",
-    "s3:ListMultipartUploadParts",
-    "s3:DeleteObject",
-    "s3:ListBucket",
-    "acm-pca:IssueCertificate",
-    "acm-pca:GetCertificate",
-    "acm-pca:GetCertificateAuthorityCertificate",
-    "secretsmanager:GetSecretValue",
-    "secretsmanager:DescribeSecret",
-    "states:StartExecution",
-    "states:DescribeExecution",
-    "states:SendTaskSuccess",
-    "states:SendTaskFailure",
-    "states:SendTaskHeartbeat",
-}
-
-
-def _by_action(resources: dict, role: str) -> dict[str, list[Any]]:
-    by_action: dict[str, list[Any]] = {}
-    for statement in _policy_statements(resources, role):
-        actions = statement["Action"]
-        for action in actions if isinstance(actions, list) else [actions]:
-            by_action.setdefault(action, []).append(statement["Resource"])
-    return by_action
-
-
-def test_default_role_grants_exactly_what_the_functions_call(resources: dict) -> None:
-    by_action = _by_action(resources, "DefaultRole")
-    assert set(by_action) == CONTROL_PLANE_ACTIONS
-    (ca_id,) = of_type(resources, "AWS::ACMPCA::CertificateAuthority")
-    for action in (
-        "acm-pca:IssueCertificate",
-        "acm-pca:GetCertificate",
-        "acm-pca:GetCertificateAuthorityCertificate",
-    ):
-        assert by_action[action] == [{"Fn::GetAtt": [ca_id, "Arn"]}], action
-    for table in of_type(resources, "AWS::DynamoDB::Table"):
-        assert table in json.dumps(by_action["dynamodb:PutItem"])
-    for action in ("s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion"):
-        (objects,) = by_action[action]
-        assert "StorageOrigin" in json.dumps(objects) and json.dumps(objects).endswith('"/*"]]}')
-    (bucket,) = by_action["s3:ListBucket"]
-    assert bucket["Fn::GetAtt"][0].startswith("StorageOrigin")
-    secrets = json.dumps(by_action["secretsmanager:GetSecretValue"])
-    for secret in of_type(resources, "AWS::SecretsManager::Secret"):
-        assert secret in secrets
-    machines = of_type(resources, "AWS::StepFunctions::StateMachine")
-    assert by_action["states:StartExecution"] == [{"Ref": key} for key in machines]
-    assert by_action["states:SendTaskSuccess"] == ["*"]
-    assert by_action["states:SendTaskFailure"] == ["*"]
-
-
-def test_describe_execution_only_on_our_machines_executions(resources: dict) -> None:
-    # Synchronous replication waits on an execution; GC checks an earlier collection.
-    (granted,) = _by_action(resources, "DefaultRole")["states:DescribeExecution"]
-    arns = granted if isinstance(granted, list) else [granted]
-    names = [
-        machine["Properties"]["StateMachineName"]
-        for machine in of_type(resources, "AWS::StepFunctions::StateMachine").values()
-    ]
-    assert sorted(json.dumps(arn).rsplit(":execution:", 1)[1] for arn in arns) == sorted(
-        f'{name}:*"]]}}' for name in names
-    )
+def test_each_function_role_holds_only_logs_and_traces_inline(resources: dict) -> None:
+    for name, function in _functions(resources).items():
+        role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+        assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+            "Service": "lambda.amazonaws.com"}, name
+        assert not role.get("ManagedPolicyArns"), name
+        (policy,) = role["Policies"]
+        statements = policy["PolicyDocument"]["Statement"]
+        actions = sorted(a for s in statements for a in s["Action"])
+        assert actions == [
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "xray:PutTelemetryRecords",
+            "xray:PutTraceSegments",
+        ], name
+        logs_resource = json.dumps(statements[0]["Resource"])
+        assert "log-group:/aws/lambda/*" in logs_resource and "arn:*:logs:*" not in logs_resource
 
 
 def test_api_name_and_output(resources: dict, synthesis: Synthesis) -> None:
@@ -199,6 +137,7 @@ def test_api_name_and_output(resources: dict, synthesis: Synthesis) -> None:
         "AlarmTopicArn",
         "CaArn",
         "BucketName",
+        "AdminKeySecretArn",
     } <= set(outputs)
     assert "execute-api" in json.dumps(outputs["ApiUrl"]["Value"])
 
@@ -235,3 +174,9 @@ def test_layer_holds_core_library_and_pinned_packages(synthesis: Synthesis) -> N
 
 def test_layer_build_is_cached_outside_cdk_out() -> None:
     assert any(paths.CACHE_DIR.glob("layer-*/python/fsnode_core"))
+
+
+def test_synthesis_refuses_another_python_than_the_lambda_runtime() -> None:
+    require_lambda_python(LAMBDA_PYTHON)
+    with pytest.raises(RuntimeError, match=r"Synthesize with Python 3\.11, not 3\.12"):
+        require_lambda_python((3, 12, 1))

@@ -10,10 +10,12 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Match, Template
+from aws_cdk.aws_ecr_assets import Platform
 
 from edge_node import discover_public_url
 from infra import paths
 from infra.constructs.edge_fleet import (
+    ADMIN_PORT,
     EDGE_UID,
     IMAGE_CONTEXT_INCLUDES,
     LISTENER_PORT,
@@ -22,16 +24,19 @@ from infra.constructs.edge_fleet import (
     SYSTEM_GIB,
     TLS_PORT,
     EdgeFleet,
+    image_platform,
+    network_bytes_per_minute,
 )
 from infra.constructs.public_domain import PublicDomain
 
-from .conftest import of_type
+from .conftest import STACK_NAME, Synthesis, of_type
 
 # docs/PROTOCOL.md, Settings, edge (FSNODE_JOIN_TOKEN comes as a secret).
 EDGE_ENV = {
     "FSNODE_API_URL",
     "FSNODE_EDGE_HOST",
     "FSNODE_EDGE_PORT",
+    "FSNODE_EDGE_ADMIN_PORT",
     "FSNODE_STATE_DIR",
     "FSNODE_CACHE_MAX_BYTES",
     "FSNODE_REGION",
@@ -136,18 +141,36 @@ def test_auto_scaling_group_spans_public_subnets_and_is_replaced_when_unhealthy(
     assert rolling["MaxBatchSize"] == 1 and rolling["MinInstancesInService"] < 10
 
 
-def test_scaling_on_cpu_and_network(template: Template) -> None:
-    for metric, target in (("ASGAverageCPUUtilization", 60), ("ASGAverageNetworkOut", None)):
+def test_scaling_on_cpu_and_network(template: Template, resources: dict) -> None:
+    # ASGAverageNetworkOut is bytes per minute (detailed monitoring): 400 Mbit/s per edge.
+    network = 400_000_000 // 8 * 60
+    for metric, target in (("ASGAverageCPUUtilization", 60), ("ASGAverageNetworkOut", network)):
         template.has_resource_properties(
             "AWS::AutoScaling::ScalingPolicy",
             {
                 "PolicyType": "TargetTrackingScaling",
                 "TargetTrackingConfiguration": {
                     "PredefinedMetricSpecification": {"PredefinedMetricType": metric},
-                    "TargetValue": target if target is not None else Match.any_value(),
+                    "TargetValue": target,
                 },
             },
         )
+    # Target tracking ignores a policy's cooldown: the group's warmup is what it honours.
+    for policy in of_type(resources, "AWS::AutoScaling::ScalingPolicy").values():
+        assert "Cooldown" not in policy["Properties"]
+    (group,) = of_type(resources, "AWS::AutoScaling::AutoScalingGroup").values()
+    assert group["Properties"]["DefaultInstanceWarmup"] == 300
+    data = next(iter(of_type(resources, "AWS::EC2::LaunchTemplate").values()))
+    assert data["Properties"]["LaunchTemplateData"]["Monitoring"] == {"Enabled": True}
+
+
+def test_the_edge_image_is_built_for_the_instances_platform(synthesis: Synthesis) -> None:
+    assets = json.loads((synthesis.outdir / f"{STACK_NAME}.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    assert image["source"]["platform"] == "linux/amd64"  # c6i: x86_64
+    assert image_platform("c6i.large").platform == Platform.LINUX_AMD64.platform
+    assert image_platform("c7g.large").platform == Platform.LINUX_ARM64.platform
+    assert network_bytes_per_minute(8) == 60_000_000
 
 
 def test_edge_runs_as_a_daemon_in_host_network_mode(template: Template, resources: dict) -> None:
@@ -186,7 +209,8 @@ def test_container_discovers_its_public_url_and_keeps_secrets_secret(resources: 
     assert "execute-api" in json.dumps(env["FSNODE_API_URL"])
     assert [s["Name"] for s in container["Secrets"]] == ["FSNODE_JOIN_TOKEN"]
     assert "FSNODE_JOIN_TOKEN" not in env
-    assert "/healthz" in " ".join(container["HealthCheck"]["Command"])
+    assert f"http://127.0.0.1:{ADMIN_PORT}/healthz" in " ".join(container["HealthCheck"]["Command"])
+    assert env["FSNODE_EDGE_ADMIN_PORT"] == str(ADMIN_PORT)
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
     # Host network mode: the container port is the instance's port.
     assert container["PortMappings"] == [{"ContainerPort": TLS_PORT, "Protocol": "tcp"}]
@@ -213,7 +237,9 @@ def test_nlb_listener_is_tcp_443_passthrough_to_instances(template: Template) ->
             "Port": TLS_PORT,
             "Protocol": "TCP",
             "TargetType": "instance",
-            "HealthCheckProtocol": "HTTPS",
+            # Health and metrics are on their own port, not the one players reach.
+            "HealthCheckProtocol": "HTTP",
+            "HealthCheckPort": str(ADMIN_PORT),
             "HealthCheckPath": "/healthz",
         },
     )
@@ -234,8 +260,10 @@ def test_security_groups_open_443_to_players_and_the_edge_port_to_the_nlb_only(
         for r in of_type(resources, "AWS::EC2::SecurityGroupIngress").values()
         if r["Properties"]["GroupId"] == {"Fn::GetAtt": [edge_id, "GroupId"]}
     ]
+    # /healthz and /metrics: only the load balancer reaches them, never the internet.
     assert [(r["SourceSecurityGroupId"], r["FromPort"]) for r in extra] == [
-        ({"Fn::GetAtt": [nlb_id, "GroupId"]}, TLS_PORT)
+        ({"Fn::GetAtt": [nlb_id, "GroupId"]}, TLS_PORT),
+        ({"Fn::GetAtt": [nlb_id, "GroupId"]}, ADMIN_PORT),
     ]
     nlb_ingress = groups[nlb_id]["Properties"]["SecurityGroupIngress"]
     assert [(r["CidrIp"], r["FromPort"]) for r in nlb_ingress] == [("0.0.0.0/0", LISTENER_PORT)]
@@ -244,10 +272,15 @@ def test_security_groups_open_443_to_players_and_the_edge_port_to_the_nlb_only(
 def test_task_role_only_gets_origin_objects(resources: dict) -> None:
     (task,) = of_type(resources, "AWS::ECS::TaskDefinition").values()
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    (statement,) = _role_statements(resources, role_id)
+    statement, published, tree = _role_statements(resources, role_id)
     # A versioned import is read at the version its manifest pins.
     assert statement["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
     assert "StorageOrigin" in json.dumps(statement["Resource"])
+    # The published manifests and heads, and the tree listing: reads only.
+    assert published["Action"] == "s3:GetObject"
+    assert "/meta/v1/*" in json.dumps(published["Resource"])
+    assert tree["Action"] == "s3:ListBucket"
+    assert tree["Condition"] == {"StringLike": {"s3:prefix": ["meta/v1/tree/*"]}}
 
 
 def test_instance_role_is_the_ecs_agent_in_this_cluster_only(resources: dict) -> None:

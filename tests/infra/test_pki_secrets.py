@@ -44,8 +44,8 @@ def test_existing_ca_creates_nothing() -> None:
     Template.from_stack(stack).resource_count_is("AWS::ACMPCA::CertificateAuthority", 0)
 
 
-def test_secrets_generate_join_token_and_keyring(template: Template) -> None:
-    template.resource_count_is("AWS::SecretsManager::Secret", 2)
+def test_secrets_generate_join_token_keyring_and_admin_key(template: Template) -> None:
+    template.resource_count_is("AWS::SecretsManager::Secret", 3)
     template.has_resource_properties(
         "AWS::SecretsManager::Secret",
         {

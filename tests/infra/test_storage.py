@@ -9,9 +9,10 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Match, Template
 
-from infra import paths
+from infra import grants, paths
 from infra.constructs.storage import Storage
 
 from .conftest import of_type
@@ -80,8 +81,12 @@ def test_tables_follow_tables_json(template: Template) -> None:
             "KeySchema": keys,
             "BillingMode": "PAY_PER_REQUEST",
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-            "TimeToLiveSpecification": {"AttributeName": spec["ttl_attribute"], "Enabled": True},
         }
+        if spec.get("ttl_attribute"):
+            expected["TimeToLiveSpecification"] = {
+                "AttributeName": spec["ttl_attribute"], "Enabled": True}
+        else:
+            expected["TimeToLiveSpecification"] = Match.absent()
         if spec["indexes"]:
             expected["GlobalSecondaryIndexes"] = [
                 Match.object_like(
@@ -111,7 +116,7 @@ def test_existing_bucket_is_referenced_not_created() -> None:
     assert storage.access_log_bucket is None
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::S3::Bucket", 0)
-    template.resource_count_is("AWS::DynamoDB::Table", 3)
+    template.resource_count_is("AWS::DynamoDB::Table", len(LAYOUT))
     assert storage.bucket.bucket_name == "media"
 
 
@@ -140,7 +145,7 @@ def _statements(template: Template, role: iam.Role) -> list[dict[str, Any]]:
     ]
 
 
-def test_import_buckets_are_read_only_for_functions_and_edges() -> None:
+def test_import_buckets_are_read_only_for_the_api_handler_and_edges() -> None:
     stack = cdk.Stack(cdk.App(), "Bare")
     storage = Storage(
         stack,
@@ -155,29 +160,39 @@ def test_import_buckets_are_read_only_for_functions_and_edges() -> None:
         stack, "Functions", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
     )
     edges = iam.Role(stack, "Edges", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
-    storage.grant_control_plane(functions)
-    storage.grant_edge_read(edges)
+    components = grants.load()
+    on_buckets = grants.Resources(
+        tables=storage.tables, origin=storage.bucket, imports=storage.import_buckets,
+        ca_arn="arn:aws:acm-pca:us-east-1:1:certificate-authority/x",
+        secrets={name: secretsmanager.Secret(stack, name)
+                 for name in ("join_token", "signing_keyring", "admin_key")},
+        state_machine_arn=lambda name: name, executions_arn=lambda name: name)
+    grants.apply(functions, components["api_handler"], on_buckets)
+    grants.apply(edges, components["edge"], on_buckets)
     template = Template.from_stack(stack)
 
     granted: dict[str, set[str]] = {}
     for statement in _statements(template, functions):
+        if ":s3:::" not in json.dumps(statement["Resource"]):
+            continue
         actions = (
             statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         )
-        resource = json.dumps(statement["Resource"])
-        bucket = re.search(r":s3:::([a-z0-9.-]+)", resource)
-        assert bucket, resource
-        granted.setdefault(bucket.group(1) + ("/*" if "/*" in resource else ""), set()).update(
-            actions
-        )
+        targets = statement["Resource"]
+        for target in targets if isinstance(targets, list) else [targets]:
+            resource = json.dumps(target)
+            bucket = re.search(r":s3:::([a-z0-9.-]+)", resource)
+            assert bucket, resource
+            granted.setdefault(bucket.group(1) + ("/*" if "/*" in resource else ""),
+                               set()).update(actions)
     assert granted == {
+        # The API handler uploads to the origin but deletes nothing (gc_step does).
         "origin/*": {
             "s3:GetObject",
             "s3:GetObjectVersion",
             "s3:PutObject",
             "s3:AbortMultipartUpload",
             "s3:ListMultipartUploadParts",
-            "s3:DeleteObject",
         },
         "origin": {"s3:ListBucket"},
         "media-a/*": {"s3:GetObject", "s3:GetObjectVersion"},
@@ -186,9 +201,14 @@ def test_import_buckets_are_read_only_for_functions_and_edges() -> None:
         "media-b": {"s3:ListBucket"},
     }
 
-    (edge_statement,) = _statements(template, edges)
-    assert edge_statement["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    # Edges read data, the published objects, and list the tree: nothing else.
+    data, published, tree = _statements(template, edges)
+    assert data["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
     assert [
         re.search(r":s3:::([a-z0-9.-]+/\*)", json.dumps(r)).group(1)  # type: ignore[union-attr]
-        for r in edge_statement["Resource"]
+        for r in data["Resource"]
     ] == ["origin/*", "media-a/*", "media-b/*"]
+    assert published["Action"] == "s3:GetObject"
+    assert ":s3:::origin/meta/v1/*" in json.dumps(published["Resource"])
+    assert tree["Action"] == "s3:ListBucket"
+    assert tree["Condition"] == {"StringLike": {"s3:prefix": ["meta/v1/tree/*"]}}

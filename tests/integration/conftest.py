@@ -76,14 +76,34 @@ def _make_root_ca(pca: Any) -> tuple[str, str]:
     return arn, root
 
 
+def _invoked_functions(aws: Any, env: dict[str, str]) -> dict[str, str]:
+    """The functions the API handler invokes (issue_certificate, report_work) as moto
+    Lambdas run in this process; the settings that name them."""
+    from fsnode.localstack import grants, lambda_dispatch
+
+    lambda_dispatch.install(FUNCTIONS)
+    role = aws("iam").create_role(
+        RoleName="fsnode-test-functions",
+        AssumeRolePolicyDocument=json.dumps(grants.trust_policy("function")))["Role"]["Arn"]
+    names = {grants.function_setting(name): f"fsnode-test-{name}"
+             for name in grants.invoked_by_api_handler()}
+    for name in grants.invoked_by_api_handler():
+        aws("lambda").create_function(
+            FunctionName=f"fsnode-test-{name}", Runtime="python3.11", Role=role,
+            Handler=f"app.{name}", Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+            Environment={"Variables": {**env, **names}})
+    return names
+
+
 @pytest.fixture(scope="session")
 def cp_stack() -> Iterator[Stack]:
     """A moto server with the control plane's resources, and the environment pointing at it."""
     from moto.server import ThreadedMotoServer
 
-    from fsnode.localstack import s3_checksums
+    from fsnode.localstack import pca_rules, s3_checksums
 
     s3_checksums.install()  # part checksums as S3 checks them, as the local stack's server does
+    pca_rules.install()  # the CA signs only with its own key type's algorithms
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -107,7 +127,8 @@ def cp_stack() -> Iterator[Stack]:
 
     try:
         ddb = aws("dynamodb")
-        tables = {name: f"fsnode-test-{name}" for name in ("nodes", "chunks", "idempotency")}
+        tables = {name: f"fsnode-test-{name}"
+                  for name in ("nodes", "chunks", "idempotency", "api_keys")}
         for logical, table in tables.items():
             ddb.create_table(**create_table_kwargs(logical, table))
         bucket = "fsnode-test-origin"
@@ -129,7 +150,8 @@ def cp_stack() -> Iterator[Stack]:
             "FSNODE_CA_ARN": ca_arn,
             "FSNODE_JOIN_TOKEN_SECRET": arns["join"],
             "FSNODE_SIGNING_KEY_SECRET": arns["keys"],
-            "FSNODE_API_KEY_SECRET": arns["api"],
+            "FSNODE_ADMIN_KEY_SECRET": arns["api"],
+            "FSNODE_API_KEYS_TABLE": tables["api_keys"],
             "FSNODE_CHUNK_SIZE": str(1024 * 1024),
             "FSNODE_CERT_VALIDITY_DAYS": "7",
             "FSNODE_HEARTBEAT_INTERVAL": "5",
@@ -139,6 +161,7 @@ def cp_stack() -> Iterator[Stack]:
             # Collected at once: tests of the grace period set their own.
             "FSNODE_RETIRE_GRACE_SECONDS": "0",
         }
+        env.update(_invoked_functions(aws, env))
         yield Stack(endpoint=endpoint, env=env, aws_env=aws_env, join_token=join_token,
                     api_key=api_key,
                     keyring=keyring, ca_arn=ca_arn, root_pem=root)
@@ -157,10 +180,13 @@ def cp_env(cp_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
 
 @pytest.fixture(scope="session")
 def cp_app(cp_stack: Stack) -> ModuleType:
-    """``functions/app.py``, loaded the way the local stack loads it (greedy routes too)."""
-    from fsnode.localstack import greedy_routes
+    """``functions/app.py``, loaded the way the local stack loads it, behind what API
+    Gateway does (greedy routes, limits, gateway responses; no authorizer cache, so a
+    revoked key is refused at once here)."""
+    from fsnode.localstack import api_gateway, greedy_routes
 
     greedy_routes.install()
+    api_gateway.install(cache_authorizers=False)
     return _load_app()
 
 
@@ -187,7 +213,7 @@ class Api:
              headers: dict[str, str] | None = None) -> Any:
         sent = {"content-type": "application/json", **(headers or {})}
         if key:
-            sent["x-api-key"] = self.api_key
+            sent["authorization"] = f"Bearer {self.api_key}"
         raw = b"" if body is None else (body if isinstance(body, bytes)
                                         else json.dumps(body).encode())
         return self.client.http.request(method, path, headers=sent, body=raw)

@@ -436,7 +436,7 @@ ROWS: dict[str, Row] = {
     # Management auth
     "managed-no-api-key": Row("GET", lambda s: "/files", 401, "unauthorized", key=False),
     "managed-wrong-api-key": Row("DELETE", lambda s: f"/files/{s.file['file_id']}", 401,
-                                 "unauthorized", headers=lambda s: {"x-api-key": "nope"},
+                                 "unauthorized", headers=lambda s: {"authorization": "Bearer nope"},
                                  key=False),
     "import-foreign-bucket": Row("POST", lambda s: "/files/import", 403, "forbidden",
                                  lambda s: {"bucket": "someone-else", "key": "k"}),

@@ -104,6 +104,24 @@ def test_register_accepts_a_dns_endpoint_with_an_ec_key(cp_api: Any, cp_stack: A
     assert san.get_values_for_type(x509.DNSName) == ["edge-1.example.net"]
 
 
+def test_the_ca_signs_an_ec_csr_with_its_own_rsa_algorithm(cp_env: Any) -> None:
+    """ACM Private CA refuses a signing algorithm of another key type than the CA's
+    (the local stack's moto refuses it too): the issuer follows the CA, not the CSR."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from chalicelib import issuer
+
+    csr = make_csr([ip_san("127.0.0.1")], key=ec.generate_private_key(ec.SECP256R1()))
+    pca = boto3.client("acm-pca")
+    with pytest.raises(ClientError) as refused:
+        pca.issue_certificate(CertificateAuthorityArn=cp_env.ca_arn, Csr=csr.encode(),
+                              SigningAlgorithm="SHA256WITHECDSA",
+                              Validity={"Value": 1, "Type": "DAYS"})
+    assert refused.value.response["Error"]["Code"] == "InvalidArgsException"
+    issuer.signing_algorithm.cache_clear()
+    assert issuer.signing_algorithm(cp_env.ca_arn) == "SHA256WITHRSA"
+
+
 @pytest.mark.parametrize(
     ("csr_factory", "endpoint"),
     [

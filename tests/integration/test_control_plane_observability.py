@@ -120,3 +120,22 @@ def test_lambda_functions_get_a_correlation_id_and_flush_their_metrics(
     assert observe_background(event, handler) == {"ok": True}
     assert seen == ["lambda-req-7"]
     assert "ProbeRan" in _metric_names(capsys.readouterr().out)
+
+
+def test_prune_sends_the_dead_nodes_gauge_on_every_run(
+        cp_env: Any, cp_app: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """The DeadNodes alarm (infra/constructs/monitoring.py) watches a value every run
+    sends, 0 included, not an event that only a run marking nodes dead would send."""
+    from chalicelib import aws, prune
+
+    from infra.constructs.monitoring import DEAD_NODES
+
+    aws.reset()
+    capsys.readouterr()
+    prune.run()
+    sent = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+            if '"_aws"' in line]
+    values = [line[DEAD_NODES] for line in sent if DEAD_NODES in line]
+    assert prune.METRIC_DEAD_NODES == DEAD_NODES
+    # One value per run (Powertools writes a metric's values as a list).
+    assert len(values) == 1 and len(values[0]) == 1 and values[0][0] >= 0

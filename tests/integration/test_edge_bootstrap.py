@@ -437,3 +437,42 @@ def test_a_failed_renewal_is_retried_with_backoff(
 
     assert asyncio.run(scenario()) == 1
     assert control_plane.renew_calls == 2  # the failure, then the retry that worked
+
+
+def test_health_and_metrics_move_to_the_admin_port_when_one_is_set(
+    tmp_path: Path, stack: tuple[FakeControlPlane, Manifest]
+) -> None:
+    """Deployed edges keep /healthz and /metrics off the port players reach (the load
+    balancer and scrapers use FSNODE_EDGE_ADMIN_PORT, which the security group keeps
+    to the VPC)."""
+    control_plane, _ = stack
+    port, admin_port = free_port(), free_port()
+    env = {**os.environ, "FSNODE_API_URL": control_plane.url, "FSNODE_JOIN_TOKEN": JOIN_TOKEN,
+           "FSNODE_EDGE_HOST": "127.0.0.1", "FSNODE_EDGE_PORT": str(port),
+           "FSNODE_EDGE_ADMIN_PORT": str(admin_port),
+           "FSNODE_STATE_DIR": str(tmp_path / "state"), "FSNODE_REGION": "local",
+           "FSNODE_CACHE_MAX_BYTES": str(10 * 1024 * 1024)}
+    process = subprocess.Popen([sys.executable, "-m", "edge_node"], cwd=REPO, env=env,
+                               stderr=subprocess.DEVNULL)
+    try:
+        with requests.Session() as http:
+            http.trust_env = False
+            http.verify = str(tmp_path / "state" / "root.crt")
+
+            def admin_answers() -> bool:
+                assert process.poll() is None
+                try:
+                    return http.get(f"http://127.0.0.1:{admin_port}/healthz",
+                                    timeout=2).json()["ok"] is True
+                except requests.ConnectionError:
+                    return False
+
+            wait_for(admin_answers, "the admin port")
+            metrics = http.get(f"http://127.0.0.1:{admin_port}/metrics", timeout=5)
+            assert metrics.status_code == 200 and "fsnode" in metrics.text
+            for path in ("/healthz", "/metrics"):
+                public = http.get(f"https://127.0.0.1:{port}{path}", timeout=5)
+                assert public.status_code == 404, (path, public.text)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -41,7 +41,7 @@ def test_documented_auth_is_the_auth_enforced(
 ) -> None:
     security = PATHS[path][method.lower()]["security"]
     assert security in (MANAGED, NODE, PUBLIC)
-    # API Gateway checks SigV4 only on routes that carry the IAM authorizer.
+    # API Gateway runs the API-key authorizer only on routes that carry it.
     authorizer = cp_app.app.routes[path][method].authorizer
     assert (authorizer is not None) == (security == MANAGED), authorizer
     body = b"{}" if "requestBody" in PATHS[path][method.lower()] else None
@@ -59,6 +59,6 @@ def test_documented_auth_is_the_auth_enforced(
         assert forged.status_code == 401, forged.body
     if security == MANAGED:
         wrong = cp_api.call(
-            method, _concrete(path), body, key=False, headers={"x-api-key": "wrong"}
+            method, _concrete(path), body, key=False, headers={"authorization": "Bearer wrong"}
         )
         assert wrong.status_code == 401, wrong.body

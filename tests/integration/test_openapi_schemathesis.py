@@ -70,6 +70,15 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    # The functions the control plane invokes (issue_certificate) run in this process,
+    # inside the in-process moto server: they need its AWS settings here too.
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in cp_stack.aws_env.items():
+            patch.setenv(name, value)
+        yield from _world(cp_stack, tmp_path_factory)
+
+
+def _world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     port = processes.free_port()
     env = {**os.environ, **cp_stack.aws_env, **cp_stack.env}
     child = processes.spawn(
@@ -97,7 +106,7 @@ def world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             json=register_body(cp_stack, make_csr([ip_san("127.0.0.1")])),
         ).json()
         data = os.urandom(3000)
-        managed = {"x-api-key": cp_stack.api_key}
+        managed = {"authorization": f"Bearer {cp_stack.api_key}"}
         started = requests.post(
             f"{url}/files",
             headers=managed,
@@ -151,7 +160,7 @@ def _aim(case: Any, world: World) -> dict[str, str]:
     if security == NODE:
         return {"Authorization": f"Bearer {world.credential}"}
     if security == MANAGED:
-        return {"x-api-key": world.api_key}
+        return {"authorization": f"Bearer {world.api_key}"}
     return {}
 
 

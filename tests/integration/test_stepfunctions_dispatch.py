@@ -91,7 +91,7 @@ def flaky_machine(aws_server: str) -> str:
     """A state machine whose one Task retries a Lambda that fails on purpose."""
     builder = ResourceBuilder(aws_server, "us-east-1", FUNCTIONS_DIR)
     builder._enable_state_machine_execution()
-    role = builder._role()
+    role = builder.role("fsnode-flaky")
     function_arn = _client(aws_server, "lambda").create_function(
         FunctionName="flaky",
         Runtime="python3.11",

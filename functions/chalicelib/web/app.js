@@ -14,7 +14,8 @@ function apiKey() { return sessionStorage.getItem(KEY_NAME); }
 function showError(err) { $("#error").textContent = err ? String(err.message || err) : ""; }
 
 async function api(method, path, body) {
-  const headers = { "x-api-key": apiKey() || "" };
+  // The same header as the CLI, locally and in AWS: API Gateway's authorizer reads it.
+  const headers = apiKey() ? { authorization: `Bearer ${apiKey()}` } : {};
   if (body !== undefined) headers["content-type"] = "application/json";
   const response = await fetch(path, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),

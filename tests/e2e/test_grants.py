@@ -1,0 +1,167 @@
+"""Grants proven by running: each component of the local stack signs as its own role,
+built from infra/grants.json, and moto refuses what that role does not grant.
+
+The rest of the suite runs every flow (register, upload, share, replicate, collect)
+under these roles; these tests show the refusals are real.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from fsnode.localstack import processes
+from fsnode.localstack.resources import LOCAL_CREDENTIALS
+from fsnode.localstack.stack import StackInfo
+
+
+def _env(stack: StackInfo, name: str) -> dict[str, str]:
+    spec = json.loads((Path(stack.state_dir) / "launch" / f"{name}.json").read_text())
+    return dict(spec["env"])
+
+
+def _as(stack: StackInfo, service: str, env: dict[str, str]) -> Any:
+    return boto3.client(service, endpoint_url=stack.aws_endpoint, region_name=stack.region,
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                        aws_session_token=env["AWS_SESSION_TOKEN"])
+
+
+def _root(stack: StackInfo, service: str) -> Any:
+    return boto3.client(service, endpoint_url=stack.aws_endpoint, region_name=stack.region,
+                        **LOCAL_CREDENTIALS)
+
+
+def _refused(call: Any, code: str = "AccessDeniedException") -> None:
+    with pytest.raises(ClientError) as refused:
+        call()
+    assert refused.value.response["Error"]["Code"] == code, refused.value.response
+
+
+def _function_env(stack: StackInfo, name: str) -> dict[str, str]:
+    roles = json.loads(_env(stack, "api")["FSNODE_LOCAL_FUNCTION_CREDENTIALS"])
+    return {"AWS_ACCESS_KEY_ID": roles[name]["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": roles[name]["secret_access_key"],
+            "AWS_SESSION_TOKEN": roles[name]["session_token"]}
+
+
+def _log_has(stack: StackInfo, text: str) -> bool:
+    return text in (Path(stack.state_dir) / "logs" / "aws.log").read_text(errors="replace")
+
+
+@contextmanager
+def _without(stack: StackInfo, role: str, action: str) -> Iterator[None]:
+    """``role`` loses ``action`` for the duration (its policy is put back after)."""
+    iam = _root(stack, "iam")
+    original = iam.get_role_policy(RoleName=role, PolicyName="grants")["PolicyDocument"]
+    document = original if isinstance(original, dict) else json.loads(original)
+    kept = [{**statement, "Action": [a for a in statement["Action"] if a != action]}
+            for statement in document["Statement"]]
+    kept = [statement for statement in kept if statement["Action"]]
+    if kept:
+        iam.put_role_policy(RoleName=role, PolicyName="grants",
+                            PolicyDocument=json.dumps({**document, "Statement": kept}))
+    else:
+        iam.delete_role_policy(RoleName=role, PolicyName="grants")
+    try:
+        yield
+    finally:
+        iam.put_role_policy(RoleName=role, PolicyName="grants",
+                            PolicyDocument=json.dumps(document))
+
+
+def test_every_process_signs_as_its_own_role(stack: StackInfo) -> None:
+    def role_of(env: dict[str, str]) -> str:
+        arn = _as(stack, "sts", env).get_caller_identity()["Arn"]
+        return str(arn.split("assumed-role/")[1].split("/")[0])
+
+    assert role_of(_env(stack, "api")) == "fsnode-api-handler"
+    assert role_of(_function_env(stack, "api_key_authorizer")) == "fsnode-api-key-authorizer"
+    assert role_of(_function_env(stack, "prune")) == "fsnode-prune"
+    assert {role_of(_env(stack, f"edge-{i + 1}")) for i in range(len(stack.edges))} == {
+        "fsnode-edge"}
+
+
+def test_the_api_handler_cannot_issue_delete_or_complete_tasks(stack: StackInfo) -> None:
+    env = _env(stack, "api")
+    bucket, key = env["FSNODE_BUCKET"], f"grants/{os.urandom(4).hex()}"
+    s3 = _as(stack, "s3", env)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"x")  # granted: uploads are PutObject
+    _refused(lambda: s3.delete_object(Bucket=bucket, Key=key), "AccessDenied")
+    pca = _as(stack, "acm-pca", env)
+    _refused(lambda: pca.issue_certificate(
+        CertificateAuthorityArn=env["FSNODE_CA_ARN"], Csr=_csr().encode(),
+        SigningAlgorithm="SHA256WITHRSA", Validity={"Value": 1, "Type": "DAYS"}))
+    _refused(lambda: _as(stack, "stepfunctions", env).send_task_success(
+        taskToken="t" * 10, output="{}"))
+    # The keys table is the authorizer's to read; the handler only writes it.
+    _refused(lambda: _as(stack, "dynamodb", env).get_item(
+        TableName=env["FSNODE_API_KEYS_TABLE"], Key={"key_id": {"S": "0" * 32}}))
+    _root(stack, "s3").delete_object(Bucket=bucket, Key=key)
+
+
+def test_an_edge_reads_objects_and_nothing_else(stack: StackInfo) -> None:
+    env, api = _env(stack, "edge-1"), _env(stack, "api")
+    bucket, key = api["FSNODE_BUCKET"], f"grants/{os.urandom(4).hex()}"
+    _root(stack, "s3").put_object(Bucket=bucket, Key=key, Body=b"edge reads")
+    s3 = _as(stack, "s3", env)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"edge reads"
+    _refused(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x"), "AccessDenied")
+    _refused(lambda: _as(stack, "dynamodb", env).scan(TableName=api["FSNODE_NODES_TABLE"]))
+    _refused(lambda: _as(stack, "secretsmanager", env).get_secret_value(
+        SecretId=api["FSNODE_SIGNING_KEY_SECRET"]))
+    _root(stack, "s3").delete_object(Bucket=bucket, Key=key)
+
+
+def test_an_in_process_function_runs_as_its_role(stack: StackInfo) -> None:
+    """issue_certificate runs inside moto's process, as its own role: without the grant,
+    register fails where the CA is called."""
+    body = {"join_token": _env(stack, "edge-1")["FSNODE_JOIN_TOKEN"],
+            "endpoint": f"https://127.0.0.1:{processes.free_port()}", "region": "local",
+            "capacity_bytes": 1, "csr": _csr()}
+    with _without(stack, "fsnode-issue-certificate", "acm-pca:IssueCertificate"):
+        answer = requests.post(f"{stack.api}/nodes/register", json=body, timeout=60)
+    assert answer.status_code == 503, answer.text
+    assert _log_has(stack, "assumed-role/fsnode-issue-certificate/")
+    assert _log_has(stack, "action=acm-pca:IssueCertificate")
+
+
+def test_step_functions_invokes_as_the_state_machine_role(stack: StackInfo) -> None:
+    api = _env(stack, "api")
+    sfn = _root(stack, "stepfunctions")
+    with _without(stack, "fsnode-states", "lambda:InvokeFunction"):
+        arn = sfn.start_execution(
+            stateMachineArn=api["FSNODE_REPLICATE_STATE_MACHINE_ARN"],
+            name=f"grants-{os.urandom(4).hex()}",
+            input=json.dumps({"file_id": "0" * 32, "version": "0" * 32}))["executionArn"]
+        deadline = time.monotonic() + 60
+        while (status := sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
+            assert time.monotonic() < deadline, "the execution did not end"
+            time.sleep(0.2)
+    assert status == "FAILED"
+    assert _log_has(stack, "assumed-role/fsnode-states/")
+
+
+def _csr() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return (x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.PEM).decode())
