@@ -144,12 +144,20 @@ def test_corrupted_chunk_file_is_never_served(fault_stack: StackInfo, tmp_path: 
     assert _get(fault_stack, url).content == data
     index, edge_url = _edge_of(fault_stack, url)
     file_id = url.split("/f/")[1].split("?")[0]
-    cached = [
-        p
-        for p in Path(fault_stack.edges[index].state_dir).rglob("*")
-        if p.is_file() and file_id in str(p) and p.stat().st_size == CHUNK
-    ]
-    assert cached, "the edge should hold the file's chunks on disk"
+    state_dir = Path(fault_stack.edges[index].state_dir)
+
+    def chunk_files() -> list[Path]:
+        return [
+            p
+            for p in state_dir.rglob("*")
+            if p.is_file() and file_id in str(p) and p.stat().st_size == CHUNK
+        ]
+
+    # The response can end before the stream-through fill has renamed its file into place.
+    processes.wait_until(
+        lambda: len(chunk_files()) == SIZE // CHUNK, 30, "the edge to hold the full chunks on disk"
+    )
+    cached = chunk_files()
     for path in cached:
         raw = bytearray(path.read_bytes())
         raw[12345] ^= 0xFF
