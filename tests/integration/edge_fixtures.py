@@ -351,7 +351,10 @@ class EdgeServer:
             origin=self.fetcher,
             trusted_proxy_hops=self.trusted_proxy_hops,
         )
-        self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
+        # No access log, as main.py: a request line carries its share's signature.
+        self._runner = web.AppRunner(
+            build_app(self.context), shutdown_timeout=2, access_log=None
+        )
         await self._runner.setup()
         # The listeners main.py opens: the client limits bound every connection.
         self.connections = ConnectionGuard(self.client_limits)
