@@ -136,4 +136,9 @@ def _connection_lines(guard: ConnectionGuard) -> list[str]:
     ]
     for reason, count in sorted(guard.closed.items()):
         lines.append(f'fsnode_edge_connections_closed_total{{reason="{reason}"}} {count}')
+    lines += [
+        "# HELP fsnode_edge_memory_releases_total Freed memory given back after clients left.",
+        "# TYPE fsnode_edge_memory_releases_total counter",
+        f"fsnode_edge_memory_releases_total {guard.memory_releases}",
+    ]
     return lines
