@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fsnode_core.errors import Conflict, FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import (
+    IDEMPOTENCY_KEY_REUSED,
+    Conflict,
+    FsnodeError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 
 from edge_node import registration_key, tls
 from edge_node.cache import ChunkCache
@@ -227,6 +234,12 @@ class EdgeNode:
             try:
                 return await self.register()
             except (Unavailable, Conflict) as exc:
+                if exc.details.get("reason") == IDEMPOTENCY_KEY_REUSED:
+                    # Our key was used with other details (settings changed): only a
+                    # new key can succeed.
+                    await asyncio.to_thread(registration_key.rotate, self.settings.state_dir)
+                    log.warning("registration key reused with other details; rotated it")
+                    continue
                 # Conflict: a concurrent registration with our idempotency key.
                 log.warning("control plane not ready (%s); retrying in %.1fs", exc.message, delay)
             except FsnodeError as exc:
