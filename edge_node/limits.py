@@ -30,10 +30,12 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import gc
 import logging
 import socket
 import struct
+import termios
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -83,11 +85,11 @@ class ClientLimits:
 class ConnectionGuard:
     """The open client connections of this process and the sweep that bounds them."""
 
-    def __init__(self, limits: ClientLimits, closed: Counter[str] | None = None) -> None:
+    def __init__(self, limits: ClientLimits) -> None:
         self.limits = limits
         # Why connections were closed by a limit (header_timeout, keepalive_timeout,
         # send_timeout, max_connections): the edge's metrics show this counter.
-        self.closed: Counter[str] = closed if closed is not None else Counter()
+        self.closed: Counter[str] = Counter()
         self._open: set[BoundedHandler] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closed_since_trim = 0
@@ -313,12 +315,9 @@ def _bytes_waiting(transport: asyncio.BaseTransport) -> bool:
     sock = transport.get_extra_info("socket")
     if sock is None:
         return False
-    try:
-        import fcntl
-        import termios
-
+    try:  # SIOCOUTQ: bytes in the socket's send queue, not yet acknowledged
         queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except (OSError, ImportError):
+    except OSError:
         return False
     return int.from_bytes(queued, "little") > 0
 
