@@ -11,12 +11,13 @@
   kernel's ``tcpi_bytes_acked``, so the sendfile path is covered too), or the request
   is cancelled and the connection dropped with its buffers.
 - **Connection cap** (nginx ``worker_connections``): past ``max_connections`` open
-  connections, a new one is closed as soon as it is accepted (after its handshake, on
-  TLS); the open ones are not disturbed.
+  connections, a new one is closed as soon as it is accepted, before any TLS work; the
+  open ones are not disturbed.
 
 Memory: answers go out in blocks of at most ``cache.BLOCK`` (256 KiB), each write
 waiting for the transport to drain below its high-water mark (aiohttp's drain), so
-a stalled reader holds about two blocks in user space besides its socket buffers.
+a stalled reader holds about two blocks in user space besides its socket buffers, and
+a TLS connection reads into 32 KiB (asyncio's default is 256 KiB per connection).
 Freed buffers go back to the system (``malloc_trim``) once connections have closed,
 so RSS returns to its baseline after a burst of clients.
 
@@ -37,10 +38,11 @@ import socket
 import struct
 import termios
 import time
+from asyncio import sslproto
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -124,8 +126,11 @@ class ConnectionGuard:
                 await self._sweeper
             self._sweeper = None
 
+    def full(self) -> bool:
+        return len(self._open) >= self.limits.max_connections
+
     def admit(self, handler: BoundedHandler) -> bool:
-        if len(self._open) >= self.limits.max_connections:
+        if self.full():  # (handshakes that finish together may pass the accept check)
             self.closed["max_connections"] += 1
             return False
         self._open.add(handler)
@@ -249,6 +254,21 @@ class BoundedHandler(RequestHandler):
             transport.abort()
 
 
+class _EdgeTLS(sslproto.SSLProtocol):
+    """asyncio's TLS layer with a 32 KiB read buffer: its default, 256 KiB allocated and
+    zeroed for every connection, made each idle TLS client cost a quarter MiB, and
+    clients here send small request heads."""
+
+    max_size = 32 * 1024
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the cap: closed as soon as it is accepted."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).abort()
+
+
 class BoundedSite(web.TCPSite):
     """A TCP listener whose connections the guard bounds; on TLS the handshake counts
     against the header timeout."""
@@ -262,16 +282,34 @@ class BoundedSite(web.TCPSite):
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        self._guard.start()
+        guard = self._guard
+        guard.start()
         loop = asyncio.get_running_loop()
+        make_handler = guard.handler_factory(server)
+        tls = self._ssl_context
+        handshake_timeout = guard.limits.header_timeout
+
+        def accept() -> asyncio.BaseProtocol:
+            if guard.full():
+                # Refused before any TLS work; the open connections are not disturbed.
+                guard.closed["max_connections"] += 1
+                return _Refused()
+            handler = make_handler()
+            if tls is None:
+                return handler
+            # What loop.create_server(ssl=...) builds, with a smaller read buffer.
+            # (typeshed wants a waiter future and an int timeout; asyncio itself passes
+            # None and takes any positive number)
+            return _EdgeTLS(
+                loop, handler, tls, None,  # type: ignore[arg-type]
+                server_side=True,
+                ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
+            )
+
         self._server = await loop.create_server(
-            self._guard.handler_factory(server),
+            accept,
             self._host,
             self._port,
-            ssl=self._ssl_context,
-            ssl_handshake_timeout=(
-                self._guard.limits.header_timeout if self._ssl_context else None
-            ),
             backlog=self._backlog,
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,

@@ -26,9 +26,9 @@ MIB = 1024 * 1024
 HERE = Path(__file__).resolve().parent
 SIZE = 8 * MIB
 STALLED = 100
-# What one stalled TLS stream may hold in user space: asyncio's 256 KiB TLS read
-# buffer (every TLS connection has one), about two 256 KiB write blocks, slack.
-PER_STREAM = 1.25 * MIB
+# What one stalled TLS stream may hold in user space: about two 256 KiB write blocks,
+# a 32 KiB TLS read buffer, the request's objects, slack (about 0.6 MiB is measured).
+PER_STREAM = 1 * MIB
 # What may stay after they left (allocator and interpreter noise).
 SETTLED = 16 * MIB
 
