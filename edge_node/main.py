@@ -238,9 +238,7 @@ class EdgeNode:
                     # Our key was used with other details (settings changed): only a
                     # new key can succeed.
                     await asyncio.to_thread(registration_key.rotate, self.settings.state_dir)
-                    log.warning("registration key reused with other details; rotated it")
-                    continue
-                # Conflict: a concurrent registration with our idempotency key.
+                # Else Conflict: a concurrent registration with our idempotency key.
                 log.warning("control plane not ready (%s); retrying in %.1fs", exc.message, delay)
             except FsnodeError as exc:
                 raise FatalStartError(f"registration refused: {exc.code}: {exc.message}") from exc
