@@ -176,6 +176,10 @@ class ControlPlaneClient:
         message = error.get("message") if isinstance(error, dict) else None
         message = str(message or f"control plane answered {status} to {method} {path}")
         error_class = _BY_STATUS.get(status, Unavailable)
+        details = error.get("details") if isinstance(error, dict) else None
+        reason = details.get("reason") if isinstance(details, dict) else None
+        if reason is not None:  # what the caller may act on (IDEMPOTENCY_KEY_REUSED)
+            raise error_class(message, status=status, reason=str(reason))
         raise error_class(message, status=status)
 
 

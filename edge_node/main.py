@@ -16,13 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fsnode_core.errors import Conflict, FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import (
+    IDEMPOTENCY_KEY_REUSED,
+    Conflict,
+    FsnodeError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 
 from edge_node import registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
 from edge_node.heartbeat import HeartbeatLoop
+from edge_node.limits import BoundedSite, ConnectionGuard
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
@@ -44,6 +52,8 @@ class EdgeNode:
         self.settings = settings
         self.client = ControlPlaneClient(settings.api_url, ca_bundle=settings.ca_bundle)
         self.metrics = EdgeMetrics()
+        self.connections = ConnectionGuard(settings.client_limits)
+        self.metrics.connections = self.connections
         self.origin = OriginFetcher(
             settings.origin_config(), on_bytes=self.metrics.add_origin_bytes
         )
@@ -224,7 +234,11 @@ class EdgeNode:
             try:
                 return await self.register()
             except (Unavailable, Conflict) as exc:
-                # Conflict: a concurrent registration with our idempotency key.
+                if exc.details.get("reason") == IDEMPOTENCY_KEY_REUSED:
+                    # Our key was used with other details (settings changed): only a
+                    # new key can succeed.
+                    await asyncio.to_thread(registration_key.rotate, self.settings.state_dir)
+                # Else Conflict: a concurrent registration with our idempotency key.
                 log.warning("control plane not ready (%s); retrying in %.1fs", exc.message, delay)
             except FsnodeError as exc:
                 raise FatalStartError(f"registration refused: {exc.code}: {exc.message}") from exc
@@ -264,11 +278,14 @@ class EdgeNode:
             await admin.setup()
             await web.TCPSite(admin, self.settings.host, admin_port).start()
             log.info("health and metrics on %s:%d", self.settings.host, admin_port)
-        await web.TCPSite(
-            runner, self.settings.host, self.settings.port, ssl_context=self.ssl_context
+        await BoundedSite(
+            runner, self.connections, self.settings.host, self.settings.port,
+            ssl_context=self.ssl_context,
         ).start()
         if self.settings.http_port is not None:
-            await web.TCPSite(runner, self.settings.host, self.settings.http_port).start()
+            await BoundedSite(
+                runner, self.connections, self.settings.host, self.settings.http_port
+            ).start()
             log.info("plain HTTP on %s:%d", self.settings.host, self.settings.http_port)
         heartbeat = HeartbeatLoop(
             client=self.client,
@@ -293,6 +310,7 @@ class EdgeNode:
             log.info("stopping: no new connections, finishing open responses")
             stop.set()
             await runner.cleanup()  # closes listeners, then waits for handlers
+            await self.connections.close()
             if admin is not None:
                 await admin.cleanup()
             for task in (heartbeat_task, renewal_task):

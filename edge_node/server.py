@@ -10,6 +10,7 @@ chunk streams from its fill as bytes arrive from the origin.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import contextlib
 import email.utils
@@ -30,6 +31,8 @@ from fsnode_core.published import entity_tag
 from fsnode_core.signing import SharePolicy
 
 from edge_node.cache import ChunkCache, ChunkLease, DiskLease
+from edge_node.canonical import CLIENT_CLOSED_REQUEST, canonical_middleware
+from edge_node.limits import final_status
 from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
@@ -207,7 +210,7 @@ async def _add_cors(_request: web.Request, response: web.StreamResponse) -> None
 def build_app(context: EdgeContext, *, admin: bool = True) -> web.Application:
     """The edge's app; ``admin=False`` leaves out ``/healthz`` and ``/metrics``, which
     ``build_admin_app`` then serves on a port of their own (FSNODE_EDGE_ADMIN_PORT)."""
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[canonical_middleware, error_middleware])
     app[EDGE] = context
     app.on_response_prepare.append(_add_cors)
     app.router.add_get("/f/{file_id}", serve_file)  # also answers HEAD
@@ -269,10 +272,15 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     status = 500
     try:
         response = await _serve_file(request, edge)
-        status = response.status
+        status = await final_status(request, response)
         return response
     except FsnodeError as exc:
         status = STATUS_BY_CODE.get(exc.code, 500)
+        raise
+    except (ConnectionError, asyncio.CancelledError):
+        # The client went away (or was dropped by a limit) mid-answer: not our error.
+        status = CLIENT_CLOSED_REQUEST
+        log.info("client closed the connection mid-response path=%s", request.path)
         raise
     finally:
         edge.metrics.requests_in_flight -= 1

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edge_node.cache import CacheConfig
+from edge_node.limits import ClientLimits
 from edge_node.origin import OriginConfig
 
 MIB = 1024 * 1024
@@ -23,6 +24,8 @@ DEFAULT_FILL_MEMORY_BYTES = 64 * MIB
 
 def default_memory_cache_bytes(cache_max_bytes: int) -> int:
     return min(MEMORY_CACHE_CEILING, cache_max_bytes // 16)
+# The defaults of the client limits, written once (in ClientLimits).
+_LIMITS = ClientLimits()
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
@@ -80,6 +83,8 @@ class EdgeSettings:
     # A cached manifest older than this is refreshed in the background on its next hit
     # (it keeps serving meanwhile): how long a deletion can go unseen without evict work.
     manifest_refresh_seconds: float = 30.0
+    # Header, keep-alive and send timeouts and the connection cap (edge_node.limits).
+    client_limits: ClientLimits = _LIMITS
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(
@@ -168,6 +173,18 @@ class EdgeSettings:
             ),
             trusted_proxy_hops=_int(source, "FSNODE_TRUSTED_PROXY_HOPS", 0, zero=True),
             manifest_refresh_seconds=_seconds(source, "FSNODE_MANIFEST_REFRESH_SECONDS", 30.0),
+            client_limits=ClientLimits(
+                header_timeout=_seconds(
+                    source, "FSNODE_EDGE_HEADER_TIMEOUT", _LIMITS.header_timeout
+                ),
+                keepalive_timeout=_seconds(
+                    source, "FSNODE_EDGE_KEEPALIVE_TIMEOUT", _LIMITS.keepalive_timeout
+                ),
+                send_timeout=_seconds(source, "FSNODE_EDGE_SEND_TIMEOUT", _LIMITS.send_timeout),
+                max_connections=_int(
+                    source, "FSNODE_EDGE_MAX_CONNECTIONS", _LIMITS.max_connections
+                ),
+            ),
         )
         try:
             settings.cache_config()

@@ -13,9 +13,16 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
 )
 from fsnode_core.chunks import chunk_bounds
-from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound
+from fsnode_core.errors import (
+    IDEMPOTENCY_KEY_REUSED,
+    Conflict,
+    Gone,
+    InvalidInput,
+    NotFound,
+)
 from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import FILE_READY, NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NodeRecord
 
@@ -55,6 +62,11 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
             answer = _idempotent_register()(request=request)
         except IdempotencyAlreadyInProgressError as exc:
             raise Conflict("a register with this idempotency_key is still in progress") from exc
+        except IdempotencyValidationError as exc:
+            # The same key for a different request (as Stripe and S3 answer a reused
+            # token): a replay must not hand back a node registered with other details.
+            raise Conflict("this idempotency_key was used for a different request",
+                           reason=IDEMPOTENCY_KEY_REUSED) from exc
     # The credential is derived again on every answer, a replay included: it is never
     # stored (the idempotency record keeps only the key id it was derived with).
     credential = auth.node_credential(answer["node_id"], answer["credential_kid"])
@@ -78,7 +90,10 @@ def _idempotent_register() -> Any:
     persistence = DynamoDBPersistenceLayer(
         table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
     )
+    # A replay must also repeat what the node said of itself (the CSR differs per
+    # signing and is covered by node_identity's public key).
     config = IdempotencyConfig(event_key_jmespath="[idempotency_key, node_identity]",
+                               payload_validation_jmespath="[region, capacity_bytes, lat, lng]",
                                expires_after_seconds=3600)
     return idempotent_function(
         _register, data_keyword_argument="request", persistence_store=persistence, config=config

@@ -58,6 +58,11 @@ class Conflict(FsnodeError):
     code = "conflict"
 
 
+# ``details.reason`` of a Conflict for an idempotency key reused with another request:
+# the caller must pick a new key (retrying with the same one can never succeed).
+IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+
+
 class RangeNotSatisfiable(FsnodeError):
     """No requested byte range overlaps the representation."""
 

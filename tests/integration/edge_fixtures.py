@@ -35,6 +35,7 @@ from moto.server import ThreadedMotoServer
 from edge_node import tls
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
+from edge_node.limits import BoundedSite, ClientLimits, ConnectionGuard
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginConfig, OriginFetcher
@@ -281,8 +282,11 @@ class EdgeServer:
         readahead_chunks: int = 2,
         trusted_proxy_hops: int = 0,
         manifest_refresh_seconds: float = 30.0,
+        client_limits: ClientLimits | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.client_limits = client_limits or ClientLimits()
+        self.connections: ConnectionGuard | None = None
         self.manifest_refresh_seconds = manifest_refresh_seconds
         self.trusted_proxy_hops = trusted_proxy_hops
         self.cache_config = cache_config or CacheConfig(max_bytes=64 * 1024 * 1024)
@@ -347,18 +351,28 @@ class EdgeServer:
             origin=self.fetcher,
             trusted_proxy_hops=self.trusted_proxy_hops,
         )
-        self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
+        # No access log, as main.py: a request line carries its share's signature.
+        self._runner = web.AppRunner(
+            build_app(self.context), shutdown_timeout=2, access_log=None
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
+        # The listeners main.py opens: the client limits bound every connection.
+        self.connections = ConnectionGuard(self.client_limits)
+        self.metrics.connections = self.connections
+        site = BoundedSite(
+            self._runner, self.connections, "127.0.0.1", 0, ssl_context=self.ssl_context
+        )
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         # The plain-HTTP listener (FSNODE_EDGE_HTTP_PORT): the sendfile path.
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await BoundedSite(self._runner, self.connections, "127.0.0.1", 0).start()
         self.http_port = int(self._runner.addresses[1][1])
 
     def stop(self) -> None:
         if self._runner is not None:
             self.call(self._runner.cleanup())
+        if self.connections is not None:
+            self.call(self.connections.close())
         if self.context is not None:
             self.call(self.context.manifests.close())
             self.call(self.context.cache.close())

@@ -254,6 +254,31 @@ def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(cp_api: Any,
                                                                     moved["node_id"])
 
 
+def test_a_replayed_register_with_other_details_is_a_conflict(cp_api: Any,
+                                                               cp_stack: Any) -> None:
+    """The same idempotency key with a different request answers 409 (the edge then
+    picks a new key), never the node registered with the first request's details."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    idempotency_key = secrets.token_hex(16)
+
+    def attempt(**changes: Any) -> Any:
+        body = register_body(cp_stack, make_csr([ip_san("127.0.0.1")], key=key),
+                             idempotency_key=idempotency_key)
+        return cp_api.call("POST", "/nodes/register", {**body, **changes}, key=False)
+
+    first = attempt()
+    assert first.status_code == 200, first.body
+    assert attempt().json_body["node_id"] == first.json_body["node_id"]  # a true replay
+    for changes in ({"capacity_bytes": 2 * 10**9}, {"region": "eu-west-1"}, {"lat": 10.0},
+                    {"lng": None}):
+        answer = attempt(**changes)
+        assert answer.status_code == 409, (changes, answer.body)
+        error = error_of(answer)
+        assert error["code"] == "conflict"
+        assert error["details"]["reason"] == "idempotency_key_reused"
+    assert attempt().json_body["node_id"] == first.json_body["node_id"]
+
+
 def _beat(api: Any, node_id: str, credential: str, load: float = 0.5) -> Any:
     return api.call(
         "POST",
