@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fsnode_core.errors import FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import Forbidden, FsnodeError, NotFound, Unauthorized, Unavailable
 from fsnode_core.ids import check_id
-from fsnode_core.models import NODE_DEAD
+from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING
 
 from edge_node.background import TaskSet
 from edge_node.cache import ChunkCache
@@ -88,6 +88,8 @@ class HeartbeatLoop:
         self._warm_attempts: Counter[tuple[str, str, int]] = Counter()
         self._pause = pause or _pause
         self.status = "unknown"
+        # Set once the control plane places this node (it proved its endpoint).
+        self.placed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat until ``stop`` is set; failures back off up to a minute.
@@ -105,7 +107,8 @@ class HeartbeatLoop:
                 await self.beat_once()
                 failures = rejections = 0
                 delay = self.interval
-            except (Unauthorized, NotFound) as exc:
+            except (Unauthorized, NotFound, Forbidden) as exc:
+                # Forbidden: declared dead (a pending or draining node may still beat).
                 rejections += 1
                 log.warning("control plane no longer accepts this node (%s); registering again",
                             exc.message)
@@ -132,6 +135,8 @@ class HeartbeatLoop:
         }
         answer = await self._client.heartbeat(body)
         self.status = str(answer.get("status") or self.status)
+        if self.status in PLACED_STATUSES:
+            self.placed.set()
         if self.status == NODE_DEAD:
             # Today's control plane refuses a dead node's beat (404); an answer that
             # says so plainly means the same, and its work is not for us.
@@ -206,6 +211,9 @@ class HeartbeatLoop:
             self._warm_attempts[key] += 1
             raise Unavailable("injected warm failure (FSNODE_FAULT_WARM_FAILURES)",
                               attempt=self._warm_attempts[key])
+
+
+PLACED_STATUSES = (NODE_ACTIVE, NODE_DRAINING)
 
 
 def _backoff(failures: int, interval: float) -> float:

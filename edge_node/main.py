@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fsnode_core.errors import Conflict, FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import (
+    Conflict,
+    Forbidden,
+    FsnodeError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 
-from edge_node import registration_key, tls
+from edge_node import aws_identity, registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
@@ -31,6 +38,8 @@ from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
 
 log = logging.getLogger("edge_node")
+# How long start-up waits to be placed before it says it is ready anyway (and warns).
+PLACED_TIMEOUT_SECONDS = 60.0
 
 
 class FatalStartError(Exception):
@@ -125,6 +134,10 @@ class EdgeNode:
         }
         if self.settings.lat is not None and self.settings.lng is not None:
             body["lat"], body["lng"] = self.settings.lat, self.settings.lng
+        identity = await asyncio.to_thread(aws_identity.signed_caller_identity,
+                                           self._key.public_key())
+        if identity is not None:
+            body["aws_identity"] = identity
         registration = await self.client.register(body)
         self._registered_with = key
         cert_path = await asyncio.to_thread(
@@ -158,7 +171,7 @@ class EdgeNode:
             csr = await asyncio.to_thread(tls.build_csr, key, self.settings.endpoint_host)
             try:
                 issued = await self.client.renew(csr)
-            except (Unauthorized, NotFound) as exc:
+            except (Unauthorized, NotFound, Forbidden) as exc:
                 log.warning("renewal refused (%s); registering again", exc.message)
                 await self._register_anew()
                 self.renewals += 1
@@ -282,6 +295,12 @@ class EdgeNode:
         )
         heartbeat_task = asyncio.create_task(heartbeat.run(stop), name="heartbeat")
         renewal_task = asyncio.create_task(self.renew_forever(stop), name="renewal")
+        # Ready once placed: a beat has had the control plane see this certificate at
+        # the endpoint (a new node is pending until then).
+        await _wait_any(stop, heartbeat.placed, timeout=PLACED_TIMEOUT_SECONDS)
+        if not heartbeat.placed.is_set() and not stop.is_set():
+            log.warning("not placed yet after %.0fs: is %s reachable from the control plane?",
+                        PLACED_TIMEOUT_SECONDS, self.settings.endpoint)
         print(
             f"edge ready node_id={registration.node_id} url={self.settings.endpoint}",
             file=sys.stderr,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -14,7 +14,7 @@ from constructs import Construct
 
 from infra import grants, paths
 from infra.constructs.api_stage import ApiStage
-from infra.constructs.control_plane import ControlPlane
+from infra.constructs.control_plane import API_HANDLER_ID, ControlPlane
 from infra.constructs.core_layer import CoreLayer
 from infra.constructs.edge_fleet import EdgeFleet
 from infra.constructs.monitoring import Monitoring
@@ -109,6 +109,8 @@ class FsnodeStack(Stack):
                 "FSNODE_SIGNING_KEY_SECRET": self.secrets.signing_keyring.secret_arn,
                 "FSNODE_ADMIN_KEY_SECRET": self.secrets.admin_key.secret_arn,
                 "FSNODE_API_KEYS_TABLE": self.storage.api_keys_table.table_name,
+                # Where edges' signed GetCallerIdentity requests are sent (docs/PROTOCOL.md).
+                "FSNODE_STS_ENDPOINT": f"https://sts.{Aws.REGION}.{Aws.URL_SUFFIX}",
                 **machine_arns,
             },
         )
@@ -163,6 +165,9 @@ class FsnodeStack(Stack):
             log_level=settings.log_level,
         )
         self._grant(grants_file)
+        # Registration must be signed by this role (a GetCallerIdentity request).
+        self.control_plane.chalice.add_environment_variable(
+            "FSNODE_EDGE_ROLE_ARN", self.edge_fleet.task_role.role_arn, API_HANDLER_ID)
         if self.public_domain:
             self.public_domain.point_at(self.edge_fleet.load_balancer)
         self.monitoring = Monitoring(

@@ -208,6 +208,8 @@ def control_plane_settings(resources: StackResources) -> dict[str, str]:
         "FSNODE_SIGNING_KEY_SECRET": resources.secrets["signing_keyring"],
         "FSNODE_ADMIN_KEY_SECRET": resources.secrets["admin_key"],
         "FSNODE_API_KEYS_TABLE": resources.tables["api_keys"],
+        # Edges register with a GetCallerIdentity request signed as this role.
+        "FSNODE_EDGE_ROLE_ARN": workloads.role_arn("edge"),
         **state_machine_settings(resources.state_machines),
         **workloads.function_settings(),
     }

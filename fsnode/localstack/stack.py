@@ -24,6 +24,8 @@ from fsnode.localstack.resources import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 STACK_FILE = "stack.json"
+# The local edges' endpoints: the only addresses the local CA issues node certificates for.
+NODE_NAMESPACE = "127.0.0.0/8"
 _READY = re.compile(r"edge ready node_id=(\S+) url=(\S+)")
 
 
@@ -159,6 +161,7 @@ class LocalStack:
             "POWERTOOLS_METRICS_NAMESPACE": "fsnode",
             # No X-Ray daemon on one machine.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            "FSNODE_NODE_NAMESPACE": NODE_NAMESPACE,
             **opts.control_plane_env,
         }
         builder = ResourceBuilder(endpoint, opts.region, FUNCTIONS_DIR)
@@ -228,6 +231,9 @@ class LocalStack:
         edge_dir = self.state_dir / "edges" / f"edge-{index + 1}"
         env = {
             **with_credentials(base_env, resources.credentials["edge"]),
+            # STS is always moto's, even with the edges' S3 behind a fault proxy: their
+            # registration is a GetCallerIdentity request the control plane sends there.
+            "AWS_ENDPOINT_URL_STS": base_env["AWS_ENDPOINT_URL"],
             "FSNODE_API_URL": api_url,
             "FSNODE_JOIN_TOKEN": resources.join_token,
             "FSNODE_EDGE_HOST": "127.0.0.1",
