@@ -73,6 +73,7 @@ class HeartbeatLoop:
         reregister: Callable[[str | None], Awaitable[object]],
         faults: WorkFaults | None = None,
         pause: Callable[[asyncio.Event, float], Awaitable[None]] | None = None,
+        on_answer: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._cache = cache
@@ -87,6 +88,8 @@ class HeartbeatLoop:
         self._faults = faults if faults is not None else WorkFaults.from_env()
         self._warm_attempts: Counter[tuple[str, str, int]] = Counter()
         self._pause = pause or _pause
+        # Told every answer (the public certificate's serial: edge_node.public_tls).
+        self._on_answer = on_answer
         self.status = "unknown"
         # Set once the control plane places this node (it proved its endpoint).
         self.placed = asyncio.Event()
@@ -136,6 +139,8 @@ class HeartbeatLoop:
         answer = await self._client.heartbeat(body)
         self.status = str(answer.get("status") or self.status)
         if self.status in PLACED_STATUSES:
+            if self._on_answer is not None:
+                await self._on_answer(answer)
             self.placed.set()
         if self.status == NODE_DEAD:
             # Today's control plane refuses a dead node's beat (404); an answer that

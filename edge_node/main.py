@@ -33,6 +33,7 @@ from edge_node.heartbeat import HeartbeatLoop
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.public_tls import PublicTls
 from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
@@ -78,6 +79,7 @@ class EdgeNode:
         self._identity = asyncio.Lock()
         self._renew_now = asyncio.Event()
         self.renewals = 0
+        self.public_tls: PublicTls | None = None
 
     def request_renewal(self) -> None:
         """Renew the certificate now (SIGHUP), instead of waiting for its due time."""
@@ -283,6 +285,9 @@ class EdgeNode:
         if self.settings.http_port is not None:
             await web.TCPSite(runner, self.settings.host, self.settings.http_port).start()
             log.info("plain HTTP on %s:%d", self.settings.host, self.settings.http_port)
+        public = PublicTls(self.settings.state_dir, self.client)
+        public.install(self.ssl_context)
+        self.public_tls = public
         heartbeat = HeartbeatLoop(
             client=self.client,
             cache=self.cache,
@@ -292,6 +297,7 @@ class EdgeNode:
             capacity_bytes=self.settings.capacity_bytes,
             interval=registration.heartbeat_interval,
             reregister=self.reregister,
+            on_answer=public.on_heartbeat,
         )
         heartbeat_task = asyncio.create_task(heartbeat.run(stop), name="heartbeat")
         renewal_task = asyncio.create_task(self.renew_forever(stop), name="renewal")

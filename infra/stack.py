@@ -20,6 +20,7 @@ from infra.constructs.edge_fleet import EdgeFleet
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.pki import Pki
 from infra.constructs.public_domain import PublicDomain
+from infra.constructs.public_names import PublicNames
 from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
 from infra.constructs.workflows import Workflows, discover_definitions, state_machine_arn
@@ -27,6 +28,7 @@ from infra.settings import FsnodeSettings
 
 PRUNE_FUNCTION = "Prune"
 PRUNE_SCHEDULE = "rate(1 minute)"
+REFRESH_FUNCTION = "RefreshPublicCertificate"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +76,9 @@ class FsnodeStack(Stack):
             existing_ca_arn=settings.existing_ca_arn,
         )
         self.secrets = Secrets(self, "Secrets", removal_policy=removal_policy)
+        self.public_names = PublicNames(
+            self, "PublicNames", domain_name=settings.domain_name,
+            hosted_zone_id=settings.hosted_zone_id, removal_policy=removal_policy)
         self.core_layer = CoreLayer(
             self,
             "CoreLayer",
@@ -111,6 +116,7 @@ class FsnodeStack(Stack):
                 "FSNODE_API_KEYS_TABLE": self.storage.api_keys_table.table_name,
                 # Where edges' signed GetCallerIdentity requests are sent (docs/PROTOCOL.md).
                 "FSNODE_STS_ENDPOINT": f"https://sts.{Aws.REGION}.{Aws.URL_SUFFIX}",
+                **self.public_names.settings(),
                 **machine_arns,
             },
         )
@@ -134,6 +140,9 @@ class FsnodeStack(Stack):
             throttle_burst_limit=settings.api_throttle_burst_limit,
         )
         self._schedule_prune()
+        if REFRESH_FUNCTION in self.control_plane.function_ids:
+            self.public_names.schedule_refresh(
+                self.control_plane.chalice.get_function(REFRESH_FUNCTION))
         grants_file = grants.load(sources.grants_json)
         self.control_plane.name_functions_for_the_api_handler(
             grants.invoked_by_api_handler(grants_file)
@@ -226,7 +235,12 @@ class FsnodeStack(Stack):
                 "join_token": self.secrets.join_token,
                 "signing_keyring": self.secrets.signing_keyring,
                 "admin_key": self.secrets.admin_key,
+                **({"public_certificate": self.public_names.secret}
+                   if self.public_names.secret else {}),
             },
+            zone_arns=[self.public_names.zone_arn] if self.public_names.zone_arn else [],
+            public_certificate_arns=([self.public_names.certificate.ref]
+                                     if self.public_names.certificate else []),
             state_machine_arn=lambda name: state_machine_arn(self, name),
             executions_arn=self.workflows.execution_arns,
             function_arns=self.control_plane.function_arns,

@@ -19,7 +19,7 @@ import time
 from fsnode_core.errors import Conflict
 from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NODE_PENDING, NodeRecord
 
-from chalicelib import aws, pki
+from chalicelib import aws, pki, public_names
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 
@@ -47,14 +47,18 @@ def prove(node: NodeRecord) -> bool:
             "reason": "unreachable" if presented is None else "another certificate"})
         return False
     registry = aws.node_registry()
+    # Its public name first: a failure leaves it pending, and the next beat tries again.
+    public_names.publish(node)
     try:
         registry.set_status(node.node_id, NODE_ACTIVE, expected=NODE_PENDING)
     except Conflict:
+        public_names.withdraw(node)
         return False  # declared dead meanwhile
     for other in registry.list_nodes():
         if (other.endpoint == node.endpoint and other.node_id != node.node_id
                 and other.status != NODE_DEAD):
             registry.retire(other.node_id)
+            public_names.withdraw(other)
             logger.info("endpoint taken over", extra={"node_id": node.node_id,
                                                       "previous": other.node_id})
     logger.info("node proved its endpoint", extra={"node_id": node.node_id,

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from cryptography import x509
 from fsnode_core.chunks import chunk_bounds
-from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound
+from fsnode_core.errors import Conflict, FsnodeError, Gone, InvalidInput, NotFound
 from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import (
     FILE_READY,
@@ -34,6 +34,8 @@ from chalicelib import (
     endpoint_claims,
     manifests,
     pki,
+    public_certificate,
+    public_names,
     secret_store,
     validate,
 )
@@ -177,17 +179,36 @@ def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any
     metrics.add_metric(name=METRIC_HEARTBEAT, unit="Count", value=1)
     work = (aws.chunk_catalog().pending_work(node_id, now)
             if node.status in auth.MAY_SERVE else [])
-    return {
+    answer = {
         "status": node.status,
         "heartbeat_interval": settings.heartbeat_interval,
         "share_public_keys": secret_store.share_public_keys(settings.signing_key_secret),
         "work": [item.to_api() for item in work],
     }
+    if node.status in auth.MAY_SERVE and public_names.enabled():
+        # The edge fetches the certificate when this differs from the one it serves.
+        answer["public_name"] = public_names.name_of(node_id)
+        try:
+            answer["public_certificate_serial"] = public_certificate.serial()
+        except FsnodeError as exc:
+            # Not exported yet (ACM still validating): the beat itself must not fail.
+            logger.warning("no public certificate to hand out", extra={"reason": exc.message})
+    return answer
+
+
+def public_certificate_for(node_id: str, headers: Any) -> dict[str, Any]:
+    """The public certificate (and its key) for a placed node: its own channel only."""
+    check_id(node_id, "node_id")
+    auth.require_node(headers, node_id, auth.MAY_SERVE)
+    return public_certificate.bundle()
 
 
 def list_nodes() -> dict[str, Any]:
-    """Every node's public view."""
-    return {"nodes": [node.to_api() for node in aws.node_registry().list_nodes()]}
+    """Every node's public view, with its public name (null without a domain)."""
+    return {"edge_domain": get_settings().edge_domain if public_names.enabled() else None,
+            "nodes": [{**node.to_api(), "public_name": public_names.name_of(node.node_id)
+                       if node.status == NODE_ACTIVE else None}
+                      for node in aws.node_registry().list_nodes()]}
 
 
 def manifest(node_id: str, file_id: str, headers: Any) -> dict[str, Any]:
@@ -243,6 +264,7 @@ def drain(node_id: str) -> dict[str, Any]:
     if node.status == NODE_ACTIVE:
         registry.set_status(node_id, NODE_DRAINING, expected=NODE_ACTIVE)
         metrics.add_metric(name=METRIC_NODE_DRAINED, unit="Count", value=1)
+        public_names.withdraw(node)  # new viewers no longer find it by name
     node.status = NODE_DRAINING
     return node.to_api()
 

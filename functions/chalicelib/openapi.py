@@ -274,7 +274,9 @@ PATHS: dict[str, dict[str, Any]] = {
         "Node heartbeat: record usage, refresh the TTL, answer status, keys and work",
         NODE, _object({"status": {"type": "string"}, "heartbeat_interval": _integer(1),
                        "share_public_keys": _ref("ShareKeys"),
-                       "work": {"type": "array", "items": _HEARTBEAT_WORK}}),
+                       "work": {"type": "array", "items": _HEARTBEAT_WORK}},
+                      {"public_name": {"type": "string"},
+                       "public_certificate_serial": {"type": "string"}}),
         (403, 404), body=_HEARTBEAT, params=[_NODE_ID])},
     "/nodes/{node_id}/files/{file_id}": {"get": _op(
         "A file's manifest for an edge: metadata (with name) and every chunk's SHA-256",
@@ -290,8 +292,19 @@ PATHS: dict[str, dict[str, Any]] = {
     "/nodes/{node_id}/drain": {"post": _op(
         "Drain a node: placement stops choosing it; idempotent", MANAGED, _ref("Node"),
         (400, 404, 409), params=[_NODE_ID])},
-    "/nodes": {"get": _op("Every node", MANAGED,
-                          _object({"nodes": {"type": "array", "items": _ref("Node")}}), ())},
+    "/nodes/{node_id}/public-certificate": {"get": _op(
+        "The fleet's public certificate for *.EDGE_DOMAIN and its key, for a placed node "
+        "(404 without a domain)", NODE,
+        _object({"name": {"type": "string"}, "serial": {"type": "string"},
+                 "not_after": {"type": "string"}, "certificate": {"type": "string"},
+                 "chain": {"type": "string"}, "private_key": {"type": "string"}}),
+        (403, 404, 503), params=[_NODE_ID])},
+    "/nodes": {"get": _op("Every node, with its public name (null without a domain)", MANAGED,
+                          _object({"edge_domain": _nullable({"type": "string"}),
+                                   "nodes": {"type": "array", "items": {"allOf": [
+                                       _ref("Node"), _object(
+                                           {"public_name": _nullable({"type": "string"})})]}}}),
+                          ())},
     "/cluster": {"get": _op(
         "Capacity summed over live nodes, and every node's load and status", MANAGED,
         _object({"total_bytes": _integer(), "used_bytes": _integer(),

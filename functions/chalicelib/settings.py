@@ -67,6 +67,14 @@ class Settings:
     edge_role_arn: str = ""
     sts_endpoint: str = ""
     probe_timeout: float = 3.0
+    # Public names (docs/PROTOCOL.md "Public names"): NODE_ID.edge_domain records in the
+    # hosted zone, and the exportable public certificate for *.edge_domain with the
+    # secret its export is kept in (empty: edges are reached at their endpoints).
+    edge_domain: str = ""
+    hosted_zone_id: str = ""
+    public_certificate_arn: str = ""
+    public_certificate_secret: str = ""
+    refresh_public_certificate_function: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -113,6 +121,12 @@ class Settings:
             edge_role_arn=env.get("FSNODE_EDGE_ROLE_ARN", ""),
             sts_endpoint=_sts_endpoint(env),
             probe_timeout=float(env.get("FSNODE_PROBE_TIMEOUT", "3")),
+            edge_domain=env.get("FSNODE_EDGE_DOMAIN", "").strip().rstrip(".").lower(),
+            hosted_zone_id=env.get("FSNODE_HOSTED_ZONE_ID", ""),
+            public_certificate_arn=env.get("FSNODE_PUBLIC_CERTIFICATE_ARN", ""),
+            public_certificate_secret=env.get("FSNODE_PUBLIC_CERTIFICATE_SECRET", ""),
+            refresh_public_certificate_function=env.get(
+                "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION", ""),
             import_buckets=tuple(
                 name.strip() for name in
                 (env.get("FSNODE_IMPORT_BUCKETS") or env["FSNODE_BUCKET"]).split(",")
