@@ -298,7 +298,7 @@ PATHS: dict[str, dict[str, Any]] = {
         _object({"name": {"type": "string"}, "serial": {"type": "string"},
                  "not_after": {"type": "string"}, "certificate": {"type": "string"},
                  "chain": {"type": "string"}, "private_key": {"type": "string"}}),
-        (403, 404, 503), params=[_NODE_ID])},
+        (400, 403, 404, 503), params=[_NODE_ID])},
     "/nodes": {"get": _op("Every node, with its public name (null without a domain)", MANAGED,
                           _object({"edge_domain": _nullable({"type": "string"}),
                                    "nodes": {"type": "array", "items": {"allOf": [
