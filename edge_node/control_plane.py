@@ -134,6 +134,10 @@ class ControlPlaneClient:
         answer = await self._call("POST", f"/nodes/{self._node()}/renew", {"csr": csr})
         return IssuedCertificate.from_dict(answer)
 
+    async def public_certificate(self) -> dict[str, Any]:
+        """The fleet's public certificate and key (issue 19), over this node's channel."""
+        return await self._call("GET", f"/nodes/{self._node()}/public-certificate")
+
     async def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", f"/nodes/{self._node()}/heartbeat", body)
 

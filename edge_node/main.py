@@ -19,13 +19,14 @@ from aiohttp import web
 from fsnode_core.errors import (
     IDEMPOTENCY_KEY_REUSED,
     Conflict,
+    Forbidden,
     FsnodeError,
     NotFound,
     Unauthorized,
     Unavailable,
 )
 
-from edge_node import registration_key, tls
+from edge_node import aws_identity, registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
@@ -34,11 +35,14 @@ from edge_node.limits import BoundedSite, ConnectionGuard
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.public_tls import PublicTls
 from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
 
 log = logging.getLogger("edge_node")
+# How long start-up waits to be placed before it says it is ready anyway (and warns).
+PLACED_TIMEOUT_SECONDS = 60.0
 
 
 class FatalStartError(Exception):
@@ -79,6 +83,7 @@ class EdgeNode:
         self._identity = asyncio.Lock()
         self._renew_now = asyncio.Event()
         self.renewals = 0
+        self.public_tls: PublicTls | None = None
 
     def request_renewal(self) -> None:
         """Renew the certificate now (SIGHUP), instead of waiting for its due time."""
@@ -135,6 +140,10 @@ class EdgeNode:
         }
         if self.settings.lat is not None and self.settings.lng is not None:
             body["lat"], body["lng"] = self.settings.lat, self.settings.lng
+        identity = await asyncio.to_thread(aws_identity.signed_caller_identity,
+                                           self._key.public_key())
+        if identity is not None:
+            body["aws_identity"] = identity
         registration = await self.client.register(body)
         self._registered_with = key
         cert_path = await asyncio.to_thread(
@@ -168,7 +177,7 @@ class EdgeNode:
             csr = await asyncio.to_thread(tls.build_csr, key, self.settings.endpoint_host)
             try:
                 issued = await self.client.renew(csr)
-            except (Unauthorized, NotFound) as exc:
+            except (Unauthorized, NotFound, Forbidden) as exc:
                 log.warning("renewal refused (%s); registering again", exc.message)
                 await self._register_anew()
                 self.renewals += 1
@@ -287,6 +296,9 @@ class EdgeNode:
                 runner, self.connections, self.settings.host, self.settings.http_port
             ).start()
             log.info("plain HTTP on %s:%d", self.settings.host, self.settings.http_port)
+        public = PublicTls(self.settings.state_dir, self.client)
+        public.install(self.ssl_context)
+        self.public_tls = public
         heartbeat = HeartbeatLoop(
             client=self.client,
             cache=self.cache,
@@ -296,9 +308,16 @@ class EdgeNode:
             capacity_bytes=self.settings.capacity_bytes,
             interval=registration.heartbeat_interval,
             reregister=self.reregister,
+            on_answer=public.on_heartbeat,
         )
         heartbeat_task = asyncio.create_task(heartbeat.run(stop), name="heartbeat")
         renewal_task = asyncio.create_task(self.renew_forever(stop), name="renewal")
+        # Ready once placed: a beat has had the control plane see this certificate at
+        # the endpoint (a new node is pending until then).
+        await _wait_any(stop, heartbeat.placed, timeout=PLACED_TIMEOUT_SECONDS)
+        if not heartbeat.placed.is_set() and not stop.is_set():
+            log.warning("not placed yet after %.0fs: is %s reachable from the control plane?",
+                        PLACED_TIMEOUT_SECONDS, self.settings.endpoint)
         print(
             f"edge ready node_id={registration.node_id} url={self.settings.endpoint}",
             file=sys.stderr,

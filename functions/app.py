@@ -12,6 +12,7 @@ from chalicelib import (
     issuer,
     nodes,
     openapi,
+    public_certificate,
     publisher,
     replication,
     shares,
@@ -212,6 +213,11 @@ def issue_certificate(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="report_work")
 def report_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return invoked(replication.apply_report)(event)
+
+
+@app.lambda_function(name="refresh_public_certificate")
+def refresh_public_certificate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return invoked(public_certificate.refresh)(event)
 
 
 @app.schedule("rate(1 minute)", name="prune")

@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import serialization
-from fsnode_core.errors import Unauthorized, Unavailable
-from fsnode_core.models import NodeRecord
+from fsnode_core.errors import Forbidden, Unauthorized, Unavailable
+from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NODE_PENDING, NodeRecord
 
 from chalicelib import aws, secret_store
 from chalicelib.settings import get_settings
@@ -63,15 +63,34 @@ def credential_hash(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()
 
 
-def require_node(headers: Mapping[str, str], node_id: str) -> NodeRecord:
-    """The node whose Bearer credential this is; Unauthorized for any other credential."""
+# The node statuses each node route serves (docs/PROTOCOL.md, "Node status"): a node
+# that has not proved its endpoint yet may only beat (which proves it) and renew; a
+# dead one nothing: it must register again.
+MAY_BEAT = frozenset({NODE_PENDING, NODE_ACTIVE, NODE_DRAINING})  # heartbeat, renew
+MAY_SERVE = frozenset({NODE_ACTIVE, NODE_DRAINING})  # manifests, work reports
+
+
+def require_node(headers: Mapping[str, str], node_id: str,
+                 allowed: frozenset[str]) -> NodeRecord:
+    """The node whose Bearer credential this is; Unauthorized for any other credential,
+    Forbidden when the node's status is not one of ``allowed``."""
     digest = _bearer_hash(headers)
     node = aws.node_registry().get(node_id)
     # Same answer for unknown node and wrong credential: no node-id probing.
     if node is None or not constant_time_equal(digest, node.credential_sha256):
         raise Unauthorized("credential is not valid for this node", node_id=node_id)
-    _remember(node_id, digest)
+    if node.status not in allowed:
+        raise Forbidden(_REFUSED.get(node.status, f"a {node.status} node may not do this"),
+                        node_id=node_id, node_status=node.status)
+    _remember(node_id, digest, allowed)
     return node
+
+
+_REFUSED = {
+    NODE_DEAD: "this node was declared dead: register again",
+    NODE_PENDING: "this node has not shown yet that it serves its certificate at its "
+                  "endpoint (a heartbeat checks)",
+}
 
 
 # How long a node's credential, once checked against the nodes table, is taken on
@@ -80,23 +99,25 @@ def require_node(headers: Mapping[str, str], node_id: str) -> NodeRecord:
 # A node whose item goes away (TTL after it died) is refused at most this much later.
 VERIFIED_SECONDS = 30.0
 _VERIFIED_MAX = 10_000
-# (table, node id, credential SHA-256) -> when it last matched the table (monotonic).
-_verified: dict[tuple[str, str, str], float] = {}
+# (table, node id, credential SHA-256, statuses allowed) -> when it last matched the
+# table with one of those statuses (monotonic).
+_verified: dict[tuple[str, str, str, frozenset[str]], float] = {}
 _verified_lock = threading.Lock()
 
 
-def check_node(headers: Mapping[str, str], node_id: str) -> None:
+def check_node(headers: Mapping[str, str], node_id: str, allowed: frozenset[str]) -> None:
     """``require_node`` for routes that only need to know the caller: a credential
     that matched the nodes table within ``VERIFIED_SECONDS`` is not read again (the
     in-process cache a Lambda keeps between invocations; only matches are kept, so
-    a wrong credential is always checked against the table)."""
+    a wrong credential is always checked against the table). A node declared dead is
+    refused at most ``VERIFIED_SECONDS`` later."""
     digest = _bearer_hash(headers)
-    name = (get_settings().nodes_table, node_id, digest)
+    name = (get_settings().nodes_table, node_id, digest, allowed)
     with _verified_lock:
         checked = _verified.get(name)
     if checked is not None and time.monotonic() - checked < VERIFIED_SECONDS:
         return
-    require_node(headers, node_id)
+    require_node(headers, node_id, allowed)
 
 
 def forget_verified() -> None:
@@ -105,8 +126,8 @@ def forget_verified() -> None:
         _verified.clear()
 
 
-def _remember(node_id: str, digest: str) -> None:
-    name = (get_settings().nodes_table, node_id, digest)
+def _remember(node_id: str, digest: str, allowed: frozenset[str]) -> None:
+    name = (get_settings().nodes_table, node_id, digest, allowed)
     with _verified_lock:
         if len(_verified) >= _VERIFIED_MAX and name not in _verified:
             _verified.clear()  # bounded: a burst of nodes costs one re-read each

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from served_endpoints import ServedEndpoint
 
 _KEY_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -51,15 +52,31 @@ def register_body(
     }
 
 
-def register(api: Any, stack: Any, **extra: Any) -> dict[str, Any]:
+def register(api: Any, stack: Any, *, prove: bool = True, endpoint: str | None = None,
+             **extra: Any) -> dict[str, Any]:
+    """A registered node; with ``prove``, its endpoint served (a free loopback port,
+    kept serving) and one heartbeat sent, so the node is active (placed). Without, at
+    ``endpoint`` (default a port nobody serves): pending."""
+    served = ServedEndpoint() if prove else None
+    endpoint = served.url if served else (endpoint or "https://127.0.0.1:8443")
     answer = api.call(
         "POST",
         "/nodes/register",
-        register_body(stack, make_csr([ip_san("127.0.0.1")]), **extra),
+        register_body(stack, make_csr([ip_san("127.0.0.1")]), endpoint, **extra),
         key=False,
     )
     assert answer.status_code == 200, answer.body
-    return answer.json_body
+    node: dict[str, Any] = answer.json_body
+    if served is not None:
+        served.serve(_KEY_2048, node["certificate"], node["certificate_chain"])
+        beat = _beat(api, node["node_id"], node["credential"])
+        assert beat.status_code == 200 and beat.json_body["status"] == "active", beat.body
+        SERVED[node["node_id"]] = served
+    return node
+
+
+# The endpoints ``register`` serves, by node id (a test stops one: the node went away).
+SERVED: dict[str, ServedEndpoint] = {}
 
 
 def error_of(answer: Any) -> dict[str, Any]:
@@ -217,13 +234,13 @@ def test_register_is_idempotent_per_key(cp_api: Any, cp_stack: Any) -> None:
     pca.meta.events.register("before-send.acm-pca.IssueCertificate", count)
     try:
         key = secrets.token_hex(16)
-        first = register(cp_api, cp_stack, idempotency_key=key)
-        second = register(cp_api, cp_stack, idempotency_key=key)
+        first = register(cp_api, cp_stack, prove=False, idempotency_key=key)
+        second = register(cp_api, cp_stack, prove=False, idempotency_key=key)
         assert first["node_id"] == second["node_id"]
         assert first["credential"] == second["credential"]
         assert first["certificate"] == second["certificate"]
         assert issued == ["IssueCertificate"]  # the CA signed once
-        third = register(cp_api, cp_stack, idempotency_key=secrets.token_hex(16))
+        third = register(cp_api, cp_stack, prove=False, idempotency_key=secrets.token_hex(16))
         assert third["node_id"] != first["node_id"]
     finally:
         pca.meta.events.unregister("before-send.acm-pca.IssueCertificate", count)
@@ -309,7 +326,7 @@ def test_list_nodes_needs_the_api_key_and_hides_credentials(cp_api: Any, cp_stac
     answer = cp_api.call("GET", "/nodes")
     assert answer.status_code == 200
     listed = {n["node_id"]: n for n in answer.json_body["nodes"]}
-    assert listed[node["node_id"]]["endpoint"] == "https://127.0.0.1:8443"
+    assert listed[node["node_id"]]["endpoint"] == SERVED[node["node_id"]].url
     assert "credential_sha256" not in listed[node["node_id"]]
 
 

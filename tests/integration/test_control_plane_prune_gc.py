@@ -97,7 +97,8 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
     beat = cp_api.call("POST", f"/nodes/{a.node_id}/heartbeat",
                        {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
                        key=False, headers=a.auth)
-    assert beat.status_code == 404
+    assert beat.status_code == 403
+    assert json.loads(beat.body)["error"]["details"]["node_status"] == "dead"
 
 
 def test_hot_files_start_one_replication_per_window(cp_api: Any, cp_stack: Any,
