@@ -27,6 +27,7 @@ from edge_node.heartbeat import HeartbeatLoop
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch
 from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
@@ -254,6 +255,9 @@ class EdgeNode:
             readahead=ReadAhead(self.settings.readahead_chunks),
             origin=self.origin,
             trusted_proxy_hops=self.settings.trusted_proxy_hops,
+            prefetch=PlaylistPrefetch(
+                self.cache, self.manifests, self.folders, self.settings.prefetch_config()
+            ),
         )
         self._context = context
         admin_port = self.settings.admin_port
@@ -304,6 +308,8 @@ class EdgeNode:
             for task in (heartbeat_task, renewal_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if context.prefetch is not None:
+                await context.prefetch.close()
             await self.manifests.close()
             await self.cache.close()
             await self.origin.close()

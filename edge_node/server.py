@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
+from fsnode_core.content_types import is_playlist
 from fsnode_core.errors import FsnodeError, Gone, NotFound, RangeNotSatisfiable
 from fsnode_core.ids import check_id
 
@@ -30,6 +31,7 @@ from edge_node.folders import FolderIndex
 from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch
 from edge_node.ranges import MalformedRange, parse_range
 from edge_node.response_headers import cache_control, content_type
 from edge_node.sendfile import send_range
@@ -145,6 +147,8 @@ class EdgeContext:
     origin: OriginFetcher | None = None
     # Proxies in front that append the client to X-Forwarded-For (see client_address).
     trusted_proxy_hops: int = 0
+    # Fills a folder share's first segments as its media playlist is served.
+    prefetch: PlaylistPrefetch | None = None
 
 
 EDGE = web.AppKey("edge", EdgeContext)
@@ -326,6 +330,8 @@ async def _folder_share(request: web.Request, edge: EdgeContext) -> _Target:
     if relative == "":
         raise NotFound("a folder share's listing is the control plane's; ask for a file in it")
     manifest = await _folder_file(edge, policy.prefix, relative)
+    if edge.prefetch is not None and request.method == "GET" and is_playlist(manifest.path):
+        edge.prefetch.playlist_served(policy, manifest)
     return _Target(manifest, cache_control(manifest.path, policy.expires, revalidate=False))
 
 

@@ -58,6 +58,7 @@ from edge_node.folders import FolderIndex
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginConfig, OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch, PrefetchConfig
 from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, ShareKeys, build_app
 
@@ -318,7 +319,9 @@ class EdgeServer:
         readahead_chunks: int = 2,
         trusted_proxy_hops: int = 0,
         manifest_max_age: float = 30.0,
+        prefetch: PrefetchConfig | None = None,
     ) -> None:
+        self.prefetch_config = prefetch
         self.state_dir = state_dir
         self.bucket = bucket
         self.manifest_max_age = manifest_max_age
@@ -369,6 +372,7 @@ class EdgeServer:
 
     async def _start(self) -> None:
         manifests = ManifestStore(self.published, self.manifest_max_age)
+        folders = FolderIndex(self.published, self.manifest_max_age)
         cache = ChunkCache(
             self.state_dir / "cache",
             self.origin,
@@ -380,12 +384,13 @@ class EdgeServer:
             cache=cache,
             manifests=manifests,
             keys=ShareKeys(share_public_keys()),
-            folders=FolderIndex(self.published, self.manifest_max_age),
+            folders=folders,
             metrics=self.metrics,
             node_id="test-node",
             readahead=ReadAhead(self.readahead_chunks),
             origin=self.fetcher,
             trusted_proxy_hops=self.trusted_proxy_hops,
+            prefetch=PlaylistPrefetch(cache, manifests, folders, self.prefetch_config),
         )
         self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
         await self._runner.setup()
@@ -400,6 +405,8 @@ class EdgeServer:
         if self._runner is not None:
             self.call(self._runner.cleanup())
         if self.context is not None:
+            if self.context.prefetch is not None:
+                self.call(self.context.prefetch.close())
             self.call(self.context.manifests.close())
             self.call(self.context.cache.close())
         self.call(self.fetcher.close())
