@@ -357,10 +357,11 @@ async def _folder_file(
     the file's head. A kept listing may still name a file deleted since (its path
     taken by another file): then the path is resolved again, fresh, once."""
     entry = await edge.folders.resolve(folder, relative)
-    if edge.manifests.fresh(entry.file_id, None) is None:
+    manifest = edge.manifests.fresh(entry.file_id, None)
+    if manifest is None:
         _read_early(request, edge, entry.file_id, entry.version)
     try:
-        manifest = await edge.manifests.get(entry.file_id, None, hint=entry.version)
+        manifest = manifest or await edge.manifests.get(entry.file_id, None, hint=entry.version)
     except (Gone, NotFound):
         again = await edge.folders.resolve(folder, relative, fresh=True)
         if again == entry:
