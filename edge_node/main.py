@@ -259,6 +259,7 @@ class EdgeNode:
             origin=self.origin,
             trusted_proxy_hops=self.settings.trusted_proxy_hops,
             early=self.early,
+            published=self.published,
             prefetch=PlaylistPrefetch(
                 self.cache, self.manifests, self.folders, self.settings.prefetch_config()
             ),

@@ -25,6 +25,7 @@ from fsnode_core.content_types import is_playlist
 from fsnode_core.errors import FsnodeError, Gone, NotFound, RangeNotSatisfiable
 from fsnode_core.ids import check_id
 
+from edge_node import data_plane_metrics
 from edge_node.cache import ChunkCache, ChunkLease, DiskLease
 from edge_node.conditional import Validators, not_modified, range_applies, validators
 from edge_node.early_reads import EarlyReads
@@ -33,6 +34,7 @@ from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
 from edge_node.prefetch import PlaylistPrefetch
+from edge_node.published_reader import PublishedReader
 from edge_node.ranges import MalformedRange, parse_range
 from edge_node.response_headers import cache_control, content_type
 from edge_node.sendfile import send_range
@@ -152,6 +154,8 @@ class EdgeContext:
     prefetch: PlaylistPrefetch | None = None
     # Starts a cold request's first data range beside its head and manifest reads.
     early: EarlyReads | None = None
+    # Heads, manifests and listings from S3 (for /metrics).
+    published: PublishedReader | None = None
 
 
 EDGE = web.AppKey("edge", EdgeContext)
@@ -257,7 +261,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     edge = request.app[EDGE]
-    text = edge.metrics.render(edge.cache, edge.origin)
+    text = edge.metrics.render(edge.cache, edge.origin) + data_plane_metrics.render(
+        edge.published, edge.early, edge.prefetch
+    )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

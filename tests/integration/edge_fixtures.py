@@ -397,6 +397,7 @@ class EdgeServer:
             trusted_proxy_hops=self.trusted_proxy_hops,
             prefetch=PlaylistPrefetch(cache, manifests, folders, self.prefetch_config),
             early=self.early,
+            published=self.published,
         )
         self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
         await self._runner.setup()

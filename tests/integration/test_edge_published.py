@@ -203,6 +203,10 @@ def test_a_cold_first_range_is_read_beside_the_manifest(
         return
     assert early.started == started + 1
     assert early.used_bytes > used  # the fill took the early bytes instead of asking again
+    with requests.Session() as http:
+        http.trust_env = False
+        text = http.get(f"{early_edge.url}/metrics", verify=str(early_edge.ca_file)).text
+    assert f"fsnode_edge_early_read_bytes_used_total {early.used_bytes}" in text
 
 
 def test_an_import_never_takes_early_bytes(early_edge: EdgeServer) -> None:
