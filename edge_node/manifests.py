@@ -267,9 +267,6 @@ class ManifestStore:
         """Read every head again before it serves (the node registered again)."""
         self._heads.clear()
 
-    async def flush(self) -> None:
-        """Nothing is written behind the answers (kept for the cache's callers)."""
-
     async def close(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
