@@ -30,12 +30,16 @@ from edge_node import aws_identity, registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
+from edge_node.early_reads import EarlyReads, held_on_disk
+from edge_node.folders import FolderIndex
 from edge_node.heartbeat import HeartbeatLoop
 from edge_node.limits import BoundedSite, ConnectionGuard
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch
 from edge_node.public_tls import PublicTls
+from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
@@ -61,15 +65,19 @@ class EdgeNode:
         self.origin = OriginFetcher(
             settings.origin_config(), on_bytes=self.metrics.add_origin_bytes
         )
-        self.manifests = ManifestStore(
-            self.client, settings.state_dir, fresh_seconds=settings.manifest_refresh_seconds
-        )
+        # The data plane reads S3 only: heads, manifests and folder listings are the
+        # objects the control plane publishes (the bucket comes with registration).
+        self.published = PublishedReader(self.origin)
+        self.manifests = ManifestStore(self.published, settings.manifest_max_age)
+        self.folders = FolderIndex(self.published, settings.manifest_max_age)
+        self.early = EarlyReads(self.origin, self.published, settings.origin_first_part_bytes)
         self.cache = ChunkCache(
             settings.state_dir / "cache",
-            self.origin,
+            self.early,
             settings.cache_config(),
             hashes=ChunkHashRecorder(self.manifests),
         )
+        self.early.held = held_on_disk(self.cache)
         self.keys = ShareKeys()
         self.registration: Registration | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -155,6 +163,8 @@ class EdgeNode:
         )
         self._load_certificate(cert_path)
         self.keys.update(registration.share_public_keys)
+        self.published.bucket = registration.bucket
+        self.early.chunk_size = registration.chunk_size
         self.registration = registration
         return registration
 
@@ -265,12 +275,18 @@ class EdgeNode:
             cache=self.cache,
             manifests=self.manifests,
             keys=self.keys,
+            folders=self.folders,
             metrics=self.metrics,
             node_id=registration.node_id,
             sendfile=self.settings.sendfile,
             readahead=ReadAhead(self.settings.readahead_chunks),
             origin=self.origin,
             trusted_proxy_hops=self.settings.trusted_proxy_hops,
+            early=self.early,
+            published=self.published,
+            prefetch=PlaylistPrefetch(
+                self.cache, self.manifests, self.folders, self.settings.prefetch_config()
+            ),
         )
         self._context = context
         admin_port = self.settings.admin_port
@@ -335,7 +351,10 @@ class EdgeNode:
             for task in (heartbeat_task, renewal_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if context.prefetch is not None:
+                await context.prefetch.close()
             await self.manifests.close()
+            await self.early.close()
             await self.cache.close()
             await self.origin.close()
             await self.client.close()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import threading
-import time
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import serialization
@@ -82,7 +80,6 @@ def require_node(headers: Mapping[str, str], node_id: str,
     if node.status not in allowed:
         raise Forbidden(_REFUSED.get(node.status, f"a {node.status} node may not do this"),
                         node_id=node_id, node_status=node.status)
-    _remember(node_id, digest, allowed)
     return node
 
 
@@ -92,46 +89,6 @@ _REFUSED = {
                   "endpoint (a heartbeat checks)",
 }
 
-
-# How long a node's credential, once checked against the nodes table, is taken on
-# trust by ``check_node`` in this process: an edge asks for a manifest on every
-# miss of a file it has not seen, and the item read is a DynamoDB request each time.
-# A node whose item goes away (TTL after it died) is refused at most this much later.
-VERIFIED_SECONDS = 30.0
-_VERIFIED_MAX = 10_000
-# (table, node id, credential SHA-256, statuses allowed) -> when it last matched the
-# table with one of those statuses (monotonic).
-_verified: dict[tuple[str, str, str, frozenset[str]], float] = {}
-_verified_lock = threading.Lock()
-
-
-def check_node(headers: Mapping[str, str], node_id: str, allowed: frozenset[str]) -> None:
-    """``require_node`` for routes that only need to know the caller: a credential
-    that matched the nodes table within ``VERIFIED_SECONDS`` is not read again (the
-    in-process cache a Lambda keeps between invocations; only matches are kept, so
-    a wrong credential is always checked against the table). A node declared dead is
-    refused at most ``VERIFIED_SECONDS`` later."""
-    digest = _bearer_hash(headers)
-    name = (get_settings().nodes_table, node_id, digest, allowed)
-    with _verified_lock:
-        checked = _verified.get(name)
-    if checked is not None and time.monotonic() - checked < VERIFIED_SECONDS:
-        return
-    require_node(headers, node_id, allowed)
-
-
-def forget_verified() -> None:
-    """Check every credential against the table again (tests; a new environment)."""
-    with _verified_lock:
-        _verified.clear()
-
-
-def _remember(node_id: str, digest: str, allowed: frozenset[str]) -> None:
-    name = (get_settings().nodes_table, node_id, digest, allowed)
-    with _verified_lock:
-        if len(_verified) >= _VERIFIED_MAX and name not in _verified:
-            _verified.clear()  # bounded: a burst of nodes costs one re-read each
-        _verified[name] = time.monotonic()
 
 
 def _bearer_hash(headers: Mapping[str, str]) -> str:

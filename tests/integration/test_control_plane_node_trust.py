@@ -85,16 +85,10 @@ def test_a_node_is_placed_only_after_its_endpoint_shows_its_certificate(
     answer = _register_at(cp_api, cp_stack, served.url, [ip_san("127.0.0.1")])
     assert answer.status_code == 200, answer.body
     node = answer.json_body
-    headers = {"authorization": f"Bearer {node['credential']}"}
-    # Nothing listens with TLS yet: pending, no work, no manifests.
+    # Nothing listens with TLS yet: pending, no work.
     beat = _beat(cp_api, node["node_id"], node["credential"])
     assert beat.status_code == 200 and beat.json_body["status"] == "pending"
     assert beat.json_body["work"] == []
-    started, _ = upload(cp_api, os.urandom(1000))
-    manifest = cp_api.call("GET", f"/nodes/{node['node_id']}/files/{started['file_id']}",
-                           key=False, headers=headers)
-    assert manifest.status_code == 403, manifest.body
-    assert error_of(manifest)["details"]["node_status"] == "pending"
     # A share whose first choice would be this node goes elsewhere while it is pending.
     registry = _registry(cp_stack)
     pending = registry.get(node["node_id"])
@@ -146,22 +140,19 @@ def test_a_restarted_edge_takes_its_endpoint_over_by_proving_it(cp_api: Any,
     assert _beat(cp_api, new["node_id"], new["credential"]).json_body["status"] == "active"
 
 
-@pytest.mark.parametrize("route", ["heartbeat", "manifest", "work", "renew"])
+@pytest.mark.parametrize("route", ["heartbeat", "work", "renew"])
 def test_a_dead_node_is_refused_on_every_node_route(cp_api: Any, cp_stack: Any,
                                                     route: str) -> None:
-    from chalicelib import auth
 
     node = register(cp_api, cp_stack)
     registry = _registry(cp_stack)
     registry.retire(node["node_id"])
     assert registry.get(node["node_id"]).status == NODE_DEAD  # type: ignore[union-attr]
-    auth.forget_verified()
     headers = {"authorization": f"Bearer {node['credential']}"}
     base = f"/nodes/{node['node_id']}"
     path, body = {
         "heartbeat": (f"{base}/heartbeat", {"used_bytes": 1, "free_bytes": 1,
                                             "capacity_bytes": 2, "load": 0}),
-        "manifest": (f"{base}/files/{'0' * 32}", None),
         "work": (f"{base}/work/{'0' * 32}", {"ok": True, "sha256": "0" * 64}),
         "renew": (f"{base}/renew", {"csr": make_csr([ip_san("127.0.0.1")], key=KEY)}),
     }[route]
