@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,10 @@ import pytest
 import requests
 from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
-from test_control_plane_nodes import register
 
 from fsnode.localstack.resources import lambda_names, snake_case
+from tests.helpers import finished_execution
+from tests.integration.control_plane_helpers import register
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TRUST = {"Version": "2012-10-17", "Statement": [{
@@ -58,16 +58,7 @@ class Machines:
 
     def wait(self, arn: str, pump: Callable[[], None] | None = None,
              timeout: float = 40) -> dict[str, Any]:
-        sfn = boto3.client("stepfunctions")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pump is not None:
-                pump()
-            described = sfn.describe_execution(executionArn=arn)
-            if described["status"] != "RUNNING":
-                return described
-            time.sleep(0.2)
-        raise AssertionError(f"execution {arn} still running")
+        return finished_execution(boto3.client("stepfunctions"), arn, timeout, pump)
 
     def history(self, arn: str) -> list[dict[str, Any]]:
         sfn = boto3.client("stepfunctions")

@@ -22,14 +22,22 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import boto3
 import pytest
 import requests
-from conftest import Api
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from fsnode_core.folder_tokens import mint_folder_token
 from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
-from test_control_plane_files import CHUNK, upload
-from test_control_plane_nodes import error_of, ip_san, make_csr, register, register_body
+
+from tests.integration.conftest import Api
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    error_of,
+    ip_san,
+    make_csr,
+    register,
+    register_body,
+    upload,
+)
 
 ID_X = "0123456789abcdef" * 2  # well-formed, names nothing
 

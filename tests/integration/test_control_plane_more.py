@@ -14,8 +14,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import boto3
 from cryptography import x509
-from test_control_plane_files import CHUNK, _live_node, upload
-from test_control_plane_nodes import _beat, error_of, ip_san, make_csr, register, register_body
+
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    error_of,
+    ip_san,
+    live_node,
+    make_csr,
+    register,
+    register_body,
+    send_heartbeat,
+    upload,
+)
 
 
 def _auth(node: dict[str, Any]) -> dict[str, str]:
@@ -43,13 +53,13 @@ def test_renew_issues_a_new_certificate_for_the_recorded_endpoint(cp_api: Any,
 
 
 def test_drain_keeps_heartbeats_but_stops_placement(cp_api: Any, cp_stack: Any) -> None:
-    node = _live_node(cp_api, cp_stack)
+    node = live_node(cp_api, cp_stack)
     path = f"/nodes/{node['node_id']}/drain"
     assert cp_api.call("POST", path, key=False).status_code == 401
     answer = cp_api.call("POST", path)
     assert answer.status_code == 200 and answer.json_body["status"] == "draining", answer.body
     assert cp_api.call("POST", path).json_body["status"] == "draining"  # idempotent
-    beat = _beat(cp_api, node["node_id"], node["credential"])
+    beat = send_heartbeat(cp_api, node["node_id"], node["credential"])
     assert beat.status_code == 200 and beat.json_body["status"] == "draining"
     started, _ = upload(cp_api, os.urandom(100))
     plan = cp_api.call("GET", f"/files/{started['file_id']}/plan").json_body
@@ -58,7 +68,7 @@ def test_drain_keeps_heartbeats_but_stops_placement(cp_api: Any, cp_stack: Any) 
 
 
 def test_cluster_sums_live_nodes(cp_api: Any, cp_stack: Any) -> None:
-    node = _live_node(cp_api, cp_stack)
+    node = live_node(cp_api, cp_stack)
     assert cp_api.call("GET", "/cluster", key=False).status_code == 401
     view = cp_api.call("GET", "/cluster").json_body
     live = [n for n in view["nodes"] if n["live"]]
@@ -79,7 +89,7 @@ def _share(api: Any, file_id: str, **extra: Any) -> tuple[str, dict[str, str]]:
 
 
 def test_share_policies_ip_and_not_before(cp_api: Any, cp_stack: Any) -> None:
-    _live_node(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
     playlist, _ = upload(cp_api, os.urandom(100))
     # The Chalice test client's source address is 127.0.0.1.
     path, query = _share(cp_api, playlist["file_id"], ip="127.0.0.0/8")
@@ -186,7 +196,7 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
         key = secrets.token_hex(16)
         node = register(cp_api, cp_stack, idempotency_key=key)
         replay = register(cp_api, cp_stack, idempotency_key=key)
-        _beat(cp_api, node["node_id"], node["credential"])
+        send_heartbeat(cp_api, node["node_id"], node["credential"])
         # Every other route that carries a secret: node credential, api key, share sig.
         started, _ = upload(cp_api, os.urandom(100))
         file_id = started["file_id"]

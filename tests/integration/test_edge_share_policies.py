@@ -14,7 +14,10 @@ from dataclasses import replace
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
+from fsnode_core.signing import SharePolicy
+
+from edge_node.manifests import Manifest
+from tests.integration.edge_fixtures import (
     EdgeServer,
     StaticManifestSource,
     ThrowawayCA,
@@ -22,9 +25,6 @@ from edge_fixtures import (
     put_file,
     signer,
 )
-from fsnode_core.signing import SharePolicy
-
-from edge_node.manifests import Manifest
 
 BUCKET = "fsnode-edge-policies"
 CHUNK = 64 * 1024

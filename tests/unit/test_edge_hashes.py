@@ -24,7 +24,6 @@ from tests.unit.test_edge_cache import (
     config,
     make_manifest,
     read_chunk,
-    run_async,
 )
 
 
@@ -70,7 +69,6 @@ def test_manifests_accept_unknown_hashes_but_not_malformed_ones() -> None:
         Manifest.from_dict(raw)
 
 
-@run_async
 async def test_the_first_fetch_learns_the_hash_and_later_fills_check_it(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     origin = Origin(DATA)
@@ -89,7 +87,6 @@ async def test_the_first_fetch_learns_the_hash_and_later_fills_check_it(tmp_path
     assert await read_chunk(cache, learned, 1) == DATA[CHUNK : 2 * CHUNK]
 
 
-@run_async
 async def test_an_unhashed_chunk_serves_while_the_control_plane_is_down(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     cache, store = await edge(tmp_path, Origin(DATA), control_plane)
@@ -105,7 +102,6 @@ async def test_an_unhashed_chunk_serves_while_the_control_plane_is_down(tmp_path
         await read_chunk(bare, manifest, 2)
 
 
-@run_async
 async def test_a_hash_the_job_recorded_is_checked_and_bad_bytes_fetched_again(
     tmp_path: Path,
 ) -> None:
@@ -120,7 +116,6 @@ async def test_a_hash_the_job_recorded_is_checked_and_bad_bytes_fetched_again(
     assert origin.reads == 2 and cache.stats.integrity_failures == 1
 
 
-@run_async
 async def test_bytes_that_never_match_the_recorded_hash_are_not_kept(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     control_plane.hashes[1] = "0" * 64  # the record says other bytes (another object)
@@ -134,7 +129,6 @@ async def test_bytes_that_never_match_the_recorded_hash_are_not_kept(tmp_path: P
     assert cache.used_bytes == 0
 
 
-@run_async
 async def test_learned_hashes_survive_a_stale_refetch_and_a_restart(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     cache, store = await edge(tmp_path, Origin(DATA), control_plane)
@@ -156,7 +150,6 @@ async def test_learned_hashes_survive_a_stale_refetch_and_a_restart(tmp_path: Pa
     assert origin.calls == []
 
 
-@run_async
 async def test_a_kept_chunk_whose_hash_the_manifest_lacks_is_settled_at_first_use(
     tmp_path: Path,
 ) -> None:

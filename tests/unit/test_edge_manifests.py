@@ -9,10 +9,9 @@ The source here is a fake control plane that can stall until released.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,6 @@ from fsnode_core.errors import FsnodeError, Gone, NotFound, Unauthorized, Unavai
 from fsnode_core.ids import new_id
 
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
-
-
-def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return wrapper
 
 
 def manifest(version: str = "1", file_id: str | None = None) -> Manifest:
@@ -71,7 +62,6 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-@run_async
 async def test_a_stale_copy_serves_at_once_and_one_refresh_runs_behind_it(tmp_path: Path) -> None:
     first = manifest()
     source = Source(first)
@@ -91,7 +81,6 @@ async def test_a_stale_copy_serves_at_once_and_one_refresh_runs_behind_it(tmp_pa
     await store.close()
 
 
-@run_async
 async def test_a_refresh_that_finds_the_file_deleted_stops_it_serving(tmp_path: Path) -> None:
     first = manifest()
     source = Source(first)
@@ -109,7 +98,6 @@ async def test_a_refresh_that_finds_the_file_deleted_stops_it_serving(tmp_path: 
     await store.close()
 
 
-@run_async
 async def test_a_new_version_seen_on_refresh_ends_the_old_share(tmp_path: Path) -> None:
     first = manifest()
     source = Source(first)
@@ -125,7 +113,6 @@ async def test_a_new_version_seen_on_refresh_ends_the_old_share(tmp_path: Path) 
     await store.close()
 
 
-@run_async
 async def test_a_failed_refresh_keeps_serving_and_waits_before_trying_again(
     tmp_path: Path,
 ) -> None:
@@ -144,7 +131,6 @@ async def test_a_failed_refresh_keeps_serving_and_waits_before_trying_again(
     await store.close()
 
 
-@run_async
 async def test_background_refreshes_are_bounded(tmp_path: Path) -> None:
     files = [manifest() for _ in range(4)]
     source = Source(*files)
@@ -161,7 +147,6 @@ async def test_background_refreshes_are_bounded(tmp_path: Path) -> None:
     await store.close()
 
 
-@run_async
 async def test_after_a_reregistration_each_copy_is_checked_once_before_it_serves(
     tmp_path: Path,
 ) -> None:
@@ -188,7 +173,6 @@ async def test_after_a_reregistration_each_copy_is_checked_once_before_it_serves
     await store.close()
 
 
-@run_async
 async def test_a_lookup_in_flight_when_the_copy_is_evicted_does_not_store_it(
     tmp_path: Path,
 ) -> None:
@@ -208,7 +192,6 @@ async def test_a_lookup_in_flight_when_the_copy_is_evicted_does_not_store_it(
     await store.close()
 
 
-@run_async
 async def test_a_never_seen_file_waits_and_a_node_being_replaced_is_a_503(tmp_path: Path) -> None:
     file_id = new_id()
     source = Source()
@@ -244,7 +227,6 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("the condition never held")
 
 
-@run_async
 async def test_a_cold_lookup_asks_first_and_never_waits_for_the_disk_write(
     tmp_path: Path,
 ) -> None:
@@ -270,7 +252,6 @@ async def test_a_cold_lookup_asks_first_and_never_waits_for_the_disk_write(
     await store.close()
 
 
-@run_async
 async def test_a_copy_forgotten_while_being_written_leaves_nothing_on_disk(
     tmp_path: Path,
 ) -> None:
@@ -287,7 +268,6 @@ async def test_a_copy_forgotten_while_being_written_leaves_nothing_on_disk(
     await store.close()
 
 
-@run_async
 async def test_learned_hashes_reach_the_disk_by_close(tmp_path: Path) -> None:
     first = replace(manifest(), chunks=(ChunkInfo(0, 0, 10, None),))
     store = ManifestStore(Source(first), tmp_path)
