@@ -21,6 +21,7 @@ from botocore.config import Config
 from fsnode_core.tables import create_table_kwargs, table_layouts
 
 from fsnode.localstack import grants, workloads
+from fsnode.localstack.errors import StackError
 from fsnode.localstack.workloads import lambda_names, snake_case, state_machine_settings
 
 __all__ = ["LOCAL_CREDENTIALS", "ResourceBuilder", "StackResources", "control_plane_settings",
@@ -187,7 +188,7 @@ class ResourceBuilder:
         )
         status = pca.describe_certificate_authority(CertificateAuthorityArn=arn)
         if status["CertificateAuthority"]["Status"] != "ACTIVE":
-            raise RuntimeError(f"private CA is {status['CertificateAuthority']['Status']}")
+            raise StackError(f"private CA is {status['CertificateAuthority']['Status']}")
         return arn, cert
 
     def _secret(self, name: str, value: str) -> str:
