@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Response
+from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 from fsnode_core.errors import FsnodeError, InvalidInput
 
@@ -50,6 +50,23 @@ def from_domain(exc: FsnodeError) -> Response:
     """A domain error as its HTTP answer: the status its class carries."""
     return Response(body={"error": exc.to_dict()}, status_code=exc.status,
                     headers={"Content-Type": "application/json"})
+
+
+View = Callable[..., Any]
+Route = Callable[..., Callable[[View], View]]
+
+
+def json_routes(owner: Chalice | Blueprint, **defaults: Any) -> Route:
+    """The app's one route decorator, for ``owner``: ``owner.route(path, **defaults,
+    **kwargs)`` over the view wrapped by :func:`json_errors`."""
+
+    def route(path: str, **kwargs: Any) -> Callable[[View], View]:
+        def decorate(view: View) -> View:
+            return owner.route(path, **defaults, **kwargs)(json_errors(view))
+
+        return decorate
+
+    return route
 
 
 def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
