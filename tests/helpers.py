@@ -55,3 +55,15 @@ def finished_execution(sfn: Any, arn: str, timeout: float = 120.0,
         return None if described["status"] == "RUNNING" else described
 
     return wait_for(ended, f"execution {arn} to end", timeout, interval=0.2)
+
+
+def execution_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    """Every event of a Step Functions execution, all pages."""
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]

@@ -35,7 +35,7 @@ from fsnode_core.nodes_store import NodeRegistry
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
 from tests.e2e.conftest import own_stack, run_cli
-from tests.helpers import wait_for
+from tests.helpers import execution_history, wait_for
 
 CHUNK = 256 * 1024
 SIZE = 2 * CHUNK + 12345  # three chunks, the last one short
@@ -167,15 +167,7 @@ class Cluster:
         return found
 
     def history(self, arn: str) -> list[dict[str, Any]]:
-        sfn = self.client("stepfunctions")
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events += page["events"]
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        return execution_history(self.client("stepfunctions"), arn)
 
     # -- what the edges hold -------------------------------------------------------
 

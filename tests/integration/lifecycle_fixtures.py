@@ -24,7 +24,7 @@ from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
 
 from fsnode.localstack.resources import lambda_names, snake_case
-from tests.helpers import finished_execution
+from tests.helpers import execution_history, finished_execution
 from tests.integration.control_plane_helpers import register
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
@@ -61,15 +61,7 @@ class Machines:
         return finished_execution(boto3.client("stepfunctions"), arn, timeout, pump)
 
     def history(self, arn: str) -> list[dict[str, Any]]:
-        sfn = boto3.client("stepfunctions")
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events += page["events"]
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        return execution_history(boto3.client("stepfunctions"), arn)
 
     def executions(self, machine: str) -> list[dict[str, Any]]:
         return boto3.client("stepfunctions").list_executions(
