@@ -35,7 +35,7 @@ from fsnode_core.nodes_store import NodeRegistry
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
 from tests.e2e.conftest import own_stack, run_cli
-from tests.helpers import execution_history, wait_for
+from tests.helpers import execution_history, put_parts, wait_for
 
 CHUNK = 256 * 1024
 SIZE = 2 * CHUNK + 12345  # three chunks, the last one short
@@ -127,12 +127,7 @@ class Cluster:
                 break
         else:
             raise AssertionError("no upload id got the wanted placement")
-        parts = []
-        for part in started["parts"]:
-            body = data[part["offset"]:part["offset"] + part["length"]]
-            put = requests.put(part["url"], data=body, headers=part["headers"], timeout=60)
-            assert put.status_code == 200, put.text
-            parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+        parts = put_parts(started["parts"], data)
         done = self.api("POST", f"/files/{started['file_id']}/complete", {"parts": parts})
         assert done.status_code == 200, done.text
         return started["file_id"], started["version"]

@@ -9,13 +9,14 @@ import json
 from typing import Any
 
 import boto3
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from fsnode_core.chunks import part_layout
 from fsnode_core.ids import new_id
+
+from tests.helpers import put_parts
 
 _KEY_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -64,6 +65,11 @@ def register(api: Any, stack: Any, **extra: Any) -> dict[str, Any]:
     )
     assert answer.status_code == 200, answer.body
     return answer.json_body
+
+
+def node_auth(node: dict[str, Any]) -> dict[str, str]:
+    """The headers of a call a registered node makes with its credential."""
+    return {"authorization": f"Bearer {node['credential']}"}
 
 
 def error_of(answer: Any) -> dict[str, Any]:
@@ -116,12 +122,7 @@ def upload(api: Any, data: bytes, *, declared: int | None = None,
                                        **(extra or {})})
     assert init.status_code == 200, init.body
     started = init.json_body
-    parts = []
-    for part in started["parts"]:
-        body = data[part["offset"]:part["offset"] + part["length"]]
-        put = requests.put(part["url"], data=body, headers=part["headers"], timeout=30)
-        assert put.status_code == 200, put.text
-        parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+    parts = put_parts(started["parts"], data)
     done = api.call("POST", f"/files/{started['file_id']}/complete", {"parts": parts})
     return started, done
 
@@ -130,7 +131,7 @@ def live_node(api: Any, stack: Any) -> dict[str, Any]:
     node = register(api, stack)
     beat = api.call("POST", f"/nodes/{node['node_id']}/heartbeat",
                     {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
-                    key=False, headers={"authorization": f"Bearer {node['credential']}"})
+                    key=False, headers=node_auth(node))
     assert beat.status_code == 200
     return node
 

@@ -34,6 +34,7 @@ from tests.integration.control_plane_helpers import (
     error_of,
     ip_san,
     make_csr,
+    node_auth,
     register,
     register_body,
     upload,
@@ -130,9 +131,6 @@ def _token(key: dict[str, Any]) -> str:
     """A listing token shaped like the real ones (base64url JSON of a key)."""
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
-
-def _node_auth(node: dict[str, Any]) -> dict[str, str]:
-    return {"authorization": f"Bearer {node['credential']}"}
 
 
 def _signer(stack: Any) -> ShareSigner:
@@ -245,7 +243,7 @@ ROWS: dict[str, Row] = {
     "heartbeat-other-nodes-credential": Row(
         "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 401, "unauthorized",
         lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 9.0},
-        lambda s: _node_auth(s.other_node), key=False),
+        lambda s: node_auth(s.other_node), key=False),
     "heartbeat-no-credential": Row(
         "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 401, "unauthorized",
         lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 9.0},
@@ -253,11 +251,11 @@ ROWS: dict[str, Row] = {
     "heartbeat-bad-hot-file": Row(
         "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 400, "invalid_input",
         lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 1.0,
-                   "hot_files": ["../../etc"]}, lambda s: _node_auth(s.node), key=False),
+                   "hot_files": ["../../etc"]}, lambda s: node_auth(s.node), key=False),
     "renew-other-nodes-credential": Row(
         "POST", lambda s: f"/nodes/{s.node['node_id']}/renew", 401, "unauthorized",
         lambda s: {"csr": make_csr([ip_san("127.0.0.1")])},
-        lambda s: _node_auth(s.other_node), key=False),
+        lambda s: node_auth(s.other_node), key=False),
     # Bodies
     "body-not-json": Row("POST", lambda s: "/files", 400, "invalid_input",
                          lambda s: b"{not json"),
@@ -336,13 +334,13 @@ ROWS: dict[str, Row] = {
     "id-unknown-node-heartbeat": Row(
         "POST", lambda s: f"/nodes/{ID_X}/heartbeat", 401, "unauthorized",
         lambda s: {"used_bytes": 0, "free_bytes": 0, "capacity_bytes": 0, "load": 0.0},
-        lambda s: _node_auth(s.node), key=False),
+        lambda s: node_auth(s.node), key=False),
     "id-unknown-manifest": Row("GET", lambda s: f"/nodes/{s.node['node_id']}/files/{ID_X}",
-                               404, "not_found", headers=lambda s: _node_auth(s.node),
+                               404, "not_found", headers=lambda s: node_auth(s.node),
                                key=False),
     "id-unknown-work": Row("POST", lambda s: f"/nodes/{s.node['node_id']}/work/{ID_X}",
                            404, "not_found", lambda s: {"ok": True},
-                           lambda s: _node_auth(s.node), key=False),
+                           lambda s: node_auth(s.node), key=False),
     "query-limit-not-a-number": Row("GET", lambda s: "/files?limit=1_0", 400,
                                     "invalid_input"),
     "query-forged-next-token": Row("GET", lambda s: "/files?next_token=eyJhIjogMX0=", 400,

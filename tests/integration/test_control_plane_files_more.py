@@ -22,15 +22,12 @@ from tests.integration.control_plane_helpers import (
     CHUNK,
     error_of,
     live_node,
+    node_auth,
     put_import_object,
     register,
     unique_path,
     upload,
 )
-
-
-def _node_auth(node: dict[str, Any]) -> dict[str, str]:
-    return {"authorization": f"Bearer {node['credential']}"}
 
 
 def test_plan_lists_range_chunks_with_replicas_and_s3(cp_api: Any, cp_stack: Any) -> None:
@@ -152,7 +149,7 @@ def test_delete_tombstones_then_shares_and_manifests_are_gone(cp_api: Any,
     assert again.status_code == 202 and again.json_body == answer.json_body
     assert cp_api.call("GET", f"{share.path}?{share.query}", key=False).status_code == 410
     manifest = cp_api.call("GET", f"/nodes/{node['node_id']}/files/{file_id}", key=False,
-                           headers=_node_auth(node))
+                           headers=node_auth(node))
     assert manifest.status_code == 410
     assert cp_api.call("GET", f"/files/{file_id}/plan").status_code == 410
     assert cp_api.call("POST", f"/files/{file_id}/share",
@@ -196,15 +193,15 @@ def test_import_pins_the_object_and_the_control_plane_hashes_it(
     assert record["key"] == key and record["content_type"] == "video/mp4"
     node = register(cp_api, cp_stack)
     route = f"/nodes/{node['node_id']}/files/{record['file_id']}"
-    manifest = cp_api.call("GET", route, key=False, headers=_node_auth(node)).json_body
+    manifest = cp_api.call("GET", route, key=False, headers=node_auth(node)).json_body
     assert [c["sha256"] for c in manifest["chunks"]] == [None] * 4
     # Edges never write hashes: the route is gone.
     assert cp_api.call("PUT", f"{route}/chunks/0", {"sha256": "0" * 64}, key=False,
-                       headers=_node_auth(node)).status_code in (403, 404, 405)
+                       headers=node_auth(node)).status_code in (403, 404, 405)
     outcome = run_hashing(cp_client, record["file_id"], record["version"])
     assert outcome["outcome"] == "hashed" and outcome["chunks"] == 4
     digests = [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
-    manifest = cp_api.call("GET", route, key=False, headers=_node_auth(node)).json_body
+    manifest = cp_api.call("GET", route, key=False, headers=node_auth(node)).json_body
     assert [c["sha256"] for c in manifest["chunks"]] == digests
     assert cp_api.call("GET", f"/files/{record['file_id']}").json_body["chunks_sha256"] == \
         chunks_digest(digests)
@@ -315,7 +312,7 @@ def test_a_warm_report_of_an_unhashed_chunk_is_checked_against_s3(
             "node_id": node["node_id"], "task_token": f"token-{reported[:4]}"}).payload
         answer = cp_api.call("POST", f"/nodes/{node['node_id']}/work/{queued['work_id']}",
                              {"ok": True, "sha256": reported}, key=False,
-                             headers=_node_auth(node))
+                             headers=node_auth(node))
         assert answer.status_code == 200 and answer.json_body["recorded"] is recorded, reported
     view = catalog.file_view(record["file_id"])
     assert [r.node_id for r in view.replicas] == [node["node_id"]]

@@ -21,6 +21,7 @@ from tests.integration.control_plane_helpers import (
     ip_san,
     live_node,
     make_csr,
+    node_auth,
     register,
     register_body,
     send_heartbeat,
@@ -28,28 +29,24 @@ from tests.integration.control_plane_helpers import (
 )
 
 
-def _auth(node: dict[str, Any]) -> dict[str, str]:
-    return {"authorization": f"Bearer {node['credential']}"}
-
-
 def test_renew_issues_a_new_certificate_for_the_recorded_endpoint(cp_api: Any,
                                                                    cp_stack: Any) -> None:
     node = register(cp_api, cp_stack)
     path = f"/nodes/{node['node_id']}/renew"
     answer = cp_api.call("POST", path, {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                         headers=_auth(node))
+                         headers=node_auth(node))
     assert answer.status_code == 200, answer.body
     cert = x509.load_pem_x509_certificate(answer.json_body["certificate"].encode())
     assert cert.serial_number != x509.load_pem_x509_certificate(
         node["certificate"].encode()).serial_number
     assert answer.json_body["root_certificate"].strip() == cp_stack.root_pem.strip()
     other_host = cp_api.call("POST", path, {"csr": make_csr([ip_san("10.1.1.1")])}, key=False,
-                             headers=_auth(node))
+                             headers=node_auth(node))
     assert other_host.status_code == 400 and error_of(other_host)["code"] == "invalid_input"
-    assert cp_api.call("POST", path, {}, key=False, headers=_auth(node)).status_code == 400
+    assert cp_api.call("POST", path, {}, key=False, headers=node_auth(node)).status_code == 400
     stranger = register(cp_api, cp_stack)
     assert cp_api.call("POST", path, {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                       headers=_auth(stranger)).status_code == 401
+                       headers=node_auth(stranger)).status_code == 401
 
 
 def test_drain_keeps_heartbeats_but_stops_placement(cp_api: Any, cp_stack: Any) -> None:
@@ -121,7 +118,7 @@ def test_overwrite_switches_versions_atomically(cp_api: Any, cp_stack: Any) -> N
     record = cp_api.call("GET", f"/files/{file_id}").json_body
     assert record["version"] == second["version"] and record["size"] == len(new_data)
     manifest = cp_api.call("GET", f"/nodes/{node['node_id']}/files/{file_id}", key=False,
-                           headers=_auth(node)).json_body
+                           headers=node_auth(node)).json_body
     assert manifest["version"] == second["version"] and len(manifest["chunks"]) == 3
     # The share follows the file: the same link now opens the new version; a request
     # pinned to the old one (the earlier redirect's v) is told it was replaced.
@@ -201,10 +198,10 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
         started, _ = upload(cp_api, os.urandom(100))
         file_id = started["file_id"]
         assert cp_api.call("GET", f"/nodes/{node['node_id']}/files/{file_id}", key=False,
-                           headers=_auth(node)).status_code == 200
+                           headers=node_auth(node)).status_code == 200
         assert cp_api.call("POST", f"/nodes/{node['node_id']}/renew",
                            {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                           headers=_auth(node)).status_code == 200
+                           headers=node_auth(node)).status_code == 200
         path, share = _share(cp_api, file_id)
         assert cp_api.call("GET", f"{path}?{urlencode(share)}", key=False).status_code == 307
         plan = cp_api.call("GET", f"/files/{file_id}/plan").json_body
@@ -215,7 +212,7 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
         assert cp_api.call("GET", f"{path}?{urlencode({**share, 'exp': '1'})}",
                            key=False).status_code == 403
         assert cp_api.call("POST", f"/nodes/{'0' * 32}/heartbeat", {"used_bytes": 1},
-                           key=False, headers=_auth(node)).status_code == 401
+                           key=False, headers=node_auth(node)).status_code == 401
     finally:
         for target, level in zip((service, root), old_levels, strict=True):
             target.removeHandler(handler)
