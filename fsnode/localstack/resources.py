@@ -21,6 +21,7 @@ from botocore.config import Config
 from fsnode_core.tables import create_table_kwargs, table_layouts
 
 from fsnode.localstack import grants, workloads
+from fsnode.localstack.errors import StackError
 from fsnode.localstack.workloads import lambda_names, snake_case, state_machine_settings
 
 __all__ = ["LOCAL_CREDENTIALS", "ResourceBuilder", "StackResources", "control_plane_settings",
@@ -193,31 +194,7 @@ class ResourceBuilder:
         return names
 
     def _create_ca(self) -> tuple[str, str]:
-        pca = self.client("acm-pca")
-        arn = pca.create_certificate_authority(
-            CertificateAuthorityConfiguration={
-                "KeyAlgorithm": "RSA_2048",
-                "SigningAlgorithm": "SHA256WITHRSA",
-                "Subject": {"CommonName": "fsnode local root CA", "Organization": "fsnode"},
-            },
-            CertificateAuthorityType="ROOT",
-        )["CertificateAuthorityArn"]
-        csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
-        cert_arn = pca.issue_certificate(
-            CertificateAuthorityArn=arn,
-            Csr=csr.encode(),
-            SigningAlgorithm="SHA256WITHRSA",
-            TemplateArn=_ROOT_TEMPLATE,
-            Validity={"Value": 10, "Type": "YEARS"},
-        )["CertificateArn"]
-        cert = _wait_for_certificate(pca, arn, cert_arn)
-        pca.import_certificate_authority_certificate(
-            CertificateAuthorityArn=arn, Certificate=cert.encode()
-        )
-        status = pca.describe_certificate_authority(CertificateAuthorityArn=arn)
-        if status["CertificateAuthority"]["Status"] != "ACTIVE":
-            raise RuntimeError(f"private CA is {status['CertificateAuthority']['Status']}")
-        return arn, cert
+        return make_root_ca(self.client("acm-pca"), "fsnode local root CA")
 
     def _secret(self, name: str, value: str) -> str:
         return str(
@@ -248,6 +225,35 @@ def control_plane_settings(resources: StackResources) -> dict[str, str]:
         **state_machine_settings(resources.state_machines),
         **workloads.function_settings(),
     }
+
+
+def make_root_ca(pca: Any, common_name: str) -> tuple[str, str]:
+    """An ACTIVE root private CA signed by itself, as ``fsnode local up`` makes one:
+    its ARN and PEM certificate."""
+    arn = pca.create_certificate_authority(
+        CertificateAuthorityConfiguration={
+            "KeyAlgorithm": "RSA_2048",
+            "SigningAlgorithm": "SHA256WITHRSA",
+            "Subject": {"CommonName": common_name, "Organization": "fsnode"},
+        },
+        CertificateAuthorityType="ROOT",
+    )["CertificateAuthorityArn"]
+    csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
+    cert_arn = pca.issue_certificate(
+        CertificateAuthorityArn=arn,
+        Csr=csr.encode(),
+        SigningAlgorithm="SHA256WITHRSA",
+        TemplateArn=_ROOT_TEMPLATE,
+        Validity={"Value": 10, "Type": "YEARS"},
+    )["CertificateArn"]
+    cert = _wait_for_certificate(pca, arn, cert_arn)
+    pca.import_certificate_authority_certificate(
+        CertificateAuthorityArn=arn, Certificate=cert.encode()
+    )
+    status = pca.describe_certificate_authority(CertificateAuthorityArn=arn)
+    if status["CertificateAuthority"]["Status"] != "ACTIVE":
+        raise StackError(f"private CA is {status['CertificateAuthority']['Status']}")
+    return arn, cert
 
 
 def _wait_for_certificate(pca: Any, ca_arn: str, cert_arn: str) -> str:

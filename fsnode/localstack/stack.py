@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fsnode_core.chunks import DEFAULT_CHUNK_SIZE
+
 from fsnode.localstack import processes, role_credentials
+from fsnode.localstack.errors import StackError
 from fsnode.localstack.resources import (
     LOCAL_CREDENTIALS,
     ResourceBuilder,
@@ -36,7 +39,7 @@ class StackOptions:
     state_dir: Path
     nodes: int = 3
     region: str = "us-east-1"
-    chunk_size: int = 4 * 1024 * 1024
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     cache_max_bytes: int = 2 * 1024**3
     heartbeat_interval: int = 5
     heartbeat_timeout: int = 30
@@ -130,7 +133,7 @@ class LocalStack:
         if (self.state_dir / STACK_FILE).exists():
             existing = StackInfo.load(self.state_dir)
             if any(processes.is_alive(pid) for pid in existing.pids()):
-                raise RuntimeError(f"a stack is already running from {self.state_dir}")
+                raise StackError(f"a stack is already running from {self.state_dir}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             return self._start()
@@ -222,7 +225,7 @@ class LocalStack:
             line = processes.wait_for_log_line(child, "edge ready", opts.start_timeout)
             match = _READY.search(line)
             if match is None:
-                raise RuntimeError(f"cannot read the edge's ready line: {line!r}")
+                raise StackError(f"cannot read the edge's ready line: {line!r}")
             node_id, url = match.groups()
             _wait_healthy(url, ca_cert, opts.start_timeout)
             info.edges.append(EdgeInfo(url=url, node_id=node_id, pid=child.pid, state_dir=edge_dir))
@@ -322,7 +325,7 @@ def _pid_of(info: StackInfo, name: str) -> int:
         if entry["name"] == name:
             return int(entry["pid"])
     names = ", ".join(p["name"] for p in info.processes)
-    raise RuntimeError(f"no process {name!r} in this stack (it has {names})")
+    raise StackError(f"no process {name!r} in this stack (it has {names})")
 
 
 def down(state_dir: Path, grace: float = 15.0) -> list[int]:

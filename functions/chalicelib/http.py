@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Response
+from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 from fsnode_core.errors import FsnodeError, InvalidInput
 
@@ -23,24 +23,6 @@ from chalicelib.observability import (
 
 MAX_JSON_BODY = 1024 * 1024
 
-STATUS_BY_CODE: dict[str, int] = {
-    "invalid_input": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "conflict": 409,
-    "gone": 410,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
-    "range_not_satisfiable": 416,
-    "internal": 500,
-    "origin_error": 502,
-    "integrity_error": 502,
-    "unavailable": 503,
-    "origin_timeout": 504,
-}
-
 # Chalice answers some requests itself (415, 405, unhandled 500) as {"Code", "Message"}.
 _CHALICE_CODES = {
     "UnsupportedMediaType": "unsupported_media_type",
@@ -55,22 +37,36 @@ class PayloadTooLarge(FsnodeError):
     """The request body is larger than the control plane accepts."""
 
     code = "payload_too_large"
+    status = 413
 
 
-def error_response(code: str, message: str, details: dict[str, Any] | None = None,
-                   status: int | None = None) -> Response:
+def error_response(status: int, code: str, message: str) -> Response:
     """The one JSON error shape of PROTOCOL.md."""
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        body["details"] = details
-    return Response(body={"error": body}, status_code=status or STATUS_BY_CODE.get(code, 500),
+    return Response(body={"error": {"code": code, "message": message}}, status_code=status,
                     headers={"Content-Type": "application/json"})
 
 
 def from_domain(exc: FsnodeError) -> Response:
-    """A domain error as its HTTP answer."""
-    body = exc.to_dict()
-    return error_response(body["code"], body["message"], body.get("details"))
+    """A domain error as its HTTP answer: the status its class carries."""
+    return Response(body={"error": exc.to_dict()}, status_code=exc.status,
+                    headers={"Content-Type": "application/json"})
+
+
+View = Callable[..., Any]
+Route = Callable[..., Callable[[View], View]]
+
+
+def json_routes(owner: Chalice | Blueprint, **defaults: Any) -> Route:
+    """The app's one route decorator, for ``owner``: ``owner.route(path, **defaults,
+    **kwargs)`` over the view wrapped by :func:`json_errors`."""
+
+    def route(path: str, **kwargs: Any) -> Callable[[View], View]:
+        def decorate(view: View) -> View:
+            return owner.route(path, **defaults, **kwargs)(json_errors(view))
+
+        return decorate
+
+    return route
 
 
 def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,7 +85,7 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
             # A bug, not bad input: the traceback goes to the log under this request's
             # correlation id; the caller gets the error shape and no detail.
             logger.exception("unhandled error")
-            return error_response("internal", "an internal error occurred")
+            return error_response(500, "internal", "an internal error occurred")
 
     return wrapper
 
@@ -111,7 +107,7 @@ def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
         code = _CHALICE_CODES.get(str(body["Code"]), "internal")
-        fixed = error_response(code, str(body.get("Message", "")), status=response.status_code)
+        fixed = error_response(response.status_code, code, str(body.get("Message", "")))
         fixed.headers = {**response.headers, "Content-Type": "application/json"}
         return fixed
     return response

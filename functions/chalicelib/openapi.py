@@ -60,6 +60,8 @@ def _pattern(compiled: Any) -> str:
 
 
 
+# The schemas: each field beside its neighbours, as the wire format reads (fmt: off).
+# fmt: off
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": _object({"error": _object(
         {"code": {"type": "string"}, "message": {"type": "string"}},
@@ -201,6 +203,7 @@ _ERROR_TEXT = {
     413: "body too large", 415: "body is not JSON", 416: "range not satisfiable",
     503: "a dependency (store, CA, bucket) is unavailable",
 }
+# fmt: on
 
 
 def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -264,6 +267,8 @@ def _folder_op(*, greedy: bool = False) -> dict[str, Any]:
     return op
 
 
+# The route table: one operation a line or a few, as the routes read (fmt: off).
+# fmt: off
 PATHS: dict[str, dict[str, Any]] = {
     "/nodes/register": {"post": _op(
         "Register an edge node: the join token is in the body; ACM PCA signs its CSR",
@@ -427,6 +432,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "What an uploader needs before POST /files", PUBLIC,
         _object({"chunk_size": _integer(1), "part_size": _integer(1)}), ())},
 }
+# fmt: on
 
 
 def document() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The web page: upload by drag and drop, list and share files, play a share in a player.
+"""The web page: upload by drag and drop, list and share files, play a share in a player;
+and the OpenAPI document of every route (``/openapi.json``).
 
 Plain HTML and JavaScript under ``chalicelib/web/`` (no build step, nothing from a CDN),
 served by the control plane itself so API calls are same-origin. The browser sends
@@ -14,6 +15,8 @@ from typing import Any
 from chalice import Blueprint, Response
 from fsnode_core.chunks import part_size_for
 
+from chalicelib import openapi
+from chalicelib.http import json_routes
 from chalicelib.settings import get_settings
 
 bp = Blueprint(__name__)
@@ -81,3 +84,8 @@ def page_config() -> dict[str, Any]:
     """What an uploader must know before ``POST /files``: the chunk size it hashes by."""
     chunk_size = get_settings().chunk_size
     return {"chunk_size": chunk_size, "part_size": part_size_for(chunk_size)}
+
+
+@json_routes(bp)("/openapi.json", methods=["GET"])
+def openapi_document() -> dict[str, Any]:
+    return openapi.document()

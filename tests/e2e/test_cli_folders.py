@@ -16,7 +16,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
 from tests.e2e.cli_helpers import cli
 from tests.e2e.conftest import own_stack, run_cli
+from tests.helpers import wait_for
 
 GRACE = 8
 CHUNK = 64 * 1024
@@ -57,13 +57,6 @@ def _exists(stack: StackInfo, key: str) -> bool:
     except ClientError:
         return False
     return True
-
-
-def _wait(condition: Callable[[], bool], what: str, limit: float = 60) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def _hls_folder(root: Path) -> dict[str, bytes]:
@@ -186,8 +179,8 @@ def test_a_stream_outlives_an_overwrite_and_the_old_version_is_collected(
     up, first, got = _stream_while(folder_stack, tmp_path, overwrite)
     assert got == first  # never cut, never mixed
     old_key = f"files/{up['id']}/{up['version']}"
-    _wait(lambda: not _exists(folder_stack, old_key), "the old version to be collected",
-          limit=GRACE + 60)
+    wait_for(lambda: not _exists(folder_stack, old_key), "the old version to be collected",
+          GRACE + 60)
     record = cli(folder_stack, "ls", up["path"])["files"][0]
     assert record["file_id"] == up["id"] and record["version"] != up["version"]
     assert _exists(folder_stack, record["key"])  # the new version is untouched
@@ -206,8 +199,8 @@ def test_a_stream_outlives_a_delete_and_the_file_is_collected(
     head = json.loads(_s3(folder_stack).get_object(Bucket=folder_stack.bucket,
                                                    Key=head_key)["Body"].read())
     assert head["status"] == "deleted"
-    _wait(lambda: not _exists(folder_stack, head_key), "the file to be collected",
-          limit=GRACE + 60)
+    wait_for(lambda: not _exists(folder_stack, head_key), "the file to be collected",
+          GRACE + 60)
     assert not _exists(folder_stack, f"files/{up['id']}/{up['version']}")
 
 
@@ -221,7 +214,7 @@ def test_with_every_edge_killed_the_origin_serves_files_and_folders(
              "--share", "--ttl", "600")
     killed = run_cli("local", "kill", "edge-1", "--state-dir", folder_stack.state_dir)
     assert killed.returncode == 0, killed.stderr
-    _wait(lambda: cli(folder_stack, "cluster")["live_nodes"] == 0, "the edge to go quiet")
+    wait_for(lambda: cli(folder_stack, "cluster")["live_nodes"] == 0, "the edge to go quiet")
 
     out = tmp_path / "alone.out"
     got = cli(folder_stack, "get", up["share_url"], "-o", str(out))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +28,7 @@ from edge_node.aws_identity import signed_caller_identity
 from fsnode.localstack import processes
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
+from tests.helpers import finished_execution
 
 
 def _env(stack: StackInfo, name: str) -> dict[str, str]:
@@ -158,10 +158,7 @@ def test_step_functions_invokes_as_the_state_machine_role(stack: StackInfo) -> N
             stateMachineArn=api["FSNODE_REPLICATE_STATE_MACHINE_ARN"],
             name=f"grants-{os.urandom(4).hex()}",
             input=json.dumps({"file_id": "0" * 32, "version": "0" * 32}))["executionArn"]
-        deadline = time.monotonic() + 60
-        while (status := sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
-            assert time.monotonic() < deadline, "the execution did not end"
-            time.sleep(0.2)
+        status = finished_execution(sfn, arn)["status"]
     assert status == "FAILED"
     assert _log_has(stack, "assumed-role/fsnode-states/")
 

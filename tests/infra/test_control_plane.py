@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fsnode_core.control_plane_settings import ControlPlaneOptions, env_name
 
 from infra import paths
 from infra.constructs.control_plane import require_lambda_python
@@ -16,9 +18,9 @@ from infra.settings import FsnodeSettings
 
 from .conftest import Synthesis, of_type
 
-# Every FSNODE_* setting the control plane reads (functions/chalicelib/settings.py). The
-# functions the API handler invokes are named to it alone (the others would reference
-# themselves).
+# Every FSNODE_* setting the control plane reads: the shared schema's tunables and the
+# resource names functions/chalicelib/settings.py adds. The functions the API handler
+# invokes are named to it alone (the others would reference themselves).
 CONTROL_PLANE_SETTINGS = paths.FUNCTIONS_DIR / "chalicelib" / "settings.py"
 API_HANDLER_ONLY = {"FSNODE_ISSUE_CERTIFICATE_FUNCTION", "FSNODE_REPORT_WORK_FUNCTION",
                     "FSNODE_EDGE_ROLE_ARN", "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION"}
@@ -26,7 +28,8 @@ POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LO
 
 
 def _settings_read_by_functions() -> set[str]:
-    return set(re.findall(r"FSNODE_[A-Z0-9_]+", CONTROL_PLANE_SETTINGS.read_text()))
+    tunables = {env_name(field.name) for field in dataclasses.fields(ControlPlaneOptions)}
+    return tunables | set(re.findall(r"FSNODE_[A-Z0-9_]+", CONTROL_PLANE_SETTINGS.read_text()))
 
 
 def _env(resources: dict, function: str = "APIHandler") -> dict[str, Any]:

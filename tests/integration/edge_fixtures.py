@@ -627,11 +627,3 @@ class OriginProxy:
         with self._lock:
             self.ranges.append((path, first, last))
 
-
-def wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    """Poll until ``condition()`` holds; the limit only guards against hanging."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)

@@ -17,17 +17,16 @@ from urllib.parse import urlencode
 
 import boto3
 import requests
-from edge_fixtures import (
+
+from edge_node.cache import CacheConfig
+from edge_node.limits import ClientLimits
+from tests.integration.edge_fixtures import (
     EdgeServer,
-    StaticManifestSource,
     ThrowawayCA,
     moto_s3,
     put_file,
     share_query,
 )
-
-from edge_node.cache import CacheConfig
-from edge_node.limits import ClientLimits
 
 BUCKET = "fsnode-edge-process"
 
@@ -39,14 +38,13 @@ def main() -> int:
         edge = EdgeServer(
             Path(state),
             ThrowawayCA(),
-            StaticManifestSource(),
+            BUCKET,
             cache_config=CacheConfig(max_bytes=4 * size, memory_bytes=2 * size),
             client_limits=ClientLimits(send_timeout=send_timeout),
         )
         edge.start()
         try:
             manifest = put_file(BUCKET, os.urandom(size), chunk)
-            edge.source.manifests[manifest.file_id] = manifest
             target = f"/f/{manifest.file_id}?{urlencode(share_query(manifest.file_id, None))}"
             with requests.Session() as session:
                 session.trust_env = False

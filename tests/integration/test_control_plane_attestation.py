@@ -12,10 +12,10 @@ import boto3
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fsnode_core.nodes_store import NodeRegistry
-from served_endpoints import ServedEndpoint
-from test_control_plane_nodes import error_of, ip_san, make_csr, register_body
 
 from edge_node.aws_identity import signed_caller_identity
+from tests.integration.control_plane_helpers import error_of, ip_san, make_csr, register_body
+from tests.integration.served_endpoints import ServedEndpoint
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{

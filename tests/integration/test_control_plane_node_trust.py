@@ -17,18 +17,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fsnode_core import placement
 from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NodeRecord
 from fsnode_core.nodes_store import NodeRegistry
-from served_endpoints import ServedEndpoint
-from test_control_plane_files import upload
-from test_control_plane_nodes import (
+
+from tests.integration.control_plane_helpers import (
     _KEY_2048,
     SERVED,
-    _beat,
     error_of,
     ip_san,
     make_csr,
     register,
     register_body,
+    send_heartbeat,
+    upload,
 )
+from tests.integration.served_endpoints import ServedEndpoint
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -86,7 +87,7 @@ def test_a_node_is_placed_only_after_its_endpoint_shows_its_certificate(
     assert answer.status_code == 200, answer.body
     node = answer.json_body
     # Nothing listens with TLS yet: pending, no work.
-    beat = _beat(cp_api, node["node_id"], node["credential"])
+    beat = send_heartbeat(cp_api, node["node_id"], node["credential"])
     assert beat.status_code == 200 and beat.json_body["status"] == "pending"
     assert beat.json_body["work"] == []
     # A share whose first choice would be this node goes elsewhere while it is pending.
@@ -102,10 +103,10 @@ def test_a_node_is_placed_only_after_its_endpoint_shows_its_certificate(
     # Another node's certificate at the endpoint proves nothing.
     other = register(cp_api, cp_stack)
     served.serve(_KEY_2048, other["certificate"], other["certificate_chain"])
-    assert _beat(cp_api, node["node_id"], node["credential"]).json_body["status"] == "pending"
+    assert send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body["status"] == "pending"
     # Its own does.
     served.serve(KEY, node["certificate"], node["certificate_chain"])
-    assert _beat(cp_api, node["node_id"], node["credential"]).json_body["status"] == "active"
+    assert send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body["status"] == "active"
     listed = {n["node_id"]: n for n in cp_api.call("GET", "/nodes").json_body["nodes"]}
     assert listed[node["node_id"]]["status"] == "active"
     served.close()
@@ -137,7 +138,7 @@ def test_a_restarted_edge_takes_its_endpoint_over_by_proving_it(cp_api: Any,
     assert answer.status_code == 200, answer.body
     new = answer.json_body
     served.serve(KEY, new["certificate"], new["certificate_chain"])
-    assert _beat(cp_api, new["node_id"], new["credential"]).json_body["status"] == "active"
+    assert send_heartbeat(cp_api, new["node_id"], new["credential"]).json_body["status"] == "active"
 
 
 @pytest.mark.parametrize("route", ["heartbeat", "work", "renew"])

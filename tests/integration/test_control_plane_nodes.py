@@ -3,87 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import secrets
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
-from served_endpoints import ServedEndpoint
 
-_KEY_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def make_csr(
-    names: list[x509.GeneralName] | None,
-    *,
-    key: Any = None,
-    cn: str | None = None,
-) -> str:
-    """A PEM CSR with these SANs (None: no SAN extension)."""
-    key = key or _KEY_2048
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
-    )
-    if names is not None:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
-
-
-def ip_san(ip: str) -> x509.GeneralName:
-    return x509.IPAddress(ipaddress.ip_address(ip))
-
-
-def register_body(
-    stack: Any, csr: str, endpoint: str = "https://127.0.0.1:8443", **extra: Any
-) -> dict[str, Any]:
-    return {
-        "join_token": stack.join_token,
-        "endpoint": endpoint,
-        "region": "local",
-        "lat": 52.5,
-        "lng": 13.4,
-        "capacity_bytes": 10**9,
-        "csr": csr,
-        **extra,
-    }
-
-
-def register(api: Any, stack: Any, *, prove: bool = True, endpoint: str | None = None,
-             **extra: Any) -> dict[str, Any]:
-    """A registered node; with ``prove``, its endpoint served (a free loopback port,
-    kept serving) and one heartbeat sent, so the node is active (placed). Without, at
-    ``endpoint`` (default a port nobody serves): pending."""
-    served = ServedEndpoint() if prove else None
-    endpoint = served.url if served else (endpoint or "https://127.0.0.1:8443")
-    answer = api.call(
-        "POST",
-        "/nodes/register",
-        register_body(stack, make_csr([ip_san("127.0.0.1")]), endpoint, **extra),
-        key=False,
-    )
-    assert answer.status_code == 200, answer.body
-    node: dict[str, Any] = answer.json_body
-    if served is not None:
-        served.serve(_KEY_2048, node["certificate"], node["certificate_chain"])
-        beat = _beat(api, node["node_id"], node["credential"])
-        assert beat.status_code == 200 and beat.json_body["status"] == "active", beat.body
-        SERVED[node["node_id"]] = served
-    return node
-
-
-# The endpoints ``register`` serves, by node id (a test stops one: the node went away).
-SERVED: dict[str, ServedEndpoint] = {}
-
-
-def error_of(answer: Any) -> dict[str, Any]:
-    body = json.loads(answer.body)
-    assert set(body) == {"error"}, body
-    assert {"code", "message"} <= set(body["error"])
-    return body["error"]
+from tests.integration.control_plane_helpers import (
+    SERVED,
+    error_of,
+    ip_san,
+    make_csr,
+    register,
+    register_body,
+    send_heartbeat,
+)
 
 
 def test_register_issues_a_certificate_for_the_endpoint_host(cp_api: Any, cp_stack: Any) -> None:
@@ -296,24 +231,14 @@ def test_a_replayed_register_with_other_details_is_a_conflict(cp_api: Any,
     assert attempt().json_body["node_id"] == first.json_body["node_id"]
 
 
-def _beat(api: Any, node_id: str, credential: str, load: float = 0.5) -> Any:
-    return api.call(
-        "POST",
-        f"/nodes/{node_id}/heartbeat",
-        {"used_bytes": 10, "free_bytes": 90, "capacity_bytes": 100, "load": load, "hot_files": []},
-        key=False,
-        headers={"authorization": f"Bearer {credential}"},
-    )
-
-
 def test_heartbeat_needs_that_nodes_credential(cp_api: Any, cp_stack: Any) -> None:
     a = register(cp_api, cp_stack)
     b = register(cp_api, cp_stack)
-    ok = _beat(cp_api, a["node_id"], a["credential"])
+    ok = send_heartbeat(cp_api, a["node_id"], a["credential"])
     assert ok.status_code == 200, ok.body
     assert ok.json_body["status"] == "active"
     assert ok.json_body["work"] == [] and "k1" in ok.json_body["share_public_keys"]
-    stolen = _beat(cp_api, a["node_id"], b["credential"])
+    stolen = send_heartbeat(cp_api, a["node_id"], b["credential"])
     assert stolen.status_code == 401
     assert error_of(stolen)["code"] == "unauthorized"
     missing = cp_api.call("POST", f"/nodes/{a['node_id']}/heartbeat", {"used_bytes": 1}, key=False)

@@ -17,9 +17,10 @@ from fsnode_core.errors import Conflict
 from fsnode_core.models import NODE_DEAD, FileRecord, ReplicaRecord
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.published import version_manifest_key
-from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
-from published_reads import read_head
-from test_control_plane_files import CHUNK, upload
+
+from tests.integration.control_plane_helpers import CHUNK, upload
+from tests.integration.lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
+from tests.integration.published_reads import read_head
 
 
 def _stores(stack: Any) -> tuple[ChunkCatalog, NodeRegistry]:

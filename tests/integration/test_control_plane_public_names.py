@@ -14,19 +14,19 @@ import boto3
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from served_endpoints import ServedEndpoint
-from test_control_plane_files import upload
-from test_control_plane_nodes import (
+
+from fsnode.localstack import acm_public_issuer
+from tests.integration.control_plane_helpers import (
     _KEY_2048,
-    _beat,
     error_of,
     ip_san,
     make_csr,
     register,
     register_body,
+    send_heartbeat,
+    upload,
 )
-
-from fsnode.localstack import acm_public_issuer
+from tests.integration.served_endpoints import ServedEndpoint
 
 DOMAIN = "example.test"
 EDGES = f"edges.{DOMAIN}"
@@ -80,7 +80,7 @@ def test_a_placed_node_gets_a_record_the_certificate_and_redirects_by_name(
     node = register(cp_api, cp_stack)  # proves its endpoint: placed
     name = f"{node['node_id']}.{EDGES}"
     assert _records(public["FSNODE_HOSTED_ZONE_ID"])[name] == "127.0.0.1"
-    beat = _beat(cp_api, node["node_id"], node["credential"]).json_body
+    beat = send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
     assert beat["public_name"] == name and beat["public_certificate_serial"]
     bundle = cp_api.call("GET", f"/nodes/{node['node_id']}/public-certificate", key=False,
                          headers=_auth(node))
@@ -118,7 +118,7 @@ def test_a_pending_node_gets_no_certificate(cp_api: Any, cp_stack: Any,
                           headers=_auth(node))
     assert refused.status_code == 403, refused.body
     assert error_of(refused)["details"]["node_status"] == "pending"
-    beat = _beat(cp_api, node["node_id"], node["credential"]).json_body
+    beat = send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
     assert beat["status"] == "pending" and "public_certificate_serial" not in beat
     assert f"{node['node_id']}.{EDGES}" not in _records(public["FSNODE_HOSTED_ZONE_ID"])
     served.close()
@@ -130,7 +130,7 @@ def test_an_acm_renewal_is_exported_with_a_new_serial(cp_api: Any, cp_stack: Any
     from moto.acm.models import CertBundle, acm_backends
 
     node = register(cp_api, cp_stack)
-    first = _beat(cp_api, node["node_id"], node["credential"]).json_body
+    first = send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
     assert public_certificate.refresh({}) == {"changed": False,
                                               "serial": first["public_certificate_serial"]}
     # ACM renews in place: the same ARN, a new certificate and serial.
@@ -146,7 +146,7 @@ def test_an_acm_renewal_is_exported_with_a_new_serial(cp_api: Any, cp_stack: Any
     from chalicelib import secret_store
 
     secret_store.clear()
-    second = _beat(cp_api, node["node_id"], node["credential"]).json_body
+    second = send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
     assert second["public_certificate_serial"] == changed["serial"]
 
 
@@ -156,6 +156,6 @@ def test_without_a_domain_there_is_no_public_certificate(cp_api: Any, cp_stack: 
                          headers=_auth(node))
     assert answer.status_code == 404, answer.body
     assert "no public names" in error_of(answer)["message"]
-    assert "public_name" not in _beat(cp_api, node["node_id"], node["credential"]).json_body
+    assert "public_name" not in send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
     listing = cp_api.call("GET", "/nodes").json_body
     assert listing["edge_domain"] is None

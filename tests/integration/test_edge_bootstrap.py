@@ -26,7 +26,12 @@ import pytest
 import requests
 from aiohttp import web
 from cryptography import x509
-from edge_fixtures import (
+
+from edge_node.main import EdgeNode
+from edge_node.manifests import Manifest
+from edge_node.settings import EdgeSettings
+from tests.helpers import wait_for, wait_for_async
+from tests.integration.edge_fixtures import (
     ThrowawayCA,
     free_port,
     moto_s3,
@@ -34,10 +39,6 @@ from edge_fixtures import (
     share_public_keys,
     share_query,
 )
-
-from edge_node.main import EdgeNode
-from edge_node.manifests import Manifest
-from edge_node.settings import EdgeSettings
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "fsnode-edge-boot"
@@ -177,15 +178,6 @@ class FakeControlPlane:
             self.forget_after_report = False
             self.known = False
         return web.json_response({})
-
-
-def wait_for(condition: Any, what: str, limit: float = 30.0) -> None:
-    """Poll until ``condition()`` holds; the limit only guards against hanging."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -416,10 +408,7 @@ def test_a_failed_renewal_is_retried_with_backoff(
             await node.register()
             task = asyncio.create_task(node.renew_forever(stop))
             node.request_renewal()  # as SIGHUP does; the control plane answers 503 once
-            for _ in range(600):
-                if node.renewals:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_async(lambda: node.renewals, "the retried renewal")
             stop.set()
             await task
             return node.renewals

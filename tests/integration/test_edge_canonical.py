@@ -14,17 +14,16 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from edge_fixtures import (
+from fsnode_core.signing import SharePolicy
+
+from edge_node.manifests import Manifest
+from tests.integration.edge_fixtures import (
     EdgeServer,
-    StaticManifestSource,
     ThrowawayCA,
     put_file,
     share_query,
     signer,
 )
-from fsnode_core.signing import SharePolicy
-
-from edge_node.manifests import Manifest
 
 BUCKET = "fsnode-edge-canonical"
 CHUNK = 64 * 1024
@@ -34,14 +33,14 @@ SECRET = "Zm9yZ2V0LW1lLW5vdA"  # stands for a share signature: must never be ech
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    from edge_fixtures import moto_s3
+    from tests.integration.edge_fixtures import moto_s3
 
     with moto_s3():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         # One trusted proxy: the client address comes from X-Forwarded-For, so a test
         # can be an IPv4 client seen through a dual-stack proxy (::ffff:a.b.c.d).
         server = EdgeServer(
-            tmp_path_factory.mktemp("edge"), ThrowawayCA(), StaticManifestSource(),
+            tmp_path_factory.mktemp("edge"), ThrowawayCA(), BUCKET,
             trusted_proxy_hops=1,
         )
         server.start()
@@ -54,7 +53,6 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
 @pytest.fixture(scope="module")
 def manifest(edge: EdgeServer) -> Manifest:
     published = put_file(BUCKET, DATA, CHUNK)
-    edge.source.manifests[published.file_id] = published
     return published
 
 

@@ -18,12 +18,17 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 import requests
-from edge_fixtures import EdgeServer, StaticManifestSource, ThrowawayCA, put_file, share_query
-from edge_fixtures import wait_for as wait_until
 
 from edge_node.cache import CacheConfig
 from edge_node.limits import ClientLimits
 from edge_node.manifests import Manifest
+from tests.helpers import wait_for as wait_until
+from tests.integration.edge_fixtures import (
+    EdgeServer,
+    ThrowawayCA,
+    put_file,
+    share_query,
+)
 
 BUCKET = "fsnode-edge-limits"
 CHUNK = 256 * 1024
@@ -35,14 +40,14 @@ LIMITS = ClientLimits(
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    from edge_fixtures import moto_s3
+    from tests.integration.edge_fixtures import moto_s3
 
     with moto_s3():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         server = EdgeServer(
             tmp_path_factory.mktemp("edge"),
             ThrowawayCA(),
-            StaticManifestSource(),
+            BUCKET,
             cache_config=CacheConfig(max_bytes=64 * 1024 * 1024),
             client_limits=LIMITS,
         )
@@ -57,7 +62,6 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
 def shared(edge: EdgeServer) -> tuple[Manifest, str]:
     """A file already read once (cached), and its share query."""
     manifest = put_file(BUCKET, DATA, CHUNK)
-    edge.source.manifests[manifest.file_id] = manifest
     target = f"/f/{manifest.file_id}?{urlencode(share_query(manifest.file_id, None))}"
     assert fetch(edge, target) == DATA
     return manifest, target
@@ -185,13 +189,12 @@ def test_past_the_cap_new_connections_are_closed_and_open_ones_keep_working(
     # An edge of its own with the default timeouts: held connections stay open however
     # slow this machine is. (``edge`` keeps the moto server up.)
     capped = EdgeServer(
-        tmp_path, ThrowawayCA(), StaticManifestSource(),
+        tmp_path, ThrowawayCA(), BUCKET,
         client_limits=ClientLimits(max_connections=LIMITS.max_connections),
     )
     capped.start()
     try:
         manifest = put_file(BUCKET, DATA, CHUNK)
-        capped.source.manifests[manifest.file_id] = manifest
         target = f"/f/{manifest.file_id}?{urlencode(share_query(manifest.file_id, None))}"
         guard = capped.connections
         assert guard is not None

@@ -14,7 +14,11 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
+from fsnode_core.published import data_key, entity_tag, parse_tree_key
+
+from edge_node.prefetch import PrefetchConfig
+from tests.helpers import wait_for
+from tests.integration.edge_fixtures import (
     EdgeServer,
     ThrowawayCA,
     delete_file,
@@ -22,11 +26,7 @@ from edge_fixtures import (
     folder_url,
     moto_s3,
     put_file,
-    wait_for,
 )
-from fsnode_core.published import data_key, entity_tag, parse_tree_key
-
-from edge_node.prefetch import PrefetchConfig
 
 BUCKET = "fsnode-edge-folders"
 CHUNK = 64 * 1024

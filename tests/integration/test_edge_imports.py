@@ -20,17 +20,17 @@ from collections.abc import Iterator
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
+
+from edge_node.manifests import Manifest
+from tests.helpers import wait_for
+from tests.integration.edge_fixtures import (
     EdgeServer,
     ThrowawayCA,
     moto_s3,
     put_file,
     share_query,
-    wait_for,
     write_hashes,
 )
-
-from edge_node.manifests import Manifest
 
 BUCKET = "fsnode-edge-imports"
 CHUNK = 64 * 1024

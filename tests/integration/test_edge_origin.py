@@ -21,19 +21,19 @@ import aiohttp
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
+
+from edge_node.cache import CacheConfig
+from edge_node.manifests import Manifest
+from edge_node.origin import OriginConfig
+from tests.helpers import wait_for
+from tests.integration.edge_fixtures import (
     EdgeServer,
     OriginProxy,
     ThrowawayCA,
     moto_s3,
     put_file,
     share_query,
-    wait_for,
 )
-
-from edge_node.cache import CacheConfig
-from edge_node.manifests import Manifest
-from edge_node.origin import OriginConfig
 
 BUCKET = "fsnode-edge-origin"
 CHUNK = 256 * 1024

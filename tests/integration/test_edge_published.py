@@ -20,7 +20,12 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
+from fsnode_core.published import head_key, version_manifest_key
+
+from edge_node.cache import CacheConfig
+from edge_node.manifests import Manifest
+from tests.helpers import wait_for
+from tests.integration.edge_fixtures import (
     EdgeServer,
     ThrowawayCA,
     delete_file,
@@ -30,12 +35,7 @@ from edge_fixtures import (
     overwrite,
     put_file,
     share_query,
-    wait_for,
 )
-from fsnode_core.published import head_key, version_manifest_key
-
-from edge_node.cache import CacheConfig
-from edge_node.manifests import Manifest
 
 BUCKET = "fsnode-edge-published"
 CHUNK = 64 * 1024

@@ -13,16 +13,16 @@ from collections.abc import Iterator
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
+from fsnode_core.signing import SharePolicy
+
+from edge_node.manifests import Manifest
+from tests.integration.edge_fixtures import (
     EdgeServer,
     ThrowawayCA,
     moto_s3,
     put_file,
     signer,
 )
-from fsnode_core.signing import SharePolicy
-
-from edge_node.manifests import Manifest
 
 BUCKET = "fsnode-edge-policies"
 CHUNK = 64 * 1024

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from edge_fixtures import wait_for
+
+from tests.helpers import wait_for
 
 MIB = 1024 * 1024
 HERE = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge_node.admission import CREDIT_SHARE, MAX_KEYS, MemoryAdmission
 from edge_node.cache import ChunkCache
-from tests.unit.test_edge_cache import DATA, Origin, config, make_manifest, opened, run_async
+from tests.unit.test_edge_cache import DATA, Origin, config, make_manifest, opened
 
 
 def test_a_chunk_goes_in_only_when_hotter_than_every_victim() -> None:
@@ -70,7 +70,6 @@ async def _quiet(cache: ChunkCache) -> None:
     raise AssertionError("fills or promotions did not finish")
 
 
-@run_async
 async def test_a_chunk_hit_on_disk_is_promoted_over_colder_ones(tmp_path: Path) -> None:
     cache = await opened(tmp_path, Origin(DATA), config(memory_bytes=2000))
     manifest = make_manifest(DATA)
@@ -86,7 +85,6 @@ async def test_a_chunk_hit_on_disk_is_promoted_over_colder_ones(tmp_path: Path) 
     assert cache.stats.memory_hits == 1
 
 
-@run_async
 async def test_equally_hot_chunks_stay_within_the_promotion_budget(tmp_path: Path) -> None:
     memory = 2000
     data = bytes(range(200)) * 20  # four chunks of 1000

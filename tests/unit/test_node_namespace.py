@@ -12,7 +12,8 @@ from fsnode_core.errors import Forbidden
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
 from chalicelib.attestation import assumed_role_prefix
 from chalicelib.pki import check_namespace, parse_endpoint
-from chalicelib.settings import _namespace
+from fsnode_core.control_plane_settings import ControlPlaneOptions
+from fsnode_core.settings_env import SettingError
 
 NAMESPACE = (".compute.amazonaws.com", ".edges.example.com", "10.0.0.0/8", "fd00::/8")
 
@@ -47,11 +48,13 @@ def test_an_empty_namespace_refuses_everything() -> None:
 
 
 def test_the_setting_takes_suffixes_and_networks_only() -> None:
-    assert _namespace(" .Edges.Example.com , 127.0.0.0/8,") == (".edges.example.com",
-                                                                "127.0.0.0/8")
+    values = ControlPlaneOptions.values_from_env(
+        {"FSNODE_NODE_NAMESPACE": " .Edges.Example.com , 127.0.0.0/8,"})
+    assert ControlPlaneOptions(**values).node_namespace == (".edges.example.com",
+                                                            "127.0.0.0/8")
     for bad in ("example.com", "300.0.0.0/8", "10.0.0.0/33"):
-        with pytest.raises(ValueError, match="FSNODE_NODE_NAMESPACE"):
-            _namespace(bad)
+        with pytest.raises(SettingError, match="node_namespace"):
+            ControlPlaneOptions(node_namespace=(bad,))
 
 
 def test_a_role_arn_names_its_sessions() -> None:
