@@ -103,10 +103,12 @@ def test_a_node_is_placed_only_after_its_endpoint_shows_its_certificate(
     # Another node's certificate at the endpoint proves nothing.
     other = register(cp_api, cp_stack)
     served.serve(_KEY_2048, other["certificate"], other["certificate_chain"])
-    assert send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body["status"] == "pending"
+    beat = send_heartbeat(cp_api, node["node_id"], node["credential"])
+    assert beat.json_body["status"] == "pending"
     # Its own does.
     served.serve(KEY, node["certificate"], node["certificate_chain"])
-    assert send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body["status"] == "active"
+    beat = send_heartbeat(cp_api, node["node_id"], node["credential"])
+    assert beat.json_body["status"] == "active"
     listed = {n["node_id"]: n for n in cp_api.call("GET", "/nodes").json_body["nodes"]}
     assert listed[node["node_id"]]["status"] == "active"
     served.close()

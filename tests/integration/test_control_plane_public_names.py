@@ -156,6 +156,7 @@ def test_without_a_domain_there_is_no_public_certificate(cp_api: Any, cp_stack: 
                          headers=_auth(node))
     assert answer.status_code == 404, answer.body
     assert "no public names" in error_of(answer)["message"]
-    assert "public_name" not in send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
+    beat = send_heartbeat(cp_api, node["node_id"], node["credential"])
+    assert "public_name" not in beat.json_body
     listing = cp_api.call("GET", "/nodes").json_body
     assert listing["edge_domain"] is None
