@@ -69,3 +69,43 @@ def test_the_page_uploads_a_folder_with_its_paths_and_shares_it(
     browser.execute_script(f"{VIDEO}.muted = true; {VIDEO}.play();")
     wait.until(lambda d: d.execute_script(f"return {VIDEO}.currentTime > 3"))
     assert not browser.execute_script(f"return {VIDEO}.error")
+
+
+def _drop_paths(driver: Any, element: Any, paths: list[Path]) -> None:
+    """A real drag and drop of files or folders from the desktop (Chromium's DevTools
+    protocol: the page sees the same DataTransfer entries as for a user's drop)."""
+    box = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "return [r.left + r.width / 2, r.top + r.height / 2];", element)
+    data = {"items": [], "files": [str(p) for p in paths], "dragOperationsMask": 1}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        driver.execute_cdp_cmd("Input.dispatchDragEvent",
+                               {"type": kind, "x": box[0], "y": box[1], "data": data})
+
+
+def test_a_dropped_folder_keeps_its_paths_and_shares_without_a_play_link(
+        stack: StackInfo, tmp_path: Path, browser: Any) -> None:
+    """DASH this time: nested entries are read in batches; the page has no DASH player."""
+    folder = tmp_path / "dash"
+    files = media.make_dash(folder)
+    (folder / "extra" / "deeper").mkdir(parents=True)
+    (folder / "extra" / "deeper" / "notes.vtt").write_text("WEBVTT\n")
+    files.append("extra/deeper/notes.vtt")
+    prefix = f"dropped-{os.urandom(4).hex()}/"
+    wait = WebDriverWait(browser, 120)
+    enter_api_key(browser, stack)
+    browser.find_element(By.ID, "prefix").send_keys(prefix)
+    _drop_paths(browser, browser.find_element(By.ID, "drop"), [folder])
+    row = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#folders li[data-folder]"))
+    assert row.get_attribute("data-folder") == f"{prefix}dash/"
+    assert "done" in row.get_attribute("class"), browser.find_element(By.ID, "error").text
+    listed = cli(stack, "ls", prefix)["files"]
+    assert sorted(f["path"] for f in listed) == sorted(f"{prefix}dash/{r}" for r in files)
+    types = {f["path"].removeprefix(f"{prefix}dash/"): f["content_type"] for f in listed}
+    assert types["manifest.mpd"] == "application/dash+xml"
+    assert types["extra/deeper/notes.vtt"] == "text/vtt"
+
+    row.find_element(By.CLASS_NAME, "share-folder").click()
+    wait.until(lambda d: row.get_attribute("data-share-url"))
+    assert row.get_attribute("data-share-url").endswith(f"/{prefix}dash/")
+    assert row.find_elements(By.CSS_SELECTOR, "a.play") == []
