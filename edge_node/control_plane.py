@@ -23,9 +23,6 @@ from fsnode_core.errors import (
     Unauthorized,
     Unavailable,
 )
-from fsnode_core.ids import check_id
-
-from edge_node.manifests import Manifest
 
 _BY_STATUS: dict[int, type[FsnodeError]] = {
     400: InvalidInput,
@@ -136,11 +133,6 @@ class ControlPlaneClient:
 
     async def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", f"/nodes/{self._node()}/heartbeat", body)
-
-    async def fetch_manifest(self, file_id: str) -> Manifest:
-        check_id(file_id, "file_id")
-        answer = await self._call("GET", f"/nodes/{self._node()}/files/{file_id}")
-        return Manifest.from_dict(answer)
 
     async def report_work(self, work_id: str, result: dict[str, Any]) -> None:
         # Work ids come from the control plane but still end up in a URL path.

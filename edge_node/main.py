@@ -22,10 +22,12 @@ from edge_node import registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
+from edge_node.folders import FolderIndex
 from edge_node.heartbeat import HeartbeatLoop
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
@@ -47,9 +49,11 @@ class EdgeNode:
         self.origin = OriginFetcher(
             settings.origin_config(), on_bytes=self.metrics.add_origin_bytes
         )
-        self.manifests = ManifestStore(
-            self.client, settings.state_dir, fresh_seconds=settings.manifest_refresh_seconds
-        )
+        # The data plane reads S3 only: heads, manifests and folder listings are the
+        # objects the control plane publishes (the bucket comes with registration).
+        self.published = PublishedReader(self.origin)
+        self.manifests = ManifestStore(self.published, settings.manifest_max_age)
+        self.folders = FolderIndex(self.published, settings.manifest_max_age)
         self.cache = ChunkCache(
             settings.state_dir / "cache",
             self.origin,
@@ -136,6 +140,7 @@ class EdgeNode:
         )
         self._load_certificate(cert_path)
         self.keys.update(registration.share_public_keys)
+        self.published.bucket = registration.bucket
         self.registration = registration
         return registration
 
@@ -242,6 +247,7 @@ class EdgeNode:
             cache=self.cache,
             manifests=self.manifests,
             keys=self.keys,
+            folders=self.folders,
             metrics=self.metrics,
             node_id=registration.node_id,
             sendfile=self.settings.sendfile,

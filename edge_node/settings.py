@@ -19,6 +19,7 @@ DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
 # concurrent 4 MiB chunk fills). Bigger nodes raise both through the environment.
 MEMORY_CACHE_CEILING = 64 * MIB
 DEFAULT_FILL_MEMORY_BYTES = 64 * MIB
+DEFAULT_MANIFEST_MAX_AGE = 30.0
 
 
 def default_memory_cache_bytes(cache_max_bytes: int) -> int:
@@ -77,9 +78,10 @@ class EdgeSettings:
     cert_renew_margin_seconds: float = 24 * 3600.0
     # Proxies in front that append the client to X-Forwarded-For (0: use the TCP peer).
     trusted_proxy_hops: int = 0
-    # A cached manifest older than this is refreshed in the background on its next hit
-    # (it keeps serving meanwhile): how long a deletion can go unseen without evict work.
-    manifest_refresh_seconds: float = 30.0
+    # The revalidation bound: no response starts with a file's head (which version is
+    # current) read longer ago than this; at most this long after a delete or an
+    # overwrite, no response starts with the old content. Folder listings too.
+    manifest_max_age: float = DEFAULT_MANIFEST_MAX_AGE
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(
@@ -167,7 +169,9 @@ class EdgeSettings:
                 source, "FSNODE_CERT_RENEW_MARGIN_SECONDS", 24 * 3600.0
             ),
             trusted_proxy_hops=_int(source, "FSNODE_TRUSTED_PROXY_HOPS", 0, zero=True),
-            manifest_refresh_seconds=_seconds(source, "FSNODE_MANIFEST_REFRESH_SECONDS", 30.0),
+            manifest_max_age=_seconds(
+                source, "FSNODE_MANIFEST_MAX_AGE", DEFAULT_MANIFEST_MAX_AGE
+            ),
         )
         try:
             settings.cache_config()

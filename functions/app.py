@@ -66,11 +66,6 @@ def node_heartbeat(node_id: str) -> dict[str, Any]:
     return nodes.heartbeat(node_id, request.headers, json_body(request))
 
 
-@route("/nodes/{node_id}/files/{file_id}", methods=["GET"])
-def node_file_manifest(node_id: str, file_id: str) -> dict[str, Any]:
-    return nodes.manifest(node_id, file_id, _request().headers)
-
-
 @route("/nodes/{node_id}/work/{work_id}", methods=["POST"])
 def node_work_report(node_id: str, work_id: str) -> dict[str, Any]:
     request = _request()

@@ -14,15 +14,13 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
-from fsnode_core.chunks import chunk_bounds
-from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound
+from fsnode_core.errors import Conflict, InvalidInput, NotFound
 from fsnode_core.ids import check_id, new_id
-from fsnode_core.models import FILE_READY, NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NodeRecord
+from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NodeRecord
 
-from chalicelib import auth, aws, manifests, pki, secret_store, validate
+from chalicelib import auth, aws, pki, secret_store, validate
 from chalicelib.observability import (
     METRIC_HEARTBEAT,
-    METRIC_MANIFEST_SERVED,
     METRIC_NODE_DRAINED,
     METRIC_NODE_REGISTERED,
     METRIC_NODE_RENEWED,
@@ -158,30 +156,6 @@ def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any
 def list_nodes() -> dict[str, Any]:
     """Every node's public view."""
     return {"nodes": [node.to_api() for node in aws.node_registry().list_nodes()]}
-
-
-def manifest(node_id: str, file_id: str, headers: Any) -> dict[str, Any]:
-    """What an edge needs to serve a file: its record and every chunk's hash, read from
-    the version manifest in S3 (an edge will read that object itself: this route stays
-    until edges do)."""
-    check_id(node_id, "node_id")
-    check_id(file_id, "file_id")
-    # An edge asks on every cold file: its credential, once checked, is trusted for a
-    # short while, so a manifest is one DynamoDB request and a (cached) S3 read.
-    auth.check_node(headers, node_id)
-    meta = aws.chunk_catalog().get_file(file_id)
-    if meta is None:
-        raise NotFound("no such file", file_id=file_id)
-    if meta.status != FILE_READY:
-        raise Gone("file was deleted", file_id=file_id)
-    hashes = manifests.read_manifest(file_id, meta.version).chunk_hashes()
-    metrics.add_metric(name=METRIC_MANIFEST_SERVED, unit="Count", value=1)
-    chunks = []
-    for index in range(meta.chunk_count()):
-        offset, length = chunk_bounds(index, meta.size, meta.chunk_size)
-        chunks.append({"index": index, "offset": offset, "length": length,
-                       "sha256": hashes[index] if hashes is not None else None})
-    return {**meta.to_api(), "chunks": chunks}
 
 
 def renew(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:

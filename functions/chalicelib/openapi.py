@@ -100,8 +100,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "ShareKeys": {"type": "object", "additionalProperties": {"type": "string"},
                   "description": "{kid: Ed25519 public key PEM}"},
 }
-SCHEMAS["Manifest"] = {"allOf": [_ref("FileRecord"), _object(
-    {"chunks": {"type": "array", "items": _ref("Chunk")}})]}
 SCHEMAS["Registered"] = {"allOf": [_ref("Certificates"), _object({
     "node_id": _ID, "credential": {"type": "string"}, "share_public_keys": _ref("ShareKeys"),
     "heartbeat_interval": _integer(1), "chunk_size": _integer(1), "bucket": {"type": "string"},
@@ -273,9 +271,6 @@ PATHS: dict[str, dict[str, Any]] = {
                        "share_public_keys": _ref("ShareKeys"),
                        "work": {"type": "array", "items": _HEARTBEAT_WORK}}),
         (404,), body=_HEARTBEAT, params=[_NODE_ID])},
-    "/nodes/{node_id}/files/{file_id}": {"get": _op(
-        "A file's manifest for an edge: metadata (with name) and every chunk's SHA-256",
-        NODE, _ref("Manifest"), (400, 404, 410), params=[_NODE_ID, _FILE_ID])},
     "/nodes/{node_id}/work/{work_id}": {"post": _op(
         "Report a work item's outcome (the workflow waiting on it resumes)", NODE,
         _object({"work_id": _ID, "node_id": _ID, "recorded": {"type": "boolean"},

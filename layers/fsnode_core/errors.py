@@ -58,6 +58,12 @@ class Conflict(FsnodeError):
     code = "conflict"
 
 
+class PreconditionFailed(FsnodeError):
+    """A request's precondition (``If-Match``, ``If-Unmodified-Since``) does not hold."""
+
+    code = "precondition_failed"
+
+
 class RangeNotSatisfiable(FsnodeError):
     """No requested byte range overlaps the representation."""
 

@@ -17,7 +17,6 @@ AUTHORIZER = "api_key_authorizer"
 PUBLIC_ON_PURPOSE = {
     ("POST", "/nodes/register"): "the join token in the body",
     ("POST", "/nodes/{node_id}/heartbeat"): "the node's credential (Bearer)",
-    ("GET", "/nodes/{node_id}/files/{file_id}"): "the node's credential (Bearer)",
     ("POST", "/nodes/{node_id}/work/{work_id}"): "the node's credential (Bearer)",
     ("POST", "/nodes/{node_id}/renew"): "the node's credential (Bearer)",
     ("GET", "/s/{file_id}"): "the share URL's signature",

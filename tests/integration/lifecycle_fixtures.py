@@ -21,8 +21,10 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from fsnode_core.chunks import chunk_bounds
 from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
+from published_reads import read_head, read_manifest
 from test_control_plane_nodes import register
 
 from fsnode.localstack.resources import lambda_names, snake_case
@@ -155,6 +157,10 @@ class SimEdge:
         return str(self.node["node_id"])
 
     @property
+    def bucket(self) -> str:
+        return str(self.node["bucket"])
+
+    @property
     def auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.node['credential']}"}
 
@@ -178,15 +184,14 @@ class SimEdge:
             return {"ok": True, "evicted_chunks": 1}
         if self.fail_warm:
             return {"ok": False, "error": {"code": "origin_error", "message": "disk full"}}
-        manifest = self.api.call("GET", f"/nodes/{self.node_id}/files/{work['file_id']}",
-                                 key=False, headers=self.auth)
-        if manifest.status_code != 200:
+        head = read_head(self.bucket, work["file_id"])
+        if head is None or not head.serves(work["version"]):
             return {"ok": False, "error": {"code": "gone", "message": "file is gone"}}
-        body = manifest.json_body
-        chunk = body["chunks"][work["chunk_index"]]
+        manifest = read_manifest(self.bucket, work["file_id"], work["version"])
+        offset, length = chunk_bounds(work["chunk_index"], manifest.size, manifest.chunk_size)
         data = boto3.client("s3").get_object(
-            Bucket=body["bucket"], Key=body["key"],
-            Range=f"bytes={chunk['offset']}-{chunk['offset'] + chunk['length'] - 1}",
+            Bucket=manifest.origin.bucket, Key=manifest.origin.key,
+            Range=f"bytes={offset}-{offset + length - 1}",
         )["Body"].read()
         return {"ok": True, "sha256": hashlib.sha256(data).hexdigest()}
 

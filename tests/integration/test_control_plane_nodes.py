@@ -293,7 +293,8 @@ def test_path_tricks_in_ids_are_rejected(cp_api: Any, cp_stack: Any) -> None:
     auth = {"authorization": f"Bearer {node['credential']}"}
     for bad in ("..%2F..%2Fetc", "ABCDEF", "x" * 32, "0" * 31):
         answer = cp_api.call(
-            "GET", f"/nodes/{node['node_id']}/files/{bad}", key=False, headers=auth
+            "POST", f"/nodes/{node['node_id']}/work/{bad}", {"ok": True}, key=False,
+            headers=auth,
         )
         assert answer.status_code == 400, (bad, answer.body)
         assert error_of(answer)["code"] == "invalid_input"
