@@ -150,20 +150,29 @@ def init_and_first_segment(variant: bytes) -> tuple[str, str]:
     return init.split('URI="', 1)[1].split('"', 1)[0], segment.strip()
 
 
-def _through_edge(conns: Connections, stream: Stream, edge_netloc: str) -> tuple[float, float]:
-    """(seconds for the whole chain, seconds of the control plane's redirect). Each URL
-    is resolved against the playlist that names it, as a player does."""
+STEPS = ("redirect", "master", "variant", "init", "segment")
+
+
+def _through_edge(conns: Connections, stream: Stream, edge_netloc: str) -> list[float]:
+    """Seconds at the end of each of STEPS (the last is the whole chain). Each URL is
+    resolved against the playlist that names it, as a player does."""
     started = time.perf_counter()
+    marks = []
     status, headers, _ = conns.get(stream.share_url + CHAIN[0])
-    redirect = time.perf_counter() - started
+    marks.append(time.perf_counter() - started)
     if status != 307:
         raise RuntimeError(f"the control plane answered {status} for the master playlist")
     master_url = urllib.parse.urlsplit(headers["location"])._replace(netloc=edge_netloc).geturl()
-    variant_url = urllib.parse.urljoin(master_url, first_variant(conns.ok(master_url)))
+    master = conns.ok(master_url)
+    marks.append(time.perf_counter() - started)
+    variant_url = urllib.parse.urljoin(master_url, first_variant(master))
     init, segment = init_and_first_segment(conns.ok(variant_url))
+    marks.append(time.perf_counter() - started)
     conns.ok(urllib.parse.urljoin(variant_url, init))
+    marks.append(time.perf_counter() - started)
     conns.ok(urllib.parse.urljoin(variant_url, segment))
-    return time.perf_counter() - started, redirect
+    marks.append(time.perf_counter() - started)
+    return marks
 
 
 def _direct(conns: Connections, stream: Stream) -> float:
@@ -177,14 +186,22 @@ def _direct(conns: Connections, stream: Stream) -> float:
     return time.perf_counter() - started
 
 
+def _steps_note(marks: list[list[float]]) -> str:
+    """The median time of each step (from the end of the one before), in ms."""
+    steps = []
+    for i, name in enumerate(STEPS):
+        spans = [m[i] - (m[i - 1] if i else 0.0) for m in marks]
+        steps.append(f"{name} {statistics.median(spans) * 1000:.1f}")
+    return ", ".join(steps)
+
+
 def measure(stack: BenchStack, config: BenchConfig) -> list[Row]:
     count = config.pick_int(8, 4, 2)
     run = f"{time.time_ns():x}"
     streams = [upload_stream(stack, f"{run}-{i}", config) for i in range(count + 1)]
     edge_netloc = urllib.parse.urlsplit(stack.edges[DIRECT].url).netloc
     conns = Connections(stack)
-    edge_times: list[float] = []
-    redirects: list[float] = []
+    edge_marks: list[list[float]] = []
     direct_times: list[float] = []
     try:
         # The first stream only opens the connections (and is not counted).
@@ -194,22 +211,21 @@ def measure(stack: BenchStack, config: BenchConfig) -> list[Row]:
             sides = ["edge", "direct"] if i % 2 else ["direct", "edge"]
             for side in sides:
                 if side == "edge":
-                    total, redirect = _through_edge(conns, stream, edge_netloc)
-                    edge_times.append(total)
-                    redirects.append(redirect)
+                    edge_marks.append(_through_edge(conns, stream, edge_netloc))
                 else:
                     direct_times.append(_direct(conns, stream))
     finally:
         conns.close()
     segments, segment_bytes = _sizes(config)
+    edge_times = [marks[-1] for marks in edge_marks]
     return [Row(
         name="hls_cold_start", value=statistics.median(edge_times) * 1000,
         reference=statistics.median(direct_times) * 1000, goal=GOALS["hls_cold_start"],
         unit="ms (median)",
         note=(f"{count} never-seen streams; master, variant playlist ({segments} "
               f"segments), init, first segment ({segment_bytes // 1024} KiB); fsnode = the "
-              f"control plane's 307 (median {statistics.median(redirects) * 1000:.1f} ms) "
-              f"then the edge over HTTPS; edge max {max(edge_times) * 1000:.1f} ms, "
+              f"control plane's 307, then the edge over HTTPS (median ms per step: "
+              f"{_steps_note(edge_marks)}); edge max {max(edge_times) * 1000:.1f} ms, "
               f"direct max {max(direct_times) * 1000:.1f} ms"),
     )]
 

@@ -87,10 +87,13 @@ def header(response: dict[str, Any], name: str) -> str | None:
 
 
 def enter_api_key(driver: Any, stack: StackInfo) -> None:
-    """Open the upload page and give it the stack's API key."""
+    """Open the upload page afresh and give it the stack's API key (a key an earlier
+    test left in the tab's sessionStorage is dropped first)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    driver.get(f"{stack.api}/")
+    driver.execute_script("sessionStorage.clear()")
     driver.get(f"{stack.api}/")
     key = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "api-key"))
     key.send_keys(stack.api_key)
