@@ -22,11 +22,13 @@ from edge_node import registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
+from edge_node.early_reads import EarlyReads
 from edge_node.folders import FolderIndex
 from edge_node.heartbeat import HeartbeatLoop
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch
 from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
@@ -54,9 +56,10 @@ class EdgeNode:
         self.published = PublishedReader(self.origin)
         self.manifests = ManifestStore(self.published, settings.manifest_max_age)
         self.folders = FolderIndex(self.published, settings.manifest_max_age)
+        self.early = EarlyReads(self.origin, self.published, settings.origin_first_part_bytes)
         self.cache = ChunkCache(
             settings.state_dir / "cache",
-            self.origin,
+            self.early,
             settings.cache_config(),
             hashes=ChunkHashRecorder(self.manifests),
         )
@@ -141,6 +144,7 @@ class EdgeNode:
         self._load_certificate(cert_path)
         self.keys.update(registration.share_public_keys)
         self.published.bucket = registration.bucket
+        self.early.chunk_size = registration.chunk_size
         self.registration = registration
         return registration
 
@@ -254,6 +258,10 @@ class EdgeNode:
             readahead=ReadAhead(self.settings.readahead_chunks),
             origin=self.origin,
             trusted_proxy_hops=self.settings.trusted_proxy_hops,
+            early=self.early,
+            prefetch=PlaylistPrefetch(
+                self.cache, self.manifests, self.folders, self.settings.prefetch_config()
+            ),
         )
         self._context = context
         admin_port = self.settings.admin_port
@@ -304,7 +312,10 @@ class EdgeNode:
             for task in (heartbeat_task, renewal_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if context.prefetch is not None:
+                await context.prefetch.close()
             await self.manifests.close()
+            await self.early.close()
             await self.cache.close()
             await self.origin.close()
             await self.client.close()

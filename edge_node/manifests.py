@@ -224,6 +224,10 @@ class ManifestStore:
         read = early if expected == serving and early is not None else None
         return await asyncio.shield(read or self._manifest_task(file_id, serving))
 
+    def kept(self, file_id: str, version: str) -> bool:
+        """Whether the version's manifest is in memory (its data most likely is too)."""
+        return (file_id, version) in self._versions
+
     def peek(self, file_id: str) -> Manifest | None:
         """The kept manifest of the version the cached head names, if any, without I/O."""
         copy = self._heads.get(file_id)

@@ -238,6 +238,40 @@ class OriginFetcher:
             except (aiohttp.ClientError, OSError) as exc:
                 raise _Retry(repr(exc)) from exc
 
+    async def read_upto(
+        self, bucket: str, key: str, offset: int, view: memoryview,
+        progress: Callable[[int], None],
+    ) -> int:
+        """One ranged GET of at most ``len(view)`` bytes from ``offset``, not retried,
+        taking a shorter body where the object ends (0 past its end): the bytes read.
+        For reads started before the object's size is known (``edge_node.early_reads``)."""
+        self.requests += 1
+        url, _reused = await self._url(bucket, key, None)
+        session, slots = self._http()
+        got = 0
+        async with slots:
+            try:
+                headers = {"Range": f"bytes={offset}-{offset + len(view) - 1}"}
+                async with session.get(url, headers=headers) as answer:
+                    if answer.status == 416:
+                        return 0
+                    if answer.status != 206 and not (answer.status == 200 and offset == 0):
+                        raise OriginError("the origin refused an early read",
+                                          status=answer.status, key=key)
+                    while got < len(view):
+                        block = await answer.content.readany()
+                        if not block:
+                            break
+                        size = min(len(block), len(view) - got)
+                        view[got : got + size] = block[:size]
+                        got += size
+                        if self._on_bytes is not None:
+                            self._on_bytes(size)
+                        progress(size)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise OriginError("an early read failed", key=key, reason=repr(exc)) from exc
+        return got
+
     async def read_into(
         self,
         bucket: str,

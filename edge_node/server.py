@@ -21,15 +21,18 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
+from fsnode_core.content_types import is_playlist
 from fsnode_core.errors import FsnodeError, Gone, NotFound, RangeNotSatisfiable
 from fsnode_core.ids import check_id
 
 from edge_node.cache import ChunkCache, ChunkLease, DiskLease
 from edge_node.conditional import Validators, not_modified, range_applies, validators
+from edge_node.early_reads import EarlyReads
 from edge_node.folders import FolderIndex
 from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch
 from edge_node.ranges import MalformedRange, parse_range
 from edge_node.response_headers import cache_control, content_type
 from edge_node.sendfile import send_range
@@ -145,6 +148,10 @@ class EdgeContext:
     origin: OriginFetcher | None = None
     # Proxies in front that append the client to X-Forwarded-For (see client_address).
     trusted_proxy_hops: int = 0
+    # Fills a folder share's first segments as its media playlist is served.
+    prefetch: PlaylistPrefetch | None = None
+    # Starts a cold request's first data range beside its head and manifest reads.
+    early: EarlyReads | None = None
 
 
 EDGE = web.AppKey("edge", EdgeContext)
@@ -311,7 +318,10 @@ async def _file_share(request: web.Request, edge: EdgeContext) -> _Target:
     policy = edge.keys.verify(file_id, query, client_ip)
     # Without a version pin a file share grants the file's current version.
     version = policy.version or None
-    manifest = edge.manifests.fresh(file_id, version) or await edge.manifests.get(file_id, version)
+    manifest = edge.manifests.fresh(file_id, version)
+    if manifest is None:
+        _read_early(request, edge, file_id, version)
+        manifest = await edge.manifests.get(file_id, version)
     return _Target(manifest, cache_control(manifest.path, policy.expires,
                                            revalidate=version is None))
 
@@ -325,15 +335,30 @@ async def _folder_share(request: web.Request, edge: EdgeContext) -> _Target:
     policy, relative = edge.keys.open_folder(token, raw_path, client_ip)
     if relative == "":
         raise NotFound("a folder share's listing is the control plane's; ask for a file in it")
-    manifest = await _folder_file(edge, policy.prefix, relative)
+    manifest = await _folder_file(request, edge, policy.prefix, relative)
+    if edge.prefetch is not None and request.method == "GET" and is_playlist(manifest.path):
+        edge.prefetch.playlist_served(policy, manifest)
     return _Target(manifest, cache_control(manifest.path, policy.expires, revalidate=False))
 
 
-async def _folder_file(edge: EdgeContext, folder: str, relative: str) -> Manifest:
+def _read_early(request: web.Request, edge: EdgeContext, file_id: str, version: str | None) -> None:
+    """A cold request that knows its version: its first data range starts now, beside
+    the head and manifest reads (``edge_node.early_reads``)."""
+    if edge.early is not None and version is not None and not edge.manifests.kept(
+        file_id, version
+    ):
+        edge.early.start_upload(file_id, version, request.headers.get("Range"))
+
+
+async def _folder_file(
+    request: web.Request, edge: EdgeContext, folder: str, relative: str
+) -> Manifest:
     """The current version of the file at ``folder + relative``, from the tree keys and
     the file's head. A kept listing may still name a file deleted since (its path
     taken by another file): then the path is resolved again, fresh, once."""
     entry = await edge.folders.resolve(folder, relative)
+    if edge.manifests.fresh(entry.file_id, None) is None:
+        _read_early(request, edge, entry.file_id, entry.version)
     try:
         manifest = await edge.manifests.get(entry.file_id, None, hint=entry.version)
     except (Gone, NotFound):

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from edge_node.cache import CacheConfig
 from edge_node.origin import OriginConfig
+from edge_node.prefetch import PrefetchConfig
 
 MIB = 1024 * 1024
 DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
@@ -82,6 +83,10 @@ class EdgeSettings:
     # current) read longer ago than this; at most this long after a delete or an
     # overwrite, no response starts with the old content. Folder listings too.
     manifest_max_age: float = DEFAULT_MANIFEST_MAX_AGE
+    # Playlist-aware prefetch: segments per playlist (0: off), their bytes, fills at once.
+    prefetch_segments: int = 3
+    prefetch_bytes: int = 32 * MIB
+    prefetch_concurrency: int = 4
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(
@@ -95,6 +100,10 @@ class EdgeSettings:
             max_parts=self.origin_parallel_parts,
             first_part_bytes=self.origin_first_part_bytes,
         )
+
+    def prefetch_config(self) -> PrefetchConfig:
+        return PrefetchConfig(segments=self.prefetch_segments, max_bytes=self.prefetch_bytes,
+                              concurrency=self.prefetch_concurrency)
 
     def origin_config(self) -> OriginConfig:
         return OriginConfig(
@@ -172,6 +181,9 @@ class EdgeSettings:
             manifest_max_age=_seconds(
                 source, "FSNODE_MANIFEST_MAX_AGE", DEFAULT_MANIFEST_MAX_AGE
             ),
+            prefetch_segments=_int(source, "FSNODE_PREFETCH_SEGMENTS", 3, zero=True),
+            prefetch_bytes=_int(source, "FSNODE_PREFETCH_BYTES", 32 * MIB),
+            prefetch_concurrency=_int(source, "FSNODE_PREFETCH_CONCURRENCY", 4),
         )
         try:
             settings.cache_config()

@@ -54,10 +54,12 @@ from moto.server import ThreadedMotoServer
 from edge_node import tls
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
+from edge_node.early_reads import EarlyReads
 from edge_node.folders import FolderIndex
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginConfig, OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch, PrefetchConfig
 from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, ShareKeys, build_app
 
@@ -318,7 +320,10 @@ class EdgeServer:
         readahead_chunks: int = 2,
         trusted_proxy_hops: int = 0,
         manifest_max_age: float = 30.0,
+        prefetch: PrefetchConfig | None = None,
+        early_reads: bool = False,
     ) -> None:
+        self.prefetch_config = prefetch
         self.state_dir = state_dir
         self.bucket = bucket
         self.manifest_max_age = manifest_max_age
@@ -340,11 +345,14 @@ class EdgeServer:
         self.fetcher = OriginFetcher(
             origin_config, client=client, on_bytes=self.metrics.add_origin_bytes
         )
-        self.origin = CountingOrigin(self.fetcher)
         # Published objects straight from moto: origin faults a test injects through a
         # proxy are meant for the data reads.
         self.meta_fetcher = OriginFetcher(origin_config)
         self.published = PublishedReader(self.meta_fetcher, bucket)
+        # Off unless asked for: tests that count origin GETs expect only the fills'.
+        self.early = EarlyReads(self.fetcher, self.published, self.cache_config.first_part_bytes,
+                                chunk_size=64 * 1024) if early_reads else None
+        self.origin = CountingOrigin(self.early or self.fetcher)  # type: ignore[arg-type]
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self.http_port = 0
@@ -369,6 +377,7 @@ class EdgeServer:
 
     async def _start(self) -> None:
         manifests = ManifestStore(self.published, self.manifest_max_age)
+        folders = FolderIndex(self.published, self.manifest_max_age)
         cache = ChunkCache(
             self.state_dir / "cache",
             self.origin,
@@ -380,12 +389,14 @@ class EdgeServer:
             cache=cache,
             manifests=manifests,
             keys=ShareKeys(share_public_keys()),
-            folders=FolderIndex(self.published, self.manifest_max_age),
+            folders=folders,
             metrics=self.metrics,
             node_id="test-node",
             readahead=ReadAhead(self.readahead_chunks),
             origin=self.fetcher,
             trusted_proxy_hops=self.trusted_proxy_hops,
+            prefetch=PlaylistPrefetch(cache, manifests, folders, self.prefetch_config),
+            early=self.early,
         )
         self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
         await self._runner.setup()
@@ -400,6 +411,8 @@ class EdgeServer:
         if self._runner is not None:
             self.call(self._runner.cleanup())
         if self.context is not None:
+            if self.context.prefetch is not None:
+                self.call(self.context.prefetch.close())
             self.call(self.context.manifests.close())
             self.call(self.context.cache.close())
         self.call(self.fetcher.close())

@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Iterator
 from http.client import HTTPSConnection
+from pathlib import Path
 
 import boto3
 import pytest
@@ -21,8 +22,11 @@ from edge_fixtures import (
     folder_url,
     moto_s3,
     put_file,
+    wait_for,
 )
-from fsnode_core.published import entity_tag
+from fsnode_core.published import data_key, entity_tag, parse_tree_key
+
+from edge_node.prefetch import PrefetchConfig
 
 BUCKET = "fsnode-edge-folders"
 CHUNK = 64 * 1024
@@ -207,3 +211,78 @@ def test_cors_preflight_on_folder_urls(edge: EdgeServer, http: requests.Session)
     )
     assert answer.status_code == 204
     assert "If-Match" in answer.headers["Access-Control-Allow-Headers"]
+
+
+SEGMENTS = 10
+LONG = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n" + "".join(
+    f"#EXTINF:4,\nseg{i:03d}.m4s\n" for i in range(SEGMENTS)) + "#EXT-X-ENDLIST\n"
+
+
+@pytest.fixture(scope="module")
+def long_stream(edge: EdgeServer) -> dict[str, bytes]:
+    """A media playlist of ten segments (and an init segment), one chunk each."""
+    files = {"live/index.m3u8": LONG.encode(), "live/init.mp4": os.urandom(700)}
+    files.update({f"live/seg{i:03d}.m4s": os.urandom(CHUNK - i) for i in range(SEGMENTS)})
+    for relative, data in files.items():
+        put_file(BUCKET, data, CHUNK, path="media/long/" + relative)
+    return files
+
+
+def prefetched_paths(server: EdgeServer) -> set[str]:
+    """Paths of the files whose data the edge read from the origin."""
+    keys = {key for key, _offset, _length in server.origin.ranges}
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="meta/v1/tree/media/long/")
+    entries = [parse_tree_key(item["Key"]) for item in listed.get("Contents", [])]
+    return {entry.path.removeprefix("media/long/") for entry in entries
+            if entry is not None and data_key(entry.file_id, entry.version) in keys}
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        # The first three references: the init segment and two media segments.
+        (PrefetchConfig(segments=3), {"live/init.mp4", "live/seg000.m4s", "live/seg001.m4s"}),
+        # A byte cap stops it sooner: the init segment and one whole segment fit.
+        (PrefetchConfig(segments=10, max_bytes=700 + CHUNK),
+         {"live/init.mp4", "live/seg000.m4s"}),
+        (PrefetchConfig(segments=0), set()),  # off
+    ],
+)
+def test_a_media_playlist_prefetches_its_first_segments_and_no_more(
+    edge: EdgeServer, long_stream: dict[str, bytes], tmp_path: Path,
+    config: PrefetchConfig, expected: set[str],
+) -> None:
+    server = EdgeServer(tmp_path, ThrowawayCA(), BUCKET, prefetch=config)
+    server.start()
+    try:
+        token = folder_token("media/long/")
+        with requests.Session() as http:
+            http.trust_env = False
+            http.verify = str(server.ca_file)
+            playlist = http.get(folder_url(server.url, token, "media/long/live/index.m3u8"))
+            assert playlist.content == long_stream["live/index.m3u8"]
+            assert server.context is not None and server.context.prefetch is not None
+            prefetch = server.context.prefetch
+            wait_for(lambda: prefetch.running == 0, "the prefetch to end")
+            assert prefetched_paths(server) == {"live/index.m3u8", *expected}
+            # Asked again (a live player polls it), nothing more is fetched.
+            http.get(folder_url(server.url, token, "media/long/live/index.m3u8"))
+            wait_for(lambda: prefetch.running == 0, "the prefetch to end")
+            assert prefetched_paths(server) == {"live/index.m3u8", *expected}
+            # The player's first segment is then a hit: no origin read.
+            reads = len(server.origin.ranges)
+            first = http.get(folder_url(server.url, token, "media/long/live/seg000.m4s"))
+            assert first.content == long_stream["live/seg000.m4s"]
+            if "live/seg000.m4s" in expected:
+                assert len(server.origin.ranges) == reads
+    finally:
+        server.stop()
+
+
+def test_a_master_playlist_prefetches_nothing(edge: EdgeServer, http: requests.Session) -> None:
+    assert edge.context is not None and edge.context.prefetch is not None
+    started = edge.context.prefetch.segments_started
+    assert http.get(folder_url(edge.url, folder_token(FOLDER), FOLDER + "master.m3u8")).ok
+    wait_for(lambda: edge.context is not None and edge.context.prefetch is not None
+             and edge.context.prefetch.running == 0, "the prefetch to end")
+    assert edge.context.prefetch.segments_started == started

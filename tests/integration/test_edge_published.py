@@ -159,3 +159,60 @@ def test_an_unknown_file_is_not_found_and_costs_one_head_read(
         answer = get(http, edge, manifest)
         assert answer.status_code == 404
     assert edge.published.head_reads == before + 1  # the answer is kept within the bound
+
+
+@pytest.fixture(scope="module")
+def early_edge(edge: EdgeServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
+    """An edge that reads a cold request's first range beside its head and manifest."""
+    server = EdgeServer(tmp_path_factory.mktemp("early"), ThrowawayCA(), BUCKET,
+                        early_reads=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("size", "range_header"),
+    [
+        (5 * CHUNK, f"bytes={CHUNK + 100}-{CHUNK + 200}"),  # inside a later chunk
+        (5 * CHUNK, None),  # the whole file
+        (300, "bytes=10-"),  # shorter than the early read: the object ends first
+        (3 * CHUNK, "bytes=-100"),  # a suffix range starts no early read
+    ],
+)
+def test_a_cold_first_range_is_read_beside_the_manifest(
+    early_edge: EdgeServer, size: int, range_header: str | None
+) -> None:
+    data = os.urandom(size)
+    manifest = put_file(BUCKET, data, CHUNK)
+    early = early_edge.early
+    assert early is not None
+    started, used = early.started, early.used_bytes
+    with requests.Session() as http:
+        http.trust_env = False
+        http.verify = str(early_edge.ca_file)
+        headers = {"Range": range_header} if range_header else {}
+        answer = get(http, early_edge, manifest, headers=headers)
+    first, _, last = (range_header or "bytes=0-").removeprefix("bytes=").partition("-")
+    expected = data[-int(last):] if not first else data[int(first): int(last) + 1 if last else None]
+    assert answer.content == expected
+    if range_header == "bytes=-100":
+        assert early.started == started
+        return
+    assert early.started == started + 1
+    assert early.used_bytes > used  # the fill took the early bytes instead of asking again
+
+
+def test_an_import_never_takes_early_bytes(early_edge: EdgeServer) -> None:
+    data = os.urandom(CHUNK + 7)
+    manifest = put_file(BUCKET, data, CHUNK, imported=True)
+    early = early_edge.early
+    assert early is not None
+    used = early.used_bytes
+    with requests.Session() as http:
+        http.trust_env = False
+        http.verify = str(early_edge.ca_file)
+        assert get(http, early_edge, manifest).content == data
+    assert early.used_bytes == used  # its reads are pinned to the object's ETag
