@@ -104,6 +104,10 @@ def test_hls_js_in_chromium_plays_the_folder_share_past_ten_seconds(
     for suffix in ("master.m3u8", "/index.m3u8", ".mp4", ".m4s"):
         assert any(url.endswith(suffix) for url in served), (suffix, served)
     assert len({urlsplit(url).netloc for url in served}) == 1  # one edge per stream
+    # The page's policy admits what hls.js does (MSE's blob: URL, its worker).
+    refused = [e["message"] for e in browser.get_log("browser")
+               if "Content Security Policy" in e["message"]]
+    assert refused == []
 
 
 # ---- bad paths and HEAD, at the control plane and at the edge --------------------------
