@@ -35,7 +35,7 @@ GOALS: dict[str, Goal | None] = {"hls_cold_start": Goal("ratio", "<=", 1.5)}
 # A player's first four requests, in order (relative to the folder).
 CHAIN = ("master.m3u8", "v0/index.m3u8", "v0/init.mp4", "v0/seg00000.m4s")
 SEGMENT_SECONDS = 4
-UPLOADED_SEGMENTS = 8
+UPLOADED_SEGMENTS = 4  # the edge prefetches the first 3 references (init + 2)
 
 
 def _sizes(config: BenchConfig) -> tuple[int, int]:
