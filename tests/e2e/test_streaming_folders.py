@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -207,3 +209,55 @@ def test_head_answers_on_every_share_url(stack: StackInfo, folders: dict[str, An
     status, body, headers = _raw(location, "HEAD", stack.ca_cert)
     assert status == 200 and body == b""
     assert int(headers["content-length"]) == (local / "master.m3u8").stat().st_size
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_the_signature_covers_prefix_expiry_not_before_and_ip(
+        stack: StackInfo, folders: dict[str, Any]) -> None:
+    """A token whose policy is changed (and the signature kept) opens nothing, at the
+    control plane or the edge; the untouched token opens the file at both."""
+    folder = folders["prefix"] + "hls/"
+    share_url = cli(stack, "share", "--prefix", folder, "--ttl", "600", "--ip", "127.0.0.0/8",
+                    "--not-before", str(int(time.time()) - 60))["share_url"]
+    for where, base in _bases(stack, share_url).items():
+        token = urlsplit(base).path.split("/")[2]
+        payload, signature = token.split(".")
+        fields = _unb64(payload).decode()
+        assert "\nnbf=" in fields and "\nip=127.0.0.0/8" in fields
+        opened = _raw(base + "master.m3u8", "HEAD", stack.ca_cert)[0]
+        assert opened == (307 if where == "control plane" else 200), (where, opened)
+        exp = int(fields.split("\nexp=")[1].split("\n")[0])
+        nbf = int(fields.split("\nnbf=")[1].split("\n")[0])
+        for changed in (fields.replace(f"pfx={folder}", f"pfx={folders['prefix']}"),
+                        fields.replace(f"exp={exp}", f"exp={exp + 3600}"),
+                        fields.replace(f"nbf={nbf}", f"nbf={nbf - 3600}"),
+                        fields.replace("ip=127.0.0.0/8", "ip=0.0.0.0/0"),
+                        fields.replace("\nip=127.0.0.0/8", "")):
+            assert changed != fields
+            forged = base.replace(token, f"{_b64(changed.encode())}.{signature}")
+            # The forged policy's own folder, so only the signature can refuse it.
+            target = forged + "master.m3u8"
+            if "pfx=" + folder not in changed:
+                target = forged + "hls/master.m3u8"
+            status, body, _ = _raw(target, "GET", stack.ca_cert)
+            assert status == 403, (where, changed, status, body)
+            assert json.loads(body)["error"]["code"] == "forbidden"
+
+
+def test_an_expired_folder_share_is_refused_at_both(stack: StackInfo,
+                                                     folders: dict[str, Any]) -> None:
+    share = cli(stack, "share", "--prefix", folders["prefix"] + "hls/", "--ttl", "5")
+    bases = _bases(stack, share["share_url"])
+    deadline = share["expires"]
+    while time.time() <= deadline + 1:  # the clock, not the system under test
+        time.sleep(0.2)
+    for where, base in bases.items():
+        status, body, _ = _raw(base + "master.m3u8", "GET", stack.ca_cert)
+        assert status == 403, (where, status, body)
