@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from fsnode_core.published import data_key
 
 from edge_node.background import TaskSet
+from edge_node.cache import ChunkCache, version_tag
 from edge_node.origin import OriginFetcher
 from edge_node.published_reader import PublishedReader
 
@@ -64,6 +65,8 @@ class EarlyReads:
         self._published = published
         # The fleet's chunk size (registration's): where the cache's first GET will begin.
         self.chunk_size = chunk_size
+        # Whether the cache holds a chunk (file id, version, index): no early read then.
+        self.held: Callable[[str, str, int], bool] = lambda _file, _version, _index: False
         self.first_bytes = first_bytes
         self._reads: OrderedDict[_Name, _Early] = OrderedDict()
         self._tasks = TaskSet()
@@ -77,6 +80,8 @@ class EarlyReads:
         offset = first_offset(range_header)
         if offset is None or not self._published.bucket or self.chunk_size <= 0:
             return
+        if self.held(file_id, version, offset // self.chunk_size):
+            return  # kept from before (a restart forgets manifests, not chunks)
         if self.chunk_size <= self.first_bytes:
             # A chunk no longer than the first part is read whole, from its start
             # (edge_node.fill_parts); else the fill's first part begins at the offset.
@@ -168,3 +173,12 @@ def first_offset(range_header: str | None) -> int | None:
     if unit.strip().lower() != "bytes" or "," in spec or not dash or not first.isdigit():
         return None
     return int(first)
+
+
+def held_on_disk(cache: ChunkCache) -> Callable[[str, str, int], bool]:
+    """``EarlyReads.held`` for a chunk cache: the chunk's file exists (one stat, only for
+    a request whose manifest this process does not hold)."""
+    def held(file_id: str, version: str, index: int) -> bool:
+        return cache.path_for((file_id, version_tag(version), index)).exists()
+
+    return held

@@ -22,7 +22,7 @@ from edge_node import registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
-from edge_node.early_reads import EarlyReads
+from edge_node.early_reads import EarlyReads, held_on_disk
 from edge_node.folders import FolderIndex
 from edge_node.heartbeat import HeartbeatLoop
 from edge_node.manifests import ManifestStore
@@ -63,6 +63,7 @@ class EdgeNode:
             settings.cache_config(),
             hashes=ChunkHashRecorder(self.manifests),
         )
+        self.early.held = held_on_disk(self.cache)
         self.keys = ShareKeys()
         self.registration: Registration | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -259,6 +260,7 @@ class EdgeNode:
             origin=self.origin,
             trusted_proxy_hops=self.settings.trusted_proxy_hops,
             early=self.early,
+            published=self.published,
             prefetch=PlaylistPrefetch(
                 self.cache, self.manifests, self.folders, self.settings.prefetch_config()
             ),

@@ -176,6 +176,8 @@ class ManifestStore:
         self._max_heads = max_heads
         self._max_manifests = max_manifests
         self._heads: OrderedDict[str, _HeadCopy] = OrderedDict()
+        # Versions each file's head has moved away from (a pin naming one is 410 at once).
+        self._replaced: dict[str, set[str]] = {}
         self._versions: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
         self._head_reads: dict[str, asyncio.Task[_HeadCopy]] = {}
         self._manifest_reads: dict[tuple[str, str], asyncio.Task[Manifest]] = {}
@@ -212,7 +214,9 @@ class ManifestStore:
         if manifest is not None:
             return manifest
         kept = self._heads.get(file_id)
-        if kept is not None and time.monotonic() - kept.read_at < self.max_age:
+        if kept is not None and time.monotonic() - kept.read_at < self.max_age and (
+            not self._maybe_newer(file_id, kept, version)
+        ):
             # The head within the bound decides (a 404 or 410 costs no read either).
             serving = check_serves(file_id, kept.head, version, time.time())
             return await asyncio.shield(self._manifest_task(file_id, serving))
@@ -223,6 +227,15 @@ class ManifestStore:
         serving = check_serves(file_id, copy.head, version, time.time())
         read = early if expected == serving and early is not None else None
         return await asyncio.shield(read or self._manifest_task(file_id, serving))
+
+    def _maybe_newer(self, file_id: str, kept: _HeadCopy, version: str | None) -> bool:
+        """Whether a pin may name a version newer than the kept head knows: the control
+        plane redirected after a publish this edge has not read yet. Then the head is
+        read again (not answered 410 from the kept one). A version this edge saw
+        replaced is not newer."""
+        head = kept.head
+        return (version is not None and head is not None and head.ready
+                and version != head.version and version not in self._replaced.get(file_id, ()))
 
     def kept(self, file_id: str, version: str) -> bool:
         """Whether the version's manifest is in memory (its data most likely is too)."""
@@ -246,6 +259,7 @@ class ManifestStore:
         """Drop what is known of the file: its next request reads the head again."""
         self._heads.pop(file_id, None)
         self._head_reads.pop(file_id, None)
+        self._replaced.pop(file_id, None)
         for key in [key for key in self._versions if key[0] == file_id]:
             del self._versions[key]
 
@@ -288,6 +302,11 @@ class ManifestStore:
             # An older head than one already seen (S3 read-after-write is strong, but
             # two reads can cross): keep the newer, counted as read now.
             copy = _HeadCopy(known.head, sent)
+        previous = known.head.version if known is not None and known.head is not None else None
+        if previous is not None and copy.head is not None and copy.head.version != previous:
+            self._replaced.setdefault(file_id, set()).add(previous)
+            while len(self._replaced) > self._max_heads:
+                self._replaced.pop(next(iter(self._replaced)))
         self._heads[file_id] = copy
         self._heads.move_to_end(file_id)
         while len(self._heads) > self._max_heads:

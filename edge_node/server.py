@@ -12,7 +12,6 @@ chunk streams from its fill as bytes arrive from the origin.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import secrets
 from collections import OrderedDict
@@ -21,10 +20,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
-from fsnode_core.content_types import is_playlist
-from fsnode_core.errors import FsnodeError, Gone, NotFound, RangeNotSatisfiable
-from fsnode_core.ids import check_id
+from fsnode_core.errors import FsnodeError, RangeNotSatisfiable
 
+from edge_node import data_plane_metrics
 from edge_node.cache import ChunkCache, ChunkLease, DiskLease
 from edge_node.conditional import Validators, not_modified, range_applies, validators
 from edge_node.early_reads import EarlyReads
@@ -33,9 +31,11 @@ from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
 from edge_node.prefetch import PlaylistPrefetch
+from edge_node.published_reader import PublishedReader
 from edge_node.ranges import MalformedRange, parse_range
-from edge_node.response_headers import cache_control, content_type
+from edge_node.response_headers import content_type
 from edge_node.sendfile import send_range
+from edge_node.share_targets import Target, file_share, folder_share
 from edge_node.shares import ShareKeys as ShareKeys  # re-exported: heartbeat imports it here
 
 log = logging.getLogger(__name__)
@@ -64,36 +64,6 @@ _CORS_ALLOW_HEADERS = (
     "Range, If-Range, If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since"
 )
 _STREAMING = web.RequestKey("fsnode.streaming", bool)
-
-
-def client_address(request: web.Request, trusted_proxy_hops: int) -> str | None:
-    """The client's IP address for ``ip=`` shares (None when it cannot be known).
-
-    The TCP peer, unless ``trusted_proxy_hops`` proxies in front append to
-    ``X-Forwarded-For`` (an ALB does): then the entry that many places from the
-    right, the address the client-facing trusted proxy saw. Entries left of it
-    come from the client and prove nothing. A network load balancer passing TCP through
-    with client IP preservation needs no header: the peer is the client.
-    """
-    if trusted_proxy_hops > 0:
-        header = ",".join(request.headers.getall("X-Forwarded-For", ()))
-        entries = [entry.strip() for entry in header.split(",")]
-        if len(entries) < trusted_proxy_hops:
-            return None
-        raw = entries[-trusted_proxy_hops]
-    else:
-        transport = request.transport
-        peer = transport.get_extra_info("peername") if transport is not None else None
-        if not peer:
-            return None
-        raw = str(peer[0])
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError:
-        return None
-    # A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
-    mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped or address)
 
 
 class ReadAhead:
@@ -146,12 +116,14 @@ class EdgeContext:
     sendfile: bool = True
     readahead: ReadAhead = field(default_factory=ReadAhead)
     origin: OriginFetcher | None = None
-    # Proxies in front that append the client to X-Forwarded-For (see client_address).
+    # Proxies in front that append the client to X-Forwarded-For (see share_targets.client_address).
     trusted_proxy_hops: int = 0
     # Fills a folder share's first segments as its media playlist is served.
     prefetch: PlaylistPrefetch | None = None
     # Starts a cold request's first data range beside its head and manifest reads.
     early: EarlyReads | None = None
+    # Heads, manifests and listings from S3 (for /metrics).
+    published: PublishedReader | None = None
 
 
 EDGE = web.AppKey("edge", EdgeContext)
@@ -257,7 +229,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     edge = request.app[EDGE]
-    text = edge.metrics.render(edge.cache, edge.origin)
+    text = edge.metrics.render(edge.cache, edge.origin) + data_plane_metrics.render(
+        edge.published, edge.early, edge.prefetch
+    )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -275,16 +249,16 @@ async def preflight(request: web.Request) -> web.Response:
 
 async def serve_file(request: web.Request) -> web.StreamResponse:
     """``GET|HEAD /f/{file_id}``: a file share."""
-    return await _counted(request, _file_share)
+    return await _counted(request, file_share)
 
 
 async def serve_folder(request: web.Request) -> web.StreamResponse:
     """``GET|HEAD /t/{TOKEN}/{path...}``: a file below a folder share."""
-    return await _counted(request, _folder_share)
+    return await _counted(request, folder_share)
 
 
 async def _counted(
-    request: web.Request, resolve: Callable[[web.Request, EdgeContext], Awaitable[_Target]]
+    request: web.Request, resolve: Callable[[web.Request, EdgeContext], Awaitable[Target]]
 ) -> web.StreamResponse:
     edge = request.app[EDGE]
     edge.metrics.requests_in_flight += 1
@@ -302,76 +276,7 @@ async def _counted(
         edge.metrics.responses[status] += 1
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """What a verified share request serves, and for how long clients may keep it."""
-
-    manifest: Manifest
-    cache_control: str
-
-
-async def _file_share(request: web.Request, edge: EdgeContext) -> _Target:
-    file_id = check_id(request.match_info["file_id"], "file_id")
-    query = request.query
-    # The address only matters to ip= shares; skip the lookup for the others.
-    client_ip = client_address(request, edge.trusted_proxy_hops) if "ip" in query else None
-    policy = edge.keys.verify(file_id, query, client_ip)
-    # Without a version pin a file share grants the file's current version.
-    version = policy.version or None
-    manifest = edge.manifests.fresh(file_id, version)
-    if manifest is None:
-        _read_early(request, edge, file_id, version)
-        manifest = await edge.manifests.get(file_id, version)
-    return _Target(manifest, cache_control(manifest.path, policy.expires,
-                                           revalidate=version is None))
-
-
-async def _folder_share(request: web.Request, edge: EdgeContext) -> _Target:
-    # The raw path: the token and the path after it are checked still encoded, so
-    # nothing is decoded twice (fsnode_core.folder_tokens).
-    raw = request.raw_path.partition("?")[0].removeprefix("/t/")
-    token, _, raw_path = raw.partition("/")
-    client_ip = client_address(request, edge.trusted_proxy_hops)
-    policy, relative = edge.keys.open_folder(token, raw_path, client_ip)
-    if relative == "":
-        raise NotFound("a folder share's listing is the control plane's; ask for a file in it")
-    manifest = await _folder_file(request, edge, policy.prefix, relative)
-    if edge.prefetch is not None and request.method == "GET" and is_playlist(manifest.path):
-        edge.prefetch.playlist_served(policy, manifest)
-    return _Target(manifest, cache_control(manifest.path, policy.expires, revalidate=False))
-
-
-def _read_early(request: web.Request, edge: EdgeContext, file_id: str, version: str | None) -> None:
-    """A cold request that knows its version: its first data range starts now, beside
-    the head and manifest reads (``edge_node.early_reads``)."""
-    if edge.early is not None and version is not None and not edge.manifests.kept(
-        file_id, version
-    ):
-        edge.early.start_upload(file_id, version, request.headers.get("Range"))
-
-
-async def _folder_file(
-    request: web.Request, edge: EdgeContext, folder: str, relative: str
-) -> Manifest:
-    """The current version of the file at ``folder + relative``, from the tree keys and
-    the file's head. A kept listing may still name a file deleted since (its path
-    taken by another file): then the path is resolved again, fresh, once."""
-    entry = await edge.folders.resolve(folder, relative)
-    if edge.manifests.fresh(entry.file_id, None) is None:
-        _read_early(request, edge, entry.file_id, entry.version)
-    try:
-        manifest = await edge.manifests.get(entry.file_id, None, hint=entry.version)
-    except (Gone, NotFound):
-        again = await edge.folders.resolve(folder, relative, fresh=True)
-        if again == entry:
-            raise
-        manifest = await edge.manifests.get(again.file_id, None, hint=again.version)
-    if manifest.path != folder + relative:
-        raise NotFound("no such file in the shared folder", path=folder + relative)
-    return manifest
-
-
-async def _respond(request: web.Request, edge: EdgeContext, target: _Target) -> web.StreamResponse:
+async def _respond(request: web.Request, edge: EdgeContext, target: Target) -> web.StreamResponse:
     manifest = target.manifest
     current = validators(
         manifest.file_id, manifest.version, manifest.etag, manifest.size, manifest.last_modified

@@ -54,7 +54,7 @@ from moto.server import ThreadedMotoServer
 from edge_node import tls
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
-from edge_node.early_reads import EarlyReads
+from edge_node.early_reads import EarlyReads, held_on_disk
 from edge_node.folders import FolderIndex
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
@@ -385,6 +385,8 @@ class EdgeServer:
             ChunkHashRecorder(manifests),
         )
         await cache.open()
+        if self.early is not None:
+            self.early.held = held_on_disk(cache)
         self.context = EdgeContext(
             cache=cache,
             manifests=manifests,
@@ -397,6 +399,7 @@ class EdgeServer:
             trusted_proxy_hops=self.trusted_proxy_hops,
             prefetch=PlaylistPrefetch(cache, manifests, folders, self.prefetch_config),
             early=self.early,
+            published=self.published,
         )
         self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
         await self._runner.setup()

@@ -11,9 +11,11 @@ bound (``FSNODE_MANIFEST_MAX_AGE``) set to one second.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -28,6 +30,7 @@ from edge_fixtures import (
     overwrite,
     put_file,
     share_query,
+    wait_for,
 )
 from fsnode_core.published import head_key, version_manifest_key
 
@@ -203,6 +206,10 @@ def test_a_cold_first_range_is_read_beside_the_manifest(
         return
     assert early.started == started + 1
     assert early.used_bytes > used  # the fill took the early bytes instead of asking again
+    with requests.Session() as http:
+        http.trust_env = False
+        text = http.get(f"{early_edge.url}/metrics", verify=str(early_edge.ca_file)).text
+    assert f"fsnode_edge_early_read_bytes_used_total {early.used_bytes}" in text
 
 
 def test_an_import_never_takes_early_bytes(early_edge: EdgeServer) -> None:
@@ -216,3 +223,28 @@ def test_an_import_never_takes_early_bytes(early_edge: EdgeServer) -> None:
         http.verify = str(early_edge.ca_file)
         assert get(http, early_edge, manifest).content == data
     assert early.used_bytes == used  # its reads are pinned to the object's ETag
+
+
+def test_a_restarted_edge_reads_no_early_range_for_chunks_it_holds(
+    edge: EdgeServer, tmp_path: Path
+) -> None:
+    data = os.urandom(2 * CHUNK + 9)
+    manifest = put_file(BUCKET, data, CHUNK)
+    for run in range(2):
+        server = EdgeServer(tmp_path, ThrowawayCA(), BUCKET, early_reads=True)
+        server.start()
+        try:
+            with requests.Session() as http:
+                http.trust_env = False
+                http.verify = str(server.ca_file)
+                assert get(http, server, manifest).content == data
+            assert server.early is not None and server.context is not None
+            if run == 0:
+                kept = functools.partial(server.context.cache.contains, manifest)
+                wait_for(lambda: all(map(kept, range(3))), "chunks on disk")  # noqa: B023
+            else:
+                # A restart forgets manifests, not chunks: nothing read but the metadata.
+                assert server.early.started == 0
+                assert server.origin.ranges == []
+        finally:
+            server.stop()

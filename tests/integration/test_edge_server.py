@@ -293,6 +293,10 @@ def test_healthz_and_metrics(edge: EdgeServer, http: requests.Session) -> None:
         "fsnode_edge_cache_evictions_total",
         "fsnode_edge_requests_in_flight",
         "fsnode_edge_cache_bytes",
+        "fsnode_edge_head_reads_total",
+        "fsnode_edge_manifest_reads_total",
+        "fsnode_edge_tree_list_pages_total",
+        "fsnode_edge_prefetch_segments_total",
     ):
         assert re.search(rf"^{name} \d+", text, re.M), name
 

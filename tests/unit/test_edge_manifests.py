@@ -321,3 +321,23 @@ def test_the_served_manifest_is_laid_out_from_the_published_one() -> None:
     assert manifest.key == f"files/{file_id}/{V1}"
     imported = Manifest.from_published(version_manifest(file_id, V1, hashed=False))
     assert imported.origin_etag == "abc" and not imported.hashed
+
+
+@run_async
+async def test_a_pin_newer_than_the_kept_head_reads_it_again() -> None:
+    """The control plane redirects with the version current now; an edge whose kept head
+    (within the bound) still names the previous one reads the head again instead of
+    answering 410, and a pin of a version it saw replaced is 410 without a read."""
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V1)
+    store = ManifestStore(bucket, MAX_AGE)
+    assert (await store.get(file_id, V1)).version == V1
+    bucket.publish(file_id, V2)  # no time passes: the kept head is within the bound
+    assert (await store.get(file_id, V2)).version == V2
+    assert bucket.head_reads == 2
+    with pytest.raises(Gone, match="replaced"):
+        await store.get(file_id, V1)
+    with pytest.raises(Gone, match="replaced"):
+        await store.get(file_id, "3" * 32)  # never published: one read, then 410
+    assert bucket.head_reads == 3
+    await store.close()
