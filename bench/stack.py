@@ -1,5 +1,5 @@
 """A local stack for the benchmarks, started once per run and shared by the
-families that need one (``hits``, ``misses``, ``memory``).
+families that need one (``hits``, ``misses``, ``hls``, ``memory``).
 
 It is the project's ``LocalStack`` with three edges set up for measuring:
 - ``direct``: reads its origin straight from the moto server and also listens on

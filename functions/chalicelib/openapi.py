@@ -426,6 +426,10 @@ PATHS: dict[str, dict[str, Any]] = {
                                media="text/javascript")},
     "/web/player.js": {"get": _op("Player page script", PUBLIC, {"type": "string"}, (),
                                   media="text/javascript")},
+    "/web/folders.js": {"get": _op("Upload page script: folders and folder shares", PUBLIC,
+                                   {"type": "string"}, (), media="text/javascript")},
+    "/web/hls.min.js": {"get": _op("hls.js, the pinned version (web/package-lock.json)",
+                                   PUBLIC, {"type": "string"}, (), media="text/javascript")},
     "/web/style.css": {"get": _op("Page style", PUBLIC, {"type": "string"}, (),
                                   media="text/css")},
     "/web/config.json": {"get": _op(
