@@ -7,6 +7,7 @@ from typing import Any
 
 from chalice import Chalice, Response
 from chalicelib import (
+    edge_work,
     folder_shares,
     hashing,
     issuer,
@@ -74,7 +75,7 @@ def node_file_manifest(node_id: str, file_id: str) -> dict[str, Any]:
 @route("/nodes/{node_id}/work/{work_id}", methods=["POST"])
 def node_work_report(node_id: str, work_id: str) -> dict[str, Any]:
     request = _request()
-    return replication.report(node_id, work_id, request.headers, json_body(request))
+    return edge_work.report(node_id, work_id, request.headers, json_body(request))
 
 
 @route("/nodes", methods=["GET"], authorizer=managed)
@@ -211,7 +212,7 @@ def issue_certificate(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.lambda_function(name="report_work")
 def report_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return invoked(replication.apply_report)(event)
+    return invoked(edge_work.apply_report)(event)
 
 
 @app.schedule("rate(1 minute)", name="prune")

@@ -19,7 +19,7 @@ from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound
 from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import FILE_READY, NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NodeRecord
 
-from chalicelib import auth, aws, manifests, pki, secret_store, validate
+from chalicelib import auth, aws, edge_work, manifests, pki, secret_store, validate
 from chalicelib.observability import (
     METRIC_HEARTBEAT,
     METRIC_MANIFEST_SERVED,
@@ -146,7 +146,7 @@ def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any
         expires_at=now + settings.heartbeat_timeout * TTL_HEARTBEATS,
     )
     metrics.add_metric(name=METRIC_HEARTBEAT, unit="Count", value=1)
-    work = aws.chunk_catalog().pending_work(node_id, now)
+    work = edge_work.pending_for(node_id, now)
     return {
         "status": node.status,
         "heartbeat_interval": settings.heartbeat_interval,

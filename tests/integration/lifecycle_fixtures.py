@@ -2,14 +2,15 @@
 and simulated edges that answer their pulled work through the real routes.
 
 A simulated edge does what a real one does with a work item: ``warm`` reads the
-manifest from the control plane, fetches the chunk's bytes from S3 and reports their
-SHA-256 (which the control plane checks); ``evict`` reports success. An edge that is
+version manifest and the batch's bytes from S3 and reports each chunk's SHA-256 (which
+the control plane checks); ``evict`` reports success. An edge that is
 ``offline`` neither heartbeats nor reports.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -23,6 +24,7 @@ import pytest
 import requests
 from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
+from fsnode_core.published import VersionManifest, version_manifest_key
 from test_control_plane_nodes import register
 
 from fsnode.localstack.resources import lambda_names, snake_case
@@ -41,6 +43,9 @@ FAST = {
     # Long enough that nodes of earlier tests are not pruned; victims are made stale.
     "FSNODE_HEARTBEAT_TIMEOUT": "600",
 }
+
+
+_DONE = itertools.count()  # the order work was done in, across every simulated edge
 
 
 def _set_execution(endpoint: str, on: bool) -> None:
@@ -145,6 +150,7 @@ class SimEdge:
 
     api: Any
     node: dict[str, Any]
+    bucket: str
     offline: bool = False
     fail_warm: bool = False
     hot_files: list[str] = field(default_factory=list)
@@ -171,24 +177,32 @@ class SimEdge:
             sent = self.api.call("POST", f"/nodes/{self.node_id}/work/{work['work_id']}",
                                  report, key=False, headers=self.auth)
             assert sent.status_code in (200, 404), sent.body
-            self.done.append({**work, "report": report})
+            self.done.append({**work, "report": report, "seq": next(_DONE)})
 
     def _do(self, work: dict[str, Any]) -> dict[str, Any]:
         if work["kind"] == "evict":
             return {"ok": True, "evicted_chunks": 1}
         if self.fail_warm:
             return {"ok": False, "error": {"code": "origin_error", "message": "disk full"}}
-        manifest = self.api.call("GET", f"/nodes/{self.node_id}/files/{work['file_id']}",
-                                 key=False, headers=self.auth)
-        if manifest.status_code != 200:
+        # As an edge reads a file: its version manifest from S3, then the batch's bytes
+        # from the origin in one ranged GET, hashed chunk by chunk.
+        s3 = boto3.client("s3")
+        try:
+            manifest = VersionManifest.from_json(s3.get_object(
+                Bucket=self.bucket, Key=version_manifest_key(work["file_id"], work["version"]),
+            )["Body"].read())
+        except s3.exceptions.NoSuchKey:
             return {"ok": False, "error": {"code": "gone", "message": "file is gone"}}
-        body = manifest.json_body
-        chunk = body["chunks"][work["chunk_index"]]
-        data = boto3.client("s3").get_object(
-            Bucket=body["bucket"], Key=body["key"],
-            Range=f"bytes={chunk['offset']}-{chunk['offset'] + chunk['length'] - 1}",
+        indices = work["chunks"]
+        size, chunk = manifest.size, manifest.chunk_size
+        first, last = min(indices), max(indices)
+        data = s3.get_object(
+            Bucket=manifest.origin.bucket, Key=manifest.origin.key,
+            Range=f"bytes={first * chunk}-{min((last + 1) * chunk, size) - 1}",
         )["Body"].read()
-        return {"ok": True, "sha256": hashlib.sha256(data).hexdigest()}
+        return {"ok": True, "sha256": [
+            hashlib.sha256(data[(i - first) * chunk:(i - first + 1) * chunk]).hexdigest()
+            for i in indices]}
 
 
 @pytest.fixture(name="isolated")
@@ -201,7 +215,8 @@ def isolated_fixture(cp_api: Any, cp_stack: Any) -> Iterator[Callable[[int], lis
     made: list[SimEdge] = []
 
     def edges(count: int) -> list[SimEdge]:
-        new = [SimEdge(cp_api, register(cp_api, cp_stack)) for _ in range(count)]
+        new = [SimEdge(cp_api, register(cp_api, cp_stack), cp_stack.env["FSNODE_BUCKET"])
+               for _ in range(count)]
         made.extend(new)
         return new
 

@@ -85,13 +85,13 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
 
     status = machines.wait(loss[0]["executionArn"], pump([b, c]))
     assert status["status"] == "SUCCEEDED", status
-    assert json.loads(status["input"])["chunks"] == [0, 1, 2]
+    assert json.loads(status["input"])["ranges"] == [[0, 2]]  # the dead node's chunks, as runs
     assert json.loads(status["output"])["under_replicated"] == []
     view = catalog.file_view(file_id)
     assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
         (i, n) for i in range(3) for n in (b.node_id, c.node_id))
     # c verified each chunk's bytes from the origin; the control plane checked the hashes.
-    assert {w["chunk_index"] for w in c.done if w["kind"] == "warm"} == {0, 1, 2}
+    assert [w["chunks"] for w in c.done if w["kind"] == "warm"] == [[0, 1, 2]]
     # A dead node cannot heartbeat its way back: it must register again.
     a.offline = False
     beat = cp_api.call("POST", f"/nodes/{a.node_id}/heartbeat",
