@@ -25,7 +25,7 @@ from chalicelib.observability import METRIC_WORK_REPORTED, logger, metrics
 from chalicelib.settings import get_settings
 
 WORK_TTL_SECONDS = 15 * 60
-MAX_WORK_PER_HEARTBEAT = 100  # items in one heartbeat answer (each at most one batch)
+MAX_WORK_PER_HEARTBEAT = 50  # items in one heartbeat answer (each at most one batch)
 EVICT_WHOLE_VERSION = -1  # an evict work item's chunk_index: every chunk of the version
 _MISMATCHES_NAMED = 20
 

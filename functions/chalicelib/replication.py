@@ -5,8 +5,8 @@ A version's chunks are replicated in batches of at most ``MAX_BATCH_CHUNKS`` (an
 ``FSNODE_HASH_BATCH_BYTES``, which bounds the origin read that verifies an import's
 chunks). ``statemachines/replicate.asl.json`` runs the batches in a Distributed Map, each
 as its own child execution, so no state holds one entry per chunk and no history grows
-with the chunk count (a 50,000-chunk file is 98 batches; a child's history is a few
-dozen events). Per batch the child loops ``pick_replica_target`` -> ``warm_chunk``
+with the chunk count (a 50,000-chunk file of small chunks is 13 batches; a child's
+history is a few dozen events). Per batch the child loops ``pick_replica_target`` -> ``warm_chunk``
 until every chunk of the batch is on ``FSNODE_REPLICATION_FACTOR`` live nodes: the
 chunks lacking a copy on the next node in placement order go to that node as ONE work
 item (``edge_work``). A failed or timed-out warm is caught and handed back here: the
@@ -29,7 +29,7 @@ from fsnode_core import placement
 from fsnode_core.errors import InvalidInput
 from fsnode_core.ids import check_id
 from fsnode_core.models import FILE_READY, WORK_WARM, FileRecord, FileView
-from fsnode_core.replica_blocks import coarsen, holders_by_chunk, to_ranges
+from fsnode_core.replica_blocks import BLOCK_CHUNKS, coarsen, holders_by_chunk, to_ranges
 
 from chalicelib import aws, edge_work, executions
 from chalicelib.observability import logger, metrics
@@ -37,7 +37,9 @@ from chalicelib.settings import get_settings
 
 WARM_ATTEMPTS_PER_NODE = 3  # one try and two retries on a node before moving on
 RETRY_BACKOFF_SECONDS = (1, 2)  # waits before the second and third try on a node
-MAX_BATCH_CHUNKS = 512  # chunks per batch: one work item, one report, one child execution
+# Chunks per batch (one work item, one report, one child execution): a replica block,
+# so a verified batch is one item update; FSNODE_HASH_BATCH_BYTES bounds its bytes.
+MAX_BATCH_CHUNKS = BLOCK_CHUNKS
 MAX_INPUT_RANGES = 1000  # an execution's chunk selection, as runs (about 16 KB)
 MAX_RANGES_PER_BATCH = 8  # under-replicated runs one batch reports
 MAX_REPORTED_RANGES = 200  # under-replicated runs the execution's output lists

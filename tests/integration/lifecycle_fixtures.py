@@ -60,6 +60,15 @@ class Machines:
     gc: str
     env: dict[str, str]
     arns: dict[str, str] = field(default_factory=dict)  # every machine, by ASL name
+    functions: list[str] = field(default_factory=list)  # the machines' Lambda functions
+
+    def configure(self, **values: str) -> None:
+        """Set environment variables of every function the machines invoke."""
+        self.env.update(values)
+        lam = boto3.client("lambda")
+        for name in self.functions:
+            lam.update_function_configuration(FunctionName=name,
+                                              Environment={"Variables": self.env})
 
     def wait(self, arn: str, pump: Callable[[], None] | None = None,
              timeout: float = 40) -> dict[str, Any]:
@@ -128,7 +137,8 @@ def machines_fixture(cp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
         monkeypatch.setenv(name, value)
     aws.reset()
     try:
-        yield Machines(replicate=arns["replicate"], gc=arns["gc"], env=env, arns=arns)
+        yield Machines(replicate=arns["replicate"], gc=arns["gc"], env=env, arns=arns,
+                       functions=[f"fsnode-{name}-{suffix}" for name in functions])
     finally:
         for arn in arns.values():
             for ex in sfn.list_executions(stateMachineArn=arn,
@@ -155,6 +165,7 @@ class SimEdge:
     fail_warm: bool = False
     hot_files: list[str] = field(default_factory=list)
     done: list[dict[str, Any]] = field(default_factory=list)
+    manifests: dict[str, VersionManifest] = field(default_factory=dict)
 
     @property
     def node_id(self) -> str:
@@ -187,12 +198,14 @@ class SimEdge:
         # As an edge reads a file: its version manifest from S3, then the batch's bytes
         # from the origin in one ranged GET, hashed chunk by chunk.
         s3 = boto3.client("s3")
+        key = version_manifest_key(work["file_id"], work["version"])
         try:
-            manifest = VersionManifest.from_json(s3.get_object(
-                Bucket=self.bucket, Key=version_manifest_key(work["file_id"], work["version"]),
-            )["Body"].read())
+            if key not in self.manifests:  # a version's manifest never changes
+                self.manifests[key] = VersionManifest.from_json(
+                    s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
         except s3.exceptions.NoSuchKey:
             return {"ok": False, "error": {"code": "gone", "message": "file is gone"}}
+        manifest = self.manifests[key]
         indices = work["chunks"]
         size, chunk = manifest.size, manifest.chunk_size
         first, last = min(indices), max(indices)

@@ -151,13 +151,14 @@ def test_bad_warm_and_report_input_is_refused(cp_api: Any, cp_client: Any,
     node = register(cp_api, cp_stack)
     base = {"file_id": started["file_id"], "version": started["version"],
             "node_id": node["node_id"], "task_token": "token-4"}
-    for chunks in ([], list(range(513)), ["a"], [-1], None):
-        with pytest.raises(InvalidInput, match="chunks is a list of 1 to 512"):
+    most = 4096  # replication.MAX_BATCH_CHUNKS: a replica block
+    for chunks in ([], list(range(most + 1)), ["a"], [-1], None):
+        with pytest.raises(InvalidInput, match=f"chunks is a list of 1 to {most}"):
             cp_client.lambda_.invoke("warm_chunk", {**base, "chunks": chunks})
     with pytest.raises(InvalidInput, match="a batch is 1 to"):
         cp_client.lambda_.invoke("pick_replica_target", {
             "file_id": started["file_id"], "version": started["version"],
-            "batch": {"first": 0, "last": 512}})
+            "batch": {"first": 0, "last": most}})
     queued = cp_client.lambda_.invoke("warm_chunk", {**base, "chunks": [0]}).payload
     answer = cp_api.call("POST", f"/nodes/{node['node_id']}/work/{queued['work_id']}",
                          {"ok": True, "sha256": [1, 2]}, key=False,
