@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,27 @@ def test_a_failed_warm_is_retried_on_the_same_node_then_moves(
     # Two retries after 1 s and 2 s, then the batch moves to the next node.
     assert waits == [1, 2, 0] and state["tried"] == [first_node]
     assert state["node_id"] not in ("", first_node) and state["chunks"] == [0, 1]
+
+
+def test_a_heartbeat_hands_at_most_50_work_items_oldest_first(cp_api: Any,
+                                                             cp_stack: Any) -> None:
+    from fsnode_core.ids import new_sortable_id
+    from fsnode_core.models import WorkItem
+
+    node = register(cp_api, cp_stack)
+    catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
+    now = int(time.time())
+    queued = []
+    for age in range(60, 0, -1):  # 60 items, the oldest first
+        created = now - age
+        work = WorkItem(node_id=node["node_id"], work_id=new_sortable_id(created),
+                        kind="warm", file_id="f" * 32, version="v" * 32, chunk_index=age,
+                        task_token="t", created_at=created, expires_at=now + 600,
+                        chunks=[age])
+        catalog.put_work(work)
+        queued.append(work.work_id)
+    beat = cp_api.call("POST", f"/nodes/{node['node_id']}/heartbeat",
+                       {"used_bytes": 0, "free_bytes": 9, "capacity_bytes": 9, "load": 0.1},
+                       key=False, headers={"authorization": f"Bearer {node['credential']}"})
+    assert beat.status_code == 200, beat.body
+    assert [w["work_id"] for w in beat.json_body["work"]] == queued[:50]
