@@ -27,8 +27,8 @@ from chalicelib.settings import get_settings
 MAX_HOT_FILES_PER_RUN = 50  # bounds the Queries one run spends on hot files
 MAX_SETTLES_PER_RUN = 100  # files whose published objects one run repairs
 # A dead node's replica blocks one run reads, starts healing for and forgets (4,096
-# chunks each; a page past it at most): the rest waits for the next run, so a run
-# stays within Lambda's time and memory whatever the node held.
+# chunks each): the rest waits for the next run, so a run stays within Lambda's time
+# and memory whatever the node held.
 MAX_RECOVERY_BLOCKS_PER_RUN = 500
 # A change younger than this is left to its own writer (its publish machine).
 SYNC_GRACE_SECONDS = 30

@@ -88,12 +88,14 @@ class ReplicaStore(CatalogBase):
 
     def blocks_on_node(self, node_id: str, limit: int | None = None) -> list[ReplicaBlock]:
         """A node's replica blocks (the ``by_node`` index), e.g. after it died; at most
-        about ``limit`` of them (whole pages), so one prune run stays bounded."""
+        ``limit`` of them, so one prune run stays bounded."""
         out: list[ReplicaBlock] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table_name, "IndexName": "by_node",
             "KeyConditionExpression": "node_id = :n",
             "ExpressionAttributeValues": {":n": {"S": node_id}}}
+        if limit is not None:
+            kwargs["Limit"] = limit
         while True:
             answer = self._call("list node replicas", self.client.query, **kwargs)
             out.extend(ReplicaBlock.from_item(item) for item in answer.get("Items", []))
