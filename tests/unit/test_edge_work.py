@@ -51,8 +51,9 @@ def _loop(cache: FakeCache, manifests: FakeManifests, faults: WorkFaults) -> Hea
                          reregister=None, faults=faults)  # type: ignore[arg-type]
 
 
-def _warm(index: int) -> dict[str, Any]:
-    return {"kind": "warm", "file_id": FILE, "version": "v1", "chunk_index": index}
+def _warm(index: int, chunks: list[int] | None = None) -> dict[str, Any]:
+    return {"kind": "warm", "file_id": FILE, "version": "v1", "chunk_index": index,
+            "chunks": chunks or [index]}
 
 
 def test_injected_warm_failures_count_per_chunk() -> None:
@@ -63,7 +64,7 @@ def test_injected_warm_failures_count_per_chunk() -> None:
         outcomes: list[Any] = []
         for index in (0, 1, 0, 0, 1, 1):
             try:
-                outcomes.append((await loop.perform(_warm(index)))["sha256"])
+                outcomes.append((await loop.perform(_warm(index)))["sha256"][0])
             except Unavailable:
                 outcomes.append("failed")
         return outcomes
@@ -76,7 +77,31 @@ def test_injected_warm_failures_count_per_chunk() -> None:
 
 def test_warm_reports_the_hash_the_cache_verified() -> None:
     loop = _loop(FakeCache(), FakeManifests(None), WorkFaults())
-    assert asyncio.run(loop.perform(_warm(2))) == {"ok": True, "sha256": "verified-2"}
+    assert asyncio.run(loop.perform(_warm(2))) == {"ok": True, "sha256": ["verified-2"]}
+
+
+def test_a_batch_warm_reports_one_hash_per_chunk_in_order() -> None:
+    cache = FakeCache()
+    loop = _loop(cache, FakeManifests(None), WorkFaults())
+    answer = asyncio.run(loop.perform(_warm(2, [2, 0, 1])))
+    assert answer == {"ok": True, "sha256": ["verified-2", "verified-0", "verified-1"]}
+    assert cache.warmed == [("v1", 2), ("v1", 0), ("v1", 1)]
+
+
+def test_an_injected_failure_fails_the_batch_and_counts_for_each_chunk() -> None:
+    loop = _loop(FakeCache(), FakeManifests(None), WorkFaults(warm_failures=1))
+
+    async def run() -> list[Any]:
+        outcomes: list[Any] = []
+        for _ in range(2):
+            try:
+                outcomes.append((await loop.perform(_warm(0, [0, 1])))["sha256"])
+            except Unavailable:
+                outcomes.append("failed")
+        return outcomes
+
+    # Each chunk had its one failure in the first attempt: the second succeeds.
+    assert asyncio.run(run()) == ["failed", ["verified-0", "verified-1"]]
 
 
 @pytest.mark.parametrize(("cached", "forgotten"), [("v1", [FILE]), (None, [FILE]), ("v2", [])])
