@@ -69,8 +69,9 @@ ChunkKey = tuple[str, str, int]
 Buffer = bytes | bytearray | mmap.mmap
 
 MIB = 1024 * 1024
-# Largest block handed to the writer at once: bounds per-connection buffering.
-BLOCK = MIB
+# Largest block handed to the writer at once: bounds per-connection buffering (a
+# stalled reader pins about two), and still a large write for TLS (NOTES.md).
+BLOCK = 256 * 1024
 # Hash the growing prefix in steps of at least this much (each step is a thread hop).
 _HASH_STEP = MIB
 

@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fsnode_core.errors import FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import Forbidden, FsnodeError, NotFound, Unauthorized, Unavailable
 from fsnode_core.ids import check_id
-from fsnode_core.models import NODE_DEAD
+from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING
 
 from edge_node.background import TaskSet
 from edge_node.cache import ChunkCache
@@ -73,6 +73,7 @@ class HeartbeatLoop:
         reregister: Callable[[str | None], Awaitable[object]],
         faults: WorkFaults | None = None,
         pause: Callable[[asyncio.Event, float], Awaitable[None]] | None = None,
+        on_answer: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._cache = cache
@@ -87,7 +88,11 @@ class HeartbeatLoop:
         self._faults = faults if faults is not None else WorkFaults.from_env()
         self._warm_attempts: Counter[tuple[str, str, int]] = Counter()
         self._pause = pause or _pause
+        # Told every answer (the public certificate's serial: edge_node.public_tls).
+        self._on_answer = on_answer
         self.status = "unknown"
+        # Set once the control plane places this node (it proved its endpoint).
+        self.placed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat until ``stop`` is set; failures back off up to a minute.
@@ -105,7 +110,8 @@ class HeartbeatLoop:
                 await self.beat_once()
                 failures = rejections = 0
                 delay = self.interval
-            except (Unauthorized, NotFound) as exc:
+            except (Unauthorized, NotFound, Forbidden) as exc:
+                # Forbidden: declared dead (a pending or draining node may still beat).
                 rejections += 1
                 log.warning("control plane no longer accepts this node (%s); registering again",
                             exc.message)
@@ -132,6 +138,10 @@ class HeartbeatLoop:
         }
         answer = await self._client.heartbeat(body)
         self.status = str(answer.get("status") or self.status)
+        if self.status in PLACED_STATUSES:
+            if self._on_answer is not None:
+                await self._on_answer(answer)
+            self.placed.set()
         if self.status == NODE_DEAD:
             # Today's control plane refuses a dead node's beat (404); an answer that
             # says so plainly means the same, and its work is not for us.
@@ -216,6 +226,9 @@ class HeartbeatLoop:
         if attempt:
             raise Unavailable("injected warm failure (FSNODE_FAULT_WARM_FAILURES)",
                               attempt=attempt)
+
+
+PLACED_STATUSES = (NODE_ACTIVE, NODE_DRAINING)
 
 
 def _backoff(failures: int, interval: float) -> float:

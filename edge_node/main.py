@@ -16,21 +16,37 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fsnode_core.errors import Conflict, FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import (
+    IDEMPOTENCY_KEY_REUSED,
+    Conflict,
+    Forbidden,
+    FsnodeError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 
-from edge_node import registration_key, tls
+from edge_node import aws_identity, registration_key, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
+from edge_node.early_reads import EarlyReads, held_on_disk
+from edge_node.folders import FolderIndex
 from edge_node.heartbeat import HeartbeatLoop
+from edge_node.limits import BoundedSite, ConnectionGuard
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch
+from edge_node.public_tls import PublicTls
+from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
 
 log = logging.getLogger("edge_node")
+# How long start-up waits to be placed before it says it is ready anyway (and warns).
+PLACED_TIMEOUT_SECONDS = 60.0
 
 
 class FatalStartError(Exception):
@@ -44,18 +60,24 @@ class EdgeNode:
         self.settings = settings
         self.client = ControlPlaneClient(settings.api_url, ca_bundle=settings.ca_bundle)
         self.metrics = EdgeMetrics()
+        self.connections = ConnectionGuard(settings.client_limits)
+        self.metrics.connections = self.connections
         self.origin = OriginFetcher(
             settings.origin_config(), on_bytes=self.metrics.add_origin_bytes
         )
-        self.manifests = ManifestStore(
-            self.client, settings.state_dir, fresh_seconds=settings.manifest_refresh_seconds
-        )
+        # The data plane reads S3 only: heads, manifests and folder listings are the
+        # objects the control plane publishes (the bucket comes with registration).
+        self.published = PublishedReader(self.origin)
+        self.manifests = ManifestStore(self.published, settings.manifest_max_age)
+        self.folders = FolderIndex(self.published, settings.manifest_max_age)
+        self.early = EarlyReads(self.origin, self.published, settings.origin_first_part_bytes)
         self.cache = ChunkCache(
             settings.state_dir / "cache",
-            self.origin,
+            self.early,
             settings.cache_config(),
             hashes=ChunkHashRecorder(self.manifests),
         )
+        self.early.held = held_on_disk(self.cache)
         self.keys = ShareKeys()
         self.registration: Registration | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -69,6 +91,7 @@ class EdgeNode:
         self._identity = asyncio.Lock()
         self._renew_now = asyncio.Event()
         self.renewals = 0
+        self.public_tls: PublicTls | None = None
 
     def request_renewal(self) -> None:
         """Renew the certificate now (SIGHUP), instead of waiting for its due time."""
@@ -125,6 +148,10 @@ class EdgeNode:
         }
         if self.settings.lat is not None and self.settings.lng is not None:
             body["lat"], body["lng"] = self.settings.lat, self.settings.lng
+        identity = await asyncio.to_thread(aws_identity.signed_caller_identity,
+                                           self._key.public_key())
+        if identity is not None:
+            body["aws_identity"] = identity
         registration = await self.client.register(body)
         self._registered_with = key
         cert_path = await asyncio.to_thread(
@@ -136,6 +163,8 @@ class EdgeNode:
         )
         self._load_certificate(cert_path)
         self.keys.update(registration.share_public_keys)
+        self.published.bucket = registration.bucket
+        self.early.chunk_size = registration.chunk_size
         self.registration = registration
         return registration
 
@@ -158,7 +187,7 @@ class EdgeNode:
             csr = await asyncio.to_thread(tls.build_csr, key, self.settings.endpoint_host)
             try:
                 issued = await self.client.renew(csr)
-            except (Unauthorized, NotFound) as exc:
+            except (Unauthorized, NotFound, Forbidden) as exc:
                 log.warning("renewal refused (%s); registering again", exc.message)
                 await self._register_anew()
                 self.renewals += 1
@@ -224,7 +253,11 @@ class EdgeNode:
             try:
                 return await self.register()
             except (Unavailable, Conflict) as exc:
-                # Conflict: a concurrent registration with our idempotency key.
+                if exc.details.get("reason") == IDEMPOTENCY_KEY_REUSED:
+                    # Our key was used with other details (settings changed): only a
+                    # new key can succeed.
+                    await asyncio.to_thread(registration_key.rotate, self.settings.state_dir)
+                # Else Conflict: a concurrent registration with our idempotency key.
                 log.warning("control plane not ready (%s); retrying in %.1fs", exc.message, delay)
             except FsnodeError as exc:
                 raise FatalStartError(f"registration refused: {exc.code}: {exc.message}") from exc
@@ -242,12 +275,18 @@ class EdgeNode:
             cache=self.cache,
             manifests=self.manifests,
             keys=self.keys,
+            folders=self.folders,
             metrics=self.metrics,
             node_id=registration.node_id,
             sendfile=self.settings.sendfile,
             readahead=ReadAhead(self.settings.readahead_chunks),
             origin=self.origin,
             trusted_proxy_hops=self.settings.trusted_proxy_hops,
+            early=self.early,
+            published=self.published,
+            prefetch=PlaylistPrefetch(
+                self.cache, self.manifests, self.folders, self.settings.prefetch_config()
+            ),
         )
         self._context = context
         admin_port = self.settings.admin_port
@@ -264,12 +303,18 @@ class EdgeNode:
             await admin.setup()
             await web.TCPSite(admin, self.settings.host, admin_port).start()
             log.info("health and metrics on %s:%d", self.settings.host, admin_port)
-        await web.TCPSite(
-            runner, self.settings.host, self.settings.port, ssl_context=self.ssl_context
+        await BoundedSite(
+            runner, self.connections, self.settings.host, self.settings.port,
+            ssl_context=self.ssl_context,
         ).start()
         if self.settings.http_port is not None:
-            await web.TCPSite(runner, self.settings.host, self.settings.http_port).start()
+            await BoundedSite(
+                runner, self.connections, self.settings.host, self.settings.http_port
+            ).start()
             log.info("plain HTTP on %s:%d", self.settings.host, self.settings.http_port)
+        public = PublicTls(self.settings.state_dir, self.client)
+        public.install(self.ssl_context)
+        self.public_tls = public
         heartbeat = HeartbeatLoop(
             client=self.client,
             cache=self.cache,
@@ -279,9 +324,16 @@ class EdgeNode:
             capacity_bytes=self.settings.capacity_bytes,
             interval=registration.heartbeat_interval,
             reregister=self.reregister,
+            on_answer=public.on_heartbeat,
         )
         heartbeat_task = asyncio.create_task(heartbeat.run(stop), name="heartbeat")
         renewal_task = asyncio.create_task(self.renew_forever(stop), name="renewal")
+        # Ready once placed: a beat has had the control plane see this certificate at
+        # the endpoint (a new node is pending until then).
+        await _wait_any(stop, heartbeat.placed, timeout=PLACED_TIMEOUT_SECONDS)
+        if not heartbeat.placed.is_set() and not stop.is_set():
+            log.warning("not placed yet after %.0fs: is %s reachable from the control plane?",
+                        PLACED_TIMEOUT_SECONDS, self.settings.endpoint)
         print(
             f"edge ready node_id={registration.node_id} url={self.settings.endpoint}",
             file=sys.stderr,
@@ -293,12 +345,16 @@ class EdgeNode:
             log.info("stopping: no new connections, finishing open responses")
             stop.set()
             await runner.cleanup()  # closes listeners, then waits for handlers
+            await self.connections.close()
             if admin is not None:
                 await admin.cleanup()
             for task in (heartbeat_task, renewal_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if context.prefetch is not None:
+                await context.prefetch.close()
             await self.manifests.close()
+            await self.early.close()
             await self.cache.close()
             await self.origin.close()
             await self.client.close()

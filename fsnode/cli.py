@@ -68,6 +68,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         control_plane_env=dict(_setting(raw) for raw in args.env),
         edge_env_by_name=_edge_settings(args.edge_env_for),
         origin_url=args.origin_url,
+        domain=args.domain,
     )
     stack = LocalStack(options)
     stopping = threading.Event()
@@ -152,13 +153,17 @@ def cmd_local_status(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
-    nodes = client_of(args).nodes()
+    listing = client_of(args).node_listing()
+    nodes, domain = listing["nodes"], listing.get("edge_domain")
     lines = [
         f"{n['node_id']}  {n['status']:<9} load {float(n.get('load') or 0):5.2f}  "
         f"used {size_text(n.get('used_bytes'))}  {n['endpoint']}"
+        + (f"  https://{n['public_name']}" if n.get("public_name") else "")
         for n in nodes
     ]
-    emit(args, {"nodes": nodes}, "\n".join(lines) or "no nodes")
+    lines.append(f"public names: NODE.{domain} (publicly trusted certificate)" if domain else
+                 "public names: none (no domain set): viewers must trust the private CA")
+    emit(args, {"nodes": nodes, "edge_domain": domain}, "\n".join(lines))
     return 0
 
 
@@ -226,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     local_sub = local.add_subparsers(required=True, metavar="ACTION")
     up = local_sub.add_parser("up", parents=[common], help="start the local stack")
     up.add_argument("--nodes", type=int, default=3, help="edge nodes to start (default 3)")
+    up.add_argument("--domain", default=None,
+                    help="give edges public names NODE.edges.DOMAIN (moto's Route 53 and ACM, "
+                         "the local CA as the public issuer: trust STATE/public-ca.pem)")
     up.add_argument("--detach", action="store_true", help="start and return; stop with down")
     up.add_argument("--demo", action="store_true", help="upload and share a demo video")
     up.add_argument("--heartbeat-interval", type=int, default=5, help="seconds (default 5)")

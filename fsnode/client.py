@@ -342,7 +342,11 @@ class FsnodeClient:
                 return files
 
     def nodes(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/nodes")["nodes"])
+        return list(self.node_listing()["nodes"])
+
+    def node_listing(self) -> dict[str, Any]:
+        """``GET /nodes``: the nodes and ``edge_domain`` (null without public names)."""
+        return self._call("GET", "/nodes")
 
     def cluster(self) -> dict[str, Any]:
         return self._call("GET", "/cluster")

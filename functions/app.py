@@ -13,6 +13,7 @@ from chalicelib import (
     issuer,
     nodes,
     openapi,
+    public_certificate,
     publisher,
     replication,
     shares,
@@ -65,11 +66,6 @@ def register_node() -> dict[str, Any]:
 def node_heartbeat(node_id: str) -> dict[str, Any]:
     request = _request()
     return nodes.heartbeat(node_id, request.headers, json_body(request))
-
-
-@route("/nodes/{node_id}/files/{file_id}", methods=["GET"])
-def node_file_manifest(node_id: str, file_id: str) -> dict[str, Any]:
-    return nodes.manifest(node_id, file_id, _request().headers)
 
 
 @route("/nodes/{node_id}/work/{work_id}", methods=["POST"])
@@ -213,6 +209,11 @@ def issue_certificate(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="report_work")
 def report_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return invoked(edge_work.apply_report)(event)
+
+
+@app.lambda_function(name="refresh_public_certificate")
+def refresh_public_certificate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return invoked(public_certificate.refresh)(event)
 
 
 @app.schedule("rate(1 minute)", name="prune")

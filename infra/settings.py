@@ -45,6 +45,11 @@ class FsnodeSettings:
     fallback_url_seconds: int = 3600
     # Buckets POST /files/import accepts besides the origin; edges may read them too.
     import_buckets: tuple[str, ...] = ()
+    # The names and networks node certificates may be issued for (".dns.suffix" or a
+    # CIDR): the EC2 public DNS names the edges register with (discover_public_url).
+    node_namespace: tuple[str, ...] = (".compute.amazonaws.com", ".compute-1.amazonaws.com")
+    # Seconds the control plane's TLS probe of a new node's endpoint may take.
+    probe_timeout: float = 3.0
     # Base of share URLs (a custom API domain); unset: taken from the request.
     public_url: str | None = None
     # API Gateway stage throttling: steady requests per second and the burst above it.
@@ -114,6 +119,10 @@ class FsnodeSettings:
                 raise ValueError(f"import_buckets: {bucket!r} is not an S3 bucket name")
         if self.hosted_zone_id and not self.domain_name:
             raise ValueError("hosted_zone_id needs domain_name (the record it would hold)")
+        if not 0 < self.probe_timeout < _API_GATEWAY_LIMIT_SECONDS:
+            raise ValueError("probe_timeout must be between 0 and 29 seconds")
+        if not self.node_namespace:
+            raise ValueError("node_namespace must name at least one .dns.suffix or network")
         if self.public_url and not self.public_url.startswith("https://"):
             raise ValueError("public_url must start with https://")
 
@@ -142,6 +151,8 @@ class FsnodeSettings:
             "FSNODE_HASH_BATCH_BYTES": str(self.hash_batch_bytes),
             "FSNODE_EDGE_MAX_LOAD": str(self.edge_max_load),
             "FSNODE_FALLBACK_URL_SECONDS": str(self.fallback_url_seconds),
+            "FSNODE_NODE_NAMESPACE": ",".join(self.node_namespace),
+            "FSNODE_PROBE_TIMEOUT": f"{self.probe_timeout:g}",
             # Empty means unset to the control plane (share URLs follow the request).
             "FSNODE_PUBLIC_URL": self.public_url or "",
         }

@@ -24,6 +24,8 @@ from fsnode.localstack.resources import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 STACK_FILE = "stack.json"
+# The local edges' endpoints: the only addresses the local CA issues node certificates for.
+NODE_NAMESPACE = "127.0.0.0/8"
 _READY = re.compile(r"edge ready node_id=(\S+) url=(\S+)")
 
 
@@ -48,6 +50,9 @@ class StackOptions:
     # state machines' Lambdas), and for one edge by process name (a fault on edge-3).
     control_plane_env: dict[str, str] = field(default_factory=dict)
     edge_env_by_name: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Public names (issue 19): edges get NODE.edges.DOMAIN in moto's Route 53 and a
+    # wildcard certificate from the local public issuer; None: endpoints only.
+    domain: str | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +76,9 @@ class StackInfo:
     state_dir: str
     edges: list[EdgeInfo] = field(default_factory=list)
     processes: list[dict[str, Any]] = field(default_factory=list)
+    # With --domain: the edges' zone and the root of the local public issuer.
+    edge_domain: str | None = None
+    public_ca_cert: str | None = None
 
     def save(self) -> Path:
         path = Path(self.state_dir) / STACK_FILE
@@ -159,14 +167,18 @@ class LocalStack:
             "POWERTOOLS_METRICS_NAMESPACE": "fsnode",
             # No X-Ray daemon on one machine.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            "FSNODE_NODE_NAMESPACE": NODE_NAMESPACE,
             **opts.control_plane_env,
         }
         builder = ResourceBuilder(endpoint, opts.region, FUNCTIONS_DIR)
-        resources = builder.build(settings)
+        resources = builder.build(settings, opts.domain)
         # From here on every AWS call must be allowed by its caller's role.
         builder.enforce_iam()
         ca_cert = self.state_dir / "ca.pem"
         ca_cert.write_text(resources.ca_cert_pem)
+        public_ca = self.state_dir / "public-ca.pem"
+        if resources.public_issuer_pem:
+            public_ca.write_text(resources.public_issuer_pem)
 
         # The API server runs as the API handler's role; the authorizer and prune, which
         # it runs too, sign as their own (role_credentials).
@@ -202,6 +214,8 @@ class LocalStack:
             region=opts.region,
             bucket=resources.bucket,
             state_dir=str(self.state_dir),
+            edge_domain=resources.public_names.get("FSNODE_EDGE_DOMAIN"),
+            public_ca_cert=str(public_ca) if resources.public_issuer_pem else None,
         )
         edges = [self._spawn_edge(i, base_env, api_url, resources, logs) for i in range(opts.nodes)]
         for child, edge_dir in edges:
@@ -228,6 +242,9 @@ class LocalStack:
         edge_dir = self.state_dir / "edges" / f"edge-{index + 1}"
         env = {
             **with_credentials(base_env, resources.credentials["edge"]),
+            # STS is always moto's, even with the edges' S3 behind a fault proxy: their
+            # registration is a GetCallerIdentity request the control plane sends there.
+            "AWS_ENDPOINT_URL_STS": base_env["AWS_ENDPOINT_URL"],
             "FSNODE_API_URL": api_url,
             "FSNODE_JOIN_TOKEN": resources.join_token,
             "FSNODE_EDGE_HOST": "127.0.0.1",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from chalice import Response
 from chalice.app import Request
 from fsnode_core.errors import FsnodeError, InvalidInput
 
+from chalicelib import canonical
 from chalicelib.observability import (
     METRIC_REQUEST_REFUSED,
     METRIC_SERVER_ERROR,
@@ -103,7 +103,7 @@ def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
     logger.set_correlation_id(context.get("requestId") or uuid.uuid4().hex)
     logger.append_keys(route=context.get("resourcePath"), method=getattr(event, "method", None))
     try:
-        response = get_response(event)
+        response = _refused(event) or get_response(event)
         if response.status_code >= 500:
             metrics.add_metric(name=METRIC_SERVER_ERROR, unit="Count", value=1)
     finally:
@@ -117,6 +117,17 @@ def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
     return response
 
 
+def _refused(request: Any) -> Response | None:
+    """The answer for a request that is not canonical (``chalicelib.canonical``)."""
+    try:
+        canonical.check_query(getattr(request, "query_params", None))
+    except FsnodeError as exc:
+        logger.info("request refused", extra={"code": exc.code, "error": exc.message})
+        metrics.add_metric(name=METRIC_REQUEST_REFUSED, unit="Count", value=1)
+        return from_domain(exc)
+    return None
+
+
 def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
     """The request's JSON object body; 413/400 for oversized (past ``limit`` bytes),
     malformed or non-object bodies."""
@@ -125,14 +136,7 @@ def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
         raise PayloadTooLarge("request body is too large", limit=limit)
     if not raw.strip():
         raise InvalidInput("request body must be a JSON object")
-    try:
-        data = json.loads(raw)
-        # JSON may escape lone UTF-16 surrogates ("\\ud800"), which no store or header
-        # can carry: refuse them here rather than fail deep in a write.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
-        raise InvalidInput("request body is not valid JSON (UTF-8, not nested too deeply)"
-                           ) from exc
+    data = canonical.parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
     return data

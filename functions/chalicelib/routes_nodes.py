@@ -29,6 +29,11 @@ def renew_node(node_id: str) -> dict[str, Any]:
     return nodes.renew(node_id, request.headers, json_body(request))
 
 
+@route("/nodes/{node_id}/public-certificate", methods=["GET"])
+def node_public_certificate(node_id: str) -> dict[str, Any]:
+    return nodes.public_certificate_for(node_id, bp.current_request.headers)
+
+
 @route("/nodes/{node_id}/drain", methods=["POST"], authorizer=managed)
 def drain_node(node_id: str) -> dict[str, Any]:
     return nodes.drain(node_id)

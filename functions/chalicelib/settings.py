@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -57,6 +58,23 @@ class Settings:
     # Functions the API handler invokes for rights its own role lacks (chalicelib.invoke).
     issue_certificate_function: str = ""
     report_work_function: str = ""
+    # Node trust (docs/PROTOCOL.md "Node trust"): the names and networks the CA issues
+    # for (".suffix" DNS names, CIDRs; none: no registration is accepted), the role
+    # whose signed GetCallerIdentity a registration must carry (empty: none asked),
+    # the STS endpoint that request is sent to, and how long a TLS probe of a pending
+    # node's endpoint may take.
+    node_namespace: tuple[str, ...] = ()
+    edge_role_arn: str = ""
+    sts_endpoint: str = ""
+    probe_timeout: float = 3.0
+    # Public names (docs/PROTOCOL.md "Public names"): NODE_ID.edge_domain records in the
+    # hosted zone, and the exportable public certificate for *.edge_domain with the
+    # secret its export is kept in (empty: edges are reached at their endpoints).
+    edge_domain: str = ""
+    hosted_zone_id: str = ""
+    public_certificate_arn: str = ""
+    public_certificate_secret: str = ""
+    refresh_public_certificate_function: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,6 +117,16 @@ class Settings:
             fallback_url_seconds=max(_non_negative(env, "FSNODE_FALLBACK_URL_SECONDS", 3600), 1),
             issue_certificate_function=env.get("FSNODE_ISSUE_CERTIFICATE_FUNCTION", ""),
             report_work_function=env.get("FSNODE_REPORT_WORK_FUNCTION", ""),
+            node_namespace=_namespace(env.get("FSNODE_NODE_NAMESPACE", "")),
+            edge_role_arn=env.get("FSNODE_EDGE_ROLE_ARN", ""),
+            sts_endpoint=_sts_endpoint(env),
+            probe_timeout=float(env.get("FSNODE_PROBE_TIMEOUT", "3")),
+            edge_domain=env.get("FSNODE_EDGE_DOMAIN", "").strip().rstrip(".").lower(),
+            hosted_zone_id=env.get("FSNODE_HOSTED_ZONE_ID", ""),
+            public_certificate_arn=env.get("FSNODE_PUBLIC_CERTIFICATE_ARN", ""),
+            public_certificate_secret=env.get("FSNODE_PUBLIC_CERTIFICATE_SECRET", ""),
+            refresh_public_certificate_function=env.get(
+                "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION", ""),
             import_buckets=tuple(
                 name.strip() for name in
                 (env.get("FSNODE_IMPORT_BUCKETS") or env["FSNODE_BUCKET"]).split(",")
@@ -111,6 +139,27 @@ def _non_negative(env: os._Environ[str], name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"{name} must not be negative")
     return value
+
+
+def _namespace(value: str) -> tuple[str, ...]:
+    entries = tuple(entry.strip().lower() for entry in value.split(",") if entry.strip())
+    for entry in entries:
+        if entry.startswith("."):
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"FSNODE_NODE_NAMESPACE: {entry!r} is neither a .dns.suffix "
+                             "nor a network") from exc
+    return entries
+
+
+def _sts_endpoint(env: os._Environ[str]) -> str:
+    # botocore's own variables first, so the local stack's STS is moto's.
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = (env.get("FSNODE_STS_ENDPOINT") or env.get("AWS_ENDPOINT_URL_STS")
+                or env.get("AWS_ENDPOINT_URL") or f"https://sts.{region}.amazonaws.com")
+    return endpoint.rstrip("/")
 
 
 def _strategy(value: str) -> str:

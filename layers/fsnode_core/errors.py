@@ -58,6 +58,17 @@ class Conflict(FsnodeError):
     code = "conflict"
 
 
+class PreconditionFailed(FsnodeError):
+    """A request's precondition (``If-Match``, ``If-Unmodified-Since``) does not hold."""
+
+    code = "precondition_failed"
+
+
+# ``details.reason`` of a Conflict for an idempotency key reused with another request:
+# the caller must pick a new key (retrying with the same one can never succeed).
+IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+
+
 class RangeNotSatisfiable(FsnodeError):
     """No requested byte range overlaps the representation."""
 

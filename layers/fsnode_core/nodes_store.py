@@ -124,16 +124,37 @@ class NodeRegistry(DynamoStore):
             raise domain_error(exc, "mark node dead") from exc
         return True
 
-    def set_certificate(self, node_id: str, certificate_arn: str) -> None:
-        """Record a renewed certificate; NotFound for an unknown or dead node."""
+    def retire(self, node_id: str) -> None:
+        """Declare a node dead whatever its heartbeat (another node proved its endpoint);
+        a node already dead or gone is left as it is."""
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"node_id": {"S": node_id}},
-                UpdateExpression="SET certificate_arn = :arn",
+                UpdateExpression="SET #status = :dead",
+                ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":dead": {"S": NODE_DEAD}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise domain_error(exc, "retire node") from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, "retire node") from exc
+
+    def set_certificate(self, node_id: str, certificate_arn: str,
+                        certificate_sha256: str) -> None:
+        """Record a renewed certificate (its ARN and the SHA-256 of its DER form);
+        NotFound for an unknown or dead node."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"node_id": {"S": node_id}},
+                UpdateExpression="SET certificate_arn = :arn, certificate_sha256 = :sha",
                 ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":arn": {"S": certificate_arn},
+                                           ":sha": {"S": certificate_sha256},
                                            ":dead": {"S": NODE_DEAD}},
             )
         except ClientError as exc:

@@ -134,6 +134,7 @@ def test_nodes_lists_load_and_endpoints(stack: StackInfo) -> None:
     assert text.returncode == 0
     for edge in stack.edges:
         assert edge.node_id in text.stdout and edge.url in text.stdout
+    assert "public names: none (no domain set)" in text.stdout
 
 
 def test_cluster_shows_capacity(stack: StackInfo) -> None:

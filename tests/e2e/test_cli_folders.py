@@ -124,6 +124,29 @@ def test_a_synced_folder_is_listed_and_shared_by_path(folder_stack: StackInfo,
     assert requests.get(sibling + "x.ts", allow_redirects=False, timeout=30).status_code == 403
 
 
+def test_the_folder_plays_from_its_edge_byte_for_byte(folder_stack: StackInfo,
+                                                       hls: dict[str, Any]) -> None:
+    """Each file through the share URL: the control plane redirects to the folder's edge,
+    which resolves the path from S3 and serves it with its type and caching rules."""
+    share_url = hls["share_url"]
+    types = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment"}
+    for name, body in hls["files"].items():
+        for method in ("GET", "HEAD"):
+            answer = requests.request(method, share_url + name, verify=folder_stack.ca_cert,
+                                      timeout=60)
+            assert answer.status_code == 200, (name, answer.text)
+            assert answer.url.startswith(folder_stack.edges[0].url + "/t/")
+            assert answer.content == (body if method == "GET" else b"")
+            assert answer.headers["Content-Length"] == str(len(body))
+            assert answer.headers["Content-Type"] == types[name[name.rfind("."):]]
+            cache = answer.headers["Cache-Control"]
+            assert cache == "private, max-age=2" if name.endswith(".m3u8") else \
+                int(cache.rpartition("=")[2]) > 2
+    ranged = requests.get(share_url + "hi/seg000.m4s", headers={"Range": "bytes=5-9"},
+                          verify=folder_stack.ca_cert, timeout=60)
+    assert (ranged.status_code, ranged.content) == (206, hls["files"]["hi/seg000.m4s"][5:10])
+
+
 def _raw_get(url: str) -> tuple[int, bytes]:
     """GET with the path sent as written (requests would remove dot segments first)."""
     parts = urlsplit(url)

@@ -158,6 +158,8 @@ def cp_stack() -> Iterator[Stack]:
             "FSNODE_HEARTBEAT_TIMEOUT": "30",
             "FSNODE_REPLICATION_FACTOR": "2",
             "FSNODE_PUBLIC_URL": "http://control.test",
+            # Nodes register at loopback addresses, one test at a DNS name.
+            "FSNODE_NODE_NAMESPACE": "127.0.0.0/8,.example.net",
             # Collected at once: tests of the grace period set their own.
             "FSNODE_RETIRE_GRACE_SECONDS": "0",
         }

@@ -24,7 +24,8 @@ import pytest
 import requests
 from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
-from fsnode_core.published import VersionManifest, version_manifest_key
+from fsnode_core.published import VersionManifest
+from published_reads import read_head, read_manifest
 from test_control_plane_nodes import register
 
 from fsnode.localstack.resources import lambda_names, snake_case
@@ -160,16 +161,19 @@ class SimEdge:
 
     api: Any
     node: dict[str, Any]
-    bucket: str
     offline: bool = False
     fail_warm: bool = False
     hot_files: list[str] = field(default_factory=list)
     done: list[dict[str, Any]] = field(default_factory=list)
-    manifests: dict[str, VersionManifest] = field(default_factory=dict)
+    manifests: dict[tuple[str, str], VersionManifest] = field(default_factory=dict)
 
     @property
     def node_id(self) -> str:
         return str(self.node["node_id"])
+
+    @property
+    def bucket(self) -> str:
+        return str(self.node["bucket"])
 
     @property
     def auth(self) -> dict[str, str]:
@@ -195,21 +199,19 @@ class SimEdge:
             return {"ok": True, "evicted_chunks": 1}
         if self.fail_warm:
             return {"ok": False, "error": {"code": "origin_error", "message": "disk full"}}
-        # As an edge reads a file: its version manifest from S3, then the batch's bytes
-        # from the origin in one ranged GET, hashed chunk by chunk.
-        s3 = boto3.client("s3")
-        key = version_manifest_key(work["file_id"], work["version"])
-        try:
-            if key not in self.manifests:  # a version's manifest never changes
-                self.manifests[key] = VersionManifest.from_json(
-                    s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
+        # As an edge reads a file: the head (is the version still served?), the version's
+        # manifest from S3, then the batch's bytes in one ranged GET, hashed chunk by chunk.
+        head = read_head(self.bucket, work["file_id"])
+        if head is None or not head.serves(work["version"]):
             return {"ok": False, "error": {"code": "gone", "message": "file is gone"}}
+        key = (work["file_id"], work["version"])
+        if key not in self.manifests:  # a version's manifest never changes
+            self.manifests[key] = read_manifest(self.bucket, *key)
         manifest = self.manifests[key]
         indices = work["chunks"]
         size, chunk = manifest.size, manifest.chunk_size
         first, last = min(indices), max(indices)
-        data = s3.get_object(
+        data = boto3.client("s3").get_object(
             Bucket=manifest.origin.bucket, Key=manifest.origin.key,
             Range=f"bytes={first * chunk}-{min((last + 1) * chunk, size) - 1}",
         )["Body"].read()
@@ -228,8 +230,7 @@ def isolated_fixture(cp_api: Any, cp_stack: Any) -> Iterator[Callable[[int], lis
     made: list[SimEdge] = []
 
     def edges(count: int) -> list[SimEdge]:
-        new = [SimEdge(cp_api, register(cp_api, cp_stack), cp_stack.env["FSNODE_BUCKET"])
-               for _ in range(count)]
+        new = [SimEdge(cp_api, register(cp_api, cp_stack)) for _ in range(count)]
         made.extend(new)
         return new
 

@@ -13,6 +13,7 @@ from bench_harness import check_measured_rows
 
 NAMES = (
     "miss_ttfb",
+    "miss_ttfb_slow_control_plane",
     "miss_cold_seq",
 )
 

@@ -327,9 +327,6 @@ ROWS: dict[str, Row] = {
         "POST", lambda s: f"/nodes/{ID_X}/heartbeat", 401, "unauthorized",
         lambda s: {"used_bytes": 0, "free_bytes": 0, "capacity_bytes": 0, "load": 0.0},
         lambda s: _node_auth(s.node), key=False),
-    "id-unknown-manifest": Row("GET", lambda s: f"/nodes/{s.node['node_id']}/files/{ID_X}",
-                               404, "not_found", headers=lambda s: _node_auth(s.node),
-                               key=False),
     "id-unknown-work": Row("POST", lambda s: f"/nodes/{s.node['node_id']}/work/{ID_X}",
                            404, "not_found", lambda s: {"ok": True},
                            lambda s: _node_auth(s.node), key=False),
@@ -364,12 +361,13 @@ ROWS: dict[str, Row] = {
     "share-pin-malformed": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s, v="../x"),
         403, "forbidden", key=False),
+    # A repeated query parameter is refused before any route (canonical requests)
     "share-repeated-parameter": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s) + f"&exp={s.share['exp']}",
-        403, "forbidden", key=False),
+        400, "invalid_input", key=False),
     "share-repeated-pin": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s)
-        + f"&v={s.file['version']}&v={s.file['version']}", 403, "forbidden", key=False),
+        + f"&v={s.file['version']}&v={s.file['version']}", 400, "invalid_input", key=False),
     "share-undefined-parameter": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s) + "&pfx=bad",
         403, "forbidden", key=False),
@@ -447,6 +445,31 @@ ROWS: dict[str, Row] = {
     "import-key-control-characters": Row(
         "POST", lambda s: "/files/import", 400, "invalid_input",
         lambda s: {"bucket": s.stack.env["FSNODE_BUCKET"], "key": "a\x00b"}),
+    # Canonical requests (#17.7): one spelling per request
+    "query-repeated-parameter": Row("GET", lambda s: "/files?limit=1&limit=1", 400,
+                                    "invalid_input"),
+    "query-control-character": Row("GET", lambda s: "/files?limit=1&note=a%0Ab", 400,
+                                   "invalid_input"),
+    "body-utf-16": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                       lambda s: json.dumps(_register()(s)).encode("utf-16"), key=False),
+    "body-utf-32": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                       lambda s: json.dumps(_register()(s)).encode("utf-32"), key=False),
+    "body-utf-8-bom": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                          lambda s: b"\xef\xbb\xbf" + json.dumps(_register()(s)).encode(),
+                          key=False),
+    "body-invalid-utf-8": Row("POST", lambda s: "/shares", 400, "invalid_input",
+                              lambda s: b'{"prefix": "a\xff/", "ttl_seconds": 60}'),
+    "body-encoded-surrogate": Row("POST", lambda s: "/shares", 400, "invalid_input",
+                                  lambda s: b'{"prefix": "\xed\xa0\x80/", "ttl_seconds": 60}'),
+    "register-region-control": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                                   _register(region="eu\nwest"), key=False),
+    "register-region-escape": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                                  _register(region="eu\x1b[2Jwest"), key=False),
+    "body-control-in-a-field-name": Row(
+        "POST", lambda s: "/shares", 400, "invalid_input",
+        lambda s: {"prefix": "a/", "ttl_seconds": 60, "x\u0001": 1}),
+    "api-key-name-control": Row("POST", lambda s: "/keys", 400, "invalid_input",
+                                lambda s: {"name": "ops\u0007", "role": "user"}),
 }
 
 

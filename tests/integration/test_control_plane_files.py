@@ -14,6 +14,7 @@ import requests
 from fsnode_core.chunks import part_layout
 from fsnode_core.ids import new_id
 from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
+from published_reads import current_manifest
 from test_control_plane_nodes import error_of, register
 
 CHUNK = 1024 * 1024
@@ -79,20 +80,16 @@ def test_upload_init_and_complete(cp_api: Any, cp_stack: Any) -> None:
     assert again.status_code == 200 and again.json_body == record
 
 
-def test_manifest_lists_chunk_hashes_for_nodes(cp_api: Any, cp_stack: Any) -> None:
+def test_the_published_manifest_lists_chunk_hashes_for_edges(cp_api: Any, cp_stack: Any) -> None:
     data = os.urandom(2 * CHUNK + 1)
     started, done = upload(cp_api, data)
-    node = register(cp_api, cp_stack)
-    manifest = cp_api.call("GET", f"/nodes/{node['node_id']}/files/{started['file_id']}",
-                           key=False, headers={"authorization": f"Bearer {node['credential']}"})
-    assert manifest.status_code == 200, manifest.body
-    body = manifest.json_body
-    assert [c["sha256"] for c in body["chunks"]] == chunk_hashes(data)
-    assert [(c["offset"], c["length"]) for c in body["chunks"]] == [
-        (0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, 1)]
-    assert body["size"] == len(data) and body["key"] == done.json_body["key"]
-    assert body["name"] == "movie.mp4" and body["path"].endswith("/movie.mp4")
-    assert {k: v for k, v in body.items() if k != "chunks"} == done.json_body
+    record = done.json_body
+    manifest = current_manifest(cp_stack.env["FSNODE_BUCKET"], started["file_id"])
+    assert manifest is not None
+    assert manifest.chunk_hashes() == chunk_hashes(data)
+    assert (manifest.size, manifest.chunk_size, manifest.chunk_count) == (len(data), CHUNK, 3)
+    assert manifest.origin.key == record["key"] and manifest.path == record["path"]
+    assert (manifest.version, manifest.etag) == (record["version"], record["etag"])
 
 
 def test_size_mismatch_leaves_nothing_visible(cp_api: Any, cp_stack: Any) -> None:

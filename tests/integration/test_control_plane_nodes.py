@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from served_endpoints import ServedEndpoint
 
 _KEY_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -51,15 +52,31 @@ def register_body(
     }
 
 
-def register(api: Any, stack: Any, **extra: Any) -> dict[str, Any]:
+def register(api: Any, stack: Any, *, prove: bool = True, endpoint: str | None = None,
+             **extra: Any) -> dict[str, Any]:
+    """A registered node; with ``prove``, its endpoint served (a free loopback port,
+    kept serving) and one heartbeat sent, so the node is active (placed). Without, at
+    ``endpoint`` (default a port nobody serves): pending."""
+    served = ServedEndpoint() if prove else None
+    endpoint = served.url if served else (endpoint or "https://127.0.0.1:8443")
     answer = api.call(
         "POST",
         "/nodes/register",
-        register_body(stack, make_csr([ip_san("127.0.0.1")]), **extra),
+        register_body(stack, make_csr([ip_san("127.0.0.1")]), endpoint, **extra),
         key=False,
     )
     assert answer.status_code == 200, answer.body
-    return answer.json_body
+    node: dict[str, Any] = answer.json_body
+    if served is not None:
+        served.serve(_KEY_2048, node["certificate"], node["certificate_chain"])
+        beat = _beat(api, node["node_id"], node["credential"])
+        assert beat.status_code == 200 and beat.json_body["status"] == "active", beat.body
+        SERVED[node["node_id"]] = served
+    return node
+
+
+# The endpoints ``register`` serves, by node id (a test stops one: the node went away).
+SERVED: dict[str, ServedEndpoint] = {}
 
 
 def error_of(answer: Any) -> dict[str, Any]:
@@ -217,13 +234,13 @@ def test_register_is_idempotent_per_key(cp_api: Any, cp_stack: Any) -> None:
     pca.meta.events.register("before-send.acm-pca.IssueCertificate", count)
     try:
         key = secrets.token_hex(16)
-        first = register(cp_api, cp_stack, idempotency_key=key)
-        second = register(cp_api, cp_stack, idempotency_key=key)
+        first = register(cp_api, cp_stack, prove=False, idempotency_key=key)
+        second = register(cp_api, cp_stack, prove=False, idempotency_key=key)
         assert first["node_id"] == second["node_id"]
         assert first["credential"] == second["credential"]
         assert first["certificate"] == second["certificate"]
         assert issued == ["IssueCertificate"]  # the CA signed once
-        third = register(cp_api, cp_stack, idempotency_key=secrets.token_hex(16))
+        third = register(cp_api, cp_stack, prove=False, idempotency_key=secrets.token_hex(16))
         assert third["node_id"] != first["node_id"]
     finally:
         pca.meta.events.unregister("before-send.acm-pca.IssueCertificate", count)
@@ -252,6 +269,31 @@ def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(cp_api: Any,
     assert cert.public_key().public_numbers() == new_key.public_key().public_numbers()
     assert attempt(key, "https://127.0.0.1:9443")["node_id"] not in (first["node_id"],
                                                                     moved["node_id"])
+
+
+def test_a_replayed_register_with_other_details_is_a_conflict(cp_api: Any,
+                                                               cp_stack: Any) -> None:
+    """The same idempotency key with a different request answers 409 (the edge then
+    picks a new key), never the node registered with the first request's details."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    idempotency_key = secrets.token_hex(16)
+
+    def attempt(**changes: Any) -> Any:
+        body = register_body(cp_stack, make_csr([ip_san("127.0.0.1")], key=key),
+                             idempotency_key=idempotency_key)
+        return cp_api.call("POST", "/nodes/register", {**body, **changes}, key=False)
+
+    first = attempt()
+    assert first.status_code == 200, first.body
+    assert attempt().json_body["node_id"] == first.json_body["node_id"]  # a true replay
+    for changes in ({"capacity_bytes": 2 * 10**9}, {"region": "eu-west-1"}, {"lat": 10.0},
+                    {"lng": None}):
+        answer = attempt(**changes)
+        assert answer.status_code == 409, (changes, answer.body)
+        error = error_of(answer)
+        assert error["code"] == "conflict"
+        assert error["details"]["reason"] == "idempotency_key_reused"
+    assert attempt().json_body["node_id"] == first.json_body["node_id"]
 
 
 def _beat(api: Any, node_id: str, credential: str, load: float = 0.5) -> Any:
@@ -284,7 +326,7 @@ def test_list_nodes_needs_the_api_key_and_hides_credentials(cp_api: Any, cp_stac
     answer = cp_api.call("GET", "/nodes")
     assert answer.status_code == 200
     listed = {n["node_id"]: n for n in answer.json_body["nodes"]}
-    assert listed[node["node_id"]]["endpoint"] == "https://127.0.0.1:8443"
+    assert listed[node["node_id"]]["endpoint"] == SERVED[node["node_id"]].url
     assert "credential_sha256" not in listed[node["node_id"]]
 
 
@@ -293,7 +335,8 @@ def test_path_tricks_in_ids_are_rejected(cp_api: Any, cp_stack: Any) -> None:
     auth = {"authorization": f"Bearer {node['credential']}"}
     for bad in ("..%2F..%2Fetc", "ABCDEF", "x" * 32, "0" * 31):
         answer = cp_api.call(
-            "GET", f"/nodes/{node['node_id']}/files/{bad}", key=False, headers=auth
+            "POST", f"/nodes/{node['node_id']}/work/{bad}", {"ok": True}, key=False,
+            headers=auth,
         )
         assert answer.status_code == 400, (bad, answer.body)
         assert error_of(answer)["code"] == "invalid_input"

@@ -83,7 +83,6 @@ class FakeControlPlane:
         app = web.Application()
         app.router.add_post("/nodes/register", self.register)
         app.router.add_post("/nodes/{node_id}/heartbeat", self.heartbeat)
-        app.router.add_get("/nodes/{node_id}/files/{file_id}", self.file)
         app.router.add_post("/nodes/{node_id}/work/{work_id}", self.work)
         app.router.add_post("/nodes/{node_id}/renew", self.renew)
         self._runner = web.AppRunner(app)
@@ -169,13 +168,6 @@ class FakeControlPlane:
                 "work": work,
             }
         )
-
-    async def file(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "unauthorized")
-        if request.match_info["file_id"] != self.manifest.file_id:
-            return self._error(404, "not_found")
-        return web.json_response(self.manifest.to_dict())
 
     async def work(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
