@@ -20,7 +20,6 @@ from fsnode_core.published import version_manifest_key
 from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
 from published_reads import read_head
 from test_control_plane_files import CHUNK, upload
-from test_control_plane_nodes import register
 
 
 def _stores(stack: Any) -> tuple[ChunkCatalog, NodeRegistry]:
@@ -335,19 +334,19 @@ def test_prune_leaves_hot_files_to_their_running_upload_replication(
 
 
 def test_prune_heals_a_bounded_number_of_replica_blocks_per_run(
-        cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        cp_api: Any, cp_stack: Any, isolated: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib import prune
 
     catalog, registry = _stores(cp_stack)
-    node = register(cp_api, cp_stack)
+    (edge,) = isolated(1)
     files = [upload(cp_api, os.urandom(100))[0] for _ in range(5)]
     for started in files:  # one block (of one chunk) per file
-        _hold(catalog, started["file_id"], started["version"], 1, [node["node_id"]])
-    _stale(registry, node["node_id"], 1000)
+        _hold(catalog, started["file_id"], started["version"], 1, [edge.node_id])
+    _stale(registry, edge.node_id, 1000)
     monkeypatch.setattr(prune, "MAX_RECOVERY_BLOCKS_PER_RUN", 2)
     healed = []
-    while catalog.replicas_on_node(node["node_id"]):
-        healed.append(prune.run()["lost_replicas"].get(node["node_id"], 0))
+    while catalog.replicas_on_node(edge.node_id):
+        healed.append(prune.run()["lost_replicas"].get(edge.node_id, 0))
         assert len(healed) <= 10, healed
     # Never more than two blocks a run; all five over the runs.
     assert max(healed) <= 2 and sum(healed) == 5 and len(healed) >= 3
