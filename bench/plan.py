@@ -93,13 +93,14 @@ def find_plan_route(app: Any) -> tuple[str, str] | None:
 
 def _fill(client: Any, chunks_table: str, nodes_table: str, file_id: str, chunks: int) -> None:
     import boto3
-    from fsnode_core.models import FileRecord, NodeRecord, PathClaim, ReplicaRecord
+    from fsnode_core.models import FileRecord, NodeRecord, PathClaim
     from fsnode_core.published import (
         Origin,
         VersionManifest,
         chunks_digest,
         version_manifest_key,
     )
+    from fsnode_core.replica_blocks import ReplicaBlock, block_of
 
     now = int(time.time())
     version = "c" * 32
@@ -126,10 +127,14 @@ def _fill(client: Any, chunks_table: str, nodes_table: str, file_id: str, chunks
     boto3.client("s3").put_object(Bucket=meta.bucket, Key=version_manifest_key(file_id, version),
                                   Body=manifest.to_json())
     items = [meta.to_item(), PathClaim(meta.path, file_id, now).to_item()]
+    blocks: dict[tuple[str, int], ReplicaBlock] = {}
     for index in range(chunks):
         for r in range(REPLICAS):
             node = nodes[(index + r) % NODES]
-            items.append(ReplicaRecord(file_id, version, index, node.node_id, now).to_item())
+            blocks.setdefault((node.node_id, block_of(index)), ReplicaBlock(
+                file_id, version, node.node_id, block_of(index), created_at=now,
+            )).chunks.add(index)
+    items.extend(block.to_item() for block in blocks.values())
     for start in range(0, len(items), 25):  # BatchWriteItem takes 25 at a time
         pending: Any = {chunks_table: [{"PutRequest": {"Item": item}}
                                        for item in items[start:start + 25]]}

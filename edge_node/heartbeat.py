@@ -185,16 +185,20 @@ class HeartbeatLoop:
         kind = item.get("kind")
         file_id = check_id(str(item.get("file_id", "")), "file_id")
         if kind == "warm":
+            # A batch of chunks (``chunks``), reported with one SHA-256 per chunk in order.
             version = str(item["version"])
-            index = int(item["chunk_index"])
-            self._inject_warm_fault(file_id, version, index)
+            indices = [int(i) for i in item.get("chunks") or [item["chunk_index"]]]
+            self._inject_warm_fault(file_id, version, indices)
             manifest = await self._manifests.get(file_id, version)
-            if not 0 <= index < len(manifest.chunks):
-                raise ValueError(f"chunk {index} is outside the file")
-            # An imported chunk's hash may be one this edge has just learned and
-            # recorded: report what the cache verified, not the manifest in hand.
-            verified = await self._cache.ensure(manifest, index)
-            return {"ok": True, "sha256": verified or manifest.chunks[index].sha256}
+            digests = []
+            for index in indices:
+                if not 0 <= index < len(manifest.chunks):
+                    raise ValueError(f"chunk {index} is outside the file")
+                # An imported chunk's hash may be one this edge has just learned and
+                # recorded: report what the cache verified, not the manifest in hand.
+                verified = await self._cache.ensure(manifest, index)
+                digests.append(verified or manifest.chunks[index].sha256)
+            return {"ok": True, "sha256": digests}
         if kind == "evict":
             raw_version = item.get("version")
             removed = await self._cache.evict_file(
@@ -208,14 +212,20 @@ class HeartbeatLoop:
             return {"ok": True, "evicted_chunks": removed}
         raise ValueError(f"unknown work kind {kind!r}")
 
-    def _inject_warm_fault(self, file_id: str, version: str, index: int) -> None:
+    def _inject_warm_fault(self, file_id: str, version: str, indices: list[int]) -> None:
+        """Fail the warm while any of its chunks has failed fewer than N times (each
+        chunk counts this attempt)."""
         if not self._faults.warm_failures:
             return
-        key = (file_id, version, index)
-        if self._warm_attempts[key] < self._faults.warm_failures:
-            self._warm_attempts[key] += 1
+        attempt = 0
+        for index in indices:
+            key = (file_id, version, index)
+            if self._warm_attempts[key] < self._faults.warm_failures:
+                self._warm_attempts[key] += 1
+                attempt = max(attempt, self._warm_attempts[key])
+        if attempt:
             raise Unavailable("injected warm failure (FSNODE_FAULT_WARM_FAILURES)",
-                              attempt=self._warm_attempts[key])
+                              attempt=attempt)
 
 
 PLACED_STATUSES = (NODE_ACTIVE, NODE_DRAINING)

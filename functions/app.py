@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from chalice import Chalice
+from chalicelib import edge_work, hashing, issuer, public_certificate, publisher, replication
 from chalicelib import gc as gc_workflow
-from chalicelib import hashing, issuer, public_certificate, publisher, replication
 from chalicelib import prune as prune_sweep
 from chalicelib.http import normalize
 from chalicelib.invoke import invoked
@@ -83,7 +83,7 @@ def issue_certificate(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.lambda_function(name="report_work")
 def report_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return invoked(replication.apply_report)(event)
+    return invoked(edge_work.apply_report)(event)
 
 
 @app.lambda_function(name="refresh_public_certificate")

@@ -95,3 +95,8 @@ def _refuse_oversized(value: str | None, field: str) -> None:
             "ValidationException",
             f"1 validation error detected: Value at '{field}' failed to satisfy constraint: "
             f"Member must have length less than or equal to {aws_limits.STATES_PAYLOAD_BYTES}")
+
+
+def uninstall() -> None:
+    """Undo ``install`` (tests that patch moto in their own process)."""
+    _patches.undo()

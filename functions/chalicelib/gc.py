@@ -31,7 +31,7 @@ from fsnode_core.published import (
 )
 from fsnode_core.store_errors import error_code
 
-from chalicelib import aws, executions, replication
+from chalicelib import aws, edge_work, executions
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
 
@@ -39,7 +39,7 @@ METRIC_GC_STARTED = "GarbageCollectionStarted"
 METRIC_FILES_COLLECTED = "FilesCollected"
 METRIC_EVICTIONS_ABANDONED = "EvictionsAbandoned"
 RETRY_WINDOW_SECONDS = 3600  # a failed collection is started again at most hourly
-EVICT_WHOLE_VERSION = replication.EVICT_WHOLE_VERSION
+EVICT_WHOLE_VERSION = edge_work.EVICT_WHOLE_VERSION
 
 
 def execution_name(file_id: str, version: str) -> str:
@@ -149,14 +149,14 @@ def _delete_published(file_id: str, path: str) -> None:
 def _list_evictions(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
     catalog = aws.chunk_catalog()
     view = catalog.file_view(file_id)
-    replicas = [r for r in view.replicas if r.version == version]
+    blocks = view.blocks_of(version)  # a few items per node, whatever the chunk count
     registry = aws.node_registry()
     nodes, gone = [], []
-    for node_id in sorted({r.node_id for r in replicas}):
+    for node_id in sorted({b.node_id for b in blocks}):
         node = registry.get(node_id)
         (gone if node is None or node.status == NODE_DEAD else nodes).append(node_id)
     # A dead or forgotten node will never pull work: nothing to wait for.
-    catalog.delete_replicas([r for r in replicas if r.node_id in gone])
+    catalog.delete_replicas([b for b in blocks if b.node_id in gone])
     carried = {name: event[name] for name in ("evict_timeout", "retry_wait", "deadline")}
     return {"nodes": [{"file_id": file_id, "version": version, "node_id": node_id,
                        **carried} for node_id in nodes]}
@@ -166,7 +166,7 @@ def _evict(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
     node_id = check_id(str(event.get("node_id", "")), "node_id")
     # A retry replaces the previous attempt's item, so a returning edge evicts once.
     aws.chunk_catalog().drop_work(node_id, WORK_EVICT, file_id, version)
-    return replication.queue_work({**event, "file_id": file_id, "version": version},
+    return edge_work.queue_work({**event, "file_id": file_id, "version": version},
                                   WORK_EVICT, EVICT_WHOLE_VERSION)
 
 
@@ -187,8 +187,7 @@ def _drop_replicas(file_id: str, version: str, event: dict[str, Any]) -> dict[st
     node_id = check_id(str(event.get("node_id", "")), "node_id")
     catalog = aws.chunk_catalog()
     view = catalog.file_view(file_id)
-    catalog.delete_replicas([r for r in view.replicas
-                             if r.version == version and r.node_id == node_id])
+    catalog.delete_replicas([b for b in view.blocks_of(version) if b.node_id == node_id])
     state = event.get("input") or {}  # the loop's state: CheckNode's verdict, if any
     abandoned, gone = bool(state.get("abandoned")), bool(state.get("node_gone"))
     if abandoned:

@@ -36,6 +36,7 @@ from chalicelib import (
     attestation,
     auth,
     aws,
+    edge_work,
     endpoint_claims,
     pki,
     public_certificate,
@@ -188,8 +189,7 @@ def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any
         expires_at=now + settings.heartbeat_timeout * TTL_HEARTBEATS,
     )
     metrics.add_metric(name=METRIC_HEARTBEAT, unit="Count", value=1)
-    work = (aws.chunk_catalog().pending_work(node_id, now)
-            if node.status in auth.MAY_SERVE else [])
+    work = edge_work.pending_for(node_id, now) if node.status in auth.MAY_SERVE else []
     answer = {
         "status": node.status,
         "heartbeat_interval": settings.heartbeat_interval,

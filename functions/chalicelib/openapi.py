@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import pki, plans, shares, uploads, validate
+from chalicelib import edge_work, pki, plans, replication, shares, uploads, validate
 
 # Security requirement lists. Management routes take an API key (``Authorization: Bearer
 # KEY``), checked by the API-key authorizer before the route runs, in AWS and locally.
@@ -115,7 +115,10 @@ _CLUSTER_NODE = _object({
     "last_heartbeat": _integer(), "live": {"type": "boolean"}})
 _HEARTBEAT_WORK = _object({
     "work_id": _ID, "kind": {"type": "string", "enum": ["warm", "evict"]}, "file_id": _ID,
-    "version": _ID, "chunk_index": {"type": "integer", "minimum": -1}})
+    "version": _ID, "chunk_index": {"type": "integer", "minimum": -1},
+    "chunks": {"type": "array", "maxItems": replication.MAX_BATCH_CHUNKS,
+               "items": {"type": "integer", "minimum": 0},
+               "description": "a warm's chunks (one batch); empty for an evict"}})
 
 # Request bodies, field for field what the handlers validate.
 # A file expiry: one of the two (both: 400); expires_at in the past: 400.
@@ -138,7 +141,12 @@ _HEARTBEAT = _object(
      "load": {"type": "number", "minimum": 0, "maximum": 1e9}},
     {"hot_files": {"type": "array", "maxItems": 1000, "items": _ID}})
 _WORK_REPORT = _object({"ok": {"type": "boolean"}},
-                       {"sha256": {"type": "string"}, "error": {"type": "string"}})
+                       {"sha256": {"oneOf": [
+                           {"type": "string"},
+                           {"type": "array", "maxItems": replication.MAX_BATCH_CHUNKS,
+                            "items": {"type": "string"},
+                            "description": "a warm's digests, one per chunk in order"}]},
+                        "error": {"type": "string"}})
 _UPLOAD = _object(
     {"size": _integer(0, uploads.MAX_FILE_SIZE),
      "chunk_sha256": {"type": "array", "items": _SHA256,
@@ -277,7 +285,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "Node heartbeat: record usage, refresh the TTL, answer status, keys and work",
         NODE, _object({"status": {"type": "string"}, "heartbeat_interval": _integer(1),
                        "share_public_keys": _ref("ShareKeys"),
-                       "work": {"type": "array", "items": _HEARTBEAT_WORK}},
+                       "work": {"type": "array", "items": _HEARTBEAT_WORK,
+                                "maxItems": edge_work.MAX_WORK_PER_HEARTBEAT}},
                       {"public_name": {"type": "string"},
                        "public_certificate_serial": {"type": "string"}}),
         (403, 404), body=_HEARTBEAT, params=[_NODE_ID])},

@@ -18,6 +18,7 @@ from fsnode_core import placement
 from fsnode_core.errors import FsnodeError
 from fsnode_core.models import FILE_DELETING, FILE_READY, NODE_DEAD, NodeRecord
 from fsnode_core.published import publish_seq
+from fsnode_core.replica_blocks import ReplicaBlock
 
 from chalicelib import aws, gc, lifecycle, public_names, publisher, replication, uploads
 from chalicelib.observability import logger, metrics
@@ -25,6 +26,10 @@ from chalicelib.settings import get_settings
 
 MAX_HOT_FILES_PER_RUN = 50  # bounds the Queries one run spends on hot files
 MAX_SETTLES_PER_RUN = 100  # files whose published objects one run repairs
+# A dead node's replica blocks one run reads, starts healing for and forgets (4,096
+# chunks each): the rest waits for the next run, so a run stays within Lambda's time
+# and memory whatever the node held.
+MAX_RECOVERY_BLOCKS_PER_RUN = 500
 # A change younger than this is left to its own writer (its publish machine).
 SYNC_GRACE_SECONDS = 30
 METRIC_NODES_DEAD = "NodesMarkedDead"  # marked by this run (a count of events)
@@ -53,7 +58,12 @@ def run(now: float | None = None) -> dict[str, Any]:
         logger.warning("nodes marked dead", extra={"nodes": marked})
     dead = [node.node_id for node in nodes if node.status == NODE_DEAD]
     metrics.add_metric(name=METRIC_DEAD_NODES, unit="Count", value=len(dead))
-    lost = {node_id: _recover(node_id) for node_id in dead}
+    lost: dict[str, int] = {}
+    budget = MAX_RECOVERY_BLOCKS_PER_RUN
+    for node_id in dead:
+        if budget > 0:
+            lost[node_id], read = _recover(node_id, budget)
+            budget -= max(read, 1)
     live = placement.eligible(nodes, moment, settings.heartbeat_timeout)
     hot = _replicate_hot(live, moment)
     expired, collected = _collect(moment)
@@ -68,28 +78,30 @@ def run(now: float | None = None) -> dict[str, Any]:
     return summary
 
 
-def _recover(node_id: str) -> int:
-    """Replicate a dead node's chunks elsewhere, then forget its replicas.
+def _recover(node_id: str, budget: int) -> tuple[int, int]:
+    """Replicate a dead node's chunks elsewhere, then forget its replica facts: at most
+    about ``budget`` of its replica blocks this run (the next run goes on).
 
     Starts come first: if this run stops before the delete, the next run finds the
-    same replicas and starts the same (deduplicated) executions again.
+    same blocks and starts the same (deduplicated) executions again. Each execution is
+    named after the node and the first block it covers, so a version whose blocks span
+    two runs gets one execution per part.
     """
     catalog = aws.chunk_catalog()
-    replicas = catalog.replicas_on_node(node_id)
-    if not replicas:
-        return 0
-    by_version: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for replica in replicas:
-        by_version[(replica.file_id, replica.version)].append(replica.index)
+    blocks = catalog.blocks_on_node(node_id, limit=budget)
+    by_version: dict[tuple[str, str], list[ReplicaBlock]] = defaultdict(list)
+    for block in blocks:
+        by_version[(block.file_id, block.version)].append(block)
     configured = get_settings().replicate_state_machine_arn is not None
-    all_started = True
-    for (file_id, version), indices in sorted(by_version.items()):
-        arn = replication.start(file_id, version, chunks=indices,
-                                reason=replication.REASON_LOSS, detail=node_id)
-        all_started = all_started and (arn is not None or not configured)
-    if all_started:
-        catalog.delete_replicas(replicas)
-    return len(replicas)
+    for (file_id, version), group in sorted(by_version.items()):
+        first_block = min(block.block for block in group)
+        arn = replication.start(file_id, version,
+                                chunks=[i for block in group for i in block.chunks],
+                                reason=replication.REASON_LOSS,
+                                detail=f"{node_id}/{first_block}")
+        if arn is not None or not configured:
+            catalog.delete_replicas(group)
+    return sum(len(block.chunks) for block in blocks), len(blocks)
 
 
 def _replicate_hot(live: list[NodeRecord], moment: float) -> list[str]:

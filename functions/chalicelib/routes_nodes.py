@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib import nodes, replication
+from chalicelib import edge_work, nodes
 from chalicelib.http import json_body, json_routes
 from chalicelib.routes_keys import api_key_authorizer as managed
 
@@ -29,7 +29,7 @@ def node_heartbeat(node_id: str) -> dict[str, Any]:
 @route("/nodes/{node_id}/work/{work_id}", methods=["POST"])
 def node_work_report(node_id: str, work_id: str) -> dict[str, Any]:
     request = bp.current_request
-    return replication.report(node_id, work_id, request.headers, json_body(request))
+    return edge_work.report(node_id, work_id, request.headers, json_body(request))
 
 
 @route("/nodes/{node_id}/renew", methods=["POST"])

@@ -17,6 +17,7 @@ from infra.nag import acknowledge
 _SUFFIX = ".asl.json"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _FUNCTION_ARN = re.compile(r"^([A-Za-z0-9]+)FunctionArn$")
+_DISTRIBUTED = '"Mode": "DISTRIBUTED"'
 
 
 def discover_definitions(definitions_dir: Path) -> dict[str, Path]:
@@ -99,6 +100,17 @@ class Workflows(Construct):
                 ),
             )
             self.state_machines[name] = machine
+            if _DISTRIBUTED in path.read_text(encoding="utf-8"):
+                # A Distributed Map runs each item as a child execution of its own machine.
+                self.role.add_to_principal_policy(iam.PolicyStatement(
+                    actions=["states:StartExecution"],
+                    resources=[state_machine_arn(self, name)]))
+                self.role.add_to_principal_policy(iam.PolicyStatement(
+                    actions=["states:DescribeExecution", "states:StopExecution"],
+                    resources=[Stack.of(self).format_arn(
+                        service="states", resource="execution",
+                        resource_name=f"{state_machine_name(self, name)}/*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME)]))
 
         if self.invoked_function_arns:
             self.role.add_to_principal_policy(

@@ -10,7 +10,8 @@ from fsnode_core.catalog_base import item_key
 from fsnode_core.catalog_files import FileStore, meta_record
 from fsnode_core.catalog_replicas import ReplicaStore
 from fsnode_core.catalog_uploads import UploadStore
-from fsnode_core.models import FILE_DELETING, file_pk, replica_prefix, retired_sk
+from fsnode_core.models import FILE_DELETING, file_pk, retired_sk
+from fsnode_core.replica_blocks import replica_prefix
 
 # Digests one hashing batch item holds: 4096 x 32 raw bytes is 128 KiB, far under the
 # 400 KB item limit (a 50,000-chunk file is 13 items).

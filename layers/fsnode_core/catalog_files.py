@@ -33,12 +33,11 @@ from fsnode_core.models import (
     FileView,
     PathClaim,
     PendingUpload,
-    ReplicaRecord,
     RetiredVersion,
     file_pk,
     path_pk,
-    replica_prefix,
 )
+from fsnode_core.replica_blocks import ReplicaBlock
 
 LISTING_INDEX = "by_listing"
 _LISTING_KEY = {"pk", "sk", "list_pk", "list_sk"}
@@ -69,19 +68,8 @@ class FileStore(CatalogBase):
             elif sk == "upload":
                 view.upload = upload_record(item)
             elif sk.startswith("replica#"):
-                view.replicas.append(ReplicaRecord.from_item(item))
+                view.replica_blocks.append(ReplicaBlock.from_item(item))
         return view
-
-    def replicas_in_range(self, file_id: str, version: str, first: int,
-                          last: int) -> list[ReplicaRecord]:
-        """Replica facts of chunks ``first..last`` of ``version`` (one paginated Query)."""
-        items = self._query_all(
-            "read replicas",
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-            ExpressionAttributeValues={":pk": {"S": file_pk(file_id)},
-                                       ":low": {"S": replica_prefix(version, first)},
-                                       ":high": {"S": replica_prefix(version, last) + "~"}})
-        return [ReplicaRecord.from_item(item) for item in items]
 
     def list_files(self, prefix: str, limit: int,
                    next_token: str | None) -> tuple[list[FileRecord], str | None]:

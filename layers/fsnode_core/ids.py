@@ -16,6 +16,12 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
+def new_sortable_id(now: int) -> str:
+    """A fresh id that sorts by ``now`` (seconds) first: 8 hex digits of time, then 96
+    random bits (work items: a node's oldest work is read first)."""
+    return f"{now & 0xFFFFFFFF:08x}{secrets.token_hex(12)}"
+
+
 def check_id(value: str, what: str = "id") -> str:
     """Return ``value`` if it is a well-formed id, else raise InvalidInput."""
     if not isinstance(value, str) or not _ID.fullmatch(value):

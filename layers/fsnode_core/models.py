@@ -3,17 +3,19 @@
 Chunks-table layout (one partition per file, so one Query reads a whole file):
 ``pk=file#<file_id>`` with ``sk`` = ``meta`` (the file's current version), ``upload``
 (a multipart upload in flight, invisible to readers, small whatever the file's size),
-``replica#<version>#<index:08d>#<node_id>`` (carries ``node_id`` for the ``by_node``
+``replica#<version>#<block:06d>#<node_id>`` (the chunks of one block a node holds,
+as a number set: ``fsnode_core.replica_blocks``; carries ``node_id`` for the ``by_node``
 index), ``retired#<version>`` (a replaced version waiting out its grace period) and
 ``hashes#<version>#<batch:06d>`` (a hashing job's results, briefly). Chunk hashes are
 not items: they live in the version's manifest in S3 (``fsnode_core.published``), so
-no item count grows with a file's size except replicas.
+no item count grows with a file's size but replica blocks (one per 4,096 chunks per node).
 Ready ``meta`` items carry ``list_pk``/``list_sk`` (path), the keys of the sparse
 ``by_listing`` index that listings query by path prefix; a ``meta`` item whose
 published objects may lag behind it carries ``sync_pk``/``sync_sk`` (``by_sync``).
 A path's owner is ``pk=path#<path>``, ``sk=claim``.
 Work for an edge lives under ``pk=node#<node_id>``, ``sk=work#<work_id>`` so a
-heartbeat reads its node's work with one Query.
+heartbeat reads its node's work with one Query (work ids start with their creation
+time, so the oldest come first).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from typing import Any
 
 from fsnode_core.ddb import AttributeMap, from_attrs, to_attrs
 from fsnode_core.paths import name_of
+
+# ReplicaRecord lives with the block layout; named here too, beside the other records.
+from fsnode_core.replica_blocks import ReplicaBlock
+from fsnode_core.replica_blocks import ReplicaRecord as ReplicaRecord
 
 # Registered, not placed until it has shown it serves its certificate at its endpoint.
 NODE_PENDING = "pending"
@@ -59,16 +65,6 @@ def file_pk(file_id: str) -> str:
 def path_pk(path: str) -> str:
     """Partition key of a path's claim."""
     return f"path#{path}"
-
-
-def replica_sk(index: int, node_id: str, version: str) -> str:
-    """Sort key of the fact "node holds chunk ``index`` of ``version``"."""
-    return f"replica#{version}#{index:08d}#{node_id}"
-
-
-def replica_prefix(version: str, index: int | None = None) -> str:
-    """Sort-key prefix of a version's replicas (of one chunk, with ``index``)."""
-    return f"replica#{version}#" + ("" if index is None else f"{index:08d}#")
 
 
 def retired_sk(version: str) -> str:
@@ -273,30 +269,6 @@ class RetiredVersion:
 
 
 @dataclass(slots=True)
-class ReplicaRecord:
-    """The fact that ``node_id`` holds chunk ``index`` of ``version``."""
-
-    file_id: str
-    version: str
-    index: int
-    node_id: str
-    created_at: int
-
-    def to_item(self) -> AttributeMap:
-        """The DynamoDB item (``node_id`` feeds the ``by_node`` index)."""
-        return to_attrs(
-            {"pk": file_pk(self.file_id),
-             "sk": replica_sk(self.index, self.node_id, self.version), **asdict(self)}
-        )
-
-    @classmethod
-    def from_item(cls, item: AttributeMap) -> ReplicaRecord:
-        """Build a record from a ``replica#`` item."""
-        data = from_attrs(item)
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
-
-
-@dataclass(slots=True)
 class PendingUpload:
     """A multipart upload between ``POST /files`` and ``/complete``; readers never see it.
 
@@ -346,10 +318,11 @@ class WorkItem:
     kind: str
     file_id: str
     version: str
-    chunk_index: int
+    chunk_index: int  # a warm's first chunk; -1 for an evict (the whole version)
     task_token: str
     created_at: int
     expires_at: int
+    chunks: list[int] = field(default_factory=list)  # a warm's chunks (at most a batch)
 
     def to_item(self) -> AttributeMap:
         """The DynamoDB item (no ``node_id`` attribute: work is not a replica)."""
@@ -362,12 +335,13 @@ class WorkItem:
         """Build a record from a ``work#`` item."""
         data = from_attrs(item)
         data["node_id"] = data.pop("target_node")
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
     def to_api(self) -> dict[str, Any]:
         """What the edge sees in its heartbeat answer (never the task token)."""
         return {"work_id": self.work_id, "kind": self.kind, "file_id": self.file_id,
-                "version": self.version, "chunk_index": self.chunk_index}
+                "version": self.version, "chunk_index": self.chunk_index,
+                "chunks": list(self.chunks)}
 
 
 @dataclass(slots=True)
@@ -376,8 +350,18 @@ class FileView:
 
     meta: FileRecord | None = None
     upload: PendingUpload | None = None
-    replicas: list[ReplicaRecord] = field(default_factory=list)
+    replica_blocks: list[ReplicaBlock] = field(default_factory=list)
+
+    @property
+    def replicas(self) -> list[ReplicaRecord]:
+        """Every replica fact, one per chunk and node (a small file's view; large files
+        are read block by block)."""
+        return [record for block in self.replica_blocks for record in block.records()]
 
     def replicas_of(self, version: str) -> list[ReplicaRecord]:
         """One version's replica facts."""
         return [replica for replica in self.replicas if replica.version == version]
+
+    def blocks_of(self, version: str) -> list[ReplicaBlock]:
+        """One version's replica blocks."""
+        return [block for block in self.replica_blocks if block.version == version]

@@ -81,3 +81,22 @@ def test_role_invokes_exactly_the_substituted_functions(resources: dict) -> None
         if name.endswith("FunctionArn")
     ]
     assert sorted(map(json.dumps, invoked)) == sorted(set(map(json.dumps, expected)))
+
+
+def test_a_distributed_map_may_run_its_machines_child_executions(resources: dict) -> None:
+    # replicate runs each batch as a child execution of itself (a Distributed Map): the
+    # role starts executions of that machine only, and describes and stops its children.
+    machines = _machines(resources).values()
+    (role_id,) = {m["Properties"]["RoleArn"]["Fn::GetAtt"][0] for m in machines}
+    statements = [
+        statement
+        for policy in of_type(resources, "AWS::IAM::Policy").values()
+        if role_id in json.dumps(policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "states:" in json.dumps(statement["Action"])
+    ]
+    start = [s for s in statements if s["Action"] == "states:StartExecution"]
+    assert len(start) == 1 and "FsnodeStack-replicate" in json.dumps(start[0]["Resource"])
+    (children,) = [s for s in statements if "states:StopExecution" in s["Action"]]
+    assert sorted(children["Action"]) == ["states:DescribeExecution", "states:StopExecution"]
+    assert ":execution:FsnodeStack-replicate/*" in json.dumps(children["Resource"])

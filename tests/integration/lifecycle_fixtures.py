@@ -2,14 +2,15 @@
 and simulated edges that answer their pulled work through the real routes.
 
 A simulated edge does what a real one does with a work item: ``warm`` reads the
-manifest from the control plane, fetches the chunk's bytes from S3 and reports their
-SHA-256 (which the control plane checks); ``evict`` reports success. An edge that is
+version manifest and the batch's bytes from S3 and reports each chunk's SHA-256 (which
+the control plane checks); ``evict`` reports success. An edge that is
 ``offline`` neither heartbeats nor reports.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -20,9 +21,9 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from fsnode_core.chunks import chunk_bounds
 from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
+from fsnode_core.published import VersionManifest
 
 from fsnode.localstack.resources import lambda_names, snake_case
 from tests.helpers import execution_history, finished_execution
@@ -45,6 +46,9 @@ FAST = {
 }
 
 
+_DONE = itertools.count()  # the order work was done in, across every simulated edge
+
+
 def _set_execution(endpoint: str, on: bool) -> None:
     requests.post(f"{endpoint}/moto-api/config",
                   json={"stepfunctions": {"execute_state_machine": on}},
@@ -57,6 +61,15 @@ class Machines:
     gc: str
     env: dict[str, str]
     arns: dict[str, str] = field(default_factory=dict)  # every machine, by ASL name
+    functions: list[str] = field(default_factory=list)  # the machines' Lambda functions
+
+    def configure(self, **values: str) -> None:
+        """Set environment variables of every function the machines invoke."""
+        self.env.update(values)
+        lam = boto3.client("lambda")
+        for name in self.functions:
+            lam.update_function_configuration(FunctionName=name,
+                                              Environment={"Variables": self.env})
 
     def wait(self, arn: str, pump: Callable[[], None] | None = None,
              timeout: float = 40) -> dict[str, Any]:
@@ -108,7 +121,8 @@ def machines_fixture(cp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
         monkeypatch.setenv(name, value)
     aws.reset()
     try:
-        yield Machines(replicate=arns["replicate"], gc=arns["gc"], env=env, arns=arns)
+        yield Machines(replicate=arns["replicate"], gc=arns["gc"], env=env, arns=arns,
+                       functions=[f"fsnode-{name}-{suffix}" for name in functions])
     finally:
         for arn in arns.values():
             for ex in sfn.list_executions(stateMachineArn=arn,
@@ -134,6 +148,7 @@ class SimEdge:
     fail_warm: bool = False
     hot_files: list[str] = field(default_factory=list)
     done: list[dict[str, Any]] = field(default_factory=list)
+    manifests: dict[tuple[str, str], VersionManifest] = field(default_factory=dict)
 
     @property
     def node_id(self) -> str:
@@ -160,23 +175,32 @@ class SimEdge:
             sent = self.api.call("POST", f"/nodes/{self.node_id}/work/{work['work_id']}",
                                  report, key=False, headers=self.auth)
             assert sent.status_code in (200, 404), sent.body
-            self.done.append({**work, "report": report})
+            self.done.append({**work, "report": report, "seq": next(_DONE)})
 
     def _do(self, work: dict[str, Any]) -> dict[str, Any]:
         if work["kind"] == "evict":
             return {"ok": True, "evicted_chunks": 1}
         if self.fail_warm:
             return {"ok": False, "error": {"code": "origin_error", "message": "disk full"}}
+        # As an edge reads a file: the head (is the version still served?), the version's
+        # manifest from S3, then the batch's bytes in one ranged GET, hashed chunk by chunk.
         head = read_head(self.bucket, work["file_id"])
         if head is None or not head.serves(work["version"]):
             return {"ok": False, "error": {"code": "gone", "message": "file is gone"}}
-        manifest = read_manifest(self.bucket, work["file_id"], work["version"])
-        offset, length = chunk_bounds(work["chunk_index"], manifest.size, manifest.chunk_size)
+        key = (work["file_id"], work["version"])
+        if key not in self.manifests:  # a version's manifest never changes
+            self.manifests[key] = read_manifest(self.bucket, *key)
+        manifest = self.manifests[key]
+        indices = work["chunks"]
+        size, chunk = manifest.size, manifest.chunk_size
+        first, last = min(indices), max(indices)
         data = boto3.client("s3").get_object(
             Bucket=manifest.origin.bucket, Key=manifest.origin.key,
-            Range=f"bytes={offset}-{offset + length - 1}",
+            Range=f"bytes={first * chunk}-{min((last + 1) * chunk, size) - 1}",
         )["Body"].read()
-        return {"ok": True, "sha256": hashlib.sha256(data).hexdigest()}
+        return {"ok": True, "sha256": [
+            hashlib.sha256(data[(i - first) * chunk:(i - first + 1) * chunk]).hexdigest()
+            for i in indices]}
 
 
 @pytest.fixture(name="isolated")

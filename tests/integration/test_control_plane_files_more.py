@@ -310,7 +310,7 @@ def test_a_warm_report_of_an_unhashed_chunk_is_checked_against_s3(
     # A poisoned hash is never recorded, not even first: the origin's bytes decide.
     for reported, recorded in (("1" * 64, False), ("0" * 64 + "x", False), (digest, True)):
         queued = cp_client.lambda_.invoke("warm_chunk", {
-            "file_id": record["file_id"], "version": record["version"], "chunk_index": 0,
+            "file_id": record["file_id"], "version": record["version"], "chunks": [0],
             "node_id": node["node_id"], "task_token": f"token-{reported[:4]}"}).payload
         answer = cp_api.call("POST", f"/nodes/{node['node_id']}/work/{queued['work_id']}",
                              {"ok": True, "sha256": reported}, key=False,

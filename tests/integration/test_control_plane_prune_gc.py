@@ -87,13 +87,13 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
 
     status = machines.wait(loss[0]["executionArn"], pump([b, c]))
     assert status["status"] == "SUCCEEDED", status
-    assert json.loads(status["input"])["chunks"] == [0, 1, 2]
+    assert json.loads(status["input"])["ranges"] == [[0, 2]]  # the dead node's chunks, as runs
     assert json.loads(status["output"])["under_replicated"] == []
     view = catalog.file_view(file_id)
     assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
         (i, n) for i in range(3) for n in (b.node_id, c.node_id))
     # c verified each chunk's bytes from the origin; the control plane checked the hashes.
-    assert {w["chunk_index"] for w in c.done if w["kind"] == "warm"} == {0, 1, 2}
+    assert [w["chunks"] for w in c.done if w["kind"] == "warm"] == [[0, 1, 2]]
     # A dead node cannot heartbeat its way back: it must register again.
     a.offline = False
     beat = cp_api.call("POST", f"/nodes/{a.node_id}/heartbeat",
@@ -332,3 +332,22 @@ def test_prune_leaves_hot_files_to_their_running_upload_replication(
 
     status = machines.wait(upload_arn, pump(edges))
     assert status["status"] == "SUCCEEDED", status
+
+
+def test_prune_heals_a_bounded_number_of_replica_blocks_per_run(
+        cp_api: Any, cp_stack: Any, isolated: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import prune
+
+    catalog, registry = _stores(cp_stack)
+    (edge,) = isolated(1)
+    files = [upload(cp_api, os.urandom(100))[0] for _ in range(5)]
+    for started in files:  # one block (of one chunk) per file
+        _hold(catalog, started["file_id"], started["version"], 1, [edge.node_id])
+    _stale(registry, edge.node_id, 1000)
+    monkeypatch.setattr(prune, "MAX_RECOVERY_BLOCKS_PER_RUN", 2)
+    healed = []
+    while catalog.replicas_on_node(edge.node_id):
+        healed.append(prune.run()["lost_replicas"].get(edge.node_id, 0))
+        assert len(healed) <= 10, healed
+    # Never more than two blocks a run; all five over the runs.
+    assert max(healed) <= 2 and sum(healed) == 5 and len(healed) >= 3

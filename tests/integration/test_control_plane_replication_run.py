@@ -54,8 +54,10 @@ def test_replication_completes_through_pulled_work(cp_api: Any, cp_stack: Any,
     assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
         (i, e.node_id) for i in (0, 1) for e in edges)
     # The copies were verified: each report carried the SHA-256 of the bytes it read.
-    hashes = {hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in (0, CHUNK)}
-    assert {w["report"]["sha256"] for e in edges for w in e.done} == hashes
+    hashes = [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in (0, CHUNK)]
+    # One work item per edge for the batch (both chunks), one digest per chunk.
+    assert [w["report"]["sha256"] for e in edges for w in e.done] == [hashes, hashes]
+    assert [w["chunks"] for e in edges for w in e.done] == [[0, 1], [0, 1]]
 
 
 def test_failed_warm_is_retried_then_moved_to_another_node(cp_api: Any, cp_stack: Any,
@@ -74,22 +76,13 @@ def test_failed_warm_is_retried_then_moved_to_another_node(cp_api: Any, cp_stack
     assert json.loads(status["output"])["under_replicated"] == []
     holders = {r.node_id for r in _catalog(cp_stack).file_view(file_id).replicas}
     assert holders == {order[1], order[2]}
-    # Same node first: one attempt and two retries, each a pulled work item.
-    assert len(failing.done) == 3
-    history = machines.history(execution)
-    failed = [e for e in history if e["type"] == "TaskFailed"]
-    assert [e["taskFailedEventDetails"]["error"] for e in failed] == ["WarmFailed"] * 3
-    # Each retry waited its backoff, then moved: the next warms go to other nodes.
-    picks = [json.loads(e["stateExitedEventDetails"]["output"]) for e in history
-             if e["type"] == "TaskStateExited"
-             and e["stateExitedEventDetails"]["name"] == "PickTarget"]
-    targets = [p["node_id"] for p in picks if not p["done"]]
-    assert targets[:3] == [failing.node_id] * 3 and failing.node_id not in targets[3:]
-    assert [p["wait_seconds"] for p in picks[:3]] == [0, 1, 2]
-    assert picks[-1]["tried"] == [failing.node_id]
-    waits = [e for e in history if (e.get("stateEnteredEventDetails") or {}).get("name")
-             == "Backoff"]
-    assert len(waits) == 2
+    # Same node first: one attempt and two retries, each a pulled work item of its own
+    # (a new task and token), all before the batch moved to the other nodes.
+    assert len(failing.done) == 3 and len({w["work_id"] for w in failing.done}) == 3
+    others = [w for e in edges if e is not failing for w in e.done]
+    assert others and max(w["seq"] for w in failing.done) < min(w["seq"] for w in others)
+    # The batch runs as a child execution: the parent's history holds the map run only.
+    assert not [e for e in machines.history(execution) if e["type"] == "TaskFailed"]
 
 
 def test_under_replication_is_reported_in_the_output(cp_api: Any, cp_stack: Any,
@@ -100,10 +93,12 @@ def test_under_replication_is_reported_in_the_output(cp_api: Any, cp_stack: Any,
     execution = _upload_execution(machines.replicate, started)
     status = machines.wait(execution, pump(edges))
     assert status["status"] == "SUCCEEDED", status
-    under = json.loads(status["output"])["under_replicated"]
-    assert [u["chunk_index"] for u in under] == [0, 1]
-    assert all(u["holders"] == [edges[0].node_id] and u["tried"] == [edges[1].node_id]
-               and u["reason"] == "no_candidate_node" for u in under)
+    output = json.loads(status["output"])
+    assert output["under_replicated"] == [{"first": 0, "last": 1,
+                                           "reason": "no_candidate_node"}]
+    assert output["under_replicated_chunks"] == 2 and output["replicated"] == 0
+    assert {r.node_id for r in _catalog(cp_stack).file_view(
+        started["file_id"]).replicas} == {edges[0].node_id}
 
 
 def test_sync_strategy_completes_the_upload_after_its_replicas(
@@ -111,7 +106,7 @@ def test_sync_strategy_completes_the_upload_after_its_replicas(
         monkeypatch: Any) -> None:
     import threading
 
-    from chalicelib import aws, manifests, nodes, replication
+    from chalicelib import aws, edge_work, manifests, nodes
 
     edges = isolated(2)
     monkeypatch.setenv("FSNODE_REPLICATION_STRATEGY", "sync")
@@ -127,8 +122,8 @@ def test_sync_strategy_completes_the_upload_after_its_replicas(
                     "used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0})
                 for work in beat["work"]:
                     manifest = manifests.read_manifest(work["file_id"], work["version"])
-                    replication.report(edge.node_id, work["work_id"], edge.auth, {
-                        "ok": True, "sha256": manifest.chunk_hash(work["chunk_index"])})
+                    edge_work.report(edge.node_id, work["work_id"], edge.auth, {
+                        "ok": True, "sha256": [manifest.chunk_hash(i) for i in work["chunks"]]})
 
     worker = threading.Thread(target=answer_work, daemon=True)
     worker.start()

@@ -158,6 +158,7 @@ class FakeControlPlane:
                     "file_id": self.manifest.file_id,
                     "version": self.manifest.version,
                     "chunk_index": 2,
+                    "chunks": [2],
                 }
             ]
         return web.json_response(
@@ -258,7 +259,7 @@ def test_python_m_edge_node_lifecycle(
 
         # Pulled work: warm chunk 2, report its SHA-256.
         wait_for(lambda: "w1" in control_plane.reports, "the warm report")
-        assert control_plane.reports["w1"] == {"ok": True, "sha256": manifest.chunks[2].sha256}
+        assert control_plane.reports["w1"] == {"ok": True, "sha256": [manifest.chunks[2].sha256]}
         # The control plane forgot the node after that report: it must register again.
         wait_for(lambda: len(control_plane.registrations) >= 2, "re-registration")
         wait_for(lambda: control_plane.known and len(control_plane.heartbeats) >= 2, "heartbeats")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -50,38 +51,67 @@ def _loop(cache: FakeCache, manifests: FakeManifests, faults: WorkFaults) -> Hea
                          reregister=None, faults=faults)  # type: ignore[arg-type]
 
 
-def _warm(index: int) -> dict[str, Any]:
-    return {"kind": "warm", "file_id": FILE, "version": "v1", "chunk_index": index}
+def _warm(index: int, chunks: list[int] | None = None) -> dict[str, Any]:
+    return {"kind": "warm", "file_id": FILE, "version": "v1", "chunk_index": index,
+            "chunks": chunks or [index]}
 
 
-async def test_injected_warm_failures_count_per_chunk() -> None:
+def test_injected_warm_failures_count_per_chunk() -> None:
     cache = FakeCache()
     loop = _loop(cache, FakeManifests(None), WorkFaults(warm_failures=2))
-    outcomes: list[Any] = []
-    for index in (0, 1, 0, 0, 1, 1):
-        try:
-            outcomes.append((await loop.perform(_warm(index)))["sha256"])
-        except Unavailable:
-            outcomes.append("failed")
+
+    async def run() -> list[Any]:
+        outcomes: list[Any] = []
+        for index in (0, 1, 0, 0, 1, 1):
+            try:
+                outcomes.append((await loop.perform(_warm(index)))["sha256"][0])
+            except Unavailable:
+                outcomes.append("failed")
+        return outcomes
 
     # Chunk 1's failures are its own: chunk 0's attempts do not use them up.
-    assert outcomes == ["failed", "failed", "failed", "verified-0", "failed", "verified-1"]
+    assert asyncio.run(run()) == ["failed", "failed", "failed", "verified-0", "failed",
+                                  "verified-1"]
     assert cache.warmed == [("v1", 0), ("v1", 1)]
 
 
-async def test_warm_reports_the_hash_the_cache_verified() -> None:
+def test_warm_reports_the_hash_the_cache_verified() -> None:
     loop = _loop(FakeCache(), FakeManifests(None), WorkFaults())
-    assert await loop.perform(_warm(2)) == {"ok": True, "sha256": "verified-2"}
+    assert asyncio.run(loop.perform(_warm(2))) == {"ok": True, "sha256": ["verified-2"]}
+
+
+def test_a_batch_warm_reports_one_hash_per_chunk_in_order() -> None:
+    cache = FakeCache()
+    loop = _loop(cache, FakeManifests(None), WorkFaults())
+    answer = asyncio.run(loop.perform(_warm(2, [2, 0, 1])))
+    assert answer == {"ok": True, "sha256": ["verified-2", "verified-0", "verified-1"]}
+    assert cache.warmed == [("v1", 2), ("v1", 0), ("v1", 1)]
+
+
+def test_an_injected_failure_fails_the_batch_and_counts_for_each_chunk() -> None:
+    loop = _loop(FakeCache(), FakeManifests(None), WorkFaults(warm_failures=1))
+
+    async def run() -> list[Any]:
+        outcomes: list[Any] = []
+        for _ in range(2):
+            try:
+                outcomes.append((await loop.perform(_warm(0, [0, 1])))["sha256"])
+            except Unavailable:
+                outcomes.append("failed")
+        return outcomes
+
+    # Each chunk had its one failure in the first attempt: the second succeeds.
+    assert asyncio.run(run()) == ["failed", ["verified-0", "verified-1"]]
 
 
 @pytest.mark.parametrize(("cached", "forgotten"), [("v1", [FILE]), (None, [FILE]), ("v2", [])])
-async def test_evict_drops_the_collected_versions_manifest(cached: str | None,
-                                                           forgotten: list[str]) -> None:
+def test_evict_drops_the_collected_versions_manifest(cached: str | None,
+                                                     forgotten: list[str]) -> None:
     cache, manifests = FakeCache(), FakeManifests(cached)
     loop = _loop(cache, manifests, WorkFaults())
 
-    answer = await loop.perform({"kind": "evict", "file_id": FILE, "version": "v1",
-                                 "chunk_index": -1})
+    answer = asyncio.run(loop.perform({"kind": "evict", "file_id": FILE, "version": "v1",
+                                       "chunk_index": -1}))
 
     assert answer == {"ok": True, "evicted_chunks": 2}
     assert cache.evicted == [(FILE, "v1")]

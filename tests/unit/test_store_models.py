@@ -11,6 +11,7 @@ from fsnode_core.models import (
     RetiredVersion,
     WorkItem,
 )
+from fsnode_core.replica_blocks import ReplicaBlock, by_block, coarsen, holders_by_chunk, to_ranges
 
 
 def test_codec_roundtrips_plain_values() -> None:
@@ -38,10 +39,30 @@ def test_records_roundtrip_and_use_the_documented_keys() -> None:
     retired = RetiredVersion("b" * 32, "v", 1, 2)
     assert retired.to_item()["sk"] == {"S": "retired#v"}
     assert RetiredVersion.from_item(retired.to_item()) == retired
-    replica = ReplicaRecord("b" * 32, "v", 7, "n" * 32, 1)
-    item = replica.to_item()
-    assert item["sk"] == {"S": f"replica#v#00000007#{'n' * 32}"}
-    assert item["node_id"]["S"] == "n" * 32
+    block = ReplicaBlock("b" * 32, "v", "n" * 32, 1, {4096, 4100}, 1)
+    item = block.to_item()
+    assert item["sk"] == {"S": f"replica#v#000001#{'n' * 32}"}
+    assert item["node_id"]["S"] == "n" * 32 and ReplicaBlock.from_item(item) == block
+    assert block.records() == [ReplicaRecord("b" * 32, "v", 4096, "n" * 32, 1),
+                               ReplicaRecord("b" * 32, "v", 4100, "n" * 32, 1)]
     work = WorkItem("n" * 32, "w" * 32, "warm", "b" * 32, "v", 1, "tok", 1, 2)
     assert "node_id" not in work.to_item()  # work must not show up in the by_node index
     assert WorkItem.from_item(work.to_item()) == work and "task_token" not in work.to_api()
+
+
+def test_chunk_runs_are_compact_and_coarsened_to_a_bound() -> None:
+    assert to_ranges([5, 0, 1, 2, 2]) == [[0, 2], [5, 5]] and to_ranges([]) == []
+    alternate = to_ranges(range(0, 100, 2))
+    assert len(alternate) == 50
+    coarse = coarsen(alternate, 10)
+    assert len(coarse) == 10 and coarse[0][0] == 0 and coarse[-1][1] == 98
+    covered = {i for first, last in coarse for i in range(first, last + 1)}
+    assert covered >= set(range(0, 100, 2))  # a superset, never fewer chunks
+    assert coarsen([[0, 1], [10, 10], [12, 20]], 2) == [[0, 1], [10, 20]]  # smallest gap first
+    assert by_block([4096, 1, 8191, 0]) == {0: [0, 1], 1: [4096, 8191]}
+
+
+def test_holders_by_chunk_counts_only_the_nodes_asked_about() -> None:
+    blocks = [ReplicaBlock("f", "v", "a", 0, {0, 1, 2}), ReplicaBlock("f", "v", "b", 0, {1}),
+              ReplicaBlock("f", "v", "dead", 0, {2})]
+    assert holders_by_chunk(blocks, 1, 3, {"a", "b"}) == {1: {"a", "b"}, 2: {"a"}, 3: set()}
