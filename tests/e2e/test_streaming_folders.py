@@ -253,7 +253,8 @@ def test_the_signature_covers_prefix_expiry_not_before_and_ip(
 
 def test_an_expired_folder_share_is_refused_at_both(stack: StackInfo,
                                                      folders: dict[str, Any]) -> None:
-    share = cli(stack, "share", "--prefix", folders["prefix"] + "hls/", "--ttl", "15")  # time to follow the redirects under load
+    # 15 s: time to follow the redirects before it expires, on a loaded machine.
+    share = cli(stack, "share", "--prefix", folders["prefix"] + "hls/", "--ttl", "15")
     bases = _bases(stack, share["share_url"])
     deadline = share["expires"]
     while time.time() <= deadline + 1:  # the clock, not the system under test
