@@ -24,11 +24,11 @@ from fsnode_core.chunks import part_layout
 from fsnode_core.models import file_pk
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.replica_blocks import BLOCK_CHUNKS
-from test_control_plane_uploads_large import SMALL_CHUNK, _send
 
 from fsnode.localstack import aws_limits, states_limits
 from tests.integration.control_plane_helpers import unique_path
 from tests.integration.lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
+from tests.integration.test_control_plane_uploads_large import SMALL_CHUNK, _send
 
 CHUNKS = 50_000
 WAIT = 600  # seconds an execution may take on a loaded machine (a bound, not a measure)
