@@ -110,6 +110,11 @@ def _placeholder_functions(root: Path) -> Path:
     (functions / "statemachines" / "replicate.asl.json").write_text(
         json.dumps(_PLACEHOLDER_ASL), encoding="utf-8"
     )
+    # The stand-in app serves no page, but synthesis refuses a control plane without the
+    # player library (infra/constructs/control_plane.py): give it a stand-in file too.
+    vendor = functions / "chalicelib" / "web" / "vendor"
+    vendor.mkdir(parents=True)
+    (vendor / "hls.min.js").write_text("/* stand-in: the placeholder app serves no page */\n")
     return functions
 
 

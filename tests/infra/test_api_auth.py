@@ -31,6 +31,8 @@ PUBLIC_ON_PURPOSE = {
     ("GET", "/player"): "nothing: the player page (it plays share URLs)",
     ("GET", "/web/app.js"): "nothing: a static asset",
     ("GET", "/web/player.js"): "nothing: a static asset",
+    ("GET", "/web/folders.js"): "nothing: a static asset",
+    ("GET", "/web/hls.min.js"): "nothing: a static asset (the pinned hls.js)",
     ("GET", "/web/style.css"): "nothing: a static asset",
     ("GET", "/web/config.json"): "nothing: the chunk size an uploader hashes by",
 }

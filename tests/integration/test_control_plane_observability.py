@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from chalice import Response
 
-WEB_PAGES = {"/", "/player", "/web/app.js", "/web/player.js", "/web/style.css",
-             "/web/config.json"}
+WEB_PAGES = {"/", "/player", "/web/app.js", "/web/player.js", "/web/folders.js",
+             "/web/hls.min.js", "/web/style.css", "/web/config.json"}
 
 
 @pytest.fixture()
