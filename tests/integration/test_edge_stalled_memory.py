@@ -9,7 +9,6 @@ copied into TLS and TCP buffers) that did not come back after they left.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -94,11 +93,12 @@ class EdgeProcess:
 @pytest.fixture
 def edge() -> Iterator[EdgeProcess]:
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "edge_process.py"), str(SIZE), str(MIB), "600"],
+        [sys.executable, "-m", "tests.integration.edge_process", str(SIZE), str(MIB), "600"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(HERE)},
+        cwd=HERE.parent.parent,  # the repository: the helpers import as tests.integration
+
     )
     assert process.stdout is not None and process.stdin is not None
     try:
