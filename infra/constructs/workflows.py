@@ -12,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.nag import acknowledge
+from infra.nag import acknowledge, resource_finding
 
 _SUFFIX = ".asl.json"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
@@ -105,12 +105,18 @@ class Workflows(Construct):
                 self.role.add_to_principal_policy(iam.PolicyStatement(
                     actions=["states:StartExecution"],
                     resources=[state_machine_arn(self, name)]))
+                children = Stack.of(self).format_arn(
+                    service="states", resource="execution",
+                    resource_name=f"{state_machine_name(self, name)}/*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME)
                 self.role.add_to_principal_policy(iam.PolicyStatement(
                     actions=["states:DescribeExecution", "states:StopExecution"],
-                    resources=[Stack.of(self).format_arn(
-                        service="states", resource="execution",
-                        resource_name=f"{state_machine_name(self, name)}/*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME)]))
+                    resources=[children]))
+                acknowledge(
+                    self.role, "AwsSolutions-IAM5",
+                    "A Distributed Map's child executions get names only at run time; the "
+                    "wildcard stays inside this one state machine's executions.",
+                    [resource_finding(self, children)])
 
         if self.invoked_function_arns:
             self.role.add_to_principal_policy(
