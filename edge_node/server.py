@@ -43,20 +43,6 @@ from edge_node.shares import ShareKeys as ShareKeys  # re-exported: heartbeat im
 
 log = logging.getLogger(__name__)
 
-STATUS_BY_CODE: dict[str, int] = {
-    "invalid_input": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "conflict": 409,
-    "gone": 410,
-    "precondition_failed": 412,
-    "range_not_satisfiable": 416,
-    "origin_error": 502,
-    "integrity_error": 502,
-    "unavailable": 503,
-    "origin_timeout": 504,
-}
 _CODE_BY_STATUS = {404: "not_found", 405: "invalid_input", 413: "invalid_input"}
 
 CORS_HEADERS = {
@@ -136,7 +122,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_response(exc: FsnodeError) -> web.Response:
     """The one mapping from a domain error to an HTTP answer."""
-    status = STATUS_BY_CODE.get(exc.code, 500)
+    status = exc.status
     # no-store: an error for one signed URL must not be replayed from a cache.
     response = web.json_response(
         {"error": exc.to_dict()}, status=status, headers={"Cache-Control": "no-store"}
@@ -272,7 +258,7 @@ async def _counted(
         status = await final_status(request, response)
         return response
     except FsnodeError as exc:
-        status = STATUS_BY_CODE.get(exc.code, 500)
+        status = exc.status
         raise
     except (ConnectionError, asyncio.CancelledError):
         # The client went away (or was dropped by a limit) mid-answer: not our error.

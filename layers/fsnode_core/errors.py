@@ -70,6 +70,7 @@ class PreconditionFailed(FsnodeError):
     """A request's precondition (``If-Match``, ``If-Unmodified-Since``) does not hold."""
 
     code = "precondition_failed"
+    status = 412
 
 
 # ``details.reason`` of a Conflict for an idempotency key reused with another request:

@@ -20,13 +20,25 @@ def _client_error(code: str, **extra: Any) -> ClientError:
         (errors.InvalidInput, 400), (errors.Unauthorized, 401), (errors.Forbidden, 403),
         (errors.NotFound, 404), (errors.Conflict, 409), (errors.Gone, 410),
         (errors.Unavailable, 503), (errors.OriginError, 502), (errors.OriginTimeout, 504),
-        (errors.IntegrityError, 502), (errors.FsnodeError, 500),
+        (errors.IntegrityError, 502), (errors.PreconditionFailed, 412),
+        (errors.FsnodeError, 500),
     ],
 )  # fmt: skip
 def test_each_error_class_carries_the_status_protocol_md_gives_its_code(
     error: type[errors.FsnodeError], status: int
 ) -> None:
     assert error("x").status == status
+
+
+def _subclasses(cls: type[errors.FsnodeError]) -> list[type[errors.FsnodeError]]:
+    return [sub for child in cls.__subclasses__() for sub in (child, *_subclasses(child))]
+
+
+def test_every_error_with_its_own_code_names_its_own_status() -> None:
+    # A new class that forgot its status would answer 500 for a client's mistake.
+    forgot = [cls.__name__ for cls in _subclasses(errors.FsnodeError)
+              if "code" in vars(cls) and "status" not in vars(cls)]
+    assert forgot == []
 
 
 def test_range_not_satisfiable_is_a_416_that_knows_the_size() -> None:
