@@ -112,18 +112,23 @@ class FsnodeClient:
         """
         path = Path(path)
         stat = path.stat()
-        target = {"file_id": check_file_id(file_id)} if file_id else {
-            "path": remote_path or path.name}
+        target = (
+            {"file_id": check_file_id(file_id)} if file_id else {"path": remote_path or path.name}
+        )
         # Keyed by control plane and target too: a record is useless against another.
         record_path = state.state_path(
-            "uploads", f"{self.settings.api_url} {path.resolve()} {sorted(target.items())}")
+            "uploads", f"{self.settings.api_url} {path.resolve()} {sorted(target.items())}"
+        )
         saved = state.load(record_path)
         part_size = self.part_size_for(stat.st_size)
         hashes, part_hashes = file_hashes(path, self.chunk_size(), part_size)
         # A digest stands for the hash lists: a 100 GiB file's are megabytes, and the
         # record is rewritten as parts go.
-        fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                       "hashes": _hashes_digest(hashes, part_hashes)}
+        fingerprint = {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "hashes": _hashes_digest(hashes, part_hashes),
+        }
         if saved is not None and (not resume or not _resumable(saved, fingerprint, target)):
             # Its part URLs may still live: as one upload per file goes, it would hold
             # the file (and the path) for their hour. It is ours: cancel it.
@@ -133,8 +138,14 @@ class FsnodeClient:
         if saved is not None:
             pages = _PartPages(self, saved["upload"])
             etags = saved.get("etags") or {}
-            missing = next((n for n in range(1, int(saved["upload"]["part_count"]) + 1)
-                            if str(n) not in etags), None)
+            missing = next(
+                (
+                    n
+                    for n in range(1, int(saved["upload"]["part_count"]) + 1)
+                    if str(n) not in etags
+                ),
+                None,
+            )
             try:
                 if missing is not None:
                     pages.get(missing)  # fresh URLs, and proof the upload is still open
@@ -143,14 +154,25 @@ class FsnodeClient:
                     raise
                 saved = None  # swept, replaced or completed elsewhere: start over
         if saved is None:
-            body = {**target, "size": stat.st_size, "chunk_sha256": hashes,
-                    "part_sha256": part_hashes, **_given(content_type=content_type,
-                                                         expires_in_seconds=expires_in)}
+            body = {
+                **target,
+                "size": stat.st_size,
+                "chunk_sha256": hashes,
+                "part_sha256": part_hashes,
+                **_given(content_type=content_type, expires_in_seconds=expires_in),
+            }
             init = self._call("POST", "/files", json=body)
-            upload = {name: init[name] for name in
-                      ("file_id", "version", "upload_id", "part_count", "part_size")}
-            saved = {**fingerprint, "target": target, "upload": upload, "etags": {},
-                     "started": time.time()}
+            upload = {
+                name: init[name]
+                for name in ("file_id", "version", "upload_id", "part_count", "part_size")
+            }
+            saved = {
+                **fingerprint,
+                "target": target,
+                "upload": upload,
+                "etags": {},
+                "started": time.time(),
+            }
             state.save(record_path, saved)
             pages = _PartPages(self, upload, init)
         assert pages is not None
@@ -196,8 +218,9 @@ class FsnodeClient:
                 save()
         parts = [{"part_number": n, "etag": etags[str(n)]} for n in range(1, count + 1)]
         try:
-            record = self._call("POST", f"/files/{upload['file_id']}/complete",
-                                json={"parts": parts})
+            record = self._call(
+                "POST", f"/files/{upload['file_id']}/complete", json={"parts": parts}
+            )
         except ApiError as exc:
             if exc.status in (400, 404):
                 # The upload is gone or a recorded part is not in S3: never resume it again.
@@ -211,8 +234,11 @@ class FsnodeClient:
         if not _FILE_ID.fullmatch(str(upload.get("file_id", ""))) or not upload.get("upload_id"):
             return
         try:
-            self._call("DELETE", f"/files/{upload['file_id']}/upload",
-                       params={"upload_id": upload["upload_id"]})
+            self._call(
+                "DELETE",
+                f"/files/{upload['file_id']}/upload",
+                params={"upload_id": upload["upload_id"]},
+            )
         except ApiError as exc:
             if exc.status not in (404, 409):  # finished, or already replaced
                 raise
@@ -245,10 +271,17 @@ class FsnodeClient:
     ) -> dict[str, Any]:
         """Register an object already in S3 at ``path`` (default: its key), expiring
         ``expires_in`` seconds from now when given."""
-        body = {"bucket": bucket, "key": key, **_given(
-            version_id=version_id, etag=etag, content_type=content_type, path=path,
-            expires_in_seconds=expires_in,
-        )}
+        body = {
+            "bucket": bucket,
+            "key": key,
+            **_given(
+                version_id=version_id,
+                etag=etag,
+                content_type=content_type,
+                path=path,
+                expires_in_seconds=expires_in,
+            ),
+        }
         return self._call("POST", "/files/import", json=body)
 
     # -- files -----------------------------------------------------------------
@@ -277,8 +310,11 @@ class FsnodeClient:
     ) -> dict[str, Any]:
         """Mint a folder share: ``share_url`` ends in ``/`` and a file below the folder
         is ``share_url`` + its relative path (HLS and DASH relative URLs work)."""
-        body = {"prefix": prefix, "ttl_seconds": ttl_seconds,
-                **_given(not_before=not_before, ip=ip)}
+        body = {
+            "prefix": prefix,
+            "ttl_seconds": ttl_seconds,
+            **_given(not_before=not_before, ip=ip),
+        }
         return self._call("POST", "/shares", json=body)
 
     def rehash(self, file_id: str) -> dict[str, Any]:
@@ -385,8 +421,7 @@ class FsnodeClient:
             data = handle.read(int(part["length"]))
         # The URL signs these headers (the part's checksum): S3 refuses the PUT without them.
         headers = dict(part.get("headers") or {})
-        response = self._session.put(part["url"], data=data, headers=headers,
-                                     timeout=self._timeout)
+        response = self._session.put(part["url"], data=data, headers=headers, timeout=self._timeout)
         if response.status_code != 200:
             code = "bad_digest" if "BadDigest" in response.text else "upload_part_failed"
             raise ApiError(response.status_code, code, response.text[:500])
@@ -394,8 +429,9 @@ class FsnodeClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         # The same header for the local stack and AWS: API Gateway's authorizer reads it.
-        headers = ({"Authorization": f"Bearer {self.settings.api_key}"}
-                   if self.settings.api_key else {})
+        headers = (
+            {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
+        )
         try:
             response = self._session.request(
                 method,
@@ -449,8 +485,9 @@ class _PartPages:
     """An upload's part URLs, fetched a page at a time as parts need them (the
     control plane signs them fresh, an hour each); shared by the sending threads."""
 
-    def __init__(self, client: FsnodeClient, upload: dict[str, Any],
-                 first_page: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, client: FsnodeClient, upload: dict[str, Any], first_page: dict[str, Any] | None = None
+    ) -> None:
         self._client = client
         self._upload = upload
         self._parts: dict[int, dict[str, Any]] = {}
@@ -462,8 +499,9 @@ class _PartPages:
         with self._lock:
             if number not in self._parts:
                 file_id = check_file_id(self._upload["file_id"])
-                self._add(self._client._call("GET", f"/files/{file_id}/parts",
-                                             params={"first": number}))
+                self._add(
+                    self._client._call("GET", f"/files/{file_id}/parts", params={"first": number})
+                )
             return self._parts[number]
 
     def _add(self, page: dict[str, Any]) -> None:
@@ -511,5 +549,9 @@ def content_digest(path: Path, chunk_size: int) -> str:
     """``chunks_sha256`` of a local file: what a listing's record says of its content
     (SHA-256 over the raw chunk digests at ``chunk_size``)."""
     with path.open("rb") as handle:
-        return chunks_digest([hashlib.sha256(block).hexdigest()
-                              for block in iter(lambda: handle.read(chunk_size), b"")])
+        return chunks_digest(
+            [
+                hashlib.sha256(block).hexdigest()
+                for block in iter(lambda: handle.read(chunk_size), b"")
+            ]
+        )

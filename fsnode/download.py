@@ -318,10 +318,12 @@ def _check_same_version(response: requests.Response, piece: Piece) -> None:
     if piece.etag is None:
         return
     changed = response.status_code in (410, 412) or (
-        response.ok and response.headers.get("ETag") not in (None, piece.etag))
+        response.ok and response.headers.get("ETag") not in (None, piece.etag)
+    )
     if changed:
-        raise VersionChanged("the file changed during the download (a new version or a "
-                             "delete): get it again")
+        raise VersionChanged(
+            "the file changed during the download (a new version or a delete): get it again"
+        )
 
 
 def download_folder(
@@ -346,23 +348,37 @@ def download_folder(
         target = (root / relative).resolve()
         if not is_valid_path(relative) or not target.is_relative_to(root):
             raise DownloadError(f"the listing names an unsafe path: {relative[:200]!r}")
-        results.append(download_share(share_url + url_path(relative), target, ca_cert=ca_cert,
-                                      workers=workers, timeout=timeout, session=session))
+        results.append(
+            download_share(
+                share_url + url_path(relative),
+                target,
+                ca_cert=ca_cert,
+                workers=workers,
+                timeout=timeout,
+                session=session,
+            )
+        )
     return results
 
 
-def folder_listing(share_url: str, *, session: requests.Session, verify: str | bool,
-                   timeout: float) -> list[dict[str, Any]]:
+def folder_listing(
+    share_url: str, *, session: requests.Session, verify: str | bool, timeout: float
+) -> list[dict[str, Any]]:
     """Every entry of a folder share's listing (all pages)."""
     files: list[dict[str, Any]] = []
     token = None
     while True:
-        answer = session.get(share_url, params={"next_token": token} if token else None,
-                             headers={"Accept": "application/json"}, verify=verify,
-                             timeout=timeout)
+        answer = session.get(
+            share_url,
+            params={"next_token": token} if token else None,
+            headers={"Accept": "application/json"},
+            verify=verify,
+            timeout=timeout,
+        )
         if answer.status_code != 200:
-            raise DownloadError(f"the folder share answered {answer.status_code}: "
-                                f"{_error_text(answer)}")
+            raise DownloadError(
+                f"the folder share answered {answer.status_code}: {_error_text(answer)}"
+            )
         page = answer.json()
         files.extend(page.get("files") or [])
         token = page.get("next_token")

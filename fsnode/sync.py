@@ -71,8 +71,11 @@ def sync_dir(
             raise ApiError(400, "invalid_input", f"{name!r} cannot be a file's path: {problem}")
         present.add(remote)
         known = listed.get(remote)
-        if known is not None and known.get("size") == path.stat().st_size and \
-                known.get("chunks_sha256") == content_digest(path, int(known["chunk_size"])):
+        if (
+            known is not None
+            and known.get("size") == path.stat().st_size
+            and known.get("chunks_sha256") == content_digest(path, int(known["chunk_size"]))
+        ):
             report.unchanged.append(name)
             continue
         record = client.upload(path, remote_path=remote)
@@ -84,7 +87,7 @@ def sync_dir(
         for remote in sorted(set(listed) - present):
             file_id = str(listed[remote]["file_id"])
             _delete_quietly(client, file_id)
-            name = remote[len(folder):]
+            name = remote[len(folder) :]
             report.deleted.append({"name": name, "path": remote, "file_id": file_id})
             if on_file is not None:
                 on_file("deleted", name)

@@ -26,16 +26,22 @@ GRANTS_JSON = Path(__file__).resolve().parent / "grants.json"
 
 def load(path: Path = GRANTS_JSON) -> dict[str, list[dict[str, Any]]]:
     """Every component's grants, as the file lists them."""
-    components: dict[str, list[dict[str, Any]]] = json.loads(
-        path.read_text(encoding="utf-8"))["components"]
+    components: dict[str, list[dict[str, Any]]] = json.loads(path.read_text(encoding="utf-8"))[
+        "components"
+    ]
     return components
 
 
 def invoked_by_api_handler(components: Mapping[str, list[dict[str, Any]]]) -> list[str]:
     """The functions the API handler may invoke (each gets ``FSNODE_{NAME}_FUNCTION``)."""
-    return sorted({resource.removeprefix("function:")
-                   for grant in components.get("api_handler", [])
-                   for resource in grant["resources"] if resource.startswith("function:")})
+    return sorted(
+        {
+            resource.removeprefix("function:")
+            for grant in components.get("api_handler", [])
+            for resource in grant["resources"]
+            if resource.startswith("function:")
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,15 +93,21 @@ class Resources:
         raise ValueError(f"{GRANTS_JSON.name}: unknown resource {resource!r}")
 
 
-def statements(grants: Sequence[Mapping[str, Any]], resources: Resources
-               ) -> list[iam.PolicyStatement]:
+def statements(
+    grants: Sequence[Mapping[str, Any]], resources: Resources
+) -> list[iam.PolicyStatement]:
     """One policy statement per grant (dropped when it names no resource here)."""
     made = []
     for grant in grants:
         arns = [arn for resource in grant["resources"] for arn in resources.arns(resource)]
         if arns:
-            made.append(iam.PolicyStatement(actions=list(grant["actions"]), resources=arns,
-                                            conditions=grant.get("condition")))
+            made.append(
+                iam.PolicyStatement(
+                    actions=list(grant["actions"]),
+                    resources=arns,
+                    conditions=grant.get("condition"),
+                )
+            )
     return made
 
 
@@ -118,8 +130,10 @@ def _acknowledge_wildcards(role: IConstruct, findings: Mapping[str, str]) -> Non
     acknowledge(
         role,
         "AwsSolutions-IAM5",
-        ("Wildcards only inside fsnode's own resources (object keys, table indexes, "
-         "executions named at run time) or where the action has no resource type (task "
-         "tokens): " + "; ".join(sorted(set(findings.values())))),
+        (
+            "Wildcards only inside fsnode's own resources (object keys, table indexes, "
+            "executions named at run time) or where the action has no resource type (task "
+            "tokens): " + "; ".join(sorted(set(findings.values())))
+        ),
         sorted(findings),
     )

@@ -77,8 +77,12 @@ class FsnodeStack(Stack):
         )
         self.secrets = Secrets(self, "Secrets", removal_policy=removal_policy)
         self.public_names = PublicNames(
-            self, "PublicNames", domain_name=settings.domain_name,
-            hosted_zone_id=settings.hosted_zone_id, removal_policy=removal_policy)
+            self,
+            "PublicNames",
+            domain_name=settings.domain_name,
+            hosted_zone_id=settings.hosted_zone_id,
+            removal_policy=removal_policy,
+        )
         self.core_layer = CoreLayer(
             self,
             "CoreLayer",
@@ -142,7 +146,8 @@ class FsnodeStack(Stack):
         self._schedule_prune()
         if REFRESH_FUNCTION in self.control_plane.function_ids:
             self.public_names.schedule_refresh(
-                self.control_plane.chalice.get_function(REFRESH_FUNCTION))
+                self.control_plane.chalice.get_function(REFRESH_FUNCTION)
+            )
         grants_file = grants.load(sources.grants_json)
         self.control_plane.name_functions_for_the_api_handler(
             grants.invoked_by_api_handler(grants_file)
@@ -176,7 +181,8 @@ class FsnodeStack(Stack):
         self._grant(grants_file)
         # Registration must be signed by this role (a GetCallerIdentity request).
         self.control_plane.chalice.add_environment_variable(
-            "FSNODE_EDGE_ROLE_ARN", self.edge_fleet.task_role.role_arn, API_HANDLER_ID)
+            "FSNODE_EDGE_ROLE_ARN", self.edge_fleet.task_role.role_arn, API_HANDLER_ID
+        )
         if self.public_domain:
             self.public_domain.point_at(self.edge_fleet.load_balancer)
         self.monitoring = Monitoring(
@@ -235,18 +241,23 @@ class FsnodeStack(Stack):
                 "join_token": self.secrets.join_token,
                 "signing_keyring": self.secrets.signing_keyring,
                 "admin_key": self.secrets.admin_key,
-                **({"public_certificate": self.public_names.secret}
-                   if self.public_names.secret else {}),
+                **(
+                    {"public_certificate": self.public_names.secret}
+                    if self.public_names.secret
+                    else {}
+                ),
             },
             zone_arns=[self.public_names.zone_arn] if self.public_names.zone_arn else [],
-            public_certificate_arns=([self.public_names.certificate.ref]
-                                     if self.public_names.certificate else []),
+            public_certificate_arns=(
+                [self.public_names.certificate.ref] if self.public_names.certificate else []
+            ),
             state_machine_arn=lambda name: state_machine_arn(self, name),
             executions_arn=self.workflows.execution_arns,
             function_arns=self.control_plane.function_arns,
         )
         roles: dict[str, iam.IRole] = {
-            **self.control_plane.roles, "edge": self.edge_fleet.task_role
+            **self.control_plane.roles,
+            "edge": self.edge_fleet.task_role,
         }
         ungranted = sorted(set(self.control_plane.roles) - set(components))
         if ungranted:

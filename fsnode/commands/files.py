@@ -30,8 +30,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the file commands on the top-level subparsers."""
     upload = sub.add_parser("upload", parents=[common], help="upload files (resumes)")
     upload.add_argument("paths", nargs="+", metavar="FILE")
-    upload.add_argument("--path", help="the file's path in fsnode (default: its name); "
-                        "a live file there gets a new version")
+    upload.add_argument(
+        "--path",
+        help="the file's path in fsnode (default: its name); a live file there gets a new version",
+    )
     upload.add_argument("--share", action="store_true", help="also mint a share URL")
     upload.add_argument("--ttl", type=int, default=DEFAULT_SHARE_TTL, help="share lifetime, s")
     upload.add_argument("--no-resume", action="store_true", help="ignore an unfinished upload")
@@ -41,11 +43,15 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     upload.set_defaults(func=cmd_upload)
 
-    get = sub.add_parser("get", parents=[common],
-                         help="download a file by id or share URL, or a folder share")
+    get = sub.add_parser(
+        "get", parents=[common], help="download a file by id or share URL, or a folder share"
+    )
     get.add_argument("target", metavar="ID|SHARE_URL")
-    get.add_argument("-o", "--output", help="where to write (default: the file's name; a "
-                     "folder share: this folder)")
+    get.add_argument(
+        "-o",
+        "--output",
+        help="where to write (default: the file's name; a folder share: this folder)",
+    )
     get.add_argument("--workers", type=int, default=4, help="chunks fetched at once")
     get.add_argument(
         "--edge-timeout",
@@ -55,13 +61,14 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     get.set_defaults(func=cmd_get)
 
-    sync = sub.add_parser("sync", parents=[common],
-                          help="make the files under a prefix match DIR")
+    sync = sub.add_parser("sync", parents=[common], help="make the files under a prefix match DIR")
     sync.add_argument("directory", metavar="DIR")
-    sync.add_argument("--prefix", default="",
-                      help="the folder in fsnode (files are PREFIX + their path in DIR)")
-    sync.add_argument("--delete", action="store_true",
-                      help="remove files under the prefix that DIR lacks")
+    sync.add_argument(
+        "--prefix", default="", help="the folder in fsnode (files are PREFIX + their path in DIR)"
+    )
+    sync.add_argument(
+        "--delete", action="store_true", help="remove files under the prefix that DIR lacks"
+    )
     sync.set_defaults(func=cmd_sync)
 
     imp = sub.add_parser("import", parents=[common], help="register an object already in S3")
@@ -77,22 +84,29 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     expire = sub.add_parser("expire", parents=[common], help="set or clear a file's expiry")
     expire.add_argument("id")
     when = expire.add_mutually_exclusive_group(required=True)
-    when.add_argument("--in", dest="expires_in", type=int, metavar="SECONDS",
-                      help="expire this many seconds from now")
+    when.add_argument(
+        "--in",
+        dest="expires_in",
+        type=int,
+        metavar="SECONDS",
+        help="expire this many seconds from now",
+    )
     when.add_argument("--at", type=int, metavar="UNIX", help="expire at this unix time")
     when.add_argument("--never", action="store_true", help="clear the expiry")
     expire.set_defaults(func=cmd_expire)
 
-    share = sub.add_parser("share", parents=[common],
-                           help="mint an expiring share URL of a file or a folder")
+    share = sub.add_parser(
+        "share", parents=[common], help="mint an expiring share URL of a file or a folder"
+    )
     share.add_argument("id", nargs="?", help="the file (or use --prefix for a folder)")
     share.add_argument("--ttl", type=int, default=DEFAULT_SHARE_TTL, help="lifetime, seconds")
     share.add_argument("--not-before", type=int, help="valid from this unix time on")
     share.add_argument("--ip", help="only for clients in this network (CIDR)")
     share.add_argument(
-        "--prefix", metavar="P/",
+        "--prefix",
+        metavar="P/",
         help="share a folder (an HLS/DASH folder): share_url ends in /, a file below it "
-             "is share_url + its relative path",
+        "is share_url + its relative path",
     )
     share.set_defaults(func=cmd_share)
 
@@ -102,8 +116,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     rm = sub.add_parser("rm", parents=[common], help="delete files")
     rm.add_argument("ids", nargs="+", metavar="ID")
     rm.set_defaults(func=cmd_rm)
-    rehash = sub.add_parser("rehash", parents=[common],
-                            help="hash a file from S3 again and repair its recorded hashes")
+    rehash = sub.add_parser(
+        "rehash", parents=[common], help="hash a file from S3 again and repair its recorded hashes"
+    )
     rehash.add_argument("id")
     rehash.set_defaults(func=cmd_rehash)
     plan = sub.add_parser("plan", parents=[common], help="each chunk and its replica nodes")
@@ -121,8 +136,13 @@ def cmd_upload(args: argparse.Namespace) -> int:
     for raw in args.paths:
         path = Path(raw)
         with bar(args, path.stat().st_size, path.name) as progress:
-            record = client.upload(path, remote_path=args.path, progress=progress.update,
-                                   resume=not args.no_resume, expires_in=args.expires_in)
+            record = client.upload(
+                path,
+                remote_path=args.path,
+                progress=progress.update,
+                resume=not args.no_resume,
+                expires_in=args.expires_in,
+            )
         result: dict[str, Any] = {
             "id": record["file_id"],
             "path": record["path"],
@@ -161,24 +181,32 @@ def cmd_get(args: argparse.Namespace) -> int:
         name = urlparse(target).path.rstrip("/").rsplit("/", 1)[-1] or "download"
         out = Path(args.output or name)
         with bar(args, None, out.name) as progress:
-            result = download_share(target, out, ca_cert=ca_cert, progress=progress.update,
-                                    on_total=set_total(progress), workers=args.workers,
-                                    timeout=args.edge_timeout)
+            result = download_share(
+                target,
+                out,
+                ca_cert=ca_cert,
+                progress=progress.update,
+                on_total=set_total(progress),
+                workers=args.workers,
+                timeout=args.edge_timeout,
+            )
     else:
         client = client_of(args)
         client.edge_timeout = args.edge_timeout
         out = Path(args.output or safe_name(client.get_file(target).get("name")) or target)
         with bar(args, None, out.name) as progress:
-            result = download_file(client, target, out, progress=progress.update,
-                                   on_total=set_total(progress))
+            result = download_file(
+                client, target, out, progress=progress.update, on_total=set_total(progress)
+            )
     emit(args, result.to_json(), f"wrote {out} ({_result_text(result)})")
     return 0
 
 
 def _get_folder(args: argparse.Namespace, share_url: str, ca_cert: str | None) -> int:
     out = Path(args.output or ".")
-    results = download_folder(share_url, out, ca_cert=ca_cert, workers=args.workers,
-                              timeout=args.edge_timeout)
+    results = download_folder(
+        share_url, out, ca_cert=ca_cert, workers=args.workers, timeout=args.edge_timeout
+    )
     data = {"folder": str(out), "files": [r.to_json() for r in results]}
     lines = [f"wrote {r.path} ({_result_text(r)})" for r in results]
     emit(args, data, "\n".join(lines) or "the folder is empty")
@@ -199,8 +227,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{action:<9} {name}", flush=True)
 
-    done = sync_dir(client, Path(args.directory), prefix=args.prefix, delete=args.delete,
-                    on_file=report)
+    done = sync_dir(
+        client, Path(args.directory), prefix=args.prefix, delete=args.delete, on_file=report
+    )
     summary = (
         f"{len(done.uploaded)} uploaded, {len(done.updated)} updated, "
         f"{len(done.unchanged)} unchanged, {len(done.deleted)} deleted"
@@ -275,9 +304,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     nodes = [str(n["node_id"]) for n in plan.get("nodes", [])]
     try:
         chunks = [
-            {"index": c["index"], "offset": c["offset"], "length": c["length"],
-             "sha256": c.get("sha256"), "replicas": [nodes[int(i)] for i in c["replicas"]],
-             "s3_fallback": bool(plan.get("s3_url"))}
+            {
+                "index": c["index"],
+                "offset": c["offset"],
+                "length": c["length"],
+                "sha256": c.get("sha256"),
+                "replicas": [nodes[int(i)] for i in c["replicas"]],
+                "s3_fallback": bool(plan.get("s3_url")),
+            }
             for c in plan["chunks"]
         ]
     except (IndexError, KeyError, ValueError, TypeError) as exc:

@@ -29,18 +29,24 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     up.add_argument("--nodes", type=int, help=f"edge nodes to start (default {_DEFAULTS['nodes']})")
     up.add_argument("--detach", action="store_true", help="start and return; stop with down")
     up.add_argument("--demo", action="store_true", help="upload and share a demo video")
-    up.add_argument("--heartbeat-interval", type=int,
-                    help=f"seconds (default {_DEFAULTS['heartbeat_interval']})")
-    up.add_argument("--heartbeat-timeout", type=int,
-                    help="seconds until a node is dead "
-                         f"(default {_DEFAULTS['heartbeat_timeout']})")
+    up.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        help=f"seconds (default {_DEFAULTS['heartbeat_interval']})",
+    )
+    up.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        help=f"seconds until a node is dead (default {_DEFAULTS['heartbeat_timeout']})",
+    )
     up.add_argument(
         "--schedule-seconds",
         type=float,
         help="run scheduled functions (prune) this often instead of their rate",
     )
-    up.add_argument("--chunk-size", type=int,
-                    help=f"bytes per chunk (default {_DEFAULTS['chunk_size']})")
+    up.add_argument(
+        "--chunk-size", type=int, help=f"bytes per chunk (default {_DEFAULTS['chunk_size']})"
+    )
     up.add_argument(
         "--env",
         action="append",
@@ -59,13 +65,18 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "--origin-url",
         help="S3 endpoint for the edges only (e.g. a fault proxy in front of the stack's moto)",
     )
-    up.add_argument("--domain", default=None,
-                    help="give edges public names NODE.edges.DOMAIN (moto's Route 53 and ACM, "
-                         "the local CA as the public issuer: trust STATE/public-ca.pem)")
+    up.add_argument(
+        "--domain",
+        default=None,
+        help="give edges public names NODE.edges.DOMAIN (moto's Route 53 and ACM, "
+        "the local CA as the public issuer: trust STATE/public-ca.pem)",
+    )
     up.set_defaults(func=cmd_local_up)
     stop = local_sub.add_parser("down", parents=[common], help="stop a local stack")
     stop.add_argument(
-        "--grace", type=float, default=15.0,
+        "--grace",
+        type=float,
+        default=15.0,
         help="seconds a process may take to exit on SIGTERM before SIGKILL (default 15)",
     )
     stop.set_defaults(func=cmd_local_down)
@@ -89,8 +100,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         schedule_seconds=args.schedule_seconds,
         # Unset flags take StackOptions' defaults (written there once).
-        **{name: getattr(args, name) for name in _OPTIONAL
-           if getattr(args, name) is not None},
+        **{name: getattr(args, name) for name in _OPTIONAL if getattr(args, name) is not None},
         control_plane_env=dict(_setting(raw) for raw in args.env),
         edge_env_by_name=_edge_settings(args.edge_env_for),
         origin_url=args.origin_url,

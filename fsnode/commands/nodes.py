@@ -25,8 +25,11 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         + (f"  https://{n['public_name']}" if n.get("public_name") else "")
         for n in nodes
     ]
-    lines.append(f"public names: NODE.{domain} (publicly trusted certificate)" if domain else
-                 "public names: none (no domain set): viewers must trust the private CA")
+    lines.append(
+        f"public names: NODE.{domain} (publicly trusted certificate)"
+        if domain
+        else "public names: none (no domain set): viewers must trust the private CA"
+    )
     emit(args, {"nodes": nodes, "edge_domain": domain}, "\n".join(lines))
     return 0
 

@@ -32,14 +32,21 @@ def issuer() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fsnode local public issuer")])
     now = dt.datetime.now(dt.UTC)
-    root = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
-            .sign(key, hashes.SHA256()))
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     return key, root
 
 
@@ -47,17 +54,21 @@ def issue(names: list[str], key: rsa.RSAPrivateKey) -> x509.Certificate:
     """A server certificate for ``names`` (DNS), signed by the local public issuer."""
     root_key, root = issuer()
     now = dt.datetime.now(dt.UTC)
-    return (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(root.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(root_key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
 
 
 def install() -> None:
@@ -68,20 +79,31 @@ def install() -> None:
         return
     original = CertBundle.generate_cert.__func__  # type: ignore[attr-defined]
 
-    def generate_cert(cls: Any, domain_name: str, account_id: str, region: str,
-                      sans: list[str] | None = None,
-                      cert_authority_arn: str | None = None) -> Any:
+    def generate_cert(
+        cls: Any,
+        domain_name: str,
+        account_id: str,
+        region: str,
+        sans: list[str] | None = None,
+        cert_authority_arn: str | None = None,
+    ) -> Any:
         if cert_authority_arn is not None:  # a private certificate: moto's own way
             return original(cls, domain_name, account_id, region, sans, cert_authority_arn)
         names = list(dict.fromkeys([domain_name, *(sans or [])]))
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         certificate = issue(names, key)
-        bundle = cls(account_id=account_id, region=region, cert_type="AMAZON_ISSUED",
-                     cert_status="ISSUED",
-                     certificate=certificate.public_bytes(serialization.Encoding.PEM),
-                     private_key=key.private_bytes(serialization.Encoding.PEM,
-                                                   serialization.PrivateFormat.TraditionalOpenSSL,
-                                                   serialization.NoEncryption()))
+        bundle = cls(
+            account_id=account_id,
+            region=region,
+            cert_type="AMAZON_ISSUED",
+            cert_status="ISSUED",
+            certificate=certificate.public_bytes(serialization.Encoding.PEM),
+            private_key=key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            ),
+        )
         bundle.chain = issuer()[1].public_bytes(serialization.Encoding.PEM)
         return bundle
 

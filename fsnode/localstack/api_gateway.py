@@ -36,7 +36,6 @@ GATEWAY_RESPONSES = Path(__file__).resolve().parents[2] / "functions" / "gateway
 DEFAULT_AUTHORIZER_TTL = 300
 
 
-
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """How the patched gateway behaves (``install`` may change it while installed)."""
@@ -66,9 +65,13 @@ def gateway_error(response_type: str, request_id: str = "") -> Exception:
     spec = gateway_responses()[response_type]
     body = {"error": {"code": spec["code"], "message": spec["message"]}}
     error = LocalGatewayException(
-        {"x-amzn-ErrorType": response_type, "x-amzn-RequestId": request_id,
-         "Content-Type": "application/json"},
-        json.dumps(body).encode())
+        {
+            "x-amzn-ErrorType": response_type,
+            "x-amzn-RequestId": request_id,
+            "Content-Type": "application/json",
+        },
+        json.dumps(body).encode(),
+    )
     error.CODE = int(spec["status"])  # chalice reads the status from CODE
     return error
 
@@ -82,9 +85,12 @@ def install(*, timeout_seconds: float | None = None, cache_authorizers: bool = T
 
     global settings
     settings = GatewaySettings(
-        timeout_seconds=timeout_seconds or aws_limits.lowered(
-            aws_limits.API_GATEWAY_TIMEOUT_ENV, aws_limits.API_GATEWAY_TIMEOUT_SECONDS),
-        cache_authorizers=cache_authorizers)
+        timeout_seconds=timeout_seconds
+        or aws_limits.lowered(
+            aws_limits.API_GATEWAY_TIMEOUT_ENV, aws_limits.API_GATEWAY_TIMEOUT_SECONDS
+        ),
+        cache_authorizers=cache_authorizers,
+    )
     if _patches.active:
         return
     handle_request = LocalGateway.handle_request

@@ -81,8 +81,9 @@ def _authorizers(app: Any) -> list[Any]:
     return list(found.values())
 
 
-def _signing(run_as: Callable[[str], AbstractContextManager[None]], name: str,
-             func: Callable[..., Any]) -> Callable[..., Any]:
+def _signing(
+    run_as: Callable[[str], AbstractContextManager[None]], name: str, func: Callable[..., Any]
+) -> Callable[..., Any]:
     def signed(*args: Any, **kwargs: Any) -> Any:
         with run_as(name):
             return func(*args, **kwargs)

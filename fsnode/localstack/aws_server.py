@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     role_credentials.install()  # no credentials outside an invocation's role
     lambda_dispatch.install(
         args.functions_dir.resolve(),
-        run_as=lambda role, name: role_credentials.running_as(
-            iam_enforcement.assumed(role, name)))
+        run_as=lambda role, name: role_credentials.running_as(iam_enforcement.assumed(role, name)),
+    )
     s3_ranges.install()
     s3_checksums.install()
     states_limits.install()

@@ -31,15 +31,21 @@ TRUST = {
 def grants() -> dict[str, list[dict[str, Any]]]:
     """Every component's grants, as ``infra/grants.json`` lists them."""
     components: dict[str, list[dict[str, Any]]] = json.loads(
-        GRANTS_JSON.read_text(encoding="utf-8"))["components"]
+        GRANTS_JSON.read_text(encoding="utf-8")
+    )["components"]
     return components
 
 
 def invoked_by_api_handler() -> list[str]:
     """The functions the API handler may invoke (each gets ``FSNODE_{NAME}_FUNCTION``)."""
-    return sorted({resource.removeprefix("function:")
-                   for grant in grants()["api_handler"] for resource in grant["resources"]
-                   if resource.startswith("function:")})
+    return sorted(
+        {
+            resource.removeprefix("function:")
+            for grant in grants()["api_handler"]
+            for resource in grant["resources"]
+            if resource.startswith("function:")
+        }
+    )
 
 
 def function_setting(name: str) -> str:
@@ -94,8 +100,9 @@ class LocalNames:
         if kind == "state_machine":
             return [self.machine_arn(name)]
         if kind == "executions":
-            return [f"arn:aws:states:{self.region}:{ACCOUNT}:execution:"
-                    f"{self.machine_prefix}{name}:*"]
+            return [
+                f"arn:aws:states:{self.region}:{ACCOUNT}:execution:{self.machine_prefix}{name}:*"
+            ]
         if kind == "function":
             return [self.function_arn(name)]
         raise ValueError(f"infra/grants.json: unknown resource {resource!r}")
@@ -108,8 +115,11 @@ def policy(component: str, names: LocalNames) -> dict[str, Any]:
         resources = [arn for resource in grant["resources"] for arn in names.arns(resource)]
         if not resources:
             continue  # e.g. objects:imports with no import bucket
-        statement: dict[str, Any] = {"Effect": "Allow", "Action": grant["actions"],
-                                     "Resource": resources}
+        statement: dict[str, Any] = {
+            "Effect": "Allow",
+            "Action": grant["actions"],
+            "Resource": resources,
+        }
         if grant.get("condition"):
             statement["Condition"] = grant["condition"]
         statements.append(statement)
@@ -118,17 +128,32 @@ def policy(component: str, names: LocalNames) -> dict[str, Any]:
 
 def state_machine_policy(asl_texts: Iterable[str], names: LocalNames) -> dict[str, Any]:
     """Step Functions' role: invoke exactly the functions the ASL files name."""
-    functions = sorted({_snake(match) for text in asl_texts
-                        for match in _PLACEHOLDER.findall(text)})
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
-        "Resource": [names.function_arn(name) for name in functions]}]}
+    functions = sorted(
+        {_snake(match) for text in asl_texts for match in _PLACEHOLDER.findall(text)}
+    )
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["lambda:InvokeFunction"],
+                "Resource": [names.function_arn(name) for name in functions],
+            }
+        ],
+    }
 
 
 def trust_policy(principal: str) -> dict[str, Any]:
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": TRUST[principal]},
-        "Action": "sts:AssumeRole"}]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": TRUST[principal]},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
 
 
 def _snake(camel: str) -> str:

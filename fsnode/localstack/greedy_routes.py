@@ -53,9 +53,10 @@ def _match_greedy(route_urls: list[str], url: str) -> Any:
             elif given != wanted:
                 break
         else:
-            rest = "/".join(parts[len(pattern) - 1:])
+            rest = "/".join(parts[len(pattern) - 1 :])
             if rest:
                 captured[last[1:-1]] = unquote(rest)
-                return local.MatchResult(route, captured,
-                                         parse_qs(parsed.query, keep_blank_values=True))
+                return local.MatchResult(
+                    route, captured, parse_qs(parsed.query, keep_blank_values=True)
+                )
     return None

@@ -23,8 +23,9 @@ def install() -> None:
         return
     original = ChaliceRequestHandler.send_error
 
-    def send_error(self: Any, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
+    def send_error(
+        self: Any, code: int, message: str | None = None, explain: str | None = None
+    ) -> None:
         status = HTTPStatus(code)
         error_code = _CODES.get(status, "invalid_input" if code < 500 else "internal")
         body = {"error": {"code": error_code, "message": status.description or status.phrase}}

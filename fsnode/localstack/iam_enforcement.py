@@ -38,11 +38,17 @@ from fsnode.localstack.resources import LOCAL_CREDENTIALS
 
 ACCOUNT = "123456789012"  # moto's default account: every local ARN names it
 ROOT_USER = "fsnode-local-root"
-_ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+_ALLOW_ALL = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+)
 # Actions IAM evaluates per item of a transaction (there is no TransactWriteItems action).
-_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
-                     "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+_TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
 # awsJson services answer AccessDeniedException as 400, Lambda (REST) as 403.
 _STATUS_BY_SERVICE = {"lambda": 403}
 # API operations whose IAM action has another name.
@@ -68,8 +74,9 @@ def install() -> None:
     if _patches.active:
         return
     _create_root_user()
-    _patches.set(ActionAuthenticatorMixin, "_authenticate_and_authorize_action",
-                 _authenticate_and_authorize)
+    _patches.set(
+        ActionAuthenticatorMixin, "_authenticate_and_authorize_action", _authenticate_and_authorize
+    )
     _sign_step_functions_calls_as_the_machine_role()
 
 
@@ -83,8 +90,13 @@ def assumed(role_arn: str, session_name: str) -> Any:
         hit = _assumed.get(role_arn)
         if hit is None:
             role = sts_backends[ACCOUNT]["aws"].assume_role(
-                region_name="us-east-1", role_session_name=session_name[:64],
-                role_arn=role_arn, policy="", duration=43200, external_id="")
+                region_name="us-east-1",
+                role_session_name=session_name[:64],
+                role_arn=role_arn,
+                policy="",
+                duration=43200,
+                external_id="",
+            )
             hit = Credentials(role.access_key_id, role.secret_access_key, role.session_token)
             _assumed[role_arn] = hit
         return hit
@@ -147,14 +159,17 @@ def requested(response: Any, service: str, action: str, resource: str) -> Iterat
         wanted = _IAM_ACTION.get(f"lambda:{action}", f"lambda:{action}")
         yield Requested(wanted, arn.split(":$")[0], {})
     elif service == "secretsmanager":
-        yield Requested(f"secretsmanager:{action}",
-                        _secret_arn(str(_json_body(response).get("SecretId", "*")), region), {})
+        yield Requested(
+            f"secretsmanager:{action}",
+            _secret_arn(str(_json_body(response).get("SecretId", "*")), region),
+            {},
+        )
     elif service == "acm-pca":
-        yield Requested(f"acm-pca:{action}",
-                        str(_json_body(response).get("CertificateAuthorityArn", "*")), {})
+        yield Requested(
+            f"acm-pca:{action}", str(_json_body(response).get("CertificateAuthorityArn", "*")), {}
+        )
     elif service == "acm":
-        yield Requested(f"acm:{action}", str(_json_body(response).get("CertificateArn", "*")),
-                        {})
+        yield Requested(f"acm:{action}", str(_json_body(response).get("CertificateArn", "*")), {})
     elif service == "route53":
         zone = unquote(urlparse(response.uri).path).split("/hostedzone/", 1)[-1].split("/")[0]
         yield Requested(f"route53:{action}", f"arn:aws:route53:::hostedzone/{zone}", {})
@@ -176,8 +191,9 @@ def _dynamodb(action: str, body: dict[str, Any], prefix: str) -> Iterator[Reques
         for name in body.get("RequestItems", {}):
             yield Requested(f"dynamodb:{action}", table(name), {})
     else:
-        yield Requested(f"dynamodb:{action}",
-                        table(body.get("TableName", "*"), body.get("IndexName")), {})
+        yield Requested(
+            f"dynamodb:{action}", table(body.get("TableName", "*"), body.get("IndexName")), {}
+        )
 
 
 def _s3(response: Any, action: str, resource: str) -> Requested:
@@ -185,8 +201,7 @@ def _s3(response: Any, action: str, resource: str) -> Requested:
     # moto names a HEAD of a version GetObject; IAM wants GetObjectVersion.
     if action == "GetObject" and "versionId" in query:
         action = "GetObjectVersion"
-    context = {"s3:prefix": query["prefix"]} if action == "ListBucket" and "prefix" in query \
-        else {}
+    context = {"s3:prefix": query["prefix"]} if action == "ListBucket" and "prefix" in query else {}
     return Requested(f"s3:{action}", resource, context)
 
 
@@ -221,9 +236,15 @@ def _header_signed(self: Any, iam_request_cls: type, action: str) -> Any:
     data = self.data
     if getattr(self, "service_name", "") == "route53" and self.method in ("GET", "HEAD"):
         data = b""  # moto's Route 53 keeps the headers in ``data``: a GET signs no body
-    return iam_request_cls(account_id=self.current_account, method=self.method,
-                           path=path + (f"?{query}" if query else ""), data=data,
-                           body=self.raw_body, headers=self.headers, action=action)
+    return iam_request_cls(
+        account_id=self.current_account,
+        method=self.method,
+        path=path + (f"?{query}" if query else ""),
+        data=data,
+        body=self.raw_body,
+        headers=self.headers,
+        action=action,
+    )
 
 
 def _presigned(self: Any) -> tuple[Any, str] | None:
@@ -241,8 +262,11 @@ def _presigned(self: Any) -> tuple[Any, str] | None:
     token = params.get("X-Amz-Security-Token")
     try:
         access_key = create_access_key(
-            account_id=ACCOUNT, partition="aws", access_key_id=key_id,
-            headers={"X-Amz-Security-Token": token} if token else {})
+            account_id=ACCOUNT,
+            partition="aws",
+            access_key_id=key_id,
+            headers={"X-Amz-Security-Token": token} if token else {},
+        )
     except CreateAccessKeyFailure:
         _log(f"iam refused presigned: unknown key {key_id}")
         raise S3AccessDeniedError() from None
@@ -257,24 +281,34 @@ def _presigned(self: Any) -> tuple[Any, str] | None:
     return access_key, service
 
 
-def _query_signature_matches(self: Any, raw_query: str, params: dict[str, str],
-                             access_key: Any, region: str, service: str) -> bool:
+def _query_signature_matches(
+    self: Any, raw_query: str, params: dict[str, str], access_key: Any, region: str, service: str
+) -> bool:
     from botocore.auth import S3SigV4QueryAuth
     from botocore.awsrequest import AWSRequest
 
     # As S3 does: values decoded, then encoded the one SigV4 way (a client may send '/'
     # where the signer wrote %2F), sorted.
-    kept = "&".join(f"{quote(key, safe='-_.~')}={quote(value, safe='-_.~')}"
-                    for key, value in sorted(parse_qsl(raw_query, keep_blank_values=True))
-                    if key != "X-Amz-Signature")
+    kept = "&".join(
+        f"{quote(key, safe='-_.~')}={quote(value, safe='-_.~')}"
+        for key, value in sorted(parse_qsl(raw_query, keep_blank_values=True))
+        if key != "X-Amz-Signature"
+    )
     path = quote(unquote(self.raw_path), safe="/~")
     signed = params.get("X-Amz-SignedHeaders", "host").split(";")
     headers = {name: self.headers.get(name, "") for name in signed}
-    request = AWSRequest(method=self.method, url=f"http://{self.headers.get('host', '')}"
-                         f"{path}?{kept}", headers=headers)
+    request = AWSRequest(
+        method=self.method,
+        url=f"http://{self.headers.get('host', '')}{path}?{kept}",
+        headers=headers,
+    )
     request.context["timestamp"] = params.get("X-Amz-Date", "")
-    auth = S3SigV4QueryAuth(access_key.create_credentials(), service, region,
-                            expires=int(params.get("X-Amz-Expires", "0")))
+    auth = S3SigV4QueryAuth(
+        access_key.create_credentials(),
+        service,
+        region,
+        expires=int(params.get("X-Amz-Expires", "0")),
+    )
     canonical = auth.canonical_request(request)
     expected = auth.signature(auth.string_to_sign(request, canonical), request)
     return bool(expected == params["X-Amz-Signature"])
@@ -286,8 +320,9 @@ def _deny_anonymous(self: Any) -> None:
 
     if _is_s3(self):
         raise S3AccessDeniedError()
-    raise JsonRESTError("MissingAuthenticationTokenException",
-                        "Request is missing Authentication Token")
+    raise JsonRESTError(
+        "MissingAuthenticationTokenException", "Request is missing Authentication Token"
+    )
 
 
 def _log(line: str) -> None:
@@ -302,15 +337,15 @@ def _deny(self: Any, service: str, principal: str, wanted: Requested) -> None:
     from moto.core.exceptions import JsonRESTError
     from moto.s3.exceptions import S3AccessDeniedError
 
-    _log(f"iam denied principal={principal} action={wanted.action} "
-         f"resource={wanted.resource}")
+    _log(f"iam denied principal={principal} action={wanted.action} resource={wanted.resource}")
     if service == "s3":
         raise S3AccessDeniedError()
     error = JsonRESTError(
         "AccessDeniedException",
         f"User: {principal} is not authorized to perform: {wanted.action} on resource: "
         f"{wanted.resource} because no identity-based policy allows the {wanted.action} "
-        "action")
+        "action",
+    )
     error.code = _STATUS_BY_SERVICE.get(service, 400)
     raise error
 
@@ -333,11 +368,18 @@ def _sign_step_functions_calls_as_the_machine_role() -> None:
             return client
         credentials = assumed(role_arn, "states")
         return boto3.client(
-            service, region_name=region, endpoint_url=client.meta.endpoint_url,
-            config=client.meta.config, aws_access_key_id=credentials.access_key,
-            aws_secret_access_key=credentials.secret_key, aws_session_token=credentials.token)
+            service,
+            region_name=region,
+            endpoint_url=client.meta.endpoint_url,
+            config=client.meta.config,
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            aws_session_token=credentials.token,
+        )
 
     for name, loaded in list(sys.modules.items()):
-        if name.startswith("moto.stepfunctions") and \
-                getattr(loaded, "boto_client_for", None) is original:
+        if (
+            name.startswith("moto.stepfunctions")
+            and getattr(loaded, "boto_client_for", None) is original
+        ):
             _patches.set(loaded, "boto_client_for", boto_client_for)

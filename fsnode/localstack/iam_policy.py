@@ -17,8 +17,12 @@ from functools import cache
 from typing import Any
 
 
-def allows(policies: Iterable[Mapping[str, Any]], action: str, resource: str,
-           context: Mapping[str, str] | None = None) -> bool:
+def allows(
+    policies: Iterable[Mapping[str, Any]],
+    action: str,
+    resource: str,
+    context: Mapping[str, str] | None = None,
+) -> bool:
     """Whether these policy documents allow ``action`` on ``resource``."""
     allowed = False
     for policy in policies:
@@ -32,15 +36,18 @@ def allows(policies: Iterable[Mapping[str, Any]], action: str, resource: str,
     return allowed
 
 
-def _applies(statement: Mapping[str, Any], action: str, resource: str,
-             context: Mapping[str, str]) -> bool:
+def _applies(
+    statement: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str]
+) -> bool:
     if "NotAction" in statement or "NotResource" in statement:
         return False  # fsnode's policies use neither; refuse to guess their meaning
     actions = _as_list(statement.get("Action"))
     resources = _as_list(statement.get("Resource"))
-    return (any(_matches(pattern, action, ignore_case=True) for pattern in actions)
-            and any(_matches(pattern, resource, ignore_case=False) for pattern in resources)
-            and _conditions_hold(statement.get("Condition") or {}, context))
+    return (
+        any(_matches(pattern, action, ignore_case=True) for pattern in actions)
+        and any(_matches(pattern, resource, ignore_case=False) for pattern in resources)
+        and _conditions_hold(statement.get("Condition") or {}, context)
+    )
 
 
 def _conditions_hold(conditions: Mapping[str, Any], context: Mapping[str, str]) -> bool:
@@ -77,6 +84,7 @@ def _matches(pattern: str, value: str, *, ignore_case: bool) -> bool:
 def _compiled(pattern: str, ignore_case: bool) -> re.Pattern[str]:
     # IAM wildcards: * any run of characters (across ':' and '/'), ? one character;
     # everything else is literal.
-    translated = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char)
-                         for char in pattern)
+    translated = "".join(
+        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
+    )
     return re.compile(translated, re.DOTALL | (re.IGNORECASE if ignore_case else 0))

@@ -81,7 +81,8 @@ def install(functions_dir: Path, run_as: RunAs | None = None) -> None:
             error = JsonRESTError(
                 "RequestEntityTooLargeException",
                 f"Request must be smaller than {aws_limits.LAMBDA_REQUEST_BYTES} bytes for the "
-                "InvokeFunction operation")
+                "InvokeFunction operation",
+            )
             error.code = 413
             raise error
         payload = event if isinstance(event, dict) else json.loads(event or "{}")
@@ -124,6 +125,8 @@ def install(functions_dir: Path, run_as: RunAs | None = None) -> None:
 
 def _too_large(size: int) -> dict[str, str]:
     # Lambda's own answer when a function returns more than a synchronous call may carry.
-    return {"errorType": "Function.ResponseSizeTooLarge",
-            "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed "
-                            f"payload size ({aws_limits.LAMBDA_RESPONSE_BYTES} bytes)."}
+    return {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed "
+        f"payload size ({aws_limits.LAMBDA_RESPONSE_BYTES} bytes).",
+    }

@@ -32,7 +32,8 @@ def install() -> None:
     def checked_issue(self: Any) -> str:
         params = json.loads(self.body)
         ca = self.acmpca_backend.describe_certificate_authority(
-            params.get("CertificateAuthorityArn"))
+            params.get("CertificateAuthorityArn")
+        )
         key = str(ca.certificate_authority_configuration.get("KeyAlgorithm", ""))
         allowed = _ALGORITHMS.get(key.partition("_")[0], ())
         algorithm = params.get("SigningAlgorithm")
@@ -42,7 +43,8 @@ def install() -> None:
             raise JsonRESTError(
                 "InvalidArgsException",
                 f"Signing algorithm {algorithm} cannot be used with key type {key}. Valid "
-                f"signing algorithms are: {', '.join(allowed)}.")
+                f"signing algorithms are: {', '.join(allowed)}.",
+            )
         return str(issue(self))
 
     _patches.set(ACMPCAResponse, "issue_certificate", checked_issue)

@@ -24,8 +24,14 @@ from fsnode.localstack import grants, workloads
 from fsnode.localstack.errors import StackError
 from fsnode.localstack.workloads import lambda_names, snake_case, state_machine_settings
 
-__all__ = ["LOCAL_CREDENTIALS", "ResourceBuilder", "StackResources", "control_plane_settings",
-           "lambda_names", "snake_case"]
+__all__ = [
+    "LOCAL_CREDENTIALS",
+    "ResourceBuilder",
+    "StackResources",
+    "control_plane_settings",
+    "lambda_names",
+    "snake_case",
+]
 _ROOT_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
 _PREFIX = "fsnode"
 # The local stack's root user (allowed everything, as an operator is; the moto server
@@ -73,26 +79,29 @@ class ResourceBuilder:
             **LOCAL_CREDENTIALS,
         )
 
-    def _public_names(self, domain: str, secret_arns: dict[str, str]
-                      ) -> tuple[dict[str, str], str]:
+    def _public_names(self, domain: str, secret_arns: dict[str, str]) -> tuple[dict[str, str], str]:
         """moto's Route 53 zone for ``domain``, an exportable public certificate for
         ``*.edges.DOMAIN`` (issued by the local public issuer, acm_public_issuer) and the
         secret its export goes to: the settings naming them, and the issuer's root."""
         zone = self.client("route53").create_hosted_zone(
-            Name=domain, CallerReference=secrets.token_hex(8))["HostedZone"]["Id"]
+            Name=domain, CallerReference=secrets.token_hex(8)
+        )["HostedZone"]["Id"]
         acm = self.client("acm")
-        arn = acm.request_certificate(DomainName=f"*.{edge_domain(domain)}",
-                                      ValidationMethod="DNS",
-                                      Options={"Export": "ENABLED"})["CertificateArn"]
+        arn = acm.request_certificate(
+            DomainName=f"*.{edge_domain(domain)}",
+            ValidationMethod="DNS",
+            Options={"Export": "ENABLED"},
+        )["CertificateArn"]
         issuer_pem = str(acm.get_certificate(CertificateArn=arn)["CertificateChain"])
         secret_arns["public_certificate"] = self._secret(f"{_PREFIX}/public-certificate", "{}")
-        return {"FSNODE_EDGE_DOMAIN": edge_domain(domain),
-                "FSNODE_HOSTED_ZONE_ID": str(zone).rsplit("/", 1)[-1],
-                "FSNODE_PUBLIC_CERTIFICATE_ARN": str(arn),
-                "FSNODE_PUBLIC_CERTIFICATE_SECRET": secret_arns["public_certificate"]}, issuer_pem
+        return {
+            "FSNODE_EDGE_DOMAIN": edge_domain(domain),
+            "FSNODE_HOSTED_ZONE_ID": str(zone).rsplit("/", 1)[-1],
+            "FSNODE_PUBLIC_CERTIFICATE_ARN": str(arn),
+            "FSNODE_PUBLIC_CERTIFICATE_SECRET": secret_arns["public_certificate"],
+        }, issuer_pem
 
-    def build(self, control_plane_env: dict[str, str], domain: str | None = None
-              ) -> StackResources:
+    def build(self, control_plane_env: dict[str, str], domain: str | None = None) -> StackResources:
         self._enable_state_machine_execution()
         bucket = f"{_PREFIX}-origin"
         s3 = self.client("s3")
@@ -135,38 +144,62 @@ class ResourceBuilder:
             public_names=public,
             public_issuer_pem=issuer_pem,
         )
-        imports = [name.strip() for name in
-                   control_plane_env.get("FSNODE_IMPORT_BUCKETS", "").split(",")
-                   if name.strip() and name.strip() != bucket]
-        names = grants.LocalNames(region=self._region, tables=tables, bucket=bucket,
-                                  import_buckets=tuple(imports), ca_arn=ca_arn,
-                                  secrets=secret_arns, function_prefix=f"{_PREFIX}-",
-                                  zone_id=public.get("FSNODE_HOSTED_ZONE_ID", ""),
-                                  public_certificate_arn=public.get(
-                                      "FSNODE_PUBLIC_CERTIFICATE_ARN", ""),
-                                  machine_prefix=f"{_PREFIX}-")
+        imports = [
+            name.strip()
+            for name in control_plane_env.get("FSNODE_IMPORT_BUCKETS", "").split(",")
+            if name.strip() and name.strip() != bucket
+        ]
+        names = grants.LocalNames(
+            region=self._region,
+            tables=tables,
+            bucket=bucket,
+            import_buckets=tuple(imports),
+            ca_arn=ca_arn,
+            secrets=secret_arns,
+            function_prefix=f"{_PREFIX}-",
+            zone_id=public.get("FSNODE_HOSTED_ZONE_ID", ""),
+            public_certificate_arn=public.get("FSNODE_PUBLIC_CERTIFICATE_ARN", ""),
+            machine_prefix=f"{_PREFIX}-",
+        )
         env = {**control_plane_env, **control_plane_settings(resources)}
         made = workloads.create(self.client, self._functions_dir, names, env)
-        return StackResources(**{**{name: getattr(resources, name) for name in
-                                    StackResources.__dataclass_fields__},
-                                 "state_machines": made.state_machines, "roles": made.roles,
-                                 "credentials": made.credentials})
+        return StackResources(
+            **{
+                **{name: getattr(resources, name) for name in StackResources.__dataclass_fields__},
+                "state_machines": made.state_machines,
+                "roles": made.roles,
+                "credentials": made.credentials,
+            }
+        )
 
     def enforce_iam(self) -> None:
         """From now on every request must be signed by a known caller and be allowed by its
         policies (moto's authentication, fsnode's authorization: iam_enforcement)."""
-        requests.post(f"{self._endpoint}/moto-api/reset-auth", data=b"0",
-                      timeout=10).raise_for_status()
+        requests.post(
+            f"{self._endpoint}/moto-api/reset-auth", data=b"0", timeout=10
+        ).raise_for_status()
 
-    def role(self, name: str, policy: dict[str, Any] | None = None,
-             principal: str = "function") -> str:
+    def role(
+        self, name: str, policy: dict[str, Any] | None = None, principal: str = "function"
+    ) -> str:
         """A role of its own (tests): allowed everything unless ``policy`` says otherwise."""
         iam = self.client("iam")
-        arn = str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
-            grants.trust_policy(principal)))["Role"]["Arn"])
-        iam.put_role_policy(RoleName=name, PolicyName="grants", PolicyDocument=json.dumps(
-            policy or {"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        arn = str(
+            iam.create_role(
+                RoleName=name, AssumeRolePolicyDocument=json.dumps(grants.trust_policy(principal))
+            )["Role"]["Arn"]
+        )
+        iam.put_role_policy(
+            RoleName=name,
+            PolicyName="grants",
+            PolicyDocument=json.dumps(
+                policy
+                or {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+                }
+            ),
+        )
         return arn
 
     def _enable_state_machine_execution(self) -> None:
@@ -188,7 +221,9 @@ class ResourceBuilder:
                 ddb.update_time_to_live(
                     TableName=name,
                     TimeToLiveSpecification={
-                        "Enabled": True, "AttributeName": layout["ttl_attribute"]},
+                        "Enabled": True,
+                        "AttributeName": layout["ttl_attribute"],
+                    },
                 )
             names[logical] = name
         return names

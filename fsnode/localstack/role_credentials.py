@@ -29,7 +29,8 @@ from fsnode.localstack.moto_patches import Patches
 ROLES_ENV = "FSNODE_LOCAL_FUNCTION_CREDENTIALS"
 
 _current: contextvars.ContextVar[Credentials | None] = contextvars.ContextVar(
-    "fsnode_role_credentials", default=None)
+    "fsnode_role_credentials", default=None
+)
 _patches = Patches()
 
 
@@ -86,8 +87,7 @@ def install(fallback: Credentials | None = None) -> None:
     _patches.set(session._session, "_credentials", ContextCredentials(fallback))
     submit = concurrent.futures.ThreadPoolExecutor.submit
 
-    def submit_in_context(self: Any, fn: Callable[..., Any], /, *args: Any,
-                          **kwargs: Any) -> Any:
+    def submit_in_context(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
 
     _patches.set(concurrent.futures.ThreadPoolExecutor, "submit", submit_in_context)
@@ -112,6 +112,9 @@ def from_env() -> dict[str, Credentials]:
     raw = os.environ.get(ROLES_ENV)
     if not raw:
         return {}
-    return {name: Credentials(value["access_key_id"], value["secret_access_key"],
-                              value.get("session_token"))
-            for name, value in json.loads(raw).items()}
+    return {
+        name: Credentials(
+            value["access_key_id"], value["secret_access_key"], value.get("session_token")
+        )
+        for name, value in json.loads(raw).items()
+    }

@@ -117,14 +117,16 @@ def install() -> None:
                 raise S3ClientError(
                     "InvalidRequest",
                     "Checksum Type mismatch occurred, expected checksum Type: "
-                    f"{required.lower()}, actual checksum Type: null")
+                    f"{required.lower()}, actual checksum Type: null",
+                )
             return upload_part(self)
         algorithm, value = declared
         if required and algorithm != required:
             raise S3ClientError(
                 "InvalidRequest",
                 "Checksum Type mismatch occurred, expected checksum Type: "
-                f"{required.lower()}, actual checksum Type: {algorithm.lower()}")
+                f"{required.lower()}, actual checksum Type: {algorithm.lower()}",
+            )
         header = f"x-amz-checksum-{algorithm.lower()}"
         if algorithm in _VERIFIED:
             try:
@@ -136,7 +138,8 @@ def install() -> None:
             if digest(self.body or b"", algorithm) != value:
                 raise S3ClientError(
                     "BadDigest",
-                    f"The {algorithm} you specified did not match the calculated checksum.")
+                    f"The {algorithm} you specified did not match the calculated checksum.",
+                )
         _state.checksum = (algorithm, value)
         try:
             status, headers, body = upload_part(self)
@@ -183,7 +186,8 @@ def install() -> None:
                         "InvalidRequest",
                         f"The upload was created using a {required.lower()} checksum. The "
                         "complete request must include the checksum for each part. It was "
-                        f"missing for part {number} in the request.")
+                        f"missing for part {number} in the request.",
+                    )
                 part = multipart.parts.get(number)
                 if part is not None and given != part.checksum_value:
                     raise InvalidPart()

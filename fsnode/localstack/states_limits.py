@@ -29,8 +29,9 @@ class HistoryLimitReached(Exception):
 
 def history_limit() -> int:
     """25,000, or the lower count a test set (``FSNODE_LOCAL_STATES_HISTORY_EVENTS``)."""
-    return int(aws_limits.lowered(aws_limits.STATES_HISTORY_EVENTS_ENV,
-                                  aws_limits.STATES_HISTORY_EVENTS))
+    return int(
+        aws_limits.lowered(aws_limits.STATES_HISTORY_EVENTS_ENV, aws_limits.STATES_HISTORY_EVENTS)
+    )
 
 
 def install() -> None:
@@ -54,22 +55,39 @@ def install() -> None:
         _refuse_oversized(self._get_param("output"), "output")
         return send_task_success(self)
 
-    def bounded_add_event(self: Any, context: Any, event_type: Any, event_details: Any = None,
-                          timestamp: Any = None, update_source_event_id: bool = True) -> int:
+    def bounded_add_event(
+        self: Any,
+        context: Any,
+        event_type: Any,
+        event_details: Any = None,
+        timestamp: Any = None,
+        update_source_event_id: bool = True,
+    ) -> int:
         from moto.stepfunctions.parser.api import HistoryEventType
 
         if getattr(self, "_fsnode_history_full", False):
             return int(context.last_published_event_id or 0)  # the history is closed
         limit = history_limit()
-        if (len(self._history_event_list) + 1 >= limit
-                and event_type != HistoryEventType.ExecutionSucceeded):
+        if (
+            len(self._history_event_list) + 1 >= limit
+            and event_type != HistoryEventType.ExecutionSucceeded
+        ):
             self._fsnode_history_full = True
-            add_event(self, context, HistoryEventType.ExecutionFailed, {
-                "executionFailedEventDetails": {
-                    "error": "States.Runtime", "cause": HISTORY_CAUSE.format(limit=limit)}})
+            add_event(
+                self,
+                context,
+                HistoryEventType.ExecutionFailed,
+                {
+                    "executionFailedEventDetails": {
+                        "error": "States.Runtime",
+                        "cause": HISTORY_CAUSE.format(limit=limit),
+                    }
+                },
+            )
             raise HistoryLimitReached(HISTORY_CAUSE.format(limit=limit))
-        return int(add_event(self, context, event_type, event_details, timestamp,
-                             update_source_event_id))
+        return int(
+            add_event(self, context, event_type, event_details, timestamp, update_source_event_id)
+        )
 
     def reflect_limit(self: Any) -> None:
         from moto.stepfunctions.parser.api import ExecutionStatus
@@ -94,7 +112,8 @@ def _refuse_oversized(value: str | None, field: str) -> None:
         raise JsonRESTError(
             "ValidationException",
             f"1 validation error detected: Value at '{field}' failed to satisfy constraint: "
-            f"Member must have length less than or equal to {aws_limits.STATES_PAYLOAD_BYTES}")
+            f"Member must have length less than or equal to {aws_limits.STATES_PAYLOAD_BYTES}",
+        )
 
 
 def uninstall() -> None:

@@ -51,12 +51,17 @@ def authenticate(authorization: str) -> Principal:
         raise Unauthorized("Authorization: Bearer KEY is required")
     settings = get_settings()
     if settings.admin_key_secret and auth.constant_time_equal(
-            token, secret_store.secret_value(settings.admin_key_secret)):
+        token, secret_store.secret_value(settings.admin_key_secret)
+    ):
         return Principal(BOOTSTRAP_PRINCIPAL, ROLE_ADMIN)
     match = _TOKEN.fullmatch(token)
     record = aws.api_key_store().get(match.group(1)) if match else None
-    if (match is None or record is None or record.revoked_at is not None
-            or not auth.constant_time_equal(_digest(match.group(2)), record.secret_sha256)):
+    if (
+        match is None
+        or record is None
+        or record.revoked_at is not None
+        or not auth.constant_time_equal(_digest(match.group(2)), record.secret_sha256)
+    ):
         raise Unauthorized("the API key is not valid")
     return Principal(record.key_id, record.role)
 
@@ -76,8 +81,13 @@ def create(body: dict[str, Any]) -> dict[str, Any]:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
     secret = secrets.token_urlsafe(32)
-    record = ApiKeyRecord(key_id=new_id(), name=name, role=role,
-                          secret_sha256=_digest(secret), created_at=int(time.time()))
+    record = ApiKeyRecord(
+        key_id=new_id(),
+        name=name,
+        role=role,
+        secret_sha256=_digest(secret),
+        created_at=int(time.time()),
+    )
     aws.api_key_store().create(record)
     return {**record.to_api(), "key": f"{TOKEN_PREFIX}{record.key_id}_{secret}"}
 
@@ -88,7 +98,8 @@ def list_page(query: dict[str, str] | None) -> dict[str, Any]:
     limit = validate.query_integer(query, "limit", low=1, high=1000, default=100) or 100
     start = query.get("next_token")
     records, token = aws.api_key_store().list_page(
-        limit, check_id(start, "next_token") if start else None)
+        limit, check_id(start, "next_token") if start else None
+    )
     return {"keys": [record.to_api() for record in records], "next_token": token}
 
 

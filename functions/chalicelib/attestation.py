@@ -37,8 +37,10 @@ def verify(proof: Any, key_binding: str) -> str | None:
     if not role_arn:
         return None
     if proof is None:
-        raise Unauthorized("aws_identity (a signed sts:GetCallerIdentity request) is required",
-                           field="aws_identity")
+        raise Unauthorized(
+            "aws_identity (a signed sts:GetCallerIdentity request) is required",
+            field="aws_identity",
+        )
     url, headers = _checked(proof, key_binding)
     arn = _caller_arn(url, headers)
     if not arn.startswith(assumed_role_prefix(role_arn)):
@@ -68,8 +70,9 @@ def _checked(proof: Any, key_binding: str) -> tuple[str, dict[str, str]]:
     if url != get_settings().sts_endpoint and not _AWS_STS.fullmatch(url):
         raise bad("url is not an STS endpoint")
     raw = proof["headers"]
-    if len(raw) > 32 or not all(isinstance(k, str) and isinstance(v, str)
-                                and len(v) <= _MAX_HEADER for k, v in raw.items()):
+    if len(raw) > 32 or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) <= _MAX_HEADER for k, v in raw.items()
+    ):
         raise bad("headers must be a few strings")
     headers = {k.lower(): v for k, v in raw.items() if k.lower() in FORWARDED_HEADERS}
     signed = re.search(r"SignedHeaders=([a-z0-9;-]+)", headers.get("authorization", ""))
@@ -87,8 +90,11 @@ def _caller_arn(url: str, headers: dict[str, str]) -> str:
             document = answer.read(64 * 1024)
     except urllib.error.HTTPError as exc:
         if exc.code in (400, 403):
-            raise Unauthorized("STS did not accept the signed GetCallerIdentity request",
-                               field="aws_identity", sts_status=exc.code) from exc
+            raise Unauthorized(
+                "STS did not accept the signed GetCallerIdentity request",
+                field="aws_identity",
+                sts_status=exc.code,
+            ) from exc
         raise Unavailable("STS could not be asked who signed the request") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise Unavailable("STS could not be asked who signed the request") from exc

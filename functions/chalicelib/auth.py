@@ -49,8 +49,9 @@ def node_credential(node_id: str, kid: str) -> str:
     _, keys = secret_store.keyring(get_settings().signing_key_secret)
     if kid not in keys:
         raise Unavailable("the key this credential was derived with is gone; register again")
-    raw = keys[kid].private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                  serialization.NoEncryption())
+    raw = keys[kid].private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     key = hmac.new(raw, _CREDENTIAL_DOMAIN, hashlib.sha256).digest()
     mac = hmac.new(key, node_id.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
@@ -68,8 +69,7 @@ MAY_BEAT = frozenset({NODE_PENDING, NODE_ACTIVE, NODE_DRAINING})  # heartbeat, r
 MAY_SERVE = frozenset({NODE_ACTIVE, NODE_DRAINING})  # manifests, work reports
 
 
-def require_node(headers: Mapping[str, str], node_id: str,
-                 allowed: frozenset[str]) -> NodeRecord:
+def require_node(headers: Mapping[str, str], node_id: str, allowed: frozenset[str]) -> NodeRecord:
     """The node whose Bearer credential this is; Unauthorized for any other credential,
     Forbidden when the node's status is not one of ``allowed``."""
     digest = _bearer_hash(headers)
@@ -78,17 +78,19 @@ def require_node(headers: Mapping[str, str], node_id: str,
     if node is None or not constant_time_equal(digest, node.credential_sha256):
         raise Unauthorized("credential is not valid for this node", node_id=node_id)
     if node.status not in allowed:
-        raise Forbidden(_REFUSED.get(node.status, f"a {node.status} node may not do this"),
-                        node_id=node_id, node_status=node.status)
+        raise Forbidden(
+            _REFUSED.get(node.status, f"a {node.status} node may not do this"),
+            node_id=node_id,
+            node_status=node.status,
+        )
     return node
 
 
 _REFUSED = {
     NODE_DEAD: "this node was declared dead: register again",
     NODE_PENDING: "this node has not shown yet that it serves its certificate at its "
-                  "endpoint (a heartbeat checks)",
+    "endpoint (a heartbeat checks)",
 }
-
 
 
 def _bearer_hash(headers: Mapping[str, str]) -> str:

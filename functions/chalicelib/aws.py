@@ -15,8 +15,9 @@ from fsnode_core.nodes_store import NodeRegistry
 from chalicelib.settings import get_settings
 
 _resets: list[Callable[[], None]] = []
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5,
-                 read_timeout=30)
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=30
+)
 # S3 presigns with SigV4: with SigV2 (boto3's choice for presigning in us-east-1) a part
 # URL's x-amz-checksum-sha256 moves into the query string instead of being a signed
 # header the PUT must send (chalicelib.upload_parts).

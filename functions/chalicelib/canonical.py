@@ -31,8 +31,10 @@ def check_query(query: Any) -> None:
     for name in query:
         values = query.getlist(name)
         if len(values) > 1:
-            raise InvalidInput(f"query parameter {_printable(name)!r} appears more than once",
-                               parameter=_printable(name))
+            raise InvalidInput(
+                f"query parameter {_printable(name)!r} appears more than once",
+                parameter=_printable(name),
+            )
         if _CONTROL.search(name) or any(_CONTROL.search(value) for value in values):
             raise InvalidInput("the query has a control character")
 
@@ -51,8 +53,7 @@ def parse_json(raw: bytes) -> Any:
         # can carry: refuse them here rather than fail deep in a write.
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
-        raise InvalidInput("request body is not valid JSON (UTF-8, not nested too deeply)"
-                           ) from exc
+        raise InvalidInput("request body is not valid JSON (UTF-8, not nested too deeply)") from exc
     check_text(data)
     return data
 
@@ -66,8 +67,7 @@ def check_text(data: Any, field: str = "") -> None:
         if isinstance(value, str):
             pattern = _CONTROL_BUT_LINES if name in PEM_FIELDS else _CONTROL
             if pattern.search(value):
-                raise InvalidInput(f"{name or 'a value'} has a control character",
-                                   field=name)
+                raise InvalidInput(f"{name or 'a value'} has a control character", field=name)
         elif isinstance(value, dict):
             for key, item in value.items():
                 if _CONTROL.search(key):

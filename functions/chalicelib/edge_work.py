@@ -30,8 +30,9 @@ EVICT_WHOLE_VERSION = -1  # an evict work item's chunk_index: every chunk of the
 _MISMATCHES_NAMED = 20
 
 
-def queue_work(event: dict[str, Any], kind: str, chunk_index: int,
-               chunks: list[int] | None = None) -> dict[str, Any]:
+def queue_work(
+    event: dict[str, Any], kind: str, chunk_index: int, chunks: list[int] | None = None
+) -> dict[str, Any]:
     """Write a work item for ``event['node_id']`` carrying the waiting task's token."""
     node_id = check_id(str(event.get("node_id", "")), "node_id")
     token = event.get("task_token")
@@ -39,10 +40,15 @@ def queue_work(event: dict[str, Any], kind: str, chunk_index: int,
         raise InvalidInput("task_token is required", field="task_token")
     now = int(time.time())
     work = WorkItem(
-        node_id=node_id, work_id=new_sortable_id(now), kind=kind,
+        node_id=node_id,
+        work_id=new_sortable_id(now),
+        kind=kind,
         file_id=check_id(str(event.get("file_id", "")), "file_id"),
-        version=str(event["version"]), chunk_index=chunk_index,
-        task_token=token, created_at=now, expires_at=now + WORK_TTL_SECONDS,
+        version=str(event["version"]),
+        chunk_index=chunk_index,
+        task_token=token,
+        created_at=now,
+        expires_at=now + WORK_TTL_SECONDS,
         chunks=list(chunks or []),
     )
     aws.chunk_catalog().put_work(work)
@@ -65,12 +71,21 @@ def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> di
     if not isinstance(ok, bool):
         raise InvalidInput("ok must be true or false", field="ok")
     sha256 = body.get("sha256")
-    if sha256 is not None and not isinstance(sha256, str) and not (
-            isinstance(sha256, list) and all(isinstance(s, str) for s in sha256)):
+    if (
+        sha256 is not None
+        and not isinstance(sha256, str)
+        and not (isinstance(sha256, list) and all(isinstance(s, str) for s in sha256))
+    ):
         raise InvalidInput("sha256 is a hex digest or a list of them", field="sha256")
-    return invoke.call(get_settings().report_work_function, {
-        "node_id": node_id, "work_id": work_id, "ok": ok,
-        **{name: body[name] for name in ("sha256", "error") if name in body}})
+    return invoke.call(
+        get_settings().report_work_function,
+        {
+            "node_id": node_id,
+            "work_id": work_id,
+            "ok": ok,
+            **{name: body[name] for name in ("sha256", "error") if name in body},
+        },
+    )
 
 
 def apply_report(event: dict[str, Any]) -> dict[str, Any]:
@@ -89,8 +104,12 @@ def apply_report(event: dict[str, Any]) -> dict[str, Any]:
     if ok and work.kind == WORK_WARM:
         meta = catalog.get_file(work.file_id)
         chunks = warm_chunks(work)
-        if meta is None or meta.status != FILE_READY or meta.version != work.version \
-                or not all(0 <= i < meta.chunk_count() for i in chunks):
+        if (
+            meta is None
+            or meta.status != FILE_READY
+            or meta.version != work.version
+            or not all(0 <= i < meta.chunk_count() for i in chunks)
+        ):
             error, leftover = "chunk is not part of the current file version", True
         else:
             recorded, wrong = _verified(work, event.get("sha256"))
@@ -98,18 +117,15 @@ def apply_report(event: dict[str, Any]) -> dict[str, Any]:
                 error = f"reported sha256 does not match chunks {wrong[:_MISMATCHES_NAMED]}"
             try:
                 if recorded:
-                    catalog.put_replicas_if_current(work.file_id, work.version, node_id,
-                                                    recorded)
+                    catalog.put_replicas_if_current(work.file_id, work.version, node_id, recorded)
             except Gone:
-                error, error_name, leftover = "file version is no longer current", \
-                    "FileGone", True
+                error, error_name, leftover = "file version is no longer current", "FileGone", True
                 recorded = []
     _wake(work, outcome, error, error_name)
     if leftover:
         _evict_leftover(work)
     metrics.add_metric(name=METRIC_WORK_REPORTED, unit="Count", value=1)
-    return {**outcome, "recorded": error is None, "chunks_recorded": len(recorded),
-            "error": error}
+    return {**outcome, "recorded": error is None, "chunks_recorded": len(recorded), "error": error}
 
 
 def warm_chunks(work: WorkItem) -> list[int]:
@@ -124,8 +140,12 @@ def _wake(work: WorkItem, outcome: dict[str, Any], error: str | None, error_name
     sfn = aws.client("stepfunctions")
     try:
         if error is None:
-            sfn.send_task_success(taskToken=work.task_token, output=json.dumps(
-                {**outcome, "kind": work.kind, "chunk_index": work.chunk_index, "done": True}))
+            sfn.send_task_success(
+                taskToken=work.task_token,
+                output=json.dumps(
+                    {**outcome, "kind": work.kind, "chunk_index": work.chunk_index, "done": True}
+                ),
+            )
         else:
             sfn.send_task_failure(taskToken=work.task_token, error=error_name, cause=error)
     except ClientError as exc:
@@ -163,9 +183,20 @@ def _evict_leftover(warm: WorkItem) -> None:
     listed the edges to evict from, without this one, so have it drop the copy itself.
     Nothing waits for this work (no task token)."""
     now = int(time.time())
-    aws.chunk_catalog().put_work(WorkItem(
-        node_id=warm.node_id, work_id=new_sortable_id(now), kind=WORK_EVICT,
-        file_id=warm.file_id, version=warm.version, chunk_index=EVICT_WHOLE_VERSION,
-        task_token="", created_at=now, expires_at=now + WORK_TTL_SECONDS))
-    logger.info("late copy of a collected version: evict queued",
-                extra={"file_id": warm.file_id, "node_id": warm.node_id})
+    aws.chunk_catalog().put_work(
+        WorkItem(
+            node_id=warm.node_id,
+            work_id=new_sortable_id(now),
+            kind=WORK_EVICT,
+            file_id=warm.file_id,
+            version=warm.version,
+            chunk_index=EVICT_WHOLE_VERSION,
+            task_token="",
+            created_at=now,
+            expires_at=now + WORK_TTL_SECONDS,
+        )
+    )
+    logger.info(
+        "late copy of a collected version: evict queued",
+        extra={"file_id": warm.file_id, "node_id": warm.node_id},
+    )

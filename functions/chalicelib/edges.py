@@ -17,8 +17,9 @@ from chalicelib.settings import get_settings
 def available() -> list[NodeRecord]:
     """Live edges with room for another viewer."""
     settings = get_settings()
-    live = placement.eligible(aws.node_registry().list_nodes(), time.time(),
-                              settings.heartbeat_timeout)
+    live = placement.eligible(
+        aws.node_registry().list_nodes(), time.time(), settings.heartbeat_timeout
+    )
     if settings.edge_max_load:
         live = [node for node in live if node.load < settings.edge_max_load]
     return live
@@ -27,8 +28,9 @@ def available() -> list[NodeRecord]:
 def ranked(key: str, headers: Mapping[str, str], count: int | None = None) -> list[NodeRecord]:
     """Available edges for ``key`` in preference order (at most ``count``)."""
     nodes = available()
-    return placement.choose(key, nodes, len(nodes) if count is None else count,
-                            client_location=client_location(headers))
+    return placement.choose(
+        key, nodes, len(nodes) if count is None else count, client_location=client_location(headers)
+    )
 
 
 def pick(key: str, headers: Mapping[str, str]) -> NodeRecord | None:

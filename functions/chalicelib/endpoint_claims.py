@@ -31,8 +31,11 @@ def check_free(endpoint: str) -> None:
     now = time.time()
     timeout = get_settings().heartbeat_timeout
     for node in aws.node_registry().list_nodes():
-        if (node.endpoint == endpoint and node.status in (NODE_ACTIVE, NODE_DRAINING)
-                and now - node.last_heartbeat <= timeout):
+        if (
+            node.endpoint == endpoint
+            and node.status in (NODE_ACTIVE, NODE_DRAINING)
+            and now - node.last_heartbeat <= timeout
+        ):
             raise Conflict("this endpoint is held by a live node", endpoint=endpoint)
 
 
@@ -40,11 +43,19 @@ def prove(node: NodeRecord) -> bool:
     """Probe a pending node's endpoint; on a match make it active (placed) and retire
     every other record of that endpoint. False while the endpoint does not show it."""
     presented = presented_certificate_sha256(node.endpoint, get_settings().probe_timeout)
-    if (presented is None or not node.certificate_sha256
-            or not hmac.compare_digest(presented, node.certificate_sha256)):
-        logger.info("endpoint not proved yet", extra={
-            "node_id": node.node_id, "endpoint": node.endpoint,
-            "reason": "unreachable" if presented is None else "another certificate"})
+    if (
+        presented is None
+        or not node.certificate_sha256
+        or not hmac.compare_digest(presented, node.certificate_sha256)
+    ):
+        logger.info(
+            "endpoint not proved yet",
+            extra={
+                "node_id": node.node_id,
+                "endpoint": node.endpoint,
+                "reason": "unreachable" if presented is None else "another certificate",
+            },
+        )
         return False
     registry = aws.node_registry()
     # Its public name first: a failure leaves it pending, and the next beat tries again.
@@ -55,14 +66,19 @@ def prove(node: NodeRecord) -> bool:
         public_names.withdraw(node)
         return False  # declared dead meanwhile
     for other in registry.list_nodes():
-        if (other.endpoint == node.endpoint and other.node_id != node.node_id
-                and other.status != NODE_DEAD):
+        if (
+            other.endpoint == node.endpoint
+            and other.node_id != node.node_id
+            and other.status != NODE_DEAD
+        ):
             registry.retire(other.node_id)
             public_names.withdraw(other)
-            logger.info("endpoint taken over", extra={"node_id": node.node_id,
-                                                      "previous": other.node_id})
-    logger.info("node proved its endpoint", extra={"node_id": node.node_id,
-                                                    "endpoint": node.endpoint})
+            logger.info(
+                "endpoint taken over", extra={"node_id": node.node_id, "previous": other.node_id}
+            )
+    logger.info(
+        "node proved its endpoint", extra={"node_id": node.node_id, "endpoint": node.endpoint}
+    )
     return True
 
 
@@ -78,8 +94,10 @@ def presented_certificate_sha256(url: str, timeout: float) -> str | None:
     context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        with socket.create_connection((host, endpoint.port), timeout=timeout) as sock, \
-                context.wrap_socket(sock, server_hostname=None if is_address else host) as tls:
+        with (
+            socket.create_connection((host, endpoint.port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=None if is_address else host) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError, ValueError):
         return None
@@ -91,5 +109,3 @@ def certificate_sha256(pem: str) -> str:
     compares with)."""
     der = ssl.PEM_cert_to_DER_cert(pem.strip() + "\n")
     return hashlib.sha256(der).hexdigest()
-
-

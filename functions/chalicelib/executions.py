@@ -54,7 +54,8 @@ def start(machine_arn: str | None, name: str, payload: dict[str, Any]) -> Starte
         raise ValueError(f"execution name longer than {NAME_LIMIT}: {name}")
     try:
         answer = aws.client("stepfunctions").start_execution(
-            stateMachineArn=machine_arn, name=name, input=json.dumps(payload))
+            stateMachineArn=machine_arn, name=name, input=json.dumps(payload)
+        )
     except ClientError as exc:
         if error_code(exc) == "ExecutionAlreadyExists":
             return Started(execution_arn(machine_arn, name), new=False)
@@ -73,7 +74,8 @@ def status(machine_arn: str | None, name: str) -> str | None:
         return None
     try:
         described = aws.client("stepfunctions").describe_execution(
-            executionArn=execution_arn(machine_arn, name))
+            executionArn=execution_arn(machine_arn, name)
+        )
     except ClientError as exc:
         if error_code(exc) != "ExecutionDoesNotExist":
             logger.exception("could not read an execution's status", extra={"execution": name})

@@ -40,8 +40,11 @@ def upload_target(body: dict[str, Any], now: int) -> Target:
         file_id = check_id(raw_id, "file_id")
         meta = ready_file(file_id)
         if body.get("path") is not None and body.get("path") != meta.path:
-            raise Conflict("a file keeps its path: upload to the path itself instead",
-                           field="path", path=meta.path)
+            raise Conflict(
+                "a file keeps its path: upload to the path itself instead",
+                field="path",
+                path=meta.path,
+            )
         return Target(file_id, meta.path, meta)
     path = check_path(body.get("path"), "path")
     catalog = aws.chunk_catalog()

@@ -53,8 +53,10 @@ def set_expiry(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
     the file's, not a version's: a new version keeps it."""
     check_id(file_id, "file_id")
     if "expires_at" not in body and "expires_in_seconds" not in body:
-        raise InvalidInput("give expires_at (unix seconds, or null to clear it) "
-                           "or expires_in_seconds", field="expires_at")
+        raise InvalidInput(
+            "give expires_at (unix seconds, or null to clear it) or expires_in_seconds",
+            field="expires_at",
+        )
     now = int(time.time())
     expires_at = validate.expiry(body, now)
     if expires_at is None and "expires_at" not in body:
@@ -63,8 +65,9 @@ def set_expiry(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
     for _ in range(_ATTEMPTS):
         meta = file_paths.ready_file(file_id)
         try:
-            updated = catalog.set_expiry(meta, expires_at, seq=publisher.next_seq(meta.seq),
-                                         now=now)
+            updated = catalog.set_expiry(
+                meta, expires_at, seq=publisher.next_seq(meta.seq), now=now
+            )
         except Conflict:
             continue  # a new version or a tombstone landed in between: look again
         publisher.publish(updated)
@@ -86,11 +89,13 @@ def import_object(body: dict[str, Any]) -> dict[str, Any]:
     expires_at = validate.expiry(body, now)
     bucket = validate.string(body, "bucket", max_len=63) or ""
     key = validate.string(body, "key", max_len=MAX_KEY_LENGTH, pattern=validate.NO_CONTROL) or ""
-    version_id = validate.string(body, "version_id", max_len=1024, optional=True,
-                                 pattern=validate.TOKEN_TEXT)
+    version_id = validate.string(
+        body, "version_id", max_len=1024, optional=True, pattern=validate.TOKEN_TEXT
+    )
     etag = validate.string(body, "etag", max_len=128, optional=True, pattern=validate.ETAG_TEXT)
-    content_type = validate.string(body, "content_type", max_len=255, optional=True,
-                                   pattern=validate.HEADER_TEXT)
+    content_type = validate.string(
+        body, "content_type", max_len=255, optional=True, pattern=validate.HEADER_TEXT
+    )
     raw_path = body.get("path")
     if raw_path is None and path_problem(key) is not None:
         raise InvalidInput("this key is not a valid path: give a path", field="path")
@@ -101,28 +106,38 @@ def import_object(body: dict[str, Any]) -> dict[str, Any]:
         raise Forbidden("imports from this bucket are not allowed", bucket=bucket)
     head = _head(bucket, key, version_id, etag)
     etag_seen = str(head["ETag"]).strip('"')
-    pinned_version = (head.get("VersionId")
-                      if head.get("VersionId") not in (None, "null") else None)
-    digest = hashlib.blake2b("\x00".join((bucket, key, pinned_version or "", etag_seen))
-                             .encode(), digest_size=32).hexdigest()
+    pinned_version = head.get("VersionId") if head.get("VersionId") not in (None, "null") else None
+    digest = hashlib.blake2b(
+        "\x00".join((bucket, key, pinned_version or "", etag_seen)).encode(), digest_size=32
+    ).hexdigest()
     file_id, version = digest[:32], digest[32:]
     stored_type = str(head.get("ContentType") or DEFAULT_CONTENT_TYPE)
     seq = publisher.next_seq(0)
     meta = FileRecord(
-        file_id=file_id, version=version, path=path, size=int(head["ContentLength"]),
-        content_type=content_type or (content_type_for(path) if stored_type in _GENERIC_TYPES
-                                      else stored_type),
-        etag=etag_seen, last_modified=int(head["LastModified"].timestamp()),
-        chunk_size=settings.chunk_size, bucket=bucket, key=key, created_at=now,
-        updated_at=now, source=SOURCE_IMPORT, version_id=pinned_version,
-        expires_at=expires_at, seq=seq, published_seq=seq,
+        file_id=file_id,
+        version=version,
+        path=path,
+        size=int(head["ContentLength"]),
+        content_type=content_type
+        or (content_type_for(path) if stored_type in _GENERIC_TYPES else stored_type),
+        etag=etag_seen,
+        last_modified=int(head["LastModified"].timestamp()),
+        chunk_size=settings.chunk_size,
+        bucket=bucket,
+        key=key,
+        created_at=now,
+        updated_at=now,
+        source=SOURCE_IMPORT,
+        version_id=pinned_version,
+        expires_at=expires_at,
+        seq=seq,
+        published_seq=seq,
     )
     existing = aws.chunk_catalog().get_file(file_id)
     if existing is None:
         manifests.put_manifest(manifests.manifest_of(meta, None))
         try:
-            aws.chunk_catalog().put_import(meta, stale_claim=file_paths.import_claim(path,
-                                                                                     file_id))
+            aws.chunk_catalog().put_import(meta, stale_claim=file_paths.import_claim(path, file_id))
         except Conflict as exc:
             if exc.details.get("path_taken"):
                 raise
@@ -154,8 +169,7 @@ def rehash(file_id: str) -> dict[str, Any]:
     meta = file_paths.ready_file(file_id)
     if get_settings().hash_state_machine_arn is None:
         outcome = hashing.run_inline(meta, hashing.MODE_REPAIR)
-        return {"file_id": file_id, "version": meta.version, "execution": None,
-                "outcome": outcome}
+        return {"file_id": file_id, "version": meta.version, "execution": None, "outcome": outcome}
     execution = hashing.start(meta, hashing.MODE_REPAIR)
     if execution is None:
         raise Unavailable("the hashing job cannot be started now")

@@ -32,31 +32,57 @@ PLAYLIST_CACHE = "private, max-age=2"
 Answer = tuple[int, dict[str, str], Any]
 
 
-def open_folder(token: str, raw_path: str, query: Mapping[str, str],
-                headers: Mapping[str, str], client_ip: str | None) -> Answer:
+def open_folder(
+    token: str,
+    raw_path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    client_ip: str | None,
+) -> Answer:
     """``(status, headers, body)`` for a request under a folder share."""
     verifier = secret_store.verifier(get_settings().signing_key_secret)
     policy, relative = open_folder_share(verifier, token, raw_path, client_ip=client_ip)
     if relative == "":
-        return 200, {"Content-Type": "application/json", "Cache-Control": "private, no-store"}, \
-            listing(policy, query)
+        return (
+            200,
+            {"Content-Type": "application/json", "Cache-Control": "private, no-store"},
+            listing(policy, query),
+        )
     path = policy.prefix + relative
     edge = edges.pick(f"pfx:{policy.prefix}", headers)
     if edge is not None:
         metrics.add_metric(name=METRIC_SHARE_REDIRECT, unit="Count", value=1)
-        return 307, {"Location": f"{public_names.url_of(edge)}/t/{token}/{url_path(path)}",
-                     "Cache-Control": "private, no-store"}, ""
+        return (
+            307,
+            {
+                "Location": f"{public_names.url_of(edge)}/t/{token}/{url_path(path)}",
+                "Cache-Control": "private, no-store",
+            },
+            "",
+        )
     meta = file_at(path)
     playlist = origin_fallback.inline_playlist(meta)
     if playlist is not None:
         try:
-            return 200, {"Content-Type": meta.content_type, "Cache-Control": PLAYLIST_CACHE,
-                         "ETag": entity_tag(meta.file_id, meta.version, meta.etag, meta.size)}, \
-                playlist.decode("utf-8")
+            return (
+                200,
+                {
+                    "Content-Type": meta.content_type,
+                    "Cache-Control": PLAYLIST_CACHE,
+                    "ETag": entity_tag(meta.file_id, meta.version, meta.etag, meta.size),
+                },
+                playlist.decode("utf-8"),
+            )
         except UnicodeDecodeError:
             pass  # not a text playlist after all: the origin serves it as it is
-    return 307, {"Location": origin_fallback.presigned(meta, policy.expires),
-                 "Cache-Control": "private, no-store"}, ""
+    return (
+        307,
+        {
+            "Location": origin_fallback.presigned(meta, policy.expires),
+            "Cache-Control": "private, no-store",
+        },
+        "",
+    )
 
 
 def raw_path_after(context_path: str, token: str) -> str:
@@ -68,21 +94,31 @@ def raw_path_after(context_path: str, token: str) -> str:
         if not context_path.endswith(marker):
             raise Forbidden("share token is malformed")
         return ""
-    return context_path[at + len(marker) + 1:]
+    return context_path[at + len(marker) + 1 :]
 
 
 def listing(policy: FolderPolicy, query: Mapping[str, str]) -> dict[str, Any]:
     """A page of the live files under the folder, in path order, relative paths."""
-    limit = validate.query_integer(query, "limit", low=1, high=LISTING_PAGE,
-                                   default=LISTING_PAGE) or LISTING_PAGE
-    files, token = aws.chunk_catalog().list_files(policy.prefix, limit,
-                                                  query.get("next_token"))
+    limit = (
+        validate.query_integer(query, "limit", low=1, high=LISTING_PAGE, default=LISTING_PAGE)
+        or LISTING_PAGE
+    )
+    files, token = aws.chunk_catalog().list_files(policy.prefix, limit, query.get("next_token"))
     now = time.time()
-    return {"prefix": policy.prefix, "next_token": token, "files": [
-        {"path": meta.path[len(policy.prefix):], "size": meta.size,
-         "content_type": meta.content_type,
-         "etag": entity_tag(meta.file_id, meta.version, meta.etag, meta.size)}
-        for meta in files if meta.expires_at is None or meta.expires_at > now]}
+    return {
+        "prefix": policy.prefix,
+        "next_token": token,
+        "files": [
+            {
+                "path": meta.path[len(policy.prefix) :],
+                "size": meta.size,
+                "content_type": meta.content_type,
+                "etag": entity_tag(meta.file_id, meta.version, meta.etag, meta.size),
+            }
+            for meta in files
+            if meta.expires_at is None or meta.expires_at > now
+        ],
+    }
 
 
 def file_at(path: str) -> FileRecord:

@@ -58,16 +58,16 @@ def start(file_id: str, version: str, now: float | None = None) -> str | None:
         metrics.add_metric(name=METRIC_GC_STARTED, unit="Count", value=1)
         return started.arn
     try:
-        status = aws.client("stepfunctions").describe_execution(
-            executionArn=started.arn)["status"]
+        status = aws.client("stepfunctions").describe_execution(executionArn=started.arn)["status"]
     except (ClientError, BotoCoreError):
         logger.exception("could not read a collection's status", extra={"file_id": file_id})
         return started.arn
     if status in ("RUNNING", "SUCCEEDED"):
         return started.arn
     window = int((time.time() if now is None else now) // RETRY_WINDOW_SECONDS)
-    retry = executions.start(arn, executions.digest_name("gc-retry", file_id, version,
-                                                          str(window)), payload)
+    retry = executions.start(
+        arn, executions.digest_name("gc-retry", file_id, version, str(window)), payload
+    )
     return retry.arn if retry else None
 
 
@@ -90,17 +90,32 @@ def _tombstone(file_id: str, version: str, event: dict[str, Any]) -> dict[str, A
     settings = get_settings()
     meta = aws.chunk_catalog().get_file(file_id)
     if meta is not None and meta.version == version and meta.status == FILE_READY:
-        raise Conflict("this version is live: delete the file (or replace it) first",
-                       file_id=file_id, version=version)
+        raise Conflict(
+            "this version is live: delete the file (or replace it) first",
+            file_id=file_id,
+            version=version,
+        )
     own_key = uploaded_key(file_id, version)
     ours = meta is not None and meta.version == version
-    owned = not ours or (meta is not None and meta.source != SOURCE_IMPORT
-                         and meta.bucket == settings.bucket and meta.key == own_key)
-    return {"file_id": file_id, "version": version, "found": ours, "owned": owned,
-            "bucket": settings.bucket, "key": own_key,
-            "file_deleted": ours, "path": meta.path if meta is not None else "",
-            "evict_timeout": settings.evict_timeout, "retry_wait": settings.gc_retry_wait,
-            "deadline": int(time.time()) + settings.gc_max_wait}
+    owned = not ours or (
+        meta is not None
+        and meta.source != SOURCE_IMPORT
+        and meta.bucket == settings.bucket
+        and meta.key == own_key
+    )
+    return {
+        "file_id": file_id,
+        "version": version,
+        "found": ours,
+        "owned": owned,
+        "bucket": settings.bucket,
+        "key": own_key,
+        "file_deleted": ours,
+        "path": meta.path if meta is not None else "",
+        "evict_timeout": settings.evict_timeout,
+        "retry_wait": settings.gc_retry_wait,
+        "deadline": int(time.time()) + settings.gc_max_wait,
+    }
 
 
 def _delete_data(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -111,12 +126,14 @@ def _delete_data(file_id: str, version: str, event: dict[str, Any]) -> dict[str,
     upload = aws.chunk_catalog().get_upload(file_id)
     if upload is not None and upload.version == version:
         with contextlib.suppress(ClientError):
-            s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
-                                      UploadId=upload.upload_id)
+            s3.abort_multipart_upload(
+                Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
+            )
     if not event.get("owned"):
         return {"deleted": False, "reason": "imported object: the customer's, kept"}
-    _delete(s3, str(event.get("bucket") or bucket), str(event.get("key")
-                                                        or data_key(file_id, version)))
+    _delete(
+        s3, str(event.get("bucket") or bucket), str(event.get("key") or data_key(file_id, version))
+    )
     return {"deleted": True, "bucket": event.get("bucket"), "key": event.get("key")}
 
 
@@ -136,7 +153,8 @@ def _delete_published(file_id: str, path: str) -> None:
     bucket = get_settings().bucket
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=tree_path_prefix(path)):
+            Bucket=bucket, Prefix=tree_path_prefix(path)
+        ):
             for entry in page.get("Contents", []):
                 parsed = parse_tree_key(entry["Key"])
                 if parsed is not None and parsed.path == path and parsed.file_id == file_id:
@@ -158,24 +176,31 @@ def _list_evictions(file_id: str, version: str, event: dict[str, Any]) -> dict[s
     # A dead or forgotten node will never pull work: nothing to wait for.
     catalog.delete_replicas([b for b in blocks if b.node_id in gone])
     carried = {name: event[name] for name in ("evict_timeout", "retry_wait", "deadline")}
-    return {"nodes": [{"file_id": file_id, "version": version, "node_id": node_id,
-                       **carried} for node_id in nodes]}
+    return {
+        "nodes": [
+            {"file_id": file_id, "version": version, "node_id": node_id, **carried}
+            for node_id in nodes
+        ]
+    }
 
 
 def _evict(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
     node_id = check_id(str(event.get("node_id", "")), "node_id")
     # A retry replaces the previous attempt's item, so a returning edge evicts once.
     aws.chunk_catalog().drop_work(node_id, WORK_EVICT, file_id, version)
-    return edge_work.queue_work({**event, "file_id": file_id, "version": version},
-                                  WORK_EVICT, EVICT_WHOLE_VERSION)
+    return edge_work.queue_work(
+        {**event, "file_id": file_id, "version": version}, WORK_EVICT, EVICT_WHOLE_VERSION
+    )
 
 
 def _check_node(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
     """After a failed or timed-out evict: wait for the node, or stop waiting."""
     node_id = check_id(str(event.get("node_id", "")), "node_id")
     node = aws.node_registry().get(node_id)
-    state = {k: event[k] for k in ("file_id", "version", "node_id", "evict_timeout",
-                                   "retry_wait", "deadline")}
+    state = {
+        k: event[k]
+        for k in ("file_id", "version", "node_id", "evict_timeout", "retry_wait", "deadline")
+    }
     if node is None or node.status == NODE_DEAD:
         return {**state, "next": "drop", "abandoned": False, "node_gone": True}
     if time.time() >= float(event["deadline"]):
@@ -194,8 +219,12 @@ def _drop_replicas(file_id: str, version: str, event: dict[str, Any]) -> dict[st
         # The edge never answered: it refuses the file (manifest 410) and its own LRU
         # reclaims the bytes; its queued evict stays until the work item expires.
         logger.warning("eviction abandoned", extra={"file_id": file_id, "node_id": node_id})
-    return {"node_id": node_id, "evicted": not abandoned and not gone,
-            "abandoned": abandoned, "node_gone": gone}
+    return {
+        "node_id": node_id,
+        "evicted": not abandoned and not gone,
+        "abandoned": abandoned,
+        "node_gone": gone,
+    }
 
 
 def _delete_items(file_id: str, version: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -210,11 +239,15 @@ def _delete_items(file_id: str, version: str, event: dict[str, Any]) -> dict[str
     metrics.add_metric(name=METRIC_EVICTIONS_ABANDONED, unit="Count", value=len(abandoned))
     metrics.flush_metrics(raise_on_empty_metrics=False)
     data = event.get("data") or {}
-    return {"file_id": file_id, "version": version, "items_deleted": deleted,
-            "object_deleted": bool(data.get("deleted")),
-            "evicted": sorted(r["node_id"] for r in results if r.get("evicted")),
-            "dead_nodes": sorted(r["node_id"] for r in results if r.get("node_gone")),
-            "abandoned": abandoned}
+    return {
+        "file_id": file_id,
+        "version": version,
+        "items_deleted": deleted,
+        "object_deleted": bool(data.get("deleted")),
+        "evicted": sorted(r["node_id"] for r in results if r.get("evicted")),
+        "dead_nodes": sorted(r["node_id"] for r in results if r.get("node_gone")),
+        "abandoned": abandoned,
+    }
 
 
 def uploaded_key(file_id: str, version: str) -> str:

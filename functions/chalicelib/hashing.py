@@ -43,8 +43,11 @@ def start(meta: FileRecord, mode: str) -> str | None:
         name = f"hash-{meta.file_id}-{meta.version}"
     else:
         name = executions.digest_name("rehash", meta.file_id, meta.version, new_id())
-    started = executions.start(get_settings().hash_state_machine_arn, name,
-                               {"file_id": meta.file_id, "version": meta.version, "mode": mode})
+    started = executions.start(
+        get_settings().hash_state_machine_arn,
+        name,
+        {"file_id": meta.file_id, "version": meta.version, "mode": mode},
+    )
     return started.arn if started else None
 
 
@@ -61,14 +64,27 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
     """The ``plan_hashing`` Lambda: the version's chunks in batches."""
     file_id, version, mode = _job(event)
     manifest = _fresh_manifest(file_id, version)
-    per_batch = min(HASH_BATCH_CHUNKS,
-                    max(1, get_settings().hash_batch_bytes // manifest.chunk_size))
+    per_batch = min(
+        HASH_BATCH_CHUNKS, max(1, get_settings().hash_batch_bytes // manifest.chunk_size)
+    )
     count = manifest.chunk_count
-    batches = [{"file_id": file_id, "version": version, "batch": number,
-                "first": first, "count": min(per_batch, count - first)}
-               for number, first in enumerate(range(0, count, per_batch))]
-    return {"file_id": file_id, "version": version, "mode": mode, "chunks": count,
-            "batches": batches}
+    batches = [
+        {
+            "file_id": file_id,
+            "version": version,
+            "batch": number,
+            "first": first,
+            "count": min(per_batch, count - first),
+        }
+        for number, first in enumerate(range(0, count, per_batch))
+    ]
+    return {
+        "file_id": file_id,
+        "version": version,
+        "mode": mode,
+        "chunks": count,
+        "batches": batches,
+    }
 
 
 def hash_batch(event: dict[str, Any]) -> dict[str, Any]:
@@ -93,16 +109,18 @@ def finish(event: dict[str, Any]) -> dict[str, Any]:
     batches = catalog.hash_batches(file_id, version)
     raw = b"".join(batches[number] for number in sorted(batches))
     if len(raw) != 32 * manifest.chunk_count or sorted(batches) != list(range(len(batches))):
-        raise Conflict("the hashing batches do not cover the file", file_id=file_id,
-                       batches=len(batches))
+        raise Conflict(
+            "the hashing batches do not cover the file", file_id=file_id, batches=len(batches)
+        )
     hashed = raw.hex()
     changed = _changed(manifest.chunk_sha256, hashed)
     outcome = "unchanged"
     if manifest.chunk_sha256 is not None and changed and mode != MODE_REPAIR:
         # An import's hashes are set once; only a repair replaces recorded ones.
-        logger.warning("hashes differ from the recorded ones; kept (rehash repairs)",
-                       extra={"file_id": file_id, "version": version,
-                              "chunks": changed[:_CHANGED_LOGGED]})
+        logger.warning(
+            "hashes differ from the recorded ones; kept (rehash repairs)",
+            extra={"file_id": file_id, "version": version, "chunks": changed[:_CHANGED_LOGGED]},
+        )
         outcome = "kept"
     elif not _still_kept(file_id, version):
         outcome = "gone"  # replaced or collected meanwhile: nothing serves it to hash for
@@ -110,8 +128,14 @@ def finish(event: dict[str, Any]) -> dict[str, Any]:
         _rewrite(manifest, hashed, changed)
         outcome = "hashed" if manifest.chunk_sha256 is None else "repaired"
     catalog.delete_hash_batches(file_id, version, len(batches))
-    return {"file_id": file_id, "version": version, "mode": mode, "outcome": outcome,
-            "chunks": manifest.chunk_count, "changed": len(changed)}
+    return {
+        "file_id": file_id,
+        "version": version,
+        "mode": mode,
+        "outcome": outcome,
+        "chunks": manifest.chunk_count,
+        "changed": len(changed),
+    }
 
 
 def _still_kept(file_id: str, version: str) -> bool:
@@ -125,16 +149,25 @@ def _rewrite(manifest: VersionManifest, hashed: str, changed: list[int]) -> None
     aws.chunk_catalog().set_chunks_sha256(manifest.file_id, manifest.version, digest)
     if manifest.chunk_sha256 is not None:
         metrics.add_metric(name=METRIC_HASHES_REPAIRED, unit="Count", value=len(changed))
-        logger.warning("recorded chunk hashes repaired",
-                       extra={"file_id": manifest.file_id, "version": manifest.version,
-                              "chunks": changed[:_CHANGED_LOGGED], "count": len(changed)})
+        logger.warning(
+            "recorded chunk hashes repaired",
+            extra={
+                "file_id": manifest.file_id,
+                "version": manifest.version,
+                "chunks": changed[:_CHANGED_LOGGED],
+                "count": len(changed),
+            },
+        )
 
 
 def _changed(recorded: str | None, hashed: str) -> list[int]:
     if recorded is None:
         return []
-    return [i for i in range(len(hashed) // 64)
-            if recorded[i * 64:(i + 1) * 64] != hashed[i * 64:(i + 1) * 64]]
+    return [
+        i
+        for i in range(len(hashed) // 64)
+        if recorded[i * 64 : (i + 1) * 64] != hashed[i * 64 : (i + 1) * 64]
+    ]
 
 
 def origin_digest(manifest: VersionManifest, index: int) -> str:
@@ -149,8 +182,11 @@ def origin_digests(manifest: VersionManifest, first: int, count: int) -> list[by
     size, chunk = manifest.size, manifest.chunk_size
     start, end = first * chunk, min((first + count) * chunk, size) - 1
     origin = manifest.origin
-    kwargs: dict[str, Any] = {"Bucket": origin.bucket, "Key": origin.key,
-                              "Range": f"bytes={start}-{end}"}
+    kwargs: dict[str, Any] = {
+        "Bucket": origin.bucket,
+        "Key": origin.key,
+        "Range": f"bytes={start}-{end}",
+    }
     if origin.version_id:
         kwargs["VersionId"] = origin.version_id
     elif origin.etag:
@@ -170,8 +206,9 @@ def origin_digests(manifest: VersionManifest, first: int, count: int) -> list[by
             digests.append(digest.digest())
     except ClientError as exc:
         if error_code(exc) in ("PreconditionFailed", "412", "NoSuchVersion", "NoSuchKey"):
-            raise Conflict("the origin object changed or is gone",
-                           file_id=manifest.file_id) from exc
+            raise Conflict(
+                "the origin object changed or is gone", file_id=manifest.file_id
+            ) from exc
         raise Unavailable("the origin could not be read") from exc
     except BotoCoreError as exc:
         raise Unavailable("the origin is unreachable") from exc
@@ -190,4 +227,3 @@ def _job(event: dict[str, Any]) -> tuple[str, str, str]:
     if mode not in (MODE_IMPORT, MODE_REPAIR):
         raise InvalidInput("mode is import or repair", field="mode")
     return file_id, version, mode
-

@@ -42,14 +42,20 @@ class PayloadTooLarge(FsnodeError):
 
 def error_response(status: int, code: str, message: str) -> Response:
     """The one JSON error shape of PROTOCOL.md."""
-    return Response(body={"error": {"code": code, "message": message}}, status_code=status,
-                    headers={"Content-Type": "application/json"})
+    return Response(
+        body={"error": {"code": code, "message": message}},
+        status_code=status,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def from_domain(exc: FsnodeError) -> Response:
     """A domain error as its HTTP answer: the status its class carries."""
-    return Response(body={"error": exc.to_dict()}, status_code=exc.status,
-                    headers={"Content-Type": "application/json"})
+    return Response(
+        body={"error": exc.to_dict()},
+        status_code=exc.status,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 View = Callable[..., Any]

@@ -31,14 +31,17 @@ def call(function_name: str, payload: dict[str, Any]) -> dict[str, Any]:
         raise Unavailable("the function this needs is not configured")
     try:
         answer = aws.client("lambda").invoke(
-            FunctionName=function_name, InvocationType="RequestResponse",
-            Payload=json.dumps(payload).encode())
+            FunctionName=function_name,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(payload).encode(),
+        )
         body = json.loads(answer["Payload"].read() or b"null")
     except (ClientError, BotoCoreError, ValueError) as exc:
         raise Unavailable("a control-plane function could not be reached") from exc
     if answer.get("FunctionError") or not isinstance(body, dict):
-        logger.error("invoked function failed", extra={"function": function_name,
-                                                        "answer": str(body)[:2000]})
+        logger.error(
+            "invoked function failed", extra={"function": function_name, "answer": str(body)[:2000]}
+        )
         raise Unavailable("a control-plane function failed")
     if "error" in body:
         raise _domain_error(body["error"])

@@ -21,8 +21,11 @@ from chalicelib.settings import get_settings
 END_ENTITY_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
 # ACM Private CA key algorithms and the signing algorithm each takes.
 _SIGNING_BY_KEY = {
-    "RSA_2048": "SHA256WITHRSA", "RSA_3072": "SHA256WITHRSA", "RSA_4096": "SHA256WITHRSA",
-    "EC_prime256v1": "SHA256WITHECDSA", "EC_secp384r1": "SHA384WITHECDSA",
+    "RSA_2048": "SHA256WITHRSA",
+    "RSA_3072": "SHA256WITHRSA",
+    "RSA_4096": "SHA256WITHRSA",
+    "EC_prime256v1": "SHA256WITHECDSA",
+    "EC_secp384r1": "SHA384WITHECDSA",
     "EC_secp521r1": "SHA512WITHECDSA",
 }
 
@@ -51,16 +54,20 @@ def issue(event: dict[str, Any]) -> dict[str, Any]:
         arn = pca.issue_certificate(**kwargs)["CertificateArn"]
         # Issuance is asynchronous in AWS; the waiter polls get_certificate briefly.
         pca.get_waiter("certificate_issued").wait(
-            CertificateAuthorityArn=ca_arn, CertificateArn=arn,
+            CertificateAuthorityArn=ca_arn,
+            CertificateArn=arn,
             WaiterConfig={"Delay": 1, "MaxAttempts": 20},
         )
         leaf = pca.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=arn)
         root = pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca_arn)
     except (ClientError, BotoCoreError, WaiterError) as exc:
         raise Unavailable("the certificate authority could not issue a certificate") from exc
-    return {"arn": arn, "certificate": leaf["Certificate"],
-            "chain": leaf.get("CertificateChain") or root["Certificate"],
-            "root": root["Certificate"]}
+    return {
+        "arn": arn,
+        "certificate": leaf["Certificate"],
+        "chain": leaf.get("CertificateChain") or root["Certificate"],
+        "root": root["Certificate"],
+    }
 
 
 @cache
@@ -68,7 +75,8 @@ def signing_algorithm(ca_arn: str) -> str:
     """The signing algorithm of the CA's key type (read once per process)."""
     try:
         described = aws.client("acm-pca").describe_certificate_authority(
-            CertificateAuthorityArn=ca_arn)
+            CertificateAuthorityArn=ca_arn
+        )
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("the certificate authority cannot be described") from exc
     config = described["CertificateAuthority"]["CertificateAuthorityConfiguration"]

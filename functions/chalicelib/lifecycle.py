@@ -29,11 +29,14 @@ def tombstone(meta: FileRecord, now: int | None = None) -> FileRecord:
     is over (at once without one). Conflict when the file changed since ``meta``."""
     moment = int(time.time()) if now is None else now
     due = due_after_grace(moment)
-    deleted = aws.chunk_catalog().tombstone(meta, seq=publisher.next_seq(meta.seq), due=due,
-                                            now=moment)
+    deleted = aws.chunk_catalog().tombstone(
+        meta, seq=publisher.next_seq(meta.seq), due=due, now=moment
+    )
     publisher.publish(deleted)
-    logger.info("file tombstoned", extra={"file_id": meta.file_id, "version": meta.version,
-                                          "collect_at": due})
+    logger.info(
+        "file tombstoned",
+        extra={"file_id": meta.file_id, "version": meta.version, "collect_at": due},
+    )
     if due <= moment:
         gc.start(meta.file_id, meta.version)
     return deleted
@@ -41,8 +44,9 @@ def tombstone(meta: FileRecord, now: int | None = None) -> FileRecord:
 
 def retired(file_id: str, version: str, now: int) -> RetiredVersion:
     """The collection entry of a version that stops being current at ``now``."""
-    return RetiredVersion(file_id=file_id, version=version, retired_at=now,
-                          due=due_after_grace(now))
+    return RetiredVersion(
+        file_id=file_id, version=version, retired_at=now, due=due_after_grace(now)
+    )
 
 
 def collect_if_due(entry: RetiredVersion, now: int | None = None) -> None:

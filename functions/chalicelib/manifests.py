@@ -38,12 +38,19 @@ def manifest_of(meta: FileRecord, chunk_sha256: str | None) -> VersionManifest:
     """The manifest a file version publishes (hashes as known; None for an import not
     hashed yet)."""
     return VersionManifest(
-        file_id=meta.file_id, version=meta.version, path=meta.path, size=meta.size,
-        chunk_size=meta.chunk_size, content_type=meta.content_type, etag=meta.etag,
-        last_modified=meta.last_modified, source=meta.source,
-        origin=Origin(bucket=meta.bucket, key=meta.key, version_id=meta.version_id,
-                      etag=meta.etag),
-        chunk_sha256=chunk_sha256, chunks_sha256=meta.chunks_sha256 if chunk_sha256 else None)
+        file_id=meta.file_id,
+        version=meta.version,
+        path=meta.path,
+        size=meta.size,
+        chunk_size=meta.chunk_size,
+        content_type=meta.content_type,
+        etag=meta.etag,
+        last_modified=meta.last_modified,
+        source=meta.source,
+        origin=Origin(bucket=meta.bucket, key=meta.key, version_id=meta.version_id, etag=meta.etag),
+        chunk_sha256=chunk_sha256,
+        chunks_sha256=meta.chunks_sha256 if chunk_sha256 else None,
+    )
 
 
 def put_manifest(manifest: VersionManifest) -> None:
@@ -94,8 +101,9 @@ def clear() -> None:
 
 def _put(key: str, body: bytes) -> None:
     try:
-        aws.client("s3").put_object(Bucket=get_settings().bucket, Key=key, Body=body,
-                                    ContentType="application/json")
+        aws.client("s3").put_object(
+            Bucket=get_settings().bucket, Key=key, Body=body, ContentType="application/json"
+        )
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("could not write a manifest to the origin bucket") from exc
 

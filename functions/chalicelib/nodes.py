@@ -66,8 +66,9 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
     auth.check_join_token(body.get("join_token"))
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 8 <= len(key) <= 128):
-        raise InvalidInput("idempotency_key must be a string of 8..128 characters",
-                           field="idempotency_key")
+        raise InvalidInput(
+            "idempotency_key must be a string of 8..128 characters", field="idempotency_key"
+        )
     endpoint, csr = _checked_request(body)
     pki.check_namespace(endpoint, get_settings().node_namespace)
     identity_arn = attestation.verify(body.get("aws_identity"), pki.public_key_sha256(csr))
@@ -87,21 +88,22 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
         except IdempotencyValidationError as exc:
             # The same key for a different request (as Stripe and S3 answer a reused
             # token): a replay must not hand back a node registered with other details.
-            raise Conflict("this idempotency_key was used for a different request",
-                           reason=IDEMPOTENCY_KEY_REUSED) from exc
+            raise Conflict(
+                "this idempotency_key was used for a different request",
+                reason=IDEMPOTENCY_KEY_REUSED,
+            ) from exc
     # The credential is derived again on every answer, a replay included: it is never
     # stored (the idempotency record keeps only the key id it was derived with).
     credential = auth.node_credential(answer["node_id"], answer["credential_kid"])
-    return {**{k: v for k, v in answer.items() if k != "credential_kid"},
-            "credential": credential}
+    return {**{k: v for k, v in answer.items() if k != "credential_kid"}, "credential": credential}
 
 
-def _checked_request(request: dict[str, Any]) -> tuple[pki.Endpoint,
-                                                       x509.CertificateSigningRequest]:
+def _checked_request(
+    request: dict[str, Any],
+) -> tuple[pki.Endpoint, x509.CertificateSigningRequest]:
     """The endpoint and the CSR naming exactly its host (checked)."""
     endpoint = pki.parse_endpoint(validate.string(request, "endpoint", max_len=300) or "")
-    csr = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES) or "",
-                        endpoint)
+    csr = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES) or "", endpoint)
     return endpoint, csr
 
 
@@ -115,9 +117,11 @@ def _idempotent_register() -> Any:
     )
     # A replay must also repeat what the node said of itself (the CSR differs per
     # signing and is covered by node_identity's public key).
-    config = IdempotencyConfig(event_key_jmespath="[idempotency_key, node_identity]",
-                               payload_validation_jmespath="[region, capacity_bytes, lat, lng]",
-                               expires_after_seconds=3600)
+    config = IdempotencyConfig(
+        event_key_jmespath="[idempotency_key, node_identity]",
+        payload_validation_jmespath="[region, capacity_bytes, lat, lng]",
+        expires_after_seconds=3600,
+    )
     return idempotent_function(
         _register, data_keyword_argument="request", persistence_store=persistence, config=config
     )
@@ -133,24 +137,39 @@ def _register(request: dict[str, Any]) -> dict[str, Any]:
     lng = validate.number(request, "lng", low=-180, high=180, optional=True)
     capacity = validate.integer(request, "capacity_bytes", low=0)
     node_id = new_id()
-    issued = pki.issue(endpoint, request["csr"], settings.cert_validity_days,
-                       idempotency_token=node_id)
+    issued = pki.issue(
+        endpoint, request["csr"], settings.cert_validity_days, idempotency_token=node_id
+    )
     credential_kid = auth.credential_kid()
     credential = auth.node_credential(node_id, credential_kid)
     now = int(time.time())
     node = NodeRecord(
-        node_id=node_id, endpoint=endpoint.url, region=region, capacity_bytes=capacity,
-        credential_sha256=auth.credential_hash(credential), lat=lat, lng=lng,
-        free_bytes=capacity, last_heartbeat=now, registered_at=now,
+        node_id=node_id,
+        endpoint=endpoint.url,
+        region=region,
+        capacity_bytes=capacity,
+        credential_sha256=auth.credential_hash(credential),
+        lat=lat,
+        lng=lng,
+        free_bytes=capacity,
+        last_heartbeat=now,
+        registered_at=now,
         expires_at=now + settings.heartbeat_timeout * TTL_HEARTBEATS,
-        certificate_arn=issued.arn, status=NODE_PENDING,
+        certificate_arn=issued.arn,
+        status=NODE_PENDING,
         certificate_sha256=endpoint_claims.certificate_sha256(issued.certificate),
         identity_arn=request.get("identity_arn"),
     )
     aws.node_registry().create(node)
     metrics.add_metric(name=METRIC_NODE_REGISTERED, unit="Count", value=1)
-    logger.info("node registered", extra={"node_id": node_id, "endpoint": endpoint.url,
-                                           "subject": csr.subject.rfc4514_string()})
+    logger.info(
+        "node registered",
+        extra={
+            "node_id": node_id,
+            "endpoint": endpoint.url,
+            "subject": csr.subject.rfc4514_string(),
+        },
+    )
     return {
         "node_id": node_id,
         "credential_kid": credential_kid,
@@ -171,8 +190,9 @@ def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any
     settings = get_settings()
     hot = body.get("hot_files", [])
     if not isinstance(hot, list) or len(hot) > MAX_HOT_FILES:
-        raise InvalidInput(f"hot_files must be a list of at most {MAX_HOT_FILES} file ids",
-                           field="hot_files")
+        raise InvalidInput(
+            f"hot_files must be a list of at most {MAX_HOT_FILES} file ids", field="hot_files"
+        )
     hot_files = [check_id(file_id, "hot_files") for file_id in hot]
     if node.status == NODE_PENDING:
         # Placed only once its endpoint presents the certificate issued to it.
@@ -216,10 +236,18 @@ def public_certificate_for(node_id: str, headers: Any) -> dict[str, Any]:
 
 def list_nodes() -> dict[str, Any]:
     """Every node's public view, with its public name (null without a domain)."""
-    return {"edge_domain": get_settings().edge_domain if public_names.enabled() else None,
-            "nodes": [{**node.to_api(), "public_name": public_names.name_of(node.node_id)
-                       if node.status == NODE_ACTIVE else None}
-                      for node in aws.node_registry().list_nodes()]}
+    return {
+        "edge_domain": get_settings().edge_domain if public_names.enabled() else None,
+        "nodes": [
+            {
+                **node.to_api(),
+                "public_name": public_names.name_of(node.node_id)
+                if node.status == NODE_ACTIVE
+                else None,
+            }
+            for node in aws.node_registry().list_nodes()
+        ],
+    }
 
 
 def renew(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -231,12 +259,16 @@ def renew(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
     pem = validate.string(body, "csr", max_len=pki.MAX_CSR_BYTES) or ""
     pki.check_csr(pem, endpoint)
     issued = pki.issue(endpoint, pem, settings.cert_validity_days, idempotency_token=new_id())
-    aws.node_registry().set_certificate(node_id, issued.arn,
-                                        endpoint_claims.certificate_sha256(issued.certificate))
+    aws.node_registry().set_certificate(
+        node_id, issued.arn, endpoint_claims.certificate_sha256(issued.certificate)
+    )
     metrics.add_metric(name=METRIC_NODE_RENEWED, unit="Count", value=1)
     logger.info("node certificate renewed", extra={"node_id": node_id})
-    return {"certificate": issued.certificate, "certificate_chain": issued.chain,
-            "root_certificate": issued.root}
+    return {
+        "certificate": issued.certificate,
+        "certificate_chain": issued.chain,
+        "root_certificate": issued.root,
+    }
 
 
 def drain(node_id: str) -> dict[str, Any]:
@@ -262,11 +294,27 @@ def cluster() -> dict[str, Any]:
     now = time.time()
     nodes = [n for n in aws.node_registry().list_nodes() if n.status != NODE_DEAD]
     live = [n for n in nodes if now - n.last_heartbeat <= timeout and n.status != NODE_PENDING]
-    view = [{key: n.to_api()[key] for key in ("node_id", "endpoint", "status", "used_bytes",
-                                              "free_bytes", "capacity_bytes", "load",
-                                              "last_heartbeat")} | {"live": n in live}
-            for n in nodes]
-    return {"total_bytes": sum(n.capacity_bytes for n in live),
-            "used_bytes": sum(n.used_bytes for n in live),
-            "free_bytes": sum(n.free_bytes for n in live),
-            "live_nodes": len(live), "nodes": view}
+    view = [
+        {
+            key: n.to_api()[key]
+            for key in (
+                "node_id",
+                "endpoint",
+                "status",
+                "used_bytes",
+                "free_bytes",
+                "capacity_bytes",
+                "load",
+                "last_heartbeat",
+            )
+        }
+        | {"live": n in live}
+        for n in nodes
+    ]
+    return {
+        "total_bytes": sum(n.capacity_bytes for n in live),
+        "used_bytes": sum(n.used_bytes for n in live),
+        "free_bytes": sum(n.free_bytes for n in live),
+        "live_nodes": len(live),
+        "nodes": view,
+    }

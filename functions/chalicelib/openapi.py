@@ -40,11 +40,12 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "nullable": True}
 
 
-def _object(required: dict[str, Any], optional: dict[str, Any] | None = None,
-            ) -> dict[str, Any]:
+def _object(
+    required: dict[str, Any],
+    optional: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """An object schema; unknown fields are ignored by the app, so they are allowed."""
-    schema: dict[str, Any] = {"type": "object",
-                              "properties": {**required, **(optional or {})}}
+    schema: dict[str, Any] = {"type": "object", "properties": {**required, **(optional or {})}}
     if required:
         schema["required"] = list(required)
     return schema
@@ -57,7 +58,6 @@ _SHA256 = {"type": "string", "pattern": SHA256_PATTERN}
 def _pattern(compiled: Any) -> str:
     """A validator's regular expression as an anchored JSON Schema pattern."""
     return f"^(?:{compiled.pattern})$"
-
 
 
 # The schemas: each field beside its neighbours, as the wire format reads (fmt: off).
@@ -226,10 +226,18 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _op(summary: str, security: list[dict[str, list[str]]], answer: dict[str, Any] | None,
-        errors: tuple[int, ...], *, body: dict[str, Any] | None = None, status: int = 200,
-        params: list[dict[str, Any]] | None = None, media: str = "application/json",
-        headers: dict[str, Any] | None = None) -> dict[str, Any]:
+def _op(
+    summary: str,
+    security: list[dict[str, list[str]]],
+    answer: dict[str, Any] | None,
+    errors: tuple[int, ...],
+    *,
+    body: dict[str, Any] | None = None,
+    status: int = 200,
+    params: list[dict[str, Any]] | None = None,
+    media: str = "application/json",
+    headers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": summary}
     if answer is not None:
         ok["content"] = {media: {"schema": answer}}
@@ -242,8 +250,7 @@ def _op(summary: str, security: list[dict[str, list[str]]], answer: dict[str, An
     if body is not None:
         statuses |= {400, 413, 415}
     for code in sorted(statuses):
-        responses[str(code)] = {"description": _ERROR_TEXT[code],
-                                "content": _json(_ref("Error"))}
+        responses[str(code)] = {"description": _ERROR_TEXT[code], "content": _json(_ref("Error"))}
     op: dict[str, Any] = {"summary": summary, "security": security, "responses": responses}
     if params:
         op["parameters"] = params
@@ -261,17 +268,29 @@ def _folder_op(*, greedy: bool = False) -> dict[str, Any]:
     """A folder share's URL: the folder itself answers its listing; a file below it
     307s to an edge (same path form), or, with no edge, to the origin (a playlist is
     answered here)."""
-    op = _op("Open a folder share: the folder's listing, or 307 to an edge (placed by "
-             "folder) keeping the path form", PUBLIC, _LISTING, (400, 403, 404, 410, 503),
-             params=[_path_param("token", {"type": "string"}),
-                     *([_path_param("proxy+", {"type": "string"})] if greedy else []),
-                     _query("limit", _integer(1, 1000)),
-                     _query("next_token", {"type": "string"})])
-    op["responses"]["200"]["content"].update({
-        media: {"schema": {"type": "string"}}
-        for media in ("application/vnd.apple.mpegurl", "application/dash+xml")})
-    op["responses"]["307"] = {"description": "to an edge, or a presigned origin URL",
-                              "headers": _LOCATION}
+    op = _op(
+        "Open a folder share: the folder's listing, or 307 to an edge (placed by "
+        "folder) keeping the path form",
+        PUBLIC,
+        _LISTING,
+        (400, 403, 404, 410, 503),
+        params=[
+            _path_param("token", {"type": "string"}),
+            *([_path_param("proxy+", {"type": "string"})] if greedy else []),
+            _query("limit", _integer(1, 1000)),
+            _query("next_token", {"type": "string"}),
+        ],
+    )
+    op["responses"]["200"]["content"].update(
+        {
+            media: {"schema": {"type": "string"}}
+            for media in ("application/vnd.apple.mpegurl", "application/dash+xml")
+        }
+    )
+    op["responses"]["307"] = {
+        "description": "to an edge, or a presigned origin URL",
+        "headers": _LOCATION,
+    }
     return op
 
 
@@ -452,16 +471,25 @@ def document() -> dict[str, Any]:
     """The OpenAPI document served at ``/openapi.json``."""
     return {
         "openapi": "3.0.3",
-        "info": {"title": "fsnode control plane", "version": "0.1.0",
-                 "description": "Errors are always {error: {code, message, details?}}."},
+        "info": {
+            "title": "fsnode control plane",
+            "version": "0.1.0",
+            "description": "Errors are always {error: {code, message, details?}}.",
+        },
         "paths": PATHS,
         "components": {
             "securitySchemes": {
-                "apiKey": {"type": "http", "scheme": "bearer",
-                           "description": "an API key (fsnode keys create, or the "
-                                          "bootstrap admin key); /keys needs an admin key"},
-                "nodeCredential": {"type": "http", "scheme": "bearer",
-                                   "description": "the credential register answered"},
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key (fsnode keys create, or the "
+                    "bootstrap admin key); /keys needs an admin key",
+                },
+                "nodeCredential": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the credential register answered",
+                },
             },
             "schemas": SCHEMAS,
         },

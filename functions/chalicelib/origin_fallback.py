@@ -28,8 +28,7 @@ def presigned(meta: FileRecord, share_expires: int) -> str:
     params = {"Bucket": meta.bucket, "Key": meta.key, "ResponseContentType": meta.content_type}
     if meta.version_id:
         params["VersionId"] = meta.version_id
-    url: str = aws.client("s3").generate_presigned_url("get_object", Params=params,
-                                                        ExpiresIn=ttl)
+    url: str = aws.client("s3").generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
     _count(meta, "presigned")
     return url
 
@@ -66,5 +65,7 @@ def _check_pinned(meta: FileRecord) -> None:
 
 def _count(meta: FileRecord, how: str) -> None:
     metrics.add_metric(name=METRIC_ORIGIN_FALLBACK, unit="Count", value=1)
-    logger.warning("no edge can take the request: the origin serves it",
-                   extra={"file_id": meta.file_id, "how": how})
+    logger.warning(
+        "no edge can take the request: the origin serves it",
+        extra={"file_id": meta.file_id, "how": how},
+    )

@@ -25,8 +25,13 @@ _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 Host = ipaddress.IPv4Address | ipaddress.IPv6Address | str
 # What cryptography raises for a CSR it cannot read (a duplicate extension, an unknown
 # name type or algorithm are not ValueErrors).
-_UNPARSABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
-               x509.UnsupportedGeneralNameType)
+_UNPARSABLE = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +60,17 @@ def parse_endpoint(url: str) -> Endpoint:
         port = parts.port
     except ValueError as exc:
         raise InvalidInput("endpoint must be https://HOST:PORT", field="endpoint") from exc
-    if (parts.scheme != "https" or port is None or not 0 < port < 65536 or parts.username
-            or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment
-            or not parts.hostname):
+    if (
+        parts.scheme != "https"
+        or port is None
+        or not 0 < port < 65536
+        or parts.username
+        or parts.password
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or not parts.hostname
+    ):
         raise InvalidInput("endpoint must be https://HOST:PORT", field="endpoint")
     hostname = parts.hostname.lower()
     host: Host
@@ -66,8 +79,9 @@ def parse_endpoint(url: str) -> Endpoint:
     except ValueError:
         labels = hostname.rstrip(".").split(".")
         if len(hostname) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-            raise InvalidInput("endpoint host is not a valid DNS name or IP address",
-                               field="endpoint") from None
+            raise InvalidInput(
+                "endpoint host is not a valid DNS name or IP address", field="endpoint"
+            ) from None
         host = hostname.rstrip(".")
     shown = f"[{host}]" if isinstance(host, ipaddress.IPv6Address) else str(host)
     return Endpoint(url=f"https://{shown}:{port}", host=host, port=port)
@@ -86,8 +100,12 @@ def check_namespace(endpoint: Endpoint, namespace: tuple[str, ...]) -> None:
             network = ipaddress.ip_network(entry, strict=False)
             if endpoint.host.version == network.version and endpoint.host in network:
                 return
-    raise Forbidden("endpoint host is outside the fleet's namespace (FSNODE_NODE_NAMESPACE)",
-                    field="endpoint", host=str(endpoint.host), namespace=list(namespace))
+    raise Forbidden(
+        "endpoint host is outside the fleet's namespace (FSNODE_NODE_NAMESPACE)",
+        field="endpoint",
+        host=str(endpoint.host),
+        namespace=list(namespace),
+    )
 
 
 def check_csr(pem: str, endpoint: Endpoint) -> x509.CertificateSigningRequest:
@@ -105,26 +123,32 @@ def check_csr(pem: str, endpoint: Endpoint) -> x509.CertificateSigningRequest:
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound as exc:
-        raise InvalidInput("csr must carry a subjectAltName naming the endpoint host",
-                           field="csr") from exc
+        raise InvalidInput(
+            "csr must carry a subjectAltName naming the endpoint host", field="csr"
+        ) from exc
     except _UNPARSABLE as exc:
         raise InvalidInput("csr extensions cannot be parsed", field="csr") from exc
     names = list(san)
     if isinstance(endpoint.host, str):
         wanted: x509.GeneralName = x509.DNSName(endpoint.host)
-        ok = (len(names) == 1 and isinstance(names[0], x509.DNSName)
-              and names[0].value.lower().rstrip(".") == endpoint.host)
+        ok = (
+            len(names) == 1
+            and isinstance(names[0], x509.DNSName)
+            and names[0].value.lower().rstrip(".") == endpoint.host
+        )
     else:
         wanted = x509.IPAddress(endpoint.host)
         ok = names == [wanted]
     if not ok:
-        raise InvalidInput("csr subjectAltName must be exactly the endpoint host",
-                           field="csr", expected=str(endpoint.host),
-                           found=[str(getattr(name, "value", name)) for name in names][:8])
+        raise InvalidInput(
+            "csr subjectAltName must be exactly the endpoint host",
+            field="csr",
+            expected=str(endpoint.host),
+            found=[str(getattr(name, "value", name)) for name in names][:8],
+        )
     for cn in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         if str(cn.value).lower() != str(endpoint.host):
-            raise InvalidInput("csr common name must be the endpoint host or absent",
-                               field="csr")
+            raise InvalidInput("csr common name must be the endpoint host or absent", field="csr")
     return csr
 
 
@@ -138,21 +162,31 @@ def _check_key(csr: x509.CertificateSigningRequest) -> None:
     key = csr.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
-            raise InvalidInput(f"csr RSA key must be at least {MIN_RSA_BITS} bits",
-                               field="csr", key_size=key.key_size)
+            raise InvalidInput(
+                f"csr RSA key must be at least {MIN_RSA_BITS} bits",
+                field="csr",
+                key_size=key.key_size,
+            )
         return
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return
     raise InvalidInput("csr key must be RSA >= 2048 bits or EC P-256", field="csr")
 
 
-def issue(endpoint: Endpoint, csr_pem: str, validity_days: int,
-          idempotency_token: str | None = None) -> IssuedCertificate:
+def issue(
+    endpoint: Endpoint, csr_pem: str, validity_days: int, idempotency_token: str | None = None
+) -> IssuedCertificate:
     """The leaf, chain and root for a CSR already checked against ``endpoint``.
 
     Issued by the ``issue_certificate`` function, which checks the CSR again: the API
     handler holds no right to the CA."""
-    answer = invoke.call(get_settings().issue_certificate_function, {
-        "endpoint": endpoint.url, "csr": csr_pem, "validity_days": validity_days,
-        "idempotency_token": idempotency_token})
+    answer = invoke.call(
+        get_settings().issue_certificate_function,
+        {
+            "endpoint": endpoint.url,
+            "csr": csr_pem,
+            "validity_days": validity_days,
+            "idempotency_token": idempotency_token,
+        },
+    )
     return IssuedCertificate(**answer)

@@ -29,8 +29,9 @@ PLAN_TTL_SECONDS = 3600
 PLAN_PAGE = 10_000  # chunks per answer: about 1.3 MB of JSON
 
 
-def plan(file_id: str, query: Mapping[str, str] | None,
-         headers: Mapping[str, str]) -> dict[str, Any]:
+def plan(
+    file_id: str, query: Mapping[str, str] | None, headers: Mapping[str, str]
+) -> dict[str, Any]:
     """The chunks overlapping ``offset``/``length`` (default: the whole file), at most
     ``limit`` of them; ``next_offset`` continues the range (None: done)."""
     check_id(file_id, "file_id")
@@ -38,12 +39,15 @@ def plan(file_id: str, query: Mapping[str, str] | None,
     settings = get_settings()
     meta = file_paths.ready_file(file_id)
     first_byte, last_byte = byte_range(query, meta.size)
-    limit = validate.query_integer(query, "limit", low=1, high=PLAN_PAGE,
-                                   default=PLAN_PAGE) or PLAN_PAGE
+    limit = (
+        validate.query_integer(query, "limit", low=1, high=PLAN_PAGE, default=PLAN_PAGE)
+        or PLAN_PAGE
+    )
     manifest = manifests.read_manifest(file_id, meta.version)
     expires = int(time.time()) + PLAN_TTL_SECONDS
     signed = secret_store.signer(settings.signing_key_secret).sign(
-        SharePolicy(file_id=file_id, expires=expires))
+        SharePolicy(file_id=file_id, expires=expires)
+    )
     edge_query = urlencode({**signed, "v": meta.version})
     ranked = edges.ranked(file_id, headers)
     position = {node.node_id: i for i, node in enumerate(ranked)}
@@ -59,20 +63,39 @@ def plan(file_id: str, query: Mapping[str, str] | None,
         for index in range(first, last + 1):
             offset, length = chunk_bounds(index, meta.size, meta.chunk_size)
             holders = sorted(held.get(index, []))
-            chunks.append({"index": index, "offset": offset, "length": length,
-                           "sha256": manifest.chunk_hash(index),
-                           "replicas": holders + _top_others(holders, len(ranked),
-                                                             settings.replication_factor)})
+            chunks.append(
+                {
+                    "index": index,
+                    "offset": offset,
+                    "length": length,
+                    "sha256": manifest.chunk_hash(index),
+                    "replicas": holders
+                    + _top_others(holders, len(ranked), settings.replication_factor),
+                }
+            )
         after = (last + 1) * meta.chunk_size
         next_offset = after if after <= last_byte else None
     metrics.add_metric(name=METRIC_PLAN_SERVED, unit="Count", value=1)
-    return {"file_id": file_id, "version": meta.version, "size": meta.size,
-            "chunk_size": meta.chunk_size, "content_type": meta.content_type,
-            "etag": meta.etag, "edge_query": edge_query, "expires": expires,
-            "nodes": [{"node_id": node.node_id,
-                       "url": f"{public_names.url_of(node)}/f/{file_id}?{edge_query}"}
-                      for node in ranked],
-            "s3_url": _presigned_get(meta), "chunks": chunks, "next_offset": next_offset}
+    return {
+        "file_id": file_id,
+        "version": meta.version,
+        "size": meta.size,
+        "chunk_size": meta.chunk_size,
+        "content_type": meta.content_type,
+        "etag": meta.etag,
+        "edge_query": edge_query,
+        "expires": expires,
+        "nodes": [
+            {
+                "node_id": node.node_id,
+                "url": f"{public_names.url_of(node)}/f/{file_id}?{edge_query}",
+            }
+            for node in ranked
+        ],
+        "s3_url": _presigned_get(meta),
+        "chunks": chunks,
+        "next_offset": next_offset,
+    }
 
 
 def _top_others(holders: list[int], nodes: int, factor: int) -> list[int]:
@@ -107,6 +130,7 @@ def _presigned_get(meta: FileRecord) -> str:
     params = {"Bucket": meta.bucket, "Key": meta.key}
     if meta.version_id:
         params["VersionId"] = meta.version_id
-    url: str = aws.client("s3").generate_presigned_url("get_object", Params=params,
-                                                        ExpiresIn=PLAN_TTL_SECONDS)
+    url: str = aws.client("s3").generate_presigned_url(
+        "get_object", Params=params, ExpiresIn=PLAN_TTL_SECONDS
+    )
     return url

@@ -48,8 +48,11 @@ def run(now: float | None = None) -> dict[str, Any]:
     for node in nodes:
         silent = moment - node.last_heartbeat > settings.heartbeat_timeout
         # Conditional on the heartbeat seen: a node that beat meanwhile stays alive.
-        if node.status != NODE_DEAD and silent and registry.mark_dead(node.node_id,
-                                                                        node.last_heartbeat):
+        if (
+            node.status != NODE_DEAD
+            and silent
+            and registry.mark_dead(node.node_id, node.last_heartbeat)
+        ):
             marked.append(node.node_id)
             node.status = NODE_DEAD
             public_names.withdraw(node)
@@ -71,9 +74,15 @@ def run(now: float | None = None) -> dict[str, Any]:
     discarded = uploads.sweep_abandoned(int(moment))
     settled = settle_published(moment)
     metrics.flush_metrics(raise_on_empty_metrics=False)
-    summary = {"marked_dead": marked, "lost_replicas": {k: v for k, v in lost.items() if v},
-               "hot_replications": hot, "expired": expired, "collections": collected,
-               "uploads_discarded": discarded, "published": settled}
+    summary = {
+        "marked_dead": marked,
+        "lost_replicas": {k: v for k, v in lost.items() if v},
+        "hot_replications": hot,
+        "expired": expired,
+        "collections": collected,
+        "uploads_discarded": discarded,
+        "published": settled,
+    }
     logger.info("prune done", extra=summary)
     return summary
 
@@ -95,10 +104,13 @@ def _recover(node_id: str, budget: int) -> tuple[int, int]:
     configured = get_settings().replicate_state_machine_arn is not None
     for (file_id, version), group in sorted(by_version.items()):
         first_block = min(block.block for block in group)
-        arn = replication.start(file_id, version,
-                                chunks=[i for block in group for i in block.chunks],
-                                reason=replication.REASON_LOSS,
-                                detail=f"{node_id}/{first_block}")
+        arn = replication.start(
+            file_id,
+            version,
+            chunks=[i for block in group for i in block.chunks],
+            reason=replication.REASON_LOSS,
+            detail=f"{node_id}/{first_block}",
+        )
         if arn is not None or not configured:
             catalog.delete_replicas(group)
     return sum(len(block.chunks) for block in blocks), len(blocks)
@@ -121,8 +133,7 @@ def _replicate_hot(live: list[NodeRecord], moment: float) -> list[str]:
     catalog = aws.chunk_catalog()
     for file_id in list(ordered)[:MAX_HOT_FILES_PER_RUN]:
         view = catalog.file_view(file_id)
-        under = replication.under_replicated_chunks(view, live_ids,
-                                                    settings.replication_factor)
+        under = replication.under_replicated_chunks(view, live_ids, settings.replication_factor)
         if view.meta is None or not under:
             continue
         # Copies may be on their way: right after an upload its own replication is still
@@ -130,10 +141,12 @@ def _replicate_hot(live: list[NodeRecord], moment: float) -> list[str]:
         # the same chunks twice (and race it for the same nodes).
         version = view.meta.version
         if replication.running(file_id, version) or replication.running(
-                file_id, version, replication.REASON_HOT, str(window - 1)):
+            file_id, version, replication.REASON_HOT, str(window - 1)
+        ):
             continue
-        if replication.start(file_id, version, chunks=under,
-                             reason=replication.REASON_HOT, detail=str(window)):
+        if replication.start(
+            file_id, version, chunks=under, reason=replication.REASON_HOT, detail=str(window)
+        ):
             started.append(file_id)
     return started
 
@@ -152,8 +165,10 @@ def _collect(moment: float) -> tuple[list[str], list[str]]:
                 lifecycle.tombstone(meta, now)
                 expired.append(meta.file_id)
             except FsnodeError as exc:  # changed meanwhile: the next run looks again
-                logger.info("expired file not tombstoned", extra={"file_id": meta.file_id,
-                                                                  "error": exc.message})
+                logger.info(
+                    "expired file not tombstoned",
+                    extra={"file_id": meta.file_id, "error": exc.message},
+                )
         elif meta.status == FILE_DELETING and gc.start(meta.file_id, meta.version, moment):
             started.append(meta.file_id)
     for entry in catalog.versions_to_collect(now):
@@ -172,6 +187,7 @@ def settle_published(moment: float) -> list[str]:
             publisher.settle(file_id)
             settled.append(file_id)
         except FsnodeError as exc:
-            logger.warning("could not publish a file", extra={"file_id": file_id,
-                                                              "error": exc.message})
+            logger.warning(
+                "could not publish a file", extra={"file_id": file_id, "error": exc.message}
+            )
     return settled

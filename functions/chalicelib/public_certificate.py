@@ -50,36 +50,44 @@ def refresh(event: dict[str, Any]) -> dict[str, Any]:
         return {"changed": False, "serial": None}
     acm = aws.client("acm")
     try:
-        described = acm.describe_certificate(
-            CertificateArn=settings.public_certificate_arn)["Certificate"]
+        described = acm.describe_certificate(CertificateArn=settings.public_certificate_arn)[
+            "Certificate"
+        ]
         current = _read_secret()
         serial_now = str(described.get("Serial") or "")
         if current is not None and current.get("serial") == serial_now and serial_now:
             return {"changed": False, "serial": serial_now}
         passphrase = secrets.token_urlsafe(24)
         exported = acm.export_certificate(  # the key comes encrypted with the passphrase
-            CertificateArn=settings.public_certificate_arn, Passphrase=passphrase.encode())
+            CertificateArn=settings.public_certificate_arn, Passphrase=passphrase.encode()
+        )
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("the public certificate could not be exported") from exc
-    key = serialization.load_pem_private_key(exported["PrivateKey"].encode(),
-                                             password=passphrase.encode())
+    key = serialization.load_pem_private_key(
+        exported["PrivateKey"].encode(), password=passphrase.encode()
+    )
     stored = {
         "serial": serial_now,
         "not_after": described["NotAfter"].isoformat() if described.get("NotAfter") else "",
         "certificate": exported["Certificate"],
         "chain": exported.get("CertificateChain") or "",
-        "private_key": key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()).decode(),
+        "private_key": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
     }
     try:
         aws.client("secretsmanager").put_secret_value(
-            SecretId=settings.public_certificate_secret, SecretString=json.dumps(stored))
+            SecretId=settings.public_certificate_secret, SecretString=json.dumps(stored)
+        )
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("the public certificate could not be stored") from exc
     secret_store.clear()
-    logger.info("public certificate exported", extra={"serial": serial_now,
-                                                       "not_after": stored["not_after"]})
+    logger.info(
+        "public certificate exported",
+        extra={"serial": serial_now, "not_after": stored["not_after"]},
+    )
     return {"changed": True, "serial": serial_now}
 
 

@@ -58,8 +58,12 @@ def _record(node: NodeRecord) -> dict[str, object]:
         kind = "AAAA" if ipaddress.ip_address(host).version == 6 else "A"
     except ValueError:
         kind = "CNAME"
-    return {"Name": f"{name_of(node.node_id)}.", "Type": kind, "TTL": RECORD_TTL_SECONDS,
-            "ResourceRecords": [{"Value": host}]}
+    return {
+        "Name": f"{name_of(node.node_id)}.",
+        "Type": kind,
+        "TTL": RECORD_TTL_SECONDS,
+        "ResourceRecords": [{"Value": host}],
+    }
 
 
 def _change(action: str, node: NodeRecord) -> None:
@@ -68,13 +72,18 @@ def _change(action: str, node: NodeRecord) -> None:
     try:
         aws.client("route53").change_resource_record_sets(
             HostedZoneId=get_settings().hosted_zone_id,
-            ChangeBatch={"Comment": f"fsnode node {node.node_id}",
-                         "Changes": [{"Action": action, "ResourceRecordSet": _record(node)}]})
+            ChangeBatch={
+                "Comment": f"fsnode node {node.node_id}",
+                "Changes": [{"Action": action, "ResourceRecordSet": _record(node)}],
+            },
+        )
     except ClientError as exc:
         if action == "DELETE" and error_code(exc) == "InvalidChangeBatch":
             return  # no such record: withdrawn before
         raise Unavailable("the node's DNS record could not be changed") from exc
     except BotoCoreError as exc:
         raise Unavailable("the node's DNS record could not be changed") from exc
-    logger.info("public name changed", extra={"node_id": node.node_id, "action": action,
-                                               "public_name": name_of(node.node_id)})
+    logger.info(
+        "public name changed",
+        extra={"node_id": node.node_id, "action": action, "public_name": name_of(node.node_id)},
+    )

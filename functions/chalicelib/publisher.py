@@ -45,10 +45,15 @@ def next_seq(previous: int) -> int:
 
 def head_of(meta: FileRecord) -> Head:
     ready = meta.status == FILE_READY
-    return Head(file_id=meta.file_id, path=meta.path,
-                status=STATUS_READY if ready else STATUS_DELETED,
-                version=meta.version if ready else None, seq=meta.seq,
-                expires_at=meta.expires_at, updated_at=meta.updated_at or meta.created_at)
+    return Head(
+        file_id=meta.file_id,
+        path=meta.path,
+        status=STATUS_READY if ready else STATUS_DELETED,
+        version=meta.version if ready else None,
+        seq=meta.seq,
+        expires_at=meta.expires_at,
+        updated_at=meta.updated_at or meta.created_at,
+    )
 
 
 def current_tree_key(meta: FileRecord) -> str | None:
@@ -64,8 +69,11 @@ def publish(meta: FileRecord) -> None:
     already: a failed write here is left to the background, not to the caller."""
     with contextlib.suppress(Unavailable):  # logged; the machine or prune publishes it
         _put_objects(meta)
-    executions.start(get_settings().publish_state_machine_arn,
-                     f"publish-{meta.file_id}-{meta.seq}", {"file_id": meta.file_id})
+    executions.start(
+        get_settings().publish_state_machine_arn,
+        f"publish-{meta.file_id}-{meta.seq}",
+        {"file_id": meta.file_id},
+    )
 
 
 def settle(file_id: str) -> dict[str, Any]:
@@ -81,26 +89,36 @@ def settle(file_id: str) -> dict[str, Any]:
         _put_objects(meta)
         removed = _remove_stale_keys(meta)
         if catalog.clear_sync(file_id, meta.seq):
-            return {"file_id": file_id, "settled": True, "seq": meta.seq,
-                    "status": meta.status, "stale_keys_removed": removed}
+            return {
+                "file_id": file_id,
+                "settled": True,
+                "seq": meta.seq,
+                "status": meta.status,
+                "stale_keys_removed": removed,
+            }
         # Changed while this ran: publish the newer state too.
-    raise Conflict("the file kept changing while it was published; prune retries",
-                   file_id=file_id)
+    raise Conflict("the file kept changing while it was published; prune retries", file_id=file_id)
 
 
 def _put_objects(meta: FileRecord) -> None:
     s3 = aws.client("s3")
     bucket = get_settings().bucket
     try:
-        s3.put_object(Bucket=bucket, Key=head_key(meta.file_id), Body=head_of(meta).to_json(),
-                      ContentType="application/json")
+        s3.put_object(
+            Bucket=bucket,
+            Key=head_key(meta.file_id),
+            Body=head_of(meta).to_json(),
+            ContentType="application/json",
+        )
         key = current_tree_key(meta)
         if key is not None:
             s3.put_object(Bucket=bucket, Key=key, Body=b"")
     except (ClientError, BotoCoreError) as exc:
         # The change stands (DynamoDB is the truth); prune publishes it through by_sync.
-        logger.warning("could not publish a file's objects; prune will",
-                       extra={"file_id": meta.file_id, "error": str(exc)})
+        logger.warning(
+            "could not publish a file's objects; prune will",
+            extra={"file_id": meta.file_id, "error": str(exc)},
+        )
         raise Unavailable("the change was recorded but not yet published") from exc
 
 
@@ -113,15 +131,20 @@ def _remove_stale_keys(meta: FileRecord) -> int:
     stale: list[str] = []
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=tree_path_prefix(meta.path)):
+            Bucket=bucket, Prefix=tree_path_prefix(meta.path)
+        ):
             for entry in page.get("Contents", []):
                 parsed = parse_tree_key(entry["Key"])
                 if parsed is not None and parsed.path == meta.path and entry["Key"] != keep:
                     stale.append(entry["Key"])
         for start in range(0, len(stale), 1000):
-            s3.delete_objects(Bucket=bucket, Delete={
-                "Objects": [{"Key": key} for key in stale[start:start + 1000]],
-                "Quiet": True})
+            s3.delete_objects(
+                Bucket=bucket,
+                Delete={
+                    "Objects": [{"Key": key} for key in stale[start : start + 1000]],
+                    "Quiet": True,
+                },
+            )
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("could not tidy a path's tree keys") from exc
     return len(stale)

@@ -52,8 +52,9 @@ REASON_HOT = "hot"
 REASON_LOSS = "loss"
 
 
-def execution_name(file_id: str, version: str, reason: str = REASON_UPLOAD,
-                   detail: str = "") -> str:
+def execution_name(
+    file_id: str, version: str, reason: str = REASON_UPLOAD, detail: str = ""
+) -> str:
     """One execution per file version and trigger: a repeated start is refused.
 
     Upload completion keeps the readable ``replicate-FILE-VERSION``; other triggers
@@ -64,9 +65,15 @@ def execution_name(file_id: str, version: str, reason: str = REASON_UPLOAD,
     return executions.digest_name(f"replicate-{reason}", file_id, version, reason, detail)
 
 
-def start(file_id: str, version: str, *, chunks: Iterable[int] | None = None,
-          first_chunks: int | None = None, reason: str = REASON_UPLOAD,
-          detail: str = "") -> str | None:
+def start(
+    file_id: str,
+    version: str,
+    *,
+    chunks: Iterable[int] | None = None,
+    first_chunks: int | None = None,
+    reason: str = REASON_UPLOAD,
+    detail: str = "",
+) -> str | None:
     """Start replicating a file version (when the state machine is configured).
 
     Returns the execution's ARN (also when it already existed), None when nothing
@@ -79,8 +86,11 @@ def start(file_id: str, version: str, *, chunks: Iterable[int] | None = None,
         payload["ranges"] = coarsen(to_ranges(chunks), MAX_INPUT_RANGES)
     elif first_chunks is not None:
         payload["first_chunks"] = first_chunks
-    started = executions.start(get_settings().replicate_state_machine_arn,
-                               execution_name(file_id, version, reason, detail), payload)
+    started = executions.start(
+        get_settings().replicate_state_machine_arn,
+        execution_name(file_id, version, reason, detail),
+        payload,
+    )
     if started is None:
         return None
     if started.new:
@@ -106,8 +116,7 @@ def after_upload(file_id: str, version: str) -> dict[str, Any] | None:
         return None
     described = executions.wait(arn, settings.replication_sync_timeout)
     if described is None:
-        logger.warning("replication still running after the sync bound",
-                       extra={"file_id": file_id})
+        logger.warning("replication still running after the sync bound", extra={"file_id": file_id})
         return {"status": "RUNNING"}
     output = json.loads(described.get("output") or "{}")
     return {"status": described["status"], **output}
@@ -124,15 +133,23 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
     count = meta.chunk_count() if meta is not None and current else 0
     selection = _selection(event, count)
     size = batch_chunks(meta.chunk_size if meta is not None else 1)
-    batches = [{"first": first, "last": min(first + size - 1, last)}
-               for first_run, last in selection
-               for first in range(first_run, last + 1, size)]
+    batches = [
+        {"first": first, "last": min(first + size - 1, last)}
+        for first_run, last in selection
+        for first in range(first_run, last + 1, size)
+    ]
     targets = placement.choose(file_id, _live_nodes(), settings.replication_factor)
-    return {"file_id": file_id, "version": version, "current": current,
-            "factor": settings.replication_factor, "targets": [n.node_id for n in targets],
-            "under_replicated": len(targets) < settings.replication_factor,
-            "chunks": sum(b["last"] - b["first"] + 1 for b in batches),
-            "warm_timeout": settings.warm_timeout, "batches": batches}
+    return {
+        "file_id": file_id,
+        "version": version,
+        "current": current,
+        "factor": settings.replication_factor,
+        "targets": [n.node_id for n in targets],
+        "under_replicated": len(targets) < settings.replication_factor,
+        "chunks": sum(b["last"] - b["first"] + 1 for b in batches),
+        "warm_timeout": settings.warm_timeout,
+        "batches": batches,
+    }
 
 
 def batch_chunks(chunk_size: int) -> int:
@@ -180,11 +197,19 @@ def pick_target(event: dict[str, Any]) -> dict[str, Any]:
     previous = str(event.get("node_id") or "")
     failed = event.get("failure") is not None and bool(previous)
     attempts = int(event.get("attempts") or 0) + (1 if failed else 0)
-    state: dict[str, Any] = {"file_id": file_id, "version": version, "first": first,
-                             "last": last, "node_id": "", "chunks": [], "tried": tried,
-                             "attempts": 0, "wait_seconds": 0, "done": False,
-                             "warm_timeout": int(event.get("warm_timeout")
-                                                 or settings.warm_timeout)}
+    state: dict[str, Any] = {
+        "file_id": file_id,
+        "version": version,
+        "first": first,
+        "last": last,
+        "node_id": "",
+        "chunks": [],
+        "tried": tried,
+        "attempts": 0,
+        "wait_seconds": 0,
+        "done": False,
+        "warm_timeout": int(event.get("warm_timeout") or settings.warm_timeout),
+    }
     meta = aws.chunk_catalog().get_file(file_id)
     if not _is_current(meta, version) or meta is None or last >= meta.chunk_count():
         return _batch_done(first, last, [], "gone")
@@ -197,14 +222,26 @@ def pick_target(event: dict[str, Any]) -> dict[str, Any]:
         return _batch_done(first, last, [], "")
     if failed:
         lacking = [i for i in needy if previous not in held[i]]
-        facts = {"file_id": file_id, "first": first, "node_id": previous,
-                 "attempts": attempts, "failure": _failure_name(event["failure"])}
+        facts = {
+            "file_id": file_id,
+            "first": first,
+            "node_id": previous,
+            "attempts": attempts,
+            "failure": _failure_name(event["failure"]),
+        }
         if attempts < WARM_ATTEMPTS_PER_NODE and previous in live_ids and lacking:
             wait = RETRY_BACKOFF_SECONDS[min(attempts, len(RETRY_BACKOFF_SECONDS)) - 1]
-            logger.warning("warm failed: same node again after a backoff",
-                           extra={**facts, "wait_seconds": wait})
-            return {**state, "node_id": previous, "chunks": lacking, "attempts": attempts,
-                    "wait_seconds": wait}
+            logger.warning(
+                "warm failed: same node again after a backoff",
+                extra={**facts, "wait_seconds": wait},
+            )
+            return {
+                **state,
+                "node_id": previous,
+                "chunks": lacking,
+                "attempts": attempts,
+                "wait_seconds": wait,
+            }
         logger.warning("warm failed: the batch moves on", extra=facts)
         if previous not in tried:
             tried.append(previous)
@@ -225,10 +262,16 @@ def _failure_name(failure: Any) -> str:
 def _batch_done(first: int, last: int, under: list[int], reason: str) -> dict[str, Any]:
     """A batch's result: small whatever the batch (a few runs of what stayed under)."""
     gone = reason == "gone"
-    return {"done": True, "first": first, "last": last, "gone": gone,
-            "replicated": 0 if gone else last - first + 1 - len(under),
-            "under": len(under), "reason": reason,
-            "under_ranges": coarsen(to_ranges(under), MAX_RANGES_PER_BATCH)}
+    return {
+        "done": True,
+        "first": first,
+        "last": last,
+        "gone": gone,
+        "replicated": 0 if gone else last - first + 1 - len(under),
+        "under": len(under),
+        "reason": reason,
+        "under_ranges": coarsen(to_ranges(under), MAX_RANGES_PER_BATCH),
+    }
 
 
 def summarize(event: dict[str, Any]) -> dict[str, Any]:
@@ -237,22 +280,35 @@ def summarize(event: dict[str, Any]) -> dict[str, Any]:
     the full count)."""
     results = [r for r in event.get("results") or [] if isinstance(r, dict)]
     under_count = sum(int(r.get("under") or 0) for r in results)
-    under = sorted(({"first": a, "last": b, "reason": r.get("reason", "")}
-                    for r in results for a, b in r.get("under_ranges") or []),
-                   key=lambda run: run["first"])
+    under = sorted(
+        (
+            {"first": a, "last": b, "reason": r.get("reason", "")}
+            for r in results
+            for a, b in r.get("under_ranges") or []
+        ),
+        key=lambda run: run["first"],
+    )
     metrics.add_metric(name=METRIC_UNDER_REPLICATED_CHUNKS, unit="Count", value=under_count)
     metrics.flush_metrics(raise_on_empty_metrics=False)
     if under_count:
-        logger.warning("chunks left under-replicated",
-                       extra={"file_id": event.get("file_id"), "chunks": under_count,
-                              "ranges": under[:MAX_REPORTED_RANGES]})
-    return {"file_id": event.get("file_id"), "version": event.get("version"),
-            "batches": len(results),
-            "chunks": sum(int(r["last"]) - int(r["first"]) + 1 for r in results),
-            "replicated": sum(int(r.get("replicated") or 0) for r in results),
-            "gone": any(r.get("gone") for r in results),
-            "under_replicated_chunks": under_count,
-            "under_replicated": under[:MAX_REPORTED_RANGES]}
+        logger.warning(
+            "chunks left under-replicated",
+            extra={
+                "file_id": event.get("file_id"),
+                "chunks": under_count,
+                "ranges": under[:MAX_REPORTED_RANGES],
+            },
+        )
+    return {
+        "file_id": event.get("file_id"),
+        "version": event.get("version"),
+        "batches": len(results),
+        "chunks": sum(int(r["last"]) - int(r["first"]) + 1 for r in results),
+        "replicated": sum(int(r.get("replicated") or 0) for r in results),
+        "gone": any(r.get("gone") for r in results),
+        "under_replicated_chunks": under_count,
+        "under_replicated": under[:MAX_REPORTED_RANGES],
+    }
 
 
 def warm(event: dict[str, Any]) -> dict[str, Any]:
@@ -261,10 +317,14 @@ def warm(event: dict[str, Any]) -> dict[str, Any]:
     # An earlier attempt's item stays queued: it may be another execution's (a hot and a
     # loss run can warm the same chunk), and a second warm of a chunk costs nothing.
     chunks = event.get("chunks")
-    if not isinstance(chunks, list) or not 0 < len(chunks) <= MAX_BATCH_CHUNKS \
-            or not all(isinstance(i, int) and i >= 0 for i in chunks):
-        raise InvalidInput(f"chunks is a list of 1 to {MAX_BATCH_CHUNKS} chunk indices",
-                           field="chunks")
+    if (
+        not isinstance(chunks, list)
+        or not 0 < len(chunks) <= MAX_BATCH_CHUNKS
+        or not all(isinstance(i, int) and i >= 0 for i in chunks)
+    ):
+        raise InvalidInput(
+            f"chunks is a list of 1 to {MAX_BATCH_CHUNKS} chunk indices", field="chunks"
+        )
     return edge_work.queue_work(event, WORK_WARM, min(chunks), sorted(set(chunks)))
 
 
@@ -272,8 +332,9 @@ def under_replicated_chunks(view: FileView, live_ids: Iterable[str], factor: int
     """Indices of the current version's chunks held by fewer than ``factor`` live nodes."""
     if view.meta is None or view.meta.status != FILE_READY or not view.meta.chunk_count():
         return []
-    held = holders_by_chunk(view.blocks_of(view.meta.version), 0,
-                            view.meta.chunk_count() - 1, set(live_ids))
+    held = holders_by_chunk(
+        view.blocks_of(view.meta.version), 0, view.meta.chunk_count() - 1, set(live_ids)
+    )
     return [index for index, nodes in held.items() if len(nodes) < factor]
 
 
@@ -283,5 +344,6 @@ def _is_current(meta: FileRecord | None, version: str) -> bool:
 
 def _live_nodes() -> list[Any]:
     settings = get_settings()
-    return placement.eligible(aws.node_registry().list_nodes(), time.time(),
-                              settings.heartbeat_timeout)
+    return placement.eligible(
+        aws.node_registry().list_nodes(), time.time(), settings.heartbeat_timeout
+    )

@@ -38,8 +38,11 @@ def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
         # API Gateway answers 401 only for this exact message; anything else is a 500.
         raise Exception("Unauthorized") from None
     routes = ["*"] if principal.role == ROLE_ADMIN else USER_ROUTES
-    return AuthResponse(routes=routes, principal_id=principal.key_id,
-                        context={"key_id": principal.key_id, "role": principal.role})
+    return AuthResponse(
+        routes=routes,
+        principal_id=principal.key_id,
+        context={"key_id": principal.key_id, "role": principal.role},
+    )
 
 
 route = json_routes(bp, authorizer=api_key_authorizer)

@@ -26,17 +26,23 @@ def share_file(file_id: str) -> dict[str, Any]:
 @route("/shares", methods=["POST"], authorizer=managed)
 def share_folder() -> dict[str, Any]:
     request = bp.current_request
-    return shares.mint_folder(json_body(request),
-                              shares.base_url(request.headers, request.context))
+    return shares.mint_folder(json_body(request), shares.base_url(request.headers, request.context))
 
 
 @route("/s/{file_id}", methods=["GET", "HEAD"])
 def open_share(file_id: str) -> Response:
     request = bp.current_request
-    location = shares.open_file_share(file_id, shares.query_pairs(request.query_params),
-                                      request.headers, shares.source_ip(request.context))
-    return Response(body="", status_code=307,
-                    headers={"Location": location, "Cache-Control": "private, no-store"})
+    location = shares.open_file_share(
+        file_id,
+        shares.query_pairs(request.query_params),
+        request.headers,
+        shares.source_ip(request.context),
+    )
+    return Response(
+        body="",
+        status_code=307,
+        headers={"Location": location, "Cache-Control": "private, no-store"},
+    )
 
 
 @route("/t/{token}", methods=["GET", "HEAD"])
@@ -55,7 +61,8 @@ def _open_folder(token: str) -> Response:
     request = bp.current_request
     raw = folder_shares.raw_path_after(str(request.context.get("path") or ""), token)
     status, headers, body = folder_shares.open_folder(
-        token, raw, request.query_params or {}, request.headers,
-        shares.source_ip(request.context))
-    return Response(body="" if request.method == "HEAD" else body, status_code=status,
-                    headers=headers)
+        token, raw, request.query_params or {}, request.headers, shares.source_ip(request.context)
+    )
+    return Response(
+        body="" if request.method == "HEAD" else body, status_code=status, headers=headers
+    )

@@ -70,12 +70,15 @@ class Settings(ControlPlaneOptions):
             admin_key_secret=source.get("FSNODE_ADMIN_KEY_SECRET", ""),
             api_keys_table=source.get("FSNODE_API_KEYS_TABLE", ""),
             replicate_state_machine_arn=settings_env.optional(
-                source, "FSNODE_REPLICATE_STATE_MACHINE_ARN"),
+                source, "FSNODE_REPLICATE_STATE_MACHINE_ARN"
+            ),
             gc_state_machine_arn=settings_env.optional(source, "FSNODE_GC_STATE_MACHINE_ARN"),
             publish_state_machine_arn=settings_env.optional(
-                source, "FSNODE_PUBLISH_STATE_MACHINE_ARN"),
+                source, "FSNODE_PUBLISH_STATE_MACHINE_ARN"
+            ),
             hash_state_machine_arn=settings_env.optional(
-                source, "FSNODE_HASH_CHUNKS_STATE_MACHINE_ARN"),
+                source, "FSNODE_HASH_CHUNKS_STATE_MACHINE_ARN"
+            ),
             issue_certificate_function=source.get("FSNODE_ISSUE_CERTIFICATE_FUNCTION", ""),
             report_work_function=source.get("FSNODE_REPORT_WORK_FUNCTION", ""),
             edge_role_arn=source.get("FSNODE_EDGE_ROLE_ARN", ""),
@@ -85,15 +88,20 @@ class Settings(ControlPlaneOptions):
             public_certificate_arn=source.get("FSNODE_PUBLIC_CERTIFICATE_ARN", ""),
             public_certificate_secret=source.get("FSNODE_PUBLIC_CERTIFICATE_SECRET", ""),
             refresh_public_certificate_function=source.get(
-                "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION", ""),
+                "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION", ""
+            ),
         )
 
 
 def _sts_endpoint(env: Mapping[str, str]) -> str:
     # botocore's own variables first, so the local stack's STS is moto's.
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-    endpoint = (env.get("FSNODE_STS_ENDPOINT") or env.get("AWS_ENDPOINT_URL_STS")
-                or env.get("AWS_ENDPOINT_URL") or f"https://sts.{region}.amazonaws.com")
+    endpoint = (
+        env.get("FSNODE_STS_ENDPOINT")
+        or env.get("AWS_ENDPOINT_URL_STS")
+        or env.get("AWS_ENDPOINT_URL")
+        or f"https://sts.{region}.amazonaws.com"
+    )
     return endpoint.rstrip("/")
 
 

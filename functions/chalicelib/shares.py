@@ -42,10 +42,14 @@ def mint(file_id: str, body: dict[str, Any], base_url: str) -> dict[str, Any]:
             raise Gone("file has expired", file_id=file_id)
         expires = min(expires, meta.expires_at)
         if not_before is not None and not_before >= expires:
-            raise InvalidInput("not_before is at or after the file's expiry",
-                               field="not_before", file_expires_at=meta.expires_at)
-    query = secret_store.signer(get_settings().signing_key_secret).sign(SharePolicy(
-        file_id=file_id, expires=expires, not_before=not_before, ip=ip))
+            raise InvalidInput(
+                "not_before is at or after the file's expiry",
+                field="not_before",
+                file_expires_at=meta.expires_at,
+            )
+    query = secret_store.signer(get_settings().signing_key_secret).sign(
+        SharePolicy(file_id=file_id, expires=expires, not_before=not_before, ip=ip)
+    )
     metrics.add_metric(name=METRIC_SHARE_MINTED, unit="Count", value=1)
     return {"share_url": f"{base_url}/s/{file_id}?{urlencode(query)}", "expires": expires}
 
@@ -59,20 +63,30 @@ def mint_folder(body: dict[str, Any], base_url: str) -> dict[str, Any]:
     assert isinstance(prefix, str)
     ttl, not_before, ip = _policy_fields(body)
     expires = (not_before or int(time.time())) + ttl
-    token = mint_folder_token(secret_store.signer(get_settings().signing_key_secret), prefix,
-                              expires, not_before=not_before, ip=ip)
+    token = mint_folder_token(
+        secret_store.signer(get_settings().signing_key_secret),
+        prefix,
+        expires,
+        not_before=not_before,
+        ip=ip,
+    )
     metrics.add_metric(name=METRIC_SHARE_MINTED, unit="Count", value=1)
-    return {"share_url": f"{base_url}/t/{token}/{url_path(prefix) if prefix else ''}",
-            "prefix": prefix, "expires": expires}
+    return {
+        "share_url": f"{base_url}/t/{token}/{url_path(prefix) if prefix else ''}",
+        "prefix": prefix,
+        "expires": expires,
+    }
 
 
-def open_file_share(file_id: str, query: list[tuple[str, str]],
-                    headers: Mapping[str, str], client_ip: str | None) -> str:
+def open_file_share(
+    file_id: str, query: list[tuple[str, str]], headers: Mapping[str, str], client_ip: str | None
+) -> str:
     """Where a valid file share sends its holder: ``{edge}/f/{file_id}?{signed
     fields}&v={current version}``, or a presigned origin URL when no edge can take it."""
     check_id(file_id, "file_id")
     policy = secret_store.verifier(get_settings().signing_key_secret).verify(
-        file_id, query, client_ip=client_ip)
+        file_id, query, client_ip=client_ip
+    )
     meta = servable(file_id)
     if policy.version is not None and policy.version != meta.version:
         raise Gone("replaced; open the share URL again", file_id=file_id)
@@ -106,8 +120,11 @@ def query_pairs(query: Any) -> list[tuple[str, str]]:
 
 def _policy_fields(body: dict[str, Any]) -> tuple[int, int | None, str | None]:
     ttl = validate.integer(body, "ttl_seconds", low=1, high=MAX_TTL_SECONDS)
-    not_before = (validate.integer(body, "not_before", low=0, high=2**40)
-                  if body.get("not_before") is not None else None)
+    not_before = (
+        validate.integer(body, "not_before", low=0, high=2**40)
+        if body.get("not_before") is not None
+        else None
+    )
     cidr = validate.string(body, "ip", max_len=64, optional=True)
     if cidr is None:
         return ttl, not_before, None

@@ -46,11 +46,13 @@ def complete(file_id: str, body: dict[str, Any]) -> dict[str, Any]:
         raise Conflict(f"the upload is {upload.state}, not open", file_id=file_id)
     expected = len(part_layout(upload.size, upload.chunk_size))
     if len(etags) != expected:
-        raise InvalidInput(f"parts must list all {expected} parts", field="parts",
-                           expected=expected)
+        raise InvalidInput(
+            f"parts must list all {expected} parts", field="parts", expected=expected
+        )
     chunk_sha256, head = _finish_in_s3(upload, etags)
-    stored = _Stored(etag=str(head["ETag"]).strip('"'),
-                     last_modified=int(head["LastModified"].timestamp()))
+    stored = _Stored(
+        etag=str(head["ETag"]).strip('"'), last_modified=int(head["LastModified"].timestamp())
+    )
     meta = _meta(upload, stored, current)
     manifests.put_manifest(manifests.manifest_of(meta, chunk_sha256))
     meta = _publish(upload, stored, meta, current)
@@ -73,21 +75,29 @@ def _finish_in_s3(upload: PendingUpload, etags: list[str]) -> tuple[str, dict[st
             chunk_sha256 = declared.chunk_sha256
             if _check_parts(s3, upload, declared.part_hashes()):
                 s3.complete_multipart_upload(
-                    Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id,
-                    MultipartUpload={"Parts": upload_parts.completion(declared.part_hashes(),
-                                                                      etags)})
+                    Bucket=upload.bucket,
+                    Key=upload.key,
+                    UploadId=upload.upload_id,
+                    MultipartUpload={
+                        "Parts": upload_parts.completion(declared.part_hashes(), etags)
+                    },
+                )
         head = s3.head_object(Bucket=upload.bucket, Key=upload.key)
     except ClientError as exc:
         _reject(upload, "the origin refused to complete the upload")
-        raise InvalidInput("the upload could not be completed (missing or wrong parts)",
-                           file_id=upload.file_id) from exc
+        raise InvalidInput(
+            "the upload could not be completed (missing or wrong parts)", file_id=upload.file_id
+        ) from exc
     except BotoCoreError as exc:
         raise Unavailable("the origin bucket is unreachable") from exc
     if int(head["ContentLength"]) != upload.size:
         _reject(upload, "size mismatch")
-        raise InvalidInput("uploaded size does not match the declared size",
-                           file_id=upload.file_id, declared=upload.size,
-                           uploaded=int(head["ContentLength"]))
+        raise InvalidInput(
+            "uploaded size does not match the declared size",
+            file_id=upload.file_id,
+            declared=upload.size,
+            uploaded=int(head["ContentLength"]),
+        )
     return chunk_sha256, head
 
 
@@ -98,8 +108,10 @@ def _declared(upload: PendingUpload) -> Any:
     except OriginError:
         return manifests.read_manifest(upload.file_id, upload.version)
     except NotFound as exc:
-        raise Conflict("the upload's declaration is gone; upload again",
-                       key=version_manifest_key(upload.file_id, upload.version)) from exc
+        raise Conflict(
+            "the upload's declaration is gone; upload again",
+            key=version_manifest_key(upload.file_id, upload.version),
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,25 +122,34 @@ class _Stored:
     last_modified: int
 
 
-def _publish(upload: PendingUpload, stored: _Stored, meta: FileRecord,
-             current: FileRecord | None) -> FileRecord:
+def _publish(
+    upload: PendingUpload, stored: _Stored, meta: FileRecord, current: FileRecord | None
+) -> FileRecord:
     """The publishing transaction, again while only the expiry moved meanwhile; then
     the version's head and tree key, and the replaced version's retirement."""
     catalog = aws.chunk_catalog()
     now = int(time.time())
-    retired = (lifecycle.retired(upload.file_id, upload.replaces, now)
-               if upload.replaces is not None else None)
+    retired = (
+        lifecycle.retired(upload.file_id, upload.replaces, now)
+        if upload.replaces is not None
+        else None
+    )
     for _ in range(_PUBLISH_ATTEMPTS):
         try:
-            catalog.publish_version(meta, upload, current=current if upload.replaces else None,
-                                    retired=retired)
+            catalog.publish_version(
+                meta, upload, current=current if upload.replaces else None, retired=retired
+            )
             break
         except Conflict:
             current = catalog.get_file(upload.file_id)
             if current is not None and current.version == upload.version:
                 return current  # a concurrent complete published it
-            if (upload.replaces is not None and current is not None
-                    and current.version == upload.replaces and current.status == FILE_READY):
+            if (
+                upload.replaces is not None
+                and current is not None
+                and current.version == upload.replaces
+                and current.status == FILE_READY
+            ):
                 meta = _meta(upload, stored, current)  # expiry or seq moved: carry over
                 continue
             if upload.replaces is None and catalog.get_upload(upload.file_id) is None:
@@ -136,12 +157,15 @@ def _publish(upload: PendingUpload, stored: _Stored, meta: FileRecord,
                 # the upload item. Neither is ours to undo.
                 raise
             _reject(upload, "the file, its path or the version it replaces moved on")
-            raise Conflict("the file changed, was deleted or lost its path during the "
-                           "upload", file_id=upload.file_id) from None
+            raise Conflict(
+                "the file changed, was deleted or lost its path during the upload",
+                file_id=upload.file_id,
+            ) from None
     else:
         _reject(upload, "the file kept changing during the upload")
-        raise Conflict("the file kept changing during the upload; upload again",
-                       file_id=upload.file_id)
+        raise Conflict(
+            "the file kept changing during the upload; upload again", file_id=upload.file_id
+        )
     publisher.publish(meta)
     if retired is not None:
         lifecycle.collect_if_due(retired, now)
@@ -157,10 +181,20 @@ def _meta(upload: PendingUpload, stored: _Stored, current: FileRecord | None) ->
         expires_at = current.expires_at
     seq = publisher.next_seq(current.seq if current is not None else 0)
     return FileRecord(
-        file_id=upload.file_id, version=upload.version, path=upload.path, size=upload.size,
-        content_type=upload.content_type, etag=stored.etag, last_modified=stored.last_modified,
-        chunk_size=upload.chunk_size, bucket=upload.bucket, key=upload.key, updated_at=now,
-        expires_at=expires_at, chunks_sha256=upload.chunks_sha256, seq=seq,
+        file_id=upload.file_id,
+        version=upload.version,
+        path=upload.path,
+        size=upload.size,
+        content_type=upload.content_type,
+        etag=stored.etag,
+        last_modified=stored.last_modified,
+        chunk_size=upload.chunk_size,
+        bucket=upload.bucket,
+        key=upload.key,
+        updated_at=now,
+        expires_at=expires_at,
+        chunks_sha256=upload.chunks_sha256,
+        seq=seq,
         published_seq=seq,
         # A new version keeps the file's creation time.
         created_at=current.created_at if current is not None else now,
@@ -171,16 +205,22 @@ def _parts(body: dict[str, Any]) -> list[str]:
     """The ETags of ``parts``, which must be numbered 1, 2, ... in order."""
     parts = body.get("parts")
     if not isinstance(parts, list) or len(parts) > uploads.MAX_PARTS:
-        raise InvalidInput(f"parts must be a list of at most {uploads.MAX_PARTS} parts",
-                           field="parts")
+        raise InvalidInput(
+            f"parts must be a list of at most {uploads.MAX_PARTS} parts", field="parts"
+        )
     out = []
     for position, part in enumerate(parts, start=1):
-        if (not isinstance(part, dict) or part.get("part_number") != position
-                or isinstance(part.get("part_number"), bool)
-                or not isinstance(part.get("etag"), str) or not part["etag"]
-                or len(part["etag"]) > 128):
-            raise InvalidInput("each part needs part_number (in order) and etag",
-                               field="parts", position=position)
+        if (
+            not isinstance(part, dict)
+            or part.get("part_number") != position
+            or isinstance(part.get("part_number"), bool)
+            or not isinstance(part.get("etag"), str)
+            or not part["etag"]
+            or len(part["etag"]) > 128
+        ):
+            raise InvalidInput(
+                "each part needs part_number (in order) and etag", field="parts", position=position
+            )
         out.append(part["etag"])
     return out
 
@@ -205,8 +245,12 @@ def _check_parts(s3: Any, upload: PendingUpload, part_sha256: list[str]) -> bool
         raise Unavailable("the origin bucket is unreachable") from exc
     if wrong is not None:
         _reject(upload, wrong.reason)
-        raise InvalidInput(f"the upload was refused: {wrong.reason}", field="parts",
-                           file_id=upload.file_id, **wrong.details)
+        raise InvalidInput(
+            f"the upload was refused: {wrong.reason}",
+            field="parts",
+            file_id=upload.file_id,
+            **wrong.details,
+        )
     return True
 
 

@@ -39,12 +39,19 @@ def checksum_b64(sha256_hex: str) -> str:
 
 def part_url(upload: PendingUpload, part_number: int, sha256_hex: str, ttl: int) -> str:
     """A presigned UploadPart URL that only takes bytes hashing to ``sha256_hex``."""
-    return str(aws.client("s3").generate_presigned_url(
-        "upload_part",
-        Params={"Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id,
-                "PartNumber": part_number, "ChecksumSHA256": checksum_b64(sha256_hex)},
-        ExpiresIn=ttl,
-    ))
+    return str(
+        aws.client("s3").generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": upload.bucket,
+                "Key": upload.key,
+                "UploadId": upload.upload_id,
+                "PartNumber": part_number,
+                "ChecksumSHA256": checksum_b64(sha256_hex),
+            },
+            ExpiresIn=ttl,
+        )
+    )
 
 
 def mismatch(s3: Any, upload: PendingUpload, part_sha256: list[str]) -> PartMismatch | None:
@@ -56,8 +63,7 @@ def mismatch(s3: Any, upload: PendingUpload, part_sha256: list[str]) -> PartMism
     """
     listed: dict[int, dict[str, Any]] = {}
     paginator = s3.get_paginator("list_parts")
-    for page in paginator.paginate(Bucket=upload.bucket, Key=upload.key,
-                                   UploadId=upload.upload_id):
+    for page in paginator.paginate(Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id):
         for part in page.get("Parts", []):
             listed[int(part["PartNumber"])] = part
     layout = part_layout(upload.size, upload.chunk_size)
@@ -67,24 +73,33 @@ def mismatch(s3: Any, upload: PendingUpload, part_sha256: list[str]) -> PartMism
         if part is None:
             return PartMismatch("a part was never uploaded", {"part_number": number})
         if int(part["Size"]) != span.length:
-            return PartMismatch("a part's size differs from the declared layout", {
-                "part_number": number, "declared": span.length, "uploaded": int(part["Size"])})
+            return PartMismatch(
+                "a part's size differs from the declared layout",
+                {"part_number": number, "declared": span.length, "uploaded": int(part["Size"])},
+            )
         if part.get("ChecksumSHA256") != checksum_b64(sha256_hex):
-            return PartMismatch("a part's SHA-256 differs from the declared one", {
-                "part_number": number, "declared": sha256_hex,
-                "uploaded": _hex(part.get("ChecksumSHA256"))})
+            return PartMismatch(
+                "a part's SHA-256 differs from the declared one",
+                {
+                    "part_number": number,
+                    "declared": sha256_hex,
+                    "uploaded": _hex(part.get("ChecksumSHA256")),
+                },
+            )
     if listed:
-        return PartMismatch("parts beyond the declared layout were uploaded",
-                            {"part_numbers": sorted(listed)[:10]})
+        return PartMismatch(
+            "parts beyond the declared layout were uploaded", {"part_numbers": sorted(listed)[:10]}
+        )
     return None
 
 
 def completion(part_sha256: list[str], etags: list[str]) -> list[dict[str, Any]]:
     """CompleteMultipartUpload's ``Parts``: each ETag with its checksum, which S3 requires
     of an upload created with ``ChecksumAlgorithm``."""
-    return [{"PartNumber": n, "ETag": etag, "ChecksumSHA256": checksum_b64(sha256_hex)}
-            for n, (etag, sha256_hex) in enumerate(zip(etags, part_sha256, strict=True),
-                                                   start=1)]
+    return [
+        {"PartNumber": n, "ETag": etag, "ChecksumSHA256": checksum_b64(sha256_hex)}
+        for n, (etag, sha256_hex) in enumerate(zip(etags, part_sha256, strict=True), start=1)
+    ]
 
 
 def _hex(checksum: Any) -> str | None:

@@ -56,10 +56,12 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
     now = int(time.time())
     file_expires_at = validate.expiry(body, now)
     size = validate.integer(body, "size", low=0, high=MAX_FILE_SIZE)
-    content_type = validate.string(body, "content_type", max_len=255, optional=True,
-                                   pattern=validate.HEADER_TEXT)
-    chunk_sha256 = validate.sha256_list(body, "chunk_sha256",
-                                        chunk_count(size, settings.chunk_size))
+    content_type = validate.string(
+        body, "content_type", max_len=255, optional=True, pattern=validate.HEADER_TEXT
+    )
+    chunk_sha256 = validate.sha256_list(
+        body, "chunk_sha256", chunk_count(size, settings.chunk_size)
+    )
     layout = part_layout(size, settings.chunk_size)
     part_sha256 = validate.sha256_list(body, "part_sha256", len(layout))
     target = file_paths.upload_target(body, now)
@@ -70,18 +72,29 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
     try:
         # SHA256 on the upload: S3 then takes no part without its checksum.
         upload_id = aws.client("s3").create_multipart_upload(
-            Bucket=settings.bucket, Key=key, ContentType=content_type,
+            Bucket=settings.bucket,
+            Key=key,
+            ContentType=content_type,
             ChecksumAlgorithm="SHA256",
         )["UploadId"]
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("the origin bucket refused the upload") from exc
     upload = PendingUpload(
-        file_id=target.file_id, version=version, upload_id=upload_id, path=target.path,
-        size=size, content_type=content_type, chunk_size=settings.chunk_size,
-        bucket=settings.bucket, key=key, created_at=now, expires_at=now + UPLOAD_TTL_SECONDS,
+        file_id=target.file_id,
+        version=version,
+        upload_id=upload_id,
+        path=target.path,
+        size=size,
+        content_type=content_type,
+        chunk_size=settings.chunk_size,
+        bucket=settings.bucket,
+        key=key,
+        created_at=now,
+        expires_at=now + UPLOAD_TTL_SECONDS,
         chunks_sha256=chunks_digest(chunk_sha256),
         replaces=target.current.version if target.current else None,
-        file_expires_at=file_expires_at, state=UPLOAD_DECLARING,
+        file_expires_at=file_expires_at,
+        state=UPLOAD_DECLARING,
         urls_until=now + URL_TTL_SECONDS,
     )
     catalog = aws.chunk_catalog()
@@ -91,19 +104,32 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
         _abort(upload)
         raise
     try:
-        manifests.put_declaration(UploadDeclaration(
-            file_id=upload.file_id, version=version, path=upload.path, size=size,
-            chunk_size=upload.chunk_size, content_type=content_type,
-            chunk_sha256=join_digests(chunk_sha256), part_sha256=join_digests(part_sha256)))
+        manifests.put_declaration(
+            UploadDeclaration(
+                file_id=upload.file_id,
+                version=version,
+                path=upload.path,
+                size=size,
+                chunk_size=upload.chunk_size,
+                content_type=content_type,
+                chunk_sha256=join_digests(chunk_sha256),
+                part_sha256=join_digests(part_sha256),
+            )
+        )
         catalog.open_upload(upload)
     except FsnodeError:
         discard(upload, "its hashes could not be recorded")
         raise
     metrics.add_metric(name=METRIC_UPLOAD_STARTED, unit="Count", value=1)
-    return {"file_id": upload.file_id, "version": version, "path": upload.path,
-            "upload_id": upload_id, "chunk_size": settings.chunk_size,
-            "part_size": part_size_for(settings.chunk_size, size),
-            **_page(upload, part_sha256, layout, 1, PARTS_PAGE)}
+    return {
+        "file_id": upload.file_id,
+        "version": version,
+        "path": upload.path,
+        "upload_id": upload_id,
+        "chunk_size": settings.chunk_size,
+        "part_size": part_size_for(settings.chunk_size, size),
+        **_page(upload, part_sha256, layout, 1, PARTS_PAGE),
+    }
 
 
 def part_urls(file_id: str, query: dict[str, str] | None) -> dict[str, Any]:
@@ -112,8 +138,10 @@ def part_urls(file_id: str, query: dict[str, str] | None) -> dict[str, Any]:
     check_id(file_id, "file_id")
     query = query or {}
     first = validate.query_integer(query, "first", low=1, high=MAX_PARTS, default=1) or 1
-    limit = validate.query_integer(query, "limit", low=1, high=PARTS_PAGE,
-                                   default=PARTS_PAGE) or PARTS_PAGE
+    limit = (
+        validate.query_integer(query, "limit", low=1, high=PARTS_PAGE, default=PARTS_PAGE)
+        or PARTS_PAGE
+    )
     catalog = aws.chunk_catalog()
     upload = catalog.get_upload(file_id)
     if upload is None:
@@ -122,35 +150,48 @@ def part_urls(file_id: str, query: dict[str, str] | None) -> dict[str, Any]:
         raise Conflict(f"the upload is {upload.state}, not open", file_id=file_id)
     layout = part_layout(upload.size, upload.chunk_size)
     if first > len(layout):
-        raise InvalidInput(f"first must be a part number in 1..{len(layout)}", field="first",
-                           part_count=len(layout))
+        raise InvalidInput(
+            f"first must be a part number in 1..{len(layout)}",
+            field="first",
+            part_count=len(layout),
+        )
     part_sha256 = manifests.read_declaration(file_id, upload.version).part_hashes()
     # Noted before the URLs exist: an overwrite never replaces an upload whose URLs live.
     catalog.touch_upload(upload, int(time.time()) + URL_TTL_SECONDS)
-    return {"file_id": file_id, "version": upload.version, "upload_id": upload.upload_id,
-            **_page(upload, part_sha256, layout, first, limit)}
+    return {
+        "file_id": file_id,
+        "version": upload.version,
+        "upload_id": upload.upload_id,
+        **_page(upload, part_sha256, layout, first, limit),
+    }
 
 
-def _page(upload: PendingUpload, part_sha256: list[str], layout: list[PartSpan], first: int,
-          limit: int) -> dict[str, Any]:
+def _page(
+    upload: PendingUpload, part_sha256: list[str], layout: list[PartSpan], first: int, limit: int
+) -> dict[str, Any]:
     """Parts ``first..first+limit-1`` with their presigned URLs, and where the next page
     starts (None: this page ends the upload)."""
-    spans = layout[first - 1:first - 1 + limit]
+    spans = layout[first - 1 : first - 1 + limit]
     parts = []
     for span in spans:
         digest = part_sha256[span.part_number - 1]
-        parts.append({
-            "part_number": span.part_number,
-            "offset": span.offset,
-            "length": span.length,
-            "sha256": digest,
-            # The URL signs this header: the PUT must send it as given.
-            "headers": {"x-amz-checksum-sha256": upload_parts.checksum_b64(digest)},
-            "url": upload_parts.part_url(upload, span.part_number, digest, URL_TTL_SECONDS),
-        })
+        parts.append(
+            {
+                "part_number": span.part_number,
+                "offset": span.offset,
+                "length": span.length,
+                "sha256": digest,
+                # The URL signs this header: the PUT must send it as given.
+                "headers": {"x-amz-checksum-sha256": upload_parts.checksum_b64(digest)},
+                "url": upload_parts.part_url(upload, span.part_number, digest, URL_TTL_SECONDS),
+            }
+        )
     after = first + len(spans)
-    return {"part_count": len(layout), "parts": parts,
-            "next_part": after if after <= len(layout) else None}
+    return {
+        "part_count": len(layout),
+        "parts": parts,
+        "next_part": after if after <= len(layout) else None,
+    }
 
 
 def _make_room(file_id: str, now: int) -> None:
@@ -162,8 +203,11 @@ def _make_room(file_id: str, now: int) -> None:
         return
     # The new upload writes the same file: the path stays claimed for it.
     if current.urls_until >= now or not discard(
-            current, "replaced by a new upload after its part URLs expired", stale_at=now,
-            free_path=False):
+        current,
+        "replaced by a new upload after its part URLs expired",
+        stale_at=now,
+        free_path=False,
+    ):
         raise Conflict("another upload of this file is in progress", file_id=file_id)
 
 
@@ -172,8 +216,7 @@ def cancel(file_id: str, query: dict[str, str] | None) -> dict[str, Any]:
     flight (its part URLs stop mattering; the file, if any, keeps its current version).
     NotFound without an upload; Conflict when another upload is in flight."""
     check_id(file_id, "file_id")
-    upload_id = validate.string(query or {}, "upload_id", max_len=1024,
-                                pattern=validate.TOKEN_TEXT)
+    upload_id = validate.string(query or {}, "upload_id", max_len=1024, pattern=validate.TOKEN_TEXT)
     upload = aws.chunk_catalog().get_upload(file_id)
     if upload is None:
         raise NotFound("no upload in progress for this file", file_id=file_id)
@@ -186,15 +229,19 @@ def sweep_abandoned(now: int | None = None) -> list[str]:
     """Discard every upload whose time to complete is up (prune runs this). Returns the
     file ids whose upload was discarded."""
     moment = int(time.time()) if now is None else now
-    discarded = [upload.file_id for upload in aws.chunk_catalog().uploads_due(moment)
-                 if discard(upload, "abandoned: not completed in time")]
+    discarded = [
+        upload.file_id
+        for upload in aws.chunk_catalog().uploads_due(moment)
+        if discard(upload, "abandoned: not completed in time")
+    ]
     if discarded:
         metrics.add_metric(name=METRIC_UPLOAD_ABANDONED, unit="Count", value=len(discarded))
     return discarded
 
 
-def discard(upload: PendingUpload, reason: str, *, stale_at: int | None = None,
-            free_path: bool = True) -> bool:
+def discard(
+    upload: PendingUpload, reason: str, *, stale_at: int | None = None, free_path: bool = True
+) -> bool:
     """Forget an upload: no ``complete`` can publish it from the first write on; its S3
     upload is aborted, its path freed if it was the file's first, and its version
     retired so garbage collection removes its declaration and any object it left.
@@ -206,8 +253,10 @@ def discard(upload: PendingUpload, reason: str, *, stale_at: int | None = None,
         catalog.discard_upload(upload, stale_at=stale_at)
     except Conflict:
         return False  # someone else completed, replaced or discarded it first
-    logger.warning("upload discarded", extra={"file_id": upload.file_id,
-                                              "version": upload.version, "reason": reason})
+    logger.warning(
+        "upload discarded",
+        extra={"file_id": upload.file_id, "version": upload.version, "reason": reason},
+    )
     _abort(upload)
     now = int(time.time())
     entry = lifecycle.retired(upload.file_id, upload.version, now)
@@ -222,8 +271,9 @@ def discard(upload: PendingUpload, reason: str, *, stale_at: int | None = None,
 def _abort(upload: PendingUpload) -> None:
     # Aborting fails once the upload was completed (or aborted): nothing more to do here.
     with contextlib.suppress(ClientError, BotoCoreError):
-        aws.client("s3").abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
-                                                UploadId=upload.upload_id)
+        aws.client("s3").abort_multipart_upload(
+            Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
+        )
 
 
 def get(file_id: str) -> dict[str, Any]:

@@ -151,7 +151,8 @@ class ControlPlane(Construct):
         # a player that cannot play HLS.
         if not (source_dir / PLAYER_LIBRARY).is_file():
             raise FileNotFoundError(
-                f"No {source_dir / PLAYER_LIBRARY}: run `make web-assets` (npm ci in web/)")
+                f"No {source_dir / PLAYER_LIBRARY}: run `make web-assets` (npm ci in web/)"
+            )
         self.source_dir = source_dir
         stage_config: dict[str, Any] = {
             "api_gateway_stage": API_STAGE,

@@ -92,8 +92,11 @@ def _is_arm(instance_type: str) -> bool:
 
 def image_platform(instance_type: str) -> ecr_assets.Platform:
     """The container platform of an instance type: linux/arm64 on Graviton, else amd64."""
-    return ecr_assets.Platform.LINUX_ARM64 if _is_arm(instance_type) \
+    return (
+        ecr_assets.Platform.LINUX_ARM64
+        if _is_arm(instance_type)
         else ecr_assets.Platform.LINUX_AMD64
+    )
 
 
 def network_bytes_per_minute(mbps: int) -> int:

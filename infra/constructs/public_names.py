@@ -23,19 +23,29 @@ from infra.nag import acknowledge
 
 # ACM renews managed certificates 60 days before expiry: twice a day is plenty.
 REFRESH_SCHEDULE = "rate(12 hours)"
-NO_DOMAIN = ("none: set domain_name and hosted_zone_id in cdk.json for per-edge public "
-             "names with a publicly trusted certificate; until then viewers must trust "
-             "the private CA (README, Trusting the edges from an app)")
+NO_DOMAIN = (
+    "none: set domain_name and hosted_zone_id in cdk.json for per-edge public "
+    "names with a publicly trusted certificate; until then viewers must trust "
+    "the private CA (README, Trusting the edges from an app)"
+)
 
 
 class PublicNames(Construct):
     """The edges' zone, wildcard certificate and the secret its export is kept in."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, domain_name: str | None,
-                 hosted_zone_id: str | None, removal_policy: RemovalPolicy) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        domain_name: str | None,
+        hosted_zone_id: str | None,
+        removal_policy: RemovalPolicy,
+    ) -> None:
         super().__init__(scope, construct_id)
-        self.edge_domain = (f"edges.{domain_name.rstrip('.').lower()}"
-                            if domain_name and hosted_zone_id else None)
+        self.edge_domain = (
+            f"edges.{domain_name.rstrip('.').lower()}" if domain_name and hosted_zone_id else None
+        )
         self.certificate: acm.CfnCertificate | None = None
         self.secret: secretsmanager.Secret | None = None
         self.zone_arn: str | None = None
@@ -46,20 +56,38 @@ class PublicNames(Construct):
         assert hosted_zone_id is not None
         self.zone_id = hosted_zone_id
         self.zone_arn = Stack.of(self).format_arn(
-            service="route53", region="", account="", resource="hostedzone",
-            resource_name=hosted_zone_id)
+            service="route53",
+            region="",
+            account="",
+            resource="hostedzone",
+            resource_name=hosted_zone_id,
+        )
         self.certificate = acm.CfnCertificate(
-            self, "Wildcard", domain_name=f"*.{self.edge_domain}", validation_method="DNS",
-            domain_validation_options=[acm.CfnCertificate.DomainValidationOptionProperty(
-                domain_name=f"*.{self.edge_domain}", hosted_zone_id=hosted_zone_id)],
-            certificate_export="ENABLED")
+            self,
+            "Wildcard",
+            domain_name=f"*.{self.edge_domain}",
+            validation_method="DNS",
+            domain_validation_options=[
+                acm.CfnCertificate.DomainValidationOptionProperty(
+                    domain_name=f"*.{self.edge_domain}", hosted_zone_id=hosted_zone_id
+                )
+            ],
+            certificate_export="ENABLED",
+        )
         self.secret = secretsmanager.Secret(
-            self, "Exported", description="fsnode edges' public certificate and key "
+            self,
+            "Exported",
+            description="fsnode edges' public certificate and key "
             "(exported from ACM by refresh_public_certificate)",
-            secret_string_value=None, removal_policy=removal_policy)
-        acknowledge(self.secret, "AwsSolutions-SMG4",
-                    "Rotated by ACM: refresh_public_certificate writes each renewal's export "
-                    "into it on a schedule; a rotation Lambda would have nothing to add.")
+            secret_string_value=None,
+            removal_policy=removal_policy,
+        )
+        acknowledge(
+            self.secret,
+            "AwsSolutions-SMG4",
+            "Rotated by ACM: refresh_public_certificate writes each renewal's export "
+            "into it on a schedule; a rotation Lambda would have nothing to add.",
+        )
         CfnOutput(self, "PublicEdgeNames", value=f"NODE_ID.{self.edge_domain}")
 
     def settings(self) -> dict[str, str]:
@@ -75,5 +103,9 @@ class PublicNames(Construct):
         """Export ACM's renewals on a schedule (the first export happens on demand)."""
         if self.certificate is None:
             return
-        events.Rule(self, "Refresh", schedule=events.Schedule.expression(REFRESH_SCHEDULE),
-                    targets=[targets.LambdaFunction(function)])
+        events.Rule(
+            self,
+            "Refresh",
+            schedule=events.Schedule.expression(REFRESH_SCHEDULE),
+            targets=[targets.LambdaFunction(function)],
+        )

@@ -22,7 +22,8 @@ class Secrets(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.join_token = self._token(
-            "JoinToken", "fsnode: token an edge node presents to POST /nodes/register",
+            "JoinToken",
+            "fsnode: token an edge node presents to POST /nodes/register",
             removal_policy,
         )
         # {"active": KID, KID: SEED}: the private key is sha256(SEED). Rotation adds
@@ -42,7 +43,8 @@ class Secrets(Construct):
         # The first admin key, before any key exists in the keys table: read it with
         # `aws secretsmanager get-secret-value`, then create named keys with it.
         self.admin_key = self._token(
-            "AdminApiKey", "fsnode: bootstrap admin API key (Authorization: Bearer KEY)",
+            "AdminApiKey",
+            "fsnode: bootstrap admin API key (Authorization: Bearer KEY)",
             removal_policy,
         )
         for secret in (self.join_token, self.signing_keyring, self.admin_key):

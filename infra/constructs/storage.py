@@ -127,8 +127,12 @@ class Storage(Construct):
     @property
     def tables(self) -> dict[str, dynamodb.Table]:
         """Every table by its name in tables.json."""
-        return {"nodes": self.nodes_table, "chunks": self.chunks_table,
-                "idempotency": self.idempotency_table, "api_keys": self.api_keys_table}
+        return {
+            "nodes": self.nodes_table,
+            "chunks": self.chunks_table,
+            "idempotency": self.idempotency_table,
+            "api_keys": self.api_keys_table,
+        }
 
     @property
     def readable_buckets(self) -> list[s3.IBucket]:

@@ -95,28 +95,38 @@ class Workflows(Construct):
                 # Every state transition is logged, but not its data: inputs and outputs
                 # carry task tokens (the capability to complete a step).
                 logs=sfn.LogOptions(
-                    destination=self.log_group, level=sfn.LogLevel.ALL,
+                    destination=self.log_group,
+                    level=sfn.LogLevel.ALL,
                     include_execution_data=False,
                 ),
             )
             self.state_machines[name] = machine
             if _DISTRIBUTED in path.read_text(encoding="utf-8"):
                 # A Distributed Map runs each item as a child execution of its own machine.
-                self.role.add_to_principal_policy(iam.PolicyStatement(
-                    actions=["states:StartExecution"],
-                    resources=[state_machine_arn(self, name)]))
+                self.role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        actions=["states:StartExecution"], resources=[state_machine_arn(self, name)]
+                    )
+                )
                 children = Stack.of(self).format_arn(
-                    service="states", resource="execution",
+                    service="states",
+                    resource="execution",
                     resource_name=f"{state_machine_name(self, name)}/*",
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME)
-                self.role.add_to_principal_policy(iam.PolicyStatement(
-                    actions=["states:DescribeExecution", "states:StopExecution"],
-                    resources=[children]))
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+                self.role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        actions=["states:DescribeExecution", "states:StopExecution"],
+                        resources=[children],
+                    )
+                )
                 acknowledge(
-                    self.role, "AwsSolutions-IAM5",
+                    self.role,
+                    "AwsSolutions-IAM5",
                     "A Distributed Map's child executions get names only at run time; the "
                     "wildcard stays inside this one state machine's executions.",
-                    [resource_finding(self, children)])
+                    [resource_finding(self, children)],
+                )
 
         if self.invoked_function_arns:
             self.role.add_to_principal_policy(

@@ -43,8 +43,9 @@ def sync_keys(file_id: str, seq: int) -> dict[str, dict[str, str]]:
 
 def cancel_reasons(exc: ClientError) -> list[str]:
     """Per action, why a transaction was cancelled (``"None"`` for actions that held)."""
-    return [str(reason.get("Code", "None"))
-            for reason in exc.response.get("CancellationReasons", [])]
+    return [
+        str(reason.get("Code", "None")) for reason in exc.response.get("CancellationReasons", [])
+    ]
 
 
 def condition_failed(exc: ClientError, position: int | None = None) -> bool:
@@ -72,7 +73,8 @@ class CatalogBase(DynamoStore):
         out: list[dict[str, Any]] = []
         with aws_errors(action):
             for page in self.client.get_paginator("query").paginate(
-                    TableName=self.table_name, **kwargs):
+                TableName=self.table_name, **kwargs
+            ):
                 out.extend(page.get("Items", []))
         return out
 
@@ -83,20 +85,29 @@ class CatalogBase(DynamoStore):
 
     def _get(self, key: dict[str, Any], action: str) -> dict[str, Any] | None:
         with aws_errors(action):
-            answer = self.client.get_item(TableName=self.table_name, Key=key,
-                                          ConsistentRead=True)
+            answer = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
         item: dict[str, Any] | None = answer.get("Item")
         return item
 
-    def _delete_if(self, key: dict[str, Any], condition: str, values: dict[str, Any],
-                   action: str, names: dict[str, str] | None = None) -> bool:
+    def _delete_if(
+        self,
+        key: dict[str, Any],
+        condition: str,
+        values: dict[str, Any],
+        action: str,
+        names: dict[str, str] | None = None,
+    ) -> bool:
         """Delete an item if ``condition`` holds; False when it did not."""
         extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
         try:
             with aws_errors(action):
-                self.client.delete_item(TableName=self.table_name, Key=key,
-                                        ConditionExpression=condition,
-                                        ExpressionAttributeValues=values, **extra)
+                self.client.delete_item(
+                    TableName=self.table_name,
+                    Key=key,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                    **extra,
+                )
         except ConditionFailed:
             return False
         return True
@@ -116,11 +127,15 @@ class CatalogBase(DynamoStore):
     def _due_for_collection(self, partition: str, now: int, action: str) -> list[dict[str, Any]]:
         """Every ``by_collect`` item of ``partition`` due up to ``now`` (a paginated Query)."""
         return self._query_all(
-            action, IndexName=COLLECT_INDEX,
+            action,
+            IndexName=COLLECT_INDEX,
             KeyConditionExpression="collect_pk = :c AND collect_sk <= :due",
             # "~" sorts after every id character: every item due up to ``now``.
-            ExpressionAttributeValues={":c": {"S": partition},
-                                       ":due": {"S": f"{max(now, 0):012d}#~"}})
+            ExpressionAttributeValues={
+                ":c": {"S": partition},
+                ":due": {"S": f"{max(now, 0):012d}#~"},
+            },
+        )
 
     def _batch_put(self, items: list[dict[str, Any]]) -> None:
         self._batch_write([{"PutRequest": {"Item": item}} for item in items], "write items")
@@ -130,7 +145,7 @@ class CatalogBase(DynamoStore):
 
     def _batch_write(self, requests: list[dict[str, Any]], action: str) -> None:
         """BatchWriteItem in batches of 25; many batches go a few at a time."""
-        batches = [requests[start:start + _BATCH] for start in range(0, len(requests), _BATCH)]
+        batches = [requests[start : start + _BATCH] for start in range(0, len(requests), _BATCH)]
         if len(batches) <= 2:
             for batch in batches:
                 self._write_batch(batch, action)
@@ -163,8 +178,10 @@ def decode_token(token: str, names: set[str], field: str = "next_token") -> dict
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
         if not isinstance(key, dict) or set(key) != names:
             raise ValueError("unexpected key shape")
-        if not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
-                   for v in key.values()):
+        if not all(
+            isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
+            for v in key.values()
+        ):
             raise ValueError("unexpected key values")
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"{field} is not valid", field=field) from exc

@@ -29,8 +29,14 @@ class ReplicaStore(CatalogBase):
 
     def put_replica(self, replica: ReplicaRecord) -> bool:
         """Record that a node holds a chunk; False when it was already recorded."""
-        update = _add_chunks(self.table_name, replica.file_id, replica.version,
-                             replica.node_id, [replica.index], replica.created_at)
+        update = _add_chunks(
+            self.table_name,
+            replica.file_id,
+            replica.version,
+            replica.node_id,
+            [replica.index],
+            replica.created_at,
+        )
         update["ConditionExpression"] = "attribute_not_exists(chunks) OR NOT contains(chunks, :i)"
         update["ExpressionAttributeValues"][":i"] = {"N": str(replica.index)}
         try:
@@ -43,8 +49,14 @@ class ReplicaStore(CatalogBase):
             raise domain_error(exc, "record replica") from exc
         return True
 
-    def put_replicas_if_current(self, file_id: str, version: str, node_id: str,
-                                indices: Sequence[int], now: int | None = None) -> None:
+    def put_replicas_if_current(
+        self,
+        file_id: str,
+        version: str,
+        node_id: str,
+        indices: Sequence[int],
+        now: int | None = None,
+    ) -> None:
         """Record verified copies only while their file version is current and ready.
 
         Each transaction checks the ``meta`` item and adds the chunks to their blocks,
@@ -52,23 +64,27 @@ class ReplicaStore(CatalogBase):
         is going away. Gone when the version is not current.
         """
         moment = int(time.time()) if now is None else now
-        updates = [{"Update": _add_chunks(self.table_name, file_id, version, node_id,
-                                          group, moment)}
-                   for group in by_block(indices).values()]
-        check = {"ConditionCheck": {
-            "TableName": self.table_name,
-            "Key": {"pk": {"S": file_pk(file_id)}, "sk": {"S": "meta"}},
-            "ConditionExpression": "#status = :ready AND version = :v",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":ready": {"S": FILE_READY}, ":v": {"S": version}},
-        }}
+        updates = [
+            {"Update": _add_chunks(self.table_name, file_id, version, node_id, group, moment)}
+            for group in by_block(indices).values()
+        ]
+        check = {
+            "ConditionCheck": {
+                "TableName": self.table_name,
+                "Key": {"pk": {"S": file_pk(file_id)}, "sk": {"S": "meta"}},
+                "ConditionExpression": "#status = :ready AND version = :v",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":ready": {"S": FILE_READY}, ":v": {"S": version}},
+            }
+        }
         step = _TRANSACTION_ACTIONS - 1  # the meta check is one action of each
         for start in range(0, len(updates), step):
-            if self._transact([check, *updates[start:start + step]], "record replicas"):
+            if self._transact([check, *updates[start : start + step]], "record replicas"):
                 raise Gone("file version is no longer current", file_id=file_id)
 
-    def replica_blocks(self, file_id: str, version: str, first: int,
-                       last: int) -> list[ReplicaBlock]:
+    def replica_blocks(
+        self, file_id: str, version: str, first: int, last: int
+    ) -> list[ReplicaBlock]:
         """The blocks of ``version`` covering chunks ``first..last`` (one Query)."""
         items = self._query_all(
             "read replicas",
@@ -76,24 +92,33 @@ class ReplicaStore(CatalogBase):
             ExpressionAttributeValues={
                 ":pk": {"S": file_pk(file_id)},
                 ":low": {"S": replica_prefix(version, block_of(first))},
-                ":high": {"S": replica_prefix(version, block_of(last)) + "~"}},
-            ConsistentRead=True)
+                ":high": {"S": replica_prefix(version, block_of(last)) + "~"},
+            },
+            ConsistentRead=True,
+        )
         return [ReplicaBlock.from_item(item) for item in items]
 
-    def replicas_in_range(self, file_id: str, version: str, first: int,
-                          last: int) -> list[ReplicaRecord]:
+    def replicas_in_range(
+        self, file_id: str, version: str, first: int, last: int
+    ) -> list[ReplicaRecord]:
         """Replica facts of chunks ``first..last`` of ``version``."""
-        return [record for block in self.replica_blocks(file_id, version, first, last)
-                for record in block.records() if first <= record.index <= last]
+        return [
+            record
+            for block in self.replica_blocks(file_id, version, first, last)
+            for record in block.records()
+            if first <= record.index <= last
+        ]
 
     def blocks_on_node(self, node_id: str, limit: int | None = None) -> list[ReplicaBlock]:
         """A node's replica blocks (the ``by_node`` index), e.g. after it died; at most
         ``limit`` of them, so one prune run stays bounded."""
         out: list[ReplicaBlock] = []
         kwargs: dict[str, Any] = {
-            "TableName": self.table_name, "IndexName": "by_node",
+            "TableName": self.table_name,
+            "IndexName": "by_node",
             "KeyConditionExpression": "node_id = :n",
-            "ExpressionAttributeValues": {":n": {"S": node_id}}}
+            "ExpressionAttributeValues": {":n": {"S": node_id}},
+        }
         if limit is not None:
             kwargs["Limit"] = limit
         while True:
@@ -117,11 +142,17 @@ class ReplicaStore(CatalogBase):
 
     def put_work(self, work: WorkItem) -> None:
         """Queue a command for an edge; the work id must be new."""
-        self._call("queue work", self.client.put_item, TableName=self.table_name,
-                   Item=work.to_item(), ConditionExpression="attribute_not_exists(pk)")
+        self._call(
+            "queue work",
+            self.client.put_item,
+            TableName=self.table_name,
+            Item=work.to_item(),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
 
-    def pending_work(self, node_id: str, now: int | None = None,
-                     limit: int | None = None) -> list[WorkItem]:
+    def pending_work(
+        self, node_id: str, now: int | None = None, limit: int | None = None
+    ) -> list[WorkItem]:
         """A node's unexpired work, oldest first (work ids start with their creation
         time); at most ``limit`` items, so a heartbeat answer stays bounded."""
         moment = int(time.time()) if now is None else now
@@ -130,10 +161,13 @@ class ReplicaStore(CatalogBase):
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :work)",
             # TTL deletion lags by hours, so expired work is filtered out here.
             "FilterExpression": "expires_at > :now",
-            "ExpressionAttributeValues": {":pk": {"S": node_work_pk(node_id)},
-                                          ":work": {"S": "work#"},
-                                          ":now": {"N": str(moment)}},
-            "ConsistentRead": True}
+            "ExpressionAttributeValues": {
+                ":pk": {"S": node_work_pk(node_id)},
+                ":work": {"S": "work#"},
+                ":now": {"N": str(moment)},
+            },
+            "ConsistentRead": True,
+        }
         if limit is not None:
             kwargs["Limit"] = limit
         found: list[WorkItem] = []
@@ -158,8 +192,9 @@ class ReplicaStore(CatalogBase):
             )
         except ClientError as exc:
             if condition_failed(exc):
-                raise NotFound("no such work for this node (done, expired or never queued)",
-                               work_id=work_id) from exc
+                raise NotFound(
+                    "no such work for this node (done, expired or never queued)", work_id=work_id
+                ) from exc
             raise domain_error(exc, "take work") from exc
         except BotoCoreError as exc:
             raise domain_error(exc, "take work") from exc
@@ -167,26 +202,37 @@ class ReplicaStore(CatalogBase):
 
     def drop_work(self, node_id: str, kind: str, file_id: str, version: str) -> int:
         """Remove a node's queued work of one kind for one file version (superseded)."""
-        stale = [w for w in self.pending_work(node_id, 0)
-                 if w.kind == kind and w.file_id == file_id and w.version == version]
-        self._batch_delete([{"pk": {"S": node_work_pk(node_id)}, "sk": {"S": f"work#{w.work_id}"}}
-                            for w in stale])
+        stale = [
+            w
+            for w in self.pending_work(node_id, 0)
+            if w.kind == kind and w.file_id == file_id and w.version == version
+        ]
+        self._batch_delete(
+            [{"pk": {"S": node_work_pk(node_id)}, "sk": {"S": f"work#{w.work_id}"}} for w in stale]
+        )
         return len(stale)
 
 
-def _add_chunks(table: str, file_id: str, version: str, node_id: str, indices: Sequence[int],
-                now: int) -> dict[str, Any]:
+def _add_chunks(
+    table: str, file_id: str, version: str, node_id: str, indices: Sequence[int], now: int
+) -> dict[str, Any]:
     """The UpdateItem that adds chunks (all of one block) to a node's block item."""
     block = block_of(indices[0])
     return {
         "TableName": table,
-        "Key": {"pk": {"S": file_pk(file_id)},
-                "sk": {"S": replica_block_sk(version, block, node_id)}},
+        "Key": {
+            "pk": {"S": file_pk(file_id)},
+            "sk": {"S": replica_block_sk(version, block, node_id)},
+        },
         "UpdateExpression": "ADD chunks :c SET file_id = :f, version = :v, node_id = :n, "
-                            "#block = :b, created_at = if_not_exists(created_at, :t)",
+        "#block = :b, created_at = if_not_exists(created_at, :t)",
         "ExpressionAttributeNames": {"#block": "block"},
         "ExpressionAttributeValues": {
-            ":c": {"NS": [str(i) for i in indices]}, ":f": {"S": file_id},
-            ":v": {"S": version}, ":n": {"S": node_id}, ":b": {"N": str(block)},
-            ":t": {"N": str(now)}},
+            ":c": {"NS": [str(i) for i in indices]},
+            ":f": {"S": file_id},
+            ":v": {"S": version},
+            ":n": {"S": node_id},
+            ":b": {"N": str(block)},
+            ":t": {"N": str(now)},
+        },
     }

@@ -26,8 +26,13 @@ class UploadStore(CatalogBase):
     def put_upload(self, upload: PendingUpload) -> None:
         """Record an upload being declared: one per file; Conflict while another exists
         (the caller discards a stale one first)."""
-        self._call("start upload", self.client.put_item, TableName=self.table_name,
-                   Item=upload_item(upload), ConditionExpression="attribute_not_exists(pk)")
+        self._call(
+            "start upload",
+            self.client.put_item,
+            TableName=self.table_name,
+            Item=upload_item(upload),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
 
     def open_upload(self, upload: PendingUpload) -> None:
         """Its declaration is in S3: open it for parts."""
@@ -42,15 +47,18 @@ class UploadStore(CatalogBase):
         """Note that part URLs were handed out until ``urls_until`` (the upload is not
         stale before then); Conflict when the upload is no longer open."""
         self._call(
-            "hand out part URLs", self.client.update_item,
+            "hand out part URLs",
+            self.client.update_item,
             TableName=self.table_name,
             Key={"pk": {"S": file_pk(upload.file_id)}, "sk": {"S": "upload"}},
             UpdateExpression="SET urls_until = :t",
             ConditionExpression="upload_id = :u AND #state = :open",
             ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":t": {"N": str(urls_until)},
-                                       ":u": {"S": upload.upload_id},
-                                       ":open": {"S": UPLOAD_OPEN}},
+            ExpressionAttributeValues={
+                ":t": {"N": str(urls_until)},
+                ":u": {"S": upload.upload_id},
+                ":open": {"S": UPLOAD_OPEN},
+            },
         )
 
     def discard_upload(self, upload: PendingUpload, *, stale_at: int | None = None) -> None:
@@ -59,18 +67,30 @@ class UploadStore(CatalogBase):
         ``complete`` can no longer publish it; Conflict (nothing changed) when it was
         completed, replaced or handed out URLs meanwhile. Then the item goes. What it
         left in S3 (its declaration, parts) is the caller's to collect."""
-        self._set_upload_state(upload, UPLOAD_DISCARDING, expected=None,
-                               action="discard upload", stale_at=stale_at)
-        self._delete_if({"pk": {"S": file_pk(upload.file_id)}, "sk": {"S": "upload"}},
-                        "upload_id = :u", {":u": {"S": upload.upload_id}}, "discard upload")
+        self._set_upload_state(
+            upload, UPLOAD_DISCARDING, expected=None, action="discard upload", stale_at=stale_at
+        )
+        self._delete_if(
+            {"pk": {"S": file_pk(upload.file_id)}, "sk": {"S": "upload"}},
+            "upload_id = :u",
+            {":u": {"S": upload.upload_id}},
+            "discard upload",
+        )
 
     def uploads_due(self, now: int) -> list[PendingUpload]:
         """Uploads whose time to complete is up (a Query of ``by_collect``'s uploads)."""
         items = self._due_for_collection(UPLOADS_COLLECT_PK, now, "find abandoned uploads")
         return [upload_record(item) for item in items]
 
-    def _set_upload_state(self, upload: PendingUpload, state: str, *, expected: str | None,
-                          action: str, stale_at: int | None = None) -> None:
+    def _set_upload_state(
+        self,
+        upload: PendingUpload,
+        state: str,
+        *,
+        expected: str | None,
+        action: str,
+        stale_at: int | None = None,
+    ) -> None:
         condition = "upload_id = :u"
         values: dict[str, Any] = {":u": {"S": upload.upload_id}, ":s": {"S": state}}
         if expected is not None:

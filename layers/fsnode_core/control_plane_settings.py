@@ -97,8 +97,9 @@ class ControlPlaneOptions:
                 raise SettingError("import_buckets", f"{bucket!r} is not an S3 bucket name")
         for entry in self.node_namespace:
             if not entry.startswith(".") and not _is_network(entry):
-                raise SettingError("node_namespace",
-                                   f"{entry!r} is neither a .dns.suffix nor a network")
+                raise SettingError(
+                    "node_namespace", f"{entry!r} is neither a .dns.suffix nor a network"
+                )
 
     def to_env(self) -> dict[str, str]:
         """The settings as the functions' ``FSNODE_*`` variables (an unset public URL is

@@ -37,7 +37,7 @@ def to_attrs(values: Mapping[str, Any]) -> AttributeMap:
 
 def from_attr(attr: Mapping[str, Any]) -> Any:
     """One DynamoDB attribute value as a Python value."""
-    (kind, value), = attr.items()
+    ((kind, value),) = attr.items()
     if kind == "N":
         text = str(value)
         return float(text) if any(c in text for c in ".eE") else int(text)

@@ -71,15 +71,22 @@ class FolderPolicy:
         return admits(self.ip, client_ip)
 
 
-def mint_folder_token(signer: ShareSigner, prefix: str, expires: int, *,
-                      not_before: int | None = None, ip: str | None = None) -> str:
+def mint_folder_token(
+    signer: ShareSigner,
+    prefix: str,
+    expires: int,
+    *,
+    not_before: int | None = None,
+    ip: str | None = None,
+) -> str:
     """A token for ``prefix`` signed with the signer's active key (ValueError for a
     policy no verifier would take)."""
     problem = folder_problem(prefix)
     if problem is not None:
         raise ValueError(problem)
-    policy = FolderPolicy(prefix=prefix, expires=expires, kid=signer.kid,
-                          not_before=not_before, ip=ip)
+    policy = FolderPolicy(
+        prefix=prefix, expires=expires, kid=signer.kid, not_before=not_before, ip=ip
+    )
     payload = policy.payload()
     try:
         canonical = parse_payload(payload) == policy  # the one spelling a verifier accepts
@@ -102,7 +109,7 @@ def parse_payload(payload: bytes) -> FolderPolicy:
         name, sep, value = line.partition("=")
         if not sep or name not in order:
             raise Forbidden("share token has a field it does not define")
-        order = order[order.index(name) + 1:]  # fields come once, in this order
+        order = order[order.index(name) + 1 :]  # fields come once, in this order
         fields[name] = value
     if not {"pfx", "exp", "kid"} <= fields.keys():
         raise Forbidden("share token lacks a field")
@@ -110,7 +117,8 @@ def parse_payload(payload: bytes) -> FolderPolicy:
         raise Forbidden("share token names no valid folder")
     nbf = fields.get("nbf")
     policy = FolderPolicy(
-        prefix=fields["pfx"], expires=canonical_number(fields["exp"], "expiry"),
+        prefix=fields["pfx"],
+        expires=canonical_number(fields["exp"], "expiry"),
         kid=check_kid(fields["kid"]),
         not_before=None if nbf is None else canonical_number(nbf, "start time"),
         ip=None if fields.get("ip") is None else canonical_cidr(fields["ip"]),
@@ -120,8 +128,9 @@ def parse_payload(payload: bytes) -> FolderPolicy:
     return policy
 
 
-def verify_folder_token(verifier: ShareVerifier, token: str, now: float | None = None, *,
-                        client_ip: str | None = None) -> FolderPolicy:
+def verify_folder_token(
+    verifier: ShareVerifier, token: str, now: float | None = None, *, client_ip: str | None = None
+) -> FolderPolicy:
     """The policy ``token`` proves; Forbidden for a malformed, forged, expired, not yet
     valid token, or a client outside its network."""
     if len(token) > MAX_TOKEN or token.count(".") != 1:
@@ -152,12 +161,17 @@ def folder_path(policy: FolderPolicy, raw_path: str) -> str:
         raise InvalidInput(f"the shared path is not valid: {problem}", field="path")
     if not policy.covers(path):
         raise Forbidden("the path is outside the shared folder")
-    return path[len(policy.prefix):]
+    return path[len(policy.prefix) :]
 
 
-def open_folder_share(verifier: ShareVerifier, token: str, raw_path: str,
-                      now: float | None = None, *,
-                      client_ip: str | None = None) -> tuple[FolderPolicy, str]:
+def open_folder_share(
+    verifier: ShareVerifier,
+    token: str,
+    raw_path: str,
+    now: float | None = None,
+    *,
+    client_ip: str | None = None,
+) -> tuple[FolderPolicy, str]:
     """Verify ``token`` and check the path after it: ``(policy, relative path)``
     (``""``: the folder itself). The full path is ``policy.prefix + relative``."""
     policy = verify_folder_token(verifier, token, now, client_ip=client_ip)

@@ -259,8 +259,9 @@ class RetiredVersion:
     due: int
 
     def to_item(self) -> AttributeMap:
-        return to_attrs({"pk": file_pk(self.file_id), "sk": retired_sk(self.version),
-                         **asdict(self)})
+        return to_attrs(
+            {"pk": file_pk(self.file_id), "sk": retired_sk(self.version), **asdict(self)}
+        )
 
     @classmethod
     def from_item(cls, item: AttributeMap) -> RetiredVersion:
@@ -339,9 +340,14 @@ class WorkItem:
 
     def to_api(self) -> dict[str, Any]:
         """What the edge sees in its heartbeat answer (never the task token)."""
-        return {"work_id": self.work_id, "kind": self.kind, "file_id": self.file_id,
-                "version": self.version, "chunk_index": self.chunk_index,
-                "chunks": list(self.chunks)}
+        return {
+            "work_id": self.work_id,
+            "kind": self.kind,
+            "file_id": self.file_id,
+            "version": self.version,
+            "chunk_index": self.chunk_index,
+            "chunks": list(self.chunks),
+        }
 
 
 @dataclass(slots=True)

@@ -18,12 +18,18 @@ BODY = "Action=GetCallerIdentity&Version=2011-06-15"
 CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 BINDING_HEADER = "X-Fsnode-Node-Key"
 # The headers the control plane forwards to STS (names compared in lower case).
-FORWARDED_HEADERS = ("authorization", "content-type", "x-amz-date", "x-amz-security-token",
-                     BINDING_HEADER.lower())
+FORWARDED_HEADERS = (
+    "authorization",
+    "content-type",
+    "x-amz-date",
+    "x-amz-security-token",
+    BINDING_HEADER.lower(),
+)
 
 
 def key_binding(public_key: PublicKeyTypes) -> str:
     """SHA-256 (hex) of a public key's DER SubjectPublicKeyInfo."""
-    der = public_key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(der).hexdigest()

@@ -99,8 +99,10 @@ class NodeRegistry(DynamoStore):
                     UpdateExpression="SET #status = :dead",
                     ConditionExpression="last_heartbeat = :seen AND #status <> :dead",
                     ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":dead": {"S": NODE_DEAD},
-                                               ":seen": {"N": str(last_heartbeat)}},
+                    ExpressionAttributeValues={
+                        ":dead": {"S": NODE_DEAD},
+                        ":seen": {"N": str(last_heartbeat)},
+                    },
                 )
         except ConditionFailed:
             return False
@@ -122,8 +124,7 @@ class NodeRegistry(DynamoStore):
         except ConditionFailed:
             return
 
-    def set_certificate(self, node_id: str, certificate_arn: str,
-                        certificate_sha256: str) -> None:
+    def set_certificate(self, node_id: str, certificate_arn: str, certificate_sha256: str) -> None:
         """Record a renewed certificate (its ARN and the SHA-256 of its DER form);
         NotFound for an unknown or dead node."""
         with aws_errors("record certificate", if_condition_fails=_not_registered(node_id)):
@@ -133,9 +134,11 @@ class NodeRegistry(DynamoStore):
                 UpdateExpression="SET certificate_arn = :arn, certificate_sha256 = :sha",
                 ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":arn": {"S": certificate_arn},
-                                           ":sha": {"S": certificate_sha256},
-                                           ":dead": {"S": NODE_DEAD}},
+                ExpressionAttributeValues={
+                    ":arn": {"S": certificate_arn},
+                    ":sha": {"S": certificate_sha256},
+                    ":dead": {"S": NODE_DEAD},
+                },
             )
 
     def list_nodes(self) -> list[NodeRecord]:

@@ -116,7 +116,7 @@ def relative_to(path: str, folder: str) -> str:
     """``path`` without its ``folder``; ValueError when it is not under it."""
     if not is_under(path, folder):
         raise ValueError(f"{path!r} is not under {folder!r}")
-    return path[len(folder):]
+    return path[len(folder) :]
 
 
 def url_path(path: str) -> str:
@@ -136,7 +136,7 @@ def from_url_path(raw: str) -> str:
     out = bytearray()
     position = 0
     for match in _ESCAPE.finditer(raw):
-        out += raw[position:match.start()].encode("utf-8", "surrogatepass")
+        out += raw[position : match.start()].encode("utf-8", "surrogatepass")
         byte = int(match.group(1), 16)
         if byte in (0x2F, 0x5C):
             raise InvalidInput("the URL path has an encoded '/' or '\\'", field="path")

@@ -41,9 +41,7 @@ def eligible(nodes: Iterable[NodeRecord], now: float, timeout: int) -> list[Node
     return [node for node in nodes if node.is_live(now, timeout)]
 
 
-def load_bound(
-    loads: Collection[float], *, load_factor: float = DEFAULT_LOAD_FACTOR
-) -> float:
+def load_bound(loads: Collection[float], *, load_factor: float = DEFAULT_LOAD_FACTOR) -> float:
     """The most load any node may carry after taking one more request.
 
     ``load_factor`` times the mean load with that request counted; never less than
@@ -107,6 +105,8 @@ def haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Great-circle distance in km between two ``(lat, lng)`` points in degrees."""
     lat1, lng1 = map(math.radians, a)
     lat2, lng2 = map(math.radians, b)
-    h = (math.sin((lat2 - lat1) / 2) ** 2
-         + math.cos(lat1) * math.cos(lat2) * math.sin((lng2 - lng1) / 2) ** 2)
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lng2 - lng1) / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))

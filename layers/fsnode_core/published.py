@@ -111,11 +111,12 @@ def parse_tree_key(key: str) -> TreeEntry | None:
     if not key.startswith(TREE_PREFIX) or len(key) <= len(TREE_PREFIX) + TREE_SUFFIX:
         return None
     match = _SUFFIX.fullmatch(key, len(key) - TREE_SUFFIX)
-    path = key[len(TREE_PREFIX):len(key) - TREE_SUFFIX]
+    path = key[len(TREE_PREFIX) : len(key) - TREE_SUFFIX]
     if match is None or not is_valid_path(path):
         return None
-    return TreeEntry(path=path, seq=int(match.group(1)), file_id=match.group(2),
-                     version=match.group(3))
+    return TreeEntry(
+        path=path, seq=int(match.group(1)), file_id=match.group(2), version=match.group(3)
+    )
 
 
 def latest_entries(keys: Iterable[str]) -> dict[str, TreeEntry]:
@@ -135,8 +136,11 @@ def latest_entries(keys: Iterable[str]) -> dict[str, TreeEntry]:
 def parse_tree_page(keys: Iterable[str], folder: str) -> dict[str, TreeEntry]:
     """A folder listing (the keys of ``ListObjectsV2(Prefix=tree_folder_prefix(folder))``,
     one or more pages) as ``{relative path: entry}``; keys outside ``folder`` are skipped."""
-    return {entry.path[len(folder):]: entry for entry in latest_entries(keys).values()
-            if folder == "" or is_under(entry.path, folder)}
+    return {
+        entry.path[len(folder) :]: entry
+        for entry in latest_entries(keys).values()
+        if folder == "" or is_under(entry.path, folder)
+    }
 
 
 def resolve_tree(keys: Iterable[str], path: str) -> TreeEntry | None:
@@ -157,15 +161,22 @@ class Origin:
     etag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id,
-                "etag": self.etag}
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "version_id": self.version_id,
+            "etag": self.etag,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> Origin:
         fields = _object(data, "origin")
-        return cls(bucket=_text(fields, "bucket"), key=_text(fields, "key"),
-                   version_id=_text(fields, "version_id", optional=True),
-                   etag=_text(fields, "etag", optional=True))
+        return cls(
+            bucket=_text(fields, "bucket"),
+            key=_text(fields, "key"),
+            version_id=_text(fields, "version_id", optional=True),
+            etag=_text(fields, "etag", optional=True),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +211,7 @@ class VersionManifest:
             raise IndexError(f"chunk {index} is outside 0..{self.chunk_count - 1}")
         if self.chunk_sha256 is None:
             return None
-        return self.chunk_sha256[index * DIGEST_HEX:(index + 1) * DIGEST_HEX]
+        return self.chunk_sha256[index * DIGEST_HEX : (index + 1) * DIGEST_HEX]
 
     def chunk_hashes(self) -> list[str] | None:
         """Every chunk's SHA-256 in order (None while unknown)."""
@@ -209,12 +220,21 @@ class VersionManifest:
         return split_digests(self.chunk_sha256)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "file_id": self.file_id, "version": self.version,
-                "path": self.path, "size": self.size, "chunk_size": self.chunk_size,
-                "content_type": self.content_type, "etag": self.etag,
-                "last_modified": self.last_modified, "source": self.source,
-                "origin": self.origin.to_dict(), "chunk_sha256": self.chunk_sha256,
-                "chunks_sha256": self.chunks_sha256}
+        return {
+            "format": FORMAT,
+            "file_id": self.file_id,
+            "version": self.version,
+            "path": self.path,
+            "size": self.size,
+            "chunk_size": self.chunk_size,
+            "content_type": self.content_type,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "source": self.source,
+            "origin": self.origin.to_dict(),
+            "chunk_sha256": self.chunk_sha256,
+            "chunks_sha256": self.chunks_sha256,
+        }
 
     def to_json(self) -> bytes:
         return _dump(self.to_dict())
@@ -227,14 +247,18 @@ class VersionManifest:
         try:
             if data.get("declared"):
                 raise ValueError("an upload's declaration, not a published manifest")
-            return cls(**_version_fields(data), etag=_text(data, "etag"),
-                       last_modified=_integer(data, "last_modified"),
-                       source=_choice(data, "source", (SOURCE_UPLOAD, SOURCE_IMPORT)),
-                       origin=Origin.from_dict(data.get("origin")),
-                       chunks_sha256=_digest(data, "chunks_sha256", optional=True))
+            return cls(
+                **_version_fields(data),
+                etag=_text(data, "etag"),
+                last_modified=_integer(data, "last_modified"),
+                source=_choice(data, "source", (SOURCE_UPLOAD, SOURCE_IMPORT)),
+                origin=Origin.from_dict(data.get("origin")),
+                chunks_sha256=_digest(data, "chunks_sha256", optional=True),
+            )
         except (ValueError, TypeError) as exc:
-            raise OriginError("a published version manifest is malformed",
-                              reason=str(exc)[:200]) from exc
+            raise OriginError(
+                "a published version manifest is malformed", reason=str(exc)[:200]
+            ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,10 +285,20 @@ class UploadDeclaration:
         return split_digests(self.part_sha256)
 
     def to_json(self) -> bytes:
-        return _dump({"format": FORMAT, "declared": True, "file_id": self.file_id,
-                      "version": self.version, "path": self.path, "size": self.size,
-                      "chunk_size": self.chunk_size, "content_type": self.content_type,
-                      "chunk_sha256": self.chunk_sha256, "part_sha256": self.part_sha256})
+        return _dump(
+            {
+                "format": FORMAT,
+                "declared": True,
+                "file_id": self.file_id,
+                "version": self.version,
+                "path": self.path,
+                "size": self.size,
+                "chunk_size": self.chunk_size,
+                "content_type": self.content_type,
+                "chunk_sha256": self.chunk_sha256,
+                "part_sha256": self.part_sha256,
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> UploadDeclaration:
@@ -277,8 +311,9 @@ class UploadDeclaration:
                 raise ValueError("a declaration carries its chunk hashes")
             return cls(**fields, part_sha256=_text(data, "part_sha256"))
         except (ValueError, TypeError) as exc:
-            raise OriginError("an upload's declaration is malformed",
-                              reason=str(exc)[:200]) from exc
+            raise OriginError(
+                "an upload's declaration is malformed", reason=str(exc)[:200]
+            ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,25 +342,40 @@ class Head:
     def serves(self, version: str, now: float | None = None) -> bool:
         """Whether ``version`` may start a response now: current, ready, not expired."""
         moment = time.time() if now is None else now
-        return (self.ready and self.version == version
-                and (self.expires_at is None or moment < self.expires_at))
+        return (
+            self.ready
+            and self.version == version
+            and (self.expires_at is None or moment < self.expires_at)
+        )
 
     def to_json(self) -> bytes:
-        return _dump({"format": FORMAT, "file_id": self.file_id, "path": self.path,
-                      "status": self.status, "version": self.version, "seq": self.seq,
-                      "expires_at": self.expires_at, "updated_at": self.updated_at})
+        return _dump(
+            {
+                "format": FORMAT,
+                "file_id": self.file_id,
+                "path": self.path,
+                "status": self.status,
+                "version": self.version,
+                "seq": self.seq,
+                "expires_at": self.expires_at,
+                "updated_at": self.updated_at,
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Head:
         data = _load(raw, "head")
         try:
             version = data.get("version")
-            return cls(file_id=_id(data, "file_id"), path=_path(data),
-                       status=_choice(data, "status", (STATUS_READY, STATUS_DELETED)),
-                       version=None if version is None else _id(data, "version"),
-                       seq=_integer(data, "seq"),
-                       expires_at=_integer(data, "expires_at", optional=True),
-                       updated_at=_integer(data, "updated_at"))
+            return cls(
+                file_id=_id(data, "file_id"),
+                path=_path(data),
+                status=_choice(data, "status", (STATUS_READY, STATUS_DELETED)),
+                version=None if version is None else _id(data, "version"),
+                seq=_integer(data, "seq"),
+                expires_at=_integer(data, "expires_at", optional=True),
+                updated_at=_integer(data, "updated_at"),
+            )
         except (ValueError, TypeError) as exc:
             raise OriginError("a published head is malformed", reason=str(exc)[:200]) from exc
 
@@ -346,7 +396,7 @@ def join_digests(digests: Iterable[str]) -> str:
 
 
 def split_digests(joined: str) -> list[str]:
-    return [joined[i:i + DIGEST_HEX] for i in range(0, len(joined), DIGEST_HEX)]
+    return [joined[i : i + DIGEST_HEX] for i in range(0, len(joined), DIGEST_HEX)]
 
 
 def chunks_digest(chunk_sha256: str | Iterable[str]) -> str:
@@ -376,10 +426,15 @@ def _version_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     joined = data.get("chunk_sha256")
     if joined is not None and not isinstance(joined, str):
         raise ValueError("chunk_sha256 must be a string or null")
-    return {"file_id": _id(data, "file_id"), "version": _id(data, "version"),
-            "path": _path(data), "size": _integer(data, "size"),
-            "chunk_size": _integer(data, "chunk_size"),
-            "content_type": _text(data, "content_type"), "chunk_sha256": joined}
+    return {
+        "file_id": _id(data, "file_id"),
+        "version": _id(data, "version"),
+        "path": _path(data),
+        "size": _integer(data, "size"),
+        "chunk_size": _integer(data, "chunk_size"),
+        "content_type": _text(data, "content_type"),
+        "chunk_sha256": joined,
+    }
 
 
 def _dump(data: dict[str, Any]) -> bytes:

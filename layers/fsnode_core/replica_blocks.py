@@ -44,28 +44,41 @@ class ReplicaBlock:
 
     @property
     def key(self) -> dict[str, Any]:
-        return {"pk": {"S": f"file#{self.file_id}"},
-                "sk": {"S": replica_block_sk(self.version, self.block, self.node_id)}}
+        return {
+            "pk": {"S": f"file#{self.file_id}"},
+            "sk": {"S": replica_block_sk(self.version, self.block, self.node_id)},
+        }
 
     def to_item(self) -> dict[str, Any]:
         """The whole item (a bulk load; recording copies adds to the set instead)."""
-        return {**self.key, "file_id": {"S": self.file_id}, "version": {"S": self.version},
-                "node_id": {"S": self.node_id}, "block": {"N": str(self.block)},
-                "chunks": {"NS": [str(i) for i in sorted(self.chunks)]},
-                "created_at": {"N": str(self.created_at)}}
+        return {
+            **self.key,
+            "file_id": {"S": self.file_id},
+            "version": {"S": self.version},
+            "node_id": {"S": self.node_id},
+            "block": {"N": str(self.block)},
+            "chunks": {"NS": [str(i) for i in sorted(self.chunks)]},
+            "created_at": {"N": str(self.created_at)},
+        }
 
     def records(self) -> list[ReplicaRecord]:
         """One fact per chunk, in index order."""
-        return [ReplicaRecord(self.file_id, self.version, index, self.node_id, self.created_at)
-                for index in sorted(self.chunks)]
+        return [
+            ReplicaRecord(self.file_id, self.version, index, self.node_id, self.created_at)
+            for index in sorted(self.chunks)
+        ]
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> ReplicaBlock:
         """Build a block from a ``replica#`` item (an emptied set reads as no chunks)."""
-        return cls(file_id=item["file_id"]["S"], version=item["version"]["S"],
-                   node_id=item["node_id"]["S"], block=int(item["block"]["N"]),
-                   chunks={int(n) for n in item.get("chunks", {}).get("NS", [])},
-                   created_at=int(item.get("created_at", {}).get("N", "0")))
+        return cls(
+            file_id=item["file_id"]["S"],
+            version=item["version"]["S"],
+            node_id=item["node_id"]["S"],
+            block=int(item["block"]["N"]),
+            chunks={int(n) for n in item.get("chunks", {}).get("NS", [])},
+            created_at=int(item.get("created_at", {}).get("N", "0")),
+        )
 
 
 def block_of(index: int) -> int:
@@ -90,8 +103,9 @@ def by_block(indices: Iterable[int]) -> dict[int, list[int]]:
     return groups
 
 
-def holders_by_chunk(blocks: Iterable[ReplicaBlock], first: int, last: int,
-                     nodes: set[str] | None = None) -> dict[int, set[str]]:
+def holders_by_chunk(
+    blocks: Iterable[ReplicaBlock], first: int, last: int, nodes: set[str] | None = None
+) -> dict[int, set[str]]:
     """For chunks ``first..last``: the nodes (of ``nodes``, when given) holding each."""
     held: dict[int, set[str]] = {index: set() for index in range(first, last + 1)}
     for block in blocks:
@@ -121,7 +135,7 @@ def coarsen(ranges: list[list[int]], most: int) -> list[list[int]]:
     if len(runs) <= most:
         return runs
     gaps = sorted(range(len(runs) - 1), key=lambda i: runs[i + 1][0] - runs[i][1])
-    closing = set(gaps[:len(runs) - max(most, 1)])
+    closing = set(gaps[: len(runs) - max(most, 1)])
     out: list[list[int]] = []
     for i, run in enumerate(runs):
         if out and i - 1 in closing:

@@ -46,8 +46,9 @@ def names(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> t
     return items or default
 
 
-def _parsed(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T],
-            kind: str) -> T:
+def _parsed(
+    env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T], kind: str
+) -> T:
     raw = env.get(name, "").strip()
     if not raw:
         return default

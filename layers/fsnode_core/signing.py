@@ -94,8 +94,11 @@ def admits(cidr: str | None, client_ip: str | None) -> bool:
         network = ipaddress.ip_network(cidr)
     except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None \
-            and network.version == 4:
+    if (
+        isinstance(address, ipaddress.IPv6Address)
+        and address.ipv4_mapped is not None
+        and network.version == 4
+    ):
         address = address.ipv4_mapped
     elif isinstance(address, ipaddress.IPv4Address) and network.version == 6:
         address = ipaddress.IPv6Address(f"::ffff:{address}")
@@ -146,8 +149,11 @@ class ShareSigner:
     def sign(self, policy: SharePolicy) -> dict[str, str]:
         """The query (signed fields, ``kid``, ``sig``) that carries a file share."""
         _check_policy_fields(policy.expires, policy.not_before, policy.ip)
-        return {**policy.to_query(), "kid": self.kid, "sig": b64url(self.sign_bytes(
-            policy.message()))}
+        return {
+            **policy.to_query(),
+            "kid": self.kid,
+            "sig": b64url(self.sign_bytes(policy.message())),
+        }
 
     def sign_bytes(self, message: bytes) -> bytes:
         """A raw signature (folder tokens sign their own payload)."""
@@ -170,15 +176,20 @@ class ShareVerifier:
             keys[kid] = key
         return cls(keys)
 
-    def verify(self, file_id: str, query: Query, now: float | None = None, *,
-               client_ip: str | None = None) -> SharePolicy:
+    def verify(
+        self, file_id: str, query: Query, now: float | None = None, *, client_ip: str | None = None
+    ) -> SharePolicy:
         """The policy a file share's query proves for ``file_id``; Forbidden when it proves
         none: a field twice, a field it does not define, a non-canonical spelling, a bad
         or unknown-key signature, outside its time window or its client network."""
         fields = share_query_fields(query)
-        policy = SharePolicy(file_id=file_id, expires=_number(fields.get("exp"), "exp"),
-                             not_before=_optional_number(fields.get("nbf"), "nbf"),
-                             ip=_cidr(fields.get("ip")), version=_pin(fields.get("v")))
+        policy = SharePolicy(
+            file_id=file_id,
+            expires=_number(fields.get("exp"), "exp"),
+            not_before=_optional_number(fields.get("nbf"), "nbf"),
+            ip=_cidr(fields.get("ip")),
+            version=_pin(fields.get("v")),
+        )
         self.check_signature(fields.get("kid", ""), fields.get("sig", ""), policy.message())
         check_window(policy.expires, policy.not_before, now)
         if not policy.admits(client_ip):
@@ -202,8 +213,9 @@ def share_query_fields(query: Query) -> dict[str, str]:
     fields: dict[str, str] = {}
     for name, value in pairs:
         if name not in FILE_SHARE_PARAMS:
-            raise Forbidden("share URL has a parameter it does not define",
-                            parameter=str(name)[:32])
+            raise Forbidden(
+                "share URL has a parameter it does not define", parameter=str(name)[:32]
+            )
         if name in fields:
             raise Forbidden("share URL repeats a parameter", parameter=name)
         fields[name] = value
@@ -271,8 +283,9 @@ def _optional_lines(not_before: int | None, ip: str | None) -> list[str]:
 def _check_policy_fields(expires: int, not_before: int | None, ip: str | None) -> None:
     """What a signer refuses to sign: a spelling no verifier would take."""
     for value in (expires, not_before):
-        if value is not None and (not isinstance(value, int) or value < 0
-                                  or not _NUMBER.fullmatch(str(value))):
+        if value is not None and (
+            not isinstance(value, int) or value < 0 or not _NUMBER.fullmatch(str(value))
+        ):
             raise ValueError("share times are non-negative integers of at most 16 digits")
     if ip is not None and canonical_network(ip) != ip:
         raise ValueError("a share's ip must be a canonical CIDR")
