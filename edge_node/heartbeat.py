@@ -122,13 +122,14 @@ class HeartbeatLoop:
         await self._work.close()
 
     async def beat_once(self) -> dict[str, Any]:
+        await self._cache.refresh()
         body = {
             "used_bytes": self._cache.used_bytes,
             "free_bytes": self._cache.free_bytes,
             "capacity_bytes": self._capacity,
-            # Load: file requests in flight plus chunk fills (origin work).
-            "load": float(self._metrics.requests_in_flight + self._cache.inflight),
-            "hot_files": self._cache.hot_files(),
+            # Load: file requests in flight on every worker plus chunk fills.
+            "load": float(await self._cache.node_load() + self._cache.inflight),
+            "hot_files": await self._cache.hot_files(),
         }
         answer = await self._client.heartbeat(body)
         self.status = str(answer.get("status") or self.status)

@@ -14,15 +14,9 @@ from edge_node.origin import OriginConfig
 
 MIB = 1024 * 1024
 DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
-# Memory defaults sized for a small node (about 2 GiB of RAM): the memory tier is
-# a sixteenth of the disk cap, at most 64 MiB; fill buffers share 64 MiB (16
-# concurrent 4 MiB chunk fills). Bigger nodes raise both through the environment.
-MEMORY_CACHE_CEILING = 64 * MIB
+# Each worker's fill buffers share 64 MiB (16 concurrent 4 MiB chunk fills); hits
+# come from the kernel's page cache, which all workers share (README: Memory).
 DEFAULT_FILL_MEMORY_BYTES = 64 * MIB
-
-
-def default_memory_cache_bytes(cache_max_bytes: int) -> int:
-    return min(MEMORY_CACHE_CEILING, cache_max_bytes // 16)
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
@@ -58,8 +52,9 @@ class EdgeSettings:
     cache_high_water: float = 0.90
     cache_low_water: float = 0.80
     cache_min_free_ratio: float = 0.05
-    # The memory tier for the hottest chunks, and the memory all fill buffers share.
-    memory_cache_bytes: int = MEMORY_CACHE_CEILING
+    # Worker processes serving the port (default: one per core).
+    workers: int = 1
+    # The memory one worker's fill buffers share.
     fill_memory_bytes: int = DEFAULT_FILL_MEMORY_BYTES
     # Concurrent ranged GETs: a chunk splits into parts of at least part_bytes, at
     # most parallel_parts of them; connections caps all origin GETs at once.
@@ -87,7 +82,6 @@ class EdgeSettings:
             high_water=self.cache_high_water,
             low_water=self.cache_low_water,
             min_free_ratio=self.cache_min_free_ratio,
-            memory_bytes=self.memory_cache_bytes,
             fill_memory_bytes=self.fill_memory_bytes,
             part_bytes=self.origin_part_bytes,
             max_parts=self.origin_parallel_parts,
@@ -145,12 +139,7 @@ class EdgeSettings:
             cache_high_water=_share(source, "FSNODE_CACHE_HIGH_WATER", 0.90),
             cache_low_water=_share(source, "FSNODE_CACHE_LOW_WATER", 0.80),
             cache_min_free_ratio=_share(source, "FSNODE_CACHE_MIN_FREE_RATIO", 0.05),
-            memory_cache_bytes=_int(
-                source,
-                "FSNODE_MEMORY_CACHE_BYTES",
-                default_memory_cache_bytes(cache_max),
-                zero=True,
-            ),
+            workers=_int(source, "FSNODE_WORKERS", os.cpu_count() or 1),
             fill_memory_bytes=_int(source, "FSNODE_FILL_MEMORY_BYTES", DEFAULT_FILL_MEMORY_BYTES),
             origin_part_bytes=_int(source, "FSNODE_ORIGIN_PART_BYTES", 2 * MIB),
             origin_parallel_parts=_int(source, "FSNODE_ORIGIN_PARALLEL_PARTS", 4),

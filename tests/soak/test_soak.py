@@ -38,7 +38,6 @@ DOWN_SECONDS = float(os.environ.get("FSNODE_SOAK_DOWN_SECONDS", "8"))
 READERS = int(os.environ.get("FSNODE_SOAK_READERS", "4"))
 # Small memory bounds, so the edges reach their plateau early and growth past it shows.
 EDGE_SETTINGS = {
-    "FSNODE_MEMORY_CACHE_BYTES": str(32 * MIB),
     "FSNODE_FILL_MEMORY_BYTES": str(64 * MIB),
 }
 # Memory flat: the witness may end at most this much above its size after warm-up.

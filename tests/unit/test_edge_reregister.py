@@ -50,7 +50,13 @@ class QuietCache:
     free_bytes = 1
     inflight = 0
 
-    def hot_files(self) -> list[str]:
+    async def refresh(self) -> None:
+        return None
+
+    async def node_load(self) -> int:
+        return 0
+
+    async def hot_files(self) -> list[str]:
         return []
 
 
