@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from edge_node.cache.config import CacheConfig
@@ -212,16 +212,19 @@ class DiskIndex:
         with self._write() as db:
             db.execute("DELETE FROM reservations WHERE id=?", (reservation,))
 
-    def commit(self, reservation: int, key: ChunkKey, size: int, sha256: str) -> None:
-        """A verified chunk is about to be renamed into place: its reserved bytes
-        become its row (before the rename, so no reader finds a file the index does
-        not count)."""
+    def commit(
+        self, reservation: int, key: ChunkKey, size: int, sha256: str, publish: Callable[[], None]
+    ) -> None:
+        """A verified chunk takes its place: its reserved bytes become its row and
+        ``publish`` renames its file into place, in one transaction, so an eviction
+        never sees the row without the file or the file without the row."""
         with self._write() as db:
             db.execute("DELETE FROM reservations WHERE id=?", (reservation,))
             db.execute(
                 "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
                 (*key, size, sha256, time.time()),
             )
+            publish()
 
     def set_sha256(self, key: ChunkKey, sha256: str) -> None:
         with self._write() as db:

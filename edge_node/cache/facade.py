@@ -31,7 +31,14 @@ from edge_node.background import TaskSet, retrieve_exception
 from edge_node.cache.config import CacheConfig, CacheStats
 from edge_node.cache.disk_index import DiskIndex, Totals
 from edge_node.cache.fill import ByteBudget, Fetcher, FillBuffer, HashSettler, Origin
-from edge_node.cache.fill_lock import FillLock, Follower, create_part, discard, publish
+from edge_node.cache.fill_lock import (
+    FillLock,
+    Follower,
+    create_part,
+    discard,
+    mark_verified,
+    publish,
+)
 from edge_node.cache.layout import ChunkKey, Layout, file_sha256, key_for, version_tag
 from edge_node.cache.leases import ChunkLease, StreamLease
 from edge_node.cache.manager import CacheManager
@@ -430,6 +437,8 @@ class ChunkCache:
 
             buffer, digest = await self._fetcher.download(manifest, chunk, fill.start, attach)
             self.stats.fills += 1
+            if part_fd is not None and buffer.written:
+                await asyncio.to_thread(mark_verified, part_fd)
             held = await _reserved(reservation)
             if held is None or part_fd is None or not buffer.written:
                 self.stats.not_stored += 1
@@ -438,8 +447,10 @@ class ChunkCache:
                     await asyncio.to_thread(self._index.cancel, held)
                 return False
             reservation = None
-            await asyncio.to_thread(self._index.commit, held, key, chunk.length, digest)
-            await asyncio.to_thread(publish, part, self._layout.chunk_path(key))
+            final = self._layout.chunk_path(key)
+            await asyncio.to_thread(
+                self._index.commit, held, key, chunk.length, digest, lambda: publish(part, final)
+            )
             self._keep_open(key, chunk.length)
             self.stats.bytes_stored += chunk.length
             self._manager.stored()

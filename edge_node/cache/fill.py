@@ -25,7 +25,7 @@ from typing import Protocol
 
 from fsnode_core.errors import IntegrityError, Unavailable
 
-from edge_node.cache.config import MIB, CacheConfig, CacheStats
+from edge_node.cache.config import CacheConfig, CacheStats
 from edge_node.fill_parts import check_tiling, fill_parts, first_part_leads
 from edge_node.manifests import ChunkInfo, Manifest
 
@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 
 # A chunk's bytes in memory (``zeroed``).
 Buffer = bytearray | mmap.mmap
-# Hash (and write out) the growing prefix in steps of at least this much (each step
-# is a thread hop).
-_HASH_STEP = MIB
+# Hash (and write out for other processes) the growing prefix in steps of at least
+# this much (each step is a thread hop; smaller steps let followers start sooner).
+_HASH_STEP = 256 * 1024
 
 
 class Origin(Protocol):

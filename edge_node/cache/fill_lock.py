@@ -9,11 +9,12 @@ chunk's contiguous prefix into its part file as it arrives and, once the bytes
 have verified, renames the part file over the chunk's path. A reader in another
 process that finds the lock held opens the part file and follows it
 (``Follower``): the file's size says how many bytes are in place, and the same
-inode appearing at the chunk's path says they verified. The part file
-disappearing without that (a failed check, a fill that could not keep its
-chunk), or the lock found free while the chunk's path does not hold our inode (a
-filler that died), ends the follow with an error: those bytes are never served
-as a whole chunk.
+file turning read-only (``VERIFIED_MODE``, set on the inode, so it holds whether
+the file is then renamed into place or, with no disk room to keep it, unlinked)
+says they verified. The part file being replaced without that (a failed check:
+the filler's next attempt), or the lock found free while the file is not marked
+(a filler that died), ends the follow with an error: those bytes are never
+served as a whole chunk.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from pathlib import Path
 from fsnode_core.errors import Unavailable
 
 from edge_node.cache.layout import try_lock, unlock
+
+# A part file's mode while it is written, and once its bytes have verified.
+WRITING_MODE = 0o600
+VERIFIED_MODE = 0o444
 
 # Look whether a stalled fill's process is still there every this many looks.
 _LIVENESS_EVERY = 16
@@ -74,7 +79,14 @@ def create_part(path: Path) -> int:
     """A fresh part file (a new inode: followers of an earlier attempt notice)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, WRITING_MODE)
+    os.fchmod(fd, WRITING_MODE)  # whatever the umask
+    return fd
+
+
+def mark_verified(fd: int) -> None:
+    """Tell followers the part file's bytes are whole and verified."""
+    os.fchmod(fd, VERIFIED_MODE)
 
 
 def publish(part: Path, final: Path) -> None:
@@ -131,20 +143,24 @@ class Follower:
         """Bytes in place; raises once the fill has failed for good."""
         if self._done:
             return self.size
-        have = os.fstat(self.fd).st_size
-        if have >= self.size and self._inode_at(self._final) == self._inode:
-            self._done = True
+        if self._verified():
             return self.size
-        if self._inode_at(self._part) != self._inode and self._inode_at(self._final) != self._inode:
+        have = os.fstat(self.fd).st_size
+        if self._inode_at(self._part) != self._inode and not self._verified():
             raise Unavailable("another worker's fill of this chunk failed")
         self._looks += 1
         if self._looks % _LIVENESS_EVERY == 0 and lock_is_free(self._lock):
-            # The filler let go: verified (renamed) just now, or died mid-fill.
-            if self._inode_at(self._final) == self._inode:
-                self._done = True
+            # The filler let go: verified just now, or died mid-fill.
+            if self._verified():
                 return self.size
             raise Unavailable("another worker's fill of this chunk stopped")
         return min(have, self.size)
+
+    def _verified(self) -> bool:
+        stat = os.fstat(self.fd)
+        if stat.st_mode & 0o777 == VERIFIED_MODE and stat.st_size >= self.size:
+            self._done = True
+        return self._done
 
     async def available_after(self, pos: int) -> int:
         """The end of the bytes in place once some are past ``pos``."""
