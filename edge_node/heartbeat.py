@@ -73,6 +73,8 @@ class HeartbeatLoop:
         reregister: Callable[[str | None], Awaitable[object]],
         faults: WorkFaults | None = None,
         pause: Callable[[asyncio.Event, float], Awaitable[None]] | None = None,
+        on_forget: Callable[[str], None] | None = None,
+        on_keys: Callable[[dict[str, str]], None] | None = None,
     ) -> None:
         self._client = client
         self._cache = cache
@@ -87,6 +89,9 @@ class HeartbeatLoop:
         self._faults = faults if faults is not None else WorkFaults.from_env()
         self._warm_attempts: Counter[tuple[str, str, int]] = Counter()
         self._pause = pause or _pause
+        # Told of manifests dropped and share keys changed (the workers must hear).
+        self._on_forget = on_forget or (lambda _file_id: None)
+        self._on_keys = on_keys or (lambda _keys: None)
         self.status = "unknown"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -142,7 +147,9 @@ class HeartbeatLoop:
         keys = answer.get("share_public_keys")
         if isinstance(keys, dict) and keys:
             try:
-                self._keys.update({str(k): str(v) for k, v in keys.items()})
+                pems = {str(k): str(v) for k, v in keys.items()}
+                self._keys.update(pems)
+                self._on_keys(pems)
             except ValueError as exc:
                 log.error("ignoring bad share keys from the control plane: %s", exc)
         for item in answer.get("work") or []:
@@ -196,6 +203,7 @@ class HeartbeatLoop:
             # serve the file from an origin object that is already deleted.
             if raw_version is None or cached is None or cached.version == str(raw_version):
                 self._manifests.forget(file_id)
+                self._on_forget(file_id)
             return {"ok": True, "evicted_chunks": removed}
         raise ValueError(f"unknown work kind {kind!r}")
 

@@ -16,6 +16,7 @@ import email.utils
 import functools
 import ipaddress
 import logging
+import os
 import secrets
 import time
 from collections import OrderedDict
@@ -238,6 +239,8 @@ async def healthz(request: web.Request) -> web.Response:
             "ok": True,
             "status": "ok",
             "node_id": edge.node_id,
+            # The worker that answered (FSNODE_WORKERS processes serve the port).
+            "pid": os.getpid(),
             "cache_bytes": edge.cache.used_bytes,
             "cache_free_bytes": edge.cache.free_bytes,
         }

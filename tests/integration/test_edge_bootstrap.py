@@ -277,8 +277,12 @@ def test_python_m_edge_node_lifecycle(
         assert control_plane.reports["w1"] == {"ok": True, "sha256": manifest.chunks[2].sha256}
         # The control plane forgot the node after that report: it must register again.
         wait_for(lambda: len(control_plane.registrations) >= 2, "re-registration")
-        wait_for(lambda: control_plane.known and len(control_plane.heartbeats) >= 2, "heartbeats")
-        assert control_plane.heartbeats[-1]["used_bytes"] > 0
+        # A beat built while the warm work ran may still say 0: wait for one after it.
+        wait_for(
+            lambda: control_plane.known
+            and any(beat["used_bytes"] > 0 for beat in control_plane.heartbeats),
+            "a heartbeat with the cache's bytes",
+        )
         # Free bytes are real: under the cap and above the disk's free floor.
         assert 0 < control_plane.heartbeats[-1]["free_bytes"] <= 10 * 1024 * 1024
         # Forgotten: a replay of the first key would bring the rejected node back, so
