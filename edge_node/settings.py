@@ -54,6 +54,8 @@ class EdgeSettings:
     cache_min_free_ratio: float = 0.05
     # Worker processes serving the port (default: one per core).
     workers: int = 1
+    # Stored chunks the cache manager re-hashes per second (0: no scrub).
+    cache_scrub_bytes_per_second: int = 8 * MIB
     # The memory one worker's fill buffers share.
     fill_memory_bytes: int = DEFAULT_FILL_MEMORY_BYTES
     # Concurrent ranged GETs: a chunk splits into parts of at least part_bytes, at
@@ -83,6 +85,7 @@ class EdgeSettings:
             low_water=self.cache_low_water,
             min_free_ratio=self.cache_min_free_ratio,
             fill_memory_bytes=self.fill_memory_bytes,
+            scrub_bytes_per_second=self.cache_scrub_bytes_per_second,
             part_bytes=self.origin_part_bytes,
             max_parts=self.origin_parallel_parts,
             first_part_bytes=self.origin_first_part_bytes,
@@ -140,6 +143,9 @@ class EdgeSettings:
             cache_low_water=_share(source, "FSNODE_CACHE_LOW_WATER", 0.80),
             cache_min_free_ratio=_share(source, "FSNODE_CACHE_MIN_FREE_RATIO", 0.05),
             workers=_int(source, "FSNODE_WORKERS", os.cpu_count() or 1),
+            cache_scrub_bytes_per_second=_int(
+                source, "FSNODE_CACHE_SCRUB_BYTES_PER_SECOND", 8 * MIB, zero=True
+            ),
             fill_memory_bytes=_int(source, "FSNODE_FILL_MEMORY_BYTES", DEFAULT_FILL_MEMORY_BYTES),
             origin_part_bytes=_int(source, "FSNODE_ORIGIN_PART_BYTES", 2 * MIB),
             origin_parallel_parts=_int(source, "FSNODE_ORIGIN_PARALLEL_PARTS", 4),

@@ -354,6 +354,11 @@ class ChunkCache:
         self.stats.prefetches += 1
         return True
 
+    async def scrub(self, budget: int) -> int:
+        """Re-hash up to ``budget`` bytes of stored chunks now (the manager does it in
+        the background); the count found damaged and dropped."""
+        return await self._manager.scrub(budget, self._damaged)
+
     async def evict_file(self, file_id: str, version: str | None = None) -> int:
         """Drop a file's chunks (one version or all), on the whole node; open leases
         keep reading."""

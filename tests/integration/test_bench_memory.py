@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bench_harness import check_measured_rows
 
-NAMES = ("edge_rss_64_streams_mib",)
+NAMES = ("edge_rss_64_streams_mib", "edge2_rss_64_streams_mib")
 
 pytestmark = pytest.mark.localstack
 

@@ -273,6 +273,37 @@ async def test_corrupted_chunk_file_is_detected_and_refetched(tmp_path: Path) ->
 
 
 @run_async
+async def test_the_scrub_drops_a_flipped_byte_and_the_next_read_refetches(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    manifest = make_manifest(DATA)
+    cache = await opened(tmp_path, origin)
+    for index in range(4):
+        await cache.ensure(manifest, index)
+    path = cache.path_for((manifest.file_id, "1", 2))
+    damaged = bytearray(path.read_bytes())
+    damaged[7] ^= 0x01
+    path.write_bytes(bytes(damaged))
+    assert await cache.scrub(len(DATA)) == 1
+    assert not path.exists() and cache.stats.damaged_files == 1
+    assert await read_chunk(cache, manifest, 2) == DATA[2000:3000]
+    assert origin.reads == 5  # only the damaged chunk was fetched again
+    assert await cache.scrub(len(DATA)) == 0
+
+
+@run_async
+async def test_a_truncated_chunk_file_is_dropped_and_refetched(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    manifest = make_manifest(DATA)
+    cache = await opened(tmp_path, origin)
+    assert await read_chunk(cache, manifest, 1) == DATA[1000:2000]
+    await cache.idle()
+    os.truncate(cache.path_for((manifest.file_id, "1", 1)), 10)
+    assert cache.hit(manifest, 1) is None  # the lease's fstat sees it
+    assert await read_chunk(cache, manifest, 1) == DATA[1000:2000]
+    assert origin.reads == 2 and cache.stats.damaged_files == 1
+
+
+@run_async
 async def test_bad_origin_bytes_fail_their_readers_and_are_refetched_once(tmp_path: Path) -> None:
     origin = Origin(DATA, corrupt_reads=1)
     cache = await opened(tmp_path, origin)
