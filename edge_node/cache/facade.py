@@ -20,53 +20,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsnode_core.errors import IntegrityError, Unavailable
+from fsnode_core.errors import Unavailable
 
-from edge_node.background import TaskSet, retrieve_exception
+from edge_node.background import TaskSet
 from edge_node.cache.config import CacheConfig, CacheStats
 from edge_node.cache.disk_index import DiskIndex, Totals
-from edge_node.cache.fill import ByteBudget, Fetcher, FillBuffer, HashSettler, Origin
-from edge_node.cache.fill_lock import (
-    FillLock,
-    Follower,
-    create_part,
-    discard,
-    mark_verified,
-    publish,
-)
-from edge_node.cache.layout import ChunkKey, Layout, file_sha256, key_for, version_tag
+from edge_node.cache.fill import Fetcher, HashSettler, Origin
+from edge_node.cache.layout import ChunkKey, Layout, key_for, version_tag
 from edge_node.cache.leases import ChunkLease, StreamLease
 from edge_node.cache.manager import CacheManager
-from edge_node.cache.open_files import OpenFiles
-from edge_node.manifests import ChunkInfo, Manifest
+from edge_node.cache.store import ChunkStore
+from edge_node.manifests import Manifest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Fill:
-    """This process's fill of a chunk; waiters attach to its current buffer."""
-
-    lock: FillLock
-    task: asyncio.Task[bool] | None = None
-    buffer: FillBuffer | None = None
-    prefetch: bool = False
-    # Where in the chunk the reader that started the fill begins (None: no reader,
-    # as for read-ahead and warm work): its bytes are asked for first.
-    start: int | None = None
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def notify(self) -> None:
-        self._wake.set()
-        self._wake = asyncio.Event()
-
-    async def changed(self) -> None:
-        await self._wake.wait()
 
 
 class ChunkCache:
@@ -80,13 +49,21 @@ class ChunkCache:
         self.stats = CacheStats()
         self._layout = Layout(root)
         self._index = DiskIndex(self._layout, config)
-        self._fetcher = Fetcher(origin, config, self.stats, hashes)
-        self._files = OpenFiles(self._damaged)
-        self._budget = ByteBudget(config.fill_memory_bytes)
-        self._inflight: dict[ChunkKey, _Fill] = {}
-        self._prefetching = 0
         self._background = TaskSet()
         self._manager = CacheManager(self._index, self._layout, config, self.stats)
+        self._store = ChunkStore(
+            self._layout,
+            self._index,
+            Fetcher(origin, config, self.stats, hashes),
+            config,
+            self.stats,
+            self._manager,
+            self._background,
+        )
+        # The store's, named here for the lookups a hit makes.
+        self._files = self._store.files
+        self._inflight = self._store.inflight
+        self._budget = self._store.budget
         self._totals = Totals(0, 0, 0, 0, 0)
         self._load: int | None = None
 
@@ -107,7 +84,9 @@ class ChunkCache:
         await self.refresh()
         self._background.spawn(self._flush_forever(), name="cache-touch")
         if manage:
-            self._background.spawn(self._manager.run_forever(self._damaged), name="cache-manager")
+            self._background.spawn(
+                self._manager.run_forever(self._store.damaged), name="cache-manager"
+            )
 
     async def close(self) -> None:
         """Cancel fills, read-ahead and maintenance (at shutdown)."""
@@ -255,11 +234,11 @@ class ChunkCache:
                 counted = True
             fill = self._inflight.get(key)
             if fill is None:
-                if await self._open_stored(key, manifest, chunk):
+                if await self._store.open_stored(key, manifest, chunk):
                     continue
-                fill = self._start_fill(key, manifest, chunk, start=offset)
+                fill = self._store.start_fill(key, manifest, chunk, start=offset)
                 if fill is None:
-                    follower = self._follow(key, chunk)
+                    follower = self._store.follow(key, chunk)
                     if follower is not None:
                         self.stats.followed_fills += 1
                         return follower
@@ -268,39 +247,10 @@ class ChunkCache:
                     continue
                 self.stats.demand_fills += 1
             rounds += 1
-            buffer = await self._attach(fill)
+            buffer = await self._store.attach(fill)
             if buffer is not None:
                 return StreamLease(key, buffer)
         raise Unavailable("the chunk kept being evicted while it was requested", key=key)
-
-    def _follow(self, key: ChunkKey, chunk: ChunkInfo) -> ChunkLease | None:
-        from edge_node.cache.leases import FollowLease
-
-        layout = self._layout
-        follower = Follower.open(
-            chunk.length,
-            layout.part_path(key),
-            layout.chunk_path(key),
-            layout.lock_path(key),
-            self.config.follow_interval,
-        )
-        return FollowLease(key, chunk.length, follower) if follower is not None else None
-
-    async def _attach(self, fill: _Fill) -> FillBuffer | None:
-        """The fill's live buffer, or None once it has finished (look again)."""
-        while True:
-            buffer = fill.buffer
-            if buffer is not None and not buffer.failed:
-                return buffer
-            task = fill.task
-            if task is not None and task.done():
-                if task.cancelled():
-                    raise Unavailable("the chunk fill was stopped")
-                exc = task.exception()
-                if exc is not None:
-                    raise exc
-                return None
-            await fill.changed()
 
     async def ensure(self, manifest: Manifest, index: int) -> str:
         """Make sure the chunk is verified and kept on disk (warm work); its SHA-256.
@@ -311,14 +261,14 @@ class ChunkCache:
         key = self._key(manifest, index)
         chunk = manifest.chunks[index]
         for _ in range(8):
-            if key in self._files or await self._open_stored(key, manifest, chunk):
+            if key in self._files or await self._store.open_stored(key, manifest, chunk):
                 stored = await asyncio.to_thread(self._index.get, key)
                 if stored is not None and stored.sha256 is not None:
                     return stored.sha256
-            fill = self._inflight.get(key) or self._start_fill(key, manifest, chunk)
+            fill = self._inflight.get(key) or self._store.start_fill(key, manifest, chunk)
             if fill is None:
                 # Another process fills it: wait for its end, then look again.
-                follower = self._follow(key, chunk)
+                follower = self._store.follow(key, chunk)
                 if follower is not None:
                     with contextlib.suppress(Unavailable):
                         await follower.ready(0, 1)
@@ -341,14 +291,14 @@ class ChunkCache:
         key = self._key(manifest, index)
         if key in self._inflight or key in self._files:
             return False
-        if self._prefetching >= self.config.max_prefetch_fills:
+        if self._store.prefetching >= self.config.max_prefetch_fills:
             return False
         chunk = manifest.chunks[index]
         if self._layout.chunk_path(key).exists():
             return False
         if not self._budget.try_acquire(chunk.length):
             return False
-        if self._start_fill(key, manifest, chunk, prefetch=True) is None:
+        if self._store.start_fill(key, manifest, chunk, prefetch=True) is None:
             self._budget.release(chunk.length)
             return False
         self.stats.prefetches += 1
@@ -357,7 +307,7 @@ class ChunkCache:
     async def scrub(self, budget: int) -> int:
         """Re-hash up to ``budget`` bytes of stored chunks now (the manager does it in
         the background); the count found damaged and dropped."""
-        return await self._manager.scrub(budget, self._damaged)
+        return await self._manager.scrub(budget, self._store.damaged)
 
     async def evict_file(self, file_id: str, version: str | None = None) -> int:
         """Drop a file's chunks (one version or all), on the whole node; open leases
@@ -375,178 +325,3 @@ class ChunkCache:
         if not 0 <= index < len(manifest.chunks):
             raise ValueError(f"chunk {index} is outside the file")
         return key_for(manifest, index)
-
-    def _start_fill(
-        self,
-        key: ChunkKey,
-        manifest: Manifest,
-        chunk: ChunkInfo,
-        *,
-        start: int | None = None,
-        prefetch: bool = False,
-    ) -> _Fill | None:
-        """This process's fill of the chunk, or None when another process fills it."""
-        lock = FillLock(self._layout.lock_path(key))
-        if not lock.try_acquire():
-            return None
-        if start is not None and not 0 <= start < chunk.length:
-            start = None
-        fill = _Fill(lock=lock, prefetch=prefetch, start=start)
-        if prefetch:
-            self._prefetching += 1
-        task = asyncio.create_task(self._fill(key, manifest, chunk, fill), name="chunk-fill")
-        fill.task = task
-        self._inflight[key] = fill
-
-        def done(_task: asyncio.Task[bool]) -> None:
-            if self._inflight.get(key) is fill:
-                del self._inflight[key]
-            if prefetch:
-                self._prefetching -= 1
-            lock.release()
-            fill.notify()
-
-        task.add_done_callback(done)
-        task.add_done_callback(retrieve_exception)
-        return fill
-
-    async def _fill(self, key: ChunkKey, manifest: Manifest, chunk: ChunkInfo, fill: _Fill) -> bool:
-        """Fetch, verify and store one chunk, holding its fill lock; True when kept."""
-        holding = fill.prefetch  # read-ahead took its share of fill memory already
-        part = self._layout.part_path(key)
-        part_fd: int | None = None
-        reservation: asyncio.Task[int | None] | None = None
-        try:
-            # Stored by another process since we looked (or found at start, unchecked).
-            if await self._open_stored(key, manifest, chunk):
-                return True
-            if not holding:
-                await self._budget.acquire(chunk.length)
-                holding = True
-            # Disk room is set aside while the origin is read; the chunk is kept only
-            # once it is, so a burst of misses cannot pass the cap.
-            reservation = asyncio.create_task(self._reserve(chunk.length))
-
-            def attach(buffer: FillBuffer) -> int | None:
-                nonlocal part_fd
-                fill.buffer = buffer
-                fill.notify()
-                if part_fd is not None:
-                    os.close(part_fd)
-                    part_fd = None
-                try:
-                    part_fd = create_part(part)
-                except OSError as exc:
-                    log.warning("could not create a part file: %s", exc)
-                return part_fd
-
-            buffer, digest = await self._fetcher.download(manifest, chunk, fill.start, attach)
-            self.stats.fills += 1
-            if part_fd is not None and buffer.written:
-                await asyncio.to_thread(mark_verified, part_fd)
-            held = await _reserved(reservation)
-            if held is None or part_fd is None or not buffer.written:
-                self.stats.not_stored += 1
-                await asyncio.to_thread(discard, part)
-                if held is not None:
-                    await asyncio.to_thread(self._index.cancel, held)
-                return False
-            reservation = None
-            final = self._layout.chunk_path(key)
-            await asyncio.to_thread(
-                self._index.commit, held, key, chunk.length, digest, lambda: publish(part, final)
-            )
-            self._keep_open(key, chunk.length)
-            self.stats.bytes_stored += chunk.length
-            self._manager.stored()
-            return True
-        except BaseException:
-            with contextlib.suppress(OSError):
-                await asyncio.shield(asyncio.to_thread(discard, part))
-            raise
-        finally:
-            if part_fd is not None:
-                os.close(part_fd)
-            if reservation is not None:
-                self._background.spawn(_cancel_reservation(self._index, reservation))
-            if holding:
-                self._budget.release(chunk.length)
-
-    async def _reserve(self, size: int) -> int | None:
-        def flush_and_reserve() -> tuple[int | None, int]:
-            # This process's recent hits count in the order eviction follows.
-            self._manager.flush()
-            return self._index.reserve(size)
-
-        held, evicted = await asyncio.to_thread(flush_and_reserve)
-        self.stats.evictions += evicted
-        return held
-
-    def _keep_open(self, key: ChunkKey, size: int) -> None:
-        """This process wrote and verified the file: open it for hits without a re-check."""
-        try:
-            fd = os.open(self._layout.chunk_path(key), os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        self._files.add(key, fd, size)
-
-    async def _open_stored(self, key: ChunkKey, manifest: Manifest, chunk: ChunkInfo) -> bool:
-        """Open a chunk file this process has not opened yet and check its SHA-256;
-        True when it is good (now in the open files). A damaged one is dropped."""
-        path = self._layout.chunk_path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        keep = False
-        try:
-            inode = os.fstat(fd).st_ino
-            stored = await asyncio.to_thread(self._index.get, key)
-            expected = chunk.sha256 or (stored.sha256 if stored is not None else None)
-            digest = await asyncio.to_thread(file_sha256, fd, chunk.length)
-            if digest is not None and os.fstat(fd).st_size != chunk.length:
-                digest = None  # longer than the chunk: not ours to trust
-            if digest is not None and expected is None:
-                # Kept before its hash reached the manifest: settle it like a fetch.
-                with contextlib.suppress(IntegrityError, Unavailable):
-                    expected = await self._fetcher.settle(manifest, chunk, digest)
-            if digest is not None and digest == expected:
-                if stored is not None and stored.sha256 is None:
-                    await asyncio.to_thread(self._index.set_sha256, key, digest)
-                self._files.add(key, fd, chunk.length)
-                keep = True
-                return True
-            self.stats.integrity_failures += 1
-            self.stats.damaged_files += 1
-            log.warning("a chunk file failed its check at first open; refetching key=%s", key)
-            self._files.forget(key)
-            await asyncio.to_thread(self._index.drop, key, inode)
-            return False
-        finally:
-            if not keep:
-                os.close(fd)
-
-    def _damaged(self, key: ChunkKey, inode: int) -> None:
-        """A chunk file failed its check or is shorter than recorded: drop it (the
-        next request refetches it)."""
-        self.stats.damaged_files += 1
-        log.warning("dropping a damaged chunk file key=%s", key)
-        self._files.forget(key)
-        # On the loop: rare, one short transaction, and the request that found the
-        # damage must not find the same file again.
-        self._index.drop(key, inode)
-
-
-async def _reserved(reservation: asyncio.Task[int | None]) -> int | None:
-    try:
-        return await asyncio.shield(reservation)
-    except OSError as exc:
-        log.warning("could not make room for a chunk: %s", exc)
-        return None
-
-
-async def _cancel_reservation(index: DiskIndex, reservation: asyncio.Task[int | None]) -> None:
-    with contextlib.suppress(BaseException):
-        held = await reservation
-        if held is not None:
-            await asyncio.to_thread(index.cancel, held)

@@ -486,13 +486,13 @@ async def test_the_origin_is_read_while_disk_room_is_being_made(tmp_path: Path) 
     cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     disk_checked = asyncio.Event()
-    reserve = cache._reserve
+    reserve = cache._store._reserve
 
     async def slow_reserve(size: int) -> int | None:  # room that takes its time
         await disk_checked.wait()
         return await reserve(size)
 
-    cache._reserve = slow_reserve  # type: ignore[method-assign]
+    cache._store._reserve = slow_reserve  # type: ignore[method-assign]
     async with cache.lease(manifest, 2, offset=0) as lease:
         sent = b"".join([bytes(b) async for b in lease.blocks(0, CHUNK)])
     assert sent == DATA[2000:3000]  # served, verified, before the room was known
