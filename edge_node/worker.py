@@ -96,9 +96,17 @@ class Worker:
         self.state = state
         log.info("reloaded the node's identity node_id=%s", state.node_id)
 
-    async def report_load(self) -> None:
-        while True:
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Report this worker's load for the node's heartbeat; stop (draining) if the
+        node agent is gone (a SIGKILL to it alone must not leave workers serving a
+        node that no longer beats)."""
+        parent = os.getppid()
+        while not stop.is_set():
             self.cache.report_load(self.metrics.requests_in_flight)
+            if os.getppid() != parent:
+                log.error("the node agent is gone; stopping")
+                stop.set()
+                return
             await asyncio.sleep(self.cache.config.touch_interval)
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -126,7 +134,7 @@ class Worker:
             sites.append(web.TCPSite(admin, settings.host, admin_port, reuse_port=True))
         for site in sites:
             await site.start()
-        loader = asyncio.create_task(self.report_load())
+        loader = asyncio.create_task(self.watch(stop))
         print(READY, flush=True)
         try:
             await stop.wait()

@@ -5,7 +5,8 @@ the startup scan, file operations), ``disk_index`` (the shared SQLite index: ent
 LRU, reservations, eviction), ``fill`` (buffer, budget, verified ranged fetch),
 ``fill_lock`` (one fill per chunk across processes, following another's fill),
 ``leases`` (a chunk held while served), ``open_files`` (verified descriptors kept
-open), ``manager`` (watermarks, scrub, LRU flush) and ``facade`` (``ChunkCache``,
+open), ``manager`` (watermarks, scrub, LRU flush), ``store`` (fills and first
+opens) and ``facade`` (``ChunkCache``,
 what the server uses). edge_node/README.md (Cache) tells the whole story.
 """
 

@@ -318,6 +318,23 @@ class DiskIndex:
             db.execute("DELETE FROM chunks WHERE file_id=? AND tag=? AND idx=?", key)
             unlink_all([path])
 
+    def adopt_or_drop(self, key: ChunkKey, inode: int) -> bool:
+        """A chunk file with no row: a filler died between its rename and its commit
+        (the transaction rolled back), or it is committing this instant. True when a
+        row exists once the writers are through (keep the file); else the stray file
+        is unlinked, uncounted bytes must not stay, and False."""
+        path = self._layout.chunk_path(key)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT 1 FROM chunks WHERE file_id=? AND tag=? AND idx=?", key
+            ).fetchone()
+            if row is not None:
+                return True
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+            return False
+
 
 def _forget_dead(db: sqlite3.Connection) -> None:
     """Reservations of processes that died (SIGKILL mid-fill) give their bytes back."""

@@ -239,6 +239,10 @@ class ChunkStore:
         try:
             inode = os.fstat(fd).st_ino
             stored = await asyncio.to_thread(self._index.get, key)
+            if stored is None:
+                if not await asyncio.to_thread(self._index.adopt_or_drop, key, inode):
+                    return False
+                stored = await asyncio.to_thread(self._index.get, key)
             expected = chunk.sha256 or (stored.sha256 if stored is not None else None)
             digest = await asyncio.to_thread(file_sha256, fd, chunk.length)
             if digest is not None and os.fstat(fd).st_size != chunk.length:

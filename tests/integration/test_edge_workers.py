@@ -172,3 +172,12 @@ def _alive(pid: int) -> bool:
     # A zombie of a child already reaped by its parent is gone; one not reaped is not.
     with open(f"/proc/{pid}/stat") as handle:
         return handle.read().split()[2] != "Z"
+
+
+def test_workers_stop_when_the_node_agent_is_killed(edge: Edge) -> None:
+    workers = edge.worker_pids()
+    edge.process.send_signal(signal.SIGKILL)
+    edge.process.wait(timeout=30)
+    # No worker goes on serving for a node that no longer beats.
+    for pid in workers:
+        wait_for(lambda pid=pid: not _alive(pid), f"worker {pid} to exit")

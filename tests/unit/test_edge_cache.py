@@ -291,6 +291,21 @@ async def test_the_scrub_drops_a_flipped_byte_and_the_next_read_refetches(tmp_pa
 
 
 @run_async
+async def test_a_chunk_file_the_index_does_not_count_is_replaced(tmp_path: Path) -> None:
+    # As a filler killed between its rename and its commit leaves it: bytes on disk
+    # that no budget counts. They are not adopted; the chunk is fetched and counted.
+    origin = Origin(DATA)
+    manifest = make_manifest(DATA)
+    cache = await opened(tmp_path, origin)
+    path = cache.path_for((manifest.file_id, "1", 0))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(DATA[:CHUNK])
+    assert await read_chunk(cache, manifest, 0) == DATA[:CHUNK]
+    await cache.idle()
+    assert origin.reads == 1 and cache.used_bytes == CHUNK and path.exists()
+
+
+@run_async
 async def test_a_truncated_chunk_file_is_dropped_and_refetched(tmp_path: Path) -> None:
     origin = Origin(DATA)
     manifest = make_manifest(DATA)
