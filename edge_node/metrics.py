@@ -26,7 +26,9 @@ class EdgeMetrics:
         self.origin_bytes += count
 
     def render(self, cache: ChunkCache, origin: OriginFetcher | None = None) -> str:
-        stats = cache.stats
+        # Node-wide: every worker's and the node agent's counters, summed (the agent
+        # does warm work and the scrub); the gauges below are this worker's.
+        stats = cache.node_stats()
         lines: list[str] = []
         table: list[tuple[str, str, str, float]] = [
             ("cache_hits_total", "counter", "Chunk lookups served from cache.", stats.hits),

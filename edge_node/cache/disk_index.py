@@ -15,6 +15,7 @@ back), and space it had reserved is given back when its pid is seen dead.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -37,6 +38,9 @@ CREATE TABLE IF NOT EXISTS reservations (
 );
 CREATE TABLE IF NOT EXISTS workers (
     pid INTEGER PRIMARY KEY, in_flight INTEGER NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    pid INTEGER PRIMARY KEY, body TEXT NOT NULL
 );
 """
 
@@ -117,6 +121,15 @@ class DiskIndex:
         with self._write() as db:
             db.execute("DELETE FROM reservations")
             db.execute("DELETE FROM workers")
+            # The node's counters carry over a restart (what a process found before it
+            # stopped still counts), folded into one row.
+            summed: dict[str, int] = {}
+            for (body,) in db.execute("SELECT body FROM counters").fetchall():
+                for name, value in json.loads(body).items():
+                    summed[name] = summed.get(name, 0) + int(value)
+            db.execute("DELETE FROM counters")
+            if summed:
+                db.execute("INSERT INTO counters VALUES (0, ?)", (json.dumps(summed),))
             rows = db.execute("SELECT file_id, tag, idx, size FROM chunks").fetchall()
             for file_id, tag, idx, size in rows:
                 key = (file_id, tag, idx)
@@ -247,6 +260,20 @@ class DiskIndex:
                 "INSERT OR REPLACE INTO workers VALUES (?, ?, ?)",
                 (os.getpid(), in_flight, time.time()),
             )
+
+    def report_counters(self, counters: dict[str, int]) -> None:
+        """This process's cache counters, for node-wide metrics (kept after it exits,
+        so the node's sums never go back when a worker restarts)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO counters VALUES (?, ?)",
+                (os.getpid(), json.dumps(counters)),
+            )
+
+    def counters(self) -> dict[int, dict[str, int]]:
+        """Every process's last reported counters, by pid."""
+        rows = self._read("SELECT pid, body FROM counters")
+        return {int(pid): json.loads(str(body)) for pid, body in rows}  # type: ignore[call-overload]
 
     def load(self, fresh_seconds: float) -> int:
         (total,) = self._read(

@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from pathlib import Path
 
 from fsnode_core.errors import Unavailable
@@ -116,6 +118,7 @@ class ChunkCache:
         while True:
             await asyncio.sleep(self.config.touch_interval)
             await asyncio.to_thread(self._manager.flush)
+            await asyncio.to_thread(self._index.report_counters, asdict(self.stats))
             if self._load is not None:
                 await asyncio.to_thread(self._index.report_load, self._load)
             await self.refresh()
@@ -126,6 +129,18 @@ class ChunkCache:
         """Read the node-wide totals again (the properties below show the last read)."""
         self._totals = await asyncio.to_thread(self._index.totals)
         return self._totals
+
+    def node_stats(self) -> CacheStats:
+        """The cache counters of every process of the node, summed: this one's as they
+        are now, the others' as last reported (within ``touch_interval``)."""
+        reports = self._index.counters()
+        reports[os.getpid()] = asdict(self.stats)
+        total = CacheStats()
+        for report in reports.values():
+            for name, value in report.items():
+                if hasattr(total, name):
+                    setattr(total, name, getattr(total, name) + int(value))
+        return total
 
     @property
     def used_bytes(self) -> int:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from fsnode_core.errors import IntegrityError, Unavailable
 
@@ -262,6 +262,7 @@ class ChunkStore:
             log.warning("a chunk file failed its check at first open; refetching key=%s", key)
             self.files.forget(key)
             await asyncio.to_thread(self._index.drop, key, inode)
+            await asyncio.to_thread(self._index.report_counters, asdict(self.stats))
             return False
         finally:
             if not keep:
@@ -274,8 +275,9 @@ class ChunkStore:
         log.warning("dropping a damaged chunk file key=%s", key)
         self.files.forget(key)
         # On the loop: rare, one short transaction, and the request that found the
-        # damage must not find the same file again.
+        # damage must not find the same file again. The node's metrics learn of it now.
         self._index.drop(key, inode)
+        self._index.report_counters(asdict(self.stats))
 
 
 async def _reserved(reservation: asyncio.Task[int | None]) -> int | None:
