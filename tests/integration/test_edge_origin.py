@@ -5,7 +5,7 @@ Covers: stream-through (bytes reach the client while the origin is still sending
 request collapsing with parallel ranged GETs, read-ahead on sequential reads,
 retries and the 502/504 ends of the budget, a truncated body when the origin dies
 after the first bytes, restart with a warm disk, a corrupted chunk file, and the
-disk watermarks and memory tier bounds.
+disk watermarks.
 """
 
 from __future__ import annotations
