@@ -17,6 +17,11 @@ DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
 # Each worker's fill buffers share 64 MiB (16 concurrent 4 MiB chunk fills); hits
 # come from the kernel's page cache, which all workers share (README: Memory).
 DEFAULT_FILL_MEMORY_BYTES = 64 * MIB
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the host's count)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
@@ -142,7 +147,7 @@ class EdgeSettings:
             cache_high_water=_share(source, "FSNODE_CACHE_HIGH_WATER", 0.90),
             cache_low_water=_share(source, "FSNODE_CACHE_LOW_WATER", 0.80),
             cache_min_free_ratio=_share(source, "FSNODE_CACHE_MIN_FREE_RATIO", 0.05),
-            workers=_int(source, "FSNODE_WORKERS", os.cpu_count() or 1),
+            workers=_int(source, "FSNODE_WORKERS", usable_cores()),
             cache_scrub_bytes_per_second=_int(
                 source, "FSNODE_CACHE_SCRUB_BYTES_PER_SECOND", 8 * MIB, zero=True
             ),

@@ -149,7 +149,7 @@ def test_memory_and_workers_defaults_suit_a_small_node(tmp_path: Path) -> None:
     env = base_env(tmp_path)
     settings = EdgeSettings.from_env(env)
     assert settings.cache_config().fill_memory_bytes == 64 * 1024 * 1024
-    assert settings.workers == (os.cpu_count() or 1)
+    assert settings.workers == len(os.sched_getaffinity(0))
     raised = EdgeSettings.from_env(
         {**env, "FSNODE_FILL_MEMORY_BYTES": "2097152", "FSNODE_WORKERS": "3"}
     )
