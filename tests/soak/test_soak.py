@@ -85,13 +85,17 @@ def soak_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 
 
 def _rss(pid: int) -> int | None:
+    """The edge's resident set: its node agent and worker processes, summed."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = 0
+        for member in [pid, *map(int, children)]:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
     except OSError:
         return None
-    return None
+    return total or None
 
 
 class MemoryLog:
