@@ -9,7 +9,13 @@ RUN_DEBS := ffmpeg
 TEST_DEBS := ffmpeg openssl chromium chromium-driver nginx-light wrk
 BENCH_DEBS := nginx-light wrk
 
-.PHONY: run test soak bench lint synth clean debs-run debs-test debs-bench
+.PHONY: run test soak bench lint synth clean debs-run debs-test debs-bench web-assets
+
+# The player libraries the control plane serves from its own origin (never a CDN at run
+# time): npm installs the versions pinned in web/package-lock.json (integrity-checked)
+# and the minified builds are copied next to the page's own files.
+WEB_VENDOR := functions/chalicelib/web/vendor
+HLS_JS := $(WEB_VENDOR)/hls.min.js
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +23,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+$(HLS_JS): web/package.json web/package-lock.json
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
+	mkdir -p $(WEB_VENDOR)
+	cp web/node_modules/hls.js/dist/hls.min.js $@
+
+web-assets: $(HLS_JS)
 
 # Installs only what is missing; apt needs root (or sudo).
 define install_debs
@@ -38,19 +51,19 @@ debs-bench:
 	$(call install_debs,$(BENCH_DEBS))
 
 # make bench [QUICK=1]: each benchmark against its reference; table + bench/results/latest.json
-bench: $(STAMP) debs-bench
+bench: $(STAMP) web-assets debs-bench
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
-run: $(STAMP) debs-run
+run: $(STAMP) web-assets debs-run
 	$(BIN)/fsnode local up --demo
 
-test: $(STAMP) debs-test
+test: $(STAMP) web-assets debs-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 # make soak [SOAK_SECONDS=60]: mixed range traffic with an edge killed every minute (not in test)
-soak: $(STAMP) debs-test
+soak: $(STAMP) web-assets debs-test
 	FSNODE_SOAK_SECONDS=$(or $(SOAK_SECONDS),600) $(BIN)/pytest tests/soak -m soak -s -q
 
 # ruff check and mypy; ruff's formatter is not enforced (it would stack the bad-input
@@ -59,8 +72,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-synth: $(STAMP)
+synth: $(STAMP) web-assets
 	$(BIN)/python app.py
 
 clean:
-	rm -rf $(VENV) cdk.out .cdk-cache .pytest_cache
+	rm -rf $(VENV) cdk.out .cdk-cache .pytest_cache web/node_modules $(WEB_VENDOR)

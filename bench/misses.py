@@ -1,10 +1,12 @@
 """Cold misses: the edge against reading the origin (moto's S3) directly.
 
 - ``miss_ttfb``: time to the first body byte of a 64 KiB range of a file the edge
-  has never seen (so it includes the manifest fetch and the origin read), against
-  the same range read straight from moto with a presigned URL. Both go over a
+  has never seen (so it includes the head, manifest and origin reads, made at once),
+  against the same range read straight from moto with a presigned URL. Both go over a
   connection opened and used once before the clock starts, so neither pays a
-  handshake; the order alternates per file.
+  handshake; the order alternates per file. ``miss_ttfb_slow_control_plane``: the
+  same, on fresh files, while every control-plane answer to the edge is held 200 ms
+  (the data plane does not ask it, so the figure should not move).
 - ``miss_cold_seq``: one client reading a cold file start to end, through the
   throttled edge (its origin is behind the per-connection throttling proxy),
   against one connection reading the same object through the same proxy.
@@ -18,6 +20,7 @@ import statistics
 import time
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import BenchConfig, Unavailable, standalone
@@ -25,6 +28,8 @@ from bench.results import Goal, Row
 from bench.stack import DIRECT, MIB, STATIC, THROTTLED, BenchStack, origin_rate, shared_stack
 
 NAMES = ("miss_ttfb", "miss_cold_seq")
+# How late the control plane answers the edge in miss_ttfb_slow_control_plane.
+SLOW_CONTROL_PLANE = 0.2
 GOALS: dict[str, Goal | None] = {
     "miss_ttfb": Goal("ratio", "<=", 1.5),
     "miss_cold_seq": Goal("ratio", "<=", 0.5),
@@ -66,13 +71,24 @@ def _ttfb(conn: http.client.HTTPConnection, url: str, first: int) -> float:
     return elapsed
 
 
-def measure_ttfb(stack: BenchStack, config: BenchConfig) -> list[Row]:
-    files = config.pick_int(12, 5, 2)
-    size = config.pick_int(24 * MIB, 24 * MIB, MIB)
+@dataclass(slots=True)
+class _Cold:
+    """First-byte times of one pass over cold files: edge and direct, first chunk and a
+    later one."""
+
+    edge: list[float] = field(default_factory=list)
+    direct: list[float] = field(default_factory=list)
+    chunk_edge: list[float] = field(default_factory=list)
+    chunk_direct: list[float] = field(default_factory=list)
+
+
+def _cold_pass(stack: BenchStack, label: str, files: int, size: int,
+               rng: random.Random) -> tuple[_Cold, int]:
+    """Cold reads of ``files`` never-seen files through the direct edge and straight
+    from moto (the order alternates per file); the chunk size."""
     edge = stack.edges[DIRECT]
     s3 = _s3(stack, stack.aws_endpoint)
-    rng = random.Random(8)
-    shared = [stack.upload(f"ttfb-{i}", size) for i in range(files + 1)]
+    shared = [stack.upload(f"{label}-{i}", size) for i in range(files + 1)]
     records = [stack.client.get_file(item.file_id) for item in shared]
     direct_urls = [
         s3.generate_presigned_url("get_object", Params={"Bucket": r["bucket"], "Key": r["key"]},
@@ -92,17 +108,14 @@ def measure_ttfb(stack: BenchStack, config: BenchConfig) -> list[Row]:
     # A second read per file, four chunks on: the manifest is known by then and the
     # edge's read-ahead (the next chunk) has not touched it, so only the chunk is cold.
     later = 4 if size >= 5 * chunk_size else None
-    edge_times: list[float] = []
-    direct_times: list[float] = []
-    chunk_edge: list[float] = []
-    chunk_direct: list[float] = []
+    cold = _Cold()
     try:
         for i in range(1, files + 1):
             span = min(chunk_size, size) // RANGE
-            reads = [(edge_times, direct_times, rng.randrange(0, span) * RANGE)]
+            reads = [(cold.edge, cold.direct, rng.randrange(0, span) * RANGE)]
             if later is not None:
                 offset = later * chunk_size + rng.randrange(0, chunk_size // RANGE) * RANGE
-                reads.append((chunk_edge, chunk_direct, offset))
+                reads.append((cold.chunk_edge, cold.chunk_direct, offset))
             for edge_list, direct_list, first in reads:
                 runs = [(edge_list, edge_conn, stack.file_url(edge, shared[i])),
                         (direct_list, direct_conn, direct_urls[i])]
@@ -111,27 +124,63 @@ def measure_ttfb(stack: BenchStack, config: BenchConfig) -> list[Row]:
     finally:
         edge_conn.close()
         direct_conn.close()
+    return cold, chunk_size
+
+
+def measure_ttfb(stack: BenchStack, config: BenchConfig) -> list[Row]:
+    files = config.pick_int(12, 5, 2)
+    size = config.pick_int(24 * MIB, 24 * MIB, MIB)
+    rng = random.Random(8)
+    cold, _chunk_size = _cold_pass(stack, "ttfb", files, size, rng)
+    median = statistics.median
     rows = [Row(
-        name="miss_ttfb", value=statistics.median(edge_times) * 1000,
-        reference=statistics.median(direct_times) * 1000, goal=GOALS["miss_ttfb"],
+        name="miss_ttfb", value=median(cold.edge) * 1000,
+        reference=median(cold.direct) * 1000, goal=GOALS["miss_ttfb"],
         unit="ms (median)",
-        note=(f"{files} cold files of {size // MIB} MiB, 64 KiB range in the first chunk; "
-              f"edge over HTTPS, includes its manifest fetch; edge max "
-              f"{max(edge_times) * 1000:.1f} ms, direct max {max(direct_times) * 1000:.1f} ms"),
+        note=(f"{files} cold files of {size // MIB} MiB, 64 KiB range in the first chunk, "
+              f"the URL a share's redirect gives (version pinned); edge over HTTPS: head, "
+              f"manifest and first range read from S3 at once; edge max "
+              f"{max(cold.edge) * 1000:.1f} ms, direct max {max(cold.direct) * 1000:.1f} ms"),
     )]
-    if chunk_edge:
-        # Same files, same edge: the difference is the manifest fetch a cold file pays.
-        manifest_ms = (statistics.median(edge_times) - statistics.median(chunk_edge)) * 1000
-        rows[0].note += (f"; cold file minus cold chunk (the manifest fetch from the "
-                         f"control plane, roughly) {manifest_ms:.1f} ms")
+    if cold.chunk_edge:
+        # Same files, same edge: the difference is what a cold file costs over a cold chunk.
+        extra = (median(cold.edge) - median(cold.chunk_edge)) * 1000
+        rows[0].note += f"; cold file minus cold chunk (head and manifest) {extra:.1f} ms"
         rows.append(Row(
-            name="miss_ttfb_chunk", value=statistics.median(chunk_edge) * 1000,
-            reference=statistics.median(chunk_direct) * 1000, goal=GOALS["miss_ttfb"],
+            name="miss_ttfb_chunk", value=median(cold.chunk_edge) * 1000,
+            reference=median(cold.chunk_direct) * 1000, goal=GOALS["miss_ttfb"],
             unit="ms (median)",
             note=("diagnostic: manifest already known, only the chunk is cold (the edge "
                   "fetches it as parallel ranged GETs of FSNODE_ORIGIN_PART_BYTES)"),
         ))
+    rows.append(_slow_control_plane(stack, files, size, rng, median(cold.edge)))
     return rows
+
+
+def _slow_control_plane(stack: BenchStack, files: int, size: int, rng: random.Random,
+                        normal: float) -> Row:
+    """The same cold reads while the control plane answers the edge 200 ms late: the data
+    plane reads S3 only, so the figure should not move."""
+    proxy = stack.api_proxy
+    if proxy is None:
+        return Row(name="miss_ttfb_slow_control_plane", value=None, reference=None,
+                   goal=GOALS["miss_ttfb"], skipped="the control plane latency proxy is missing")
+    proxy.delay = SLOW_CONTROL_PLANE
+    answers = proxy.answers
+    try:
+        cold, _chunk_size = _cold_pass(stack, "ttfb-slow-cp", files, size, rng)
+    finally:
+        proxy.delay = 0.0
+    edge = statistics.median(cold.edge)
+    return Row(
+        name="miss_ttfb_slow_control_plane", value=edge * 1000,
+        reference=statistics.median(cold.direct) * 1000, goal=GOALS["miss_ttfb"],
+        unit="ms (median)",
+        note=(f"as miss_ttfb, with every control-plane answer to the edge held "
+              f"{SLOW_CONTROL_PLANE * 1000:.0f} ms (a latency proxy on its node routes; "
+              f"{proxy.answers - answers} answers delayed meanwhile); miss_ttfb's edge "
+              f"median {normal * 1000:.1f} ms, this one {edge * 1000:.1f} ms"),
+    )
 
 
 def _read_seconds(url: str, stack: BenchStack, expected: int, timeout: float) -> float:

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from bench import hits, memory, misses, placement_sim, plan
+from bench import hits, hls, memory, misses, placement_sim, plan
 from bench.common import BenchConfig, run_cleanups, run_family
 from bench.results import LATEST, Row, format_table, write_json
 
 # Order: what needs no stack first, then the stack's families (the hit benchmarks
 # before memory, which reuses their warmed file).
-FAMILIES: tuple[ModuleType, ...] = (placement_sim, plan, hits, misses, memory)
+FAMILIES: tuple[ModuleType, ...] = (placement_sim, plan, hits, misses, hls, memory)
 ALL_NAMES: tuple[str, ...] = tuple(name for family in FAMILIES for name in family.NAMES)
 
 

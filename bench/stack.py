@@ -1,9 +1,11 @@
 """A local stack for the benchmarks, started once per run and shared by the
-families that need one (``hits``, ``misses``, ``memory``).
+families that need one (``hits``, ``misses``, ``hls``, ``memory``).
 
 It is the project's ``LocalStack`` with four edges set up for measuring:
 - ``direct``: reads its origin straight from the moto server and also listens on
-  plain HTTP (``FSNODE_EDGE_HTTP_PORT``), for the hit benchmarks over HTTP;
+  plain HTTP (``FSNODE_EDGE_HTTP_PORT``), for the hit benchmarks over HTTP; it reaches
+  the control plane through a latency proxy (``bench.latency_proxy``) whose delay a
+  benchmark can raise (a slow control plane: its reads must not notice);
 - ``throttled``: its ``AWS_ENDPOINT_URL`` points at a throttling proxy in front of
   moto, the stand-in for S3's per-connection bandwidth limit;
 - ``static``: the same, but the proxy's origin is an nginx serving the objects'
@@ -31,7 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fsnode_core.published import head_key, version_manifest_key
+
 from bench.common import BenchConfig, Unavailable, at_end
+from bench.latency_proxy import LatencyProxy
 from bench.throttle_proxy import ProxyProcess, start_proxy_process
 
 DIRECT = "edge-1"
@@ -80,7 +85,7 @@ class Edge:
 class SharedFile:
     path: Path
     file_id: str
-    query: str  # the signed share query (v, exp, kid, sig)
+    query: str  # the share query a player gets from the redirect (signed, and the v pin)
     size: int
 
 
@@ -93,6 +98,7 @@ class BenchStack:
     workdir: Path
     static_proxy: ProxyProcess | None = None
     static_root: Path | None = None
+    api_proxy: LatencyProxy | None = None
     files: dict[str, SharedFile] = field(default_factory=dict)
 
     @property
@@ -121,7 +127,7 @@ class BenchStack:
         write_random_file(path, size)
         record = self.client.upload(path)
         share = self.client.share(record["file_id"], 6 * 3600)
-        query = urllib.parse.urlsplit(share["share_url"]).query
+        query = _redirect_query(share["share_url"])
         shared = SharedFile(path=path, file_id=record["file_id"], query=query, size=size)
         self.files[label] = shared
         return shared
@@ -140,6 +146,18 @@ class BenchStack:
             folder.chmod(0o755)
         if not target.exists():
             target.hardlink_to(shared.path)
+        # The edge reads the file's head and manifest from its origin too.
+        s3 = _s3_client(self)
+        for key in (head_key(shared.file_id),
+                    version_manifest_key(shared.file_id, record["version"])):
+            meta = self.static_root / record["bucket"] / key
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            meta.write_bytes(s3.get_object(Bucket=record["bucket"], Key=key)["Body"].read())
+            for folder in [meta.parent, *meta.parent.parents]:
+                if folder == self.static_root.parent:
+                    break
+                folder.chmod(0o755)
+            meta.chmod(0o644)
         return path
 
     def read_all(self, url: str, timeout: float = 300) -> int:
@@ -165,6 +183,35 @@ class BenchStack:
             got = self.read_all(self.file_url(edge, shared))
             if got != shared.size:
                 raise RuntimeError(f"warming {edge.name} read {got} of {shared.size} bytes")
+
+
+def _redirect_query(share_url: str) -> str:
+    """The query of the edge URL the share redirects to (a player follows it: the
+    signed fields and the version pin)."""
+    import http.client
+
+    parts = urllib.parse.urlsplit(share_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                            timeout=30)
+    try:
+        connection.request("GET", f"{parts.path}?{parts.query}")
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 307:
+            raise RuntimeError(f"the share answered {answer.status}, not a redirect")
+        return urllib.parse.urlsplit(answer.getheader("Location") or "").query
+    finally:
+        connection.close()
+
+
+def _s3_client(stack: BenchStack) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    from fsnode.localstack.resources import LOCAL_CREDENTIALS
+
+    return boto3.client("s3", endpoint_url=stack.aws_endpoint, region_name=stack.info.region,
+                        config=Config(signature_version="s3v4"), **LOCAL_CREDENTIALS)
 
 
 def write_random_file(path: Path, size: int) -> None:
@@ -223,6 +270,7 @@ def start_stack(config: BenchConfig) -> BenchStack:
     static_root.mkdir(parents=True, exist_ok=True)
     static_root.chmod(0o755)
     servers: list[Any] = []
+    latency: list[LatencyProxy] = []
 
     class _BenchLocalStack(LocalStack):
         def _spawn(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> Any:
@@ -233,7 +281,12 @@ def start_stack(config: BenchConfig) -> BenchStack:
                        if k != "FSNODE_REPLICATE_STATE_MACHINE_ARN"}
             elif name in (DIRECT, WORKERS2):
                 http_ports[name] = processes.free_port()
+                api = urllib.parse.urlsplit(env["FSNODE_API_URL"])
+                api_proxy = LatencyProxy((api.hostname or "127.0.0.1", api.port or 80))
+                api_proxy.start()
+                latency.append(api_proxy)
                 env = {**env, "FSNODE_EDGE_HTTP_PORT": str(http_ports[name]),
+                       "FSNODE_API_URL": api_proxy.url,
                        "FSNODE_WORKERS": "2" if name == WORKERS2 else "1"}
             elif name == THROTTLED:
                 origin = urllib.parse.urlsplit(env["AWS_ENDPOINT_URL"])
@@ -264,6 +317,8 @@ def start_stack(config: BenchConfig) -> BenchStack:
             proxy.stop()
         for server in servers:
             server.stop()
+        for api_proxy in latency:
+            api_proxy.stop()
         _SHARED.pop("stack", None)
 
     started = time.monotonic()
@@ -289,7 +344,8 @@ def start_stack(config: BenchConfig) -> BenchStack:
                                          ca_cert=info.ca_cert))
     stack = BenchStack(info=info, client=client, edges=edges, proxy=proxies.get(THROTTLED),
                        workdir=config.workdir, static_proxy=proxies.get(STATIC),
-                       static_root=static_root if servers else None)
+                       static_root=static_root if servers else None,
+                       api_proxy=latency[0] if latency else None)
     print(f"bench: local stack up in {time.monotonic() - started:.1f} s ({state_dir})",
           flush=True)
     return stack

@@ -23,9 +23,6 @@ from fsnode_core.errors import (
     Unauthorized,
     Unavailable,
 )
-from fsnode_core.ids import check_id
-
-from edge_node.manifests import Manifest
 
 _BY_STATUS: dict[int, type[FsnodeError]] = {
     400: InvalidInput,
@@ -134,13 +131,12 @@ class ControlPlaneClient:
         answer = await self._call("POST", f"/nodes/{self._node()}/renew", {"csr": csr})
         return IssuedCertificate.from_dict(answer)
 
+    async def public_certificate(self) -> dict[str, Any]:
+        """The fleet's public certificate and key (issue 19), over this node's channel."""
+        return await self._call("GET", f"/nodes/{self._node()}/public-certificate")
+
     async def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", f"/nodes/{self._node()}/heartbeat", body)
-
-    async def fetch_manifest(self, file_id: str) -> Manifest:
-        check_id(file_id, "file_id")
-        answer = await self._call("GET", f"/nodes/{self._node()}/files/{file_id}")
-        return Manifest.from_dict(answer)
 
     async def report_work(self, work_id: str, result: dict[str, Any]) -> None:
         # Work ids come from the control plane but still end up in a URL path.
@@ -176,6 +172,10 @@ class ControlPlaneClient:
         message = error.get("message") if isinstance(error, dict) else None
         message = str(message or f"control plane answered {status} to {method} {path}")
         error_class = _BY_STATUS.get(status, Unavailable)
+        details = error.get("details") if isinstance(error, dict) else None
+        reason = details.get("reason") if isinstance(details, dict) else None
+        if reason is not None:  # what the caller may act on (IDEMPOTENCY_KEY_REUSED)
+            raise error_class(message, status=status, reason=str(reason))
         raise error_class(message, status=status)
 
 

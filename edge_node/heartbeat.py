@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fsnode_core.errors import FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import Forbidden, FsnodeError, NotFound, Unauthorized, Unavailable
 from fsnode_core.ids import check_id
-from fsnode_core.models import NODE_DEAD
+from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING
 
-from edge_node.background import TaskSet
+from edge_node.background import TaskSet, wait_any
 from edge_node.cache import ChunkCache
 from edge_node.control_plane import ControlPlaneClient
 from edge_node.manifests import ManifestStore
@@ -75,6 +75,7 @@ class HeartbeatLoop:
         pause: Callable[[asyncio.Event, float], Awaitable[None]] | None = None,
         on_forget: Callable[[str], None] | None = None,
         on_keys: Callable[[dict[str, str]], None] | None = None,
+        on_answer: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._cache = cache
@@ -92,7 +93,11 @@ class HeartbeatLoop:
         # Told of manifests dropped and share keys changed (the workers must hear).
         self._on_forget = on_forget or (lambda _file_id: None)
         self._on_keys = on_keys or (lambda _keys: None)
+        # Told every answer (the public certificate's serial: edge_node.public_tls).
+        self._on_answer = on_answer
         self.status = "unknown"
+        # Set once the control plane places this node (it proved its endpoint).
+        self.placed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat until ``stop`` is set; failures back off up to a minute.
@@ -110,7 +115,8 @@ class HeartbeatLoop:
                 await self.beat_once()
                 failures = rejections = 0
                 delay = self.interval
-            except (Unauthorized, NotFound) as exc:
+            except (Unauthorized, NotFound, Forbidden) as exc:
+                # Forbidden: declared dead (a pending or draining node may still beat).
                 rejections += 1
                 log.warning("control plane no longer accepts this node (%s); registering again",
                             exc.message)
@@ -138,6 +144,10 @@ class HeartbeatLoop:
         }
         answer = await self._client.heartbeat(body)
         self.status = str(answer.get("status") or self.status)
+        if self.status in PLACED_STATUSES:
+            if self._on_answer is not None:
+                await self._on_answer(answer)
+            self.placed.set()
         if self.status == NODE_DEAD:
             # Today's control plane refuses a dead node's beat (404); an answer that
             # says so plainly means the same, and its work is not for us.
@@ -215,6 +225,20 @@ class HeartbeatLoop:
             self._warm_attempts[key] += 1
             raise Unavailable("injected warm failure (FSNODE_FAULT_WARM_FAILURES)",
                               attempt=self._warm_attempts[key])
+
+
+PLACED_STATUSES = (NODE_ACTIVE, NODE_DRAINING)
+# How long start-up waits to be placed before it says it is ready anyway (and warns).
+PLACED_TIMEOUT_SECONDS = 60.0
+
+
+async def wait_placed(heartbeat: HeartbeatLoop, stop: asyncio.Event, endpoint: str) -> None:
+    """Until the control plane places this node (or we stop, or a minute passes:
+    then a warning, and start-up goes on)."""
+    await wait_any(stop, heartbeat.placed, timeout=PLACED_TIMEOUT_SECONDS)
+    if not heartbeat.placed.is_set() and not stop.is_set():
+        log.warning("not placed yet after %.0fs: is %s reachable from the control plane?",
+                    PLACED_TIMEOUT_SECONDS, endpoint)
 
 
 def _backoff(failures: int, interval: float) -> float:

@@ -18,9 +18,18 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from fsnode_core.errors import Conflict, FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import (
+    IDEMPOTENCY_KEY_REUSED,
+    Conflict,
+    Forbidden,
+    FsnodeError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 
-from edge_node import registration_key, tls
+from edge_node import aws_identity, registration_key, tls
+from edge_node.background import wait_any
 from edge_node.control_plane import ControlPlaneClient, Registration
 from edge_node.settings import EdgeSettings
 
@@ -66,7 +75,7 @@ class NodeIdentity:
 
     async def reregister(self, rejected: str | None = None) -> Registration:
         """Register as a new node: the control plane no longer accepts node
-        ``rejected`` (401/404, or it says dead)."""
+        ``rejected`` (401/403/404, or it says dead)."""
         async with self._lock:
             current = self.registration
             if current is not None and rejected is not None and current.node_id != rejected:
@@ -103,6 +112,10 @@ class NodeIdentity:
         }
         if self.settings.lat is not None and self.settings.lng is not None:
             body["lat"], body["lng"] = self.settings.lat, self.settings.lng
+        identity = await asyncio.to_thread(aws_identity.signed_caller_identity,
+                                           self._key.public_key())
+        if identity is not None:
+            body["aws_identity"] = identity
         registration = await self.client.register(body)
         self._registered_with = key
         await asyncio.to_thread(
@@ -126,7 +139,7 @@ class NodeIdentity:
             csr = await asyncio.to_thread(tls.build_csr, key, self.settings.endpoint_host)
             try:
                 issued = await self.client.renew(csr)
-            except (Unauthorized, NotFound) as exc:
+            except (Unauthorized, NotFound, Forbidden) as exc:
                 log.warning("renewal refused (%s); registering again", exc.message)
                 await self._register_anew()
                 self.renewals += 1
@@ -173,7 +186,7 @@ class NodeIdentity:
                     due = dt.datetime.now(dt.UTC)
                 delay = (due - dt.datetime.now(dt.UTC)).total_seconds()
             if delay > 0:
-                await _wait_any(stop, self._renew_now, timeout=delay)
+                await wait_any(stop, self._renew_now, timeout=delay)
                 # Look again: a re-registration may have brought a new certificate.
                 continue
             wanted = True
@@ -194,7 +207,11 @@ class NodeIdentity:
             try:
                 return await self.register()
             except (Unavailable, Conflict) as exc:
-                # Conflict: a concurrent registration with our idempotency key.
+                if exc.details.get("reason") == IDEMPOTENCY_KEY_REUSED:
+                    # Our key was used with other details (settings changed): only a
+                    # new key can succeed.
+                    await asyncio.to_thread(registration_key.rotate, self.settings.state_dir)
+                # Else Conflict: a concurrent registration with our idempotency key.
                 log.warning("control plane not ready (%s); retrying in %.1fs", exc.message, delay)
             except FsnodeError as exc:
                 raise FatalStartError(f"registration refused: {exc.code}: {exc.message}") from exc
@@ -203,13 +220,3 @@ class NodeIdentity:
             delay = min(10.0, delay * 2)
         return None
 
-
-async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
-    """Return when any event is set or ``timeout`` seconds pass."""
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)

@@ -2,9 +2,10 @@
 
 One process per node holds what makes it one node to the control plane: the
 identity (``edge_node.identity``: registration, renewal), the heartbeat and its
-work (warm, evict), and the cache manager (startup recovery of the shared cache,
-watermarks, scrub). It serves no client: ``FSNODE_WORKERS`` worker processes do
-(``edge_node.worker``, started and restarted by ``edge_node.workers``), all on the
+work (warm, evict), the public certificate (``edge_node.public_tls``) and the cache
+manager (startup recovery of the shared cache, watermarks, scrub). It serves no
+client: ``FSNODE_WORKERS`` worker processes do (``edge_node.worker``, started and
+restarted by ``edge_node.workers``), each with the whole S3 data plane, all on the
 same ports and the same disk cache. Every change of identity reaches the workers
 through the state folder and SIGHUP (``edge_node.node_state``). SIGTERM drains the
 workers, then stops the agent; SIGHUP renews the certificate now.
@@ -18,17 +19,20 @@ import logging
 import signal
 import socket
 import sys
+from typing import Any
 
 from edge_node import logs
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
-from edge_node.heartbeat import HeartbeatLoop
+from edge_node.heartbeat import HeartbeatLoop, wait_placed
 from edge_node.identity import FatalStartError, NodeIdentity
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.node_state import NodeState
 from edge_node.origin import OriginFetcher
+from edge_node.public_tls import PublicTls
+from edge_node.published_reader import PublishedReader
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
 from edge_node.workers import WorkerPool, hold_port
@@ -46,9 +50,10 @@ class EdgeNode:
         self.origin = OriginFetcher(
             settings.origin_config(), on_bytes=self.metrics.add_origin_bytes
         )
-        self.manifests = ManifestStore(
-            self.client, settings.state_dir, fresh_seconds=settings.manifest_refresh_seconds
-        )
+        # Warm work reads heads and manifests from S3 as the workers do (the bucket
+        # comes with registration).
+        self.published = PublishedReader(self.origin)
+        self.manifests = ManifestStore(self.published, settings.manifest_max_age)
         self.cache = ChunkCache(
             settings.state_dir / "cache",
             self.origin,
@@ -58,6 +63,8 @@ class EdgeNode:
         self.keys = ShareKeys()
         self.identity = NodeIdentity(settings, self.client, self._identity_changed)
         self.state = NodeState()
+        # Fetches the public certificate the heartbeat names; workers load its files.
+        self.public_tls = PublicTls(settings.state_dir, self.client)
         self.workers: WorkerPool | None = None
 
     # The identity lifecycle, as callers (and tests) knew it on the node.
@@ -88,8 +95,10 @@ class EdgeNode:
 
     def _identity_changed(self, registration: Registration, anew: bool) -> None:
         self.keys.update(registration.share_public_keys)
+        self.published.bucket = registration.bucket
         self.state.node_id = registration.node_id
-        self.state.credential = registration.credential
+        self.state.bucket = registration.bucket
+        self.state.chunk_size = registration.chunk_size
         self.state.share_public_keys = dict(registration.share_public_keys)
         if anew:
             # Work addressed to the old identity (evict a deleted file) never reaches
@@ -106,6 +115,14 @@ class EdgeNode:
     def _keys_changed(self, pems: dict[str, str]) -> None:
         if pems != self.state.share_public_keys:
             self.state.share_public_keys = dict(pems)
+            self._publish()
+
+    async def _heartbeat_answer(self, answer: dict[str, Any]) -> None:
+        await self.public_tls.on_heartbeat(answer)
+        public = self.public_tls
+        if public.serial is not None and public.serial != self.state.public_serial:
+            self.state.public_name = f"*{public.suffix}"
+            self.state.public_serial = public.serial
             self._publish()
 
     def _publish(self) -> None:
@@ -147,6 +164,7 @@ class EdgeNode:
             reregister=self.reregister,
             on_forget=self._forget,
             on_keys=self._keys_changed,
+            on_answer=self._heartbeat_answer,
         )
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -156,6 +174,9 @@ class EdgeNode:
                 asyncio.create_task(self.renew_forever(stop), name="renewal"),
             ]
             log.info("serving workers=%d ports=%s", self.settings.workers, ports)
+            # Ready once placed: a beat has had the control plane see this certificate
+            # at the endpoint (a new node is pending until then).
+            await wait_placed(heartbeat, stop, self.settings.endpoint)
             print(
                 f"edge ready node_id={registration.node_id} url={self.settings.endpoint}",
                 file=sys.stderr,

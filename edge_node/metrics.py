@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from edge_node.cache import ChunkCache
+from edge_node.limits import ConnectionGuard
 
 if TYPE_CHECKING:
     from edge_node.origin import OriginFetcher
@@ -21,6 +22,8 @@ class EdgeMetrics:
     origin_bytes: int = 0
     requests_in_flight: int = 0
     responses: Counter[int] = field(default_factory=Counter)
+    # The client connections and their limits (set by whoever opens the listeners).
+    connections: ConnectionGuard | None = None
 
     def add_origin_bytes(self, count: int) -> None:
         self.origin_bytes += count
@@ -114,4 +117,24 @@ class EdgeMetrics:
         lines.append("# TYPE fsnode_edge_responses_total counter")
         for status, count in sorted(self.responses.items()):
             lines.append(f'fsnode_edge_responses_total{{status="{status}"}} {count}')
+        if self.connections is not None:
+            lines += _connection_lines(self.connections)
         return "\n".join(lines) + "\n"
+
+
+def _connection_lines(guard: ConnectionGuard) -> list[str]:
+    lines = [
+        "# HELP fsnode_edge_connections_open Client connections open.",
+        "# TYPE fsnode_edge_connections_open gauge",
+        f"fsnode_edge_connections_open {guard.open_connections}",
+        "# HELP fsnode_edge_connections_closed_total Client connections closed by a limit.",
+        "# TYPE fsnode_edge_connections_closed_total counter",
+    ]
+    for reason, count in sorted(guard.closed.items()):
+        lines.append(f'fsnode_edge_connections_closed_total{{reason="{reason}"}} {count}')
+    lines += [
+        "# HELP fsnode_edge_memory_releases_total Freed memory given back after clients left.",
+        "# TYPE fsnode_edge_memory_releases_total counter",
+        f"fsnode_edge_memory_releases_total {guard.memory_releases}",
+    ]
+    return lines

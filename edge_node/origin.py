@@ -74,6 +74,17 @@ class _Pin:
     etag: str | None
 
 
+# A presigned URL's identity: the S3 operation and its parameters.
+_UrlName = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _object_name(bucket: str, key: str, version_id: str | None) -> _UrlName:
+    params = [("Bucket", bucket), ("Key", key)]
+    if version_id:
+        params.append(("VersionId", version_id))
+    return ("get_object", tuple(params))
+
+
 def _quoted(etag: str) -> str:
     return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
 
@@ -101,9 +112,9 @@ class OriginFetcher:
         self._on_bytes = on_bytes
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._urls: dict[tuple[str, str, str | None], tuple[float, str]] = {}
+        self._urls: dict[_UrlName, tuple[float, str]] = {}
         # Signings in progress: the parts of a cold chunk all wait for the same one.
-        self._signing: dict[tuple[str, str, str | None], asyncio.Future[str]] = {}
+        self._signing: dict[_UrlName, asyncio.Future[str]] = {}
         # Counters for /metrics.
         self.requests = 0
         self.retries = 0
@@ -139,25 +150,27 @@ class OriginFetcher:
         self._session = None
         self._slots = None
 
-    def _sign(self, bucket: str, key: str, version_id: str | None) -> str:
-        params = {"Bucket": bucket, "Key": key}
-        if version_id:
-            params["VersionId"] = version_id
+    def _sign(self, name: _UrlName) -> str:
+        operation, params = name
         url: str = self._s3().generate_presigned_url(
-            "get_object", Params=params, ExpiresIn=_URL_TTL
+            operation, Params=dict(params), ExpiresIn=_URL_TTL
         )
         return url
 
     async def _url(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bool]:
-        """A presigned GET URL, and whether it was reused rather than signed now."""
-        name = (bucket, key, version_id)
+        """A presigned GET URL of an object, and whether it was reused rather than signed
+        now."""
+        return await self._presigned(_object_name(bucket, key, version_id))
+
+    async def _presigned(self, name: _UrlName) -> tuple[str, bool]:
+        """A presigned URL for ``name`` (operation and parameters), reused for a while."""
         now = time.monotonic()
         cached = self._urls.get(name)
         if cached is not None and now - cached[0] < _URL_REUSE:
             return cached[1], True
         signing = self._signing.get(name)
         if signing is None:
-            signing = asyncio.ensure_future(asyncio.to_thread(self._sign, bucket, key, version_id))
+            signing = asyncio.ensure_future(asyncio.to_thread(self._sign, name))
             self._signing[name] = signing
             signing.add_done_callback(lambda done: self._signed(name, now, done))
         try:
@@ -166,9 +179,7 @@ class OriginFetcher:
         except BotoCoreError as exc:  # no credentials, no region: retrying will not help
             raise OriginError("cannot sign origin requests", reason=str(exc)) from exc
 
-    def _signed(
-        self, name: tuple[str, str, str | None], started: float, done: asyncio.Future[str]
-    ) -> None:
+    def _signed(self, name: _UrlName, started: float, done: asyncio.Future[str]) -> None:
         if self._signing.get(name) is done:
             del self._signing[name]
         if done.cancelled() or done.exception() is not None:
@@ -176,6 +187,90 @@ class OriginFetcher:
         if len(self._urls) > 4096:
             self._urls.clear()
         self._urls[name] = (started, done.result())
+
+    async def fetch(
+        self, operation: str, params: dict[str, str], *, max_bytes: int
+    ) -> tuple[int, bytes]:
+        """One small presigned S3 request (a published object's GET, a ListObjectsV2
+        page): ``(status, body)``. 5xx, 429, resets and timeouts are retried within
+        the same budget as ranged reads; other statuses are the caller's to judge.
+        A body over ``max_bytes`` is an OriginError."""
+        name: _UrlName = (operation, tuple(sorted(params.items())))
+        failures = 0
+        deadline = time.monotonic() + self.config.budget_seconds
+        while True:
+            self.requests += 1
+            try:
+                return await self._fetch_once(name, max_bytes)
+            except _Retry as exc:
+                failure = exc
+            failures += 1
+            delay = random.uniform(
+                0, min(self.config.max_delay, self.config.base_delay * 2 ** (failures - 1))
+            )
+            if failures >= self.config.max_attempts or time.monotonic() + delay >= deadline:
+                self.failures += 1
+                if failure.timeout:
+                    raise OriginTimeout("the origin did not answer in time", operation=operation)
+                raise OriginError("the origin request failed", operation=operation,
+                                  reason=str(failure))
+            self.retries += 1
+            await asyncio.sleep(delay)
+
+    async def _fetch_once(self, name: _UrlName, max_bytes: int) -> tuple[int, bytes]:
+        url, reused = await self._presigned(name)
+        session, slots = self._http()
+        async with slots:
+            try:
+                async with session.get(url) as answer:
+                    if answer.status == 403 and reused:
+                        self._urls.pop(name, None)
+                        raise _Retry("403 on a reused presigned URL; signing again")
+                    if answer.status >= 500 or answer.status == 429:
+                        raise _Retry(f"status {answer.status}")
+                    body = await answer.content.read(max_bytes + 1)
+                    if len(body) > max_bytes:
+                        raise OriginError("an origin answer is larger than expected",
+                                          limit=max_bytes)
+                    return answer.status, body
+            except TimeoutError as exc:
+                raise _Retry(f"timeout: {exc!r}", timeout=True) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise _Retry(repr(exc)) from exc
+
+    async def read_upto(
+        self, bucket: str, key: str, offset: int, view: memoryview,
+        progress: Callable[[int], None],
+    ) -> int:
+        """One ranged GET of at most ``len(view)`` bytes from ``offset``, not retried,
+        taking a shorter body where the object ends (0 past its end): the bytes read.
+        For reads started before the object's size is known (``edge_node.early_reads``)."""
+        self.requests += 1
+        url, _reused = await self._url(bucket, key, None)
+        session, slots = self._http()
+        got = 0
+        async with slots:
+            try:
+                headers = {"Range": f"bytes={offset}-{offset + len(view) - 1}"}
+                async with session.get(url, headers=headers) as answer:
+                    if answer.status == 416:
+                        return 0
+                    if answer.status != 206 and not (answer.status == 200 and offset == 0):
+                        raise OriginError("the origin refused an early read",
+                                          status=answer.status, key=key)
+                    while got < len(view):
+                        block = await answer.content.readany()
+                        if not block:
+                            break
+                        size = min(len(block), len(view) - got)
+                        view[got : got + size] = block[:size]
+                        got += size
+                        if self._on_bytes is not None:
+                            self._on_bytes(size)
+                        progress(size)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise OriginError("an early read failed", key=key, reason=repr(exc)) from exc
+        return got
 
     async def read_into(
         self,
@@ -242,7 +337,7 @@ class OriginFetcher:
             try:
                 async with session.get(url, headers=headers) as answer:
                     if answer.status in _PERMANENT_STATUS:
-                        self._urls.pop((bucket, key, pin.version_id), None)
+                        self._urls.pop(_object_name(bucket, key, pin.version_id), None)
                         if answer.status == 403 and reused:
                             # Maybe the reused signature went stale (rotated credentials).
                             raise _Retry("403 on a reused presigned URL; signing again")

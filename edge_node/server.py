@@ -1,5 +1,6 @@
-"""The edge's HTTP application: ``GET|HEAD|OPTIONS /f/{file_id}``, ``/healthz``,
-``/metrics``. Domain errors become HTTP answers in one place (``error_middleware``).
+"""The edge's HTTP application: ``GET|HEAD|OPTIONS /f/{file_id}`` (file shares),
+``GET|HEAD|OPTIONS /t/{TOKEN}/{path...}`` (folder shares), ``/healthz``, ``/metrics``.
+Domain errors become HTTP answers in one place (``error_middleware``).
 
 Bodies are streamed chunk by chunk from cache leases: on plain HTTP a chunk on
 disk goes out with kernel sendfile; otherwise blocks of up to 1 MiB (slices of
@@ -10,15 +11,11 @@ chunk streams from its fill as bytes arrive from the origin.
 
 from __future__ import annotations
 
-import calendar
+import asyncio
 import contextlib
-import email.utils
-import functools
-import ipaddress
 import logging
 import os
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,22 +23,26 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
 from fsnode_core.errors import FsnodeError, RangeNotSatisfiable
-from fsnode_core.ids import check_id
-from fsnode_core.published import entity_tag
-from fsnode_core.signing import SharePolicy
 
+from edge_node import data_plane_metrics
 from edge_node.cache import ChunkCache, ChunkLease, DiskLease
+from edge_node.canonical import CLIENT_CLOSED_REQUEST, canonical_middleware
+from edge_node.conditional import Validators, not_modified, range_applies, validators
+from edge_node.early_reads import EarlyReads
+from edge_node.folders import FolderIndex
+from edge_node.limits import final_status
 from edge_node.manifests import Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch
+from edge_node.published_reader import PublishedReader
 from edge_node.ranges import MalformedRange, parse_range
+from edge_node.response_headers import content_type
 from edge_node.sendfile import send_range
+from edge_node.share_targets import Target, file_share, folder_share
 from edge_node.shares import ShareKeys as ShareKeys  # re-exported: heartbeat imports it here
 
 log = logging.getLogger(__name__)
-
-# A signed URL is never cached longer than this, even if it lives longer.
-MAX_CACHE_SECONDS = 7 * 24 * 3600
 
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_input": 400,
@@ -50,6 +51,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "conflict": 409,
     "gone": 410,
+    "precondition_failed": 412,
     "range_not_satisfiable": 416,
     "origin_error": 502,
     "integrity_error": 502,
@@ -62,38 +64,10 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Content-Range, Content-Length, Accept-Ranges, ETag",
 }
-_CORS_ALLOW_HEADERS = "Range, If-Range, If-None-Match, If-Modified-Since"
+_CORS_ALLOW_HEADERS = (
+    "Range, If-Range, If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since"
+)
 _STREAMING = web.RequestKey("fsnode.streaming", bool)
-
-
-def client_address(request: web.Request, trusted_proxy_hops: int) -> str | None:
-    """The client's IP address for ``ip=`` shares (None when it cannot be known).
-
-    The TCP peer, unless ``trusted_proxy_hops`` proxies in front append to
-    ``X-Forwarded-For`` (an ALB does): then the entry that many places from the
-    right, the address the client-facing trusted proxy saw. Entries left of it
-    come from the client and prove nothing. A network load balancer passing TCP through
-    with client IP preservation needs no header: the peer is the client.
-    """
-    if trusted_proxy_hops > 0:
-        header = ",".join(request.headers.getall("X-Forwarded-For", ()))
-        entries = [entry.strip() for entry in header.split(",")]
-        if len(entries) < trusted_proxy_hops:
-            return None
-        raw = entries[-trusted_proxy_hops]
-    else:
-        transport = request.transport
-        peer = transport.get_extra_info("peername") if transport is not None else None
-        if not peer:
-            return None
-        raw = str(peer[0])
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError:
-        return None
-    # A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
-    mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped or address)
 
 
 class ReadAhead:
@@ -139,14 +113,21 @@ class EdgeContext:
     cache: ChunkCache
     manifests: ManifestStore
     keys: ShareKeys
+    folders: FolderIndex
     metrics: EdgeMetrics = field(default_factory=EdgeMetrics)
     node_id: str | None = None
     # Kernel sendfile on plain-HTTP connections (the FSNODE_EDGE_HTTP_PORT listener).
     sendfile: bool = True
     readahead: ReadAhead = field(default_factory=ReadAhead)
     origin: OriginFetcher | None = None
-    # Proxies in front that append the client to X-Forwarded-For (see client_address).
+    # Proxies in front that append the client to X-Forwarded-For (see share_targets.client_address).
     trusted_proxy_hops: int = 0
+    # Fills a folder share's first segments as its media playlist is served.
+    prefetch: PlaylistPrefetch | None = None
+    # Starts a cold request's first data range beside its head and manifest reads.
+    early: EarlyReads | None = None
+    # Heads, manifests and listings from S3 (for /metrics).
+    published: PublishedReader | None = None
 
 
 EDGE = web.AppKey("edge", EdgeContext)
@@ -208,11 +189,15 @@ async def _add_cors(_request: web.Request, response: web.StreamResponse) -> None
 def build_app(context: EdgeContext, *, admin: bool = True) -> web.Application:
     """The edge's app; ``admin=False`` leaves out ``/healthz`` and ``/metrics``, which
     ``build_admin_app`` then serves on a port of their own (FSNODE_EDGE_ADMIN_PORT)."""
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[canonical_middleware, error_middleware])
     app[EDGE] = context
     app.on_response_prepare.append(_add_cors)
     app.router.add_get("/f/{file_id}", serve_file)  # also answers HEAD
     app.router.add_route("OPTIONS", "/f/{file_id}", preflight)
+    # A folder share: the token and the file's path below the folder, any depth.
+    for route in ("/t/{token}", "/t/{token}/{path:.*}"):
+        app.router.add_get(route, serve_folder)
+        app.router.add_route("OPTIONS", route, preflight)
     if admin:
         _add_admin_routes(app)
     return app
@@ -249,7 +234,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     edge = request.app[EDGE]
-    text = edge.metrics.render(edge.cache, edge.origin)
+    text = edge.metrics.render(edge.cache, edge.origin) + data_plane_metrics.render(
+        edge.published, edge.early, edge.prefetch
+    )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -266,59 +253,70 @@ async def preflight(request: web.Request) -> web.Response:
 
 
 async def serve_file(request: web.Request) -> web.StreamResponse:
+    """``GET|HEAD /f/{file_id}``: a file share."""
+    return await _counted(request, file_share)
+
+
+async def serve_folder(request: web.Request) -> web.StreamResponse:
+    """``GET|HEAD /t/{TOKEN}/{path...}``: a file below a folder share."""
+    return await _counted(request, folder_share)
+
+
+async def _counted(
+    request: web.Request, resolve: Callable[[web.Request, EdgeContext], Awaitable[Target]]
+) -> web.StreamResponse:
     edge = request.app[EDGE]
     edge.metrics.requests_in_flight += 1
     status = 500
     try:
-        response = await _serve_file(request, edge)
-        status = response.status
+        target = await resolve(request, edge)
+        response = await _respond(request, edge, target)
+        status = await final_status(request, response)
         return response
     except FsnodeError as exc:
         status = STATUS_BY_CODE.get(exc.code, 500)
+        raise
+    except (ConnectionError, asyncio.CancelledError):
+        # The client went away (or was dropped by a limit) mid-answer: not our error.
+        status = CLIENT_CLOSED_REQUEST
+        log.info("client closed the connection mid-response path=%s", request.path)
         raise
     finally:
         edge.metrics.requests_in_flight -= 1
         edge.metrics.responses[status] += 1
 
 
-async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResponse:
-    file_id = check_id(request.match_info["file_id"], "file_id")
-    query = request.query
-    # The address only matters to ip= shares; skip the lookup for the others.
-    client_ip = client_address(request, edge.trusted_proxy_hops) if "ip" in query else None
-    policy = edge.keys.verify(file_id, query, client_ip)
-    # Without a version pin a file share grants the file's current version.
-    version = policy.version or None
-    manifest = edge.manifests.fresh(file_id, version) or await edge.manifests.get(file_id, version)
-    etag, last_modified = _validators(
+async def _respond(request: web.Request, edge: EdgeContext, target: Target) -> web.StreamResponse:
+    manifest = target.manifest
+    current = validators(
         manifest.file_id, manifest.version, manifest.etag, manifest.size, manifest.last_modified
     )
     headers = {
         **CORS_HEADERS,
         "Accept-Ranges": "bytes",
-        "ETag": etag,
-        "Last-Modified": last_modified,
-        "Cache-Control": _cache_control(policy),
+        "ETag": current.etag,
+        "Last-Modified": current.last_modified_text,
+        "Cache-Control": target.cache_control,
     }
-
-    if _not_modified(request, etag, manifest.last_modified):
+    if not_modified(request.method, request.headers, current):
         return web.Response(status=304, headers=headers)
 
-    ranges = _requested_ranges(request, manifest, etag)
+    ranges = _requested_ranges(request, manifest, current)
+    media_type = content_type(manifest.path, manifest.content_type)
     boundary = ""
     if ranges is None:
         status, plan, length = 200, [(0, manifest.size - 1)] if manifest.size else [], manifest.size
-        headers["Content-Type"] = manifest.content_type
+        headers["Content-Type"] = media_type
     elif len(ranges) == 1:
         first, last = ranges[0]
         status, plan, length = 206, ranges, last - first + 1
-        headers["Content-Type"] = manifest.content_type
+        headers["Content-Type"] = media_type
         headers["Content-Range"] = f"bytes {first}-{last}/{manifest.size}"
     else:
         # RFC 9110 section 14.6: several ranges travel as multipart/byteranges.
         boundary = secrets.token_hex(16)
         status, plan = 206, ranges
-        length = _multipart_length(ranges, manifest, boundary)
+        length = _multipart_length(ranges, manifest, media_type, boundary)
         headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
 
     response = _BodyResponse(status=status, headers=headers)
@@ -327,7 +325,7 @@ async def _serve_file(request: web.Request, edge: EdgeContext) -> web.StreamResp
         await response.prepare(request)
         return response
     open_ended = ranges is None or _open_ended(request.headers.get("Range", ""))
-    await _stream(request, response, edge, manifest, plan, boundary, open_ended)
+    await _stream(request, response, edge, manifest, plan, (boundary, media_type), open_ended)
     return response
 
 
@@ -345,61 +343,15 @@ class _BodyResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-def strong_etag(manifest: Manifest) -> str:
-    """The same strong validator on every edge: derived from file, version and origin ETag."""
-    return _validators(
-        manifest.file_id, manifest.version, manifest.etag, manifest.size, manifest.last_modified
-    )[0]
-
-
-@functools.lru_cache(maxsize=4096)
-def _validators(
-    file_id: str, version: str, origin_etag: str, size: int, last_modified: int
-) -> tuple[str, str]:
-    """``ETag`` and ``Last-Modified`` of a file version, made once, not per request."""
-    etag = entity_tag(file_id, version, origin_etag, size)
-    return etag, email.utils.formatdate(last_modified, usegmt=True)
-
-
-def _cache_control(policy: SharePolicy) -> str:
-    # The URL stops working at ``expires``; no cache may keep it longer, and only
-    # the client's own cache (private) since the URL is a bearer credential.
-    if policy.version is None:
-        # The URL names no version: a new one may replace the bytes, so the client
-        # revalidates (ETag, 304) instead of trusting its copy until expiry.
-        return "private, no-cache"
-    remaining = max(0, min(MAX_CACHE_SECONDS, policy.expires - int(time.time())))
-    return f"private, max-age={remaining}"
-
-
-def _tags(header: str) -> list[str]:
-    return [tag.strip() for tag in header.split(",") if tag.strip()]
-
-
-def _not_modified(request: web.Request, etag: str, last_modified: int) -> bool:
-    """RFC 9110 section 13.2.2: If-None-Match first, If-Modified-Since only without it."""
-    inm = request.headers.get("If-None-Match")
-    if inm is not None:
-        # Section 13.1.2: weak comparison.
-        wanted = {tag.removeprefix("W/") for tag in _tags(inm)}
-        return "*" in wanted or etag in wanted
-    ims = request.headers.get("If-Modified-Since")
-    if ims is not None:
-        since = _http_date(ims)
-        return since is not None and last_modified <= since
-    return False
-
-
 def _requested_ranges(
-    request: web.Request, manifest: Manifest, etag: str
+    request: web.Request, manifest: Manifest, current: Validators
 ) -> list[tuple[int, int]] | None:
     """The ranges to send, or None for the whole file (200)."""
     header = request.headers.get("Range")
     # Section 14.2: only GET has range semantics; an empty file has no ranges.
     if header is None or request.method != "GET" or manifest.size == 0:
         return None
-    if_range = request.headers.get("If-Range")
-    if if_range is not None and not _if_range_holds(if_range.strip(), etag, manifest.last_modified):
+    if not range_applies(request.headers, current):
         return None
     try:
         return parse_range(header, manifest.size)
@@ -407,28 +359,11 @@ def _requested_ranges(
         return None
 
 
-def _if_range_holds(value: str, etag: str, last_modified: int) -> bool:
-    """Section 13.1.5: a strong ETag match, or a date equal to Last-Modified."""
-    if value.startswith(('"', "W/")):
-        return value == etag
-    date = _http_date(value)
-    return date is not None and date == last_modified
-
-
-def _http_date(value: str) -> int | None:
-    try:
-        parsed = email.utils.parsedate_tz(value)
-    except (TypeError, ValueError):
-        return None
-    if parsed is None:
-        return None
-    offset = parsed[9] or 0
-    return calendar.timegm((*parsed[:6], 0, 0, 0)) - offset
-
-
-def _part_header(first: int, last: int, manifest: Manifest, boundary: str) -> bytes:
+def _part_header(
+    first: int, last: int, manifest: Manifest, media_type: str, boundary: str
+) -> bytes:
     return (
-        f"--{boundary}\r\nContent-Type: {manifest.content_type}\r\n"
+        f"--{boundary}\r\nContent-Type: {media_type}\r\n"
         f"Content-Range: bytes {first}-{last}/{manifest.size}\r\n\r\n"
     ).encode()
 
@@ -437,10 +372,13 @@ def _multipart_end(boundary: str) -> bytes:
     return f"--{boundary}--\r\n".encode()
 
 
-def _multipart_length(ranges: list[tuple[int, int]], manifest: Manifest, boundary: str) -> int:
+def _multipart_length(
+    ranges: list[tuple[int, int]], manifest: Manifest, media_type: str, boundary: str
+) -> int:
     total = len(_multipart_end(boundary))
     for first, last in ranges:
-        total += len(_part_header(first, last, manifest, boundary)) + (last - first + 1) + 2
+        total += len(_part_header(first, last, manifest, media_type, boundary))
+        total += (last - first + 1) + 2
     return total
 
 
@@ -450,9 +388,10 @@ async def _stream(
     edge: EdgeContext,
     manifest: Manifest,
     plan: list[tuple[int, int]],
-    boundary: str,
+    multipart: tuple[str, str],
     open_ended: bool,
 ) -> None:
+    boundary, media_type = multipart
     cache = edge.cache
     chunk_size = manifest.chunk_size
     # Plain sockets take the kernel's sendfile (no copies through Python); TLS
@@ -489,7 +428,7 @@ async def _stream(
         await response.prepare(request)
         for first, last in plan:
             if boundary:
-                await response.write(_part_header(first, last, manifest, boundary))
+                await response.write(_part_header(first, last, manifest, media_type, boundary))
             for piece in slices_for_range(first, last, manifest.size, chunk_size):
                 for ahead in range(piece.index + 1, piece.index + 1 + edge.readahead.chunks):
                     if ahead > readahead_limit:

@@ -10,13 +10,20 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edge_node.cache import CacheConfig
+from edge_node.limits import ClientLimits
 from edge_node.origin import OriginConfig
+from edge_node.prefetch import PrefetchConfig
 
 MIB = 1024 * 1024
 DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
 # Each worker's fill buffers share 64 MiB (16 concurrent 4 MiB chunk fills); hits
 # come from the kernel's page cache, which all workers share (README: Memory).
 DEFAULT_FILL_MEMORY_BYTES = 64 * MIB
+DEFAULT_MANIFEST_MAX_AGE = 30.0
+# The defaults of the client limits, written once (in ClientLimits).
+_LIMITS = ClientLimits()
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask, not the host's count)."""
     return len(os.sched_getaffinity(0)) or 1
@@ -79,9 +86,16 @@ class EdgeSettings:
     cert_renew_margin_seconds: float = 24 * 3600.0
     # Proxies in front that append the client to X-Forwarded-For (0: use the TCP peer).
     trusted_proxy_hops: int = 0
-    # A cached manifest older than this is refreshed in the background on its next hit
-    # (it keeps serving meanwhile): how long a deletion can go unseen without evict work.
-    manifest_refresh_seconds: float = 30.0
+    # The revalidation bound: no response starts with a file's head (which version is
+    # current) read longer ago than this; at most this long after a delete or an
+    # overwrite, no response starts with the old content. Folder listings too.
+    manifest_max_age: float = DEFAULT_MANIFEST_MAX_AGE
+    # Playlist-aware prefetch: segments per playlist (0: off), their bytes, fills at once.
+    prefetch_segments: int = 3
+    prefetch_bytes: int = 32 * MIB
+    prefetch_concurrency: int = 4
+    # Header, keep-alive and send timeouts and the connection cap (edge_node.limits).
+    client_limits: ClientLimits = _LIMITS
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(
@@ -95,6 +109,10 @@ class EdgeSettings:
             max_parts=self.origin_parallel_parts,
             first_part_bytes=self.origin_first_part_bytes,
         )
+
+    def prefetch_config(self) -> PrefetchConfig:
+        return PrefetchConfig(segments=self.prefetch_segments, max_bytes=self.prefetch_bytes,
+                              concurrency=self.prefetch_concurrency)
 
     def origin_config(self) -> OriginConfig:
         return OriginConfig(
@@ -167,7 +185,24 @@ class EdgeSettings:
                 source, "FSNODE_CERT_RENEW_MARGIN_SECONDS", 24 * 3600.0
             ),
             trusted_proxy_hops=_int(source, "FSNODE_TRUSTED_PROXY_HOPS", 0, zero=True),
-            manifest_refresh_seconds=_seconds(source, "FSNODE_MANIFEST_REFRESH_SECONDS", 30.0),
+            manifest_max_age=_seconds(
+                source, "FSNODE_MANIFEST_MAX_AGE", DEFAULT_MANIFEST_MAX_AGE
+            ),
+            prefetch_segments=_int(source, "FSNODE_PREFETCH_SEGMENTS", 3, zero=True),
+            prefetch_bytes=_int(source, "FSNODE_PREFETCH_BYTES", 32 * MIB),
+            prefetch_concurrency=_int(source, "FSNODE_PREFETCH_CONCURRENCY", 4),
+            client_limits=ClientLimits(
+                header_timeout=_seconds(
+                    source, "FSNODE_EDGE_HEADER_TIMEOUT", _LIMITS.header_timeout
+                ),
+                keepalive_timeout=_seconds(
+                    source, "FSNODE_EDGE_KEEPALIVE_TIMEOUT", _LIMITS.keepalive_timeout
+                ),
+                send_timeout=_seconds(source, "FSNODE_EDGE_SEND_TIMEOUT", _LIMITS.send_timeout),
+                max_connections=_int(
+                    source, "FSNODE_EDGE_MAX_CONNECTIONS", _LIMITS.max_connections
+                ),
+            ),
         )
         try:
             settings.cache_config()

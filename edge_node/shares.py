@@ -15,7 +15,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from fsnode_core.errors import Forbidden
-from fsnode_core.signing import SharePolicy, ShareVerifier
+from fsnode_core.folder_tokens import FolderPolicy, folder_path, verify_folder_token
+from fsnode_core.signing import SharePolicy, ShareVerifier, check_window
 
 # Proven (file id, query) pairs kept; a player reuses one query for a whole file.
 PROVEN_QUERIES = 4096
@@ -30,6 +31,7 @@ class ShareKeys:
         self._pems: dict[str, str] = {}
         self._verifier = ShareVerifier({})
         self._proven: OrderedDict[_QueryKey, SharePolicy] = OrderedDict()
+        self._tokens: OrderedDict[str, FolderPolicy] = OrderedDict()
         if pems:
             self.update(pems)
 
@@ -39,6 +41,7 @@ class ShareKeys:
             self._pems = dict(pems)
             # A key that is gone must stop admitting what it signed.
             self._proven.clear()
+            self._tokens.clear()
 
     def verify(
         self, file_id: str, query: Mapping[str, str], client_ip: str | None = None
@@ -65,6 +68,26 @@ class ShareKeys:
         if not policy.admits(client_ip):
             raise Forbidden("share URL is not valid from this address")
         return policy
+
+    def open_folder(
+        self, token: str, raw_path: str, client_ip: str | None = None
+    ) -> tuple[FolderPolicy, str]:
+        """A folder share's policy and the path asked for below it, relative to the
+        folder (``fsnode_core.folder_tokens.open_folder_share``): Forbidden for a bad
+        token, InvalidInput for path tricks. A token's signature is checked once; its
+        time window, the client's address and the path on every request."""
+        policy = self._tokens.get(token)
+        if policy is None:
+            policy = verify_folder_token(self._verifier, token, client_ip=client_ip)
+            self._tokens[token] = policy
+            if len(self._tokens) > PROVEN_QUERIES:
+                self._tokens.popitem(last=False)
+        else:
+            self._tokens.move_to_end(token)
+            check_window(policy.expires, policy.not_before, None)
+            if not policy.admits(client_ip):
+                raise Forbidden("share URL is not valid from this address")
+        return policy, folder_path(policy, raw_path)
 
     @property
     def proven(self) -> int:

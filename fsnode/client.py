@@ -26,6 +26,7 @@ from fsnode_core.chunks import DEFAULT_CHUNK_SIZE, part_size_for
 from fsnode_core.published import chunks_digest
 
 from fsnode import state
+from fsnode.download import download_file
 from fsnode.settings import ClientSettings
 
 Progress = Callable[[int], None]
@@ -342,7 +343,11 @@ class FsnodeClient:
                 return files
 
     def nodes(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/nodes")["nodes"])
+        return list(self.node_listing()["nodes"])
+
+    def node_listing(self) -> dict[str, Any]:
+        """``GET /nodes``: the nodes and ``edge_domain`` (null without public names)."""
+        return self._call("GET", "/nodes")
 
     def cluster(self) -> dict[str, Any]:
         return self._call("GET", "/cluster")
@@ -370,8 +375,6 @@ class FsnodeClient:
 
     def download(self, file_id: str, out: Path, *, progress: Progress | None = None) -> Any:
         """Fetch a file by id through its plan; see ``fsnode.download.download_file``."""
-        from fsnode.download import download_file
-
         return download_file(self, file_id, out, progress=progress)
 
     # -- plumbing --------------------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlparse
 
 import requests
@@ -28,12 +28,27 @@ from fsnode_core.paths import is_valid_path, url_path
 
 from fsnode import state
 
-if TYPE_CHECKING:
-    from fsnode.client import FsnodeClient
-
 Progress = Callable[[int], None]
 SHARE_PIECE = 4 * 1024 * 1024
 _SHARE_ATTEMPTS = 3
+
+
+class PlanSource(Protocol):
+    """What a download needs from the control plane's client (``FsnodeClient`` is one):
+    the plan, and how to reach the edges."""
+
+    @property
+    def session(self) -> requests.Session: ...
+
+    @property
+    def verify(self) -> str | bool: ...
+
+    @property
+    def workers(self) -> int: ...
+
+    edge_timeout: float
+
+    def plan(self, file_id: str) -> dict[str, Any]: ...
 
 
 class DownloadError(Exception):
@@ -84,7 +99,7 @@ class DownloadResult:
 
 
 def download_file(
-    client: FsnodeClient,
+    client: PlanSource,
     file_id: str,
     out: Path,
     *,

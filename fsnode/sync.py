@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fsnode_core.paths import folder_problem, path_problem
 
-if TYPE_CHECKING:
-    from fsnode.client import FsnodeClient
+from fsnode.client import ApiError, FsnodeClient, content_digest
 
 
 @dataclass(slots=True)
@@ -38,8 +37,6 @@ class SyncReport:
 
 def folder_prefix(prefix: str) -> str:
     """``--prefix`` as a folder: ``trailer`` and ``trailer/`` both name ``trailer/``."""
-    from fsnode.client import ApiError
-
     folder = prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
     problem = folder_problem(folder)
     if problem is not None:
@@ -57,8 +54,6 @@ def sync_dir(
 ) -> SyncReport:
     """Bring the files under ``prefix`` in line with ``directory``; ``on_file(action,
     name)`` reports each change (``name`` relative to ``directory``)."""
-    from fsnode.client import ApiError, content_digest
-
     directory = Path(directory).resolve()
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory} is not a directory")
@@ -97,8 +92,6 @@ def sync_dir(
 
 
 def _delete_quietly(client: FsnodeClient, file_id: str) -> None:
-    from fsnode.client import ApiError
-
     try:
         client.delete(file_id)
     except ApiError as exc:

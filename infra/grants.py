@@ -50,6 +50,9 @@ class Resources:
     state_machine_arn: Callable[[str], str]
     executions_arn: Callable[[str], str]
     function_arns: Mapping[str, str] = field(default_factory=dict)
+    # Public names (none without a domain: their grants are dropped).
+    zone_arns: Sequence[str] = ()
+    public_certificate_arns: Sequence[str] = ()
 
     def arns(self, resource: str) -> list[str]:
         """The ARNs one grant resource stands for (none: no import bucket, or a function
@@ -70,7 +73,11 @@ class Resources:
         if kind == "ca":
             return [self.ca_arn]
         if kind == "secret":
-            return [self.secrets[name].secret_arn]
+            return [self.secrets[name].secret_arn] if name in self.secrets else []
+        if kind == "zone":
+            return list(self.zone_arns)
+        if kind == "public_certificate":
+            return list(self.public_certificate_arns)
         if kind == "state_machine":
             return [self.state_machine_arn(name)]
         if kind == "executions":

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -14,12 +14,13 @@ from constructs import Construct
 
 from infra import grants, paths
 from infra.constructs.api_stage import ApiStage
-from infra.constructs.control_plane import ControlPlane
+from infra.constructs.control_plane import API_HANDLER_ID, ControlPlane
 from infra.constructs.core_layer import CoreLayer
 from infra.constructs.edge_fleet import EdgeFleet
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.pki import Pki
 from infra.constructs.public_domain import PublicDomain
+from infra.constructs.public_names import PublicNames
 from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
 from infra.constructs.workflows import Workflows, discover_definitions, state_machine_arn
@@ -27,6 +28,7 @@ from infra.settings import FsnodeSettings
 
 PRUNE_FUNCTION = "Prune"
 PRUNE_SCHEDULE = "rate(1 minute)"
+REFRESH_FUNCTION = "RefreshPublicCertificate"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +76,9 @@ class FsnodeStack(Stack):
             existing_ca_arn=settings.existing_ca_arn,
         )
         self.secrets = Secrets(self, "Secrets", removal_policy=removal_policy)
+        self.public_names = PublicNames(
+            self, "PublicNames", domain_name=settings.domain_name,
+            hosted_zone_id=settings.hosted_zone_id, removal_policy=removal_policy)
         self.core_layer = CoreLayer(
             self,
             "CoreLayer",
@@ -109,6 +114,9 @@ class FsnodeStack(Stack):
                 "FSNODE_SIGNING_KEY_SECRET": self.secrets.signing_keyring.secret_arn,
                 "FSNODE_ADMIN_KEY_SECRET": self.secrets.admin_key.secret_arn,
                 "FSNODE_API_KEYS_TABLE": self.storage.api_keys_table.table_name,
+                # Where edges' signed GetCallerIdentity requests are sent (docs/PROTOCOL.md).
+                "FSNODE_STS_ENDPOINT": f"https://sts.{Aws.REGION}.{Aws.URL_SUFFIX}",
+                **self.public_names.settings(),
                 **machine_arns,
             },
         )
@@ -132,6 +140,9 @@ class FsnodeStack(Stack):
             throttle_burst_limit=settings.api_throttle_burst_limit,
         )
         self._schedule_prune()
+        if REFRESH_FUNCTION in self.control_plane.function_ids:
+            self.public_names.schedule_refresh(
+                self.control_plane.chalice.get_function(REFRESH_FUNCTION))
         grants_file = grants.load(sources.grants_json)
         self.control_plane.name_functions_for_the_api_handler(
             grants.invoked_by_api_handler(grants_file)
@@ -163,6 +174,9 @@ class FsnodeStack(Stack):
             log_level=settings.log_level,
         )
         self._grant(grants_file)
+        # Registration must be signed by this role (a GetCallerIdentity request).
+        self.control_plane.chalice.add_environment_variable(
+            "FSNODE_EDGE_ROLE_ARN", self.edge_fleet.task_role.role_arn, API_HANDLER_ID)
         if self.public_domain:
             self.public_domain.point_at(self.edge_fleet.load_balancer)
         self.monitoring = Monitoring(
@@ -221,7 +235,12 @@ class FsnodeStack(Stack):
                 "join_token": self.secrets.join_token,
                 "signing_keyring": self.secrets.signing_keyring,
                 "admin_key": self.secrets.admin_key,
+                **({"public_certificate": self.public_names.secret}
+                   if self.public_names.secret else {}),
             },
+            zone_arns=[self.public_names.zone_arn] if self.public_names.zone_arn else [],
+            public_certificate_arns=([self.public_names.certificate.ref]
+                                     if self.public_names.certificate else []),
             state_machine_arn=lambda name: state_machine_arn(self, name),
             executions_arn=self.workflows.execution_arns,
             function_arns=self.control_plane.function_arns,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 MIB = 1024 * 1024
 # Largest block handed to the writer at once: bounds per-connection buffering.
-BLOCK = MIB
+BLOCK = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)

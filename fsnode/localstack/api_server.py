@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from chalice.config import Config
     from chalice.local import create_local_server
 
-    from fsnode.localstack import api_gateway, greedy_routes
+    from fsnode.localstack import api_gateway, greedy_routes, http_errors
     from fsnode.localstack.app_loader import load_functions_app
     from fsnode.localstack.scheduler import Scheduler
 
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         chalice_stage="local", app_name="fsnode", project_dir=str(args.functions_dir)
     )
     api_gateway.install()  # API Gateway's limits, authorizer cache and gateway responses
+    http_errors.install()  # parser refusals in the JSON shape, never quoting the request
     server = create_local_server(module.app, config, args.host, args.port)
     thread = threading.Thread(target=server.server.serve_forever, daemon=True)
     thread.start()

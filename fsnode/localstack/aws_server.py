@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     from moto.server import ThreadedMotoServer
 
     from fsnode.localstack import (
+        acm_public_issuer,
         iam_enforcement,
         lambda_dispatch,
         pca_rules,
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     s3_checksums.install()
     states_limits.install()
     pca_rules.install()
+    acm_public_issuer.install()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     print(f"aws ready url=http://{args.host}:{args.port}", file=sys.stderr, flush=True)

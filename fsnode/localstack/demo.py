@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from fsnode.localstack.errors import StackError
+
 
 def make_demo_video(out: Path, seconds: int = 30) -> Path:
     """Write an H.264/AAC MP4 test pattern with the index up front (plays while loading)."""
@@ -13,7 +15,7 @@ def make_demo_video(out: Path, seconds: int = 30) -> Path:
         return out
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise RuntimeError("ffmpeg is needed for the demo video: apt-get install ffmpeg")
+        raise StackError("ffmpeg is needed for the demo video: apt-get install ffmpeg")
     tmp = out.with_suffix(".tmp.mp4")
     subprocess.run(
         [

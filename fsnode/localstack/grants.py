@@ -57,6 +57,8 @@ class LocalNames:
     import_buckets: tuple[str, ...] = ()
     ca_arn: str = ""
     secrets: Mapping[str, str] = field(default_factory=dict)
+    zone_id: str = ""  # public names (a domain): the hosted zone and the ACM certificate
+    public_certificate_arn: str = ""
     function_prefix: str = "fsnode-"
     machine_prefix: str = "fsnode-"
 
@@ -84,7 +86,11 @@ class LocalNames:
         if kind == "ca":
             return [self.ca_arn]
         if kind == "secret":
-            return [self.secrets[name]]
+            return [self.secrets[name]] if name in self.secrets else []
+        if kind == "zone":
+            return [f"arn:aws:route53:::hostedzone/{self.zone_id}"] if self.zone_id else []
+        if kind == "public_certificate":
+            return [self.public_certificate_arn] if self.public_certificate_arn else []
         if kind == "state_machine":
             return [self.machine_arn(name)]
         if kind == "executions":

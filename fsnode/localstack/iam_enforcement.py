@@ -152,6 +152,12 @@ def requested(response: Any, service: str, action: str, resource: str) -> Iterat
     elif service == "acm-pca":
         yield Requested(f"acm-pca:{action}",
                         str(_json_body(response).get("CertificateAuthorityArn", "*")), {})
+    elif service == "acm":
+        yield Requested(f"acm:{action}", str(_json_body(response).get("CertificateArn", "*")),
+                        {})
+    elif service == "route53":
+        zone = unquote(urlparse(response.uri).path).split("/hostedzone/", 1)[-1].split("/")[0]
+        yield Requested(f"route53:{action}", f"arn:aws:route53:::hostedzone/{zone}", {})
     elif service == "s3":
         yield _s3(response, action, resource)
     else:
@@ -212,8 +218,11 @@ def _document(policy: Any) -> dict[str, Any]:
 def _header_signed(self: Any, iam_request_cls: type, action: str) -> Any:
     path = self.raw_path
     query = urlparse(self.uri).query
+    data = self.data
+    if getattr(self, "service_name", "") == "route53" and self.method in ("GET", "HEAD"):
+        data = b""  # moto's Route 53 keeps the headers in ``data``: a GET signs no body
     return iam_request_cls(account_id=self.current_account, method=self.method,
-                           path=path + (f"?{query}" if query else ""), data=self.data,
+                           path=path + (f"?{query}" if query else ""), data=data,
                            body=self.raw_body, headers=self.headers, action=action)
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsnode.localstack.errors import StackError
+
 
 @dataclass(slots=True)
 class Child:
@@ -77,9 +79,9 @@ def wait_for_log_line(child: Child, marker: str, timeout: float) -> str:
                 if marker in line:
                     return line
         if not _running(child):
-            raise RuntimeError(f"{child.name} exited during start-up; see {child.log}")
+            raise StackError(f"{child.name} exited during start-up; see {child.log}")
         time.sleep(0.1)
-    raise TimeoutError(
+    raise StackError(
         f"{child.name} did not print {marker!r} within {timeout:.0f} s; see {child.log}"
     )
 
@@ -93,7 +95,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"{what} within {timeout:.0f} s")
+    raise StackError(f"{what} within {timeout:.0f} s")
 
 
 def group_members(pgid: int) -> list[int]:

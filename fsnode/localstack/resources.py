@@ -21,6 +21,7 @@ from botocore.config import Config
 from fsnode_core.tables import create_table_kwargs, table_layouts
 
 from fsnode.localstack import grants, workloads
+from fsnode.localstack.errors import StackError
 from fsnode.localstack.workloads import lambda_names, snake_case, state_machine_settings
 
 __all__ = ["LOCAL_CREDENTIALS", "ResourceBuilder", "StackResources", "control_plane_settings",
@@ -48,6 +49,10 @@ class StackResources:
     # API server's functions, edges): {component: {access_key_id, ...}}.
     roles: dict[str, str] = field(default_factory=dict)
     credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    # With a domain: the public-name settings (FSNODE_EDGE_DOMAIN...) and the local
+    # public issuer's root, which clients trust as devices trust public roots.
+    public_names: dict[str, str] = field(default_factory=dict)
+    public_issuer_pem: str = ""
 
 
 class ResourceBuilder:
@@ -68,7 +73,26 @@ class ResourceBuilder:
             **LOCAL_CREDENTIALS,
         )
 
-    def build(self, control_plane_env: dict[str, str]) -> StackResources:
+    def _public_names(self, domain: str, secret_arns: dict[str, str]
+                      ) -> tuple[dict[str, str], str]:
+        """moto's Route 53 zone for ``domain``, an exportable public certificate for
+        ``*.edges.DOMAIN`` (issued by the local public issuer, acm_public_issuer) and the
+        secret its export goes to: the settings naming them, and the issuer's root."""
+        zone = self.client("route53").create_hosted_zone(
+            Name=domain, CallerReference=secrets.token_hex(8))["HostedZone"]["Id"]
+        acm = self.client("acm")
+        arn = acm.request_certificate(DomainName=f"*.{edge_domain(domain)}",
+                                      ValidationMethod="DNS",
+                                      Options={"Export": "ENABLED"})["CertificateArn"]
+        issuer_pem = str(acm.get_certificate(CertificateArn=arn)["CertificateChain"])
+        secret_arns["public_certificate"] = self._secret(f"{_PREFIX}/public-certificate", "{}")
+        return {"FSNODE_EDGE_DOMAIN": edge_domain(domain),
+                "FSNODE_HOSTED_ZONE_ID": str(zone).rsplit("/", 1)[-1],
+                "FSNODE_PUBLIC_CERTIFICATE_ARN": str(arn),
+                "FSNODE_PUBLIC_CERTIFICATE_SECRET": secret_arns["public_certificate"]}, issuer_pem
+
+    def build(self, control_plane_env: dict[str, str], domain: str | None = None
+              ) -> StackResources:
         self._enable_state_machine_execution()
         bucket = f"{_PREFIX}-origin"
         s3 = self.client("s3")
@@ -98,6 +122,7 @@ class ResourceBuilder:
             "signing_keyring": self._secret(f"{_PREFIX}/share-signing-keys", keyring),
             "admin_key": self._secret(f"{_PREFIX}/admin-api-key", api_key),
         }
+        public, issuer_pem = self._public_names(domain, secret_arns) if domain else ({}, "")
         resources = StackResources(
             bucket=bucket,
             tables=tables,
@@ -107,6 +132,8 @@ class ResourceBuilder:
             api_key=api_key,
             secrets=secret_arns,
             state_machines={},
+            public_names=public,
+            public_issuer_pem=issuer_pem,
         )
         imports = [name.strip() for name in
                    control_plane_env.get("FSNODE_IMPORT_BUCKETS", "").split(",")
@@ -114,6 +141,9 @@ class ResourceBuilder:
         names = grants.LocalNames(region=self._region, tables=tables, bucket=bucket,
                                   import_buckets=tuple(imports), ca_arn=ca_arn,
                                   secrets=secret_arns, function_prefix=f"{_PREFIX}-",
+                                  zone_id=public.get("FSNODE_HOSTED_ZONE_ID", ""),
+                                  public_certificate_arn=public.get(
+                                      "FSNODE_PUBLIC_CERTIFICATE_ARN", ""),
                                   machine_prefix=f"{_PREFIX}-")
         env = {**control_plane_env, **control_plane_settings(resources)}
         made = workloads.create(self.client, self._functions_dir, names, env)
@@ -164,36 +194,17 @@ class ResourceBuilder:
         return names
 
     def _create_ca(self) -> tuple[str, str]:
-        pca = self.client("acm-pca")
-        arn = pca.create_certificate_authority(
-            CertificateAuthorityConfiguration={
-                "KeyAlgorithm": "RSA_2048",
-                "SigningAlgorithm": "SHA256WITHRSA",
-                "Subject": {"CommonName": "fsnode local root CA", "Organization": "fsnode"},
-            },
-            CertificateAuthorityType="ROOT",
-        )["CertificateAuthorityArn"]
-        csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
-        cert_arn = pca.issue_certificate(
-            CertificateAuthorityArn=arn,
-            Csr=csr.encode(),
-            SigningAlgorithm="SHA256WITHRSA",
-            TemplateArn=_ROOT_TEMPLATE,
-            Validity={"Value": 10, "Type": "YEARS"},
-        )["CertificateArn"]
-        cert = _wait_for_certificate(pca, arn, cert_arn)
-        pca.import_certificate_authority_certificate(
-            CertificateAuthorityArn=arn, Certificate=cert.encode()
-        )
-        status = pca.describe_certificate_authority(CertificateAuthorityArn=arn)
-        if status["CertificateAuthority"]["Status"] != "ACTIVE":
-            raise RuntimeError(f"private CA is {status['CertificateAuthority']['Status']}")
-        return arn, cert
+        return make_root_ca(self.client("acm-pca"), "fsnode local root CA")
 
     def _secret(self, name: str, value: str) -> str:
         return str(
             self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
         )
+
+
+def edge_domain(domain: str) -> str:
+    """The zone the edges' public names live in: ``edges.DOMAIN``."""
+    return f"edges.{domain.strip().rstrip('.').lower()}"
 
 
 def control_plane_settings(resources: StackResources) -> dict[str, str]:
@@ -208,9 +219,41 @@ def control_plane_settings(resources: StackResources) -> dict[str, str]:
         "FSNODE_SIGNING_KEY_SECRET": resources.secrets["signing_keyring"],
         "FSNODE_ADMIN_KEY_SECRET": resources.secrets["admin_key"],
         "FSNODE_API_KEYS_TABLE": resources.tables["api_keys"],
+        # Edges register with a GetCallerIdentity request signed as this role.
+        "FSNODE_EDGE_ROLE_ARN": workloads.role_arn("edge"),
+        **resources.public_names,
         **state_machine_settings(resources.state_machines),
         **workloads.function_settings(),
     }
+
+
+def make_root_ca(pca: Any, common_name: str) -> tuple[str, str]:
+    """An ACTIVE root private CA signed by itself, as ``fsnode local up`` makes one:
+    its ARN and PEM certificate."""
+    arn = pca.create_certificate_authority(
+        CertificateAuthorityConfiguration={
+            "KeyAlgorithm": "RSA_2048",
+            "SigningAlgorithm": "SHA256WITHRSA",
+            "Subject": {"CommonName": common_name, "Organization": "fsnode"},
+        },
+        CertificateAuthorityType="ROOT",
+    )["CertificateAuthorityArn"]
+    csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
+    cert_arn = pca.issue_certificate(
+        CertificateAuthorityArn=arn,
+        Csr=csr.encode(),
+        SigningAlgorithm="SHA256WITHRSA",
+        TemplateArn=_ROOT_TEMPLATE,
+        Validity={"Value": 10, "Type": "YEARS"},
+    )["CertificateArn"]
+    cert = _wait_for_certificate(pca, arn, cert_arn)
+    pca.import_certificate_authority_certificate(
+        CertificateAuthorityArn=arn, Certificate=cert.encode()
+    )
+    status = pca.describe_certificate_authority(CertificateAuthorityArn=arn)
+    if status["CertificateAuthority"]["Status"] != "ACTIVE":
+        raise StackError(f"private CA is {status['CertificateAuthority']['Status']}")
+    return arn, cert
 
 
 def _wait_for_certificate(pca: Any, ca_arn: str, cert_arn: str) -> str:

@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fsnode_core.chunks import DEFAULT_CHUNK_SIZE
+
 from fsnode.localstack import processes, role_credentials
+from fsnode.localstack.errors import StackError
 from fsnode.localstack.resources import (
     LOCAL_CREDENTIALS,
     ResourceBuilder,
@@ -24,6 +27,8 @@ from fsnode.localstack.resources import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 STACK_FILE = "stack.json"
+# The local edges' endpoints: the only addresses the local CA issues node certificates for.
+NODE_NAMESPACE = "127.0.0.0/8"
 _READY = re.compile(r"edge ready node_id=(\S+) url=(\S+)")
 
 
@@ -34,7 +39,7 @@ class StackOptions:
     state_dir: Path
     nodes: int = 3
     region: str = "us-east-1"
-    chunk_size: int = 4 * 1024 * 1024
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     cache_max_bytes: int = 2 * 1024**3
     heartbeat_interval: int = 5
     heartbeat_timeout: int = 30
@@ -48,6 +53,9 @@ class StackOptions:
     # state machines' Lambdas), and for one edge by process name (a fault on edge-3).
     control_plane_env: dict[str, str] = field(default_factory=dict)
     edge_env_by_name: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Public names (issue 19): edges get NODE.edges.DOMAIN in moto's Route 53 and a
+    # wildcard certificate from the local public issuer; None: endpoints only.
+    domain: str | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +79,9 @@ class StackInfo:
     state_dir: str
     edges: list[EdgeInfo] = field(default_factory=list)
     processes: list[dict[str, Any]] = field(default_factory=list)
+    # With --domain: the edges' zone and the root of the local public issuer.
+    edge_domain: str | None = None
+    public_ca_cert: str | None = None
 
     def save(self) -> Path:
         path = Path(self.state_dir) / STACK_FILE
@@ -122,7 +133,7 @@ class LocalStack:
         if (self.state_dir / STACK_FILE).exists():
             existing = StackInfo.load(self.state_dir)
             if any(processes.is_alive(pid) for pid in existing.pids()):
-                raise RuntimeError(f"a stack is already running from {self.state_dir}")
+                raise StackError(f"a stack is already running from {self.state_dir}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             return self._start()
@@ -159,14 +170,18 @@ class LocalStack:
             "POWERTOOLS_METRICS_NAMESPACE": "fsnode",
             # No X-Ray daemon on one machine.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            "FSNODE_NODE_NAMESPACE": NODE_NAMESPACE,
             **opts.control_plane_env,
         }
         builder = ResourceBuilder(endpoint, opts.region, FUNCTIONS_DIR)
-        resources = builder.build(settings)
+        resources = builder.build(settings, opts.domain)
         # From here on every AWS call must be allowed by its caller's role.
         builder.enforce_iam()
         ca_cert = self.state_dir / "ca.pem"
         ca_cert.write_text(resources.ca_cert_pem)
+        public_ca = self.state_dir / "public-ca.pem"
+        if resources.public_issuer_pem:
+            public_ca.write_text(resources.public_issuer_pem)
 
         # The API server runs as the API handler's role; the authorizer and prune, which
         # it runs too, sign as their own (role_credentials).
@@ -202,13 +217,15 @@ class LocalStack:
             region=opts.region,
             bucket=resources.bucket,
             state_dir=str(self.state_dir),
+            edge_domain=resources.public_names.get("FSNODE_EDGE_DOMAIN"),
+            public_ca_cert=str(public_ca) if resources.public_issuer_pem else None,
         )
         edges = [self._spawn_edge(i, base_env, api_url, resources, logs) for i in range(opts.nodes)]
         for child, edge_dir in edges:
             line = processes.wait_for_log_line(child, "edge ready", opts.start_timeout)
             match = _READY.search(line)
             if match is None:
-                raise RuntimeError(f"cannot read the edge's ready line: {line!r}")
+                raise StackError(f"cannot read the edge's ready line: {line!r}")
             node_id, url = match.groups()
             _wait_healthy(url, ca_cert, opts.start_timeout)
             info.edges.append(EdgeInfo(url=url, node_id=node_id, pid=child.pid, state_dir=edge_dir))
@@ -228,6 +245,9 @@ class LocalStack:
         edge_dir = self.state_dir / "edges" / f"edge-{index + 1}"
         env = {
             **with_credentials(base_env, resources.credentials["edge"]),
+            # STS is always moto's, even with the edges' S3 behind a fault proxy: their
+            # registration is a GetCallerIdentity request the control plane sends there.
+            "AWS_ENDPOINT_URL_STS": base_env["AWS_ENDPOINT_URL"],
             "FSNODE_API_URL": api_url,
             "FSNODE_JOIN_TOKEN": resources.join_token,
             "FSNODE_EDGE_HOST": "127.0.0.1",
@@ -307,7 +327,7 @@ def _pid_of(info: StackInfo, name: str) -> int:
         if entry["name"] == name:
             return int(entry["pid"])
     names = ", ".join(p["name"] for p in info.processes)
-    raise RuntimeError(f"no process {name!r} in this stack (it has {names})")
+    raise StackError(f"no process {name!r} in this stack (it has {names})")
 
 
 def down(state_dir: Path, grace: float = 15.0) -> list[int]:

@@ -101,8 +101,17 @@ def function_settings() -> dict[str, str]:
             for name in grants.invoked_by_api_handler()}
 
 
+def role_arn(component: str) -> str:
+    """The ARN the role of ``component`` gets (known before it exists)."""
+    return f"arn:aws:iam::{grants.ACCOUNT}:role/{_role_name(component)}"
+
+
+def _role_name(component: str) -> str:
+    return f"{_PREFIX}{component.replace('_', '-')}"
+
+
 def _role(iam: Any, component: str, policy: dict[str, Any], principal: str) -> str:
-    name = f"{_PREFIX}{component.replace('_', '-')}"
+    name = _role_name(component)
     arn = str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
         grants.trust_policy(principal)))["Role"]["Arn"])
     if policy["Statement"]:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import threading
-import time
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import serialization
-from fsnode_core.errors import Unauthorized, Unavailable
-from fsnode_core.models import NodeRecord
+from fsnode_core.errors import Forbidden, Unauthorized, Unavailable
+from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NODE_PENDING, NodeRecord
 
 from chalicelib import aws, secret_store
 from chalicelib.settings import get_settings
@@ -63,54 +61,34 @@ def credential_hash(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()
 
 
-def require_node(headers: Mapping[str, str], node_id: str) -> NodeRecord:
-    """The node whose Bearer credential this is; Unauthorized for any other credential."""
+# The node statuses each node route serves (docs/PROTOCOL.md, "Node status"): a node
+# that has not proved its endpoint yet may only beat (which proves it) and renew; a
+# dead one nothing: it must register again.
+MAY_BEAT = frozenset({NODE_PENDING, NODE_ACTIVE, NODE_DRAINING})  # heartbeat, renew
+MAY_SERVE = frozenset({NODE_ACTIVE, NODE_DRAINING})  # manifests, work reports
+
+
+def require_node(headers: Mapping[str, str], node_id: str,
+                 allowed: frozenset[str]) -> NodeRecord:
+    """The node whose Bearer credential this is; Unauthorized for any other credential,
+    Forbidden when the node's status is not one of ``allowed``."""
     digest = _bearer_hash(headers)
     node = aws.node_registry().get(node_id)
     # Same answer for unknown node and wrong credential: no node-id probing.
     if node is None or not constant_time_equal(digest, node.credential_sha256):
         raise Unauthorized("credential is not valid for this node", node_id=node_id)
-    _remember(node_id, digest)
+    if node.status not in allowed:
+        raise Forbidden(_REFUSED.get(node.status, f"a {node.status} node may not do this"),
+                        node_id=node_id, node_status=node.status)
     return node
 
 
-# How long a node's credential, once checked against the nodes table, is taken on
-# trust by ``check_node`` in this process: an edge asks for a manifest on every
-# miss of a file it has not seen, and the item read is a DynamoDB request each time.
-# A node whose item goes away (TTL after it died) is refused at most this much later.
-VERIFIED_SECONDS = 30.0
-_VERIFIED_MAX = 10_000
-# (table, node id, credential SHA-256) -> when it last matched the table (monotonic).
-_verified: dict[tuple[str, str, str], float] = {}
-_verified_lock = threading.Lock()
+_REFUSED = {
+    NODE_DEAD: "this node was declared dead: register again",
+    NODE_PENDING: "this node has not shown yet that it serves its certificate at its "
+                  "endpoint (a heartbeat checks)",
+}
 
-
-def check_node(headers: Mapping[str, str], node_id: str) -> None:
-    """``require_node`` for routes that only need to know the caller: a credential
-    that matched the nodes table within ``VERIFIED_SECONDS`` is not read again (the
-    in-process cache a Lambda keeps between invocations; only matches are kept, so
-    a wrong credential is always checked against the table)."""
-    digest = _bearer_hash(headers)
-    name = (get_settings().nodes_table, node_id, digest)
-    with _verified_lock:
-        checked = _verified.get(name)
-    if checked is not None and time.monotonic() - checked < VERIFIED_SECONDS:
-        return
-    require_node(headers, node_id)
-
-
-def forget_verified() -> None:
-    """Check every credential against the table again (tests; a new environment)."""
-    with _verified_lock:
-        _verified.clear()
-
-
-def _remember(node_id: str, digest: str) -> None:
-    name = (get_settings().nodes_table, node_id, digest)
-    with _verified_lock:
-        if len(_verified) >= _VERIFIED_MAX and name not in _verified:
-            _verified.clear()  # bounded: a burst of nodes costs one re-read each
-        _verified[name] = time.monotonic()
 
 
 def _bearer_hash(headers: Mapping[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -13,6 +14,7 @@ from fsnode_core.nodes_store import NodeRegistry
 
 from chalicelib.settings import get_settings
 
+_resets: list[Callable[[], None]] = []
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5,
                  read_timeout=30)
 # S3 presigns with SigV4: with SigV2 (boto3's choice for presigning in us-east-1) a part
@@ -53,6 +55,11 @@ def reset() -> None:
     chunk_catalog.cache_clear()
     api_key_store.cache_clear()
     get_settings.cache_clear()
-    from chalicelib import secret_store
+    for clear in _resets:
+        clear()
 
-    secret_store.clear()
+
+def on_reset(clear: Callable[[], None]) -> None:
+    """Have ``reset`` clear a cache too (modules that cache what they read through
+    these clients register here, so this module needs to import none of them)."""
+    _resets.append(clear)

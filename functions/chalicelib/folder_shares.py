@@ -22,7 +22,7 @@ from fsnode_core.models import FILE_READY, FileRecord
 from fsnode_core.paths import url_path
 from fsnode_core.published import entity_tag
 
-from chalicelib import aws, edges, origin_fallback, secret_store, validate
+from chalicelib import aws, edges, origin_fallback, public_names, secret_store, validate
 from chalicelib.observability import METRIC_SHARE_REDIRECT, metrics
 from chalicelib.settings import get_settings
 
@@ -44,7 +44,7 @@ def open_folder(token: str, raw_path: str, query: Mapping[str, str],
     edge = edges.pick(f"pfx:{policy.prefix}", headers)
     if edge is not None:
         metrics.add_metric(name=METRIC_SHARE_REDIRECT, unit="Count", value=1)
-        return 307, {"Location": f"{edge.endpoint}/t/{token}/{url_path(path)}",
+        return 307, {"Location": f"{public_names.url_of(edge)}/t/{token}/{url_path(path)}",
                      "Cache-Control": "private, no-store"}, ""
     meta = file_at(path)
     playlist = origin_fallback.inline_playlist(meta)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Response
+from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 from fsnode_core.errors import FsnodeError, InvalidInput
 
+from chalicelib import canonical
 from chalicelib.observability import (
     METRIC_REQUEST_REFUSED,
     METRIC_SERVER_ERROR,
@@ -22,24 +22,6 @@ from chalicelib.observability import (
 )
 
 MAX_JSON_BODY = 1024 * 1024
-
-STATUS_BY_CODE: dict[str, int] = {
-    "invalid_input": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "conflict": 409,
-    "gone": 410,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
-    "range_not_satisfiable": 416,
-    "internal": 500,
-    "origin_error": 502,
-    "integrity_error": 502,
-    "unavailable": 503,
-    "origin_timeout": 504,
-}
 
 # Chalice answers some requests itself (415, 405, unhandled 500) as {"Code", "Message"}.
 _CHALICE_CODES = {
@@ -55,22 +37,36 @@ class PayloadTooLarge(FsnodeError):
     """The request body is larger than the control plane accepts."""
 
     code = "payload_too_large"
+    status = 413
 
 
-def error_response(code: str, message: str, details: dict[str, Any] | None = None,
-                   status: int | None = None) -> Response:
+def error_response(status: int, code: str, message: str) -> Response:
     """The one JSON error shape of PROTOCOL.md."""
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        body["details"] = details
-    return Response(body={"error": body}, status_code=status or STATUS_BY_CODE.get(code, 500),
+    return Response(body={"error": {"code": code, "message": message}}, status_code=status,
                     headers={"Content-Type": "application/json"})
 
 
 def from_domain(exc: FsnodeError) -> Response:
-    """A domain error as its HTTP answer."""
-    body = exc.to_dict()
-    return error_response(body["code"], body["message"], body.get("details"))
+    """A domain error as its HTTP answer: the status its class carries."""
+    return Response(body={"error": exc.to_dict()}, status_code=exc.status,
+                    headers={"Content-Type": "application/json"})
+
+
+View = Callable[..., Any]
+Route = Callable[..., Callable[[View], View]]
+
+
+def json_routes(owner: Chalice | Blueprint, **defaults: Any) -> Route:
+    """The app's one route decorator, for ``owner``: ``owner.route(path, **defaults,
+    **kwargs)`` over the view wrapped by :func:`json_errors`."""
+
+    def route(path: str, **kwargs: Any) -> Callable[[View], View]:
+        def decorate(view: View) -> View:
+            return owner.route(path, **defaults, **kwargs)(json_errors(view))
+
+        return decorate
+
+    return route
 
 
 def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,7 +85,7 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
             # A bug, not bad input: the traceback goes to the log under this request's
             # correlation id; the caller gets the error shape and no detail.
             logger.exception("unhandled error")
-            return error_response("internal", "an internal error occurred")
+            return error_response(500, "internal", "an internal error occurred")
 
     return wrapper
 
@@ -103,7 +99,7 @@ def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
     logger.set_correlation_id(context.get("requestId") or uuid.uuid4().hex)
     logger.append_keys(route=context.get("resourcePath"), method=getattr(event, "method", None))
     try:
-        response = get_response(event)
+        response = _refused(event) or get_response(event)
         if response.status_code >= 500:
             metrics.add_metric(name=METRIC_SERVER_ERROR, unit="Count", value=1)
     finally:
@@ -111,10 +107,21 @@ def normalize(event: Any, get_response: Callable[[Any], Response]) -> Response:
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
         code = _CHALICE_CODES.get(str(body["Code"]), "internal")
-        fixed = error_response(code, str(body.get("Message", "")), status=response.status_code)
+        fixed = error_response(response.status_code, code, str(body.get("Message", "")))
         fixed.headers = {**response.headers, "Content-Type": "application/json"}
         return fixed
     return response
+
+
+def _refused(request: Any) -> Response | None:
+    """The answer for a request that is not canonical (``chalicelib.canonical``)."""
+    try:
+        canonical.check_query(getattr(request, "query_params", None))
+    except FsnodeError as exc:
+        logger.info("request refused", extra={"code": exc.code, "error": exc.message})
+        metrics.add_metric(name=METRIC_REQUEST_REFUSED, unit="Count", value=1)
+        return from_domain(exc)
+    return None
 
 
 def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
@@ -125,14 +132,7 @@ def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
         raise PayloadTooLarge("request body is too large", limit=limit)
     if not raw.strip():
         raise InvalidInput("request body must be a JSON object")
-    try:
-        data = json.loads(raw)
-        # JSON may escape lone UTF-16 surrogates ("\\ud800"), which no store or header
-        # can carry: refuse them here rather than fail deep in a write.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
-        raise InvalidInput("request body is not valid JSON (UTF-8, not nested too deeply)"
-                           ) from exc
+    data = canonical.parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
     return data

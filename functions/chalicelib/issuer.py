@@ -1,7 +1,8 @@
 """The ``issue_certificate`` function: the only role that may have the CA sign.
 
-It checks the CSR against the endpoint again (the CA signs nothing the register and
-renew rules would refuse, whoever invokes it) and signs with the algorithm of the CA's
+It checks the CSR against the endpoint, and the endpoint against the fleet's
+namespace, again (the CA signs nothing the register and renew rules would refuse,
+whoever invokes it) and signs with the algorithm of the CA's
 own key: ACM Private CA refuses a signing algorithm of another key type, so an EC
 CSR under an RSA CA is signed SHA256WITHRSA.
 """
@@ -32,6 +33,7 @@ def issue(event: dict[str, Any]) -> dict[str, Any]:
     endpoint = pki.parse_endpoint(validate.string(event, "endpoint", max_len=300) or "")
     pem = validate.string(event, "csr", max_len=pki.MAX_CSR_BYTES) or ""
     pki.check_csr(pem, endpoint)
+    pki.check_namespace(endpoint, get_settings().node_namespace)
     days = validate.integer(event, "validity_days", low=1, high=3650)
     token = event.get("idempotency_token")
     ca_arn = get_settings().ca_arn

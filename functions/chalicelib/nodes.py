@@ -13,16 +13,38 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
 )
-from fsnode_core.chunks import chunk_bounds
-from fsnode_core.errors import Conflict, Gone, InvalidInput, NotFound
+from cryptography import x509
+from fsnode_core.errors import (
+    IDEMPOTENCY_KEY_REUSED,
+    Conflict,
+    FsnodeError,
+    InvalidInput,
+    NotFound,
+)
 from fsnode_core.ids import check_id, new_id
-from fsnode_core.models import FILE_READY, NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NodeRecord
+from fsnode_core.models import (
+    NODE_ACTIVE,
+    NODE_DEAD,
+    NODE_DRAINING,
+    NODE_PENDING,
+    NodeRecord,
+)
 
-from chalicelib import auth, aws, manifests, pki, secret_store, validate
+from chalicelib import (
+    attestation,
+    auth,
+    aws,
+    endpoint_claims,
+    pki,
+    public_certificate,
+    public_names,
+    secret_store,
+    validate,
+)
 from chalicelib.observability import (
     METRIC_HEARTBEAT,
-    METRIC_MANIFEST_SERVED,
     METRIC_NODE_DRAINED,
     METRIC_NODE_REGISTERED,
     METRIC_NODE_RENEWED,
@@ -37,24 +59,35 @@ MAX_HOT_FILES = 1000
 
 
 def register(body: dict[str, Any]) -> dict[str, Any]:
-    """Validate a join request, then register (once per ``idempotency_key``)."""
+    """Validate a join request, then register (once per ``idempotency_key``): the
+    join token, an endpoint in the fleet's namespace, and (where the settings name an
+    edge role) the AWS identity of the caller, bound to the CSR's key."""
     auth.check_join_token(body.get("join_token"))
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 8 <= len(key) <= 128):
         raise InvalidInput("idempotency_key must be a string of 8..128 characters",
                            field="idempotency_key")
-    request = {k: v for k, v in body.items() if k != "join_token"}
+    endpoint, csr = _checked_request(body)
+    pki.check_namespace(endpoint, get_settings().node_namespace)
+    identity_arn = attestation.verify(body.get("aws_identity"), pki.public_key_sha256(csr))
+    request = {k: v for k, v in body.items() if k not in ("join_token", "aws_identity")}
+    request["identity_arn"] = identity_arn
     if key is None or not get_settings().idempotency_table:
         answer = _register(request=request)
     else:
         # A replay is the same key for the same endpoint and public key: an edge that
         # lost its key, or moved, registers anew instead of getting a certificate for a
         # key it no longer has. (CSRs themselves differ per signing: ECDSA is randomized.)
-        request["node_identity"] = _identity(request)
+        request["node_identity"] = f"{endpoint.url} {pki.public_key_sha256(csr)}"
         try:
             answer = _idempotent_register()(request=request)
         except IdempotencyAlreadyInProgressError as exc:
             raise Conflict("a register with this idempotency_key is still in progress") from exc
+        except IdempotencyValidationError as exc:
+            # The same key for a different request (as Stripe and S3 answer a reused
+            # token): a replay must not hand back a node registered with other details.
+            raise Conflict("this idempotency_key was used for a different request",
+                           reason=IDEMPOTENCY_KEY_REUSED) from exc
     # The credential is derived again on every answer, a replay included: it is never
     # stored (the idempotency record keeps only the key id it was derived with).
     credential = auth.node_credential(answer["node_id"], answer["credential_kid"])
@@ -62,12 +95,13 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
             "credential": credential}
 
 
-def _identity(request: dict[str, Any]) -> str:
-    """What a registration is for: its endpoint and the CSR's public key (checked)."""
+def _checked_request(request: dict[str, Any]) -> tuple[pki.Endpoint,
+                                                       x509.CertificateSigningRequest]:
+    """The endpoint and the CSR naming exactly its host (checked)."""
     endpoint = pki.parse_endpoint(validate.string(request, "endpoint", max_len=300) or "")
     csr = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES) or "",
                         endpoint)
-    return f"{endpoint.url} {pki.public_key_sha256(csr)}"
+    return endpoint, csr
 
 
 @cache
@@ -78,7 +112,10 @@ def _idempotent_register() -> Any:
     persistence = DynamoDBPersistenceLayer(
         table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
     )
+    # A replay must also repeat what the node said of itself (the CSR differs per
+    # signing and is covered by node_identity's public key).
     config = IdempotencyConfig(event_key_jmespath="[idempotency_key, node_identity]",
+                               payload_validation_jmespath="[region, capacity_bytes, lat, lng]",
                                expires_after_seconds=3600)
     return idempotent_function(
         _register, data_keyword_argument="request", persistence_store=persistence, config=config
@@ -87,9 +124,9 @@ def _idempotent_register() -> Any:
 
 def _register(request: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
-    endpoint = pki.parse_endpoint(validate.string(request, "endpoint", max_len=300) or "")
-    csr = pki.check_csr(validate.string(request, "csr", max_len=pki.MAX_CSR_BYTES) or "",
-                        endpoint)
+    endpoint, csr = _checked_request(request)
+    # A fresh registration only: a replay answers for the node it registered before.
+    endpoint_claims.check_free(endpoint.url)
     region = validate.string(request, "region", max_len=64) or ""
     lat = validate.number(request, "lat", low=-90, high=90, optional=True)
     lng = validate.number(request, "lng", low=-180, high=180, optional=True)
@@ -105,7 +142,9 @@ def _register(request: dict[str, Any]) -> dict[str, Any]:
         credential_sha256=auth.credential_hash(credential), lat=lat, lng=lng,
         free_bytes=capacity, last_heartbeat=now, registered_at=now,
         expires_at=now + settings.heartbeat_timeout * TTL_HEARTBEATS,
-        certificate_arn=issued.arn,
+        certificate_arn=issued.arn, status=NODE_PENDING,
+        certificate_sha256=endpoint_claims.certificate_sha256(issued.certificate),
+        identity_arn=request.get("identity_arn"),
     )
     aws.node_registry().create(node)
     metrics.add_metric(name=METRIC_NODE_REGISTERED, unit="Count", value=1)
@@ -127,13 +166,16 @@ def _register(request: dict[str, Any]) -> dict[str, Any]:
 def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Record a node's state; answer with its status, keys and pending work."""
     check_id(node_id, "node_id")
-    auth.require_node(headers, node_id)
+    node = auth.require_node(headers, node_id, auth.MAY_BEAT)
     settings = get_settings()
     hot = body.get("hot_files", [])
     if not isinstance(hot, list) or len(hot) > MAX_HOT_FILES:
         raise InvalidInput(f"hot_files must be a list of at most {MAX_HOT_FILES} file ids",
                            field="hot_files")
     hot_files = [check_id(file_id, "hot_files") for file_id in hot]
+    if node.status == NODE_PENDING:
+        # Placed only once its endpoint presents the certificate issued to it.
+        endpoint_claims.prove(node)
     now = int(time.time())
     node = aws.node_registry().heartbeat(
         node_id,
@@ -146,54 +188,51 @@ def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any
         expires_at=now + settings.heartbeat_timeout * TTL_HEARTBEATS,
     )
     metrics.add_metric(name=METRIC_HEARTBEAT, unit="Count", value=1)
-    work = aws.chunk_catalog().pending_work(node_id, now)
-    return {
+    work = (aws.chunk_catalog().pending_work(node_id, now)
+            if node.status in auth.MAY_SERVE else [])
+    answer = {
         "status": node.status,
         "heartbeat_interval": settings.heartbeat_interval,
         "share_public_keys": secret_store.share_public_keys(settings.signing_key_secret),
         "work": [item.to_api() for item in work],
     }
+    if node.status in auth.MAY_SERVE and public_names.enabled():
+        # The edge fetches the certificate when this differs from the one it serves.
+        answer["public_name"] = public_names.name_of(node_id)
+        try:
+            answer["public_certificate_serial"] = public_certificate.serial()
+        except FsnodeError as exc:
+            # Not exported yet (ACM still validating): the beat itself must not fail.
+            logger.warning("no public certificate to hand out", extra={"reason": exc.message})
+    return answer
+
+
+def public_certificate_for(node_id: str, headers: Any) -> dict[str, Any]:
+    """The public certificate (and its key) for a placed node: its own channel only."""
+    check_id(node_id, "node_id")
+    auth.require_node(headers, node_id, auth.MAY_SERVE)
+    return public_certificate.bundle()
 
 
 def list_nodes() -> dict[str, Any]:
-    """Every node's public view."""
-    return {"nodes": [node.to_api() for node in aws.node_registry().list_nodes()]}
-
-
-def manifest(node_id: str, file_id: str, headers: Any) -> dict[str, Any]:
-    """What an edge needs to serve a file: its record and every chunk's hash, read from
-    the version manifest in S3 (an edge will read that object itself: this route stays
-    until edges do)."""
-    check_id(node_id, "node_id")
-    check_id(file_id, "file_id")
-    # An edge asks on every cold file: its credential, once checked, is trusted for a
-    # short while, so a manifest is one DynamoDB request and a (cached) S3 read.
-    auth.check_node(headers, node_id)
-    meta = aws.chunk_catalog().get_file(file_id)
-    if meta is None:
-        raise NotFound("no such file", file_id=file_id)
-    if meta.status != FILE_READY:
-        raise Gone("file was deleted", file_id=file_id)
-    hashes = manifests.read_manifest(file_id, meta.version).chunk_hashes()
-    metrics.add_metric(name=METRIC_MANIFEST_SERVED, unit="Count", value=1)
-    chunks = []
-    for index in range(meta.chunk_count()):
-        offset, length = chunk_bounds(index, meta.size, meta.chunk_size)
-        chunks.append({"index": index, "offset": offset, "length": length,
-                       "sha256": hashes[index] if hashes is not None else None})
-    return {**meta.to_api(), "chunks": chunks}
+    """Every node's public view, with its public name (null without a domain)."""
+    return {"edge_domain": get_settings().edge_domain if public_names.enabled() else None,
+            "nodes": [{**node.to_api(), "public_name": public_names.name_of(node.node_id)
+                       if node.status == NODE_ACTIVE else None}
+                      for node in aws.node_registry().list_nodes()]}
 
 
 def renew(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
     """A new certificate for a registered node, under the register CSR rules."""
     check_id(node_id, "node_id")
-    node = auth.require_node(headers, node_id)
+    node = auth.require_node(headers, node_id, auth.MAY_BEAT)
     settings = get_settings()
     endpoint = pki.parse_endpoint(node.endpoint)
     pem = validate.string(body, "csr", max_len=pki.MAX_CSR_BYTES) or ""
     pki.check_csr(pem, endpoint)
     issued = pki.issue(endpoint, pem, settings.cert_validity_days, idempotency_token=new_id())
-    aws.node_registry().set_certificate(node_id, issued.arn)
+    aws.node_registry().set_certificate(node_id, issued.arn,
+                                        endpoint_claims.certificate_sha256(issued.certificate))
     metrics.add_metric(name=METRIC_NODE_RENEWED, unit="Count", value=1)
     logger.info("node certificate renewed", extra={"node_id": node_id})
     return {"certificate": issued.certificate, "certificate_chain": issued.chain,
@@ -212,6 +251,7 @@ def drain(node_id: str) -> dict[str, Any]:
     if node.status == NODE_ACTIVE:
         registry.set_status(node_id, NODE_DRAINING, expected=NODE_ACTIVE)
         metrics.add_metric(name=METRIC_NODE_DRAINED, unit="Count", value=1)
+        public_names.withdraw(node)  # new viewers no longer find it by name
     node.status = NODE_DRAINING
     return node.to_api()
 
@@ -221,7 +261,7 @@ def cluster() -> dict[str, Any]:
     timeout = get_settings().heartbeat_timeout
     now = time.time()
     nodes = [n for n in aws.node_registry().list_nodes() if n.status != NODE_DEAD]
-    live = [n for n in nodes if now - n.last_heartbeat <= timeout]
+    live = [n for n in nodes if now - n.last_heartbeat <= timeout and n.status != NODE_PENDING]
     view = [{key: n.to_api()[key] for key in ("node_id", "endpoint", "status", "used_bytes",
                                               "free_bytes", "capacity_bytes", "load",
                                               "last_heartbeat")} | {"live": n in live}

@@ -60,6 +60,8 @@ def _pattern(compiled: Any) -> str:
 
 
 
+# The schemas: each field beside its neighbours, as the wire format reads (fmt: off).
+# fmt: off
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": _object({"error": _object(
         {"code": {"type": "string"}, "message": {"type": "string"}},
@@ -84,7 +86,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                       "sha256": _nullable(_SHA256)}),
     "Node": _object({
         "node_id": _ID, "endpoint": {"type": "string"},
-        "status": {"type": "string", "enum": ["active", "draining", "dead"]},
+        "status": {"type": "string", "enum": ["pending", "active", "draining", "dead"]},
         "region": {"type": "string"}, "lat": _nullable({"type": "number"}),
         "lng": _nullable({"type": "number"}), "used_bytes": _integer(),
         "free_bytes": _integer(), "capacity_bytes": _integer(), "load": {"type": "number"},
@@ -100,8 +102,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "ShareKeys": {"type": "object", "additionalProperties": {"type": "string"},
                   "description": "{kid: Ed25519 public key PEM}"},
 }
-SCHEMAS["Manifest"] = {"allOf": [_ref("FileRecord"), _object(
-    {"chunks": {"type": "array", "items": _ref("Chunk")}})]}
 SCHEMAS["Registered"] = {"allOf": [_ref("Certificates"), _object({
     "node_id": _ID, "credential": {"type": "string"}, "share_public_keys": _ref("ShareKeys"),
     "heartbeat_interval": _integer(1), "chunk_size": _integer(1), "bucket": {"type": "string"},
@@ -109,7 +109,8 @@ SCHEMAS["Registered"] = {"allOf": [_ref("Certificates"), _object({
 
 _CLUSTER_NODE = _object({
     "node_id": _ID, "endpoint": {"type": "string"},
-    "status": {"type": "string", "enum": ["active", "draining"]}, "used_bytes": _integer(),
+    "status": {"type": "string", "enum": ["pending", "active", "draining"]},
+    "used_bytes": _integer(),
     "free_bytes": _integer(), "capacity_bytes": _integer(), "load": {"type": "number"},
     "last_heartbeat": _integer(), "live": {"type": "boolean"}})
 _HEARTBEAT_WORK = _object({
@@ -129,7 +130,9 @@ _REGISTER = _object(
      "region": _string(64), "capacity_bytes": _integer(), "csr": _string(pki.MAX_CSR_BYTES)},
     {"lat": _nullable({"type": "number", "minimum": -90, "maximum": 90}),
      "lng": _nullable({"type": "number", "minimum": -180, "maximum": 180}),
-     "idempotency_key": _nullable({"type": "string", "minLength": 8, "maxLength": 128})})
+     "idempotency_key": _nullable({"type": "string", "minLength": 8, "maxLength": 128}),
+     "aws_identity": {"type": "object", "description": "a signed, unsent sts:GetCallerIdentity "
+                      "request: {method, url, headers, body} (docs/PROTOCOL.md, Node trust)"}})
 _HEARTBEAT = _object(
     {"used_bytes": _integer(), "free_bytes": _integer(), "capacity_bytes": _integer(),
      "load": {"type": "number", "minimum": 0, "maximum": 1e9}},
@@ -200,6 +203,7 @@ _ERROR_TEXT = {
     413: "body too large", 415: "body is not JSON", 416: "range not satisfiable",
     503: "a dependency (store, CA, bucket) is unavailable",
 }
+# fmt: on
 
 
 def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -263,32 +267,44 @@ def _folder_op(*, greedy: bool = False) -> dict[str, Any]:
     return op
 
 
+# The route table: one operation a line or a few, as the routes read (fmt: off).
+# fmt: off
 PATHS: dict[str, dict[str, Any]] = {
     "/nodes/register": {"post": _op(
         "Register an edge node: the join token is in the body; ACM PCA signs its CSR",
-        PUBLIC, _ref("Registered"), (401, 409, 503), body=_REGISTER)},
+        PUBLIC, _ref("Registered"), (401, 403, 409, 503), body=_REGISTER)},
     "/nodes/{node_id}/heartbeat": {"post": _op(
         "Node heartbeat: record usage, refresh the TTL, answer status, keys and work",
         NODE, _object({"status": {"type": "string"}, "heartbeat_interval": _integer(1),
                        "share_public_keys": _ref("ShareKeys"),
-                       "work": {"type": "array", "items": _HEARTBEAT_WORK}}),
-        (404,), body=_HEARTBEAT, params=[_NODE_ID])},
-    "/nodes/{node_id}/files/{file_id}": {"get": _op(
-        "A file's manifest for an edge: metadata (with name) and every chunk's SHA-256",
-        NODE, _ref("Manifest"), (400, 404, 410), params=[_NODE_ID, _FILE_ID])},
+                       "work": {"type": "array", "items": _HEARTBEAT_WORK}},
+                      {"public_name": {"type": "string"},
+                       "public_certificate_serial": {"type": "string"}}),
+        (403, 404), body=_HEARTBEAT, params=[_NODE_ID])},
     "/nodes/{node_id}/work/{work_id}": {"post": _op(
         "Report a work item's outcome (the workflow waiting on it resumes)", NODE,
         _object({"work_id": _ID, "node_id": _ID, "recorded": {"type": "boolean"},
                  "error": _nullable({"type": "string"})}),
-        (404, 503), body=_WORK_REPORT, params=[_NODE_ID, _path_param("work_id")])},
+        (403, 404, 503), body=_WORK_REPORT, params=[_NODE_ID, _path_param("work_id")])},
     "/nodes/{node_id}/renew": {"post": _op(
         "A new certificate for the node's recorded endpoint (register's CSR rules)", NODE,
-        _ref("Certificates"), (503,), body=_RENEW, params=[_NODE_ID])},
+        _ref("Certificates"), (403, 503), body=_RENEW, params=[_NODE_ID])},
     "/nodes/{node_id}/drain": {"post": _op(
         "Drain a node: placement stops choosing it; idempotent", MANAGED, _ref("Node"),
         (400, 404, 409), params=[_NODE_ID])},
-    "/nodes": {"get": _op("Every node", MANAGED,
-                          _object({"nodes": {"type": "array", "items": _ref("Node")}}), ())},
+    "/nodes/{node_id}/public-certificate": {"get": _op(
+        "The fleet's public certificate for *.EDGE_DOMAIN and its key, for a placed node "
+        "(404 without a domain)", NODE,
+        _object({"name": {"type": "string"}, "serial": {"type": "string"},
+                 "not_after": {"type": "string"}, "certificate": {"type": "string"},
+                 "chain": {"type": "string"}, "private_key": {"type": "string"}}),
+        (400, 403, 404, 503), params=[_NODE_ID])},
+    "/nodes": {"get": _op("Every node, with its public name (null without a domain)", MANAGED,
+                          _object({"edge_domain": _nullable({"type": "string"}),
+                                   "nodes": {"type": "array", "items": {"allOf": [
+                                       _ref("Node"), _object(
+                                           {"public_name": _nullable({"type": "string"})})]}}}),
+                          ())},
     "/cluster": {"get": _op(
         "Capacity summed over live nodes, and every node's load and status", MANAGED,
         _object({"total_bytes": _integer(), "used_bytes": _integer(),
@@ -410,12 +426,17 @@ PATHS: dict[str, dict[str, Any]] = {
                                media="text/javascript")},
     "/web/player.js": {"get": _op("Player page script", PUBLIC, {"type": "string"}, (),
                                   media="text/javascript")},
+    "/web/folders.js": {"get": _op("Upload page script: folders and folder shares", PUBLIC,
+                                   {"type": "string"}, (), media="text/javascript")},
+    "/web/hls.min.js": {"get": _op("hls.js, the pinned version (web/package-lock.json)",
+                                   PUBLIC, {"type": "string"}, (), media="text/javascript")},
     "/web/style.css": {"get": _op("Page style", PUBLIC, {"type": "string"}, (),
                                   media="text/css")},
     "/web/config.json": {"get": _op(
         "What an uploader needs before POST /files", PUBLIC,
         _object({"chunk_size": _integer(1), "part_size": _integer(1)}), ())},
 }
+# fmt: on
 
 
 def document() -> dict[str, Any]:

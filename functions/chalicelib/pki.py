@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -11,10 +10,10 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from fsnode_core.errors import InvalidInput
+from fsnode_core.errors import Forbidden, InvalidInput
+from fsnode_core.node_attestation import key_binding
 
 from chalicelib import invoke
 from chalicelib.settings import get_settings
@@ -74,6 +73,23 @@ def parse_endpoint(url: str) -> Endpoint:
     return Endpoint(url=f"https://{shown}:{port}", host=host, port=port)
 
 
+def check_namespace(endpoint: Endpoint, namespace: tuple[str, ...]) -> None:
+    """Forbidden unless the endpoint's host is in the fleet's namespace: a DNS name
+    ending in one of its ``.suffix`` entries, or an address in one of its networks.
+    The CA issues for no other name (a certificate for someone else's host, valid for
+    server auth, would let its holder stand in for that host towards fsnode clients)."""
+    for entry in namespace:
+        if isinstance(endpoint.host, str):
+            if entry.startswith(".") and endpoint.host.endswith(entry.lower()):
+                return
+        elif not entry.startswith("."):
+            network = ipaddress.ip_network(entry, strict=False)
+            if endpoint.host.version == network.version and endpoint.host in network:
+                return
+    raise Forbidden("endpoint host is outside the fleet's namespace (FSNODE_NODE_NAMESPACE)",
+                    field="endpoint", host=str(endpoint.host), namespace=list(namespace))
+
+
 def check_csr(pem: str, endpoint: Endpoint) -> x509.CertificateSigningRequest:
     """The parsed CSR, if it names exactly the endpoint's host (with a key we accept)."""
     if len(pem) > MAX_CSR_BYTES:
@@ -115,9 +131,7 @@ def check_csr(pem: str, endpoint: Endpoint) -> x509.CertificateSigningRequest:
 def public_key_sha256(csr: x509.CertificateSigningRequest) -> str:
     """SHA-256 of the CSR's public key (DER SubjectPublicKeyInfo): the same key, the same
     value, however often the CSR is signed again."""
-    der = csr.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
+    return key_binding(csr.public_key())
 
 
 def _check_key(csr: x509.CertificateSigningRequest) -> None:

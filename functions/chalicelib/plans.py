@@ -21,7 +21,7 @@ from fsnode_core.ids import check_id
 from fsnode_core.models import FileRecord
 from fsnode_core.signing import SharePolicy
 
-from chalicelib import aws, edges, file_paths, manifests, secret_store, validate
+from chalicelib import aws, edges, file_paths, manifests, public_names, secret_store, validate
 from chalicelib.observability import METRIC_PLAN_SERVED, metrics
 from chalicelib.settings import get_settings
 
@@ -69,7 +69,8 @@ def plan(file_id: str, query: Mapping[str, str] | None,
     return {"file_id": file_id, "version": meta.version, "size": meta.size,
             "chunk_size": meta.chunk_size, "content_type": meta.content_type,
             "etag": meta.etag, "edge_query": edge_query, "expires": expires,
-            "nodes": [{"node_id": node.node_id, "url": f"{node.endpoint}/f/{file_id}?{edge_query}"}
+            "nodes": [{"node_id": node.node_id,
+                       "url": f"{public_names.url_of(node)}/f/{file_id}?{edge_query}"}
                       for node in ranked],
             "s3_url": _presigned_get(meta), "chunks": chunks, "next_offset": next_offset}
 

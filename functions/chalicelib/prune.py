@@ -19,7 +19,7 @@ from fsnode_core.errors import FsnodeError
 from fsnode_core.models import FILE_DELETING, FILE_READY, NODE_DEAD, NodeRecord
 from fsnode_core.published import publish_seq
 
-from chalicelib import aws, gc, lifecycle, publisher, replication, uploads
+from chalicelib import aws, gc, lifecycle, public_names, publisher, replication, uploads
 from chalicelib.observability import logger, metrics
 from chalicelib.settings import get_settings
 
@@ -47,6 +47,7 @@ def run(now: float | None = None) -> dict[str, Any]:
                                                                         node.last_heartbeat):
             marked.append(node.node_id)
             node.status = NODE_DEAD
+            public_names.withdraw(node)
     if marked:
         metrics.add_metric(name=METRIC_NODES_DEAD, unit="Count", value=len(marked))
         logger.warning("nodes marked dead", extra={"nodes": marked})

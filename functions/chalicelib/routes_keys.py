@@ -9,7 +9,6 @@ stack runs the same function, with the same cache (fsnode.localstack.api_gateway
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from chalice import AuthResponse, Blueprint, Response
@@ -18,7 +17,7 @@ from fsnode_core.api_keys_store import ROLE_ADMIN
 from fsnode_core.errors import Unauthorized
 
 from chalicelib import api_keys
-from chalicelib.http import json_body, json_errors
+from chalicelib.http import json_body, json_routes
 from chalicelib.observability import logger
 
 bp = Blueprint(__name__)
@@ -43,13 +42,7 @@ def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
                         context={"key_id": principal.key_id, "role": principal.role})
 
 
-def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``bp.route`` behind the authorizer, with domain errors answered as JSON."""
-
-    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
-        return bp.route(path, authorizer=api_key_authorizer, **kwargs)(json_errors(view))
-
-    return decorate
+route = json_routes(bp, authorizer=api_key_authorizer)
 
 
 def _admin_request() -> Any:

@@ -41,6 +41,9 @@ def clear() -> None:
         _cache.clear()
 
 
+aws.on_reset(clear)
+
+
 def keyring(secret_id: str) -> tuple[str, dict[str, Ed25519PrivateKey]]:
     """The active key id and all signing keys."""
     return parse_keyring(secret_value(secret_id))

@@ -1,122 +1,100 @@
-"""The control plane's settings: read from the environment once, on first use."""
+"""The control plane's settings: read from the environment once, on first use.
+
+The tunable ones and their defaults are ``fsnode_core.control_plane_settings`` (the
+schema CDK deploys from); this adds the names of the resources the stack creates.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from fsnode_core.chunks import DEFAULT_CHUNK_SIZE
+from fsnode_core import settings_env
+from fsnode_core.control_plane_settings import ControlPlaneOptions
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings(ControlPlaneOptions):
     """Every setting named in docs/PROTOCOL.md, typed."""
 
     nodes_table: str
     chunks_table: str
-    idempotency_table: str
     bucket: str
-    ca_arn: str
-    join_token_secret: str
-    signing_key_secret: str
-    admin_key_secret: str
-    api_keys_table: str
-    chunk_size: int
-    cert_validity_days: int
-    heartbeat_interval: int
-    heartbeat_timeout: int
-    replication_factor: int
-    replicate_state_machine_arn: str | None
-    gc_state_machine_arn: str | None
-    public_url: str | None
-    # Replication, prune and garbage collection (defaults keep older callers working).
-    replication_strategy: str = "async"
-    replication_first_chunks: int = 4
-    replication_max_moves: int = 3
-    replication_sync_timeout: float = 25.0
-    hot_replication_window: int = 300
-    warm_timeout: int = 600
-    evict_timeout: int = 300
-    gc_retry_wait: int = 60
-    gc_max_wait: int = 3600
-    # Buckets ``POST /files/import`` may register (edges must be able to read them).
-    import_buckets: tuple[str, ...] = ()
-    # How long a replaced or deleted version's bytes and manifest stay readable (streams
-    # that began on it finish) before garbage collection takes them.
-    retire_grace_seconds: int = 21600
+    idempotency_table: str = ""
+    ca_arn: str = ""
+    join_token_secret: str = ""
+    signing_key_secret: str = ""
+    admin_key_secret: str = ""
+    api_keys_table: str = ""
+    replicate_state_machine_arn: str | None = None
+    gc_state_machine_arn: str | None = None
     publish_state_machine_arn: str | None = None
     hash_state_machine_arn: str | None = None
-    # Bytes one hashing step reads (a Lambda invocation's share of an import).
-    hash_batch_bytes: int = 256 * 1024 * 1024
-    # Open requests past which an edge takes no new viewer (0: no bound); with every
-    # live edge past it, or none live, shares fall back to the origin.
-    edge_max_load: int = 0
-    # Lifetime of an origin fallback's presigned URL (cut to the share's expiry).
-    fallback_url_seconds: int = 3600
     # Functions the API handler invokes for rights its own role lacks (chalicelib.invoke).
     issue_certificate_function: str = ""
     report_work_function: str = ""
+    # Node trust (docs/PROTOCOL.md "Node trust"; the namespace and the probe's timeout
+    # are in the schema): the role whose signed GetCallerIdentity a registration must
+    # carry (empty: none asked) and the STS endpoint that request is sent to.
+    edge_role_arn: str = ""
+    sts_endpoint: str = ""
+    # Public names (docs/PROTOCOL.md "Public names"): NODE_ID.edge_domain records in the
+    # hosted zone, and the exportable public certificate for *.edge_domain with the
+    # secret its export is kept in (empty: edges are reached at their endpoints).
+    edge_domain: str = ""
+    hosted_zone_id: str = ""
+    public_certificate_arn: str = ""
+    public_certificate_secret: str = ""
+    refresh_public_certificate_function: str = ""
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Build from ``os.environ``; required names raise KeyError when missing."""
-        env = os.environ
-        interval = int(env.get("FSNODE_HEARTBEAT_INTERVAL", "15"))
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build from ``env`` (``os.environ`` by default); a SettingError (a ValueError)
+        names the first variable that is missing or not valid."""
+        source = os.environ if env is None else env
+        bucket = settings_env.required(source, "FSNODE_BUCKET")
+        options = ControlPlaneOptions.values_from_env(source)
+        # The origin is always importable from; more buckets only when listed.
+        options["import_buckets"] = options["import_buckets"] or (bucket,)
         return cls(
-            nodes_table=env["FSNODE_NODES_TABLE"],
-            chunks_table=env["FSNODE_CHUNKS_TABLE"],
-            idempotency_table=env.get("FSNODE_IDEMPOTENCY_TABLE", ""),
-            bucket=env["FSNODE_BUCKET"],
-            ca_arn=env.get("FSNODE_CA_ARN", ""),
-            join_token_secret=env.get("FSNODE_JOIN_TOKEN_SECRET", ""),
-            signing_key_secret=env.get("FSNODE_SIGNING_KEY_SECRET", ""),
-            admin_key_secret=env.get("FSNODE_ADMIN_KEY_SECRET", ""),
-            api_keys_table=env.get("FSNODE_API_KEYS_TABLE", ""),
-            chunk_size=int(env.get("FSNODE_CHUNK_SIZE", str(DEFAULT_CHUNK_SIZE))),
-            cert_validity_days=int(env.get("FSNODE_CERT_VALIDITY_DAYS", "30")),
-            heartbeat_interval=interval,
-            heartbeat_timeout=int(env.get("FSNODE_HEARTBEAT_TIMEOUT", str(interval * 3))),
-            replication_factor=int(env.get("FSNODE_REPLICATION_FACTOR", "2")),
-            replicate_state_machine_arn=env.get("FSNODE_REPLICATE_STATE_MACHINE_ARN") or None,
-            gc_state_machine_arn=env.get("FSNODE_GC_STATE_MACHINE_ARN") or None,
-            public_url=(env.get("FSNODE_PUBLIC_URL") or "").rstrip("/") or None,
-            replication_strategy=_strategy(env.get("FSNODE_REPLICATION_STRATEGY", "async")),
-            replication_first_chunks=int(env.get("FSNODE_REPLICATION_FIRST_CHUNKS", "4")),
-            replication_max_moves=int(env.get("FSNODE_REPLICATION_MAX_MOVES", "3")),
-            replication_sync_timeout=float(env.get("FSNODE_REPLICATION_SYNC_TIMEOUT", "25")),
-            hot_replication_window=int(env.get("FSNODE_HOT_REPLICATION_WINDOW", "300")),
-            warm_timeout=int(env.get("FSNODE_WARM_TIMEOUT", "600")),
-            evict_timeout=int(env.get("FSNODE_EVICT_TIMEOUT", "300")),
-            gc_retry_wait=int(env.get("FSNODE_GC_RETRY_WAIT", "60")),
-            gc_max_wait=int(env.get("FSNODE_GC_MAX_WAIT", "3600")),
-            retire_grace_seconds=_non_negative(env, "FSNODE_RETIRE_GRACE_SECONDS", 21600),
-            publish_state_machine_arn=env.get("FSNODE_PUBLISH_STATE_MACHINE_ARN") or None,
-            hash_state_machine_arn=env.get("FSNODE_HASH_CHUNKS_STATE_MACHINE_ARN") or None,
-            hash_batch_bytes=max(_non_negative(env, "FSNODE_HASH_BATCH_BYTES",
-                                               256 * 1024 * 1024), 1),
-            edge_max_load=_non_negative(env, "FSNODE_EDGE_MAX_LOAD", 0),
-            fallback_url_seconds=max(_non_negative(env, "FSNODE_FALLBACK_URL_SECONDS", 3600), 1),
-            issue_certificate_function=env.get("FSNODE_ISSUE_CERTIFICATE_FUNCTION", ""),
-            report_work_function=env.get("FSNODE_REPORT_WORK_FUNCTION", ""),
-            import_buckets=tuple(
-                name.strip() for name in
-                (env.get("FSNODE_IMPORT_BUCKETS") or env["FSNODE_BUCKET"]).split(",")
-                if name.strip()),
+            **options,
+            nodes_table=settings_env.required(source, "FSNODE_NODES_TABLE"),
+            chunks_table=settings_env.required(source, "FSNODE_CHUNKS_TABLE"),
+            bucket=bucket,
+            idempotency_table=source.get("FSNODE_IDEMPOTENCY_TABLE", ""),
+            ca_arn=source.get("FSNODE_CA_ARN", ""),
+            join_token_secret=source.get("FSNODE_JOIN_TOKEN_SECRET", ""),
+            signing_key_secret=source.get("FSNODE_SIGNING_KEY_SECRET", ""),
+            admin_key_secret=source.get("FSNODE_ADMIN_KEY_SECRET", ""),
+            api_keys_table=source.get("FSNODE_API_KEYS_TABLE", ""),
+            replicate_state_machine_arn=settings_env.optional(
+                source, "FSNODE_REPLICATE_STATE_MACHINE_ARN"),
+            gc_state_machine_arn=settings_env.optional(source, "FSNODE_GC_STATE_MACHINE_ARN"),
+            publish_state_machine_arn=settings_env.optional(
+                source, "FSNODE_PUBLISH_STATE_MACHINE_ARN"),
+            hash_state_machine_arn=settings_env.optional(
+                source, "FSNODE_HASH_CHUNKS_STATE_MACHINE_ARN"),
+            issue_certificate_function=source.get("FSNODE_ISSUE_CERTIFICATE_FUNCTION", ""),
+            report_work_function=source.get("FSNODE_REPORT_WORK_FUNCTION", ""),
+            edge_role_arn=source.get("FSNODE_EDGE_ROLE_ARN", ""),
+            sts_endpoint=_sts_endpoint(source),
+            edge_domain=source.get("FSNODE_EDGE_DOMAIN", "").strip().rstrip(".").lower(),
+            hosted_zone_id=source.get("FSNODE_HOSTED_ZONE_ID", ""),
+            public_certificate_arn=source.get("FSNODE_PUBLIC_CERTIFICATE_ARN", ""),
+            public_certificate_secret=source.get("FSNODE_PUBLIC_CERTIFICATE_SECRET", ""),
+            refresh_public_certificate_function=source.get(
+                "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION", ""),
         )
 
 
-def _non_negative(env: os._Environ[str], name: str, default: int) -> int:
-    value = int(env.get(name, str(default)))
-    if value < 0:
-        raise ValueError(f"{name} must not be negative")
-    return value
-
-
-def _strategy(value: str) -> str:
-    if value not in ("sync", "async"):
-        raise ValueError(f"FSNODE_REPLICATION_STRATEGY must be sync or async, not {value!r}")
-    return value
+def _sts_endpoint(env: Mapping[str, str]) -> str:
+    # botocore's own variables first, so the local stack's STS is moto's.
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = (env.get("FSNODE_STS_ENDPOINT") or env.get("AWS_ENDPOINT_URL_STS")
+                or env.get("AWS_ENDPOINT_URL") or f"https://sts.{region}.amazonaws.com")
+    return endpoint.rstrip("/")
 
 
 @cache

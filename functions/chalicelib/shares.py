@@ -16,7 +16,7 @@ from fsnode_core.models import FileRecord
 from fsnode_core.paths import check_folder, url_path
 from fsnode_core.signing import SharePolicy, canonical_network
 
-from chalicelib import edges, file_paths, origin_fallback, secret_store, validate
+from chalicelib import edges, file_paths, origin_fallback, public_names, secret_store, validate
 from chalicelib.observability import METRIC_SHARE_MINTED, METRIC_SHARE_REDIRECT, metrics
 from chalicelib.settings import get_settings
 
@@ -82,7 +82,7 @@ def open_file_share(file_id: str, query: list[tuple[str, str]],
     metrics.add_metric(name=METRIC_SHARE_REDIRECT, unit="Count", value=1)
     fields = dict(query)
     forwarded = {name: fields[name] for name in _SIGNED_FIELDS if name in fields}
-    return f"{edge.endpoint}/f/{file_id}?{urlencode({**forwarded, 'v': meta.version})}"
+    return f"{public_names.url_of(edge)}/f/{file_id}?{urlencode({**forwarded, 'v': meta.version})}"
 
 
 def servable(file_id: str) -> FileRecord:

@@ -115,6 +115,10 @@ def _camel_to_snake(name: str) -> str:
     return "".join(out)
 
 
+# hls.js as ``make web-assets`` places it (web/package-lock.json pins the version).
+PLAYER_LIBRARY = "chalicelib/web/vendor/hls.min.js"
+
+
 class ControlPlane(Construct):
     """``chalice.cdk.Chalice`` over ``functions/`` with fsnode's settings and layer.
 
@@ -143,6 +147,11 @@ class ControlPlane(Construct):
         require_lambda_python()
         if not (source_dir / "app.py").is_file():
             raise FileNotFoundError(f"No Chalice app at {source_dir / 'app.py'}")
+        # The player's hls.js is built, not committed: a package without it would serve
+        # a player that cannot play HLS.
+        if not (source_dir / PLAYER_LIBRARY).is_file():
+            raise FileNotFoundError(
+                f"No {source_dir / PLAYER_LIBRARY}: run `make web-assets` (npm ci in web/)")
         self.source_dir = source_dir
         stage_config: dict[str, Any] = {
             "api_gateway_stage": API_STAGE,

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from fsnode_core.ddb import AttributeMap, from_attrs, to_attr, to_attrs
 from fsnode_core.errors import NotFound
 from fsnode_core.store_base import DynamoStore
-from fsnode_core.store_errors import domain_error, error_code
+from fsnode_core.store_errors import aws_errors
 
 ROLE_ADMIN = "admin"  # every management route, keys included
 ROLE_USER = "user"  # every management route except the keys
@@ -50,20 +48,16 @@ class ApiKeyStore(DynamoStore):
 
     def create(self, record: ApiKeyRecord) -> None:
         """Store a new key; an id that already exists is a Conflict."""
-        try:
+        with aws_errors("create api key"):
             self.client.put_item(TableName=self.table_name, Item=record.to_item(),
                                  ConditionExpression="attribute_not_exists(key_id)")
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "create api key") from exc
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
         """The key, or None when it is unknown (a strongly consistent read: a key works
         as soon as ``create`` returned)."""
-        try:
+        with aws_errors("read api key"):
             answer = self.client.get_item(TableName=self.table_name,
                                           Key={"key_id": {"S": key_id}}, ConsistentRead=True)
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "read api key") from exc
         item = answer.get("Item")
         return ApiKeyRecord.from_item(item) if item else None
 
@@ -73,10 +67,8 @@ class ApiKeyStore(DynamoStore):
         kwargs: dict[str, Any] = {"TableName": self.table_name, "Limit": limit}
         if start:
             kwargs["ExclusiveStartKey"] = {"key_id": {"S": start}}
-        try:
+        with aws_errors("list api keys"):
             answer = self.client.scan(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "list api keys") from exc
         records = sorted((ApiKeyRecord.from_item(item) for item in answer.get("Items", [])),
                          key=lambda record: (record.created_at, record.key_id))
         last = answer.get("LastEvaluatedKey")
@@ -84,16 +76,11 @@ class ApiKeyStore(DynamoStore):
 
     def revoke(self, key_id: str, now: int) -> ApiKeyRecord:
         """Mark the key revoked (the first revocation's time stays); NotFound if unknown."""
-        try:
+        with aws_errors("revoke api key",
+                        if_condition_fails=NotFound("no such api key", key_id=key_id)):
             answer = self.client.update_item(
                 TableName=self.table_name, Key={"key_id": {"S": key_id}},
                 UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :now)",
                 ConditionExpression="attribute_exists(key_id)",
                 ExpressionAttributeValues={":now": to_attr(now)}, ReturnValues="ALL_NEW")
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("no such api key", key_id=key_id) from exc
-            raise domain_error(exc, "revoke api key") from exc
-        except BotoCoreError as exc:
-            raise domain_error(exc, "revoke api key") from exc
         return ApiKeyRecord.from_item(answer["Attributes"])

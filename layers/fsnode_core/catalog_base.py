@@ -9,11 +9,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from fsnode_core.errors import InvalidInput, Unavailable
 from fsnode_core.store_base import DynamoStore
-from fsnode_core.store_errors import domain_error, error_code
+from fsnode_core.store_errors import ConditionFailed, aws_errors, error_code
 
 _BATCH = 25  # BatchWriteItem's limit
 _BATCH_RETRIES = 8
@@ -70,27 +70,21 @@ class CatalogBase(DynamoStore):
     def _query_all(self, action: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Every item a (paginated) Query returns."""
         out: list[dict[str, Any]] = []
-        try:
+        with aws_errors(action):
             for page in self.client.get_paginator("query").paginate(
                     TableName=self.table_name, **kwargs):
                 out.extend(page.get("Items", []))
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, action) from exc
         return out
 
     def _call(self, action: str, method: Any, **kwargs: Any) -> Any:
         """One DynamoDB call with its failures as domain errors."""
-        try:
+        with aws_errors(action):
             return method(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, action) from exc
 
     def _get(self, key: dict[str, Any], action: str) -> dict[str, Any] | None:
-        try:
+        with aws_errors(action):
             answer = self.client.get_item(TableName=self.table_name, Key=key,
                                           ConsistentRead=True)
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, action) from exc
         item: dict[str, Any] | None = answer.get("Item")
         return item
 
@@ -99,28 +93,24 @@ class CatalogBase(DynamoStore):
         """Delete an item if ``condition`` holds; False when it did not."""
         extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
         try:
-            self.client.delete_item(TableName=self.table_name, Key=key,
-                                    ConditionExpression=condition,
-                                    ExpressionAttributeValues=values, **extra)
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise domain_error(exc, action) from exc
-        except BotoCoreError as exc:
-            raise domain_error(exc, action) from exc
+            with aws_errors(action):
+                self.client.delete_item(TableName=self.table_name, Key=key,
+                                        ConditionExpression=condition,
+                                        ExpressionAttributeValues=values, **extra)
+        except ConditionFailed:
+            return False
         return True
 
     def _transact(self, actions: list[dict[str, Any]], action: str) -> ClientError | None:
         """Run a transaction; the ClientError when a condition cancelled it (the caller
         reads which), a domain error for any other failure."""
         try:
-            self.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if condition_failed(exc):
-                return exc
-            raise domain_error(exc, action) from exc
-        except BotoCoreError as exc:
-            raise domain_error(exc, action) from exc
+            with aws_errors(action):
+                self.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+        except ConditionFailed as failed:
+            cause = failed.__cause__
+            assert isinstance(cause, ClientError)
+            return cause
         return None
 
     def _due_for_collection(self, partition: str, now: int, action: str) -> list[dict[str, Any]]:
@@ -151,12 +141,10 @@ class CatalogBase(DynamoStore):
 
     def _write_batch(self, pending: list[dict[str, Any]], action: str) -> None:
         for attempt in range(_BATCH_RETRIES):
-            try:
+            with aws_errors(action):
                 answer = self.client.batch_write_item(
                     RequestItems={self.table_name: pending}  # type: ignore[dict-item]
                 )
-            except (ClientError, BotoCoreError) as exc:
-                raise domain_error(exc, action) from exc
             pending = answer.get("UnprocessedItems", {}).get(self.table_name, [])  # type: ignore[assignment]
             if not pending:
                 return

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from fsnode_core.catalog_base import UPLOADS_COLLECT_PK, CatalogBase, collect_sk
 from fsnode_core.catalog_files import upload_record
 from fsnode_core.models import (
@@ -15,7 +13,7 @@ from fsnode_core.models import (
     PendingUpload,
     file_pk,
 )
-from fsnode_core.store_errors import domain_error
+from fsnode_core.store_errors import aws_errors
 
 # An upload's deadline is not the TTL attribute either: DynamoDB dropping an ``upload``
 # item by itself would leave its S3 upload with nothing pointing at it.
@@ -81,7 +79,7 @@ class UploadStore(CatalogBase):
         if stale_at is not None:
             condition += " AND urls_until < :stale"
             values[":stale"] = {"N": str(stale_at)}
-        try:
+        with aws_errors(action):
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": file_pk(upload.file_id)}, "sk": {"S": "upload"}},
@@ -90,8 +88,6 @@ class UploadStore(CatalogBase):
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues=values,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, action) from exc
         upload.state = state
 
 

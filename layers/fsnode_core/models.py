@@ -25,10 +25,12 @@ from typing import Any
 from fsnode_core.ddb import AttributeMap, from_attrs, to_attrs
 from fsnode_core.paths import name_of
 
+# Registered, not placed until it has shown it serves its certificate at its endpoint.
+NODE_PENDING = "pending"
 NODE_ACTIVE = "active"
 NODE_DRAINING = "draining"
 NODE_DEAD = "dead"
-NODE_STATUSES = (NODE_ACTIVE, NODE_DRAINING, NODE_DEAD)
+NODE_STATUSES = (NODE_PENDING, NODE_ACTIVE, NODE_DRAINING, NODE_DEAD)
 
 FILE_READY = "ready"
 FILE_DELETED = "deleted"
@@ -99,6 +101,10 @@ class NodeRecord:
     expires_at: int = 0
     certificate_arn: str | None = None
     hot_files: list[str] = field(default_factory=list)
+    # SHA-256 of the DER leaf last issued to the node: what its endpoint must present.
+    certificate_sha256: str | None = None
+    # The AWS identity that attested the registration (an assumed-role ARN), if any.
+    identity_arn: str | None = None
 
     def is_live(self, now: float, timeout: int) -> bool:
         """Active and heard from within ``timeout`` seconds."""

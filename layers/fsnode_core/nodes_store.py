@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from fsnode_core.ddb import to_attr
 from fsnode_core.errors import NotFound
 from fsnode_core.models import NODE_DEAD, NodeRecord
 from fsnode_core.store_base import DynamoStore
-from fsnode_core.store_errors import domain_error, error_code
+from fsnode_core.store_errors import ConditionFailed, aws_errors
 
 if TYPE_CHECKING:
     pass
@@ -21,23 +19,19 @@ class NodeRegistry(DynamoStore):
 
     def create(self, node: NodeRecord) -> None:
         """Store a new node; a node id that already exists is a Conflict."""
-        try:
+        with aws_errors("register node"):
             self.client.put_item(
                 TableName=self.table_name,
                 Item=node.to_item(),
                 ConditionExpression="attribute_not_exists(node_id)",
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "register node") from exc
 
     def get(self, node_id: str) -> NodeRecord | None:
         """The node, or None when it is unknown (or expired by TTL)."""
-        try:
+        with aws_errors("read node"):
             answer = self.client.get_item(
                 TableName=self.table_name, Key={"node_id": {"S": node_id}}, ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "read node") from exc
         item = answer.get("Item")
         return NodeRecord.from_item(item) if item else None
 
@@ -64,7 +58,7 @@ class NodeRegistry(DynamoStore):
             ":exp": expires_at,
             ":dead": NODE_DEAD,
         }
-        try:
+        with aws_errors("record heartbeat", if_condition_fails=_not_registered(node_id)):
             answer = self.client.update_item(
                 TableName=self.table_name,
                 Key={"node_id": {"S": node_id}},
@@ -78,18 +72,11 @@ class NodeRegistry(DynamoStore):
                 ExpressionAttributeValues={k: to_attr(v) for k, v in values.items()},
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("node is not registered (or was marked dead)",
-                               node_id=node_id) from exc
-            raise domain_error(exc, "record heartbeat") from exc
-        except BotoCoreError as exc:
-            raise domain_error(exc, "record heartbeat") from exc
         return NodeRecord.from_item(answer["Attributes"])
 
     def set_status(self, node_id: str, status: str, *, expected: str) -> None:
         """Move a node from ``expected`` to ``status``; Conflict if someone moved it first."""
-        try:
+        with aws_errors("change node status"):
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"node_id": {"S": node_id}},
@@ -98,8 +85,6 @@ class NodeRegistry(DynamoStore):
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":new": {"S": status}, ":old": {"S": expected}},
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "change node status") from exc
 
     def mark_dead(self, node_id: str, last_heartbeat: int) -> bool:
         """Declare a silent node dead; False when it heartbeat since, or is already dead.
@@ -107,49 +92,60 @@ class NodeRegistry(DynamoStore):
         Conditional on the heartbeat seen, so a node that beats in between stays alive.
         """
         try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"node_id": {"S": node_id}},
-                UpdateExpression="SET #status = :dead",
-                ConditionExpression="last_heartbeat = :seen AND #status <> :dead",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":dead": {"S": NODE_DEAD},
-                                           ":seen": {"N": str(last_heartbeat)}},
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise domain_error(exc, "mark node dead") from exc
-        except BotoCoreError as exc:
-            raise domain_error(exc, "mark node dead") from exc
+            with aws_errors("mark node dead"):
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key={"node_id": {"S": node_id}},
+                    UpdateExpression="SET #status = :dead",
+                    ConditionExpression="last_heartbeat = :seen AND #status <> :dead",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={":dead": {"S": NODE_DEAD},
+                                               ":seen": {"N": str(last_heartbeat)}},
+                )
+        except ConditionFailed:
+            return False
         return True
 
-    def set_certificate(self, node_id: str, certificate_arn: str) -> None:
-        """Record a renewed certificate; NotFound for an unknown or dead node."""
+    def retire(self, node_id: str) -> None:
+        """Declare a node dead whatever its heartbeat (another node proved its endpoint);
+        a node already dead or gone is left as it is."""
         try:
+            with aws_errors("retire node"):
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key={"node_id": {"S": node_id}},
+                    UpdateExpression="SET #status = :dead",
+                    ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={":dead": {"S": NODE_DEAD}},
+                )
+        except ConditionFailed:
+            return
+
+    def set_certificate(self, node_id: str, certificate_arn: str,
+                        certificate_sha256: str) -> None:
+        """Record a renewed certificate (its ARN and the SHA-256 of its DER form);
+        NotFound for an unknown or dead node."""
+        with aws_errors("record certificate", if_condition_fails=_not_registered(node_id)):
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"node_id": {"S": node_id}},
-                UpdateExpression="SET certificate_arn = :arn",
+                UpdateExpression="SET certificate_arn = :arn, certificate_sha256 = :sha",
                 ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":arn": {"S": certificate_arn},
+                                           ":sha": {"S": certificate_sha256},
                                            ":dead": {"S": NODE_DEAD}},
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("node is not registered (or was marked dead)",
-                               node_id=node_id) from exc
-            raise domain_error(exc, "record certificate") from exc
-        except BotoCoreError as exc:
-            raise domain_error(exc, "record certificate") from exc
 
     def list_nodes(self) -> list[NodeRecord]:
         """Every node (a paginated Scan: the fleet is small)."""
         nodes: list[NodeRecord] = []
-        try:
+        with aws_errors("list nodes"):
             for page in self.client.get_paginator("scan").paginate(TableName=self.table_name):
                 nodes.extend(NodeRecord.from_item(item) for item in page.get("Items", []))
-        except (ClientError, BotoCoreError) as exc:
-            raise domain_error(exc, "list nodes") from exc
         return sorted(nodes, key=lambda node: node.node_id)
+
+
+def _not_registered(node_id: str) -> NotFound:
+    return NotFound("node is not registered (or was marked dead)", node_id=node_id)

@@ -14,6 +14,7 @@ import pytest
 
 from fsnode.localstack import processes
 from fsnode.localstack.stack import StackInfo
+from tests.e2e.browser import browser  # noqa: F401  (a fixture for every module)
 
 FSNODE = [sys.executable, "-m", "fsnode.cli"]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -15,6 +18,8 @@ from fsnode.localstack.stack import StackInfo
         ("/player?src=x", "text/html", "<video"),
         ("/web/app.js", "text/javascript", "crypto.subtle.digest"),
         ("/web/player.js", "text/javascript", "video.src"),
+        ("/web/folders.js", "text/javascript", "webkitGetAsEntry"),
+        ("/web/hls.min.js", "text/javascript", "MediaSource"),
         ("/web/style.css", "text/css", "#drop"),
     ],
 )
@@ -30,6 +35,23 @@ def test_pages_are_served_without_a_key_and_with_a_strict_policy(
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     # Nothing is loaded from elsewhere: no CDN links in the page.
     assert "//cdn" not in response.text and '<script src="http' not in response.text
+
+
+def test_the_player_loads_the_pinned_hls_js_from_the_control_plane(stack: StackInfo) -> None:
+    """hls.js comes from this origin, at the version web/package-lock.json pins."""
+    lock = json.loads((Path(__file__).parents[2] / "web" / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/hls.js"]["version"]
+    assert pinned.startswith("1.")
+    page = requests.get(f"{stack.api}/player", timeout=30).text
+    assert '<script src="web/hls.min.js"></script>' in page
+    script = requests.get(f"{stack.api}/web/hls.min.js", timeout=30)
+    assert script.headers["Cache-Control"] == "public, max-age=86400"
+    assert f'"{pinned}"' in script.text  # Hls.version
+    installed = Path(__file__).parents[2] / "web" / "node_modules" / "hls.js" / "dist"
+    assert script.content == (installed / "hls.min.js").read_bytes()
+    # hls.js plays through Media Source Extensions, a blob: URL the policy must admit.
+    assert "media-src * blob:" in requests.get(f"{stack.api}/player",
+                                               timeout=30).headers["Content-Security-Policy"]
 
 
 def test_the_page_learns_the_chunk_size_it_hashes_by(stack: StackInfo) -> None:

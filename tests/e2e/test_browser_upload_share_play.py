@@ -1,60 +1,27 @@
 """In a real browser (headless Chromium): upload through the page, share, play, seek.
 
 The page is served by the control plane; parts go to S3 (moto) straight from the
-browser; the player plays the share URL, which redirects to an edge over HTTPS.
-Chromium trusts exactly the edges' keys (``--ignore-certificate-errors-spki-list``
-with each edge certificate's SPKI hash): the private CA is not installed system-wide.
+browser; the player plays the share URL, which redirects to an edge over HTTPS
+(Chromium as set up in ``tests/e2e/browser.py``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import shutil
-import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import boto3
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
-from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
+from tests.e2e.browser import enter_api_key, header, needs_chromium, responses
 
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SECONDS = 10
 VIDEO = "document.getElementById('video')"
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists() and shutil.which("ffmpeg")),
-    reason="needs Debian's chromium, chromium-driver and ffmpeg (make test installs them)",
-)
-
-# What fsnode/localstack/resources.py should set on the bucket: a browser may PUT parts
-# from any page and must read each part's ETag to complete the upload.
-BUCKET_CORS = {
-    "CORSRules": [
-        {
-            "AllowedOrigins": ["*"],
-            "AllowedMethods": ["GET", "PUT", "HEAD"],
-            "AllowedHeaders": ["*"],
-            "ExposeHeaders": ["ETag"],
-            "MaxAgeSeconds": 3600,
-        }
-    ]
-}
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -77,76 +44,11 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def bucket_cors(stack: StackInfo) -> None:
-    s3 = boto3.client(
-        "s3", endpoint_url=stack.aws_endpoint, region_name=stack.region, **LOCAL_CREDENTIALS
-    )
-    s3.put_bucket_cors(Bucket=stack.bucket, CORSConfiguration=BUCKET_CORS)
-
-
-def _spki_hash(url: str) -> str:
-    parts = urlparse(url)
-    assert parts.hostname and parts.port
-    pem = ssl.get_server_certificate((parts.hostname, parts.port))
-    key = x509.load_pem_x509_certificate(pem.encode()).public_key()
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
-
-
-@pytest.fixture(scope="module")
-def browser(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    pins = ",".join(_spki_hash(edge.url) for edge in stack.edges)
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
-        # Trust exactly these edge keys (honoured only with --user-data-dir).
-        f"--ignore-certificate-errors-spki-list={pins}",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _responses(driver: Any) -> list[dict[str, Any]]:
-    """Network.responseReceived events since the last call (the log drains as it is read)."""
-    out = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.responseReceived":
-            out.append(message["params"]["response"])
-    return out
-
-
-def _header(response: dict[str, Any], name: str) -> str | None:
-    for key, value in response.get("headers", {}).items():
-        if key.lower() == name:
-            return str(value)
-    return None
-
-
 def test_upload_share_and_play_a_video_through_an_edge(
-    stack: StackInfo, video: Path, bucket_cors: None, browser: Any
+    stack: StackInfo, video: Path, browser: Any
 ) -> None:
     wait = WebDriverWait(browser, 60)
-    browser.get(f"{stack.api}/")
-    key = wait.until(lambda d: d.find_element(By.ID, "api-key"))
-    key.send_keys(stack.api_key)
-    browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
-    assert browser.execute_script("return sessionStorage.getItem('fsnode-api-key')") == (
-        stack.api_key
-    )
+    enter_api_key(browser, stack)
 
     # The hidden picker is what the drop zone feeds: setting its files is a drop.
     browser.find_element(By.ID, "file-input").send_keys(str(video))
@@ -169,7 +71,7 @@ def test_upload_share_and_play_a_video_through_an_edge(
     share_url = share_input.get_attribute("value")
     assert share_url.startswith(f"{stack.api}/s/{file_id}?")
 
-    _responses(browser)  # only the player's requests from here on
+    responses(browser)  # only the player's requests from here on
     row.find_element(By.CSS_SELECTOR, "a.play").click()
     wait.until(lambda d: d.execute_script(f"return {VIDEO}.readyState >= 1"))
     duration = browser.execute_script(f"return {VIDEO}.duration")
@@ -198,10 +100,10 @@ def _edge_ranges(driver: Any, stack: StackInfo) -> list[tuple[int, int]]:
     """(first byte, total size) of each 206 answered by an edge since the last call."""
     edges = tuple(edge.url + "/" for edge in stack.edges)
     out = []
-    for response in _responses(driver):
+    for response in responses(driver):
         if response["status"] == 206 and response["url"].startswith(edges):
             # Content-Range: bytes START-END/SIZE (RFC 9110, section 14.4)
-            spec = (_header(response, "content-range") or "").removeprefix("bytes ")
+            spec = (header(response, "content-range") or "").removeprefix("bytes ")
             span, _, total = spec.partition("/")
             out.append((int(span.split("-")[0]), int(total)))
     return out

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fsnode.localstack.stack import StackInfo
-from tests.e2e.cli_helpers import MIB, cli, random_file, require_route, sha
+from tests.e2e.cli_helpers import MIB, cli, random_file, sha
 
 
 @contextmanager
@@ -32,7 +32,6 @@ def frozen(*pids: int) -> Iterator[None]:
 
 
 def test_get_fails_over_when_an_edge_is_stopped(stack: StackInfo, tmp_path: Path) -> None:
-    require_route(stack, "GET", "/files/{file_id}/plan")
     original = random_file(tmp_path, "failover.bin", 12 * MIB + 1)
     up = cli(stack, "upload", str(original))
     plan = cli(stack, "plan", up["id"])
@@ -50,7 +49,6 @@ def test_get_fails_over_when_an_edge_is_stopped(stack: StackInfo, tmp_path: Path
 
 
 def test_get_falls_back_to_s3_when_every_edge_is_stopped(stack: StackInfo, tmp_path: Path) -> None:
-    require_route(stack, "GET", "/files/{file_id}/plan")
     original = random_file(tmp_path, "origin.bin", 6 * MIB)
     up = cli(stack, "upload", str(original))
     out = tmp_path / "origin.out"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
 from tests.e2e.cli_helpers import cli
 from tests.e2e.conftest import own_stack, run_cli
+from tests.helpers import wait_for
 
 GRACE = 8
 CHUNK = 64 * 1024
@@ -57,13 +57,6 @@ def _exists(stack: StackInfo, key: str) -> bool:
     except ClientError:
         return False
     return True
-
-
-def _wait(condition: Callable[[], bool], what: str, limit: float = 60) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def _hls_folder(root: Path) -> dict[str, bytes]:
@@ -124,6 +117,29 @@ def test_a_synced_folder_is_listed_and_shared_by_path(folder_stack: StackInfo,
     assert requests.get(sibling + "x.ts", allow_redirects=False, timeout=30).status_code == 403
 
 
+def test_the_folder_plays_from_its_edge_byte_for_byte(folder_stack: StackInfo,
+                                                       hls: dict[str, Any]) -> None:
+    """Each file through the share URL: the control plane redirects to the folder's edge,
+    which resolves the path from S3 and serves it with its type and caching rules."""
+    share_url = hls["share_url"]
+    types = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment"}
+    for name, body in hls["files"].items():
+        for method in ("GET", "HEAD"):
+            answer = requests.request(method, share_url + name, verify=folder_stack.ca_cert,
+                                      timeout=60)
+            assert answer.status_code == 200, (name, answer.text)
+            assert answer.url.startswith(folder_stack.edges[0].url + "/t/")
+            assert answer.content == (body if method == "GET" else b"")
+            assert answer.headers["Content-Length"] == str(len(body))
+            assert answer.headers["Content-Type"] == types[name[name.rfind("."):]]
+            cache = answer.headers["Cache-Control"]
+            assert cache == "private, max-age=2" if name.endswith(".m3u8") else \
+                int(cache.rpartition("=")[2]) > 2
+    ranged = requests.get(share_url + "hi/seg000.m4s", headers={"Range": "bytes=5-9"},
+                          verify=folder_stack.ca_cert, timeout=60)
+    assert (ranged.status_code, ranged.content) == (206, hls["files"]["hi/seg000.m4s"][5:10])
+
+
 def _raw_get(url: str) -> tuple[int, bytes]:
     """GET with the path sent as written (requests would remove dot segments first)."""
     parts = urlsplit(url)
@@ -163,8 +179,8 @@ def test_a_stream_outlives_an_overwrite_and_the_old_version_is_collected(
     up, first, got = _stream_while(folder_stack, tmp_path, overwrite)
     assert got == first  # never cut, never mixed
     old_key = f"files/{up['id']}/{up['version']}"
-    _wait(lambda: not _exists(folder_stack, old_key), "the old version to be collected",
-          limit=GRACE + 60)
+    wait_for(lambda: not _exists(folder_stack, old_key), "the old version to be collected",
+          GRACE + 60)
     record = cli(folder_stack, "ls", up["path"])["files"][0]
     assert record["file_id"] == up["id"] and record["version"] != up["version"]
     assert _exists(folder_stack, record["key"])  # the new version is untouched
@@ -183,8 +199,8 @@ def test_a_stream_outlives_a_delete_and_the_file_is_collected(
     head = json.loads(_s3(folder_stack).get_object(Bucket=folder_stack.bucket,
                                                    Key=head_key)["Body"].read())
     assert head["status"] == "deleted"
-    _wait(lambda: not _exists(folder_stack, head_key), "the file to be collected",
-          limit=GRACE + 60)
+    wait_for(lambda: not _exists(folder_stack, head_key), "the file to be collected",
+          GRACE + 60)
     assert not _exists(folder_stack, f"files/{up['id']}/{up['version']}")
 
 
@@ -198,7 +214,7 @@ def test_with_every_edge_killed_the_origin_serves_files_and_folders(
              "--share", "--ttl", "600")
     killed = run_cli("local", "kill", "edge-1", "--state-dir", folder_stack.state_dir)
     assert killed.returncode == 0, killed.stderr
-    _wait(lambda: cli(folder_stack, "cluster")["live_nodes"] == 0, "the edge to go quiet")
+    wait_for(lambda: cli(folder_stack, "cluster")["live_nodes"] == 0, "the edge to go quiet")
 
     out = tmp_path / "alone.out"
     got = cli(folder_stack, "get", up["share_url"], "-o", str(out))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from fsnode.localstack.stack import StackInfo
@@ -42,9 +44,6 @@ def test_sync_uploads_new_and_changed_files_and_skips_unchanged(
     other_home = tmp_path / "other-home"
     other_home.mkdir()
     env = {**cli_env(), "FSNODE_HOME": str(other_home)}
-    import subprocess
-    import sys
-
     second = subprocess.run([sys.executable, "-m", "fsnode.cli", "sync", str(folder),
                              "--prefix", prefix.rstrip("/"), "--json",
                              "--state-dir", stack.state_dir],

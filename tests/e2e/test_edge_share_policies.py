@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -18,6 +17,7 @@ import requests
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
 from tests.e2e.cli_helpers import cli
+from tests.helpers import wait_for
 
 SIZE = 100_000  # one chunk each: lean
 
@@ -61,12 +61,12 @@ def test_an_import_is_hashed_by_the_control_plane(stack: StackInfo) -> None:
     assert read_edge(stack, redirect.headers["Location"]).content == body
     # The import's hashing job (a Step Functions execution in the local stack) writes
     # the hashes into the version manifest; plans read them there.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def hashed_plan() -> dict[str, Any] | None:
         plan = api(stack, "GET", f"/files/{record['file_id']}/plan")
-        if plan["chunks"][0]["sha256"] is not None:
-            break
-        time.sleep(0.2)
+        return plan if plan["chunks"][0]["sha256"] is not None else None
+
+    plan = wait_for(hashed_plan, "the import's hashes in its plan")
     assert [c["sha256"] for c in plan["chunks"]] == [hashlib.sha256(body).hexdigest()]
     assert api(stack, "GET", f"/files/{record['file_id']}")["chunks_sha256"] is not None
 

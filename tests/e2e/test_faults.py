@@ -19,6 +19,7 @@ import requests
 
 from fsnode.localstack import processes
 from fsnode.localstack.stack import StackInfo
+from tests.e2e.cli_helpers import cli
 from tests.e2e.conftest import own_stack, run_cli
 
 SIZE = 9 * 1024 * 1024 + 12345  # three chunks, the last one short
@@ -106,17 +107,39 @@ def test_restarted_edge_serves_from_its_cache(fault_stack: StackInfo, tmp_path: 
 def test_edges_keep_serving_while_the_control_plane_is_down(
     fault_stack: StackInfo, tmp_path: Path
 ) -> None:
+    """The data plane needs only S3: with the control plane process stopped, shares
+    minted before stream byte-exact from EVERY edge, a file no edge had read included,
+    and a folder share's files too; heartbeats resume when it returns."""
     data, url = _upload(fault_stack, tmp_path)
-    assert _get(fault_stack, url, "bytes=0-0").status_code == 206  # the edge knows the file
+    assert _get(fault_stack, url, "bytes=0-0").status_code == 206  # one edge knows the file
+    (tmp_path / "unread").mkdir()
+    unread, unread_url = _upload(fault_stack, tmp_path / "unread", size=CHUNK + 777)
+    prefix = f"outage-{os.urandom(4).hex()}/show/"
+    folder = {"index.m3u8": b"#EXTM3U\n#EXTINF:4,\nseg0.ts\n#EXT-X-ENDLIST\n",
+              "seg0.ts": os.urandom(CHUNK + 5)}
+    for name, body in folder.items():
+        local = tmp_path / "folder" / name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(body)
+        cli(fault_stack, "upload", str(local), "--path", prefix + name)
+    share_url = cli(fault_stack, "share", "--prefix", prefix, "--ttl", "3600")["share_url"]
+    token = urlparse(share_url).path.split("/")[2]
     state = Path(fault_stack.state_dir)
 
     run_cli("local", "kill", "api", "--state-dir", str(state))
     try:
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{fault_stack.api}/openapi.json", timeout=5)
-        # Cached and uncached ranges alike: data comes from S3, metadata from the edge's copy.
-        assert _get(fault_stack, url, f"bytes={CHUNK}-{SIZE - 1}").content == data[CHUNK:]
-        assert _get(fault_stack, url).content == data
+        for edge in fault_stack.edges:
+            # The redirect's URL form (pinned to the version current then) on each edge.
+            for body, redirect in ((data, url), (unread, unread_url)):
+                on_edge = edge.url + redirect[len(_edge_of(fault_stack, redirect)[1]):]
+                assert _get(fault_stack, on_edge).content == body
+                ranged = _get(fault_stack, on_edge, f"bytes={CHUNK - 3}-{CHUNK + 2}")
+                assert (ranged.status_code, ranged.content) == (206, body[CHUNK - 3:CHUNK + 3])
+            for name, body in folder.items():
+                answer = _get(fault_stack, f"{edge.url}/t/{token}/{prefix}{name}")
+                assert (answer.status_code, answer.content) == (200, body), answer.text
     finally:
         back = int(time.time())
         result = run_cli("local", "restart", "api", "--state-dir", str(state))

@@ -224,8 +224,12 @@ def test_no_secret_or_credential_in_any_log(
 ) -> None:
     secrets: dict[str, bytes] = dict(_private_forms(keyring))
     secrets["api key"] = stack.api_key.encode()
-    join_token = _launch_env(stack, "edge-1")["FSNODE_JOIN_TOKEN"]
-    secrets["join token"] = join_token.encode()
+    edge_env = _launch_env(stack, "edge-1")
+    secrets["join token"] = edge_env["FSNODE_JOIN_TOKEN"].encode()
+    # The edge role's credentials: its registration carries a request signed with them
+    # (the session token in it), which the control plane forwards to STS.
+    secrets["edge secret key"] = edge_env["AWS_SECRET_ACCESS_KEY"].encode()
+    secrets["edge session token"] = edge_env["AWS_SESSION_TOKEN"].encode()
     api_env = _launch_env(stack, "api")
     registry = NodeRegistry(api_env["FSNODE_NODES_TABLE"], client=_aws(stack, "dynamodb"))
     for node in registry.list_nodes():

@@ -35,6 +35,7 @@ from fsnode_core.nodes_store import NodeRegistry
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
 from tests.e2e.conftest import own_stack, run_cli
+from tests.helpers import execution_history, put_parts, wait_for
 
 CHUNK = 256 * 1024
 SIZE = 2 * CHUNK + 12345  # three chunks, the last one short
@@ -126,12 +127,7 @@ class Cluster:
                 break
         else:
             raise AssertionError("no upload id got the wanted placement")
-        parts = []
-        for part in started["parts"]:
-            body = data[part["offset"]:part["offset"] + part["length"]]
-            put = requests.put(part["url"], data=body, headers=part["headers"], timeout=60)
-            assert put.status_code == 200, put.text
-            parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+        parts = put_parts(started["parts"], data)
         done = self.api("POST", f"/files/{started['file_id']}/complete", {"parts": parts})
         assert done.status_code == 200, done.text
         return started["file_id"], started["version"]
@@ -152,7 +148,7 @@ class Cluster:
                 return None  # not started yet
             return described if described["status"] != "RUNNING" else None
 
-        return wait_for(done, f"execution {arn} to finish")
+        return wait_for(done, f"execution {arn} to finish", PATIENCE)
 
     def executions_for(self, machine: str, file_id: str) -> list[dict[str, Any]]:
         """Every execution of ``machine`` whose input names ``file_id``."""
@@ -166,15 +162,7 @@ class Cluster:
         return found
 
     def history(self, arn: str) -> list[dict[str, Any]]:
-        sfn = self.client("stepfunctions")
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events += page["events"]
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        return execution_history(self.client("stepfunctions"), arn)
 
     # -- what the edges hold -------------------------------------------------------
 
@@ -194,16 +182,6 @@ class Cluster:
         root = Path(StackInfo.load(Path(self.stack.state_dir)).edges[index].state_dir)
         return {int(p.name): p.read_bytes() for p in root.rglob("*")
                 if p.is_file() and file_id in p.parts and p.name.isdigit()}
-
-
-def wait_for(check: Callable[[], Any], what: str, patience: float = PATIENCE) -> Any:
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +291,8 @@ def test_hot_file_reported_in_heartbeats_is_replicated(cluster: Cluster) -> None
     upload = cluster.finished(cluster.execution_arn("replicate", f"replicate-{file_id}-{version}"))
     assert upload["status"] == "SUCCEEDED", upload
 
-    holders = wait_for(lambda: _fully_replicated(cluster, file_id), "the hot chunks' copies")
+    holders = wait_for(lambda: _fully_replicated(cluster, file_id), "the hot chunks' copies",
+                       PATIENCE)
 
     hot = [json.loads(e["input"])["chunks"] for e in cluster.executions_for("replicate", file_id)
            if e["name"].startswith("replicate-hot-")]
@@ -383,7 +362,7 @@ def test_delete_with_an_edge_down_finishes_when_it_returns(cluster: Cluster) -> 
             return any((e.get("stateEnteredEventDetails") or {}).get("name") == "CheckNode"
                        for e in cluster.history(gc_arn))
 
-        wait_for(waiting_for_the_edge, "collection to wait for the stopped edge")
+        wait_for(waiting_for_the_edge, "collection to wait for the stopped edge", PATIENCE)
     finally:
         resumed = run_cli("local", "kill", f"edge-{away + 1}", "--signal", "CONT",
                           "--state-dir", state)
@@ -445,8 +424,7 @@ def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
         assert patched.status_code == 200, patched.text
         record = patched.json()
         assert (record["expires_at"], record["version"]) == (at, expired_version)
-        while time.time() <= at:
-            time.sleep(0.05)
+        wait_for(lambda: time.time() > at, "the expiry to pass")
         # A tombstone whose collection never started (a DELETE that stopped half way).
         meta = cluster.catalog.get_file(tombstoned_id)
         assert meta is not None
@@ -492,9 +470,9 @@ def test_a_killed_edge_is_replaced_within_a_few_prune_cycles(cluster: Cluster,
         node = cluster.registry.get(victim)
         return node is not None and node.status == NODE_DEAD
 
-    wait_for(declared_dead, "prune to declare the killed edge dead")
+    wait_for(declared_dead, "prune to declare the killed edge dead", PATIENCE)
     holders = wait_for(lambda: _fully_replicated(cluster, file_id),
-                       "every chunk on two live edges again")
+                       "every chunk on two live edges again", PATIENCE)
     assert all(victim not in nodes and faulty in nodes for nodes in holders.values())
     # Pruned every second, yet one loss execution for this file and the dead node.
     loss = [e for e in cluster.executions_for("replicate", file_id)

@@ -15,11 +15,11 @@ from .conftest import Synthesis
 AUTHORIZER = "api_key_authorizer"
 # Routes API Gateway lets through without a key, each with what guards it instead.
 PUBLIC_ON_PURPOSE = {
-    ("POST", "/nodes/register"): "the join token in the body",
+    ("POST", "/nodes/register"): "the join token in the body and the AWS identity",
     ("POST", "/nodes/{node_id}/heartbeat"): "the node's credential (Bearer)",
-    ("GET", "/nodes/{node_id}/files/{file_id}"): "the node's credential (Bearer)",
     ("POST", "/nodes/{node_id}/work/{work_id}"): "the node's credential (Bearer)",
     ("POST", "/nodes/{node_id}/renew"): "the node's credential (Bearer)",
+    ("GET", "/nodes/{node_id}/public-certificate"): "the node's credential (Bearer)",
     ("GET", "/s/{file_id}"): "the share URL's signature",
     ("HEAD", "/s/{file_id}"): "the share URL's signature",
     ("GET", "/t/{token}"): "the folder share's token",

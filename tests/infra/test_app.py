@@ -110,6 +110,7 @@ def test_every_control_plane_setting_comes_from_context() -> None:
         edge_max_load=8,
         fallback_url_seconds=600,
         public_url="https://cdn.example.com",
+        node_namespace=(".edges.example.com", "203.0.113.0/24"),
     )
     assert settings.control_plane_environment() == {
         "FSNODE_CHUNK_SIZE": "8388608",
@@ -130,6 +131,8 @@ def test_every_control_plane_setting_comes_from_context() -> None:
         "FSNODE_HASH_BATCH_BYTES": "1024",
         "FSNODE_EDGE_MAX_LOAD": "8",
         "FSNODE_FALLBACK_URL_SECONDS": "600",
+        "FSNODE_NODE_NAMESPACE": ".edges.example.com,203.0.113.0/24",
+        "FSNODE_PROBE_TIMEOUT": "3",
         "FSNODE_PUBLIC_URL": "https://cdn.example.com",
     }
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fsnode_core.control_plane_settings import ControlPlaneOptions, env_name
 
 from infra import paths
 from infra.constructs.control_plane import require_lambda_python
@@ -16,16 +18,18 @@ from infra.settings import FsnodeSettings
 
 from .conftest import Synthesis, of_type
 
-# Every FSNODE_* setting the control plane reads (functions/chalicelib/settings.py). The
-# functions the API handler invokes are named to it alone (the others would reference
-# themselves).
+# Every FSNODE_* setting the control plane reads: the shared schema's tunables and the
+# resource names functions/chalicelib/settings.py adds. The functions the API handler
+# invokes are named to it alone (the others would reference themselves).
 CONTROL_PLANE_SETTINGS = paths.FUNCTIONS_DIR / "chalicelib" / "settings.py"
-API_HANDLER_ONLY = {"FSNODE_ISSUE_CERTIFICATE_FUNCTION", "FSNODE_REPORT_WORK_FUNCTION"}
+API_HANDLER_ONLY = {"FSNODE_ISSUE_CERTIFICATE_FUNCTION", "FSNODE_REPORT_WORK_FUNCTION",
+                    "FSNODE_EDGE_ROLE_ARN", "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION"}
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
 
 
 def _settings_read_by_functions() -> set[str]:
-    return set(re.findall(r"FSNODE_[A-Z0-9_]+", CONTROL_PLANE_SETTINGS.read_text()))
+    tunables = {env_name(field.name) for field in dataclasses.fields(ControlPlaneOptions)}
+    return tunables | set(re.findall(r"FSNODE_[A-Z0-9_]+", CONTROL_PLANE_SETTINGS.read_text()))
 
 
 def _env(resources: dict, function: str = "APIHandler") -> dict[str, Any]:
@@ -74,6 +78,18 @@ def test_settings_reach_the_functions_with_cdk_json_defaults(resources: dict) ->
         assert env[name] == value, name
     assert env["FSNODE_REPLICATION_STRATEGY"] == "async"
     assert env["FSNODE_PUBLIC_URL"] == ""  # unset: share URLs follow the request
+
+
+def test_registrations_must_be_signed_as_the_edge_task_role(resources: dict) -> None:
+    """The API handler (register) knows the edge task role; its ARN is the role's."""
+    (role_id, attribute) = _env(resources)["FSNODE_EDGE_ROLE_ARN"]["Fn::GetAtt"]
+    assert attribute == "Arn" and resources[role_id]["Type"] == "AWS::IAM::Role"
+    assert role_id.startswith("EdgeFleetTask"), role_id
+    assert (_env(resources)["FSNODE_NODE_NAMESPACE"]
+            == ".compute.amazonaws.com,.compute-1.amazonaws.com")
+    # The regional STS endpoint of the stack's own region and partition.
+    assert _env(resources)["FSNODE_STS_ENDPOINT"] == {"Fn::Join": ["", [
+        "https://sts.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}]]}
 
 
 def test_import_buckets_default_to_the_origin(resources: dict) -> None:

@@ -20,6 +20,8 @@ import boto3
 import pytest
 from fsnode_core.tables import create_table_kwargs
 
+from fsnode.localstack.resources import make_root_ca
+
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 APP_MODULE = "fsnode_functions_app"  # the local stack loads functions/app.py under this name
@@ -51,29 +53,6 @@ def _load_app() -> ModuleType:
     sys.modules[APP_MODULE] = module
     spec.loader.exec_module(module)
     return module
-
-
-def _make_root_ca(pca: Any) -> tuple[str, str]:
-    arn = pca.create_certificate_authority(
-        CertificateAuthorityConfiguration={
-            "KeyAlgorithm": "RSA_2048",
-            "SigningAlgorithm": "SHA256WITHRSA",
-            "Subject": {"CommonName": "fsnode test root", "Organization": "fsnode"},
-        },
-        CertificateAuthorityType="ROOT",
-    )["CertificateAuthorityArn"]
-    csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
-    cert_arn = pca.issue_certificate(
-        CertificateAuthorityArn=arn,
-        Csr=csr.encode(),
-        SigningAlgorithm="SHA256WITHRSA",
-        TemplateArn="arn:aws:acm-pca:::template/RootCACertificate/V1",
-        Validity={"Value": 3650, "Type": "DAYS"},
-    )["CertificateArn"]
-    root = pca.get_certificate(CertificateAuthorityArn=arn, CertificateArn=cert_arn)["Certificate"]
-    pca.import_certificate_authority_certificate(CertificateAuthorityArn=arn,
-                                                 Certificate=root.encode())
-    return arn, root
 
 
 def _invoked_functions(aws: Any, env: dict[str, str]) -> dict[str, str]:
@@ -141,7 +120,7 @@ def cp_stack() -> Iterator[Stack]:
             name: sm.create_secret(Name=f"fsnode-test/{name}", SecretString=value)["ARN"]
             for name, value in (("join", join_token), ("api", api_key), ("keys", keyring))
         }
-        ca_arn, root = _make_root_ca(aws("acm-pca"))
+        ca_arn, root = make_root_ca(aws("acm-pca"), "fsnode test root")
         env = {
             "FSNODE_NODES_TABLE": tables["nodes"],
             "FSNODE_CHUNKS_TABLE": tables["chunks"],
@@ -158,6 +137,8 @@ def cp_stack() -> Iterator[Stack]:
             "FSNODE_HEARTBEAT_TIMEOUT": "30",
             "FSNODE_REPLICATION_FACTOR": "2",
             "FSNODE_PUBLIC_URL": "http://control.test",
+            # Nodes register at loopback addresses, one test at a DNS name.
+            "FSNODE_NODE_NAMESPACE": "127.0.0.0/8,.example.net",
             # Collected at once: tests of the grace period set their own.
             "FSNODE_RETIRE_GRACE_SECONDS": "0",
         }

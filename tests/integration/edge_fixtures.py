@@ -1,6 +1,6 @@
 """Helpers for the edge's integration tests: a moto S3 server, a throwaway CA that
-signs the edge's own CSR, share signing, and the real edge app on a real HTTPS port
-in a background thread.
+signs the edge's own CSR, share signing, files published to S3 as the control plane
+publishes them, and the real edge app on a real HTTPS port in a background thread.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +27,41 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from fsnode_core.errors import Gone, NotFound, Unavailable
+from fsnode_core.folder_tokens import mint_folder_token
 from fsnode_core.ids import new_id
+from fsnode_core.paths import url_path
+from fsnode_core.published import (
+    SOURCE_IMPORT,
+    SOURCE_UPLOAD,
+    STATUS_DELETED,
+    STATUS_READY,
+    Head,
+    Origin,
+    VersionManifest,
+    chunks_digest,
+    data_key,
+    head_key,
+    join_digests,
+    parse_tree_key,
+    publish_seq,
+    tree_key,
+    tree_path_prefix,
+    version_manifest_key,
+)
 from fsnode_core.signing import SharePolicy, ShareSigner, private_key_from_seed, public_key_pem
 from moto.server import ThreadedMotoServer
 
 from edge_node import tls
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
+from edge_node.early_reads import EarlyReads, held_on_disk
+from edge_node.folders import FolderIndex
+from edge_node.limits import BoundedSite, ClientLimits, ConnectionGuard
 from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginConfig, OriginFetcher
+from edge_node.prefetch import PlaylistPrefetch, PrefetchConfig
+from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, ShareKeys, build_app
 
 SEED = "edge-integration-test-seed-0123456789abcdef"
@@ -148,85 +172,101 @@ def share_query(file_id: str, version: str | None, ttl: int = 3600) -> dict[str,
     return {**query, "v": version} if version is not None else query
 
 
+def folder_token(prefix: str, ttl: int = 3600, **policy: Any) -> str:
+    """A folder share's token for ``prefix`` (``not_before``, ``ip`` as the signer takes)."""
+    return mint_folder_token(signer(), prefix, int(time.time()) + ttl, **policy)
+
+
+def folder_url(base: str, token: str, path: str) -> str:
+    """The URL of the file at ``path`` (the folder's prefix included) under ``token``."""
+    return f"{base}/t/{token}/{url_path(path)}"
+
+
 def put_file(
     bucket: str,
     data: bytes,
     chunk_size: int,
     file_id: str | None = None,
     *,
-    name: str = "",
+    path: str | None = None,
     imported: bool = False,
+    version: str = VERSION,
+    content_type: str = "video/mp4",
+    expires_at: int | None = None,
 ) -> Manifest:
-    """Store ``data`` in S3 and return its manifest (as the control plane would).
-
-    ``imported``: as an import starts, chunk hashes unknown and reads pinned to the
-    object's ETag.
-    """
+    """Store ``data`` in S3 and publish it as the control plane does (version manifest,
+    head, tree key: docs/PROTOCOL.md "Published S3 objects"); its manifest as the edge
+    sees it. ``imported``: as an import starts, chunk hashes unknown and reads pinned to
+    the object's ETag."""
     file_id = file_id or new_id()
-    key = f"imports/{file_id}.bin" if imported else f"files/{file_id}/1"
+    path = path or f"test/{file_id}.mp4"
+    key = f"imports/{file_id}.bin" if imported else data_key(file_id, version)
     s3 = boto3.client("s3")
-    answer = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="video/mp4")
-    chunks = tuple(
-        ChunkInfo(
-            index=i,
-            offset=off,
-            length=len(data[off : off + chunk_size]),
-            sha256=None if imported else hashlib.sha256(data[off : off + chunk_size]).hexdigest(),
-        )
-        for i, off in enumerate(range(0, len(data), chunk_size))
+    answer = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    etag = str(answer["ETag"]).strip('"')
+    digests = [hashlib.sha256(data[off : off + chunk_size]).hexdigest()
+               for off in range(0, len(data), chunk_size)]
+    published = VersionManifest(
+        file_id=file_id, version=version, path=path, size=len(data), chunk_size=chunk_size,
+        content_type=content_type, etag=etag, last_modified=1_700_000_000,
+        source=SOURCE_IMPORT if imported else SOURCE_UPLOAD,
+        origin=Origin(bucket, key, None, etag if imported else None),
+        chunk_sha256=None if imported else join_digests(digests),
+        chunks_sha256=None if imported else chunks_digest(digests),
     )
-    return Manifest(
-        file_id=file_id,
-        version=VERSION,
-        size=len(data),
-        content_type="video/mp4",
-        etag=str(answer["ETag"]),
-        last_modified=1_700_000_000,
-        chunk_size=chunk_size,
-        bucket=bucket,
-        key=key,
-        status="ready",
-        chunks=chunks,
-        name=name,
-        source="import" if imported else "upload",
-    )
+    publish(bucket, published, expires_at=expires_at)
+    return Manifest.from_published(published)
 
 
-@dataclass
-class StaticManifestSource:
-    """The control-plane client's manifest calls, from dicts (``hashes``: what the
-    control plane's hashing job has recorded for imported chunks).
+def publish(bucket: str, published: VersionManifest, *, expires_at: int | None = None) -> None:
+    """Write a version manifest, then make it current: head and tree key (the old tree
+    keys of its path go), as the control plane's publisher does."""
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key=version_manifest_key(published.file_id, published.version),
+                  Body=published.to_json())
+    seq = publish_seq()
+    head = Head(file_id=published.file_id, path=published.path, status=STATUS_READY,
+                version=published.version, seq=seq, expires_at=expires_at,
+                updated_at=int(time.time()))
+    s3.put_object(Bucket=bucket, Key=head_key(published.file_id), Body=head.to_json())
+    s3.put_object(Bucket=bucket, Key=tree_key(published.path, seq, published.file_id,
+                                              published.version), Body=b"")
+    _drop_tree_keys(bucket, published.path, keep=seq)
 
-    ``up = False``: the control plane refuses (Unavailable at once). ``stalled``
-    set: manifest calls hang until it is cleared (a control plane that accepts the
-    connection and never answers). ``deleted``: file ids answered with 410.
-    """
 
-    manifests: dict[str, Manifest] = field(default_factory=dict)
-    hashes: dict[tuple[str, int], str] = field(default_factory=dict)
-    calls: int = 0
-    up: bool = True
-    stalled: threading.Event = field(default_factory=threading.Event)
-    stalled_calls: int = 0
-    deleted: set[str] = field(default_factory=set)
+def delete_file(bucket: str, manifest: Manifest) -> None:
+    """Tombstone a file as the control plane does: a deleted head, no tree key (the
+    version's manifest and bytes stay for the grace period)."""
+    head = Head(file_id=manifest.file_id, path=manifest.path, status=STATUS_DELETED,
+                version=None, seq=publish_seq(), expires_at=None, updated_at=int(time.time()))
+    boto3.client("s3").put_object(Bucket=bucket, Key=head_key(manifest.file_id),
+                                  Body=head.to_json())
+    _drop_tree_keys(bucket, manifest.path, keep=None)
 
-    async def fetch_manifest(self, file_id: str) -> Manifest:
-        self.calls += 1
-        if self.stalled.is_set():
-            self.stalled_calls += 1
-            while self.stalled.is_set():  # the test thread clears it
-                await asyncio.sleep(0.01)
-        if not self.up:
-            raise Unavailable("the control plane is down")
-        if file_id in self.deleted:
-            raise Gone("file was deleted", file_id=file_id)
-        try:
-            manifest = self.manifests[file_id]
-        except KeyError:
-            raise NotFound("no such file", file_id=file_id) from None
-        return manifest.with_hashes(
-            {index: sha for (fid, index), sha in self.hashes.items() if fid == file_id}
-        )
+
+def overwrite(bucket: str, manifest: Manifest, data: bytes, version: str) -> Manifest:
+    """A new version of the same file (same id and path) with ``data``."""
+    return put_file(bucket, data, manifest.chunk_size, manifest.file_id, path=manifest.path,
+                    version=version)
+
+
+def write_hashes(bucket: str, manifest: Manifest, digests: list[str]) -> None:
+    """The hashing job's result: the version manifest with its chunk hashes."""
+    s3 = boto3.client("s3")
+    key = version_manifest_key(manifest.file_id, manifest.version)
+    published = VersionManifest.from_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    hashed = replace(published, chunk_sha256=join_digests(digests),
+                     chunks_sha256=chunks_digest(digests))
+    s3.put_object(Bucket=bucket, Key=key, Body=hashed.to_json())
+
+
+def _drop_tree_keys(bucket: str, path: str, keep: int | None) -> None:
+    s3 = boto3.client("s3")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=tree_path_prefix(path))
+    for item in listed.get("Contents", []):
+        entry = parse_tree_key(item["Key"])
+        if entry is not None and entry.path == path and entry.seq != keep:
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
 
 
 class CountingOrigin:
@@ -273,17 +313,24 @@ class EdgeServer:
         self,
         state_dir: Path,
         ca: ThrowawayCA,
-        source: StaticManifestSource,
+        bucket: str,
         *,
         cache_config: CacheConfig | None = None,
         origin_config: OriginConfig | None = None,
         origin_endpoint: str | None = None,
         readahead_chunks: int = 2,
         trusted_proxy_hops: int = 0,
-        manifest_refresh_seconds: float = 30.0,
+        manifest_max_age: float = 30.0,
+        prefetch: PrefetchConfig | None = None,
+        early_reads: bool = False,
+        client_limits: ClientLimits | None = None,
     ) -> None:
+        self.prefetch_config = prefetch
         self.state_dir = state_dir
-        self.manifest_refresh_seconds = manifest_refresh_seconds
+        self.bucket = bucket
+        self.manifest_max_age = manifest_max_age
+        self.client_limits = client_limits or ClientLimits()
+        self.connections: ConnectionGuard | None = None
         self.trusted_proxy_hops = trusted_proxy_hops
         self.cache_config = cache_config or CacheConfig(max_bytes=64 * 1024 * 1024)
         self.readahead_chunks = readahead_chunks
@@ -302,8 +349,14 @@ class EdgeServer:
         self.fetcher = OriginFetcher(
             origin_config, client=client, on_bytes=self.metrics.add_origin_bytes
         )
-        self.origin = CountingOrigin(self.fetcher)
-        self.source = source
+        # Published objects straight from moto: origin faults a test injects through a
+        # proxy are meant for the data reads.
+        self.meta_fetcher = OriginFetcher(origin_config)
+        self.published = PublishedReader(self.meta_fetcher, bucket)
+        # Off unless asked for: tests that count origin GETs expect only the fills'.
+        self.early = EarlyReads(self.fetcher, self.published, self.cache_config.first_part_bytes,
+                                chunk_size=64 * 1024) if early_reads else None
+        self.origin = CountingOrigin(self.early or self.fetcher)  # type: ignore[arg-type]
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self.http_port = 0
@@ -327,9 +380,8 @@ class EdgeServer:
         self.call(self._start())
 
     async def _start(self) -> None:
-        manifests = ManifestStore(
-            self.source, self.state_dir, fresh_seconds=self.manifest_refresh_seconds
-        )
+        manifests = ManifestStore(self.published, self.manifest_max_age)
+        folders = FolderIndex(self.published, self.manifest_max_age)
         cache = ChunkCache(
             self.state_dir / "cache",
             self.origin,
@@ -337,32 +389,51 @@ class EdgeServer:
             ChunkHashRecorder(manifests),
         )
         await cache.open()
+        if self.early is not None:
+            self.early.held = held_on_disk(cache)
         self.context = EdgeContext(
             cache=cache,
             manifests=manifests,
             keys=ShareKeys(share_public_keys()),
+            folders=folders,
             metrics=self.metrics,
             node_id="test-node",
             readahead=ReadAhead(self.readahead_chunks),
             origin=self.fetcher,
             trusted_proxy_hops=self.trusted_proxy_hops,
+            prefetch=PlaylistPrefetch(cache, manifests, folders, self.prefetch_config),
+            early=self.early,
+            published=self.published,
         )
-        self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2)
+        # No access log, as main.py: a request line carries its share's signature.
+        self._runner = web.AppRunner(
+            build_app(self.context), shutdown_timeout=2, access_log=None
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
+        # The listeners main.py opens: the client limits bound every connection.
+        self.connections = ConnectionGuard(self.client_limits)
+        self.metrics.connections = self.connections
+        site = BoundedSite(
+            self._runner, self.connections, "127.0.0.1", 0, ssl_context=self.ssl_context
+        )
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         # The plain-HTTP listener (FSNODE_EDGE_HTTP_PORT): the sendfile path.
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await BoundedSite(self._runner, self.connections, "127.0.0.1", 0).start()
         self.http_port = int(self._runner.addresses[1][1])
 
     def stop(self) -> None:
         if self._runner is not None:
             self.call(self._runner.cleanup())
+        if self.connections is not None:
+            self.call(self.connections.close())
         if self.context is not None:
+            if self.context.prefetch is not None:
+                self.call(self.context.prefetch.close())
             self.call(self.context.manifests.close())
             self.call(self.context.cache.close())
         self.call(self.fetcher.close())
+        self.call(self.meta_fetcher.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
@@ -556,11 +627,3 @@ class OriginProxy:
         with self._lock:
             self.ranges.append((path, first, last))
 
-
-def wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    """Poll until ``condition()`` holds; the limit only guards against hanging."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,14 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from fsnode_core.chunks import chunk_bounds
 from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
-from test_control_plane_nodes import register
 
 from fsnode.localstack.resources import lambda_names, snake_case
+from tests.helpers import execution_history, finished_execution
+from tests.integration.control_plane_helpers import register
+from tests.integration.published_reads import read_head, read_manifest
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TRUST = {"Version": "2012-10-17", "Statement": [{
@@ -58,27 +60,10 @@ class Machines:
 
     def wait(self, arn: str, pump: Callable[[], None] | None = None,
              timeout: float = 40) -> dict[str, Any]:
-        sfn = boto3.client("stepfunctions")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pump is not None:
-                pump()
-            described = sfn.describe_execution(executionArn=arn)
-            if described["status"] != "RUNNING":
-                return described
-            time.sleep(0.2)
-        raise AssertionError(f"execution {arn} still running")
+        return finished_execution(boto3.client("stepfunctions"), arn, timeout, pump)
 
     def history(self, arn: str) -> list[dict[str, Any]]:
-        sfn = boto3.client("stepfunctions")
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events += page["events"]
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        return execution_history(boto3.client("stepfunctions"), arn)
 
     def executions(self, machine: str) -> list[dict[str, Any]]:
         return boto3.client("stepfunctions").list_executions(
@@ -155,6 +140,10 @@ class SimEdge:
         return str(self.node["node_id"])
 
     @property
+    def bucket(self) -> str:
+        return str(self.node["bucket"])
+
+    @property
     def auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.node['credential']}"}
 
@@ -178,15 +167,14 @@ class SimEdge:
             return {"ok": True, "evicted_chunks": 1}
         if self.fail_warm:
             return {"ok": False, "error": {"code": "origin_error", "message": "disk full"}}
-        manifest = self.api.call("GET", f"/nodes/{self.node_id}/files/{work['file_id']}",
-                                 key=False, headers=self.auth)
-        if manifest.status_code != 200:
+        head = read_head(self.bucket, work["file_id"])
+        if head is None or not head.serves(work["version"]):
             return {"ok": False, "error": {"code": "gone", "message": "file is gone"}}
-        body = manifest.json_body
-        chunk = body["chunks"][work["chunk_index"]]
+        manifest = read_manifest(self.bucket, work["file_id"], work["version"])
+        offset, length = chunk_bounds(work["chunk_index"], manifest.size, manifest.chunk_size)
         data = boto3.client("s3").get_object(
-            Bucket=body["bucket"], Key=body["key"],
-            Range=f"bytes={chunk['offset']}-{chunk['offset'] + chunk['length'] - 1}",
+            Bucket=manifest.origin.bucket, Key=manifest.origin.key,
+            Range=f"bytes={offset}-{offset + length - 1}",
         )["Body"].read()
         return {"ok": True, "sha256": hashlib.sha256(data).hexdigest()}
 

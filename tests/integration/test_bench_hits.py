@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench_harness import check_measured_rows
+
+from tests.integration.bench_harness import check_measured_rows
 
 NAMES = (
     "hit_1mib_http",

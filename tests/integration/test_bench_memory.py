@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench_harness import check_measured_rows
+
+from tests.integration.bench_harness import check_measured_rows
 
 NAMES = ("edge_rss_64_streams_mib", "edge2_rss_64_streams_mib")
 

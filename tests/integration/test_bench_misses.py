@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench_harness import check_measured_rows
+
+from tests.integration.bench_harness import check_measured_rows
 
 NAMES = (
     "miss_ttfb",
+    "miss_ttfb_slow_control_plane",
     "miss_cold_seq",
 )
 

@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Api
+
+from tests.integration.conftest import Api
 
 
 def _json(answer: Any) -> Any:

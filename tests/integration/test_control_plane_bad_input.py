@@ -22,14 +22,23 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import boto3
 import pytest
 import requests
-from conftest import Api
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from fsnode_core.folder_tokens import mint_folder_token
 from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
-from test_control_plane_files import CHUNK, upload
-from test_control_plane_nodes import error_of, ip_san, make_csr, register, register_body
+
+from tests.integration.conftest import Api
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    error_of,
+    ip_san,
+    make_csr,
+    node_auth,
+    register,
+    register_body,
+    upload,
+)
 
 ID_X = "0123456789abcdef" * 2  # well-formed, names nothing
 
@@ -123,9 +132,6 @@ def _token(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
-def _node_auth(node: dict[str, Any]) -> dict[str, str]:
-    return {"authorization": f"Bearer {node['credential']}"}
-
 
 def _signer(stack: Any) -> ShareSigner:
     active, keys = parse_keyring(stack.keyring)
@@ -203,6 +209,8 @@ def _complete(parts: Callable[[Seeded], Any]) -> Callable[[Seeded], Any]:
     return lambda s: {"parts": parts(s)}
 
 
+# One bad request a row (fmt: off keeps the table a table).
+# fmt: off
 ROWS: dict[str, Row] = {
     # Registration
     "register-no-join-token": Row("POST", lambda s: "/nodes/register", 401, "unauthorized",
@@ -235,7 +243,7 @@ ROWS: dict[str, Row] = {
     "heartbeat-other-nodes-credential": Row(
         "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 401, "unauthorized",
         lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 9.0},
-        lambda s: _node_auth(s.other_node), key=False),
+        lambda s: node_auth(s.other_node), key=False),
     "heartbeat-no-credential": Row(
         "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 401, "unauthorized",
         lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 9.0},
@@ -243,11 +251,11 @@ ROWS: dict[str, Row] = {
     "heartbeat-bad-hot-file": Row(
         "POST", lambda s: f"/nodes/{s.node['node_id']}/heartbeat", 400, "invalid_input",
         lambda s: {"used_bytes": 5, "free_bytes": 5, "capacity_bytes": 10, "load": 1.0,
-                   "hot_files": ["../../etc"]}, lambda s: _node_auth(s.node), key=False),
+                   "hot_files": ["../../etc"]}, lambda s: node_auth(s.node), key=False),
     "renew-other-nodes-credential": Row(
         "POST", lambda s: f"/nodes/{s.node['node_id']}/renew", 401, "unauthorized",
         lambda s: {"csr": make_csr([ip_san("127.0.0.1")])},
-        lambda s: _node_auth(s.other_node), key=False),
+        lambda s: node_auth(s.other_node), key=False),
     # Bodies
     "body-not-json": Row("POST", lambda s: "/files", 400, "invalid_input",
                          lambda s: b"{not json"),
@@ -326,13 +334,10 @@ ROWS: dict[str, Row] = {
     "id-unknown-node-heartbeat": Row(
         "POST", lambda s: f"/nodes/{ID_X}/heartbeat", 401, "unauthorized",
         lambda s: {"used_bytes": 0, "free_bytes": 0, "capacity_bytes": 0, "load": 0.0},
-        lambda s: _node_auth(s.node), key=False),
-    "id-unknown-manifest": Row("GET", lambda s: f"/nodes/{s.node['node_id']}/files/{ID_X}",
-                               404, "not_found", headers=lambda s: _node_auth(s.node),
-                               key=False),
+        lambda s: node_auth(s.node), key=False),
     "id-unknown-work": Row("POST", lambda s: f"/nodes/{s.node['node_id']}/work/{ID_X}",
                            404, "not_found", lambda s: {"ok": True},
-                           lambda s: _node_auth(s.node), key=False),
+                           lambda s: node_auth(s.node), key=False),
     "query-limit-not-a-number": Row("GET", lambda s: "/files?limit=1_0", 400,
                                     "invalid_input"),
     "query-forged-next-token": Row("GET", lambda s: "/files?next_token=eyJhIjogMX0=", 400,
@@ -364,12 +369,13 @@ ROWS: dict[str, Row] = {
     "share-pin-malformed": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s, v="../x"),
         403, "forbidden", key=False),
+    # A repeated query parameter is refused before any route (canonical requests)
     "share-repeated-parameter": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s) + f"&exp={s.share['exp']}",
-        403, "forbidden", key=False),
+        400, "invalid_input", key=False),
     "share-repeated-pin": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s)
-        + f"&v={s.file['version']}&v={s.file['version']}", 403, "forbidden", key=False),
+        + f"&v={s.file['version']}&v={s.file['version']}", 400, "invalid_input", key=False),
     "share-undefined-parameter": Row(
         "GET", lambda s: f"/s/{s.file['file_id']}?" + _share_query(s) + "&pfx=bad",
         403, "forbidden", key=False),
@@ -447,7 +453,33 @@ ROWS: dict[str, Row] = {
     "import-key-control-characters": Row(
         "POST", lambda s: "/files/import", 400, "invalid_input",
         lambda s: {"bucket": s.stack.env["FSNODE_BUCKET"], "key": "a\x00b"}),
+    # Canonical requests (#17.7): one spelling per request
+    "query-repeated-parameter": Row("GET", lambda s: "/files?limit=1&limit=1", 400,
+                                    "invalid_input"),
+    "query-control-character": Row("GET", lambda s: "/files?limit=1&note=a%0Ab", 400,
+                                   "invalid_input"),
+    "body-utf-16": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                       lambda s: json.dumps(_register()(s)).encode("utf-16"), key=False),
+    "body-utf-32": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                       lambda s: json.dumps(_register()(s)).encode("utf-32"), key=False),
+    "body-utf-8-bom": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                          lambda s: b"\xef\xbb\xbf" + json.dumps(_register()(s)).encode(),
+                          key=False),
+    "body-invalid-utf-8": Row("POST", lambda s: "/shares", 400, "invalid_input",
+                              lambda s: b'{"prefix": "a\xff/", "ttl_seconds": 60}'),
+    "body-encoded-surrogate": Row("POST", lambda s: "/shares", 400, "invalid_input",
+                                  lambda s: b'{"prefix": "\xed\xa0\x80/", "ttl_seconds": 60}'),
+    "register-region-control": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                                   _register(region="eu\nwest"), key=False),
+    "register-region-escape": Row("POST", lambda s: "/nodes/register", 400, "invalid_input",
+                                  _register(region="eu\x1b[2Jwest"), key=False),
+    "body-control-in-a-field-name": Row(
+        "POST", lambda s: "/shares", 400, "invalid_input",
+        lambda s: {"prefix": "a/", "ttl_seconds": 60, "x\u0001": 1}),
+    "api-key-name-control": Row("POST", lambda s: "/keys", 400, "invalid_input",
+                                lambda s: {"name": "ops\u0007", "role": "user"}),
 }
+# fmt: on
 
 
 @pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))

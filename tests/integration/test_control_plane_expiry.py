@@ -11,9 +11,8 @@ from urllib.parse import parse_qsl, urlsplit
 import boto3
 import pytest
 from fsnode_core.catalog import ChunkCatalog
-from test_control_plane_files import _live_node, upload
-from test_control_plane_files_more import _put_object
-from test_control_plane_nodes import error_of
+
+from tests.integration.control_plane_helpers import error_of, live_node, put_import_object, upload
 
 DAY = 24 * 3600
 
@@ -147,7 +146,7 @@ def test_an_expiry_set_while_a_new_version_completes_is_carried_over(
 
 def test_import_takes_an_expiry_and_a_repeat_sets_a_new_one(cp_api: Any,
                                                            cp_stack: Any) -> None:
-    key, _ = _put_object(cp_stack, b"x" * 10)
+    key, _ = put_import_object(cp_stack, b"x" * 10)
     body = {"bucket": cp_stack.env["FSNODE_BUCKET"], "key": key}
     first = cp_api.call("POST", "/files/import", {**body, "expires_in_seconds": DAY})
     assert first.status_code == 200, first.body
@@ -165,7 +164,7 @@ def test_import_takes_an_expiry_and_a_repeat_sets_a_new_one(cp_api: Any,
 
 
 def test_a_share_never_outlives_its_file(cp_api: Any, cp_stack: Any) -> None:
-    _live_node(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
     started, done = upload(cp_api, os.urandom(100), extra={"expires_in_seconds": 600})
     file_id, expires = started["file_id"], done.json_body["expires_at"]
     long = cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 7 * DAY})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -10,53 +9,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import boto3
-import requests
-from fsnode_core.chunks import part_layout
-from fsnode_core.ids import new_id
 from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
-from test_control_plane_nodes import error_of, register
 
-CHUNK = 1024 * 1024
-
-
-def chunk_hashes(data: bytes) -> list[str]:
-    return [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
-
-
-def part_hashes(data: bytes, size: int | None = None) -> list[str]:
-    """SHA-256 of each multipart part the control plane lays out for ``size`` bytes."""
-    return [hashlib.sha256(data[span.offset:span.offset + span.length]).hexdigest()
-            for span in part_layout(len(data) if size is None else size, CHUNK)]
-
-
-def unique_path(name: str = "movie.mp4") -> str:
-    """A path no other test uses (paths name files: the same path is the same file)."""
-    return f"tests/{new_id()}/{name}"
-
-
-def upload(api: Any, data: bytes, *, declared: int | None = None,
-           path: str | None = None, file_id: str | None = None,
-           extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
-    """Init (with ``extra`` fields), PUT every part to its presigned URL, complete;
-    returns (init, complete answer). A new file at a fresh path unless ``path`` or
-    ``file_id`` names one."""
-    size = len(data) if declared is None else declared
-    hashes = chunk_hashes(data) if declared is None else ["0" * 64] * (-(-size // CHUNK))
-    target = {"file_id": file_id} if file_id else {"path": path or unique_path()}
-    init = api.call("POST", "/files", {**target, "size": size, "content_type": "video/mp4",
-                                       "chunk_sha256": hashes,
-                                       "part_sha256": part_hashes(data, size),
-                                       **(extra or {})})
-    assert init.status_code == 200, init.body
-    started = init.json_body
-    parts = []
-    for part in started["parts"]:
-        body = data[part["offset"]:part["offset"] + part["length"]]
-        put = requests.put(part["url"], data=body, headers=part["headers"], timeout=30)
-        assert put.status_code == 200, put.text
-        parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
-    done = api.call("POST", f"/files/{started['file_id']}/complete", {"parts": parts})
-    return started, done
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    chunk_hashes,
+    error_of,
+    live_node,
+    unique_path,
+    upload,
+)
+from tests.integration.published_reads import current_manifest
 
 
 def test_upload_init_and_complete(cp_api: Any, cp_stack: Any) -> None:
@@ -79,20 +42,16 @@ def test_upload_init_and_complete(cp_api: Any, cp_stack: Any) -> None:
     assert again.status_code == 200 and again.json_body == record
 
 
-def test_manifest_lists_chunk_hashes_for_nodes(cp_api: Any, cp_stack: Any) -> None:
+def test_the_published_manifest_lists_chunk_hashes_for_edges(cp_api: Any, cp_stack: Any) -> None:
     data = os.urandom(2 * CHUNK + 1)
     started, done = upload(cp_api, data)
-    node = register(cp_api, cp_stack)
-    manifest = cp_api.call("GET", f"/nodes/{node['node_id']}/files/{started['file_id']}",
-                           key=False, headers={"authorization": f"Bearer {node['credential']}"})
-    assert manifest.status_code == 200, manifest.body
-    body = manifest.json_body
-    assert [c["sha256"] for c in body["chunks"]] == chunk_hashes(data)
-    assert [(c["offset"], c["length"]) for c in body["chunks"]] == [
-        (0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, 1)]
-    assert body["size"] == len(data) and body["key"] == done.json_body["key"]
-    assert body["name"] == "movie.mp4" and body["path"].endswith("/movie.mp4")
-    assert {k: v for k, v in body.items() if k != "chunks"} == done.json_body
+    record = done.json_body
+    manifest = current_manifest(cp_stack.env["FSNODE_BUCKET"], started["file_id"])
+    assert manifest is not None
+    assert manifest.chunk_hashes() == chunk_hashes(data)
+    assert (manifest.size, manifest.chunk_size, manifest.chunk_count) == (len(data), CHUNK, 3)
+    assert manifest.origin.key == record["key"] and manifest.path == record["path"]
+    assert (manifest.version, manifest.etag) == (record["version"], record["etag"])
 
 
 def test_size_mismatch_leaves_nothing_visible(cp_api: Any, cp_stack: Any) -> None:
@@ -119,17 +78,8 @@ def test_upload_init_checks_chunk_hashes(cp_api: Any) -> None:
     assert cp_api.call("POST", "/files", {"path": "x"}, key=False).status_code == 401
 
 
-def _live_node(api: Any, stack: Any) -> dict[str, Any]:
-    node = register(api, stack)
-    beat = api.call("POST", f"/nodes/{node['node_id']}/heartbeat",
-                    {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
-                    key=False, headers={"authorization": f"Bearer {node['credential']}"})
-    assert beat.status_code == 200
-    return node
-
-
 def test_share_redirects_to_a_live_edge(cp_api: Any, cp_stack: Any) -> None:
-    _live_node(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
     started, _ = upload(cp_api, os.urandom(1000))
     file_id = started["file_id"]
     shared = cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 600})
@@ -154,7 +104,7 @@ def test_share_redirects_to_a_live_edge(cp_api: Any, cp_stack: Any) -> None:
 
 
 def test_tampered_expired_and_unknown_shares(cp_api: Any, cp_stack: Any) -> None:
-    _live_node(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
     started, _ = upload(cp_api, os.urandom(100))
     file_id = started["file_id"]
     url = urlsplit(cp_api.call("POST", f"/files/{file_id}/share",

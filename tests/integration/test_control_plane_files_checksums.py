@@ -17,8 +17,15 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from fsnode_core.published import version_manifest_key
-from test_control_plane_files import CHUNK, chunk_hashes, part_hashes, unique_path, upload
-from test_control_plane_nodes import error_of
+
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    chunk_hashes,
+    error_of,
+    part_hashes,
+    unique_path,
+    upload,
+)
 
 
 def b64(sha256_hex: str) -> str:

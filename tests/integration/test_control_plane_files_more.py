@@ -17,17 +17,23 @@ from fsnode_core.errors import Conflict
 from fsnode_core.ids import new_id
 from fsnode_core.models import FileRecord
 from fsnode_core.published import Origin, VersionManifest, chunks_digest, version_manifest_key
-from test_control_plane_files import CHUNK, _live_node, unique_path, upload
-from test_control_plane_nodes import error_of, register
 
-
-def _node_auth(node: dict[str, Any]) -> dict[str, str]:
-    return {"authorization": f"Bearer {node['credential']}"}
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    error_of,
+    live_node,
+    node_auth,
+    put_import_object,
+    register,
+    unique_path,
+    upload,
+)
+from tests.integration.published_reads import current_manifest, read_head
 
 
 def test_plan_lists_range_chunks_with_replicas_and_s3(cp_api: Any, cp_stack: Any) -> None:
-    _live_node(cp_api, cp_stack)
-    _live_node(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
     data = os.urandom(3 * CHUNK + 100)
     started, _ = upload(cp_api, data)
     file_id = started["file_id"]
@@ -104,7 +110,7 @@ def put_published(stack: Any, chunks: int, chunk_size: int = CHUNK,
 def test_plan_reads_dynamodb_a_fixed_number_of_times(cp_api: Any, cp_stack: Any) -> None:
     from chalicelib import aws
 
-    _live_node(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
     counts = []
     for chunks in (3, 2560):
         meta = put_published(cp_stack, chunks)
@@ -128,8 +134,8 @@ def test_plan_reads_dynamodb_a_fixed_number_of_times(cp_api: Any, cp_stack: Any)
 
 def test_delete_tombstones_then_shares_and_manifests_are_gone(cp_api: Any,
                                                               cp_stack: Any) -> None:
-    _live_node(cp_api, cp_stack)
-    node = register(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
+    register(cp_api, cp_stack)
     path = unique_path()
     started, _ = upload(cp_api, os.urandom(100), path=path)
     file_id = started["file_id"]
@@ -143,9 +149,8 @@ def test_delete_tombstones_then_shares_and_manifests_are_gone(cp_api: Any,
     again = cp_api.call("DELETE", f"/files/{file_id}")
     assert again.status_code == 202 and again.json_body == answer.json_body
     assert cp_api.call("GET", f"{share.path}?{share.query}", key=False).status_code == 410
-    manifest = cp_api.call("GET", f"/nodes/{node['node_id']}/files/{file_id}", key=False,
-                           headers=_node_auth(node))
-    assert manifest.status_code == 410
+    head = read_head(cp_stack.env["FSNODE_BUCKET"], file_id)
+    assert head is not None and head.status == "deleted" and head.version is None
     assert cp_api.call("GET", f"/files/{file_id}/plan").status_code == 410
     assert cp_api.call("POST", f"/files/{file_id}/share",
                        {"ttl_seconds": 60}).status_code == 410
@@ -155,14 +160,6 @@ def test_delete_tombstones_then_shares_and_manifests_are_gone(cp_api: Any,
     # The path is free again: an upload there is a new file.
     again_started, again_done = upload(cp_api, os.urandom(10), path=path)
     assert again_done.status_code == 200 and again_started["file_id"] != file_id
-
-
-def _put_object(stack: Any, data: bytes, content_type: str = "video/mp4",
-                key: str | None = None) -> tuple[str, dict[str, Any]]:
-    key = key or f"imports/{new_id()}.mp4"
-    put = boto3.client("s3").put_object(Bucket=stack.env["FSNODE_BUCKET"], Key=key, Body=data,
-                                        ContentType=content_type)
-    return key, put
 
 
 def run_hashing(cp_client: Any, file_id: str, version: str, mode: str = "import") -> Any:
@@ -182,7 +179,7 @@ def test_import_pins_the_object_and_the_control_plane_hashes_it(
     monkeypatch.setenv("FSNODE_HASH_BATCH_BYTES", str(2 * CHUNK))  # two batches
     aws.reset()
     data = os.urandom(3 * CHUNK + 3)
-    key, put = _put_object(cp_stack, data)
+    key, put = put_import_object(cp_stack, data)
     bucket = cp_stack.env["FSNODE_BUCKET"]
     answer = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": key,
                                                    "etag": put["ETag"].strip('"')})
@@ -196,16 +193,18 @@ def test_import_pins_the_object_and_the_control_plane_hashes_it(
     assert record["key"] == key and record["content_type"] == "video/mp4"
     node = register(cp_api, cp_stack)
     route = f"/nodes/{node['node_id']}/files/{record['file_id']}"
-    manifest = cp_api.call("GET", route, key=False, headers=_node_auth(node)).json_body
-    assert [c["sha256"] for c in manifest["chunks"]] == [None] * 4
-    # Edges never write hashes: the route is gone.
-    assert cp_api.call("PUT", f"{route}/chunks/0", {"sha256": "0" * 64}, key=False,
-                       headers=_node_auth(node)).status_code in (403, 404, 405)
+    manifest = current_manifest(bucket, record["file_id"])
+    assert manifest is not None and manifest.chunk_sha256 is None
+    assert manifest.origin.etag == put["ETag"].strip('"')  # edges pin their reads to it
+    # Edges never write hashes, nor read manifests from the control plane: no route.
+    for method, tail in (("PUT", "/chunks/0"), ("GET", "")):
+        assert cp_api.call(method, f"{route}{tail}", {"sha256": "0" * 64} if tail else None,
+                           key=False, headers=node_auth(node)).status_code in (403, 404, 405)
     outcome = run_hashing(cp_client, record["file_id"], record["version"])
     assert outcome["outcome"] == "hashed" and outcome["chunks"] == 4
     digests = [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
-    manifest = cp_api.call("GET", route, key=False, headers=_node_auth(node)).json_body
-    assert [c["sha256"] for c in manifest["chunks"]] == digests
+    hashed = current_manifest(bucket, record["file_id"])
+    assert hashed is not None and hashed.chunk_hashes() == digests
     assert cp_api.call("GET", f"/files/{record['file_id']}").json_body["chunks_sha256"] == \
         chunks_digest(digests)
     # A second run changes nothing; the batch items are gone.
@@ -216,10 +215,10 @@ def test_import_pins_the_object_and_the_control_plane_hashes_it(
 
 def test_a_replaced_import_object_fails_the_hashing_job(cp_api: Any, cp_client: Any,
                                                         cp_stack: Any) -> None:
-    key, _ = _put_object(cp_stack, os.urandom(100))
+    key, _ = put_import_object(cp_stack, os.urandom(100))
     record = cp_api.call("POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"],
                                                    "key": key}).json_body
-    _put_object(cp_stack, os.urandom(100), key=key)  # replaced under the same key
+    put_import_object(cp_stack, os.urandom(100), key=key)  # replaced under the same key
     job = {"file_id": record["file_id"], "version": record["version"], "mode": "import"}
     batch = cp_client.lambda_.invoke("plan_hashing", job).payload["batches"][0]
     with pytest.raises(Conflict, match="changed"):  # the job fails; the step is not retried
@@ -228,7 +227,7 @@ def test_a_replaced_import_object_fails_the_hashing_job(cp_api: Any, cp_client: 
 
 def test_import_paths_and_types(cp_api: Any, cp_stack: Any) -> None:
     bucket = cp_stack.env["FSNODE_BUCKET"]
-    key, _ = _put_object(cp_stack, b"#EXTM3U\n", content_type="binary/octet-stream",
+    key, _ = put_import_object(cp_stack, b"#EXTM3U\n", content_type="binary/octet-stream",
                          key=f"imports/{new_id()}/index.m3u8")
     path = unique_path("hls/index.m3u8")
     record = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": key,
@@ -238,11 +237,11 @@ def test_import_paths_and_types(cp_api: Any, cp_stack: Any) -> None:
     assert record["name"] == "index.m3u8"
     listed = cp_api.call("GET", f"/files?prefix={path.rsplit('/', 1)[0]}/").json_body["files"]
     assert [f["file_id"] for f in listed] == [record["file_id"]]
-    other, _ = _put_object(cp_stack, b"x")
+    other, _ = put_import_object(cp_stack, b"x")
     taken = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": other,
                                                   "path": path})
     assert taken.status_code == 409 and error_of(taken)["code"] == "conflict"
-    odd, _ = _put_object(cp_stack, b"y", key=f"imports//{new_id()}")
+    odd, _ = put_import_object(cp_stack, b"y", key=f"imports//{new_id()}")
     assert cp_api.call("POST", "/files/import", {"bucket": bucket,
                                                  "key": odd}).status_code == 400
     named = cp_api.call("POST", "/files/import", {"bucket": bucket, "key": odd,
@@ -257,7 +256,7 @@ def test_import_paths_and_types(cp_api: Any, cp_stack: Any) -> None:
 
 def test_import_refuses_missing_mismatched_and_foreign_objects(cp_api: Any,
                                                               cp_stack: Any) -> None:
-    key, _ = _put_object(cp_stack, b"x" * 10)
+    key, _ = put_import_object(cp_stack, b"x" * 10)
     bucket = cp_stack.env["FSNODE_BUCKET"]
     cases = [
         ({"bucket": bucket, "key": "nope/missing"}, 404),
@@ -302,7 +301,7 @@ def test_import_pins_a_version_id_in_a_versioned_bucket(cp_api: Any, cp_stack: A
 def test_a_warm_report_of_an_unhashed_chunk_is_checked_against_s3(
         cp_api: Any, cp_client: Any, cp_stack: Any) -> None:
     data = os.urandom(100)
-    key, _ = _put_object(cp_stack, data)
+    key, _ = put_import_object(cp_stack, data)
     record = cp_api.call("POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"],
                                                    "key": key}).json_body
     node = register(cp_api, cp_stack)
@@ -315,7 +314,7 @@ def test_a_warm_report_of_an_unhashed_chunk_is_checked_against_s3(
             "node_id": node["node_id"], "task_token": f"token-{reported[:4]}"}).payload
         answer = cp_api.call("POST", f"/nodes/{node['node_id']}/work/{queued['work_id']}",
                              {"ok": True, "sha256": reported}, key=False,
-                             headers=_node_auth(node))
+                             headers=node_auth(node))
         assert answer.status_code == 200 and answer.json_body["recorded"] is recorded, reported
     view = catalog.file_view(record["file_id"])
     assert [r.node_id for r in view.replicas] == [node["node_id"]]

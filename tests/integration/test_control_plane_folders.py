@@ -15,9 +15,16 @@ from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.paths import url_path
 from fsnode_core.published import entity_tag
-from test_control_plane_files import _live_node, unique_path, upload
-from test_control_plane_files_more import _put_object
-from test_control_plane_nodes import _beat, error_of, register
+
+from tests.integration.control_plane_helpers import (
+    error_of,
+    live_node,
+    put_import_object,
+    register,
+    send_heartbeat,
+    unique_path,
+    upload,
+)
 
 PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXTINF:4.0,\nseg000.m4s\n#EXT-X-ENDLIST\n"
 
@@ -84,7 +91,7 @@ def test_a_folder_share_lists_its_folder_and_only_it(cp_api: Any, hls: dict[str,
 def test_files_under_a_folder_redirect_to_one_edge_keeping_the_path(
         cp_api: Any, cp_stack: Any, hls: dict[str, Any]) -> None:
     for _ in range(3):
-        _live_node(cp_api, cp_stack)
+        live_node(cp_api, cp_stack)
     share = _folder_share(cp_api, hls["folder"])
     token = share.split("/")[2]
     edges = set()
@@ -156,7 +163,7 @@ def test_edges_past_their_load_bound_count_as_none(
     from chalicelib import aws
 
     node = register(cp_api, cp_stack)
-    assert _beat(cp_api, node["node_id"], node["credential"], load=50.0).status_code == 200
+    assert send_heartbeat(cp_api, node["node_id"], node["credential"], load=50.0).status_code == 200
     started, done = upload(cp_api, os.urandom(10))
     share = urlsplit(cp_api.call("POST", f"/files/{started['file_id']}/share",
                                  {"ttl_seconds": 60}).json_body["share_url"])
@@ -171,7 +178,7 @@ def test_edges_past_their_load_bound_count_as_none(
 
 def test_an_unpinned_import_never_falls_back(cp_api: Any, cp_stack: Any,
                                              no_edges: Any) -> None:
-    key, _ = _put_object(cp_stack, b"x" * 10)
+    key, _ = put_import_object(cp_stack, b"x" * 10)
     record = cp_api.call("POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"],
                                                    "key": key}).json_body
     assert record["version_id"] is None

@@ -20,9 +20,16 @@ from fsnode_core.published import (
     tree_folder_prefix,
     version_manifest_key,
 )
-from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
-from test_control_plane_files import CHUNK, chunk_hashes, part_hashes, unique_path, upload
-from test_control_plane_files_more import _put_object
+
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    chunk_hashes,
+    part_hashes,
+    put_import_object,
+    unique_path,
+    upload,
+)
+from tests.integration.lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
 
 GRACE = 3
 
@@ -121,7 +128,7 @@ def test_a_deleted_file_stops_at_once_and_is_collected_after_the_grace_period(
 
 def test_an_import_is_hashed_by_its_job(cp_api: Any, cp_stack: Any, machines: Any) -> None:
     data = os.urandom(2 * CHUNK + 5)
-    key, _ = _put_object(cp_stack, data)
+    key, _ = put_import_object(cp_stack, data)
     record = cp_api.call("POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"],
                                                    "key": key,
                                                    "path": unique_path("in.mp4")}).json_body

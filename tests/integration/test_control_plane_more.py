@@ -14,12 +14,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import boto3
 from cryptography import x509
-from test_control_plane_files import CHUNK, _live_node, upload
-from test_control_plane_nodes import _beat, error_of, ip_san, make_csr, register, register_body
 
-
-def _auth(node: dict[str, Any]) -> dict[str, str]:
-    return {"authorization": f"Bearer {node['credential']}"}
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    SERVED,
+    error_of,
+    ip_san,
+    live_node,
+    make_csr,
+    node_auth,
+    register,
+    register_body,
+    send_heartbeat,
+    upload,
+)
+from tests.integration.published_reads import current_manifest
 
 
 def test_renew_issues_a_new_certificate_for_the_recorded_endpoint(cp_api: Any,
@@ -27,29 +36,29 @@ def test_renew_issues_a_new_certificate_for_the_recorded_endpoint(cp_api: Any,
     node = register(cp_api, cp_stack)
     path = f"/nodes/{node['node_id']}/renew"
     answer = cp_api.call("POST", path, {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                         headers=_auth(node))
+                         headers=node_auth(node))
     assert answer.status_code == 200, answer.body
     cert = x509.load_pem_x509_certificate(answer.json_body["certificate"].encode())
     assert cert.serial_number != x509.load_pem_x509_certificate(
         node["certificate"].encode()).serial_number
     assert answer.json_body["root_certificate"].strip() == cp_stack.root_pem.strip()
     other_host = cp_api.call("POST", path, {"csr": make_csr([ip_san("10.1.1.1")])}, key=False,
-                             headers=_auth(node))
+                             headers=node_auth(node))
     assert other_host.status_code == 400 and error_of(other_host)["code"] == "invalid_input"
-    assert cp_api.call("POST", path, {}, key=False, headers=_auth(node)).status_code == 400
+    assert cp_api.call("POST", path, {}, key=False, headers=node_auth(node)).status_code == 400
     stranger = register(cp_api, cp_stack)
     assert cp_api.call("POST", path, {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                       headers=_auth(stranger)).status_code == 401
+                       headers=node_auth(stranger)).status_code == 401
 
 
 def test_drain_keeps_heartbeats_but_stops_placement(cp_api: Any, cp_stack: Any) -> None:
-    node = _live_node(cp_api, cp_stack)
+    node = live_node(cp_api, cp_stack)
     path = f"/nodes/{node['node_id']}/drain"
     assert cp_api.call("POST", path, key=False).status_code == 401
     answer = cp_api.call("POST", path)
     assert answer.status_code == 200 and answer.json_body["status"] == "draining", answer.body
     assert cp_api.call("POST", path).json_body["status"] == "draining"  # idempotent
-    beat = _beat(cp_api, node["node_id"], node["credential"])
+    beat = send_heartbeat(cp_api, node["node_id"], node["credential"])
     assert beat.status_code == 200 and beat.json_body["status"] == "draining"
     started, _ = upload(cp_api, os.urandom(100))
     plan = cp_api.call("GET", f"/files/{started['file_id']}/plan").json_body
@@ -58,7 +67,7 @@ def test_drain_keeps_heartbeats_but_stops_placement(cp_api: Any, cp_stack: Any) 
 
 
 def test_cluster_sums_live_nodes(cp_api: Any, cp_stack: Any) -> None:
-    node = _live_node(cp_api, cp_stack)
+    node = live_node(cp_api, cp_stack)
     assert cp_api.call("GET", "/cluster", key=False).status_code == 401
     view = cp_api.call("GET", "/cluster").json_body
     live = [n for n in view["nodes"] if n["live"]]
@@ -79,7 +88,7 @@ def _share(api: Any, file_id: str, **extra: Any) -> tuple[str, dict[str, str]]:
 
 
 def test_share_policies_ip_and_not_before(cp_api: Any, cp_stack: Any) -> None:
-    _live_node(cp_api, cp_stack)
+    live_node(cp_api, cp_stack)
     playlist, _ = upload(cp_api, os.urandom(100))
     # The Chalice test client's source address is 127.0.0.1.
     path, query = _share(cp_api, playlist["file_id"], ip="127.0.0.0/8")
@@ -98,7 +107,7 @@ def test_share_policies_ip_and_not_before(cp_api: Any, cp_stack: Any) -> None:
 
 
 def test_overwrite_switches_versions_atomically(cp_api: Any, cp_stack: Any) -> None:
-    node = register(cp_api, cp_stack)
+    register(cp_api, cp_stack)
     old_data, new_data = os.urandom(CHUNK + 10), os.urandom(2 * CHUNK + 20)
     first, _ = upload(cp_api, old_data)
     file_id = first["file_id"]
@@ -110,9 +119,9 @@ def test_overwrite_switches_versions_atomically(cp_api: Any, cp_stack: Any) -> N
     assert second["file_id"] == file_id and second["version"] != first["version"]
     record = cp_api.call("GET", f"/files/{file_id}").json_body
     assert record["version"] == second["version"] and record["size"] == len(new_data)
-    manifest = cp_api.call("GET", f"/nodes/{node['node_id']}/files/{file_id}", key=False,
-                           headers=_auth(node)).json_body
-    assert manifest["version"] == second["version"] and len(manifest["chunks"]) == 3
+    manifest = current_manifest(record["bucket"], file_id)
+    assert manifest is not None
+    assert manifest.version == second["version"] and manifest.chunk_count == 3
     # The share follows the file: the same link now opens the new version; a request
     # pinned to the old one (the earlier redirect's v) is told it was replaced.
     assert old.status_code == 307, old.body
@@ -185,16 +194,15 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
     try:
         key = secrets.token_hex(16)
         node = register(cp_api, cp_stack, idempotency_key=key)
-        replay = register(cp_api, cp_stack, idempotency_key=key)
-        _beat(cp_api, node["node_id"], node["credential"])
+        replay = register(cp_api, cp_stack, prove=False, idempotency_key=key,
+                          endpoint=SERVED[node["node_id"]].url)
+        send_heartbeat(cp_api, node["node_id"], node["credential"])
         # Every other route that carries a secret: node credential, api key, share sig.
         started, _ = upload(cp_api, os.urandom(100))
         file_id = started["file_id"]
-        assert cp_api.call("GET", f"/nodes/{node['node_id']}/files/{file_id}", key=False,
-                           headers=_auth(node)).status_code == 200
         assert cp_api.call("POST", f"/nodes/{node['node_id']}/renew",
                            {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                           headers=_auth(node)).status_code == 200
+                           headers=node_auth(node)).status_code == 200
         path, share = _share(cp_api, file_id)
         assert cp_api.call("GET", f"{path}?{urlencode(share)}", key=False).status_code == 307
         plan = cp_api.call("GET", f"/files/{file_id}/plan").json_body
@@ -205,7 +213,7 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
         assert cp_api.call("GET", f"{path}?{urlencode({**share, 'exp': '1'})}",
                            key=False).status_code == 403
         assert cp_api.call("POST", f"/nodes/{'0' * 32}/heartbeat", {"used_bytes": 1},
-                           key=False, headers=_auth(node)).status_code == 401
+                           key=False, headers=node_auth(node)).status_code == 401
     finally:
         for target, level in zip((service, root), old_levels, strict=True):
             target.removeHandler(handler)

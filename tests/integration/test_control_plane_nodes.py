@@ -3,70 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import secrets
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 
-_KEY_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def make_csr(
-    names: list[x509.GeneralName] | None,
-    *,
-    key: Any = None,
-    cn: str | None = None,
-) -> str:
-    """A PEM CSR with these SANs (None: no SAN extension)."""
-    key = key or _KEY_2048
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
-    )
-    if names is not None:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
-
-
-def ip_san(ip: str) -> x509.GeneralName:
-    return x509.IPAddress(ipaddress.ip_address(ip))
-
-
-def register_body(
-    stack: Any, csr: str, endpoint: str = "https://127.0.0.1:8443", **extra: Any
-) -> dict[str, Any]:
-    return {
-        "join_token": stack.join_token,
-        "endpoint": endpoint,
-        "region": "local",
-        "lat": 52.5,
-        "lng": 13.4,
-        "capacity_bytes": 10**9,
-        "csr": csr,
-        **extra,
-    }
-
-
-def register(api: Any, stack: Any, **extra: Any) -> dict[str, Any]:
-    answer = api.call(
-        "POST",
-        "/nodes/register",
-        register_body(stack, make_csr([ip_san("127.0.0.1")]), **extra),
-        key=False,
-    )
-    assert answer.status_code == 200, answer.body
-    return answer.json_body
-
-
-def error_of(answer: Any) -> dict[str, Any]:
-    body = json.loads(answer.body)
-    assert set(body) == {"error"}, body
-    assert {"code", "message"} <= set(body["error"])
-    return body["error"]
+from tests.integration.control_plane_helpers import (
+    SERVED,
+    error_of,
+    ip_san,
+    make_csr,
+    register,
+    register_body,
+    send_heartbeat,
+)
 
 
 def test_register_issues_a_certificate_for_the_endpoint_host(cp_api: Any, cp_stack: Any) -> None:
@@ -217,13 +169,13 @@ def test_register_is_idempotent_per_key(cp_api: Any, cp_stack: Any) -> None:
     pca.meta.events.register("before-send.acm-pca.IssueCertificate", count)
     try:
         key = secrets.token_hex(16)
-        first = register(cp_api, cp_stack, idempotency_key=key)
-        second = register(cp_api, cp_stack, idempotency_key=key)
+        first = register(cp_api, cp_stack, prove=False, idempotency_key=key)
+        second = register(cp_api, cp_stack, prove=False, idempotency_key=key)
         assert first["node_id"] == second["node_id"]
         assert first["credential"] == second["credential"]
         assert first["certificate"] == second["certificate"]
         assert issued == ["IssueCertificate"]  # the CA signed once
-        third = register(cp_api, cp_stack, idempotency_key=secrets.token_hex(16))
+        third = register(cp_api, cp_stack, prove=False, idempotency_key=secrets.token_hex(16))
         assert third["node_id"] != first["node_id"]
     finally:
         pca.meta.events.unregister("before-send.acm-pca.IssueCertificate", count)
@@ -254,24 +206,39 @@ def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(cp_api: Any,
                                                                     moved["node_id"])
 
 
-def _beat(api: Any, node_id: str, credential: str, load: float = 0.5) -> Any:
-    return api.call(
-        "POST",
-        f"/nodes/{node_id}/heartbeat",
-        {"used_bytes": 10, "free_bytes": 90, "capacity_bytes": 100, "load": load, "hot_files": []},
-        key=False,
-        headers={"authorization": f"Bearer {credential}"},
-    )
+def test_a_replayed_register_with_other_details_is_a_conflict(cp_api: Any,
+                                                               cp_stack: Any) -> None:
+    """The same idempotency key with a different request answers 409 (the edge then
+    picks a new key), never the node registered with the first request's details."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    idempotency_key = secrets.token_hex(16)
+
+    def attempt(**changes: Any) -> Any:
+        body = register_body(cp_stack, make_csr([ip_san("127.0.0.1")], key=key),
+                             idempotency_key=idempotency_key)
+        return cp_api.call("POST", "/nodes/register", {**body, **changes}, key=False)
+
+    first = attempt()
+    assert first.status_code == 200, first.body
+    assert attempt().json_body["node_id"] == first.json_body["node_id"]  # a true replay
+    for changes in ({"capacity_bytes": 2 * 10**9}, {"region": "eu-west-1"}, {"lat": 10.0},
+                    {"lng": None}):
+        answer = attempt(**changes)
+        assert answer.status_code == 409, (changes, answer.body)
+        error = error_of(answer)
+        assert error["code"] == "conflict"
+        assert error["details"]["reason"] == "idempotency_key_reused"
+    assert attempt().json_body["node_id"] == first.json_body["node_id"]
 
 
 def test_heartbeat_needs_that_nodes_credential(cp_api: Any, cp_stack: Any) -> None:
     a = register(cp_api, cp_stack)
     b = register(cp_api, cp_stack)
-    ok = _beat(cp_api, a["node_id"], a["credential"])
+    ok = send_heartbeat(cp_api, a["node_id"], a["credential"])
     assert ok.status_code == 200, ok.body
     assert ok.json_body["status"] == "active"
     assert ok.json_body["work"] == [] and "k1" in ok.json_body["share_public_keys"]
-    stolen = _beat(cp_api, a["node_id"], b["credential"])
+    stolen = send_heartbeat(cp_api, a["node_id"], b["credential"])
     assert stolen.status_code == 401
     assert error_of(stolen)["code"] == "unauthorized"
     missing = cp_api.call("POST", f"/nodes/{a['node_id']}/heartbeat", {"used_bytes": 1}, key=False)
@@ -284,7 +251,7 @@ def test_list_nodes_needs_the_api_key_and_hides_credentials(cp_api: Any, cp_stac
     answer = cp_api.call("GET", "/nodes")
     assert answer.status_code == 200
     listed = {n["node_id"]: n for n in answer.json_body["nodes"]}
-    assert listed[node["node_id"]]["endpoint"] == "https://127.0.0.1:8443"
+    assert listed[node["node_id"]]["endpoint"] == SERVED[node["node_id"]].url
     assert "credential_sha256" not in listed[node["node_id"]]
 
 
@@ -293,7 +260,8 @@ def test_path_tricks_in_ids_are_rejected(cp_api: Any, cp_stack: Any) -> None:
     auth = {"authorization": f"Bearer {node['credential']}"}
     for bad in ("..%2F..%2Fetc", "ABCDEF", "x" * 32, "0" * 31):
         answer = cp_api.call(
-            "GET", f"/nodes/{node['node_id']}/files/{bad}", key=False, headers=auth
+            "POST", f"/nodes/{node['node_id']}/work/{bad}", {"ok": True}, key=False,
+            headers=auth,
         )
         assert answer.status_code == 400, (bad, answer.body)
         assert error_of(answer)["code"] == "invalid_input"

@@ -18,8 +18,15 @@ from fsnode_core.published import (
     parse_tree_page,
     tree_folder_prefix,
 )
-from test_control_plane_files import CHUNK, chunk_hashes, part_hashes, unique_path, upload
-from test_control_plane_nodes import error_of
+
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    chunk_hashes,
+    error_of,
+    part_hashes,
+    unique_path,
+    upload,
+)
 
 
 def _head(stack: Any, file_id: str) -> Head | None:

@@ -17,8 +17,10 @@ from fsnode_core.errors import Conflict
 from fsnode_core.models import NODE_DEAD, FileRecord, ReplicaRecord
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.published import version_manifest_key
-from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
-from test_control_plane_files import CHUNK, upload
+
+from tests.integration.control_plane_helpers import CHUNK, upload
+from tests.integration.lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
+from tests.integration.published_reads import read_head
 
 
 def _stores(stack: Any) -> tuple[ChunkCatalog, NodeRegistry]:
@@ -97,7 +99,8 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
     beat = cp_api.call("POST", f"/nodes/{a.node_id}/heartbeat",
                        {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
                        key=False, headers=a.auth)
-    assert beat.status_code == 404
+    assert beat.status_code == 403
+    assert json.loads(beat.body)["error"]["details"]["node_status"] == "dead"
 
 
 def test_hot_files_start_one_replication_per_window(cp_api: Any, cp_stack: Any,
@@ -151,9 +154,8 @@ def test_gc_deletes_object_items_and_has_edges_evict(cp_api: Any, cp_stack: Any,
     def watch() -> None:
         meta = catalog.get_file(file_id)
         if meta is not None and meta.status == "deleting":
-            manifest = cp_api.call("GET", f"/nodes/{edges[0].node_id}/files/{file_id}",
-                                   key=False, headers=edges[0].auth)
-            seen.setdefault("manifest", manifest.status_code)
+            head = read_head(record["bucket"], file_id)
+            seen.setdefault("head", head.status if head is not None else "missing")
         pump(edges)()
 
     arn = _delete(cp_api, machines, file_id, version)
@@ -167,7 +169,7 @@ def test_gc_deletes_object_items_and_has_edges_evict(cp_api: Any, cp_stack: Any,
     assert (view.meta, view.replicas) == (None, [])
     assert not _exists(record["bucket"], version_manifest_key(file_id, version))
     # Tombstoned first: edges were refused the file while GC ran.
-    assert seen["manifest"] == 410
+    assert seen["head"] == "deleted"
     for edge in edges:
         evicts = [w for w in edge.done if w["kind"] == "evict"]
         assert [(w["file_id"], w["version"]) for w in evicts] == [(file_id, version)]

@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 from fsnode_core.catalog import ChunkCatalog
-from test_control_plane_files import CHUNK, upload
-from test_control_plane_nodes import error_of, register
+
+from tests.integration.control_plane_helpers import CHUNK, error_of, register, upload
 
 ASL = Path(__file__).resolve().parents[2] / "functions" / "statemachines" / "replicate.asl.json"
 

@@ -17,8 +17,10 @@ import boto3
 from fsnode_core import placement
 from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.nodes_store import NodeRegistry
-from lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
-from test_control_plane_files import CHUNK, upload
+
+from tests.helpers import wait_for
+from tests.integration.control_plane_helpers import CHUNK, upload
+from tests.integration.lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
 
 
 def _catalog(stack: Any) -> ChunkCatalog:
@@ -189,12 +191,13 @@ def test_a_copy_finished_after_the_tombstone_is_evicted(cp_api: Any, cp_stack: A
         assert beat.status_code == 200, beat.body
         return list(beat.json_body["work"])
 
-    deadline = time.monotonic() + 40
-    work: list[dict[str, Any]] = []
-    while not work and time.monotonic() < deadline:
-        time.sleep(0.2)  # the upload's execution queues a warm for its first target
+    def queued() -> tuple[Any, list[dict[str, Any]]] | None:
         edge = next((e for e in edges if pull(e)), edges[0])
         work = pull(edge)
+        return (edge, work) if work else None
+
+    edge, work = wait_for(queued, "the upload's execution to queue a warm for its first target",
+                          40)
     assert [w["kind"] for w in work] == ["warm"]
     # The edge is still fetching when the file is deleted (and collection lists no
     # replica of it on this edge).

@@ -20,9 +20,16 @@ from fsnode_core.chunks import chunk_count, part_layout
 from fsnode_core.errors import Unavailable
 from fsnode_core.models import file_pk
 from fsnode_core.published import version_manifest_key
-from test_control_plane_files import CHUNK, chunk_hashes, part_hashes, unique_path, upload
-from test_control_plane_files_checksums import assert_nothing_visible
-from test_control_plane_nodes import error_of
+
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    chunk_hashes,
+    error_of,
+    part_hashes,
+    unique_path,
+    upload,
+)
+from tests.integration.test_control_plane_files_checksums import assert_nothing_visible
 
 WEEK = 7 * 24 * 3600
 SMALL_CHUNK = 1024  # 50,000 chunks in 49 MiB: the counts are what AWS limits

@@ -26,7 +26,12 @@ import pytest
 import requests
 from aiohttp import web
 from cryptography import x509
-from edge_fixtures import (
+
+from edge_node.main import EdgeNode
+from edge_node.manifests import Manifest
+from edge_node.settings import EdgeSettings
+from tests.helpers import wait_for, wait_for_async
+from tests.integration.edge_fixtures import (
     ThrowawayCA,
     free_port,
     moto_s3,
@@ -34,10 +39,6 @@ from edge_fixtures import (
     share_public_keys,
     share_query,
 )
-
-from edge_node.main import EdgeNode
-from edge_node.manifests import Manifest
-from edge_node.settings import EdgeSettings
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "fsnode-edge-boot"
@@ -66,6 +67,8 @@ class FakeControlPlane:
         self.renew_lifetime = dt.timedelta(days=1)
         self.renew_calls = 0
         self.fail_renewals = 0  # answer this many renew calls with a 503 first
+        # The public certificate bundle heartbeats announce by serial (issue 19), if any.
+        self.public_bundle: dict[str, Any] | None = None
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -83,9 +86,9 @@ class FakeControlPlane:
         app = web.Application()
         app.router.add_post("/nodes/register", self.register)
         app.router.add_post("/nodes/{node_id}/heartbeat", self.heartbeat)
-        app.router.add_get("/nodes/{node_id}/files/{file_id}", self.file)
         app.router.add_post("/nodes/{node_id}/work/{work_id}", self.work)
         app.router.add_post("/nodes/{node_id}/renew", self.renew)
+        app.router.add_get("/nodes/{node_id}/public-certificate", self.public_certificate)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -160,21 +163,22 @@ class FakeControlPlane:
                     "chunk_index": 2,
                 }
             ]
-        return web.json_response(
-            {
-                "status": "active",
-                "heartbeat_interval": 1,
-                "share_public_keys": share_public_keys(),
-                "work": work,
-            }
-        )
+        answer: dict[str, Any] = {
+            "status": "active",
+            "heartbeat_interval": 1,
+            "share_public_keys": share_public_keys(),
+            "work": work,
+        }
+        if self.public_bundle is not None:
+            answer["public_certificate_serial"] = self.public_bundle["serial"]
+        return web.json_response(answer)
 
-    async def file(self, request: web.Request) -> web.Response:
+    async def public_certificate(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(401, "unauthorized")
-        if request.match_info["file_id"] != self.manifest.file_id:
+        if self.public_bundle is None:
             return self._error(404, "not_found")
-        return web.json_response(self.manifest.to_dict())
+        return web.json_response(self.public_bundle)
 
     async def work(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -185,15 +189,6 @@ class FakeControlPlane:
             self.forget_after_report = False
             self.known = False
         return web.json_response({})
-
-
-def wait_for(condition: Any, what: str, limit: float = 30.0) -> None:
-    """Poll until ``condition()`` holds; the limit only guards against hanging."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -428,10 +423,7 @@ def test_a_failed_renewal_is_retried_with_backoff(
             await node.register()
             task = asyncio.create_task(node.renew_forever(stop))
             node.request_renewal()  # as SIGHUP does; the control plane answers 503 once
-            for _ in range(600):
-                if node.renewals:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_async(lambda: node.renewals, "the retried renewal")
             stop.set()
             await task
             return node.renewals

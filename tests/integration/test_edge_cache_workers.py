@@ -25,11 +25,12 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from edge_fixtures import OriginProxy, moto_s3, put_file, share_query, wait_for
 
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.cache.layout import Layout, key_for
 from edge_node.manifests import Manifest
+from tests.helpers import wait_for
+from tests.integration.edge_fixtures import OriginProxy, moto_s3, put_file, share_query
 
 BUCKET = "cache-workers"
 CHUNK = 1024 * 1024
@@ -59,20 +60,17 @@ class Node:
         self.root = root
         self.proxy = proxy
         self.max_bytes = max_bytes
-        self.manifests: list[Manifest] = []
         self.workers: list[Worker] = []
 
     def publish(self, data: bytes, *, imported: bool = False) -> Manifest:
         manifest = put_file(BUCKET, data, CHUNK, imported=imported)
-        self.manifests.append(manifest)
         return manifest
 
     def start(self, *, recover: bool = False) -> Worker:
         number = len(self.workers)
         spec = {
             "root": str(self.root / "cache"),
-            "state": str(self.root / f"worker-{number}"),
-            "manifests": [m.to_dict() for m in self.manifests],
+            "bucket": BUCKET,
             "origin": self.proxy.url,
             "recover": recover,
             "max_bytes": self.max_bytes,

@@ -3,10 +3,11 @@ chunk hashes until the control plane's hashing job has read it. Until then the e
 hashes what it reads (pinned to the import's ETag, so an object replaced under the
 same key is refused) and checks its own cache against that; it never reports a hash,
 so no edge's word changes what others serve. Once the job's hashes are in the
-manifest, fetched bytes are checked against them. Learned hashes survive a restart.
+manifest (edges read it from S3 with the file's head), fetched bytes are checked against
+them. Chunks kept on disk are checked again after a restart.
 
-The manifest route comes from an in-test source (``StaticManifestSource``); the real
-routes are covered end to end (tests/e2e/test_cli_files.py).
+Files are published to S3 as the control plane publishes them (``put_file``); the real
+control plane is covered end to end (tests/e2e/test_cli_files.py).
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ from collections.abc import Iterator
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
+
+from edge_node.manifests import Manifest
+from tests.helpers import wait_for
+from tests.integration.edge_fixtures import (
     EdgeServer,
-    StaticManifestSource,
     ThrowawayCA,
     moto_s3,
     put_file,
     share_query,
-    wait_for,
+    write_hashes,
 )
-
-from edge_node.manifests import Manifest
 
 BUCKET = "fsnode-edge-imports"
 CHUNK = 64 * 1024
@@ -52,7 +53,7 @@ def s3(ca: ThrowawayCA) -> Iterator[None]:
 def edge(
     s3: None, ca: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EdgeServer]:
-    server = EdgeServer(tmp_path_factory.mktemp("edge"), ca, StaticManifestSource())
+    server = EdgeServer(tmp_path_factory.mktemp("edge"), ca, BUCKET)
     server.start()
     try:
         yield server
@@ -61,9 +62,7 @@ def edge(
 
 
 def publish(edge: EdgeServer, data: bytes = DATA) -> Manifest:
-    manifest = put_file(BUCKET, data, CHUNK, imported=True)
-    edge.source.manifests[manifest.file_id] = manifest
-    return manifest
+    return put_file(BUCKET, data, CHUNK, imported=True)
 
 
 def get(edge: EdgeServer, manifest: Manifest, range_header: str | None = None) -> requests.Response:
@@ -115,7 +114,7 @@ def test_bytes_that_differ_from_the_recorded_hash_are_never_served(edge: EdgeSer
     manifest = publish(edge)
     # The control plane's hashing job recorded other bytes for chunk 1 (the origin's
     # object was not what it hashed), and this edge reads that manifest.
-    edge.source.hashes[(manifest.file_id, 1)] = "0" * 64
+    write_hashes(BUCKET, manifest, [sha(0), "0" * 64, sha(2), sha(3)])
     assert edge.context is not None
     edge.context.manifests.forget(manifest.file_id)
 
@@ -142,29 +141,32 @@ def test_bytes_that_differ_from_the_recorded_hash_are_never_served(edge: EdgeSer
 
 def test_a_hash_the_control_plane_recorded_is_matched(edge: EdgeServer) -> None:
     manifest = publish(edge)
-    edge.source.hashes[(manifest.file_id, 2)] = sha(2)  # the hashing job has run
+    write_hashes(BUCKET, manifest, [sha(i) for i in range(4)])  # the hashing job has run
     answer = get(edge, manifest, f"bytes={2 * CHUNK}-{3 * CHUNK - 1}")
     assert (answer.status_code, answer.content) == (206, DATA[2 * CHUNK : 3 * CHUNK])
 
 
-def test_with_the_control_plane_down_unhashed_chunks_still_serve(edge: EdgeServer) -> None:
+def test_the_hashes_reach_an_edge_that_already_holds_the_manifest(edge: EdgeServer) -> None:
     manifest = publish(edge)
-    assert get(edge, manifest, f"bytes=0-{CHUNK - 1}").content == DATA[:CHUNK]
-    edge.source.up = False
-    try:
-        # Edges write no hashes: nothing to ask, the pinned origin read hashes itself.
-        answer = get(edge, manifest, f"bytes={2 * CHUNK}-{2 * CHUNK}")
-        assert (answer.status_code, answer.content) == (206, DATA[2 * CHUNK : 2 * CHUNK + 1])
-        assert get(edge, manifest, "bytes=100-199").content == DATA[100:200]
-    finally:
-        edge.source.up = True
+    assert get(edge, manifest, "bytes=0-99").content == DATA[:100]
+    write_hashes(BUCKET, manifest, [sha(i) for i in range(4)])
+    assert edge.context is not None
+    store = edge.context.manifests
+    store.distrust_all()  # as once the bound has passed: the head is read again
+    assert get(edge, manifest, "bytes=0-99").content == DATA[:100]
+
+    def hashed() -> bool:
+        kept = store.peek(manifest.file_id)
+        return kept is not None and [c.sha256 for c in kept.chunks] == [sha(i) for i in range(4)]
+
+    wait_for(hashed, "the manifest's hashes to be picked up")
 
 
-def test_a_restart_keeps_the_learned_hashes(
+def test_a_restart_checks_the_kept_chunks(
     s3: None, ca: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     state = tmp_path_factory.mktemp("restart")
-    first = EdgeServer(state, ca, StaticManifestSource())
+    first = EdgeServer(state, ca, BUCKET)
     first.start()
     try:
         manifest = publish(first)
@@ -175,10 +177,8 @@ def test_a_restart_keeps_the_learned_hashes(
     finally:
         first.stop()
 
-    # The control plane is down: the manifest comes from disk, with the hashes this
-    # edge learned, and the chunks on disk are checked against them.
-    down = StaticManifestSource(up=False)
-    second = EdgeServer(state, ca, down)
+    # Not hashed yet: the chunks on disk are hashed at first use and served.
+    second = EdgeServer(state, ca, BUCKET)
     second.start()
     try:
         answer = get(second, manifest)

@@ -21,20 +21,19 @@ import aiohttp
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
-    EdgeServer,
-    OriginProxy,
-    StaticManifestSource,
-    ThrowawayCA,
-    moto_s3,
-    put_file,
-    share_query,
-    wait_for,
-)
 
 from edge_node.cache import CacheConfig
 from edge_node.manifests import Manifest
 from edge_node.origin import OriginConfig
+from tests.helpers import wait_for
+from tests.integration.edge_fixtures import (
+    EdgeServer,
+    OriginProxy,
+    ThrowawayCA,
+    moto_s3,
+    put_file,
+    share_query,
+)
 
 BUCKET = "fsnode-edge-origin"
 CHUNK = 256 * 1024
@@ -73,7 +72,7 @@ class Stack:
         server = EdgeServer(
             state_dir or self.tmp.mktemp("edge"),
             self.ca,
-            StaticManifestSource(),
+            BUCKET,
             cache_config=cache_config(**config),
             origin_config=ORIGIN,
             origin_endpoint=self.proxy.url,
@@ -119,9 +118,7 @@ def session(edge: EdgeServer) -> requests.Session:
 
 
 def publish(edge: EdgeServer, data: bytes = DATA) -> Manifest:
-    manifest = put_file(BUCKET, data, CHUNK)
-    edge.source.manifests[manifest.file_id] = manifest
-    return manifest
+    return put_file(BUCKET, data, CHUNK)
 
 
 def get(
@@ -345,7 +342,6 @@ def test_restart_keeps_the_cache_and_catches_a_corrupted_chunk(
 
     second = stack.edge(state)
     try:
-        second.source.manifests[manifest.file_id] = manifest
         assert get(second, manifest, 0, len(data) - 1).content == data
         # Chunks 0 and 2 came from disk; only the damaged chunk 1 was fetched again.
         assert sorted(proxy.gets_for(manifest.key)) == part_ranges(1)

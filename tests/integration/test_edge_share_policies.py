@@ -9,22 +9,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 
 import boto3
 import pytest
 import requests
-from edge_fixtures import (
+from fsnode_core.signing import SharePolicy
+
+from edge_node.manifests import Manifest
+from tests.integration.edge_fixtures import (
     EdgeServer,
-    StaticManifestSource,
     ThrowawayCA,
     moto_s3,
     put_file,
     signer,
 )
-from fsnode_core.signing import SharePolicy
-
-from edge_node.manifests import Manifest
 
 BUCKET = "fsnode-edge-policies"
 CHUNK = 64 * 1024
@@ -35,7 +33,7 @@ DATA = os.urandom(CHUNK + 100)
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
     with moto_s3():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        server = EdgeServer(tmp_path_factory.mktemp("edge"), ThrowawayCA(), StaticManifestSource())
+        server = EdgeServer(tmp_path_factory.mktemp("edge"), ThrowawayCA(), BUCKET)
         server.start()
         try:
             yield server
@@ -55,9 +53,7 @@ def behind_proxy(edge: EdgeServer) -> Iterator[EdgeServer]:
 
 
 def publish(edge: EdgeServer, data: bytes = DATA) -> Manifest:
-    manifest = put_file(BUCKET, data, CHUNK)
-    edge.source.manifests[manifest.file_id] = manifest
-    return manifest
+    return put_file(BUCKET, data, CHUNK)
 
 
 def share(
@@ -133,10 +129,9 @@ def test_a_share_without_a_pin_follows_the_current_version(edge: EdgeServer) -> 
     pinned = get(edge, first, share(first))
     assert pinned.headers["Cache-Control"].startswith("private, max-age=")
     newer_data = os.urandom(500)
-    newer = put_file(BUCKET, newer_data, CHUNK, first.file_id)
-    edge.source.manifests[first.file_id] = replace(newer, version="2" * 32)
+    put_file(BUCKET, newer_data, CHUNK, first.file_id, path=first.path, version="2" * 32)
     assert edge.context is not None
-    edge.context.manifests.forget(first.file_id)  # as the edge does after the refresh window
+    edge.context.manifests.distrust_all()  # as once the bound has passed: the head is read again
     after = get(edge, first, query)
     assert (after.status_code, after.content) == (200, newer_data)
     assert after.headers["ETag"] != before.headers["ETag"]

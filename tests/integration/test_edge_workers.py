@@ -21,11 +21,13 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from edge_fixtures import free_port, share_query
-from test_edge_bootstrap import DATA, JOIN_TOKEN, REPO, FakeControlPlane, wait_for
-from test_edge_bootstrap import stack as stack
 
 from edge_node.manifests import Manifest
+from tests.helpers import wait_for
+from tests.integration.edge_fixtures import free_port, share_query
+from tests.integration.test_edge_bootstrap import DATA, JOIN_TOKEN, REPO, FakeControlPlane
+from tests.integration.test_edge_bootstrap import stack as stack
+from tests.integration.test_edge_public_tls import DOMAIN, public_bundle
 
 
 class Edge:
@@ -62,12 +64,17 @@ class Edge:
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.state / "root.crt"))
 
-    def ask(self, path: str = "/healthz") -> tuple[int, bytes]:
+    def ask(self, path: str = "/healthz", name: str | None = None) -> tuple[int, bytes]:
         """One request on a new TLS connection: (the answering worker's pid, the
-        certificate it presented)."""
+        certificate it presented). ``name``: the SNI name asked for (the certificate
+        is then only read, not verified)."""
+        context = self.context()
+        if name is not None:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         with (
             socket.create_connection(("127.0.0.1", self.port), timeout=30) as raw,
-            self.context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            context.wrap_socket(raw, server_hostname=name or "127.0.0.1") as tls,
         ):
             certificate = tls.getpeercert(binary_form=True)
             tls.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -181,3 +188,34 @@ def test_workers_stop_when_the_node_agent_is_killed(edge: Edge) -> None:
     # No worker goes on serving for a node that no longer beats.
     for pid in workers:
         wait_for(lambda pid=pid: not _alive(pid), f"worker {pid} to exit")
+
+
+def test_every_worker_serves_the_public_certificate_and_its_renewal(
+    edge: Edge, stack: tuple[FakeControlPlane, Manifest]
+) -> None:
+    """The node agent fetches the public certificate a heartbeat names; every worker
+    then presents it for names under the edge domain (SNI), and a renewed one too,
+    while other names keep the node's private identity."""
+    control_plane, _manifest = stack
+    pids = edge.worker_pids()
+    private = edge.ask()[1]
+    for serial in ("1", "2"):
+        bundle = public_bundle(serial)
+        control_plane.public_bundle = bundle
+        wanted = x509.load_pem_x509_certificate(
+            bundle["certificate"].encode()
+        ).public_bytes(Encoding.DER)
+        every_worker_presents(edge, pids, wanted, name=f"node-1.{DOMAIN}")
+        assert edge.ask()[1] == private  # an IP client: the private-CA identity
+
+
+def every_worker_presents(edge: Edge, pids: set[int], wanted: bytes, name: str) -> None:
+    """Ask on new connections until every worker has presented ``wanted`` for ``name``."""
+    presented: dict[int, bytes] = {}
+
+    def check() -> bool:
+        pid, certificate = edge.ask(name=name)
+        presented[pid] = certificate
+        return set(presented) == pids and all(c == wanted for c in presented.values())
+
+    wait_for(check, f"the certificate for {name} on every worker")

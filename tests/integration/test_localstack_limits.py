@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from botocore.exceptions import ClientError
 from fsnode.localstack import aws_limits, processes, states_limits
 from fsnode.localstack.resources import LOCAL_CREDENTIALS, ResourceBuilder
 from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT, aws_env
+from tests.helpers import finished_execution
 
 HISTORY = 60
 LOOP = {"StartAt": "Again", "States": {
@@ -112,10 +112,7 @@ def _run(endpoint: str, machine: str, payload: dict[str, Any]) -> dict[str, Any]
     sfn = _client(endpoint, "stepfunctions")
     arn = sfn.start_execution(stateMachineArn=machine, name=uuid.uuid4().hex,
                               input=json.dumps(payload))["executionArn"]
-    deadline = time.monotonic() + 120
-    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not end"
-        time.sleep(0.2)
+    described = finished_execution(sfn, arn)
     events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     return {**described, "events": events}
 

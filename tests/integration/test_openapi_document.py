@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
-from test_openapi_schemathesis import MANAGED, NODE, OPERATIONS, PATHS, PUBLIC
+
+from tests.integration.test_openapi_schemathesis import MANAGED, NODE, OPERATIONS, PATHS, PUBLIC
 
 SOME_ID = "0123456789abcdef" * 2
 

@@ -32,10 +32,15 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_control_plane_files import chunk_hashes, part_hashes
-from test_control_plane_nodes import ip_san, make_csr, register_body
 
 from fsnode.localstack import processes
+from tests.integration.control_plane_helpers import (
+    chunk_hashes,
+    ip_san,
+    make_csr,
+    part_hashes,
+    register_body,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "functions"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from fsnode.localstack import processes
 from fsnode.localstack.resources import LOCAL_CREDENTIALS, ResourceBuilder
 from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT, aws_env
+from tests.helpers import finished_execution
 
 RETRYING_MACHINE = {
     "StartAt": "Flaky",
@@ -76,16 +76,6 @@ def _client(endpoint: str, service: str) -> boto3.client:
     )
 
 
-def _wait(sfn: boto3.client, execution_arn: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        described = sfn.describe_execution(executionArn=execution_arn)
-        if described["status"] != "RUNNING":
-            return described
-        time.sleep(0.3)
-    raise TimeoutError("execution still running")
-
-
 @pytest.fixture(scope="module")
 def flaky_machine(aws_server: str) -> str:
     """A state machine whose one Task retries a Lambda that fails on purpose."""
@@ -114,7 +104,7 @@ def _run(endpoint: str, machine: str, payload: dict) -> tuple[dict, list[dict]]:
     execution = sfn.start_execution(
         stateMachineArn=machine, name=uuid.uuid4().hex, input=json.dumps(payload)
     )
-    described = _wait(sfn, execution["executionArn"])
+    described = finished_execution(sfn, execution["executionArn"])
     history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
     return described, history
 

@@ -34,9 +34,9 @@ async def _exchange(payload: bytes) -> tuple[bytes, ThrottleProxy]:
     return received, proxy
 
 
-def test_forwards_bytes_intact() -> None:
+async def test_forwards_bytes_intact() -> None:
     payload = os.urandom(3 * 1024 * 1024 + 17)
-    received, proxy = asyncio.run(_exchange(payload))
+    received, proxy = await _exchange(payload)
     assert received == payload
     assert proxy.stats.connections == 1
     assert proxy.stats.bytes_down == len(payload)

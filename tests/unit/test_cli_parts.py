@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fsnode_core.chunks import part_layout, part_size_for
 
-from fsnode import cli, cli_support, state
-from fsnode.client import _resumable, file_hashes
+from fsnode import cli, state
+from fsnode.client import ApiError, _resumable, file_hashes
+from fsnode.commands import nodes, support
+from fsnode.localstack.errors import StackError
 
 COMMANDS = [
     ["upload", "x"], ["get", "x"], ["sync", "x"], ["import", "s3://b/k"], ["share", "x"],
@@ -113,16 +117,46 @@ def test_state_paths_are_keyed_under_fsnode_home(
      ("..", None), ("", None), (None, None)],
 )  # fmt: skip
 def test_download_names_never_escape_the_folder(name: object, expected: str | None) -> None:
-    assert cli_support.safe_name(name) == expected
+    assert support.safe_name(name) == expected
 
 
 def test_sizes_read_well() -> None:
-    assert cli_support.size_text(None) == "?"
-    assert cli_support.size_text(512) == "512 B"
-    assert cli_support.size_text(3 * 1024**3) == "3.0 GiB"
+    assert support.size_text(None) == "?"
+    assert support.size_text(512) == "512 B"
+    assert support.size_text(3 * 1024**3) == "3.0 GiB"
 
 
 def test_import_needs_an_s3_address(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["import", "http://b/k", "--api-url", "http://127.0.0.1:9", "--json"])
     assert code == 1
     assert "s3://BUCKET/KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        (StackError("no process 'edge-9' in this stack"), "StackError"),
+        (FileNotFoundError(2, "No such file or directory", "movie.mp4"), "FileNotFoundError"),
+        (ApiError(404, "not_found", "no such file"), "not_found"),
+    ],
+)
+def test_what_a_user_can_fix_is_one_clean_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: Exception,
+    code: str,
+) -> None:
+    def failing(args: Any) -> int:
+        raise raised
+
+    monkeypatch.setattr(nodes, "cmd_nodes", failing)
+    assert cli.main(["nodes", "--json", "--api-url", "http://127.0.0.1:9"]) == 1
+    assert json.loads(capsys.readouterr().err)["error"]["code"] == code
+
+
+@pytest.mark.parametrize("bug", [RuntimeError("a bug"), OSError("bad descriptor"), KeyError("x")])
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, bug: Exception) -> None:
+    def failing(args: Any) -> int:
+        raise bug
+
+    monkeypatch.setattr(nodes, "cmd_nodes", failing)
+    with pytest.raises(type(bug)):
+        cli.main(["nodes", "--api-url", "http://127.0.0.1:9"])

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fsnode_core.errors import IntegrityError, Unavailable
+from fsnode_core.errors import IntegrityError
 from fsnode_core.ids import new_id
 
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.cache import open_files as open_files_module
-from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
+from edge_node.manifests import ChunkInfo, Manifest
 
 CHUNK = 1000
 
@@ -51,7 +51,7 @@ def make_manifest(data: bytes, version: str = "1", file_id: str | None = None) -
         chunk_size=CHUNK,
         bucket="b",
         key="k",
-        status="ready",
+        path="test/file.bin",
         chunks=chunks,
     )
 
@@ -578,33 +578,6 @@ async def test_a_new_version_is_a_new_cache_key(tmp_path: Path) -> None:
     assert await read_chunk(cache_new, new, 0) == new_data[:CHUNK]
 
 
-class FlakySource:
-    def __init__(self, manifest: Manifest) -> None:
-        self.manifest = manifest
-        self.up = True
-
-    async def fetch_manifest(self, file_id: str) -> Manifest:
-        if not self.up:
-            raise Unavailable("control plane down")
-        return self.manifest
-
-
-@run_async
-async def test_manifests_keep_serving_from_disk_when_the_control_plane_is_down(
-    tmp_path: Path,
-) -> None:
-    manifest = make_manifest(DATA)
-    source = FlakySource(manifest)
-    first = ManifestStore(source, tmp_path)
-    assert await first.get(manifest.file_id, "1") == manifest
-    await first.close()  # a restart: the copy written behind the answer is on disk by then
-    source.up = False
-    restarted = ManifestStore(source, tmp_path)  # nothing in memory: disk copy only
-    assert await restarted.get(manifest.file_id, "1") == manifest
-    with pytest.raises(Unavailable):
-        await restarted.get(new_id(), "1")
-
-
 @run_async
 async def test_a_hit_is_leased_without_waiting_and_a_miss_starts_nothing(tmp_path: Path) -> None:
     origin = Origin(DATA)
@@ -627,19 +600,6 @@ async def test_a_hit_is_leased_without_waiting_and_a_miss_starts_nothing(tmp_pat
     assert cache.stats.hits == hits + 3
     with pytest.raises(ValueError):
         cache.hit(manifest, 4)
-
-
-@run_async
-async def test_checked_manifests_come_without_io(tmp_path: Path) -> None:
-    manifest = make_manifest(DATA)
-    source = FlakySource(manifest)
-    store = ManifestStore(source, tmp_path, fresh_seconds=3600)
-    assert store.fresh(manifest.file_id, "1") is None  # never fetched
-    await store.get(manifest.file_id, "1")
-    assert store.fresh(manifest.file_id, "1") == manifest
-    assert store.fresh(manifest.file_id, None) == manifest  # a prefix share: any version
-    assert store.fresh(manifest.file_id, "2") is None  # get() decides: refetch or Gone
-    # Stale copies serve too, refreshed behind the hit: tests/unit/test_edge_manifests.py.
 
 
 class FileCounter:

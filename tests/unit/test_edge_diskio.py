@@ -3,7 +3,6 @@ when the disk is needed or the kernel cannot say."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ def test_bytes_in_the_page_cache_are_read_on_the_loop(fd: int) -> None:
     assert diskio.read_if_cached(fd, 1000, len(DATA) - 10) is None  # short: a thread reads it
 
 
-def test_bytes_the_disk_must_supply_are_read_in_a_thread(
+async def test_bytes_the_disk_must_supply_are_read_in_a_thread(
     fd: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def would_block(*_args: Any) -> int:
@@ -49,11 +48,11 @@ def test_bytes_the_disk_must_supply_are_read_in_a_thread(
     monkeypatch.setattr(diskio, "_NOWAIT", 8)
     monkeypatch.setattr(diskio.os, "preadv", would_block)
     assert diskio.read_if_cached(fd, 10, 0) is None
-    assert bytes(asyncio.run(diskio.pread(fd, 200_000, 50_000))) == DATA[50_000:250_000]
+    assert bytes(await diskio.pread(fd, 200_000, 50_000)) == DATA[50_000:250_000]
     assert diskio._NOWAIT == 8  # a miss is no reason to stop trying
 
 
-def test_a_kernel_without_nowait_reads_are_all_threaded(
+async def test_a_kernel_without_nowait_reads_are_all_threaded(
     fd: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
@@ -64,6 +63,6 @@ def test_a_kernel_without_nowait_reads_are_all_threaded(
 
     monkeypatch.setattr(diskio, "_NOWAIT", 8)
     monkeypatch.setattr(diskio.os, "preadv", refused)
-    assert bytes(asyncio.run(diskio.pread(fd, 1000, 0))) == DATA[:1000]
-    assert bytes(asyncio.run(diskio.pread(fd, 1000, 1000))) == DATA[1000:2000]
+    assert bytes(await diskio.pread(fd, 1000, 0)) == DATA[:1000]
+    assert bytes(await diskio.pread(fd, 1000, 1000)) == DATA[1000:2000]
     assert len(calls) == 1  # refused once, never asked again

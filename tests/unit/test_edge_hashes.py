@@ -1,18 +1,29 @@
 """Chunks whose SHA-256 nobody knows yet (an import the control plane has not hashed):
 the edge hashes what it reads from the pinned origin object and keeps that digest for
 its own checks. It never reports it: edges write no hashes (docs/PROTOCOL.md, "Imports'
-hashes"). The cache and manifest store run on a real directory; the control plane is
-an in-memory manifest source.
+hashes"). The cache and manifest store run on a real directory; the published objects
+(head, version manifest) are in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fsnode_core.errors import IntegrityError, Unavailable
+from fsnode_core.errors import IntegrityError, OriginError, Unavailable
+from fsnode_core.published import (
+    SOURCE_IMPORT,
+    STATUS_READY,
+    Head,
+    VersionManifest,
+    chunks_digest,
+    join_digests,
+)
+from fsnode_core.published import Origin as Where
 
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
@@ -38,23 +49,34 @@ def digest(index: int, data: bytes = DATA) -> str:
 
 
 class ControlPlane:
-    """Manifests only (the hashing job fills ``hashes`` when it has run)."""
+    """The published objects of one file (``hashes``: every chunk's, once the control
+    plane's hashing job has run; until then its manifest has none)."""
 
     def __init__(self, manifest: Manifest) -> None:
-        self.manifest = manifest
-        self.hashes: dict[int, str] = {}
-        self.up = True
+        self.served = manifest
+        self.hashes: list[str] | None = None
 
-    async def fetch_manifest(self, file_id: str) -> Manifest:
-        if not self.up:
-            raise Unavailable("control plane down")
-        return self.manifest.with_hashes(self.hashes)
+    async def head(self, file_id: str) -> Head | None:
+        return Head(file_id, self.served.path, STATUS_READY, self.served.version, 1, None, 0)
+
+    async def manifest_of(self) -> VersionManifest:
+        m = self.served
+        joined = join_digests(self.hashes) if self.hashes else None
+        return VersionManifest(
+            file_id=m.file_id, version=m.version, path=m.path, size=m.size,
+            chunk_size=m.chunk_size, content_type=m.content_type, etag=m.etag,
+            last_modified=m.last_modified, source=SOURCE_IMPORT,
+            origin=Where(m.bucket, m.key, None, "abc"), chunk_sha256=joined,
+            chunks_sha256=chunks_digest(joined) if joined else None)
+
+    async def manifest(self, file_id: str, version: str) -> VersionManifest | None:
+        return await self.manifest_of()
 
 
 async def edge(
     tmp_path: Path, origin: Origin, control_plane: ControlPlane
 ) -> tuple[ChunkCache, ManifestStore]:
-    store = ManifestStore(control_plane, tmp_path)
+    store = ManifestStore(control_plane, 30.0)
     recorder = ChunkHashRecorder(store)
     cache = ChunkCache(tmp_path / "cache", origin, config(), recorder)
     await cache.open()
@@ -62,12 +84,12 @@ async def edge(
 
 
 def test_manifests_accept_unknown_hashes_but_not_malformed_ones() -> None:
-    manifest = make_manifest(DATA)
-    raw = unhashed(manifest).to_dict()
-    assert Manifest.from_dict(raw).chunks[0].sha256 is None
-    raw["chunks"][0]["sha256"] = "not-a-hash"
-    with pytest.raises(Unavailable):
-        Manifest.from_dict(raw)
+    published = asyncio.run(ControlPlane(make_manifest(DATA)).manifest_of())
+    assert Manifest.from_published(published).chunks[0].sha256 is None
+    raw = json.loads(published.to_json())
+    raw["chunk_sha256"] = "not-a-hash"
+    with pytest.raises(OriginError):
+        VersionManifest.from_json(json.dumps(raw))
 
 
 @run_async
@@ -75,7 +97,7 @@ async def test_the_first_fetch_learns_the_hash_and_later_fills_check_it(tmp_path
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     origin = Origin(DATA)
     cache, store = await edge(tmp_path, origin, control_plane)
-    manifest = await store.get(control_plane.manifest.file_id, "1")
+    manifest = await store.get(control_plane.served.file_id, "1")
     assert manifest.chunks[1].sha256 is None
 
     assert await read_chunk(cache, manifest, 1) == DATA[CHUNK : 2 * CHUNK]
@@ -90,11 +112,10 @@ async def test_the_first_fetch_learns_the_hash_and_later_fills_check_it(tmp_path
 
 
 @run_async
-async def test_an_unhashed_chunk_serves_while_the_control_plane_is_down(tmp_path: Path) -> None:
+async def test_an_unhashed_chunk_hashes_itself_and_serves(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     cache, store = await edge(tmp_path, Origin(DATA), control_plane)
-    manifest = await store.get(control_plane.manifest.file_id, "1")
-    control_plane.up = False
+    manifest = await store.get(control_plane.served.file_id, "1")
     # Nothing to ask: the bytes come from the pinned origin object and hash themselves.
     assert await read_chunk(cache, manifest, 0) == DATA[:CHUNK]
     assert (await store.get(manifest.file_id, "1")).chunks[0].sha256 == digest(0)
@@ -110,10 +131,10 @@ async def test_a_hash_the_job_recorded_is_checked_and_bad_bytes_fetched_again(
     tmp_path: Path,
 ) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
-    control_plane.hashes[2] = digest(2)  # the hashing job has run
+    control_plane.hashes = [digest(i) for i in range(4)]  # the hashing job has run
     origin = Origin(DATA, corrupt_reads=1)  # the first fetch is damaged in transit
     cache, store = await edge(tmp_path, origin, control_plane)
-    manifest = await store.get(control_plane.manifest.file_id, "1")
+    manifest = await store.get(control_plane.served.file_id, "1")
     with pytest.raises(IntegrityError):
         await read_chunk(cache, manifest, 2)  # readers of the damaged bytes never finish
     assert await cache.ensure(manifest, 2) == digest(2)  # the second fetch matched
@@ -123,10 +144,11 @@ async def test_a_hash_the_job_recorded_is_checked_and_bad_bytes_fetched_again(
 @run_async
 async def test_bytes_that_never_match_the_recorded_hash_are_not_kept(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
-    control_plane.hashes[1] = "0" * 64  # the record says other bytes (another object)
+    # The record says other bytes (another object) for chunk 1.
+    control_plane.hashes = [digest(0), "0" * 64, digest(2), digest(3)]
     origin = Origin(DATA)
     cache, store = await edge(tmp_path, origin, control_plane)
-    manifest = await store.get(control_plane.manifest.file_id, "1")
+    manifest = await store.get(control_plane.served.file_id, "1")
     with pytest.raises(IntegrityError):
         await cache.ensure(manifest, 1)
     assert origin.reads == 2  # fetched once more, then given up
@@ -136,25 +158,20 @@ async def test_bytes_that_never_match_the_recorded_hash_are_not_kept(tmp_path: P
 
 
 @run_async
-async def test_learned_hashes_survive_a_stale_refetch_and_a_restart(tmp_path: Path) -> None:
+async def test_learned_hashes_survive_a_manifest_read_without_them(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     cache, store = await edge(tmp_path, Origin(DATA), control_plane)
-    manifest = await store.get(control_plane.manifest.file_id, "1")
+    manifest = await store.get(control_plane.served.file_id, "1")
     await cache.ensure(manifest, 0)
-    # A manifest answer without the hash (not hashed yet) must not unlearn it.
-    refreshed = await store.refresh(manifest.file_id)
-    assert refreshed.chunks[0].sha256 == digest(0)
-    await cache.close()
-
-    # Restart with the control plane down: the disk copy of the manifest has the hash,
-    # and the chunk on disk is checked against it without asking anyone.
-    control_plane.up = False
-    origin = Origin(DATA)
-    cache, store = await edge(tmp_path, origin, control_plane)
+    # The manifest read again, still without hashes, must not unlearn it.
+    store.forget(manifest.file_id)
+    await store.learn_hash(manifest.file_id, "1", 0, digest(0))  # nothing kept: a no-op
     again = await store.get(manifest.file_id, "1")
-    assert again.chunks[0].sha256 == digest(0)
-    assert await read_chunk(cache, again, 0) == DATA[:CHUNK]
-    assert origin.calls == []
+    assert again.chunks[0].sha256 is None
+    assert await cache.ensure(again, 0) == digest(0)  # the kept chunk is its own proof
+    await store.learn_hash(manifest.file_id, "1", 1, digest(1))
+    assert (await store.get(manifest.file_id, "1")).chunks[1].sha256 == digest(1)
+    await cache.close()
 
 
 @run_async
@@ -163,9 +180,9 @@ async def test_a_kept_chunk_whose_hash_the_manifest_lacks_is_settled_at_first_us
 ) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     cache, _store = await edge(tmp_path, Origin(DATA), control_plane)
-    await cache.ensure(control_plane.manifest, 3)
+    await cache.ensure(control_plane.served, 3)
     await cache.close()
     origin = Origin(DATA)
     cache, _store = await edge(tmp_path, origin, control_plane)
-    assert await read_chunk(cache, control_plane.manifest, 3) == DATA[3 * CHUNK :]
+    assert await read_chunk(cache, control_plane.served, 3) == DATA[3 * CHUNK :]
     assert origin.calls == []  # the disk copy was hashed at first use and served

@@ -1,27 +1,44 @@
-"""The edge's manifest store (edge_node.manifests): stale-while-revalidate.
+"""The edge's manifest store (edge_node.manifests): heads within the revalidation bound,
+manifests kept, reads overlapped and shared.
 
-A copy this process has checked serves at once, however old; a stale one starts one
-background refresh per file (bounded in number); a refresh that finds the file gone
-drops the copy; after a re-registration every copy is checked again before it serves.
-The source here is a fake control plane that can stall until released.
+A head read less than ``max_age`` ago decides at once (re-read behind the request past
+half of it); past ``max_age`` a request waits for a fresh head, so a delete or an
+overwrite ends the old version within the bound, traffic or not. The published objects
+here are an in-memory bucket whose reads can be held until released; the clock is a
+fake one, moved by the tests. The real S3 path: tests/integration/test_edge_published.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import threading
+import hashlib
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fsnode_core.errors import FsnodeError, Gone, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import Gone, NotFound, OriginError
 from fsnode_core.ids import new_id
+from fsnode_core.published import (
+    SOURCE_IMPORT,
+    SOURCE_UPLOAD,
+    STATUS_DELETED,
+    STATUS_READY,
+    Head,
+    Origin,
+    VersionManifest,
+    chunks_digest,
+    join_digests,
+)
 
-from edge_node.manifests import ChunkInfo, Manifest, ManifestStore
+from edge_node import manifests as manifests_module
+from edge_node.manifests import Manifest, ManifestStore
+
+CHUNK = 1000
+DATA = bytes(range(256)) * 10  # three chunks: 1000, 1000, 560
+V1, V2 = "1" * 32, "2" * 32
+MAX_AGE = 30.0
 
 
 def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -32,271 +49,295 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
     return wrapper
 
 
-def manifest(version: str = "1", file_id: str | None = None) -> Manifest:
-    return Manifest(
-        file_id=file_id or new_id(), version=version, size=10, content_type="video/mp4",
-        etag='"e"', last_modified=1_700_000_000, chunk_size=10, bucket="b", key="k",
-        status="ready", chunks=(ChunkInfo(0, 0, 10, "a" * 64),),
-    )  # fmt: skip
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-class Source:
-    """A control plane's manifest route: answers from a dict, or an error set per
-    file; ``stall()`` holds every answer until ``release()``."""
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(manifests_module.time, "monotonic", fake)
+    return fake
 
-    def __init__(self, *manifests: Manifest) -> None:
-        self.manifests = {m.file_id: m for m in manifests}
-        self.errors: dict[str, FsnodeError] = {}
-        self.calls: list[str] = []
-        self.open = asyncio.Event()
-        self.open.set()
 
-    def stall(self) -> None:
-        self.open.clear()
+def digests(data: bytes = DATA) -> list[str]:
+    return [hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
+
+
+def version_manifest(file_id: str, version: str, *, hashed: bool = True) -> VersionManifest:
+    return VersionManifest(
+        file_id=file_id, version=version, path=f"media/{file_id}.mp4", size=len(DATA),
+        chunk_size=CHUNK, content_type="video/mp4", etag="abc", last_modified=1_700_000_000,
+        source=SOURCE_UPLOAD if hashed else SOURCE_IMPORT,
+        origin=Origin("b", f"files/{file_id}/{version}", None, None if hashed else "abc"),
+        chunk_sha256=join_digests(digests()) if hashed else None,
+        chunks_sha256=chunks_digest(digests()) if hashed else None,
+    )
+
+
+class Bucket:
+    """Published heads and manifests in memory; ``hold()`` keeps every read waiting
+    until ``release()``; ``down``: reads fail as S3 would after its retries."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, Head] = {}
+        self.manifests: dict[tuple[str, str], VersionManifest] = {}
+        self.head_reads = 0
+        self.manifest_reads = 0
+        self.waiting = 0
+        self.down = False
+        self._open = asyncio.Event()
+        self._open.set()
+        self._seq = 0
+
+    def publish(self, file_id: str, version: str, *, hashed: bool = True,
+                expires_at: int | None = None) -> VersionManifest:
+        manifest = version_manifest(file_id, version, hashed=hashed)
+        self.manifests[(file_id, version)] = manifest
+        self._seq += 1
+        self.heads[file_id] = Head(file_id, manifest.path, STATUS_READY, version, self._seq,
+                                   expires_at, 0)
+        return manifest
+
+    def delete(self, file_id: str) -> None:
+        self._seq += 1
+        head = self.heads[file_id]
+        self.heads[file_id] = replace(head, status=STATUS_DELETED, version=None, seq=self._seq)
+
+    def hold(self) -> None:
+        self._open.clear()
 
     def release(self) -> None:
-        self.open.set()
+        self._open.set()
 
-    async def fetch_manifest(self, file_id: str) -> Manifest:
-        self.calls.append(file_id)
-        await self.open.wait()
-        if file_id in self.errors:
-            raise self.errors[file_id]
-        return self.manifests[file_id]
+    async def _gate(self) -> None:
+        self.waiting += 1
+        try:
+            await self._open.wait()
+        finally:
+            self.waiting -= 1
+        if self.down:
+            raise OriginError("the origin request failed")
+
+    async def head(self, file_id: str) -> Head | None:
+        self.head_reads += 1
+        await self._gate()
+        return self.heads.get(file_id)
+
+    async def manifest(self, file_id: str, version: str) -> VersionManifest | None:
+        self.manifest_reads += 1
+        await self._gate()
+        return self.manifests.get((file_id, version))
 
 
-async def settle() -> None:
-    """Let background refreshes that can finish, finish."""
-    for _ in range(20):
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
         await asyncio.sleep(0)
 
 
 @run_async
-async def test_a_stale_copy_serves_at_once_and_one_refresh_runs_behind_it(tmp_path: Path) -> None:
-    first = manifest()
-    source = Source(first)
-    store = ManifestStore(source, tmp_path, fresh_seconds=0)  # every copy is stale
-    assert await store.get(first.file_id, "1") == first
-    source.stall()
-    for _ in range(5):
-        # No await: a stalled control plane cannot delay these.
-        assert store.fresh(first.file_id, "1") == first
-        assert await store.get(first.file_id, "1") == first
-    await settle()
-    assert source.calls == [first.file_id] * 2  # the cold fetch, then one refresh in flight
-    source.manifests[first.file_id] = replace(first, content_type="text/plain")
-    source.release()
-    await settle()
-    assert store.peek(first.file_id) == source.manifests[first.file_id]
-    await store.close()
-
-
-@run_async
-async def test_a_refresh_that_finds_the_file_deleted_stops_it_serving(tmp_path: Path) -> None:
-    first = manifest()
-    source = Source(first)
-    store = ManifestStore(source, tmp_path, fresh_seconds=0)
-    await store.get(first.file_id, "1")
-    await store.flush()  # the disk copy is written behind the answer
-    assert (tmp_path / "manifests" / f"{first.file_id}.json").exists()
-    source.errors[first.file_id] = Gone("file was deleted")
-    assert store.fresh(first.file_id, "1") == first  # served while the refresh asks
-    await settle()
-    assert store.fresh(first.file_id, "1") is None and store.peek(first.file_id) is None
-    assert not (tmp_path / "manifests" / f"{first.file_id}.json").exists()
-    with pytest.raises(Gone):
-        await store.get(first.file_id, "1")
-    await store.close()
-
-
-@run_async
-async def test_a_new_version_seen_on_refresh_ends_the_old_share(tmp_path: Path) -> None:
-    first = manifest()
-    source = Source(first)
-    store = ManifestStore(source, tmp_path, fresh_seconds=0)
-    await store.get(first.file_id, "1")
-    source.manifests[first.file_id] = replace(first, version="2")
-    store.fresh(first.file_id, "1")
-    await settle()
-    assert store.fresh(first.file_id, "1") is None
-    with pytest.raises(Gone):
-        await store.get(first.file_id, "1")
-    assert (await store.get(first.file_id, "2")).version == "2"
-    await store.close()
-
-
-@run_async
-async def test_a_failed_refresh_keeps_serving_and_waits_before_trying_again(
-    tmp_path: Path,
+async def test_within_the_bound_a_head_decides_without_io_and_past_half_refreshes_behind(
+    clock: Clock,
 ) -> None:
-    first = manifest()
-    source = Source(first)
-    store = ManifestStore(source, tmp_path, fresh_seconds=0, retry_seconds=3600)
-    await store.get(first.file_id, "1")
-    source.errors[first.file_id] = Unavailable("control plane down")
-    store.fresh(first.file_id, "1")
-    await settle()
-    calls = len(source.calls)
-    for _ in range(5):
-        assert store.fresh(first.file_id, "1") == first
-    await settle()
-    assert len(source.calls) == calls  # no retry storm while it is down
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V1)
+    store = ManifestStore(bucket, MAX_AGE)
+    assert store.fresh(file_id, V1) is None  # never read
+    manifest = await store.get(file_id, V1)
+    assert (manifest.version, manifest.size, len(manifest.chunks)) == (V1, len(DATA), 3)
+    assert store.fresh(file_id, V1) == manifest
+    assert store.fresh(file_id, None) == manifest  # an unpinned share: the current one
+    assert store.fresh(file_id, V2) is None  # get() decides (410)
+    assert (bucket.head_reads, bucket.manifest_reads) == (1, 1)
+    clock.now += MAX_AGE * 0.6
+    bucket.hold()
+    # Past half the bound: still served at once, one head read starts behind it.
+    assert store.fresh(file_id, V1) == manifest
+    assert store.fresh(file_id, V1) == manifest
+    await until(lambda: bucket.waiting == 1)
+    assert bucket.head_reads == 2
+    bucket.release()
+    await until(lambda: bucket.waiting == 0)
     await store.close()
 
 
 @run_async
-async def test_background_refreshes_are_bounded(tmp_path: Path) -> None:
-    files = [manifest() for _ in range(4)]
-    source = Source(*files)
-    store = ManifestStore(source, tmp_path, fresh_seconds=0, max_refreshes=2)
-    for item in files:
-        await store.get(item.file_id, "1")
-    source.stall()
-    for item in files:
-        assert store.fresh(item.file_id, "1") == item
-    await settle()
-    assert len(source.calls) == len(files) + 2
-    source.release()
-    await settle()
+async def test_past_the_bound_a_delete_or_an_overwrite_ends_the_old_version(clock: Clock) -> None:
+    bucket, deleted, replaced = Bucket(), new_id(), new_id()
+    bucket.publish(deleted, V1)
+    bucket.publish(replaced, V1)
+    store = ManifestStore(bucket, MAX_AGE)
+    await store.get(deleted, V1)
+    await store.get(replaced, None)
+    bucket.delete(deleted)
+    bucket.publish(replaced, V2)
+    # No traffic in between; once the bound has passed, the next request reads the head.
+    clock.now += MAX_AGE
+    assert store.fresh(deleted, V1) is None
+    with pytest.raises(Gone, match="deleted"):
+        await store.get(deleted, V1)
+    with pytest.raises(Gone, match="deleted"):
+        await store.get(deleted, None)
+    with pytest.raises(Gone, match="replaced"):
+        await store.get(replaced, V1)  # a player that began on V1 gets only V1's bytes
+    assert (await store.get(replaced, None)).version == V2
     await store.close()
 
 
 @run_async
-async def test_after_a_reregistration_each_copy_is_checked_once_before_it_serves(
-    tmp_path: Path,
-) -> None:
-    kept, deleted, unreachable = manifest(), manifest(), manifest()
-    source = Source(kept, deleted, unreachable)
-    store = ManifestStore(source, tmp_path, fresh_seconds=3600)
-    for item in (kept, deleted, unreachable):
-        await store.get(item.file_id, "1")
-    store.distrust_all()
-    source.errors[deleted.file_id] = Gone("file was deleted")
-    source.errors[unreachable.file_id] = Unauthorized("credential is not valid for this node")
-    for item in (kept, deleted, unreachable):
-        assert store.fresh(item.file_id, "1") is None  # get() must ask
-    calls = len(source.calls)
-    assert await store.get(kept.file_id, "1") == kept
-    with pytest.raises(Gone):
-        await store.get(deleted.file_id, "1")
-    # The control plane cannot answer for this file: its copy serves, and from then
-    # on without waiting (background refreshes keep asking).
-    assert await store.get(unreachable.file_id, "1") == unreachable
-    assert len(source.calls) == calls + 3
-    assert store.fresh(kept.file_id, "1") == kept
-    assert store.fresh(unreachable.file_id, "1") == unreachable
+async def test_head_and_manifest_are_read_at_once_and_shared(clock: Clock) -> None:
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V1)
+    store = ManifestStore(bucket, MAX_AGE)
+    bucket.hold()
+    lookups = [asyncio.ensure_future(store.get(file_id, V1)) for _ in range(20)]
+    folder = asyncio.ensure_future(store.get(file_id, None, hint=V1))
+    # The pinned version's manifest is read beside the head, not after it; twenty
+    # requests and a folder lookup share the two reads.
+    await until(lambda: bucket.waiting == 2)
+    bucket.release()
+    answers = await asyncio.gather(*lookups, folder)
+    assert {answer.version for answer in answers} == {V1}
+    assert (bucket.head_reads, bucket.manifest_reads) == (1, 1)
     await store.close()
 
 
 @run_async
-async def test_a_lookup_in_flight_when_the_copy_is_evicted_does_not_store_it(
-    tmp_path: Path,
-) -> None:
-    first = manifest()
-    source = Source(first)
-    store = ManifestStore(source, tmp_path, fresh_seconds=0)
-    await store.get(first.file_id, "1")
-    source.stall()
-    store.fresh(first.file_id, "1")  # a refresh is in flight
-    await settle()
-    store.forget(first.file_id)  # evict work for a deleted version
-    source.release()
-    await settle()
-    await store.flush()  # a write behind the first answer may still be running
-    assert store.peek(first.file_id) is None
-    assert not (tmp_path / "manifests" / f"{first.file_id}.json").exists()
+async def test_unpinned_requests_read_the_head_then_its_version() -> None:
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V2)
+    store = ManifestStore(bucket, MAX_AGE)
+    # A stale hint (a listing read before an overwrite) costs a read, not the answer.
+    assert (await store.get(file_id, None, hint=V1)).version == V2
     await store.close()
 
 
 @run_async
-async def test_a_never_seen_file_waits_and_a_node_being_replaced_is_a_503(tmp_path: Path) -> None:
-    file_id = new_id()
-    source = Source()
-    store = ManifestStore(source, tmp_path)
-    source.errors[file_id] = NotFound("no such file")
+async def test_missing_objects_and_expired_files() -> None:
+    bucket, file_id, expiring = Bucket(), new_id(), new_id()
+    store = ManifestStore(bucket, MAX_AGE)
     with pytest.raises(NotFound):
-        await store.get(file_id, "1")
-    source.errors[file_id] = Unauthorized("credential is not valid for this node")
-    with pytest.raises(Unavailable):
-        await store.get(file_id, "1")
+        await store.get(file_id, None)  # no head: never published
+    bucket.publish(file_id, V1)
+    del bucket.manifests[(file_id, V1)]  # collected (or never written): never served
+    store.forget(file_id)
+    with pytest.raises(Gone):
+        await store.get(file_id, V1)
+    bucket.publish(expiring, V1, expires_at=1)  # past its expiry, not yet pruned
+    with pytest.raises(Gone, match="expired"):
+        await store.get(expiring, None)
     await store.close()
 
 
-class Blocked:
-    """Wraps a store's disk method so each call waits (in its thread) until released."""
-
-    def __init__(self, method: Callable[..., Any]) -> None:
-        self.method = method
-        self.gate = threading.Event()
-        self.calls = 0
-
-    def __call__(self, *args: Any) -> Any:
-        self.calls += 1
-        self.gate.wait(30)
-        return self.method(*args)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(3000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("the condition never held")
+@run_async
+async def test_no_head_within_the_bound_fails_closed(clock: Clock) -> None:
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V1)
+    store = ManifestStore(bucket, MAX_AGE)
+    await store.get(file_id, V1)
+    bucket.down = True
+    clock.now += MAX_AGE * 0.6
+    assert store.fresh(file_id, V1) is not None  # within the bound: serves
+    await until(lambda: bucket.head_reads == 2)
+    clock.now += MAX_AGE
+    with pytest.raises(OriginError):
+        await store.get(file_id, V1)  # past it, S3 must answer first
+    bucket.down = False
+    assert (await store.get(file_id, V1)).version == V1
+    await store.close()
 
 
 @run_async
-async def test_a_cold_lookup_asks_first_and_never_waits_for_the_disk_write(
-    tmp_path: Path,
+async def test_a_head_read_in_flight_when_the_file_is_forgotten_is_not_kept() -> None:
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V1)
+    store = ManifestStore(bucket, MAX_AGE)
+    bucket.hold()
+    lookup = asyncio.ensure_future(store.get(file_id, V1))
+    await until(lambda: bucket.waiting == 2)
+    store.forget(file_id)  # evict work: the read may predate the delete
+    bucket.release()
+    await lookup  # that request was already under way
+    assert store.fresh(file_id, V1) is None
+    assert store.peek(file_id) is None
+    await store.close()
+
+
+@run_async
+async def test_an_older_head_never_replaces_a_newer_one(clock: Clock) -> None:
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V1)
+    bucket.publish(file_id, V2)
+    store = ManifestStore(bucket, MAX_AGE)
+    assert (await store.get(file_id, None)).version == V2
+    bucket.heads[file_id] = replace(bucket.heads[file_id], version=V1, seq=1)  # a stale read
+    clock.now += MAX_AGE
+    assert (await store.get(file_id, None)).version == V2
+    await store.close()
+
+
+@run_async
+async def test_an_import_picks_up_its_hashes_and_keeps_what_the_edge_learned(
+    clock: Clock,
 ) -> None:
-    first = manifest()
-    source = Source(first)
-    store = ManifestStore(source, tmp_path)
-    reads = Blocked(store._read_disk)
-    writes = Blocked(store._write_disk)
-    store._read_disk = reads  # type: ignore[method-assign]
-    store._write_disk = writes  # type: ignore[method-assign]
-    lookup = asyncio.create_task(store.get(first.file_id, "1"))
-    # The request went out while the disk was still being searched for a copy.
-    await until(lambda: source.calls == [first.file_id] and reads.calls == 1)
-    reads.gate.set()
-    assert await lookup == first
-    # Answered, and the disk copy is still being written behind it.
-    path = tmp_path / "manifests" / f"{first.file_id}.json"
-    await until(lambda: writes.calls == 1)
-    assert not path.exists()
-    writes.gate.set()
-    await store.flush()
-    assert Manifest.from_dict(json.loads(path.read_text())) == first
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V1, hashed=False)
+    store = ManifestStore(bucket, MAX_AGE)
+    manifest = await store.get(file_id, V1)
+    assert manifest.origin_etag == "abc" and manifest.chunks[0].sha256 is None
+    await store.learn_hash(file_id, V1, 0, digests()[0])
+    clock.now += MAX_AGE
+    # Not hashed yet at the re-read: the learned hash stays.
+    again = await store.get(file_id, V1)
+    await until(lambda: bucket.manifest_reads == 2)
+    await until(lambda: store.peek(file_id) is not None)
+    assert store.peek(file_id) is not None
+    assert again.chunks[0].sha256 == digests()[0]
+    # The hashing job has run: the next head read brings the manifest's hashes.
+    hashed = version_manifest(file_id, V1)
+    bucket.manifests[(file_id, V1)] = replace(hashed, source=SOURCE_IMPORT,
+                                              origin=bucket.manifests[(file_id, V1)].origin)
+    clock.now += MAX_AGE
+    await store.get(file_id, V1)
+    await until(lambda: bucket.manifest_reads == 3)
+    await until(lambda: (store.peek(file_id) or manifest).hashed)
+    learned = store.peek(file_id)
+    assert learned is not None
+    assert [c.sha256 for c in learned.chunks] == digests()
     await store.close()
+
+
+def test_the_served_manifest_is_laid_out_from_the_published_one() -> None:
+    file_id = new_id()
+    manifest = Manifest.from_published(version_manifest(file_id, V1))
+    assert [(c.index, c.offset, c.length) for c in manifest.chunks] == [
+        (0, 0, 1000), (1, 1000, 1000), (2, 2000, 560)]
+    assert [c.sha256 for c in manifest.chunks] == digests()
+    assert manifest.origin_etag is None  # an upload's key is written once: no pin
+    assert manifest.key == f"files/{file_id}/{V1}"
+    imported = Manifest.from_published(version_manifest(file_id, V1, hashed=False))
+    assert imported.origin_etag == "abc" and not imported.hashed
 
 
 @run_async
-async def test_a_copy_forgotten_while_being_written_leaves_nothing_on_disk(
-    tmp_path: Path,
-) -> None:
-    first = manifest()
-    store = ManifestStore(Source(first), tmp_path)
-    writes = Blocked(store._write_disk)
-    store._write_disk = writes  # type: ignore[method-assign]
-    await store.get(first.file_id, "1")
-    await until(lambda: writes.calls == 1)
-    store.forget(first.file_id)  # an evict, while the thread is about to write
-    writes.gate.set()
-    await store.flush()
-    assert not (tmp_path / "manifests" / f"{first.file_id}.json").exists()
+async def test_a_pin_newer_than_the_kept_head_reads_it_again() -> None:
+    """The control plane redirects with the version current now; an edge whose kept head
+    (within the bound) still names the previous one reads the head again instead of
+    answering 410, and a pin of a version it saw replaced is 410 without a read."""
+    bucket, file_id = Bucket(), new_id()
+    bucket.publish(file_id, V1)
+    store = ManifestStore(bucket, MAX_AGE)
+    assert (await store.get(file_id, V1)).version == V1
+    bucket.publish(file_id, V2)  # no time passes: the kept head is within the bound
+    assert (await store.get(file_id, V2)).version == V2
+    assert bucket.head_reads == 2
+    with pytest.raises(Gone, match="replaced"):
+        await store.get(file_id, V1)
+    with pytest.raises(Gone, match="replaced"):
+        await store.get(file_id, "3" * 32)  # never published: one read, then 410
+    assert bucket.head_reads == 3
     await store.close()
-
-
-@run_async
-async def test_learned_hashes_reach_the_disk_by_close(tmp_path: Path) -> None:
-    first = replace(manifest(), chunks=(ChunkInfo(0, 0, 10, None),))
-    store = ManifestStore(Source(first), tmp_path)
-    await store.get(first.file_id, "1")
-    await store.learn_hash(first.file_id, "1", 0, "b" * 64)
-    await store.close()
-    down = Source()
-    down.errors[first.file_id] = Unavailable("the control plane is down")
-    reopened = ManifestStore(down, tmp_path)
-    served = await reopened.get(first.file_id, "1")  # the disk copy (static stability)
-    assert served.chunks[0].sha256 == "b" * 64
-    await reopened.close()

@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fsnode_core.errors import FsnodeError, NotFound, Unauthorized, Unavailable
+from aiohttp import web
+from fsnode_core.errors import (
+    IDEMPOTENCY_KEY_REUSED,
+    FsnodeError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 
 from edge_node import heartbeat as heartbeat_module
 from edge_node import registration_key
-from edge_node.control_plane import Registration
+from edge_node.control_plane import ControlPlaneClient, Registration
 from edge_node.heartbeat import HeartbeatLoop
 from edge_node.main import EdgeNode
 from edge_node.settings import EdgeSettings
@@ -263,3 +270,48 @@ def test_the_key_survives_only_whole(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # Either the old key or the new one, never a torn file; no temp files left behind.
     assert registration_key.current(tmp_path) == old
     assert [p.name for p in tmp_path.iterdir()] == [registration_key.KEY_FILE]
+
+
+def test_a_key_reused_with_other_details_is_rotated_not_retried_forever(
+    settings: EdgeSettings, fake: FakeRegister
+) -> None:
+    """The control plane answers 409 idempotency_key_reused when the stored key was
+    used with other details (the edge's settings changed): the edge's client keeps that
+    reason, and the edge registers with a new key instead of retrying the old one."""
+
+    async def reused(request: web.Request) -> web.Response:
+        error = {"code": "conflict", "message": "reused",
+                 "details": {"reason": IDEMPOTENCY_KEY_REUSED}}
+        return web.json_response({"error": error}, status=409)
+
+    async def scenario() -> str:
+        app = web.Application()
+        app.router.add_post("/nodes/register", reused)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        node = edge(settings, fake)
+        real = ControlPlaneClient(f"http://127.0.0.1:{port}")
+        try:
+            first_key = registration_key.current(settings.state_dir)
+            calls: list[str] = []
+
+            async def register(body: dict[str, Any]) -> Registration:
+                calls.append(body["idempotency_key"])
+                if body["idempotency_key"] == first_key:
+                    return await real.register(body)  # the real client parses the 409
+                return await fake(body)
+
+            node.client.register = register  # type: ignore[method-assign]
+            registration = await node.identity.register_until_answered(asyncio.Event())
+            assert registration is not None
+            assert calls[0] == first_key and calls[1] != first_key and len(calls) == 2
+            return registration.node_id
+        finally:
+            await real.close()
+            await close(node)
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()) == "node-1"
+    assert fake.stored_when_sent == fake.sent  # the new key was stored before it went out

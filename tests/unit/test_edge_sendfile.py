@@ -51,45 +51,41 @@ def chunk_fd(tmp_path: Path) -> Iterator[int]:
 
 
 @pytest.mark.parametrize("send_buffer", [None, 4096], ids=["roomy", "full-socket"])
-def test_a_range_arrives_whole_and_in_order(chunk_fd: int, send_buffer: int | None) -> None:
+async def test_a_range_arrives_whole_and_in_order(chunk_fd: int,
+                                                  send_buffer: int | None) -> None:
     offset, count = 12_345, len(DATA) - 20_000
 
     handed_to_loop: list[int] = []
+    loop = asyncio.get_running_loop()
+    real = loop.sendfile
 
-    async def scenario() -> bytes:
-        loop = asyncio.get_running_loop()
-        real = loop.sendfile
+    async def counting(transport: Any, file: Any, offset: int, count: int) -> int:
+        handed_to_loop.append(count)
+        return await real(transport, file, offset, count)
 
-        async def counting(transport: Any, file: Any, offset: int, count: int) -> int:
-            handed_to_loop.append(count)
-            return await real(transport, file, offset, count)
+    loop.sendfile = counting  # type: ignore[method-assign]
+    transport, peer = await _pair(send_buffer)
+    try:
+        transport.write(b"HEAD")  # what aiohttp wrote first must stay first
+        reader = asyncio.create_task(_receive(peer, 4 + count))
+        assert await send_range(transport, chunk_fd, offset, count) == count
+        received = await asyncio.wait_for(reader, 30)
+    finally:
+        transport.close()
+        peer.close()
 
-        loop.sendfile = counting  # type: ignore[method-assign]
-        transport, peer = await _pair(send_buffer)
-        try:
-            transport.write(b"HEAD")  # what aiohttp wrote first must stay first
-            reader = asyncio.create_task(_receive(peer, 4 + count))
-            assert await send_range(transport, chunk_fd, offset, count) == count
-            return await asyncio.wait_for(reader, 30)
-        finally:
-            transport.close()
-            peer.close()
-
-    assert asyncio.run(scenario()) == b"HEAD" + DATA[offset : offset + count]
+    assert received == b"HEAD" + DATA[offset : offset + count]
     if send_buffer is not None:  # the socket filled up: the loop sent the rest
         assert handed_to_loop and 0 < handed_to_loop[0] < count
 
 
-def test_a_file_that_ends_early_is_an_integrity_error(chunk_fd: int) -> None:
-    async def scenario() -> None:
-        transport, peer = await _pair()
-        try:
-            reader = asyncio.create_task(_receive(peer, 1000))
-            with pytest.raises(IntegrityError):
-                await send_range(transport, chunk_fd, len(DATA) - 1000, 5000)
-            assert await asyncio.wait_for(reader, 30) == DATA[-1000:]
-        finally:
-            transport.close()
-            peer.close()
-
-    asyncio.run(scenario())
+async def test_a_file_that_ends_early_is_an_integrity_error(chunk_fd: int) -> None:
+    transport, peer = await _pair()
+    try:
+        reader = asyncio.create_task(_receive(peer, 1000))
+        with pytest.raises(IntegrityError):
+            await send_range(transport, chunk_fd, len(DATA) - 1000, 5000)
+        assert await asyncio.wait_for(reader, 30) == DATA[-1000:]
+    finally:
+        transport.close()
+        peer.close()

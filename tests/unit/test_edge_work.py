@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -55,38 +54,34 @@ def _warm(index: int) -> dict[str, Any]:
     return {"kind": "warm", "file_id": FILE, "version": "v1", "chunk_index": index}
 
 
-def test_injected_warm_failures_count_per_chunk() -> None:
+async def test_injected_warm_failures_count_per_chunk() -> None:
     cache = FakeCache()
     loop = _loop(cache, FakeManifests(None), WorkFaults(warm_failures=2))
-
-    async def run() -> list[Any]:
-        outcomes: list[Any] = []
-        for index in (0, 1, 0, 0, 1, 1):
-            try:
-                outcomes.append((await loop.perform(_warm(index)))["sha256"])
-            except Unavailable:
-                outcomes.append("failed")
-        return outcomes
+    outcomes: list[Any] = []
+    for index in (0, 1, 0, 0, 1, 1):
+        try:
+            outcomes.append((await loop.perform(_warm(index)))["sha256"])
+        except Unavailable:
+            outcomes.append("failed")
 
     # Chunk 1's failures are its own: chunk 0's attempts do not use them up.
-    assert asyncio.run(run()) == ["failed", "failed", "failed", "verified-0", "failed",
-                                  "verified-1"]
+    assert outcomes == ["failed", "failed", "failed", "verified-0", "failed", "verified-1"]
     assert cache.warmed == [("v1", 0), ("v1", 1)]
 
 
-def test_warm_reports_the_hash_the_cache_verified() -> None:
+async def test_warm_reports_the_hash_the_cache_verified() -> None:
     loop = _loop(FakeCache(), FakeManifests(None), WorkFaults())
-    assert asyncio.run(loop.perform(_warm(2))) == {"ok": True, "sha256": "verified-2"}
+    assert await loop.perform(_warm(2)) == {"ok": True, "sha256": "verified-2"}
 
 
 @pytest.mark.parametrize(("cached", "forgotten"), [("v1", [FILE]), (None, [FILE]), ("v2", [])])
-def test_evict_drops_the_collected_versions_manifest(cached: str | None,
-                                                     forgotten: list[str]) -> None:
+async def test_evict_drops_the_collected_versions_manifest(cached: str | None,
+                                                           forgotten: list[str]) -> None:
     cache, manifests = FakeCache(), FakeManifests(cached)
     loop = _loop(cache, manifests, WorkFaults())
 
-    answer = asyncio.run(loop.perform({"kind": "evict", "file_id": FILE, "version": "v1",
-                                       "chunk_index": -1}))
+    answer = await loop.perform({"kind": "evict", "file_id": FILE, "version": "v1",
+                                 "chunk_index": -1})
 
     assert answer == {"ok": True, "evicted_chunks": 2}
     assert cache.evicted == [(FILE, "v1")]

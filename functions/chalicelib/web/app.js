@@ -117,16 +117,18 @@ function putPart(url, headers, blob, onProgress) {
   });
 }
 
-async function uploadFile(file) {
+// Uploads `file` as `path` (default its name: a folder's files pass their relative
+// path). Resolves to the file record, or null when it failed (the row says why).
+async function uploadFile(file, path = file.name, refresh = true) {
   const row = document.createElement("li");
   const label = document.createElement("span");
   const bar = document.createElement("progress");
   bar.max = Math.max(file.size, 1);
   bar.value = 0;
   row.append(bar, " ", label);
-  row.dataset.name = file.name;
+  row.dataset.name = path;
   $("#uploads").append(row);
-  const say = (text) => { label.textContent = `${file.name}: ${text}`; };
+  const say = (text) => { label.textContent = `${path}: ${text}`; };
   try {
     const { chunk_size: chunkSize, part_size: minPartSize } = await config();
     const partSize = partSizeFor(file.size, chunkSize, minPartSize);
@@ -134,7 +136,7 @@ async function uploadFile(file) {
     const hashes = await fileHashes(file, chunkSize, partSize, (done) => say(`hashing ${Math.round(100 * done / Math.max(file.size, 1))}%`));
     const init = await api("POST", "files", {
       // The control plane names the type by extension (one table for every uploader).
-      path: file.name, size: file.size,
+      path, size: file.size,
       chunk_sha256: hashes.chunks, part_sha256: hashes.parts,
     });
     const sent = new Map();
@@ -165,11 +167,13 @@ async function uploadFile(file) {
     say(`done (${record.file_id})`);
     row.dataset.fileId = record.file_id;
     row.classList.add("done");
-    await listFiles();
+    if (refresh) await listFiles();
+    return record;
   } catch (err) {
     say(`failed: ${err.message}`);
     row.classList.add("failed");
     showError(err);
+    return null;
   }
 }
 
@@ -187,26 +191,35 @@ async function copyText(input) {
   }
 }
 
-async function share(file, cell) {
-  const ttl = parseInt($("#ttl").value, 10) || 86400;
-  const answer = await api("POST", `files/${file.file_id}/share`, { ttl_seconds: ttl });
-  cell.textContent = "";
+// A share link to copy, and a Play link to the player when `playUrl` is given.
+function shareBox(shareUrl, playUrl) {
   const box = document.createElement("span");
   box.className = "share";
   const input = document.createElement("input");
   input.readOnly = true;
-  input.value = answer.share_url;
+  input.value = shareUrl;
   input.className = "share-url";
   const copy = document.createElement("button");
   copy.type = "button";
   copy.textContent = "Copy";
   copy.addEventListener("click", () => copyText(input));
-  const play = document.createElement("a");
-  play.textContent = "Play";
-  play.className = "play";
-  play.href = `player?src=${encodeURIComponent(answer.share_url)}`;
-  box.append(input, " ", copy, " ", play);
-  cell.append(box);
+  box.append(input, " ", copy);
+  if (playUrl) {
+    const play = document.createElement("a");
+    play.textContent = "Play";
+    play.className = "play";
+    play.href = `player?src=${encodeURIComponent(playUrl)}`;
+    box.append(" ", play);
+  }
+  return box;
+}
+
+function shareTtl() { return parseInt($("#ttl").value, 10) || 86400; }
+
+async function share(file, cell) {
+  const answer = await api("POST", `files/${file.file_id}/share`, { ttl_seconds: shareTtl() });
+  cell.textContent = "";
+  cell.append(shareBox(answer.share_url, answer.share_url));
 }
 
 async function listFiles() {
@@ -223,7 +236,7 @@ async function listFiles() {
     const tr = document.createElement("tr");
     tr.dataset.fileId = file.file_id;
     const name = document.createElement("td");
-    name.textContent = file.name || "";
+    name.textContent = file.path || file.name || "";
     const size = document.createElement("td");
     size.textContent = humanSize(file.size);
     const id = document.createElement("td");
@@ -265,7 +278,7 @@ function wire() {
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    handleFiles(e.dataTransfer.files);
+    handleDrop(e.dataTransfer);  // folders.js: folders keep their paths
   });
   // The drop zone and the picker feed the same path.
   input.addEventListener("change", () => { handleFiles(input.files); input.value = ""; });

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from fsnode.cli_support import (
+from fsnode.client import ApiError
+from fsnode.commands.support import (
+    DEFAULT_SHARE_TTL,
     bar,
     client_of,
     emit,
@@ -19,10 +21,96 @@ from fsnode.cli_support import (
     safe_name,
     set_total,
 )
-from fsnode.client import ApiError
 from fsnode.download import DownloadResult, download_file, download_folder, download_share
 from fsnode.settings import SettingsError
 from fsnode.sync import folder_prefix, sync_dir
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register the file commands on the top-level subparsers."""
+    upload = sub.add_parser("upload", parents=[common], help="upload files (resumes)")
+    upload.add_argument("paths", nargs="+", metavar="FILE")
+    upload.add_argument("--path", help="the file's path in fsnode (default: its name); "
+                        "a live file there gets a new version")
+    upload.add_argument("--share", action="store_true", help="also mint a share URL")
+    upload.add_argument("--ttl", type=int, default=DEFAULT_SHARE_TTL, help="share lifetime, s")
+    upload.add_argument("--no-resume", action="store_true", help="ignore an unfinished upload")
+    upload.add_argument("--workers", type=int, default=4, help="parts sent at once")
+    upload.add_argument(
+        "--expires-in", type=int, metavar="SECONDS", help="the file expires this long after"
+    )
+    upload.set_defaults(func=cmd_upload)
+
+    get = sub.add_parser("get", parents=[common],
+                         help="download a file by id or share URL, or a folder share")
+    get.add_argument("target", metavar="ID|SHARE_URL")
+    get.add_argument("-o", "--output", help="where to write (default: the file's name; a "
+                     "folder share: this folder)")
+    get.add_argument("--workers", type=int, default=4, help="chunks fetched at once")
+    get.add_argument(
+        "--edge-timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait on an edge before the next replica",
+    )
+    get.set_defaults(func=cmd_get)
+
+    sync = sub.add_parser("sync", parents=[common],
+                          help="make the files under a prefix match DIR")
+    sync.add_argument("directory", metavar="DIR")
+    sync.add_argument("--prefix", default="",
+                      help="the folder in fsnode (files are PREFIX + their path in DIR)")
+    sync.add_argument("--delete", action="store_true",
+                      help="remove files under the prefix that DIR lacks")
+    sync.set_defaults(func=cmd_sync)
+
+    imp = sub.add_parser("import", parents=[common], help="register an object already in S3")
+    imp.add_argument("uri", metavar="s3://BUCKET/KEY")
+    imp.add_argument("--version-id", help="the object version to serve")
+    imp.add_argument("--content-type", help="override the object's content type")
+    imp.add_argument("--path", help="the file's path in fsnode (default: the key)")
+    imp.add_argument(
+        "--expires-in", type=int, metavar="SECONDS", help="the file expires this long after"
+    )
+    imp.set_defaults(func=cmd_import)
+
+    expire = sub.add_parser("expire", parents=[common], help="set or clear a file's expiry")
+    expire.add_argument("id")
+    when = expire.add_mutually_exclusive_group(required=True)
+    when.add_argument("--in", dest="expires_in", type=int, metavar="SECONDS",
+                      help="expire this many seconds from now")
+    when.add_argument("--at", type=int, metavar="UNIX", help="expire at this unix time")
+    when.add_argument("--never", action="store_true", help="clear the expiry")
+    expire.set_defaults(func=cmd_expire)
+
+    share = sub.add_parser("share", parents=[common],
+                           help="mint an expiring share URL of a file or a folder")
+    share.add_argument("id", nargs="?", help="the file (or use --prefix for a folder)")
+    share.add_argument("--ttl", type=int, default=DEFAULT_SHARE_TTL, help="lifetime, seconds")
+    share.add_argument("--not-before", type=int, help="valid from this unix time on")
+    share.add_argument("--ip", help="only for clients in this network (CIDR)")
+    share.add_argument(
+        "--prefix", metavar="P/",
+        help="share a folder (an HLS/DASH folder): share_url ends in /, a file below it "
+             "is share_url + its relative path",
+    )
+    share.set_defaults(func=cmd_share)
+
+    ls = sub.add_parser("ls", parents=[common], help="list files by path")
+    ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    ls.set_defaults(func=cmd_ls)
+    rm = sub.add_parser("rm", parents=[common], help="delete files")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.set_defaults(func=cmd_rm)
+    rehash = sub.add_parser("rehash", parents=[common],
+                            help="hash a file from S3 again and repair its recorded hashes")
+    rehash.add_argument("id")
+    rehash.set_defaults(func=cmd_rehash)
+    plan = sub.add_parser("plan", parents=[common], help="each chunk and its replica nodes")
+    plan.add_argument("id")
+    plan.add_argument("--offset", type=int, help="first byte of the range to plan")
+    plan.add_argument("--length", type=int, help="bytes in the range to plan")
+    plan.set_defaults(func=cmd_plan)
 
 
 def cmd_upload(args: argparse.Namespace) -> int:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-from collections.abc import Callable
 from typing import Any
 
-Emit = Callable[[argparse.Namespace, Any, str], None]
-ClientFor = Callable[[argparse.Namespace], Any]
+from fsnode.commands.support import client_of, emit
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser, client: ClientFor, emit: Emit) -> None:
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``keys`` and its actions on the top-level subparsers."""
     keys = sub.add_parser("keys", help="API keys (needs an admin key)")
     actions = keys.add_subparsers(required=True, metavar="ACTION")
@@ -19,23 +17,23 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, client: ClientFor, emi
     create.add_argument("name", help="who or what the key is for")
     create.add_argument("--admin", action="store_true",
                         help="an admin key (may manage keys); default: a user key")
-    create.set_defaults(func=lambda args: _create(args, client, emit))
+    create.set_defaults(func=cmd_create)
     listing = actions.add_parser("list", parents=[common], help="list keys (never the keys)")
-    listing.set_defaults(func=lambda args: _list(args, client, emit))
+    listing.set_defaults(func=cmd_list)
     revoke = actions.add_parser("revoke", parents=[common], help="revoke a key")
     revoke.add_argument("key_id")
-    revoke.set_defaults(func=lambda args: _revoke(args, client, emit))
+    revoke.set_defaults(func=cmd_revoke)
 
 
-def _create(args: argparse.Namespace, client: ClientFor, emit: Emit) -> int:
-    key = client(args).create_key(args.name, "admin" if args.admin else "user")
+def cmd_create(args: argparse.Namespace) -> int:
+    key = client_of(args).create_key(args.name, "admin" if args.admin else "user")
     emit(args, key, f"{key['key']}\n(key id {key['key_id']}, role {key['role']}; "
                     "shown only now: store it as FSNODE_API_KEY)")
     return 0
 
 
-def _list(args: argparse.Namespace, client: ClientFor, emit: Emit) -> int:
-    keys = client(args).list_keys()
+def cmd_list(args: argparse.Namespace) -> int:
+    keys = client_of(args).list_keys()
     lines = [f"{k['key_id']}  {k['role']:<5}  {_when(k['created_at'])}  "
              f"{'revoked ' + _when(k['revoked_at']) if k.get('revoked_at') else 'active':<27}  "
              f"{k['name']}" for k in keys]
@@ -43,8 +41,8 @@ def _list(args: argparse.Namespace, client: ClientFor, emit: Emit) -> int:
     return 0
 
 
-def _revoke(args: argparse.Namespace, client: ClientFor, emit: Emit) -> int:
-    key = client(args).revoke_key(args.key_id)
+def cmd_revoke(args: argparse.Namespace) -> int:
+    key = client_of(args).revoke_key(args.key_id)
     emit(args, key, f"revoked {key['key_id']} ({key['name']})")
     return 0
 

@@ -1,0 +1,161 @@
+"""What the control-plane integration tests share: node registration and heartbeats,
+uploads through presigned PUTs, objects to import, and the error shape."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from typing import Any
+
+import boto3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from fsnode_core.chunks import part_layout
+from fsnode_core.ids import new_id
+
+from tests.helpers import put_parts
+from tests.integration.served_endpoints import ServedEndpoint
+
+_KEY_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def make_csr(
+    names: list[x509.GeneralName] | None,
+    *,
+    key: Any = None,
+    cn: str | None = None,
+) -> str:
+    """A PEM CSR with these SANs (None: no SAN extension)."""
+    key = key or _KEY_2048
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
+    )
+    if names is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def ip_san(ip: str) -> x509.GeneralName:
+    return x509.IPAddress(ipaddress.ip_address(ip))
+
+
+def register_body(
+    stack: Any, csr: str, endpoint: str = "https://127.0.0.1:8443", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "join_token": stack.join_token,
+        "endpoint": endpoint,
+        "region": "local",
+        "lat": 52.5,
+        "lng": 13.4,
+        "capacity_bytes": 10**9,
+        "csr": csr,
+        **extra,
+    }
+
+
+def register(api: Any, stack: Any, *, prove: bool = True, endpoint: str | None = None,
+             **extra: Any) -> dict[str, Any]:
+    """A registered node; with ``prove``, its endpoint served (a free loopback port,
+    kept serving) and one heartbeat sent, so the node is active (placed). Without, at
+    ``endpoint`` (default a port nobody serves): pending."""
+    served = ServedEndpoint() if prove else None
+    endpoint = served.url if served else (endpoint or "https://127.0.0.1:8443")
+    answer = api.call(
+        "POST",
+        "/nodes/register",
+        register_body(stack, make_csr([ip_san("127.0.0.1")]), endpoint, **extra),
+        key=False,
+    )
+    assert answer.status_code == 200, answer.body
+    node: dict[str, Any] = answer.json_body
+    if served is not None:
+        served.serve(_KEY_2048, node["certificate"], node["certificate_chain"])
+        beat = send_heartbeat(api, node["node_id"], node["credential"])
+        assert beat.status_code == 200 and beat.json_body["status"] == "active", beat.body
+        SERVED[node["node_id"]] = served
+    return node
+
+
+# The endpoints ``register`` serves, by node id (a test stops one: the node went away).
+SERVED: dict[str, ServedEndpoint] = {}
+
+
+def node_auth(node: dict[str, Any]) -> dict[str, str]:
+    """The headers of a call a registered node makes with its credential."""
+    return {"authorization": f"Bearer {node['credential']}"}
+
+
+def error_of(answer: Any) -> dict[str, Any]:
+    body = json.loads(answer.body)
+    assert set(body) == {"error"}, body
+    assert {"code", "message"} <= set(body["error"])
+    return body["error"]
+
+
+def send_heartbeat(api: Any, node_id: str, credential: str, load: float = 0.5) -> Any:
+    return api.call(
+        "POST",
+        f"/nodes/{node_id}/heartbeat",
+        {"used_bytes": 10, "free_bytes": 90, "capacity_bytes": 100, "load": load, "hot_files": []},
+        key=False,
+        headers={"authorization": f"Bearer {credential}"},
+    )
+
+
+CHUNK = 1024 * 1024
+
+
+def chunk_hashes(data: bytes) -> list[str]:
+    return [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
+
+
+def part_hashes(data: bytes, size: int | None = None) -> list[str]:
+    """SHA-256 of each multipart part the control plane lays out for ``size`` bytes."""
+    return [hashlib.sha256(data[span.offset:span.offset + span.length]).hexdigest()
+            for span in part_layout(len(data) if size is None else size, CHUNK)]
+
+
+def unique_path(name: str = "movie.mp4") -> str:
+    """A path no other test uses (paths name files: the same path is the same file)."""
+    return f"tests/{new_id()}/{name}"
+
+
+def upload(api: Any, data: bytes, *, declared: int | None = None,
+           path: str | None = None, file_id: str | None = None,
+           extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+    """Init (with ``extra`` fields), PUT every part to its presigned URL, complete;
+    returns (init, complete answer). A new file at a fresh path unless ``path`` or
+    ``file_id`` names one."""
+    size = len(data) if declared is None else declared
+    hashes = chunk_hashes(data) if declared is None else ["0" * 64] * (-(-size // CHUNK))
+    target = {"file_id": file_id} if file_id else {"path": path or unique_path()}
+    init = api.call("POST", "/files", {**target, "size": size, "content_type": "video/mp4",
+                                       "chunk_sha256": hashes,
+                                       "part_sha256": part_hashes(data, size),
+                                       **(extra or {})})
+    assert init.status_code == 200, init.body
+    started = init.json_body
+    parts = put_parts(started["parts"], data)
+    done = api.call("POST", f"/files/{started['file_id']}/complete", {"parts": parts})
+    return started, done
+
+
+def live_node(api: Any, stack: Any) -> dict[str, Any]:
+    node = register(api, stack)
+    beat = api.call("POST", f"/nodes/{node['node_id']}/heartbeat",
+                    {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
+                    key=False, headers=node_auth(node))
+    assert beat.status_code == 200
+    return node
+
+
+def put_import_object(stack: Any, data: bytes, content_type: str = "video/mp4",
+                key: str | None = None) -> tuple[str, dict[str, Any]]:
+    key = key or f"imports/{new_id()}.mp4"
+    put = boto3.client("s3").put_object(Bucket=stack.env["FSNODE_BUCKET"], Key=key, Body=data,
+                                        ContentType=content_type)
+    return key, put
