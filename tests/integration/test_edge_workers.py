@@ -176,9 +176,12 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie of a child already reaped by its parent is gone; one not reaped is not.
-    with open(f"/proc/{pid}/stat") as handle:
-        return handle.read().split()[2] != "Z"
+    # A zombie (exited, not reaped yet) is gone too; so is a process reaped meanwhile.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_workers_stop_when_the_node_agent_is_killed(edge: Edge) -> None:
