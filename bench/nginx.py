@@ -1,6 +1,6 @@
 """The reference server: Debian's nginx with its own config in a temp dir.
 
-One worker (to match one edge process), ``sendfile on``, loopback only, TLS with
+One worker per edge worker it is measured against, ``sendfile on``, loopback only, TLS with
 the certificate the edge uses. Started in the foreground of its own session and
 stopped by its pid, never through the system service.
 """
@@ -25,7 +25,7 @@ TLS = """\
         ssl_protocols TLSv1.2 TLSv1.3;"""
 
 CONFIG = """\
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {dir}/nginx.pid;
@@ -81,7 +81,7 @@ class Nginx:
         return f"http://127.0.0.1:{self.http_port}{path}"
 
     def pids(self) -> list[int]:
-        """The master and its worker(s)."""
+        """The master and its worker(s) (the workers may not be forked yet)."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         found = [self.process.pid]
         if children.exists():
@@ -100,7 +100,12 @@ class Nginx:
 
 
 def start_nginx(
-    root: Path, cert: Path | None, key: Path | None, directory: Path, cpu: int | None = None
+    root: Path,
+    cert: Path | None,
+    key: Path | None,
+    directory: Path,
+    cpu: int | None = None,
+    workers: int = 1,
 ) -> Nginx:
     """Serve ``root`` over HTTP, and over HTTPS too when given a certificate and key."""
     binary = nginx_binary()
@@ -111,7 +116,8 @@ def start_nginx(
     if cert is not None and key is not None:
         tls = TLS.format(https_port=https_port, cert=cert.resolve(), key=key.resolve())
     conf.write_text(
-        CONFIG.format(dir=directory, http_port=http_port, tls=tls, root=root.resolve())
+        CONFIG.format(dir=directory, http_port=http_port, tls=tls, root=root.resolve(),
+                      workers=workers)
     )
     # -p sets the prefix so nginx never touches /var/lib/nginx or /var/log/nginx;
     # -e (nginx >= 1.19.5) keeps even the start-up error log out of /var/log.

@@ -1,7 +1,7 @@
 """A local stack for the benchmarks, started once per run and shared by the
 families that need one (``hits``, ``misses``, ``hls``, ``memory``).
 
-It is the project's ``LocalStack`` with three edges set up for measuring:
+It is the project's ``LocalStack`` with four edges set up for measuring:
 - ``direct``: reads its origin straight from the moto server and also listens on
   plain HTTP (``FSNODE_EDGE_HTTP_PORT``), for the hit benchmarks over HTTP; it reaches
   the control plane through a latency proxy (``bench.latency_proxy``) whose delay a
@@ -10,9 +10,10 @@ It is the project's ``LocalStack`` with three edges set up for measuring:
   moto, the stand-in for S3's per-connection bandwidth limit;
 - ``static``: the same, but the proxy's origin is an nginx serving the objects'
   bytes at their S3 paths (``/BUCKET/KEY``; the presigned query is ignored): a
-  cross-check with an origin that is not moto. (The local stack's moto reads only
+  cross-check with an origin that is not moto (the local stack's moto reads only
   the requested bytes of a ranged GET, ``fsnode.localstack.s3_ranges``; stock moto
-  copies the whole object for each one.)
+  copies the whole object for each one);
+- ``workers2``: like ``direct`` but with two worker processes (``FSNODE_WORKERS=2``).
 
 Replication is off (the control plane gets no state machine ARN), so an edge
 holds only what a benchmark reads through it. The environments are set by
@@ -41,6 +42,8 @@ from bench.throttle_proxy import ProxyProcess, start_proxy_process
 DIRECT = "edge-1"
 THROTTLED = "edge-2"
 STATIC = "edge-3"
+# Two workers (FSNODE_WORKERS=2) over one cache, for the rows against nginx with two.
+WORKERS2 = "edge-4"
 MIB = 1024 * 1024
 
 
@@ -57,6 +60,17 @@ class Edge:
     pid: int
     state_dir: Path
     http_url: str | None = None
+
+    def pids(self) -> list[int]:
+        """The node agent and its worker processes (``edge_node.workers``)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        found = [self.pid]
+        if children.exists():
+            found += [int(pid) for pid in children.read_text().split()]
+        return found
+
+    def worker_pids(self) -> list[int]:
+        return self.pids()[1:]
 
     @property
     def cert(self) -> Path:
@@ -265,14 +279,15 @@ def start_stack(config: BenchConfig) -> BenchStack:
                 # back (the hit benchmarks warm their edge themselves).
                 env = {k: v for k, v in env.items()
                        if k != "FSNODE_REPLICATE_STATE_MACHINE_ARN"}
-            elif name == DIRECT:
+            elif name in (DIRECT, WORKERS2):
                 http_ports[name] = processes.free_port()
                 api = urllib.parse.urlsplit(env["FSNODE_API_URL"])
                 api_proxy = LatencyProxy((api.hostname or "127.0.0.1", api.port or 80))
                 api_proxy.start()
                 latency.append(api_proxy)
                 env = {**env, "FSNODE_EDGE_HTTP_PORT": str(http_ports[name]),
-                       "FSNODE_API_URL": api_proxy.url}
+                       "FSNODE_API_URL": api_proxy.url,
+                       "FSNODE_WORKERS": "2" if name == WORKERS2 else "1"}
             elif name == THROTTLED:
                 origin = urllib.parse.urlsplit(env["AWS_ENDPOINT_URL"])
                 proxy = start_proxy_process(
@@ -293,7 +308,7 @@ def start_stack(config: BenchConfig) -> BenchStack:
                 env = {**env, "AWS_ENDPOINT_URL": proxy.url}
             return super()._spawn(name, args, env, logs)
 
-    local = _BenchLocalStack(StackOptions(state_dir=state_dir, nodes=3,
+    local = _BenchLocalStack(StackOptions(state_dir=state_dir, nodes=4,
                                           cache_max_bytes=4 * 1024**3))
 
     def stop() -> None:
@@ -322,9 +337,9 @@ def start_stack(config: BenchConfig) -> BenchStack:
             state_dir=Path(edge.state_dir),
             http_url=f"http://127.0.0.1:{port}" if port else None,
         )
-    if not {DIRECT, THROTTLED, STATIC} <= set(edges):
+    if not {DIRECT, THROTTLED, STATIC, WORKERS2} <= set(edges):
         raise Unavailable(f"the stack started edges {sorted(edges)}, "
-                          f"not {DIRECT}, {THROTTLED} and {STATIC}")
+                          f"not {DIRECT}, {THROTTLED}, {STATIC} and {WORKERS2}")
     client = FsnodeClient(ClientSettings(api_url=info.api, api_key=info.api_key,
                                          ca_cert=info.ca_cert))
     stack = BenchStack(info=info, client=client, edges=edges, proxy=proxies.get(THROTTLED),

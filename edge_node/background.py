@@ -17,6 +17,17 @@ def retrieve_exception(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+async def wait_any(*events: asyncio.Event, timeout: float) -> None:
+    """Return when any event is set or ``timeout`` seconds pass."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 class TaskSet:
     """Owns fire-and-forget tasks until they finish; cancels the rest on close."""
 

@@ -22,7 +22,7 @@ from fsnode_core.errors import Forbidden, FsnodeError, NotFound, Unauthorized, U
 from fsnode_core.ids import check_id
 from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING
 
-from edge_node.background import TaskSet
+from edge_node.background import TaskSet, wait_any
 from edge_node.cache import ChunkCache
 from edge_node.control_plane import ControlPlaneClient
 from edge_node.manifests import ManifestStore
@@ -73,6 +73,8 @@ class HeartbeatLoop:
         reregister: Callable[[str | None], Awaitable[object]],
         faults: WorkFaults | None = None,
         pause: Callable[[asyncio.Event, float], Awaitable[None]] | None = None,
+        on_forget: Callable[[str], None] | None = None,
+        on_keys: Callable[[dict[str, str]], None] | None = None,
         on_answer: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
@@ -88,6 +90,9 @@ class HeartbeatLoop:
         self._faults = faults if faults is not None else WorkFaults.from_env()
         self._warm_attempts: Counter[tuple[str, str, int]] = Counter()
         self._pause = pause or _pause
+        # Told of manifests dropped and share keys changed (the workers must hear).
+        self._on_forget = on_forget or (lambda _file_id: None)
+        self._on_keys = on_keys or (lambda _keys: None)
         # Told every answer (the public certificate's serial: edge_node.public_tls).
         self._on_answer = on_answer
         self.status = "unknown"
@@ -128,13 +133,14 @@ class HeartbeatLoop:
         await self._work.close()
 
     async def beat_once(self) -> dict[str, Any]:
+        await self._cache.refresh()
         body = {
             "used_bytes": self._cache.used_bytes,
             "free_bytes": self._cache.free_bytes,
             "capacity_bytes": self._capacity,
-            # Load: file requests in flight plus chunk fills (origin work).
-            "load": float(self._metrics.requests_in_flight + self._cache.inflight),
-            "hot_files": self._cache.hot_files(),
+            # Load: file requests in flight on every worker plus chunk fills.
+            "load": float(await self._cache.node_load() + self._cache.inflight),
+            "hot_files": await self._cache.hot_files(),
         }
         answer = await self._client.heartbeat(body)
         self.status = str(answer.get("status") or self.status)
@@ -151,7 +157,9 @@ class HeartbeatLoop:
         keys = answer.get("share_public_keys")
         if isinstance(keys, dict) and keys:
             try:
-                self._keys.update({str(k): str(v) for k, v in keys.items()})
+                pems = {str(k): str(v) for k, v in keys.items()}
+                self._keys.update(pems)
+                self._on_keys(pems)
             except ValueError as exc:
                 log.error("ignoring bad share keys from the control plane: %s", exc)
         for item in answer.get("work") or []:
@@ -209,6 +217,7 @@ class HeartbeatLoop:
             # serve the file from an origin object that is already deleted.
             if raw_version is None or cached is None or cached.version == str(raw_version):
                 self._manifests.forget(file_id)
+                self._on_forget(file_id)
             return {"ok": True, "evicted_chunks": removed}
         raise ValueError(f"unknown work kind {kind!r}")
 
@@ -229,6 +238,17 @@ class HeartbeatLoop:
 
 
 PLACED_STATUSES = (NODE_ACTIVE, NODE_DRAINING)
+# How long start-up waits to be placed before it says it is ready anyway (and warns).
+PLACED_TIMEOUT_SECONDS = 60.0
+
+
+async def wait_placed(heartbeat: HeartbeatLoop, stop: asyncio.Event, endpoint: str) -> None:
+    """Until the control plane places this node (or we stop, or a minute passes:
+    then a warning, and start-up goes on)."""
+    await wait_any(stop, heartbeat.placed, timeout=PLACED_TIMEOUT_SECONDS)
+    if not heartbeat.placed.is_set() and not stop.is_set():
+        log.warning("not placed yet after %.0fs: is %s reachable from the control plane?",
+                    PLACED_TIMEOUT_SECONDS, endpoint)
 
 
 def _backoff(failures: int, interval: float) -> float:

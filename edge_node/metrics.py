@@ -29,18 +29,27 @@ class EdgeMetrics:
         self.origin_bytes += count
 
     def render(self, cache: ChunkCache, origin: OriginFetcher | None = None) -> str:
-        stats = cache.stats
+        # Node-wide: every worker's and the node agent's counters, summed (the agent
+        # does warm work and the scrub); the gauges below are this worker's.
+        stats = cache.node_stats()
         lines: list[str] = []
         table: list[tuple[str, str, str, float]] = [
             ("cache_hits_total", "counter", "Chunk lookups served from cache.", stats.hits),
-            (
-                "cache_memory_hits_total",
-                "counter",
-                "Chunk lookups served from memory.",
-                stats.memory_hits,
-            ),
             ("cache_misses_total", "counter", "Chunk lookups that waited on a fill.", stats.misses),
             ("cache_fills_total", "counter", "Chunks fetched and verified.", stats.fills),
+            (
+                "cache_followed_fills_total",
+                "counter",
+                "Misses served from another worker's fill.",
+                stats.followed_fills,
+            ),
+            (
+                "cache_damaged_files_total",
+                "counter",
+                "Chunk files dropped after failing a check on disk.",
+                stats.damaged_files,
+            ),
+            ("cache_scrubbed_bytes_total", "counter", "Bytes re-hashed.", stats.scrubbed_bytes),
             (
                 "cache_not_stored_total",
                 "counter",
@@ -56,18 +65,6 @@ class EdgeMetrics:
             ),
             ("cache_warm_fills_total", "counter", "Fills started by warm work.", stats.warm_fills),
             ("cache_evictions_total", "counter", "Chunks dropped from disk.", stats.evictions),
-            (
-                "cache_memory_evictions_total",
-                "counter",
-                "Chunks dropped from memory.",
-                stats.memory_evictions,
-            ),
-            (
-                "cache_promotions_total",
-                "counter",
-                "Chunks copied from disk into memory.",
-                stats.promotions,
-            ),
             (
                 "integrity_failures_total",
                 "counter",
@@ -101,7 +98,6 @@ class EdgeMetrics:
             ("cache_free_bytes", "gauge", "Bytes the disk cache may still take.", cache.free_bytes),
             ("cache_max_bytes", "gauge", "The disk cache's byte cap.", cache.max_bytes),
             ("cache_chunks", "gauge", "Chunks on disk.", cache.chunk_count),
-            ("memory_cache_bytes", "gauge", "Bytes of chunks in memory.", cache.memory_bytes),
         ]
         if origin is not None:
             table += [

@@ -76,6 +76,11 @@ class PublicTls:
         tls.write_private(self._state_dir / KEY_FILE, str(bundle["private_key"]).encode())
         tls.write_private(self._state_dir / CERT_FILE,
                           ("\n".join(p for p in (certificate, chain) if p) + "\n").encode())
+        self.use_stored(name, str(bundle["serial"]))
+
+    def use_stored(self, name: str, serial: str) -> None:
+        """Swap in the stored certificate for new handshakes (a worker does, when the
+        node agent says it stored a new one: ``edge_node.node_state``)."""
         if self.context is None:
             context = tls.server_context(self._state_dir / CERT_FILE,
                                          self._state_dir / KEY_FILE)
@@ -85,5 +90,5 @@ class PublicTls:
                                          str(self._state_dir / KEY_FILE))
             self.swaps += 1
         self.suffix = name[1:].lower()
-        self.serial = str(bundle["serial"])
+        self.serial = serial
         log.info("public certificate %s for %s in use", self.serial, name)

@@ -4,7 +4,7 @@ Domain errors become HTTP answers in one place (``error_middleware``).
 
 Bodies are streamed chunk by chunk from cache leases: on plain HTTP a chunk on
 disk goes out with kernel sendfile; otherwise blocks of up to 1 MiB (slices of
-memory-tier or fill buffers, no copy; or reads from disk) are written whole, since
+fill buffers, no copy; or reads from disk) are written whole, since
 large writes keep TLS record and syscall overhead down (see NOTES.md). A cold
 chunk streams from its fill as bytes arrive from the origin.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -209,9 +210,10 @@ async def healthz(request: web.Request) -> web.Response:
             "ok": True,
             "status": "ok",
             "node_id": edge.node_id,
+            # The worker that answered (FSNODE_WORKERS processes serve the port).
+            "pid": os.getpid(),
             "cache_bytes": edge.cache.used_bytes,
             "cache_free_bytes": edge.cache.free_bytes,
-            "memory_bytes": edge.cache.memory_bytes,
         }
     )
 
@@ -379,7 +381,7 @@ async def _stream(
     cache = edge.cache
     chunk_size = manifest.chunk_size
     # Plain sockets take the kernel's sendfile (no copies through Python); TLS
-    # has no kernel offload here, so it prefers the memory tier and large writes.
+    # has no kernel offload here, so it takes large writes.
     transport = request.transport
     plain = edge.sendfile and transport is not None and not transport.get_extra_info("sslcontext")
     last_chunk = len(manifest.chunks) - 1
@@ -399,8 +401,8 @@ async def _stream(
         index = start // chunk_size
         offset = start % chunk_size
         # A hit needs no coroutine; a fill ``acquire`` starts asks for ``offset`` first.
-        first_lease = cache.hit(manifest, index, memory=not plain) or await cache.acquire(
-            manifest, index, memory=not plain, offset=offset
+        first_lease = cache.hit(manifest, index) or await cache.acquire(
+            manifest, index, offset=offset
         )
         try:
             await first_lease.ready(offset, min(end - start + 1, chunk_size - offset))
@@ -421,10 +423,8 @@ async def _stream(
                 if first_lease is not None and first_lease.key[2] == piece.index:
                     lease, first_lease = first_lease, None
                 else:
-                    lease = cache.hit(manifest, piece.index, memory=not plain) or (
-                        await cache.acquire(
-                            manifest, piece.index, memory=not plain, offset=piece.offset_in_chunk
-                        )
+                    lease = cache.hit(manifest, piece.index) or (
+                        await cache.acquire(manifest, piece.index, offset=piece.offset_in_chunk)
                     )
                 try:
                     # A piece that fits one write and needs no waiting goes out here;

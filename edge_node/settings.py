@@ -16,18 +16,19 @@ from edge_node.prefetch import PrefetchConfig
 
 MIB = 1024 * 1024
 DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
-# Memory defaults sized for a small node (about 2 GiB of RAM): the memory tier is
-# a sixteenth of the disk cap, at most 64 MiB; fill buffers share 64 MiB (16
-# concurrent 4 MiB chunk fills). Bigger nodes raise both through the environment.
-MEMORY_CACHE_CEILING = 64 * MIB
+# Each worker's fill buffers share 64 MiB (16 concurrent 4 MiB chunk fills); hits
+# come from the kernel's page cache, which all workers share (README: Memory).
 DEFAULT_FILL_MEMORY_BYTES = 64 * MIB
 DEFAULT_MANIFEST_MAX_AGE = 30.0
-
-
-def default_memory_cache_bytes(cache_max_bytes: int) -> int:
-    return min(MEMORY_CACHE_CEILING, cache_max_bytes // 16)
 # The defaults of the client limits, written once (in ClientLimits).
 _LIMITS = ClientLimits()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the host's count)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
@@ -63,8 +64,11 @@ class EdgeSettings:
     cache_high_water: float = 0.90
     cache_low_water: float = 0.80
     cache_min_free_ratio: float = 0.05
-    # The memory tier for the hottest chunks, and the memory all fill buffers share.
-    memory_cache_bytes: int = MEMORY_CACHE_CEILING
+    # Worker processes serving the port (default: one per core).
+    workers: int = 1
+    # Stored chunks the cache manager re-hashes per second (0: no scrub).
+    cache_scrub_bytes_per_second: int = 8 * MIB
+    # The memory one worker's fill buffers share.
     fill_memory_bytes: int = DEFAULT_FILL_MEMORY_BYTES
     # Concurrent ranged GETs: a chunk splits into parts of at least part_bytes, at
     # most parallel_parts of them; connections caps all origin GETs at once.
@@ -99,8 +103,8 @@ class EdgeSettings:
             high_water=self.cache_high_water,
             low_water=self.cache_low_water,
             min_free_ratio=self.cache_min_free_ratio,
-            memory_bytes=self.memory_cache_bytes,
             fill_memory_bytes=self.fill_memory_bytes,
+            scrub_bytes_per_second=self.cache_scrub_bytes_per_second,
             part_bytes=self.origin_part_bytes,
             max_parts=self.origin_parallel_parts,
             first_part_bytes=self.origin_first_part_bytes,
@@ -161,11 +165,9 @@ class EdgeSettings:
             cache_high_water=_share(source, "FSNODE_CACHE_HIGH_WATER", 0.90),
             cache_low_water=_share(source, "FSNODE_CACHE_LOW_WATER", 0.80),
             cache_min_free_ratio=_share(source, "FSNODE_CACHE_MIN_FREE_RATIO", 0.05),
-            memory_cache_bytes=_int(
-                source,
-                "FSNODE_MEMORY_CACHE_BYTES",
-                default_memory_cache_bytes(cache_max),
-                zero=True,
+            workers=_int(source, "FSNODE_WORKERS", usable_cores()),
+            cache_scrub_bytes_per_second=_int(
+                source, "FSNODE_CACHE_SCRUB_BYTES_PER_SECOND", 8 * MIB, zero=True
             ),
             fill_memory_bytes=_int(source, "FSNODE_FILL_MEMORY_BYTES", DEFAULT_FILL_MEMORY_BYTES),
             origin_part_bytes=_int(source, "FSNODE_ORIGIN_PART_BYTES", 2 * MIB),

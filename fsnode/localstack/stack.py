@@ -256,6 +256,8 @@ class LocalStack:
             "FSNODE_CACHE_MAX_BYTES": str(opts.cache_max_bytes),
             "FSNODE_CAPACITY_BYTES": str(opts.cache_max_bytes),
             "FSNODE_REGION": "local",
+            # One worker per edge: a local stack runs several edges on one machine.
+            "FSNODE_WORKERS": "1",
             **opts.edge_env_by_name.get(f"edge-{index + 1}", {}),
         }
         if opts.origin_url:

@@ -14,7 +14,8 @@ from tests.e2e.cli_helpers import MIB, cli, random_file, sha
 
 @contextmanager
 def frozen(*pids: int) -> Iterator[None]:
-    """SIGSTOP an edge (its socket accepts, nothing answers); always SIGCONT it again.
+    """SIGSTOP an edge, its node agent and workers (its socket accepts, nothing
+    answers); always SIGCONT it again. Each edge leads its own process group.
 
     The stack is shared by the session, so the edge must come back; a few seconds
     frozen is well inside the heartbeat timeout, so it is never marked dead.
@@ -22,12 +23,12 @@ def frozen(*pids: int) -> Iterator[None]:
     stopped = []
     try:
         for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+            os.killpg(pid, signal.SIGSTOP)
             stopped.append(pid)
         yield
     finally:
         for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
+            os.killpg(pid, signal.SIGCONT)
 
 
 def test_get_fails_over_when_an_edge_is_stopped(stack: StackInfo, tmp_path: Path) -> None:

@@ -186,8 +186,9 @@ def test_corrupted_chunk_file_is_never_served(fault_stack: StackInfo, tmp_path: 
         raw[12345] ^= 0xFF
         path.write_bytes(bytes(raw))
 
-    # The memory tier may still hold good copies; a restart leaves only the disk (and
-    # starts the edge's counters from zero).
+    # A restart leaves only the disk. The damage may be found before it (the node
+    # agent's first open for warm work, its scrub) or after (a worker's first open):
+    # the node's counters sum every process's and carry over the restart.
     run_cli("local", "restart", f"edge-{index + 1}", "--state-dir", fault_stack.state_dir)
     edge_url = StackInfo.load(Path(fault_stack.state_dir)).edges[index].url
     url = edge_url + url[url.index("/f/") :]

@@ -346,21 +346,24 @@ def test_an_edge_declared_dead_registers_again(origin_stack: StackInfo) -> None:
         assert node is not None
         return registry.mark_dead(edge.node_id, node.last_heartbeat)
 
-    os.kill(edge.pid, signal.SIGSTOP)
+    os.killpg(edge.pid, signal.SIGSTOP)  # the node agent and its workers
     try:
         _wait(declared_dead, "the frozen edge to be declared dead", 30)
         _client(stack).delete(deleted_id)
     finally:
-        os.kill(edge.pid, signal.SIGCONT)
+        os.killpg(edge.pid, signal.SIGCONT)
 
     def reregistered() -> list[str]:
         with log.open("rb") as handle:
             handle.seek(offset)
             text = handle.read().decode(errors="replace")
+        messages = [
+            json.loads(line)["message"] for line in text.splitlines() if line.startswith("{")
+        ]
         return [
-            line.rsplit("node_id=", 1)[1].strip()
-            for line in text.splitlines()
-            if "registered again" in line
+            message.rsplit("node_id=", 1)[1].strip()
+            for message in messages
+            if "registered again" in message
         ]
 
     _wait(lambda: bool(reregistered()), "the edge to register again")

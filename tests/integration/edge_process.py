@@ -39,7 +39,7 @@ def main() -> int:
             Path(state),
             ThrowawayCA(),
             BUCKET,
-            cache_config=CacheConfig(max_bytes=4 * size, memory_bytes=2 * size),
+            cache_config=CacheConfig(max_bytes=4 * size),
             client_limits=ClientLimits(send_timeout=send_timeout),
         )
         edge.start()
@@ -48,7 +48,7 @@ def main() -> int:
             target = f"/f/{manifest.file_id}?{urlencode(share_query(manifest.file_id, None))}"
             with requests.Session() as session:
                 session.trust_env = False
-                for _ in range(2):  # cached on disk, then in the memory tier
+                for _ in range(2):  # a fill, then a hit from the disk cache
                     answer = session.get(edge.url + target, verify=str(edge.ca_file))
                     assert answer.status_code == 200 and len(answer.content) == size
             print(

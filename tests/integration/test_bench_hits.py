@@ -17,6 +17,9 @@ NAMES = (
     "hit_1mib_https",
     "hit_64kib_https",
     "hit_full_https",
+    "hit2_1mib_https",
+    "hit2_64kib_https",
+    "hit2_full_https",
 )
 
 pytestmark = pytest.mark.localstack

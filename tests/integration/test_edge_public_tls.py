@@ -24,7 +24,7 @@ from fsnode.localstack import acm_public_issuer, processes
 DOMAIN = "edges.example.test"
 
 
-def _bundle(serial: str) -> dict[str, Any]:
+def public_bundle(serial: str) -> dict[str, Any]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     leaf = acm_public_issuer.issue([f"*.{DOMAIN}"], key)
     return {"name": f"*.{DOMAIN}", "serial": serial, "not_after": "",
@@ -73,7 +73,7 @@ async def _renewal(tmp_path: Path) -> None:
     context = _private_identity(tmp_path)
     public = PublicTls(tmp_path, client=None)
     public.install(context)
-    first = _bundle("1")
+    first = public_bundle("1")
     public.load(first)
     release = asyncio.Event()
 
@@ -103,7 +103,7 @@ async def _renewal(tmp_path: Path) -> None:
         assert b"200 OK" in head
         old = x509.load_pem_x509_certificate(first["certificate"].encode()).serial_number
         assert await _peer_serial(port, name) == old
-        second = _bundle("2")
+        second = public_bundle("2")
         public.load(second)  # what a heartbeat naming serial 2 leads to
         new = x509.load_pem_x509_certificate(second["certificate"].encode()).serial_number
         assert await _peer_serial(port, name) == new

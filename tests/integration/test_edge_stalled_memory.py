@@ -98,7 +98,6 @@ def edge() -> Iterator[EdgeProcess]:
         stdout=subprocess.PIPE,
         text=True,
         cwd=HERE.parent.parent,  # the repository: the helpers import as tests.integration
-
     )
     assert process.stdout is not None and process.stdin is not None
     try:

@@ -38,7 +38,6 @@ DOWN_SECONDS = float(os.environ.get("FSNODE_SOAK_DOWN_SECONDS", "8"))
 READERS = int(os.environ.get("FSNODE_SOAK_READERS", "4"))
 # Small memory bounds, so the edges reach their plateau early and growth past it shows.
 EDGE_SETTINGS = {
-    "FSNODE_MEMORY_CACHE_BYTES": str(32 * MIB),
     "FSNODE_FILL_MEMORY_BYTES": str(64 * MIB),
 }
 # Memory flat: the witness may end at most this much above its size after warm-up.
@@ -86,13 +85,17 @@ def soak_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 
 
 def _rss(pid: int) -> int | None:
+    """The edge's resident set: its node agent and worker processes, summed."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = 0
+        for member in [pid, *map(int, children)]:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
     except OSError:
         return None
-    return None
+    return total or None
 
 
 class MemoryLog:

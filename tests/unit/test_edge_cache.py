@@ -14,8 +14,8 @@ import pytest
 from fsnode_core.errors import IntegrityError
 from fsnode_core.ids import new_id
 
-from edge_node import cache as cache_module
 from edge_node.cache import CacheConfig, ChunkCache
+from edge_node.cache import open_files as open_files_module
 from edge_node.manifests import ChunkInfo, Manifest
 
 CHUNK = 1000
@@ -108,8 +108,8 @@ DATA = bytes((i * 7) % 251 for i in range(3500))  # chunks of 1000, 1000, 1000, 
 
 
 def config(max_bytes: int = 10_000, **overrides: Any) -> CacheConfig:
-    """Disk-only by default (no memory tier), no free-space floor: tests say what they use."""
-    values: dict[str, Any] = {"memory_bytes": 0, "min_free_ratio": 0.0, "high_water": 1.0}
+    """No free-space floor, no background watermark pass: tests say what they use."""
+    values: dict[str, Any] = {"min_free_ratio": 0.0, "high_water": 1.0}
     values.update(overrides)
     return CacheConfig(max_bytes=max_bytes, **values)
 
@@ -125,22 +125,13 @@ async def read_chunk(cache: ChunkCache, manifest: Manifest, index: int) -> bytes
         return b"".join([bytes(block) async for block in lease.blocks(0, lease.size)])
 
 
-async def settle(cache: ChunkCache) -> None:
-    """Let fills and background evictions started so far finish."""
-    for _ in range(200):
-        if cache.inflight == 0:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
-
-
 @run_async
 async def test_fill_writes_atomically_and_serves_the_right_bytes(tmp_path: Path) -> None:
     origin = Origin(DATA)
     cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     assert await read_chunk(cache, manifest, 3) == DATA[3000:]
-    await settle(cache)
+    await cache.idle()
     assert await read_chunk(cache, manifest, 3) == DATA[3000:]
     assert origin.reads == 1
     assert cache.stats.hits == 1 and cache.stats.misses == 1
@@ -176,6 +167,7 @@ async def test_lru_eviction_under_a_small_cap(tmp_path: Path) -> None:
     await cache.ensure(manifest, 1)
     await read_chunk(cache, manifest, 0)  # 0 is now more recent than 1
     await cache.ensure(manifest, 2)
+    await cache.idle()
     assert cache.contains(manifest, 0) and cache.contains(manifest, 2)
     assert not cache.contains(manifest, 1)
     assert not cache.path_for((manifest.file_id, "1", 1)).exists()
@@ -190,7 +182,7 @@ async def test_watermarks_evict_down_to_the_low_mark(tmp_path: Path) -> None:
     manifest = make_manifest(data)
     for index in range(7):
         await cache.ensure(manifest, index)
-    await settle(cache)
+    await cache.idle()
     # 7000 > 60% of 10000: the background pass took it to 30%, oldest first.
     assert cache.used_bytes <= 3000
     assert cache.contains(manifest, 6) and not cache.contains(manifest, 0)
@@ -206,16 +198,20 @@ async def test_a_burst_of_misses_never_grows_past_the_cap(tmp_path: Path) -> Non
     peak = 0
     real_read = origin.read_into
 
+    def on_disk() -> int:  # the shared index's totals, read now
+        totals = cache._index.totals()
+        return totals.used + totals.reserved
+
     async def watching(*args: Any, **kwargs: Any) -> None:
         nonlocal peak
-        peak = max(peak, cache.used_bytes + cache.reserved_bytes)
+        peak = max(peak, on_disk())
         await real_read(*args, **kwargs)
-        peak = max(peak, cache.used_bytes + cache.reserved_bytes)
+        peak = max(peak, on_disk())
 
     origin.read_into = watching  # type: ignore[method-assign]
     results = await asyncio.gather(*(read_chunk(cache, manifest, i) for i in range(20)))
     assert results == [data[i * CHUNK : (i + 1) * CHUNK] for i in range(20)]
-    await settle(cache)
+    await cache.idle()
     assert peak <= 2500
     assert cache.used_bytes <= 2500
     assert cache.stats.not_stored >= 1  # served, but no room to keep
@@ -227,7 +223,7 @@ async def test_the_free_space_floor_is_kept(tmp_path: Path) -> None:
     cache = await opened(tmp_path, Origin(DATA), config(10_000, min_free_ratio=0.9999))
     manifest = make_manifest(DATA)
     assert await read_chunk(cache, manifest, 0) == DATA[:CHUNK]
-    await settle(cache)
+    await cache.idle()
     assert cache.used_bytes == 0 and cache.free_bytes == 0
     assert cache.stats.not_stored == 1
 
@@ -252,6 +248,7 @@ async def test_explicit_eviction_does_not_break_an_open_lease(tmp_path: Path) ->
     await cache.ensure(manifest, 1)
     async with cache.lease(manifest, 1) as lease:
         assert await cache.evict_file(manifest.file_id) == 1
+        await cache.idle()
         assert cache.used_bytes == 0
         got = b"".join([bytes(b) async for b in lease.blocks(0, CHUNK)])
         assert got == DATA[CHUNK : 2 * CHUNK]
@@ -269,10 +266,56 @@ async def test_corrupted_chunk_file_is_detected_and_refetched(tmp_path: Path) ->
 
     restarted = await opened(tmp_path, origin)
     assert await read_chunk(restarted, manifest, 0) == DATA[:CHUNK]
-    await settle(restarted)
+    await restarted.idle()
     assert origin.reads == 2
     assert restarted.stats.integrity_failures == 1
     assert path.read_bytes() == DATA[:CHUNK]
+
+
+@run_async
+async def test_the_scrub_drops_a_flipped_byte_and_the_next_read_refetches(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    manifest = make_manifest(DATA)
+    cache = await opened(tmp_path, origin)
+    for index in range(4):
+        await cache.ensure(manifest, index)
+    path = cache.path_for((manifest.file_id, "1", 2))
+    damaged = bytearray(path.read_bytes())
+    damaged[7] ^= 0x01
+    path.write_bytes(bytes(damaged))
+    assert await cache.scrub(len(DATA)) == 1
+    assert not path.exists() and cache.stats.damaged_files == 1
+    assert await read_chunk(cache, manifest, 2) == DATA[2000:3000]
+    assert origin.reads == 5  # only the damaged chunk was fetched again
+    assert await cache.scrub(len(DATA)) == 0
+
+
+@run_async
+async def test_a_chunk_file_the_index_does_not_count_is_replaced(tmp_path: Path) -> None:
+    # As a filler killed between its rename and its commit leaves it: bytes on disk
+    # that no budget counts. They are not adopted; the chunk is fetched and counted.
+    origin = Origin(DATA)
+    manifest = make_manifest(DATA)
+    cache = await opened(tmp_path, origin)
+    path = cache.path_for((manifest.file_id, "1", 0))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(DATA[:CHUNK])
+    assert await read_chunk(cache, manifest, 0) == DATA[:CHUNK]
+    await cache.idle()
+    assert origin.reads == 1 and cache.used_bytes == CHUNK and path.exists()
+
+
+@run_async
+async def test_a_truncated_chunk_file_is_dropped_and_refetched(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    manifest = make_manifest(DATA)
+    cache = await opened(tmp_path, origin)
+    assert await read_chunk(cache, manifest, 1) == DATA[1000:2000]
+    await cache.idle()
+    os.truncate(cache.path_for((manifest.file_id, "1", 1)), 10)
+    assert cache.hit(manifest, 1) is None  # the lease's fstat sees it
+    assert await read_chunk(cache, manifest, 1) == DATA[1000:2000]
+    assert origin.reads == 2 and cache.stats.damaged_files == 1
 
 
 @run_async
@@ -297,6 +340,7 @@ async def test_persistently_bad_origin_bytes_raise_integrity_error(tmp_path: Pat
         await cache.ensure(manifest, 1)
     assert origin.reads == 2
     assert not cache.contains(manifest, 1)
+    await cache.idle()
     assert cache.used_bytes == 0
 
 
@@ -366,7 +410,7 @@ async def test_a_seek_into_a_cold_chunk_waits_only_for_a_small_get_at_its_offset
     origin.others.set()
     assert b"".join([bytes(b) async for b in blocks]) == DATA[1699:1700]
     cache.release(lease)
-    await settle(cache)
+    await cache.idle()
     # The whole chunk was fetched once, verified and kept.
     assert origin.calls[0] == (1600, 100)
     assert sorted(origin.calls) == sorted(SEEK_PARTS)
@@ -391,7 +435,7 @@ async def test_the_rest_of_a_seek_fill_is_asked_for_once_the_first_bytes_arrive(
     origin.head_go.set()
     assert b"".join([bytes(b) async for b in lease.blocks(600, 100)]) == DATA[1600:1700]
     cache.release(lease)
-    await settle(cache)
+    await cache.idle()
     assert origin.asked[0] == 1600 and sorted(origin.calls) == sorted(SEEK_PARTS)
     assert cache.contains(manifest, 1)
 
@@ -413,7 +457,7 @@ async def test_a_seek_fill_still_checks_the_whole_chunk_before_the_last_byte(
             sent += bytes(block)
     cache.release(lease)
     assert sent == DATA[1600:1699]
-    await settle(cache)
+    await cache.idle()
     assert not cache.contains(manifest, 1) and cache.used_bytes == 0
     # The second try kept the reader's layout.
     assert sorted(origin.calls) == sorted(SEEK_PARTS * 2)
@@ -441,7 +485,7 @@ async def test_read_ahead_and_warm_fills_keep_the_even_layout(tmp_path: Path) ->
     manifest = make_manifest(DATA)
     await cache.ensure(manifest, 1)
     assert cache.prefetch(manifest, 2)
-    await settle(cache)
+    await cache.idle()
     assert sorted(origin.calls) == [(base + i * 250, 250) for base in (1000, 2000)
                                     for i in range(4)]
     # A reader at a chunk's start still gets a short first GET of its own.
@@ -457,19 +501,19 @@ async def test_the_origin_is_read_while_disk_room_is_being_made(tmp_path: Path) 
     cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     disk_checked = asyncio.Event()
-    refresh = cache._refresh_disk
+    reserve = cache._store._reserve
 
-    async def slow_refresh() -> None:  # a statvfs that takes its time
+    async def slow_reserve(size: int) -> int | None:  # room that takes its time
         await disk_checked.wait()
-        await refresh()
+        return await reserve(size)
 
-    cache._refresh_disk = slow_refresh  # type: ignore[method-assign]
+    cache._store._reserve = slow_reserve  # type: ignore[method-assign]
     async with cache.lease(manifest, 2, offset=0) as lease:
         sent = b"".join([bytes(b) async for b in lease.blocks(0, CHUNK)])
     assert sent == DATA[2000:3000]  # served, verified, before the room was known
     assert not cache.contains(manifest, 2) and cache.inflight == 1
     disk_checked.set()
-    await settle(cache)
+    await cache.idle()
     assert cache.contains(manifest, 2) and cache.reserved_bytes == 0
 
 
@@ -511,28 +555,13 @@ async def test_the_last_byte_waits_for_verification(tmp_path: Path) -> None:
 
 
 @run_async
-async def test_memory_tier_is_bounded_and_serves_hits(tmp_path: Path) -> None:
-    origin = Origin(DATA)
-    cache = await opened(tmp_path, origin, config(memory_bytes=2500))
-    manifest = make_manifest(DATA)
-    for index in range(4):
-        await read_chunk(cache, manifest, index)
-    await settle(cache)
-    assert cache.memory_bytes <= 2500
-    assert cache.in_memory(manifest, 3) and not cache.in_memory(manifest, 0)
-    assert await read_chunk(cache, manifest, 3) == DATA[3000:]
-    assert cache.stats.memory_hits == 1
-    assert cache.stats.memory_evictions >= 1
-
-
-@run_async
 async def test_read_ahead_fills_in_the_background(tmp_path: Path) -> None:
     origin = Origin(DATA)
     cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     assert cache.prefetch(manifest, 2)
     assert not cache.prefetch(manifest, 2)  # already under way: one fill per chunk
-    await settle(cache)
+    await cache.idle()
     assert cache.contains(manifest, 2)
     assert await read_chunk(cache, manifest, 2) == DATA[2000:3000]
     assert origin.reads == 1
@@ -552,16 +581,16 @@ async def test_a_new_version_is_a_new_cache_key(tmp_path: Path) -> None:
 @run_async
 async def test_a_hit_is_leased_without_waiting_and_a_miss_starts_nothing(tmp_path: Path) -> None:
     origin = Origin(DATA)
-    cache = await opened(tmp_path, origin, config(memory_bytes=1000))
+    cache = await opened(tmp_path, origin)
     manifest = make_manifest(DATA)
     assert cache.hit(manifest, 1) is None
     assert cache.inflight == 0 and origin.reads == 0  # hit() never fills
-    await read_chunk(cache, manifest, 0)  # memory holds chunk 0 (the tier's size)
-    await read_chunk(cache, manifest, 1)  # chunk 1 pushes it out
-    await settle(cache)
+    await read_chunk(cache, manifest, 0)
+    await read_chunk(cache, manifest, 1)
+    await cache.idle()
     hits = cache.stats.hits
-    for index, memory in ((1, True), (0, True), (1, False)):
-        lease = cache.hit(manifest, index, memory=memory)
+    for index in (1, 0, 1):
+        lease = cache.hit(manifest, index)
         assert lease is not None
         try:
             block = lease.now(10, 500)  # small enough for one write: no generator
@@ -601,8 +630,14 @@ class FileCounter:
         return len(self.live)
 
 
+async def _disk_read_or_open(cache: ChunkCache, manifest: Manifest, index: int) -> bytes:
+    """A hit, opening (and checking) the chunk file first if this process has let go."""
+    async with cache.lease(manifest, index) as lease:
+        return b"".join([bytes(block) async for block in lease.blocks(0, lease.size)])
+
+
 async def _disk_read(cache: ChunkCache, manifest: Manifest, index: int) -> bytes:
-    lease = cache.hit(manifest, index, memory=False)
+    lease = cache.hit(manifest, index)
     assert lease is not None
     try:
         return b"".join([bytes(block) async for block in lease.blocks(0, lease.size)])
@@ -613,7 +648,7 @@ async def _disk_read(cache: ChunkCache, manifest: Manifest, index: int) -> bytes
 def test_chunk_files_stay_open_between_hits_within_a_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cache_module, "OPEN_FILES", 2)
+    monkeypatch.setattr(open_files_module, "OPEN_FILES", 2)
     files = FileCounter(monkeypatch, tmp_path)
 
     async def scenario() -> None:
@@ -621,12 +656,13 @@ def test_chunk_files_stay_open_between_hits_within_a_bound(
         manifest = make_manifest(DATA)
         for index in range(4):
             await read_chunk(cache, manifest, index)
-        await settle(cache)
+        await cache.idle()
+        before = files.opens  # each fill kept its file open; only two stay open
         for _ in range(5):
-            assert await _disk_read(cache, manifest, 0) == DATA[:CHUNK]
-        assert files.opens == 1  # one open for five hits
+            assert await _disk_read_or_open(cache, manifest, 0) == DATA[:CHUNK]
+        assert files.opens == before + 1  # one open (and check) for five hits
         for index in range(4):
-            await _disk_read(cache, manifest, index)
+            await _disk_read_or_open(cache, manifest, index)
         assert files.open_now <= 2
         await cache.close()
         assert files.open_now == 0
@@ -643,8 +679,8 @@ def test_an_evicted_chunk_keeps_serving_its_lease_then_its_file_closes(
         cache = await opened(tmp_path, Origin(DATA))
         manifest = make_manifest(DATA)
         await read_chunk(cache, manifest, 1)
-        await settle(cache)
-        lease = cache.hit(manifest, 1, memory=False)
+        await cache.idle()
+        lease = cache.hit(manifest, 1)
         assert lease is not None
         await cache.evict_file(manifest.file_id)
         assert not cache.contains(manifest, 1)

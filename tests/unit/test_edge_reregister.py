@@ -57,7 +57,13 @@ class QuietCache:
     free_bytes = 1
     inflight = 0
 
-    def hot_files(self) -> list[str]:
+    async def refresh(self) -> None:
+        return None
+
+    async def node_load(self) -> int:
+        return 0
+
+    async def hot_files(self) -> list[str]:
         return []
 
 
@@ -298,7 +304,7 @@ def test_a_key_reused_with_other_details_is_rotated_not_retried_forever(
                 return await fake(body)
 
             node.client.register = register  # type: ignore[method-assign]
-            registration = await node.register_until_answered(asyncio.Event())
+            registration = await node.identity.register_until_answered(asyncio.Event())
             assert registration is not None
             assert calls[0] == first_key and calls[1] != first_key and len(calls) == 2
             return registration.node_id

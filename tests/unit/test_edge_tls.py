@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import ssl
 import stat
 from pathlib import Path
@@ -122,13 +123,12 @@ def test_new_settings_have_defaults_and_checks(tmp_path: Path) -> None:
             **base,
             "FSNODE_CACHE_HIGH_WATER": "0.7",
             "FSNODE_CACHE_LOW_WATER": "0.5",
-            "FSNODE_MEMORY_CACHE_BYTES": "0",
             "FSNODE_ORIGIN_PART_BYTES": "1048576",
             "FSNODE_ORIGIN_READ_TIMEOUT": "2.5",
         }
     )
     cache = settings.cache_config()
-    assert (cache.high_water, cache.low_water, cache.memory_bytes) == (0.7, 0.5, 0)
+    assert (cache.high_water, cache.low_water) == (0.7, 0.5)
     assert cache.part_bytes == 1048576 and cache.min_free_ratio == 0.05
     assert cache.first_part_bytes == 256 * 1024
     for raw, first in (("0", 0), ("131072", 131072)):
@@ -145,25 +145,18 @@ def test_new_settings_have_defaults_and_checks(tmp_path: Path) -> None:
         EdgeSettings.from_env({**base, "FSNODE_CACHE_MIN_FREE_RATIO": "2"})
 
 
-@pytest.mark.parametrize(
-    ("cache_max", "memory_tier"),
-    [
-        (None, 64 * 1024 * 1024),  # 10 GiB cap: the ceiling
-        (str(512 * 1024 * 1024), 32 * 1024 * 1024),  # a sixteenth of a small cap
-    ],
-)
-def test_memory_defaults_suit_a_small_node(
-    tmp_path: Path, cache_max: str | None, memory_tier: int
-) -> None:
+def test_memory_and_workers_defaults_suit_a_small_node(tmp_path: Path) -> None:
     env = base_env(tmp_path)
-    if cache_max is not None:
-        env["FSNODE_CACHE_MAX_BYTES"] = cache_max
-    config = EdgeSettings.from_env(env).cache_config()
-    assert (config.memory_bytes, config.fill_memory_bytes) == (memory_tier, 64 * 1024 * 1024)
+    settings = EdgeSettings.from_env(env)
+    assert settings.cache_config().fill_memory_bytes == 64 * 1024 * 1024
+    assert settings.workers == len(os.sched_getaffinity(0))
     raised = EdgeSettings.from_env(
-        {**env, "FSNODE_MEMORY_CACHE_BYTES": "1073741824", "FSNODE_FILL_MEMORY_BYTES": "2097152"}
-    ).cache_config()
-    assert (raised.memory_bytes, raised.fill_memory_bytes) == (1073741824, 2097152)
+        {**env, "FSNODE_FILL_MEMORY_BYTES": "2097152", "FSNODE_WORKERS": "3"}
+    )
+    assert (raised.cache_config().fill_memory_bytes, raised.workers) == (2097152, 3)
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(ValueError, match="FSNODE_WORKERS"):
+            EdgeSettings.from_env({**env, "FSNODE_WORKERS": bad})
 
 
 def test_trusted_proxy_hops_default_to_the_tcp_peer(tmp_path: Path) -> None:
