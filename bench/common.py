@@ -60,8 +60,12 @@ def pin_process(pid: int, cpu_set: Sequence[int]) -> None:
     """Pin every thread of ``pid`` (threads started later inherit the mask)."""
     mask = ",".join(str(cpu) for cpu in cpu_set)
     if shutil.which("taskset"):
-        subprocess.run(["taskset", "-a", "-p", "-c", mask, str(pid)], check=True,
-                       capture_output=True, timeout=10)
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", mask, str(pid)],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
         return
     for task in os.listdir(f"/proc/{pid}/task"):
         os.sched_setaffinity(int(task), set(cpu_set))

@@ -31,8 +31,15 @@ from bench.results import Goal, Row
 from bench.stack import DIRECT, MIB, WORKERS2, BenchStack, Edge, SharedFile, shared_stack
 from bench.wrk import WrkResult, run_wrk
 
-NAMES = ("hit_1mib_http", "hit_1mib_https", "hit_64kib_https", "hit_full_https",
-         "hit2_1mib_https", "hit2_64kib_https", "hit2_full_https")
+NAMES = (
+    "hit_1mib_http",
+    "hit_1mib_https",
+    "hit_64kib_https",
+    "hit_full_https",
+    "hit2_1mib_https",
+    "hit2_64kib_https",
+    "hit2_full_https",
+)
 GOALS: dict[str, Goal | None] = {
     "hit_1mib_http": Goal("ratio", ">=", 0.8),
     "hit_1mib_https": Goal("ratio", ">=", 0.8),
@@ -75,9 +82,12 @@ def _rate(result: WrkResult, case: Case) -> float:
 def tls_of(url: str, context: ssl.SSLContext) -> str:
     """The protocol and cipher a server picks for OpenSSL's default offer (wrk's too)."""
     parts = urllib.parse.urlsplit(url)
-    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 443),
-                                  timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+    with (
+        socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or 443), timeout=10
+        ) as raw,
+        context.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+    ):
         cipher = tls.cipher()
     return f"{cipher[1]} {cipher[0]}" if cipher else "none"
 
@@ -112,8 +122,9 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     return rows
 
 
-def _one_core(config: BenchConfig, stack: BenchStack, shared: SharedFile,
-              wanted: set[str]) -> list[Row]:
+def _one_core(
+    config: BenchConfig, stack: BenchStack, shared: SharedFile, wanted: set[str]
+) -> list[Row]:
     edge = stack.edges[DIRECT]
     stack.warm(edge, shared)
     root = nginx_root(config, shared)
@@ -128,8 +139,10 @@ def _one_core(config: BenchConfig, stack: BenchStack, shared: SharedFile,
             check_pinned(pid, cpu, "the edge")
         for pid in nginx.pids():
             check_pinned(pid, cpu, "nginx")
-        setup = (f"servers on CPU {cpu} (edge agent+worker and nginx master+worker, "
-                 f"checked), wrk on CPU {','.join(map(str, client_cpus()))}")
+        setup = (
+            f"servers on CPU {cpu} (edge agent+worker and nginx master+worker, "
+            f"checked), wrk on CPU {','.join(map(str, client_cpus()))}"
+        )
         return _compare(config, stack, shared, edge, nginx, CASES, wanted, setup)
     finally:
         nginx.stop()
@@ -139,30 +152,44 @@ def _one_core(config: BenchConfig, stack: BenchStack, shared: SharedFile,
             pin_process(pid, cpus())
 
 
-def _two_workers(config: BenchConfig, stack: BenchStack, shared: SharedFile,
-                 wanted: set[str]) -> list[Row]:
+def _two_workers(
+    config: BenchConfig, stack: BenchStack, shared: SharedFile, wanted: set[str]
+) -> list[Row]:
     edge = stack.edges[WORKERS2]
     stack.warm(edge, shared)
     workers = edge.worker_pids()
     if len(workers) != 2:
         raise RuntimeError(f"{edge.name} runs {len(workers)} workers, not 2")
-    nginx = start_nginx(nginx_root(config, shared), edge.cert, edge.key,
-                        config.workdir / "nginx2", workers=2)
+    nginx = start_nginx(
+        nginx_root(config, shared), edge.cert, edge.key, config.workdir / "nginx2", workers=2
+    )
     try:
-        setup = (f"2 edge workers (pids {workers}) and nginx worker_processes 2, "
-                 f"unpinned; wrk on the same CPUs {','.join(map(str, cpus()))}")
+        setup = (
+            f"2 edge workers (pids {workers}) and nginx worker_processes 2, "
+            f"unpinned; wrk on the same CPUs {','.join(map(str, cpus()))}"
+        )
         return _compare(config, stack, shared, edge, nginx, CASES2, wanted, setup)
     finally:
         nginx.stop()
 
 
-def _compare(config: BenchConfig, stack: BenchStack, shared: SharedFile, edge: Edge,
-             nginx: Nginx, cases: tuple[Case, ...], wanted: set[str], setup: str) -> list[Row]:
+def _compare(
+    config: BenchConfig,
+    stack: BenchStack,
+    shared: SharedFile,
+    edge: Edge,
+    nginx: Nginx,
+    cases: tuple[Case, ...],
+    wanted: set[str],
+    setup: str,
+) -> list[Row]:
     size = shared.size
     seconds = config.pick(5, 2, 1)  # per run; each server runs twice per case
     probe = f"/f/{shared.file_id}?{shared.query}"
-    tls = {"edge": tls_of(stack.file_url(edge, shared), stack.ssl_context()),
-           "nginx": tls_of(nginx.url(probe, tls=True), stack.ssl_context())}
+    tls = {
+        "edge": tls_of(stack.file_url(edge, shared), stack.ssl_context()),
+        "nginx": tls_of(nginx.url(probe, tls=True), stack.ssl_context()),
+    }
     if tls["edge"] != tls["nginx"]:
         raise RuntimeError(f"the servers negotiate different TLS: {tls}")
     setup = f"{setup}; TLS {tls['edge']} on both"
@@ -174,9 +201,13 @@ def _compare(config: BenchConfig, stack: BenchStack, shared: SharedFile, edge: E
         nginx_url = nginx.url(probe, tls=case.tls)
         # Whole-file runs last longer, so each connection finishes some requests.
         run_seconds = seconds if case.range_size else config.pick(15, 3, 1)
-        common = {"range_size": case.range_size, "file_size": size,
-                  "connections": CONNECTIONS, "seconds": run_seconds,
-                  "workdir": config.workdir}
+        common = {
+            "range_size": case.range_size,
+            "file_size": size,
+            "connections": CONNECTIONS,
+            "seconds": run_seconds,
+            "workdir": config.workdir,
+        }
         # A B B A: drift in the machine's speed during the case hits both alike.
         # A tiny run (the harness check in the tests) measures nothing: A B.
         subject = run_wrk(edge_url, **common)  # type: ignore[arg-type]
@@ -186,17 +217,26 @@ def _compare(config: BenchConfig, stack: BenchStack, shared: SharedFile, edge: E
             subject += run_wrk(edge_url, **common)  # type: ignore[arg-type]
         rounds = 1 if config.tiny else 2
         unit = "MiB/s" if case.per_second == "bytes" else "requests/s"
-        note = (f"edge p99 {subject.p99_ms:.1f} ms vs nginx {reference.p99_ms:.1f} ms; "
-                f"{CONNECTIONS} connections, {rounds} x {run_seconds:g} s each "
-                f"({'AB' if config.tiny else 'ABBA'}), "
-                f"file {size // MIB} MiB; requests done edge {subject.requests} "
-                f"nginx {reference.requests}")
+        note = (
+            f"edge p99 {subject.p99_ms:.1f} ms vs nginx {reference.p99_ms:.1f} ms; "
+            f"{CONNECTIONS} connections, {rounds} x {run_seconds:g} s each "
+            f"({'AB' if config.tiny else 'ABBA'}), "
+            f"file {size // MIB} MiB; requests done edge {subject.requests} "
+            f"nginx {reference.requests}"
+        )
         if subject.errors or reference.errors:
             note += f"; errors edge {subject.errors} nginx {reference.errors}"
         note += f"; {setup}"
-        rows.append(Row(name=case.name, value=_rate(subject, case),
-                        reference=_rate(reference, case), goal=GOALS[case.name],
-                        unit=unit, note=note))
+        rows.append(
+            Row(
+                name=case.name,
+                value=_rate(subject, case),
+                reference=_rate(reference, case),
+                goal=GOALS[case.name],
+                unit=unit,
+                note=note,
+            )
+        )
     return rows
 
 

@@ -53,12 +53,21 @@ def write_stream(folder: Path, segments: int, segment_bytes: int) -> None:
     """A two-rendition HLS folder as an encoder lays it out (the segments' bytes are
     random: nothing here decodes them)."""
     master = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for name, bandwidth, size in (("v0", 2_500_000, segment_bytes),
-                                  ("v1", 800_000, segment_bytes // 3)):
-        master += [f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS="avc1.64001f"',
-                   f"{name}/index.m3u8"]
-        lines = ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}",
-                 "#EXT-X-PLAYLIST-TYPE:VOD", '#EXT-X-MAP:URI="init.mp4"']
+    for name, bandwidth, size in (
+        ("v0", 2_500_000, segment_bytes),
+        ("v1", 800_000, segment_bytes // 3),
+    ):
+        master += [
+            f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS="avc1.64001f"',
+            f"{name}/index.m3u8",
+        ]
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:7",
+            f"#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}",
+            "#EXT-X-PLAYLIST-TYPE:VOD",
+            '#EXT-X-MAP:URI="init.mp4"',
+        ]
         for i in range(segments):
             lines += [f"#EXTINF:{SEGMENT_SECONDS}.0,", f"seg{i:05d}.m4s"]
         (folder / name).mkdir(parents=True, exist_ok=True)
@@ -85,9 +94,13 @@ def upload_stream(stack: BenchStack, label: str, config: BenchConfig) -> Stream:
     direct = []
     for relative in CHAIN:
         record = stack.client.get_file(records[relative]["file_id"])
-        direct.append(s3.generate_presigned_url(
-            "get_object", Params={"Bucket": record["bucket"], "Key": record["key"]},
-            ExpiresIn=3600))
+        direct.append(
+            s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": record["bucket"], "Key": record["key"]},
+                ExpiresIn=3600,
+            )
+        )
     return Stream(share_url=share["share_url"], direct_urls=direct)
 
 
@@ -97,8 +110,13 @@ def _s3(stack: BenchStack) -> Any:
 
     from fsnode.localstack.resources import LOCAL_CREDENTIALS
 
-    return boto3.client("s3", endpoint_url=stack.aws_endpoint, region_name=stack.info.region,
-                        config=Config(signature_version="s3v4"), **LOCAL_CREDENTIALS)
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.aws_endpoint,
+        region_name=stack.info.region,
+        config=Config(signature_version="s3v4"),
+        **LOCAL_CREDENTIALS,
+    )
 
 
 class Connections:
@@ -115,8 +133,9 @@ class Connections:
         conn = self._open.get(key)
         if conn is None:
             if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(parts.netloc, timeout=60,
-                                                   context=self._stack.ssl_context())
+                conn = http.client.HTTPSConnection(
+                    parts.netloc, timeout=60, context=self._stack.ssl_context()
+                )
             else:
                 conn = http.client.HTTPConnection(parts.netloc, timeout=60)
             self._open[key] = conn
@@ -218,16 +237,22 @@ def measure(stack: BenchStack, config: BenchConfig) -> list[Row]:
         conns.close()
     segments, segment_bytes = _sizes(config)
     edge_times = [marks[-1] for marks in edge_marks]
-    return [Row(
-        name="hls_cold_start", value=statistics.median(edge_times) * 1000,
-        reference=statistics.median(direct_times) * 1000, goal=GOALS["hls_cold_start"],
-        unit="ms (median)",
-        note=(f"{count} never-seen streams; master, variant playlist ({segments} "
-              f"segments), init, first segment ({segment_bytes // 1024} KiB); fsnode = the "
-              f"control plane's 307, then the edge over HTTPS (median ms per step: "
-              f"{_steps_note(edge_marks)}); edge max {max(edge_times) * 1000:.1f} ms, "
-              f"direct max {max(direct_times) * 1000:.1f} ms"),
-    )]
+    return [
+        Row(
+            name="hls_cold_start",
+            value=statistics.median(edge_times) * 1000,
+            reference=statistics.median(direct_times) * 1000,
+            goal=GOALS["hls_cold_start"],
+            unit="ms (median)",
+            note=(
+                f"{count} never-seen streams; master, variant playlist ({segments} "
+                f"segments), init, first segment ({segment_bytes // 1024} KiB); fsnode = the "
+                f"control plane's 307, then the edge over HTTPS (median ms per step: "
+                f"{_steps_note(edge_marks)}); edge max {max(edge_times) * 1000:.1f} ms, "
+                f"direct max {max(direct_times) * 1000:.1f} ms"
+            ),
+        )
+    ]
 
 
 def run(config: BenchConfig, wanted: set[str]) -> list[Row]:

@@ -47,19 +47,21 @@ class LatencyProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
-    async def _handle(self, client_r: asyncio.StreamReader,
-                      client_w: asyncio.StreamWriter) -> None:
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             upstream_r, upstream_w = await asyncio.open_connection(*self.target)
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(self._pipe(client_r, upstream_w, delayed=False),
-                             self._pipe(upstream_r, client_w, delayed=True),
-                             return_exceptions=True)
+        await asyncio.gather(
+            self._pipe(client_r, upstream_w, delayed=False),
+            self._pipe(upstream_r, client_w, delayed=True),
+            return_exceptions=True,
+        )
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter,
-                    *, delayed: bool) -> None:
+    async def _pipe(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, delayed: bool
+    ) -> None:
         try:
             while block := await source.read(64 * 1024):
                 if delayed:

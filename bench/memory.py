@@ -29,8 +29,9 @@ GOALS: dict[str, Goal | None] = {
 STREAMS = 64
 
 
-def peak_rss_during(load: Callable[[], WrkResult], pids: Callable[[], list[int]],
-                    limit: float) -> tuple[int, WrkResult]:
+def peak_rss_during(
+    load: Callable[[], WrkResult], pids: Callable[[], list[int]], limit: float
+) -> tuple[int, WrkResult]:
     """Run ``load`` in a thread and return the peak summed RSS of ``pids`` meanwhile."""
     box: dict[str, WrkResult | BaseException] = {}
 
@@ -74,12 +75,21 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     limit = seconds + 120
 
     def load(url: str) -> Callable[[], WrkResult]:
-        return lambda: run_wrk(url, range_size=0, file_size=size, connections=STREAMS,
-                               seconds=seconds, workdir=config.workdir, timeout_seconds=60)
+        return lambda: run_wrk(
+            url,
+            range_size=0,
+            file_size=size,
+            connections=STREAMS,
+            seconds=seconds,
+            workdir=config.workdir,
+            timeout_seconds=60,
+        )
 
     rows: list[Row] = []
-    for name, edge_name, workers in (("edge_rss_64_streams_mib", DIRECT, 1),
-                                     ("edge2_rss_64_streams_mib", WORKERS2, 2)):
+    for name, edge_name, workers in (
+        ("edge_rss_64_streams_mib", DIRECT, 1),
+        ("edge2_rss_64_streams_mib", WORKERS2, 2),
+    ):
         if name not in wanted:
             continue
         edge = stack.edges[edge_name]
@@ -89,24 +99,37 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
             for pid in edge.pids():
                 pin_process(pid, [cpu])
         idle = sum(rss_bytes(pid) for pid in edge.pids())
-        edge_peak, edge_load = peak_rss_during(load(stack.file_url(edge, shared)),
-                                               edge.pids, limit)
-        nginx = start_nginx(root, edge.cert, edge.key, config.workdir / f"nginx-mem{workers}",
-                            cpu=cpu, workers=workers)
+        edge_peak, edge_load = peak_rss_during(load(stack.file_url(edge, shared)), edge.pids, limit)
+        nginx = start_nginx(
+            root,
+            edge.cert,
+            edge.key,
+            config.workdir / f"nginx-mem{workers}",
+            cpu=cpu,
+            workers=workers,
+        )
         try:
             nginx_peak, nginx_load = peak_rss_during(
-                load(nginx.url(f"/f/{shared.file_id}", tls=True)), nginx.pids, limit)
+                load(nginx.url(f"/f/{shared.file_id}", tls=True)), nginx.pids, limit
+            )
         finally:
             nginx.stop()
-        rows.append(Row(
-            name=name, value=edge_peak / MIB, reference=nginx_peak / MIB,
-            goal=GOALS[name], unit="MiB peak RSS",
-            note=(f"reference=nginx master+{workers} worker(s); edge = node agent + "
-                  f"{workers} worker(s), summed; idle {idle / MIB:.1f} MiB; {STREAMS} HTTPS "
-                  f"streams of a {size // MIB} MiB cached file for {seconds:g} s; served "
-                  f"edge {edge_load.bytes_per_second / MIB:.0f} MiB/s, nginx "
-                  f"{nginx_load.bytes_per_second / MIB:.0f} MiB/s"),
-        ))
+        rows.append(
+            Row(
+                name=name,
+                value=edge_peak / MIB,
+                reference=nginx_peak / MIB,
+                goal=GOALS[name],
+                unit="MiB peak RSS",
+                note=(
+                    f"reference=nginx master+{workers} worker(s); edge = node agent + "
+                    f"{workers} worker(s), summed; idle {idle / MIB:.1f} MiB; {STREAMS} HTTPS "
+                    f"streams of a {size // MIB} MiB cached file for {seconds:g} s; served "
+                    f"edge {edge_load.bytes_per_second / MIB:.0f} MiB/s, nginx "
+                    f"{nginx_load.bytes_per_second / MIB:.0f} MiB/s"
+                ),
+            )
+        )
     return rows
 
 

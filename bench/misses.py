@@ -43,8 +43,13 @@ def _s3(stack: BenchStack, endpoint: str) -> Any:
 
     from fsnode.localstack.resources import LOCAL_CREDENTIALS
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name=stack.info.region,
-                        config=Config(signature_version="s3v4"), **LOCAL_CREDENTIALS)
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=stack.info.region,
+        config=Config(signature_version="s3v4"),
+        **LOCAL_CREDENTIALS,
+    )
 
 
 def _connection(url: str, stack: BenchStack) -> http.client.HTTPConnection:
@@ -82,8 +87,9 @@ class _Cold:
     chunk_direct: list[float] = field(default_factory=list)
 
 
-def _cold_pass(stack: BenchStack, label: str, files: int, size: int,
-               rng: random.Random) -> tuple[_Cold, int]:
+def _cold_pass(
+    stack: BenchStack, label: str, files: int, size: int, rng: random.Random
+) -> tuple[_Cold, int]:
     """Cold reads of ``files`` never-seen files through the direct edge and straight
     from moto (the order alternates per file); the chunk size."""
     edge = stack.edges[DIRECT]
@@ -91,8 +97,9 @@ def _cold_pass(stack: BenchStack, label: str, files: int, size: int,
     shared = [stack.upload(f"{label}-{i}", size) for i in range(files + 1)]
     records = [stack.client.get_file(item.file_id) for item in shared]
     direct_urls = [
-        s3.generate_presigned_url("get_object", Params={"Bucket": r["bucket"], "Key": r["key"]},
-                                  ExpiresIn=3600)
+        s3.generate_presigned_url(
+            "get_object", Params={"Bucket": r["bucket"], "Key": r["key"]}, ExpiresIn=3600
+        )
         for r in records
     ]
     edge_conn = _connection(edge.url, stack)
@@ -117,8 +124,10 @@ def _cold_pass(stack: BenchStack, label: str, files: int, size: int,
                 offset = later * chunk_size + rng.randrange(0, chunk_size // RANGE) * RANGE
                 reads.append((cold.chunk_edge, cold.chunk_direct, offset))
             for edge_list, direct_list, first in reads:
-                runs = [(edge_list, edge_conn, stack.file_url(edge, shared[i])),
-                        (direct_list, direct_conn, direct_urls[i])]
+                runs = [
+                    (edge_list, edge_conn, stack.file_url(edge, shared[i])),
+                    (direct_list, direct_conn, direct_urls[i]),
+                ]
                 for times, conn, url in runs if i % 2 else reversed(runs):
                     times.append(_ttfb(conn, url, first))
     finally:
@@ -133,38 +142,56 @@ def measure_ttfb(stack: BenchStack, config: BenchConfig) -> list[Row]:
     rng = random.Random(8)
     cold, _chunk_size = _cold_pass(stack, "ttfb", files, size, rng)
     median = statistics.median
-    rows = [Row(
-        name="miss_ttfb", value=median(cold.edge) * 1000,
-        reference=median(cold.direct) * 1000, goal=GOALS["miss_ttfb"],
-        unit="ms (median)",
-        note=(f"{files} cold files of {size // MIB} MiB, 64 KiB range in the first chunk, "
-              f"the URL a share's redirect gives (version pinned); edge over HTTPS: head, "
-              f"manifest and first range read from S3 at once; edge max "
-              f"{max(cold.edge) * 1000:.1f} ms, direct max {max(cold.direct) * 1000:.1f} ms"),
-    )]
+    rows = [
+        Row(
+            name="miss_ttfb",
+            value=median(cold.edge) * 1000,
+            reference=median(cold.direct) * 1000,
+            goal=GOALS["miss_ttfb"],
+            unit="ms (median)",
+            note=(
+                f"{files} cold files of {size // MIB} MiB, 64 KiB range in the first chunk, "
+                f"the URL a share's redirect gives (version pinned); edge over HTTPS: head, "
+                f"manifest and first range read from S3 at once; edge max "
+                f"{max(cold.edge) * 1000:.1f} ms, direct max {max(cold.direct) * 1000:.1f} ms"
+            ),
+        )
+    ]
     if cold.chunk_edge:
         # Same files, same edge: the difference is what a cold file costs over a cold chunk.
         extra = (median(cold.edge) - median(cold.chunk_edge)) * 1000
         rows[0].note += f"; cold file minus cold chunk (head and manifest) {extra:.1f} ms"
-        rows.append(Row(
-            name="miss_ttfb_chunk", value=median(cold.chunk_edge) * 1000,
-            reference=median(cold.chunk_direct) * 1000, goal=GOALS["miss_ttfb"],
-            unit="ms (median)",
-            note=("diagnostic: manifest already known, only the chunk is cold (the edge "
-                  "fetches it as parallel ranged GETs of FSNODE_ORIGIN_PART_BYTES)"),
-        ))
+        rows.append(
+            Row(
+                name="miss_ttfb_chunk",
+                value=median(cold.chunk_edge) * 1000,
+                reference=median(cold.chunk_direct) * 1000,
+                goal=GOALS["miss_ttfb"],
+                unit="ms (median)",
+                note=(
+                    "diagnostic: manifest already known, only the chunk is cold (the edge "
+                    "fetches it as parallel ranged GETs of FSNODE_ORIGIN_PART_BYTES)"
+                ),
+            )
+        )
     rows.append(_slow_control_plane(stack, files, size, rng, median(cold.edge)))
     return rows
 
 
-def _slow_control_plane(stack: BenchStack, files: int, size: int, rng: random.Random,
-                        normal: float) -> Row:
+def _slow_control_plane(
+    stack: BenchStack, files: int, size: int, rng: random.Random, normal: float
+) -> Row:
     """The same cold reads while the control plane answers the edge 200 ms late: the data
     plane reads S3 only, so the figure should not move."""
     proxy = stack.api_proxy
     if proxy is None:
-        return Row(name="miss_ttfb_slow_control_plane", value=None, reference=None,
-                   goal=GOALS["miss_ttfb"], skipped="the control plane latency proxy is missing")
+        return Row(
+            name="miss_ttfb_slow_control_plane",
+            value=None,
+            reference=None,
+            goal=GOALS["miss_ttfb"],
+            skipped="the control plane latency proxy is missing",
+        )
     proxy.delay = SLOW_CONTROL_PLANE
     answers = proxy.answers
     try:
@@ -173,13 +200,17 @@ def _slow_control_plane(stack: BenchStack, files: int, size: int, rng: random.Ra
         proxy.delay = 0.0
     edge = statistics.median(cold.edge)
     return Row(
-        name="miss_ttfb_slow_control_plane", value=edge * 1000,
-        reference=statistics.median(cold.direct) * 1000, goal=GOALS["miss_ttfb"],
+        name="miss_ttfb_slow_control_plane",
+        value=edge * 1000,
+        reference=statistics.median(cold.direct) * 1000,
+        goal=GOALS["miss_ttfb"],
         unit="ms (median)",
-        note=(f"as miss_ttfb, with every control-plane answer to the edge held "
-              f"{SLOW_CONTROL_PLANE * 1000:.0f} ms (a latency proxy on its node routes; "
-              f"{proxy.answers - answers} answers delayed meanwhile); miss_ttfb's edge "
-              f"median {normal * 1000:.1f} ms, this one {edge * 1000:.1f} ms"),
+        note=(
+            f"as miss_ttfb, with every control-plane answer to the edge held "
+            f"{SLOW_CONTROL_PLANE * 1000:.0f} ms (a latency proxy on its node routes; "
+            f"{proxy.answers - answers} answers delayed meanwhile); miss_ttfb's edge "
+            f"median {normal * 1000:.1f} ms, this one {edge * 1000:.1f} ms"
+        ),
     )
 
 
@@ -214,13 +245,20 @@ def measure_cold_seq(stack: BenchStack, config: BenchConfig) -> list[Row]:
     limit = 3 * size / rate + 60  # far above what the throttle allows: a stall, not a result
     direct = _read_seconds(direct_url, stack, size, limit)
     through_edge = _read_seconds(stack.file_url(edge, shared), stack, size, limit)
-    rows = [Row(
-        name="miss_cold_seq", value=through_edge, reference=direct,
-        goal=GOALS["miss_cold_seq"], unit="s",
-        note=(f"{size // MIB} MiB cold, one client stream; moto behind a proxy limiting each "
-              f"connection to {rate / MIB:g} MiB/s; edge {size / through_edge / MIB:.1f} MiB/s, "
-              f"direct {size / direct / MIB:.1f} MiB/s"),
-    )]
+    rows = [
+        Row(
+            name="miss_cold_seq",
+            value=through_edge,
+            reference=direct,
+            goal=GOALS["miss_cold_seq"],
+            unit="s",
+            note=(
+                f"{size // MIB} MiB cold, one client stream; moto behind a proxy limiting each "
+                f"connection to {rate / MIB:g} MiB/s; edge {size / through_edge / MIB:.1f} MiB/s, "
+                f"direct {size / direct / MIB:.1f} MiB/s"
+            ),
+        )
+    ]
     # The same read with an origin that is not moto (nginx serving the object's
     # bytes): a cross-check that the figure is the edge's, not the origin's.
     static_edge = stack.edges[STATIC]
@@ -228,14 +266,21 @@ def measure_cold_seq(stack: BenchStack, config: BenchConfig) -> list[Row]:
         path = stack.publish_static(shared)
         static_direct = _read_seconds(f"{stack.static_proxy.url}{path}", stack, size, limit)
         static_edge_s = _read_seconds(stack.file_url(static_edge, shared), stack, size, limit)
-        rows.append(Row(
-            name="miss_cold_seq_static_origin", value=static_edge_s, reference=static_direct,
-            goal=GOALS["miss_cold_seq"], unit="s",
-            note=(f"diagnostic: origin = nginx serving the object at its S3 path behind the "
-                  f"same {rate / MIB:g} MiB/s-per-connection proxy; edge "
-                  f"{size / static_edge_s / MIB:.1f} MiB/s, direct "
-                  f"{size / static_direct / MIB:.1f} MiB/s"),
-        ))
+        rows.append(
+            Row(
+                name="miss_cold_seq_static_origin",
+                value=static_edge_s,
+                reference=static_direct,
+                goal=GOALS["miss_cold_seq"],
+                unit="s",
+                note=(
+                    f"diagnostic: origin = nginx serving the object at its S3 path behind the "
+                    f"same {rate / MIB:g} MiB/s-per-connection proxy; edge "
+                    f"{size / static_edge_s / MIB:.1f} MiB/s, direct "
+                    f"{size / static_direct / MIB:.1f} MiB/s"
+                ),
+            )
+        )
     return rows
 
 

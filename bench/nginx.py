@@ -116,15 +116,19 @@ def start_nginx(
     if cert is not None and key is not None:
         tls = TLS.format(https_port=https_port, cert=cert.resolve(), key=key.resolve())
     conf.write_text(
-        CONFIG.format(dir=directory, http_port=http_port, tls=tls, root=root.resolve(),
-                      workers=workers)
+        CONFIG.format(
+            dir=directory, http_port=http_port, tls=tls, root=root.resolve(), workers=workers
+        )
     )
     # -p sets the prefix so nginx never touches /var/lib/nginx or /var/log/nginx;
     # -e (nginx >= 1.19.5) keeps even the start-up error log out of /var/log.
     argv = [binary, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)]
     log = (directory / "stderr.log").open("ab")
     process = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     server = Nginx(process, http_port, https_port, directory)
@@ -168,7 +172,7 @@ def _affinity(pid: int) -> set[int]:
 def _wait_listening(port: int, process: subprocess.Popen[bytes], directory: Path) -> None:
     for _ in range(100):  # 10 s at most
         if process.poll() is not None:
-            log = (directory / "error.log")
+            log = directory / "error.log"
             detail = log.read_text()[-500:] if log.exists() else ""
             raise RuntimeError(f"nginx exited ({process.returncode}): {detail}")
         try:

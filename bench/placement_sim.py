@@ -133,8 +133,13 @@ class ProjectPlacement:
 
         self.records = {
             node: self.records.get(node)
-            or NodeRecord(node_id=node, endpoint=f"https://{node}", region="sim",
-                          capacity_bytes=1, credential_sha256="")
+            or NodeRecord(
+                node_id=node,
+                endpoint=f"https://{node}",
+                region="sim",
+                capacity_bytes=1,
+                credential_sha256="",
+            )
             for node in nodes
         }
         self._orders.clear()  # orders are per membership
@@ -148,8 +153,9 @@ class ProjectPlacement:
             self._orders[key] = order
         # The project's own rule (``load_bound``, ``has_room``) on the cached order.
         bound = self.module.load_bound(loads.values(), load_factor=self.load_factor)
-        chosen = next((rec for rec in order if self.module.has_room(rec.load, bound)),
-                      order[0]).node_id
+        chosen = next(
+            (rec for rec in order if self.module.has_room(rec.load, bound)), order[0]
+        ).node_id
         self._calls += 1
         self.moved += chosen != order[0].node_id
         if self.verify_every and self._calls % self.verify_every == 0:
@@ -177,7 +183,7 @@ class SimResult:
 def simulate(strategy: Strategy, params: SimParams) -> SimResult:
     """Run one strategy over the same request stream and churn schedule (same seed)."""
     rng = random.Random(params.seed)
-    weights = [1.0 / (rank ** params.zipf_s) for rank in range(1, params.files + 1)]
+    weights = [1.0 / (rank**params.zipf_s) for rank in range(1, params.files + 1)]
     cum = list(itertools.accumulate(weights))
     # File ids are shuffled so popularity is not correlated with the id's hash.
     ids = [f"file-{i:06d}" for i in range(params.files)]
@@ -189,8 +195,9 @@ def simulate(strategy: Strategy, params: SimParams) -> SimResult:
     caches: dict[str, OrderedDict[str, None]] = {node: OrderedDict() for node in live}
     window = params.streams_per_node * params.nodes
     open_streams: deque[str] = deque()
-    churn_at = {params.requests * (k + 1) // (params.churn_events + 1)
-                for k in range(params.churn_events)}
+    churn_at = {
+        params.requests * (k + 1) // (params.churn_events + 1) for k in range(params.churn_events)
+    }
     warm = int(params.requests * params.warmup_fraction)
     sample_every = max(1, (params.requests - warm) // params.samples)
     hits = counted = 0
@@ -263,11 +270,27 @@ def _churn(
 
 def params_for(config: BenchConfig) -> SimParams:
     if config.tiny:
-        return SimParams(nodes=40, files=2_000, requests=3_000, cache_files=10,
-                         churn_events=3, samples=50, verify_every=50, time_limit=30)
+        return SimParams(
+            nodes=40,
+            files=2_000,
+            requests=3_000,
+            cache_files=10,
+            churn_events=3,
+            samples=50,
+            verify_every=50,
+            time_limit=30,
+        )
     if config.quick:
-        return SimParams(nodes=200, files=20_000, requests=16_000, cache_files=40,
-                         churn_events=5, samples=100, verify_every=100, time_limit=40)
+        return SimParams(
+            nodes=200,
+            files=20_000,
+            requests=16_000,
+            cache_files=40,
+            churn_events=5,
+            samples=100,
+            verify_every=100,
+            time_limit=40,
+        )
     return SimParams()
 
 
@@ -284,10 +307,11 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     ours = simulate(project, params)
     ch = simulate(ConsistentHashing(), params)
     least = simulate(LeastLoaded(), params)
-    agreement = (f"{project.agreed}/{project.checked} sampled decisions equal to "
-                 f"placement.choose")
-    shape = (f"{params.nodes} nodes, {params.files} files, {ours.requests} requests, "
-             f"Zipf({params.zipf_s}), {params.churn_events} churn events")
+    agreement = f"{project.agreed}/{project.checked} sampled decisions equal to placement.choose"
+    shape = (
+        f"{params.nodes} nodes, {params.files} files, {ours.requests} requests, "
+        f"Zipf({params.zipf_s}), {params.churn_events} churn events"
+    )
     return [
         Row(
             name="placement_max_mean",
@@ -295,10 +319,12 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
             reference=ch.max_mean,
             goal=GOALS["placement_max_mean"],
             unit="max/mean open streams",
-            note=(f"reference=consistent hashing; least-loaded {least.max_mean:.3f}; "
-                  f"worst sample {ours.worst_max_mean:.3f}; mean {params.streams_per_node} "
-                  f"streams per node; a node takes a request only if its load + 1 <= "
-                  f"{project.load_factor:g} x the mean counting it; {shape}; {agreement}"),
+            note=(
+                f"reference=consistent hashing; least-loaded {least.max_mean:.3f}; "
+                f"worst sample {ours.worst_max_mean:.3f}; mean {params.streams_per_node} "
+                f"streams per node; a node takes a request only if its load + 1 <= "
+                f"{project.load_factor:g} x the mean counting it; {shape}; {agreement}"
+            ),
         ),
         Row(
             name="placement_hit_vs_ch",
@@ -306,10 +332,12 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
             reference=ch.hit_ratio,
             goal=GOALS["placement_hit_vs_ch"],
             unit="cache hit ratio",
-            note=(f"reference=consistent hashing; least-loaded {least.hit_ratio:.3f}; "
-                  f"{params.cache_files} files cached per node; "
-                  f"{project.moved / max(ours.requests, 1):.0%} of requests served off "
-                  f"their file's first node (the bound at work)"),
+            note=(
+                f"reference=consistent hashing; least-loaded {least.hit_ratio:.3f}; "
+                f"{params.cache_files} files cached per node; "
+                f"{project.moved / max(ours.requests, 1):.0%} of requests served off "
+                f"their file's first node (the bound at work)"
+            ),
         ),
     ]
 

@@ -106,38 +106,74 @@ def _fill(client: Any, chunks_table: str, nodes_table: str, file_id: str, chunks
     version = "c" * 32
     size = chunks * CHUNK
     nodes = [
-        NodeRecord(node_id=f"{i:032x}", endpoint=f"https://127.0.0.{i + 1}:8443",
-                   region="local", capacity_bytes=1 << 40, credential_sha256="0" * 64,
-                   last_heartbeat=now, registered_at=now, expires_at=now + 86400)
+        NodeRecord(
+            node_id=f"{i:032x}",
+            endpoint=f"https://127.0.0.{i + 1}:8443",
+            region="local",
+            capacity_bytes=1 << 40,
+            credential_sha256="0" * 64,
+            last_heartbeat=now,
+            registered_at=now,
+            expires_at=now + 86400,
+        )
         for i in range(NODES)
     ]
     for node in nodes:
         client.put_item(TableName=nodes_table, Item=node.to_item())
     digests = "".join(f"{index:064x}" for index in range(chunks))
-    meta = FileRecord(file_id=file_id, version=version, path="bench/ten-gib.bin", size=size,
-                      content_type="application/octet-stream", etag="e" * 32,
-                      last_modified=now, chunk_size=CHUNK, bucket="fsnode-origin",
-                      key=f"files/{file_id}/{version}", created_at=now,
-                      chunks_sha256=chunks_digest(digests), seq=1, published_seq=1)
+    meta = FileRecord(
+        file_id=file_id,
+        version=version,
+        path="bench/ten-gib.bin",
+        size=size,
+        content_type="application/octet-stream",
+        etag="e" * 32,
+        last_modified=now,
+        chunk_size=CHUNK,
+        bucket="fsnode-origin",
+        key=f"files/{file_id}/{version}",
+        created_at=now,
+        chunks_sha256=chunks_digest(digests),
+        seq=1,
+        published_seq=1,
+    )
     manifest = VersionManifest(
-        file_id=file_id, version=version, path=meta.path, size=size, chunk_size=CHUNK,
-        content_type=meta.content_type, etag=meta.etag, last_modified=now, source="upload",
-        origin=Origin(meta.bucket, meta.key), chunk_sha256=digests,
-        chunks_sha256=meta.chunks_sha256)
-    boto3.client("s3").put_object(Bucket=meta.bucket, Key=version_manifest_key(file_id, version),
-                                  Body=manifest.to_json())
+        file_id=file_id,
+        version=version,
+        path=meta.path,
+        size=size,
+        chunk_size=CHUNK,
+        content_type=meta.content_type,
+        etag=meta.etag,
+        last_modified=now,
+        source="upload",
+        origin=Origin(meta.bucket, meta.key),
+        chunk_sha256=digests,
+        chunks_sha256=meta.chunks_sha256,
+    )
+    boto3.client("s3").put_object(
+        Bucket=meta.bucket, Key=version_manifest_key(file_id, version), Body=manifest.to_json()
+    )
     items = [meta.to_item(), PathClaim(meta.path, file_id, now).to_item()]
     blocks: dict[tuple[str, int], ReplicaBlock] = {}
     for index in range(chunks):
         for r in range(REPLICAS):
             node = nodes[(index + r) % NODES]
-            blocks.setdefault((node.node_id, block_of(index)), ReplicaBlock(
-                file_id, version, node.node_id, block_of(index), created_at=now,
-            )).chunks.add(index)
+            blocks.setdefault(
+                (node.node_id, block_of(index)),
+                ReplicaBlock(
+                    file_id,
+                    version,
+                    node.node_id,
+                    block_of(index),
+                    created_at=now,
+                ),
+            ).chunks.add(index)
     items.extend(block.to_item() for block in blocks.values())
     for start in range(0, len(items), 25):  # BatchWriteItem takes 25 at a time
-        pending: Any = {chunks_table: [{"PutRequest": {"Item": item}}
-                                       for item in items[start:start + 25]]}
+        pending: Any = {
+            chunks_table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+        }
         for _ in range(10):  # bounded: moto answers everything at once in practice
             answer = client.batch_write_item(RequestItems=pending)
             pending = answer.get("UnprocessedItems") or {}
@@ -169,14 +205,28 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     base = aws_env(endpoint, region)
     log = Path(config.workdir) / "plan" / "aws.log"
     child = processes.spawn(
-        "aws", [_python(), "-m",
-                "fsnode.localstack.aws_server", "--port", str(port),
-                "--functions-dir", str(FUNCTIONS_DIR)], base, log)
+        "aws",
+        [
+            _python(),
+            "-m",
+            "fsnode.localstack.aws_server",
+            "--port",
+            str(port),
+            "--functions-dir",
+            str(FUNCTIONS_DIR),
+        ],
+        base,
+        log,
+    )
     try:
         processes.wait_for_log_line(child, "aws ready", 60)
-        settings = {"FSNODE_PUBLIC_URL": "http://127.0.0.1:9", "FSNODE_CHUNK_SIZE": str(CHUNK),
-                    "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_SERVICE_NAME": "fsnode",
-                    "POWERTOOLS_METRICS_NAMESPACE": "fsnode"}
+        settings = {
+            "FSNODE_PUBLIC_URL": "http://127.0.0.1:9",
+            "FSNODE_CHUNK_SIZE": str(CHUNK),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "fsnode",
+            "POWERTOOLS_METRICS_NAMESPACE": "fsnode",
+        }
         with _environment(base):
             resources = ResourceBuilder(endpoint, region, FUNCTIONS_DIR).build(settings)
         env = {**base, **settings, **control_plane_settings(resources)}
@@ -193,8 +243,14 @@ def _python() -> str:
     return sys.executable
 
 
-def _measure(client_class: Any, env: dict[str, str], api_key: str, chunks: int,
-             iterations: int, budget: float) -> list[Row]:
+def _measure(
+    client_class: Any,
+    env: dict[str, str],
+    api_key: str,
+    chunks: int,
+    iterations: int,
+    budget: float,
+) -> list[Row]:
     from fsnode.localstack.app_loader import load_functions_app
 
     module = load_functions_app(FUNCTIONS_DIR)
@@ -202,18 +258,27 @@ def _measure(client_class: Any, env: dict[str, str], api_key: str, chunks: int,
 
     aws.reset()  # clients and settings from this environment, not an earlier one
     try:
-        return _measure_app(module, aws, client_class, env, api_key, chunks, iterations,
-                            budget)
+        return _measure_app(module, aws, client_class, env, api_key, chunks, iterations, budget)
     finally:
         aws.reset()  # leave no client pointing at this run's (stopped) moto server
 
 
-def _measure_app(module: Any, aws: Any, client_class: Any, env: dict[str, str], api_key: str,
-                 chunks: int, iterations: int, budget: float) -> list[Row]:
+def _measure_app(
+    module: Any,
+    aws: Any,
+    client_class: Any,
+    env: dict[str, str],
+    api_key: str,
+    chunks: int,
+    iterations: int,
+    budget: float,
+) -> list[Row]:
     found = find_plan_route(module.app)
     if found is None:
-        raise Unavailable("functions/app.py has no plan-download route yet "
-                          f"(routes: {', '.join(sorted(module.app.routes))})")
+        raise Unavailable(
+            "functions/app.py has no plan-download route yet "
+            f"(routes: {', '.join(sorted(module.app.routes))})"
+        )
     method, pattern = found
     from fsnode_core.catalog import ChunkCatalog
 
@@ -237,8 +302,9 @@ def _measure_app(module: Any, aws: Any, client_class: Any, env: dict[str, str], 
             answer = test_client.http.request(method, path, headers=headers, body=body)
             elapsed = time.perf_counter() - started
             if answer.status_code != 200:
-                raise RuntimeError(f"{method} {pattern} answered {answer.status_code}: "
-                                   f"{answer.body[:300]!r}")
+                raise RuntimeError(
+                    f"{method} {pattern} answered {answer.status_code}: {answer.body[:300]!r}"
+                )
             if i == 0:
                 counter.operations.clear()
             else:
@@ -270,21 +336,44 @@ def _measure_app(module: Any, aws: Any, client_class: Any, env: dict[str, str], 
     ref_requests = statistics.mean(ref_counts)
     ops = ", ".join(f"{k} {v / len(counts):g}" for k, v in sorted(counter.operations.items()))
     listed = len(plan.get("chunks", [])) if isinstance(plan, dict) else 0
-    shape = (f"{chunks} chunks of 4 MiB ({chunks * CHUNK / 1024**3:g} GiB), {REPLICAS} "
-             f"replicas each, {NODES} nodes")
-    timing = (f"in-process handler time over {len(times)} calls (reference: the Query, "
-              f"{len(ref_times)} calls); the handler's own time outside DynamoDB calls "
-              f"p50 {percentile(own, 0.5) * 1000:.0f} ms, p99 {percentile(own, 0.99) * 1000:.0f}"
-              f" ms; the rest is moto answering (its response serializer, mostly)")
+    shape = (
+        f"{chunks} chunks of 4 MiB ({chunks * CHUNK / 1024**3:g} GiB), {REPLICAS} "
+        f"replicas each, {NODES} nodes"
+    )
+    timing = (
+        f"in-process handler time over {len(times)} calls (reference: the Query, "
+        f"{len(ref_times)} calls); the handler's own time outside DynamoDB calls "
+        f"p50 {percentile(own, 0.5) * 1000:.0f} ms, p99 {percentile(own, 0.99) * 1000:.0f}"
+        f" ms; the rest is moto answering (its response serializer, mostly)"
+    )
     return [
-        Row(name="plan_10gib_ddb_requests", value=requests, reference=ref_requests, goal=None,
+        Row(
+            name="plan_10gib_ddb_requests",
+            value=requests,
+            reference=ref_requests,
+            goal=None,
             unit="DynamoDB requests per plan",
-            note=(f"reference=one paginated Query of the file; per plan: {ops}; "
-                  f"{method} {pattern}; plan lists {listed} chunks; {shape}")),
-        Row(name="plan_10gib_p50_ms", value=percentile(times, 0.5) * 1000,
-            reference=percentile(ref_times, 0.5) * 1000, goal=None, unit="ms", note=timing),
-        Row(name="plan_10gib_p99_ms", value=percentile(times, 0.99) * 1000,
-            reference=percentile(ref_times, 0.99) * 1000, goal=None, unit="ms", note=timing),
+            note=(
+                f"reference=one paginated Query of the file; per plan: {ops}; "
+                f"{method} {pattern}; plan lists {listed} chunks; {shape}"
+            ),
+        ),
+        Row(
+            name="plan_10gib_p50_ms",
+            value=percentile(times, 0.5) * 1000,
+            reference=percentile(ref_times, 0.5) * 1000,
+            goal=None,
+            unit="ms",
+            note=timing,
+        ),
+        Row(
+            name="plan_10gib_p99_ms",
+            value=percentile(times, 0.99) * 1000,
+            reference=percentile(ref_times, 0.99) * 1000,
+            goal=None,
+            unit="ms",
+            note=timing,
+        ),
     ]
 
 

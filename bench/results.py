@@ -107,8 +107,15 @@ def format_table(rows: Sequence[Row]) -> str:
             continue
         detail = " ".join(part for part in (row.unit, row.note) if part)
         lines.append(
-            (row.name, _fmt(row.value), _fmt(row.reference), _fmt(row.ratio),
-             str(row.goal or "-"), verdict, detail)
+            (
+                row.name,
+                _fmt(row.value),
+                _fmt(row.reference),
+                _fmt(row.ratio),
+                str(row.goal or "-"),
+                verdict,
+                detail,
+            )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     out = []

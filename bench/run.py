@@ -33,8 +33,11 @@ def run(config: BenchConfig, only: set[str] | None = None) -> list[Row]:
             started = time.monotonic()
             print(f"bench: {family.__name__.removeprefix('bench.')} ...", flush=True)
             rows += run_family(family.NAMES, family.GOALS, family.run, config, only)
-            print(f"bench: {family.__name__.removeprefix('bench.')} done in "
-                  f"{time.monotonic() - started:.1f} s", flush=True)
+            print(
+                f"bench: {family.__name__.removeprefix('bench.')} done in "
+                f"{time.monotonic() - started:.1f} s",
+                flush=True,
+            )
     finally:
         run_cleanups()
     return rows
@@ -42,14 +45,24 @@ def run(config: BenchConfig, only: set[str] | None = None) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and short loads (under two minutes)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="smallest sizes: checks the harness, the figures mean little")
-    parser.add_argument("--only", nargs="+", metavar="NAME", choices=ALL_NAMES,
-                        help="run only these rows (their families)")
-    parser.add_argument("--output", type=Path, default=LATEST,
-                        help=f"where the JSON rows go (default {LATEST})")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes and short loads (under two minutes)"
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smallest sizes: checks the harness, the figures mean little",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        choices=ALL_NAMES,
+        help="run only these rows (their families)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=LATEST, help=f"where the JSON rows go (default {LATEST})"
+    )
     args = parser.parse_args(argv)
     config = BenchConfig(quick=args.quick or args.tiny, tiny=args.tiny)
     started = time.monotonic()

@@ -148,8 +148,10 @@ class BenchStack:
             target.hardlink_to(shared.path)
         # The edge reads the file's head and manifest from its origin too.
         s3 = _s3_client(self)
-        for key in (head_key(shared.file_id),
-                    version_manifest_key(shared.file_id, record["version"])):
+        for key in (
+            head_key(shared.file_id),
+            version_manifest_key(shared.file_id, record["version"]),
+        ):
             meta = self.static_root / record["bucket"] / key
             meta.parent.mkdir(parents=True, exist_ok=True)
             meta.write_bytes(s3.get_object(Bucket=record["bucket"], Key=key)["Body"].read())
@@ -173,8 +175,9 @@ class BenchStack:
         """What the edge says its cache holds (``/healthz``)."""
         import json
 
-        with urllib.request.urlopen(f"{edge.url}/healthz", context=self.ssl_context(),
-                                    timeout=10) as answer:
+        with urllib.request.urlopen(
+            f"{edge.url}/healthz", context=self.ssl_context(), timeout=10
+        ) as answer:
             return int(json.loads(answer.read())["cache_bytes"])
 
     def warm(self, edge: Edge, shared: SharedFile) -> None:
@@ -191,8 +194,7 @@ def _redirect_query(share_url: str) -> str:
     import http.client
 
     parts = urllib.parse.urlsplit(share_url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
-                                            timeout=30)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     try:
         connection.request("GET", f"{parts.path}?{parts.query}")
         answer = connection.getresponse()
@@ -210,8 +212,13 @@ def _s3_client(stack: BenchStack) -> Any:
 
     from fsnode.localstack.resources import LOCAL_CREDENTIALS
 
-    return boto3.client("s3", endpoint_url=stack.aws_endpoint, region_name=stack.info.region,
-                        config=Config(signature_version="s3v4"), **LOCAL_CREDENTIALS)
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.aws_endpoint,
+        region_name=stack.info.region,
+        config=Config(signature_version="s3v4"),
+        **LOCAL_CREDENTIALS,
+    )
 
 
 def write_random_file(path: Path, size: int) -> None:
@@ -277,21 +284,24 @@ def start_stack(config: BenchConfig) -> BenchStack:
             if name == "api":
                 # No replication: it would warm the edges behind the miss benchmarks'
                 # back (the hit benchmarks warm their edge themselves).
-                env = {k: v for k, v in env.items()
-                       if k != "FSNODE_REPLICATE_STATE_MACHINE_ARN"}
+                env = {k: v for k, v in env.items() if k != "FSNODE_REPLICATE_STATE_MACHINE_ARN"}
             elif name in (DIRECT, WORKERS2):
                 http_ports[name] = processes.free_port()
                 api = urllib.parse.urlsplit(env["FSNODE_API_URL"])
                 api_proxy = LatencyProxy((api.hostname or "127.0.0.1", api.port or 80))
                 api_proxy.start()
                 latency.append(api_proxy)
-                env = {**env, "FSNODE_EDGE_HTTP_PORT": str(http_ports[name]),
-                       "FSNODE_API_URL": api_proxy.url,
-                       "FSNODE_WORKERS": "2" if name == WORKERS2 else "1"}
+                env = {
+                    **env,
+                    "FSNODE_EDGE_HTTP_PORT": str(http_ports[name]),
+                    "FSNODE_API_URL": api_proxy.url,
+                    "FSNODE_WORKERS": "2" if name == WORKERS2 else "1",
+                }
             elif name == THROTTLED:
                 origin = urllib.parse.urlsplit(env["AWS_ENDPOINT_URL"])
                 proxy = start_proxy_process(
-                    (origin.hostname or "127.0.0.1", origin.port or 80), rate,
+                    (origin.hostname or "127.0.0.1", origin.port or 80),
+                    rate,
                     logs / "throttle-proxy.log",
                 )
                 proxies[name] = proxy
@@ -299,17 +309,20 @@ def start_stack(config: BenchConfig) -> BenchStack:
             elif name == STATIC and _have_nginx():
                 from bench.nginx import start_nginx
 
-                origin_server = start_nginx(static_root, None, None,
-                                            config.workdir / "nginx-static-origin")
+                origin_server = start_nginx(
+                    static_root, None, None, config.workdir / "nginx-static-origin"
+                )
                 servers.append(origin_server)
-                proxy = start_proxy_process(("127.0.0.1", origin_server.http_port), rate,
-                                            logs / "throttle-proxy-static.log")
+                proxy = start_proxy_process(
+                    ("127.0.0.1", origin_server.http_port), rate, logs / "throttle-proxy-static.log"
+                )
                 proxies[name] = proxy
                 env = {**env, "AWS_ENDPOINT_URL": proxy.url}
             return super()._spawn(name, args, env, logs)
 
-    local = _BenchLocalStack(StackOptions(state_dir=state_dir, nodes=4,
-                                          cache_max_bytes=4 * 1024**3))
+    local = _BenchLocalStack(
+        StackOptions(state_dir=state_dir, nodes=4, cache_max_bytes=4 * 1024**3)
+    )
 
     def stop() -> None:
         local.stop()
@@ -333,19 +346,30 @@ def start_stack(config: BenchConfig) -> BenchStack:
         name = Path(edge.state_dir).name
         port = http_ports.get(name)
         edges[name] = Edge(
-            name=name, url=edge.url, node_id=edge.node_id, pid=edge.pid,
+            name=name,
+            url=edge.url,
+            node_id=edge.node_id,
+            pid=edge.pid,
             state_dir=Path(edge.state_dir),
             http_url=f"http://127.0.0.1:{port}" if port else None,
         )
     if not {DIRECT, THROTTLED, STATIC, WORKERS2} <= set(edges):
-        raise Unavailable(f"the stack started edges {sorted(edges)}, "
-                          f"not {DIRECT}, {THROTTLED}, {STATIC} and {WORKERS2}")
-    client = FsnodeClient(ClientSettings(api_url=info.api, api_key=info.api_key,
-                                         ca_cert=info.ca_cert))
-    stack = BenchStack(info=info, client=client, edges=edges, proxy=proxies.get(THROTTLED),
-                       workdir=config.workdir, static_proxy=proxies.get(STATIC),
-                       static_root=static_root if servers else None,
-                       api_proxy=latency[0] if latency else None)
-    print(f"bench: local stack up in {time.monotonic() - started:.1f} s ({state_dir})",
-          flush=True)
+        raise Unavailable(
+            f"the stack started edges {sorted(edges)}, "
+            f"not {DIRECT}, {THROTTLED}, {STATIC} and {WORKERS2}"
+        )
+    client = FsnodeClient(
+        ClientSettings(api_url=info.api, api_key=info.api_key, ca_cert=info.ca_cert)
+    )
+    stack = BenchStack(
+        info=info,
+        client=client,
+        edges=edges,
+        proxy=proxies.get(THROTTLED),
+        workdir=config.workdir,
+        static_proxy=proxies.get(STATIC),
+        static_root=static_root if servers else None,
+        api_proxy=latency[0] if latency else None,
+    )
+    print(f"bench: local stack up in {time.monotonic() - started:.1f} s ({state_dir})", flush=True)
     return stack

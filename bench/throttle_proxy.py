@@ -127,13 +127,26 @@ def start_proxy_process(target: tuple[str, int], rate: float, log: Path) -> Prox
     """Start ``python -m bench.throttle_proxy`` and wait for the port it prints."""
     log.parent.mkdir(parents=True, exist_ok=True)
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(repo), os.environ.get("PYTHONPATH", "")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH", "")])),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.throttle_proxy", "--target", f"{target[0]}:{target[1]}",
-         "--rate", str(int(rate))],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log.open("ab"),
-        start_new_session=True, env=env, cwd=repo,
+        [
+            sys.executable,
+            "-m",
+            "bench.throttle_proxy",
+            "--target",
+            f"{target[0]}:{target[1]}",
+            "--rate",
+            str(int(rate)),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log.open("ab"),
+        start_new_session=True,
+        env=env,
+        cwd=repo,
     )
     assert process.stdout is not None
     line = process.stdout.readline().decode()  # "proxy ready port=N" (or EOF if it died)

@@ -55,9 +55,12 @@ class WrkResult:
     def __add__(self, other: WrkResult) -> WrkResult:
         """Two runs as one (latency percentiles: the worse of the two)."""
         return WrkResult(
-            requests=self.requests + other.requests, bytes=self.bytes + other.bytes,
-            seconds=self.seconds + other.seconds, errors=self.errors + other.errors,
-            p50_ms=max(self.p50_ms, other.p50_ms), p99_ms=max(self.p99_ms, other.p99_ms),
+            requests=self.requests + other.requests,
+            bytes=self.bytes + other.bytes,
+            seconds=self.seconds + other.seconds,
+            errors=self.errors + other.errors,
+            p50_ms=max(self.p50_ms, other.p50_ms),
+            p99_ms=max(self.p99_ms, other.p99_ms),
         )
 
     @property
@@ -98,22 +101,40 @@ def run_wrk(
     cores = client_cpus()
     threads = max(1, min(len(cores), connections))
     argv = [
-        "taskset", "-c", ",".join(map(str, cores)),
-        wrk_binary(), "-t", str(threads), "-c", str(connections),
-        "-d", f"{max(1, round(seconds))}s", "--timeout", f"{round(timeout_seconds)}s",
-        "-s", str(script_path(workdir)), url, "--", str(range_size), str(file_size),
+        "taskset",
+        "-c",
+        ",".join(map(str, cores)),
+        wrk_binary(),
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        f"{round(timeout_seconds)}s",
+        "-s",
+        str(script_path(workdir)),
+        url,
+        "--",
+        str(range_size),
+        str(file_size),
     ]
     if not shutil.which("taskset"):
         argv = argv[3:]
-    done = subprocess.run(argv, capture_output=True, text=True,
-                          timeout=seconds + timeout_seconds + 30)
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + timeout_seconds + 30
+    )
     for line in done.stdout.splitlines():
         if line.startswith("WRK_JSON "):
             data = json.loads(line.removeprefix("WRK_JSON "))
             errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
             return WrkResult(
-                requests=data["requests"], bytes=data["bytes"],
-                seconds=data["duration_us"] / 1e6, errors=errors,
-                p50_ms=data["p50_us"] / 1000, p99_ms=data["p99_us"] / 1000,
+                requests=data["requests"],
+                bytes=data["bytes"],
+                seconds=data["duration_us"] / 1e6,
+                errors=errors,
+                p50_ms=data["p50_us"] / 1000,
+                p99_ms=data["p99_us"] / 1000,
             )
     raise RuntimeError(f"wrk printed no summary (rc={done.returncode}): {done.stderr[-400:]}")

@@ -22,9 +22,11 @@ from fsnode_core.node_attestation import BINDING_HEADER, BODY, CONTENT_TYPE, key
 log = logging.getLogger("edge_node.aws_identity")
 
 
-def signed_caller_identity(public_key: PublicKeyTypes,
-                           session: boto3.session.Session | None = None,
-                           endpoint_url: str | None = None) -> dict[str, Any] | None:
+def signed_caller_identity(
+    public_key: PublicKeyTypes,
+    session: boto3.session.Session | None = None,
+    endpoint_url: str | None = None,
+) -> dict[str, Any] | None:
     """``{method, url, headers, body}`` of a signed GetCallerIdentity request bound to
     ``public_key``; None without credentials. Blocking (credential providers may call
     the instance metadata service): run it in a thread."""
@@ -37,12 +39,21 @@ def signed_caller_identity(public_key: PublicKeyTypes,
         # The endpoint boto3 would call (AWS_ENDPOINT_URL[_STS] honoured), and its region.
         sts = session.client("sts", endpoint_url=endpoint_url)
         url = str(sts.meta.endpoint_url).rstrip("/") + "/"
-        request = AWSRequest(method="POST", url=url, data=BODY, headers={
-            "Content-Type": CONTENT_TYPE, BINDING_HEADER: key_binding(public_key)})
-        SigV4Auth(credentials.get_frozen_credentials(), "sts",
-                  sts.meta.region_name or "us-east-1").add_auth(request)
+        request = AWSRequest(
+            method="POST",
+            url=url,
+            data=BODY,
+            headers={"Content-Type": CONTENT_TYPE, BINDING_HEADER: key_binding(public_key)},
+        )
+        SigV4Auth(
+            credentials.get_frozen_credentials(), "sts", sts.meta.region_name or "us-east-1"
+        ).add_auth(request)
     except BotoCoreError as exc:
         log.warning("cannot sign GetCallerIdentity (%s): registering without it", exc)
         return None
-    return {"method": "POST", "url": url, "body": BODY,
-            "headers": {name: str(value) for name, value in request.headers.items()}}
+    return {
+        "method": "POST",
+        "url": url,
+        "body": BODY,
+        "headers": {name: str(value) for name, value in request.headers.items()},
+    }

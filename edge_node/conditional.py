@@ -32,11 +32,15 @@ class Validators:
 
 
 @functools.lru_cache(maxsize=4096)
-def validators(file_id: str, version: str, origin_etag: str, size: int,
-               last_modified: int) -> Validators:
+def validators(
+    file_id: str, version: str, origin_etag: str, size: int, last_modified: int
+) -> Validators:
     """A version's validators, made once per version, not per request."""
-    return Validators(entity_tag(file_id, version, origin_etag, size), last_modified,
-                      email.utils.formatdate(last_modified, usegmt=True))
+    return Validators(
+        entity_tag(file_id, version, origin_etag, size),
+        last_modified,
+        email.utils.formatdate(last_modified, usegmt=True),
+    )
 
 
 def not_modified(method: str, headers: Mapping[str, str], current: Validators) -> bool:
@@ -47,14 +51,16 @@ def not_modified(method: str, headers: Mapping[str, str], current: Validators) -
         # Section 13.1.1: strong comparison; "*" matches any current representation.
         tags = _tags(if_match)
         if "*" not in tags and current.etag not in tags:
-            raise PreconditionFailed("If-Match does not match the current version",
-                                     etag=current.etag)
+            raise PreconditionFailed(
+                "If-Match does not match the current version", etag=current.etag
+            )
     else:
         since = headers.get("If-Unmodified-Since")
         date = http_date(since) if since is not None else None
         if date is not None and current.last_modified > date:
-            raise PreconditionFailed("the file was modified after If-Unmodified-Since",
-                                     etag=current.etag)
+            raise PreconditionFailed(
+                "the file was modified after If-Unmodified-Since", etag=current.etag
+            )
     if method not in ("GET", "HEAD"):
         return False
     if_none_match = headers.get("If-None-Match")

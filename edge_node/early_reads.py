@@ -59,8 +59,13 @@ class _Early:
 class EarlyReads:
     """The cache's origin (``read_into``), with early first ranges it can start."""
 
-    def __init__(self, fetcher: OriginFetcher, published: PublishedReader,
-                 first_bytes: int, chunk_size: int = 0) -> None:
+    def __init__(
+        self,
+        fetcher: OriginFetcher,
+        published: PublishedReader,
+        first_bytes: int,
+        chunk_size: int = 0,
+    ) -> None:
         self._fetcher = fetcher
         self._published = published
         # The fleet's chunk size (registration's): where the cache's first GET will begin.
@@ -109,8 +114,9 @@ class EarlyReads:
     async def _read(self, name: _Name, early: _Early) -> None:
         bucket, key, offset = name
         try:
-            await self._fetcher.read_upto(bucket, key, offset, memoryview(early.buffer),
-                                          early.progress)
+            await self._fetcher.read_upto(
+                bucket, key, offset, memoryview(early.buffer), early.progress
+            )
         except Exception as exc:
             early.failed = True
             log.info("early read failed key=%s: %s", key, exc)
@@ -137,8 +143,15 @@ class EarlyReads:
             copied = await self._copy(early, view, progress)
             self.used_bytes += copied
         if copied < len(view):
-            await self._fetcher.read_into(bucket, key, offset + copied, view[copied:], progress,
-                                          version_id=version_id, etag=etag)
+            await self._fetcher.read_into(
+                bucket,
+                key,
+                offset + copied,
+                view[copied:],
+                progress,
+                version_id=version_id,
+                etag=etag,
+            )
 
     @staticmethod
     async def _copy(early: _Early, view: memoryview, progress: Callable[[int], None]) -> int:
@@ -178,6 +191,7 @@ def first_offset(range_header: str | None) -> int | None:
 def held_on_disk(cache: ChunkCache) -> Callable[[str, str, int], bool]:
     """``EarlyReads.held`` for a chunk cache: the chunk's file exists (one stat, only for
     a request whose manifest this process does not hold)."""
+
     def held(file_id: str, version: str, index: int) -> bool:
         return cache.path_for((file_id, version_tag(version), index)).exists()
 

@@ -118,8 +118,9 @@ class HeartbeatLoop:
             except (Unauthorized, NotFound, Forbidden) as exc:
                 # Forbidden: declared dead (a pending or draining node may still beat).
                 rejections += 1
-                log.warning("control plane no longer accepts this node (%s); registering again",
-                            exc.message)
+                log.warning(
+                    "control plane no longer accepts this node (%s); registering again", exc.message
+                )
                 try:
                     await self._reregister(node_id)
                 except FsnodeError as exc:
@@ -233,8 +234,7 @@ class HeartbeatLoop:
                 self._warm_attempts[key] += 1
                 attempt = max(attempt, self._warm_attempts[key])
         if attempt:
-            raise Unavailable("injected warm failure (FSNODE_FAULT_WARM_FAILURES)",
-                              attempt=attempt)
+            raise Unavailable("injected warm failure (FSNODE_FAULT_WARM_FAILURES)", attempt=attempt)
 
 
 PLACED_STATUSES = (NODE_ACTIVE, NODE_DRAINING)
@@ -247,8 +247,11 @@ async def wait_placed(heartbeat: HeartbeatLoop, stop: asyncio.Event, endpoint: s
     then a warning, and start-up goes on)."""
     await wait_any(stop, heartbeat.placed, timeout=PLACED_TIMEOUT_SECONDS)
     if not heartbeat.placed.is_set() and not stop.is_set():
-        log.warning("not placed yet after %.0fs: is %s reachable from the control plane?",
-                    PLACED_TIMEOUT_SECONDS, endpoint)
+        log.warning(
+            "not placed yet after %.0fs: is %s reachable from the control plane?",
+            PLACED_TIMEOUT_SECONDS,
+            endpoint,
+        )
 
 
 def _backoff(failures: int, interval: float) -> float:

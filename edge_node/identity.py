@@ -112,8 +112,9 @@ class NodeIdentity:
         }
         if self.settings.lat is not None and self.settings.lng is not None:
             body["lat"], body["lng"] = self.settings.lat, self.settings.lng
-        identity = await asyncio.to_thread(aws_identity.signed_caller_identity,
-                                           self._key.public_key())
+        identity = await asyncio.to_thread(
+            aws_identity.signed_caller_identity, self._key.public_key()
+        )
         if identity is not None:
             body["aws_identity"] = identity
         registration = await self.client.register(body)
@@ -219,4 +220,3 @@ class NodeIdentity:
                 await asyncio.wait_for(stop.wait(), timeout=delay * random.uniform(0.8, 1.2))
             delay = min(10.0, delay * 2)
         return None
-

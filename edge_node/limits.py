@@ -273,8 +273,9 @@ class BoundedSite(web.TCPSite):
     """A TCP listener whose connections the guard bounds; on TLS the handshake counts
     against the header timeout."""
 
-    def __init__(self, runner: web.BaseRunner, guard: ConnectionGuard, *args: Any,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, runner: web.BaseRunner, guard: ConnectionGuard, *args: Any, **kwargs: Any
+    ) -> None:
         super().__init__(runner, *args, **kwargs)
         self._guard = guard
 
@@ -301,7 +302,10 @@ class BoundedSite(web.TCPSite):
             # (typeshed wants a waiter future and an int timeout; asyncio itself passes
             # None and takes any positive number)
             return _EdgeTLS(
-                loop, handler, tls, None,  # type: ignore[arg-type]
+                loop,
+                handler,
+                tls,
+                None,  # type: ignore[arg-type]
                 server_side=True,
                 ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
             )

@@ -214,8 +214,10 @@ class ManifestStore:
         if manifest is not None:
             return manifest
         kept = self._heads.get(file_id)
-        if kept is not None and time.monotonic() - kept.read_at < self.max_age and (
-            not self._maybe_newer(file_id, kept, version)
+        if (
+            kept is not None
+            and time.monotonic() - kept.read_at < self.max_age
+            and (not self._maybe_newer(file_id, kept, version))
         ):
             # The head within the bound decides (a 404 or 410 costs no read either).
             serving = check_serves(file_id, kept.head, version, time.time())
@@ -234,8 +236,13 @@ class ManifestStore:
         read again (not answered 410 from the kept one). A version this edge saw
         replaced is not newer."""
         head = kept.head
-        return (version is not None and head is not None and head.ready
-                and version != head.version and version not in self._replaced.get(file_id, ()))
+        return (
+            version is not None
+            and head is not None
+            and head.ready
+            and version != head.version
+            and version not in self._replaced.get(file_id, ())
+        )
 
     def kept(self, file_id: str, version: str) -> bool:
         """Whether the version's manifest is in memory (its data most likely is too)."""
@@ -292,8 +299,11 @@ class ManifestStore:
         if self._head_reads.get(file_id) is not asyncio.current_task():
             return copy  # forgotten meanwhile (evict work): this read may predate it
         known = self._heads.get(file_id)
-        older = known is not None and known.head is not None and head is not None and (
-            head.seq < known.head.seq
+        older = (
+            known is not None
+            and known.head is not None
+            and head is not None
+            and (head.seq < known.head.seq)
         )
         if older and known is not None:
             # An older head than one already seen (S3 read-after-write is strong, but

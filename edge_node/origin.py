@@ -212,8 +212,9 @@ class OriginFetcher:
                 self.failures += 1
                 if failure.timeout:
                     raise OriginTimeout("the origin did not answer in time", operation=operation)
-                raise OriginError("the origin request failed", operation=operation,
-                                  reason=str(failure))
+                raise OriginError(
+                    "the origin request failed", operation=operation, reason=str(failure)
+                )
             self.retries += 1
             await asyncio.sleep(delay)
 
@@ -230,8 +231,9 @@ class OriginFetcher:
                         raise _Retry(f"status {answer.status}")
                     body = await answer.content.read(max_bytes + 1)
                     if len(body) > max_bytes:
-                        raise OriginError("an origin answer is larger than expected",
-                                          limit=max_bytes)
+                        raise OriginError(
+                            "an origin answer is larger than expected", limit=max_bytes
+                        )
                     return answer.status, body
             except TimeoutError as exc:
                 raise _Retry(f"timeout: {exc!r}", timeout=True) from exc
@@ -239,7 +241,11 @@ class OriginFetcher:
                 raise _Retry(repr(exc)) from exc
 
     async def read_upto(
-        self, bucket: str, key: str, offset: int, view: memoryview,
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        view: memoryview,
         progress: Callable[[int], None],
     ) -> int:
         """One ranged GET of at most ``len(view)`` bytes from ``offset``, not retried,
@@ -256,8 +262,9 @@ class OriginFetcher:
                     if answer.status == 416:
                         return 0
                     if answer.status != 206 and not (answer.status == 200 and offset == 0):
-                        raise OriginError("the origin refused an early read",
-                                          status=answer.status, key=key)
+                        raise OriginError(
+                            "the origin refused an early read", status=answer.status, key=key
+                        )
                     while got < len(view):
                         block = await answer.content.readany()
                         if not block:

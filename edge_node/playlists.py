@@ -56,8 +56,7 @@ def _dash_segments(text: str, limit: int) -> list[str]:
     return out[:limit]
 
 
-def _representation(rep: ElementTree.Element, root: ElementTree.Element,
-                    limit: int) -> list[str]:
+def _representation(rep: ElementTree.Element, root: ElementTree.Element, limit: int) -> list[str]:
     rep_id = rep.get("id", "")
     template = _child(rep, "SegmentTemplate")
     if template is None:
@@ -92,8 +91,9 @@ def _numbered(number: int, match: re.Match[str]) -> str:
     return f"{number:0{int(match.group(1) or 0)}d}"
 
 
-def _parent_template(rep: ElementTree.Element,
-                     root: ElementTree.Element) -> ElementTree.Element | None:
+def _parent_template(
+    rep: ElementTree.Element, root: ElementTree.Element
+) -> ElementTree.Element | None:
     """A SegmentTemplate on the representation's AdaptationSet (ffmpeg puts it there)."""
     for adaptation in root.iter():
         if _local(adaptation.tag) == "AdaptationSet" and rep in list(adaptation):

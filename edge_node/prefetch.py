@@ -51,8 +51,13 @@ class PrefetchConfig:
 class PlaylistPrefetch:
     """Fills the first segments of media playlists served through folder shares."""
 
-    def __init__(self, cache: ChunkCache, manifests: ManifestStore, folders: FolderIndex,
-                 config: PrefetchConfig | None = None) -> None:
+    def __init__(
+        self,
+        cache: ChunkCache,
+        manifests: ManifestStore,
+        folders: FolderIndex,
+        config: PrefetchConfig | None = None,
+    ) -> None:
         self.config = config or PrefetchConfig()
         self._cache = cache
         self._manifests = manifests
@@ -96,7 +101,7 @@ class PlaylistPrefetch:
                 path = resolve(policy, playlist.path, reference)
                 if path is None:
                     continue
-                entry = await self._folders.resolve(policy.prefix, path[len(policy.prefix):])
+                entry = await self._folders.resolve(policy.prefix, path[len(policy.prefix) :])
                 segment = await self._manifests.get(entry.file_id, None, hint=entry.version)
                 budget = await self._fill(segment, budget)
                 if budget <= 0:

@@ -42,10 +42,15 @@ class PublicTls:
         """Have ``server_context`` hand public names to the public context."""
         server_context.sni_callback = self._sni
 
-    def _sni(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None,
-             _: ssl.SSLContext) -> None:
-        if name and self.context is not None and self.suffix is not None \
-                and name.lower().endswith(self.suffix):
+    def _sni(
+        self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: ssl.SSLContext
+    ) -> None:
+        if (
+            name
+            and self.context is not None
+            and self.suffix is not None
+            and name.lower().endswith(self.suffix)
+        ):
             sock.context = self.context
 
     async def on_heartbeat(self, answer: dict[str, Any]) -> None:
@@ -56,15 +61,15 @@ class PublicTls:
         try:
             bundle = await self._client.public_certificate()
         except FsnodeError as exc:
-            log.warning("cannot fetch the public certificate (%s); next beat retries",
-                        exc.message)
+            log.warning("cannot fetch the public certificate (%s); next beat retries", exc.message)
             return
         try:
             self.load(bundle)
         except (KeyError, TypeError, ValueError, OSError, ssl.SSLError) as exc:
             # Never the bundle itself in the log: it holds the private key.
-            log.error("the control plane sent an unusable public certificate (%s)",
-                      type(exc).__name__)
+            log.error(
+                "the control plane sent an unusable public certificate (%s)", type(exc).__name__
+            )
 
     def load(self, bundle: dict[str, Any]) -> None:
         """Store the bundle (key 0600) and swap it in for new handshakes."""
@@ -74,20 +79,22 @@ class PublicTls:
         certificate = str(bundle["certificate"]).strip()
         chain = str(bundle.get("chain") or "").strip()
         tls.write_private(self._state_dir / KEY_FILE, str(bundle["private_key"]).encode())
-        tls.write_private(self._state_dir / CERT_FILE,
-                          ("\n".join(p for p in (certificate, chain) if p) + "\n").encode())
+        tls.write_private(
+            self._state_dir / CERT_FILE,
+            ("\n".join(p for p in (certificate, chain) if p) + "\n").encode(),
+        )
         self.use_stored(name, str(bundle["serial"]))
 
     def use_stored(self, name: str, serial: str) -> None:
         """Swap in the stored certificate for new handshakes (a worker does, when the
         node agent says it stored a new one: ``edge_node.node_state``)."""
         if self.context is None:
-            context = tls.server_context(self._state_dir / CERT_FILE,
-                                         self._state_dir / KEY_FILE)
+            context = tls.server_context(self._state_dir / CERT_FILE, self._state_dir / KEY_FILE)
             self.context = context
         else:
-            self.context.load_cert_chain(str(self._state_dir / CERT_FILE),
-                                         str(self._state_dir / KEY_FILE))
+            self.context.load_cert_chain(
+                str(self._state_dir / CERT_FILE), str(self._state_dir / KEY_FILE)
+            )
             self.swaps += 1
         self.suffix = name[1:].lower()
         self.serial = serial

@@ -436,7 +436,12 @@ async def _stream(
                         edge.metrics.bytes_served += piece.length
                     else:
                         await _send_piece(
-                            request, response, edge, lease, piece.offset_in_chunk, piece.length,
+                            request,
+                            response,
+                            edge,
+                            lease,
+                            piece.offset_in_chunk,
+                            piece.length,
                             plain,
                         )
                 finally:

@@ -111,8 +111,11 @@ class EdgeSettings:
         )
 
     def prefetch_config(self) -> PrefetchConfig:
-        return PrefetchConfig(segments=self.prefetch_segments, max_bytes=self.prefetch_bytes,
-                              concurrency=self.prefetch_concurrency)
+        return PrefetchConfig(
+            segments=self.prefetch_segments,
+            max_bytes=self.prefetch_bytes,
+            concurrency=self.prefetch_concurrency,
+        )
 
     def origin_config(self) -> OriginConfig:
         return OriginConfig(
@@ -185,9 +188,7 @@ class EdgeSettings:
                 source, "FSNODE_CERT_RENEW_MARGIN_SECONDS", 24 * 3600.0
             ),
             trusted_proxy_hops=_int(source, "FSNODE_TRUSTED_PROXY_HOPS", 0, zero=True),
-            manifest_max_age=_seconds(
-                source, "FSNODE_MANIFEST_MAX_AGE", DEFAULT_MANIFEST_MAX_AGE
-            ),
+            manifest_max_age=_seconds(source, "FSNODE_MANIFEST_MAX_AGE", DEFAULT_MANIFEST_MAX_AGE),
             prefetch_segments=_int(source, "FSNODE_PREFETCH_SEGMENTS", 3, zero=True),
             prefetch_bytes=_int(source, "FSNODE_PREFETCH_BYTES", 32 * MIB),
             prefetch_concurrency=_int(source, "FSNODE_PREFETCH_CONCURRENCY", 4),

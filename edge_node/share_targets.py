@@ -74,8 +74,9 @@ async def file_share(request: web.Request, edge: EdgeContext) -> Target:
     if manifest is None:
         _read_early(request, edge, file_id, version)
         manifest = await edge.manifests.get(file_id, version)
-    return Target(manifest, cache_control(manifest.path, policy.expires,
-                                           revalidate=version is None))
+    return Target(
+        manifest, cache_control(manifest.path, policy.expires, revalidate=version is None)
+    )
 
 
 async def folder_share(request: web.Request, edge: EdgeContext) -> Target:
@@ -96,9 +97,7 @@ async def folder_share(request: web.Request, edge: EdgeContext) -> Target:
 def _read_early(request: web.Request, edge: EdgeContext, file_id: str, version: str | None) -> None:
     """A cold request that knows its version: its first data range starts now, beside
     the head and manifest reads (``edge_node.early_reads``)."""
-    if edge.early is not None and version is not None and not edge.manifests.kept(
-        file_id, version
-    ):
+    if edge.early is not None and version is not None and not edge.manifests.kept(file_id, version):
         edge.early.start_upload(file_id, version, request.headers.get("Range"))
 
 

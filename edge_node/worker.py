@@ -97,8 +97,11 @@ class Worker:
 
     def _use_public(self, state: NodeState) -> None:
         """Load the public certificate the node agent stored, if it is a new one."""
-        if state.public_name and state.public_serial \
-                and state.public_serial != self.public_tls.serial:
+        if (
+            state.public_name
+            and state.public_serial
+            and state.public_serial != self.public_tls.serial
+        ):
             self.public_tls.use_stored(state.public_name, state.public_serial)
 
     def reload(self) -> None:
@@ -152,14 +155,20 @@ class Worker:
         await runner.setup()
         sites: list[web.BaseSite] = [
             BoundedSite(
-                runner, self.connections, settings.host, self.ports["https"],
-                ssl_context=self.ssl_context, reuse_port=True,
+                runner,
+                self.connections,
+                settings.host,
+                self.ports["https"],
+                ssl_context=self.ssl_context,
+                reuse_port=True,
             )
         ]
         if self.ports.get("http") is not None:
-            sites.append(BoundedSite(
-                runner, self.connections, settings.host, self.ports["http"], reuse_port=True
-            ))
+            sites.append(
+                BoundedSite(
+                    runner, self.connections, settings.host, self.ports["http"], reuse_port=True
+                )
+            )
         admin: web.AppRunner | None = None
         if admin_port is not None:
             admin = web.AppRunner(build_admin_app(self.context), access_log=None)

@@ -90,8 +90,9 @@ class WorkerPool:
             code = await process.wait()
             if self._stopping or code == 0:
                 return
-            log.error("worker exited index=%d pid=%d code=%d; restarting", worker.index,
-                      process.pid, code)
+            log.error(
+                "worker exited index=%d pid=%d code=%d; restarting", worker.index, process.pid, code
+            )
             await asyncio.sleep(pause)
             if self._stopping:
                 return

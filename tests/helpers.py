@@ -25,8 +25,7 @@ def _attempts(what: str, timeout: float) -> Iterator[None]:
             raise AssertionError(f"gave up waiting for {what} ({timeout:g} s)")
 
 
-def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0,
-             interval: float = 0.05) -> T:
+def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0, interval: float = 0.05) -> T:
     """Poll ``check`` until it returns something truthy, and return that."""
     for _ in _attempts(what, timeout):
         if result := check():
@@ -35,8 +34,9 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0,
     raise AssertionError("unreachable")
 
 
-async def wait_for_async(check: Callable[[], T], what: str, timeout: float = 30.0,
-                         interval: float = 0.005) -> T:
+async def wait_for_async(
+    check: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.005
+) -> T:
     """``wait_for`` inside an event loop: the loop runs the tasks the check waits on."""
     for _ in _attempts(what, timeout):
         if result := check():
@@ -45,8 +45,9 @@ async def wait_for_async(check: Callable[[], T], what: str, timeout: float = 30.
     raise AssertionError("unreachable")
 
 
-def finished_execution(sfn: Any, arn: str, timeout: float = 120.0,
-                       pump: Callable[[], None] | None = None) -> dict[str, Any]:
+def finished_execution(
+    sfn: Any, arn: str, timeout: float = 120.0, pump: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """``describe_execution`` of a Step Functions execution once it is no longer
     RUNNING; ``pump`` runs before each look (it may deliver what the execution awaits)."""
 
@@ -71,13 +72,14 @@ def execution_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
         kwargs["nextToken"] = page["nextToken"]
 
 
-def put_parts(parts: list[dict[str, Any]], data: bytes, timeout: float = 60.0
-              ) -> list[dict[str, Any]]:
+def put_parts(
+    parts: list[dict[str, Any]], data: bytes, timeout: float = 60.0
+) -> list[dict[str, Any]]:
     """PUT each part of ``data`` to its presigned URL, as a client does; the parts'
     numbers and ETags, for ``complete``."""
     done = []
     for part in parts:
-        body = data[part["offset"]:part["offset"] + part["length"]]
+        body = data[part["offset"] : part["offset"] + part["length"]]
         put = requests.put(part["url"], data=body, headers=part["headers"], timeout=timeout)
         assert put.status_code == 200, put.text
         done.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})

@@ -135,9 +135,7 @@ class DiskIndex:
                 key = (file_id, tag, idx)
                 on_disk = files.pop(key, None)
                 if on_disk is None or on_disk[0] != size:
-                    db.execute(
-                        "DELETE FROM chunks WHERE file_id=? AND tag=? AND idx=?", key
-                    )
+                    db.execute("DELETE FROM chunks WHERE file_id=? AND tag=? AND idx=?", key)
                     if on_disk is not None:
                         files[key] = on_disk
             db.executemany(
@@ -194,9 +192,7 @@ class DiskIndex:
 
     def _shortfall(self, db: sqlite3.Connection, size: int) -> int:
         used = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM chunks").fetchone()[0])
-        reserved = int(
-            db.execute("SELECT COALESCE(SUM(bytes), 0) FROM reservations").fetchone()[0]
-        )
+        reserved = int(db.execute("SELECT COALESCE(SUM(bytes), 0) FROM reservations").fetchone()[0])
         by_cap = used + reserved + size - self._config.max_bytes
         avail, total = self._disk()
         if not total:

@@ -102,9 +102,12 @@ class StackInfo:
 
 def with_credentials(env: dict[str, str], credentials: dict[str, str]) -> dict[str, str]:
     """``env`` signing as a role: its assumed credentials in the standard variables."""
-    return {**env, "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
-            "AWS_SESSION_TOKEN": credentials["session_token"]}
+    return {
+        **env,
+        "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
+        "AWS_SESSION_TOKEN": credentials["session_token"],
+    }
 
 
 def aws_env(endpoint: str, region: str) -> dict[str, str]:
@@ -185,11 +188,17 @@ class LocalStack:
 
         # The API server runs as the API handler's role; the authorizer and prune, which
         # it runs too, sign as their own (role_credentials).
-        in_api_server = {name: value for name, value in resources.credentials.items()
-                         if name not in ("api_handler", "edge")}
-        api_env = {**with_credentials(base_env, resources.credentials["api_handler"]),
-                   **settings, **control_plane_settings(resources),
-                   role_credentials.ROLES_ENV: json.dumps(in_api_server)}
+        in_api_server = {
+            name: value
+            for name, value in resources.credentials.items()
+            if name not in ("api_handler", "edge")
+        }
+        api_env = {
+            **with_credentials(base_env, resources.credentials["api_handler"]),
+            **settings,
+            **control_plane_settings(resources),
+            role_credentials.ROLES_ENV: json.dumps(in_api_server),
+        }
         api = self._spawn(
             "api",
             [

@@ -32,6 +32,7 @@ needs_chromium = pytest.mark.skipif(
     reason="needs Debian's chromium, chromium-driver and ffmpeg (make test installs them)",
 )
 
+
 def _spki_hash(url: str) -> str:
     parts = urlparse(url)
     assert parts.hostname and parts.port

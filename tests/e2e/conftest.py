@@ -61,15 +61,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 
 
 @contextmanager
-def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str,
-              *flags: str) -> Iterator[StackInfo]:
+def own_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *flags: str
+) -> Iterator[StackInfo]:
     """A local stack of a test module's own (``fsnode local up --detach`` with
     ``flags``), stopped whole afterwards."""
     state_dir = tmp_path_factory.mktemp(name)
     up = run_cli("local", "up", "--detach", "--state-dir", str(state_dir), *flags, "--json")
     if up.returncode != 0:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
-                         for p in sorted((state_dir / "logs").glob("*.log")))
+        logs = "\n".join(
+            f"--- {p.name}\n{p.read_text()[-3000:]}"
+            for p in sorted((state_dir / "logs").glob("*.log"))
+        )
         pytest.fail(f"fsnode local up failed:\n{up.stderr}\n{logs}")
     info = StackInfo.load(state_dir)
     try:

@@ -11,9 +11,11 @@ from fsnode.localstack.stack import StackInfo
 
 def test_a_body_over_10_mb_is_refused_before_the_function(stack: StackInfo) -> None:
     answer = requests.post(
-        f"{stack.api}/files", data=b"{" + b" " * aws_limits.API_GATEWAY_PAYLOAD_BYTES + b"}",
-        headers={"authorization": f"Bearer {stack.api_key}",
-                 "content-type": "application/json"}, timeout=120)
+        f"{stack.api}/files",
+        data=b"{" + b" " * aws_limits.API_GATEWAY_PAYLOAD_BYTES + b"}",
+        headers={"authorization": f"Bearer {stack.api_key}", "content-type": "application/json"},
+        timeout=120,
+    )
     assert answer.status_code == 413, answer.text
     assert answer.headers["x-amzn-ErrorType"] == "REQUEST_TOO_LARGE"
     assert answer.json()["error"]["code"] == "payload_too_large"

@@ -28,8 +28,8 @@ def trailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 
 
 def test_the_page_uploads_a_folder_with_its_paths_and_shares_it(
-        stack: StackInfo, trailer: tuple[Path, list[str]],
-        browser: Any) -> None:
+    stack: StackInfo, trailer: tuple[Path, list[str]], browser: Any
+) -> None:
     folder, files = trailer
     prefix = f"web-{os.urandom(4).hex()}/"
     wait = WebDriverWait(browser, 120)
@@ -42,7 +42,8 @@ def test_the_page_uploads_a_folder_with_its_paths_and_shares_it(
     assert "done" in row.get_attribute("class"), browser.find_element(By.ID, "error").text
     uploads = browser.find_elements(By.CSS_SELECTOR, "#uploads li")
     assert sorted(li.get_attribute("data-name") for li in uploads) == sorted(
-        f"{prefix}trailer/{relative}" for relative in files)
+        f"{prefix}trailer/{relative}" for relative in files
+    )
     listed = cli(stack, "ls", prefix)["files"]
     assert sorted(f["path"] for f in listed) == sorted(f"{prefix}trailer/{r}" for r in files)
     sizes = {f["path"]: f["size"] for f in listed}
@@ -76,15 +77,19 @@ def _drop_paths(driver: Any, element: Any, paths: list[Path]) -> None:
     protocol: the page sees the same DataTransfer entries as for a user's drop)."""
     box = driver.execute_script(
         "const r = arguments[0].getBoundingClientRect();"
-        "return [r.left + r.width / 2, r.top + r.height / 2];", element)
+        "return [r.left + r.width / 2, r.top + r.height / 2];",
+        element,
+    )
     data = {"items": [], "files": [str(p) for p in paths], "dragOperationsMask": 1}
     for kind in ("dragEnter", "dragOver", "drop"):
-        driver.execute_cdp_cmd("Input.dispatchDragEvent",
-                               {"type": kind, "x": box[0], "y": box[1], "data": data})
+        driver.execute_cdp_cmd(
+            "Input.dispatchDragEvent", {"type": kind, "x": box[0], "y": box[1], "data": data}
+        )
 
 
 def test_a_dropped_folder_keeps_its_paths_and_shares_without_a_play_link(
-        stack: StackInfo, tmp_path: Path, browser: Any) -> None:
+    stack: StackInfo, tmp_path: Path, browser: Any
+) -> None:
     """DASH this time: nested entries are read in batches; the page has no DASH player."""
     folder = tmp_path / "dash"
     files = media.make_dash(folder)

@@ -50,8 +50,10 @@ def test_the_player_loads_the_pinned_hls_js_from_the_control_plane(stack: StackI
     installed = Path(__file__).parents[2] / "web" / "node_modules" / "hls.js" / "dist"
     assert script.content == (installed / "hls.min.js").read_bytes()
     # hls.js plays through Media Source Extensions, a blob: URL the policy must admit.
-    assert "media-src * blob:" in requests.get(f"{stack.api}/player",
-                                               timeout=30).headers["Content-Security-Policy"]
+    assert (
+        "media-src * blob:"
+        in requests.get(f"{stack.api}/player", timeout=30).headers["Content-Security-Policy"]
+    )
 
 
 def test_the_page_learns_the_chunk_size_it_hashes_by(stack: StackInfo) -> None:

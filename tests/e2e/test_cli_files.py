@@ -226,8 +226,9 @@ def imported_object(stack: StackInfo) -> Iterator[tuple[str, bytes]]:
 @pytest.fixture(scope="module")
 def imported(stack: StackInfo, imported_object: tuple[str, bytes]) -> dict[str, Any]:
     key = imported_object[0]
-    return dict(cli(stack, "import", f"s3://{stack.bucket}/{key}", "--path",
-                    "imported/already-there.bin"))
+    return dict(
+        cli(stack, "import", f"s3://{stack.bucket}/{key}", "--path", "imported/already-there.bin")
+    )
 
 
 def test_import_an_s3_object_then_get_it_by_id(
@@ -260,9 +261,7 @@ def test_rm_deletes_a_file(stack: StackInfo, data_dir: Path) -> None:
     assert cli_error(stack, "share", up["id"])["code"] in ("gone", "not_found")
 
 
-def test_upload_and_expire_set_move_and_clear_an_expiry(
-    stack: StackInfo, data_dir: Path
-) -> None:
+def test_upload_and_expire_set_move_and_clear_an_expiry(stack: StackInfo, data_dir: Path) -> None:
     original = random_file(data_dir, "expiring.bin", 3000)
     before = int(time.time())
     up = cli(stack, "upload", str(original), "--expires-in", "3600", "--share", "--ttl", "86400")
@@ -286,8 +285,9 @@ def test_upload_and_expire_set_move_and_clear_an_expiry(
 
 
 def test_import_takes_an_expiry(stack: StackInfo, imported_object: tuple[str, bytes]) -> None:
-    record = cli(stack, "import", f"s3://{stack.bucket}/{imported_object[0]}",
-                 "--expires-in", "86400")
+    record = cli(
+        stack, "import", f"s3://{stack.bucket}/{imported_object[0]}", "--expires-in", "86400"
+    )
     assert record["expires_at"] >= int(time.time()) + 86400 - 60
     cli(stack, "expire", record["file_id"], "--never")  # other tests share this import
 
@@ -298,8 +298,9 @@ def test_share_policies_from_the_command_line(stack: StackInfo, data_dir: Path) 
     file_id, name = record["id"], record["name"]
     later = int(time.time()) + 3600
 
-    share = cli(stack, "share", file_id, "--ip", "127.0.0.1/32", "--not-before", str(later),
-                "--ttl", "60")
+    share = cli(
+        stack, "share", file_id, "--ip", "127.0.0.1/32", "--not-before", str(later), "--ttl", "60"
+    )
     query = dict(parse_qsl(urlsplit(share["share_url"]).query))
     assert (query["ip"], query["nbf"]) == ("127.0.0.1/32", str(later))
     assert "v" not in query  # a file share covers the file, whatever its version

@@ -47,8 +47,9 @@ def folder_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo
 
 
 def _s3(stack: StackInfo) -> Any:
-    return boto3.client("s3", endpoint_url=stack.aws_endpoint, region_name=stack.region,
-                        **LOCAL_CREDENTIALS)
+    return boto3.client(
+        "s3", endpoint_url=stack.aws_endpoint, region_name=stack.region, **LOCAL_CREDENTIALS
+    )
 
 
 def _exists(stack: StackInfo, key: str) -> bool:
@@ -62,8 +63,10 @@ def _exists(stack: StackInfo, key: str) -> bool:
 def _hls_folder(root: Path) -> dict[str, bytes]:
     files = {
         "master.m3u8": b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nhi/index.m3u8\n",
-        "hi/index.m3u8": (b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nseg000.m4s\n"
-                          b"#EXTINF:4.0,\nseg001.m4s\n#EXT-X-ENDLIST\n"),
+        "hi/index.m3u8": (
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nseg000.m4s\n"
+            b"#EXTINF:4.0,\nseg001.m4s\n#EXT-X-ENDLIST\n"
+        ),
         "hi/seg000.m4s": os.urandom(3 * CHUNK + 17),
         "hi/seg001.m4s": os.urandom(CHUNK // 2),
     }
@@ -84,12 +87,13 @@ def hls(folder_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> di
     return {"files": files, "prefix": prefix, "share_url": share["share_url"]}
 
 
-def test_a_synced_folder_is_listed_and_shared_by_path(folder_stack: StackInfo,
-                                                      hls: dict[str, Any]) -> None:
+def test_a_synced_folder_is_listed_and_shared_by_path(
+    folder_stack: StackInfo, hls: dict[str, Any]
+) -> None:
     prefix, share_url = hls["prefix"], hls["share_url"]
     listed = cli(folder_stack, "ls", prefix)["files"]
-    assert [f["path"][len(prefix):] for f in listed] == sorted(hls["files"])
-    types = {f["path"][len(prefix):]: f["content_type"] for f in listed}
+    assert [f["path"][len(prefix) :] for f in listed] == sorted(hls["files"])
+    types = {f["path"][len(prefix) :]: f["content_type"] for f in listed}
     assert types["master.m3u8"] == "application/vnd.apple.mpegurl"
     assert types["hi/seg000.m4s"] == "video/iso.segment"
 
@@ -102,14 +106,19 @@ def test_a_synced_folder_is_listed_and_shared_by_path(folder_stack: StackInfo,
     edge = urlsplit(folder_stack.edges[0].url).netloc
     for name in ("master.m3u8", "hi/index.m3u8", "hi/seg000.m4s"):
         for method in ("GET", "HEAD"):
-            answer = requests.request(method, share_url + name, allow_redirects=False,
-                                      timeout=30)
+            answer = requests.request(method, share_url + name, allow_redirects=False, timeout=30)
             assert answer.status_code == 307, answer.text
             location = urlsplit(answer.headers["Location"])
             # The same path form on the folder's edge: relative URLs resolve under it.
             assert (location.netloc, location.path) == (edge, f"/t/{token}/{prefix}{name}")
-    for trick in ("../secret", "%2e%2e/secret", "hi//seg000.m4s", "hi%2Fseg000.m4s",
-                  "hi/seg%00.m4s", "./master.m3u8"):
+    for trick in (
+        "../secret",
+        "%2e%2e/secret",
+        "hi//seg000.m4s",
+        "hi%2Fseg000.m4s",
+        "hi/seg%00.m4s",
+        "./master.m3u8",
+    ):
         status, body = _raw_get(share_url + trick)
         assert status == 400, (trick, body)
         assert json.loads(body)["error"]["code"] == "invalid_input"
@@ -117,26 +126,35 @@ def test_a_synced_folder_is_listed_and_shared_by_path(folder_stack: StackInfo,
     assert requests.get(sibling + "x.ts", allow_redirects=False, timeout=30).status_code == 403
 
 
-def test_the_folder_plays_from_its_edge_byte_for_byte(folder_stack: StackInfo,
-                                                       hls: dict[str, Any]) -> None:
+def test_the_folder_plays_from_its_edge_byte_for_byte(
+    folder_stack: StackInfo, hls: dict[str, Any]
+) -> None:
     """Each file through the share URL: the control plane redirects to the folder's edge,
     which resolves the path from S3 and serves it with its type and caching rules."""
     share_url = hls["share_url"]
     types = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment"}
     for name, body in hls["files"].items():
         for method in ("GET", "HEAD"):
-            answer = requests.request(method, share_url + name, verify=folder_stack.ca_cert,
-                                      timeout=60)
+            answer = requests.request(
+                method, share_url + name, verify=folder_stack.ca_cert, timeout=60
+            )
             assert answer.status_code == 200, (name, answer.text)
             assert answer.url.startswith(folder_stack.edges[0].url + "/t/")
             assert answer.content == (body if method == "GET" else b"")
             assert answer.headers["Content-Length"] == str(len(body))
-            assert answer.headers["Content-Type"] == types[name[name.rfind("."):]]
+            assert answer.headers["Content-Type"] == types[name[name.rfind(".") :]]
             cache = answer.headers["Cache-Control"]
-            assert cache == "private, max-age=2" if name.endswith(".m3u8") else \
-                int(cache.rpartition("=")[2]) > 2
-    ranged = requests.get(share_url + "hi/seg000.m4s", headers={"Range": "bytes=5-9"},
-                          verify=folder_stack.ca_cert, timeout=60)
+            assert (
+                cache == "private, max-age=2"
+                if name.endswith(".m3u8")
+                else int(cache.rpartition("=")[2]) > 2
+            )
+    ranged = requests.get(
+        share_url + "hi/seg000.m4s",
+        headers={"Range": "bytes=5-9"},
+        verify=folder_stack.ca_cert,
+        timeout=60,
+    )
     assert (ranged.status_code, ranged.content) == (206, hls["files"]["hi/seg000.m4s"][5:10])
 
 
@@ -152,8 +170,9 @@ def _raw_get(url: str) -> tuple[int, bytes]:
         connection.close()
 
 
-def _stream_while(stack: StackInfo, tmp_path: Path, change: Callable[[Path, str], None]
-                  ) -> tuple[dict[str, Any], bytes, bytes]:
+def _stream_while(
+    stack: StackInfo, tmp_path: Path, change: Callable[[Path, str], None]
+) -> tuple[dict[str, Any], bytes, bytes]:
     """A stream through the edge that begins on one version, then ``change(local file,
     path)`` runs, then the stream goes on. Returns (upload, the first version's bytes,
     what the stream got)."""
@@ -171,7 +190,8 @@ def _stream_while(stack: StackInfo, tmp_path: Path, change: Callable[[Path, str]
 
 
 def test_a_stream_outlives_an_overwrite_and_the_old_version_is_collected(
-        folder_stack: StackInfo, tmp_path: Path) -> None:
+    folder_stack: StackInfo, tmp_path: Path
+) -> None:
     def overwrite(local: Path, path: str) -> None:
         local.write_bytes(os.urandom(10 * CHUNK))
         cli(folder_stack, "upload", str(local), "--path", path)
@@ -179,15 +199,17 @@ def test_a_stream_outlives_an_overwrite_and_the_old_version_is_collected(
     up, first, got = _stream_while(folder_stack, tmp_path, overwrite)
     assert got == first  # never cut, never mixed
     old_key = f"files/{up['id']}/{up['version']}"
-    wait_for(lambda: not _exists(folder_stack, old_key), "the old version to be collected",
-          GRACE + 60)
+    wait_for(
+        lambda: not _exists(folder_stack, old_key), "the old version to be collected", GRACE + 60
+    )
     record = cli(folder_stack, "ls", up["path"])["files"][0]
     assert record["file_id"] == up["id"] and record["version"] != up["version"]
     assert _exists(folder_stack, record["key"])  # the new version is untouched
 
 
 def test_a_stream_outlives_a_delete_and_the_file_is_collected(
-        folder_stack: StackInfo, tmp_path: Path) -> None:
+    folder_stack: StackInfo, tmp_path: Path
+) -> None:
     def delete(local: Path, path: str) -> None:
         file_id = cli(folder_stack, "ls", path)["files"][0]["file_id"]
         cli(folder_stack, "rm", file_id)
@@ -196,22 +218,31 @@ def test_a_stream_outlives_a_delete_and_the_file_is_collected(
     assert got == first
     assert requests.get(up["share_url"], allow_redirects=False, timeout=30).status_code == 410
     head_key = f"meta/v1/files/{up['id']}/head.json"
-    head = json.loads(_s3(folder_stack).get_object(Bucket=folder_stack.bucket,
-                                                   Key=head_key)["Body"].read())
+    head = json.loads(
+        _s3(folder_stack).get_object(Bucket=folder_stack.bucket, Key=head_key)["Body"].read()
+    )
     assert head["status"] == "deleted"
-    wait_for(lambda: not _exists(folder_stack, head_key), "the file to be collected",
-          GRACE + 60)
+    wait_for(lambda: not _exists(folder_stack, head_key), "the file to be collected", GRACE + 60)
     assert not _exists(folder_stack, f"files/{up['id']}/{up['version']}")
 
 
 def test_with_every_edge_killed_the_origin_serves_files_and_folders(
-        folder_stack: StackInfo, hls: dict[str, Any], tmp_path: Path) -> None:
+    folder_stack: StackInfo, hls: dict[str, Any], tmp_path: Path
+) -> None:
     """#20.6: the share redirect falls back to the origin. (Last in this file.)"""
     local = tmp_path / "alone.bin"
     data = os.urandom(5 * CHUNK + 3)
     local.write_bytes(data)
-    up = cli(folder_stack, "upload", str(local), "--path", f"alone/{os.urandom(4).hex()}",
-             "--share", "--ttl", "600")
+    up = cli(
+        folder_stack,
+        "upload",
+        str(local),
+        "--path",
+        f"alone/{os.urandom(4).hex()}",
+        "--share",
+        "--ttl",
+        "600",
+    )
     killed = run_cli("local", "kill", "edge-1", "--state-dir", folder_stack.state_dir)
     assert killed.returncode == 0, killed.stderr
     wait_for(lambda: cli(folder_stack, "cluster")["live_nodes"] == 0, "the edge to go quiet")
@@ -228,13 +259,12 @@ def test_with_every_edge_killed_the_origin_serves_files_and_folders(
         assert (target / name).read_bytes() == body, name
     # A playlist is answered by the control plane itself (its relative URLs then
     # resolve back to /t/...), a segment redirected to a presigned origin URL.
-    playlist = requests.get(hls["share_url"] + "hi/index.m3u8", allow_redirects=False,
-                            timeout=30)
+    playlist = requests.get(hls["share_url"] + "hi/index.m3u8", allow_redirects=False, timeout=30)
     assert (playlist.status_code, playlist.content) == (200, hls["files"]["hi/index.m3u8"])
-    segment = requests.get(hls["share_url"] + "hi/seg001.m4s", allow_redirects=False,
-                           timeout=30)
+    segment = requests.get(hls["share_url"] + "hi/seg001.m4s", allow_redirects=False, timeout=30)
     assert segment.status_code == 307
-    assert urlsplit(segment.headers["Location"]).netloc == urlsplit(
-        folder_stack.aws_endpoint).netloc
+    assert (
+        urlsplit(segment.headers["Location"]).netloc == urlsplit(folder_stack.aws_endpoint).netloc
+    )
     log = (Path(folder_stack.state_dir) / "logs" / "api.log").read_text()
     assert '"OriginFallback"' in log

@@ -33,6 +33,8 @@ def test_an_admin_key_made_by_the_cli_manages_keys(stack: StackInfo) -> None:
     admin = cli(stack, "keys", "create", "second operator", "--admin")
     assert admin["role"] == "admin"
     made = cli(stack, "keys", "create", "made by the second admin", "--api-key", admin["key"])
-    assert cli(stack, "keys", "revoke", made["key_id"], "--api-key", admin["key"])[
-        "revoked_at"] is not None
+    assert (
+        cli(stack, "keys", "revoke", made["key_id"], "--api-key", admin["key"])["revoked_at"]
+        is not None
+    )
     assert cli_error(stack, "keys", "revoke", "0" * 32)["code"] == "not_found"

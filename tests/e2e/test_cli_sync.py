@@ -26,15 +26,18 @@ def test_sync_uploads_new_and_changed_files_and_skips_unchanged(
 
     first = cli(stack, "sync", str(folder), "--prefix", prefix)
     assert sorted(e["name"] for e in first["uploaded"]) == ["index.html", "videos/a.bin"]
-    assert sorted(e["path"] for e in first["uploaded"]) == [f"{prefix}index.html",
-                                                           f"{prefix}videos/a.bin"]
+    assert sorted(e["path"] for e in first["uploaded"]) == [
+        f"{prefix}index.html",
+        f"{prefix}videos/a.bin",
+    ]
     assert first["unchanged"] == [] and first["deleted"] == []
     ids = {e["name"]: e["file_id"] for e in first["uploaded"]}
     listed = cli(stack, "ls", prefix)["files"]
     assert [f["path"] for f in listed] == [f"{prefix}index.html", f"{prefix}videos/a.bin"]
     assert listed[0]["content_type"] == "text/html" and listed[0]["name"] == "index.html"
     assert [f["path"] for f in cli(stack, "ls", f"{prefix}videos/")["files"]] == [
-        f"{prefix}videos/a.bin"]
+        f"{prefix}videos/a.bin"
+    ]
 
     again = cli(stack, "sync", str(folder), "--prefix", prefix)
     assert again["uploaded"] == [] and again["updated"] == []
@@ -44,10 +47,24 @@ def test_sync_uploads_new_and_changed_files_and_skips_unchanged(
     other_home = tmp_path / "other-home"
     other_home.mkdir()
     env = {**cli_env(), "FSNODE_HOME": str(other_home)}
-    second = subprocess.run([sys.executable, "-m", "fsnode.cli", "sync", str(folder),
-                             "--prefix", prefix.rstrip("/"), "--json",
-                             "--state-dir", stack.state_dir],
-                            capture_output=True, text=True, timeout=180, env=env)
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsnode.cli",
+            "sync",
+            str(folder),
+            "--prefix",
+            prefix.rstrip("/"),
+            "--json",
+            "--state-dir",
+            stack.state_dir,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert second.returncode == 0, second.stderr
     assert sorted(json.loads(second.stdout)["unchanged"]) == ["index.html", "videos/a.bin"]
 
@@ -63,8 +80,9 @@ def test_sync_uploads_new_and_changed_files_and_skips_unchanged(
     assert third["unchanged"] == ["videos/a.bin"]
 
     (folder / "new.txt").unlink()
-    text = run_cli("sync", str(folder), "--prefix", prefix, "--delete",
-                   "--state-dir", stack.state_dir)
+    text = run_cli(
+        "sync", str(folder), "--prefix", prefix, "--delete", "--state-dir", stack.state_dir
+    )
     assert text.returncode == 0, text.stderr
     assert "deleted   new.txt" in text.stdout
     assert "0 uploaded, 0 updated, 2 unchanged, 1 deleted" in text.stdout
@@ -88,8 +106,10 @@ def test_upload_to_a_path_and_again_makes_a_version(stack: StackInfo, tmp_path: 
     assert second["size"] == 2000
     listed = cli(stack, "ls", path)["files"]
     assert [(f["file_id"], f["size"], f["content_type"]) for f in listed] == [
-        (first["id"], 2000, "video/mp4")]
-    both = run_cli("upload", str(local), str(local), "--path", "x", "--json",
-                   "--state-dir", stack.state_dir)
+        (first["id"], 2000, "video/mp4")
+    ]
+    both = run_cli(
+        "upload", str(local), str(local), "--path", "x", "--json", "--state-dir", stack.state_dir
+    )
     assert both.returncode == 1 and "--path names one file" in both.stderr
     assert cli_error(stack, "upload", str(local), "--path", "a//b")["code"] == "invalid_input"

@@ -28,8 +28,16 @@ CHUNK = 4 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
-    with own_stack(tmp_path_factory, "fault-stack", "--nodes", "2",
-                   "--heartbeat-interval", "1", "--heartbeat-timeout", "5") as info:
+    with own_stack(
+        tmp_path_factory,
+        "fault-stack",
+        "--nodes",
+        "2",
+        "--heartbeat-interval",
+        "1",
+        "--heartbeat-timeout",
+        "5",
+    ) as info:
         yield info
 
 
@@ -38,8 +46,16 @@ def _upload(stack: StackInfo, tmp_path: Path, size: int = SIZE) -> tuple[bytes, 
     path = tmp_path / "data.bin"
     path.write_bytes(data)
     # Each upload its own file: an upload to a path a live file has is a new version.
-    result = run_cli("upload", str(path), "--path", f"faults/{os.urandom(8).hex()}.bin",
-                     "--share", "--json", "--state-dir", stack.state_dir)
+    result = run_cli(
+        "upload",
+        str(path),
+        "--path",
+        f"faults/{os.urandom(8).hex()}.bin",
+        "--share",
+        "--json",
+        "--state-dir",
+        stack.state_dir,
+    )
     assert result.returncode == 0, result.stderr
     share_url = json.loads(result.stdout)["share_url"]
     redirect = requests.get(share_url, allow_redirects=False, timeout=30)
@@ -115,8 +131,10 @@ def test_edges_keep_serving_while_the_control_plane_is_down(
     (tmp_path / "unread").mkdir()
     unread, unread_url = _upload(fault_stack, tmp_path / "unread", size=CHUNK + 777)
     prefix = f"outage-{os.urandom(4).hex()}/show/"
-    folder = {"index.m3u8": b"#EXTM3U\n#EXTINF:4,\nseg0.ts\n#EXT-X-ENDLIST\n",
-              "seg0.ts": os.urandom(CHUNK + 5)}
+    folder = {
+        "index.m3u8": b"#EXTM3U\n#EXTINF:4,\nseg0.ts\n#EXT-X-ENDLIST\n",
+        "seg0.ts": os.urandom(CHUNK + 5),
+    }
     for name, body in folder.items():
         local = tmp_path / "folder" / name
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -133,10 +151,10 @@ def test_edges_keep_serving_while_the_control_plane_is_down(
         for edge in fault_stack.edges:
             # The redirect's URL form (pinned to the version current then) on each edge.
             for body, redirect in ((data, url), (unread, unread_url)):
-                on_edge = edge.url + redirect[len(_edge_of(fault_stack, redirect)[1]):]
+                on_edge = edge.url + redirect[len(_edge_of(fault_stack, redirect)[1]) :]
                 assert _get(fault_stack, on_edge).content == body
                 ranged = _get(fault_stack, on_edge, f"bytes={CHUNK - 3}-{CHUNK + 2}")
-                assert (ranged.status_code, ranged.content) == (206, body[CHUNK - 3:CHUNK + 3])
+                assert (ranged.status_code, ranged.content) == (206, body[CHUNK - 3 : CHUNK + 3])
             for name, body in folder.items():
                 answer = _get(fault_stack, f"{edge.url}/t/{token}/{prefix}{name}")
                 assert (answer.status_code, answer.content) == (200, body), answer.text
@@ -147,9 +165,11 @@ def test_edges_keep_serving_while_the_control_plane_is_down(
 
     # The edges' heartbeats failed meanwhile and backed off; they must resume on their own.
     def heard_again() -> bool:
-        answer = requests.get(f"{fault_stack.api}/nodes",
-                              headers={"authorization": f"Bearer {fault_stack.api_key}"},
-                              timeout=10)
+        answer = requests.get(
+            f"{fault_stack.api}/nodes",
+            headers={"authorization": f"Bearer {fault_stack.api_key}"},
+            timeout=10,
+        )
         nodes = {n["node_id"]: n for n in answer.json()["nodes"]}
         return all(
             nodes[edge.node_id]["status"] == "active"

@@ -369,6 +369,7 @@ def test_an_edge_declared_dead_registers_again(origin_stack: StackInfo) -> None:
     _wait(lambda: bool(reregistered()), "the edge to register again")
     node_id = reregistered()[0]
     assert node_id != edge.node_id
+
     # A new identity is pending until a heartbeat's probe sees its endpoint serve it.
     def placed() -> bool:
         record = registry.get(node_id)

@@ -37,15 +37,20 @@ def _env(stack: StackInfo, name: str) -> dict[str, str]:
 
 
 def _as(stack: StackInfo, service: str, env: dict[str, str]) -> Any:
-    return boto3.client(service, endpoint_url=stack.aws_endpoint, region_name=stack.region,
-                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                        aws_session_token=env["AWS_SESSION_TOKEN"])
+    return boto3.client(
+        service,
+        endpoint_url=stack.aws_endpoint,
+        region_name=stack.region,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env["AWS_SESSION_TOKEN"],
+    )
 
 
 def _root(stack: StackInfo, service: str) -> Any:
-    return boto3.client(service, endpoint_url=stack.aws_endpoint, region_name=stack.region,
-                        **LOCAL_CREDENTIALS)
+    return boto3.client(
+        service, endpoint_url=stack.aws_endpoint, region_name=stack.region, **LOCAL_CREDENTIALS
+    )
 
 
 def _refused(call: Any, code: str = "AccessDeniedException") -> None:
@@ -56,9 +61,11 @@ def _refused(call: Any, code: str = "AccessDeniedException") -> None:
 
 def _function_env(stack: StackInfo, name: str) -> dict[str, str]:
     roles = json.loads(_env(stack, "api")["FSNODE_LOCAL_FUNCTION_CREDENTIALS"])
-    return {"AWS_ACCESS_KEY_ID": roles[name]["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": roles[name]["secret_access_key"],
-            "AWS_SESSION_TOKEN": roles[name]["session_token"]}
+    return {
+        "AWS_ACCESS_KEY_ID": roles[name]["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": roles[name]["secret_access_key"],
+        "AWS_SESSION_TOKEN": roles[name]["session_token"],
+    }
 
 
 def _log_has(stack: StackInfo, text: str) -> bool:
@@ -71,19 +78,23 @@ def _without(stack: StackInfo, role: str, action: str) -> Iterator[None]:
     iam = _root(stack, "iam")
     original = iam.get_role_policy(RoleName=role, PolicyName="grants")["PolicyDocument"]
     document = original if isinstance(original, dict) else json.loads(original)
-    kept = [{**statement, "Action": [a for a in statement["Action"] if a != action]}
-            for statement in document["Statement"]]
+    kept = [
+        {**statement, "Action": [a for a in statement["Action"] if a != action]}
+        for statement in document["Statement"]
+    ]
     kept = [statement for statement in kept if statement["Action"]]
     if kept:
-        iam.put_role_policy(RoleName=role, PolicyName="grants",
-                            PolicyDocument=json.dumps({**document, "Statement": kept}))
+        iam.put_role_policy(
+            RoleName=role,
+            PolicyName="grants",
+            PolicyDocument=json.dumps({**document, "Statement": kept}),
+        )
     else:
         iam.delete_role_policy(RoleName=role, PolicyName="grants")
     try:
         yield
     finally:
-        iam.put_role_policy(RoleName=role, PolicyName="grants",
-                            PolicyDocument=json.dumps(document))
+        iam.put_role_policy(RoleName=role, PolicyName="grants", PolicyDocument=json.dumps(document))
 
 
 def test_every_process_signs_as_its_own_role(stack: StackInfo) -> None:
@@ -95,7 +106,8 @@ def test_every_process_signs_as_its_own_role(stack: StackInfo) -> None:
     assert role_of(_function_env(stack, "api_key_authorizer")) == "fsnode-api-key-authorizer"
     assert role_of(_function_env(stack, "prune")) == "fsnode-prune"
     assert {role_of(_env(stack, f"edge-{i + 1}")) for i in range(len(stack.edges))} == {
-        "fsnode-edge"}
+        "fsnode-edge"
+    }
 
 
 def test_the_api_handler_cannot_issue_delete_or_complete_tasks(stack: StackInfo) -> None:
@@ -105,15 +117,23 @@ def test_the_api_handler_cannot_issue_delete_or_complete_tasks(stack: StackInfo)
     s3.put_object(Bucket=bucket, Key=key, Body=b"x")  # granted: uploads are PutObject
     _refused(lambda: s3.delete_object(Bucket=bucket, Key=key), "AccessDenied")
     pca = _as(stack, "acm-pca", env)
-    _refused(lambda: pca.issue_certificate(
-        CertificateAuthorityArn=env["FSNODE_CA_ARN"], Csr=_csr(rsa.generate_private_key(
-            public_exponent=65537, key_size=2048)).encode(),
-        SigningAlgorithm="SHA256WITHRSA", Validity={"Value": 1, "Type": "DAYS"}))
-    _refused(lambda: _as(stack, "stepfunctions", env).send_task_success(
-        taskToken="t" * 10, output="{}"))
+    _refused(
+        lambda: pca.issue_certificate(
+            CertificateAuthorityArn=env["FSNODE_CA_ARN"],
+            Csr=_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048)).encode(),
+            SigningAlgorithm="SHA256WITHRSA",
+            Validity={"Value": 1, "Type": "DAYS"},
+        )
+    )
+    _refused(
+        lambda: _as(stack, "stepfunctions", env).send_task_success(taskToken="t" * 10, output="{}")
+    )
     # The keys table is the authorizer's to read; the handler only writes it.
-    _refused(lambda: _as(stack, "dynamodb", env).get_item(
-        TableName=env["FSNODE_API_KEYS_TABLE"], Key={"key_id": {"S": "0" * 32}}))
+    _refused(
+        lambda: _as(stack, "dynamodb", env).get_item(
+            TableName=env["FSNODE_API_KEYS_TABLE"], Key={"key_id": {"S": "0" * 32}}
+        )
+    )
     _root(stack, "s3").delete_object(Bucket=bucket, Key=key)
 
 
@@ -125,8 +145,11 @@ def test_an_edge_reads_objects_and_nothing_else(stack: StackInfo) -> None:
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"edge reads"
     _refused(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x"), "AccessDenied")
     _refused(lambda: _as(stack, "dynamodb", env).scan(TableName=api["FSNODE_NODES_TABLE"]))
-    _refused(lambda: _as(stack, "secretsmanager", env).get_secret_value(
-        SecretId=api["FSNODE_SIGNING_KEY_SECRET"]))
+    _refused(
+        lambda: _as(stack, "secretsmanager", env).get_secret_value(
+            SecretId=api["FSNODE_SIGNING_KEY_SECRET"]
+        )
+    )
     _root(stack, "s3").delete_object(Bucket=bucket, Key=key)
 
 
@@ -135,14 +158,23 @@ def test_an_in_process_function_runs_as_its_role(stack: StackInfo) -> None:
     register fails where the CA is called."""
     edge = _env(stack, "edge-1")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    body = {"join_token": edge["FSNODE_JOIN_TOKEN"],
-            "endpoint": f"https://127.0.0.1:{processes.free_port()}", "region": "local",
-            "capacity_bytes": 1, "csr": _csr(key),
-            "aws_identity": signed_caller_identity(key.public_key(), boto3.session.Session(
+    body = {
+        "join_token": edge["FSNODE_JOIN_TOKEN"],
+        "endpoint": f"https://127.0.0.1:{processes.free_port()}",
+        "region": "local",
+        "capacity_bytes": 1,
+        "csr": _csr(key),
+        "aws_identity": signed_caller_identity(
+            key.public_key(),
+            boto3.session.Session(
                 aws_access_key_id=edge["AWS_ACCESS_KEY_ID"],
                 aws_secret_access_key=edge["AWS_SECRET_ACCESS_KEY"],
-                aws_session_token=edge["AWS_SESSION_TOKEN"], region_name=stack.region),
-                stack.aws_endpoint)}
+                aws_session_token=edge["AWS_SESSION_TOKEN"],
+                region_name=stack.region,
+            ),
+            stack.aws_endpoint,
+        ),
+    }
     with _without(stack, "fsnode-issue-certificate", "acm-pca:IssueCertificate"):
         answer = requests.post(f"{stack.api}/nodes/register", json=body, timeout=60)
     assert answer.status_code == 503, answer.text
@@ -157,16 +189,22 @@ def test_step_functions_invokes_as_the_state_machine_role(stack: StackInfo) -> N
         arn = sfn.start_execution(
             stateMachineArn=api["FSNODE_REPLICATE_STATE_MACHINE_ARN"],
             name=f"grants-{os.urandom(4).hex()}",
-            input=json.dumps({"file_id": "0" * 32, "version": "0" * 32}))["executionArn"]
+            input=json.dumps({"file_id": "0" * 32, "version": "0" * 32}),
+        )["executionArn"]
         status = finished_execution(sfn, arn)["status"]
     assert status == "FAILED"
     assert _log_has(stack, "assumed-role/fsnode-states/")
 
 
 def _csr(key: rsa.RSAPrivateKey) -> str:
-    return (x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM).decode())
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )

@@ -24,8 +24,9 @@ def _edge_env(stack: StackInfo) -> dict[str, str]:
     return dict(spec["env"])
 
 
-def _body(stack: StackInfo, endpoint: str, *, attested: bool = True,
-          forged: bool = False) -> dict[str, Any]:
+def _body(
+    stack: StackInfo, endpoint: str, *, attested: bool = True, forged: bool = False
+) -> dict[str, Any]:
     env = _edge_env(stack)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     host = endpoint.split("//")[1].rsplit(":", 1)[0].strip("[]")
@@ -33,18 +34,29 @@ def _body(stack: StackInfo, endpoint: str, *, attested: bool = True,
         san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         san = x509.DNSName(host)
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-           .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-           .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
-    body: dict[str, Any] = {"join_token": env["FSNODE_JOIN_TOKEN"], "endpoint": endpoint,
-                            "region": "local", "capacity_bytes": 1, "csr": csr}
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    body: dict[str, Any] = {
+        "join_token": env["FSNODE_JOIN_TOKEN"],
+        "endpoint": endpoint,
+        "region": "local",
+        "capacity_bytes": 1,
+        "csr": csr,
+    }
     if attested:
         session = boto3.session.Session(
             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key="forged" if forged else env["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=env["AWS_SESSION_TOKEN"], region_name=stack.region)
-        body["aws_identity"] = signed_caller_identity(key.public_key(), session,
-                                                      stack.aws_endpoint)
+            aws_session_token=env["AWS_SESSION_TOKEN"],
+            region_name=stack.region,
+        )
+        body["aws_identity"] = signed_caller_identity(key.public_key(), session, stack.aws_endpoint)
     return body
 
 
@@ -53,8 +65,9 @@ def _register(stack: StackInfo, body: dict[str, Any]) -> requests.Response:
 
 
 def test_every_edge_is_placed_with_its_identity(stack: StackInfo) -> None:
-    nodes = requests.get(f"{stack.api}/nodes", timeout=30,
-                         headers={"authorization": f"Bearer {stack.api_key}"}).json()["nodes"]
+    nodes = requests.get(
+        f"{stack.api}/nodes", timeout=30, headers={"authorization": f"Bearer {stack.api_key}"}
+    ).json()["nodes"]
     by_id = {node["node_id"]: node for node in nodes}
     for edge in stack.edges:
         assert by_id[edge.node_id]["status"] == "active"
@@ -93,13 +106,16 @@ def test_a_new_node_gets_no_redirect_before_it_proves_its_endpoint(stack: StackI
     answer = _register(stack, _body(stack, endpoint))
     assert answer.status_code == 200, answer.text
     node = answer.json()
-    beat = requests.post(f"{stack.api}/nodes/{node['node_id']}/heartbeat", timeout=30,
-                         headers={"authorization": f"Bearer {node['credential']}"},
-                         json={"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1,
-                               "load": 0})
+    beat = requests.post(
+        f"{stack.api}/nodes/{node['node_id']}/heartbeat",
+        timeout=30,
+        headers={"authorization": f"Bearer {node['credential']}"},
+        json={"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0},
+    )
     assert beat.status_code == 200 and beat.json()["status"] == "pending", beat.text
-    cluster = requests.get(f"{stack.api}/cluster", timeout=30,
-                           headers={"authorization": f"Bearer {stack.api_key}"}).json()
+    cluster = requests.get(
+        f"{stack.api}/cluster", timeout=30, headers={"authorization": f"Bearer {stack.api_key}"}
+    ).json()
     listed = {n["node_id"]: n for n in cluster["nodes"]}
     assert listed[node["node_id"]]["status"] == "pending"
     assert not listed[node["node_id"]]["live"]

@@ -58,10 +58,10 @@ def _edge_location(url: str, method: str = "GET") -> str:
     return str(answer.headers["Location"])
 
 
-@pytest.mark.parametrize(("kind", "playlist"), [("hls", "master.m3u8"),
-                                                ("dash", "manifest.mpd")])
+@pytest.mark.parametrize(("kind", "playlist"), [("hls", "master.m3u8"), ("dash", "manifest.mpd")])
 def test_ffmpeg_plays_the_folder_share_frame_for_frame(
-        stack: StackInfo, folders: dict[str, Any], kind: str, playlist: str) -> None:
+    stack: StackInfo, folders: dict[str, Any], kind: str, playlist: str
+) -> None:
     share_url = folders["shares"][kind]
     assert share_url.endswith(f"/{folders['prefix']}{kind}/")
     # The player's first request goes to an edge, in the path form.
@@ -71,8 +71,9 @@ def test_ffmpeg_plays_the_folder_share_frame_for_frame(
 
     local = media.framemd5(str(folders["root"] / kind / playlist))
     assert len([line for line in local if not line.startswith("#")]) == 2 * 25 * media.SECONDS
-    remote = media.framemd5(share_url + playlist, "-tls_verify", "1",
-                            "-ca_file", str(stack.ca_cert))
+    remote = media.framemd5(
+        share_url + playlist, "-tls_verify", "1", "-ca_file", str(stack.ca_cert)
+    )
     assert remote == local
 
     # ffmpeg passes its TLS options to the first request only (its HLS and DASH readers
@@ -87,7 +88,8 @@ def test_ffmpeg_plays_the_folder_share_frame_for_frame(
 
 @needs_chromium
 def test_hls_js_in_chromium_plays_the_folder_share_past_ten_seconds(
-        stack: StackInfo, folders: dict[str, Any], browser: Any) -> None:
+    stack: StackInfo, folders: dict[str, Any], browser: Any
+) -> None:
     src = folders["shares"]["hls"] + "master.m3u8"
     responses(browser)  # only the player's requests from here on
     # engine=hls.js: this Chromium also plays HLS natively, which the page would prefer.
@@ -100,15 +102,21 @@ def test_hls_js_in_chromium_plays_the_folder_share_past_ten_seconds(
     wait.until(lambda d: d.execute_script(f"return {VIDEO}.currentTime > 10"))
     assert not browser.execute_script(f"return {VIDEO}.error")
     edges = tuple(edge.url + "/t/" for edge in stack.edges)
-    served = [r["url"] for r in responses(browser)
-              if r["url"].startswith(edges) and r["status"] in (200, 206)]
+    served = [
+        r["url"]
+        for r in responses(browser)
+        if r["url"].startswith(edges) and r["status"] in (200, 206)
+    ]
     # Every kind of file of the stream came from an edge, in the folder's path form.
     for suffix in ("master.m3u8", "/index.m3u8", ".mp4", ".m4s"):
         assert any(url.endswith(suffix) for url in served), (suffix, served)
     assert len({urlsplit(url).netloc for url in served}) == 1  # one edge per stream
     # The page's policy admits what hls.js does (MSE's blob: URL, its worker).
-    refused = [e["message"] for e in browser.get_log("browser")
-               if "Content Security Policy" in e["message"]]
+    refused = [
+        e["message"]
+        for e in browser.get_log("browser")
+        if "Content Security Policy" in e["message"]
+    ]
     assert refused == []
 
 
@@ -133,15 +141,17 @@ PATH_TRICKS = [
 ]
 
 
-def _raw(url: str, method: str = "GET", ca: Path | None = None) -> tuple[int, bytes,
-                                                                         dict[str, str]]:
+def _raw(
+    url: str, method: str = "GET", ca: Path | None = None
+) -> tuple[int, bytes, dict[str, str]]:
     """One request with the path sent exactly as written (clients would normalize it)."""
     parts = urlsplit(url)
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
         assert ca is not None
         connection = http.client.HTTPSConnection(
-            parts.netloc, timeout=30, context=ssl.create_default_context(cafile=str(ca)))
+            parts.netloc, timeout=30, context=ssl.create_default_context(cafile=str(ca))
+        )
     else:
         connection = http.client.HTTPConnection(parts.netloc, timeout=30)
     try:
@@ -160,7 +170,8 @@ def _bases(stack: StackInfo, share_url: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(("trick", "why"), PATH_TRICKS, ids=[w for _, w in PATH_TRICKS])
 def test_path_tricks_are_refused_at_the_control_plane_and_the_edge(
-        stack: StackInfo, folders: dict[str, Any], trick: str, why: str) -> None:
+    stack: StackInfo, folders: dict[str, Any], trick: str, why: str
+) -> None:
     for where, base in _bases(stack, folders["shares"]["hls"]).items():
         for method in ("GET", "HEAD"):
             status, body, _ = _raw(base + trick, method, stack.ca_cert)
@@ -170,13 +181,17 @@ def test_path_tricks_are_refused_at_the_control_plane_and_the_edge(
 
 
 def test_a_folder_token_covers_its_folder_by_whole_segments(
-        stack: StackInfo, folders: dict[str, Any]) -> None:
+    stack: StackInfo, folders: dict[str, Any]
+) -> None:
     share_url = folders["shares"]["hls"]
     for where, base in _bases(stack, share_url).items():
         token_base = base[: base.index("/t/") + 3] + urlsplit(base).path.split("/")[2] + "/"
         # hls2/ starts with "hls" but is another folder; so is the parent.
-        for outside in (f"{folders['prefix']}hls2/secret.m3u8", f"{folders['prefix']}x.m3u8",
-                        "other/master.m3u8"):
+        for outside in (
+            f"{folders['prefix']}hls2/secret.m3u8",
+            f"{folders['prefix']}x.m3u8",
+            "other/master.m3u8",
+        ):
             status, body, _ = _raw(token_base + outside, "GET", stack.ca_cert)
             assert status == 403, (where, outside, status, body)
             assert json.loads(body)["error"]["code"] == "forbidden"
@@ -192,8 +207,11 @@ def test_head_answers_on_every_share_url(stack: StackInfo, folders: dict[str, An
     local = folders["root"] / "hls"
     # The folder itself (its listing) at the control plane.
     assert requests.head(share_url, timeout=30).status_code == 200
-    expected_types = {"master.m3u8": "application/vnd.apple.mpegurl",
-                      "v0/init_0.mp4": "video/mp4", "v0/seg000.m4s": "video/iso.segment"}
+    expected_types = {
+        "master.m3u8": "application/vnd.apple.mpegurl",
+        "v0/init_0.mp4": "video/mp4",
+        "v0/seg000.m4s": "video/iso.segment",
+    }
     for relative, content_type in expected_types.items():
         location = _edge_location(share_url + relative, "HEAD")
         assert location == _edge_location(share_url + relative, "GET")
@@ -202,8 +220,11 @@ def test_head_answers_on_every_share_url(stack: StackInfo, folders: dict[str, An
         assert int(headers["content-length"]) == (local / relative).stat().st_size
         assert headers["content-type"].split(";")[0] == content_type
     # A single-file share: HEAD at the control plane (307) and at the edge (200).
-    file_id = next(f["file_id"] for f in cli(stack, "ls", folders["prefix"] + "hls/")["files"]
-                   if f["path"].endswith("/master.m3u8"))
+    file_id = next(
+        f["file_id"]
+        for f in cli(stack, "ls", folders["prefix"] + "hls/")["files"]
+        if f["path"].endswith("/master.m3u8")
+    )
     file_share = cli(stack, "share", file_id, "--ttl", "600")["share_url"]
     location = _edge_location(file_share, "HEAD")
     status, body, headers = _raw(location, "HEAD", stack.ca_cert)
@@ -220,12 +241,23 @@ def _unb64(text: str) -> bytes:
 
 
 def test_the_signature_covers_prefix_expiry_not_before_and_ip(
-        stack: StackInfo, folders: dict[str, Any]) -> None:
+    stack: StackInfo, folders: dict[str, Any]
+) -> None:
     """A token whose policy is changed (and the signature kept) opens nothing, at the
     control plane or the edge; the untouched token opens the file at both."""
     folder = folders["prefix"] + "hls/"
-    share_url = cli(stack, "share", "--prefix", folder, "--ttl", "600", "--ip", "127.0.0.0/8",
-                    "--not-before", str(int(time.time()) - 60))["share_url"]
+    share_url = cli(
+        stack,
+        "share",
+        "--prefix",
+        folder,
+        "--ttl",
+        "600",
+        "--ip",
+        "127.0.0.0/8",
+        "--not-before",
+        str(int(time.time()) - 60),
+    )["share_url"]
     for where, base in _bases(stack, share_url).items():
         token = urlsplit(base).path.split("/")[2]
         payload, signature = token.split(".")
@@ -235,11 +267,13 @@ def test_the_signature_covers_prefix_expiry_not_before_and_ip(
         assert opened == (307 if where == "control plane" else 200), (where, opened)
         exp = int(fields.split("\nexp=")[1].split("\n")[0])
         nbf = int(fields.split("\nnbf=")[1].split("\n")[0])
-        for changed in (fields.replace(f"pfx={folder}", f"pfx={folders['prefix']}"),
-                        fields.replace(f"exp={exp}", f"exp={exp + 3600}"),
-                        fields.replace(f"nbf={nbf}", f"nbf={nbf - 3600}"),
-                        fields.replace("ip=127.0.0.0/8", "ip=0.0.0.0/0"),
-                        fields.replace("\nip=127.0.0.0/8", "")):
+        for changed in (
+            fields.replace(f"pfx={folder}", f"pfx={folders['prefix']}"),
+            fields.replace(f"exp={exp}", f"exp={exp + 3600}"),
+            fields.replace(f"nbf={nbf}", f"nbf={nbf - 3600}"),
+            fields.replace("ip=127.0.0.0/8", "ip=0.0.0.0/0"),
+            fields.replace("\nip=127.0.0.0/8", ""),
+        ):
             assert changed != fields
             forged = base.replace(token, f"{_b64(changed.encode())}.{signature}")
             # The forged policy's own folder, so only the signature can refuse it.
@@ -251,8 +285,9 @@ def test_the_signature_covers_prefix_expiry_not_before_and_ip(
             assert json.loads(body)["error"]["code"] == "forbidden"
 
 
-def test_an_expired_folder_share_is_refused_at_both(stack: StackInfo,
-                                                     folders: dict[str, Any]) -> None:
+def test_an_expired_folder_share_is_refused_at_both(
+    stack: StackInfo, folders: dict[str, Any]
+) -> None:
     # 15 s: time to follow the redirects before it expires, on a loaded machine.
     share = cli(stack, "share", "--prefix", folders["prefix"] + "hls/", "--ttl", "15")
     bases = _bases(stack, share["share_url"])

@@ -80,8 +80,12 @@ class Cluster:
         return {"authorization": f"Bearer {self.stack.api_key}"}
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.stack.aws_endpoint,
-                            region_name=self.stack.region, **LOCAL_CREDENTIALS)
+        return boto3.client(
+            service,
+            endpoint_url=self.stack.aws_endpoint,
+            region_name=self.stack.region,
+            **LOCAL_CREDENTIALS,
+        )
 
     @property
     def catalog(self) -> ChunkCatalog:
@@ -92,8 +96,9 @@ class Cluster:
         return NodeRegistry(self.env["FSNODE_NODES_TABLE"], self.client("dynamodb"))
 
     def api(self, method: str, path: str, body: Any = None) -> requests.Response:
-        return requests.request(method, f"{self.stack.api}{path}", json=body,
-                                headers=self.api_headers, timeout=60)
+        return requests.request(
+            method, f"{self.stack.api}{path}", json=body, headers=self.api_headers, timeout=60
+        )
 
     def node_id(self, index: int) -> str:
         return StackInfo.load(Path(self.stack.state_dir)).edges[index].node_id
@@ -110,16 +115,25 @@ class Cluster:
     def upload(self, data: bytes, placed: Callable[[list[str]], bool]) -> tuple[str, str]:
         """Upload ``data`` under a fresh file id whose placement order (node ids, first
         choice first) satisfies ``placed``; returns (file_id, version)."""
-        hashes = [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
-                  for i in range(0, len(data), CHUNK)]
-        part_hashes = [hashlib.sha256(data[s.offset:s.offset + s.length]).hexdigest()
-                       for s in part_layout(len(data), CHUNK)]
+        hashes = [
+            hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)
+        ]
+        part_hashes = [
+            hashlib.sha256(data[s.offset : s.offset + s.length]).hexdigest()
+            for s in part_layout(len(data), CHUNK)
+        ]
         for _ in range(40):
-            init = self.api("POST", "/files", {"path": f"lifecycle/{os.urandom(8).hex()}.mp4",
-                                                "size": len(data),
-                                                "content_type": "video/mp4",
-                                                "chunk_sha256": hashes,
-                                                "part_sha256": part_hashes})
+            init = self.api(
+                "POST",
+                "/files",
+                {
+                    "path": f"lifecycle/{os.urandom(8).hex()}.mp4",
+                    "size": len(data),
+                    "content_type": "video/mp4",
+                    "chunk_sha256": hashes,
+                    "part_sha256": part_hashes,
+                },
+            )
             assert init.status_code == 200, init.text
             started = init.json()
             order = [node.node_id for node in placement.rank(started["file_id"], self.live())]
@@ -180,8 +194,11 @@ class Cluster:
     def cached_chunks(self, index: int, file_id: str) -> dict[int, bytes]:
         """The chunk files edge ``index`` keeps on disk for ``file_id``, by chunk index."""
         root = Path(StackInfo.load(Path(self.stack.state_dir)).edges[index].state_dir)
-        return {int(p.name): p.read_bytes() for p in root.rglob("*")
-                if p.is_file() and file_id in p.parts and p.name.isdigit()}
+        return {
+            int(p.name): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and file_id in p.parts and p.name.isdigit()
+        }
 
 
 @pytest.fixture(scope="module")
@@ -204,22 +221,26 @@ def _warm_failures(cluster: Cluster, file_id: str) -> list[dict[str, Any]]:
     return entries
 
 
-def _verify_replicas(cluster: Cluster, file_id: str, data: bytes,
-                     holders: dict[int, set[str]]) -> None:
+def _verify_replicas(
+    cluster: Cluster, file_id: str, data: bytes, holders: dict[int, set[str]]
+) -> None:
     """Each holder keeps the chunk's exact bytes on disk and serves them over TLS."""
     plan = cluster.api("GET", f"/files/{file_id}/plan")
     assert plan.status_code == 200, plan.text
     query = plan.json()["edge_query"]
     edges = StackInfo.load(Path(cluster.stack.state_dir)).edges
     for index, nodes in holders.items():
-        expected = data[index * CHUNK:(index + 1) * CHUNK]
+        expected = data[index * CHUNK : (index + 1) * CHUNK]
         for node_id in nodes:
             at = cluster.edge_index(node_id)
             assert cluster.cached_chunks(at, file_id).get(index) == expected
             first, last = index * CHUNK, index * CHUNK + len(expected) - 1
-            answer = requests.get(f"{edges[at].url}/f/{file_id}?{query}",
-                                  headers={"Range": f"bytes={first}-{last}"},
-                                  verify=cluster.stack.ca_cert, timeout=60)
+            answer = requests.get(
+                f"{edges[at].url}/f/{file_id}?{query}",
+                headers={"Range": f"bytes={first}-{last}"},
+                verify=cluster.stack.ca_cert,
+                timeout=60,
+            )
             assert answer.status_code == 206 and answer.content == expected
 
 
@@ -243,13 +264,15 @@ def moved_file(cluster: Cluster) -> Placed:
     data = os.urandom(SIZE)
     faulty = cluster.node_id(FAULTY)
     file_id, version = cluster.upload(data, lambda order: order[0] == faulty)
-    execution = cluster.finished(cluster.execution_arn("replicate",
-                                                       f"replicate-{file_id}-{version}"))
+    execution = cluster.finished(
+        cluster.execution_arn("replicate", f"replicate-{file_id}-{version}")
+    )
     return Placed(file_id, version, data, execution)
 
 
-def test_failed_warms_retry_on_the_same_edge_then_move(cluster: Cluster,
-                                                      moved_file: Placed) -> None:
+def test_failed_warms_retry_on_the_same_edge_then_move(
+    cluster: Cluster, moved_file: Placed
+) -> None:
     faulty = cluster.node_id(FAULTY)
     execution = moved_file.execution
     assert execution["status"] == "SUCCEEDED", execution
@@ -258,7 +281,10 @@ def test_failed_warms_retry_on_the_same_edge_then_move(cluster: Cluster,
     # their backoff (1 s, then 2 s), each a new work item; then the batch moved on.
     failures = _warm_failures(cluster, moved_file.file_id)
     assert [(f["node_id"], f["attempts"], f.get("wait_seconds")) for f in failures] == [
-        (faulty, 1, 1), (faulty, 2, 2), (faulty, 3, None)], failures
+        (faulty, 1, 1),
+        (faulty, 2, 2),
+        (faulty, 3, None),
+    ], failures
     assert [f["message"] for f in failures][-1] == "warm failed: the batch moves on"
     assert {f["failure"] for f in failures} == {"WarmFailed"}
     # Every chunk is on two healthy edges, verified byte for byte.
@@ -277,11 +303,15 @@ def test_hot_file_reported_in_heartbeats_is_replicated(cluster: Cluster) -> None
     upload = cluster.finished(cluster.execution_arn("replicate", f"replicate-{file_id}-{version}"))
     assert upload["status"] == "SUCCEEDED", upload
 
-    holders = wait_for(lambda: _fully_replicated(cluster, file_id), "the hot chunks' copies",
-                       PATIENCE)
+    holders = wait_for(
+        lambda: _fully_replicated(cluster, file_id), "the hot chunks' copies", PATIENCE
+    )
 
-    hot = [json.loads(e["input"])["ranges"] for e in cluster.executions_for("replicate", file_id)
-           if e["name"].startswith("replicate-hot-")]
+    hot = [
+        json.loads(e["input"])["ranges"]
+        for e in cluster.executions_for("replicate", file_id)
+        if e["name"].startswith("replicate-hot-")
+    ]
     assert [[4, 5]] in hot and all(ranges == [[4, 5]] for ranges in hot)
     assert len(holders) == 6
     _verify_replicas(cluster, file_id, data, holders)
@@ -293,8 +323,7 @@ def _edge_holds_nothing_of(cluster: Cluster, file_id: str) -> bool:
     return all(not cluster.cached_chunks(i, file_id) for i in range(3))
 
 
-def _assert_collected(cluster: Cluster, file_id: str, version: str,
-                      share_url: str) -> None:
+def _assert_collected(cluster: Cluster, file_id: str, version: str, share_url: str) -> None:
     s3 = cluster.client("s3")
     with pytest.raises(ClientError):
         s3.head_object(Bucket=cluster.stack.bucket, Key=f"files/{file_id}/{version}")
@@ -307,12 +336,14 @@ def _assert_collected(cluster: Cluster, file_id: str, version: str,
 def _replicated_uploads(cluster: Cluster, count: int) -> list[tuple[str, str, dict[int, set[str]]]]:
     """Files on the two healthy edges (the failing one last in their placement)."""
     faulty = cluster.node_id(FAULTY)
-    files = [cluster.upload(os.urandom(SIZE), lambda order: order[-1] == faulty)
-             for _ in range(count)]
+    files = [
+        cluster.upload(os.urandom(SIZE), lambda order: order[-1] == faulty) for _ in range(count)
+    ]
     out = []
     for file_id, version in files:
-        execution = cluster.finished(cluster.execution_arn("replicate",
-                                                           f"replicate-{file_id}-{version}"))
+        execution = cluster.finished(
+            cluster.execution_arn("replicate", f"replicate-{file_id}-{version}")
+        )
         assert execution["status"] == "SUCCEEDED", execution
         holders = cluster.holders(file_id)
         assert all(len(nodes) == 2 for nodes in holders.values()), holders
@@ -334,8 +365,7 @@ def test_delete_with_an_edge_down_finishes_when_it_returns(cluster: Cluster) -> 
     state = cluster.stack.state_dir
     gc_arn = cluster.execution_arn("gc", f"gc-{file_id}-{version}")
 
-    stopped = run_cli("local", "kill", f"edge-{away + 1}", "--signal", "STOP",
-                      "--state-dir", state)
+    stopped = run_cli("local", "kill", f"edge-{away + 1}", "--signal", "STOP", "--state-dir", state)
     assert stopped.returncode == 0, stopped.stderr
     try:
         deleted = cluster.api("DELETE", f"/files/{file_id}")
@@ -345,13 +375,16 @@ def test_delete_with_an_edge_down_finishes_when_it_returns(cluster: Cluster) -> 
 
         def waiting_for_the_edge() -> bool:
             # The evict sent to the stopped edge timed out; the node is checked next.
-            return any((e.get("stateEnteredEventDetails") or {}).get("name") == "CheckNode"
-                       for e in cluster.history(gc_arn))
+            return any(
+                (e.get("stateEnteredEventDetails") or {}).get("name") == "CheckNode"
+                for e in cluster.history(gc_arn)
+            )
 
         wait_for(waiting_for_the_edge, "collection to wait for the stopped edge", PATIENCE)
     finally:
-        resumed = run_cli("local", "kill", f"edge-{away + 1}", "--signal", "CONT",
-                          "--state-dir", state)
+        resumed = run_cli(
+            "local", "kill", f"edge-{away + 1}", "--signal", "CONT", "--state-dir", state
+        )
         assert resumed.returncode == 0, resumed.stderr
 
     execution = cluster.finished(gc_arn)
@@ -384,16 +417,25 @@ print("SUMMARY " + json.dumps(summary), flush=True)  # the logger writes to stdo
 """
 
 
-def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
-                                                            tmp_path: Path) -> None:
-    (expired_id, expired_version, _), (tombstoned_id, tombstoned_version, _) = (
-        _replicated_uploads(cluster, 2))
+def test_two_prune_runs_at_once_collect_an_expired_file_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    (expired_id, expired_version, _), (tombstoned_id, tombstoned_version, _) = _replicated_uploads(
+        cluster, 2
+    )
     share_url = _share(cluster, expired_id)
     go = tmp_path / "go"
     # Two prune functions of their own, ready to run on the same signal.
-    runs = [subprocess.Popen([sys.executable, "-c", _PRUNE_ONCE, str(FUNCTIONS), str(go)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, **cluster.env}) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PRUNE_ONCE, str(FUNCTIONS), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **cluster.env},
+        )
+        for _ in range(2)
+    ]
     try:
         for run in runs:
             assert run.stderr is not None
@@ -404,9 +446,12 @@ def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
         # process may take longer than that to start on a busy machine), and the runs
         # start once it has passed.
         at = int(time.time()) + 2
-        patched = requests.patch(f"{cluster.stack.api}/files/{expired_id}",
-                                 json={"expires_at": at}, timeout=30,
-                                 headers={"authorization": f"Bearer {cluster.stack.api_key}"})
+        patched = requests.patch(
+            f"{cluster.stack.api}/files/{expired_id}",
+            json={"expires_at": at},
+            timeout=30,
+            headers={"authorization": f"Bearer {cluster.stack.api_key}"},
+        )
         assert patched.status_code == 200, patched.text
         record = patched.json()
         assert (record["expires_at"], record["version"]) == (at, expired_version)
@@ -428,8 +473,7 @@ def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
                 run.wait()
 
     # The two runs (and the stack's own schedule) raced: one collection per file.
-    for file_id, version in ((expired_id, expired_version),
-                             (tombstoned_id, tombstoned_version)):
+    for file_id, version in ((expired_id, expired_version), (tombstoned_id, tombstoned_version)):
         started = cluster.executions_for("gc", file_id)
         assert [e["name"] for e in started] == [f"gc-{file_id}-{version}"]
         execution = cluster.finished(started[0]["executionArn"])
@@ -439,8 +483,9 @@ def test_two_prune_runs_at_once_collect_an_expired_file_once(cluster: Cluster,
     assert _edge_holds_nothing_of(cluster, tombstoned_id)
 
 
-def test_a_killed_edge_is_replaced_within_a_few_prune_cycles(cluster: Cluster,
-                                                              moved_file: Placed) -> None:
+def test_a_killed_edge_is_replaced_within_a_few_prune_cycles(
+    cluster: Cluster, moved_file: Placed
+) -> None:
     # Last in the module: the killed edge stays dead.
     file_id = moved_file.file_id
     before = cluster.holders(file_id)
@@ -448,8 +493,13 @@ def test_a_killed_edge_is_replaced_within_a_few_prune_cycles(cluster: Cluster,
     faulty = cluster.node_id(FAULTY)
     assert faulty not in set().union(*before.values())  # it failed and was moved off
 
-    killed = run_cli("local", "kill", f"edge-{cluster.edge_index(victim) + 1}",
-                     "--state-dir", cluster.stack.state_dir)
+    killed = run_cli(
+        "local",
+        "kill",
+        f"edge-{cluster.edge_index(victim) + 1}",
+        "--state-dir",
+        cluster.stack.state_dir,
+    )
     assert killed.returncode == 0, killed.stderr
 
     def declared_dead() -> bool:
@@ -457,12 +507,16 @@ def test_a_killed_edge_is_replaced_within_a_few_prune_cycles(cluster: Cluster,
         return node is not None and node.status == NODE_DEAD
 
     wait_for(declared_dead, "prune to declare the killed edge dead", PATIENCE)
-    holders = wait_for(lambda: _fully_replicated(cluster, file_id),
-                       "every chunk on two live edges again", PATIENCE)
+    holders = wait_for(
+        lambda: _fully_replicated(cluster, file_id), "every chunk on two live edges again", PATIENCE
+    )
     assert all(victim not in nodes and faulty in nodes for nodes in holders.values())
     # Pruned every second, yet one loss execution for this file and the dead node.
-    loss = [e for e in cluster.executions_for("replicate", file_id)
-            if e["name"].startswith("replicate-loss-")]
+    loss = [
+        e
+        for e in cluster.executions_for("replicate", file_id)
+        if e["name"].startswith("replicate-loss-")
+    ]
     assert len(loss) == 1
     assert cluster.finished(loss[0]["executionArn"])["status"] == "SUCCEEDED"
     assert cluster.catalog.replicas_on_node(victim) == []

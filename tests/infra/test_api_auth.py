@@ -40,16 +40,21 @@ PUBLIC_ON_PURPOSE = {
 
 def _template_routes(synthesis: Synthesis) -> dict[tuple[str, str], Any]:
     body = synthesis.template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
-    return {(method.upper(), path): operation.get("security")
-            for path, operations in body["paths"].items()
-            for method, operation in operations.items()
-            if method.upper() != "OPTIONS"}
+    return {
+        (method.upper(), path): operation.get("security")
+        for path, operations in body["paths"].items()
+        for method, operation in operations.items()
+        if method.upper() != "OPTIONS"
+    }
 
 
 def _app_routes() -> dict[tuple[str, str], Any]:
     app = load_functions_app(paths.FUNCTIONS_DIR).app
-    return {(method, path): entry.authorizer
-            for path, methods in app.routes.items() for method, entry in methods.items()}
+    return {
+        (method, path): entry.authorizer
+        for path, methods in app.routes.items()
+        for method, entry in methods.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +81,7 @@ def test_the_authorizer_reads_the_key_header_and_caches_briefly(real_app: Synthe
     from chalicelib.routes_keys import AUTHORIZER_TTL_SECONDS  # the app's own value
 
     body = real_app.template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
-    (name, scheme), = body["securityDefinitions"].items()
+    ((name, scheme),) = body["securityDefinitions"].items()
     assert name == AUTHORIZER
     assert (scheme["in"], scheme["name"]) == ("header", "Authorization")
     authorizer = scheme["x-amazon-apigateway-authorizer"]
@@ -90,8 +95,10 @@ def test_a_user_key_policy_names_every_management_route_but_the_key_routes() -> 
     from chalicelib.routes_keys import USER_ROUTES
 
     def covered(path: str) -> bool:
-        return any(path == pattern or (pattern.endswith("/*") and
-                                       path.startswith(pattern[:-1])) for pattern in USER_ROUTES)
+        return any(
+            path == pattern or (pattern.endswith("/*") and path.startswith(pattern[:-1]))
+            for pattern in USER_ROUTES
+        )
 
     for (_, path), authorizer in _app_routes().items():
         if authorizer is not None:

@@ -37,19 +37,26 @@ def test_the_stage_writes_access_logs_without_headers(resources: dict) -> None:
 def test_every_method_is_throttled_and_traced(resources: dict) -> None:
     api = _api(resources)
     defaults = FsnodeSettings()
-    assert api["MethodSettings"] == [{
-        "ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True,
-        "ThrottlingRateLimit": defaults.api_throttle_rate_limit,
-        "ThrottlingBurstLimit": defaults.api_throttle_burst_limit,
-    }]
+    assert api["MethodSettings"] == [
+        {
+            "ResourcePath": "/*",
+            "HttpMethod": "*",
+            "MetricsEnabled": True,
+            "ThrottlingRateLimit": defaults.api_throttle_rate_limit,
+            "ThrottlingBurstLimit": defaults.api_throttle_burst_limit,
+        }
+    ]
     assert api["TracingEnabled"] is True
 
 
 def test_gateway_refusals_answer_in_the_error_shape(resources: dict) -> None:
     table = json.loads((paths.FUNCTIONS_DIR / "gateway_responses.json").read_text())
     responses = _api(resources)["GatewayResponses"]
-    assert set(responses) == set(table) >= {
-        "UNAUTHORIZED", "ACCESS_DENIED", "REQUEST_TOO_LARGE", "INTEGRATION_TIMEOUT"}
+    assert (
+        set(responses)
+        == set(table)
+        >= {"UNAUTHORIZED", "ACCESS_DENIED", "REQUEST_TOO_LARGE", "INTEGRATION_TIMEOUT"}
+    )
     for kind, spec in table.items():
         body = json.loads(responses[kind]["ResponseTemplates"]["application/json"])
         assert responses[kind]["StatusCode"] == str(spec["status"])

@@ -22,8 +22,12 @@ from .conftest import Synthesis, of_type
 # resource names functions/chalicelib/settings.py adds. The functions the API handler
 # invokes are named to it alone (the others would reference themselves).
 CONTROL_PLANE_SETTINGS = paths.FUNCTIONS_DIR / "chalicelib" / "settings.py"
-API_HANDLER_ONLY = {"FSNODE_ISSUE_CERTIFICATE_FUNCTION", "FSNODE_REPORT_WORK_FUNCTION",
-                    "FSNODE_EDGE_ROLE_ARN", "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION"}
+API_HANDLER_ONLY = {
+    "FSNODE_ISSUE_CERTIFICATE_FUNCTION",
+    "FSNODE_REPORT_WORK_FUNCTION",
+    "FSNODE_EDGE_ROLE_ARN",
+    "FSNODE_REFRESH_PUBLIC_CERTIFICATE_FUNCTION",
+}
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
 
 
@@ -57,8 +61,9 @@ def test_every_function_has_settings_layer_and_tracing(
         props = function["Properties"]
         variables = set(props["Environment"]["Variables"])
         assert variables >= required - API_HANDLER_ONLY, name
-        assert (variables >= API_HANDLER_ONLY) == (name == "APIHandler") or \
-            synthesis.uses_placeholder_functions, name
+        assert (variables >= API_HANDLER_ONLY) == (
+            name == "APIHandler"
+        ) or synthesis.uses_placeholder_functions, name
         assert props["Layers"] == [{"Ref": layer_id}], name
         assert props["Tracing"] == "Active", name
         # Pinned to the layer's runtime, whatever interpreter ran synth.
@@ -85,11 +90,14 @@ def test_registrations_must_be_signed_as_the_edge_task_role(resources: dict) -> 
     (role_id, attribute) = _env(resources)["FSNODE_EDGE_ROLE_ARN"]["Fn::GetAtt"]
     assert attribute == "Arn" and resources[role_id]["Type"] == "AWS::IAM::Role"
     assert role_id.startswith("EdgeFleetTask"), role_id
-    assert (_env(resources)["FSNODE_NODE_NAMESPACE"]
-            == ".compute.amazonaws.com,.compute-1.amazonaws.com")
+    assert (
+        _env(resources)["FSNODE_NODE_NAMESPACE"]
+        == ".compute.amazonaws.com,.compute-1.amazonaws.com"
+    )
     # The regional STS endpoint of the stack's own region and partition.
-    assert _env(resources)["FSNODE_STS_ENDPOINT"] == {"Fn::Join": ["", [
-        "https://sts.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}]]}
+    assert _env(resources)["FSNODE_STS_ENDPOINT"] == {
+        "Fn::Join": ["", ["https://sts.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}]]
+    }
 
 
 def test_import_buckets_default_to_the_origin(resources: dict) -> None:
@@ -127,7 +135,8 @@ def test_each_function_role_holds_only_logs_and_traces_inline(resources: dict) -
     for name, function in _functions(resources).items():
         role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
         assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
-            "Service": "lambda.amazonaws.com"}, name
+            "Service": "lambda.amazonaws.com"
+        }, name
         assert not role.get("ManagedPolicyArns"), name
         (policy,) = role["Policies"]
         statements = policy["PolicyDocument"]["Statement"]

@@ -106,9 +106,12 @@ def test_domain_gets_certificate_tls_front_door_record_and_output(
     template = Template.from_json(custom_synthesis.template)
     # The front door's (the edges' wildcard is tests/infra/test_public_names.py's).
     (certificate_id,) = [
-        logical_id for logical_id, certificate
-        in template.find_resources("AWS::CertificateManager::Certificate").items()
-        if certificate["Properties"]["DomainName"] == "cdn.example.com"]
+        logical_id
+        for logical_id, certificate in template.find_resources(
+            "AWS::CertificateManager::Certificate"
+        ).items()
+        if certificate["Properties"]["DomainName"] == "cdn.example.com"
+    ]
     template.has_resource_properties(
         "AWS::CertificateManager::Certificate",
         {

@@ -18,9 +18,12 @@ from .conftest import Synthesis, of_type
 GRANTS = grants.load()
 # Resource logical-id prefixes, by the names grants.json uses.
 _PREFIXES = {
-    "StorageNodesTable": "nodes", "StorageChunksTable": "chunks",
-    "StorageIdempotencyTable": "idempotency", "StorageApiKeysTable": "api_keys",
-    "SecretsJoinToken": "join_token", "SecretsSigningKeyring": "signing_keyring",
+    "StorageNodesTable": "nodes",
+    "StorageChunksTable": "chunks",
+    "StorageIdempotencyTable": "idempotency",
+    "StorageApiKeysTable": "api_keys",
+    "SecretsJoinToken": "join_token",
+    "SecretsSigningKeyring": "signing_keyring",
     "SecretsAdminApiKey": "admin_key",
 }
 
@@ -39,8 +42,7 @@ def _kind(resource: Any, functions: dict[str, str]) -> str:
     if "Fn::Join" in resource and ":execution:" in text:
         return "executions:" + text.rsplit("-", 1)[1].split(":")[0]
     if "Fn::Join" in resource:
-        (target, _), suffix = resource["Fn::Join"][1][0]["Fn::GetAtt"], \
-            resource["Fn::Join"][1][1]
+        (target, _), suffix = resource["Fn::Join"][1][0]["Fn::GetAtt"], resource["Fn::Join"][1][1]
         if target.startswith("StorageOrigin") and suffix.startswith("/"):
             return "objects:origin" + ("" if suffix == "/*" else suffix)
         if suffix == "/index/*":
@@ -68,8 +70,9 @@ def _functions(resources: dict[str, Any]) -> dict[str, str]:
     return named
 
 
-def _granted(resources: dict[str, Any], role_id: str, functions: dict[str, str]
-             ) -> set[tuple[str, str]]:
+def _granted(
+    resources: dict[str, Any], role_id: str, functions: dict[str, str]
+) -> set[tuple[str, str]]:
     pairs = set()
     for policy in of_type(resources, "AWS::IAM::Policy").values():
         if {"Ref": role_id} not in policy["Properties"]["Roles"]:
@@ -112,8 +115,10 @@ def _wanted(component: str, have_imports: bool, functions: set[str]) -> set[tupl
 def _roles(resources: dict[str, Any]) -> dict[str, str]:
     """Component -> role logical id: each function's role, and the edges' task role."""
     functions = _functions(resources)
-    roles = {functions[logical_id]: function["Properties"]["Role"]["Fn::GetAtt"][0]
-             for logical_id, function in of_type(resources, "AWS::Serverless::Function").items()}
+    roles = {
+        functions[logical_id]: function["Properties"]["Role"]["Fn::GetAtt"][0]
+        for logical_id, function in of_type(resources, "AWS::Serverless::Function").items()
+    }
     (task,) = of_type(resources, "AWS::ECS::TaskDefinition").values()
     roles["edge"] = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     return roles
@@ -128,7 +133,8 @@ def test_every_component_holds_exactly_its_grants(synthesis: Synthesis) -> None:
         assert set(roles) == set(GRANTS), "an entry in infra/grants.json without a function"
     for component, role_id in roles.items():
         assert _granted(resources, role_id, functions) == _wanted(
-            component, False, set(functions.values())), component
+            component, False, set(functions.values())
+        ), component
 
 
 def test_the_public_api_handler_cannot_issue_certificates_delete_or_complete_tasks(
@@ -137,20 +143,33 @@ def test_the_public_api_handler_cannot_issue_certificates_delete_or_complete_tas
     resources = synthesis.template["Resources"]
     functions = _functions(resources)
     roles = _roles(resources)
-    forbidden = {"acm-pca:IssueCertificate", "s3:DeleteObject", "s3:DeleteObjectVersion",
-                 "states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
-    held = {component: {action for action, _ in _granted(resources, role, functions)}
-            for component, role in roles.items()}
+    forbidden = {
+        "acm-pca:IssueCertificate",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+        "states:SendTaskHeartbeat",
+    }
+    held = {
+        component: {action for action, _ in _granted(resources, role, functions)}
+        for component, role in roles.items()
+    }
     assert not held["api_handler"] & forbidden
     if not synthesis.uses_placeholder_functions:
         # Each right lives in the one function that needs it.
-        assert {c for c, actions in held.items() if "acm-pca:IssueCertificate" in actions} \
-            == {"issue_certificate"}
+        assert {c for c, actions in held.items() if "acm-pca:IssueCertificate" in actions} == {
+            "issue_certificate"
+        }
         # Deletes belong to the functions that collect and tidy published objects.
-        assert {c for c, actions in held.items() if "s3:DeleteObject" in actions} \
-            == {"gc_step", "publish_file", "prune"}
-        assert {c for c, actions in held.items() if "states:SendTaskSuccess" in actions} \
-            == {"report_work"}
+        assert {c for c, actions in held.items() if "s3:DeleteObject" in actions} == {
+            "gc_step",
+            "publish_file",
+            "prune",
+        }
+        assert {c for c, actions in held.items() if "states:SendTaskSuccess" in actions} == {
+            "report_work"
+        }
         env = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
         assert env["FSNODE_ISSUE_CERTIFICATE_FUNCTION"] == {"Ref": "IssueCertificate"}
         assert env["FSNODE_REPORT_WORK_FUNCTION"] == {"Ref": "ReportWork"}
@@ -166,15 +185,30 @@ def test_import_buckets_are_granted_to_whom_grants_json_says(
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if "media-archive" in json.dumps(statement["Resource"]):
                 readers |= {role["Ref"] for role in policy["Properties"]["Roles"]}
-    wanted = {roles[component] for component, entries in GRANTS.items() if component in roles
-              and any("imports" in r for grant in entries for r in grant["resources"])}
+    wanted = {
+        roles[component]
+        for component, entries in GRANTS.items()
+        if component in roles
+        and any("imports" in r for grant in entries for r in grant["resources"])
+    }
     assert readers == wanted and roles["edge"] in readers
 
 
 @pytest.mark.parametrize("component", sorted(GRANTS))
 def test_every_grant_says_why_and_uses_the_vocabulary(component: str) -> None:
-    kinds = ("table", "index", "bucket", "objects", "ca", "secret", "state_machine",
-             "executions", "function", "zone", "public_certificate")
+    kinds = (
+        "table",
+        "index",
+        "bucket",
+        "objects",
+        "ca",
+        "secret",
+        "state_machine",
+        "executions",
+        "function",
+        "zone",
+        "public_certificate",
+    )
     for grant in GRANTS[component]:
         assert len(grant["why"]) > 10, grant
         assert all("*" not in action for action in grant["actions"]), grant

@@ -17,9 +17,17 @@ def test_the_package_must_hold_hls_js(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("from chalice import Chalice\napp = Chalice('fsnode')\n")
     stack = Stack(App(), "Probe")
     layer = lambda_.LayerVersion.from_layer_version_arn(
-        stack, "Layer", "arn:aws:lambda:us-east-1:111111111111:layer:core:1")
+        stack, "Layer", "arn:aws:lambda:us-east-1:111111111111:layer:core:1"
+    )
     with pytest.raises(FileNotFoundError, match="make web-assets"):
-        ControlPlane(stack, "ControlPlane", source_dir=tmp_path, layer=layer, environment={},
-                     work_dir=tmp_path / "work", api_name="probe")
+        ControlPlane(
+            stack,
+            "ControlPlane",
+            source_dir=tmp_path,
+            layer=layer,
+            environment={},
+            work_dir=tmp_path / "work",
+            api_name="probe",
+        )
     # The real package has it (make web-assets ran before the tests).
     assert (ROOT / "functions" / PLAYER_LIBRARY).is_file()

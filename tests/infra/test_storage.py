@@ -84,7 +84,9 @@ def test_tables_follow_tables_json(template: Template) -> None:
         }
         if spec.get("ttl_attribute"):
             expected["TimeToLiveSpecification"] = {
-                "AttributeName": spec["ttl_attribute"], "Enabled": True}
+                "AttributeName": spec["ttl_attribute"],
+                "Enabled": True,
+            }
         else:
             expected["TimeToLiveSpecification"] = Match.absent()
         if spec["indexes"]:
@@ -162,11 +164,17 @@ def test_import_buckets_are_read_only_for_the_api_handler_and_edges() -> None:
     edges = iam.Role(stack, "Edges", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
     components = grants.load()
     on_buckets = grants.Resources(
-        tables=storage.tables, origin=storage.bucket, imports=storage.import_buckets,
+        tables=storage.tables,
+        origin=storage.bucket,
+        imports=storage.import_buckets,
         ca_arn="arn:aws:acm-pca:us-east-1:1:certificate-authority/x",
-        secrets={name: secretsmanager.Secret(stack, name)
-                 for name in ("join_token", "signing_keyring", "admin_key")},
-        state_machine_arn=lambda name: name, executions_arn=lambda name: name)
+        secrets={
+            name: secretsmanager.Secret(stack, name)
+            for name in ("join_token", "signing_keyring", "admin_key")
+        },
+        state_machine_arn=lambda name: name,
+        executions_arn=lambda name: name,
+    )
     grants.apply(functions, components["api_handler"], on_buckets)
     grants.apply(edges, components["edge"], on_buckets)
     template = Template.from_stack(stack)
@@ -183,8 +191,9 @@ def test_import_buckets_are_read_only_for_the_api_handler_and_edges() -> None:
             resource = json.dumps(target)
             bucket = re.search(r":s3:::([a-z0-9.-]+)", resource)
             assert bucket, resource
-            granted.setdefault(bucket.group(1) + ("/*" if "/*" in resource else ""),
-                               set()).update(actions)
+            granted.setdefault(bucket.group(1) + ("/*" if "/*" in resource else ""), set()).update(
+                actions
+            )
     assert granted == {
         # The API handler uploads to the origin but deletes nothing (gc_step does).
         "origin/*": {

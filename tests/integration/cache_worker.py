@@ -56,8 +56,12 @@ async def serve(spec: dict[str, object]) -> None:
     cache = ChunkCache(Path(str(spec["root"])), origin, config, ChunkHashRecorder(store))
     await cache.open(recover=bool(spec["recover"]), manage=bool(spec["recover"]))
     context = EdgeContext(
-        cache=cache, manifests=store, keys=ShareKeys(share_public_keys()),
-        folders=FolderIndex(published, 30.0), origin=origin, published=published,
+        cache=cache,
+        manifests=store,
+        keys=ShareKeys(share_public_keys()),
+        folders=FolderIndex(published, 30.0),
+        origin=origin,
+        published=published,
     )
     runner = web.AppRunner(build_app(context), shutdown_timeout=1)
     await runner.setup()

@@ -63,14 +63,21 @@ def _invoked_functions(aws: Any, env: dict[str, str]) -> dict[str, str]:
     lambda_dispatch.install(FUNCTIONS)
     role = aws("iam").create_role(
         RoleName="fsnode-test-functions",
-        AssumeRolePolicyDocument=json.dumps(grants.trust_policy("function")))["Role"]["Arn"]
-    names = {grants.function_setting(name): f"fsnode-test-{name}"
-             for name in grants.invoked_by_api_handler()}
+        AssumeRolePolicyDocument=json.dumps(grants.trust_policy("function")),
+    )["Role"]["Arn"]
+    names = {
+        grants.function_setting(name): f"fsnode-test-{name}"
+        for name in grants.invoked_by_api_handler()
+    }
     for name in grants.invoked_by_api_handler():
         aws("lambda").create_function(
-            FunctionName=f"fsnode-test-{name}", Runtime="python3.11", Role=role,
-            Handler=f"app.{name}", Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
-            Environment={"Variables": {**env, **names}})
+            FunctionName=f"fsnode-test-{name}",
+            Runtime="python3.11",
+            Role=role,
+            Handler=f"app.{name}",
+            Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+            Environment={"Variables": {**env, **names}},
+        )
     return names
 
 
@@ -98,16 +105,18 @@ def cp_stack() -> Iterator[Stack]:
         "MOTO_PORT": str(port),
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                            region_name="us-east-1")
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
 
     def aws(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
     try:
         ddb = aws("dynamodb")
-        tables = {name: f"fsnode-test-{name}"
-                  for name in ("nodes", "chunks", "idempotency", "api_keys")}
+        tables = {
+            name: f"fsnode-test-{name}" for name in ("nodes", "chunks", "idempotency", "api_keys")
+        }
         for logical, table in tables.items():
             ddb.create_table(**create_table_kwargs(logical, table))
         bucket = "fsnode-test-origin"
@@ -143,9 +152,16 @@ def cp_stack() -> Iterator[Stack]:
             "FSNODE_RETIRE_GRACE_SECONDS": "0",
         }
         env.update(_invoked_functions(aws, env))
-        yield Stack(endpoint=endpoint, env=env, aws_env=aws_env, join_token=join_token,
-                    api_key=api_key,
-                    keyring=keyring, ca_arn=ca_arn, root_pem=root)
+        yield Stack(
+            endpoint=endpoint,
+            env=env,
+            aws_env=aws_env,
+            join_token=join_token,
+            api_key=api_key,
+            keyring=keyring,
+            ca_arn=ca_arn,
+            root_pem=root,
+        )
     finally:
         server.stop()
 
@@ -190,13 +206,23 @@ class Api:
         self.client = client
         self.api_key = api_key
 
-    def call(self, method: str, path: str, body: Any = None, *, key: bool = True,
-             headers: dict[str, str] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         sent = {"content-type": "application/json", **(headers or {})}
         if key:
             sent["authorization"] = f"Bearer {self.api_key}"
-        raw = b"" if body is None else (body if isinstance(body, bytes)
-                                        else json.dumps(body).encode())
+        raw = (
+            b""
+            if body is None
+            else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        )
         return self.client.http.request(method, path, headers=sent, body=raw)
 
 

@@ -57,8 +57,9 @@ def register_body(
     }
 
 
-def register(api: Any, stack: Any, *, prove: bool = True, endpoint: str | None = None,
-             **extra: Any) -> dict[str, Any]:
+def register(
+    api: Any, stack: Any, *, prove: bool = True, endpoint: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """A registered node; with ``prove``, its endpoint served (a free loopback port,
     kept serving) and one heartbeat sent, so the node is active (placed). Without, at
     ``endpoint`` (default a port nobody serves): pending."""
@@ -110,13 +111,15 @@ CHUNK = 1024 * 1024
 
 
 def chunk_hashes(data: bytes) -> list[str]:
-    return [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
+    return [hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
 
 
 def part_hashes(data: bytes, size: int | None = None) -> list[str]:
     """SHA-256 of each multipart part the control plane lays out for ``size`` bytes."""
-    return [hashlib.sha256(data[span.offset:span.offset + span.length]).hexdigest()
-            for span in part_layout(len(data) if size is None else size, CHUNK)]
+    return [
+        hashlib.sha256(data[span.offset : span.offset + span.length]).hexdigest()
+        for span in part_layout(len(data) if size is None else size, CHUNK)
+    ]
 
 
 def unique_path(name: str = "movie.mp4") -> str:
@@ -124,19 +127,33 @@ def unique_path(name: str = "movie.mp4") -> str:
     return f"tests/{new_id()}/{name}"
 
 
-def upload(api: Any, data: bytes, *, declared: int | None = None,
-           path: str | None = None, file_id: str | None = None,
-           extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+def upload(
+    api: Any,
+    data: bytes,
+    *,
+    declared: int | None = None,
+    path: str | None = None,
+    file_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Any]:
     """Init (with ``extra`` fields), PUT every part to its presigned URL, complete;
     returns (init, complete answer). A new file at a fresh path unless ``path`` or
     ``file_id`` names one."""
     size = len(data) if declared is None else declared
     hashes = chunk_hashes(data) if declared is None else ["0" * 64] * (-(-size // CHUNK))
     target = {"file_id": file_id} if file_id else {"path": path or unique_path()}
-    init = api.call("POST", "/files", {**target, "size": size, "content_type": "video/mp4",
-                                       "chunk_sha256": hashes,
-                                       "part_sha256": part_hashes(data, size),
-                                       **(extra or {})})
+    init = api.call(
+        "POST",
+        "/files",
+        {
+            **target,
+            "size": size,
+            "content_type": "video/mp4",
+            "chunk_sha256": hashes,
+            "part_sha256": part_hashes(data, size),
+            **(extra or {}),
+        },
+    )
     assert init.status_code == 200, init.body
     started = init.json_body
     parts = put_parts(started["parts"], data)
@@ -146,16 +163,22 @@ def upload(api: Any, data: bytes, *, declared: int | None = None,
 
 def live_node(api: Any, stack: Any) -> dict[str, Any]:
     node = register(api, stack)
-    beat = api.call("POST", f"/nodes/{node['node_id']}/heartbeat",
-                    {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
-                    key=False, headers=node_auth(node))
+    beat = api.call(
+        "POST",
+        f"/nodes/{node['node_id']}/heartbeat",
+        {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
+        key=False,
+        headers=node_auth(node),
+    )
     assert beat.status_code == 200
     return node
 
 
-def put_import_object(stack: Any, data: bytes, content_type: str = "video/mp4",
-                key: str | None = None) -> tuple[str, dict[str, Any]]:
+def put_import_object(
+    stack: Any, data: bytes, content_type: str = "video/mp4", key: str | None = None
+) -> tuple[str, dict[str, Any]]:
     key = key or f"imports/{new_id()}.mp4"
-    put = boto3.client("s3").put_object(Bucket=stack.env["FSNODE_BUCKET"], Key=key, Body=data,
-                                        ContentType=content_type)
+    put = boto3.client("s3").put_object(
+        Bucket=stack.env["FSNODE_BUCKET"], Key=key, Body=data, ContentType=content_type
+    )
     return key, put

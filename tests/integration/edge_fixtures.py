@@ -204,11 +204,19 @@ def put_file(
     s3 = boto3.client("s3")
     answer = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
     etag = str(answer["ETag"]).strip('"')
-    digests = [hashlib.sha256(data[off : off + chunk_size]).hexdigest()
-               for off in range(0, len(data), chunk_size)]
+    digests = [
+        hashlib.sha256(data[off : off + chunk_size]).hexdigest()
+        for off in range(0, len(data), chunk_size)
+    ]
     published = VersionManifest(
-        file_id=file_id, version=version, path=path, size=len(data), chunk_size=chunk_size,
-        content_type=content_type, etag=etag, last_modified=1_700_000_000,
+        file_id=file_id,
+        version=version,
+        path=path,
+        size=len(data),
+        chunk_size=chunk_size,
+        content_type=content_type,
+        etag=etag,
+        last_modified=1_700_000_000,
         source=SOURCE_IMPORT if imported else SOURCE_UPLOAD,
         origin=Origin(bucket, key, None, etag if imported else None),
         chunk_sha256=None if imported else join_digests(digests),
@@ -222,32 +230,53 @@ def publish(bucket: str, published: VersionManifest, *, expires_at: int | None =
     """Write a version manifest, then make it current: head and tree key (the old tree
     keys of its path go), as the control plane's publisher does."""
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=bucket, Key=version_manifest_key(published.file_id, published.version),
-                  Body=published.to_json())
+    s3.put_object(
+        Bucket=bucket,
+        Key=version_manifest_key(published.file_id, published.version),
+        Body=published.to_json(),
+    )
     seq = publish_seq()
-    head = Head(file_id=published.file_id, path=published.path, status=STATUS_READY,
-                version=published.version, seq=seq, expires_at=expires_at,
-                updated_at=int(time.time()))
+    head = Head(
+        file_id=published.file_id,
+        path=published.path,
+        status=STATUS_READY,
+        version=published.version,
+        seq=seq,
+        expires_at=expires_at,
+        updated_at=int(time.time()),
+    )
     s3.put_object(Bucket=bucket, Key=head_key(published.file_id), Body=head.to_json())
-    s3.put_object(Bucket=bucket, Key=tree_key(published.path, seq, published.file_id,
-                                              published.version), Body=b"")
+    s3.put_object(
+        Bucket=bucket,
+        Key=tree_key(published.path, seq, published.file_id, published.version),
+        Body=b"",
+    )
     _drop_tree_keys(bucket, published.path, keep=seq)
 
 
 def delete_file(bucket: str, manifest: Manifest) -> None:
     """Tombstone a file as the control plane does: a deleted head, no tree key (the
     version's manifest and bytes stay for the grace period)."""
-    head = Head(file_id=manifest.file_id, path=manifest.path, status=STATUS_DELETED,
-                version=None, seq=publish_seq(), expires_at=None, updated_at=int(time.time()))
-    boto3.client("s3").put_object(Bucket=bucket, Key=head_key(manifest.file_id),
-                                  Body=head.to_json())
+    head = Head(
+        file_id=manifest.file_id,
+        path=manifest.path,
+        status=STATUS_DELETED,
+        version=None,
+        seq=publish_seq(),
+        expires_at=None,
+        updated_at=int(time.time()),
+    )
+    boto3.client("s3").put_object(
+        Bucket=bucket, Key=head_key(manifest.file_id), Body=head.to_json()
+    )
     _drop_tree_keys(bucket, manifest.path, keep=None)
 
 
 def overwrite(bucket: str, manifest: Manifest, data: bytes, version: str) -> Manifest:
     """A new version of the same file (same id and path) with ``data``."""
-    return put_file(bucket, data, manifest.chunk_size, manifest.file_id, path=manifest.path,
-                    version=version)
+    return put_file(
+        bucket, data, manifest.chunk_size, manifest.file_id, path=manifest.path, version=version
+    )
 
 
 def write_hashes(bucket: str, manifest: Manifest, digests: list[str]) -> None:
@@ -255,8 +284,9 @@ def write_hashes(bucket: str, manifest: Manifest, digests: list[str]) -> None:
     s3 = boto3.client("s3")
     key = version_manifest_key(manifest.file_id, manifest.version)
     published = VersionManifest.from_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    hashed = replace(published, chunk_sha256=join_digests(digests),
-                     chunks_sha256=chunks_digest(digests))
+    hashed = replace(
+        published, chunk_sha256=join_digests(digests), chunks_sha256=chunks_digest(digests)
+    )
     s3.put_object(Bucket=bucket, Key=key, Body=hashed.to_json())
 
 
@@ -354,8 +384,16 @@ class EdgeServer:
         self.meta_fetcher = OriginFetcher(origin_config)
         self.published = PublishedReader(self.meta_fetcher, bucket)
         # Off unless asked for: tests that count origin GETs expect only the fills'.
-        self.early = EarlyReads(self.fetcher, self.published, self.cache_config.first_part_bytes,
-                                chunk_size=64 * 1024) if early_reads else None
+        self.early = (
+            EarlyReads(
+                self.fetcher,
+                self.published,
+                self.cache_config.first_part_bytes,
+                chunk_size=64 * 1024,
+            )
+            if early_reads
+            else None
+        )
         self.origin = CountingOrigin(self.early or self.fetcher)  # type: ignore[arg-type]
         self.loop = asyncio.new_event_loop()
         self.port = 0
@@ -406,9 +444,7 @@ class EdgeServer:
             published=self.published,
         )
         # No access log, as main.py: a request line carries its share's signature.
-        self._runner = web.AppRunner(
-            build_app(self.context), shutdown_timeout=2, access_log=None
-        )
+        self._runner = web.AppRunner(build_app(self.context), shutdown_timeout=2, access_log=None)
         await self._runner.setup()
         # The listeners main.py opens: the client limits bound every connection.
         self.connections = ConnectionGuard(self.client_limits)
@@ -626,4 +662,3 @@ class OriginProxy:
                 first, last = int(start), int(end)
         with self._lock:
             self.ranges.append((path, first, last))
-

@@ -31,9 +31,16 @@ from tests.integration.control_plane_helpers import register
 from tests.integration.published_reads import read_head, read_manifest
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-TRUST = {"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Action": "sts:AssumeRole",
-    "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]}
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+        }
+    ],
+}
 # Short bounds so fault paths finish in seconds (PROTOCOL.md names these settings).
 FAST = {
     "FSNODE_WARM_TIMEOUT": "5",
@@ -50,9 +57,11 @@ _DONE = itertools.count()  # the order work was done in, across every simulated 
 
 
 def _set_execution(endpoint: str, on: bool) -> None:
-    requests.post(f"{endpoint}/moto-api/config",
-                  json={"stepfunctions": {"execute_state_machine": on}},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{endpoint}/moto-api/config",
+        json={"stepfunctions": {"execute_state_machine": on}},
+        timeout=10,
+    ).raise_for_status()
 
 
 @dataclass
@@ -68,11 +77,13 @@ class Machines:
         self.env.update(values)
         lam = boto3.client("lambda")
         for name in self.functions:
-            lam.update_function_configuration(FunctionName=name,
-                                              Environment={"Variables": self.env})
+            lam.update_function_configuration(
+                FunctionName=name, Environment={"Variables": self.env}
+            )
 
-    def wait(self, arn: str, pump: Callable[[], None] | None = None,
-             timeout: float = 40) -> dict[str, Any]:
+    def wait(
+        self, arn: str, pump: Callable[[], None] | None = None, timeout: float = 40
+    ) -> dict[str, Any]:
         return finished_execution(boto3.client("stepfunctions"), arn, timeout, pump)
 
     def history(self, arn: str) -> list[dict[str, Any]]:
@@ -80,7 +91,8 @@ class Machines:
 
     def executions(self, machine: str) -> list[dict[str, Any]]:
         return boto3.client("stepfunctions").list_executions(
-            stateMachineArn=machine, maxResults=1000)["executions"]
+            stateMachineArn=machine, maxResults=1000
+        )["executions"]
 
 
 @pytest.fixture(name="machines")
@@ -94,39 +106,58 @@ def machines_fixture(cp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
     _set_execution(cp_env.endpoint, True)
     suffix = os.urandom(4).hex()
     iam, lam, sfn = (boto3.client(s) for s in ("iam", "lambda", "stepfunctions"))
-    role = iam.create_role(RoleName=f"fsnode-life-{suffix}",
-                           AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    role = iam.create_role(
+        RoleName=f"fsnode-life-{suffix}", AssumeRolePolicyDocument=json.dumps(TRUST)
+    )["Role"]["Arn"]
     env = {**cp_env.env, **FAST}
-    texts = {p.name.removesuffix(".asl.json"): p.read_text()
-             for p in sorted((FUNCTIONS / "statemachines").glob("*.asl.json"))}
+    texts = {
+        p.name.removesuffix(".asl.json"): p.read_text()
+        for p in sorted((FUNCTIONS / "statemachines").glob("*.asl.json"))
+    }
     functions: dict[str, str] = {}
     for text in texts.values():
         for name in lambda_names(text):
-            functions.setdefault(name, lam.create_function(
-                FunctionName=f"fsnode-{name}-{suffix}", Runtime="python3.11", Role=role,
-                Handler=f"app.{name}", Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
-                Environment={"Variables": env})["FunctionArn"])
+            functions.setdefault(
+                name,
+                lam.create_function(
+                    FunctionName=f"fsnode-{name}-{suffix}",
+                    Runtime="python3.11",
+                    Role=role,
+                    Handler=f"app.{name}",
+                    Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+                    Environment={"Variables": env},
+                )["FunctionArn"],
+            )
     arns = {}
     for machine, text in texts.items():
         for placeholder in {p for p in _placeholders(text)}:
-            text = text.replace("${" + placeholder + "FunctionArn}",
-                                functions[snake_case(placeholder)])
+            text = text.replace(
+                "${" + placeholder + "FunctionArn}", functions[snake_case(placeholder)]
+            )
         arns[machine] = sfn.create_state_machine(
-            name=f"fsnode-{machine}-{suffix}", definition=text, roleArn=role)["stateMachineArn"]
+            name=f"fsnode-{machine}-{suffix}", definition=text, roleArn=role
+        )["stateMachineArn"]
     env.update({f"FSNODE_{m.upper()}_STATE_MACHINE_ARN": a for m, a in arns.items()})
     for name in functions:
-        lam.update_function_configuration(FunctionName=f"fsnode-{name}-{suffix}",
-                                          Environment={"Variables": env})
+        lam.update_function_configuration(
+            FunctionName=f"fsnode-{name}-{suffix}", Environment={"Variables": env}
+        )
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     aws.reset()
     try:
-        yield Machines(replicate=arns["replicate"], gc=arns["gc"], env=env, arns=arns,
-                       functions=[f"fsnode-{name}-{suffix}" for name in functions])
+        yield Machines(
+            replicate=arns["replicate"],
+            gc=arns["gc"],
+            env=env,
+            arns=arns,
+            functions=[f"fsnode-{name}-{suffix}" for name in functions],
+        )
     finally:
         for arn in arns.values():
-            for ex in sfn.list_executions(stateMachineArn=arn,
-                                          statusFilter="RUNNING")["executions"]:
+            for ex in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")[
+                "executions"
+            ]:
                 sfn.stop_execution(executionArn=ex["executionArn"])
         _set_execution(cp_env.endpoint, False)
         aws.reset()
@@ -165,15 +196,29 @@ class SimEdge:
     def beat(self) -> None:
         if self.offline:
             return
-        answer = self.api.call("POST", f"/nodes/{self.node_id}/heartbeat",
-                               {"used_bytes": 0, "free_bytes": 10**9, "capacity_bytes": 10**9,
-                                "load": 0.0, "hot_files": self.hot_files},
-                               key=False, headers=self.auth)
+        answer = self.api.call(
+            "POST",
+            f"/nodes/{self.node_id}/heartbeat",
+            {
+                "used_bytes": 0,
+                "free_bytes": 10**9,
+                "capacity_bytes": 10**9,
+                "load": 0.0,
+                "hot_files": self.hot_files,
+            },
+            key=False,
+            headers=self.auth,
+        )
         assert answer.status_code == 200, answer.body
         for work in answer.json_body["work"]:
             report = self._do(work)
-            sent = self.api.call("POST", f"/nodes/{self.node_id}/work/{work['work_id']}",
-                                 report, key=False, headers=self.auth)
+            sent = self.api.call(
+                "POST",
+                f"/nodes/{self.node_id}/work/{work['work_id']}",
+                report,
+                key=False,
+                headers=self.auth,
+            )
             assert sent.status_code in (200, 404), sent.body
             self.done.append({**work, "report": report, "seq": next(_DONE)})
 
@@ -194,13 +239,22 @@ class SimEdge:
         indices = work["chunks"]
         size, chunk = manifest.size, manifest.chunk_size
         first, last = min(indices), max(indices)
-        data = boto3.client("s3").get_object(
-            Bucket=manifest.origin.bucket, Key=manifest.origin.key,
-            Range=f"bytes={first * chunk}-{min((last + 1) * chunk, size) - 1}",
-        )["Body"].read()
-        return {"ok": True, "sha256": [
-            hashlib.sha256(data[(i - first) * chunk:(i - first + 1) * chunk]).hexdigest()
-            for i in indices]}
+        data = (
+            boto3.client("s3")
+            .get_object(
+                Bucket=manifest.origin.bucket,
+                Key=manifest.origin.key,
+                Range=f"bytes={first * chunk}-{min((last + 1) * chunk, size) - 1}",
+            )["Body"]
+            .read()
+        )
+        return {
+            "ok": True,
+            "sha256": [
+                hashlib.sha256(data[(i - first) * chunk : (i - first + 1) * chunk]).hexdigest()
+                for i in indices
+            ],
+        }
 
 
 @pytest.fixture(name="isolated")
@@ -232,4 +286,5 @@ def pump(edges: list[SimEdge]) -> Callable[[], None]:
     def run() -> None:
         for edge in edges:
             edge.beat()
+
     return run

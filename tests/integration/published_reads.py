@@ -21,7 +21,8 @@ def read_head(bucket: str, file_id: str) -> Head | None:
 def read_manifest(bucket: str, file_id: str, version: str) -> VersionManifest:
     key = version_manifest_key(file_id, version)
     return VersionManifest.from_json(
-        boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+        boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    )
 
 
 def current_manifest(bucket: str, file_id: str) -> VersionManifest | None:

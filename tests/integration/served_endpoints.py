@@ -33,14 +33,19 @@ class ServedEndpoint:
         with tempfile.TemporaryDirectory() as scratch:
             cert_path, key_path = Path(scratch) / "c.pem", Path(scratch) / "k.pem"
             cert_path.write_text(certificate.strip() + "\n" + chain.strip() + "\n")
-            key_path.write_bytes(key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption()))
+            key_path.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
             context.load_cert_chain(cert_path, key_path)
         self._context = context
         if self._thread is None:
-            self._thread = threading.Thread(target=self._accept, daemon=True,
-                                            name=f"served-{self.port}")
+            self._thread = threading.Thread(
+                target=self._accept, daemon=True, name=f"served-{self.port}"
+            )
             self._thread.start()
 
     def close(self) -> None:

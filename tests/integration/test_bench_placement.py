@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_module(module: str, tmp_path: Path, timeout: float) -> list[dict[str, Any]]:
     out = tmp_path / "rows.json"
-    done = subprocess.run([sys.executable, "-m", module, "--tiny", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--tiny", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     rows: list[dict[str, Any]] = json.loads(out.read_text())
     return rows

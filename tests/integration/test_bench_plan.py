@@ -13,8 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_plan_rows(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
-    done = subprocess.run([sys.executable, "-m", "bench.plan", "--tiny", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=280)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.plan", "--tiny", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {row["name"]: row for row in json.loads(out.read_text())}
     row = rows["plan_10gib_ddb_requests"]

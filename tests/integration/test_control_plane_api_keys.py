@@ -43,16 +43,14 @@ def test_a_created_user_key_calls_management_routes_but_not_the_key_routes(cp_ap
     assert user.call("GET", "/cluster").status_code == 200
     # The authorizer's policy for a user key leaves out /keys: API Gateway refuses it.
     _refusal(user.call("GET", "/keys"), 403, "forbidden")
-    _refusal(user.call("POST", "/keys", {"name": "escalate", "role": "admin"}), 403,
-             "forbidden")
+    _refusal(user.call("POST", "/keys", {"name": "escalate", "role": "admin"}), 403, "forbidden")
 
 
 def test_listing_shows_every_key_without_its_secret(cp_api: Api) -> None:
     created = _create(cp_api, "listed")
     listed = _json(cp_api.call("GET", "/keys?limit=1000"))
     (entry,) = [k for k in listed["keys"] if k["key_id"] == created["key_id"]]
-    assert entry == {k: created[k] for k in ("key_id", "name", "role", "created_at",
-                                             "revoked_at")}
+    assert entry == {k: created[k] for k in ("key_id", "name", "role", "created_at", "revoked_at")}
     assert created["key"] not in json.dumps(listed)
     assert "secret_sha256" not in json.dumps(listed)
 
@@ -69,13 +67,16 @@ def test_an_admin_key_manages_keys_and_a_revoked_key_is_refused(cp_api: Api) -> 
     _refusal(_as(cp_api, user["key"]).call("GET", "/files"), 401, "unauthorized")
 
 
-@pytest.mark.parametrize("token", [
-    "",  # "Bearer " and nothing
-    "garbage",
-    "fsk_" + "0" * 32 + "_" + "A" * 43,  # well formed, unknown id
-    "fsk_" + "0" * 31 + "_" + "A" * 43,  # malformed id
-    "x" * 5000,  # longer than any key
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",  # "Bearer " and nothing
+        "garbage",
+        "fsk_" + "0" * 32 + "_" + "A" * 43,  # well formed, unknown id
+        "fsk_" + "0" * 31 + "_" + "A" * 43,  # malformed id
+        "x" * 5000,  # longer than any key
+    ],
+)
 def test_a_wrong_key_is_a_401_in_the_documented_shape(cp_api: Api, token: str) -> None:
     answer = cp_api.call("GET", "/files", key=False, headers={"authorization": f"Bearer {token}"})
     _refusal(answer, 401, "unauthorized")
@@ -86,21 +87,25 @@ def test_a_right_key_id_with_a_wrong_secret_is_refused(cp_api: Api) -> None:
     forged = created["key"][:-4] + ("AAAA" if not created["key"].endswith("AAAA") else "BBBB")
     _refusal(_as(cp_api, forged).call("GET", "/files"), 401, "unauthorized")
     # Not the bearer scheme: refused even with the right key.
-    answer = cp_api.call("GET", "/files", key=False,
-                         headers={"authorization": f"Basic {created['key']}"})
+    answer = cp_api.call(
+        "GET", "/files", key=False, headers={"authorization": f"Basic {created['key']}"}
+    )
     _refusal(answer, 401, "unauthorized")
     # No header at all: API Gateway refuses before the authorizer runs.
     _refusal(cp_api.call("GET", "/files", key=False), 401, "unauthorized")
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({}, "name"),
-    ({"name": ""}, "name"),
-    ({"name": "a\nb"}, "name"),
-    ({"name": "x" * 101}, "name"),
-    ({"name": "ok", "role": "root"}, "role"),
-    ({"name": "ok", "role": 1}, "role"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "a\nb"}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "ok", "role": "root"}, "role"),
+        ({"name": "ok", "role": 1}, "role"),
+    ],
+)
 def test_bad_key_requests_are_400(cp_api: Api, body: dict[str, Any], field: str) -> None:
     answer = cp_api.call("POST", "/keys", body)
     _refusal(answer, 400, "invalid_input")

@@ -18,9 +18,18 @@ from tests.integration.control_plane_helpers import error_of, ip_san, make_csr, 
 from tests.integration.served_endpoints import ServedEndpoint
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-    "Action": "sts:AssumeRole"}]})
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
 
 
 def _role_session(name: str) -> boto3.session.Session:
@@ -32,20 +41,26 @@ def _role_session(name: str) -> boto3.session.Session:
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
     answer = boto3.client("sts").assume_role(RoleArn=arn, RoleSessionName="edge-test")
     credentials = answer["Credentials"]
-    return boto3.session.Session(aws_access_key_id=credentials["AccessKeyId"],
-                                 aws_secret_access_key=credentials["SecretAccessKey"],
-                                 aws_session_token=credentials["SessionToken"],
-                                 region_name="us-east-1")
+    return boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name="us-east-1",
+    )
 
 
 @pytest.fixture()
 def edge_role(cp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
     from chalicelib.settings import get_settings
 
-    arn = boto3.client("iam").create_role(
-        RoleName="fsnode-test-edge-attest", AssumeRolePolicyDocument=TRUST,
-    )["Role"]["Arn"] if not _exists("fsnode-test-edge-attest") else boto3.client(
-        "iam").get_role(RoleName="fsnode-test-edge-attest")["Role"]["Arn"]
+    arn = (
+        boto3.client("iam").create_role(
+            RoleName="fsnode-test-edge-attest",
+            AssumeRolePolicyDocument=TRUST,
+        )["Role"]["Arn"]
+        if not _exists("fsnode-test-edge-attest")
+        else boto3.client("iam").get_role(RoleName="fsnode-test-edge-attest")["Role"]["Arn"]
+    )
     monkeypatch.setenv("FSNODE_EDGE_ROLE_ARN", arn)
     get_settings.cache_clear()
     yield _role_session("fsnode-test-edge-attest")
@@ -70,7 +85,8 @@ def _register(api: Any, stack: Any, identity: Any, key: Any = KEY) -> tuple[Any,
 
 
 def test_a_registration_signed_as_the_edge_role_is_accepted(
-        cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session) -> None:
+    cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session
+) -> None:
     answer, _ = _register(cp_api, cp_stack, signed_caller_identity(KEY.public_key(), edge_role))
     assert answer.status_code == 200, answer.body
     node = NodeRegistry(cp_stack.env["FSNODE_NODES_TABLE"]).get(answer.json_body["node_id"])
@@ -80,22 +96,25 @@ def test_a_registration_signed_as_the_edge_role_is_accepted(
 
 
 def test_a_registration_without_an_aws_identity_is_refused(
-        cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session) -> None:
+    cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session
+) -> None:
     answer, _ = _register(cp_api, cp_stack, None)
     assert answer.status_code == 401, answer.body
     assert error_of(answer)["details"]["field"] == "aws_identity"
 
 
-def test_another_roles_identity_is_refused(cp_api: Any, cp_stack: Any,
-                                           edge_role: boto3.session.Session) -> None:
+def test_another_roles_identity_is_refused(
+    cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session
+) -> None:
     intruder = _role_session("fsnode-test-not-the-edge")
     answer, _ = _register(cp_api, cp_stack, signed_caller_identity(KEY.public_key(), intruder))
     assert answer.status_code == 403, answer.body
     assert error_of(answer)["message"] == "this AWS identity is not the edge role"
 
 
-def test_an_identity_bound_to_another_key_is_refused(cp_api: Any, cp_stack: Any,
-                                                     edge_role: boto3.session.Session) -> None:
+def test_an_identity_bound_to_another_key_is_refused(
+    cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session
+) -> None:
     """A captured attestation is good for its own key only."""
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     answer, _ = _register(cp_api, cp_stack, signed_caller_identity(other.public_key(), edge_role))
@@ -103,24 +122,29 @@ def test_an_identity_bound_to_another_key_is_refused(cp_api: Any, cp_stack: Any,
     assert "SHA-256 of the CSR's public key" in error_of(answer)["message"]
 
 
-@pytest.mark.parametrize("change", [
-    {"url": "http://169.254.169.254/latest/"},
-    {"url": "https://sts.amazonaws.com.evil.test/"},
-    {"method": "GET"},
-    {"body": "Action=GetCallerIdentity&Version=2011-06-15&Extra=1"},
-    {"headers": "not a mapping"},
-], ids=["metadata-url", "lookalike-host", "get", "other-body", "headers-not-object"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"url": "http://169.254.169.254/latest/"},
+        {"url": "https://sts.amazonaws.com.evil.test/"},
+        {"method": "GET"},
+        {"body": "Action=GetCallerIdentity&Version=2011-06-15&Extra=1"},
+        {"headers": "not a mapping"},
+    ],
+    ids=["metadata-url", "lookalike-host", "get", "other-body", "headers-not-object"],
+)
 def test_a_malformed_identity_is_refused_and_never_sent_elsewhere(
-        cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session,
-        change: dict[str, Any]) -> None:
+    cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session, change: dict[str, Any]
+) -> None:
     identity = {**signed_caller_identity(KEY.public_key(), edge_role), **change}  # type: ignore[dict-item]
     answer, _ = _register(cp_api, cp_stack, identity)
     assert answer.status_code == 400, answer.body
     assert error_of(answer)["details"]["field"] == "aws_identity"
 
 
-def test_the_binding_header_must_be_signed(cp_api: Any, cp_stack: Any,
-                                           edge_role: boto3.session.Session) -> None:
+def test_the_binding_header_must_be_signed(
+    cp_api: Any, cp_stack: Any, edge_role: boto3.session.Session
+) -> None:
     identity = signed_caller_identity(KEY.public_key(), edge_role)
     assert identity is not None
     auth = identity["headers"]["Authorization"]

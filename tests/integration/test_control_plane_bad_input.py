@@ -71,10 +71,13 @@ def seeded(cp_app: Any, cp_stack: Any) -> Iterator[Seeded]:
             api = Api(client, cp_stack.api_key)
             node, other = register(api, cp_stack), register(api, cp_stack)
             for n in (node, other):
-                beat = api.call("POST", f"/nodes/{n['node_id']}/heartbeat",
-                                {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1,
-                                 "load": 0.0}, key=False,
-                                headers={"authorization": f"Bearer {n['credential']}"})
+                beat = api.call(
+                    "POST",
+                    f"/nodes/{n['node_id']}/heartbeat",
+                    {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
+                    key=False,
+                    headers={"authorization": f"Bearer {n['credential']}"},
+                )
                 assert beat.status_code == 200, beat.body
             data = os.urandom(CHUNK + 100)
             folder = f"bad-{os.urandom(4).hex()}/media/"
@@ -85,17 +88,38 @@ def seeded(cp_app: Any, cp_stack: Any) -> Iterator[Seeded]:
             folder_share = api.call("POST", "/shares", {"prefix": folder, "ttl_seconds": 600})
             folder_path = urlsplit(folder_share.json_body["share_url"]).path
             # A new version in flight, one part sent: complete rows aim at it.
-            pending = api.call("POST", "/files", {
-                "file_id": first["file_id"], "size": len(data),
-                "content_type": "video/mp4", "chunk_sha256": [
-                    hashlib.sha256(data[i:i + CHUNK]).hexdigest()
-                    for i in range(0, len(data), CHUNK)],
-                "part_sha256": [hashlib.sha256(data).hexdigest()]}).json_body
-            etag = requests.put(pending["parts"][0]["url"], data=data, timeout=30,
-                                headers=pending["parts"][0]["headers"]).headers["ETag"]
+            pending = api.call(
+                "POST",
+                "/files",
+                {
+                    "file_id": first["file_id"],
+                    "size": len(data),
+                    "content_type": "video/mp4",
+                    "chunk_sha256": [
+                        hashlib.sha256(data[i : i + CHUNK]).hexdigest()
+                        for i in range(0, len(data), CHUNK)
+                    ],
+                    "part_sha256": [hashlib.sha256(data).hexdigest()],
+                },
+            ).json_body
+            etag = requests.put(
+                pending["parts"][0]["url"],
+                data=data,
+                timeout=30,
+                headers=pending["parts"][0]["headers"],
+            ).headers["ETag"]
         aws.reset()
-    yield Seeded(stack=cp_stack, node=node, other_node=other, file=first, other_file=second,
-                 share=share, folder=folder_path, pending=pending, part_etag=etag)
+    yield Seeded(
+        stack=cp_stack,
+        node=node,
+        other_node=other,
+        file=first,
+        other_file=second,
+        share=share,
+        folder=folder_path,
+        pending=pending,
+        part_etag=etag,
+    )
 
 
 def _snapshot(seeded: Seeded) -> dict[str, Any]:
@@ -115,22 +139,28 @@ def _snapshot(seeded: Seeded) -> dict[str, Any]:
     # cheap "no item appeared or vanished" where a scan would read thousands of chunks.
     state["chunk_items"] = ddb.describe_table(TableName=chunks)["Table"]["ItemCount"]
     for file_id in (seeded.file["file_id"], seeded.other_file["file_id"], ID_X):
-        state[file_id] = [json.dumps(item, sort_keys=True) for page in ddb.get_paginator(
-            "query").paginate(TableName=chunks, KeyConditionExpression="pk = :pk",
-                              ExpressionAttributeValues={":pk": {"S": f"file#{file_id}"}})
-            for item in page["Items"]]
+        state[file_id] = [
+            json.dumps(item, sort_keys=True)
+            for page in ddb.get_paginator("query").paginate(
+                TableName=chunks,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"file#{file_id}"}},
+            )
+            for item in page["Items"]
+        ]
     bucket = stack.env["FSNODE_BUCKET"]
-    state["objects"] = sorted((o["Key"], o["ETag"]) for o in s3.list_objects_v2(
-        Bucket=bucket).get("Contents", []))
-    state["uploads"] = sorted(u["UploadId"] for u in s3.list_multipart_uploads(
-        Bucket=bucket).get("Uploads", []))
+    state["objects"] = sorted(
+        (o["Key"], o["ETag"]) for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    )
+    state["uploads"] = sorted(
+        u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    )
     return state
 
 
 def _token(key: dict[str, Any]) -> str:
     """A listing token shaped like the real ones (base64url JSON of a key)."""
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
-
 
 
 def _signer(stack: Any) -> ShareSigner:
@@ -165,8 +195,10 @@ def _register(**changes: Any) -> Callable[[Seeded], Any]:
     return body
 
 
-def _csr(factory: Callable[[], str], endpoint: str = "https://127.0.0.1:8443",
-         ) -> Callable[[Seeded], Any]:
+def _csr(
+    factory: Callable[[], str],
+    endpoint: str = "https://127.0.0.1:8443",
+) -> Callable[[Seeded], Any]:
     return lambda s: register_body(s.stack, factory(), endpoint)
 
 
@@ -198,11 +230,14 @@ def _tampered_csr() -> str:
 
 def _ed25519_csr() -> str:
     """A well-formed CSR whose key type the CA rules do not allow (Ed25519)."""
-    return (x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([]))
-            .add_extension(x509.SubjectAlternativeName([ip_san("127.0.0.1")]), critical=False)
-            .sign(ed25519.Ed25519PrivateKey.generate(), None)
-            .public_bytes(serialization.Encoding.PEM).decode())
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([ip_san("127.0.0.1")]), critical=False)
+        .sign(ed25519.Ed25519PrivateKey.generate(), None)
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
 
 
 def _complete(parts: Callable[[Seeded], Any]) -> Callable[[Seeded], Any]:
@@ -483,11 +518,13 @@ ROWS: dict[str, Row] = {
 
 
 @pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))
-def test_bad_input_is_refused_cleanly_and_changes_nothing(cp_api: Any, seeded: Seeded,
-                                                          row: Row) -> None:
+def test_bad_input_is_refused_cleanly_and_changes_nothing(
+    cp_api: Any, seeded: Seeded, row: Row
+) -> None:
     before = _snapshot(seeded)
-    answer = cp_api.call(row.method, row.path(seeded), row.body(seeded), key=row.key,
-                         headers=row.headers(seeded))
+    answer = cp_api.call(
+        row.method, row.path(seeded), row.body(seeded), key=row.key, headers=row.headers(seeded)
+    )
     assert answer.status_code == row.status, answer.body
     assert answer.headers["Content-Type"].startswith("application/json")
     error = error_of(answer)
@@ -495,35 +532,54 @@ def test_bad_input_is_refused_cleanly_and_changes_nothing(cp_api: Any, seeded: S
     assert _snapshot(seeded) == before
 
 
-def test_a_complete_with_a_wrong_part_etag_leaves_nothing_visible(cp_api: Any,
-                                                                   cp_stack: Any) -> None:
+def test_a_complete_with_a_wrong_part_etag_leaves_nothing_visible(
+    cp_api: Any, cp_stack: Any
+) -> None:
     old = os.urandom(100)
     first, _ = upload(cp_api, old)
     file_id = first["file_id"]
     data = os.urandom(CHUNK + 5)
-    init = cp_api.call("POST", "/files", {
-        "file_id": file_id, "size": len(data), "content_type": "t",
-        "chunk_sha256": [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
-                         for i in range(0, len(data), CHUNK)],
-        "part_sha256": [hashlib.sha256(data).hexdigest()]}).json_body
-    put = requests.put(init["parts"][0]["url"], data=data, timeout=30,
-                       headers=init["parts"][0]["headers"])
+    init = cp_api.call(
+        "POST",
+        "/files",
+        {
+            "file_id": file_id,
+            "size": len(data),
+            "content_type": "t",
+            "chunk_sha256": [
+                hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)
+            ],
+            "part_sha256": [hashlib.sha256(data).hexdigest()],
+        },
+    ).json_body
+    put = requests.put(
+        init["parts"][0]["url"], data=data, timeout=30, headers=init["parts"][0]["headers"]
+    )
     assert put.status_code == 200
     wrong = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'  # an S3 ETag is an MD5
-    done = cp_api.call("POST", f"/files/{file_id}/complete",
-                       {"parts": [{"part_number": 1, "etag": wrong}]})
+    done = cp_api.call(
+        "POST", f"/files/{file_id}/complete", {"parts": [{"part_number": 1, "etag": wrong}]}
+    )
     assert done.status_code == 400 and error_of(done)["code"] == "invalid_input", done.body
     record = cp_api.call("GET", f"/files/{file_id}").json_body
     assert record["version"] == first["version"] and record["size"] == len(old)
     s3 = boto3.client("s3")
     bucket = cp_stack.env["FSNODE_BUCKET"]
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"files/{file_id}/")
-            .get("Contents", [])]
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"files/{file_id}/").get("Contents", [])
+    ]
     assert keys == [record["key"]]
-    assert init["upload_id"] not in {u["UploadId"] for u in s3.list_multipart_uploads(
-        Bucket=bucket).get("Uploads", [])}
+    assert init["upload_id"] not in {
+        u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    }
     # Only its collection entry is left, due now.
-    assert [i["sk"]["S"] for i in boto3.client("dynamodb").query(
-        TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"], KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"file#{file_id}"}})["Items"]
-        if init["version"] in json.dumps(i)] == [f"retired#{init['version']}"]
+    assert [
+        i["sk"]["S"]
+        for i in boto3.client("dynamodb").query(
+            TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"file#{file_id}"}},
+        )["Items"]
+        if init["version"] in json.dumps(i)
+    ] == [f"retired#{init['version']}"]

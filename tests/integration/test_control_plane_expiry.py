@@ -64,22 +64,24 @@ def test_patch_sets_moves_and_clears_the_expiry(cp_api: Any, cp_stack: Any) -> N
     assert cp_api.call("PATCH", f"/files/{file_id}", {"expires_at": None}).status_code == 200
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"expires_at": int(time.time()) - 10},  # in the past
-    {"expires_at": 0},
-    {"expires_at": int(time.time()) + DAY, "expires_in_seconds": 5},  # both
-    {"expires_in_seconds": 0},
-    {"expires_in_seconds": -5},
-    {"expires_in_seconds": None},
-    {"expires_at": "tomorrow"},
-    {"expires_at": 1.5e9},
-    {"expires_at": True},
-    {"expires_at": 10**13},  # past 9999-12-31
-    {"unrelated": 1},
-])
-def test_patch_refuses_bad_expiries_and_changes_nothing(cp_api: Any,
-                                                       body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"expires_at": int(time.time()) - 10},  # in the past
+        {"expires_at": 0},
+        {"expires_at": int(time.time()) + DAY, "expires_in_seconds": 5},  # both
+        {"expires_in_seconds": 0},
+        {"expires_in_seconds": -5},
+        {"expires_in_seconds": None},
+        {"expires_at": "tomorrow"},
+        {"expires_at": 1.5e9},
+        {"expires_at": True},
+        {"expires_at": 10**13},  # past 9999-12-31
+        {"unrelated": 1},
+    ],
+)
+def test_patch_refuses_bad_expiries_and_changes_nothing(cp_api: Any, body: dict[str, Any]) -> None:
     started, _ = upload(cp_api, os.urandom(10), extra={"expires_in_seconds": DAY})
     file_id = started["file_id"]
     before = cp_api.call("GET", f"/files/{file_id}").json_body
@@ -100,9 +102,18 @@ def test_patch_answers_401_404_410_and_refuses_bad_ids(cp_api: Any) -> None:
     gone = cp_api.call("PATCH", f"/files/{file_id}", at)
     assert gone.status_code == 410 and error_of(gone)["code"] == "gone"
     # Upload init checks the expiry before anything is created.
-    bad = cp_api.call("POST", "/files", {"path": "x", "size": 0, "content_type": "video/mp4",
-                                         "chunk_sha256": [], "part_sha256": ["0" * 64],
-                                         "expires_at": int(time.time()) - 1})
+    bad = cp_api.call(
+        "POST",
+        "/files",
+        {
+            "path": "x",
+            "size": 0,
+            "content_type": "video/mp4",
+            "chunk_sha256": [],
+            "part_sha256": ["0" * 64],
+            "expires_at": int(time.time()) - 1,
+        },
+    )
     assert bad.status_code == 400 and error_of(bad)["details"]["field"] == "expires_at"
 
 
@@ -122,7 +133,8 @@ def test_a_new_version_keeps_the_files_expiry_unless_it_sets_one(cp_api: Any) ->
 
 
 def test_an_expiry_set_while_a_new_version_completes_is_carried_over(
-        cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A PATCH that lands between complete's read and its publish is not lost: the
     publish is conditional on the expiry it read, fails, reads again and carries it."""
     started, _ = upload(cp_api, os.urandom(100))
@@ -144,8 +156,7 @@ def test_an_expiry_set_while_a_new_version_completes_is_carried_over(
     assert second.json_body["expires_at"] == at and len(calls) == 2
 
 
-def test_import_takes_an_expiry_and_a_repeat_sets_a_new_one(cp_api: Any,
-                                                           cp_stack: Any) -> None:
+def test_import_takes_an_expiry_and_a_repeat_sets_a_new_one(cp_api: Any, cp_stack: Any) -> None:
     key, _ = put_import_object(cp_stack, b"x" * 10)
     body = {"bucket": cp_stack.env["FSNODE_BUCKET"], "key": key}
     first = cp_api.call("POST", "/files/import", {**body, "expires_in_seconds": DAY})
@@ -174,8 +185,9 @@ def test_a_share_never_outlives_its_file(cp_api: Any, cp_stack: Any) -> None:
     assert int(query["exp"]) == expires  # the signed expiry, which edges check
     short = cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 60}).json_body
     assert short["expires"] <= int(time.time()) + 60
-    late = cp_api.call("POST", f"/files/{file_id}/share",
-                       {"ttl_seconds": 60, "not_before": expires})
+    late = cp_api.call(
+        "POST", f"/files/{file_id}/share", {"ttl_seconds": 60, "not_before": expires}
+    )
     assert late.status_code == 400 and error_of(late)["details"]["field"] == "not_before"
 
     # Past its expiry but not yet collected (prune has not run): no new links, and old
@@ -184,8 +196,9 @@ def test_a_share_never_outlives_its_file(cp_api: Any, cp_stack: Any) -> None:
     assert cp_api.call("GET", f"{url.path}?{url.query}", key=False).status_code == 307
     meta = _catalog(cp_stack).get_file(file_id)
     assert meta is not None
-    _catalog(cp_stack).set_expiry(meta, int(time.time()) - 1, seq=meta.seq + 1,
-                                  now=int(time.time()))
+    _catalog(cp_stack).set_expiry(
+        meta, int(time.time()) - 1, seq=meta.seq + 1, now=int(time.time())
+    )
     assert cp_api.call("GET", f"{url.path}?{url.query}", key=False).status_code == 410
     minted = cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 60})
     assert minted.status_code == 410 and error_of(minted)["code"] == "gone"

@@ -61,8 +61,9 @@ def test_size_mismatch_leaves_nothing_visible(cp_api: Any, cp_stack: Any) -> Non
     assert error_of(done)["code"] == "invalid_input"
     file_id = started["file_id"]
     assert cp_api.call("GET", f"/files/{file_id}").status_code == 404
-    objects = boto3.client("s3").list_objects_v2(Bucket=cp_stack.env["FSNODE_BUCKET"],
-                                                 Prefix=f"files/{file_id}/")
+    objects = boto3.client("s3").list_objects_v2(
+        Bucket=cp_stack.env["FSNODE_BUCKET"], Prefix=f"files/{file_id}/"
+    )
     assert objects.get("KeyCount", 0) == 0
     listed = cp_api.call("GET", "/files?limit=1000").json_body
     assert file_id not in {f["file_id"] for f in listed["files"]}
@@ -70,9 +71,16 @@ def test_size_mismatch_leaves_nothing_visible(cp_api: Any, cp_stack: Any) -> Non
 
 def test_upload_init_checks_chunk_hashes(cp_api: Any) -> None:
     for hashes in (["a" * 64], ["A" * 64, "b" * 64], ["zz"] * 2):
-        answer = cp_api.call("POST", "/files", {"path": unique_path(), "size": CHUNK + 1,
-                                                "content_type": "video/mp4",
-                                                "chunk_sha256": hashes})
+        answer = cp_api.call(
+            "POST",
+            "/files",
+            {
+                "path": unique_path(),
+                "size": CHUNK + 1,
+                "content_type": "video/mp4",
+                "chunk_sha256": hashes,
+            },
+        )
         assert answer.status_code == 400, hashes
         assert error_of(answer)["details"]["field"] == "chunk_sha256"
     assert cp_api.call("POST", "/files", {"path": "x"}, key=False).status_code == 401
@@ -107,8 +115,9 @@ def test_tampered_expired_and_unknown_shares(cp_api: Any, cp_stack: Any) -> None
     live_node(cp_api, cp_stack)
     started, _ = upload(cp_api, os.urandom(100))
     file_id = started["file_id"]
-    url = urlsplit(cp_api.call("POST", f"/files/{file_id}/share",
-                               {"ttl_seconds": 60}).json_body["share_url"])
+    url = urlsplit(
+        cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 60}).json_body["share_url"]
+    )
     query = dict(parse_qsl(url.query))
     tampered = {**query, "exp": str(int(query["exp"]) + 3600)}
     for bad in (tampered, {**query, "sig": _flip(query["sig"])}, {**query, "kid": "k9"}):
@@ -138,8 +147,7 @@ def test_share_ttl_is_capped(cp_api: Any) -> None:
     for ttl in (0, 7 * 24 * 3600 + 1, "60"):
         answer = cp_api.call("POST", f"/files/{started['file_id']}/share", {"ttl_seconds": ttl})
         assert answer.status_code == 400, ttl
-    assert cp_api.call("POST", f"/files/{'e' * 32}/share",
-                       {"ttl_seconds": 60}).status_code == 404
+    assert cp_api.call("POST", f"/files/{'e' * 32}/share", {"ttl_seconds": 60}).status_code == 404
 
 
 def _flip(sig: str) -> str:

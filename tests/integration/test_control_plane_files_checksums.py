@@ -34,15 +34,21 @@ def b64(sha256_hex: str) -> str:
 
 def start(api: Any, data: bytes, **extra: Any) -> dict[str, Any]:
     target = {} if "file_id" in extra else {"path": unique_path("clip.mp4")}
-    body = {**target, "size": len(data), "content_type": "video/mp4",
-            "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data), **extra}
+    body = {
+        **target,
+        "size": len(data),
+        "content_type": "video/mp4",
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+        **extra,
+    }
     init = api.call("POST", "/files", body)
     assert init.status_code == 200, init.body
     return dict(init.json_body)
 
 
 def put(part: dict[str, Any], data: bytes, headers: dict[str, str] | None = None) -> Any:
-    body = data[part["offset"]:part["offset"] + part["length"]]
+    body = data[part["offset"] : part["offset"] + part["length"]]
     sent = part["headers"] if headers is None else headers
     return requests.put(part["url"], data=body, headers=sent, timeout=30)
 
@@ -64,8 +70,10 @@ def collect_version(file_id: str, version: str) -> None:
 
 def _items(stack: Any, file_id: str) -> list[dict[str, Any]]:
     return boto3.client("dynamodb").query(
-        TableName=stack.env["FSNODE_CHUNKS_TABLE"], KeyConditionExpression="pk = :p",
-        ExpressionAttributeValues={":p": {"S": f"file#{file_id}"}})["Items"]
+        TableName=stack.env["FSNODE_CHUNKS_TABLE"],
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": f"file#{file_id}"}},
+    )["Items"]
 
 
 def assert_nothing_visible(api: Any, stack: Any, started: dict[str, Any]) -> None:
@@ -76,24 +84,35 @@ def assert_nothing_visible(api: Any, stack: Any, started: dict[str, Any]) -> Non
     assert api.call("GET", f"/files/{file_id}").status_code == 404
     listed = api.call("GET", "/files?limit=1000").json_body
     assert file_id not in {f["file_id"] for f in listed["files"]}
-    assert [item["sk"]["S"] for item in _items(stack, file_id)] == [
-        f"retired#{started['version']}"]
+    assert [item["sk"]["S"] for item in _items(stack, file_id)] == [f"retired#{started['version']}"]
     if "path" in started:
-        claim = boto3.client("dynamodb").get_item(
-            TableName=stack.env["FSNODE_CHUNKS_TABLE"],
-            Key={"pk": {"S": f"path#{started['path']}"}, "sk": {"S": "claim"}}).get("Item")
+        claim = (
+            boto3.client("dynamodb")
+            .get_item(
+                TableName=stack.env["FSNODE_CHUNKS_TABLE"],
+                Key={"pk": {"S": f"path#{started['path']}"}, "sk": {"S": "claim"}},
+            )
+            .get("Item")
+        )
         assert claim is None or claim["file_id"]["S"] != file_id
     collect_version(file_id, started["version"])
     assert _items(stack, file_id) == []
     s3 = boto3.client("s3")
     bucket = stack.env["FSNODE_BUCKET"]
     assert s3.list_objects_v2(Bucket=bucket, Prefix=f"files/{file_id}/").get("KeyCount") == 0
-    assert s3.list_objects_v2(
-        Bucket=bucket, Prefix=version_manifest_key(file_id, started["version"]),
-    ).get("KeyCount") == 0
+    assert (
+        s3.list_objects_v2(
+            Bucket=bucket,
+            Prefix=version_manifest_key(file_id, started["version"]),
+        ).get("KeyCount")
+        == 0
+    )
     with pytest.raises(ClientError) as aborted:
-        s3.list_parts(Bucket=bucket, Key=f"files/{file_id}/{started['version']}",
-                      UploadId=started["upload_id"])
+        s3.list_parts(
+            Bucket=bucket,
+            Key=f"files/{file_id}/{started['version']}",
+            UploadId=started["upload_id"],
+        )
     assert aborted.value.response["Error"]["Code"] == "NoSuchUpload"
 
 
@@ -129,7 +148,8 @@ def test_s3_refuses_a_part_whose_bytes_do_not_match(cp_api: Any, cp_stack: Any) 
 
 
 def test_complete_refuses_a_part_whose_checksum_is_not_the_declared_one(
-        cp_api: Any, cp_stack: Any) -> None:
+    cp_api: Any, cp_stack: Any
+) -> None:
     data = os.urandom(6 * CHUNK + 100)
     started = start(cp_api, data)
     first, second = started["parts"]
@@ -139,23 +159,33 @@ def test_complete_refuses_a_part_whose_checksum_is_not_the_declared_one(
     other = os.urandom(second["length"])
     bucket = cp_stack.env["FSNODE_BUCKET"]
     key = f"files/{started['file_id']}/{started['version']}"
-    etags.append(boto3.client("s3").upload_part(
-        Bucket=bucket, Key=key, UploadId=started["upload_id"], PartNumber=2, Body=other,
-        ChecksumSHA256=b64(hashlib.sha256(other).hexdigest()))["ETag"])
+    etags.append(
+        boto3.client("s3").upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=started["upload_id"],
+            PartNumber=2,
+            Body=other,
+            ChecksumSHA256=b64(hashlib.sha256(other).hexdigest()),
+        )["ETag"]
+    )
     answer = complete(cp_api, started, etags)
     assert answer.status_code == 400, answer.body
     error = error_of(answer)
     assert error["code"] == "invalid_input" and "SHA-256" in error["message"]
-    assert error["details"] == {"field": "parts", "file_id": started["file_id"],
-                                "part_number": 2, "declared": part_hashes(data)[1],
-                                "uploaded": hashlib.sha256(other).hexdigest()}
+    assert error["details"] == {
+        "field": "parts",
+        "file_id": started["file_id"],
+        "part_number": 2,
+        "declared": part_hashes(data)[1],
+        "uploaded": hashlib.sha256(other).hexdigest(),
+    }
     assert_nothing_visible(cp_api, cp_stack, started)
     # The refusal discarded the upload: completing it again finds nothing.
     assert complete(cp_api, started, etags).status_code == 404
 
 
-def test_a_refused_new_version_leaves_the_current_one_serving(cp_api: Any,
-                                                              cp_stack: Any) -> None:
+def test_a_refused_new_version_leaves_the_current_one_serving(cp_api: Any, cp_stack: Any) -> None:
     first, done = upload(cp_api, os.urandom(CHUNK + 7))
     assert done.status_code == 200
     current = done.json_body
@@ -165,17 +195,27 @@ def test_a_refused_new_version_leaves_the_current_one_serving(cp_api: Any,
     other = os.urandom(part["length"])
     bucket = cp_stack.env["FSNODE_BUCKET"]
     etag = boto3.client("s3").upload_part(
-        Bucket=bucket, Key=f"files/{first['file_id']}/{started['version']}",
-        UploadId=started["upload_id"], PartNumber=1, Body=other,
-        ChecksumSHA256=b64(hashlib.sha256(other).hexdigest()))["ETag"]
+        Bucket=bucket,
+        Key=f"files/{first['file_id']}/{started['version']}",
+        UploadId=started["upload_id"],
+        PartNumber=1,
+        Body=other,
+        ChecksumSHA256=b64(hashlib.sha256(other).hexdigest()),
+    )["ETag"]
     answer = complete(cp_api, started, [etag])
     assert answer.status_code == 400, answer.body
     assert cp_api.call("GET", f"/files/{first['file_id']}").json_body == current
     body = boto3.client("s3").get_object(Bucket=bucket, Key=current["key"])["Body"].read()
     assert len(body) == current["size"]
-    assert boto3.client("s3").list_objects_v2(
-        Bucket=bucket, Prefix=f"files/{first['file_id']}/{started['version']}",
-    ).get("KeyCount") == 0
+    assert (
+        boto3.client("s3")
+        .list_objects_v2(
+            Bucket=bucket,
+            Prefix=f"files/{first['file_id']}/{started['version']}",
+        )
+        .get("KeyCount")
+        == 0
+    )
 
 
 def test_parts_beyond_the_layout_are_refused(cp_api: Any, cp_stack: Any) -> None:
@@ -186,8 +226,12 @@ def test_parts_beyond_the_layout_are_refused(cp_api: Any, cp_stack: Any) -> None
     extra = b"more bytes"
     boto3.client("s3").upload_part(
         Bucket=cp_stack.env["FSNODE_BUCKET"],
-        Key=f"files/{started['file_id']}/{started['version']}", UploadId=started["upload_id"],
-        PartNumber=2, Body=extra, ChecksumSHA256=b64(hashlib.sha256(extra).hexdigest()))
+        Key=f"files/{started['file_id']}/{started['version']}",
+        UploadId=started["upload_id"],
+        PartNumber=2,
+        Body=extra,
+        ChecksumSHA256=b64(hashlib.sha256(extra).hexdigest()),
+    )
     answer = complete(cp_api, started, [etag])
     assert answer.status_code == 400 and error_of(answer)["details"]["part_numbers"] == [2]
     assert_nothing_visible(cp_api, cp_stack, started)
@@ -208,21 +252,41 @@ def test_complete_publishes_an_upload_s3_already_completed(cp_api: Any, cp_stack
     etag = put(part, data).headers["ETag"]
     boto3.client("s3").complete_multipart_upload(
         Bucket=cp_stack.env["FSNODE_BUCKET"],
-        Key=f"files/{started['file_id']}/{started['version']}", UploadId=started["upload_id"],
-        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag,
-                                    "ChecksumSHA256": part["headers"]["x-amz-checksum-sha256"]}]})
+        Key=f"files/{started['file_id']}/{started['version']}",
+        UploadId=started["upload_id"],
+        MultipartUpload={
+            "Parts": [
+                {
+                    "PartNumber": 1,
+                    "ETag": etag,
+                    "ChecksumSHA256": part["headers"]["x-amz-checksum-sha256"],
+                }
+            ]
+        },
+    )
     answer = complete(cp_api, started, [etag])
     assert answer.status_code == 200, answer.body
     assert answer.json_body["version"] == started["version"]
 
 
-@pytest.mark.parametrize("part_sha256", [
-    None, [], ["a" * 64, "b" * 64], ["A" * 64], ["zz"], "a" * 64,
-])
+@pytest.mark.parametrize(
+    "part_sha256",
+    [
+        None,
+        [],
+        ["a" * 64, "b" * 64],
+        ["A" * 64],
+        ["zz"],
+        "a" * 64,
+    ],
+)
 def test_init_checks_part_hashes(cp_api: Any, part_sha256: Any) -> None:
-    body: dict[str, Any] = {"path": unique_path(), "size": CHUNK + 1,
-                            "content_type": "video/mp4",
-                            "chunk_sha256": ["a" * 64, "b" * 64]}
+    body: dict[str, Any] = {
+        "path": unique_path(),
+        "size": CHUNK + 1,
+        "content_type": "video/mp4",
+        "chunk_sha256": ["a" * 64, "b" * 64],
+    }
     if part_sha256 is not None:
         body["part_sha256"] = part_sha256
     answer = cp_api.call("POST", "/files", body)

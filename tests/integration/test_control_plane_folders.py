@@ -39,14 +39,15 @@ def _folder_share(api: Any, prefix: str, **extra: Any) -> str:
 def hls(cp_api: Any) -> dict[str, Any]:
     """A two-file HLS folder (and a sibling folder whose name extends it)."""
     folder = unique_path("trailer") + "/"
-    master, _ = upload(cp_api, PLAYLIST, path=f"{folder}hi/index.m3u8",
-                       extra={"content_type": None})
+    master, _ = upload(
+        cp_api, PLAYLIST, path=f"{folder}hi/index.m3u8", extra={"content_type": None}
+    )
     segment_data = os.urandom(3000)
-    segment, _ = upload(cp_api, segment_data, path=f"{folder}hi/seg000.m4s",
-                        extra={"content_type": None})
+    segment, _ = upload(
+        cp_api, segment_data, path=f"{folder}hi/seg000.m4s", extra={"content_type": None}
+    )
     upload(cp_api, b"sibling", path=folder.rstrip("/") + "2/hi/index.m3u8")
-    return {"folder": folder, "master": master, "segment": segment,
-            "segment_data": segment_data}
+    return {"folder": folder, "master": master, "segment": segment, "segment_data": segment_data}
 
 
 @pytest.fixture()
@@ -79,8 +80,9 @@ def test_a_folder_share_lists_its_folder_and_only_it(cp_api: Any, hls: dict[str,
     segment = files["hi/seg000.m4s"]
     assert segment["content_type"] == "video/iso.segment" and segment["size"] == 3000
     record = cp_api.call("GET", f"/files/{hls['segment']['file_id']}").json_body
-    assert segment["etag"] == entity_tag(record["file_id"], record["version"], record["etag"],
-                                         record["size"])
+    assert segment["etag"] == entity_tag(
+        record["file_id"], record["version"], record["etag"], record["size"]
+    )
     assert files["hi/index.m3u8"]["content_type"] == "application/vnd.apple.mpegurl"
     first = cp_api.call("GET", share + "?limit=1", key=False).json_body
     assert len(first["files"]) == 1 and first["next_token"]
@@ -89,7 +91,8 @@ def test_a_folder_share_lists_its_folder_and_only_it(cp_api: Any, hls: dict[str,
 
 
 def test_files_under_a_folder_redirect_to_one_edge_keeping_the_path(
-        cp_api: Any, cp_stack: Any, hls: dict[str, Any]) -> None:
+    cp_api: Any, cp_stack: Any, hls: dict[str, Any]
+) -> None:
     for _ in range(3):
         live_node(cp_api, cp_stack)
     share = _folder_share(cp_api, hls["folder"])
@@ -122,11 +125,15 @@ def test_a_folder_token_is_signed_over_its_policy(cp_api: Any, hls: dict[str, An
 
 
 def test_with_no_edge_a_file_share_falls_back_to_the_origin(
-        cp_api: Any, no_edges: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cp_api: Any, no_edges: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = os.urandom(5000)
     started, _ = upload(cp_api, data, path=unique_path("film.mp4"), extra={"content_type": None})
-    share = urlsplit(cp_api.call("POST", f"/files/{started['file_id']}/share",
-                                 {"ttl_seconds": 600}).json_body["share_url"])
+    share = urlsplit(
+        cp_api.call("POST", f"/files/{started['file_id']}/share", {"ttl_seconds": 600}).json_body[
+            "share_url"
+        ]
+    )
     for method in ("GET", "HEAD"):
         answer = cp_api.call(method, f"{share.path}?{share.query}", key=False)
         assert answer.status_code == 307, answer.body
@@ -141,7 +148,8 @@ def test_with_no_edge_a_file_share_falls_back_to_the_origin(
 
 
 def test_with_no_edge_a_folder_share_answers_playlists_and_redirects_segments(
-        cp_api: Any, no_edges: Any, hls: dict[str, Any]) -> None:
+    cp_api: Any, no_edges: Any, hls: dict[str, Any]
+) -> None:
     share = _folder_share(cp_api, hls["folder"])
     playlist = cp_api.call("GET", share + "hi/index.m3u8", key=False)
     assert playlist.status_code == 200, playlist.body
@@ -159,31 +167,40 @@ def test_with_no_edge_a_folder_share_answers_playlists_and_redirects_segments(
 
 
 def test_edges_past_their_load_bound_count_as_none(
-        cp_api: Any, cp_stack: Any, no_edges: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp_api: Any, cp_stack: Any, no_edges: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chalicelib import aws
 
     node = register(cp_api, cp_stack)
     assert send_heartbeat(cp_api, node["node_id"], node["credential"], load=50.0).status_code == 200
     started, done = upload(cp_api, os.urandom(10))
-    share = urlsplit(cp_api.call("POST", f"/files/{started['file_id']}/share",
-                                 {"ttl_seconds": 60}).json_body["share_url"])
+    share = urlsplit(
+        cp_api.call("POST", f"/files/{started['file_id']}/share", {"ttl_seconds": 60}).json_body[
+            "share_url"
+        ]
+    )
     url = f"{share.path}?{share.query}"
-    assert urlsplit(cp_api.call("GET", url, key=False).headers["Location"]).path == \
-        f"/f/{started['file_id']}"
+    assert (
+        urlsplit(cp_api.call("GET", url, key=False).headers["Location"]).path
+        == f"/f/{started['file_id']}"
+    )
     monkeypatch.setenv("FSNODE_EDGE_MAX_LOAD", "50")
     aws.reset()
     location = urlsplit(cp_api.call("GET", url, key=False).headers["Location"])
     assert location.path.endswith(done.json_body["key"])  # the origin object
 
 
-def test_an_unpinned_import_never_falls_back(cp_api: Any, cp_stack: Any,
-                                             no_edges: Any) -> None:
+def test_an_unpinned_import_never_falls_back(cp_api: Any, cp_stack: Any, no_edges: Any) -> None:
     key, _ = put_import_object(cp_stack, b"x" * 10)
-    record = cp_api.call("POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"],
-                                                   "key": key}).json_body
+    record = cp_api.call(
+        "POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"], "key": key}
+    ).json_body
     assert record["version_id"] is None
-    share = urlsplit(cp_api.call("POST", f"/files/{record['file_id']}/share",
-                                 {"ttl_seconds": 60}).json_body["share_url"])
+    share = urlsplit(
+        cp_api.call("POST", f"/files/{record['file_id']}/share", {"ttl_seconds": 60}).json_body[
+            "share_url"
+        ]
+    )
     answer = cp_api.call("GET", f"{share.path}?{share.query}", key=False)
     # Its object may be replaced under its key: only an edge checks the ETag on each read.
     assert answer.status_code == 503 and error_of(answer)["code"] == "unavailable"

@@ -52,8 +52,9 @@ def _exists(stack: Any, key: str) -> bool:
 
 
 def _tree(stack: Any, path: str) -> list[str]:
-    listed = boto3.client("s3").list_objects_v2(Bucket=stack.env["FSNODE_BUCKET"],
-                                                Prefix=tree_folder_prefix(path + "!"))
+    listed = boto3.client("s3").list_objects_v2(
+        Bucket=stack.env["FSNODE_BUCKET"], Prefix=tree_folder_prefix(path + "!")
+    )
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
@@ -67,13 +68,17 @@ def _settled(machines: Any, file_id: str, seq: int) -> None:
 
 
 def _seq(stack: Any, file_id: str) -> int:
-    raw = boto3.client("s3").get_object(Bucket=stack.env["FSNODE_BUCKET"],
-                                        Key=head_key(file_id))["Body"].read()
+    raw = (
+        boto3.client("s3")
+        .get_object(Bucket=stack.env["FSNODE_BUCKET"], Key=head_key(file_id))["Body"]
+        .read()
+    )
     return int(json.loads(raw)["seq"])
 
 
 def test_a_replaced_version_is_kept_for_the_grace_period_then_collected(
-        cp_api: Any, cp_stack: Any, machines: Any, grace: int) -> None:
+    cp_api: Any, cp_stack: Any, machines: Any, grace: int
+) -> None:
     from chalicelib import prune
 
     path = unique_path("film.mp4")
@@ -94,14 +99,18 @@ def test_a_replaced_version_is_kept_for_the_grace_period_then_collected(
     assert not _exists(cp_stack, one.json_body["key"])
     assert not _exists(cp_stack, version_manifest_key(file_id, old))
     # The current version is untouched.
-    for key in (two.json_body["key"], version_manifest_key(file_id, second["version"]),
-                head_key(file_id)):
+    for key in (
+        two.json_body["key"],
+        version_manifest_key(file_id, second["version"]),
+        head_key(file_id),
+    ):
         assert _exists(cp_stack, key), key
     assert cp_api.call("GET", f"/files/{file_id}").json_body["version"] == second["version"]
 
 
 def test_a_deleted_file_stops_at_once_and_is_collected_after_the_grace_period(
-        cp_api: Any, cp_stack: Any, machines: Any, grace: int) -> None:
+    cp_api: Any, cp_stack: Any, machines: Any, grace: int
+) -> None:
     from chalicelib import prune
 
     path = unique_path("gone.mp4")
@@ -110,8 +119,11 @@ def test_a_deleted_file_stops_at_once_and_is_collected_after_the_grace_period(
     before = int(time.time())
     assert cp_api.call("DELETE", f"/files/{file_id}").status_code == 202
     after = int(time.time())
-    head = json.loads(boto3.client("s3").get_object(
-        Bucket=cp_stack.env["FSNODE_BUCKET"], Key=head_key(file_id))["Body"].read())
+    head = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=cp_stack.env["FSNODE_BUCKET"], Key=head_key(file_id))["Body"]
+        .read()
+    )
     assert (head["status"], head["version"]) == ("deleted", None)
     _settled(machines, file_id, head["seq"])
     assert _tree(cp_stack, path) == []
@@ -120,8 +132,7 @@ def test_a_deleted_file_stops_at_once_and_is_collected_after_the_grace_period(
     assert file_id in prune.run(after + grace + 1)["collections"]
     status = machines.wait(_execution(machines.gc, f"gc-{file_id}-{version}"))
     assert status["status"] == "SUCCEEDED", status
-    for key in (done.json_body["key"], version_manifest_key(file_id, version),
-                head_key(file_id)):
+    for key in (done.json_body["key"], version_manifest_key(file_id, version), head_key(file_id)):
         assert not _exists(cp_stack, key), key
     assert cp_api.call("GET", f"/files/{file_id}").status_code == 404
 
@@ -129,34 +140,51 @@ def test_a_deleted_file_stops_at_once_and_is_collected_after_the_grace_period(
 def test_an_import_is_hashed_by_its_job(cp_api: Any, cp_stack: Any, machines: Any) -> None:
     data = os.urandom(2 * CHUNK + 5)
     key, _ = put_import_object(cp_stack, data)
-    record = cp_api.call("POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"],
-                                                   "key": key,
-                                                   "path": unique_path("in.mp4")}).json_body
+    record = cp_api.call(
+        "POST",
+        "/files/import",
+        {"bucket": cp_stack.env["FSNODE_BUCKET"], "key": key, "path": unique_path("in.mp4")},
+    ).json_body
     name = f"hash-{record['file_id']}-{record['version']}"
     status = machines.wait(_execution(machines.arns["hash_chunks"], name))
     assert status["status"] == "SUCCEEDED", status
     assert json.loads(status["output"])["outcome"] == "hashed"
-    manifest = VersionManifest.from_json(boto3.client("s3").get_object(
-        Bucket=cp_stack.env["FSNODE_BUCKET"],
-        Key=version_manifest_key(record["file_id"], record["version"]))["Body"].read())
+    manifest = VersionManifest.from_json(
+        boto3.client("s3")
+        .get_object(
+            Bucket=cp_stack.env["FSNODE_BUCKET"],
+            Key=version_manifest_key(record["file_id"], record["version"]),
+        )["Body"]
+        .read()
+    )
     assert manifest.chunk_hashes() == chunk_hashes(data)
 
 
 def test_rehash_repairs_recorded_hashes_that_differ(
-        cp_api: Any, cp_stack: Any, machines: Any, caplog: pytest.LogCaptureFixture) -> None:
+    cp_api: Any, cp_stack: Any, machines: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     data = os.urandom(2 * CHUNK + 5)
     lying = chunk_hashes(data)
     lying[1] = hashlib.sha256(b"not the bytes").hexdigest()  # a client declared wrongly
-    body = {"path": unique_path("lie.bin"), "size": len(data), "chunk_sha256": lying,
-            "part_sha256": part_hashes(data)}
+    body = {
+        "path": unique_path("lie.bin"),
+        "size": len(data),
+        "chunk_sha256": lying,
+        "part_sha256": part_hashes(data),
+    }
     started = cp_api.call("POST", "/files", body).json_body
     (part,) = started["parts"]
     import requests
 
-    etag = requests.put(part["url"], data=data, headers=part["headers"],
-                        timeout=30).headers["ETag"]
-    assert cp_api.call("POST", f"/files/{started['file_id']}/complete",
-                       {"parts": [{"part_number": 1, "etag": etag}]}).status_code == 200
+    etag = requests.put(part["url"], data=data, headers=part["headers"], timeout=30).headers["ETag"]
+    assert (
+        cp_api.call(
+            "POST",
+            f"/files/{started['file_id']}/complete",
+            {"parts": [{"part_number": 1, "etag": etag}]},
+        ).status_code
+        == 200
+    )
     answer = cp_api.call("POST", f"/files/{started['file_id']}/rehash")
     assert answer.status_code == 202, answer.body
     assert answer.json_body["version"] == started["version"]
@@ -166,7 +194,9 @@ def test_rehash_repairs_recorded_hashes_that_differ(
     assert (output["outcome"], output["changed"]) == ("repaired", 1)
     plan = cp_api.call("GET", f"/files/{started['file_id']}/plan").json_body
     assert [c["sha256"] for c in plan["chunks"]] == chunk_hashes(data)
-    assert cp_api.call("GET", f"/files/{started['file_id']}").json_body["chunks_sha256"] == \
-        hashlib.sha256(b"".join(bytes.fromhex(h) for h in chunk_hashes(data))).hexdigest()
+    assert (
+        cp_api.call("GET", f"/files/{started['file_id']}").json_body["chunks_sha256"]
+        == hashlib.sha256(b"".join(bytes.fromhex(h) for h in chunk_hashes(data))).hexdigest()
+    )
     assert cp_api.call("DELETE", f"/files/{started['file_id']}").status_code == 202
     assert cp_api.call("POST", f"/files/{started['file_id']}/rehash").status_code == 410

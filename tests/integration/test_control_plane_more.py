@@ -31,24 +31,37 @@ from tests.integration.control_plane_helpers import (
 from tests.integration.published_reads import current_manifest
 
 
-def test_renew_issues_a_new_certificate_for_the_recorded_endpoint(cp_api: Any,
-                                                                   cp_stack: Any) -> None:
+def test_renew_issues_a_new_certificate_for_the_recorded_endpoint(
+    cp_api: Any, cp_stack: Any
+) -> None:
     node = register(cp_api, cp_stack)
     path = f"/nodes/{node['node_id']}/renew"
-    answer = cp_api.call("POST", path, {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                         headers=node_auth(node))
+    answer = cp_api.call(
+        "POST", path, {"csr": make_csr([ip_san("127.0.0.1")])}, key=False, headers=node_auth(node)
+    )
     assert answer.status_code == 200, answer.body
     cert = x509.load_pem_x509_certificate(answer.json_body["certificate"].encode())
-    assert cert.serial_number != x509.load_pem_x509_certificate(
-        node["certificate"].encode()).serial_number
+    assert (
+        cert.serial_number
+        != x509.load_pem_x509_certificate(node["certificate"].encode()).serial_number
+    )
     assert answer.json_body["root_certificate"].strip() == cp_stack.root_pem.strip()
-    other_host = cp_api.call("POST", path, {"csr": make_csr([ip_san("10.1.1.1")])}, key=False,
-                             headers=node_auth(node))
+    other_host = cp_api.call(
+        "POST", path, {"csr": make_csr([ip_san("10.1.1.1")])}, key=False, headers=node_auth(node)
+    )
     assert other_host.status_code == 400 and error_of(other_host)["code"] == "invalid_input"
     assert cp_api.call("POST", path, {}, key=False, headers=node_auth(node)).status_code == 400
     stranger = register(cp_api, cp_stack)
-    assert cp_api.call("POST", path, {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                       headers=node_auth(stranger)).status_code == 401
+    assert (
+        cp_api.call(
+            "POST",
+            path,
+            {"csr": make_csr([ip_san("127.0.0.1")])},
+            key=False,
+            headers=node_auth(stranger),
+        ).status_code
+        == 401
+    )
 
 
 def test_drain_keeps_heartbeats_but_stops_placement(cp_api: Any, cp_stack: Any) -> None:
@@ -76,8 +89,17 @@ def test_cluster_sums_live_nodes(cp_api: Any, cp_stack: Any) -> None:
     assert view["used_bytes"] == sum(n["used_bytes"] for n in live)
     assert view["free_bytes"] == sum(n["free_bytes"] for n in live)
     mine = next(n for n in view["nodes"] if n["node_id"] == node["node_id"])
-    assert set(mine) == {"node_id", "endpoint", "status", "used_bytes", "free_bytes",
-                         "capacity_bytes", "load", "last_heartbeat", "live"}
+    assert set(mine) == {
+        "node_id",
+        "endpoint",
+        "status",
+        "used_bytes",
+        "free_bytes",
+        "capacity_bytes",
+        "load",
+        "last_heartbeat",
+        "live",
+    }
 
 
 def _share(api: Any, file_id: str, **extra: Any) -> tuple[str, dict[str, str]]:
@@ -101,8 +123,9 @@ def test_share_policies_ip_and_not_before(cp_api: Any, cp_stack: Any) -> None:
     path, query = _share(cp_api, playlist["file_id"], not_before=int(time.time()) + 300)
     assert cp_api.call("GET", f"{path}?{urlencode(query)}", key=False).status_code == 403
     for bad in ({"ip": "not-a-network"}, {"prefix": "other/"}, {"not_before": "soon"}):
-        answer = cp_api.call("POST", f"/files/{playlist['file_id']}/share",
-                             {"ttl_seconds": 60, **bad})
+        answer = cp_api.call(
+            "POST", f"/files/{playlist['file_id']}/share", {"ttl_seconds": 60, **bad}
+        )
         assert answer.status_code == 400, bad
 
 
@@ -133,29 +156,60 @@ def test_overwrite_switches_versions_atomically(cp_api: Any, cp_stack: Any) -> N
     assert dict(parse_qsl(urlsplit(again.headers["Location"]).query))["v"] == second["version"]
     obj = boto3.client("s3").get_object(Bucket=record["bucket"], Key=record["key"])
     assert obj["Body"].read() == new_data
-    assert cp_api.call("POST", "/files", {"file_id": "d" * 32, "size": 1, "content_type": "t",
-                                          "chunk_sha256": ["a" * 64],
-                                          "part_sha256": ["a" * 64]}).status_code == 404
+    assert (
+        cp_api.call(
+            "POST",
+            "/files",
+            {
+                "file_id": "d" * 32,
+                "size": 1,
+                "content_type": "t",
+                "chunk_sha256": ["a" * 64],
+                "part_sha256": ["a" * 64],
+            },
+        ).status_code
+        == 404
+    )
     assert cp_api.call("DELETE", f"/files/{file_id}").status_code == 202
-    gone = cp_api.call("POST", "/files", {"file_id": file_id, "size": 1, "content_type": "t",
-                                          "chunk_sha256": ["a" * 64], "part_sha256": ["a" * 64]})
+    gone = cp_api.call(
+        "POST",
+        "/files",
+        {
+            "file_id": file_id,
+            "size": 1,
+            "content_type": "t",
+            "chunk_sha256": ["a" * 64],
+            "part_sha256": ["a" * 64],
+        },
+    )
     assert gone.status_code == 410
 
 
 def test_overwrite_of_a_deleted_file_fails_at_complete(cp_api: Any) -> None:
     first, _ = upload(cp_api, os.urandom(100))
     file_id = first["file_id"]
-    init = cp_api.call("POST", "/files", {"file_id": file_id, "size": 5,
-                                          "content_type": "t", "chunk_sha256": ["a" * 64],
-                                          "part_sha256": [hashlib.sha256(b"12345").hexdigest()]})
+    init = cp_api.call(
+        "POST",
+        "/files",
+        {
+            "file_id": file_id,
+            "size": 5,
+            "content_type": "t",
+            "chunk_sha256": ["a" * 64],
+            "part_sha256": [hashlib.sha256(b"12345").hexdigest()],
+        },
+    )
     assert init.status_code == 200, init.body
     assert cp_api.call("DELETE", f"/files/{file_id}").status_code == 202
     import requests
 
     part = init.json_body["parts"][0]
     put = requests.put(part["url"], data=b"12345", headers=part["headers"], timeout=10)
-    done = cp_api.call("POST", f"/files/{file_id}/complete",
-                       {"parts": [{"part_number": 1, "etag": put.headers["ETag"]}]})
+    done = cp_api.call(
+        "POST",
+        f"/files/{file_id}/complete",
+        {"parts": [{"part_number": 1, "etag": put.headers["ETag"]}]},
+    )
     assert done.status_code == 409, done.body
     assert cp_api.call("GET", f"/files/{file_id}").json_body["status"] == "deleting"
 
@@ -175,12 +229,12 @@ def test_listing_pages_are_never_empty_before_the_end(cp_api: Any) -> None:
         if not token:
             break
     assert len(seen) == len(set(seen)) >= 3
-    assert all(f["status"] == "ready" for f in cp_api.call(
-        "GET", "/files?limit=1000").json_body["files"])
+    assert all(
+        f["status"] == "ready" for f in cp_api.call("GET", "/files?limit=1000").json_body["files"]
+    )
 
 
-def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
-                                                             cp_stack: Any) -> None:
+def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any, cp_stack: Any) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setLevel(logging.DEBUG)
@@ -194,15 +248,23 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
     try:
         key = secrets.token_hex(16)
         node = register(cp_api, cp_stack, idempotency_key=key)
-        replay = register(cp_api, cp_stack, prove=False, idempotency_key=key,
-                          endpoint=SERVED[node["node_id"]].url)
+        replay = register(
+            cp_api, cp_stack, prove=False, idempotency_key=key, endpoint=SERVED[node["node_id"]].url
+        )
         send_heartbeat(cp_api, node["node_id"], node["credential"])
         # Every other route that carries a secret: node credential, api key, share sig.
         started, _ = upload(cp_api, os.urandom(100))
         file_id = started["file_id"]
-        assert cp_api.call("POST", f"/nodes/{node['node_id']}/renew",
-                           {"csr": make_csr([ip_san("127.0.0.1")])}, key=False,
-                           headers=node_auth(node)).status_code == 200
+        assert (
+            cp_api.call(
+                "POST",
+                f"/nodes/{node['node_id']}/renew",
+                {"csr": make_csr([ip_san("127.0.0.1")])},
+                key=False,
+                headers=node_auth(node),
+            ).status_code
+            == 200
+        )
         path, share = _share(cp_api, file_id)
         assert cp_api.call("GET", f"{path}?{urlencode(share)}", key=False).status_code == 307
         plan = cp_api.call("GET", f"/files/{file_id}/plan").json_body
@@ -210,10 +272,20 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
         bad = register_body(cp_stack, make_csr([ip_san("127.0.0.1")]))
         bad["join_token"] = cp_stack.join_token[::-1]
         assert cp_api.call("POST", "/nodes/register", bad, key=False).status_code == 401
-        assert cp_api.call("GET", f"{path}?{urlencode({**share, 'exp': '1'})}",
-                           key=False).status_code == 403
-        assert cp_api.call("POST", f"/nodes/{'0' * 32}/heartbeat", {"used_bytes": 1},
-                           key=False, headers=node_auth(node)).status_code == 401
+        assert (
+            cp_api.call("GET", f"{path}?{urlencode({**share, 'exp': '1'})}", key=False).status_code
+            == 403
+        )
+        assert (
+            cp_api.call(
+                "POST",
+                f"/nodes/{'0' * 32}/heartbeat",
+                {"used_bytes": 1},
+                key=False,
+                headers=node_auth(node),
+            ).status_code
+            == 401
+        )
     finally:
         for target, level in zip((service, root), old_levels, strict=True):
             target.removeHandler(handler)
@@ -221,12 +293,19 @@ def test_no_secret_reaches_the_logs_or_the_idempotency_table(cp_api: Any,
     assert replay["credential"] == node["credential"]
     logged = stream.getvalue()
     assert "node registered" in logged  # the capture did see the service logger
-    for secret in (cp_stack.join_token, cp_stack.join_token[::-1], node["credential"],
-                   cp_stack.api_key, share["sig"], dict(parse_qsl(plan["edge_query"]))["sig"],
-                   *json.loads(cp_stack.keyring).values()):
+    for secret in (
+        cp_stack.join_token,
+        cp_stack.join_token[::-1],
+        node["credential"],
+        cp_stack.api_key,
+        share["sig"],
+        dict(parse_qsl(plan["edge_query"]))["sig"],
+        *json.loads(cp_stack.keyring).values(),
+    ):
         assert secret not in logged
-    items = boto3.client("dynamodb").scan(
-        TableName=cp_stack.env["FSNODE_IDEMPOTENCY_TABLE"])["Items"]
+    items = boto3.client("dynamodb").scan(TableName=cp_stack.env["FSNODE_IDEMPOTENCY_TABLE"])[
+        "Items"
+    ]
     assert items and node["credential"] not in str(items)
 
 

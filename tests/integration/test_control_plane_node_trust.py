@@ -34,10 +34,15 @@ from tests.integration.served_endpoints import ServedEndpoint
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _register_at(api: Any, stack: Any, endpoint: str, names: list[x509.GeneralName],
-                 **extra: Any) -> Any:
-    return api.call("POST", "/nodes/register",
-                    register_body(stack, make_csr(names, key=KEY), endpoint, **extra), key=False)
+def _register_at(
+    api: Any, stack: Any, endpoint: str, names: list[x509.GeneralName], **extra: Any
+) -> Any:
+    return api.call(
+        "POST",
+        "/nodes/register",
+        register_body(stack, make_csr(names, key=KEY), endpoint, **extra),
+        key=False,
+    )
 
 
 def _registry(stack: Any) -> NodeRegistry:
@@ -52,13 +57,18 @@ def test_a_live_nodes_endpoint_cannot_be_claimed(cp_api: Any, cp_stack: Any) -> 
     assert "held by a live node" in error_of(claim)["message"]
 
 
-@pytest.mark.parametrize(("endpoint", "san"), [
-    ("https://www.example.com:443", x509.DNSName("www.example.com")),
-    ("https://8.8.8.8:443", ip_san("8.8.8.8")),
-    ("https://[::1]:443", ip_san("::1")),
-], ids=["dns-outside", "public-address", "ipv6-outside"])
-def test_the_ca_issues_only_inside_the_fleets_namespace(cp_api: Any, cp_stack: Any,
-                                                       endpoint: str, san: Any) -> None:
+@pytest.mark.parametrize(
+    ("endpoint", "san"),
+    [
+        ("https://www.example.com:443", x509.DNSName("www.example.com")),
+        ("https://8.8.8.8:443", ip_san("8.8.8.8")),
+        ("https://[::1]:443", ip_san("::1")),
+    ],
+    ids=["dns-outside", "public-address", "ipv6-outside"],
+)
+def test_the_ca_issues_only_inside_the_fleets_namespace(
+    cp_api: Any, cp_stack: Any, endpoint: str, san: Any
+) -> None:
     before = len(_registry(cp_stack).list_nodes())
     answer = _register_at(cp_api, cp_stack, endpoint, [san])
     assert answer.status_code == 403, answer.body
@@ -76,12 +86,18 @@ def test_the_issuer_itself_refuses_a_name_outside_the_namespace(cp_env: Any) -> 
 
     get_settings.cache_clear()
     with pytest.raises(Forbidden):
-        issuer.issue({"endpoint": "https://8.8.8.8:443", "validity_days": 1,
-                      "csr": make_csr([ip_san("8.8.8.8")], key=KEY)})
+        issuer.issue(
+            {
+                "endpoint": "https://8.8.8.8:443",
+                "validity_days": 1,
+                "csr": make_csr([ip_san("8.8.8.8")], key=KEY),
+            }
+        )
 
 
 def test_a_node_is_placed_only_after_its_endpoint_shows_its_certificate(
-        cp_api: Any, cp_stack: Any) -> None:
+    cp_api: Any, cp_stack: Any
+) -> None:
     served = ServedEndpoint()
     answer = _register_at(cp_api, cp_stack, served.url, [ip_san("127.0.0.1")])
     assert answer.status_code == 200, answer.body
@@ -121,15 +137,15 @@ def _first_choice_key(api: Any, registry: NodeRegistry, pending: NodeRecord) -> 
     others = [node for node in registry.list_nodes() if node.node_id != pending.node_id]
     for _ in range(300):
         file_id = upload(api, os.urandom(10))[0]["file_id"]
-        chosen = placement.choose(file_id, placement.eligible(
-            [*others, as_if_placed], time.time(), 30), 1)
+        chosen = placement.choose(
+            file_id, placement.eligible([*others, as_if_placed], time.time(), 30), 1
+        )
         if chosen[0].node_id == pending.node_id:
             return str(file_id)
     raise AssertionError("no file ranks the pending node first")
 
 
-def test_a_restarted_edge_takes_its_endpoint_over_by_proving_it(cp_api: Any,
-                                                                 cp_stack: Any) -> None:
+def test_a_restarted_edge_takes_its_endpoint_over_by_proving_it(cp_api: Any, cp_stack: Any) -> None:
     """A node that lost its state registers again at its endpoint once the old record
     is no longer live; proving the endpoint retires the old record."""
     old = register(cp_api, cp_stack)
@@ -144,8 +160,7 @@ def test_a_restarted_edge_takes_its_endpoint_over_by_proving_it(cp_api: Any,
 
 
 @pytest.mark.parametrize("route", ["heartbeat", "work", "renew"])
-def test_a_dead_node_is_refused_on_every_node_route(cp_api: Any, cp_stack: Any,
-                                                    route: str) -> None:
+def test_a_dead_node_is_refused_on_every_node_route(cp_api: Any, cp_stack: Any, route: str) -> None:
 
     node = register(cp_api, cp_stack)
     registry = _registry(cp_stack)
@@ -154,13 +169,14 @@ def test_a_dead_node_is_refused_on_every_node_route(cp_api: Any, cp_stack: Any,
     headers = {"authorization": f"Bearer {node['credential']}"}
     base = f"/nodes/{node['node_id']}"
     path, body = {
-        "heartbeat": (f"{base}/heartbeat", {"used_bytes": 1, "free_bytes": 1,
-                                            "capacity_bytes": 2, "load": 0}),
+        "heartbeat": (
+            f"{base}/heartbeat",
+            {"used_bytes": 1, "free_bytes": 1, "capacity_bytes": 2, "load": 0},
+        ),
         "work": (f"{base}/work/{'0' * 32}", {"ok": True, "sha256": "0" * 64}),
         "renew": (f"{base}/renew", {"csr": make_csr([ip_san("127.0.0.1")], key=KEY)}),
     }[route]
-    answer = cp_api.call("GET" if body is None else "POST", path, body, key=False,
-                         headers=headers)
+    answer = cp_api.call("GET" if body is None else "POST", path, body, key=False, headers=headers)
     assert answer.status_code == 403, answer.body
     error = error_of(answer)
     assert error["code"] == "forbidden" and "dead" in error["message"]

@@ -66,9 +66,12 @@ def test_the_ca_signs_an_ec_csr_with_its_own_rsa_algorithm(cp_env: Any) -> None:
     csr = make_csr([ip_san("127.0.0.1")], key=ec.generate_private_key(ec.SECP256R1()))
     pca = boto3.client("acm-pca")
     with pytest.raises(ClientError) as refused:
-        pca.issue_certificate(CertificateAuthorityArn=cp_env.ca_arn, Csr=csr.encode(),
-                              SigningAlgorithm="SHA256WITHECDSA",
-                              Validity={"Value": 1, "Type": "DAYS"})
+        pca.issue_certificate(
+            CertificateAuthorityArn=cp_env.ca_arn,
+            Csr=csr.encode(),
+            SigningAlgorithm="SHA256WITHECDSA",
+            Validity={"Value": 1, "Type": "DAYS"},
+        )
     assert refused.value.response["Error"]["Code"] == "InvalidArgsException"
     issuer.signing_algorithm.cache_clear()
     assert issuer.signing_algorithm(cp_env.ca_arn) == "SHA256WITHRSA"
@@ -181,15 +184,20 @@ def test_register_is_idempotent_per_key(cp_api: Any, cp_stack: Any) -> None:
         pca.meta.events.unregister("before-send.acm-pca.IssueCertificate", count)
 
 
-def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(cp_api: Any,
-                                                                   cp_stack: Any) -> None:
+def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(
+    cp_api: Any, cp_stack: Any
+) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     idempotency_key = secrets.token_hex(16)
 
     def attempt(csr_key: Any, endpoint: str = "https://127.0.0.1:8443") -> dict[str, Any]:
         # ECDSA signatures are randomized: every CSR differs, even for the same key.
-        body = register_body(cp_stack, make_csr([ip_san("127.0.0.1")], key=csr_key),
-                             endpoint, idempotency_key=idempotency_key)
+        body = register_body(
+            cp_stack,
+            make_csr([ip_san("127.0.0.1")], key=csr_key),
+            endpoint,
+            idempotency_key=idempotency_key,
+        )
         answer = cp_api.call("POST", "/nodes/register", body, key=False)
         assert answer.status_code == 200, answer.body
         return answer.json_body
@@ -202,27 +210,33 @@ def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(cp_api: Any,
     assert moved["node_id"] != first["node_id"]
     cert = x509.load_pem_x509_certificate(moved["certificate"].encode())
     assert cert.public_key().public_numbers() == new_key.public_key().public_numbers()
-    assert attempt(key, "https://127.0.0.1:9443")["node_id"] not in (first["node_id"],
-                                                                    moved["node_id"])
+    assert attempt(key, "https://127.0.0.1:9443")["node_id"] not in (
+        first["node_id"],
+        moved["node_id"],
+    )
 
 
-def test_a_replayed_register_with_other_details_is_a_conflict(cp_api: Any,
-                                                               cp_stack: Any) -> None:
+def test_a_replayed_register_with_other_details_is_a_conflict(cp_api: Any, cp_stack: Any) -> None:
     """The same idempotency key with a different request answers 409 (the edge then
     picks a new key), never the node registered with the first request's details."""
     key = ec.generate_private_key(ec.SECP256R1())
     idempotency_key = secrets.token_hex(16)
 
     def attempt(**changes: Any) -> Any:
-        body = register_body(cp_stack, make_csr([ip_san("127.0.0.1")], key=key),
-                             idempotency_key=idempotency_key)
+        body = register_body(
+            cp_stack, make_csr([ip_san("127.0.0.1")], key=key), idempotency_key=idempotency_key
+        )
         return cp_api.call("POST", "/nodes/register", {**body, **changes}, key=False)
 
     first = attempt()
     assert first.status_code == 200, first.body
     assert attempt().json_body["node_id"] == first.json_body["node_id"]  # a true replay
-    for changes in ({"capacity_bytes": 2 * 10**9}, {"region": "eu-west-1"}, {"lat": 10.0},
-                    {"lng": None}):
+    for changes in (
+        {"capacity_bytes": 2 * 10**9},
+        {"region": "eu-west-1"},
+        {"lat": 10.0},
+        {"lng": None},
+    ):
         answer = attempt(**changes)
         assert answer.status_code == 409, (changes, answer.body)
         error = error_of(answer)
@@ -260,7 +274,10 @@ def test_path_tricks_in_ids_are_rejected(cp_api: Any, cp_stack: Any) -> None:
     auth = {"authorization": f"Bearer {node['credential']}"}
     for bad in ("..%2F..%2Fetc", "ABCDEF", "x" * 32, "0" * 31):
         answer = cp_api.call(
-            "POST", f"/nodes/{node['node_id']}/work/{bad}", {"ok": True}, key=False,
+            "POST",
+            f"/nodes/{node['node_id']}/work/{bad}",
+            {"ok": True},
+            key=False,
             headers=auth,
         )
         assert answer.status_code == 400, (bad, answer.body)

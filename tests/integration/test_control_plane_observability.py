@@ -16,8 +16,16 @@ from typing import Any
 import pytest
 from chalice import Response
 
-WEB_PAGES = {"/", "/player", "/web/app.js", "/web/player.js", "/web/folders.js",
-             "/web/hls.min.js", "/web/style.css", "/web/config.json"}
+WEB_PAGES = {
+    "/",
+    "/player",
+    "/web/app.js",
+    "/web/player.js",
+    "/web/folders.js",
+    "/web/hls.min.js",
+    "/web/style.css",
+    "/web/config.json",
+}
 
 
 @pytest.fixture()
@@ -47,8 +55,11 @@ def _metric_names(printed: str) -> set[str]:
 
 
 def test_an_unexpected_error_is_logged_with_its_correlation_id_and_answered_as_json(
-        cp_api: Any, capsys: pytest.CaptureFixture[str], service_log: io.StringIO,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    cp_api: Any,
+    capsys: pytest.CaptureFixture[str],
+    service_log: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from chalicelib import nodes
 
     def broken() -> dict[str, Any]:
@@ -58,26 +69,28 @@ def test_an_unexpected_error_is_logged_with_its_correlation_id_and_answered_as_j
     capsys.readouterr()
     answer = cp_api.call("GET", "/cluster")
     assert answer.status_code == 500
-    assert json.loads(answer.body) == {"error": {"code": "internal",
-                                                 "message": "an internal error occurred"}}
+    assert json.loads(answer.body) == {
+        "error": {"code": "internal", "message": "an internal error occurred"}
+    }
     printed = capsys.readouterr().out
-    logged = [record for record in map(json.loads, service_log.getvalue().splitlines())
-              if record["message"] == "unhandled error"]
+    logged = [
+        record
+        for record in map(json.loads, service_log.getvalue().splitlines())
+        if record["message"] == "unhandled error"
+    ]
     assert len(logged) == 1 and logged[0]["correlation_id"], logged
     assert "RuntimeError: a bug" in logged[0]["exception"]
     assert logged[0]["route"] == "/cluster" and logged[0]["method"] == "GET"
     assert "ServerError" in _metric_names(printed)
 
 
-def test_refused_requests_are_counted(cp_api: Any,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_refused_requests_are_counted(cp_api: Any, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert cp_api.call("GET", f"/files/{'0' * 32}").status_code == 404
     assert _metric_names(capsys.readouterr().out) == {"RequestRefused"}
 
 
-def test_every_route_but_the_static_pages_answers_errors_through_json_errors(
-        cp_app: Any) -> None:
+def test_every_route_but_the_static_pages_answers_errors_through_json_errors(cp_app: Any) -> None:
     for path, methods in cp_app.app.routes.items():
         for method, entry in methods.items():
             if path in WEB_PAGES:
@@ -90,8 +103,9 @@ def test_the_api_gateway_request_id_is_the_correlation_id() -> None:
     from chalicelib.http import normalize
     from chalicelib.observability import logger
 
-    event = SimpleNamespace(method="GET", context={"requestId": "apigw-req-1",
-                                                   "resourcePath": "/cluster"})
+    event = SimpleNamespace(
+        method="GET", context={"requestId": "apigw-req-1", "resourcePath": "/cluster"}
+    )
     seen: list[str | None] = []
 
     def respond(_: Any) -> Response:
@@ -103,7 +117,8 @@ def test_the_api_gateway_request_id_is_the_correlation_id() -> None:
 
 
 def test_lambda_functions_get_a_correlation_id_and_flush_their_metrics(
-        cp_app: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cp_app: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     from chalicelib.observability import logger, metrics, observe_background
 
     assert observe_background in cp_app.app._get_middleware_handlers("pure_lambda")
@@ -123,7 +138,8 @@ def test_lambda_functions_get_a_correlation_id_and_flush_their_metrics(
 
 
 def test_prune_sends_the_dead_nodes_gauge_on_every_run(
-        cp_env: Any, cp_app: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cp_env: Any, cp_app: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The DeadNodes alarm (infra/constructs/monitoring.py) watches a value every run
     sends, 0 included, not an event that only a run marking nodes dead would send."""
     from chalicelib import aws, prune
@@ -133,8 +149,7 @@ def test_prune_sends_the_dead_nodes_gauge_on_every_run(
     aws.reset()
     capsys.readouterr()
     prune.run()
-    sent = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-            if '"_aws"' in line]
+    sent = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     values = [line[DEAD_NODES] for line in sent if DEAD_NODES in line]
     assert prune.METRIC_DEAD_NODES == DEAD_NODES
     # One value per run (Powertools writes a metric's values as a list).

@@ -31,16 +31,20 @@ from tests.integration.control_plane_helpers import (
 
 def _head(stack: Any, file_id: str) -> Head | None:
     try:
-        raw = boto3.client("s3").get_object(Bucket=stack.env["FSNODE_BUCKET"],
-                                            Key=head_key(file_id))["Body"].read()
+        raw = (
+            boto3.client("s3")
+            .get_object(Bucket=stack.env["FSNODE_BUCKET"], Key=head_key(file_id))["Body"]
+            .read()
+        )
     except boto3.client("s3").exceptions.NoSuchKey:
         return None
     return Head.from_json(raw)
 
 
 def _tree_keys(stack: Any, folder: str) -> list[str]:
-    listed = boto3.client("s3").list_objects_v2(Bucket=stack.env["FSNODE_BUCKET"],
-                                                Prefix=tree_folder_prefix(folder))
+    listed = boto3.client("s3").list_objects_v2(
+        Bucket=stack.env["FSNODE_BUCKET"], Prefix=tree_folder_prefix(folder)
+    )
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
@@ -49,10 +53,12 @@ def _catalog(stack: Any) -> ChunkCatalog:
 
 
 def test_a_path_names_one_live_file_and_uploading_again_makes_a_version(
-        cp_api: Any, cp_stack: Any) -> None:
+    cp_api: Any, cp_stack: Any
+) -> None:
     folder = unique_path("hls") + "/"
-    first, done = upload(cp_api, os.urandom(100), path=f"{folder}master.m3u8",
-                         extra={"content_type": None})
+    first, done = upload(
+        cp_api, os.urandom(100), path=f"{folder}master.m3u8", extra={"content_type": None}
+    )
     record = done.json_body
     assert (record["path"], record["name"]) == (f"{folder}master.m3u8", "master.m3u8")
     assert record["content_type"] == "application/vnd.apple.mpegurl"  # by extension
@@ -62,15 +68,18 @@ def test_a_path_names_one_live_file_and_uploading_again_makes_a_version(
     assert second["file_id"] == first["file_id"] and second["version"] != first["version"]
     assert again.json_body["size"] == 200 and again.json_body["created_at"] == record["created_at"]
     listed = cp_api.call("GET", f"/files?prefix={folder}").json_body["files"]
-    assert [(f["file_id"], f["version"]) for f in listed] == [
-        (first["file_id"], second["version"])]
+    assert [(f["file_id"], f["version"]) for f in listed] == [(first["file_id"], second["version"])]
 
 
 def test_two_first_uploads_to_one_path_make_one_file(cp_api: Any) -> None:
     path = unique_path("a.ts")
     data = os.urandom(10)
-    body = {"path": path, "size": len(data), "chunk_sha256": chunk_hashes(data),
-            "part_sha256": part_hashes(data)}
+    body = {
+        "path": path,
+        "size": len(data),
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+    }
     first = cp_api.call("POST", "/files", body)
     assert first.status_code == 200, first.body
     second = cp_api.call("POST", "/files", body)  # the same path, while the first is open
@@ -94,8 +103,9 @@ def test_listing_by_prefix_is_a_query_in_path_order(cp_api: Any, cp_stack: Any) 
     try:
         pages, token = [], None
         while True:
-            answer = cp_api.call("GET", f"/files?prefix={folder}&limit=3"
-                                 + (f"&next_token={token}" if token else ""))
+            answer = cp_api.call(
+                "GET", f"/files?prefix={folder}&limit=3" + (f"&next_token={token}" if token else "")
+            )
             assert answer.status_code == 200, answer.body
             pages.append([f["path"] for f in answer.json_body["files"]])
             token = answer.json_body["next_token"]
@@ -103,15 +113,15 @@ def test_listing_by_prefix_is_a_query_in_path_order(cp_api: Any, cp_stack: Any) 
                 break
     finally:
         client.meta.events.unregister("before-send.dynamodb.*", hook)
-    assert [p[len(folder):] for page in pages for p in page] == ["a.m3u8", "b/1.ts", "b/2.ts",
-                                                                  "c"]
+    assert [p[len(folder) :] for page in pages for p in page] == ["a.m3u8", "b/1.ts", "b/2.ts", "c"]
     assert all("Query" in target for target in sent) and not any("Scan" in t for t in sent)
     sub = cp_api.call("GET", f"/files?prefix={folder}b/").json_body["files"]
     assert [f["name"] for f in sub] == ["1.ts", "2.ts"]
 
 
 def test_each_change_is_published_to_s3_and_the_marker_cleared(
-        cp_api: Any, cp_client: Any, cp_stack: Any) -> None:
+    cp_api: Any, cp_client: Any, cp_stack: Any
+) -> None:
     folder = unique_path("pub") + "/"
     started, _ = upload(cp_api, os.urandom(100), path=f"{folder}a.ts")
     file_id = started["file_id"]
@@ -119,7 +129,8 @@ def test_each_change_is_published_to_s3_and_the_marker_cleared(
     assert head is not None and (head.status, head.version) == ("ready", started["version"])
     page = parse_tree_page(_tree_keys(cp_stack, folder), folder)
     assert {k: (v.file_id, v.version) for k, v in page.items()} == {
-        "a.ts": (file_id, started["version"])}
+        "a.ts": (file_id, started["version"])
+    }
     # The request handler only PUTs: the marker waits for the publisher (no machine
     # here), which may delete.
     assert file_id in _catalog(cp_stack).unsynced(10**16 - 1, 1000)
@@ -133,8 +144,10 @@ def test_each_change_is_published_to_s3_and_the_marker_cleared(
     assert len(_tree_keys(cp_stack, folder)) == 2  # the old key stays until the publisher
     page = parse_tree_page(_tree_keys(cp_stack, folder), folder)
     assert page["a.ts"].version == second["version"]  # the highest seq wins meanwhile
-    assert cp_client.lambda_.invoke("publish_file",
-                                    {"file_id": file_id}).payload["stale_keys_removed"] == 1
+    assert (
+        cp_client.lambda_.invoke("publish_file", {"file_id": file_id}).payload["stale_keys_removed"]
+        == 1
+    )
     assert len(_tree_keys(cp_stack, folder)) == 1
 
     assert cp_api.call("DELETE", f"/files/{file_id}").status_code == 202
@@ -145,7 +158,8 @@ def test_each_change_is_published_to_s3_and_the_marker_cleared(
 
 
 def test_prune_publishes_what_a_writer_left_behind(
-        cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chalicelib import prune, publisher
 
     # The writer stops after its DynamoDB write (a Lambda timed out, say).
@@ -173,8 +187,9 @@ def test_prune_publishes_what_a_writer_left_behind(
 def test_an_expiry_change_is_published_in_the_head(cp_api: Any, cp_stack: Any) -> None:
     started, _ = upload(cp_api, os.urandom(10))
     at = int(time.time()) + 3600
-    assert cp_api.call("PATCH", f"/files/{started['file_id']}",
-                       {"expires_at": at}).status_code == 200
+    assert (
+        cp_api.call("PATCH", f"/files/{started['file_id']}", {"expires_at": at}).status_code == 200
+    )
     head = _head(cp_stack, started["file_id"])
     assert head is not None and head.expires_at == at
 

@@ -25,16 +25,26 @@ from tests.integration.published_reads import read_head
 
 def _stores(stack: Any) -> tuple[ChunkCatalog, NodeRegistry]:
     ddb = boto3.client("dynamodb")
-    return (ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], ddb),
-            NodeRegistry(stack.env["FSNODE_NODES_TABLE"], ddb))
+    return (
+        ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], ddb),
+        NodeRegistry(stack.env["FSNODE_NODES_TABLE"], ddb),
+    )
 
 
-def _hold(catalog: ChunkCatalog, file_id: str, version: str, chunks: int,
-          node_ids: list[str]) -> None:
+def _hold(
+    catalog: ChunkCatalog, file_id: str, version: str, chunks: int, node_ids: list[str]
+) -> None:
     for index in range(chunks):
         for node_id in node_ids:
-            catalog.put_replica(ReplicaRecord(file_id=file_id, version=version, index=index,
-                                              node_id=node_id, created_at=int(time.time())))
+            catalog.put_replica(
+                ReplicaRecord(
+                    file_id=file_id,
+                    version=version,
+                    index=index,
+                    node_id=node_id,
+                    created_at=int(time.time()),
+                )
+            )
 
 
 def _exists(bucket: str, key: str) -> bool:
@@ -52,12 +62,21 @@ def _gc_arn(machine: str, file_id: str, version: str) -> str:
 def _stale(registry: NodeRegistry, node_id: str, seconds: int) -> None:
     """The node's last heartbeat ``seconds`` ago, as if it stopped beating then."""
     now = int(time.time()) - seconds
-    registry.heartbeat(node_id, used_bytes=0, free_bytes=1, capacity_bytes=1, load=0.0,
-                       hot_files=[], now=now, expires_at=now + 10_000)
+    registry.heartbeat(
+        node_id,
+        used_bytes=0,
+        free_bytes=1,
+        capacity_bytes=1,
+        load=0.0,
+        hot_files=[],
+        now=now,
+        expires_at=now + 10_000,
+    )
 
 
 def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
-        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any) -> None:
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     from chalicelib import prune
 
     a, b, c = isolated(3)
@@ -80,8 +99,11 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
     assert sum(s["marked_dead"].count(a.node_id) for s in summaries) == 1
     assert registry.get(a.node_id).status == NODE_DEAD
     prune.run()  # a third run later: still nothing new
-    loss = [e for e in machines.executions(machines.replicate)
-            if e["name"].startswith("replicate-loss-")]
+    loss = [
+        e
+        for e in machines.executions(machines.replicate)
+        if e["name"].startswith("replicate-loss-")
+    ]
     assert len(loss) == 1
     assert catalog.replicas_on_node(a.node_id) == []
 
@@ -91,20 +113,26 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
     assert json.loads(status["output"])["under_replicated"] == []
     view = catalog.file_view(file_id)
     assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
-        (i, n) for i in range(3) for n in (b.node_id, c.node_id))
+        (i, n) for i in range(3) for n in (b.node_id, c.node_id)
+    )
     # c verified each chunk's bytes from the origin; the control plane checked the hashes.
     assert [w["chunks"] for w in c.done if w["kind"] == "warm"] == [[0, 1, 2]]
     # A dead node cannot heartbeat its way back: it must register again.
     a.offline = False
-    beat = cp_api.call("POST", f"/nodes/{a.node_id}/heartbeat",
-                       {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
-                       key=False, headers=a.auth)
+    beat = cp_api.call(
+        "POST",
+        f"/nodes/{a.node_id}/heartbeat",
+        {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
+        key=False,
+        headers=a.auth,
+    )
     assert beat.status_code == 403
     assert json.loads(beat.body)["error"]["details"]["node_status"] == "dead"
 
 
-def test_hot_files_start_one_replication_per_window(cp_api: Any, cp_stack: Any,
-                                                     machines: Any, isolated: Any) -> None:
+def test_hot_files_start_one_replication_per_window(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     from chalicelib import prune
 
     edges = isolated(2)
@@ -117,8 +145,9 @@ def test_hot_files_start_one_replication_per_window(cp_api: Any, cp_stack: Any,
     now = time.time()
     assert started["file_id"] in prune.run(now)["hot_replications"]
     assert prune.run(now)["hot_replications"] == [started["file_id"]]  # same name: deduped
-    hot = [e for e in machines.executions(machines.replicate)
-           if e["name"].startswith("replicate-hot-")]
+    hot = [
+        e for e in machines.executions(machines.replicate) if e["name"].startswith("replicate-hot-")
+    ]
     assert len(hot) == 1
     status = machines.wait(hot[0]["executionArn"], pump(edges))
     assert status["status"] == "SUCCEEDED", status
@@ -139,8 +168,9 @@ def _meta(catalog: ChunkCatalog, file_id: str) -> FileRecord:
     return meta
 
 
-def test_gc_deletes_object_items_and_has_edges_evict(cp_api: Any, cp_stack: Any,
-                                                     machines: Any, isolated: Any) -> None:
+def test_gc_deletes_object_items_and_has_edges_evict(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     edges = isolated(2)
     catalog, _ = _stores(cp_stack)
     started, done = upload(cp_api, os.urandom(CHUNK + 5))
@@ -178,7 +208,8 @@ def test_gc_deletes_object_items_and_has_edges_evict(cp_api: Any, cp_stack: Any,
 
 
 def test_gc_waits_for_an_offline_edge_and_finishes_when_it_returns(
-        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any) -> None:
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     edges = isolated(2)
     catalog, _ = _stores(cp_stack)
     started, _ = upload(cp_api, os.urandom(100))
@@ -198,8 +229,11 @@ def test_gc_waits_for_an_offline_edge_and_finishes_when_it_returns(
     assert status["status"] == "SUCCEEDED", status
     output = json.loads(status["output"])
     assert output["evicted"] == sorted(e.node_id for e in edges) and output["abandoned"] == []
-    entered = [e["stateEnteredEventDetails"]["name"] for e in machines.history(arn)
-               if e["type"].endswith("StateEntered")]
+    entered = [
+        e["stateEnteredEventDetails"]["name"]
+        for e in machines.history(arn)
+        if e["type"].endswith("StateEntered")
+    ]
     assert "WaitForNode" in entered and "CheckNode" in entered
     # Each retry replaced the queued item: the returning edge left no evict work behind.
     assert [w for w in away.done if w["kind"] == "evict"]
@@ -207,8 +241,9 @@ def test_gc_waits_for_an_offline_edge_and_finishes_when_it_returns(
     assert catalog.file_view(file_id).meta is None
 
 
-def test_prune_collects_expired_files(cp_api: Any, cp_stack: Any, machines: Any,
-                                      isolated: Any) -> None:
+def test_prune_collects_expired_files(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     from chalicelib import prune
 
     edges = isolated(1)
@@ -229,9 +264,9 @@ def test_prune_collects_expired_files(cp_api: Any, cp_stack: Any, machines: Any,
     assert file_id not in prune.run()["expired"]
 
 
-def test_gc_of_an_imported_file_keeps_the_customers_object(cp_api: Any, cp_stack: Any,
-                                                           machines: Any,
-                                                           isolated: Any) -> None:
+def test_gc_of_an_imported_file_keeps_the_customers_object(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     isolated(1)
     catalog, _ = _stores(cp_stack)
     bucket = cp_stack.env["FSNODE_BUCKET"]
@@ -250,21 +285,42 @@ def test_gc_of_an_imported_file_keeps_the_customers_object(cp_api: Any, cp_stack
     assert not _exists(bucket, version_manifest_key(file_id, version))
 
 
-@pytest.mark.parametrize("event", [{"detail-type": "Scheduled Event", "source": "aws.events",
-                                    "id": "1", "time": "2026-01-01T00:00:00Z",
-                                    "region": "us-east-1", "account": "000000000000",
-                                    "resources": [], "detail": {}, "version": "0"}])
-def test_prune_handler_takes_an_eventbridge_event(cp_app: Any, cp_client: Any,
-                                                  event: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "event",
+    [
+        {
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "id": "1",
+            "time": "2026-01-01T00:00:00Z",
+            "region": "us-east-1",
+            "account": "000000000000",
+            "resources": [],
+            "detail": {},
+            "version": "0",
+        }
+    ],
+)
+def test_prune_handler_takes_an_eventbridge_event(
+    cp_app: Any, cp_client: Any, event: dict[str, Any]
+) -> None:
     from fsnode.localstack.lambda_dispatch import LambdaContext
 
     summary = cp_app.prune(event, LambdaContext("prune", 512, 60))
-    assert set(summary) == {"marked_dead", "lost_replicas", "hot_replications", "expired",
-                            "collections", "uploads_discarded", "published"}
+    assert set(summary) == {
+        "marked_dead",
+        "lost_replicas",
+        "hot_replications",
+        "expired",
+        "collections",
+        "uploads_discarded",
+        "published",
+    }
 
 
-def test_gc_does_not_wait_for_a_dead_node(cp_api: Any, cp_stack: Any, machines: Any,
-                                          isolated: Any) -> None:
+def test_gc_does_not_wait_for_a_dead_node(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     live, dead = isolated(2)
     catalog, registry = _stores(cp_stack)
     started, _ = upload(cp_api, os.urandom(100))
@@ -272,16 +328,16 @@ def test_gc_does_not_wait_for_a_dead_node(cp_api: Any, cp_stack: Any, machines: 
     _hold(catalog, file_id, version, 1, [live.node_id, dead.node_id])
     dead.offline = True
     assert registry.mark_dead(dead.node_id, registry.get(dead.node_id).last_heartbeat)
-    status = machines.wait(_delete(cp_api, machines, file_id, version), pump([live]),
-                           timeout=15)
+    status = machines.wait(_delete(cp_api, machines, file_id, version), pump([live]), timeout=15)
     assert status["status"] == "SUCCEEDED", status
     assert json.loads(status["output"])["evicted"] == [live.node_id]
     assert catalog.file_view(file_id).replicas == []
     assert catalog.pending_work(dead.node_id) == []
 
 
-def test_files_to_collect_reads_only_the_sparse_collection_index(cp_api: Any,
-                                                                 cp_stack: Any) -> None:
+def test_files_to_collect_reads_only_the_sparse_collection_index(
+    cp_api: Any, cp_stack: Any
+) -> None:
     catalog, _ = _stores(cp_stack)
     now = int(time.time())
     due, later, deleting, plain = (upload(cp_api, os.urandom(100))[0] for _ in range(4))
@@ -297,7 +353,8 @@ def test_files_to_collect_reads_only_the_sparse_collection_index(cp_api: Any,
     # The expiry is not the table's TTL attribute: DynamoDB must not drop meta by itself.
     item = boto3.client("dynamodb").get_item(
         TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
-        Key={"pk": {"S": f"file#{due['file_id']}"}, "sk": {"S": "meta"}})["Item"]
+        Key={"pk": {"S": f"file#{due['file_id']}"}, "sk": {"S": "meta"}},
+    )["Item"]
     assert "expires_at" not in item
     assert catalog.get_file(due["file_id"]).expires_at == now - 1
     # Only the current, ready version as read takes an expiry.
@@ -311,7 +368,8 @@ def test_files_to_collect_reads_only_the_sparse_collection_index(cp_api: Any,
 
 
 def test_prune_leaves_hot_files_to_their_running_upload_replication(
-        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any) -> None:
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     from chalicelib import prune
 
     edges = isolated(2)
@@ -320,9 +378,16 @@ def test_prune_leaves_hot_files_to_their_running_upload_replication(
     now = time.time()
     for edge in edges:
         # Reported hot, without pulling work: the upload's warms stay queued.
-        registry.heartbeat(edge.node_id, used_bytes=0, free_bytes=1, capacity_bytes=1,
-                           load=0.0, hot_files=[started["file_id"]], now=int(now),
-                           expires_at=int(now) + 10_000)
+        registry.heartbeat(
+            edge.node_id,
+            used_bytes=0,
+            free_bytes=1,
+            capacity_bytes=1,
+            load=0.0,
+            hot_files=[started["file_id"]],
+            now=int(now),
+            expires_at=int(now) + 10_000,
+        )
     sfn = boto3.client("stepfunctions")
     name = f"replicate-{started['file_id']}-{started['version']}"
     upload_arn = machines.replicate.replace(":stateMachine:", ":execution:") + f":{name}"
@@ -335,7 +400,8 @@ def test_prune_leaves_hot_files_to_their_running_upload_replication(
 
 
 def test_prune_heals_a_bounded_number_of_replica_blocks_per_run(
-        cp_api: Any, cp_stack: Any, isolated: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp_api: Any, cp_stack: Any, isolated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chalicelib import prune
 
     catalog, registry = _stores(cp_stack)

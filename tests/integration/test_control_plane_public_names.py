@@ -40,20 +40,28 @@ def public(cp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
     from chalicelib.settings import get_settings
 
     acm_public_issuer.install()  # the in-process moto server: the local public issuer
-    zone = boto3.client("route53").create_hosted_zone(
-        Name=DOMAIN, CallerReference=secrets.token_hex(8))["HostedZone"]["Id"].split("/")[-1]
+    zone = (
+        boto3.client("route53")
+        .create_hosted_zone(Name=DOMAIN, CallerReference=secrets.token_hex(8))["HostedZone"]["Id"]
+        .split("/")[-1]
+    )
     arn = boto3.client("acm").request_certificate(
-        DomainName=f"*.{EDGES}", ValidationMethod="DNS",
-        Options={"Export": "ENABLED"})["CertificateArn"]
+        DomainName=f"*.{EDGES}", ValidationMethod="DNS", Options={"Export": "ENABLED"}
+    )["CertificateArn"]
     secret = boto3.client("secretsmanager").create_secret(
-        Name=f"fsnode-test/public-{secrets.token_hex(4)}", SecretString="{}")["ARN"]
-    settings = {"FSNODE_EDGE_DOMAIN": EDGES, "FSNODE_HOSTED_ZONE_ID": zone,
-                "FSNODE_PUBLIC_CERTIFICATE_ARN": arn,
-                "FSNODE_PUBLIC_CERTIFICATE_SECRET": secret}
+        Name=f"fsnode-test/public-{secrets.token_hex(4)}", SecretString="{}"
+    )["ARN"]
+    settings = {
+        "FSNODE_EDGE_DOMAIN": EDGES,
+        "FSNODE_HOSTED_ZONE_ID": zone,
+        "FSNODE_PUBLIC_CERTIFICATE_ARN": arn,
+        "FSNODE_PUBLIC_CERTIFICATE_SECRET": secret,
+    }
     lam = boto3.client("lambda")
     before = lam.get_function_configuration(FunctionName=REFRESH)["Environment"]["Variables"]
-    lam.update_function_configuration(FunctionName=REFRESH,
-                                      Environment={"Variables": {**before, **settings}})
+    lam.update_function_configuration(
+        FunctionName=REFRESH, Environment={"Variables": {**before, **settings}}
+    )
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
@@ -65,10 +73,12 @@ def public(cp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
 
 
 def _records(zone: str) -> dict[str, str]:
-    sets = boto3.client("route53").list_resource_record_sets(
-        HostedZoneId=zone)["ResourceRecordSets"]
-    return {s["Name"].rstrip("."): s["ResourceRecords"][0]["Value"] for s in sets
-            if s["Type"] == "A"}
+    sets = boto3.client("route53").list_resource_record_sets(HostedZoneId=zone)[
+        "ResourceRecordSets"
+    ]
+    return {
+        s["Name"].rstrip("."): s["ResourceRecords"][0]["Value"] for s in sets if s["Type"] == "A"
+    }
 
 
 def _auth(node: dict[str, Any]) -> dict[str, str]:
@@ -76,14 +86,16 @@ def _auth(node: dict[str, Any]) -> dict[str, str]:
 
 
 def test_a_placed_node_gets_a_record_the_certificate_and_redirects_by_name(
-        cp_api: Any, cp_stack: Any, public: dict[str, str]) -> None:
+    cp_api: Any, cp_stack: Any, public: dict[str, str]
+) -> None:
     node = register(cp_api, cp_stack)  # proves its endpoint: placed
     name = f"{node['node_id']}.{EDGES}"
     assert _records(public["FSNODE_HOSTED_ZONE_ID"])[name] == "127.0.0.1"
     beat = send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
     assert beat["public_name"] == name and beat["public_certificate_serial"]
-    bundle = cp_api.call("GET", f"/nodes/{node['node_id']}/public-certificate", key=False,
-                         headers=_auth(node))
+    bundle = cp_api.call(
+        "GET", f"/nodes/{node['node_id']}/public-certificate", key=False, headers=_auth(node)
+    )
     assert bundle.status_code == 200, bundle.body
     got = bundle.json_body
     assert got["name"] == f"*.{EDGES}" and got["serial"] == beat["public_certificate_serial"]
@@ -93,13 +105,17 @@ def test_a_placed_node_gets_a_record_the_certificate_and_redirects_by_name(
     key = serialization.load_pem_private_key(got["private_key"].encode(), password=None)
     assert key.public_key().public_numbers() == leaf.public_key().public_numbers()  # type: ignore[union-attr]
     # The secret holds it; nothing else does.
-    stored = json.loads(boto3.client("secretsmanager").get_secret_value(
-        SecretId=public["FSNODE_PUBLIC_CERTIFICATE_SECRET"])["SecretString"])
+    stored = json.loads(
+        boto3.client("secretsmanager").get_secret_value(
+            SecretId=public["FSNODE_PUBLIC_CERTIFICATE_SECRET"]
+        )["SecretString"]
+    )
     assert stored["serial"] == got["serial"]
     # Shares name the edge by its public name (this node or another placed one).
     started, _ = upload(cp_api, b"x" * 100)
-    shared = cp_api.call("POST", f"/files/{started['file_id']}/share",
-                         {"ttl_seconds": 600}).json_body
+    shared = cp_api.call(
+        "POST", f"/files/{started['file_id']}/share", {"ttl_seconds": 600}
+    ).json_body
     url = urlsplit(shared["share_url"])
     location = cp_api.call("GET", f"{url.path}?{url.query}", key=False).headers["Location"]
     assert urlsplit(location).hostname.endswith(f".{EDGES}")  # type: ignore[union-attr]
@@ -108,14 +124,20 @@ def test_a_placed_node_gets_a_record_the_certificate_and_redirects_by_name(
     assert name not in _records(public["FSNODE_HOSTED_ZONE_ID"])
 
 
-def test_a_pending_node_gets_no_certificate(cp_api: Any, cp_stack: Any,
-                                           public: dict[str, str]) -> None:
+def test_a_pending_node_gets_no_certificate(
+    cp_api: Any, cp_stack: Any, public: dict[str, str]
+) -> None:
     served = ServedEndpoint()
-    answer = cp_api.call("POST", "/nodes/register", register_body(
-        cp_stack, make_csr([ip_san("127.0.0.1")], key=_KEY_2048), served.url), key=False)
+    answer = cp_api.call(
+        "POST",
+        "/nodes/register",
+        register_body(cp_stack, make_csr([ip_san("127.0.0.1")], key=_KEY_2048), served.url),
+        key=False,
+    )
     node = answer.json_body
-    refused = cp_api.call("GET", f"/nodes/{node['node_id']}/public-certificate", key=False,
-                          headers=_auth(node))
+    refused = cp_api.call(
+        "GET", f"/nodes/{node['node_id']}/public-certificate", key=False, headers=_auth(node)
+    )
     assert refused.status_code == 403, refused.body
     assert error_of(refused)["details"]["node_status"] == "pending"
     beat = send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
@@ -124,20 +146,22 @@ def test_a_pending_node_gets_no_certificate(cp_api: Any, cp_stack: Any,
     served.close()
 
 
-def test_an_acm_renewal_is_exported_with_a_new_serial(cp_api: Any, cp_stack: Any,
-                                                      public: dict[str, str]) -> None:
+def test_an_acm_renewal_is_exported_with_a_new_serial(
+    cp_api: Any, cp_stack: Any, public: dict[str, str]
+) -> None:
     from chalicelib import public_certificate
     from moto.acm.models import CertBundle, acm_backends
 
     node = register(cp_api, cp_stack)
     first = send_heartbeat(cp_api, node["node_id"], node["credential"]).json_body
-    assert public_certificate.refresh({}) == {"changed": False,
-                                              "serial": first["public_certificate_serial"]}
+    assert public_certificate.refresh({}) == {
+        "changed": False,
+        "serial": first["public_certificate_serial"],
+    }
     # ACM renews in place: the same ARN, a new certificate and serial.
     arn = public["FSNODE_PUBLIC_CERTIFICATE_ARN"]
     backend = acm_backends["123456789012"]["us-east-1"]
-    renewed = CertBundle.generate_cert(f"*.{EDGES}", account_id="123456789012",
-                                       region="us-east-1")
+    renewed = CertBundle.generate_cert(f"*.{EDGES}", account_id="123456789012", region="us-east-1")
     renewed.arn = arn
     renewed.cert_options["Export"] = "ENABLED"
     backend._certificates[arn] = renewed
@@ -152,8 +176,9 @@ def test_an_acm_renewal_is_exported_with_a_new_serial(cp_api: Any, cp_stack: Any
 
 def test_without_a_domain_there_is_no_public_certificate(cp_api: Any, cp_stack: Any) -> None:
     node = register(cp_api, cp_stack)
-    answer = cp_api.call("GET", f"/nodes/{node['node_id']}/public-certificate", key=False,
-                         headers=_auth(node))
+    answer = cp_api.call(
+        "GET", f"/nodes/{node['node_id']}/public-certificate", key=False, headers=_auth(node)
+    )
     assert answer.status_code == 404, answer.body
     assert "no public names" in error_of(answer)["message"]
     beat = send_heartbeat(cp_api, node["node_id"], node["credential"])

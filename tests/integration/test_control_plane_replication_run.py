@@ -39,8 +39,9 @@ def _ranked(stack: Any, file_id: str, node_ids: set[str]) -> list[str]:
     return [n.node_id for n in placement.rank(file_id, live) if n.node_id in node_ids]
 
 
-def test_replication_completes_through_pulled_work(cp_api: Any, cp_stack: Any,
-                                                   machines: Any, isolated: Any) -> None:
+def test_replication_completes_through_pulled_work(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     edges = isolated(2)
     data = os.urandom(CHUNK + 3)
     started, _ = upload(cp_api, data)
@@ -52,17 +53,18 @@ def test_replication_completes_through_pulled_work(cp_api: Any, cp_stack: Any,
     assert output["under_replicated"] == [] and output["replicated"] == 2
     view = _catalog(cp_stack).file_view(started["file_id"])
     assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
-        (i, e.node_id) for i in (0, 1) for e in edges)
+        (i, e.node_id) for i in (0, 1) for e in edges
+    )
     # The copies were verified: each report carried the SHA-256 of the bytes it read.
-    hashes = [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in (0, CHUNK)]
+    hashes = [hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in (0, CHUNK)]
     # One work item per edge for the batch (both chunks), one digest per chunk.
     assert [w["report"]["sha256"] for e in edges for w in e.done] == [hashes, hashes]
     assert [w["chunks"] for e in edges for w in e.done] == [[0, 1], [0, 1]]
 
 
-def test_failed_warm_is_retried_then_moved_to_another_node(cp_api: Any, cp_stack: Any,
-                                                           machines: Any,
-                                                           isolated: Any) -> None:
+def test_failed_warm_is_retried_then_moved_to_another_node(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     edges = isolated(3)
     started, _ = upload(cp_api, os.urandom(1000))
     file_id = started["file_id"]
@@ -85,8 +87,9 @@ def test_failed_warm_is_retried_then_moved_to_another_node(cp_api: Any, cp_stack
     assert not [e for e in machines.history(execution) if e["type"] == "TaskFailed"]
 
 
-def test_under_replication_is_reported_in_the_output(cp_api: Any, cp_stack: Any,
-                                                     machines: Any, isolated: Any) -> None:
+def test_under_replication_is_reported_in_the_output(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     edges = isolated(2)
     edges[1].fail_warm = True  # with two nodes there is nowhere to move to
     started, _ = upload(cp_api, os.urandom(CHUNK + 3))
@@ -94,16 +97,16 @@ def test_under_replication_is_reported_in_the_output(cp_api: Any, cp_stack: Any,
     status = machines.wait(execution, pump(edges))
     assert status["status"] == "SUCCEEDED", status
     output = json.loads(status["output"])
-    assert output["under_replicated"] == [{"first": 0, "last": 1,
-                                           "reason": "no_candidate_node"}]
+    assert output["under_replicated"] == [{"first": 0, "last": 1, "reason": "no_candidate_node"}]
     assert output["under_replicated_chunks"] == 2 and output["replicated"] == 0
-    assert {r.node_id for r in _catalog(cp_stack).file_view(
-        started["file_id"]).replicas} == {edges[0].node_id}
+    assert {r.node_id for r in _catalog(cp_stack).file_view(started["file_id"]).replicas} == {
+        edges[0].node_id
+    }
 
 
 def test_sync_strategy_completes_the_upload_after_its_replicas(
-        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any,
-        monkeypatch: Any) -> None:
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any, monkeypatch: Any
+) -> None:
     import threading
 
     from chalicelib import aws, edge_work, manifests, nodes
@@ -118,12 +121,19 @@ def test_sync_strategy_completes_the_upload_after_its_replicas(
         # one request at a time and is busy with the blocked complete.
         while not stop.wait(0.2):
             for edge in edges:
-                beat = nodes.heartbeat(edge.node_id, edge.auth, {
-                    "used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0})
+                beat = nodes.heartbeat(
+                    edge.node_id,
+                    edge.auth,
+                    {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
+                )
                 for work in beat["work"]:
                     manifest = manifests.read_manifest(work["file_id"], work["version"])
-                    edge_work.report(edge.node_id, work["work_id"], edge.auth, {
-                        "ok": True, "sha256": [manifest.chunk_hash(i) for i in work["chunks"]]})
+                    edge_work.report(
+                        edge.node_id,
+                        work["work_id"],
+                        edge.auth,
+                        {"ok": True, "sha256": [manifest.chunk_hash(i) for i in work["chunks"]]},
+                    )
 
     worker = threading.Thread(target=answer_work, daemon=True)
     worker.start()
@@ -136,11 +146,13 @@ def test_sync_strategy_completes_the_upload_after_its_replicas(
     # Complete answered only once both chunks were on both edges.
     view = _catalog(cp_stack).file_view(started["file_id"])
     assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
-        (i, e.node_id) for i in (0, 1) for e in edges)
+        (i, e.node_id) for i in (0, 1) for e in edges
+    )
 
 
-def test_replication_factor_is_honored(cp_api: Any, cp_stack: Any, machines: Any,
-                                       isolated: Any, monkeypatch: Any) -> None:
+def test_replication_factor_is_honored(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any, monkeypatch: Any
+) -> None:
     from chalicelib import aws
 
     edges = isolated(4)
@@ -155,34 +167,43 @@ def test_replication_factor_is_honored(cp_api: Any, cp_stack: Any, machines: Any
     # Three copies of each chunk, on placement's first three nodes; the fourth is spared.
     order = _ranked(cp_stack, started["file_id"], {e.node_id for e in edges})
     assert sorted((r.index, r.node_id) for r in replicas) == sorted(
-        (i, n) for i in (0, 1) for n in order[:3])
+        (i, n) for i in (0, 1) for n in order[:3]
+    )
 
 
 def test_async_strategy_completes_the_upload_before_its_replicas(
-        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any) -> None:
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     edges = isolated(2)  # they pull no work until the upload has answered
     started, done = upload(cp_api, os.urandom(CHUNK + 3))
     assert done.status_code == 200, done.body
     execution = _upload_execution(machines.replicate, started)
-    assert boto3.client("stepfunctions").describe_execution(
-        executionArn=execution)["status"] == "RUNNING"
+    assert (
+        boto3.client("stepfunctions").describe_execution(executionArn=execution)["status"]
+        == "RUNNING"
+    )
     assert _catalog(cp_stack).file_view(started["file_id"]).replicas == []
     status = machines.wait(execution, pump(edges))
     assert status["status"] == "SUCCEEDED", status
     assert len(_catalog(cp_stack).file_view(started["file_id"]).replicas) == 4
 
 
-def test_a_copy_finished_after_the_tombstone_is_evicted(cp_api: Any, cp_stack: Any,
-                                                         machines: Any, isolated: Any) -> None:
+def test_a_copy_finished_after_the_tombstone_is_evicted(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
     edges = isolated(2)
     data = os.urandom(100)
     started, _ = upload(cp_api, data)
     file_id, version = started["file_id"], started["version"]
 
     def pull(edge: Any) -> list[dict[str, Any]]:
-        beat = cp_api.call("POST", f"/nodes/{edge.node_id}/heartbeat",
-                           {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
-                           key=False, headers=edge.auth)
+        beat = cp_api.call(
+            "POST",
+            f"/nodes/{edge.node_id}/heartbeat",
+            {"used_bytes": 0, "free_bytes": 1, "capacity_bytes": 1, "load": 0.0},
+            key=False,
+            headers=edge.auth,
+        )
         assert beat.status_code == 200, beat.body
         return list(beat.json_body["work"])
 
@@ -191,8 +212,7 @@ def test_a_copy_finished_after_the_tombstone_is_evicted(cp_api: Any, cp_stack: A
         work = pull(edge)
         return (edge, work) if work else None
 
-    edge, work = wait_for(queued, "the upload's execution to queue a warm for its first target",
-                          40)
+    edge, work = wait_for(queued, "the upload's execution to queue a warm for its first target", 40)
     assert [w["kind"] for w in work] == ["warm"]
     # The edge is still fetching when the file is deleted (and collection lists no
     # replica of it on this edge).
@@ -201,16 +221,26 @@ def test_a_copy_finished_after_the_tombstone_is_evicted(cp_api: Any, cp_stack: A
     assert meta is not None
     now = int(time.time())
     catalog.tombstone(meta, seq=meta.seq + 1, due=now + 3600, now=now)
-    report = cp_api.call("POST", f"/nodes/{edge.node_id}/work/{work[0]['work_id']}",
-                         {"ok": True, "sha256": hashlib.sha256(data).hexdigest()},
-                         key=False, headers=edge.auth)
+    report = cp_api.call(
+        "POST",
+        f"/nodes/{edge.node_id}/work/{work[0]['work_id']}",
+        {"ok": True, "sha256": hashlib.sha256(data).hexdigest()},
+        key=False,
+        headers=edge.auth,
+    )
 
     assert report.status_code == 200 and report.json_body["recorded"] is False
     assert _catalog(cp_stack).file_view(file_id).replicas == []
     evict = [w for w in pull(edge) if w["kind"] == "evict"]
     assert [(w["file_id"], w["version"], w["chunk_index"]) for w in evict] == [
-        (file_id, version, -1)]
-    done = cp_api.call("POST", f"/nodes/{edge.node_id}/work/{evict[0]['work_id']}",
-                       {"ok": True, "evicted_chunks": 1}, key=False, headers=edge.auth)
+        (file_id, version, -1)
+    ]
+    done = cp_api.call(
+        "POST",
+        f"/nodes/{edge.node_id}/work/{evict[0]['work_id']}",
+        {"ok": True, "evicted_chunks": 1},
+        key=False,
+        headers=edge.auth,
+    )
     assert done.status_code == 200 and done.json_body["recorded"] is True
     assert [w for w in pull(edge) if w["kind"] == "evict"] == []

@@ -36,9 +36,15 @@ SMALL_CHUNK = 1024  # 50,000 chunks in 49 MiB: the counts are what AWS limits
 
 
 def _items(stack: Any, file_id: str) -> list[dict[str, Any]]:
-    pages = boto3.client("dynamodb").get_paginator("query").paginate(
-        TableName=stack.env["FSNODE_CHUNKS_TABLE"], KeyConditionExpression="pk = :p",
-        ExpressionAttributeValues={":p": {"S": file_pk(file_id)}})
+    pages = (
+        boto3.client("dynamodb")
+        .get_paginator("query")
+        .paginate(
+            TableName=stack.env["FSNODE_CHUNKS_TABLE"],
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": file_pk(file_id)}},
+        )
+    )
     return [item for page in pages for item in page["Items"]]
 
 
@@ -48,9 +54,13 @@ def _sks(stack: Any, file_id: str) -> list[str]:
 
 def _declared(size: int, chunk: int) -> dict[str, Any]:
     """An init body for ``size`` bytes of made-up content (never uploaded)."""
-    return {"path": unique_path("big.mp4"), "size": size, "content_type": "video/mp4",
-            "chunk_sha256": [os.urandom(32).hex() for _ in range(chunk_count(size, chunk))],
-            "part_sha256": [os.urandom(32).hex() for _ in part_layout(size, chunk)]}
+    return {
+        "path": unique_path("big.mp4"),
+        "size": size,
+        "content_type": "video/mp4",
+        "chunk_sha256": [os.urandom(32).hex() for _ in range(chunk_count(size, chunk))],
+        "part_sha256": [os.urandom(32).hex() for _ in part_layout(size, chunk)],
+    }
 
 
 @pytest.fixture()
@@ -70,8 +80,7 @@ def _count_dynamodb(calls: list[str]) -> Callable[[], None]:
     client = aws.client("dynamodb")
 
     def hook(request: Any, **_: Any) -> None:
-        calls.append(str(request.headers.get("X-Amz-Target", b"")).rsplit(".", 1)[-1]
-                     .strip("'"))
+        calls.append(str(request.headers.get("X-Amz-Target", b"")).rsplit(".", 1)[-1].strip("'"))
 
     client.meta.events.register("before-send.dynamodb.*", hook)
     return lambda: client.meta.events.unregister("before-send.dynamodb.*", hook)
@@ -89,27 +98,38 @@ def _counted(call: Callable[[], Any]) -> tuple[Any, list[str]]:
 def _send(started: dict[str, Any], pages: list[dict[str, Any]], data: bytes) -> list[Any]:
     etags = []
     for part in [p for page in [started, *pages] for p in page["parts"]]:
-        put = requests.put(part["url"], data=data[part["offset"]:part["offset"] + part["length"]],
-                           headers=part["headers"], timeout=60)
+        put = requests.put(
+            part["url"],
+            data=data[part["offset"] : part["offset"] + part["length"]],
+            headers=part["headers"],
+            timeout=60,
+        )
         assert put.status_code == 200, put.text
         etags.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
     return etags
 
 
 def test_50000_chunks_upload_and_plan_in_a_fixed_number_of_requests(
-        cp_api: Any, cp_stack: Any, small_chunks: int) -> None:
+    cp_api: Any, cp_stack: Any, small_chunks: int
+) -> None:
     """The file AWS's limits would have stopped: init's body, complete's requests and the
     plan's answer do not grow with the chunk count (a 3-chunk file next to it)."""
     shapes: dict[int, dict[str, Any]] = {}
     for chunks in (3, 50_000):
         data = b"\x01" * (chunks * small_chunks - 7)
-        hashes = [hashlib.sha256(data[i:i + small_chunks]).hexdigest()
-                  for i in range(0, len(data), small_chunks)]
+        hashes = [
+            hashlib.sha256(data[i : i + small_chunks]).hexdigest()
+            for i in range(0, len(data), small_chunks)
+        ]
         layout = part_layout(len(data), small_chunks)
-        body = {"path": unique_path("big.bin"), "size": len(data),
-                "chunk_sha256": hashes,
-                "part_sha256": [hashlib.sha256(data[p.offset:p.offset + p.length]).hexdigest()
-                                for p in layout]}
+        body = {
+            "path": unique_path("big.bin"),
+            "size": len(data),
+            "chunk_sha256": hashes,
+            "part_sha256": [
+                hashlib.sha256(data[p.offset : p.offset + p.length]).hexdigest() for p in layout
+            ],
+        }
         raw = json.dumps(body).encode()
         assert len(raw) < 4 * 1024 * 1024  # under the route's body limit
         init, init_calls = _counted(lambda raw=raw: cp_api.call("POST", "/files", raw))
@@ -120,15 +140,21 @@ def test_50000_chunks_upload_and_plan_in_a_fixed_number_of_requests(
         assert _sks(cp_stack, file_id) == ["upload"]
         assert max(len(json.dumps(i)) for i in _items(cp_stack, file_id)) < 2000
         etags = _send(started, [], data)
-        done, complete_calls = _counted(lambda file_id=file_id, etags=etags: cp_api.call(
-            "POST", f"/files/{file_id}/complete", {"parts": etags}))
+        done, complete_calls = _counted(
+            lambda file_id=file_id, etags=etags: cp_api.call(
+                "POST", f"/files/{file_id}/complete", {"parts": etags}
+            )
+        )
         assert done.status_code == 200, done.body[:300]
         assert _sks(cp_stack, file_id) == ["meta"]
         pages, plan_calls, sizes = [], [], []
         offset: int | None = 0
         while offset is not None:
-            page, calls = _counted(lambda offset=offset, file_id=file_id: cp_api.call(
-                "GET", f"/files/{file_id}/plan?offset={offset}"))
+            page, calls = _counted(
+                lambda offset=offset, file_id=file_id: cp_api.call(
+                    "GET", f"/files/{file_id}/plan?offset={offset}"
+                )
+            )
             assert page.status_code == 200, page.body[:300]
             sizes.append(len(page.body))
             plan_calls.append(calls)
@@ -139,10 +165,10 @@ def test_50000_chunks_upload_and_plan_in_a_fixed_number_of_requests(
         assert len(pages) == -(-chunks // 10_000)
         # Compact: one S3 URL per page, edges by index; far below Lambda's 6 MB answer.
         assert max(sizes) < 2 * 1024 * 1024
-        assert all(isinstance(i, int) for page in pages for c in page["chunks"]
-                   for i in c["replicas"])
-        shapes[chunks] = {"init": init_calls, "complete": complete_calls,
-                          "plan": plan_calls[0]}
+        assert all(
+            isinstance(i, int) for page in pages for c in page["chunks"] for i in c["replicas"]
+        )
+        shapes[chunks] = {"init": init_calls, "complete": complete_calls, "plan": plan_calls[0]}
     assert shapes[50_000] == shapes[3], shapes
     assert shapes[3]["complete"] == ["GetItem", "GetItem", "TransactWriteItems"]
     assert len(shapes[3]["init"]) <= 6 and len(shapes[3]["plan"]) <= 4, shapes
@@ -159,9 +185,13 @@ def test_declared_hashes_are_one_object_in_s3(cp_api: Any, cp_stack: Any) -> Non
         upload_item = _items(cp_stack, file_id)[0]
         assert len(json.dumps(upload_item)) < 2000
         assert "expires_at" not in upload_item  # not the TTL: the sweep discards it
-        declared = json.loads(boto3.client("s3").get_object(
-            Bucket=cp_stack.env["FSNODE_BUCKET"],
-            Key=version_manifest_key(file_id, version))["Body"].read())
+        declared = json.loads(
+            boto3.client("s3")
+            .get_object(
+                Bucket=cp_stack.env["FSNODE_BUCKET"], Key=version_manifest_key(file_id, version)
+            )["Body"]
+            .read()
+        )
         assert declared["declared"] is True
         assert declared["chunk_sha256"] == "".join(body["chunk_sha256"])
         assert declared["part_sha256"] == "".join(body["part_sha256"])
@@ -170,19 +200,31 @@ def test_declared_hashes_are_one_object_in_s3(cp_api: Any, cp_stack: Any) -> Non
         assert [p["sha256"] for p in page["parts"]] == body["part_sha256"][44:54]
         parts = len(body["part_sha256"])
         assert started["part_count"] == parts and started["next_part"] == (
-            None if parts <= uploads.PARTS_PAGE else uploads.PARTS_PAGE + 1)
+            None if parts <= uploads.PARTS_PAGE else uploads.PARTS_PAGE + 1
+        )
         assert file_id in uploads.sweep_abandoned(int(time.time()) + WEEK + 60)
         assert_nothing_visible(cp_api, cp_stack, {**started, "path": body["path"]})
 
 
-@pytest.mark.parametrize(("query", "status"), [
-    ("first=0", 400), ("first=x", 400), ("limit=0", 400), ("limit=501", 400),
-    ("first=3", 400),  # past the last part
-])
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("first=0", 400),
+        ("first=x", 400),
+        ("limit=0", 400),
+        ("limit=501", 400),
+        ("first=3", 400),  # past the last part
+    ],
+)
 def test_part_pages_refuse_bad_queries(cp_api: Any, query: str, status: int) -> None:
     data = os.urandom(6 * CHUNK)  # two parts
-    body = {"path": unique_path(), "size": len(data), "content_type": "video/mp4",
-            "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data)}
+    body = {
+        "path": unique_path(),
+        "size": len(data),
+        "content_type": "video/mp4",
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+    }
     started = cp_api.call("POST", "/files", body).json_body
     answer = cp_api.call("GET", f"/files/{started['file_id']}/parts?{query}")
     assert answer.status_code == status, answer.body
@@ -200,13 +242,19 @@ def test_part_pages_need_the_key_and_an_upload_in_flight(cp_api: Any) -> None:
 
 
 def test_an_upload_sent_through_several_pages_completes(
-        cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chalicelib import uploads
 
     monkeypatch.setattr(uploads, "PARTS_PAGE", 2)
     data = os.urandom(2 * 5 * CHUNK + 123)  # three parts: two pages of two
-    body = {"path": unique_path("paged.mp4"), "size": len(data), "content_type": "video/mp4",
-            "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data)}
+    body = {
+        "path": unique_path("paged.mp4"),
+        "size": len(data),
+        "content_type": "video/mp4",
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+    }
     started = cp_api.call("POST", "/files", body).json_body
     listed = list(started["parts"])
     assert [p["part_number"] for p in listed] == [1, 2] and started["next_part"] == 3
@@ -215,28 +263,34 @@ def test_an_upload_sent_through_several_pages_completes(
     listed += page["parts"]
     etags = []
     for part in listed:
-        put = requests.put(part["url"], data=data[part["offset"]:part["offset"] + part["length"]],
-                           headers=part["headers"], timeout=30)
+        put = requests.put(
+            part["url"],
+            data=data[part["offset"] : part["offset"] + part["length"]],
+            headers=part["headers"],
+            timeout=30,
+        )
         assert put.status_code == 200, put.text
         etags.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
     done = cp_api.call("POST", f"/files/{started['file_id']}/complete", {"parts": etags})
     assert done.status_code == 200, done.body
     # Published: the meta item alone (its hashes are in the version manifest).
     assert _sks(cp_stack, started["file_id"]) == ["meta"]
-    obj = boto3.client("s3").get_object(Bucket=done.json_body["bucket"],
-                                        Key=done.json_body["key"])
+    obj = boto3.client("s3").get_object(Bucket=done.json_body["bucket"], Key=done.json_body["key"])
     assert obj["Body"].read() == data
 
 
-def test_a_stale_overwrite_is_replaced_and_its_items_removed(cp_api: Any,
-                                                            cp_stack: Any) -> None:
+def test_a_stale_overwrite_is_replaced_and_its_items_removed(cp_api: Any, cp_stack: Any) -> None:
     first, done = upload(cp_api, os.urandom(CHUNK + 5))
     file_id = first["file_id"]
     current = done.json_body
     data = os.urandom(2 * CHUNK)
-    body = {"size": len(data), "content_type": "video/mp4",
-            "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data),
-            "file_id": file_id}
+    body = {
+        "size": len(data),
+        "content_type": "video/mp4",
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+        "file_id": file_id,
+    }
     stale = cp_api.call("POST", "/files", body).json_body
     assert _sks(cp_stack, file_id) == ["meta", "upload"]
     # While its part URLs live, another upload of the file is refused (and leaves no
@@ -252,20 +306,23 @@ def test_a_stale_overwrite_is_replaced_and_its_items_removed(cp_api: Any,
         TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
         Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "upload"}},
         UpdateExpression="SET urls_until = :t",
-        ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 1)}})
+        ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 1)}},
+    )
     fresh = cp_api.call("POST", "/files", body)
     assert fresh.status_code == 200, fresh.body
     # The stale one is retired (its declaration collected with it), the fresh one open.
     assert _sks(cp_stack, file_id) == ["meta", f"retired#{stale['version']}", "upload"]
     assert _items(cp_stack, file_id)[2]["version"]["S"] == fresh.json_body["version"]
     with pytest.raises(s3.exceptions.ClientError):
-        s3.list_parts(Bucket=bucket, Key=f"files/{file_id}/{stale['version']}",
-                      UploadId=stale["upload_id"])
+        s3.list_parts(
+            Bucket=bucket, Key=f"files/{file_id}/{stale['version']}", UploadId=stale["upload_id"]
+        )
     assert cp_api.call("GET", f"/files/{file_id}").json_body == current  # still serving
 
 
 def test_an_init_that_fails_half_way_leaves_nothing(
-        cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp_api: Any, cp_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chalicelib import manifests
 
     written: list[Any] = []
@@ -277,39 +334,59 @@ def test_an_init_that_fails_half_way_leaves_nothing(
 
     monkeypatch.setattr(manifests, "put_declaration", fail)
     data = os.urandom(CHUNK + 1)
-    body = {"path": unique_path(), "size": len(data), "content_type": "video/mp4",
-            "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data)}
+    body = {
+        "path": unique_path(),
+        "size": len(data),
+        "content_type": "video/mp4",
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+    }
     answer = cp_api.call("POST", "/files", body)
     assert answer.status_code == 503, answer.body
     monkeypatch.setattr(manifests, "put_declaration", real)
     (declaration,) = written
     bucket = cp_stack.env["FSNODE_BUCKET"]
     listed = boto3.client("s3").list_multipart_uploads(
-        Bucket=bucket, Prefix=f"files/{declaration.file_id}/")
+        Bucket=bucket, Prefix=f"files/{declaration.file_id}/"
+    )
     assert listed.get("Uploads", []) == []
-    assert_nothing_visible(cp_api, cp_stack, {"file_id": declaration.file_id,
-                                              "version": declaration.version,
-                                              "path": body["path"],
-                                              "upload_id": "never-listed"})
+    assert_nothing_visible(
+        cp_api,
+        cp_stack,
+        {
+            "file_id": declaration.file_id,
+            "version": declaration.version,
+            "path": body["path"],
+            "upload_id": "never-listed",
+        },
+    )
 
 
-def test_an_upload_being_declared_or_discarded_cannot_complete(cp_api: Any,
-                                                              cp_stack: Any) -> None:
+def test_an_upload_being_declared_or_discarded_cannot_complete(cp_api: Any, cp_stack: Any) -> None:
     data = os.urandom(100)
-    body = {"path": unique_path(), "size": len(data), "content_type": "video/mp4",
-            "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data)}
+    body = {
+        "path": unique_path(),
+        "size": len(data),
+        "content_type": "video/mp4",
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+    }
     started = cp_api.call("POST", "/files", body).json_body
     (part,) = started["parts"]
-    etag = requests.put(part["url"], data=data, headers=part["headers"],
-                        timeout=30).headers["ETag"]
+    etag = requests.put(part["url"], data=data, headers=part["headers"], timeout=30).headers["ETag"]
     for state in ("declaring", "discarding"):
         boto3.client("dynamodb").update_item(
             TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
             Key={"pk": {"S": file_pk(started["file_id"])}, "sk": {"S": "upload"}},
-            UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":s": {"S": state}})
-        answer = cp_api.call("POST", f"/files/{started['file_id']}/complete",
-                             {"parts": [{"part_number": 1, "etag": etag}]})
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":s": {"S": state}},
+        )
+        answer = cp_api.call(
+            "POST",
+            f"/files/{started['file_id']}/complete",
+            {"parts": [{"part_number": 1, "etag": etag}]},
+        )
         assert answer.status_code == 409, answer.body
         assert cp_api.call("GET", f"/files/{started['file_id']}/parts").status_code == 409
     # A discard that stopped half way is finished by the sweep.
@@ -323,12 +400,25 @@ def test_prune_discards_abandoned_uploads(cp_api: Any, cp_app: Any, cp_stack: An
     from fsnode.localstack.lambda_dispatch import LambdaContext
 
     data = os.urandom(CHUNK + 1)
-    body = {"path": unique_path(), "size": len(data), "content_type": "video/mp4",
-            "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data)}
+    body = {
+        "path": unique_path(),
+        "size": len(data),
+        "content_type": "video/mp4",
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+    }
     started = cp_api.call("POST", "/files", body).json_body
-    event = {"detail-type": "Scheduled Event", "source": "aws.events", "id": "1",
-             "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
-             "account": "000000000000", "resources": [], "detail": {}, "version": "0"}
+    event = {
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "id": "1",
+        "time": "2026-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "account": "000000000000",
+        "resources": [],
+        "detail": {},
+        "version": "0",
+    }
     # (That an upload within its week is kept is the sweep's own test, above: one
     # prune run here, since each one sweeps everything the shared stack holds.)
     # A week on (made so: the upload's deadline, as the sweep's index sorts it, passed).
@@ -336,22 +426,33 @@ def test_prune_discards_abandoned_uploads(cp_api: Any, cp_app: Any, cp_stack: An
         TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
         Key={"pk": {"S": file_pk(started["file_id"])}, "sk": {"S": "upload"}},
         UpdateExpression="SET upload_expires_at = :at, collect_sk = :due",
-        ExpressionAttributeValues={":at": {"N": "1"},
-                                   ":due": {"S": f"{1:012d}#{started['file_id']}"}})
+        ExpressionAttributeValues={
+            ":at": {"N": "1"},
+            ":due": {"S": f"{1:012d}#{started['file_id']}"},
+        },
+    )
     summary = cp_app.prune(event, LambdaContext("prune", 512, 60))
     assert started["file_id"] in summary["uploads_discarded"]
     assert_nothing_visible(cp_api, cp_stack, started)
-    done = cp_api.call("POST", f"/files/{started['file_id']}/complete",
-                       {"parts": [{"part_number": 1, "etag": '"x"'}]})
+    done = cp_api.call(
+        "POST",
+        f"/files/{started['file_id']}/complete",
+        {"parts": [{"part_number": 1, "etag": '"x"'}]},
+    )
     assert done.status_code == 404
 
 
 def test_init_takes_a_body_up_to_4_mib_and_other_routes_1_mib(cp_api: Any) -> None:
     padding = "x" * (2 * 1024 * 1024)
     data = os.urandom(10)
-    body = {"path": unique_path(), "size": len(data), "content_type": "video/mp4",
-            "chunk_sha256": chunk_hashes(data), "part_sha256": part_hashes(data),
-            "padding": padding}
+    body = {
+        "path": unique_path(),
+        "size": len(data),
+        "content_type": "video/mp4",
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+        "padding": padding,
+    }
     assert cp_api.call("POST", "/files", body).status_code == 200
     huge = cp_api.call("POST", "/files", {**body, "padding": "x" * (4 * 1024 * 1024)})
     assert huge.status_code == 413 and error_of(huge)["code"] == "payload_too_large"
@@ -362,8 +463,12 @@ def test_init_takes_a_body_up_to_4_mib_and_other_routes_1_mib(cp_api: Any) -> No
 def test_an_uploader_cancels_its_own_upload(cp_api: Any, cp_stack: Any) -> None:
     data = os.urandom(10)
     path = unique_path()
-    body = {"path": path, "size": len(data), "chunk_sha256": chunk_hashes(data),
-            "part_sha256": part_hashes(data)}
+    body = {
+        "path": path,
+        "size": len(data),
+        "chunk_sha256": chunk_hashes(data),
+        "part_sha256": part_hashes(data),
+    }
     started = cp_api.call("POST", "/files", body).json_body
     route = f"/files/{started['file_id']}/upload"
     assert cp_api.call("POST", "/files", body).status_code == 409  # one upload per file

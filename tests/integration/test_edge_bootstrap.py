@@ -275,8 +275,10 @@ def test_python_m_edge_node_lifecycle(
         wait_for(lambda: len(control_plane.registrations) >= 2, "re-registration")
         # A beat built while the warm work ran may still say 0: wait for one after it.
         wait_for(
-            lambda: control_plane.known
-            and any(beat["used_bytes"] > 0 for beat in control_plane.heartbeats),
+            lambda: (
+                control_plane.known
+                and any(beat["used_bytes"] > 0 for beat in control_plane.heartbeats)
+            ),
             "a heartbeat with the cache's bytes",
         )
         # Free bytes are real: under the cap and above the disk's free floor.
@@ -444,13 +446,20 @@ def test_health_and_metrics_move_to_the_admin_port_when_one_is_set(
     to the VPC)."""
     control_plane, _ = stack
     port, admin_port = free_port(), free_port()
-    env = {**os.environ, "FSNODE_API_URL": control_plane.url, "FSNODE_JOIN_TOKEN": JOIN_TOKEN,
-           "FSNODE_EDGE_HOST": "127.0.0.1", "FSNODE_EDGE_PORT": str(port),
-           "FSNODE_EDGE_ADMIN_PORT": str(admin_port),
-           "FSNODE_STATE_DIR": str(tmp_path / "state"), "FSNODE_REGION": "local",
-           "FSNODE_CACHE_MAX_BYTES": str(10 * 1024 * 1024)}
-    process = subprocess.Popen([sys.executable, "-m", "edge_node"], cwd=REPO, env=env,
-                               stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "FSNODE_API_URL": control_plane.url,
+        "FSNODE_JOIN_TOKEN": JOIN_TOKEN,
+        "FSNODE_EDGE_HOST": "127.0.0.1",
+        "FSNODE_EDGE_PORT": str(port),
+        "FSNODE_EDGE_ADMIN_PORT": str(admin_port),
+        "FSNODE_STATE_DIR": str(tmp_path / "state"),
+        "FSNODE_REGION": "local",
+        "FSNODE_CACHE_MAX_BYTES": str(10 * 1024 * 1024),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_node"], cwd=REPO, env=env, stderr=subprocess.DEVNULL
+    )
     try:
         with requests.Session() as http:
             http.trust_env = False
@@ -459,8 +468,10 @@ def test_health_and_metrics_move_to_the_admin_port_when_one_is_set(
             def admin_answers() -> bool:
                 assert process.poll() is None
                 try:
-                    return http.get(f"http://127.0.0.1:{admin_port}/healthz",
-                                    timeout=2).json()["ok"] is True
+                    return (
+                        http.get(f"http://127.0.0.1:{admin_port}/healthz", timeout=2).json()["ok"]
+                        is True
+                    )
                 except requests.ConnectionError:
                     return False
 

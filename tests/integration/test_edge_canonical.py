@@ -40,7 +40,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
         # One trusted proxy: the client address comes from X-Forwarded-For, so a test
         # can be an IPv4 client seen through a dual-stack proxy (::ffff:a.b.c.d).
         server = EdgeServer(
-            tmp_path_factory.mktemp("edge"), ThrowawayCA(), BUCKET,
+            tmp_path_factory.mktemp("edge"),
+            ThrowawayCA(),
+            BUCKET,
             trusted_proxy_hops=1,
         )
         server.start()

@@ -189,7 +189,9 @@ def test_past_the_cap_new_connections_are_closed_and_open_ones_keep_working(
     # An edge of its own with the default timeouts: held connections stay open however
     # slow this machine is. (``edge`` keeps the moto server up.)
     capped = EdgeServer(
-        tmp_path, ThrowawayCA(), BUCKET,
+        tmp_path,
+        ThrowawayCA(),
+        BUCKET,
         client_limits=ClientLimits(max_connections=LIMITS.max_connections),
     )
     capped.start()
@@ -200,9 +202,7 @@ def test_past_the_cap_new_connections_are_closed_and_open_ones_keep_working(
         assert guard is not None
         held = [tls_socket(capped) for _ in range(LIMITS.max_connections)]
         try:
-            wait_until(
-                lambda: guard.open_connections == LIMITS.max_connections, "every one open"
-            )
+            wait_until(lambda: guard.open_connections == LIMITS.max_connections, "every one open")
             # Refused as soon as it is accepted, before its TLS handshake.
             with pytest.raises((ConnectionError, ssl.SSLError)):
                 tls_socket(capped).recv(1)
@@ -264,9 +264,7 @@ def test_a_client_that_aborts_mid_answer_is_499_not_500(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
     wait_until(lambda: edge.metrics.responses[499] > aborted, "the abort counted 499")
     assert edge.metrics.responses[500] == errors
-    metrics_text = requests.get(
-        edge.url + "/metrics", verify=str(edge.ca_file), timeout=30
-    ).text
+    metrics_text = requests.get(edge.url + "/metrics", verify=str(edge.ca_file), timeout=30).text
     assert 'fsnode_edge_responses_total{status="499"}' in metrics_text
     assert "# TYPE fsnode_edge_connections_closed_total counter" in metrics_text
     assert "fsnode_edge_connections_open " in metrics_text

@@ -56,8 +56,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         for relative, data in FILES.items():
             # Published with a generic type: the edge still answers by extension.
-            put_file(BUCKET, data, CHUNK, path=FOLDER + relative,
-                     content_type="application/octet-stream")
+            put_file(
+                BUCKET, data, CHUNK, path=FOLDER + relative, content_type="application/octet-stream"
+            )
         # A sibling folder that shares the prefix's text but not its segments.
         put_file(BUCKET, b"secret", CHUNK, path="media/show2/x.ts")
         server = EdgeServer(tmp_path_factory.mktemp("edge"), ThrowawayCA(), BUCKET)
@@ -96,7 +97,7 @@ def test_every_file_of_the_folder_from_one_listing(
         answer = http.get(folder_url(edge.url, token, FOLDER + relative))
         assert answer.status_code == 200, (relative, answer.text)
         assert answer.content == data
-        extension = relative[relative.rfind("."):]
+        extension = relative[relative.rfind(".") :]
         assert answer.headers["Content-Type"] == TYPES[extension]
         playlist = extension in (".m3u8", ".mpd")
         cache = answer.headers["Cache-Control"]
@@ -191,8 +192,14 @@ def test_bad_tokens_are_forbidden(edge: EdgeServer) -> None:
     good = folder_token(FOLDER)
     payload, _, sig = good.partition(".")
     forged = f"{payload}.{'A' * len(sig)}"
-    for token in (forged, folder_token(FOLDER, ttl=-10), "garbage", f"{good}x",
-                  folder_token(FOLDER, not_before=2**40), folder_token(FOLDER, ip="10.9.9.0/24")):
+    for token in (
+        forged,
+        folder_token(FOLDER, ttl=-10),
+        "garbage",
+        f"{good}x",
+        folder_token(FOLDER, not_before=2**40),
+        folder_token(FOLDER, ip="10.9.9.0/24"),
+    ):
         status, _headers, body = raw_get(edge, f"/t/{token}/media/show/master.m3u8")
         assert status == 403, token
         assert json.loads(body)["error"]["code"] == "forbidden"
@@ -214,8 +221,11 @@ def test_cors_preflight_on_folder_urls(edge: EdgeServer, http: requests.Session)
 
 
 SEGMENTS = 10
-LONG = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n" + "".join(
-    f"#EXTINF:4,\nseg{i:03d}.m4s\n" for i in range(SEGMENTS)) + "#EXT-X-ENDLIST\n"
+LONG = (
+    '#EXTM3U\n#EXT-X-MAP:URI="init.mp4"\n'
+    + "".join(f"#EXTINF:4,\nseg{i:03d}.m4s\n" for i in range(SEGMENTS))
+    + "#EXT-X-ENDLIST\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -233,8 +243,11 @@ def prefetched_paths(server: EdgeServer) -> set[str]:
     keys = {key for key, _offset, _length in server.origin.ranges}
     listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="meta/v1/tree/media/long/")
     entries = [parse_tree_key(item["Key"]) for item in listed.get("Contents", [])]
-    return {entry.path.removeprefix("media/long/") for entry in entries
-            if entry is not None and data_key(entry.file_id, entry.version) in keys}
+    return {
+        entry.path.removeprefix("media/long/")
+        for entry in entries
+        if entry is not None and data_key(entry.file_id, entry.version) in keys
+    }
 
 
 @pytest.mark.parametrize(
@@ -243,14 +256,16 @@ def prefetched_paths(server: EdgeServer) -> set[str]:
         # The first three references: the init segment and two media segments.
         (PrefetchConfig(segments=3), {"live/init.mp4", "live/seg000.m4s", "live/seg001.m4s"}),
         # A byte cap stops it sooner: the init segment and one whole segment fit.
-        (PrefetchConfig(segments=10, max_bytes=700 + CHUNK),
-         {"live/init.mp4", "live/seg000.m4s"}),
+        (PrefetchConfig(segments=10, max_bytes=700 + CHUNK), {"live/init.mp4", "live/seg000.m4s"}),
         (PrefetchConfig(segments=0), set()),  # off
     ],
 )
 def test_a_media_playlist_prefetches_its_first_segments_and_no_more(
-    edge: EdgeServer, long_stream: dict[str, bytes], tmp_path: Path,
-    config: PrefetchConfig, expected: set[str],
+    edge: EdgeServer,
+    long_stream: dict[str, bytes],
+    tmp_path: Path,
+    config: PrefetchConfig,
+    expected: set[str],
 ) -> None:
     server = EdgeServer(tmp_path, ThrowawayCA(), BUCKET, prefetch=config)
     server.start()
@@ -283,6 +298,12 @@ def test_a_master_playlist_prefetches_nothing(edge: EdgeServer, http: requests.S
     assert edge.context is not None and edge.context.prefetch is not None
     started = edge.context.prefetch.segments_started
     assert http.get(folder_url(edge.url, folder_token(FOLDER), FOLDER + "master.m3u8")).ok
-    wait_for(lambda: edge.context is not None and edge.context.prefetch is not None
-             and edge.context.prefetch.running == 0, "the prefetch to end")
+    wait_for(
+        lambda: (
+            edge.context is not None
+            and edge.context.prefetch is not None
+            and edge.context.prefetch.running == 0
+        ),
+        "the prefetch to end",
+    )
     assert edge.context.prefetch.segments_started == started

@@ -27,13 +27,18 @@ DOMAIN = "edges.example.test"
 def public_bundle(serial: str) -> dict[str, Any]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     leaf = acm_public_issuer.issue([f"*.{DOMAIN}"], key)
-    return {"name": f"*.{DOMAIN}", "serial": serial, "not_after": "",
-            "certificate": leaf.public_bytes(serialization.Encoding.PEM).decode(),
-            "chain": acm_public_issuer.issuer()[1].public_bytes(
-                serialization.Encoding.PEM).decode(),
-            "private_key": key.private_bytes(serialization.Encoding.PEM,
-                                             serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption()).decode()}
+    return {
+        "name": f"*.{DOMAIN}",
+        "serial": serial,
+        "not_after": "",
+        "certificate": leaf.public_bytes(serialization.Encoding.PEM).decode(),
+        "chain": acm_public_issuer.issuer()[1].public_bytes(serialization.Encoding.PEM).decode(),
+        "private_key": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    }
 
 
 def _private_identity(state: Path) -> ssl.SSLContext:
@@ -41,16 +46,24 @@ def _private_identity(state: Path) -> ssl.SSLContext:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     tls.save_key(state, key)
-    path = tls.save_certificate(state, cert.public_bytes(serialization.Encoding.PEM).decode(),
-                                "", None)
+    path = tls.save_certificate(
+        state, cert.public_bytes(serialization.Encoding.PEM).decode(), "", None
+    )
     return tls.server_context(path, state / tls.KEY_FILE)
 
 
@@ -58,8 +71,9 @@ async def _peer_serial(port: int, name: str | None) -> int:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
-                                              server_hostname=name or "")
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=context, server_hostname=name or ""
+    )
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     writer.close()
     return x509.load_der_x509_certificate(der).serial_number
@@ -95,10 +109,10 @@ async def _renewal(tmp_path: Path) -> None:
     try:
         name = f"n1.{DOMAIN}"
         verify = ssl.create_default_context(cadata=first["chain"])
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=verify,
-                                                       server_hostname=name)
-        writer.write(f"GET /stream HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
-                     .encode())
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=verify, server_hostname=name
+        )
+        writer.write(f"GET /stream HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
         head = await reader.readuntil(b"a" * 10)
         assert b"200 OK" in head
         old = x509.load_pem_x509_certificate(first["certificate"].encode()).serial_number

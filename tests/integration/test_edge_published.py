@@ -48,7 +48,10 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
     with moto_s3():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         server = EdgeServer(
-            tmp_path_factory.mktemp("edge"), ThrowawayCA(), BUCKET, manifest_max_age=MAX_AGE,
+            tmp_path_factory.mktemp("edge"),
+            ThrowawayCA(),
+            BUCKET,
+            manifest_max_age=MAX_AGE,
             readahead_chunks=0,
             cache_config=CacheConfig(max_bytes=64 * 1024 * 1024, max_prefetch_fills=0),
         )
@@ -67,8 +70,14 @@ def http(edge: EdgeServer) -> Iterator[requests.Session]:
         yield session
 
 
-def get(http: requests.Session, edge: EdgeServer, manifest: Manifest, *, pinned: bool = True,
-        **kwargs: object) -> requests.Response:
+def get(
+    http: requests.Session,
+    edge: EdgeServer,
+    manifest: Manifest,
+    *,
+    pinned: bool = True,
+    **kwargs: object,
+) -> requests.Response:
     query = share_query(manifest.file_id, manifest.version if pinned else None)
     return http.get(f"{edge.url}/f/{manifest.file_id}", params=query, **kwargs)  # type: ignore[arg-type]
 
@@ -140,13 +149,15 @@ def test_only_the_version_the_head_names_is_served(
     # A version whose manifest is gone (collected) is never served, even if named.
     other = put_file(BUCKET, data, CHUNK, path="bound/collected.mp4")
     boto3.client("s3").delete_object(
-        Bucket=BUCKET, Key=version_manifest_key(other.file_id, other.version))
+        Bucket=BUCKET, Key=version_manifest_key(other.file_id, other.version)
+    )
     assert get(http, edge, other).status_code == 410
 
 
 def test_a_file_past_its_expiry_is_gone(edge: EdgeServer, http: requests.Session) -> None:
-    manifest = put_file(BUCKET, b"soon gone", CHUNK, path="bound/expired.mp4",
-                        expires_at=int(time.time()) - 1)
+    manifest = put_file(
+        BUCKET, b"soon gone", CHUNK, path="bound/expired.mp4", expires_at=int(time.time()) - 1
+    )
     answer = get(http, edge, manifest)
     assert answer.status_code == 410
     assert answer.json()["error"]["message"] == "the file has expired"
@@ -167,8 +178,7 @@ def test_an_unknown_file_is_not_found_and_costs_one_head_read(
 @pytest.fixture(scope="module")
 def early_edge(edge: EdgeServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
     """An edge that reads a cold request's first range beside its head and manifest."""
-    server = EdgeServer(tmp_path_factory.mktemp("early"), ThrowawayCA(), BUCKET,
-                        early_reads=True)
+    server = EdgeServer(tmp_path_factory.mktemp("early"), ThrowawayCA(), BUCKET, early_reads=True)
     server.start()
     try:
         yield server
@@ -199,7 +209,9 @@ def test_a_cold_first_range_is_read_beside_the_manifest(
         headers = {"Range": range_header} if range_header else {}
         answer = get(http, early_edge, manifest, headers=headers)
     first, _, last = (range_header or "bytes=0-").removeprefix("bytes=").partition("-")
-    expected = data[-int(last):] if not first else data[int(first): int(last) + 1 if last else None]
+    expected = (
+        data[-int(last) :] if not first else data[int(first) : int(last) + 1 if last else None]
+    )
     assert answer.content == expected
     if range_header == "bytes=-100":
         assert early.started == started

@@ -508,14 +508,21 @@ def test_if_match_refuses_another_version(
     def answer(**headers: str) -> requests.Response:
         return http.get(url, params=query, headers={"Range": "bytes=3-7", **headers})
 
-    for held in ({"If-Match": etag}, {"If-Match": f'"x", {etag}'}, {"If-Match": "*"},
-                 {"If-Unmodified-Since": first.headers["Last-Modified"]}):
+    for held in (
+        {"If-Match": etag},
+        {"If-Match": f'"x", {etag}'},
+        {"If-Match": "*"},
+        {"If-Unmodified-Since": first.headers["Last-Modified"]},
+    ):
         ok = answer(**held)
         assert (ok.status_code, ok.content) == (206, DATA[3:8]), held
-    for failed in ({"If-Match": '"another-version"'}, {"If-Match": f"W/{etag}"},
-                   {"If-Unmodified-Since": earlier},
-                   # If-Match decides; If-Unmodified-Since is then ignored (13.2.2).
-                   {"If-Match": '"x"', "If-Unmodified-Since": first.headers["Last-Modified"]}):
+    for failed in (
+        {"If-Match": '"another-version"'},
+        {"If-Match": f"W/{etag}"},
+        {"If-Unmodified-Since": earlier},
+        # If-Match decides; If-Unmodified-Since is then ignored (13.2.2).
+        {"If-Match": '"x"', "If-Unmodified-Since": first.headers["Last-Modified"]},
+    ):
         refused = answer(**failed)
         assert refused.status_code == 412, failed
         assert refused.json()["error"]["code"] == "precondition_failed"
@@ -638,7 +645,9 @@ def test_a_chunk_truncated_on_disk_after_its_check_is_dropped_and_refetched(
     it (one fstat), drops it and fills the chunk again, over HTTPS and over plain
     HTTP (sendfile) alike: never a 502 forever (#17.6)."""
     disk_only = EdgeServer(
-        tmp_path, ThrowawayCA(), BUCKET,
+        tmp_path,
+        ThrowawayCA(),
+        BUCKET,
         cache_config=CacheConfig(max_bytes=64 * 1024 * 1024),
     )
     disk_only.start()

@@ -159,8 +159,7 @@ def test_ip_and_start_policies_combine(edge: EdgeServer) -> None:
     inside = get(edge, manifest, share(manifest, ip="127.0.0.0/8", not_before=now - 5))
     assert inside.status_code == 200
     assert refused(get(edge, manifest, share(manifest, ip="192.0.2.0/24")))
-    assert refused(get(edge, manifest, share(manifest, ip="127.0.0.0/8",
-                                             not_before=now + 300)))
+    assert refused(get(edge, manifest, share(manifest, ip="127.0.0.0/8", not_before=now + 300)))
 
 
 def test_x_forwarded_for_is_ignored_unless_a_proxy_is_trusted(edge: EdgeServer) -> None:

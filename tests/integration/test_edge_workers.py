@@ -205,9 +205,9 @@ def test_every_worker_serves_the_public_certificate_and_its_renewal(
     for serial in ("1", "2"):
         bundle = public_bundle(serial)
         control_plane.public_bundle = bundle
-        wanted = x509.load_pem_x509_certificate(
-            bundle["certificate"].encode()
-        ).public_bytes(Encoding.DER)
+        wanted = x509.load_pem_x509_certificate(bundle["certificate"].encode()).public_bytes(
+            Encoding.DER
+        )
         every_worker_presents(edge, pids, wanted, name=f"node-1.{DOMAIN}")
         assert edge.ask()[1] == private  # an IP client: the private-CA identity
 

@@ -27,15 +27,27 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, byte
     log = tmp_path_factory.mktemp("aws") / "aws.log"
     child = processes.spawn(
         "aws",
-        [sys.executable, "-m", "fsnode.localstack.aws_server", "--port", str(port),
-         "--functions-dir", str(FUNCTIONS_DIR)],
+        [
+            sys.executable,
+            "-m",
+            "fsnode.localstack.aws_server",
+            "--port",
+            str(port),
+            "--functions-dir",
+            str(FUNCTIONS_DIR),
+        ],
         aws_env(endpoint, "us-east-1"),
         log,
     )
     try:
         processes.wait_for_log_line(child, "aws ready", 60)
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          config=Config(signature_version="s3v4"), **LOCAL_CREDENTIALS)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            config=Config(signature_version="s3v4"),
+            **LOCAL_CREDENTIALS,
+        )
         s3.create_bucket(Bucket="origin")
         data = os.urandom(SIZE)
         s3.put_object(Bucket="origin", Key="obj", Body=data)
@@ -45,8 +57,9 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, byte
 
 
 def _get(s3: Any, header: str | None) -> requests.Response:
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": "origin", "Key": "obj"},
-                                    ExpiresIn=600)
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "origin", "Key": "obj"}, ExpiresIn=600
+    )
     return requests.get(url, headers={"Range": header} if header else {}, timeout=30)
 
 
@@ -59,13 +72,14 @@ def _get(s3: Any, header: str | None) -> requests.Response:
         ("bytes=-7", SIZE - 7, SIZE - 1),  # suffix
     ],
 )
-def test_ranges_are_byte_exact(origin: tuple[Any, bytes], header: str, first: int,
-                               last: int) -> None:
+def test_ranges_are_byte_exact(
+    origin: tuple[Any, bytes], header: str, first: int, last: int
+) -> None:
     s3, data = origin
     answer = _get(s3, header)
     assert answer.status_code == 206
     assert answer.headers["Content-Range"] == f"bytes {first}-{last}/{SIZE}"
-    assert answer.content == data[first:last + 1]
+    assert answer.content == data[first : last + 1]
 
 
 def test_whole_object_and_416(origin: tuple[Any, bytes]) -> None:

@@ -124,8 +124,12 @@ def _world(cp_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 "part_sha256": part_hashes(data),
             },
         ).json()
-        etag = requests.put(started["parts"][0]["url"], data=data, timeout=30,
-                            headers=started["parts"][0]["headers"]).headers["ETag"]
+        etag = requests.put(
+            started["parts"][0]["url"],
+            data=data,
+            timeout=30,
+            headers=started["parts"][0]["headers"],
+        ).headers["ETag"]
         done = requests.post(
             f"{url}/files/{started['file_id']}/complete",
             headers=managed,

@@ -35,20 +35,49 @@ def catalog(cp_env: Any) -> ChunkCatalog:
 
 
 def _node(**kw: Any) -> NodeRecord:
-    return NodeRecord(node_id=new_id(), endpoint="https://10.0.0.1:443", region="r",
-                      capacity_bytes=100, credential_sha256="h", lat=1.5, lng=-2.25, **kw)
+    return NodeRecord(
+        node_id=new_id(),
+        endpoint="https://10.0.0.1:443",
+        region="r",
+        capacity_bytes=100,
+        credential_sha256="h",
+        lat=1.5,
+        lng=-2.25,
+        **kw,
+    )
 
 
 def _upload(file_id: str, size: int = 10, path: str = "n") -> PendingUpload:
-    return PendingUpload(file_id=file_id, version="v1", upload_id="u1", path=path, size=size,
-                         content_type="text/plain", chunk_size=4, bucket="b", key="k",
-                         created_at=1, expires_at=2)
+    return PendingUpload(
+        file_id=file_id,
+        version="v1",
+        upload_id="u1",
+        path=path,
+        size=size,
+        content_type="text/plain",
+        chunk_size=4,
+        bucket="b",
+        key="k",
+        created_at=1,
+        expires_at=2,
+    )
 
 
 def _meta(file_id: str, path: str = "n", seq: int = 1) -> FileRecord:
-    return FileRecord(file_id=file_id, version="v1", path=path, size=10,
-                      content_type="text/plain", etag="e", last_modified=5, chunk_size=4,
-                      bucket="b", key="k", seq=seq, published_seq=seq)
+    return FileRecord(
+        file_id=file_id,
+        version="v1",
+        path=path,
+        size=10,
+        content_type="text/plain",
+        etag="e",
+        last_modified=5,
+        chunk_size=4,
+        bucket="b",
+        key="k",
+        seq=seq,
+        published_seq=seq,
+    )
 
 
 def test_node_roundtrip_and_conflicting_create(registry: NodeRegistry) -> None:
@@ -63,18 +92,42 @@ def test_node_roundtrip_and_conflicting_create(registry: NodeRegistry) -> None:
 def test_heartbeat_updates_and_dead_nodes_are_refused(registry: NodeRegistry) -> None:
     node = _node()
     registry.create(node)
-    beat = registry.heartbeat(node.node_id, used_bytes=3, free_bytes=97, capacity_bytes=100,
-                              load=0.75, hot_files=[], now=50, expires_at=500)
+    beat = registry.heartbeat(
+        node.node_id,
+        used_bytes=3,
+        free_bytes=97,
+        capacity_bytes=100,
+        load=0.75,
+        hot_files=[],
+        now=50,
+        expires_at=500,
+    )
     assert (beat.used_bytes, beat.load, beat.last_heartbeat) == (3, 0.75, 50)
     registry.set_status(node.node_id, NODE_DEAD, expected=NODE_ACTIVE)
     with pytest.raises(Conflict):
         registry.set_status(node.node_id, NODE_DEAD, expected=NODE_ACTIVE)
     with pytest.raises(NotFound):
-        registry.heartbeat(node.node_id, used_bytes=0, free_bytes=0, capacity_bytes=0, load=0,
-                           hot_files=[], now=60, expires_at=600)
+        registry.heartbeat(
+            node.node_id,
+            used_bytes=0,
+            free_bytes=0,
+            capacity_bytes=0,
+            load=0,
+            hot_files=[],
+            now=60,
+            expires_at=600,
+        )
     with pytest.raises(NotFound):
-        registry.heartbeat(new_id(), used_bytes=0, free_bytes=0, capacity_bytes=0, load=0,
-                           hot_files=[], now=60, expires_at=600)
+        registry.heartbeat(
+            new_id(),
+            used_bytes=0,
+            free_bytes=0,
+            capacity_bytes=0,
+            load=0,
+            hot_files=[],
+            now=60,
+            expires_at=600,
+        )
 
 
 def test_publish_makes_a_file_visible_exactly_once(catalog: ChunkCatalog) -> None:
@@ -141,8 +194,7 @@ def test_a_tombstone_frees_the_path(catalog: ChunkCatalog) -> None:
 
 def test_replicas_are_recorded_once_and_indexed_by_node(catalog: ChunkCatalog) -> None:
     file_id, node_id = new_id(), new_id()
-    replica = ReplicaRecord(file_id=file_id, version="v1", index=2, node_id=node_id,
-                            created_at=9)
+    replica = ReplicaRecord(file_id=file_id, version="v1", index=2, node_id=node_id, created_at=9)
     assert catalog.put_replica(replica) is True
     assert catalog.put_replica(replica) is False
     assert catalog.replicas_on_node(node_id) == [replica]
@@ -151,10 +203,28 @@ def test_replicas_are_recorded_once_and_indexed_by_node(catalog: ChunkCatalog) -
 
 def test_work_is_taken_exactly_once(catalog: ChunkCatalog) -> None:
     node_id = new_id()
-    live = WorkItem(node_id=node_id, work_id=new_id(), kind="warm", file_id=new_id(),
-                    version="v", chunk_index=0, task_token="t", created_at=1, expires_at=10**10)
-    expired = WorkItem(node_id=node_id, work_id=new_id(), kind="warm", file_id=new_id(),
-                       version="v", chunk_index=0, task_token="t", created_at=1, expires_at=5)
+    live = WorkItem(
+        node_id=node_id,
+        work_id=new_id(),
+        kind="warm",
+        file_id=new_id(),
+        version="v",
+        chunk_index=0,
+        task_token="t",
+        created_at=1,
+        expires_at=10**10,
+    )
+    expired = WorkItem(
+        node_id=node_id,
+        work_id=new_id(),
+        kind="warm",
+        file_id=new_id(),
+        version="v",
+        chunk_index=0,
+        task_token="t",
+        created_at=1,
+        expires_at=5,
+    )
     catalog.put_work(live)
     catalog.put_work(expired)
     assert catalog.pending_work(node_id, now=100) == [live]

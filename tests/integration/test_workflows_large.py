@@ -43,25 +43,37 @@ def limits_on() -> Iterator[None]:
 
 
 def _items(stack: Any, file_id: str, prefix: str) -> list[dict[str, Any]]:
-    pages = boto3.client("dynamodb").get_paginator("query").paginate(
-        TableName=stack.env["FSNODE_CHUNKS_TABLE"],
-        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
-        ExpressionAttributeValues={":p": {"S": file_pk(file_id)}, ":s": {"S": prefix}})
+    pages = (
+        boto3.client("dynamodb")
+        .get_paginator("query")
+        .paginate(
+            TableName=stack.env["FSNODE_CHUNKS_TABLE"],
+            KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+            ExpressionAttributeValues={":p": {"S": file_pk(file_id)}, ":s": {"S": prefix}},
+        )
+    )
     return [item for page in pages for item in page["Items"]]
 
 
 def _upload(api: Any, data: bytes, chunk: int) -> dict[str, Any]:
-    body = {"path": unique_path("large.bin"), "size": len(data),
-            "content_type": "application/octet-stream",
-            "chunk_sha256": [hashlib.sha256(data[i:i + chunk]).hexdigest()
-                             for i in range(0, len(data), chunk)],
-            "part_sha256": [hashlib.sha256(data[p.offset:p.offset + p.length]).hexdigest()
-                            for p in part_layout(len(data), chunk)]}
+    body = {
+        "path": unique_path("large.bin"),
+        "size": len(data),
+        "content_type": "application/octet-stream",
+        "chunk_sha256": [
+            hashlib.sha256(data[i : i + chunk]).hexdigest() for i in range(0, len(data), chunk)
+        ],
+        "part_sha256": [
+            hashlib.sha256(data[p.offset : p.offset + p.length]).hexdigest()
+            for p in part_layout(len(data), chunk)
+        ],
+    }
     init = api.call("POST", "/files", json.dumps(body).encode())
     assert init.status_code == 200, init.body[:300]
     started: dict[str, Any] = init.json_body
-    done = api.call("POST", f"/files/{started['file_id']}/complete",
-                    {"parts": _send(started, [], data)})
+    done = api.call(
+        "POST", f"/files/{started['file_id']}/complete", {"parts": _send(started, [], data)}
+    )
     assert done.status_code == 200, done.body[:300]
     return started
 
@@ -86,8 +98,13 @@ def _assert_small(machines: Any, arn: str, status: dict[str, Any]) -> None:
 
 @pytest.mark.timeout(1200)
 def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
-        cp_api: Any, cp_stack: Any, machines: Any, isolated: Any, limits_on: None,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    cp_api: Any,
+    cp_stack: Any,
+    machines: Any,
+    isolated: Any,
+    limits_on: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from chalicelib import aws, prune, replication
 
     catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
@@ -96,8 +113,11 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
     # 1 KiB chunks; upload completion replicates every chunk (not only the first few).
     # The simulated edges answer a heartbeat's work one item after another on a shared
     # machine: a warm may wait its turn longer than the 5 s the other tests allow.
-    values = {"FSNODE_CHUNK_SIZE": str(SMALL_CHUNK), "FSNODE_WARM_TIMEOUT": str(WAIT),
-              "FSNODE_REPLICATION_FIRST_CHUNKS": str(CHUNKS)}
+    values = {
+        "FSNODE_CHUNK_SIZE": str(SMALL_CHUNK),
+        "FSNODE_WARM_TIMEOUT": str(WAIT),
+        "FSNODE_REPLICATION_FIRST_CHUNKS": str(CHUNKS),
+    }
     machines.configure(**values)  # the functions' environment (the in-process dispatch
     for name, value in values.items():  # sets it), and this process's
         monkeypatch.setenv(name, value)
@@ -112,14 +132,14 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
     assert status["status"] == "SUCCEEDED", status
     output = json.loads(status["output"])
     batches = -(-CHUNKS // replication.MAX_BATCH_CHUNKS)
-    assert (output["batches"], output["chunks"], output["replicated"]) == (
-        batches, CHUNKS, CHUNKS)
+    assert (output["batches"], output["chunks"], output["replicated"]) == (batches, CHUNKS, CHUNKS)
     assert output["under_replicated_chunks"] == 0 and output["under_replicated"] == []
     _assert_small(machines, upload_arn, status)
     # One work item per batch per edge, each verified chunk by chunk.
     assert sorted(len(w["chunks"]) for w in a.done) == sorted(
         min(replication.MAX_BATCH_CHUNKS, CHUNKS - i)
-        for i in range(0, CHUNKS, replication.MAX_BATCH_CHUNKS))
+        for i in range(0, CHUNKS, replication.MAX_BATCH_CHUNKS)
+    )
     assert _holders(catalog, file_id) == {a.node_id: CHUNKS, b.node_id: CHUNKS}
     # Replica facts: one item per block of 4,096 chunks per node, far under 400 KB.
     replicas = _items(cp_stack, file_id, f"replica#{version}#")
@@ -133,8 +153,11 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
     assert swept["marked_dead"] == [a.node_id]
     assert swept["lost_replicas"] == {a.node_id: CHUNKS}
     assert catalog.replicas_on_node(a.node_id) == []
-    loss = [e for e in machines.executions(machines.replicate)
-            if e["name"].startswith("replicate-loss-")]
+    loss = [
+        e
+        for e in machines.executions(machines.replicate)
+        if e["name"].startswith("replicate-loss-")
+    ]
     assert len(loss) == 1
     status = machines.wait(loss[0]["executionArn"], pump([b]), timeout=WAIT)
     assert status["status"] == "SUCCEEDED", status
@@ -153,8 +176,9 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
     c.beat()
     hot = prune.run()["hot_replications"]
     assert hot == [file_id]
-    hot_runs = [e for e in machines.executions(machines.replicate)
-                if e["name"].startswith("replicate-hot-")]
+    hot_runs = [
+        e for e in machines.executions(machines.replicate) if e["name"].startswith("replicate-hot-")
+    ]
     status = machines.wait(hot_runs[0]["executionArn"], pump([b, c]), timeout=WAIT)
     assert status["status"] == "SUCCEEDED", status
     output = json.loads(status["output"])
@@ -170,7 +194,8 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
     output = json.loads(status["output"])
     assert output["evicted"] == sorted([b.node_id, c.node_id])
     assert [(w["kind"], w["chunk_index"]) for w in c.done if w["kind"] == "evict"] == [
-        ("evict", -1)]
+        ("evict", -1)
+    ]
     assert _items(cp_stack, file_id, "meta") == []
     assert _items(cp_stack, file_id, "replica#") == []
 
@@ -178,24 +203,37 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
 def _stale(registry: NodeRegistry, node_id: str, seconds: int) -> None:
     """The node's last heartbeat ``seconds`` ago, as if it stopped beating then."""
     now = int(time.time()) - seconds
-    registry.heartbeat(node_id, used_bytes=0, free_bytes=1, capacity_bytes=1, load=0.0,
-                       hot_files=[], now=now, expires_at=now + 10_000)
+    registry.heartbeat(
+        node_id,
+        used_bytes=0,
+        free_bytes=1,
+        capacity_bytes=1,
+        load=0.0,
+        hot_files=[],
+        now=now,
+        expires_at=now + 10_000,
+    )
 
 
-def test_one_state_entry_per_chunk_is_refused_at_50000_chunks(
-        cp_env: Any, limits_on: None) -> None:
+def test_one_state_entry_per_chunk_is_refused_at_50000_chunks(cp_env: Any, limits_on: None) -> None:
     """The shape replication had before batches: a plan listing every chunk is over
     Step Functions' 256 KiB of state, and the local stack fails it as AWS does."""
     sfn = boto3.client("stepfunctions")
     per_chunk = [{"chunk_index": i, "node_id": "", "tried": []} for i in range(CHUNKS)]
     assert len(json.dumps(per_chunk)) > aws_limits.STATES_PAYLOAD_BYTES
-    definition = {"StartAt": "Plan", "States": {
-        "Plan": {"Type": "Pass", "Result": {"chunks": list(range(CHUNKS))}, "End": True}}}
+    definition = {
+        "StartAt": "Plan",
+        "States": {
+            "Plan": {"Type": "Pass", "Result": {"chunks": list(range(CHUNKS))}, "End": True}
+        },
+    }
     _enable_execution(cp_env.endpoint, True)  # moto's interpreter keeps its own machines
     try:
         arn = sfn.create_state_machine(
-            name=f"fsnode-per-chunk-{os.urandom(4).hex()}", definition=json.dumps(definition),
-            roleArn="arn:aws:iam::123456789012:role/fsnode-sfn")["stateMachineArn"]
+            name=f"fsnode-per-chunk-{os.urandom(4).hex()}",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::123456789012:role/fsnode-sfn",
+        )["stateMachineArn"]
         execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
         deadline = time.monotonic() + WAIT
         described = sfn.describe_execution(executionArn=execution)
@@ -214,6 +252,8 @@ def test_one_state_entry_per_chunk_is_refused_at_50000_chunks(
 def _enable_execution(endpoint: str, on: bool) -> None:
     import requests
 
-    requests.post(f"{endpoint}/moto-api/config",
-                  json={"stepfunctions": {"execute_state_machine": on}},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{endpoint}/moto-api/config",
+        json={"stepfunctions": {"execute_state_machine": on}},
+        timeout=10,
+    ).raise_for_status()

@@ -33,8 +33,17 @@ def test_least_loaded_takes_the_emptiest() -> None:
 
 
 def test_simulation_counts_are_sane() -> None:
-    params = SimParams(nodes=10, files=200, requests=500, streams_per_node=4, cache_files=5,
-                       churn_events=2, samples=20, verify_every=0, time_limit=30)
+    params = SimParams(
+        nodes=10,
+        files=200,
+        requests=500,
+        streams_per_node=4,
+        cache_files=5,
+        churn_events=2,
+        samples=20,
+        verify_every=0,
+        time_limit=30,
+    )
     result = simulate(LeastLoaded(), params)
     assert result.requests == 500
     assert 0.0 <= result.hit_ratio <= 1.0
@@ -44,8 +53,17 @@ def test_simulation_counts_are_sane() -> None:
 def test_the_simulated_placement_is_the_projects_and_keeps_the_bound() -> None:
     # Every decision checked against placement.choose; no churn, so after warm-up
     # the mean is exactly 8 open streams per node and the bound allows 10.
-    params = SimParams(nodes=12, files=300, requests=600, streams_per_node=8, cache_files=5,
-                       churn_events=0, samples=40, verify_every=1, time_limit=30)
+    params = SimParams(
+        nodes=12,
+        files=300,
+        requests=600,
+        streams_per_node=8,
+        cache_files=5,
+        churn_events=0,
+        samples=40,
+        verify_every=1,
+        time_limit=30,
+    )
     project = ProjectPlacement(placement, params.verify_every)
     result = simulate(project, params)
     assert project.checked == result.requests == 600

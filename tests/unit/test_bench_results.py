@@ -32,9 +32,17 @@ def test_json_rows(tmp_path: Path) -> None:
     rows = [Row("a", 1.0, 2.0, Goal("ratio", "<=", 1.5), unit="s"), Row.skip("b", "why")]
     path = write_json(rows, tmp_path / "out" / "latest.json")
     data = json.loads(path.read_text())
-    assert data[0] == {"name": "a", "value": 1.0, "reference": 2.0, "ratio": 0.5,
-                       "goal": "ratio <= 1.5", "met": True, "unit": "s", "note": "",
-                       "skipped": None}
+    assert data[0] == {
+        "name": "a",
+        "value": 1.0,
+        "reference": 2.0,
+        "ratio": 0.5,
+        "goal": "ratio <= 1.5",
+        "met": True,
+        "unit": "s",
+        "note": "",
+        "skipped": None,
+    }
     assert data[1]["value"] is None and data[1]["skipped"] == "why"
 
 

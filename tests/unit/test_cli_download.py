@@ -60,13 +60,16 @@ class Handler(BaseHTTPRequestHandler):
             etag = '"v2"' if path == "/flip" and Handler.hits[path] > 1 else Handler.etag
             wanted = self.headers.get("If-Match")
             if path == "/edge" and wanted is not None and wanted != etag:
-                self._send(412, b'{"error": {"code": "precondition_failed"}}',
-                           "application/json")
+                self._send(412, b'{"error": {"code": "precondition_failed"}}', "application/json")
                 return
             first, last = self.headers["Range"].removeprefix("bytes=").split("-")
             body = DATA[int(first) : int(last) + 1]
-            self._send(206, body, "application/octet-stream", {
-                "ETag": etag, "Content-Range": f"bytes {first}-{last}/{len(DATA)}"})
+            self._send(
+                206,
+                body,
+                "application/octet-stream",
+                {"ETag": etag, "Content-Range": f"bytes {first}-{last}/{len(DATA)}"},
+            )
         else:
             self._send(
                 404, b'{"error": {"code": "not_found", "message": "no"}}', "application/json"
@@ -77,13 +80,17 @@ class Handler(BaseHTTPRequestHandler):
             return Handler.plan
         offset = int(dict(p.split("=") for p in query.split("&") if p).get("offset", "0"))
         first = offset // CHUNK
-        chunks = Handler.plan["chunks"][first:first + Handler.page_chunks]
+        chunks = Handler.plan["chunks"][first : first + Handler.page_chunks]
         after = (first + len(chunks)) * CHUNK
-        return {**Handler.plan, "chunks": chunks,
-                "next_offset": after if after < len(DATA) else None}
+        return {
+            **Handler.plan,
+            "chunks": chunks,
+            "next_offset": after if after < len(DATA) else None,
+        }
 
-    def _send(self, status: int, body: bytes, content_type: str,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -225,9 +232,7 @@ def test_a_plan_in_pages_is_read_whole(server: str, dead_url: str, tmp_path: Pat
     assert Handler.hits[f"/files/{FILE_ID}/plan"] == 2
 
 
-def test_a_share_download_asks_for_the_first_answers_version(
-    server: str, tmp_path: Path
-) -> None:
+def test_a_share_download_asks_for_the_first_answers_version(server: str, tmp_path: Path) -> None:
     out = tmp_path / "share.bin"
     result = download_share(f"{server}/share", out, ca_cert=None, workers=2, timeout=5)
     assert out.read_bytes() == DATA and result.size == len(DATA)
@@ -252,15 +257,13 @@ def test_a_share_replaced_mid_download_is_an_error_not_a_mixed_file(
 
     monkeypatch.setattr(download, "_fetch_piece", replace_after_first)
     with pytest.raises(VersionChanged):
-        download_share(f"{server}/share", tmp_path / "a.bin", ca_cert=None, workers=1,
-                       timeout=5)
+        download_share(f"{server}/share", tmp_path / "a.bin", ca_cert=None, workers=1, timeout=5)
     assert not (tmp_path / "a.bin").exists()
     # A server that ignores If-Match: the answer's other ETag is caught all the same.
     monkeypatch.setattr(download, "_fetch_piece", real)
     Handler.etag = '"v1"'  # /flip answers this first, then v2
     with pytest.raises(VersionChanged):
-        download_share(f"{server}/flip", tmp_path / "b.bin", ca_cert=None, workers=1,
-                       timeout=5)
+        download_share(f"{server}/flip", tmp_path / "b.bin", ca_cert=None, workers=1, timeout=5)
     assert not (tmp_path / "b.bin").exists()
 
 

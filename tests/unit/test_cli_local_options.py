@@ -13,7 +13,9 @@ def test_settings_flags_parse() -> None:
     assert local._setting("A=b=c") == ("A", "b=c")
     flags = ["edge-3:FSNODE_FAULT_WARM_FAILURES=3", "edge-3:X=", "edge-1:Y=1"]
     assert local._edge_settings(flags) == {
-        "edge-3": {"FSNODE_FAULT_WARM_FAILURES": "3", "X": ""}, "edge-1": {"Y": "1"}}
+        "edge-3": {"FSNODE_FAULT_WARM_FAILURES": "3", "X": ""},
+        "edge-1": {"Y": "1"},
+    }
 
 
 @pytest.mark.parametrize("raw", ["FSNODE_X", "=1"])

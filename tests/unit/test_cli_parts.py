@@ -75,10 +75,13 @@ def test_file_hashes_match_the_control_planes_chunk_and_part_layout(
     path = tmp_path / "f"
     path.write_bytes(data)
     chunks, parts = file_hashes(path, CHUNK, PART)
-    assert chunks == [hashlib.sha256(data[i:i + CHUNK]).hexdigest()
-                      for i in range(0, size, CHUNK)]
-    assert parts == [hashlib.sha256(data[s.offset:s.offset + s.length]).hexdigest()
-                     for s in part_layout(size, CHUNK)]
+    assert chunks == [
+        hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, size, CHUNK)
+    ]
+    assert parts == [
+        hashlib.sha256(data[s.offset : s.offset + s.length]).hexdigest()
+        for s in part_layout(size, CHUNK)
+    ]
 
 
 def test_file_hashes_refuse_parts_that_are_not_whole_chunks(tmp_path: Path) -> None:
@@ -141,7 +144,9 @@ def test_import_needs_an_s3_address(capsys: pytest.CaptureFixture[str]) -> None:
     ],
 )
 def test_what_a_user_can_fix_is_one_clean_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: Exception,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    raised: Exception,
     code: str,
 ) -> None:
     def failing(args: Any) -> int:

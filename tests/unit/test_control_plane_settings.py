@@ -13,8 +13,11 @@ from fsnode_core.settings_env import SettingError
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
 from chalicelib.settings import Settings
 
-RESOURCES = {"FSNODE_NODES_TABLE": "nodes", "FSNODE_CHUNKS_TABLE": "chunks",
-             "FSNODE_BUCKET": "origin"}
+RESOURCES = {
+    "FSNODE_NODES_TABLE": "nodes",
+    "FSNODE_CHUNKS_TABLE": "chunks",
+    "FSNODE_BUCKET": "origin",
+}
 
 
 def test_unset_variables_take_the_schemas_defaults() -> None:
@@ -30,12 +33,20 @@ def test_unset_variables_take_the_schemas_defaults() -> None:
 
 def test_what_cdk_writes_the_functions_read_back() -> None:
     chosen = ControlPlaneOptions(
-        chunk_size=8 * 1024 * 1024, replication_strategy="sync", replication_sync_timeout=12.5,
-        heartbeat_interval=20, heartbeat_timeout=90, retire_grace_seconds=0,
-        public_url="https://cdn.example.com", import_buckets=("media-a", "media-b"),
+        chunk_size=8 * 1024 * 1024,
+        replication_strategy="sync",
+        replication_sync_timeout=12.5,
+        heartbeat_interval=20,
+        heartbeat_timeout=90,
+        retire_grace_seconds=0,
+        public_url="https://cdn.example.com",
+        import_buckets=("media-a", "media-b"),
     )
-    env = {**RESOURCES, **chosen.to_env(),
-           env_name("import_buckets"): ",".join(chosen.import_buckets)}
+    env = {
+        **RESOURCES,
+        **chosen.to_env(),
+        env_name("import_buckets"): ",".join(chosen.import_buckets),
+    }
     read = Settings.from_env(env)
     for field in dataclasses.fields(ControlPlaneOptions):
         assert getattr(read, field.name) == getattr(chosen, field.name), field.name

@@ -376,8 +376,15 @@ class HeadFirstOrigin(Origin):
         self.head_go.set()
         self.asked: list[int] = []
 
-    async def read_into(self, bucket: str, key: str, offset: int, view: memoryview,
-                        progress: Callable[[int], None], **kwargs: Any) -> None:
+    async def read_into(
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        view: memoryview,
+        progress: Callable[[int], None],
+        **kwargs: Any,
+    ) -> None:
         self.asked.append(offset)
         await (self.head_go if offset == self.head else self.others).wait()
         await super().read_into(bucket, key, offset, view, progress, **kwargs)
@@ -486,8 +493,9 @@ async def test_read_ahead_and_warm_fills_keep_the_even_layout(tmp_path: Path) ->
     await cache.ensure(manifest, 1)
     assert cache.prefetch(manifest, 2)
     await cache.idle()
-    assert sorted(origin.calls) == [(base + i * 250, 250) for base in (1000, 2000)
-                                    for i in range(4)]
+    assert sorted(origin.calls) == [
+        (base + i * 250, 250) for base in (1000, 2000) for i in range(4)
+    ]
     # A reader at a chunk's start still gets a short first GET of its own.
     async with cache.lease(manifest, 0, offset=0) as lease:
         assert b"".join([bytes(b) async for b in lease.blocks(0, CHUNK)]) == DATA[:CHUNK]

@@ -63,11 +63,19 @@ class ControlPlane:
         m = self.served
         joined = join_digests(self.hashes) if self.hashes else None
         return VersionManifest(
-            file_id=m.file_id, version=m.version, path=m.path, size=m.size,
-            chunk_size=m.chunk_size, content_type=m.content_type, etag=m.etag,
-            last_modified=m.last_modified, source=SOURCE_IMPORT,
-            origin=Where(m.bucket, m.key, None, "abc"), chunk_sha256=joined,
-            chunks_sha256=chunks_digest(joined) if joined else None)
+            file_id=m.file_id,
+            version=m.version,
+            path=m.path,
+            size=m.size,
+            chunk_size=m.chunk_size,
+            content_type=m.content_type,
+            etag=m.etag,
+            last_modified=m.last_modified,
+            source=SOURCE_IMPORT,
+            origin=Where(m.bucket, m.key, None, "abc"),
+            chunk_sha256=joined,
+            chunks_sha256=chunks_digest(joined) if joined else None,
+        )
 
     async def manifest(self, file_id: str, version: str) -> VersionManifest | None:
         return await self.manifest_of()

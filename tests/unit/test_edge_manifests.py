@@ -70,8 +70,14 @@ def digests(data: bytes = DATA) -> list[str]:
 
 def version_manifest(file_id: str, version: str, *, hashed: bool = True) -> VersionManifest:
     return VersionManifest(
-        file_id=file_id, version=version, path=f"media/{file_id}.mp4", size=len(DATA),
-        chunk_size=CHUNK, content_type="video/mp4", etag="abc", last_modified=1_700_000_000,
+        file_id=file_id,
+        version=version,
+        path=f"media/{file_id}.mp4",
+        size=len(DATA),
+        chunk_size=CHUNK,
+        content_type="video/mp4",
+        etag="abc",
+        last_modified=1_700_000_000,
         source=SOURCE_UPLOAD if hashed else SOURCE_IMPORT,
         origin=Origin("b", f"files/{file_id}/{version}", None, None if hashed else "abc"),
         chunk_sha256=join_digests(digests()) if hashed else None,
@@ -94,13 +100,15 @@ class Bucket:
         self._open.set()
         self._seq = 0
 
-    def publish(self, file_id: str, version: str, *, hashed: bool = True,
-                expires_at: int | None = None) -> VersionManifest:
+    def publish(
+        self, file_id: str, version: str, *, hashed: bool = True, expires_at: int | None = None
+    ) -> VersionManifest:
         manifest = version_manifest(file_id, version, hashed=hashed)
         self.manifests[(file_id, version)] = manifest
         self._seq += 1
-        self.heads[file_id] = Head(file_id, manifest.path, STATUS_READY, version, self._seq,
-                                   expires_at, 0)
+        self.heads[file_id] = Head(
+            file_id, manifest.path, STATUS_READY, version, self._seq, expires_at, 0
+        )
         return manifest
 
     def delete(self, file_id: str) -> None:
@@ -299,8 +307,9 @@ async def test_an_import_picks_up_its_hashes_and_keeps_what_the_edge_learned(
     assert again.chunks[0].sha256 == digests()[0]
     # The hashing job has run: the next head read brings the manifest's hashes.
     hashed = version_manifest(file_id, V1)
-    bucket.manifests[(file_id, V1)] = replace(hashed, source=SOURCE_IMPORT,
-                                              origin=bucket.manifests[(file_id, V1)].origin)
+    bucket.manifests[(file_id, V1)] = replace(
+        hashed, source=SOURCE_IMPORT, origin=bucket.manifests[(file_id, V1)].origin
+    )
     clock.now += MAX_AGE
     await store.get(file_id, V1)
     await until(lambda: bucket.manifest_reads == 3)
@@ -315,7 +324,10 @@ def test_the_served_manifest_is_laid_out_from_the_published_one() -> None:
     file_id = new_id()
     manifest = Manifest.from_published(version_manifest(file_id, V1))
     assert [(c.index, c.offset, c.length) for c in manifest.chunks] == [
-        (0, 0, 1000), (1, 1000, 1000), (2, 2000, 560)]
+        (0, 0, 1000),
+        (1, 1000, 1000),
+        (2, 2000, 560),
+    ]
     assert [c.sha256 for c in manifest.chunks] == digests()
     assert manifest.origin_etag is None  # an upload's key is written once: no pin
     assert manifest.key == f"files/{file_id}/{V1}"

@@ -44,8 +44,11 @@ LISTED = """<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"><Period><AdaptationSet>
 
 
 def test_hls_media_playlists_name_the_init_segment_then_the_segments() -> None:
-    assert media_segments("v/index.m3u8", HLS, 3) == ["init_0.mp4", "seg_0_000.m4s",
-                                                      "seg_0_001.m4s"]
+    assert media_segments("v/index.m3u8", HLS, 3) == [
+        "init_0.mp4",
+        "seg_0_000.m4s",
+        "seg_0_001.m4s",
+    ]
     assert media_segments("v/index.m3u8", HLS, 10)[-1] == "seg_0_002.m4s"
     assert media_segments("v/index.m3u8", HLS, 0) == []
 
@@ -57,8 +60,11 @@ def test_master_and_other_texts_name_no_segment(text: str) -> None:
 
 def test_dash_templates_and_lists() -> None:
     assert media_segments("s/manifest.mpd", DASH, 4) == [
-        "init-stream0.m4s", "chunk-stream0-00001.m4s", "chunk-stream0-00002.m4s",
-        "chunk-stream0-00003.m4s"]
+        "init-stream0.m4s",
+        "chunk-stream0-00001.m4s",
+        "chunk-stream0-00002.m4s",
+        "chunk-stream0-00003.m4s",
+    ]
     assert media_segments("s/manifest.mpd", LISTED, 5) == ["a/init.mp4", "a/1.m4s", "a/2.m4s"]
     assert media_segments("s/manifest.mpd", "<MPD", 5) == []  # malformed
 
@@ -97,7 +103,11 @@ def test_types_and_cache_lifetimes_by_kind() -> None:
     assert cache_control("a/x.ts", soon, revalidate=True) == "private, no-cache"
     long = int(cache_control("a/x.ts", soon, revalidate=False).rpartition("=")[2])
     assert 95 <= long <= 100  # never past the share's expiry
-    assert cache_control("a/x.ts", int(time.time()) + 10**9, revalidate=False) == \
-        "private, max-age=604800"
+    assert (
+        cache_control("a/x.ts", int(time.time()) + 10**9, revalidate=False)
+        == "private, max-age=604800"
+    )
     assert cache_control("a/x.m3u8", int(time.time()) + 1, revalidate=False) in (
-        "private, max-age=1", "private, max-age=0")
+        "private, max-age=1",
+        "private, max-age=0",
+    )

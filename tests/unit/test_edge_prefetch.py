@@ -47,10 +47,19 @@ class Bucket:
         file_id = new_id()
         digest = hashlib.sha256(TEXT).hexdigest()
         published = VersionManifest(
-            file_id=file_id, version=VERSION, path=path, size=len(TEXT), chunk_size=1000,
-            content_type="video/mp2t", etag="e", last_modified=0, source=SOURCE_UPLOAD,
-            origin=Origin("b", f"files/{file_id}/{VERSION}"), chunk_sha256=digest,
-            chunks_sha256=chunks_digest(digest))
+            file_id=file_id,
+            version=VERSION,
+            path=path,
+            size=len(TEXT),
+            chunk_size=1000,
+            content_type="video/mp2t",
+            etag="e",
+            last_modified=0,
+            source=SOURCE_UPLOAD,
+            origin=Origin("b", f"files/{file_id}/{VERSION}"),
+            chunk_sha256=digest,
+            chunks_sha256=chunks_digest(digest),
+        )
         self.manifests[file_id] = published
         self.heads[file_id] = Head(file_id, path, STATUS_READY, VERSION, 1, None, 0)
         self.keys.append(tree_key(path, 1, file_id, VERSION))
@@ -73,9 +82,7 @@ async def until(condition: object) -> None:
 
 @pytest.mark.parametrize("concurrency", [1, 2])
 @run_async
-async def test_fills_across_playlists_stay_within_the_cap(
-    tmp_path: Path, concurrency: int
-) -> None:
+async def test_fills_across_playlists_stay_within_the_cap(tmp_path: Path, concurrency: int) -> None:
     bucket = Bucket()
     playlists = []
     for folder in ("a/", "b/", "c/"):
@@ -87,8 +94,9 @@ async def test_fills_across_playlists_stay_within_the_cap(
     await cache.open()
     manifests = ManifestStore(bucket)  # type: ignore[arg-type]
     folders = FolderIndex(bucket)  # type: ignore[arg-type]
-    prefetch = PlaylistPrefetch(cache, manifests, folders,
-                                PrefetchConfig(segments=3, concurrency=concurrency))
+    prefetch = PlaylistPrefetch(
+        cache, manifests, folders, PrefetchConfig(segments=3, concurrency=concurrency)
+    )
     for _folder, playlist in playlists:
         await cache.ensure(playlist, 0)  # the playlists were just served
     served = len(origin.calls)

@@ -67,8 +67,9 @@ class QuietCache:
         return []
 
 
-def run_loop(script: list[FsnodeError | str], *, beats: int,
-             reregister_fails: bool = False) -> tuple[list[float], int]:
+def run_loop(
+    script: list[FsnodeError | str], *, beats: int, reregister_fails: bool = False
+) -> tuple[list[float], int]:
     """Run the real loop for ``beats`` beats; the pauses it chose and re-registrations."""
     client = ScriptedClient(script)
     delays: list[float] = []
@@ -280,8 +281,11 @@ def test_a_key_reused_with_other_details_is_rotated_not_retried_forever(
     reason, and the edge registers with a new key instead of retrying the old one."""
 
     async def reused(request: web.Request) -> web.Response:
-        error = {"code": "conflict", "message": "reused",
-                 "details": {"reason": IDEMPOTENCY_KEY_REUSED}}
+        error = {
+            "code": "conflict",
+            "message": "reused",
+            "details": {"reason": IDEMPOTENCY_KEY_REUSED},
+        }
         return web.json_response({"error": error}, status=409)
 
     async def scenario() -> str:

@@ -24,9 +24,7 @@ async def _pair(send_buffer: int | None = None) -> tuple[asyncio.Transport, sock
     if send_buffer is not None:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     theirs.setblocking(False)
-    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
-        asyncio.Protocol, ours
-    )
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(asyncio.Protocol, ours)
     return transport, theirs  # type: ignore[return-value]
 
 
@@ -51,8 +49,7 @@ def chunk_fd(tmp_path: Path) -> Iterator[int]:
 
 
 @pytest.mark.parametrize("send_buffer", [None, 4096], ids=["roomy", "full-socket"])
-async def test_a_range_arrives_whole_and_in_order(chunk_fd: int,
-                                                  send_buffer: int | None) -> None:
+async def test_a_range_arrives_whole_and_in_order(chunk_fd: int, send_buffer: int | None) -> None:
     offset, count = 12_345, len(DATA) - 20_000
 
     handed_to_loop: list[int] = []

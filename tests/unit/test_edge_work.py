@@ -30,9 +30,11 @@ class FakeCache:
 
 class FakeManifests:
     def __init__(self, cached_version: str | None) -> None:
-        self.cached = (SimpleNamespace(version=cached_version,
-                                       chunks=[SimpleNamespace(sha256=None)] * 3)
-                       if cached_version else None)
+        self.cached = (
+            SimpleNamespace(version=cached_version, chunks=[SimpleNamespace(sha256=None)] * 3)
+            if cached_version
+            else None
+        )
         self.forgotten: list[str] = []
 
     async def get(self, file_id: str, version: str) -> Any:
@@ -46,14 +48,27 @@ class FakeManifests:
 
 
 def _loop(cache: FakeCache, manifests: FakeManifests, faults: WorkFaults) -> HeartbeatLoop:
-    return HeartbeatLoop(client=None, cache=cache, manifests=manifests, keys=None,  # type: ignore[arg-type]
-                         metrics=None, capacity_bytes=1, interval=1.0,  # type: ignore[arg-type]
-                         reregister=None, faults=faults)  # type: ignore[arg-type]
+    return HeartbeatLoop(
+        client=None,
+        cache=cache,
+        manifests=manifests,
+        keys=None,  # type: ignore[arg-type]
+        metrics=None,
+        capacity_bytes=1,
+        interval=1.0,  # type: ignore[arg-type]
+        reregister=None,
+        faults=faults,
+    )  # type: ignore[arg-type]
 
 
 def _warm(index: int, chunks: list[int] | None = None) -> dict[str, Any]:
-    return {"kind": "warm", "file_id": FILE, "version": "v1", "chunk_index": index,
-            "chunks": chunks or [index]}
+    return {
+        "kind": "warm",
+        "file_id": FILE,
+        "version": "v1",
+        "chunk_index": index,
+        "chunks": chunks or [index],
+    }
 
 
 def test_injected_warm_failures_count_per_chunk() -> None:
@@ -70,8 +85,14 @@ def test_injected_warm_failures_count_per_chunk() -> None:
         return outcomes
 
     # Chunk 1's failures are its own: chunk 0's attempts do not use them up.
-    assert asyncio.run(run()) == ["failed", "failed", "failed", "verified-0", "failed",
-                                  "verified-1"]
+    assert asyncio.run(run()) == [
+        "failed",
+        "failed",
+        "failed",
+        "verified-0",
+        "failed",
+        "verified-1",
+    ]
     assert cache.warmed == [("v1", 0), ("v1", 1)]
 
 
@@ -105,13 +126,15 @@ def test_an_injected_failure_fails_the_batch_and_counts_for_each_chunk() -> None
 
 
 @pytest.mark.parametrize(("cached", "forgotten"), [("v1", [FILE]), (None, [FILE]), ("v2", [])])
-def test_evict_drops_the_collected_versions_manifest(cached: str | None,
-                                                     forgotten: list[str]) -> None:
+def test_evict_drops_the_collected_versions_manifest(
+    cached: str | None, forgotten: list[str]
+) -> None:
     cache, manifests = FakeCache(), FakeManifests(cached)
     loop = _loop(cache, manifests, WorkFaults())
 
-    answer = asyncio.run(loop.perform({"kind": "evict", "file_id": FILE, "version": "v1",
-                                       "chunk_index": -1}))
+    answer = asyncio.run(
+        loop.perform({"kind": "evict", "file_id": FILE, "version": "v1", "chunk_index": -1})
+    )
 
     assert answer == {"ok": True, "evicted_chunks": 2}
     assert cache.evicted == [(FILE, "v1")]

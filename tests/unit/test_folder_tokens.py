@@ -28,10 +28,14 @@ OTHER = ShareSigner("k1", private_key_from_seed(SEED + "-other"))
 
 _segment = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"),
-    min_size=1, max_size=10,
+    min_size=1,
+    max_size=10,
 ).filter(lambda s: s not in (".", "..") and is_valid_path(s))
-_paths = st.lists(_segment, min_size=1, max_size=4).map("/".join).filter(
-    lambda p: len(p.encode()) <= MAX_PATH_BYTES // 3)
+_paths = (
+    st.lists(_segment, min_size=1, max_size=4)
+    .map("/".join)
+    .filter(lambda p: len(p.encode()) <= MAX_PATH_BYTES // 3)
+)
 
 
 def token(prefix: str = "media/trailer/", **kw: object) -> str:
@@ -43,8 +47,13 @@ def test_round_trip_with_every_field() -> None:
     policy = verify_folder_token(VERIFIER, text, now=NOW, client_ip="::ffff:10.1.2.3")
     assert policy == FolderPolicy("media/trailer/", NOW + 60, "k1", NOW - 5, "10.0.0.0/8")
     payload = base64.urlsafe_b64decode(text.split(".")[0] + "==")
-    assert payload == (b"pfx=media/trailer/\nexp=" + str(NOW + 60).encode()
-                       + b"\nnbf=" + str(NOW - 5).encode() + b"\nip=10.0.0.0/8\nkid=k1")
+    assert payload == (
+        b"pfx=media/trailer/\nexp="
+        + str(NOW + 60).encode()
+        + b"\nnbf="
+        + str(NOW - 5).encode()
+        + b"\nip=10.0.0.0/8\nkid=k1"
+    )
 
 
 def test_covers_by_whole_segments() -> None:
@@ -58,22 +67,25 @@ def test_covers_by_whole_segments() -> None:
     assert folder_path(everything, "") == "" and folder_path(everything, "a/b") == "a/b"
 
 
-@pytest.mark.parametrize("raw", [
-    "media/trailer/../secret.ts",
-    "media/trailer/%2e%2e/secret.ts",
-    "media/trailer/%2E%2e/secret.ts",
-    "media/trailer/./a.ts",
-    "media/trailer/%2e/a.ts",
-    "media/trailer//a.ts",
-    "media/trailer/a%00.ts",
-    "media/trailer/a%0a.ts",
-    "media/trailer/a%2Fb.ts",
-    "media/trailer/a%5Cb.ts",
-    "media/trailer/a\\b.ts",
-    "media/trailer/%zz",
-    "media/trailer/%ff.ts",
-    "media/trailer/..",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "media/trailer/../secret.ts",
+        "media/trailer/%2e%2e/secret.ts",
+        "media/trailer/%2E%2e/secret.ts",
+        "media/trailer/./a.ts",
+        "media/trailer/%2e/a.ts",
+        "media/trailer//a.ts",
+        "media/trailer/a%00.ts",
+        "media/trailer/a%0a.ts",
+        "media/trailer/a%2Fb.ts",
+        "media/trailer/a%5Cb.ts",
+        "media/trailer/a\\b.ts",
+        "media/trailer/%zz",
+        "media/trailer/%ff.ts",
+        "media/trailer/..",
+    ],
+)
 def test_path_tricks_are_refused_with_400(raw: str) -> None:
     policy = verify_folder_token(VERIFIER, token(), now=NOW)
     with pytest.raises(InvalidInput):
@@ -107,18 +119,21 @@ def test_tokens_are_checked() -> None:
         verify_folder_token(VERIFIER, token(ip="10.0.0.0/8"), now=NOW)
 
 
-@pytest.mark.parametrize("payload", [
-    b"pfx=media/\nexp=01\nkid=k1",  # leading zero
-    b"exp=1\npfx=media/\nkid=k1",  # order
-    b"pfx=media/\nexp=1\nkid=k1\n",  # trailing line break
-    b"pfx=media/\nexp=1\nexp=1\nkid=k1",  # twice
-    b"pfx=media/\nexp=1\nkid=k1\nx=1",  # undefined
-    b"pfx=media\nexp=1\nkid=k1",  # not a folder
-    b"pfx=../\nexp=1\nkid=k1",
-    b"pfx=media/\nexp=1\nip=10.0.0.1/8\nkid=k1",  # not canonical
-    b"pfx=media/\nexp=1",  # no kid
-    b"pfx=m\xff/\nexp=1\nkid=k1",  # not UTF-8
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"pfx=media/\nexp=01\nkid=k1",  # leading zero
+        b"exp=1\npfx=media/\nkid=k1",  # order
+        b"pfx=media/\nexp=1\nkid=k1\n",  # trailing line break
+        b"pfx=media/\nexp=1\nexp=1\nkid=k1",  # twice
+        b"pfx=media/\nexp=1\nkid=k1\nx=1",  # undefined
+        b"pfx=media\nexp=1\nkid=k1",  # not a folder
+        b"pfx=../\nexp=1\nkid=k1",
+        b"pfx=media/\nexp=1\nip=10.0.0.1/8\nkid=k1",  # not canonical
+        b"pfx=media/\nexp=1",  # no kid
+        b"pfx=m\xff/\nexp=1\nkid=k1",  # not UTF-8
+    ],
+)
 def test_payloads_parse_strictly(payload: bytes) -> None:
     with pytest.raises(Forbidden):
         parse_payload(payload)
@@ -127,8 +142,11 @@ def test_payloads_parse_strictly(payload: bytes) -> None:
 def test_a_non_canonical_payload_never_verifies_even_when_signed() -> None:
     payload = b"pfx=media/\nexp=0" + str(NOW + 60).encode() + b"\nkid=k1"
     sig = SIGNER.sign_bytes(b"fsnode-share-v2\n" + payload)
-    text = (base64.urlsafe_b64encode(payload).rstrip(b"=").decode() + "."
-            + base64.urlsafe_b64encode(sig).rstrip(b"=").decode())
+    text = (
+        base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+        + "."
+        + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+    )
     with pytest.raises(Forbidden):
         verify_folder_token(VERIFIER, text, now=NOW)
 
@@ -164,7 +182,7 @@ def test_random_tokens_never_verify(junk: bytes) -> None:
 def test_any_flipped_byte_breaks_the_token(position: int, flip: int) -> None:
     text = token()
     index = position % len(text)
-    changed = text[:index] + chr((ord(text[index]) ^ flip) % 128) + text[index + 1:]
+    changed = text[:index] + chr((ord(text[index]) ^ flip) % 128) + text[index + 1 :]
     if changed != text:
         with pytest.raises(Forbidden):
             verify_folder_token(VERIFIER, changed, now=NOW)

@@ -72,8 +72,9 @@ def gateway() -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     release.set()
     server.shutdown()
-    api_gateway.install(timeout_seconds=previous.timeout_seconds,
-                        cache_authorizers=previous.cache_authorizers)
+    api_gateway.install(
+        timeout_seconds=previous.timeout_seconds, cache_authorizers=previous.cache_authorizers
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -96,17 +97,29 @@ def _error(answer: requests.Response, status: int, code: str) -> dict[str, Any]:
 
 def test_a_body_over_10_mb_is_413(gateway: str) -> None:
     body = b"\0" * (aws_limits.API_GATEWAY_PAYLOAD_BYTES + 1)
-    answer = requests.post(f"{gateway}/echo", data=body, timeout=60,
-                           headers={"Content-Type": "application/octet-stream"})
+    answer = requests.post(
+        f"{gateway}/echo",
+        data=body,
+        timeout=60,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     _error(answer, 413, "payload_too_large")
 
 
 def test_a_lambda_event_over_6_mb_is_413_though_under_10_mb(gateway: str) -> None:
-    ok = requests.post(f"{gateway}/echo", data=b"\0" * 1024, timeout=60,
-                       headers={"Content-Type": "application/octet-stream"})
+    ok = requests.post(
+        f"{gateway}/echo",
+        data=b"\0" * 1024,
+        timeout=60,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert ok.json() == {"bytes": 1024}
-    answer = requests.post(f"{gateway}/echo", data=b"\0" * aws_limits.LAMBDA_REQUEST_BYTES,
-                           timeout=60, headers={"Content-Type": "application/octet-stream"})
+    answer = requests.post(
+        f"{gateway}/echo",
+        data=b"\0" * aws_limits.LAMBDA_REQUEST_BYTES,
+        timeout=60,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     _error(answer, 413, "payload_too_large")
 
 
@@ -141,13 +154,15 @@ def test_a_cached_policy_still_names_only_its_routes(gateway: str) -> None:
     assert authorizer_calls == ["Bearer only-a"]
 
 
-@pytest.mark.parametrize(("headers", "status", "code"), [
-    ({}, 401, "unauthorized"),  # no identity header: refused before the authorizer
-    ({"Authorization": "Bearer nope"}, 401, "unauthorized"),  # raised "Unauthorized"
-    ({"Authorization": "Bearer boom"}, 500, "internal"),  # the authorizer failed
-])
-def test_authorizer_refusals(gateway: str, headers: dict[str, str], status: int,
-                             code: str) -> None:
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "unauthorized"),  # no identity header: refused before the authorizer
+        ({"Authorization": "Bearer nope"}, 401, "unauthorized"),  # raised "Unauthorized"
+        ({"Authorization": "Bearer boom"}, 500, "internal"),  # the authorizer failed
+    ],
+)
+def test_authorizer_refusals(gateway: str, headers: dict[str, str], status: int, code: str) -> None:
     _error(requests.get(f"{gateway}/a", headers=headers, timeout=10), status, code)
 
 

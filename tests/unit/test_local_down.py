@@ -28,8 +28,9 @@ time.sleep(3600)
 
 
 def _start(tmp_path: Path) -> tuple[processes.Child, int]:
-    child = processes.spawn("leader", [sys.executable, "-c", _LEADER], {},
-                            tmp_path / "logs" / "leader.log")
+    child = processes.spawn(
+        "leader", [sys.executable, "-c", _LEADER], {}, tmp_path / "logs" / "leader.log"
+    )
     line = processes.wait_for_log_line(child, "worker pid=", 30)
     processes.wait_for_log_line(child, "worker ignores SIGTERM", 30)
     match = re.search(r"pid=(\d+)", line)
@@ -49,14 +50,34 @@ def test_stop_waits_for_the_whole_process_group_and_kills_what_ignores_sigterm(
 
 def test_local_down_returns_when_every_process_has_exited(tmp_path: Path) -> None:
     child, worker = _start(tmp_path)
-    StackInfo(api="http://127.0.0.1:1", api_key="", ca_cert="", aws_endpoint="",
-              region="us-east-1", bucket="", state_dir=str(tmp_path),
-              processes=[{"name": "leader", "pid": child.pid,
-                          "log": str(child.log)}]).save()
+    StackInfo(
+        api="http://127.0.0.1:1",
+        api_key="",
+        ca_cert="",
+        aws_endpoint="",
+        region="us-east-1",
+        bucket="",
+        state_dir=str(tmp_path),
+        processes=[{"name": "leader", "pid": child.pid, "log": str(child.log)}],
+    ).save()
     down = subprocess.run(
-        [sys.executable, "-m", "fsnode.cli", "local", "down", "--state-dir", str(tmp_path),
-         "--grace", "0.5", "--json"],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "fsnode.cli",
+            "local",
+            "down",
+            "--state-dir",
+            str(tmp_path),
+            "--grace",
+            "0.5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert down.returncode == 0, down.stderr
     assert json.loads(down.stdout)["left"] == []
     # Checked right after the command returned: nothing of the stack is left.

@@ -45,8 +45,12 @@ def s3() -> Iterator[Any]:
     s3_ranges.install()
     try:
         with mock_aws():
-            client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="test",
-                                  aws_secret_access_key="test")
+            client = boto3.client(
+                "s3",
+                region_name="us-east-1",
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
             client.create_bucket(Bucket=BUCKET)
             yield client
     finally:
@@ -88,8 +92,9 @@ def _get(s3: Any, key: str, range_header: str | None = None, **extra: Any) -> di
         ("bytes={last}-{last}", -1, None),  # the very last byte
     ],
 )
-def test_ranges_are_byte_exact(s3: Any, objects: dict[str, bytes], key: str, spec: str,
-                               first: int, last: int | None) -> None:
+def test_ranges_are_byte_exact(
+    s3: Any, objects: dict[str, bytes], key: str, spec: str, first: int, last: int | None
+) -> None:
     data = objects[key]
     size = len(data)
     header = spec.format(end_minus_5=size - 5, past_end=size + 100, last=size - 1)
@@ -97,7 +102,7 @@ def test_ranges_are_byte_exact(s3: Any, objects: dict[str, bytes], key: str, spe
     end = size - 1 if last is None else last
     answer = _get(s3, key, header)
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 206
-    assert answer["Body"] == data[begin:end + 1]
+    assert answer["Body"] == data[begin : end + 1]
     assert answer["ContentRange"] == f"bytes {begin}-{end}/{size}"
     assert answer["ContentLength"] == end - begin + 1
 
@@ -124,16 +129,32 @@ def test_past_the_end_is_416(s3: Any, objects: dict[str, bytes]) -> None:
         assert caught.value.response["Error"]["Code"] == "InvalidRange", header
 
 
-@pytest.mark.parametrize("header", [None, "", "bytes=0-1,5-6", "bytes=abc", "bytes=9-3",
-                                    "items=0-1", "bytes=5-5", "bytes=-3", "bytes=6291460-"])
-def test_answers_are_what_moto_itself_gives(s3: Any, objects: dict[str, bytes],
-                                            header: str | None) -> None:
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "bytes=0-1,5-6",
+        "bytes=abc",
+        "bytes=9-3",
+        "items=0-1",
+        "bytes=5-5",
+        "bytes=-3",
+        "bytes=6291460-",
+    ],
+)
+def test_answers_are_what_moto_itself_gives(
+    s3: Any, objects: dict[str, bytes], header: str | None
+) -> None:
     params = {} if header is None else {"Range": header}
 
     def answer() -> tuple[int, bytes, str | None]:
         got = s3.get_object(Bucket=BUCKET, Key="big", **params)
-        return got["ResponseMetadata"]["HTTPStatusCode"], got["Body"].read(), got.get(
-            "ContentRange")
+        return (
+            got["ResponseMetadata"]["HTTPStatusCode"],
+            got["Body"].read(),
+            got.get("ContentRange"),
+        )
 
     patched = answer()
     s3_ranges.uninstall()

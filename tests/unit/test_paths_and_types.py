@@ -21,23 +21,58 @@ from hypothesis import strategies as st
 
 _segment = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\"),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 ).filter(lambda s: s not in (".", "..") and is_valid_path(s))
-paths = st.lists(_segment, min_size=1, max_size=5).map("/".join).filter(
-    lambda p: len(p.encode()) <= MAX_PATH_BYTES)
+paths = (
+    st.lists(_segment, min_size=1, max_size=5)
+    .map("/".join)
+    .filter(lambda p: len(p.encode()) <= MAX_PATH_BYTES)
+)
 
 
-@pytest.mark.parametrize("path", ["a", "media/trailer/master.m3u8", "x y/é/日本.ts",
-                                  "a" * MAX_PATH_BYTES, "...", "a/.b/c.", "%2e%2e"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "a",
+        "media/trailer/master.m3u8",
+        "x y/é/日本.ts",
+        "a" * MAX_PATH_BYTES,
+        "...",
+        "a/.b/c.",
+        "%2e%2e",
+    ],
+)
 def test_valid_paths(path: str) -> None:
     assert check_path(path) == path
 
 
-@pytest.mark.parametrize("path", [
-    "", "/a", "a/", "a//b", ".", "..", "a/../b", "a/./b", "./a", "a/..",
-    "a\\b", "a\x00b", "a\nb", "a\x7fb", "a\x85b", "a\x1fb", "\ud800",
-    "a" * (MAX_PATH_BYTES + 1), "é" * (MAX_PATH_BYTES // 2 + 1), None, 7,
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "/a",
+        "a/",
+        "a//b",
+        ".",
+        "..",
+        "a/../b",
+        "a/./b",
+        "./a",
+        "a/..",
+        "a\\b",
+        "a\x00b",
+        "a\nb",
+        "a\x7fb",
+        "a\x85b",
+        "a\x1fb",
+        "\ud800",
+        "a" * (MAX_PATH_BYTES + 1),
+        "é" * (MAX_PATH_BYTES // 2 + 1),
+        None,
+        7,
+    ],
+)
 def test_invalid_paths(path: object) -> None:
     assert not is_valid_path(path)
     with pytest.raises(InvalidInput) as caught:
@@ -78,24 +113,27 @@ def test_url_paths_decode_once() -> None:
     assert not is_valid_path(from_url_path("a/%2e%2e/b"))
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("a/master.m3u8", "application/vnd.apple.mpegurl"),
-    ("a/manifest.MPD", "application/dash+xml"),
-    ("seg000.ts", "video/mp2t"),
-    ("hi/seg001.m4s", "video/iso.segment"),
-    ("init.mp4", "video/mp4"),
-    ("a.m4a", "audio/mp4"),
-    ("a.aac", "audio/aac"),
-    ("subs.vtt", "text/vtt"),
-    ("enc.key", "application/octet-stream"),
-    ("a.webm", "video/webm"),
-    ("a.mp3", "audio/mpeg"),
-    ("a.json", "application/json"),
-    ("page.html", "text/html"),
-    ("noext", "application/octet-stream"),
-    (".hidden", "application/octet-stream"),
-    ("a.unknownext", "application/octet-stream"),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("a/master.m3u8", "application/vnd.apple.mpegurl"),
+        ("a/manifest.MPD", "application/dash+xml"),
+        ("seg000.ts", "video/mp2t"),
+        ("hi/seg001.m4s", "video/iso.segment"),
+        ("init.mp4", "video/mp4"),
+        ("a.m4a", "audio/mp4"),
+        ("a.aac", "audio/aac"),
+        ("subs.vtt", "text/vtt"),
+        ("enc.key", "application/octet-stream"),
+        ("a.webm", "video/webm"),
+        ("a.mp3", "audio/mpeg"),
+        ("a.json", "application/json"),
+        ("page.html", "text/html"),
+        ("noext", "application/octet-stream"),
+        (".hidden", "application/octet-stream"),
+        ("a.unknownext", "application/octet-stream"),
+    ],
+)
 def test_content_types(path: str, expected: str) -> None:
     assert content_type_for(path) == expected
 

@@ -13,13 +13,22 @@ _ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
 
 
 def node(node_id: str, load: float = 0.0, **kw: object) -> NodeRecord:
-    return NodeRecord(node_id=node_id, endpoint=f"https://{node_id[:8]}.test:443", region="r",
-                      capacity_bytes=1, credential_sha256="x", load=load, **kw)  # type: ignore[arg-type]
+    return NodeRecord(
+        node_id=node_id,
+        endpoint=f"https://{node_id[:8]}.test:443",
+        region="r",
+        capacity_bytes=1,
+        credential_sha256="x",
+        load=load,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 fleets = st.lists(
     st.builds(node, _ids, st.floats(min_value=0, max_value=100, allow_nan=False)),
-    min_size=1, max_size=12, unique_by=lambda n: n.node_id,
+    min_size=1,
+    max_size=12,
+    unique_by=lambda n: n.node_id,
 )
 
 
@@ -106,10 +115,14 @@ def test_load_bound_leaves_room_on_an_idle_fleet() -> None:
 
 
 @settings(max_examples=50)
-@given(st.lists(_ids, min_size=3, max_size=10, unique=True),
-       st.lists(_ids, min_size=20, max_size=60, unique=True), st.data())
-def test_minimal_movement_when_a_node_leaves(node_ids: list[str], keys: list[str],
-                                             data: st.DataObject) -> None:
+@given(
+    st.lists(_ids, min_size=3, max_size=10, unique=True),
+    st.lists(_ids, min_size=20, max_size=60, unique=True),
+    st.data(),
+)
+def test_minimal_movement_when_a_node_leaves(
+    node_ids: list[str], keys: list[str], data: st.DataObject
+) -> None:
     nodes = [node(i) for i in node_ids]
     leaving = data.draw(st.sampled_from(node_ids))
     rest = [n for n in nodes if n.node_id != leaving]
@@ -146,8 +159,11 @@ def test_keys_spread_over_nodes() -> None:
 
 def test_overloaded_node_sheds_while_others_have_room() -> None:
     nodes = [node(f"{i:032x}", load=1.0) for i in range(3)]
-    key = next(f"{k:032x}" for k in range(100)
-               if placement.choose(f"{k:032x}", nodes, 1)[0].node_id == nodes[0].node_id)
+    key = next(
+        f"{k:032x}"
+        for k in range(100)
+        if placement.choose(f"{k:032x}", nodes, 1)[0].node_id == nodes[0].node_id
+    )
     nodes[0].load = 10.0
     assert placement.choose(key, nodes, 1)[0].node_id != nodes[0].node_id
     every = [node(f"{i:032x}", load=10.0) for i in range(3)]

@@ -36,10 +36,19 @@ DIGESTS = [hashlib.sha256(bytes([i])).hexdigest() for i in range(3)]
 
 def manifest(**change: object) -> VersionManifest:
     fields: dict[str, object] = dict(
-        file_id=FILE, version=VERSION, path="media/a.ts", size=2 * 1024 + 1, chunk_size=1024,
-        content_type="video/mp2t", etag="abc-2", last_modified=1_700_000_000, source="upload",
-        origin=Origin("bucket", f"files/{FILE}/{VERSION}"), chunk_sha256="".join(DIGESTS),
-        chunks_sha256=chunks_digest(DIGESTS))
+        file_id=FILE,
+        version=VERSION,
+        path="media/a.ts",
+        size=2 * 1024 + 1,
+        chunk_size=1024,
+        content_type="video/mp2t",
+        etag="abc-2",
+        last_modified=1_700_000_000,
+        source="upload",
+        origin=Origin("bucket", f"files/{FILE}/{VERSION}"),
+        chunk_sha256="".join(DIGESTS),
+        chunks_sha256=chunks_digest(DIGESTS),
+    )
     fields.update(change)
     return VersionManifest(**fields)  # type: ignore[arg-type]
 
@@ -62,22 +71,41 @@ def test_manifest_round_trip_and_hash_access() -> None:
     assert [again.chunk_hash(i) for i in range(3)] == DIGESTS == again.chunk_hashes()
     with pytest.raises(IndexError):
         again.chunk_hash(3)
-    unhashed = manifest(chunk_sha256=None, chunks_sha256=None, source="import",
-                        origin=Origin("b", "k", "v1", "e"))
+    unhashed = manifest(
+        chunk_sha256=None, chunks_sha256=None, source="import", origin=Origin("b", "k", "v1", "e")
+    )
     assert VersionManifest.from_json(unhashed.to_json()).chunk_hash(0) is None
     assert json.loads(m.to_json())["format"] == 1
-    assert chunks_digest(DIGESTS) == hashlib.sha256(
-        b"".join(bytes.fromhex(d) for d in DIGESTS)).hexdigest()
+    assert (
+        chunks_digest(DIGESTS)
+        == hashlib.sha256(b"".join(bytes.fromhex(d) for d in DIGESTS)).hexdigest()
+    )
     assert chunks_digest([]) == hashlib.sha256(b"").hexdigest()
 
 
-@pytest.mark.parametrize("change", [
-    {"format": 2}, {"file_id": "x"}, {"version": None}, {"path": "../a"}, {"path": "a//b"},
-    {"size": -1}, {"size": True}, {"chunk_size": 0}, {"etag": ""}, {"source": "other"},
-    {"origin": None}, {"origin": {"bucket": "b"}}, {"chunk_sha256": "ab"},
-    {"chunk_sha256": "".join(DIGESTS).upper()}, {"chunk_sha256": "".join(DIGESTS[:2])},
-    {"chunks_sha256": "0" * 64}, {"declared": True}, {"last_modified": "x"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"format": 2},
+        {"file_id": "x"},
+        {"version": None},
+        {"path": "../a"},
+        {"path": "a//b"},
+        {"size": -1},
+        {"size": True},
+        {"chunk_size": 0},
+        {"etag": ""},
+        {"source": "other"},
+        {"origin": None},
+        {"origin": {"bucket": "b"}},
+        {"chunk_sha256": "ab"},
+        {"chunk_sha256": "".join(DIGESTS).upper()},
+        {"chunk_sha256": "".join(DIGESTS[:2])},
+        {"chunks_sha256": "0" * 64},
+        {"declared": True},
+        {"last_modified": "x"},
+    ],
+)
 def test_malformed_manifests_are_refused(change: dict[str, object]) -> None:
     data = {**json.loads(manifest().to_json()), **change}
     with pytest.raises(OriginError):
@@ -93,8 +121,9 @@ def test_garbage_is_refused() -> None:
 
 
 def test_declarations_are_not_manifests() -> None:
-    declared = UploadDeclaration(FILE, VERSION, "a.ts", 2049, 1024, "video/mp2t",
-                                 "".join(DIGESTS), DIGESTS[0])
+    declared = UploadDeclaration(
+        FILE, VERSION, "a.ts", 2049, 1024, "video/mp2t", "".join(DIGESTS), DIGESTS[0]
+    )
     raw = declared.to_json()
     assert UploadDeclaration.from_json(raw) == declared
     assert declared.part_hashes() == DIGESTS[:1]
@@ -111,8 +140,13 @@ def test_heads() -> None:
     assert not head.serves(new_id(), now=1)
     gone = Head(FILE, "a.ts", "deleted", None, 6, None, 8)
     assert Head.from_json(gone.to_json()) == gone and not gone.serves(VERSION, now=1)
-    for bad in ({"status": "ready", "version": None}, {"status": "deleted"},
-                {"status": "x"}, {"seq": -1}, {"path": ""}):
+    for bad in (
+        {"status": "ready", "version": None},
+        {"status": "deleted"},
+        {"status": "x"},
+        {"seq": -1},
+        {"path": ""},
+    ):
         data = {**json.loads(head.to_json()), **bad}
         with pytest.raises(OriginError):
             Head.from_json(json.dumps(data))
@@ -135,21 +169,33 @@ def test_tree_pages_take_the_highest_seq_and_stay_in_the_folder() -> None:
     assert page["hi/x.m4s"].file_id == c
     assert resolve_tree(keys, "media/t/a.ts") == page["a.ts"]
     assert resolve_tree(keys, "media/t/none.ts") is None
-    assert set(parse_tree_page(keys, "")) == {"media/t/a.ts", "media/t/hi/x.m4s",
-                                              "media/t2/a.ts", "media/t/a.ts!x"}
+    assert set(parse_tree_page(keys, "")) == {
+        "media/t/a.ts",
+        "media/t/hi/x.m4s",
+        "media/t2/a.ts",
+        "media/t/a.ts!x",
+    }
 
 
-_segments = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"),
-                                          blacklist_characters="/\\\x85"),
-                    min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
+_segments = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\\x85"),
+    min_size=1,
+    max_size=8,
+).filter(lambda s: s not in (".", ".."))
 
 
-@given(st.lists(_segments, min_size=1, max_size=4).map("/".join).filter(is_valid_path),
-       st.integers(min_value=0, max_value=10**16 - 1))
+@given(
+    st.lists(_segments, min_size=1, max_size=4).map("/".join).filter(is_valid_path),
+    st.integers(min_value=0, max_value=10**16 - 1),
+)
 def test_tree_keys_parse_from_the_right(path: str, seq: int) -> None:
     entry = parse_tree_key(tree_key(path, seq, FILE, VERSION))
     assert entry is not None and (entry.path, entry.seq, entry.file_id, entry.version) == (
-        path, seq, FILE, VERSION)
+        path,
+        seq,
+        FILE,
+        VERSION,
+    )
     assert entry.key == tree_key(path, seq, FILE, VERSION)
 
 

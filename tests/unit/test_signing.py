@@ -59,19 +59,22 @@ def test_a_v1_signature_does_not_verify() -> None:
         VERIFIER.verify(FILE, {"exp": str(NOW + 60), "kid": "k1", "sig": sig}, now=NOW)
 
 
-@pytest.mark.parametrize("change", [
-    {"exp": "0" + str(NOW + 60)},  # a leading zero
-    {"exp": "+" + str(NOW + 60)},
-    {"exp": str(NOW + 60) + " "},
-    {"exp": ""},
-    {"nbf": "00"},
-    {"kid": "k 1"},
-    {"v": "ABCDEF0123456789abcdef0123456789"},  # a pin is a lowercase id
-    {"v": "../x"},
-    {"ip": "10.0.0.1/8"},  # not canonical (host bits)
-    {"ip": "10.0.0.0"},
-    {"other": "1"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"exp": "0" + str(NOW + 60)},  # a leading zero
+        {"exp": "+" + str(NOW + 60)},
+        {"exp": str(NOW + 60) + " "},
+        {"exp": ""},
+        {"nbf": "00"},
+        {"kid": "k 1"},
+        {"v": "ABCDEF0123456789abcdef0123456789"},  # a pin is a lowercase id
+        {"v": "../x"},
+        {"ip": "10.0.0.1/8"},  # not canonical (host bits)
+        {"ip": "10.0.0.0"},
+        {"other": "1"},
+    ],
+)
 def test_non_canonical_or_undefined_fields_are_refused(change: dict[str, str]) -> None:
     query = {**signed(), **change}
     with pytest.raises(Forbidden):
@@ -80,8 +83,13 @@ def test_non_canonical_or_undefined_fields_are_refused(change: dict[str, str]) -
 
 def test_padded_or_mangled_signatures_are_refused() -> None:
     query = signed()
-    for sig in (query["sig"] + "=", query["sig"] + "==", "+" + query["sig"][1:],
-                query["sig"][:-1], query["sig"] + "A"):
+    for sig in (
+        query["sig"] + "=",
+        query["sig"] + "==",
+        "+" + query["sig"][1:],
+        query["sig"][:-1],
+        query["sig"] + "A",
+    ):
         with pytest.raises(Forbidden):
             VERIFIER.verify(FILE, {**query, "sig": sig}, now=NOW)
 
@@ -146,11 +154,14 @@ def test_keyring() -> None:
         private_key_from_seed("short")
 
 
-@given(expires=st.integers(min_value=NOW + 1, max_value=10**15),
-       not_before=st.none() | st.integers(min_value=0, max_value=NOW),
-       prefix_len=st.integers(min_value=0, max_value=32))
+@given(
+    expires=st.integers(min_value=NOW + 1, max_value=10**15),
+    not_before=st.none() | st.integers(min_value=0, max_value=NOW),
+    prefix_len=st.integers(min_value=0, max_value=32),
+)
 def test_every_signed_share_verifies_and_any_changed_field_does_not(
-        expires: int, not_before: int | None, prefix_len: int) -> None:
+    expires: int, not_before: int | None, prefix_len: int
+) -> None:
     ip = None if prefix_len == 0 else canonical_network(f"10.0.0.0/{prefix_len}")
     query = SIGNER.sign(SharePolicy(FILE, expires, not_before, ip))
     policy = VERIFIER.verify(FILE, query, now=NOW, client_ip="10.0.0.0")

@@ -36,8 +36,11 @@ def _subclasses(cls: type[errors.FsnodeError]) -> list[type[errors.FsnodeError]]
 
 def test_every_error_with_its_own_code_names_its_own_status() -> None:
     # A new class that forgot its status would answer 500 for a client's mistake.
-    forgot = [cls.__name__ for cls in _subclasses(errors.FsnodeError)
-              if "code" in vars(cls) and "status" not in vars(cls)]
+    forgot = [
+        cls.__name__
+        for cls in _subclasses(errors.FsnodeError)
+        if "code" in vars(cls) and "status" not in vars(cls)
+    ]
     assert forgot == []
 
 
@@ -71,14 +74,16 @@ def test_aws_errors_leave_as_domain_errors_naming_the_action(
 
 
 def test_a_failed_condition_becomes_what_the_store_says_it_means() -> None:
-    with pytest.raises(errors.NotFound, match="no such key") as caught, aws_errors(
-        "revoke api key", if_condition_fails=errors.NotFound("no such key")
+    with (
+        pytest.raises(errors.NotFound, match="no such key") as caught,
+        aws_errors("revoke api key", if_condition_fails=errors.NotFound("no such key")),
     ):
         raise _client_error("ConditionalCheckFailedException")
     assert caught.value.status == 404
     # Any other failure is still the store's error, not the condition's meaning.
-    with pytest.raises(errors.Unavailable), aws_errors(
-        "revoke api key", if_condition_fails=errors.NotFound("no such key")
+    with (
+        pytest.raises(errors.Unavailable),
+        aws_errors("revoke api key", if_condition_fails=errors.NotFound("no such key")),
     ):
         raise _client_error("InternalServerError")
 

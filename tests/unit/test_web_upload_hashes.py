@@ -40,73 +40,85 @@ def test_the_page_hashes_chunks_and_parts_as_the_control_plane_lays_them_out(
     sizes = [0, 1, CHUNK, PART - 1, PART, PART + 1, 3 * PART - CHUNK + 7]
     data = os.urandom(max(sizes))
     (tmp_path / "data.bin").write_bytes(data)
-    script = "\n".join([
-        _function(source, "hex"),
-        _function(source, "fileHashes"),
-        "const fs = require('fs');",
-        f"const bytes = fs.readFileSync({json.dumps(str(tmp_path / 'data.bin'))});",
-        "(async () => {",
-        "  const out = [];",
-        f"  for (const size of {json.dumps(sizes)}) {{",
-        "    const file = new Blob([bytes.subarray(0, size)]);",
-        f"    out.push(await fileHashes(file, {CHUNK}, {PART}, () => {{}}));",
-        "  }",
-        "  console.log(JSON.stringify(out));",
-        "})();",
-    ])
+    script = "\n".join(
+        [
+            _function(source, "hex"),
+            _function(source, "fileHashes"),
+            "const fs = require('fs');",
+            f"const bytes = fs.readFileSync({json.dumps(str(tmp_path / 'data.bin'))});",
+            "(async () => {",
+            "  const out = [];",
+            f"  for (const size of {json.dumps(sizes)}) {{",
+            "    const file = new Blob([bytes.subarray(0, size)]);",
+            f"    out.push(await fileHashes(file, {CHUNK}, {PART}, () => {{}}));",
+            "  }",
+            "  console.log(JSON.stringify(out));",
+            "})();",
+        ]
+    )
     assert NODE is not None
-    answer = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=60,
-                            check=True)
+    answer = subprocess.run(
+        [NODE, "-e", script], capture_output=True, text=True, timeout=60, check=True
+    )
     for size, got in zip(sizes, json.loads(answer.stdout), strict=True):
         body = data[:size]
-        assert got["chunks"] == [hashlib.sha256(body[i:i + CHUNK]).hexdigest()
-                                 for i in range(0, size, CHUNK)], size
-        assert got["parts"] == [hashlib.sha256(body[s.offset:s.offset + s.length]).hexdigest()
-                                for s in part_layout(size, CHUNK)], size
+        assert got["chunks"] == [
+            hashlib.sha256(body[i : i + CHUNK]).hexdigest() for i in range(0, size, CHUNK)
+        ], size
+        assert got["parts"] == [
+            hashlib.sha256(body[s.offset : s.offset + s.length]).hexdigest()
+            for s in part_layout(size, CHUNK)
+        ], size
 
 
 def test_the_page_grows_parts_as_the_control_plane_does() -> None:
     source = APP_JS.read_text()
     chunk = 4 * 2**20
     sizes = [0, 1, 78 * 2**30, 79 * 2**30, 100 * 2**30, 5 * 2**40]
-    script = "\n".join([
-        re.search(r"^const S3_MAX_PARTS = .*;$", source, re.MULTILINE).group(0),  # type: ignore[union-attr]
-        _function(source, "partSizeFor"),
-        f"console.log(JSON.stringify({json.dumps(sizes)}.map("
-        f"(s) => partSizeFor(s, {chunk}, {part_size_for(chunk)}))));",
-    ])
+    script = "\n".join(
+        [
+            re.search(r"^const S3_MAX_PARTS = .*;$", source, re.MULTILINE).group(0),  # type: ignore[union-attr]
+            _function(source, "partSizeFor"),
+            f"console.log(JSON.stringify({json.dumps(sizes)}.map("
+            f"(s) => partSizeFor(s, {chunk}, {part_size_for(chunk)}))));",
+        ]
+    )
     assert NODE is not None
-    answer = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=60,
-                            check=True)
+    answer = subprocess.run(
+        [NODE, "-e", script], capture_output=True, text=True, timeout=60, check=True
+    )
     assert json.loads(answer.stdout) == [part_size_for(chunk, s) for s in sizes]
 
 
 def test_the_page_fetches_each_page_of_part_urls_once() -> None:
     """Three workers reach unlisted parts together: one request per page, in order."""
     source = APP_JS.read_text()
-    script = "\n".join([
-        _function(source, "partLister"),
-        "const part = (n) => ({ part_number: n, url: `u${n}` });",
-        "const init = { upload_id: 'U', parts: [part(1), part(2)], next_part: 3 };",
-        "const asked = [];",
-        "const pages = { 3: { upload_id: 'U', parts: [part(3), part(4)], next_part: 5 },",
-        "                5: { upload_id: 'U', parts: [part(5)], next_part: null } };",
-        "const fetchPage = async (first) => { asked.push(first); return pages[first]; };",
-        "(async () => {",
-        "  const partAt = partLister(init, fetchPage);",
-        "  const got = await Promise.all([4, 2, 3, 0, 1].map((i) => partAt(i)));",
-        "  let error = null;",
-        "  try { await partAt(5); } catch (e) { error = e.message; }",
-        "  const other = partLister({ ...init }, async () => ({ upload_id: 'V', parts: [] }));",
-        "  let replaced = null;",
-        "  try { await other(2); } catch (e) { replaced = e.message; }",
-        "  console.log(JSON.stringify({ got: got.map((p) => p.part_number), asked, error,",
-        "                               replaced }));",
-        "})();",
-    ])
+    script = "\n".join(
+        [
+            _function(source, "partLister"),
+            "const part = (n) => ({ part_number: n, url: `u${n}` });",
+            "const init = { upload_id: 'U', parts: [part(1), part(2)], next_part: 3 };",
+            "const asked = [];",
+            "const pages = { 3: { upload_id: 'U', parts: [part(3), part(4)], next_part: 5 },",
+            "                5: { upload_id: 'U', parts: [part(5)], next_part: null } };",
+            "const fetchPage = async (first) => { asked.push(first); return pages[first]; };",
+            "(async () => {",
+            "  const partAt = partLister(init, fetchPage);",
+            "  const got = await Promise.all([4, 2, 3, 0, 1].map((i) => partAt(i)));",
+            "  let error = null;",
+            "  try { await partAt(5); } catch (e) { error = e.message; }",
+            "  const other = partLister({ ...init }, async () => ({ upload_id: 'V', parts: [] }));",
+            "  let replaced = null;",
+            "  try { await other(2); } catch (e) { replaced = e.message; }",
+            "  console.log(JSON.stringify({ got: got.map((p) => p.part_number), asked, error,",
+            "                               replaced }));",
+            "})();",
+        ]
+    )
     assert NODE is not None
-    answer = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=60,
-                            check=True)
+    answer = subprocess.run(
+        [NODE, "-e", script], capture_output=True, text=True, timeout=60, check=True
+    )
     out = json.loads(answer.stdout)
     assert out["got"] == [5, 3, 4, 1, 2]
     assert out["asked"] == [3, 5]
