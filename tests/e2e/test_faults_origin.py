@@ -369,10 +369,12 @@ def test_an_edge_declared_dead_registers_again(origin_stack: StackInfo) -> None:
     _wait(lambda: bool(reregistered()), "the edge to register again")
     node_id = reregistered()[0]
     assert node_id != edge.node_id
-    record = registry.get(node_id)
-    assert record is not None and record.status == "active", (
-        f"the edge registered again as {node_id}, which is {record.status if record else None}"
-    )
+    # A new identity is pending until a heartbeat's probe sees its endpoint serve it.
+    def placed() -> bool:
+        record = registry.get(node_id)
+        return record is not None and record.status == "active"
+
+    _wait(placed, "the edge's new identity to prove its endpoint and be placed")
     _wait(lambda: _cluster(stack).get(node_id, {}).get("live") is True, "live again", 30)
     dead = registry.get(edge.node_id)
     assert dead is None or dead.status == "dead"
