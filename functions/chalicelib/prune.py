@@ -66,7 +66,7 @@ def run(now: float | None = None) -> dict[str, Any]:
     for node_id in dead:
         if budget > 0:
             lost[node_id], read = _recover(node_id, budget)
-            budget -= max(read, 1)
+            budget -= read  # a dead node with nothing left to heal costs nothing
     live = placement.eligible(nodes, moment, settings.heartbeat_timeout)
     hot = _replicate_hot(live, moment)
     expired, collected = _collect(moment)
