@@ -18,6 +18,7 @@ HTTP/1.1 has no other way to take bytes back once sent.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
 
 from fsnode_core.errors import IntegrityError, Unavailable
@@ -29,7 +30,7 @@ from edge_node.cache.layout import ChunkKey
 from edge_node.diskio import pread, read_if_cached
 
 
-class ChunkLease:
+class ChunkLease(ABC):
     """A chunk held for serving; ``blocks`` yields its bytes; ``release`` lets go."""
 
     key: ChunkKey
@@ -46,9 +47,11 @@ class ChunkLease:
     async def ready(self, offset: int, length: int) -> None:
         """Return once the first of ``length`` bytes at ``offset`` can be sent (raise
         if it never will)."""
+        return  # bytes on disk are ready at once; leases that wait override this
 
+    @abstractmethod
     def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
-        raise NotImplementedError
+        """The ``length`` bytes at ``offset``, block by block (each kind reads its own way)."""
 
     def now(self, offset: int, length: int) -> memoryview | bytes | None:
         """The ``length`` bytes at ``offset`` in one block, if they fit one write and
