@@ -33,3 +33,13 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level, logging.INFO))
+
+
+def announce(line: str) -> None:
+    """Write one plain line (``edge ready ...``) that supervisors parse from stderr.
+
+    One ``write`` call: ``print`` writes the text and its newline separately, and a
+    worker's log line written between them would glue onto the marker line.
+    """
+    sys.stderr.flush()
+    os.write(sys.stderr.fileno(), (line + "\n").encode())

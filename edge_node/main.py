@@ -27,6 +27,7 @@ from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.control_plane import ControlPlaneClient, Registration
 from edge_node.heartbeat import HeartbeatLoop, wait_placed
 from edge_node.identity import FatalStartError, NodeIdentity
+from edge_node.logs import announce
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.node_state import NodeState
@@ -177,11 +178,7 @@ class EdgeNode:
             # Ready once placed: a beat has had the control plane see this certificate
             # at the endpoint (a new node is pending until then).
             await wait_placed(heartbeat, stop, self.settings.endpoint)
-            print(
-                f"edge ready node_id={registration.node_id} url={self.settings.endpoint}",
-                file=sys.stderr,
-                flush=True,
-            )
+            announce(f"edge ready node_id={registration.node_id} url={self.settings.endpoint}")
             await stop.wait()
         finally:
             log.info("stopping: workers finish their open responses")

@@ -224,6 +224,8 @@ def test_a_seek_into_a_cold_chunk_streams_from_a_small_get_at_its_offset(
 def test_sequential_reads_fetch_the_next_chunks_ahead(edge: EdgeServer, proxy: OriginProxy) -> None:
     manifest = publish(edge)
     assert context_of(edge).cache is not None
+    assert context_of(edge).origin is not None
+    retries_before = context_of(edge).origin.retries
     assert get(edge, manifest, 0, CHUNK - 1).content == DATA[:CHUNK]
     assert get(edge, manifest, CHUNK, 2 * CHUNK - 1).content == DATA[CHUNK : 2 * CHUNK]
     cache = context_of(edge).cache
@@ -234,7 +236,11 @@ def test_sequential_reads_fetch_the_next_chunks_ahead(edge: EdgeServer, proxy: O
     assert answer.content == DATA[2 * CHUNK : 3 * CHUNK]
     # Each of chunks 0-3 was fetched once (reading on may already fetch chunk 4).
     fetched = [r for r in proxy.gets_for(manifest.key) if r[0] < 4 * CHUNK]
-    assert sorted(fetched) == [r for index in range(4) for r in part_ranges(index)]
+    assert sorted(set(fetched)) == [r for index in range(4) for r in part_ranges(index)]
+    # A part asked twice is one the edge retried (a read that outlived the 0.5 s
+    # read timeout on a loaded machine), never a second fill of the same chunk.
+    retried = context_of(edge).origin.retries - retries_before
+    assert len(fetched) - len(set(fetched)) <= retried, sorted(fetched)
 
 
 def context_of(edge: EdgeServer):  # type: ignore[no-untyped-def]
