@@ -29,7 +29,7 @@ import itertools
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -250,7 +250,7 @@ def _churn(
     loads: dict[str, int],
     caches: dict[str, OrderedDict[str, None]],
     open_streams: deque[str],
-    node_seq: Callable[[], int] | itertools.count[int],
+    node_seq: itertools.count[int],
 ) -> None:
     """Fail some nodes (their streams and cache are lost) and join as many empty ones."""
     count = max(1, round(params.churn_fraction * len(live)))
@@ -262,7 +262,7 @@ def _churn(
     open_streams.clear()
     open_streams.extend(kept)
     for _ in range(count):
-        node = f"node-{next(node_seq):05d}"  # type: ignore[call-overload]
+        node = f"node-{next(node_seq):05d}"
         live.append(node)
         loads[node] = 0
         caches[node] = OrderedDict()

@@ -177,7 +177,7 @@ class FsnodeClient:
             pages = _PartPages(self, upload, init)
         assert pages is not None
         upload = saved["upload"]
-        etags: dict[str, str] = dict(saved["etags"])
+        etags = dict(saved["etags"])
         resumed = len(etags)
         count = int(upload["part_count"])
         step = int(upload["part_size"])

@@ -38,5 +38,5 @@ def install() -> None:
         self.request_version = "HTTP/1.0"
         original(self, code, None, None)  # the standard phrase, not the parser's text
 
-    ChaliceRequestHandler.send_error = send_error  # type: ignore[method-assign]
-    ChaliceRequestHandler._fsnode_json_errors = True  # type: ignore[attr-defined]
+    ChaliceRequestHandler.send_error = send_error
+    ChaliceRequestHandler._fsnode_json_errors = True

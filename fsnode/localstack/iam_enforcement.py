@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import parse_qsl, quote, unquote, urlparse
 
 from fsnode.localstack import iam_policy
@@ -314,7 +314,7 @@ def _query_signature_matches(
     return bool(expected == params["X-Amz-Signature"])
 
 
-def _deny_anonymous(self: Any) -> None:
+def _deny_anonymous(self: Any) -> NoReturn:
     from moto.core.exceptions import JsonRESTError
     from moto.s3.exceptions import S3AccessDeniedError
 
@@ -367,7 +367,8 @@ def _sign_step_functions_calls_as_the_machine_role() -> None:
         if not role_arn:
             return client
         credentials = assumed(role_arn, "states")
-        return boto3.client(
+        # The service is chosen at run time (the stubs type only literal names).
+        return boto3.client(  # type: ignore[call-overload]
             service,
             region_name=region,
             endpoint_url=client.meta.endpoint_url,

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import boto3
 import requests
@@ -34,9 +34,19 @@ __all__ = [
 ]
 _ROOT_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
 _PREFIX = "fsnode"
+
+
 # The local stack's root user (allowed everything, as an operator is; the moto server
 # creates it with this key). They never leave the machine.
-LOCAL_CREDENTIALS = {"aws_access_key_id": "fsnode-local", "aws_secret_access_key": "fsnode-local"}
+class StaticKeys(TypedDict):
+    aws_access_key_id: str
+    aws_secret_access_key: str
+
+
+LOCAL_CREDENTIALS: StaticKeys = {
+    "aws_access_key_id": "fsnode-local",
+    "aws_secret_access_key": "fsnode-local",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +81,8 @@ class ResourceBuilder:
         self._config = Config(retries={"max_attempts": 3, "mode": "standard"})
 
     def client(self, service: str) -> Any:
-        return boto3.client(
+        # The service is chosen at run time (the stubs type only literal names).
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self._endpoint,
             region_name=self._region,

@@ -53,7 +53,7 @@ class ContextCredentials(Credentials):
     def get_frozen_credentials(self) -> ReadOnlyCredentials:
         return self._active().get_frozen_credentials()
 
-    @property  # type: ignore[override]
+    @property
     def access_key(self) -> str:
         return str(self._active().access_key)
 
@@ -61,7 +61,7 @@ class ContextCredentials(Credentials):
     def access_key(self, value: str) -> None:
         pass  # set by Credentials.__init__ only
 
-    @property  # type: ignore[override]
+    @property
     def secret_key(self) -> str:
         return str(self._active().secret_key)
 
@@ -69,7 +69,7 @@ class ContextCredentials(Credentials):
     def secret_key(self, value: str) -> None:
         pass
 
-    @property  # type: ignore[override]
+    @property
     def token(self) -> str | None:
         return self._active().token
 
@@ -82,7 +82,9 @@ def install(fallback: Credentials | None = None) -> None:
     """Give boto3's default session context credentials (once per process)."""
     if _patches.active:
         return
-    session = boto3.DEFAULT_SESSION or boto3.setup_default_session() or boto3.DEFAULT_SESSION
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    session = boto3.DEFAULT_SESSION
     assert session is not None
     _patches.set(session._session, "_credentials", ContextCredentials(fallback))
     submit = concurrent.futures.ThreadPoolExecutor.submit

@@ -14,7 +14,8 @@ Functions does:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from fsnode.localstack import aws_limits
 from fsnode.localstack.moto_patches import Patches
@@ -45,7 +46,7 @@ def install() -> None:
     start_execution = StepFunctionResponse.start_execution
     send_task_success = StepFunctionResponse.send_task_success
     add_event = EventManager.add_event
-    reflect = BaseExecutionWorkerCommunication._reflect_execution_status
+    reflect: Callable[[Any], None] = BaseExecutionWorkerCommunication._reflect_execution_status
 
     def sized_start(self: Any) -> Any:
         _refuse_oversized(self._get_param("input"), "input")
@@ -63,7 +64,8 @@ def install() -> None:
         timestamp: Any = None,
         update_source_event_id: bool = True,
     ) -> int:
-        from moto.stepfunctions.parser.api import HistoryEventType
+        from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
         if getattr(self, "_fsnode_history_full", False):
             return int(context.last_published_event_id or 0)  # the history is closed
@@ -77,12 +79,15 @@ def install() -> None:
                 self,
                 context,
                 HistoryEventType.ExecutionFailed,
-                {
-                    "executionFailedEventDetails": {
-                        "error": "States.Runtime",
-                        "cause": HISTORY_CAUSE.format(limit=limit),
-                    }
-                },
+                # moto's EventDetails lists every kind as required; an event has one.
+                cast(
+                    "EventDetails",
+                    {
+                        "executionFailedEventDetails": ExecutionFailedEventDetails(
+                            error="States.Runtime", cause=HISTORY_CAUSE.format(limit=limit)
+                        )
+                    },
+                ),
             )
             raise HistoryLimitReached(HISTORY_CAUSE.format(limit=limit))
         return int(

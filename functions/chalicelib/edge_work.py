@@ -171,7 +171,8 @@ def _verified(work: WorkItem, reported: Any) -> tuple[list[int], list[int]]:
         first, last = min(unknown), max(unknown)
         read = hashing.origin_digests(manifest, first, last - first + 1)
         known.update({index: read[index - first].hex() for index in unknown})
-    good, bad = [], []
+    good: list[int] = []
+    bad: list[int] = []
     for position, index in enumerate(chunks):
         claimed = digests[position] if position < len(digests) else None
         (good if claimed == known[index] else bad).append(index)

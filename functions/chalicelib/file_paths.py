@@ -55,13 +55,13 @@ def upload_target(body: dict[str, Any], now: int) -> Target:
             if catalog.claim_path(PathClaim(path, file_id, now)):
                 return Target(file_id, path, None)
             continue  # claimed meanwhile: look at who has it
-        meta = catalog.get_file(claim.file_id)
-        if meta is None:
+        live = catalog.get_file(claim.file_id)
+        if live is None:
             # A first upload of this path is in flight (then this one is refused as a
             # second upload of the file) or was abandoned (then this one takes over).
             return Target(claim.file_id, path, None)
-        if meta.status == FILE_READY:
-            return Target(claim.file_id, path, meta)
+        if live.status == FILE_READY:
+            return Target(claim.file_id, path, live)
         # A tombstone frees its path in the same write: this claim is being replaced.
     raise Conflict("another upload is claiming this path; retry", field="path")
 

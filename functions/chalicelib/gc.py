@@ -169,7 +169,8 @@ def _list_evictions(file_id: str, version: str, event: dict[str, Any]) -> dict[s
     view = catalog.file_view(file_id)
     blocks = view.blocks_of(version)  # a few items per node, whatever the chunk count
     registry = aws.node_registry()
-    nodes, gone = [], []
+    nodes: list[str] = []
+    gone: list[str] = []
     for node_id in sorted({b.node_id for b in blocks}):
         node = registry.get(node_id)
         (gone if node is None or node.status == NODE_DEAD else nodes).append(node_id)

@@ -68,7 +68,8 @@ def json_routes(owner: Chalice | Blueprint, **defaults: Any) -> Route:
 
     def route(path: str, **kwargs: Any) -> Callable[[View], View]:
         def decorate(view: View) -> View:
-            return owner.route(path, **defaults, **kwargs)(json_errors(view))
+            routed: View = owner.route(path, **defaults, **kwargs)(json_errors(view))
+            return routed
 
         return decorate
 
@@ -138,7 +139,7 @@ def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
         raise PayloadTooLarge("request body is too large", limit=limit)
     if not raw.strip():
         raise InvalidInput("request body must be a JSON object")
-    data = canonical.parse_json(raw)
+    data = canonical.parse_json(raw if isinstance(raw, bytes) else raw.encode())
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
     return data

@@ -189,7 +189,8 @@ def pick_target(event: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     file_id = check_id(str(event.get("file_id", "")), "file_id")
     version = str(event.get("version", ""))
-    batch = event.get("batch") if isinstance(event.get("batch"), dict) else event
+    given = event.get("batch")
+    batch: dict[str, Any] = given if isinstance(given, dict) else event
     first, last = int(batch["first"]), int(batch["last"])
     if not 0 <= last - first < MAX_BATCH_CHUNKS:
         raise InvalidInput("a batch is 1 to MAX_BATCH_CHUNKS chunks", field="batch")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalice import AuthResponse, Blueprint, Response
-from chalice.app import AuthRequest
+from chalice.app import AuthRequest, AuthRoute
 from fsnode_core.api_keys_store import ROLE_ADMIN
 from fsnode_core.errors import Unauthorized
 
@@ -37,7 +37,7 @@ def api_key_authorizer(auth_request: AuthRequest) -> AuthResponse:
         logger.info("api key refused", extra={"reason": exc.message})
         # API Gateway answers 401 only for this exact message; anything else is a 500.
         raise Exception("Unauthorized") from None
-    routes = ["*"] if principal.role == ROLE_ADMIN else USER_ROUTES
+    routes: list[str | AuthRoute] = ["*"] if principal.role == ROLE_ADMIN else [*USER_ROUTES]
     return AuthResponse(
         routes=routes,
         principal_id=principal.key_id,

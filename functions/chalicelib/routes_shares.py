@@ -63,6 +63,7 @@ def _open_folder(token: str) -> Response:
     status, headers, body = folder_shares.open_folder(
         token, raw, request.query_params or {}, request.headers, shares.source_ip(request.context)
     )
+    answer_headers: dict[str, str | list[str]] = {**headers}
     return Response(
-        body="" if request.method == "HEAD" else body, status_code=status, headers=headers
+        body="" if request.method == "HEAD" else body, status_code=status, headers=answer_headers
     )

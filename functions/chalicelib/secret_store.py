@@ -27,7 +27,9 @@ def secret_value(secret_id: str) -> str:
         if hit and now - hit[0] < _TTL_SECONDS:
             return hit[1]
     try:
-        value = aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+        value = str(
+            aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+        )
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("a secret could not be read") from exc
     with _lock:

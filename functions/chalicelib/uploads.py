@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -132,7 +133,7 @@ def start(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def part_urls(file_id: str, query: dict[str, str] | None) -> dict[str, Any]:
+def part_urls(file_id: str, query: Mapping[str, str] | None) -> dict[str, Any]:
     """A page of freshly signed part URLs of the file's upload in flight, from part
     ``first`` (default 1), at most ``limit`` (default and most: ``PARTS_PAGE``)."""
     check_id(file_id, "file_id")
@@ -211,7 +212,7 @@ def _make_room(file_id: str, now: int) -> None:
         raise Conflict("another upload of this file is in progress", file_id=file_id)
 
 
-def cancel(file_id: str, query: dict[str, str] | None) -> dict[str, Any]:
+def cancel(file_id: str, query: Mapping[str, str] | None) -> dict[str, Any]:
     """``DELETE /files/{file_id}/upload?upload_id=U``: the uploader gives up its upload in
     flight (its part URLs stop mattering; the file, if any, keeps its current version).
     NotFound without an upload; Conflict when another upload is in flight."""
@@ -285,7 +286,7 @@ def get(file_id: str) -> dict[str, Any]:
     return meta.to_api()
 
 
-def list_page(query: dict[str, str] | None) -> dict[str, Any]:
+def list_page(query: Mapping[str, str] | None) -> dict[str, Any]:
     """A page of live files whose path starts with ``prefix``, in path order, and the
     next page's token."""
     query = query or {}
