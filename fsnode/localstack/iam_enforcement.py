@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, NoReturn
 from urllib.parse import parse_qsl, quote, unquote, urlparse
+from xml.etree import ElementTree
 
 from fsnode.localstack import iam_policy
 from fsnode.localstack.moto_patches import Patches
@@ -174,7 +175,7 @@ def requested(response: Any, service: str, action: str, resource: str) -> Iterat
         zone = unquote(urlparse(response.uri).path).split("/hostedzone/", 1)[-1].split("/")[0]
         yield Requested(f"route53:{action}", f"arn:aws:route53:::hostedzone/{zone}", {})
     elif service == "s3":
-        yield _s3(response, action, resource)
+        yield from _s3(response, action, resource)
     else:
         yield Requested(f"{service}:{action}", resource, {})
 
@@ -196,13 +197,32 @@ def _dynamodb(action: str, body: dict[str, Any], prefix: str) -> Iterator[Reques
         )
 
 
-def _s3(response: Any, action: str, resource: str) -> Requested:
+def _s3(response: Any, action: str, resource: str) -> Iterator[Requested]:
     query = dict(parse_qsl(urlparse(response.uri).query, keep_blank_values=True))
+    if action == "DeleteObject" and "delete" in query:
+        # DeleteObjects has no IAM action of its own: S3 authorizes s3:DeleteObject on
+        # each key it names (moto checks the bucket). AWS answers a refused key inside a
+        # 200; refusing the whole request here is stricter, never more lenient.
+        for key in _multi_delete_keys(response.body):
+            yield Requested("s3:DeleteObject", f"{resource}/{key}", {})
+        return
     # moto names a HEAD of a version GetObject; IAM wants GetObjectVersion.
     if action == "GetObject" and "versionId" in query:
         action = "GetObjectVersion"
     context = {"s3:prefix": query["prefix"]} if action == "ListBucket" and "prefix" in query else {}
-    return Requested(f"s3:{action}", resource, context)
+    yield Requested(f"s3:{action}", resource, context)
+
+
+def _multi_delete_keys(body: bytes | str | None) -> list[str]:
+    """The keys a ``DeleteObjects`` body names (``<Delete><Object><Key>``)."""
+    if not body:
+        return []
+    root = ElementTree.fromstring(body)
+    return [
+        element.text or ""
+        for element in root.iter()
+        if element.tag.rsplit("}", 1)[-1] == "Key" and element.text is not None
+    ]
 
 
 def _secret_arn(secret_id: str, region: str) -> str:

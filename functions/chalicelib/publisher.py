@@ -138,13 +138,20 @@ def _remove_stale_keys(meta: FileRecord) -> int:
                 if parsed is not None and parsed.path == meta.path and entry["Key"] != keep:
                     stale.append(entry["Key"])
         for start in range(0, len(stale), 1000):
-            s3.delete_objects(
+            answer = s3.delete_objects(
                 Bucket=bucket,
                 Delete={
                     "Objects": [{"Key": key} for key in stale[start : start + 1000]],
                     "Quiet": True,
                 },
             )
+            # S3 answers 200 and lists the keys it could not delete (Quiet lists only those).
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise Unavailable(
+                    f"could not delete {len(answer['Errors'])} stale tree keys "
+                    f"({first.get('Code')}: {first.get('Key')})"
+                )
     except (ClientError, BotoCoreError) as exc:
         raise Unavailable("could not tidy a path's tree keys") from exc
     return len(stale)

@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from edge_node.aws_identity import signed_caller_identity
 from fsnode.localstack import processes
+from fsnode.localstack.iam_enforcement import ACCOUNT
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
 from tests.helpers import finished_execution
@@ -208,3 +209,41 @@ def _csr(key: rsa.RSAPrivateKey) -> str:
         .public_bytes(serialization.Encoding.PEM)
         .decode()
     )
+
+
+def test_a_multi_object_delete_is_authorized_per_key(stack: StackInfo) -> None:
+    """DeleteObjects is s3:DeleteObject on each key named, as S3 authorizes it: the
+    publisher may tidy tree keys under meta/v1/ and nothing else in the same call."""
+    bucket = _env(stack, "api")["FSNODE_BUCKET"]
+    # publish_file runs inside the moto server (invoked as a Lambda), as its own role.
+    keys = _root(stack, "sts").assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/fsnode-publish-file", RoleSessionName="grants"
+    )["Credentials"]
+    env = {
+        "AWS_ACCESS_KEY_ID": keys["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": keys["SessionToken"],
+    }
+    assert (
+        "assumed-role/fsnode-publish-file/" in _as(stack, "sts", env).get_caller_identity()["Arn"]
+    )
+    tag = os.urandom(4).hex()
+    inside = [f"meta/v1/tree/grants-{tag}/{n}!1.a.b" for n in range(2)]
+    outside = f"grants/{tag}"
+    root = _root(stack, "s3")
+    for key in [*inside, outside]:
+        root.put_object(Bucket=bucket, Key=key, Body=b"")
+    s3 = _as(stack, "s3", env)
+
+    def delete(keys: list[str]) -> Any:
+        return s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        )
+
+    _refused(lambda: delete([inside[1], outside]), "AccessDenied")
+    assert root.head_object(Bucket=bucket, Key=outside)
+    assert root.head_object(Bucket=bucket, Key=inside[1])  # nothing of a refused call
+    assert not delete(inside).get("Errors")
+    listed = root.list_objects_v2(Bucket=bucket, Prefix=f"meta/v1/tree/grants-{tag}/")
+    assert listed["KeyCount"] == 0
+    root.delete_object(Bucket=bucket, Key=outside)
