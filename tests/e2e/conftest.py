@@ -40,17 +40,23 @@ def fsnode_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield home
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
-    state_dir = tmp_path_factory.mktemp("stack")
-    up = run_cli("local", "up", "--detach", "--state-dir", str(state_dir), "--json")
+def _up(state_dir: Path, *flags: str) -> StackInfo:
+    """``fsnode local up --detach`` with ``flags``; the test fails, with the stack's
+    logs, if it does not come up."""
+    up = run_cli("local", "up", "--detach", "--state-dir", str(state_dir), *flags, "--json")
     if up.returncode != 0:
         logs = "\n".join(
             f"--- {log.name}\n{log.read_text()[-3000:]}"
             for log in sorted((state_dir / "logs").glob("*.log"))
         )
         pytest.fail(f"fsnode local up failed:\n{up.stderr}\n{logs}")
-    info = StackInfo.load(state_dir)
+    return StackInfo.load(state_dir)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    state_dir = tmp_path_factory.mktemp("stack")
+    info = _up(state_dir)
     try:
         yield info
     finally:
@@ -67,14 +73,7 @@ def own_stack(
     """A local stack of a test module's own (``fsnode local up --detach`` with
     ``flags``), stopped whole afterwards."""
     state_dir = tmp_path_factory.mktemp(name)
-    up = run_cli("local", "up", "--detach", "--state-dir", str(state_dir), *flags, "--json")
-    if up.returncode != 0:
-        logs = "\n".join(
-            f"--- {p.name}\n{p.read_text()[-3000:]}"
-            for p in sorted((state_dir / "logs").glob("*.log"))
-        )
-        pytest.fail(f"fsnode local up failed:\n{up.stderr}\n{logs}")
-    info = StackInfo.load(state_dir)
+    info = _up(state_dir, *flags)
     try:
         yield info
     finally:

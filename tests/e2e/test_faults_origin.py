@@ -9,28 +9,30 @@ own here (``--schedule-seconds 3600``): the tests decide when a node is declared
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import ssl
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import boto3
 import pytest
-import requests
 from fsnode_core.nodes_store import NodeRegistry
 
-from fsnode.client import FsnodeClient
 from fsnode.localstack import processes
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
-from fsnode.settings import ClientSettings
 from tests.e2e.conftest import FSNODE, cli_env, run_cli
+from tests.e2e.edge_reads import (
+    edge_base,
+    edge_metric,
+    edge_url_of,
+    imported,
+    raw_get,
+    stack_client,
+)
 from tests.fixtures.origin_faults import Fault, OriginFaultProxy
 from tests.helpers import wait_for
 
@@ -85,64 +87,6 @@ def _no_faults_left(proxy: OriginFaultProxy) -> Iterator[None]:
     proxy.clear()
 
 
-def _client(stack: StackInfo) -> FsnodeClient:
-    return FsnodeClient(ClientSettings(api_url=stack.api, api_key=stack.api_key, ca_cert=None))
-
-
-def _imported(stack: StackInfo, key: str, size: int) -> tuple[bytes, str, str]:
-    """Put ``size`` random bytes at ``key``, import them: the bytes, file id, share URL."""
-    data = os.urandom(size)
-    s3 = boto3.client(
-        "s3", endpoint_url=stack.aws_endpoint, region_name=stack.region, **LOCAL_CREDENTIALS
-    )
-    s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
-    client = _client(stack)
-    file_id = client.import_object(stack.bucket, key)["file_id"]
-    return data, file_id, client.share(file_id, 3600)["share_url"]
-
-
-def _edge_url(share_url: str) -> str:
-    redirect = requests.get(share_url, allow_redirects=False, timeout=30)
-    assert redirect.status_code == 307, redirect.text
-    return redirect.headers["Location"]
-
-
-def _raw_get(
-    stack: StackInfo, url: str, range_header: str | None = None
-) -> tuple[int, dict[str, str], bytes, bool]:
-    """Status, headers, body, and whether the body was complete (Content-Length met).
-
-    http.client rather than requests: a body cut short must be seen as such, with the
-    bytes that did arrive. The socket timeout turns a hang into a failure.
-    """
-    parsed = urlparse(url)
-    context = ssl.create_default_context(cafile=stack.ca_cert)
-    conn = http.client.HTTPSConnection(parsed.hostname, parsed.port, context=context, timeout=60)
-    try:
-        headers = {"Range": range_header} if range_header else {}
-        conn.request("GET", f"{parsed.path}?{parsed.query}", headers=headers)
-        response = conn.getresponse()
-        head = {name.lower(): value for name, value in response.getheaders()}
-        try:
-            return response.status, head, response.read(), True
-        except http.client.IncompleteRead as exc:
-            return response.status, head, exc.partial, False
-    finally:
-        conn.close()
-
-
-def _metric(stack: StackInfo, edge_url: str, name: str) -> float:
-    text = requests.get(f"{edge_url}/metrics", verify=stack.ca_cert, timeout=10).text
-    for line in text.splitlines():
-        if line.startswith(f"fsnode_edge_{name} "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def _base(url: str) -> str:
-    return url[: url.index("/f/")]
-
-
 def _wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     processes.wait_until(check, timeout, what)
 
@@ -168,11 +112,11 @@ def test_a_failing_origin_gets_bounded_retries_then_a_clean_json_error(
     code: str,
 ) -> None:
     key = f"failing/{kind}-{origin_status}.bin"
-    data, _, share_url = _imported(origin_stack, key, 300_000)
-    url = _edge_url(share_url)
+    data, _, share_url = imported(origin_stack, key, 300_000)
+    url = edge_url_of(share_url)
     proxy.add(Fault(kind, key, status=origin_status))
 
-    got, headers, body, complete = _raw_get(origin_stack, url)
+    got, headers, body, complete = raw_get(origin_stack, url)
 
     assert (got, complete) == (status, True)
     assert headers["content-type"].startswith("application/json")
@@ -188,7 +132,7 @@ def test_a_failing_origin_gets_bounded_retries_then_a_clean_json_error(
     proxy.clear()
 
     def served() -> tuple[int, Any, bytes, bool] | None:
-        answer = _raw_get(origin_stack, url)
+        answer = raw_get(origin_stack, url)
         return answer if answer[0] == 200 else None
 
     _, _, body, complete = wait_for(served, "the edge to serve once the origin healed")
@@ -199,16 +143,16 @@ def test_transient_origin_failures_are_retried_to_the_right_bytes(
     origin_stack: StackInfo, proxy: OriginFaultProxy
 ) -> None:
     key = "transient/object.bin"
-    data, _, share_url = _imported(origin_stack, key, 300_000)
-    url = _edge_url(share_url)
-    retries = _metric(origin_stack, _base(url), "origin_retries_total")
+    data, _, share_url = imported(origin_stack, key, 300_000)
+    url = edge_url_of(share_url)
+    retries = edge_metric(origin_stack, edge_base(url), "origin_retries_total")
     proxy.add(Fault("status", key, status=503, times=2))
     proxy.add(Fault("reset", key, after_bytes=50_000, times=1))
 
-    got, _, body, complete = _raw_get(origin_stack, url, "bytes=1000-")
+    got, _, body, complete = raw_get(origin_stack, url, "bytes=1000-")
 
     assert (got, complete, body == data[1000:]) == (206, True, True)
-    assert _metric(origin_stack, _base(url), "origin_retries_total") - retries >= 3
+    assert edge_metric(origin_stack, edge_base(url), "origin_retries_total") - retries >= 3
     # The fill's first part starts at the reader's offset (1000); the reset came after
     # 50 000 bytes of it, so the read that finished that part asked only for the rest.
     ranges = [seen.range for seen in proxy.requests_for(key)]
@@ -223,21 +167,21 @@ def test_an_origin_failing_mid_body_cuts_the_response_short(
     origin_stack: StackInfo, proxy: OriginFaultProxy, failure: str
 ) -> None:
     key = f"mid-body/{failure}.bin"
-    data, _, share_url = _imported(origin_stack, key, 300_000)
-    url = _edge_url(share_url)
+    data, _, share_url = imported(origin_stack, key, 300_000)
+    url = edge_url_of(share_url)
     # The first read passes 100 000 bytes (the edge streams them on) and then fails;
     # every later read fails before any byte.
     first = proxy.add(Fault(failure, key, after_bytes=100_000, times=1))
     proxy.add(Fault("status", key, status=500) if failure == "reset" else Fault("stall", key))
 
-    got, headers, body, complete = _raw_get(origin_stack, url)
+    got, headers, body, complete = raw_get(origin_stack, url)
 
     assert first.triggered.is_set()
     assert got == 200 and int(headers["content-length"]) == len(data)
     assert not complete, "a body the origin failed under must not pass as complete"
     assert len(body) < len(data) and body == data[: len(body)]
     proxy.clear()
-    again, _, body, complete = _raw_get(origin_stack, url)
+    again, _, body, complete = raw_get(origin_stack, url)
     assert (again, complete, body == data) == (200, True, True)
 
 
@@ -245,7 +189,7 @@ def test_an_origin_failing_mid_body_cuts_the_response_short(
 
 
 def _cluster(stack: StackInfo) -> dict[str, dict[str, Any]]:
-    return {node["node_id"]: node for node in _client(stack).cluster()["nodes"]}
+    return {node["node_id"]: node for node in stack_client(stack).cluster()["nodes"]}
 
 
 def test_an_edge_killed_mid_stream_get_finishes_from_another_replica(
@@ -254,13 +198,13 @@ def test_an_edge_killed_mid_stream_get_finishes_from_another_replica(
     state = origin_stack.state_dir
     key = "kill/movie.bin"
     tail = 100_000
-    data, file_id, share_url = _imported(origin_stack, key, 2 * CHUNK + tail)
-    plan = _client(origin_stack).plan(file_id)
+    data, file_id, share_url = imported(origin_stack, key, 2 * CHUNK + tail)
+    plan = stack_client(origin_stack).plan(file_id)
     victim_id = plan["nodes"][plan["chunks"][1]["replicas"][0]]["node_id"]
     index, victim = next((i, e) for i, e in enumerate(origin_stack.edges) if e.node_id == victim_id)
     # Placement ranks the same way for a share: before the kill it leads to the victim.
-    assert _base(_edge_url(share_url)) == victim.url
-    served = _metric(origin_stack, victim.url, "bytes_served_total")
+    assert edge_base(edge_url_of(share_url)) == victim.url
+    served = edge_metric(origin_stack, victim.url, "bytes_served_total")
     # Chunk 1's first origin read (the fill's 256 KiB first part, at the reader's offset)
     # passes 128 KiB, then one byte at a time: the victim streams them on (no read
     # timeout fires), so the response stays open for the kill.
@@ -276,7 +220,8 @@ def test_an_edge_killed_mid_stream_get_finishes_from_another_replica(
         _wait(
             lambda: (
                 slow.triggered.is_set()
-                and _metric(origin_stack, victim.url, "bytes_served_total") - served > CHUNK + tail
+                and edge_metric(origin_stack, victim.url, "bytes_served_total") - served
+                > CHUNK + tail
             ),
             "the victim to stream part of chunk 1",
         )
@@ -298,11 +243,11 @@ def test_an_edge_killed_mid_stream_get_finishes_from_another_replica(
         # Once the heartbeat timeout has passed, the dead node is out of the live set
         # and new share redirects lead elsewhere.
         _wait(lambda: not _cluster(origin_stack)[victim_id]["live"], "the victim to go silent")
-        fresh = _client(origin_stack).share(file_id, 600)["share_url"]
+        fresh = stack_client(origin_stack).share(file_id, 600)["share_url"]
         for share in (share_url, fresh):
-            url = _edge_url(share)
-            assert _base(url) != victim.url
-            got, _, body, complete = _raw_get(origin_stack, url, f"bytes={CHUNK}-")
+            url = edge_url_of(share)
+            assert edge_base(url) != victim.url
+            got, _, body, complete = raw_get(origin_stack, url, f"bytes={CHUNK}-")
             assert (got, complete, body == data[CHUNK:]) == (206, True, True)
     finally:
         restarted = run_cli("local", "restart", f"edge-{index + 1}", "--state-dir", state)
@@ -332,16 +277,17 @@ def test_an_edge_declared_dead_registers_again(origin_stack: StackInfo) -> None:
     """
     stack = StackInfo.load(Path(origin_stack.state_dir))  # a restart may have moved pids
     edge = stack.edges[1]
-    kept, _, kept_share = _imported(stack, "dead-node/kept.bin", 200_000)
-    _, deleted_id, deleted_share = _imported(stack, "dead-node/deleted.bin", 200_000)
+    kept, _, kept_share = imported(stack, "dead-node/kept.bin", 200_000)
+    _, deleted_id, deleted_share = imported(stack, "dead-node/deleted.bin", 200_000)
     # Both read through this edge, so it holds their chunks and manifests.
     kept_url, deleted_url = (
-        edge.url + url[len(_base(url)) :] for url in map(_edge_url, (kept_share, deleted_share))
+        edge.url + url[len(edge_base(url)) :]
+        for url in map(edge_url_of, (kept_share, deleted_share))
     )
     for url in (kept_url, deleted_url):
-        got, _, _, complete = _raw_get(stack, url)
+        got, _, _, complete = raw_get(stack, url)
         assert (got, complete) == (200, True)
-    origin_bytes = _metric(stack, edge.url, "origin_bytes_total")
+    origin_bytes = edge_metric(stack, edge.url, "origin_bytes_total")
     log = Path(stack.state_dir) / "logs" / "edge-2.log"
     offset = log.stat().st_size
     registry = _nodes_table(stack)
@@ -357,7 +303,7 @@ def test_an_edge_declared_dead_registers_again(origin_stack: StackInfo) -> None:
     os.killpg(edge.pid, signal.SIGSTOP)  # the node agent and its workers
     try:
         _wait(declared_dead, "the frozen edge to be declared dead", 30)
-        _client(stack).delete(deleted_id)
+        stack_client(stack).delete(deleted_id)
     finally:
         os.killpg(edge.pid, signal.SIGCONT)
 
@@ -389,13 +335,13 @@ def test_an_edge_declared_dead_registers_again(origin_stack: StackInfo) -> None:
     assert dead is None or dead.status == "dead"
 
     # The cache outlives the identity: same bytes, none of them from the origin.
-    got, _, body, complete = _raw_get(stack, kept_url)
+    got, _, body, complete = raw_get(stack, kept_url)
     assert (got, complete, body == kept) == (200, True, True)
-    assert _metric(stack, edge.url, "origin_bytes_total") == origin_bytes
+    assert edge_metric(stack, edge.url, "origin_bytes_total") == origin_bytes
     # The evict for the deleted file was addressed to the dead identity; the edge
     # checks its manifest copies again after registering, so the file does not serve:
     # 410 while the file is tombstoned, 404 once its collection has removed the record.
-    got, headers, body, _ = _raw_get(stack, deleted_url)
+    got, headers, body, _ = raw_get(stack, deleted_url)
     assert got in (404, 410), (got, body[:200])
     assert headers["content-type"].startswith("application/json")
     # Heartbeats go on under the new identity, with no further re-registration.

@@ -11,10 +11,26 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench_rows(module: str, tmp_path: Path, timeout: float = 280) -> dict[str, dict[str, Any]]:
+    """``python -m module --tiny --json``, from the repository as ``make bench`` runs it,
+    exiting 0; its rows by name."""
+    out = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--tiny", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {row["name"]: row for row in json.loads(out.read_text())}
 
 
 def check_measured_rows(module: str, names: tuple[str, ...], tmp_path: Path) -> None:
@@ -22,16 +38,7 @@ def check_measured_rows(module: str, names: tuple[str, ...], tmp_path: Path) -> 
         if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
             # `make test` installs them (debs-test): missing means a broken setup, not a pass.
             pytest.fail(f"{tool} is not installed (Debian packages nginx-light, wrk)")
-    out = tmp_path / "rows.json"
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--tiny", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    rows = bench_rows(module, tmp_path)
     for name in names:
         row = rows[name]
         assert row["skipped"] is None, f"{name}: {row['skipped']}"

@@ -31,7 +31,7 @@ from edge_node.manifests import ManifestStore
 from edge_node.origin import OriginFetcher
 from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ShareKeys, build_app
-from tests.integration.edge_fixtures import share_public_keys
+from tests.integration.edge_publishing import share_public_keys
 
 
 async def serve(spec: dict[str, object]) -> None:

@@ -20,13 +20,8 @@ import requests
 
 from edge_node.cache import CacheConfig
 from edge_node.limits import ClientLimits
-from tests.integration.edge_fixtures import (
-    EdgeServer,
-    ThrowawayCA,
-    moto_s3,
-    put_file,
-    share_query,
-)
+from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, moto_s3
+from tests.integration.edge_publishing import put_file, share_query
 
 BUCKET = "fsnode-edge-process"
 

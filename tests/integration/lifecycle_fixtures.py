@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,9 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
+from botocore.exceptions import ClientError
+from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING, FileRecord, ReplicaRecord
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.published import VersionManifest
 
@@ -288,3 +291,52 @@ def pump(edges: list[SimEdge]) -> Callable[[], None]:
             edge.beat()
 
     return run
+
+
+def stores(stack: Any) -> tuple[ChunkCatalog, NodeRegistry]:
+    ddb = boto3.client("dynamodb")
+    return (
+        ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], ddb),
+        NodeRegistry(stack.env["FSNODE_NODES_TABLE"], ddb),
+    )
+
+
+def hold_replicas(
+    catalog: ChunkCatalog, file_id: str, version: str, chunks: int, node_ids: list[str]
+) -> None:
+    for index in range(chunks):
+        for node_id in node_ids:
+            catalog.put_replica(
+                ReplicaRecord(
+                    file_id=file_id,
+                    version=version,
+                    index=index,
+                    node_id=node_id,
+                    created_at=int(time.time()),
+                )
+            )
+
+
+def object_exists(bucket: str, key: str) -> bool:
+    try:
+        boto3.client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        return False
+    return True
+
+
+def gc_arn(machine: str, file_id: str, version: str) -> str:
+    return machine.replace(":stateMachine:", ":execution:") + f":gc-{file_id}-{version}"
+
+
+def delete_for_gc(api: Any, sfn_machines: Any, file_id: str, version: str) -> str:
+    """DELETE the file; with no grace period (the test stack's) its collection starts."""
+    answer = api.call("DELETE", f"/files/{file_id}")
+    assert answer.status_code == 202, answer.body
+    return gc_arn(sfn_machines.gc, file_id, version)
+
+
+def file_record(catalog: ChunkCatalog, file_id: str) -> FileRecord:
+    meta = catalog.get_file(file_id)
+    assert meta is not None
+    return meta

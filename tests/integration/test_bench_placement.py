@@ -6,31 +6,13 @@ runs them; the figures are never judged here.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_module(module: str, tmp_path: Path, timeout: float) -> list[dict[str, Any]]:
-    out = tmp_path / "rows.json"
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--tiny", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows: list[dict[str, Any]] = json.loads(out.read_text())
-    return rows
+from tests.integration.bench_harness import bench_rows
 
 
 def test_placement_rows(tmp_path: Path) -> None:
-    rows = {row["name"]: row for row in run_module("bench.placement_sim", tmp_path, 240)}
+    rows = bench_rows("bench.placement_sim", tmp_path, 240)
     assert set(rows) == {"placement_max_mean", "placement_hit_vs_ch"}
     for row in rows.values():
         assert row["skipped"] is None, row["skipped"]

@@ -15,13 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 import requests
-from botocore.exceptions import ClientError
-from fsnode_core.published import version_manifest_key
 
 from tests.integration.control_plane_helpers import (
     CHUNK,
-    chunk_hashes,
+    assert_nothing_visible,
     error_of,
+    init_body,
     part_hashes,
     unique_path,
     upload,
@@ -33,16 +32,7 @@ def b64(sha256_hex: str) -> str:
 
 
 def start(api: Any, data: bytes, **extra: Any) -> dict[str, Any]:
-    target = {} if "file_id" in extra else {"path": unique_path("clip.mp4")}
-    body = {
-        **target,
-        "size": len(data),
-        "content_type": "video/mp4",
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-        **extra,
-    }
-    init = api.call("POST", "/files", body)
+    init = api.call("POST", "/files", init_body(data, path=unique_path("clip.mp4"), **extra))
     assert init.status_code == 200, init.body
     return dict(init.json_body)
 
@@ -56,64 +46,6 @@ def put(part: dict[str, Any], data: bytes, headers: dict[str, str] | None = None
 def complete(api: Any, started: dict[str, Any], etags: list[str]) -> Any:
     parts = [{"part_number": n, "etag": etag} for n, etag in enumerate(etags, start=1)]
     return api.call("POST", f"/files/{started['file_id']}/complete", {"parts": parts})
-
-
-def collect_version(file_id: str, version: str) -> None:
-    """What the ``gc`` execution prune starts for a due entry does, for a version no edge
-    holds: its steps in order, in-process."""
-    from chalicelib import gc
-
-    state = gc.step({"action": "tombstone", "file_id": file_id, "version": version})
-    data = gc.step({**state, "action": "delete_data"})
-    gc.step({**state, "action": "delete_items", "evicted": [], "data": data})
-
-
-def _items(stack: Any, file_id: str) -> list[dict[str, Any]]:
-    return boto3.client("dynamodb").query(
-        TableName=stack.env["FSNODE_CHUNKS_TABLE"],
-        KeyConditionExpression="pk = :p",
-        ExpressionAttributeValues={":p": {"S": f"file#{file_id}"}},
-    )["Items"]
-
-
-def assert_nothing_visible(api: Any, stack: Any, started: dict[str, Any]) -> None:
-    """No record, no listing, no open multipart upload, the path free again; what the
-    upload left (its declaration, any object) is due for collection at once, and once
-    collected nothing of it is left."""
-    file_id = started["file_id"]
-    assert api.call("GET", f"/files/{file_id}").status_code == 404
-    listed = api.call("GET", "/files?limit=1000").json_body
-    assert file_id not in {f["file_id"] for f in listed["files"]}
-    assert [item["sk"]["S"] for item in _items(stack, file_id)] == [f"retired#{started['version']}"]
-    if "path" in started:
-        claim = (
-            boto3.client("dynamodb")
-            .get_item(
-                TableName=stack.env["FSNODE_CHUNKS_TABLE"],
-                Key={"pk": {"S": f"path#{started['path']}"}, "sk": {"S": "claim"}},
-            )
-            .get("Item")
-        )
-        assert claim is None or claim["file_id"]["S"] != file_id
-    collect_version(file_id, started["version"])
-    assert _items(stack, file_id) == []
-    s3 = boto3.client("s3")
-    bucket = stack.env["FSNODE_BUCKET"]
-    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"files/{file_id}/").get("KeyCount") == 0
-    assert (
-        s3.list_objects_v2(
-            Bucket=bucket,
-            Prefix=version_manifest_key(file_id, started["version"]),
-        ).get("KeyCount")
-        == 0
-    )
-    with pytest.raises(ClientError) as aborted:
-        s3.list_parts(
-            Bucket=bucket,
-            Key=f"files/{file_id}/{started['version']}",
-            UploadId=started["upload_id"],
-        )
-    assert aborted.value.response["Error"]["Code"] == "NoSuchUpload"
 
 
 def test_each_part_url_signs_its_declared_checksum(cp_api: Any) -> None:

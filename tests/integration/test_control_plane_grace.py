@@ -15,7 +15,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from fsnode_core.published import (
-    VersionManifest,
     head_key,
     tree_folder_prefix,
     version_manifest_key,
@@ -30,6 +29,7 @@ from tests.integration.control_plane_helpers import (
     upload,
 )
 from tests.integration.lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
+from tests.integration.published_reads import read_manifest
 
 GRACE = 3
 
@@ -149,14 +149,7 @@ def test_an_import_is_hashed_by_its_job(cp_api: Any, cp_stack: Any, machines: An
     status = machines.wait(_execution(machines.arns["hash_chunks"], name))
     assert status["status"] == "SUCCEEDED", status
     assert json.loads(status["output"])["outcome"] == "hashed"
-    manifest = VersionManifest.from_json(
-        boto3.client("s3")
-        .get_object(
-            Bucket=cp_stack.env["FSNODE_BUCKET"],
-            Key=version_manifest_key(record["file_id"], record["version"]),
-        )["Body"]
-        .read()
-    )
+    manifest = read_manifest(cp_stack.env["FSNODE_BUCKET"], record["file_id"], record["version"])
     assert manifest.chunk_hashes() == chunk_hashes(data)
 
 

@@ -15,7 +15,7 @@ import pytest
 from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.errors import InvalidInput
 
-from tests.integration.control_plane_helpers import CHUNK, error_of, register, upload
+from tests.integration.control_plane_helpers import CHUNK, error_of, node_auth, register, upload
 
 ASL = Path(__file__).resolve().parents[2] / "functions" / "statemachines" / "replicate.asl.json"
 
@@ -237,21 +237,14 @@ def test_report_with_a_wrong_hash_is_not_recorded(
         },
     ).payload
     path = f"/nodes/{node['node_id']}/work/{queued['work_id']}"
-    stolen = cp_api.call(
-        "POST",
-        path,
-        {"ok": True, "sha256": "0" * 64},
-        key=False,
-        headers={"authorization": f"Bearer {other['credential']}"},
-    )
-    assert stolen.status_code == 401
-    answer = cp_api.call(
-        "POST",
-        path,
-        {"ok": True, "sha256": "0" * 64},
-        key=False,
-        headers={"authorization": f"Bearer {node['credential']}"},
-    )
+
+    def report(by: dict[str, Any]) -> Any:
+        return cp_api.call(
+            "POST", path, {"ok": True, "sha256": "0" * 64}, key=False, headers=node_auth(by)
+        )
+
+    assert report(other).status_code == 401  # another node's credential
+    answer = report(node)
     assert answer.status_code == 200 and answer.json_body["recorded"] is False
     view = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb")).file_view(
         started["file_id"]

@@ -21,35 +21,35 @@ from fsnode_core.errors import Unavailable
 from fsnode_core.models import file_pk
 from fsnode_core.published import version_manifest_key
 
+from tests.helpers import put_parts
 from tests.integration.control_plane_helpers import (
     CHUNK,
-    chunk_hashes,
+    assert_nothing_visible,
     error_of,
-    part_hashes,
+    file_items,
+    init_body,
+    scheduled_prune,
     unique_path,
     upload,
 )
-from tests.integration.test_control_plane_files_checksums import assert_nothing_visible
 
 WEEK = 7 * 24 * 3600
 SMALL_CHUNK = 1024  # 50,000 chunks in 49 MiB: the counts are what AWS limits
 
 
-def _items(stack: Any, file_id: str) -> list[dict[str, Any]]:
-    pages = (
-        boto3.client("dynamodb")
-        .get_paginator("query")
-        .paginate(
-            TableName=stack.env["FSNODE_CHUNKS_TABLE"],
-            KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": {"S": file_pk(file_id)}},
-        )
-    )
-    return [item for page in pages for item in page["Items"]]
-
-
 def _sks(stack: Any, file_id: str) -> list[str]:
-    return sorted(item["sk"]["S"] for item in _items(stack, file_id))
+    return sorted(item["sk"]["S"] for item in file_items(stack, file_id))
+
+
+def _set_upload(stack: Any, file_id: str, **values: dict[str, str]) -> None:
+    """Set attributes of a file's upload item (typed values, as DynamoDB takes them)."""
+    boto3.client("dynamodb").update_item(
+        TableName=stack.env["FSNODE_CHUNKS_TABLE"],
+        Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "upload"}},
+        UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
+        ExpressionAttributeNames={f"#{name}": name for name in values},
+        ExpressionAttributeValues={f":{name}": value for name, value in values.items()},
+    )
 
 
 def _declared(size: int, chunk: int) -> dict[str, Any]:
@@ -95,20 +95,6 @@ def _counted(call: Callable[[], Any]) -> tuple[Any, list[str]]:
         stop()
 
 
-def _send(started: dict[str, Any], pages: list[dict[str, Any]], data: bytes) -> list[Any]:
-    etags = []
-    for part in [p for page in [started, *pages] for p in page["parts"]]:
-        put = requests.put(
-            part["url"],
-            data=data[part["offset"] : part["offset"] + part["length"]],
-            headers=part["headers"],
-            timeout=60,
-        )
-        assert put.status_code == 200, put.text
-        etags.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
-    return etags
-
-
 def test_50000_chunks_upload_and_plan_in_a_fixed_number_of_requests(
     cp_api: Any, cp_stack: Any, small_chunks: int
 ) -> None:
@@ -138,8 +124,8 @@ def test_50000_chunks_upload_and_plan_in_a_fixed_number_of_requests(
         file_id = started["file_id"]
         # One small item; the hashes are in the declaration object in S3.
         assert _sks(cp_stack, file_id) == ["upload"]
-        assert max(len(json.dumps(i)) for i in _items(cp_stack, file_id)) < 2000
-        etags = _send(started, [], data)
+        assert max(len(json.dumps(i)) for i in file_items(cp_stack, file_id)) < 2000
+        etags = put_parts(started["parts"], data)
         done, complete_calls = _counted(
             lambda file_id=file_id, etags=etags: cp_api.call(
                 "POST", f"/files/{file_id}/complete", {"parts": etags}
@@ -182,7 +168,7 @@ def test_declared_hashes_are_one_object_in_s3(cp_api: Any, cp_stack: Any) -> Non
         started = cp_api.call("POST", "/files", body).json_body
         file_id, version = started["file_id"], started["version"]
         assert _sks(cp_stack, file_id) == ["upload"]
-        upload_item = _items(cp_stack, file_id)[0]
+        upload_item = file_items(cp_stack, file_id)[0]
         assert len(json.dumps(upload_item)) < 2000
         assert "expires_at" not in upload_item  # not the TTL: the sweep discards it
         declared = json.loads(
@@ -218,14 +204,7 @@ def test_declared_hashes_are_one_object_in_s3(cp_api: Any, cp_stack: Any) -> Non
 )
 def test_part_pages_refuse_bad_queries(cp_api: Any, query: str, status: int) -> None:
     data = os.urandom(6 * CHUNK)  # two parts
-    body = {
-        "path": unique_path(),
-        "size": len(data),
-        "content_type": "video/mp4",
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-    }
-    started = cp_api.call("POST", "/files", body).json_body
+    started = cp_api.call("POST", "/files", init_body(data)).json_body
     answer = cp_api.call("GET", f"/files/{started['file_id']}/parts?{query}")
     assert answer.status_code == status, answer.body
     error_of(answer)
@@ -248,29 +227,14 @@ def test_an_upload_sent_through_several_pages_completes(
 
     monkeypatch.setattr(uploads, "PARTS_PAGE", 2)
     data = os.urandom(2 * 5 * CHUNK + 123)  # three parts: two pages of two
-    body = {
-        "path": unique_path("paged.mp4"),
-        "size": len(data),
-        "content_type": "video/mp4",
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-    }
+    body = init_body(data, path=unique_path("paged.mp4"))
     started = cp_api.call("POST", "/files", body).json_body
     listed = list(started["parts"])
     assert [p["part_number"] for p in listed] == [1, 2] and started["next_part"] == 3
     page = cp_api.call("GET", f"/files/{started['file_id']}/parts?first=3").json_body
     assert page["next_part"] is None
     listed += page["parts"]
-    etags = []
-    for part in listed:
-        put = requests.put(
-            part["url"],
-            data=data[part["offset"] : part["offset"] + part["length"]],
-            headers=part["headers"],
-            timeout=30,
-        )
-        assert put.status_code == 200, put.text
-        etags.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+    etags = put_parts(listed, data)
     done = cp_api.call("POST", f"/files/{started['file_id']}/complete", {"parts": etags})
     assert done.status_code == 200, done.body
     # Published: the meta item alone (its hashes are in the version manifest).
@@ -283,14 +247,7 @@ def test_a_stale_overwrite_is_replaced_and_its_items_removed(cp_api: Any, cp_sta
     first, done = upload(cp_api, os.urandom(CHUNK + 5))
     file_id = first["file_id"]
     current = done.json_body
-    data = os.urandom(2 * CHUNK)
-    body = {
-        "size": len(data),
-        "content_type": "video/mp4",
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-        "file_id": file_id,
-    }
+    body = init_body(os.urandom(2 * CHUNK), file_id=file_id)
     stale = cp_api.call("POST", "/files", body).json_body
     assert _sks(cp_stack, file_id) == ["meta", "upload"]
     # While its part URLs live, another upload of the file is refused (and leaves no
@@ -302,17 +259,12 @@ def test_a_stale_overwrite_is_replaced_and_its_items_removed(cp_api: Any, cp_sta
     open_uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=f"files/{file_id}/")
     assert [u["UploadId"] for u in open_uploads.get("Uploads", [])] == [stale["upload_id"]]
     # Its URLs expire (made so here: an hour is long for a test).
-    boto3.client("dynamodb").update_item(
-        TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
-        Key={"pk": {"S": file_pk(file_id)}, "sk": {"S": "upload"}},
-        UpdateExpression="SET urls_until = :t",
-        ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 1)}},
-    )
+    _set_upload(cp_stack, file_id, urls_until={"N": str(int(time.time()) - 1)})
     fresh = cp_api.call("POST", "/files", body)
     assert fresh.status_code == 200, fresh.body
     # The stale one is retired (its declaration collected with it), the fresh one open.
     assert _sks(cp_stack, file_id) == ["meta", f"retired#{stale['version']}", "upload"]
-    assert _items(cp_stack, file_id)[2]["version"]["S"] == fresh.json_body["version"]
+    assert file_items(cp_stack, file_id)[2]["version"]["S"] == fresh.json_body["version"]
     with pytest.raises(s3.exceptions.ClientError):
         s3.list_parts(
             Bucket=bucket, Key=f"files/{file_id}/{stale['version']}", UploadId=stale["upload_id"]
@@ -333,14 +285,7 @@ def test_an_init_that_fails_half_way_leaves_nothing(
         raise Unavailable("could not write a manifest to the origin bucket")
 
     monkeypatch.setattr(manifests, "put_declaration", fail)
-    data = os.urandom(CHUNK + 1)
-    body = {
-        "path": unique_path(),
-        "size": len(data),
-        "content_type": "video/mp4",
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-    }
+    body = init_body(os.urandom(CHUNK + 1))
     answer = cp_api.call("POST", "/files", body)
     assert answer.status_code == 503, answer.body
     monkeypatch.setattr(manifests, "put_declaration", real)
@@ -364,24 +309,11 @@ def test_an_init_that_fails_half_way_leaves_nothing(
 
 def test_an_upload_being_declared_or_discarded_cannot_complete(cp_api: Any, cp_stack: Any) -> None:
     data = os.urandom(100)
-    body = {
-        "path": unique_path(),
-        "size": len(data),
-        "content_type": "video/mp4",
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-    }
-    started = cp_api.call("POST", "/files", body).json_body
+    started = cp_api.call("POST", "/files", init_body(data)).json_body
     (part,) = started["parts"]
     etag = requests.put(part["url"], data=data, headers=part["headers"], timeout=30).headers["ETag"]
     for state in ("declaring", "discarding"):
-        boto3.client("dynamodb").update_item(
-            TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
-            Key={"pk": {"S": file_pk(started["file_id"])}, "sk": {"S": "upload"}},
-            UpdateExpression="SET #s = :s",
-            ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":s": {"S": state}},
-        )
+        _set_upload(cp_stack, started["file_id"], state={"S": state})
         answer = cp_api.call(
             "POST",
             f"/files/{started['file_id']}/complete",
@@ -397,41 +329,17 @@ def test_an_upload_being_declared_or_discarded_cannot_complete(cp_api: Any, cp_s
 
 
 def test_prune_discards_abandoned_uploads(cp_api: Any, cp_app: Any, cp_stack: Any) -> None:
-    from fsnode.localstack.lambda_dispatch import LambdaContext
-
-    data = os.urandom(CHUNK + 1)
-    body = {
-        "path": unique_path(),
-        "size": len(data),
-        "content_type": "video/mp4",
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-    }
-    started = cp_api.call("POST", "/files", body).json_body
-    event = {
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "id": "1",
-        "time": "2026-01-01T00:00:00Z",
-        "region": "us-east-1",
-        "account": "000000000000",
-        "resources": [],
-        "detail": {},
-        "version": "0",
-    }
+    started = cp_api.call("POST", "/files", init_body(os.urandom(CHUNK + 1))).json_body
     # (That an upload within its week is kept is the sweep's own test, above: one
     # prune run here, since each one sweeps everything the shared stack holds.)
     # A week on (made so: the upload's deadline, as the sweep's index sorts it, passed).
-    boto3.client("dynamodb").update_item(
-        TableName=cp_stack.env["FSNODE_CHUNKS_TABLE"],
-        Key={"pk": {"S": file_pk(started["file_id"])}, "sk": {"S": "upload"}},
-        UpdateExpression="SET upload_expires_at = :at, collect_sk = :due",
-        ExpressionAttributeValues={
-            ":at": {"N": "1"},
-            ":due": {"S": f"{1:012d}#{started['file_id']}"},
-        },
+    _set_upload(
+        cp_stack,
+        started["file_id"],
+        upload_expires_at={"N": "1"},
+        collect_sk={"S": f"{1:012d}#{started['file_id']}"},
     )
-    summary = cp_app.prune(event, LambdaContext("prune", 512, 60))
+    summary = scheduled_prune(cp_app)
     assert started["file_id"] in summary["uploads_discarded"]
     assert_nothing_visible(cp_api, cp_stack, started)
     done = cp_api.call(
@@ -444,15 +352,7 @@ def test_prune_discards_abandoned_uploads(cp_api: Any, cp_app: Any, cp_stack: An
 
 def test_init_takes_a_body_up_to_4_mib_and_other_routes_1_mib(cp_api: Any) -> None:
     padding = "x" * (2 * 1024 * 1024)
-    data = os.urandom(10)
-    body = {
-        "path": unique_path(),
-        "size": len(data),
-        "content_type": "video/mp4",
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-        "padding": padding,
-    }
+    body = init_body(os.urandom(10), padding=padding)
     assert cp_api.call("POST", "/files", body).status_code == 200
     huge = cp_api.call("POST", "/files", {**body, "padding": "x" * (4 * 1024 * 1024)})
     assert huge.status_code == 413 and error_of(huge)["code"] == "payload_too_large"
@@ -461,14 +361,9 @@ def test_init_takes_a_body_up_to_4_mib_and_other_routes_1_mib(cp_api: Any) -> No
 
 
 def test_an_uploader_cancels_its_own_upload(cp_api: Any, cp_stack: Any) -> None:
-    data = os.urandom(10)
     path = unique_path()
-    body = {
-        "path": path,
-        "size": len(data),
-        "chunk_sha256": chunk_hashes(data),
-        "part_sha256": part_hashes(data),
-    }
+    body = init_body(os.urandom(10), path=path)
+    del body["content_type"]  # none declared: the control plane's default
     started = cp_api.call("POST", "/files", body).json_body
     route = f"/files/{started['file_id']}/upload"
     assert cp_api.call("POST", "/files", body).status_code == 409  # one upload per file

@@ -30,7 +30,9 @@ from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.cache.layout import Layout, key_for
 from edge_node.manifests import Manifest
 from tests.helpers import wait_for
-from tests.integration.edge_fixtures import OriginProxy, moto_s3, put_file, share_query
+from tests.integration.edge_fixtures import moto_s3
+from tests.integration.edge_publishing import put_file, share_query
+from tests.integration.origin_proxy import OriginProxy
 
 BUCKET = "cache-workers"
 CHUNK = 1024 * 1024

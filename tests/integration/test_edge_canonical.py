@@ -12,18 +12,12 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 from fsnode_core.signing import SharePolicy
 
 from edge_node.manifests import Manifest
-from tests.integration.edge_fixtures import (
-    EdgeServer,
-    ThrowawayCA,
-    put_file,
-    share_query,
-    signer,
-)
+from tests.integration.edge_fixtures import EdgeServer, edge_on_moto
+from tests.integration.edge_publishing import put_file, share_query, signer
 
 BUCKET = "fsnode-edge-canonical"
 CHUNK = 64 * 1024
@@ -33,23 +27,10 @@ SECRET = "Zm9yZ2V0LW1lLW5vdA"  # stands for a share signature: must never be ech
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    from tests.integration.edge_fixtures import moto_s3
-
-    with moto_s3():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        # One trusted proxy: the client address comes from X-Forwarded-For, so a test
-        # can be an IPv4 client seen through a dual-stack proxy (::ffff:a.b.c.d).
-        server = EdgeServer(
-            tmp_path_factory.mktemp("edge"),
-            ThrowawayCA(),
-            BUCKET,
-            trusted_proxy_hops=1,
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    # One trusted proxy: the client address comes from X-Forwarded-For, so a test
+    # can be an IPv4 client seen through a dual-stack proxy (::ffff:a.b.c.d).
+    with edge_on_moto(tmp_path_factory, BUCKET, trusted_proxy_hops=1) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

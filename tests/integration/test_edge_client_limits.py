@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 import requests
 
@@ -23,12 +22,8 @@ from edge_node.cache import CacheConfig
 from edge_node.limits import ClientLimits
 from edge_node.manifests import Manifest
 from tests.helpers import wait_for as wait_until
-from tests.integration.edge_fixtures import (
-    EdgeServer,
-    ThrowawayCA,
-    put_file,
-    share_query,
-)
+from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, edge_on_moto
+from tests.integration.edge_publishing import put_file, share_query
 
 BUCKET = "fsnode-edge-limits"
 CHUNK = 256 * 1024
@@ -40,22 +35,13 @@ LIMITS = ClientLimits(
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    from tests.integration.edge_fixtures import moto_s3
-
-    with moto_s3():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        server = EdgeServer(
-            tmp_path_factory.mktemp("edge"),
-            ThrowawayCA(),
-            BUCKET,
-            cache_config=CacheConfig(max_bytes=64 * 1024 * 1024),
-            client_limits=LIMITS,
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with edge_on_moto(
+        tmp_path_factory,
+        BUCKET,
+        cache_config=CacheConfig(max_bytes=64 * 1024 * 1024),
+        client_limits=LIMITS,
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,9 @@ import requests
 from fsnode_core.published import data_key, entity_tag, parse_tree_key
 
 from edge_node.prefetch import PrefetchConfig
-from tests.helpers import wait_for
-from tests.integration.edge_fixtures import (
-    EdgeServer,
-    ThrowawayCA,
-    delete_file,
-    folder_token,
-    folder_url,
-    moto_s3,
-    put_file,
-)
+from tests.helpers import https_session, wait_for
+from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, edge_on_moto
+from tests.integration.edge_publishing import delete_file, folder_token, folder_url, put_file
 
 BUCKET = "fsnode-edge-folders"
 CHUNK = 64 * 1024
@@ -52,8 +45,7 @@ TYPES = {
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    with moto_s3():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
+    with edge_on_moto(tmp_path_factory, BUCKET) as server:
         for relative, data in FILES.items():
             # Published with a generic type: the edge still answers by extension.
             put_file(
@@ -61,19 +53,12 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
             )
         # A sibling folder that shares the prefix's text but not its segments.
         put_file(BUCKET, b"secret", CHUNK, path="media/show2/x.ts")
-        server = EdgeServer(tmp_path_factory.mktemp("edge"), ThrowawayCA(), BUCKET)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+        yield server
 
 
 @pytest.fixture(scope="module")
 def http(edge: EdgeServer) -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        session.verify = str(edge.ca_file)
+    with https_session(edge.ca_file) as session:
         yield session
 
 
@@ -271,9 +256,7 @@ def test_a_media_playlist_prefetches_its_first_segments_and_no_more(
     server.start()
     try:
         token = folder_token("media/long/")
-        with requests.Session() as http:
-            http.trust_env = False
-            http.verify = str(server.ca_file)
+        with https_session(server.ca_file) as http:
             playlist = http.get(folder_url(server.url, token, "media/long/live/index.m3u8"))
             assert playlist.content == long_stream["live/index.m3u8"]
             assert server.context is not None and server.context.prefetch is not None

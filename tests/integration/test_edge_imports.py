@@ -23,14 +23,8 @@ import requests
 
 from edge_node.manifests import Manifest
 from tests.helpers import wait_for
-from tests.integration.edge_fixtures import (
-    EdgeServer,
-    ThrowawayCA,
-    moto_s3,
-    put_file,
-    share_query,
-    write_hashes,
-)
+from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, moto_s3
+from tests.integration.edge_publishing import put_file, share_query, write_hashes
 
 BUCKET = "fsnode-edge-imports"
 CHUNK = 64 * 1024

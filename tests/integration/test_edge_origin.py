@@ -10,14 +10,12 @@ disk watermarks.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import boto3
 import pytest
 import requests
@@ -25,15 +23,10 @@ import requests
 from edge_node.cache import CacheConfig
 from edge_node.manifests import Manifest
 from edge_node.origin import OriginConfig
-from tests.helpers import wait_for
-from tests.integration.edge_fixtures import (
-    EdgeServer,
-    OriginProxy,
-    ThrowawayCA,
-    moto_s3,
-    put_file,
-    share_query,
-)
+from tests.helpers import https_session, wait_for
+from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, concurrent_gets, moto_s3
+from tests.integration.edge_publishing import put_file, share_query
+from tests.integration.origin_proxy import OriginProxy
 
 BUCKET = "fsnode-edge-origin"
 CHUNK = 256 * 1024
@@ -110,13 +103,6 @@ def proxy(stack: Stack) -> Iterator[OriginProxy]:
     stack.proxy.clear()
 
 
-def session(edge: EdgeServer) -> requests.Session:
-    http = requests.Session()
-    http.trust_env = False
-    http.verify = str(edge.ca_file)
-    return http
-
-
 def publish(edge: EdgeServer, data: bytes = DATA) -> Manifest:
     return put_file(BUCKET, data, CHUNK)
 
@@ -124,7 +110,7 @@ def publish(edge: EdgeServer, data: bytes = DATA) -> Manifest:
 def get(
     edge: EdgeServer, manifest: Manifest, first: int, last: int, **kwargs: object
 ) -> requests.Response:
-    with session(edge) as http:
+    with https_session(edge.ca_file) as http:
         return http.get(
             f"{edge.url}/f/{manifest.file_id}",
             params=share_query(manifest.file_id, manifest.version),
@@ -139,7 +125,7 @@ def part_ranges(index: int) -> list[tuple[int, int]]:
 
 
 def metric(edge: EdgeServer, name: str) -> float:
-    with session(edge) as http:
+    with https_session(edge.ca_file) as http:
         text = http.get(f"{edge.url}/metrics").text
     match = re.search(rf"^fsnode_edge_{name} (\S+)$", text, re.M)
     assert match, name
@@ -174,18 +160,7 @@ def test_fifty_cold_requests_make_one_set_of_parallel_ranged_gets(
     url = f"{edge.url}/f/{manifest.file_id}"
     first, last = CHUNK + 100, CHUNK + 50_000  # inside chunk 1
 
-    async def fetch_all() -> list[tuple[int, bytes]]:
-        connector = aiohttp.TCPConnector(ssl=edge.client_ssl(), limit=0)
-        async with aiohttp.ClientSession(connector=connector) as client:
-
-            async def one() -> tuple[int, bytes]:
-                headers = {"Range": f"bytes={first}-{last}"}
-                async with client.get(url, params=query, headers=headers) as answer:
-                    return answer.status, await answer.read()
-
-            return await asyncio.gather(*(one() for _ in range(50)))
-
-    results = asyncio.run(fetch_all())
+    results = concurrent_gets(edge, url, query, {"Range": f"bytes={first}-{last}"}, 50)
     assert all(status == 206 for status, _ in results)
     assert all(body == DATA[first : last + 1] for _, body in results)
     # One fill of chunk 1, as four concurrent ranged GETs, and nothing else.
@@ -360,7 +335,7 @@ def test_disk_watermarks_stay_bounded(stack: Stack, proxy: OriginProxy) -> None:
     small = stack.edge(max_bytes=4 * CHUNK, high_water=0.75, low_water=0.5)
     try:
         manifest = publish(small)
-        with session(small) as http:
+        with https_session(small.ca_file) as http:
             answer = http.get(
                 f"{small.url}/f/{manifest.file_id}",
                 params=share_query(manifest.file_id, manifest.version),

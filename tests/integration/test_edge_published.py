@@ -24,14 +24,12 @@ from fsnode_core.published import head_key, version_manifest_key
 
 from edge_node.cache import CacheConfig
 from edge_node.manifests import Manifest
-from tests.helpers import wait_for
-from tests.integration.edge_fixtures import (
-    EdgeServer,
-    ThrowawayCA,
+from tests.helpers import https_session, wait_for
+from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, edge_on_moto
+from tests.integration.edge_publishing import (
     delete_file,
     folder_token,
     folder_url,
-    moto_s3,
     overwrite,
     put_file,
     share_query,
@@ -45,28 +43,19 @@ V2 = "2" * 32
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    with moto_s3():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        server = EdgeServer(
-            tmp_path_factory.mktemp("edge"),
-            ThrowawayCA(),
-            BUCKET,
-            manifest_max_age=MAX_AGE,
-            readahead_chunks=0,
-            cache_config=CacheConfig(max_bytes=64 * 1024 * 1024, max_prefetch_fills=0),
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with edge_on_moto(
+        tmp_path_factory,
+        BUCKET,
+        manifest_max_age=MAX_AGE,
+        readahead_chunks=0,
+        cache_config=CacheConfig(max_bytes=64 * 1024 * 1024, max_prefetch_fills=0),
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def http(edge: EdgeServer) -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        session.verify = str(edge.ca_file)
+    with https_session(edge.ca_file) as session:
         yield session
 
 
@@ -203,9 +192,7 @@ def test_a_cold_first_range_is_read_beside_the_manifest(
     early = early_edge.early
     assert early is not None
     started, used = early.started, early.used_bytes
-    with requests.Session() as http:
-        http.trust_env = False
-        http.verify = str(early_edge.ca_file)
+    with https_session(early_edge.ca_file) as http:
         headers = {"Range": range_header} if range_header else {}
         answer = get(http, early_edge, manifest, headers=headers)
     first, _, last = (range_header or "bytes=0-").removeprefix("bytes=").partition("-")
@@ -230,9 +217,7 @@ def test_an_import_never_takes_early_bytes(early_edge: EdgeServer) -> None:
     early = early_edge.early
     assert early is not None
     used = early.used_bytes
-    with requests.Session() as http:
-        http.trust_env = False
-        http.verify = str(early_edge.ca_file)
+    with https_session(early_edge.ca_file) as http:
         assert get(http, early_edge, manifest).content == data
     assert early.used_bytes == used  # its reads are pinned to the object's ETag
 
@@ -246,9 +231,7 @@ def test_a_restarted_edge_reads_no_early_range_for_chunks_it_holds(
         server = EdgeServer(tmp_path, ThrowawayCA(), BUCKET, early_reads=True)
         server.start()
         try:
-            with requests.Session() as http:
-                http.trust_env = False
-                http.verify = str(server.ca_file)
+            with https_session(server.ca_file) as http:
                 assert get(http, server, manifest).content == data
             assert server.early is not None and server.context is not None
             if run == 0:

@@ -10,19 +10,13 @@ import os
 import time
 from collections.abc import Iterator
 
-import boto3
 import pytest
 import requests
 from fsnode_core.signing import SharePolicy
 
 from edge_node.manifests import Manifest
-from tests.integration.edge_fixtures import (
-    EdgeServer,
-    ThrowawayCA,
-    moto_s3,
-    put_file,
-    signer,
-)
+from tests.integration.edge_fixtures import EdgeServer, edge_on_moto
+from tests.integration.edge_publishing import put_file, signer
 
 BUCKET = "fsnode-edge-policies"
 CHUNK = 64 * 1024
@@ -31,14 +25,8 @@ DATA = os.urandom(CHUNK + 100)
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    with moto_s3():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        server = EdgeServer(tmp_path_factory.mktemp("edge"), ThrowawayCA(), BUCKET)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with edge_on_moto(tmp_path_factory, BUCKET) as server:
+        yield server
 
 
 @pytest.fixture

@@ -24,9 +24,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge_node.manifests import Manifest
 from tests.helpers import wait_for
-from tests.integration.edge_fixtures import free_port, share_query
-from tests.integration.test_edge_bootstrap import DATA, JOIN_TOKEN, REPO, FakeControlPlane
-from tests.integration.test_edge_bootstrap import stack as stack
+from tests.integration.edge_fixtures import free_port
+from tests.integration.edge_publishing import share_query
+from tests.integration.fake_control_plane import (
+    DATA,
+    JOIN_TOKEN,
+    REPO,
+    FakeControlPlane,
+    control_plane_over_moto,
+)
 from tests.integration.test_edge_public_tls import DOMAIN, public_bundle
 
 
@@ -95,6 +101,12 @@ class Edge:
 
         wait_for(enough, "answers from every worker")
         return seen
+
+
+@pytest.fixture
+def stack() -> Iterator[tuple[FakeControlPlane, Manifest]]:
+    with control_plane_over_moto() as made:
+        yield made
 
 
 @pytest.fixture

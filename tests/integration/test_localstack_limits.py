@@ -9,7 +9,6 @@ The history limit is lowered for the test (``FSNODE_LOCAL_STATES_HISTORY_EVENTS`
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +18,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from fsnode.localstack import aws_limits, processes, states_limits
+from fsnode.localstack import aws_limits, states_limits
 from fsnode.localstack.resources import LOCAL_CREDENTIALS, ResourceBuilder
-from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT, aws_env
+from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT
 from tests.helpers import finished_execution
+from tests.integration.local_aws import local_aws_server
 
 HISTORY = 60
 LOOP = {
@@ -55,33 +55,13 @@ PADDED = {
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = processes.free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **aws_env(url, "us-east-1"),
-        "PYTHONPATH": str(REPO_ROOT),
-        aws_limits.STATES_HISTORY_EVENTS_ENV: str(HISTORY),
-    }
-    child = processes.spawn(
-        "aws",
-        [
-            sys.executable,
-            "-m",
-            "fsnode.localstack.aws_server",
-            "--port",
-            str(port),
-            "--functions-dir",
-            str(FUNCTIONS_DIR),
-        ],
-        env,
-        tmp_path_factory.mktemp("aws") / "aws.log",
-    )
-    try:
-        processes.wait_for_log_line(child, "aws ready", 60)
+    with local_aws_server(
+        tmp_path_factory.mktemp("aws"),
+        PYTHONPATH=str(REPO_ROOT),
+        **{aws_limits.STATES_HISTORY_EVENTS_ENV: str(HISTORY)},
+    ) as url:
         ResourceBuilder(url, "us-east-1", FUNCTIONS_DIR)._enable_state_machine_execution()
         yield url
-    finally:
-        assert processes.stop([child.pid]) == []
 
 
 def _client(endpoint: str, service: str) -> Any:

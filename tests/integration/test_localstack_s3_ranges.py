@@ -4,7 +4,6 @@ installs ``s3_ranges``): byte-exact over real HTTP, as the edges read their orig
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,34 +12,15 @@ import pytest
 import requests
 from botocore.config import Config
 
-from fsnode.localstack import processes
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
-from fsnode.localstack.stack import FUNCTIONS_DIR, aws_env
+from tests.integration.local_aws import local_aws_server
 
 SIZE = 6 * 1024 * 1024 + 5  # past moto's in-memory buffer: the key lives in a file
 
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, bytes]]:
-    port = processes.free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("aws") / "aws.log"
-    child = processes.spawn(
-        "aws",
-        [
-            sys.executable,
-            "-m",
-            "fsnode.localstack.aws_server",
-            "--port",
-            str(port),
-            "--functions-dir",
-            str(FUNCTIONS_DIR),
-        ],
-        aws_env(endpoint, "us-east-1"),
-        log,
-    )
-    try:
-        processes.wait_for_log_line(child, "aws ready", 60)
+    with local_aws_server(tmp_path_factory.mktemp("aws")) as endpoint:
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -52,8 +32,6 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, byte
         data = os.urandom(SIZE)
         s3.put_object(Bucket="origin", Key="obj", Body=data)
         yield s3, data
-    finally:
-        assert processes.stop([child.pid]) == []
 
 
 def _get(s3: Any, header: str | None) -> requests.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +10,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from fsnode.localstack import processes
 from fsnode.localstack.resources import LOCAL_CREDENTIALS, ResourceBuilder
-from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT, aws_env
+from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT
 from tests.helpers import finished_execution
+from tests.integration.local_aws import local_aws_server
 
 RETRYING_MACHINE = {
     "StartAt": "Flaky",
@@ -40,31 +39,9 @@ RETRYING_MACHINE = {
 
 @pytest.fixture(scope="module")
 def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = processes.free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = aws_env(endpoint, "us-east-1")
-    # So the dispatcher can import tests.fixtures.flaky by its handler string.
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    log = tmp_path_factory.mktemp("aws") / "aws.log"
-    child = processes.spawn(
-        "aws",
-        [
-            sys.executable,
-            "-m",
-            "fsnode.localstack.aws_server",
-            "--port",
-            str(port),
-            "--functions-dir",
-            str(FUNCTIONS_DIR),
-        ],
-        env,
-        log,
-    )
-    try:
-        processes.wait_for_log_line(child, "aws ready", 60)
+    # PYTHONPATH: so the dispatcher can import tests.fixtures.flaky by its handler string.
+    with local_aws_server(tmp_path_factory.mktemp("aws"), PYTHONPATH=str(REPO_ROOT)) as endpoint:
         yield endpoint
-    finally:
-        assert processes.stop([child.pid]) == []
 
 
 def _client(endpoint: str, service: str) -> boto3.client:

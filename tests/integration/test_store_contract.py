@@ -80,6 +80,15 @@ def _meta(file_id: str, path: str = "n", seq: int = 1) -> FileRecord:
     )
 
 
+def _published(catalog: ChunkCatalog, file_id: str, path: str) -> PendingUpload:
+    """A new file at ``path``, claimed, uploaded and published; its upload."""
+    assert catalog.claim_path(PathClaim(path, file_id))
+    upload = _upload(file_id, path=path)
+    catalog.put_upload(upload)
+    catalog.publish_version(_meta(file_id, path), upload, current=None, retired=None)
+    return upload
+
+
 def test_node_roundtrip_and_conflicting_create(registry: NodeRegistry) -> None:
     node = _node()
     registry.create(node)
@@ -106,28 +115,18 @@ def test_heartbeat_updates_and_dead_nodes_are_refused(registry: NodeRegistry) ->
     registry.set_status(node.node_id, NODE_DEAD, expected=NODE_ACTIVE)
     with pytest.raises(Conflict):
         registry.set_status(node.node_id, NODE_DEAD, expected=NODE_ACTIVE)
-    with pytest.raises(NotFound):
-        registry.heartbeat(
-            node.node_id,
-            used_bytes=0,
-            free_bytes=0,
-            capacity_bytes=0,
-            load=0,
-            hot_files=[],
-            now=60,
-            expires_at=600,
-        )
-    with pytest.raises(NotFound):
-        registry.heartbeat(
-            new_id(),
-            used_bytes=0,
-            free_bytes=0,
-            capacity_bytes=0,
-            load=0,
-            hot_files=[],
-            now=60,
-            expires_at=600,
-        )
+    for refused in (node.node_id, new_id()):  # a dead node, a node never registered
+        with pytest.raises(NotFound):
+            registry.heartbeat(
+                refused,
+                used_bytes=0,
+                free_bytes=0,
+                capacity_bytes=0,
+                load=0,
+                hot_files=[],
+                now=60,
+                expires_at=600,
+            )
 
 
 def test_publish_makes_a_file_visible_exactly_once(catalog: ChunkCatalog) -> None:
@@ -156,10 +155,7 @@ def test_publish_makes_a_file_visible_exactly_once(catalog: ChunkCatalog) -> Non
 
 def test_a_new_version_needs_the_state_it_was_read_in(catalog: ChunkCatalog) -> None:
     file_id, path = new_id(), f"store/{new_id()}"
-    assert catalog.claim_path(PathClaim(path, file_id))
-    first = _upload(file_id, path=path)
-    catalog.put_upload(first)
-    catalog.publish_version(_meta(file_id, path), first, current=None, retired=None)
+    first = _published(catalog, file_id, path)
     current = catalog.get_file(file_id)
     assert current is not None
     changed = catalog.set_expiry(current, 10**9, seq=2, now=3)
@@ -176,10 +172,7 @@ def test_a_new_version_needs_the_state_it_was_read_in(catalog: ChunkCatalog) -> 
 
 def test_a_tombstone_frees_the_path(catalog: ChunkCatalog) -> None:
     file_id, path = new_id(), f"store/{new_id()}"
-    assert catalog.claim_path(PathClaim(path, file_id))
-    upload = _upload(file_id, path=path)
-    catalog.put_upload(upload)
-    catalog.publish_version(_meta(file_id, path), upload, current=None, retired=None)
+    _published(catalog, file_id, path)
     current = catalog.get_file(file_id)
     assert current is not None and catalog.get_claim(path) == PathClaim(path, file_id)
     deleted = catalog.tombstone(current, seq=5, due=7, now=6)
@@ -203,27 +196,19 @@ def test_replicas_are_recorded_once_and_indexed_by_node(catalog: ChunkCatalog) -
 
 def test_work_is_taken_exactly_once(catalog: ChunkCatalog) -> None:
     node_id = new_id()
-    live = WorkItem(
-        node_id=node_id,
-        work_id=new_id(),
-        kind="warm",
-        file_id=new_id(),
-        version="v",
-        chunk_index=0,
-        task_token="t",
-        created_at=1,
-        expires_at=10**10,
-    )
-    expired = WorkItem(
-        node_id=node_id,
-        work_id=new_id(),
-        kind="warm",
-        file_id=new_id(),
-        version="v",
-        chunk_index=0,
-        task_token="t",
-        created_at=1,
-        expires_at=5,
+    live, expired = (
+        WorkItem(
+            node_id=node_id,
+            work_id=new_id(),
+            kind="warm",
+            file_id=new_id(),
+            version="v",
+            chunk_index=0,
+            task_token="t",
+            created_at=1,
+            expires_at=expires_at,
+        )
+        for expires_at in (10**10, 5)
     )
     catalog.put_work(live)
     catalog.put_work(expired)
@@ -237,11 +222,7 @@ def test_list_files_by_prefix_pages_in_path_order(catalog: ChunkCatalog) -> None
     folder = f"store-list/{new_id()}/"
     paths = [folder + name for name in ("a", "b/c", "b/d", "e")]
     for path in reversed(paths):
-        file_id = new_id()
-        assert catalog.claim_path(PathClaim(path, file_id))
-        upload = _upload(file_id, path=path)
-        catalog.put_upload(upload)
-        catalog.publish_version(_meta(file_id, path), upload, current=None, retired=None)
+        _published(catalog, new_id(), path)
     seen: list[str] = []
     token = None
     for _ in range(10):

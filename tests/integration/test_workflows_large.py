@@ -9,7 +9,6 @@ would fail here as it would in AWS.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -20,15 +19,20 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from fsnode_core.catalog import ChunkCatalog
-from fsnode_core.chunks import part_layout
-from fsnode_core.models import file_pk
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.replica_blocks import BLOCK_CHUNKS
 
 from fsnode.localstack import aws_limits, states_limits
-from tests.integration.control_plane_helpers import unique_path
+from tests.helpers import put_parts
+from tests.integration.control_plane_helpers import (
+    chunk_hashes,
+    file_items,
+    part_hashes,
+    stale_node,
+    unique_path,
+)
 from tests.integration.lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401
-from tests.integration.test_control_plane_uploads_large import SMALL_CHUNK, _send
+from tests.integration.test_control_plane_uploads_large import SMALL_CHUNK
 
 CHUNKS = 50_000
 WAIT = 600  # seconds an execution may take on a loaded machine (a bound, not a measure)
@@ -42,37 +46,21 @@ def limits_on() -> Iterator[None]:
     states_limits.uninstall()
 
 
-def _items(stack: Any, file_id: str, prefix: str) -> list[dict[str, Any]]:
-    pages = (
-        boto3.client("dynamodb")
-        .get_paginator("query")
-        .paginate(
-            TableName=stack.env["FSNODE_CHUNKS_TABLE"],
-            KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
-            ExpressionAttributeValues={":p": {"S": file_pk(file_id)}, ":s": {"S": prefix}},
-        )
-    )
-    return [item for page in pages for item in page["Items"]]
-
-
 def _upload(api: Any, data: bytes, chunk: int) -> dict[str, Any]:
     body = {
         "path": unique_path("large.bin"),
         "size": len(data),
         "content_type": "application/octet-stream",
-        "chunk_sha256": [
-            hashlib.sha256(data[i : i + chunk]).hexdigest() for i in range(0, len(data), chunk)
-        ],
-        "part_sha256": [
-            hashlib.sha256(data[p.offset : p.offset + p.length]).hexdigest()
-            for p in part_layout(len(data), chunk)
-        ],
+        "chunk_sha256": chunk_hashes(data, chunk),
+        "part_sha256": part_hashes(data, chunk=chunk),
     }
     init = api.call("POST", "/files", json.dumps(body).encode())
     assert init.status_code == 200, init.body[:300]
     started: dict[str, Any] = init.json_body
     done = api.call(
-        "POST", f"/files/{started['file_id']}/complete", {"parts": _send(started, [], data)}
+        "POST",
+        f"/files/{started['file_id']}/complete",
+        {"parts": put_parts(started["parts"], data)},
     )
     assert done.status_code == 200, done.body[:300]
     return started
@@ -142,13 +130,13 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
     )
     assert _holders(catalog, file_id) == {a.node_id: CHUNKS, b.node_id: CHUNKS}
     # Replica facts: one item per block of 4,096 chunks per node, far under 400 KB.
-    replicas = _items(cp_stack, file_id, f"replica#{version}#")
+    replicas = file_items(cp_stack, file_id, f"replica#{version}#")
     assert len(replicas) == 2 * -(-CHUNKS // BLOCK_CHUNKS)
     assert max(len(json.dumps(item)) for item in replicas) < aws_limits.DYNAMODB_ITEM_BYTES / 10
 
     # 2. Healing: a dies with only b left, so the loss is reported under-replicated...
     a.offline = True
-    _stale(registry, a.node_id, 1000)
+    stale_node(registry, a.node_id, 1000)
     swept = prune.run()
     assert a.node_id in swept["marked_dead"]  # (nodes other tests left silent go too)
     assert swept["lost_replicas"] == {a.node_id: CHUNKS}
@@ -196,23 +184,8 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
     assert [(w["kind"], w["chunk_index"]) for w in c.done if w["kind"] == "evict"] == [
         ("evict", -1)
     ]
-    assert _items(cp_stack, file_id, "meta") == []
-    assert _items(cp_stack, file_id, "replica#") == []
-
-
-def _stale(registry: NodeRegistry, node_id: str, seconds: int) -> None:
-    """The node's last heartbeat ``seconds`` ago, as if it stopped beating then."""
-    now = int(time.time()) - seconds
-    registry.heartbeat(
-        node_id,
-        used_bytes=0,
-        free_bytes=1,
-        capacity_bytes=1,
-        load=0.0,
-        hot_files=[],
-        now=now,
-        expires_at=now + 10_000,
-    )
+    assert file_items(cp_stack, file_id, "meta") == []
+    assert file_items(cp_stack, file_id, "replica#") == []
 
 
 def test_one_state_entry_per_chunk_is_refused_at_50000_chunks(cp_env: Any, limits_on: None) -> None:

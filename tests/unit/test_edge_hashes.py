@@ -28,14 +28,13 @@ from fsnode_core.published import Origin as Where
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.manifests import Manifest, ManifestStore
-from tests.unit.test_edge_cache import (
+from tests.unit.edge_cache_fakes import (
     CHUNK,
     DATA,
     Origin,
     config,
     make_manifest,
     read_chunk,
-    run_async,
 )
 
 
@@ -100,7 +99,6 @@ def test_manifests_accept_unknown_hashes_but_not_malformed_ones() -> None:
         VersionManifest.from_json(json.dumps(raw))
 
 
-@run_async
 async def test_the_first_fetch_learns_the_hash_and_later_fills_check_it(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     origin = Origin(DATA)
@@ -119,7 +117,6 @@ async def test_the_first_fetch_learns_the_hash_and_later_fills_check_it(tmp_path
     assert await read_chunk(cache, learned, 1) == DATA[CHUNK : 2 * CHUNK]
 
 
-@run_async
 async def test_an_unhashed_chunk_hashes_itself_and_serves(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     cache, store = await edge(tmp_path, Origin(DATA), control_plane)
@@ -134,7 +131,6 @@ async def test_an_unhashed_chunk_hashes_itself_and_serves(tmp_path: Path) -> Non
         await read_chunk(bare, manifest, 2)
 
 
-@run_async
 async def test_a_hash_the_job_recorded_is_checked_and_bad_bytes_fetched_again(
     tmp_path: Path,
 ) -> None:
@@ -149,7 +145,6 @@ async def test_a_hash_the_job_recorded_is_checked_and_bad_bytes_fetched_again(
     assert origin.reads == 2 and cache.stats.integrity_failures == 1
 
 
-@run_async
 async def test_bytes_that_never_match_the_recorded_hash_are_not_kept(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     # The record says other bytes (another object) for chunk 1.
@@ -165,7 +160,6 @@ async def test_bytes_that_never_match_the_recorded_hash_are_not_kept(tmp_path: P
     assert cache.used_bytes == 0
 
 
-@run_async
 async def test_learned_hashes_survive_a_manifest_read_without_them(tmp_path: Path) -> None:
     control_plane = ControlPlane(unhashed(make_manifest(DATA)))
     cache, store = await edge(tmp_path, Origin(DATA), control_plane)
@@ -182,7 +176,6 @@ async def test_learned_hashes_survive_a_manifest_read_without_them(tmp_path: Pat
     await cache.close()
 
 
-@run_async
 async def test_a_kept_chunk_whose_hash_the_manifest_lacks_is_settled_at_first_use(
     tmp_path: Path,
 ) -> None:

@@ -11,11 +11,9 @@ fake one, moved by the tests. The real S3 path: tests/integration/test_edge_publ
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import pytest
 from fsnode_core.errors import Gone, NotFound, OriginError
@@ -39,14 +37,6 @@ CHUNK = 1000
 DATA = bytes(range(256)) * 10  # three chunks: 1000, 1000, 560
 V1, V2 = "1" * 32, "2" * 32
 MAX_AGE = 30.0
-
-
-def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return wrapper
 
 
 class Clock:
@@ -147,7 +137,6 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0)
 
 
-@run_async
 async def test_within_the_bound_a_head_decides_without_io_and_past_half_refreshes_behind(
     clock: Clock,
 ) -> None:
@@ -173,7 +162,6 @@ async def test_within_the_bound_a_head_decides_without_io_and_past_half_refreshe
     await store.close()
 
 
-@run_async
 async def test_past_the_bound_a_delete_or_an_overwrite_ends_the_old_version(clock: Clock) -> None:
     bucket, deleted, replaced = Bucket(), new_id(), new_id()
     bucket.publish(deleted, V1)
@@ -196,7 +184,6 @@ async def test_past_the_bound_a_delete_or_an_overwrite_ends_the_old_version(cloc
     await store.close()
 
 
-@run_async
 async def test_head_and_manifest_are_read_at_once_and_shared(clock: Clock) -> None:
     bucket, file_id = Bucket(), new_id()
     bucket.publish(file_id, V1)
@@ -214,7 +201,6 @@ async def test_head_and_manifest_are_read_at_once_and_shared(clock: Clock) -> No
     await store.close()
 
 
-@run_async
 async def test_unpinned_requests_read_the_head_then_its_version() -> None:
     bucket, file_id = Bucket(), new_id()
     bucket.publish(file_id, V2)
@@ -224,7 +210,6 @@ async def test_unpinned_requests_read_the_head_then_its_version() -> None:
     await store.close()
 
 
-@run_async
 async def test_missing_objects_and_expired_files() -> None:
     bucket, file_id, expiring = Bucket(), new_id(), new_id()
     store = ManifestStore(bucket, MAX_AGE)
@@ -241,7 +226,6 @@ async def test_missing_objects_and_expired_files() -> None:
     await store.close()
 
 
-@run_async
 async def test_no_head_within_the_bound_fails_closed(clock: Clock) -> None:
     bucket, file_id = Bucket(), new_id()
     bucket.publish(file_id, V1)
@@ -259,7 +243,6 @@ async def test_no_head_within_the_bound_fails_closed(clock: Clock) -> None:
     await store.close()
 
 
-@run_async
 async def test_a_head_read_in_flight_when_the_file_is_forgotten_is_not_kept() -> None:
     bucket, file_id = Bucket(), new_id()
     bucket.publish(file_id, V1)
@@ -275,7 +258,6 @@ async def test_a_head_read_in_flight_when_the_file_is_forgotten_is_not_kept() ->
     await store.close()
 
 
-@run_async
 async def test_an_older_head_never_replaces_a_newer_one(clock: Clock) -> None:
     bucket, file_id = Bucket(), new_id()
     bucket.publish(file_id, V1)
@@ -288,7 +270,6 @@ async def test_an_older_head_never_replaces_a_newer_one(clock: Clock) -> None:
     await store.close()
 
 
-@run_async
 async def test_an_import_picks_up_its_hashes_and_keeps_what_the_edge_learned(
     clock: Clock,
 ) -> None:
@@ -335,7 +316,6 @@ def test_the_served_manifest_is_laid_out_from_the_published_one() -> None:
     assert imported.origin_etag == "abc" and not imported.hashed
 
 
-@run_async
 async def test_a_pin_newer_than_the_kept_head_reads_it_again() -> None:
     """The control plane redirects with the version current now; an edge whose kept head
     (within the bound) still names the previous one reads the head again instead of

@@ -26,8 +26,8 @@ from edge_node.cache import ChunkCache
 from edge_node.folders import FolderIndex
 from edge_node.manifests import Manifest, ManifestStore
 from edge_node.prefetch import PlaylistPrefetch, PrefetchConfig
-from tests.unit.test_edge_cache import Origin as HeldOrigin
-from tests.unit.test_edge_cache import config, run_async
+from tests.unit.edge_cache_fakes import Origin as HeldOrigin
+from tests.unit.edge_cache_fakes import config
 
 # Every file here has these bytes (the origin answers them for any key): a playlist of
 # three segments, each segment one chunk.
@@ -81,7 +81,6 @@ async def until(condition: object) -> None:
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])
-@run_async
 async def test_fills_across_playlists_stay_within_the_cap(tmp_path: Path, concurrency: int) -> None:
     bucket = Bucket()
     playlists = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from edge_node.server import ReadAhead
-from tests.unit.test_edge_cache import DATA, make_manifest
+from tests.unit.edge_cache_fakes import DATA, make_manifest
 
 MANIFEST = replace(make_manifest(DATA), chunk_size=1000)
 

@@ -30,7 +30,8 @@ from edge_node.control_plane import ControlPlaneClient, Registration
 from edge_node.heartbeat import HeartbeatLoop
 from edge_node.main import EdgeNode
 from edge_node.settings import EdgeSettings
-from tests.integration.edge_fixtures import ThrowawayCA, share_public_keys
+from tests.integration.edge_fixtures import ThrowawayCA
+from tests.integration.edge_publishing import share_public_keys
 
 # -- the heartbeat loop ------------------------------------------------------------
 

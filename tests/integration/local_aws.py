@@ -1,0 +1,39 @@
+"""The local stack's AWS server (``fsnode.localstack.aws_server``: moto with the local
+stack's additions) in a process of its own, for tests that need it without a stack."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fsnode.localstack import processes
+from fsnode.localstack.stack import FUNCTIONS_DIR, aws_env
+
+
+@contextmanager
+def local_aws_server(log_dir: Path, **extra_env: str) -> Iterator[str]:
+    """The server on a free loopback port (``extra_env`` added to its environment),
+    ready; its endpoint URL. Stopped on the way out."""
+    port = processes.free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    child = processes.spawn(
+        "aws",
+        [
+            sys.executable,
+            "-m",
+            "fsnode.localstack.aws_server",
+            "--port",
+            str(port),
+            "--functions-dir",
+            str(FUNCTIONS_DIR),
+        ],
+        {**aws_env(endpoint, "us-east-1"), **extra_env},
+        log_dir / "aws.log",
+    )
+    try:
+        processes.wait_for_log_line(child, "aws ready", 60)
+        yield endpoint
+    finally:
+        assert processes.stop([child.pid]) == []
