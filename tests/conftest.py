@@ -4,7 +4,8 @@ Most tests wait on real processes and sockets (moto, the control plane, edges, f
 Chromium), not on the CPU, so a few workers finish the suite in a fraction of the time
 even on two cores. Work goes out a file at a time, so a module's fixtures (a moto
 server, an edge, a stack) start once; ``tests/infra`` goes out whole, because its
-session fixtures synthesize the CDK app once and share one asset cache. The slowest
+session fixtures synthesize the CDK app once and share one asset cache (and
+``tests/integration/edge_server`` goes out whole for its one package-scoped edge). The slowest
 files are handed out first so that none of them starts last and runs alone.
 """
 
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import settings
 
 # Directories whose files share session fixtures that must not run twice at once.
-WHOLE_DIRECTORIES = ("tests/infra/",)
+WHOLE_DIRECTORIES = ("tests/infra/", "tests/integration/edge_server/")
 
 # Files that take the longest (``--durations`` of a full run), longest first.
 SLOW_FIRST = (
@@ -32,7 +33,8 @@ SLOW_FIRST = (
     "tests/integration/test_bench_misses.py",
     "tests/e2e/test_faults_origin.py",
     "tests/e2e/test_faults.py",
-    "tests/integration/test_control_plane_prune_gc.py",
+    "tests/integration/test_control_plane_prune.py",
+    "tests/integration/test_control_plane_gc.py",
     "tests/integration/test_control_plane_replication_run.py",
 )
 
