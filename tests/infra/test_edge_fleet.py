@@ -14,19 +14,15 @@ from aws_cdk.aws_ecr_assets import Platform
 
 from edge_node import discover_public_url
 from infra import paths
-from infra.constructs.edge_fleet import (
-    ADMIN_PORT,
+from infra.constructs.edge_fleet import EdgeFleet
+from infra.constructs.edge_instances import (
     EDGE_UID,
-    IMAGE_CONTEXT_INCLUDES,
-    LISTENER_PORT,
-    PUBLIC_PORT,
     STATE_DIR,
     SYSTEM_GIB,
-    TLS_PORT,
-    EdgeFleet,
-    image_platform,
     network_bytes_per_minute,
 )
+from infra.constructs.edge_network import ADMIN_PORT, LISTENER_PORT, PUBLIC_PORT, TLS_PORT
+from infra.constructs.edge_task import IMAGE_CONTEXT_INCLUDES, image_platform
 from infra.constructs.public_domain import PublicDomain
 
 from .conftest import STACK_NAME, Synthesis, of_type
