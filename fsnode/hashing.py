@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fsnode_core.published import chunks_digest
+from fsnode_core.digests import chunks_digest
 
 
 def file_hashes(path: Path, chunk_size: int, part_size: int) -> tuple[list[str], list[str]]:

@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from fsnode_core.digests import chunks_digest, join_digests
 from fsnode_core.folder_tokens import mint_folder_token
 from fsnode_core.ids import new_id
 from fsnode_core.paths import url_path
@@ -38,10 +39,10 @@ from fsnode_core.published import (
     Head,
     Origin,
     VersionManifest,
-    chunks_digest,
+)
+from fsnode_core.published_keys import (
     data_key,
     head_key,
-    join_digests,
     parse_tree_key,
     publish_seq,
     tree_key,

@@ -16,7 +16,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from fsnode_core.published import version_manifest_key
+from fsnode_core.published_keys import version_manifest_key
 
 from tests.integration.control_plane_helpers import (
     CHUNK,

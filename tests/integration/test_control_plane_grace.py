@@ -14,12 +14,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from fsnode_core.published import (
-    VersionManifest,
-    head_key,
-    tree_folder_prefix,
-    version_manifest_key,
-)
+from fsnode_core.published import VersionManifest
+from fsnode_core.published_keys import head_key, tree_folder_prefix, version_manifest_key
 
 from tests.integration.control_plane_helpers import (
     CHUNK,

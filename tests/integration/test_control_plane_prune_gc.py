@@ -16,7 +16,7 @@ from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.errors import Conflict
 from fsnode_core.models import NODE_DEAD, FileRecord, ReplicaRecord
 from fsnode_core.nodes_store import NodeRegistry
-from fsnode_core.published import version_manifest_key
+from fsnode_core.published_keys import version_manifest_key
 
 from tests.integration.control_plane_helpers import CHUNK, upload
 from tests.integration.lifecycle_fixtures import isolated_fixture, machines_fixture, pump  # noqa: F401

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from fsnode_core.digests import chunks_digest, join_digests
 from fsnode_core.errors import Gone, NotFound, OriginError
 from fsnode_core.ids import new_id
 from fsnode_core.published import (
@@ -28,8 +29,6 @@ from fsnode_core.published import (
     Head,
     Origin,
     VersionManifest,
-    chunks_digest,
-    join_digests,
 )
 
 from edge_node import manifests as manifests_module
