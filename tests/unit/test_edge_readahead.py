@@ -1,10 +1,10 @@
-"""Sequential-read detection for read-ahead (edge_node.server.ReadAhead)."""
+"""Sequential-read detection for read-ahead (edge_node.readahead.ReadAhead)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from edge_node.server import ReadAhead
+from edge_node.readahead import ReadAhead
 from tests.unit.test_edge_cache import DATA, make_manifest
 
 MANIFEST = replace(make_manifest(DATA), chunk_size=1000)
