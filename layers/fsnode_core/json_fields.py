@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from fsnode_core.errors import OriginError
 from fsnode_core.paths import is_valid_path
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_Parsed = TypeVar("_Parsed")
 
 
 def dump_json(data: dict[str, Any]) -> bytes:
@@ -31,6 +32,18 @@ def load_json(raw: bytes | str, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise OriginError(f"a published {what} is not a JSON object")
     return data
+
+
+def decode_json(
+    raw: bytes | str, what: str, name: str, read: Callable[[dict[str, Any]], _Parsed]
+) -> _Parsed:
+    """``read`` of the published ``what`` in ``raw``; ``OriginError`` (502) naming ``name``
+    when it is not JSON or ``read`` refuses a field."""
+    data = load_json(raw, what)
+    try:
+        return read(data)
+    except (ValueError, TypeError) as exc:
+        raise OriginError(f"{name} is malformed", reason=str(exc)[:200]) from exc
 
 
 def object_field(data: Any, name: str) -> Mapping[str, Any]:

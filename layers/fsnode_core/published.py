@@ -28,14 +28,13 @@ from typing import Any
 
 from fsnode_core.chunks import chunk_count
 from fsnode_core.digests import DIGEST_HEX, chunks_digest, split_digests
-from fsnode_core.errors import OriginError
 from fsnode_core.json_fields import (
     choice_field,
+    decode_json,
     digest_field,
     dump_json,
     id_field,
     integer_field,
-    load_json,
     object_field,
     path_field,
     text_field,
@@ -141,22 +140,20 @@ class VersionManifest:
     def from_json(cls, raw: bytes | str) -> VersionManifest:
         """Parse and check a version manifest; OriginError (502) when it is malformed or
         is an upload's declaration (never published)."""
-        data = load_json(raw, "version manifest")
-        try:
-            if data.get("declared"):
-                raise ValueError("an upload's declaration, not a published manifest")
-            return cls(
-                **_version_fields(data),
-                etag=text_field(data, "etag"),
-                last_modified=integer_field(data, "last_modified"),
-                source=choice_field(data, "source", (SOURCE_UPLOAD, SOURCE_IMPORT)),
-                origin=Origin.from_dict(data.get("origin")),
-                chunks_sha256=digest_field(data, "chunks_sha256", optional=True),
-            )
-        except (ValueError, TypeError) as exc:
-            raise OriginError(
-                "a published version manifest is malformed", reason=str(exc)[:200]
-            ) from exc
+        return decode_json(raw, "version manifest", "a published version manifest", cls._read)
+
+    @classmethod
+    def _read(cls, data: Mapping[str, Any]) -> VersionManifest:
+        if data.get("declared"):
+            raise ValueError("an upload's declaration, not a published manifest")
+        return cls(
+            **_version_fields(data),
+            etag=text_field(data, "etag"),
+            last_modified=integer_field(data, "last_modified"),
+            source=choice_field(data, "source", (SOURCE_UPLOAD, SOURCE_IMPORT)),
+            origin=Origin.from_dict(data.get("origin")),
+            chunks_sha256=digest_field(data, "chunks_sha256", optional=True),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,18 +197,16 @@ class UploadDeclaration:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> UploadDeclaration:
-        data = load_json(raw, "upload declaration")
-        try:
-            if data.get("declared") is not True:
-                raise ValueError("not an upload's declaration")
-            fields = _version_fields(data)
-            if fields["chunk_sha256"] is None:
-                raise ValueError("a declaration carries its chunk hashes")
-            return cls(**fields, part_sha256=text_field(data, "part_sha256"))
-        except (ValueError, TypeError) as exc:
-            raise OriginError(
-                "an upload's declaration is malformed", reason=str(exc)[:200]
-            ) from exc
+        return decode_json(raw, "upload declaration", "an upload's declaration", cls._read)
+
+    @classmethod
+    def _read(cls, data: Mapping[str, Any]) -> UploadDeclaration:
+        if data.get("declared") is not True:
+            raise ValueError("not an upload's declaration")
+        fields = _version_fields(data)
+        if fields["chunk_sha256"] is None:
+            raise ValueError("a declaration carries its chunk hashes")
+        return cls(**fields, part_sha256=text_field(data, "part_sha256"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,20 +257,20 @@ class Head:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Head:
-        data = load_json(raw, "head")
-        try:
-            version = data.get("version")
-            return cls(
-                file_id=id_field(data, "file_id"),
-                path=path_field(data),
-                status=choice_field(data, "status", (STATUS_READY, STATUS_DELETED)),
-                version=None if version is None else id_field(data, "version"),
-                seq=integer_field(data, "seq"),
-                expires_at=integer_field(data, "expires_at", optional=True),
-                updated_at=integer_field(data, "updated_at"),
-            )
-        except (ValueError, TypeError) as exc:
-            raise OriginError("a published head is malformed", reason=str(exc)[:200]) from exc
+        return decode_json(raw, "head", "a published head", cls._read)
+
+    @classmethod
+    def _read(cls, data: Mapping[str, Any]) -> Head:
+        version = data.get("version")
+        return cls(
+            file_id=id_field(data, "file_id"),
+            path=path_field(data),
+            status=choice_field(data, "status", (STATUS_READY, STATUS_DELETED)),
+            version=None if version is None else id_field(data, "version"),
+            seq=integer_field(data, "seq"),
+            expires_at=integer_field(data, "expires_at", optional=True),
+            updated_at=integer_field(data, "updated_at"),
+        )
 
 
 # Helpers -------------------------------------------------------------------------------
