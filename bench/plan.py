@@ -94,13 +94,10 @@ def find_plan_route(app: Any) -> tuple[str, str] | None:
 
 def _fill(client: Any, chunks_table: str, nodes_table: str, file_id: str, chunks: int) -> None:
     import boto3
+    from fsnode_core.digests import chunks_digest
     from fsnode_core.models import FileRecord, NodeRecord, PathClaim
-    from fsnode_core.published import (
-        Origin,
-        VersionManifest,
-        chunks_digest,
-        version_manifest_key,
-    )
+    from fsnode_core.published import Origin, VersionManifest
+    from fsnode_core.published_keys import version_manifest_key
     from fsnode_core.replica_blocks import ReplicaBlock, block_of
 
     now = int(time.time())

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fsnode_core.published import head_key, version_manifest_key
+from fsnode_core.published_keys import head_key, version_manifest_key
 
 from bench.common import BenchConfig, Unavailable, at_end
 from bench.latency_proxy import LatencyProxy

@@ -17,8 +17,8 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fsnode_core.digests import entity_tag
 from fsnode_core.errors import PreconditionFailed
-from fsnode_core.published import entity_tag
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fsnode_core.published import data_key
+from fsnode_core.published_keys import data_key
 
 from edge_node.background import TaskSet
 from edge_node.cache import ChunkCache, version_tag

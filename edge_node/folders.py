@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from fsnode_core.errors import NotFound
-from fsnode_core.published import (
+from fsnode_core.published_keys import (
     TreeEntry,
     parse_tree_page,
     resolve_tree,

@@ -27,7 +27,7 @@ from edge_node.cache import ChunkCache
 from edge_node.control_plane import ControlPlaneClient
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
-from edge_node.server import ShareKeys
+from edge_node.shares import ShareKeys
 
 log = logging.getLogger(__name__)
 

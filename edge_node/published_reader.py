@@ -16,12 +16,8 @@ from typing import Protocol
 from urllib.parse import unquote_plus
 
 from fsnode_core.errors import OriginError
-from fsnode_core.published import (
-    Head,
-    VersionManifest,
-    head_key,
-    version_manifest_key,
-)
+from fsnode_core.published import Head, VersionManifest
+from fsnode_core.published_keys import head_key, version_manifest_key
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,11 @@ import time
 
 from fsnode_core.content_types import BY_EXTENSION, content_type_for, extension_of, is_playlist
 
+# Share URLs are bearer URLs (no cookies), so any origin may read them.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Range, Content-Length, Accept-Ranges, ETag",
+}
 # A signed URL is never cached longer than this, even if it lives longer.
 MAX_CACHE_SECONDS = 7 * 24 * 3600
 PLAYLIST_SECONDS = 2

@@ -21,7 +21,7 @@ from edge_node.manifests import Manifest
 from edge_node.response_headers import cache_control
 
 if TYPE_CHECKING:
-    from edge_node.server import EdgeContext
+    from edge_node.context import EdgeContext
 
 
 def client_address(request: web.Request, trusted_proxy_hops: int) -> str | None:

@@ -26,6 +26,7 @@ from aiohttp import web
 from edge_node import logs, tls
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
+from edge_node.context import EdgeContext
 from edge_node.early_reads import EarlyReads, held_on_disk
 from edge_node.folders import FolderIndex
 from edge_node.limits import BoundedSite, ConnectionGuard
@@ -36,7 +37,8 @@ from edge_node.origin import OriginFetcher
 from edge_node.prefetch import PlaylistPrefetch
 from edge_node.public_tls import PublicTls
 from edge_node.published_reader import PublishedReader
-from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
+from edge_node.readahead import ReadAhead
+from edge_node.server import build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
 from edge_node.workers import PORTS_ENV, READY

@@ -6,12 +6,13 @@ import argparse
 
 import requests
 
-from fsnode.client import ApiError, UploadInterrupted
+from fsnode.api import ApiError
 from fsnode.commands import files, keys, local, nodes
 from fsnode.commands.support import fail
 from fsnode.download import DownloadError
 from fsnode.localstack.errors import StackError
 from fsnode.settings import SettingsError
+from fsnode.uploads import UploadInterrupted
 
 # What a user can cause or fix: the API's answers, settings, the network, a stack that
 # will not start, a file they named. Anything else is a bug and keeps its traceback.

@@ -16,7 +16,9 @@ from typing import Any
 
 from fsnode_core.paths import folder_problem, path_problem
 
-from fsnode.client import ApiError, FsnodeClient, content_digest
+from fsnode.api import ApiError
+from fsnode.client import FsnodeClient
+from fsnode.hashing import content_digest
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from fsnode.client import ApiError
+from fsnode.api import ApiError
 from fsnode.commands.support import (
     DEFAULT_SHARE_TTL,
     bar,

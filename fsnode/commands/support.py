@@ -12,7 +12,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fsnode.client import ApiError, FsnodeClient
+from fsnode.api import ApiError
+from fsnode.client import FsnodeClient
 from fsnode.settings import ClientSettings, SettingsError, last_stack_dir
 
 DEFAULT_SHARE_TTL = 24 * 3600

@@ -16,11 +16,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from fsnode_core.digests import entity_tag
 from fsnode_core.errors import Forbidden, Gone, NotFound
 from fsnode_core.folder_tokens import FolderPolicy, open_folder_share
 from fsnode_core.models import FILE_READY, FileRecord
 from fsnode_core.paths import url_path
-from fsnode_core.published import entity_tag
 
 from chalicelib import aws, edges, origin_fallback, public_names, secret_store, validate
 from chalicelib.observability import METRIC_SHARE_REDIRECT, metrics

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fsnode_core.errors import Conflict, InvalidInput, Unavailable
 from fsnode_core.ids import check_id
 from fsnode_core.models import FILE_READY, NODE_DEAD, SOURCE_IMPORT, WORK_EVICT, FileRecord
-from fsnode_core.published import (
+from fsnode_core.published_keys import (
     data_key,
     head_key,
     parse_tree_key,

@@ -19,10 +19,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fsnode_core.catalog import HASH_BATCH_CHUNKS
+from fsnode_core.digests import chunks_digest
 from fsnode_core.errors import Conflict, InvalidInput, Unavailable
 from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import FileRecord
-from fsnode_core.published import VersionManifest, chunks_digest
+from fsnode_core.published import VersionManifest
 from fsnode_core.store_errors import error_code
 
 from chalicelib import aws, executions, manifests

@@ -16,12 +16,8 @@ from collections import OrderedDict
 from botocore.exceptions import BotoCoreError, ClientError
 from fsnode_core.errors import NotFound, Unavailable
 from fsnode_core.models import FileRecord
-from fsnode_core.published import (
-    Origin,
-    UploadDeclaration,
-    VersionManifest,
-    version_manifest_key,
-)
+from fsnode_core.published import Origin, UploadDeclaration, VersionManifest
+from fsnode_core.published_keys import version_manifest_key
 from fsnode_core.store_errors import error_code
 
 from chalicelib import aws

@@ -17,7 +17,7 @@ from typing import Any
 from fsnode_core import placement
 from fsnode_core.errors import FsnodeError
 from fsnode_core.models import FILE_DELETING, FILE_READY, NODE_DEAD, NodeRecord
-from fsnode_core.published import publish_seq
+from fsnode_core.published_keys import publish_seq
 from fsnode_core.replica_blocks import ReplicaBlock
 
 from chalicelib import aws, gc, lifecycle, public_names, publisher, replication, uploads

@@ -19,10 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fsnode_core.errors import Conflict, Unavailable
 from fsnode_core.ids import check_id
 from fsnode_core.models import FILE_READY, FileRecord
-from fsnode_core.published import (
-    STATUS_DELETED,
-    STATUS_READY,
-    Head,
+from fsnode_core.published import STATUS_DELETED, STATUS_READY, Head
+from fsnode_core.published_keys import (
     head_key,
     parse_tree_key,
     publish_seq,

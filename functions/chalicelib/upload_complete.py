@@ -17,7 +17,8 @@ from fsnode_core.chunks import part_layout
 from fsnode_core.errors import Conflict, InvalidInput, NotFound, OriginError, Unavailable
 from fsnode_core.ids import check_id
 from fsnode_core.models import FILE_READY, FileRecord, PendingUpload
-from fsnode_core.published import VersionManifest, version_manifest_key
+from fsnode_core.published import VersionManifest
+from fsnode_core.published_keys import version_manifest_key
 
 from chalicelib import aws, lifecycle, manifests, publisher, replication, upload_parts, uploads
 from chalicelib.observability import (

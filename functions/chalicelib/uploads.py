@@ -20,11 +20,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from fsnode_core.chunks import PartSpan, chunk_count, part_layout, part_size_for
 from fsnode_core.content_types import content_type_for
+from fsnode_core.digests import chunks_digest, join_digests
 from fsnode_core.errors import Conflict, FsnodeError, InvalidInput, NotFound, Unavailable
 from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import UPLOAD_DECLARING, UPLOAD_OPEN, PendingUpload
 from fsnode_core.paths import listing_prefix_problem
-from fsnode_core.published import UploadDeclaration, chunks_digest, data_key, join_digests
+from fsnode_core.published import UploadDeclaration
+from fsnode_core.published_keys import data_key
 
 from chalicelib import aws, file_paths, lifecycle, manifests, upload_parts, validate
 from chalicelib.observability import METRIC_UPLOAD_STARTED, logger, metrics

@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 from fsnode_core.catalog_base import item_key
-from fsnode_core.catalog_files import FileStore, meta_record
+from fsnode_core.catalog_file_items import meta_record
+from fsnode_core.catalog_files import FileStore
+from fsnode_core.catalog_lifecycle import FileLifecycleStore
 from fsnode_core.catalog_replicas import ReplicaStore
 from fsnode_core.catalog_uploads import UploadStore
 from fsnode_core.models import FILE_DELETING, file_pk, retired_sk
@@ -23,7 +25,7 @@ def hashes_prefix(version: str) -> str:
     return f"hashes#{version}#"
 
 
-class ChunkCatalog(FileStore, UploadStore, ReplicaStore):
+class ChunkCatalog(FileStore, FileLifecycleStore, UploadStore, ReplicaStore):
     """File metadata, path claims, uploads, replica facts, edge work and the results of
     hashing jobs, in one DynamoDB table (layout: ``fsnode_core.models``)."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fsnode_core.catalog_base import UPLOADS_COLLECT_PK, CatalogBase, collect_sk
-from fsnode_core.catalog_files import upload_record
+from fsnode_core.catalog_file_items import upload_record
 from fsnode_core.models import (
     UPLOAD_DISCARDING,
     UPLOAD_OPEN,

@@ -15,11 +15,12 @@ import boto3
 import pytest
 import requests
 
-from fsnode.client import FsnodeClient, UploadInterrupted
+from fsnode.client import FsnodeClient
 from fsnode.download import DownloadError, download_file
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
 from fsnode.settings import ClientSettings
+from fsnode.uploads import UploadInterrupted
 from tests.e2e.cli_helpers import MIB, cli, cli_error, random_file, sha
 from tests.e2e.conftest import run_cli
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra.constructs.edge_fleet import LISTENER_PORT, SYSTEM_GIB, TLS_PORT
+from infra.constructs.edge_instances import SYSTEM_GIB
+from infra.constructs.edge_network import LISTENER_PORT, TLS_PORT
 
 from .conftest import CUSTOM_CONTEXT, Synthesis, of_type
 

@@ -11,18 +11,9 @@ from aws_cdk.aws_ecr_assets import Platform
 
 from edge_node import discover_public_url
 from infra import paths
-from infra.constructs.edge_fleet import (
-    ADMIN_PORT,
-    EDGE_UID,
-    IMAGE_CONTEXT_INCLUDES,
-    LISTENER_PORT,
-    PUBLIC_PORT,
-    STATE_DIR,
-    SYSTEM_GIB,
-    TLS_PORT,
-    image_platform,
-    network_bytes_per_minute,
-)
+from infra.constructs.edge_fleet import ADMIN_PORT, LISTENER_PORT, PUBLIC_PORT, STATE_DIR, TLS_PORT
+from infra.constructs.edge_instances import EDGE_UID, SYSTEM_GIB, network_bytes_per_minute
+from infra.constructs.edge_task import IMAGE_CONTEXT_INCLUDES, image_platform
 
 from .conftest import STACK_NAME, Synthesis, of_type
 

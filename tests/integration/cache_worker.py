@@ -26,11 +26,12 @@ sys.path.insert(0, str(Path(__file__).parents[2]))
 
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
+from edge_node.context import ShareKeys
 from edge_node.folders import FolderIndex
 from edge_node.manifests import ManifestStore
 from edge_node.origin import OriginFetcher
 from edge_node.published_reader import PublishedReader
-from edge_node.server import EdgeContext, ShareKeys, build_app
+from edge_node.server import EdgeContext, build_app
 from tests.integration.edge_publishing import share_public_keys
 
 

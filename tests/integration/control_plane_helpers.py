@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from fsnode_core.chunks import part_layout
 from fsnode_core.ids import new_id
 from fsnode_core.models import file_pk
-from fsnode_core.published import version_manifest_key
+from fsnode_core.published_keys import version_manifest_key
 
 from tests.helpers import put_parts
 from tests.integration.served_endpoints import ServedEndpoint

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import boto3
 from botocore.exceptions import ClientError
-from fsnode_core.published import Head, VersionManifest, head_key, version_manifest_key
+from fsnode_core.published import Head, VersionManifest
+from fsnode_core.published_keys import head_key, version_manifest_key
 
 
 def read_head(bucket: str, file_id: str) -> Head | None:

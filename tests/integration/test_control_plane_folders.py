@@ -11,10 +11,10 @@ from urllib.parse import parse_qsl, urlsplit
 import boto3
 import pytest
 import requests
+from fsnode_core.digests import entity_tag
 from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.paths import url_path
-from fsnode_core.published import entity_tag
 
 from tests.integration.control_plane_helpers import (
     error_of,

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import boto3
-from fsnode_core.published import version_manifest_key
+from fsnode_core.published_keys import version_manifest_key
 
 from tests.integration.control_plane_helpers import CHUNK, upload
 from tests.integration.lifecycle_fixtures import (

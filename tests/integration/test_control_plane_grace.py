@@ -14,11 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from fsnode_core.published import (
-    head_key,
-    tree_folder_prefix,
-    version_manifest_key,
-)
+from fsnode_core.published_keys import head_key, tree_folder_prefix, version_manifest_key
 
 from tests.integration.control_plane_helpers import (
     CHUNK,

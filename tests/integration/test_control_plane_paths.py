@@ -11,13 +11,8 @@ from typing import Any
 import boto3
 import pytest
 from fsnode_core.catalog import ChunkCatalog
-from fsnode_core.published import (
-    TREE_PREFIX,
-    Head,
-    head_key,
-    parse_tree_page,
-    tree_folder_prefix,
-)
+from fsnode_core.published import Head
+from fsnode_core.published_keys import TREE_PREFIX, head_key, parse_tree_page, tree_folder_prefix
 
 from tests.integration.control_plane_helpers import (
     CHUNK,

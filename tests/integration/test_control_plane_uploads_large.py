@@ -19,7 +19,7 @@ import requests
 from fsnode_core.chunks import chunk_count, part_layout
 from fsnode_core.errors import Unavailable
 from fsnode_core.models import file_pk
-from fsnode_core.published import version_manifest_key
+from fsnode_core.published_keys import version_manifest_key
 
 from tests.helpers import put_parts
 from tests.integration.control_plane_helpers import (

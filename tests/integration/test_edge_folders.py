@@ -14,7 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from fsnode_core.published import data_key, entity_tag, parse_tree_key
+from fsnode_core.digests import entity_tag
+from fsnode_core.published_keys import data_key, parse_tree_key
 
 from edge_node.prefetch import PrefetchConfig
 from tests.helpers import https_session, wait_for

@@ -20,7 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from fsnode_core.published import head_key, version_manifest_key
+from fsnode_core.published_keys import head_key, version_manifest_key
 
 from edge_node.cache import CacheConfig
 from edge_node.manifests import Manifest

@@ -44,7 +44,8 @@ from tests.integration.control_plane_helpers import (
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "functions"))
-from chalicelib.openapi import MANAGED, NODE, PATHS, PUBLIC  # noqa: E402
+from chalicelib.openapi import PATHS  # noqa: E402
+from chalicelib.openapi_builders import MANAGED, NODE, PUBLIC  # noqa: E402
 
 __all__ = ["MANAGED", "NODE", "OPERATIONS", "PATHS", "PUBLIC"]  # test_openapi_document
 OPERATIONS = [(method.upper(), path) for path, item in PATHS.items() for method in item]

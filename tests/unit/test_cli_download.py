@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from fsnode import cli
-from fsnode.client import ApiError, FsnodeClient, check_file_id
+from fsnode.api import ApiError, check_file_id
+from fsnode.client import FsnodeClient
 from fsnode.download import DownloadError, VersionChanged, download_file, download_share
 from fsnode.settings import ClientSettings
 

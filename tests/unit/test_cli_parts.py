@@ -13,9 +13,11 @@ import pytest
 from fsnode_core.chunks import part_layout, part_size_for
 
 from fsnode import cli, state
-from fsnode.client import ApiError, _resumable, file_hashes
+from fsnode.api import ApiError
 from fsnode.commands import nodes, support
+from fsnode.hashing import file_hashes
 from fsnode.localstack.errors import StackError
+from fsnode.uploads import _resumable
 
 COMMANDS = [
     ["upload", "x"], ["get", "x"], ["sync", "x"], ["import", "s3://b/k"], ["share", "x"],

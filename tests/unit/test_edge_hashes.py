@@ -14,15 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fsnode_core.digests import chunks_digest, join_digests
 from fsnode_core.errors import IntegrityError, OriginError, Unavailable
-from fsnode_core.published import (
-    SOURCE_IMPORT,
-    STATUS_READY,
-    Head,
-    VersionManifest,
-    chunks_digest,
-    join_digests,
-)
+from fsnode_core.published import SOURCE_IMPORT, STATUS_READY, Head, VersionManifest
 from fsnode_core.published import Origin as Where
 
 from edge_node.cache import ChunkCache

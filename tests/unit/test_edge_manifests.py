@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from fsnode_core.digests import chunks_digest, join_digests
 from fsnode_core.errors import Gone, NotFound, OriginError
 from fsnode_core.ids import new_id
 from fsnode_core.published import (
@@ -26,8 +27,6 @@ from fsnode_core.published import (
     Head,
     Origin,
     VersionManifest,
-    chunks_digest,
-    join_digests,
 )
 
 from edge_node import manifests as manifests_module

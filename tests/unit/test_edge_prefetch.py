@@ -10,17 +10,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from fsnode_core.digests import chunks_digest
 from fsnode_core.folder_tokens import FolderPolicy
 from fsnode_core.ids import new_id
-from fsnode_core.published import (
-    SOURCE_UPLOAD,
-    STATUS_READY,
-    Head,
-    Origin,
-    VersionManifest,
-    chunks_digest,
-    tree_key,
-)
+from fsnode_core.published import SOURCE_UPLOAD, STATUS_READY, Head, Origin, VersionManifest
+from fsnode_core.published_keys import tree_key
 
 from edge_node.cache import ChunkCache
 from edge_node.folders import FolderIndex

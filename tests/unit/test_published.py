@@ -7,16 +7,13 @@ import hashlib
 import json
 
 import pytest
+from fsnode_core.digests import chunks_digest
 from fsnode_core.errors import OriginError
 from fsnode_core.ids import new_id
 from fsnode_core.paths import MAX_PATH_BYTES, is_valid_path
-from fsnode_core.published import (
+from fsnode_core.published import Head, Origin, UploadDeclaration, VersionManifest
+from fsnode_core.published_keys import (
     TREE_SUFFIX,
-    Head,
-    Origin,
-    UploadDeclaration,
-    VersionManifest,
-    chunks_digest,
     head_key,
     parse_tree_key,
     parse_tree_page,
