@@ -1,5 +1,5 @@
 """Conditional requests (RFC 9110 section 13) against one file version's validators: the
-strong ETag every edge gives the version (``fsnode_core.published.entity_tag``) and its
+strong ETag every edge gives the version (``fsnode_core.digests.entity_tag``) and its
 Last-Modified.
 
 Evaluated in the RFC's order (section 13.2.2): ``If-Match`` (else

@@ -3,7 +3,7 @@
 A request that names its version (a pinned file share, a folder share's tree entry) for
 a file this edge holds no manifest of needs three S3 reads: the head, the manifest and
 the data. An upload's bytes are at a key known from the file id and version alone
-(``fsnode_core.published.data_key``), so ``first_bytes`` where the cache's fill will
+(``fsnode_core.published_keys.data_key``), so ``first_bytes`` where the cache's fill will
 begin (the request's offset, or its chunk's start for chunks no longer than that) are
 asked for at the same time; when the manifest is in and the cache's fill asks
 the origin for a part starting exactly there, it is served from that read (as its bytes

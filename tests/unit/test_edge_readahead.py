@@ -1,4 +1,4 @@
-"""Sequential-read detection for read-ahead (edge_node.server.ReadAhead)."""
+"""Sequential-read detection for read-ahead (edge_node.readahead.ReadAhead)."""
 
 from __future__ import annotations
 
