@@ -308,15 +308,15 @@ PATHS: dict[str, dict[str, Any]] = {
                                 "maxItems": edge_work.MAX_WORK_PER_HEARTBEAT}},
                       {"public_name": {"type": "string"},
                        "public_certificate_serial": {"type": "string"}}),
-        (403, 404), body=_HEARTBEAT, params=[_NODE_ID])},
+        (403, 404, 410), body=_HEARTBEAT, params=[_NODE_ID])},
     "/nodes/{node_id}/work/{work_id}": {"post": _op(
         "Report a work item's outcome (the workflow waiting on it resumes)", NODE,
         _object({"work_id": _ID, "node_id": _ID, "recorded": {"type": "boolean"},
                  "error": _nullable({"type": "string"})}),
-        (403, 404, 503), body=_WORK_REPORT, params=[_NODE_ID, _path_param("work_id")])},
+        (403, 404, 410, 503), body=_WORK_REPORT, params=[_NODE_ID, _path_param("work_id")])},
     "/nodes/{node_id}/renew": {"post": _op(
         "A new certificate for the node's recorded endpoint (register's CSR rules)", NODE,
-        _ref("Certificates"), (403, 503), body=_RENEW, params=[_NODE_ID])},
+        _ref("Certificates"), (403, 410, 503), body=_RENEW, params=[_NODE_ID])},
     "/nodes/{node_id}/drain": {"post": _op(
         "Drain a node: placement stops choosing it; idempotent", MANAGED, _ref("Node"),
         (400, 404, 409), params=[_NODE_ID])},
@@ -326,7 +326,7 @@ PATHS: dict[str, dict[str, Any]] = {
         _object({"name": {"type": "string"}, "serial": {"type": "string"},
                  "not_after": {"type": "string"}, "certificate": {"type": "string"},
                  "chain": {"type": "string"}, "private_key": {"type": "string"}}),
-        (400, 403, 404, 503), params=[_NODE_ID])},
+        (400, 403, 404, 410, 503), params=[_NODE_ID])},
     "/nodes": {"get": _op("Every node, with its public name (null without a domain)", MANAGED,
                           _object({"edge_domain": _nullable({"type": "string"}),
                                    "nodes": {"type": "array", "items": {"allOf": [

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.errors import Conflict
-from fsnode_core.models import NODE_DEAD, FileRecord, ReplicaRecord
+from fsnode_core.models import NODE_DEAD, NODE_DRAINED, NODE_DRAINING, FileRecord, ReplicaRecord
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.published import version_manifest_key
 
@@ -45,6 +45,18 @@ def _hold(
                     created_at=int(time.time()),
                 )
             )
+
+
+def _three_chunks_held(
+    api: Any, machines: Any, catalog: ChunkCatalog, node_ids: list[str]
+) -> tuple[str, str]:
+    """A file of three chunks held by ``node_ids`` (its upload's replication stopped)."""
+    started, _ = upload(api, os.urandom(2 * CHUNK + 5))
+    file_id, version = started["file_id"], started["version"]
+    for ex in machines.executions(machines.replicate):
+        boto3.client("stepfunctions").stop_execution(executionArn=ex["executionArn"])
+    _hold(catalog, file_id, version, 3, node_ids)
+    return file_id, version
 
 
 def _exists(bucket: str, key: str) -> bool:
@@ -81,11 +93,7 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
 
     a, b, c = isolated(3)
     catalog, registry = _stores(cp_stack)
-    started, _ = upload(cp_api, os.urandom(2 * CHUNK + 5))
-    file_id, version = started["file_id"], started["version"]
-    for ex in machines.executions(machines.replicate):  # the upload's own replication
-        boto3.client("stepfunctions").stop_execution(executionArn=ex["executionArn"])
-    _hold(catalog, file_id, version, 3, [a.node_id, b.node_id])
+    file_id, _ = _three_chunks_held(cp_api, machines, catalog, [a.node_id, b.node_id])
     a.offline = True
     _stale(registry, a.node_id, 1000)
 
@@ -126,8 +134,50 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
         key=False,
         headers=a.auth,
     )
-    assert beat.status_code == 403
-    assert json.loads(beat.body)["error"]["details"]["node_status"] == "dead"
+    assert beat.status_code == 410
+    assert json.loads(beat.body)["error"]["details"]["reason"] == "node_dead"
+
+
+def test_prune_heals_a_drained_nodes_chunks_and_keeps_it_drained(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
+    from chalicelib import prune
+
+    a, b, c = isolated(3)
+    catalog, registry = _stores(cp_stack)
+    file_id, _ = _three_chunks_held(cp_api, machines, catalog, [a.node_id, b.node_id])
+    assert cp_api.call("POST", f"/nodes/{a.node_id}/drain").status_code == 200
+    a.beat()  # nothing in flight: the drain is done
+    assert registry.get(a.node_id).status == NODE_DRAINED  # type: ignore[union-attr]
+    # It beats no more: silent past the timeout, as prune will find it.
+    boto3.client("dynamodb").update_item(
+        TableName=cp_stack.env["FSNODE_NODES_TABLE"],
+        Key={"node_id": {"S": a.node_id}},
+        UpdateExpression="SET last_heartbeat = :old",
+        ExpressionAttributeValues={":old": {"N": str(int(time.time()) - 1000)}},
+    )
+    summary = prune.run()
+    assert a.node_id not in summary["marked_dead"]
+    assert registry.get(a.node_id).status == NODE_DRAINED  # type: ignore[union-attr]
+    assert catalog.replicas_on_node(a.node_id) == []
+    loss = [
+        e
+        for e in machines.executions(machines.replicate)
+        if e["name"].startswith("replicate-loss-")
+        and json.loads(
+            boto3.client("stepfunctions").describe_execution(executionArn=e["executionArn"])[
+                "input"
+            ]
+        )["file_id"]
+        == file_id
+    ]
+    assert len(loss) == 1
+    status = machines.wait(loss[0]["executionArn"], pump([b, c]))
+    assert status["status"] == "SUCCEEDED", status
+    view = catalog.file_view(file_id)
+    assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
+        (i, n) for i in range(3) for n in (b.node_id, c.node_id)
+    )
 
 
 def test_hot_files_start_one_replication_per_window(
@@ -318,16 +368,21 @@ def test_prune_handler_takes_an_eventbridge_event(
     }
 
 
-def test_gc_does_not_wait_for_a_dead_node(
-    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+@pytest.mark.parametrize("leaving", [NODE_DEAD, NODE_DRAINING])
+def test_gc_does_not_wait_for_a_dead_or_draining_node(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any, leaving: str
 ) -> None:
+    """Neither pulls work (a draining node finishes its streams, takes no work)."""
     live, dead = isolated(2)
     catalog, registry = _stores(cp_stack)
     started, _ = upload(cp_api, os.urandom(100))
     file_id, version = started["file_id"], started["version"]
     _hold(catalog, file_id, version, 1, [live.node_id, dead.node_id])
     dead.offline = True
-    assert registry.mark_dead(dead.node_id, registry.get(dead.node_id).last_heartbeat)
+    if leaving == NODE_DEAD:
+        assert registry.mark_dead(dead.node_id, registry.get(dead.node_id).last_heartbeat)
+    else:
+        assert cp_api.call("POST", f"/nodes/{dead.node_id}/drain").status_code == 200
     status = machines.wait(_delete(cp_api, machines, file_id, version), pump([live]), timeout=15)
     assert status["status"] == "SUCCEEDED", status
     assert json.loads(status["output"])["evicted"] == [live.node_id]

@@ -69,6 +69,8 @@ class FakeControlPlane:
         self.fail_renewals = 0  # answer this many renew calls with a 503 first
         # The public certificate bundle heartbeats announce by serial (issue 19), if any.
         self.public_bundle: dict[str, Any] | None = None
+        # "dead" or "drained": heartbeats answer 410 with that reason until a register.
+        self.verdict: str | None = None
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -112,6 +114,7 @@ class FakeControlPlane:
             return self._error(401, "unauthorized")
         self.registrations.append(body)
         self.known = True
+        self.verdict = None
         return web.json_response(
             {
                 "node_id": "node-1",
@@ -150,6 +153,13 @@ class FakeControlPlane:
     async def heartbeat(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(404, "not_found")
+        if self.verdict is not None:
+            details = {"node_id": "node-1", "node_status": self.verdict}
+            return web.json_response(
+                {"error": {"code": "gone", "message": f"this node is {self.verdict}",
+                           "details": {**details, "reason": f"node_{self.verdict}"}}},
+                status=410,
+            )  # fmt: skip
         self.heartbeats.append(await request.json())
         work = []
         if not self.work_sent:
@@ -306,6 +316,22 @@ def test_python_m_edge_node_lifecycle(
             process.wait(timeout=10)
 
 
+def spawn_edge(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """``python -m edge_node`` with ``env``; its log lines, collected as they come."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_node"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+    log: list[str] = []
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, log
+
+
 def served_serial(port: int, ca_file: Path) -> int:
     """The serial number of the certificate a new TLS handshake gets."""
     context = ssl.create_default_context(cafile=str(ca_file))
@@ -349,17 +375,7 @@ def test_certificate_renewal_keeps_open_streams_and_shutdown_is_bounded(
         "FSNODE_CERT_RENEW_MARGIN_SECONDS": "1",
         "FSNODE_SHUTDOWN_GRACE_SECONDS": "1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge_node"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
-    )
-    log: list[str] = []
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-
-    threading.Thread(target=pump, daemon=True).start()
+    process, log = spawn_edge(env)
     try:
         wait_for(lambda: any(line.startswith("edge ready ") for line in log), "edge ready")
         ca_file = state / "root.crt"
