@@ -173,7 +173,7 @@ class HeartbeatLoop:
                 await self._on_answer(answer)
             self.placed.set()
         if self.status == NODE_DEAD:
-            # Today's control plane refuses a dead node's beat (404); an answer that
+            # The control plane refuses a dead node's beat (410 node_dead); an answer that
             # says so plainly means the same, and its work is not for us.
             raise NotFound("the control plane has declared this node dead")
         if self.status == NODE_DRAINED:
