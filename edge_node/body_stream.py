@@ -1,9 +1,11 @@
 """A file answer's body, streamed chunk by chunk from cache leases.
 
-On plain HTTP a chunk on disk goes out with kernel sendfile; otherwise blocks of up
-to 1 MiB (slices of fill buffers, no copy; or reads from disk) are written whole,
-since large writes keep TLS record and syscall overhead down (see NOTES.md). A cold
-chunk streams from its fill as bytes arrive from the origin. Several ranges travel
+On plain HTTP a chunk on disk goes out with kernel sendfile; otherwise blocks (slices
+of fill buffers, no copy; or reads from disk) are written whole: up to ``cache.BLOCK``
+(256 KiB) on plain HTTP, since large writes keep syscall overhead down (see NOTES.md),
+and ``limits.TLS_BLOCK`` (16 KiB) on TLS, each drained before the next is read, so a
+client that stops reading holds little more than its socket buffers (``body_writer``).
+A cold chunk streams from its fill as bytes arrive from the origin. Several ranges travel
 as ``multipart/byteranges`` (RFC 9110 section 14.6).
 """
 
@@ -14,6 +16,7 @@ import contextlib
 from aiohttp import web
 from fsnode_core.chunks import slices_for_range
 
+from edge_node.body_writer import BlockWriter
 from edge_node.cache import ChunkLease, DiskLease
 from edge_node.context import EdgeContext
 from edge_node.manifests import Manifest
@@ -70,9 +73,11 @@ async def stream_body(
     cache = edge.cache
     chunk_size = manifest.chunk_size
     # Plain sockets take the kernel's sendfile (no copies through Python); TLS
-    # has no kernel offload here, so it takes large writes.
+    # has no kernel offload here: it takes record-sized writes, each drained.
     transport = request.transport
-    plain = edge.sendfile and transport is not None and not transport.get_extra_info("sslcontext")
+    tls = transport is not None and transport.get_extra_info("sslcontext") is not None
+    plain = edge.sendfile and transport is not None and not tls
+    writer = BlockWriter(request, response, tls)
     last_chunk = len(manifest.chunks) - 1
     readahead_limit = -1
     if plan:
@@ -119,14 +124,18 @@ async def stream_body(
                     # A piece that fits one write and needs no waiting goes out here;
                     # the rest (sendfile, big or streaming pieces) in _send_piece.
                     sendfile = plain and lease.fd is not None
-                    block = None if sendfile else lease.now(piece.offset_in_chunk, piece.length)
+                    block = (
+                        None
+                        if sendfile
+                        else lease.now(piece.offset_in_chunk, piece.length, writer.block)
+                    )
                     if block is not None:
-                        await response.write(block)
+                        await writer.write(block)
                         edge.metrics.bytes_served += piece.length
                     else:
                         await _send_piece(
                             request,
-                            response,
+                            writer,
                             edge,
                             lease,
                             piece.offset_in_chunk,
@@ -147,7 +156,7 @@ async def stream_body(
 
 async def _send_piece(
     request: web.Request,
-    response: web.StreamResponse,
+    writer: BlockWriter,
     edge: EdgeContext,
     lease: ChunkLease,
     offset: int,
@@ -156,7 +165,7 @@ async def _send_piece(
 ) -> None:
     metrics = edge.metrics
     if plain and isinstance(lease, DiskLease) and lease.fd is not None:
-        await response.write(b"")  # the header block first: sendfile bypasses aiohttp
+        await writer.response.write(b"")  # the header block first: sendfile bypasses aiohttp
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
@@ -167,7 +176,7 @@ async def _send_piece(
         if not length:
             return
     # aclosing: a client that goes away mid-piece must not leave the generator open.
-    async with contextlib.aclosing(lease.blocks(offset, length)) as blocks:
+    async with contextlib.aclosing(lease.blocks(offset, length, writer.block)) as blocks:
         async for block in blocks:
-            await response.write(block)
+            await writer.write(block)
             metrics.bytes_served += len(block)

@@ -1,8 +1,9 @@
 """The edge's client for the control plane's node routes (docs/PROTOCOL.md).
 
 Answers that carry the shared error shape are turned back into domain errors, so
-callers decide on ``Unauthorized``/``NotFound`` (re-register) or ``Unavailable``
-(keep serving from cache, try later) without looking at HTTP.
+callers decide on ``Unauthorized``/``NotFound``/``Gone`` (re-register; ``Gone`` with
+reason ``node_drained``: leave) or ``Unavailable`` (keep serving from cache, try later)
+without looking at HTTP.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import aiohttp
 from fsnode_core.errors import (
+    NODE_DRAINED_REASON,
     Conflict,
     Forbidden,
     FsnodeError,
@@ -177,6 +179,11 @@ class ControlPlaneClient:
         if reason is not None:  # what the caller may act on (IDEMPOTENCY_KEY_REUSED)
             raise error_class(message, status=status, reason=str(reason))
         raise error_class(message, status=status)
+
+
+def is_drained(exc: FsnodeError) -> bool:
+    """The control plane's word that this node was drained: it leaves, for good."""
+    return isinstance(exc, Gone) and exc.details.get("reason") == NODE_DRAINED_REASON
 
 
 def _json(text: str) -> Any:

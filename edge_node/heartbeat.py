@@ -1,6 +1,8 @@
 """The heartbeat loop: report disk use and load, pick up pulled work (warm, evict),
-and re-register when the control plane no longer accepts this node (401/404, or
-an answer that says dead). Serving never waits on it: when the control plane is
+and re-register when the control plane no longer accepts this node (401/404, 410
+dead, or an answer that says dead). A drained node (410 ``node_drained``, or an
+answer that says drained) leaves: the loop stops the edge, which must not come back
+under that identity. Serving never waits on it: when the control plane is
 down the loop just backs off and retries, and a re-registration is followed by a
 jittered pause like any other beat, growing while the control plane keeps
 rejecting the node, never a tight loop.
@@ -18,13 +20,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fsnode_core.errors import Forbidden, FsnodeError, NotFound, Unauthorized, Unavailable
+from fsnode_core.errors import (
+    NODE_DRAINED_REASON,
+    Forbidden,
+    FsnodeError,
+    Gone,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from fsnode_core.ids import check_id
-from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING
+from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINED, NODE_DRAINING
 
 from edge_node.background import TaskSet, wait_any
 from edge_node.cache import ChunkCache
-from edge_node.control_plane import ControlPlaneClient
+from edge_node.control_plane import ControlPlaneClient, is_drained
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.shares import ShareKeys
@@ -76,6 +86,7 @@ class HeartbeatLoop:
         on_forget: Callable[[str], None] | None = None,
         on_keys: Callable[[dict[str, str]], None] | None = None,
         on_answer: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        on_drained: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._cache = cache
@@ -95,6 +106,8 @@ class HeartbeatLoop:
         self._on_keys = on_keys or (lambda _keys: None)
         # Told every answer (the public certificate's serial: edge_node.public_tls).
         self._on_answer = on_answer
+        # Told once the control plane says this node is drained, before the edge stops.
+        self._on_drained = on_drained
         self.status = "unknown"
         # Set once the control plane places this node (it proved its endpoint).
         self.placed = asyncio.Event()
@@ -115,8 +128,11 @@ class HeartbeatLoop:
                 await self.beat_once()
                 failures = rejections = 0
                 delay = self.interval
-            except (Unauthorized, NotFound, Forbidden) as exc:
-                # Forbidden: declared dead (a pending or draining node may still beat).
+            except (Unauthorized, NotFound, Forbidden, Gone) as exc:
+                if is_drained(exc):
+                    await self._leave(stop, exc.message)
+                    break
+                # Gone: declared dead (a pending or draining node may still beat).
                 rejections += 1
                 log.warning(
                     "control plane no longer accepts this node (%s); registering again", exc.message
@@ -132,6 +148,13 @@ class HeartbeatLoop:
                 log.warning("heartbeat failed (%s); next try in %.1fs", exc.message, delay)
             await self._pause(stop, delay)
         await self._work.close()
+
+    async def _leave(self, stop: asyncio.Event, why: str) -> None:
+        log.warning("this node was drained (%s): leaving the fleet, the edge stops", why)
+        self.status = NODE_DRAINED
+        if self._on_drained is not None:
+            await self._on_drained()
+        stop.set()
 
     async def beat_once(self) -> dict[str, Any]:
         await self._cache.refresh()
@@ -150,9 +173,11 @@ class HeartbeatLoop:
                 await self._on_answer(answer)
             self.placed.set()
         if self.status == NODE_DEAD:
-            # Today's control plane refuses a dead node's beat (404); an answer that
+            # The control plane refuses a dead node's beat (410 node_dead); an answer that
             # says so plainly means the same, and its work is not for us.
             raise NotFound("the control plane has declared this node dead")
+        if self.status == NODE_DRAINED:
+            raise Gone("the control plane has drained this node", reason=NODE_DRAINED_REASON)
         if answer.get("heartbeat_interval"):
             self.interval = max(MIN_INTERVAL, float(answer["heartbeat_interval"]))
         keys = answer.get("share_public_keys")

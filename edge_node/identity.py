@@ -23,6 +23,7 @@ from fsnode_core.errors import (
     Conflict,
     Forbidden,
     FsnodeError,
+    Gone,
     NotFound,
     Unauthorized,
     Unavailable,
@@ -30,7 +31,7 @@ from fsnode_core.errors import (
 
 from edge_node import aws_identity, registration_key, tls
 from edge_node.background import wait_any
-from edge_node.control_plane import ControlPlaneClient, Registration
+from edge_node.control_plane import ControlPlaneClient, Registration, is_drained
 from edge_node.settings import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,12 @@ class NodeIdentity:
         self._on_change(registration, anew)
         return registration
 
+    async def leave(self) -> None:
+        """This node was drained: a later start must register as a new node, never
+        replay the drained one's registration."""
+        async with self._lock:
+            await asyncio.to_thread(registration_key.rotate, self.settings.state_dir)
+
     async def renew(self) -> None:
         """A new key and certificate through ``POST /nodes/{id}/renew``. A control
         plane that no longer knows the node (or has no renew route) gets a
@@ -140,7 +147,11 @@ class NodeIdentity:
             csr = await asyncio.to_thread(tls.build_csr, key, self.settings.endpoint_host)
             try:
                 issued = await self.client.renew(csr)
-            except (Unauthorized, NotFound, Forbidden) as exc:
+            except (Unauthorized, NotFound, Forbidden, Gone) as exc:
+                if is_drained(exc):
+                    # Out of the fleet: the heartbeat loop stops the edge.
+                    log.warning("renewal refused: %s", exc.message)
+                    return
                 log.warning("renewal refused (%s); registering again", exc.message)
                 await self._register_anew()
                 self.renewals += 1

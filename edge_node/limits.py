@@ -14,10 +14,16 @@
   connections, a new one is closed as soon as it is accepted, before any TLS work; the
   open ones are not disturbed.
 
-Memory: answers go out in blocks of at most ``cache.BLOCK`` (256 KiB), each write
-waiting for the transport to drain below its high-water mark (aiohttp's drain), so
-a stalled reader holds about two blocks in user space besides its socket buffers, and
-a TLS connection reads into 32 KiB (asyncio's default is 256 KiB per connection).
+Memory: answers go out in blocks of at most ``cache.BLOCK`` (256 KiB) on plain
+connections (kernel sendfile, mostly), and of ``TLS_BLOCK`` (16 KiB, read from disk
+that size too) on TLS, each TLS write waiting for the transport to drain below its
+high-water mark before the next block is read. asyncio's TLS layer would otherwise
+let 512 KiB of encrypted bytes pile up in OpenSSL's outgoing buffer once the TCP
+transport's (one whole write) was full: a stalled TLS reader cost about 0.9 MiB. Its
+marks are set low here (``TLS_WRITE_HIGH``, on the TLS layer and on the TCP
+transport under it), so a stalled reader holds a few TLS blocks in user space besides
+its kernel socket buffers, and a TLS connection reads into 32 KiB (asyncio's default
+is 256 KiB per connection).
 Freed buffers go back to the system (``malloc_trim``) once connections have closed,
 so RSS returns to its baseline after a burst of clients.
 
@@ -254,12 +260,25 @@ class BoundedHandler(RequestHandler):
             transport.abort()
 
 
+# What a TLS answer reads and writes at a time (one full TLS record), and the high-water
+# mark of the TLS layer's outgoing buffer and of the TCP transport under it: past it
+# the writer waits (aiohttp's drain) before reading the next block.
+TLS_BLOCK = 16 * 1024
+TLS_WRITE_HIGH = 16 * 1024
+
+
 class _EdgeTLS(sslproto.SSLProtocol):
     """asyncio's TLS layer with a 32 KiB read buffer: its default, 256 KiB allocated and
     zeroed for every connection, made each idle TLS client cost a quarter MiB, and
-    clients here send small request heads."""
+    clients here send small request heads. Its write marks are low too (asyncio's
+    TLS default lets 512 KiB of encrypted bytes wait in OpenSSL's buffer)."""
 
     max_size = 32 * 1024
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.WriteTransport, transport).set_write_buffer_limits(high=TLS_WRITE_HIGH)
+        super().connection_made(transport)
+        self._set_write_buffer_limits(high=TLS_WRITE_HIGH)  # type: ignore[attr-defined]
 
 
 class _Refused(asyncio.Protocol):

@@ -166,6 +166,7 @@ class EdgeNode:
             on_forget=self._forget,
             on_keys=self._keys_changed,
             on_answer=self._heartbeat_answer,
+            on_drained=self.identity.leave,
         )
         tasks: list[asyncio.Task[None]] = []
         try:

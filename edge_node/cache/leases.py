@@ -50,11 +50,14 @@ class ChunkLease(ABC):
         return  # bytes on disk are ready at once; leases that wait override this
 
     @abstractmethod
-    def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
-        """The ``length`` bytes at ``offset``, block by block (each kind reads its own way)."""
+    def blocks(
+        self, offset: int, length: int, block: int = BLOCK
+    ) -> AsyncGenerator[memoryview | bytes, None]:
+        """The ``length`` bytes at ``offset``, in blocks of at most ``block`` bytes (each
+        kind reads its own way)."""
 
-    def now(self, offset: int, length: int) -> memoryview | bytes | None:
-        """The ``length`` bytes at ``offset`` in one block, if they fit one write and
+    def now(self, offset: int, length: int, block: int = BLOCK) -> memoryview | bytes | None:
+        """The ``length`` bytes at ``offset`` in one block, if they fit one (``block``) and
         nothing has to be waited for (no async generator for a small hit); else None."""
         return None
 
@@ -83,12 +86,14 @@ class DiskLease(ChunkLease):
         self.fd = fd
         self._on_short = on_short
 
-    async def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
+    async def blocks(
+        self, offset: int, length: int, block: int = BLOCK
+    ) -> AsyncGenerator[memoryview | bytes, None]:
         fd = self.fd
         assert fd is not None
         sent = 0
         while sent < length:
-            size = min(BLOCK, length - sent)
+            size = min(block, length - sent)
             data = await pread(fd, size, offset + sent)
             if len(data) != size:
                 self._on_short()
@@ -96,8 +101,8 @@ class DiskLease(ChunkLease):
             yield data
             sent += size
 
-    def now(self, offset: int, length: int) -> memoryview | bytes | None:
-        if length > BLOCK or self.fd is None:
+    def now(self, offset: int, length: int, block: int = BLOCK) -> memoryview | bytes | None:
+        if length > block or self.fd is None:
             return None
         data = read_if_cached(self.fd, length, offset)
         if data is not None and len(data) != length:
@@ -125,13 +130,15 @@ class StreamLease(ChunkLease):
                 return
             await buffer.changed()
 
-    async def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
+    async def blocks(
+        self, offset: int, length: int, block: int = BLOCK
+    ) -> AsyncGenerator[memoryview | bytes, None]:
         buffer = self.buffer
         end = offset + length
         hold = end - 1
         pos = offset
         while pos < hold:
-            avail = min(buffer.available(pos), hold, pos + BLOCK)
+            avail = min(buffer.available(pos), hold, pos + block)
             if avail > pos:
                 yield buffer.view[pos:avail]
                 pos = avail
@@ -158,13 +165,15 @@ class FollowLease(ChunkLease):
         else:
             await self._follower.available_after(offset)
 
-    async def blocks(self, offset: int, length: int) -> AsyncGenerator[memoryview | bytes, None]:
+    async def blocks(
+        self, offset: int, length: int, block: int = BLOCK
+    ) -> AsyncGenerator[memoryview | bytes, None]:
         follower = self._follower
         end = offset + length
         hold = end - 1
         pos = offset
         while pos < hold:
-            avail = min(await follower.available_after(pos), hold, pos + BLOCK)
+            avail = min(await follower.available_after(pos), hold, pos + block)
             data = await pread(follower.fd, avail - pos, pos)
             if len(data) != avail - pos:
                 raise Unavailable("another worker's fill went away", key=self.key)

@@ -12,8 +12,23 @@ import hmac
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import serialization
-from fsnode_core.errors import Forbidden, Unauthorized, Unavailable
-from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NODE_PENDING, NodeRecord
+from fsnode_core.errors import (
+    NODE_DEAD_REASON,
+    NODE_DRAINED_REASON,
+    Forbidden,
+    Gone,
+    Unauthorized,
+    Unavailable,
+)
+from fsnode_core.models import (
+    NODE_ACTIVE,
+    NODE_DEAD,
+    NODE_DRAINED,
+    NODE_DRAINING,
+    NODE_PENDING,
+    NODE_RETIRED,
+    NodeRecord,
+)
 
 from chalicelib import aws, secret_store
 from chalicelib.settings import get_settings
@@ -62,21 +77,28 @@ def credential_hash(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()
 
 
-# The node statuses each node route serves (docs/PROTOCOL.md, "Node status"): a node
+# The node statuses each node route serves (docs/PROTOCOL.md, "Node status"). A node
 # that has not proved its endpoint yet may only beat (which proves it) and renew; a
-# dead one nothing: it must register again.
+# draining one beats, renews and keeps its public certificate (it finishes its
+# streams) but takes no work and reports none: nothing it says changes what others
+# serve. A retired one (dead, drained) nothing: 410.
 MAY_BEAT = frozenset({NODE_PENDING, NODE_ACTIVE, NODE_DRAINING})  # heartbeat, renew
-MAY_SERVE = frozenset({NODE_ACTIVE, NODE_DRAINING})  # manifests, work reports
+MAY_SERVE = frozenset({NODE_ACTIVE, NODE_DRAINING})  # the public certificate
+MAY_WORK = frozenset({NODE_ACTIVE})  # work handed out, work reports
 
 
 def require_node(headers: Mapping[str, str], node_id: str, allowed: frozenset[str]) -> NodeRecord:
     """The node whose Bearer credential this is; Unauthorized for any other credential,
-    Forbidden when the node's status is not one of ``allowed``."""
+    Gone when the node is out of the fleet, Forbidden when its status is not one of
+    ``allowed``."""
     digest = _bearer_hash(headers)
     node = aws.node_registry().get(node_id)
     # Same answer for unknown node and wrong credential: no node-id probing.
     if node is None or not constant_time_equal(digest, node.credential_sha256):
         raise Unauthorized("credential is not valid for this node", node_id=node_id)
+    if node.status in NODE_RETIRED:
+        message, reason = _RETIRED[node.status]
+        raise Gone(message, node_id=node_id, node_status=node.status, reason=reason)
     if node.status not in allowed:
         raise Forbidden(
             _REFUSED.get(node.status, f"a {node.status} node may not do this"),
@@ -86,10 +108,17 @@ def require_node(headers: Mapping[str, str], node_id: str, allowed: frozenset[st
     return node
 
 
+_RETIRED = {
+    NODE_DEAD: ("this node was declared dead: register again", NODE_DEAD_REASON),
+    NODE_DRAINED: (
+        "this node was drained and is out of the fleet: it must not come back",
+        NODE_DRAINED_REASON,
+    ),
+}
 _REFUSED = {
-    NODE_DEAD: "this node was declared dead: register again",
     NODE_PENDING: "this node has not shown yet that it serves its certificate at its "
     "endpoint (a heartbeat checks)",
+    NODE_DRAINING: "a draining node takes no work and reports none",
 }
 
 

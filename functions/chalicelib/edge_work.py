@@ -66,7 +66,7 @@ def report(node_id: str, work_id: str, headers: Any, body: dict[str, Any]) -> di
     role holds no task-token rights)."""
     check_id(node_id, "node_id")
     check_id(work_id, "work_id")
-    auth.require_node(headers, node_id, auth.MAY_SERVE)
+    auth.require_node(headers, node_id, auth.MAY_WORK)
     ok = body.get("ok")
     if not isinstance(ok, bool):
         raise InvalidInput("ok must be true or false", field="ok")

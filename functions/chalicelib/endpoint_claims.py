@@ -17,7 +17,13 @@ import ssl
 import time
 
 from fsnode_core.errors import Conflict
-from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NODE_PENDING, NodeRecord
+from fsnode_core.models import (
+    NODE_ACTIVE,
+    NODE_DRAINING,
+    NODE_PENDING,
+    NODE_RETIRED,
+    NodeRecord,
+)
 
 from chalicelib import aws, pki, public_names
 from chalicelib.observability import logger
@@ -69,7 +75,7 @@ def prove(node: NodeRecord) -> bool:
         if (
             other.endpoint == node.endpoint
             and other.node_id != node.node_id
-            and other.status != NODE_DEAD
+            and other.status not in NODE_RETIRED
         ):
             registry.retire(other.node_id)
             public_names.withdraw(other)

@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from fsnode_core.errors import Conflict, InvalidInput, Unavailable
 from fsnode_core.ids import check_id
-from fsnode_core.models import FILE_READY, NODE_DEAD, SOURCE_IMPORT, WORK_EVICT, FileRecord
+from fsnode_core.models import FILE_READY, NODE_ACTIVE, SOURCE_IMPORT, WORK_EVICT, FileRecord
 from fsnode_core.published_keys import (
     data_key,
     head_key,
@@ -173,8 +173,9 @@ def _list_evictions(file_id: str, version: str, event: dict[str, Any]) -> dict[s
     gone: list[str] = []
     for node_id in sorted({b.node_id for b in blocks}):
         node = registry.get(node_id)
-        (gone if node is None or node.status == NODE_DEAD else nodes).append(node_id)
-    # A dead or forgotten node will never pull work: nothing to wait for.
+        (gone if node is None or node.status != NODE_ACTIVE else nodes).append(node_id)
+    # A forgotten, dead, drained or draining node will never pull work: nothing to
+    # wait for (a draining node's copy is not served past the manifest bound either).
     catalog.delete_replicas([b for b in blocks if b.node_id in gone])
     carried = {name: event[name] for name in ("evict_timeout", "retry_wait", "deadline")}
     return {
@@ -202,7 +203,7 @@ def _check_node(file_id: str, version: str, event: dict[str, Any]) -> dict[str, 
         k: event[k]
         for k in ("file_id", "version", "node_id", "evict_timeout", "retry_wait", "deadline")
     }
-    if node is None or node.status == NODE_DEAD:
+    if node is None or node.status != NODE_ACTIVE:  # no work reaches it any more
         return {**state, "next": "drop", "abandoned": False, "node_gone": True}
     if time.time() >= float(event["deadline"]):
         return {**state, "next": "drop", "abandoned": True, "node_gone": False}

@@ -27,8 +27,10 @@ from fsnode_core.ids import check_id, new_id
 from fsnode_core.models import (
     NODE_ACTIVE,
     NODE_DEAD,
+    NODE_DRAINED,
     NODE_DRAINING,
     NODE_PENDING,
+    NODE_RETIRED,
     NodeRecord,
 )
 
@@ -46,6 +48,7 @@ from chalicelib import (
 )
 from chalicelib.observability import (
     METRIC_HEARTBEAT,
+    METRIC_NODE_DRAIN_DONE,
     METRIC_NODE_DRAINED,
     METRIC_NODE_REGISTERED,
     METRIC_NODE_RENEWED,
@@ -198,18 +201,22 @@ def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any
         # Placed only once its endpoint presents the certificate issued to it.
         endpoint_claims.prove(node)
     now = int(time.time())
+    load = validate.number(body, "load", low=0, high=1e9) or 0.0
     node = aws.node_registry().heartbeat(
         node_id,
         used_bytes=validate.integer(body, "used_bytes"),
         free_bytes=validate.integer(body, "free_bytes"),
         capacity_bytes=validate.integer(body, "capacity_bytes"),
-        load=validate.number(body, "load", low=0, high=1e9) or 0.0,
-        hot_files=hot_files,
+        load=load,
+        # Only a placed node's word starts replication (prune reads hot_files).
+        hot_files=hot_files if node.status in auth.MAY_WORK else [],
         now=now,
         expires_at=now + settings.heartbeat_timeout * TTL_HEARTBEATS,
     )
     metrics.add_metric(name=METRIC_HEARTBEAT, unit="Count", value=1)
-    work = edge_work.pending_for(node_id, now) if node.status in auth.MAY_SERVE else []
+    if node.status == NODE_DRAINING and load == 0:
+        node.status = _finish_drain(node)
+    work = edge_work.pending_for(node_id, now) if node.status in auth.MAY_WORK else []
     answer = {
         "status": node.status,
         "heartbeat_interval": settings.heartbeat_interval,
@@ -225,6 +232,20 @@ def heartbeat(node_id: str, headers: Any, body: dict[str, Any]) -> dict[str, Any
             # Not exported yet (ACM still validating): the beat itself must not fail.
             logger.warning("no public certificate to hand out", extra={"reason": exc.message})
     return answer
+
+
+def _finish_drain(node: NodeRecord) -> str:
+    """A draining node with nothing in flight has finished its streams: drained, out
+    of the fleet (prune heals its copies elsewhere). Its status after the attempt."""
+    try:
+        aws.node_registry().set_status(node.node_id, NODE_DRAINED, expected=NODE_DRAINING)
+    except Conflict:
+        # Moved meanwhile (declared dead, or a concurrent beat finished the drain).
+        current = aws.node_registry().get(node.node_id)
+        return current.status if current is not None else NODE_DEAD
+    metrics.add_metric(name=METRIC_NODE_DRAIN_DONE, unit="Count", value=1)
+    logger.info("node drained", extra={"node_id": node.node_id})
+    return NODE_DRAINED
 
 
 def public_certificate_for(node_id: str, headers: Any) -> dict[str, Any]:
@@ -280,6 +301,8 @@ def drain(node_id: str) -> dict[str, Any]:
         raise NotFound("no such node", node_id=node_id)
     if node.status == NODE_DEAD:
         raise Conflict("a dead node cannot be drained", node_id=node_id)
+    if node.status == NODE_DRAINED:
+        return node.to_api()  # already done
     if node.status == NODE_ACTIVE:
         registry.set_status(node_id, NODE_DRAINING, expected=NODE_ACTIVE)
         metrics.add_metric(name=METRIC_NODE_DRAINED, unit="Count", value=1)
@@ -289,10 +312,11 @@ def drain(node_id: str) -> dict[str, Any]:
 
 
 def cluster() -> dict[str, Any]:
-    """Capacity summed over live nodes (heard from recently, not dead), and every node."""
+    """Capacity summed over live nodes (heard from recently, in the fleet), and every
+    node in the fleet (neither dead nor drained)."""
     timeout = get_settings().heartbeat_timeout
     now = time.time()
-    nodes = [n for n in aws.node_registry().list_nodes() if n.status != NODE_DEAD]
+    nodes = [n for n in aws.node_registry().list_nodes() if n.status not in NODE_RETIRED]
     live = [n for n in nodes if now - n.last_heartbeat <= timeout and n.status != NODE_PENDING]
     view = [
         {

@@ -32,6 +32,7 @@ METRIC_FILE_DELETED = "FileDeleted"
 METRIC_FILE_IMPORTED = "FileImported"
 METRIC_NODE_RENEWED = "NodeRenewed"
 METRIC_NODE_DRAINED = "NodeDrained"
+METRIC_NODE_DRAIN_DONE = "NodeDrainCompleted"  # a draining node reported nothing in flight
 # A share answered by the origin because no edge could take the viewer.
 METRIC_ORIGIN_FALLBACK = "OriginFallback"
 # Every refused request (4xx, by the app) and every answer of 5xx.

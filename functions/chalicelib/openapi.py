@@ -92,15 +92,15 @@ PATHS: dict[str, dict[str, Any]] = {
                                 "maxItems": edge_work.MAX_WORK_PER_HEARTBEAT}},
                       {"public_name": {"type": "string"},
                        "public_certificate_serial": {"type": "string"}}),
-        (403, 404), body=HEARTBEAT, params=[_NODE_ID])},
+        (403, 404, 410), body=HEARTBEAT, params=[_NODE_ID])},
     "/nodes/{node_id}/work/{work_id}": {"post": op(
         "Report a work item's outcome (the workflow waiting on it resumes)", NODE,
         obj({"work_id": ID, "node_id": ID, "recorded": {"type": "boolean"},
                  "error": nullable({"type": "string"})}),
-        (403, 404, 503), body=WORK_REPORT, params=[_NODE_ID, path_param("work_id")])},
+        (403, 404, 410, 503), body=WORK_REPORT, params=[_NODE_ID, path_param("work_id")])},
     "/nodes/{node_id}/renew": {"post": op(
         "A new certificate for the node's recorded endpoint (register's CSR rules)", NODE,
-        ref("Certificates"), (403, 503), body=RENEW, params=[_NODE_ID])},
+        ref("Certificates"), (403, 410, 503), body=RENEW, params=[_NODE_ID])},
     "/nodes/{node_id}/drain": {"post": op(
         "Drain a node: placement stops choosing it; idempotent", MANAGED, ref("Node"),
         (400, 404, 409), params=[_NODE_ID])},
@@ -110,7 +110,7 @@ PATHS: dict[str, dict[str, Any]] = {
         obj({"name": {"type": "string"}, "serial": {"type": "string"},
                  "not_after": {"type": "string"}, "certificate": {"type": "string"},
                  "chain": {"type": "string"}, "private_key": {"type": "string"}}),
-        (400, 403, 404, 503), params=[_NODE_ID])},
+        (400, 403, 404, 410, 503), params=[_NODE_ID])},
     "/nodes": {"get": op("Every node, with its public name (null without a domain)", MANAGED,
                           obj({"edge_domain": nullable({"type": "string"}),
                                    "nodes": {"type": "array", "items": {"allOf": [

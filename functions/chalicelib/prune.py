@@ -16,7 +16,7 @@ from typing import Any
 
 from fsnode_core import placement
 from fsnode_core.errors import FsnodeError
-from fsnode_core.models import FILE_DELETING, FILE_READY, NODE_DEAD, NodeRecord
+from fsnode_core.models import FILE_DELETING, FILE_READY, NODE_DEAD, NODE_RETIRED, NodeRecord
 from fsnode_core.published_keys import publish_seq
 from fsnode_core.replica_blocks import ReplicaBlock
 
@@ -49,7 +49,7 @@ def run(now: float | None = None) -> dict[str, Any]:
         silent = moment - node.last_heartbeat > settings.heartbeat_timeout
         # Conditional on the heartbeat seen: a node that beat meanwhile stays alive.
         if (
-            node.status != NODE_DEAD
+            node.status not in NODE_RETIRED
             and silent
             and registry.mark_dead(node.node_id, node.last_heartbeat)
         ):
@@ -63,7 +63,8 @@ def run(now: float | None = None) -> dict[str, Any]:
     metrics.add_metric(name=METRIC_DEAD_NODES, unit="Count", value=len(dead))
     lost: dict[str, int] = {}
     budget = MAX_RECOVERY_BLOCKS_PER_RUN
-    for node_id in dead:
+    # A drained node's copies leave with it, as a dead one's do.
+    for node_id in [node.node_id for node in nodes if node.status in NODE_RETIRED]:
         if budget > 0:
             lost[node_id], read = _recover(node_id, budget)
             budget -= read  # a dead node with nothing left to heal costs nothing

@@ -76,6 +76,10 @@ class PreconditionFailed(FsnodeError):
 # ``details.reason`` of a Conflict for an idempotency key reused with another request:
 # the caller must pick a new key (retrying with the same one can never succeed).
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+# ``details.reason`` of a node route's 410 for a node out of the fleet: a dead node's
+# edge registers as a new node; a drained node's edge leaves (it must not come back).
+NODE_DEAD_REASON = "node_dead"
+NODE_DRAINED_REASON = "node_drained"
 
 
 class RangeNotSatisfiable(FsnodeError):

@@ -34,9 +34,14 @@ from fsnode_core.replica_blocks import ReplicaRecord as ReplicaRecord
 # Registered, not placed until it has shown it serves its certificate at its endpoint.
 NODE_PENDING = "pending"
 NODE_ACTIVE = "active"
+# Placed no more; finishes its open streams, then (nothing in flight) is ``drained``.
 NODE_DRAINING = "draining"
+NODE_DRAINED = "drained"
 NODE_DEAD = "dead"
-NODE_STATUSES = (NODE_PENDING, NODE_ACTIVE, NODE_DRAINING, NODE_DEAD)
+NODE_STATUSES = (NODE_PENDING, NODE_ACTIVE, NODE_DRAINING, NODE_DRAINED, NODE_DEAD)
+# Out of the fleet for good: every node route refuses the id (410); a dead node's edge
+# registers anew, a drained one's stops. Their replica facts are healed elsewhere.
+NODE_RETIRED = frozenset({NODE_DRAINED, NODE_DEAD})
 
 FILE_READY = "ready"
 FILE_DELETED = "deleted"

@@ -6,12 +6,18 @@ from typing import TYPE_CHECKING, Any
 
 from fsnode_core.ddb import to_attr
 from fsnode_core.errors import NotFound
-from fsnode_core.models import NODE_DEAD, NodeRecord
+from fsnode_core.models import NODE_DEAD, NODE_DRAINED, NodeRecord
 from fsnode_core.store_base import DynamoStore
 from fsnode_core.store_errors import ConditionFailed, aws_errors
 
 if TYPE_CHECKING:
     pass
+
+
+# Writes a node's own calls make hold only while it is in the fleet (not dead, not
+# drained): a retired node must register again rather than come back silently.
+_IN_FLEET = "#status <> :dead AND #status <> :drained"
+_RETIRED_VALUES = {":dead": {"S": NODE_DEAD}, ":drained": {"S": NODE_DRAINED}}
 
 
 class NodeRegistry(DynamoStore):
@@ -47,7 +53,7 @@ class NodeRegistry(DynamoStore):
         now: int,
         expires_at: int,
     ) -> NodeRecord:
-        """Record a heartbeat and push the TTL out; a dead or unknown node is NotFound."""
+        """Record a heartbeat and push the TTL out; a retired or unknown node is NotFound."""
         values: dict[str, Any] = {
             ":used": used_bytes,
             ":free": free_bytes,
@@ -56,7 +62,6 @@ class NodeRegistry(DynamoStore):
             ":hot": hot_files,
             ":now": now,
             ":exp": expires_at,
-            ":dead": NODE_DEAD,
         }
         with aws_errors("record heartbeat", if_condition_fails=_not_registered(node_id)):
             answer = self.client.update_item(
@@ -66,10 +71,12 @@ class NodeRegistry(DynamoStore):
                     "SET used_bytes = :used, free_bytes = :free, capacity_bytes = :cap, "
                     "#load = :load, hot_files = :hot, last_heartbeat = :now, expires_at = :exp"
                 ),
-                # A node pruned as dead must register again rather than come back silently.
-                ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
+                ConditionExpression=f"attribute_exists(node_id) AND {_IN_FLEET}",
                 ExpressionAttributeNames={"#load": "load", "#status": "status"},
-                ExpressionAttributeValues={k: to_attr(v) for k, v in values.items()},
+                ExpressionAttributeValues={
+                    **{k: to_attr(v) for k, v in values.items()},
+                    **_RETIRED_VALUES,
+                },
                 ReturnValues="ALL_NEW",
             )
         return NodeRecord.from_item(answer["Attributes"])
@@ -87,7 +94,8 @@ class NodeRegistry(DynamoStore):
             )
 
     def mark_dead(self, node_id: str, last_heartbeat: int) -> bool:
-        """Declare a silent node dead; False when it heartbeat since, or is already dead.
+        """Declare a silent node dead; False when it heartbeat since, or is already
+        retired (dead, or drained: a drained node stops beating and stays drained).
 
         Conditional on the heartbeat seen, so a node that beats in between stays alive.
         """
@@ -97,10 +105,10 @@ class NodeRegistry(DynamoStore):
                     TableName=self.table_name,
                     Key={"node_id": {"S": node_id}},
                     UpdateExpression="SET #status = :dead",
-                    ConditionExpression="last_heartbeat = :seen AND #status <> :dead",
+                    ConditionExpression=f"last_heartbeat = :seen AND {_IN_FLEET}",
                     ExpressionAttributeNames={"#status": "status"},
                     ExpressionAttributeValues={
-                        ":dead": {"S": NODE_DEAD},
+                        **_RETIRED_VALUES,
                         ":seen": {"N": str(last_heartbeat)},
                     },
                 )
@@ -110,34 +118,34 @@ class NodeRegistry(DynamoStore):
 
     def retire(self, node_id: str) -> None:
         """Declare a node dead whatever its heartbeat (another node proved its endpoint);
-        a node already dead or gone is left as it is."""
+        a node already retired (dead, drained) or gone is left as it is."""
         try:
             with aws_errors("retire node"):
                 self.client.update_item(
                     TableName=self.table_name,
                     Key={"node_id": {"S": node_id}},
                     UpdateExpression="SET #status = :dead",
-                    ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
+                    ConditionExpression=f"attribute_exists(node_id) AND {_IN_FLEET}",
                     ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":dead": {"S": NODE_DEAD}},
+                    ExpressionAttributeValues=_RETIRED_VALUES,
                 )
         except ConditionFailed:
             return
 
     def set_certificate(self, node_id: str, certificate_arn: str, certificate_sha256: str) -> None:
         """Record a renewed certificate (its ARN and the SHA-256 of its DER form);
-        NotFound for an unknown or dead node."""
+        NotFound for an unknown or retired node."""
         with aws_errors("record certificate", if_condition_fails=_not_registered(node_id)):
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"node_id": {"S": node_id}},
                 UpdateExpression="SET certificate_arn = :arn, certificate_sha256 = :sha",
-                ConditionExpression="attribute_exists(node_id) AND #status <> :dead",
+                ConditionExpression=f"attribute_exists(node_id) AND {_IN_FLEET}",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":arn": {"S": certificate_arn},
                     ":sha": {"S": certificate_sha256},
-                    ":dead": {"S": NODE_DEAD},
+                    **_RETIRED_VALUES,
                 },
             )
 
@@ -151,4 +159,4 @@ class NodeRegistry(DynamoStore):
 
 
 def _not_registered(node_id: str) -> NotFound:
-    return NotFound("node is not registered (or was marked dead)", node_id=node_id)
+    return NotFound("node is not registered (or was marked dead or drained)", node_id=node_id)

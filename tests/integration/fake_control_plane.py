@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +51,8 @@ class FakeControlPlane:
         self.fail_renewals = 0  # answer this many renew calls with a 503 first
         # The public certificate bundle heartbeats announce by serial (issue 19), if any.
         self.public_bundle: dict[str, Any] | None = None
+        # "dead" or "drained": heartbeats answer 410 with that reason until a register.
+        self.verdict: str | None = None
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -92,6 +96,7 @@ class FakeControlPlane:
             return self._error(401, "unauthorized")
         self.registrations.append(body)
         self.known = True
+        self.verdict = None
         return web.json_response(
             {
                 "node_id": "node-1",
@@ -130,6 +135,13 @@ class FakeControlPlane:
     async def heartbeat(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(404, "not_found")
+        if self.verdict is not None:
+            details = {"node_id": "node-1", "node_status": self.verdict}
+            return web.json_response(
+                {"error": {"code": "gone", "message": f"this node is {self.verdict}",
+                           "details": {**details, "reason": f"node_{self.verdict}"}}},
+                status=410,
+            )  # fmt: skip
         self.heartbeats.append(await request.json())
         work = []
         if not self.work_sent:
@@ -184,3 +196,19 @@ def control_plane_over_moto() -> Iterator[tuple[FakeControlPlane, Manifest]]:
             yield control_plane, manifest
         finally:
             control_plane.stop()
+
+
+def spawn_edge(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """``python -m edge_node`` with ``env``; its log lines, collected as they come."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_node"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+    log: list[str] = []
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, log

@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 import boto3
+import pytest
+from fsnode_core.models import NODE_DEAD, NODE_DRAINING
 from fsnode_core.published_keys import version_manifest_key
 
 from tests.integration.control_plane_helpers import CHUNK, upload
@@ -120,16 +122,21 @@ def test_gc_of_an_imported_file_keeps_the_customers_object(
     assert not object_exists(bucket, version_manifest_key(file_id, version))
 
 
-def test_gc_does_not_wait_for_a_dead_node(
-    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+@pytest.mark.parametrize("leaving", [NODE_DEAD, NODE_DRAINING])
+def test_gc_does_not_wait_for_a_dead_or_draining_node(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any, leaving: str
 ) -> None:
+    """Neither pulls work (a draining node finishes its streams, takes no work)."""
     live, dead = isolated(2)
     catalog, registry = stores(cp_stack)
     started, _ = upload(cp_api, os.urandom(100))
     file_id, version = started["file_id"], started["version"]
     hold_replicas(catalog, file_id, version, 1, [live.node_id, dead.node_id])
     dead.offline = True
-    assert registry.mark_dead(dead.node_id, registry.get(dead.node_id).last_heartbeat)
+    if leaving == NODE_DEAD:
+        assert registry.mark_dead(dead.node_id, registry.get(dead.node_id).last_heartbeat)
+    else:
+        assert cp_api.call("POST", f"/nodes/{dead.node_id}/drain").status_code == 200
     status = machines.wait(
         delete_for_gc(cp_api, machines, file_id, version), pump([live]), timeout=15
     )

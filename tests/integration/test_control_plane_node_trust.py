@@ -1,6 +1,6 @@
 """Node trust (issue 17.1): a node is placed only once its endpoint serves the
 certificate issued to it, a live node's endpoint is nobody else's, the CA issues only
-inside the fleet's namespace, and dead nodes are refused on every node route."""
+inside the fleet's namespace (dead and drained nodes: test_control_plane_node_retirement)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fsnode_core import placement
-from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NodeRecord
+from fsnode_core.models import NODE_ACTIVE, NodeRecord
 from fsnode_core.nodes_store import NodeRegistry
 
 from tests.integration.control_plane_helpers import (
@@ -157,27 +157,3 @@ def test_a_restarted_edge_takes_its_endpoint_over_by_proving_it(cp_api: Any, cp_
     new = answer.json_body
     served.serve(KEY, new["certificate"], new["certificate_chain"])
     assert send_heartbeat(cp_api, new["node_id"], new["credential"]).json_body["status"] == "active"
-
-
-@pytest.mark.parametrize("route", ["heartbeat", "work", "renew"])
-def test_a_dead_node_is_refused_on_every_node_route(cp_api: Any, cp_stack: Any, route: str) -> None:
-
-    node = register(cp_api, cp_stack)
-    registry = _registry(cp_stack)
-    registry.retire(node["node_id"])
-    assert registry.get(node["node_id"]).status == NODE_DEAD  # type: ignore[union-attr]
-    headers = {"authorization": f"Bearer {node['credential']}"}
-    base = f"/nodes/{node['node_id']}"
-    path, body = {
-        "heartbeat": (
-            f"{base}/heartbeat",
-            {"used_bytes": 1, "free_bytes": 1, "capacity_bytes": 2, "load": 0},
-        ),
-        "work": (f"{base}/work/{'0' * 32}", {"ok": True, "sha256": "0" * 64}),
-        "renew": (f"{base}/renew", {"csr": make_csr([ip_san("127.0.0.1")], key=KEY)}),
-    }[route]
-    answer = cp_api.call("GET" if body is None else "POST", path, body, key=False, headers=headers)
-    assert answer.status_code == 403, answer.body
-    error = error_of(answer)
-    assert error["code"] == "forbidden" and "dead" in error["message"]
-    assert error["details"]["node_status"] == "dead"

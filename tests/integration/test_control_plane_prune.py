@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from fsnode_core.errors import Conflict
-from fsnode_core.models import NODE_DEAD
+from fsnode_core.models import NODE_DEAD, NODE_DRAINED
 
 from tests.integration.control_plane_helpers import CHUNK, scheduled_prune, stale_node, upload
 from tests.integration.lifecycle_fixtures import (
@@ -80,8 +80,55 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
         key=False,
         headers=a.auth,
     )
-    assert beat.status_code == 403
-    assert json.loads(beat.body)["error"]["details"]["node_status"] == "dead"
+    assert beat.status_code == 410
+    assert json.loads(beat.body)["error"]["details"]["reason"] == "node_dead"
+
+
+def test_prune_heals_a_drained_nodes_chunks_and_keeps_it_drained(
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
+) -> None:
+    from chalicelib import prune
+
+    a, b, c = isolated(3)
+    catalog, registry = stores(cp_stack)
+    started, _ = upload(cp_api, os.urandom(2 * CHUNK + 5))
+    file_id, version = started["file_id"], started["version"]
+    for ex in machines.executions(machines.replicate):  # the upload's own replication
+        boto3.client("stepfunctions").stop_execution(executionArn=ex["executionArn"])
+    hold_replicas(catalog, file_id, version, 3, [a.node_id, b.node_id])
+    assert cp_api.call("POST", f"/nodes/{a.node_id}/drain").status_code == 200
+    a.beat()  # nothing in flight: the drain is done
+    assert registry.get(a.node_id).status == NODE_DRAINED  # type: ignore[union-attr]
+    # It beats no more: silent past the timeout, as prune will find it (the registry
+    # refuses a retired node's heartbeat, so the item is aged directly).
+    boto3.client("dynamodb").update_item(
+        TableName=cp_stack.env["FSNODE_NODES_TABLE"],
+        Key={"node_id": {"S": a.node_id}},
+        UpdateExpression="SET last_heartbeat = :old",
+        ExpressionAttributeValues={":old": {"N": str(int(time.time()) - 1000)}},
+    )
+    summary = prune.run()
+    assert a.node_id not in summary["marked_dead"]
+    assert registry.get(a.node_id).status == NODE_DRAINED  # type: ignore[union-attr]
+    assert catalog.replicas_on_node(a.node_id) == []
+    loss = [
+        e
+        for e in machines.executions(machines.replicate)
+        if e["name"].startswith("replicate-loss-")
+        and json.loads(
+            boto3.client("stepfunctions").describe_execution(executionArn=e["executionArn"])[
+                "input"
+            ]
+        )["file_id"]
+        == file_id
+    ]
+    assert len(loss) == 1
+    status = machines.wait(loss[0]["executionArn"], pump([b, c]))
+    assert status["status"] == "SUCCEEDED", status
+    view = catalog.file_view(file_id)
+    assert sorted((r.index, r.node_id) for r in view.replicas) == sorted(
+        (i, n) for i in range(3) for n in (b.node_id, c.node_id)
+    )
 
 
 def test_hot_files_start_one_replication_per_window(

@@ -37,6 +37,7 @@ from tests.integration.fake_control_plane import (
     REPO,
     FakeControlPlane,
     control_plane_over_moto,
+    spawn_edge,
 )
 
 
@@ -186,17 +187,7 @@ def test_certificate_renewal_keeps_open_streams_and_shutdown_is_bounded(
         "FSNODE_CERT_RENEW_MARGIN_SECONDS": "1",
         "FSNODE_SHUTDOWN_GRACE_SECONDS": "1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge_node"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
-    )
-    log: list[str] = []
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-
-    threading.Thread(target=pump, daemon=True).start()
+    process, log = spawn_edge(env)
     try:
         wait_for(lambda: any(line.startswith("edge ready ") for line in log), "edge ready")
         ca_file = state / "root.crt"

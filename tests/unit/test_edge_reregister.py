@@ -18,7 +18,10 @@ import pytest
 from aiohttp import web
 from fsnode_core.errors import (
     IDEMPOTENCY_KEY_REUSED,
+    NODE_DEAD_REASON,
+    NODE_DRAINED_REASON,
     FsnodeError,
+    Gone,
     NotFound,
     Unauthorized,
     Unavailable,
@@ -104,12 +107,46 @@ def ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("ceiling")
-@pytest.mark.parametrize("rejection", [NotFound("node is dead"), Unauthorized("who?"), "dead"])
+@pytest.mark.parametrize(
+    "rejection",
+    [
+        NotFound("node is dead"),
+        Unauthorized("who?"),
+        Gone("declared dead", reason=NODE_DEAD_REASON),
+        "dead",
+    ],
+)
 def test_a_rejected_node_re_registers_then_backs_off(rejection: FsnodeError | str) -> None:
     delays, reregistrations = run_loop([rejection], beats=8)
     assert reregistrations == 8
     # Doubling from two intervals, capped at a minute: never 0, never a spin.
     assert delays == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+
+
+@pytest.mark.parametrize("verdict", [Gone("drained", reason=NODE_DRAINED_REASON), "drained"])
+def test_a_drained_node_leaves_instead_of_registering_again(verdict: FsnodeError | str) -> None:
+    client = ScriptedClient(["active", verdict])
+    left: list[str] = []
+
+    async def reregister(rejected: str | None) -> None:
+        raise AssertionError("a drained node must not register again")
+
+    async def on_drained() -> None:
+        left.append("left")
+
+    async def pause(stop: asyncio.Event, delay: float) -> None:
+        return None
+
+    loop = HeartbeatLoop(
+        client=client, cache=QuietCache(), manifests=None, keys=None,  # type: ignore[arg-type]
+        metrics=type("M", (), {"requests_in_flight": 0})(),  # type: ignore[arg-type]
+        capacity_bytes=1, interval=1.0, reregister=reregister, pause=pause,
+        on_drained=on_drained,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    asyncio.run(loop.run(stop))  # returns by itself
+    assert stop.is_set() and left == ["left"] and client.beats == 2
+    assert loop.status == "drained"
 
 
 @pytest.mark.usefixtures("ceiling")
