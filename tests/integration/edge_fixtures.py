@@ -662,3 +662,27 @@ class OriginProxy:
                 first, last = int(start), int(end)
         with self._lock:
             self.ranges.append((path, first, last))
+
+
+@contextmanager
+def edge_on_moto(state_dir: Path, bucket: str, **options: Any) -> Iterator[EdgeServer]:
+    """A moto S3 server with ``bucket``, and an edge over it (``EdgeServer`` options)."""
+    with moto_s3():
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        server = EdgeServer(state_dir, ThrowawayCA(), bucket, **options)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@contextmanager
+def https_session(edge: EdgeServer) -> Iterator[Any]:
+    """A requests session that trusts the edge's CA and no proxy settings."""
+    import requests
+
+    with requests.Session() as session:
+        session.trust_env = False
+        session.verify = str(edge.ca_file)
+        yield session
