@@ -1,7 +1,8 @@
 """Cold misses: the edge against reading the origin (moto's S3) directly.
 
 - ``miss_ttfb``: time to the first body byte of a 64 KiB range of a file the edge
-  has never seen (so it includes the head, manifest and origin reads, made at once),
+  has never seen, at the URL the share's redirect gives (its version ticket lets the
+  edge read the data first and the manifest after: docs/PROTOCOL.md),
   against the same range read straight from moto with a presigned URL. Both go over a
   connection opened and used once before the clock starts, so neither pays a
   handshake; the order alternates per file. ``miss_ttfb_slow_control_plane``: the
@@ -151,8 +152,10 @@ def measure_ttfb(stack: BenchStack, config: BenchConfig) -> list[Row]:
             unit="ms (median)",
             note=(
                 f"{files} cold files of {size // MIB} MiB, 64 KiB range in the first chunk, "
-                f"the URL a share's redirect gives (version pinned); edge over HTTPS: head, "
-                f"manifest and first range read from S3 at once; edge max "
+                f"the URL a share's redirect gives (version pinned, with its version ticket: "
+                f"one S3 GET before the first byte, the manifest read after it); both sides "
+                f"on a connection opened before the clock starts (no handshake on either), "
+                f"the edge over HTTPS (TLS record work a viewer pays), moto over HTTP; edge max "
                 f"{max(cold.edge) * 1000:.1f} ms, direct max {max(cold.direct) * 1000:.1f} ms"
             ),
         )
@@ -160,7 +163,7 @@ def measure_ttfb(stack: BenchStack, config: BenchConfig) -> list[Row]:
     if cold.chunk_edge:
         # Same files, same edge: the difference is what a cold file costs over a cold chunk.
         extra = (median(cold.edge) - median(cold.chunk_edge)) * 1000
-        rows[0].note += f"; cold file minus cold chunk (head and manifest) {extra:.1f} ms"
+        rows[0].note += f"; cold file minus cold chunk (its metadata's cost) {extra:.1f} ms"
         rows.append(
             Row(
                 name="miss_ttfb_chunk",

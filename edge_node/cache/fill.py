@@ -212,25 +212,31 @@ class Fetcher:
         chunk: ChunkInfo,
         start: int | None,
         attach: Callable[[FillBuffer], int | None],
+        *,
+        wants: int | None = None,
     ) -> tuple[FillBuffer, str]:
         """The chunk's bytes and their SHA-256, checked against the known hash, or
         against the hash the control plane holds once ours is offered (unknown hash).
 
         ``attach`` is told of each attempt's buffer (readers follow it) and answers
         the descriptor of a fresh part file for it, or None (nothing to write).
-        Readers of a bad buffer fail.
+        Readers of a bad buffer fail. ``wants``: bytes the reader at ``start`` reads;
+        the first GET asks for no more than that (at least ``min_first_part_bytes``).
         """
         expected = chunk.sha256
         config = self._config
+        first_bytes = config.first_part_bytes
+        if wants is not None and first_bytes > 0:
+            first_bytes = min(first_bytes, max(config.min_first_part_bytes, wants))
         for attempt in (1, 2):
             parts = fill_parts(
                 chunk.length,
                 config.part_bytes,
                 config.max_parts,
                 start=start,
-                first_bytes=config.first_part_bytes,
+                first_bytes=first_bytes,
             )
-            lead = first_part_leads(chunk.length, start, config.first_part_bytes)
+            lead = first_part_leads(chunk.length, start, first_bytes)
             buffer = FillBuffer(chunk.length, parts, lead=lead)
             part_file = attach(buffer)
             try:
