@@ -3,9 +3,9 @@ starts filling the first segments it names (resolved relative to the playlist, i
 same folder share) before the player asks for them, so a cold start waits for the
 playlist and not again for each first segment. The references are resolved (tree
 listing, head, manifest) all at once, then filled in the order a player asks for them.
-An HLS master playlist fills its first variant playlists the same way, and the first
-of them (where players start) is then prefetched as a media playlist: a cold start's
-variant, init and first segments are on their way while the player reads the master.
+An HLS master playlist fills its first variant playlist (where players start) the
+same way, which is then prefetched as a media playlist: a cold start's variant, init
+and first segments are on their way while the player reads the master.
 
 Capped so a playlist of thousands of segments cannot flood the origin: at most
 ``segments`` references per playlist and ``max_bytes`` of segment bytes, at most
@@ -103,18 +103,20 @@ class PlaylistPrefetch:
             text = await self._read(playlist)
             limit = self.config.segments
             references = media_segments(playlist.path, text, limit)
-            variants = [] if references else variant_playlists(playlist.path, text, limit)
+            # A master: only the variant players start with (any more would compete
+            # with it for the origin, for bytes a player may never ask for).
+            variants = [] if references else variant_playlists(playlist.path, text, 1)
             targets = [
                 asyncio.ensure_future(self._target(policy, playlist, reference))
                 for reference in references or variants
             ]
             budget = self.config.max_bytes
-            for position, target in enumerate(targets):
+            for target in targets:
                 found = await target
                 if found is None:
                     continue
                 budget = await self._fill(found, budget)
-                if variants and position == 0:
+                if variants:
                     # Where the player starts: its segments are next.
                     self.playlist_served(policy, found)
                 if budget <= 0:
