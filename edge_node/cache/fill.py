@@ -226,7 +226,9 @@ class Fetcher:
         expected = chunk.sha256
         config = self._config
         first_bytes = config.first_part_bytes
-        if wants is not None and first_bytes > 0:
+        if wants is not None and 0 < first_bytes < chunk.length:
+            # Only a first part that leads anyway gets shorter: a chunk no longer than
+            # it is still read whole in even parts (where early reads expect it).
             first_bytes = min(first_bytes, max(config.min_first_part_bytes, wants))
         for attempt in (1, 2):
             parts = fill_parts(
