@@ -95,11 +95,12 @@ async def stream_body(
         index = start // chunk_size
         offset = start % chunk_size
         # A hit needs no coroutine; a fill ``acquire`` starts asks for ``offset`` first.
+        wants = min(end - start + 1, chunk_size - offset)
         first_lease = cache.hit(manifest, index) or await cache.acquire(
-            manifest, index, offset=offset
+            manifest, index, offset=offset, wants=wants
         )
         try:
-            await first_lease.ready(offset, min(end - start + 1, chunk_size - offset))
+            await first_lease.ready(offset, wants)
         except BaseException:
             cache.release(first_lease)
             raise

@@ -27,13 +27,15 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from fsnode_core.chunks import chunk_bounds, chunk_count
-from fsnode_core.errors import Gone, NotFound
+from fsnode_core.errors import Gone, IntegrityError, NotFound
 from fsnode_core.published import SOURCE_IMPORT, Head, VersionManifest
+from fsnode_core.published_keys import data_key
+from fsnode_core.version_tickets import VersionTicket
 
 from edge_node.background import retrieve_exception
 
@@ -83,6 +85,48 @@ class Manifest:
     version_id: str | None = None
     # The ETag an import's reads must match (None: an upload, written once).
     pinned_etag: str | None = None
+    # Set on a manifest built from a version ticket (``from_ticket``): its chunk
+    # hashes are not known yet; calling it starts (or joins) the read of the real
+    # manifest, which every chunk is checked against (``confirmed``).
+    confirm: Callable[[], Awaitable[Manifest]] | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_ticket(
+        cls, ticket: VersionTicket, bucket: str, confirm: Callable[[], Awaitable[Manifest]]
+    ) -> Manifest:
+        """An upload's version as its ticket describes it (control plane tickets are
+        minted for uploads only: the data is at ``data_key``), hashes to come."""
+        chunks = tuple(
+            ChunkInfo(index, *chunk_bounds(index, ticket.size, ticket.chunk_size), None)
+            for index in range(chunk_count(ticket.size, ticket.chunk_size))
+        )
+        return cls(
+            file_id=ticket.file_id,
+            version=ticket.version,
+            path=ticket.path,
+            size=ticket.size,
+            content_type=ticket.content_type,
+            etag=ticket.etag,
+            last_modified=ticket.last_modified,
+            chunk_size=ticket.chunk_size,
+            bucket=bucket,
+            key=data_key(ticket.file_id, ticket.version),
+            chunks=chunks,
+            confirm=confirm,
+        )
+
+    def confirmed(self, real: Manifest) -> Manifest:
+        """``real`` (the version's manifest, read from S3), once it agrees with what
+        this ticket-built one answered with; IntegrityError if it does not."""
+        fields: tuple[str, ...] = ("file_id", "version", "path", "size", "etag", "last_modified")
+        fields += ("chunk_size", "bucket", "key")
+        if any(getattr(self, name) != getattr(real, name) for name in fields):
+            raise IntegrityError(
+                "the version manifest disagrees with the share's version ticket",
+                file_id=self.file_id,
+                version=self.version,
+            )
+        return real
 
     @classmethod
     def from_published(cls, published: VersionManifest) -> Manifest:
@@ -243,6 +287,23 @@ class ManifestStore:
             and version != head.version
             and version not in self._replaced.get(file_id, ())
         )
+
+    def head_decides(self, file_id: str, version: str) -> bool:
+        """Whether what this edge read of the file's head speaks for ``version``: a
+        head within the bound, or one that replaced it (a version ticket then gives way)."""
+        copy = self._heads.get(file_id)
+        if copy is not None and time.monotonic() - copy.read_at < self.max_age:
+            return True
+        return version in self._replaced.get(file_id, ())
+
+    def kept_manifest(self, file_id: str, version: str) -> Manifest | None:
+        """The version's manifest if it is in memory, without I/O or a head check."""
+        return self._versions.get((file_id, version))
+
+    def confirm(self, file_id: str, version: str) -> Awaitable[Manifest]:
+        """The version's manifest, its read started now (or joined, or kept), with no
+        head read: for a ticket-built manifest, whose ticket stands in for the head."""
+        return asyncio.shield(self._manifest_task(file_id, version))
 
     def kept(self, file_id: str, version: str) -> bool:
         """Whether the version's manifest is in memory (its data most likely is too)."""

@@ -2,8 +2,9 @@
 media playlists (``#EXT-X-MAP`` init segment, then the ``#EXTINF`` segments) and DASH
 MPDs (``SegmentTemplate`` with ``$RepresentationID$``/``$Number$``, or ``SegmentURL``
 lists; each representation's initialization first). A master playlist names no media
-segment and yields nothing. References are returned as written (relative URLs); the
-caller resolves them.
+segment and yields nothing; ``variant_playlists`` gives an HLS master's variant
+playlists, in the order written (a player starts with the first: Apple's HLS authoring
+spec). References are returned as written (relative URLs); the caller resolves them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,24 @@ def _hls_segments(text: str, limit: int) -> list[str]:
             out.append(line)
         if len(out) >= limit:
             break
+    return out
+
+
+def variant_playlists(path: str, text: str, limit: int) -> list[str]:
+    """Up to ``limit`` variant playlist references of an HLS master playlist (the line
+    after each ``#EXT-X-STREAM-INF``); none for anything else."""
+    if limit <= 0 or not path.lower().endswith(".m3u8"):
+        return []
+    lines = [line.strip() for line in text.splitlines()]
+    if not lines or lines[0] != "#EXTM3U":
+        return []
+    out: list[str] = []
+    for at, line in enumerate(lines[:-1]):
+        following = lines[at + 1]
+        if line.startswith("#EXT-X-STREAM-INF") and following and not following.startswith("#"):
+            out.append(following)
+            if len(out) >= limit:
+                break
     return out
 
 

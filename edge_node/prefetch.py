@@ -1,7 +1,11 @@
 """Playlist-aware prefetch: when a folder share's media playlist is asked for, the edge
 starts filling the first segments it names (resolved relative to the playlist, in the
 same folder share) before the player asks for them, so a cold start waits for the
-playlist and not again for each first segment.
+playlist and not again for each first segment. The references are resolved (tree
+listing, head, manifest) all at once, then filled in the order a player asks for them.
+An HLS master playlist fills its first variant playlist (where players start) the
+same way, which is then prefetched as a media playlist: a cold start's variant, init
+and first segments are on their way while the player reads the master.
 
 Capped so a playlist of thousands of segments cannot flood the origin: at most
 ``segments`` references per playlist and ``max_bytes`` of segment bytes, at most
@@ -28,7 +32,7 @@ from edge_node.background import TaskSet
 from edge_node.cache import ChunkCache
 from edge_node.folders import FolderIndex
 from edge_node.manifests import Manifest, ManifestStore
-from edge_node.playlists import media_segments
+from edge_node.playlists import media_segments, variant_playlists
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +98,50 @@ class PlaylistPrefetch:
         await self._tasks.close()
 
     async def _run(self, policy: FolderPolicy, playlist: Manifest) -> None:
+        targets: list[asyncio.Task[Manifest | None]] = []
         try:
             text = await self._read(playlist)
+            limit = self.config.segments
+            references = media_segments(playlist.path, text, limit)
+            # A master: only the variant players start with (any more would compete
+            # with it for the origin, for bytes a player may never ask for).
+            variants = [] if references else variant_playlists(playlist.path, text, 1)
+            targets = [
+                asyncio.ensure_future(self._target(policy, playlist, reference))
+                for reference in references or variants
+            ]
             budget = self.config.max_bytes
-            for reference in media_segments(playlist.path, text, self.config.segments):
-                path = resolve(policy, playlist.path, reference)
-                if path is None:
+            for target in targets:
+                found = await target
+                if found is None:
                     continue
-                entry = await self._folders.resolve(policy.prefix, path[len(policy.prefix) :])
-                segment = await self._manifests.get(entry.file_id, None, hint=entry.version)
-                budget = await self._fill(segment, budget)
+                budget = await self._fill(found, budget)
+                if variants:
+                    # Where the player starts: its segments are next.
+                    self.playlist_served(policy, found)
                 if budget <= 0:
                     break
         except (FsnodeError, UnicodeDecodeError) as exc:
             log.info("playlist prefetch stopped path=%s: %s", playlist.path, exc)
+        finally:
+            for target in targets:
+                target.cancel()
+            await asyncio.gather(*targets, return_exceptions=True)
+
+    async def _target(
+        self, policy: FolderPolicy, playlist: Manifest, reference: str
+    ) -> Manifest | None:
+        """The current version of the file a playlist reference names (None: outside
+        the folder, or no such file)."""
+        path = resolve(policy, playlist.path, reference)
+        if path is None:
+            return None
+        try:
+            entry = await self._folders.resolve(policy.prefix, path[len(policy.prefix) :])
+            return await self._manifests.get(entry.file_id, None, hint=entry.version)
+        except FsnodeError as exc:
+            log.info("playlist prefetch skipped path=%s: %s", path, exc)
+            return None
 
     async def _read(self, playlist: Manifest) -> str:
         parts = []

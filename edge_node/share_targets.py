@@ -9,6 +9,7 @@ folder share's media playlist starts its prefetch (``edge_node.prefetch``).
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,17 @@ from aiohttp import web
 from fsnode_core.content_types import is_playlist
 from fsnode_core.errors import Gone, NotFound
 from fsnode_core.ids import check_id
+from fsnode_core.signing import SharePolicy
 
 from edge_node.manifests import Manifest
 from edge_node.response_headers import cache_control
 
 if TYPE_CHECKING:
     from edge_node.context import EdgeContext
+
+# A version ticket stamped up to this many seconds in the future (the control plane's
+# clock ahead of this edge's) is still honoured.
+TICKET_CLOCK_SKEW = 5.0
 
 
 def client_address(request: web.Request, trusted_proxy_hops: int) -> str | None:
@@ -67,10 +73,11 @@ async def file_share(request: web.Request, edge: EdgeContext) -> Target:
     query = request.query
     # The address only matters to ip= shares; skip the lookup for the others.
     client_ip = client_address(request, edge.trusted_proxy_hops) if "ip" in query else None
+
     policy = edge.keys.verify(file_id, query, client_ip)
     # Without a version pin a file share grants the file's current version.
     version = policy.version or None
-    manifest = edge.manifests.fresh(file_id, version)
+    manifest = edge.manifests.fresh(file_id, version) or _ticketed(edge, policy)
     if manifest is None:
         _read_early(request, edge, file_id, version)
         manifest = await edge.manifests.get(file_id, version)
@@ -92,6 +99,27 @@ async def folder_share(request: web.Request, edge: EdgeContext) -> Target:
     if edge.prefetch is not None and request.method == "GET" and is_playlist(manifest.path):
         edge.prefetch.playlist_served(policy, manifest)
     return Target(manifest, cache_control(manifest.path, policy.expires, revalidate=False))
+
+
+def _ticketed(edge: EdgeContext, policy: SharePolicy) -> Manifest | None:
+    """The pinned version, answered from its version ticket with no S3 read first,
+    while the ticket is younger than the bound a head read would have
+    (``fsnode_core.version_tickets``); else None (the head decides)."""
+    ticket = edge.keys.ticket(policy)
+    bucket = edge.published.bucket if edge.published is not None else ""
+    if ticket is None or not bucket or edge.manifests.head_decides(ticket.file_id, ticket.version):
+        return None
+    now = time.time()
+    if now < ticket.issued - TICKET_CLOCK_SKEW or now >= ticket.honoured_until(
+        edge.manifests.max_age
+    ):
+        return None
+    manifests = edge.manifests
+    kept = manifests.kept_manifest(ticket.file_id, ticket.version)
+    if kept is not None:
+        return kept
+    file_id, version = ticket.file_id, ticket.version
+    return Manifest.from_ticket(ticket, bucket, lambda: manifests.confirm(file_id, version))
 
 
 def _read_early(request: web.Request, edge: EdgeContext, file_id: str, version: str | None) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from fsnode_core.errors import Forbidden
 from fsnode_core.folder_tokens import FolderPolicy, folder_path, verify_folder_token
 from fsnode_core.signing import SharePolicy, ShareVerifier, check_window
+from fsnode_core.version_tickets import VersionTicket, open_ticket
 
 # Proven (file id, query) pairs kept; a player reuses one query for a whole file.
 PROVEN_QUERIES = 4096
@@ -32,6 +33,7 @@ class ShareKeys:
         self._verifier = ShareVerifier({})
         self._proven: OrderedDict[_QueryKey, SharePolicy] = OrderedDict()
         self._tokens: OrderedDict[str, FolderPolicy] = OrderedDict()
+        self._tickets: OrderedDict[str, VersionTicket] = OrderedDict()
         if pems:
             self.update(pems)
 
@@ -42,6 +44,7 @@ class ShareKeys:
             # A key that is gone must stop admitting what it signed.
             self._proven.clear()
             self._tokens.clear()
+            self._tickets.clear()
 
     def verify(
         self, file_id: str, query: Mapping[str, str], client_ip: str | None = None
@@ -88,6 +91,22 @@ class ShareKeys:
             if not policy.admits(client_ip):
                 raise Forbidden("share URL is not valid from this address")
         return policy, folder_path(policy, raw_path)
+
+    def ticket(self, policy: SharePolicy) -> VersionTicket | None:
+        """The verified version ticket of a pinned file share (None without one);
+        Forbidden for a ticket that proves nothing. Its age is the caller's bound."""
+        token, version = policy.ticket, policy.version
+        if token is None or version is None:
+            return None
+        ticket = self._tickets.get(token)
+        if ticket is None:
+            ticket = open_ticket(self._verifier, token, policy.file_id, version)
+            self._tickets[token] = ticket
+            if len(self._tickets) > PROVEN_QUERIES:
+                self._tickets.popitem(last=False)
+        else:
+            self._tickets.move_to_end(token)
+        return ticket
 
     @property
     def proven(self) -> int:

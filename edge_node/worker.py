@@ -176,6 +176,8 @@ class Worker:
             admin = web.AppRunner(build_admin_app(self.context), access_log=None)
             await admin.setup()
             sites.append(web.TCPSite(admin, settings.host, admin_port, reuse_port=True))
+        # The S3 client is built before the first request, which then signs at once.
+        await self.origin.prepare()
         for site in sites:
             await site.start()
         loader = asyncio.create_task(self.watch(stop))

@@ -24,6 +24,9 @@ class CacheConfig:
     # A fill a reader starts asks first for this much at the reader's offset, so its
     # first byte waits for one short GET (0: every fill takes the even layout).
     first_part_bytes: int = 256 * 1024
+    # ... or less when the reader reads less from there, but never under this: an
+    # origin that builds a body before sending it (moto) answers a short GET sooner.
+    min_first_part_bytes: int = 64 * 1024
     max_prefetch_fills: int = 4
     # The cache manager's period: free-space refresh, watermark pass, scrub step.
     maintain_interval: float = 5.0
@@ -43,8 +46,8 @@ class CacheConfig:
             raise ValueError("the minimum free share must be in [0, 1)")
         if self.part_bytes <= 0 or self.max_parts <= 0 or self.fill_memory_bytes <= 0:
             raise ValueError("fill parts and fill memory must be positive")
-        if self.first_part_bytes < 0:
-            raise ValueError("the first part's size must not be negative")
+        if self.first_part_bytes < 0 or self.min_first_part_bytes <= 0:
+            raise ValueError("the first part's size must not be negative, its minimum positive")
         if self.scrub_bytes_per_second < 0:
             raise ValueError("the scrub rate must not be negative")
 

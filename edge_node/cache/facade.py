@@ -227,11 +227,17 @@ class ChunkCache:
         return held
 
     async def acquire(
-        self, manifest: Manifest, index: int, *, offset: int | None = None
+        self,
+        manifest: Manifest,
+        index: int,
+        *,
+        offset: int | None = None,
+        wants: int | None = None,
     ) -> ChunkLease:
         """A lease on the chunk: a verified file, or streaming from its fill (ours or
         another process's). ``offset`` is where in the chunk the caller will start
-        reading: a fill this call starts fetches the bytes from there first."""
+        reading: a fill this call starts fetches the bytes from there first, in a
+        first GET no longer than ``wants`` (what the caller reads from there) needs."""
         key = self._key(manifest, index)
         chunk = manifest.chunks[index]
         counted = False
@@ -251,7 +257,7 @@ class ChunkCache:
             if fill is None:
                 if await self._store.open_stored(key, manifest, chunk):
                     continue
-                fill = self._store.start_fill(key, manifest, chunk, start=offset)
+                fill = self._store.start_fill(key, manifest, chunk, start=offset, wants=wants)
                 if fill is None:
                     follower = self._store.follow(key, chunk)
                     if follower is not None:

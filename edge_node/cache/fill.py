@@ -25,6 +25,7 @@ from typing import Protocol
 
 from fsnode_core.errors import IntegrityError, Unavailable
 
+from edge_node.background import retrieve_exception
 from edge_node.cache.config import CacheConfig, CacheStats
 from edge_node.fill_parts import check_tiling, fill_parts, first_part_leads
 from edge_node.manifests import ChunkInfo, Manifest
@@ -193,6 +194,14 @@ class Fetcher:
         self._hashes = hashes
 
     async def settle(self, manifest: Manifest, chunk: ChunkInfo, digest: str) -> str:
+        """The hash to check a chunk of unknown hash against: a ticket-built manifest's
+        comes from the real manifest (read meanwhile); an import's is settled."""
+        if manifest.confirm is not None:
+            real = manifest.confirmed(await manifest.confirm())
+            known = real.chunks[chunk.index].sha256
+            if known is not None:
+                return known
+            manifest = real
         if self._hashes is None:
             raise Unavailable("the chunk's SHA-256 is unknown", chunk=chunk.index)
         return await self._hashes.settle(manifest, chunk.index, digest)
@@ -203,33 +212,41 @@ class Fetcher:
         chunk: ChunkInfo,
         start: int | None,
         attach: Callable[[FillBuffer], int | None],
+        *,
+        wants: int | None = None,
     ) -> tuple[FillBuffer, str]:
         """The chunk's bytes and their SHA-256, checked against the known hash, or
         against the hash the control plane holds once ours is offered (unknown hash).
 
         ``attach`` is told of each attempt's buffer (readers follow it) and answers
         the descriptor of a fresh part file for it, or None (nothing to write).
-        Readers of a bad buffer fail.
+        Readers of a bad buffer fail. ``wants``: bytes the reader at ``start`` reads;
+        the first GET asks for no more than that (at least ``min_first_part_bytes``).
         """
         expected = chunk.sha256
         config = self._config
+        first_bytes = config.first_part_bytes
+        if wants is not None and 0 < first_bytes < chunk.length:
+            # Only a first part that leads anyway gets shorter: a chunk no longer than
+            # it is still read whole in even parts (where early reads expect it).
+            first_bytes = min(first_bytes, max(config.min_first_part_bytes, wants))
         for attempt in (1, 2):
             parts = fill_parts(
                 chunk.length,
                 config.part_bytes,
                 config.max_parts,
                 start=start,
-                first_bytes=config.first_part_bytes,
+                first_bytes=first_bytes,
             )
-            lead = first_part_leads(chunk.length, start, config.first_part_bytes)
+            lead = first_part_leads(chunk.length, start, first_bytes)
             buffer = FillBuffer(chunk.length, parts, lead=lead)
             part_file = attach(buffer)
             try:
                 digest = await self._fetch(buffer, manifest, chunk, part_file)
                 if expected is None:
-                    # Until the control plane answers, the held-back last byte waits.
+                    # Until the hash is known, the held-back last byte waits.
                     expected = await self.settle(manifest, chunk, digest)
-                    if digest == expected:
+                    if digest == expected and manifest.confirm is None:
                         self._stats.hashes_learned += 1
                 if digest != expected:
                     raise IntegrityError(
@@ -292,6 +309,9 @@ class Fetcher:
 
         held = buffer.lead
         launch(range(1) if held else range(len(buffer.parts)))
+        # A ticket-built manifest's real one is read once the first data bytes are in:
+        # asked at once, it would compete with the GET the reader's first byte waits for.
+        confirming = manifest.confirm
         digest = hashlib.sha256()
         hashed = 0
         try:
@@ -299,6 +319,9 @@ class Fetcher:
                 if held and (buffer.done[0] > 0 or tasks[0].done()):
                     held = False
                     launch(range(1, len(buffer.parts)))
+                if confirming is not None and (buffer.done[0] > 0 or tasks[0].done()):
+                    asyncio.ensure_future(confirming()).add_done_callback(retrieve_exception)
+                    confirming = None
                 for task in tasks:
                     if task.done() and not task.cancelled():
                         error = task.exception()

@@ -50,6 +50,8 @@ class Fill:
     # Where in the chunk the reader that started the fill begins (None: no reader,
     # as for read-ahead and warm work): its bytes are asked for first.
     start: int | None = None
+    # How many bytes from ``start`` that reader reads (None: unknown, to the end).
+    wants: int | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
@@ -120,6 +122,7 @@ class ChunkStore:
         chunk: ChunkInfo,
         *,
         start: int | None = None,
+        wants: int | None = None,
         prefetch: bool = False,
     ) -> Fill | None:
         """This process's fill of the chunk, or None when another process fills it."""
@@ -128,7 +131,7 @@ class ChunkStore:
             return None
         if start is not None and not 0 <= start < chunk.length:
             start = None
-        fill = Fill(lock=lock, prefetch=prefetch, start=start)
+        fill = Fill(lock=lock, prefetch=prefetch, start=start, wants=wants)
         if prefetch:
             self.prefetching += 1
         task = asyncio.create_task(self._fill(key, manifest, chunk, fill), name="chunk-fill")
@@ -177,7 +180,9 @@ class ChunkStore:
                     log.warning("could not create a part file: %s", exc)
                 return part_fd
 
-            buffer, digest = await self._fetcher.download(manifest, chunk, fill.start, attach)
+            buffer, digest = await self._fetcher.download(
+                manifest, chunk, fill.start, attach, wants=fill.wants
+            )
             self.stats.fills += 1
             if part_fd is not None and buffer.written:
                 await asyncio.to_thread(mark_verified, part_fd)

@@ -208,10 +208,11 @@ PATHS: dict[str, dict[str, Any]] = {
                  "expires": integer()}), (503,), body=FOLDER_SHARE)},
     "/s/{file_id}": {method: op(
         "Open a file share: 307 to the chosen edge with the share's signed fields and "
-        "v (the current version), or to the origin when no edge can take it",
+        "v (the current version) and vt (its version ticket), or to the origin when no "
+        "edge can take it",
         PUBLIC, None, (400, 403, 404, 410, 503), status=307, headers=_LOCATION,
         params=[_FILE_ID, *(query(name, {"type": "string"})
-                            for name in ("v", "exp", "nbf", "ip", "kid", "sig"))])
+                            for name in ("v", "vt", "exp", "nbf", "ip", "kid", "sig"))])
         for method in ("get", "head")},
     "/t/{token}": {method: _folder_op() for method in ("get", "head")},
     "/t/{token}/{proxy+}": {method: _folder_op(greedy=True) for method in ("get", "head")},

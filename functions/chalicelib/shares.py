@@ -14,7 +14,9 @@ from fsnode_core.folder_tokens import mint_folder_token
 from fsnode_core.ids import check_id
 from fsnode_core.models import FileRecord
 from fsnode_core.paths import check_folder, url_path
+from fsnode_core.published import SOURCE_UPLOAD
 from fsnode_core.signing import SharePolicy, canonical_network
+from fsnode_core.version_tickets import VersionTicket, mint_ticket
 
 from chalicelib import edges, file_paths, origin_fallback, public_names, secret_store, validate
 from chalicelib.observability import METRIC_SHARE_MINTED, METRIC_SHARE_REDIRECT, metrics
@@ -96,7 +98,31 @@ def open_file_share(
     metrics.add_metric(name=METRIC_SHARE_REDIRECT, unit="Count", value=1)
     fields = dict(query)
     forwarded = {name: fields[name] for name in _SIGNED_FIELDS if name in fields}
-    return f"{public_names.url_of(edge)}/f/{file_id}?{urlencode({**forwarded, 'v': meta.version})}"
+    pin = {"v": meta.version, **version_ticket(meta)}
+    return f"{public_names.url_of(edge)}/f/{file_id}?{urlencode({**forwarded, **pin})}"
+
+
+def version_ticket(meta: FileRecord) -> dict[str, str]:
+    """The redirect's ``vt``: the version current now, signed with what an edge needs
+    to answer before it reads the manifest (``fsnode_core.version_tickets``). Uploads
+    only (an edge finds their bytes by id and version; imports' reads are pinned)."""
+    if meta.source != SOURCE_UPLOAD:
+        return {}
+    signer = secret_store.signer(get_settings().signing_key_secret)
+    ticket = VersionTicket(
+        file_id=meta.file_id,
+        version=meta.version,
+        issued=int(time.time()),
+        size=meta.size,
+        chunk_size=meta.chunk_size,
+        etag=meta.etag,
+        last_modified=meta.last_modified,
+        path=meta.path,
+        content_type=meta.content_type,
+        file_expires=meta.expires_at or 0,
+        kid=signer.kid,
+    )
+    return {"vt": mint_ticket(signer, ticket)}
 
 
 def servable(file_id: str) -> FileRecord:

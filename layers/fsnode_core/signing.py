@@ -42,8 +42,9 @@ _KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ID = re.compile(r"[0-9a-f]{32}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_CIDR = 64
-# Query parameters a file share may carry; ``v`` is the unsigned version pin.
-FILE_SHARE_PARAMS = frozenset({"exp", "nbf", "ip", "kid", "sig", "v"})
+# Query parameters a file share may carry; ``v`` is the unsigned version pin, ``vt``
+# the redirect's version ticket (``fsnode_core.version_tickets``, signed on its own).
+FILE_SHARE_PARAMS = frozenset({"exp", "nbf", "ip", "kid", "sig", "v", "vt"})
 _SIGNED_PARAMS = ("exp", "nbf", "ip")
 
 Query = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -53,13 +54,15 @@ Query = Mapping[str, str] | Iterable[tuple[str, str]]
 class SharePolicy:
     """What a verified file share grants: the file until ``expires`` (unix seconds),
     optionally from ``not_before`` and only to clients in ``ip``. ``version`` is the
-    redirect's unsigned pin (None: the current version)."""
+    redirect's unsigned pin (None: the current version); ``ticket`` its version ticket,
+    not checked here (``fsnode_core.version_tickets.open_ticket``)."""
 
     file_id: str
     expires: int
     not_before: int | None = None
     ip: str | None = None
     version: str | None = None
+    ticket: str | None = None
 
     def message(self) -> bytes:
         """The signed text (the pin is not part of it)."""
@@ -189,7 +192,10 @@ class ShareVerifier:
             not_before=_optional_number(fields.get("nbf"), "nbf"),
             ip=_cidr(fields.get("ip")),
             version=_pin(fields.get("v")),
+            ticket=fields.get("vt"),
         )
+        if policy.ticket is not None and policy.version is None:
+            raise Forbidden("share URL has a version ticket without a version pin")
         self.check_signature(fields.get("kid", ""), fields.get("sig", ""), policy.message())
         check_window(policy.expires, policy.not_before, now)
         if not policy.admits(client_ip):

@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import boto3
 from cryptography import x509
+from fsnode_core.signing import ShareVerifier
+from fsnode_core.version_tickets import open_ticket
 
 from tests.integration.control_plane_helpers import (
     CHUNK,
@@ -130,7 +132,7 @@ def test_share_policies_ip_and_not_before(cp_api: Any, cp_stack: Any) -> None:
 
 
 def test_overwrite_switches_versions_atomically(cp_api: Any, cp_stack: Any) -> None:
-    register(cp_api, cp_stack)
+    node = register(cp_api, cp_stack)
     old_data, new_data = os.urandom(CHUNK + 10), os.urandom(2 * CHUNK + 20)
     first, _ = upload(cp_api, old_data)
     file_id = first["file_id"]
@@ -150,6 +152,11 @@ def test_overwrite_switches_versions_atomically(cp_api: Any, cp_stack: Any) -> N
     assert old.status_code == 307, old.body
     pinned = dict(parse_qsl(urlsplit(old.headers["Location"]).query))
     assert pinned["v"] == first["version"]
+    # The redirect's version ticket: the version, signed with what an edge answers with.
+    verifier = ShareVerifier.from_pems(node["share_public_keys"])
+    ticket = open_ticket(verifier, pinned["vt"], file_id, first["version"])
+    assert (ticket.size, ticket.chunk_size) == (len(old_data), CHUNK)
+    assert ticket.issued <= time.time() and ticket.file_expires == 0
     assert cp_api.call("GET", f"/s/{file_id}?{urlencode(pinned)}", key=False).status_code == 410
     again = cp_api.call("GET", f"/s/{file_id}?{urlencode(share)}", key=False)
     assert again.status_code == 307, again.body

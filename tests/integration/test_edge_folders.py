@@ -216,9 +216,16 @@ LONG = (
 
 @pytest.fixture(scope="module")
 def long_stream(edge: EdgeServer) -> dict[str, bytes]:
-    """A media playlist of ten segments (and an init segment), one chunk each."""
+    """A media playlist of ten segments (and an init segment), one chunk each; a master
+    playlist naming it first, then a second rendition's."""
     files = {"live/index.m3u8": LONG.encode(), "live/init.mp4": os.urandom(700)}
     files.update({f"live/seg{i:03d}.m4s": os.urandom(CHUNK - i) for i in range(SEGMENTS)})
+    files["master.m3u8"] = (
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2000000\nlive/index.m3u8\n"
+        b"#EXT-X-STREAM-INF:BANDWIDTH=800000\nalt/index.m3u8\n"
+    )
+    files["alt/index.m3u8"] = LONG.encode()
+    files.update({f"alt/seg{i:03d}.m4s": os.urandom(100) for i in range(2)})
     for relative, data in files.items():
         put_file(BUCKET, data, CHUNK, path="media/long/" + relative)
     return files
@@ -278,16 +285,35 @@ def test_a_media_playlist_prefetches_its_first_segments_and_no_more(
         server.stop()
 
 
-def test_a_master_playlist_prefetches_nothing(edge: EdgeServer, http: requests.Session) -> None:
-    assert edge.context is not None and edge.context.prefetch is not None
-    started = edge.context.prefetch.segments_started
-    assert http.get(folder_url(edge.url, folder_token(FOLDER), FOLDER + "master.m3u8")).ok
-    wait_for(
-        lambda: (
-            edge.context is not None
-            and edge.context.prefetch is not None
-            and edge.context.prefetch.running == 0
-        ),
-        "the prefetch to end",
-    )
-    assert edge.context.prefetch.segments_started == started
+def test_a_master_playlist_prefetches_the_variant_players_start_with(
+    edge: EdgeServer, long_stream: dict[str, bytes], tmp_path: Path
+) -> None:
+    server = EdgeServer(tmp_path, ThrowawayCA(), BUCKET, prefetch=PrefetchConfig(segments=3))
+    server.start()
+    try:
+        token = folder_token("media/long/")
+        with requests.Session() as http:
+            http.trust_env = False
+            http.verify = str(server.ca_file)
+            master = http.get(folder_url(server.url, token, "media/long/master.m3u8"))
+            assert master.content == long_stream["master.m3u8"]
+            assert server.context is not None and server.context.prefetch is not None
+            prefetch = server.context.prefetch
+            wait_for(lambda: prefetch.running == 0, "the prefetch to end")
+            # The first variant playlist (where players start) and its first segments;
+            # nothing of the second rendition.
+            assert prefetched_paths(server) == {
+                "master.m3u8",
+                "live/index.m3u8",
+                "live/init.mp4",
+                "live/seg000.m4s",
+                "live/seg001.m4s",
+            }
+            # The player's variant playlist and first segment are then hits.
+            reads = len(server.origin.ranges)
+            for relative in ("live/index.m3u8", "live/init.mp4", "live/seg000.m4s"):
+                answer = http.get(folder_url(server.url, token, "media/long/" + relative))
+                assert answer.content == long_stream[relative]
+            assert len(server.origin.ranges) == reads
+    finally:
+        server.stop()

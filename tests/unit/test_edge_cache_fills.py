@@ -93,6 +93,22 @@ async def test_a_seek_into_a_cold_chunk_waits_only_for_a_small_get_at_its_offset
     assert await read_chunk(cache, manifest, 1) == DATA[CHUNK : 2 * CHUNK]
 
 
+async def test_a_short_read_asks_first_for_no_more_than_it_reads(tmp_path: Path) -> None:
+    origin = Origin(DATA)
+    cfg = config(part_bytes=250, max_parts=4, first_part_bytes=100, min_first_part_bytes=30)
+    cache = await opened(tmp_path, origin, cfg)
+    manifest = make_manifest(DATA)
+    # 40 bytes wanted at 600: a first GET of 40; 10 wanted: of the minimum, 30.
+    for index, wants, first in ((1, 40, (1600, 40)), (2, 10, (2600, 30)), (0, 500, (600, 100))):
+        lease = await cache.acquire(manifest, index, offset=600, wants=wants)
+        await guarded(lease.ready(600, wants))
+        cache.release(lease)
+        await cache.idle()
+        assert first in origin.calls and cache.contains(manifest, index)
+        assert next(call for call in origin.calls if call[0] // CHUNK == index) == first
+    assert await read_chunk(cache, manifest, 1) == DATA[CHUNK : 2 * CHUNK]
+
+
 async def test_the_rest_of_a_seek_fill_is_asked_for_once_the_first_bytes_arrive(
     tmp_path: Path,
 ) -> None:

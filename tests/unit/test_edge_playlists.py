@@ -9,7 +9,7 @@ import time
 import pytest
 from fsnode_core.folder_tokens import FolderPolicy
 
-from edge_node.playlists import media_segments
+from edge_node.playlists import media_segments, variant_playlists
 from edge_node.prefetch import resolve
 from edge_node.response_headers import cache_control, content_type
 
@@ -56,6 +56,19 @@ def test_hls_media_playlists_name_the_init_segment_then_the_segments() -> None:
 @pytest.mark.parametrize("text", [MASTER, "", "not a playlist\nseg.ts\n", "#EXTM3U\n"])
 def test_master_and_other_texts_name_no_segment(text: str) -> None:
     assert media_segments("master.m3u8", text, 5) == []
+
+
+def test_an_hls_master_names_its_variant_playlists_in_order() -> None:
+    master = (
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2000000\nhi/index.m3u8\n"
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",URI="audio.m3u8"\n'
+        "#EXT-X-STREAM-INF:BANDWIDTH=800000\nlo/index.m3u8\n"
+    )
+    assert variant_playlists("master.m3u8", master, 5) == ["hi/index.m3u8", "lo/index.m3u8"]
+    assert variant_playlists("master.m3u8", master, 1) == ["hi/index.m3u8"]
+    # A media playlist, a DASH manifest, a text that is no playlist: none.
+    for path, text in (("v.m3u8", HLS), ("m.mpd", DASH), ("x.m3u8", "seg.ts\n")):
+        assert variant_playlists(path, text, 5) == []
 
 
 def test_dash_templates_and_lists() -> None:
