@@ -1,7 +1,8 @@
 """Origin reads: byte ranges of S3 objects, streamed into a caller's buffer.
 
-The S3 GET itself goes over aiohttp on the event loop, to a presigned URL (boto3
-signs, with whatever credentials and ``AWS_ENDPOINT_URL`` it finds), so bytes
+The S3 GET itself goes over aiohttp on the event loop, to a presigned URL
+(``edge_node.s3_presign``: botocore's credentials and signer, no boto3 client, with
+``AWS_ENDPOINT_URL`` honoured as boto3 does), so bytes
 reach the cache as they arrive and a slow origin never ties up a worker thread.
 Signing runs in a thread (credential refresh may do I/O) and a URL is reused for
 a few minutes.
@@ -24,17 +25,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 from fsnode_core.errors import OriginError, OriginTimeout
+
+from edge_node.s3_presign import S3Presigner
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +102,12 @@ class OriginFetcher:
         self,
         config: OriginConfig | None = None,
         *,
-        client: Any | None = None,
+        endpoint_url: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config or OriginConfig()
-        self._client = client
-        self._client_lock = threading.Lock()
+        # ``endpoint_url``: S3 elsewhere than boto3's variables say (tests' proxies).
+        self._presigner = S3Presigner(endpoint_url)
         self._on_bytes = on_bytes
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -119,15 +118,6 @@ class OriginFetcher:
         self.requests = 0
         self.retries = 0
         self.failures = 0
-
-    def _s3(self) -> Any:
-        # Built lazily in a worker thread: boto3 session setup reads files.
-        with self._client_lock:
-            if self._client is None:
-                self._client = boto3.session.Session().client(
-                    "s3", config=Config(signature_version="s3v4")
-                )
-            return self._client
 
     def _http(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         if self._session is None or self._slots is None:
@@ -152,10 +142,7 @@ class OriginFetcher:
 
     def _sign(self, name: _UrlName) -> str:
         operation, params = name
-        url: str = self._s3().generate_presigned_url(
-            operation, Params=dict(params), ExpiresIn=_URL_TTL
-        )
-        return url
+        return self._presigner.url(operation, dict(params), _URL_TTL)
 
     async def _url(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bool]:
         """A presigned GET URL of an object, and whether it was reused rather than signed
