@@ -39,7 +39,7 @@ from edge_node.published_reader import PublishedReader
 from edge_node.server import EdgeContext, ReadAhead, build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
-from edge_node.workers import PORTS_ENV, READY
+from edge_node.workers import PORTS_ENV, READY, settle_heap
 
 log = logging.getLogger("edge_node.worker")
 
@@ -177,6 +177,7 @@ class Worker:
         for site in sites:
             await site.start()
         loader = asyncio.create_task(self.watch(stop))
+        settle_heap()
         print(READY, flush=True)
         try:
             await stop.wait()
