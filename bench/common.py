@@ -90,6 +90,15 @@ def rss_bytes(pid: int) -> int:
     raise ProcessLookupError(pid)
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid`` (/proc smaps_rollup): shared pages split
+    between the processes that map them, so a sum over processes counts each once."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise ProcessLookupError(pid)
+
+
 def percentile(samples: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile (no interpolation: a p99 is a sample that happened)."""
     if not samples:

@@ -4,7 +4,9 @@ worker (and its node agent) on one core against one nginx worker, and two edge
 workers (all processes summed) against nginx with two.
 
 RSS is sampled from /proc every 100 ms during the load; the peak is the figure.
-The edge's RSS before the load is in the note.
+The edge's RSS before the load is in the note, and both servers' peak summed PSS
+(shared pages split between the processes mapping them: what the node really uses,
+where the RSS sum counts shared libraries once per process).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from bench.common import BenchConfig, pin_process, rss_bytes, server_cpu, standalone
+from bench.common import BenchConfig, pin_process, pss_bytes, rss_bytes, server_cpu, standalone
 from bench.nginx import start_nginx
 from bench.results import Goal, Row
 from bench.stack import DIRECT, MIB, WORKERS2, shared_stack
@@ -31,8 +33,8 @@ STREAMS = 64
 
 def peak_rss_during(
     load: Callable[[], WrkResult], pids: Callable[[], list[int]], limit: float
-) -> tuple[int, WrkResult]:
-    """Run ``load`` in a thread and return the peak summed RSS of ``pids`` meanwhile."""
+) -> tuple[int, int, WrkResult]:
+    """Run ``load`` in a thread; the peak summed RSS and PSS of ``pids`` meanwhile."""
     box: dict[str, WrkResult | BaseException] = {}
 
     def target() -> None:
@@ -43,21 +45,23 @@ def peak_rss_during(
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    peak = 0
+    peak = peak_pss = 0
     end = time.monotonic() + limit
     while thread.is_alive() and time.monotonic() < end:
-        total = 0
+        total = total_pss = 0
         for pid in pids():
             with contextlib.suppress(ProcessLookupError, FileNotFoundError):
                 total += rss_bytes(pid)
+                total_pss += pss_bytes(pid)
         peak = max(peak, total)
+        peak_pss = max(peak_pss, total_pss)
         time.sleep(0.1)
     thread.join(timeout=max(0.0, end - time.monotonic()))
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     if "result" not in box:
         raise TimeoutError("the load did not finish in time")
-    return peak, box["result"]  # type: ignore[return-value]
+    return peak, peak_pss, box["result"]  # type: ignore[return-value]
 
 
 def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
@@ -99,7 +103,9 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
             for pid in edge.pids():
                 pin_process(pid, [cpu])
         idle = sum(rss_bytes(pid) for pid in edge.pids())
-        edge_peak, edge_load = peak_rss_during(load(stack.file_url(edge, shared)), edge.pids, limit)
+        edge_peak, edge_pss, edge_load = peak_rss_during(
+            load(stack.file_url(edge, shared)), edge.pids, limit
+        )
         nginx = start_nginx(
             root,
             edge.cert,
@@ -109,7 +115,7 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
             workers=workers,
         )
         try:
-            nginx_peak, nginx_load = peak_rss_during(
+            nginx_peak, nginx_pss, nginx_load = peak_rss_during(
                 load(nginx.url(f"/f/{shared.file_id}", tls=True)), nginx.pids, limit
             )
         finally:
@@ -123,8 +129,10 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
                 unit="MiB peak RSS",
                 note=(
                     f"reference=nginx master+{workers} worker(s); edge = node agent + "
-                    f"{workers} worker(s), summed; idle {idle / MIB:.1f} MiB; {STREAMS} HTTPS "
-                    f"streams of a {size // MIB} MiB cached file for {seconds:g} s; served "
+                    f"{workers} worker(s), summed; idle {idle / MIB:.1f} MiB; peak summed PSS "
+                    f"edge {edge_pss / MIB:.1f} MiB, nginx {nginx_pss / MIB:.1f} MiB; "
+                    f"{STREAMS} HTTPS streams of a {size // MIB} MiB cached file for "
+                    f"{seconds:g} s; served "
                     f"edge {edge_load.bytes_per_second / MIB:.0f} MiB/s, nginx "
                     f"{nginx_load.bytes_per_second / MIB:.0f} MiB/s"
                 ),

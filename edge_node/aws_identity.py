@@ -5,11 +5,17 @@ signed (SigV4) with the edge's role credentials, handed to the control plane uns
 The request signs the SHA-256 of the CSR's public key too, so it attests a
 registration of that key only. With no AWS credentials at all the body carries no
 ``aws_identity``; a control plane that asks for one then refuses the registration.
+
+The STS endpoint is named here as botocore would name it (``AWS_ENDPOINT_URL_STS``,
+``AWS_ENDPOINT_URL``, else the region's ``sts.REGION.amazonaws.com``) rather than
+read off an STS client: a client loads STS's service model and endpoint rules, about
+8 MiB the node agent would keep for good for one URL.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import boto3
@@ -36,18 +42,15 @@ def signed_caller_identity(
         if credentials is None:
             log.warning("no AWS credentials: registering without an AWS identity")
             return None
-        # The endpoint boto3 would call (AWS_ENDPOINT_URL[_STS] honoured), and its region.
-        sts = session.client("sts", endpoint_url=endpoint_url)
-        url = str(sts.meta.endpoint_url).rstrip("/") + "/"
+        region = session.region_name or "us-east-1"
+        url = _sts_endpoint(endpoint_url, region)
         request = AWSRequest(
             method="POST",
             url=url,
             data=BODY,
             headers={"Content-Type": CONTENT_TYPE, BINDING_HEADER: key_binding(public_key)},
         )
-        SigV4Auth(
-            credentials.get_frozen_credentials(), "sts", sts.meta.region_name or "us-east-1"
-        ).add_auth(request)
+        SigV4Auth(credentials.get_frozen_credentials(), "sts", region).add_auth(request)
     except BotoCoreError as exc:
         log.warning("cannot sign GetCallerIdentity (%s): registering without it", exc)
         return None
@@ -57,3 +60,15 @@ def signed_caller_identity(
         "body": BODY,
         "headers": {name: str(value) for name, value in request.headers.items()},
     }
+
+
+def _sts_endpoint(endpoint_url: str | None, region: str) -> str:
+    """The STS URL boto3 would call: an explicit or configured endpoint, else the
+    region's own (China's regions live under amazonaws.com.cn)."""
+    configured = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_STS") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    if configured:
+        return configured.rstrip("/") + "/"
+    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+    return f"https://sts.{region}{suffix}/"

@@ -36,7 +36,7 @@ from edge_node.public_tls import PublicTls
 from edge_node.published_reader import PublishedReader
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
-from edge_node.workers import WorkerPool, hold_port
+from edge_node.workers import WorkerPool, hold_port, settle_heap
 
 log = logging.getLogger("edge_node")
 
@@ -171,6 +171,7 @@ class EdgeNode:
         tasks: list[asyncio.Task[None]] = []
         try:
             await self.workers.start()
+            settle_heap()
             tasks = [
                 asyncio.create_task(heartbeat.run(stop), name="heartbeat"),
                 asyncio.create_task(self.renew_forever(stop), name="renewal"),

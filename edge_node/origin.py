@@ -1,8 +1,9 @@
 """Origin reads: byte ranges of S3 objects, streamed into a caller's buffer.
 
-The S3 GET itself goes over aiohttp on the event loop, to a presigned URL (boto3
-signs, with whatever credentials and ``AWS_ENDPOINT_URL`` it finds), so bytes
-reach the cache as they arrive and a slow origin never ties up a worker thread.
+The S3 GET itself goes over aiohttp on the event loop, to a presigned URL
+(``edge_node.s3_presign``: botocore's credentials and signer, no boto3 client, with
+``AWS_ENDPOINT_URL`` honoured as boto3 does), so bytes reach the cache as they
+arrive and a slow origin never ties up a worker thread.
 Signing is a little CPU (about a millisecond) and runs on the loop while the
 credentials are static or not due for a refresh; otherwise in a thread (a refresh may
 do I/O). A thread hop on a busy machine costs several times the signing itself, and
@@ -26,18 +27,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
-import boto3
-from botocore.config import Config
-from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import BotoCoreError
 from fsnode_core.errors import OriginError, OriginTimeout
+
+from edge_node.s3_presign import S3Presigner
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +104,12 @@ class OriginFetcher:
         self,
         config: OriginConfig | None = None,
         *,
-        client: Any | None = None,
+        endpoint_url: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config or OriginConfig()
-        self._client = client
-        # The credentials the client signs with, when this fetcher built it (None: a
-        # given client, signed in a thread).
-        self._credentials: Any = None
-        self._client_lock = threading.Lock()
+        # ``endpoint_url``: S3 elsewhere than boto3's variables say (tests' proxies).
+        self._presigner = S3Presigner(endpoint_url)
         self._on_bytes = on_bytes
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -126,28 +121,13 @@ class OriginFetcher:
         self.retries = 0
         self.failures = 0
 
-    def _s3(self) -> Any:
-        # Built lazily in a worker thread: boto3 session setup reads files.
-        with self._client_lock:
-            if self._client is None:
-                session = boto3.session.Session()
-                self._client = session.client("s3", config=Config(signature_version="s3v4"))
-                self._credentials = session.get_credentials()
-            return self._client
-
     async def prepare(self) -> None:
-        """Build the S3 client now (it reads files), so the first request signs at once."""
-        await asyncio.to_thread(self._s3)
+        """Resolve the credentials now (their providers read files), so the first
+        request signs at once."""
+        await asyncio.to_thread(self._presigner.prepare)
 
     def _signs_inline(self) -> bool:
-        """Whether signing needs no I/O now: static credentials, or refreshable ones not
-        due (``refresh_needed`` is botocore's own test before it refreshes)."""
-        credentials = self._credentials
-        if credentials is None:
-            return False
-        if isinstance(credentials, RefreshableCredentials):
-            return not credentials.refresh_needed()
-        return True
+        return self._presigner.signs_inline()
 
     def _http(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         if self._session is None or self._slots is None:
@@ -172,10 +152,7 @@ class OriginFetcher:
 
     def _sign(self, name: _UrlName) -> str:
         operation, params = name
-        url: str = self._s3().generate_presigned_url(
-            operation, Params=dict(params), ExpiresIn=_URL_TTL
-        )
-        return url
+        return self._presigner.url(operation, dict(params), _URL_TTL)
 
     async def _url(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bool]:
         """A presigned GET URL of an object, and whether it was reused rather than signed

@@ -41,7 +41,7 @@ from edge_node.readahead import ReadAhead
 from edge_node.server import build_admin_app, build_app
 from edge_node.settings import EdgeSettings
 from edge_node.shares import ShareKeys
-from edge_node.workers import PORTS_ENV, READY
+from edge_node.workers import PORTS_ENV, READY, settle_heap
 
 log = logging.getLogger("edge_node.worker")
 
@@ -181,6 +181,7 @@ class Worker:
         for site in sites:
             await site.start()
         loader = asyncio.create_task(self.watch(stop))
+        settle_heap()
         print(READY, flush=True)
         try:
             await stop.wait()

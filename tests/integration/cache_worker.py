@@ -17,9 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-import boto3
 from aiohttp import web
-from botocore.config import Config
 
 # Run as a script: the repository root, for ``tests.integration`` and ``edge_node``.
 sys.path.insert(0, str(Path(__file__).parents[2]))
@@ -39,10 +37,7 @@ async def serve(spec: dict[str, object]) -> None:
     meta = OriginFetcher()
     published = PublishedReader(meta, str(spec["bucket"]))
     store = ManifestStore(published, 30.0)
-    client = boto3.client(
-        "s3", endpoint_url=str(spec["origin"]), config=Config(signature_version="s3v4")
-    )
-    origin = OriginFetcher(client=client)
+    origin = OriginFetcher(endpoint_url=str(spec["origin"]))
     config = CacheConfig(
         max_bytes=int(spec["max_bytes"]),  # type: ignore[call-overload]
         part_bytes=int(spec["part_bytes"]),  # type: ignore[call-overload]

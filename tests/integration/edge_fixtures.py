@@ -23,7 +23,6 @@ import aiohttp
 import boto3
 import pytest
 from aiohttp import web
-from botocore.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -196,14 +195,10 @@ class EdgeServer:
         self.ssl_context = tls.server_context(cert_path, state_dir / tls.KEY_FILE)
         self.ca_file = state_dir / tls.ROOT_FILE
         self.metrics = EdgeMetrics()
-        client = None
-        if origin_endpoint is not None:
-            # Through a test proxy (throttling or misbehaving) in front of moto.
-            client = boto3.client(
-                "s3", endpoint_url=origin_endpoint, config=Config(signature_version="s3v4")
-            )
+        # ``origin_endpoint``: through a test proxy (throttling or misbehaving) in front
+        # of moto.
         self.fetcher = OriginFetcher(
-            origin_config, client=client, on_bytes=self.metrics.add_origin_bytes
+            origin_config, endpoint_url=origin_endpoint, on_bytes=self.metrics.add_origin_bytes
         )
         # Published objects straight from moto: origin faults a test injects through a
         # proxy are meant for the data reads.

@@ -128,6 +128,9 @@ def test_two_workers_are_one_node_and_share_a_renewed_certificate(
     control_plane, manifest = stack
     pids = edge.worker_pids()
     assert len(pids) == 2 and edge.process.pid not in pids
+    for pid in pids:  # one malloc arena each (edge_node.workers.MALLOC_ARENAS)
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=1" in environ
     # A stream under way on one worker while the certificate changes.
     with requests.get(
         f"https://127.0.0.1:{edge.port}/f/{manifest.file_id}",
