@@ -3,7 +3,7 @@
 On plain HTTP a chunk on disk goes out with kernel sendfile; otherwise blocks (slices
 of fill buffers, no copy; or reads from disk) are written whole: up to ``cache.BLOCK``
 (256 KiB) on plain HTTP, since large writes keep syscall overhead down (see NOTES.md),
-and ``limits.TLS_BLOCK`` (16 KiB) on TLS, each drained before the next is read, so a
+and ``listener.TLS_BLOCK`` (16 KiB) on TLS, each drained before the next is read, so a
 client that stops reading holds little more than its socket buffers (``body_writer``).
 A cold chunk streams from its fill as bytes arrive from the origin. Several ranges travel
 as ``multipart/byteranges`` (RFC 9110 section 14.6).
@@ -19,7 +19,7 @@ from fsnode_core.chunks import slices_for_range
 from edge_node.body_writer import BlockWriter
 from edge_node.cache import ChunkLease, DiskLease
 from edge_node.context import EdgeContext
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from edge_node.sendfile import send_range
 
 # Set once the header block may be on its way: an error after that cannot be answered.

@@ -6,12 +6,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge_node.cache.config import BLOCK
-from edge_node.limits import TLS_BLOCK
+from edge_node.listener import TLS_BLOCK
 
 
 class BlockWriter:
     """Writes an answer's body blocks. On TLS each block is drained (below
-    ``limits.TLS_WRITE_HIGH``) before the caller reads the next, so a client that
+    ``listener.TLS_WRITE_HIGH``) before the caller reads the next, so a client that
     stops reading holds one block, not aiohttp's 64 KiB of writes plus the TLS
     layer's; plain HTTP keeps aiohttp's own pacing (kernel sendfile, mostly)."""
 

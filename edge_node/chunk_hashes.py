@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from edge_node.manifests import Manifest, ManifestStore
+from edge_node.manifest import Manifest
+from edge_node.manifests import ManifestStore
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from edge_node.body_stream import BodyResponse, multipart_length, stream_body
 from edge_node.conditional import Validators, not_modified, range_applies, validators
 from edge_node.context import EdgeContext
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from edge_node.ranges import MalformedRange, parse_range
 from edge_node.response_headers import CORS_HEADERS, content_type
 from edge_node.share_targets import Target

@@ -31,7 +31,8 @@ from fsnode_core.paths import from_url_path, is_valid_path, url_path
 from edge_node.background import TaskSet
 from edge_node.cache import ChunkCache
 from edge_node.folders import FolderIndex
-from edge_node.manifests import Manifest, ManifestStore
+from edge_node.manifest import Manifest
+from edge_node.manifests import ManifestStore
 from edge_node.playlists import media_segments, variant_playlists
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 
 
 class ReadAhead:

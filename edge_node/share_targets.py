@@ -19,7 +19,7 @@ from fsnode_core.errors import Gone, NotFound
 from fsnode_core.ids import check_id
 from fsnode_core.signing import SharePolicy
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from edge_node.response_headers import cache_control
 
 if TYPE_CHECKING:

@@ -29,7 +29,8 @@ from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.context import EdgeContext
 from edge_node.early_reads import EarlyReads, held_on_disk
 from edge_node.folders import FolderIndex
-from edge_node.limits import BoundedSite, ConnectionGuard
+from edge_node.limits import ConnectionGuard
+from edge_node.listener import BoundedSite
 from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.node_state import NodeState

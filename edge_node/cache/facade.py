@@ -35,7 +35,7 @@ from edge_node.cache.layout import ChunkKey, Layout, key_for, version_tag
 from edge_node.cache.leases import ChunkLease, StreamLease
 from edge_node.cache.manager import CacheManager
 from edge_node.cache.store import ChunkStore
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from fsnode_core.errors import IntegrityError, Unavailable
 from edge_node.background import retrieve_exception
 from edge_node.cache.config import CacheConfig, CacheStats
 from edge_node.fill_parts import check_tiling, fill_parts, first_part_leads
-from edge_node.manifests import ChunkInfo, Manifest
+from edge_node.manifest import ChunkInfo, Manifest
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from fsnode_core.errors import InvalidInput
 from fsnode_core.ids import check_id
 
 from edge_node.cache.config import MIB
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

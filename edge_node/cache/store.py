@@ -34,7 +34,7 @@ from edge_node.cache.layout import ChunkKey, Layout, file_sha256
 from edge_node.cache.leases import ChunkLease, FollowLease
 from edge_node.cache.manager import CacheManager
 from edge_node.cache.open_files import OpenFiles
-from edge_node.manifests import ChunkInfo, Manifest
+from edge_node.manifest import ChunkInfo, Manifest
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,10 @@ from edge_node.chunk_hashes import ChunkHashRecorder
 from edge_node.context import ReadAhead, ShareKeys
 from edge_node.early_reads import EarlyReads, held_on_disk
 from edge_node.folders import FolderIndex
-from edge_node.limits import BoundedSite, ClientLimits, ConnectionGuard
-from edge_node.manifests import ChunkInfo, ManifestStore
+from edge_node.limits import ClientLimits, ConnectionGuard
+from edge_node.listener import BoundedSite
+from edge_node.manifest import ChunkInfo
+from edge_node.manifests import ManifestStore
 from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginConfig, OriginFetcher
 from edge_node.prefetch import PlaylistPrefetch, PrefetchConfig

@@ -35,7 +35,7 @@ from fsnode_core.published_keys import (
 )
 from fsnode_core.signing import SharePolicy, ShareSigner, private_key_from_seed, public_key_pem
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 
 SEED = "edge-integration-test-seed-0123456789abcdef"
 KID = "k1"

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 from aiohttp import web
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.integration.edge_fixtures import ThrowawayCA, free_port, moto_s3
 from tests.integration.edge_publishing import put_file, share_public_keys
 

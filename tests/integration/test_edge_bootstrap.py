@@ -25,7 +25,7 @@ import requests
 from cryptography import x509
 
 from edge_node.main import EdgeNode
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from edge_node.settings import EdgeSettings
 from tests.helpers import https_session, wait_for, wait_for_async
 from tests.integration.edge_fixtures import free_port

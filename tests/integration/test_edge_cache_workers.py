@@ -28,7 +28,7 @@ import requests
 
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.cache.layout import Layout, key_for
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.helpers import wait_for
 from tests.integration.edge_fixtures import moto_s3
 from tests.integration.edge_publishing import put_file, share_query

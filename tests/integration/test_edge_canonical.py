@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pytest
 from fsnode_core.signing import SharePolicy
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.integration.edge_fixtures import EdgeServer, edge_on_moto
 from tests.integration.edge_publishing import put_file, share_query, signer
 

@@ -20,7 +20,7 @@ import requests
 
 from edge_node.cache import CacheConfig
 from edge_node.limits import ClientLimits
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.helpers import wait_for as wait_until
 from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, edge_on_moto
 from tests.integration.edge_publishing import put_file, share_query

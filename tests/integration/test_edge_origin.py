@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from edge_node.cache import CacheConfig
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from edge_node.origin import OriginConfig
 from tests.helpers import https_session, wait_for
 from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, concurrent_gets, moto_s3

@@ -23,7 +23,7 @@ import requests
 from fsnode_core.published_keys import head_key, version_manifest_key
 
 from edge_node.cache import CacheConfig
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.helpers import https_session, wait_for
 from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, edge_on_moto
 from tests.integration.edge_publishing import (

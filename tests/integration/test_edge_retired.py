@@ -14,7 +14,7 @@ import boto3
 import pytest
 import requests
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.helpers import wait_for
 from tests.integration.edge_fixtures import ThrowawayCA, free_port, moto_s3
 from tests.integration.edge_publishing import put_file, share_query

@@ -14,7 +14,7 @@ import pytest
 import requests
 from fsnode_core.signing import SharePolicy
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.integration.edge_fixtures import EdgeServer, edge_on_moto
 from tests.integration.edge_publishing import put_file, signer
 

@@ -7,7 +7,7 @@ copied into TLS and TCP buffers) that did not come back after they left. With 25
 blocks a stalled TLS stream still cost about 0.6 MiB: asyncio's TLS layer lets 512 KiB
 of encrypted bytes pile up in OpenSSL's outgoing buffer once the TCP transport's
 buffer (a whole block) is full. Now a TLS answer reads and writes 16 KiB at a time and
-waits for each to drain below small marks (``limits.TLS_BLOCK``): a stalled stream
+waits for each to drain below small marks (``listener.TLS_BLOCK``): a stalled stream
 costs its kernel socket buffers (not in RSS) and well under 256 KiB of the process.
 """
 

@@ -26,7 +26,7 @@ from fsnode_core.signing import ShareSigner, private_key_from_seed
 from fsnode_core.version_tickets import VersionTicket, mint_ticket
 
 from edge_node.cache import CacheConfig
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.helpers import https_session
 from tests.integration.edge_fixtures import EdgeServer, edge_on_moto
 from tests.integration.edge_publishing import overwrite, put_file, share_query, signer

@@ -22,7 +22,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.helpers import wait_for
 from tests.integration.edge_fixtures import free_port
 from tests.integration.edge_publishing import share_query

@@ -12,7 +12,7 @@ from typing import Any
 from fsnode_core.ids import new_id
 
 from edge_node.cache import CacheConfig, ChunkCache
-from edge_node.manifests import ChunkInfo, Manifest
+from edge_node.manifest import ChunkInfo, Manifest
 
 CHUNK = 1000
 

@@ -12,7 +12,7 @@ import pytest
 
 from edge_node.cache import ChunkCache
 from edge_node.cache import open_files as open_files_module
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.unit.edge_cache_fakes import (
     CHUNK,
     DATA,

@@ -21,7 +21,8 @@ from fsnode_core.published import Origin as Where
 
 from edge_node.cache import ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
-from edge_node.manifests import Manifest, ManifestStore
+from edge_node.manifest import Manifest
+from edge_node.manifests import ManifestStore
 from tests.unit.edge_cache_fakes import (
     CHUNK,
     DATA,

@@ -30,7 +30,8 @@ from fsnode_core.published import (
 )
 
 from edge_node import manifests as manifests_module
-from edge_node.manifests import Manifest, ManifestStore
+from edge_node.manifest import Manifest
+from edge_node.manifests import ManifestStore
 
 CHUNK = 1000
 DATA = bytes(range(256)) * 10  # three chunks: 1000, 1000, 560

@@ -18,7 +18,8 @@ from fsnode_core.published_keys import tree_key
 
 from edge_node.cache import ChunkCache
 from edge_node.folders import FolderIndex
-from edge_node.manifests import Manifest, ManifestStore
+from edge_node.manifest import Manifest
+from edge_node.manifests import ManifestStore
 from edge_node.prefetch import PlaylistPrefetch, PrefetchConfig
 from tests.unit.edge_cache_fakes import Origin as HeldOrigin
 from tests.unit.edge_cache_fakes import config

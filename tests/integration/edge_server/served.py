@@ -7,7 +7,7 @@ import re
 
 import requests
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from tests.integration.edge_fixtures import EdgeServer
 from tests.integration.edge_publishing import put_file
 

@@ -11,7 +11,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_node.manifests import Manifest
+from edge_node.manifest import Manifest
 from edge_node.ranges import MAX_PARTS
 from tests.integration.edge_fixtures import EdgeServer
 from tests.integration.edge_publishing import VERSION, share_query
