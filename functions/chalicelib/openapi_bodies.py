@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fsnode_core.models import NODE_STATUSES
+
 from chalicelib import pki, replication, shares, uploads, validate
 from chalicelib.openapi_builders import (
     ID,
@@ -43,7 +45,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                       "sha256": nullable(SHA256)}),
     "Node": obj({
         "node_id": ID, "endpoint": {"type": "string"},
-        "status": {"type": "string", "enum": ["pending", "active", "draining", "dead"]},
+        "status": {"type": "string", "enum": list(NODE_STATUSES)},
         "region": {"type": "string"}, "lat": nullable({"type": "number"}),
         "lng": nullable({"type": "number"}), "used_bytes": integer(),
         "free_bytes": integer(), "capacity_bytes": integer(), "load": {"type": "number"},

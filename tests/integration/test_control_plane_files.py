@@ -9,7 +9,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import boto3
-from fsnode_core.signing import SharePolicy, ShareSigner, parse_keyring
+from fsnode_core.signing import SharePolicy, ShareSigner, ShareVerifier, parse_keyring
+from fsnode_core.version_tickets import open_ticket
 
 from tests.integration.control_plane_helpers import (
     CHUNK,
@@ -87,7 +88,7 @@ def test_upload_init_checks_chunk_hashes(cp_api: Any) -> None:
 
 
 def test_share_redirects_to_a_live_edge(cp_api: Any, cp_stack: Any) -> None:
-    live_node(cp_api, cp_stack)
+    node = live_node(cp_api, cp_stack)
     started, _ = upload(cp_api, os.urandom(1000))
     file_id = started["file_id"]
     shared = cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 600})
@@ -106,9 +107,13 @@ def test_share_redirects_to_a_live_edge(cp_api: Any, cp_stack: Any) -> None:
         nodes = {n["endpoint"] for n in cp_api.call("GET", "/nodes").json_body["nodes"]}
         assert f"{location.scheme}://{location.netloc}" in nodes
         # The redirect pins the version current now (unsigned), so a player that began
-        # on it never gets another version's bytes.
+        # on it never gets another version's bytes, and carries that version's ticket.
         assert location.path == f"/f/{file_id}"
-        assert dict(parse_qsl(location.query)) == {**query, "v": started["version"]}
+        pinned = dict(parse_qsl(location.query))
+        ticket = pinned.pop("vt")
+        assert pinned == {**query, "v": started["version"]}
+        verifier = ShareVerifier.from_pems(node["share_public_keys"])
+        assert open_ticket(verifier, ticket, file_id, started["version"]).size == 1000
 
 
 def test_tampered_expired_and_unknown_shares(cp_api: Any, cp_stack: Any) -> None:
