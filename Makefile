@@ -12,10 +12,11 @@ BENCH_DEBS := nginx-light wrk
 .PHONY: run test soak bench lint synth clean debs-run debs-test debs-bench web-assets
 
 # The player libraries the control plane serves from its own origin (never a CDN at run
-# time): npm installs the versions pinned in web/package-lock.json (integrity-checked)
-# and the minified builds are copied next to the page's own files.
+# time), hls.js and dash.js: npm installs the versions pinned in web/package-lock.json
+# (integrity-checked) and the minified builds are copied next to the page's own files.
 WEB_VENDOR := functions/chalicelib/web/vendor
 HLS_JS := $(WEB_VENDOR)/hls.min.js
+DASH_JS := $(WEB_VENDOR)/dash.mediaplayer.min.js
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +25,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-$(HLS_JS): web/package.json web/package-lock.json
+$(HLS_JS) $(DASH_JS) &: web/package.json web/package-lock.json
 	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
 	mkdir -p $(WEB_VENDOR)
-	cp web/node_modules/hls.js/dist/hls.min.js $@
+	cp web/node_modules/hls.js/dist/hls.min.js $(HLS_JS)
+	cp web/node_modules/dashjs/dist/modern/umd/dash.mediaplayer.min.js $(DASH_JS)
 
-web-assets: $(HLS_JS)
+web-assets: $(HLS_JS) $(DASH_JS)
 
 # Installs only what is missing; apt needs root (or sudo).
 define install_debs

@@ -243,6 +243,9 @@ PATHS: dict[str, dict[str, Any]] = {
                                    {"type": "string"}, (), media="text/javascript")},
     "/web/hls.min.js": {"get": op("hls.js, the pinned version (web/package-lock.json)",
                                    PUBLIC, {"type": "string"}, (), media="text/javascript")},
+    "/web/dash.mediaplayer.min.js": {"get": op(
+        "dash.js (media player build), the pinned version (web/package-lock.json)",
+        PUBLIC, {"type": "string"}, (), media="text/javascript")},
     "/web/style.css": {"get": op("Page style", PUBLIC, {"type": "string"}, (),
                                   media="text/css")},
     "/web/config.json": {"get": op(

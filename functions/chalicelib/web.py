@@ -1,11 +1,12 @@
 """The web page: upload files and folders by drag and drop, list and share files and
-folders, play a share in a player (MP4 in ``<video>``, HLS natively or with hls.js);
+folders, play a share in a player (MP4 in ``<video>``, HLS natively or with hls.js,
+DASH with dash.js);
 and the OpenAPI document of every route (``/openapi.json``).
 
 Plain HTML and JavaScript under ``chalicelib/web/``, served by the control plane itself so
-API calls are same-origin; nothing comes from a CDN. The one library, hls.js, is pinned
-in ``web/package-lock.json`` and copied to ``chalicelib/web/vendor/`` by ``make
-web-assets`` (which ``make run``, ``test``, ``bench`` and ``synth`` run first). The
+API calls are same-origin; nothing comes from a CDN. The two libraries, hls.js and
+dash.js, are pinned in ``web/package-lock.json`` and copied to ``chalicelib/web/vendor/``
+by ``make web-assets`` (which ``make run``, ``test``, ``bench`` and ``synth`` run first). The
 browser sends file parts straight to S3 through the presigned URLs and plays video from
 the edges.
 """
@@ -32,8 +33,8 @@ _TYPES = {
     ".css": "text/css; charset=utf-8",
 }
 # Scripts and styles only from this app; bytes move to S3 and edges anywhere (their
-# hosts are only known at run time), and media plays from the edges. hls.js feeds the
-# <video> through Media Source Extensions, a blob: URL (which `*` does not match).
+# hosts are only known at run time), and media plays from the edges. hls.js and dash.js
+# feed the <video> through Media Source Extensions, a blob: URL (which `*` does not match).
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src *; media-src * blob:; worker-src 'self' blob:; frame-ancestors 'none'; "
@@ -92,6 +93,12 @@ def folders_script() -> Response:
 def hls_script() -> Response:
     """hls.js, the version pinned in web/package-lock.json (``make web-assets``)."""
     return _serve("vendor/hls.min.js", _VENDOR_CACHE)
+
+
+@bp.route("/web/dash.mediaplayer.min.js", methods=["GET"])
+def dash_script() -> Response:
+    """dash.js (its media player build), the version pinned in web/package-lock.json."""
+    return _serve("vendor/dash.mediaplayer.min.js", _VENDOR_CACHE)
 
 
 @bp.route("/web/style.css", methods=["GET"])

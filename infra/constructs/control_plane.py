@@ -115,8 +115,11 @@ def _camel_to_snake(name: str) -> str:
     return "".join(out)
 
 
-# hls.js as ``make web-assets`` places it (web/package-lock.json pins the version).
-PLAYER_LIBRARY = "chalicelib/web/vendor/hls.min.js"
+# hls.js and dash.js as ``make web-assets`` places them (web/package-lock.json pins them).
+PLAYER_LIBRARIES = (
+    "chalicelib/web/vendor/hls.min.js",
+    "chalicelib/web/vendor/dash.mediaplayer.min.js",
+)
 
 
 class ControlPlane(Construct):
@@ -147,12 +150,13 @@ class ControlPlane(Construct):
         require_lambda_python()
         if not (source_dir / "app.py").is_file():
             raise FileNotFoundError(f"No Chalice app at {source_dir / 'app.py'}")
-        # The player's hls.js is built, not committed: a package without it would serve
-        # a player that cannot play HLS.
-        if not (source_dir / PLAYER_LIBRARY).is_file():
-            raise FileNotFoundError(
-                f"No {source_dir / PLAYER_LIBRARY}: run `make web-assets` (npm ci in web/)"
-            )
+        # The player's libraries are built, not committed: a package without them would
+        # serve a player that cannot play HLS or DASH.
+        for library in PLAYER_LIBRARIES:
+            if not (source_dir / library).is_file():
+                raise FileNotFoundError(
+                    f"No {source_dir / library}: run `make web-assets` (npm ci in web/)"
+                )
         self.source_dir = source_dir
         stage_config: dict[str, Any] = {
             "api_gateway_stage": API_STAGE,

@@ -20,6 +20,7 @@ from fsnode.localstack.stack import StackInfo
         ("/web/player.js", "text/javascript", "video.src"),
         ("/web/folders.js", "text/javascript", "webkitGetAsEntry"),
         ("/web/hls.min.js", "text/javascript", "MediaSource"),
+        ("/web/dash.mediaplayer.min.js", "text/javascript", "MediaSource"),
         ("/web/style.css", "text/css", "#drop"),
     ],
 )
@@ -37,19 +38,29 @@ def test_pages_are_served_without_a_key_and_with_a_strict_policy(
     assert "//cdn" not in response.text and '<script src="http' not in response.text
 
 
-def test_the_player_loads_the_pinned_hls_js_from_the_control_plane(stack: StackInfo) -> None:
-    """hls.js comes from this origin, at the version web/package-lock.json pins."""
+@pytest.mark.parametrize(
+    ("package", "built", "served", "major"),
+    [
+        ("hls.js", "dist/hls.min.js", "hls.min.js", "1."),
+        ("dashjs", "dist/modern/umd/dash.mediaplayer.min.js", "dash.mediaplayer.min.js", "5."),
+    ],
+)
+def test_the_player_loads_its_pinned_libraries_from_the_control_plane(
+    stack: StackInfo, package: str, built: str, served: str, major: str
+) -> None:
+    """hls.js and dash.js come from this origin, at the versions web/package-lock.json
+    pins."""
     lock = json.loads((Path(__file__).parents[2] / "web" / "package-lock.json").read_text())
-    pinned = lock["packages"]["node_modules/hls.js"]["version"]
-    assert pinned.startswith("1.")
+    pinned = lock["packages"][f"node_modules/{package}"]["version"]
+    assert pinned.startswith(major)
     page = requests.get(f"{stack.api}/player", timeout=30).text
-    assert '<script src="web/hls.min.js"></script>' in page
-    script = requests.get(f"{stack.api}/web/hls.min.js", timeout=30)
+    assert f'<script src="web/{served}"></script>' in page
+    script = requests.get(f"{stack.api}/web/{served}", timeout=30)
     assert script.headers["Cache-Control"] == "public, max-age=86400"
-    assert f'"{pinned}"' in script.text  # Hls.version
-    installed = Path(__file__).parents[2] / "web" / "node_modules" / "hls.js" / "dist"
-    assert script.content == (installed / "hls.min.js").read_bytes()
-    # hls.js plays through Media Source Extensions, a blob: URL the policy must admit.
+    assert f'"{pinned}"' in script.text  # the library's version string
+    installed = Path(__file__).parents[2] / "web" / "node_modules" / package
+    assert script.content == (installed / built).read_bytes()
+    # Both play through Media Source Extensions, a blob: URL the policy must admit.
     assert (
         "media-src * blob:"
         in requests.get(f"{stack.api}/player", timeout=30).headers["Content-Security-Policy"]

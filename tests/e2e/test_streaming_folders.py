@@ -120,6 +120,40 @@ def test_hls_js_in_chromium_plays_the_folder_share_past_ten_seconds(
     assert refused == []
 
 
+def test_dash_js_in_chromium_plays_the_folder_share_past_ten_seconds(
+    stack: StackInfo, folders: dict[str, Any], browser: Any
+) -> None:
+    src = folders["shares"]["dash"] + "manifest.mpd"
+    responses(browser)  # only the player's requests from here on
+    browser.get(f"{stack.api}/player?src={quote(src, safe='')}")
+    wait = WebDriverWait(browser, 90)
+    wait.until(lambda d: d.execute_script(f"return {VIDEO}.readyState >= 1"))
+    assert browser.execute_script(f"return {VIDEO}.dataset.engine") == "dash.js"
+    version = browser.execute_script("return dashjs.MediaPlayer().create().getVersion()")
+    assert version == "5.2.1"
+    browser.execute_script(f"{VIDEO}.muted = true; {VIDEO}.play();")
+    wait.until(lambda d: d.execute_script(f"return {VIDEO}.currentTime > 10"))
+    assert not browser.execute_script(f"return {VIDEO}.error")
+    edges = tuple(edge.url + "/t/" for edge in stack.edges)
+    served = [
+        r["url"]
+        for r in responses(browser)
+        if r["url"].startswith(edges) and r["status"] in (200, 206)
+    ]
+    # The manifest, an init and media segments all came from an edge, by the folder's
+    # paths (which representation dash.js starts with is its own choice).
+    assert any(url.endswith("/manifest.mpd") for url in served), served
+    for part in ("/init-stream", "/chunk-stream"):
+        assert any(part in url and url.endswith(".m4s") for url in served), (part, served)
+    assert len({urlsplit(url).netloc for url in served}) == 1  # one edge per stream
+    refused = [
+        e["message"]
+        for e in browser.get_log("browser")
+        if "Content Security Policy" in e["message"]
+    ]
+    assert refused == []
+
+
 # ---- bad paths and HEAD, at the control plane and at the edge --------------------------
 
 # (raw path after the folder, why it is refused): each must answer 400 invalid_input.

@@ -114,7 +114,8 @@ def _placeholder_functions(root: Path) -> Path:
     # player library (infra/constructs/control_plane.py): give it a stand-in file too.
     vendor = functions / "chalicelib" / "web" / "vendor"
     vendor.mkdir(parents=True)
-    (vendor / "hls.min.js").write_text("/* stand-in: the placeholder app serves no page */\n")
+    for library in ("hls.min.js", "dash.mediaplayer.min.js"):
+        (vendor / library).write_text("/* stand-in: the placeholder app serves no page */\n")
     return functions
 
 

@@ -33,6 +33,7 @@ PUBLIC_ON_PURPOSE = {
     ("GET", "/web/player.js"): "nothing: a static asset",
     ("GET", "/web/folders.js"): "nothing: a static asset",
     ("GET", "/web/hls.min.js"): "nothing: a static asset (the pinned hls.js)",
+    ("GET", "/web/dash.mediaplayer.min.js"): "nothing: a static asset (the pinned dash.js)",
     ("GET", "/web/style.css"): "nothing: a static asset",
     ("GET", "/web/config.json"): "nothing: the chunk size an uploader hashes by",
 }

@@ -1,4 +1,4 @@
-"""Synthesis refuses a control plane package without the player's hls.js."""
+"""Synthesis refuses a control plane package without the player's hls.js or dash.js."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 
-from infra.constructs.control_plane import PLAYER_LIBRARY, ControlPlane
+from infra.constructs.control_plane import PLAYER_LIBRARIES, ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_package_must_hold_hls_js(tmp_path: Path) -> None:
+@pytest.mark.parametrize("present", [(), PLAYER_LIBRARIES[:1], PLAYER_LIBRARIES[1:]])
+def test_the_package_must_hold_both_player_libraries(
+    tmp_path: Path, present: tuple[str, ...]
+) -> None:
     (tmp_path / "app.py").write_text("from chalice import Chalice\napp = Chalice('fsnode')\n")
+    for library in present:
+        (tmp_path / library).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / library).write_text("/* built */")
     stack = Stack(App(), "Probe")
     layer = lambda_.LayerVersion.from_layer_version_arn(
         stack, "Layer", "arn:aws:lambda:us-east-1:111111111111:layer:core:1"
@@ -29,5 +35,5 @@ def test_the_package_must_hold_hls_js(tmp_path: Path) -> None:
             work_dir=tmp_path / "work",
             api_name="probe",
         )
-    # The real package has it (make web-assets ran before the tests).
-    assert (ROOT / "functions" / PLAYER_LIBRARY).is_file()
+    # The real package has both (make web-assets ran before the tests).
+    assert all((ROOT / "functions" / library).is_file() for library in PLAYER_LIBRARIES)

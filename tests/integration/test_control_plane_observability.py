@@ -23,6 +23,7 @@ WEB_PAGES = {
     "/web/player.js",
     "/web/folders.js",
     "/web/hls.min.js",
+    "/web/dash.mediaplayer.min.js",
     "/web/style.css",
     "/web/config.json",
 }

@@ -3,7 +3,9 @@
 // An HLS playlist (a folder share's URL ending in .m3u8, or ?type=hls) plays natively
 // where the browser plays HLS, else with hls.js (Media Source Extensions), which the
 // control plane serves at the version pinned in web/package-lock.json; ?engine=hls.js
-// picks hls.js even where the browser has native HLS. Anything else goes to <video> as is.
+// picks hls.js even where the browser has native HLS. A DASH manifest (.mpd, or
+// ?type=dash) plays with dash.js, pinned the same way (no browser plays DASH natively).
+// Anything else goes to <video> as is.
 "use strict";
 
 const video = document.getElementById("video");
@@ -11,11 +13,38 @@ const status = document.getElementById("status");
 const field = document.getElementById("src");
 const HLS_TYPE = "application/vnd.apple.mpegurl";
 let hls = null;
+let dash = null;
 
 function say(text) { status.textContent = text; }
 
 function isHls(url, params) {
   return params.get("type") === "hls" || url.pathname.toLowerCase().endsWith(".m3u8");
+}
+
+function isDash(url, params) {
+  return params.get("type") === "dash" || url.pathname.toLowerCase().endsWith(".mpd");
+}
+
+// dash.js needs Media Source Extensions.
+function dashEngine() {
+  if (typeof dashjs === "undefined") return null;
+  const mse = typeof dashjs.supportsMediaSource === "function"
+    ? dashjs.supportsMediaSource() : "MediaSource" in window;
+  return mse ? "dash.js" : null;
+}
+
+function playWithDashJs(href) {
+  dash = dashjs.MediaPlayer().create();
+  const events = dashjs.MediaPlayer.events;
+  dash.on(events.ERROR, (e) => {
+    const error = e && e.error;
+    say(`cannot play: ${error ? error.message || `dash.js error ${error.code}` : "dash.js error"}`);
+  });
+  dash.on(events.STREAM_INITIALIZED, () => {
+    const tracks = dash.getTracksFor ? dash.getTracksFor("video").length : 0;
+    say(`DASH with dash.js ${dash.getVersion()}${tracks ? `: ${tracks} video track(s)` : ""}`);
+  });
+  dash.initialize(video, href, false);
 }
 
 // Which engine plays an HLS URL: "native", "hls.js", or null (neither is available).
@@ -47,20 +76,24 @@ function play(src, params) {
   }
   field.value = url.href;
   if (hls) { hls.destroy(); hls = null; }
+  if (dash) { dash.reset(); dash = null; }
   video.removeAttribute("src");
-  const engine = isHls(url, params) ? hlsEngine(params) : "native";
+  const dashUrl = isDash(url, params);
+  const engine = dashUrl ? dashEngine() : isHls(url, params) ? hlsEngine(params) : "native";
   video.dataset.engine = engine || "";
   if (engine === null) {
-    say("this browser plays neither HLS nor Media Source Extensions");
+    say(dashUrl ? "this browser has no Media Source Extensions for DASH"
+      : "this browser plays neither HLS nor Media Source Extensions");
     return;
   }
   say("loading");
   if (engine === "hls.js") playWithHlsJs(url.href);
+  else if (engine === "dash.js") playWithDashJs(url.href);
   else video.src = url.href;
 }
 
 video.addEventListener("loadedmetadata", () => {
-  const from = hls ? "hls.js" : new URL(video.currentSrc).host;
+  const from = hls ? "hls.js" : dash ? "dash.js" : new URL(video.currentSrc).host;
   say(`ready: ${Number.isFinite(video.duration) ? `${video.duration.toFixed(1)} s` : "live"} (${from})`);
 });
 video.addEventListener("error", () => {
