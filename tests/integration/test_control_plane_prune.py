@@ -257,8 +257,10 @@ def test_prune_leaves_hot_files_to_their_running_upload_replication(
 
 
 def test_prune_heals_a_bounded_number_of_replica_blocks_per_run(
-    cp_api: Any, cp_stack: Any, isolated: Any, monkeypatch: pytest.MonkeyPatch
+    cp_api: Any, cp_stack: Any, machines: Any, isolated: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """(``machines``: the healing runs must start; without the state machines, which
+    another module's fixture may have deleted in this process, no block is ever healed.)"""
     from chalicelib import prune
 
     catalog, registry = stores(cp_stack)
