@@ -26,7 +26,9 @@ def _attempts(what: str, timeout: float) -> Iterator[None]:
             raise AssertionError(f"gave up waiting for {what} ({timeout:g} s)")
 
 
-def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0, interval: float = 0.05) -> T:
+def wait_for(
+    check: Callable[[], T | None], what: str, timeout: float = 60.0, interval: float = 0.05
+) -> T:
     """Poll ``check`` until it returns something truthy, and return that."""
     for _ in _attempts(what, timeout):
         if result := check():
@@ -36,7 +38,7 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0, interval:
 
 
 async def wait_for_async(
-    check: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.005
+    check: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.005
 ) -> T:
     """``wait_for`` inside an event loop: the loop runs the tasks the check waits on."""
     for _ in _attempts(what, timeout):

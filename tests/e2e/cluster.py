@@ -36,14 +36,15 @@ class Cluster:
     stack: StackInfo
     env: dict[str, str]  # the control plane's settings, as the stack launched it
     chunk: int  # the stack's chunk size
-    heartbeat_timeout: float  # the stack's: an edge silent for longer is not placed
+    heartbeat_timeout: int  # the stack's: an edge silent for longer is not placed
 
     @property
     def api_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.stack.api_key}"}
 
     def client(self, service: str) -> Any:
-        return boto3.client(
+        # The service is named at run time (the stubs type only literal names).
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.stack.aws_endpoint,
             region_name=self.stack.region,

@@ -48,6 +48,7 @@ def raw_get(
     bytes that did arrive. The socket timeout turns a hang into a failure.
     """
     parsed = urlparse(url)
+    assert parsed.hostname is not None, url
     context = ssl.create_default_context(cafile=stack.ca_cert)
     conn = http.client.HTTPSConnection(parsed.hostname, parsed.port, context=context, timeout=60)
     try:

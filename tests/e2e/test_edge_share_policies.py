@@ -43,7 +43,8 @@ def _import(stack: StackInfo) -> tuple[dict[str, Any], bytes]:
 
 def share_query(stack: StackInfo, file_id: str, **fields: Any) -> str:
     share = api(stack, "POST", f"/files/{file_id}/share", ttl_seconds=600, **fields)
-    return urlsplit(share["share_url"]).query
+    share_url: str = share["share_url"]
+    return urlsplit(share_url).query
 
 
 def open_share(stack: StackInfo, file_id: str, query: str) -> requests.Response:

@@ -95,6 +95,7 @@ def small_file(
 
 def _served_certificate(url: str) -> bytes:
     parsed = urlparse(url)
+    assert parsed.hostname is not None and parsed.port is not None, url
     return ssl.get_server_certificate((parsed.hostname, parsed.port)).encode()
 
 

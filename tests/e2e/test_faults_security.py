@@ -38,7 +38,8 @@ def _launch_env(stack: StackInfo, name: str) -> dict[str, str]:
 
 
 def _aws(stack: StackInfo, service: str) -> Any:
-    return boto3.client(
+    # The service is named at run time (the stubs type only literal names).
+    return boto3.client(  # type: ignore[call-overload]
         service, endpoint_url=stack.aws_endpoint, region_name=stack.region, **LOCAL_CREDENTIALS
     )
 

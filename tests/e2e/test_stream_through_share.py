@@ -8,12 +8,14 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from fsnode.localstack.stack import StackInfo
 from tests.e2e.conftest import run_cli
@@ -34,7 +36,7 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def uploaded(stack: StackInfo, original: Path) -> dict[str, str]:
     result = run_cli("upload", str(original), "--share", "--json", "--state-dir", stack.state_dir)
     assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)
+    answer: dict[str, str] = json.loads(result.stdout)
     assert set(answer) >= {"id", "share_url"}
     return answer
 
@@ -157,11 +159,12 @@ def test_edge_certificates_chain_to_the_private_ca_and_name_the_edge(stack: Stac
         assert der is not None
         leaf = x509.load_der_x509_certificate(der)
         assert leaf.issuer == root.subject
-        root.public_key().verify(  # type: ignore[union-attr]
+        # The local CA's key is RSA (PKCS#1 v1.5), and its signatures name their hash.
+        cast(rsa.RSAPublicKey, root.public_key()).verify(
             leaf.signature,
             leaf.tbs_certificate_bytes,
-            padding.PKCS1v15(),  # type: ignore[arg-type]
-            leaf.signature_hash_algorithm,  # type: ignore[arg-type]
+            padding.PKCS1v15(),
+            cast(hashes.HashAlgorithm, leaf.signature_hash_algorithm),
         )
         names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == [host]

@@ -16,7 +16,6 @@ import json
 import os
 import ssl
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -175,16 +174,14 @@ PATH_TRICKS = [
 ]
 
 
-def _raw(
-    url: str, method: str = "GET", ca: Path | None = None
-) -> tuple[int, bytes, dict[str, str]]:
+def _raw(url: str, method: str = "GET", ca: str | None = None) -> tuple[int, bytes, dict[str, str]]:
     """One request with the path sent exactly as written (clients would normalize it)."""
     parts = urlsplit(url)
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
         assert ca is not None
         connection = http.client.HTTPSConnection(
-            parts.netloc, timeout=30, context=ssl.create_default_context(cafile=str(ca))
+            parts.netloc, timeout=30, context=ssl.create_default_context(cafile=ca)
         )
     else:
         connection = http.client.HTTPConnection(parts.netloc, timeout=30)

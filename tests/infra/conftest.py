@@ -25,6 +25,9 @@ from infra.stack import SourcePaths
 
 STACK_NAME = "FsnodeStack"
 
+# The synthesized template's Resources section: logical id -> CloudFormation resource JSON.
+Resources = dict[str, dict[str, Any]]
+
 _PLACEHOLDER_APP = """\
 from chalice import Chalice
 
@@ -204,9 +207,9 @@ def template(synthesis: Synthesis) -> Template:
 
 
 @pytest.fixture(scope="session")
-def resources(synthesis: Synthesis) -> dict[str, dict[str, Any]]:
+def resources(synthesis: Synthesis) -> Resources:
     return dict(synthesis.template.get("Resources", {}))
 
 
-def of_type(resources: dict[str, dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+def of_type(resources: Resources, kind: str) -> Resources:
     return {key: value for key, value in resources.items() if value["Type"] == kind}

@@ -10,14 +10,14 @@ from infra import paths
 from infra.constructs.api_stage import ACCESS_LOG_FORMAT
 from infra.settings import FsnodeSettings
 
-from .conftest import Synthesis, of_type
+from .conftest import Resources, Synthesis, of_type
 
 
 def _api(resources: dict[str, Any]) -> dict[str, Any]:
     return dict(resources["RestAPI"]["Properties"])
 
 
-def test_the_stage_writes_access_logs_without_headers(resources: dict) -> None:
+def test_the_stage_writes_access_logs_without_headers(resources: Resources) -> None:
     setting = _api(resources)["AccessLogSetting"]
     (group_id, _) = setting["DestinationArn"]["Fn::GetAtt"]
     group = resources[group_id]
@@ -34,7 +34,7 @@ def test_the_stage_writes_access_logs_without_headers(resources: dict) -> None:
     assert not resources[role_id]["Properties"].get("ManagedPolicyArns")
 
 
-def test_every_method_is_throttled_and_traced(resources: dict) -> None:
+def test_every_method_is_throttled_and_traced(resources: Resources) -> None:
     api = _api(resources)
     defaults = FsnodeSettings()
     assert api["MethodSettings"] == [
@@ -49,7 +49,7 @@ def test_every_method_is_throttled_and_traced(resources: dict) -> None:
     assert api["TracingEnabled"] is True
 
 
-def test_gateway_refusals_answer_in_the_error_shape(resources: dict) -> None:
+def test_gateway_refusals_answer_in_the_error_shape(resources: Resources) -> None:
     table = json.loads((paths.FUNCTIONS_DIR / "gateway_responses.json").read_text())
     responses = _api(resources)["GatewayResponses"]
     assert (

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 import pytest
@@ -65,7 +67,7 @@ def test_import_buckets_as_a_json_list() -> None:
         {"fallback_url_seconds": 0},
     ],
 )
-def test_bad_settings_are_refused(bad: dict) -> None:
+def test_bad_settings_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         FsnodeSettings(**bad)
 
@@ -141,7 +143,7 @@ def test_every_control_plane_setting_comes_from_context() -> None:
     not real_functions_ready(),
     reason="functions/app.py or functions/statemachines/*.asl.json not written yet",
 )
-def test_python_app_py_synthesizes_offline(tmp_path) -> None:
+def test_python_app_py_synthesizes_offline(tmp_path: Path) -> None:
     env = {
         k: v
         for k, v in os.environ.items()

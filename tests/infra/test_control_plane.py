@@ -16,7 +16,7 @@ from infra.constructs.control_plane import require_lambda_python
 from infra.constructs.core_layer import LAMBDA_PYTHON, LAMBDA_RUNTIME
 from infra.settings import FsnodeSettings
 
-from .conftest import Synthesis, of_type
+from .conftest import Resources, Synthesis, of_type
 
 # Every FSNODE_* setting the control plane reads: the shared schema's tunables and the
 # resource names functions/chalicelib/settings.py adds. The functions the API handler
@@ -36,16 +36,16 @@ def _settings_read_by_functions() -> set[str]:
     return tunables | set(re.findall(r"FSNODE_[A-Z0-9_]+", CONTROL_PLANE_SETTINGS.read_text()))
 
 
-def _env(resources: dict, function: str = "APIHandler") -> dict[str, Any]:
+def _env(resources: Resources, function: str = "APIHandler") -> dict[str, Any]:
     return dict(resources[function]["Properties"]["Environment"]["Variables"])
 
 
-def _functions(resources: dict) -> dict[str, dict[str, Any]]:
+def _functions(resources: Resources) -> dict[str, dict[str, Any]]:
     return of_type(resources, "AWS::Serverless::Function")
 
 
 def test_every_function_has_settings_layer_and_tracing(
-    resources: dict, synthesis: Synthesis
+    resources: Resources, synthesis: Synthesis
 ) -> None:
     functions = _functions(resources)
     assert {"APIHandler", "PlanReplication", "WarmChunk"} <= set(functions)
@@ -76,7 +76,7 @@ def test_every_function_has_settings_layer_and_tracing(
     assert "DefaultRole" not in resources
 
 
-def test_settings_reach_the_functions_with_cdk_json_defaults(resources: dict) -> None:
+def test_settings_reach_the_functions_with_cdk_json_defaults(resources: Resources) -> None:
     env = _env(resources)
     defaults = FsnodeSettings()
     for name, value in defaults.control_plane_environment().items():
@@ -85,7 +85,7 @@ def test_settings_reach_the_functions_with_cdk_json_defaults(resources: dict) ->
     assert env["FSNODE_PUBLIC_URL"] == ""  # unset: share URLs follow the request
 
 
-def test_registrations_must_be_signed_as_the_edge_task_role(resources: dict) -> None:
+def test_registrations_must_be_signed_as_the_edge_task_role(resources: Resources) -> None:
     """The API handler (register) knows the edge task role; its ARN is the role's."""
     (role_id, attribute) = _env(resources)["FSNODE_EDGE_ROLE_ARN"]["Fn::GetAtt"]
     assert attribute == "Arn" and resources[role_id]["Type"] == "AWS::IAM::Role"
@@ -100,13 +100,13 @@ def test_registrations_must_be_signed_as_the_edge_task_role(resources: dict) -> 
     }
 
 
-def test_import_buckets_default_to_the_origin(resources: dict) -> None:
+def test_import_buckets_default_to_the_origin(resources: Resources) -> None:
     (origin,) = (k for k in of_type(resources, "AWS::S3::Bucket") if k.startswith("StorageOrigin"))
     assert _env(resources)["FSNODE_IMPORT_BUCKETS"] == {"Ref": origin}
     assert _env(resources)["FSNODE_BUCKET"] == {"Ref": origin}
 
 
-def test_state_machine_arn_setting_is_not_a_ref(resources: dict) -> None:
+def test_state_machine_arn_setting_is_not_a_ref(resources: Resources) -> None:
     # A Ref would be a cycle: the machine invokes these very functions.
     env = resources["PlanReplication"]["Properties"]["Environment"]["Variables"]
     arn = json.dumps(env["FSNODE_REPLICATE_STATE_MACHINE_ARN"])
@@ -114,7 +114,7 @@ def test_state_machine_arn_setting_is_not_a_ref(resources: dict) -> None:
     assert '"Ref": "Workflows' not in arn
 
 
-def test_prune_runs_every_minute(resources: dict) -> None:
+def test_prune_runs_every_minute(resources: Resources) -> None:
     scheduled = [
         event["Properties"]["Schedule"]
         for function in _functions(resources).values()
@@ -131,7 +131,7 @@ def test_prune_runs_every_minute(resources: dict) -> None:
     )
 
 
-def test_each_function_role_holds_only_logs_and_traces_inline(resources: dict) -> None:
+def test_each_function_role_holds_only_logs_and_traces_inline(resources: Resources) -> None:
     for name, function in _functions(resources).items():
         role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
         assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
@@ -151,7 +151,7 @@ def test_each_function_role_holds_only_logs_and_traces_inline(resources: dict) -
         assert "log-group:/aws/lambda/*" in logs_resource and "arn:*:logs:*" not in logs_resource
 
 
-def test_api_name_and_output(resources: dict, synthesis: Synthesis) -> None:
+def test_api_name_and_output(resources: Resources, synthesis: Synthesis) -> None:
     assert resources["RestAPI"]["Properties"]["Name"] == "FsnodeStack-api"
     assert resources["RestAPI"]["Properties"]["EndpointConfiguration"] == "REGIONAL"
     outputs = synthesis.template["Outputs"]
@@ -167,7 +167,7 @@ def test_api_name_and_output(resources: dict, synthesis: Synthesis) -> None:
     assert "execute-api" in json.dumps(outputs["ApiUrl"]["Value"])
 
 
-def test_each_function_has_a_log_group_with_retention(resources: dict) -> None:
+def test_each_function_has_a_log_group_with_retention(resources: Resources) -> None:
     groups = [
         json.dumps(g["Properties"].get("LogGroupName"))
         for g in of_type(resources, "AWS::Logs::LogGroup").values()

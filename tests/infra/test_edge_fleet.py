@@ -11,11 +11,16 @@ from aws_cdk.aws_ecr_assets import Platform
 
 from edge_node import discover_public_url
 from infra import paths
-from infra.constructs.edge_fleet import ADMIN_PORT, LISTENER_PORT, PUBLIC_PORT, STATE_DIR, TLS_PORT
-from infra.constructs.edge_instances import EDGE_UID, SYSTEM_GIB, network_bytes_per_minute
+from infra.constructs.edge_instances import (
+    EDGE_UID,
+    STATE_DIR,
+    SYSTEM_GIB,
+    network_bytes_per_minute,
+)
+from infra.constructs.edge_network import ADMIN_PORT, LISTENER_PORT, PUBLIC_PORT, TLS_PORT
 from infra.constructs.edge_task import IMAGE_CONTEXT_INCLUDES, image_platform
 
-from .conftest import STACK_NAME, Synthesis, of_type
+from .conftest import STACK_NAME, Resources, Synthesis, of_type
 
 # docs/PROTOCOL.md, Settings, edge (FSNODE_JOIN_TOKEN comes as a secret).
 EDGE_ENV = {
@@ -31,23 +36,23 @@ EDGE_ENV = {
 DOCKERFILE = (paths.REPO_ROOT / paths.EDGE_DOCKERFILE).read_text()
 
 
-def _container(resources: dict) -> dict[str, Any]:
+def _container(resources: Resources) -> dict[str, Any]:
     (task,) = of_type(resources, "AWS::ECS::TaskDefinition").values()
     (container,) = task["Properties"]["ContainerDefinitions"]
     return dict(container)
 
 
-def _launch_data(resources: dict) -> dict[str, Any]:
+def _launch_data(resources: Resources) -> dict[str, Any]:
     (template,) = of_type(resources, "AWS::EC2::LaunchTemplate").values()
     return dict(template["Properties"]["LaunchTemplateData"])
 
 
-def _user_data(resources: dict) -> str:
+def _user_data(resources: Resources) -> str:
     parts = _launch_data(resources)["UserData"]["Fn::Base64"]["Fn::Join"][1]
     return "".join(part if isinstance(part, str) else json.dumps(part) for part in parts)
 
 
-def _role_statements(resources: dict, role_id: str) -> list[dict[str, Any]]:
+def _role_statements(resources: Resources, role_id: str) -> list[dict[str, Any]]:
     return [
         statement
         for policy in of_type(resources, "AWS::IAM::Policy").values()
@@ -56,7 +61,7 @@ def _role_statements(resources: dict, role_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_vpc_has_public_subnets_only_and_no_nat(template: Template, resources: dict) -> None:
+def test_vpc_has_public_subnets_only_and_no_nat(template: Template, resources: Resources) -> None:
     template.resource_count_is("AWS::EC2::VPC", 1)
     template.resource_count_is("AWS::EC2::NatGateway", 0)
     # Instances get public DNS names (what each edge registers).
@@ -71,7 +76,7 @@ def test_vpc_has_public_subnets_only_and_no_nat(template: Template, resources: d
 
 
 def test_instances_have_public_addresses_imdsv2_and_an_encrypted_cache_volume(
-    resources: dict,
+    resources: Resources,
 ) -> None:
     data = _launch_data(resources)
     (interface,) = data["NetworkInterfaces"]
@@ -91,7 +96,7 @@ def test_instances_have_public_addresses_imdsv2_and_an_encrypted_cache_volume(
     assert "ecsoptimizedamiamazonlinux2023" in json.dumps(data["ImageId"])
 
 
-def test_user_data_joins_the_cluster_and_prepares_the_host(resources: dict) -> None:
+def test_user_data_joins_the_cluster_and_prepares_the_host(resources: Resources) -> None:
     script = _user_data(resources)
     (cluster_id,) = of_type(resources, "AWS::ECS::Cluster")
     assert f'echo ECS_CLUSTER={{"Ref": "{cluster_id}"}} >> /etc/ecs/ecs.config' in script
@@ -107,7 +112,7 @@ def test_user_data_joins_the_cluster_and_prepares_the_host(resources: dict) -> N
 
 
 def test_auto_scaling_group_spans_public_subnets_and_is_replaced_when_unhealthy(
-    template: Template, resources: dict
+    template: Template, resources: Resources
 ) -> None:
     template.resource_count_is("AWS::AutoScaling::LaunchConfiguration", 0)
     (group,) = of_type(resources, "AWS::AutoScaling::AutoScalingGroup").values()
@@ -127,7 +132,7 @@ def test_auto_scaling_group_spans_public_subnets_and_is_replaced_when_unhealthy(
     assert rolling["MaxBatchSize"] == 1 and rolling["MinInstancesInService"] < 10
 
 
-def test_scaling_on_cpu_and_network(template: Template, resources: dict) -> None:
+def test_scaling_on_cpu_and_network(template: Template, resources: Resources) -> None:
     # ASGAverageNetworkOut is bytes per minute (detailed monitoring): 400 Mbit/s per edge.
     network = 400_000_000 // 8 * 60
     for metric, target in (("ASGAverageCPUUtilization", 60), ("ASGAverageNetworkOut", network)):
@@ -159,7 +164,9 @@ def test_the_edge_image_is_built_for_the_instances_platform(synthesis: Synthesis
     assert network_bytes_per_minute(8) == 60_000_000
 
 
-def test_edge_runs_as_a_daemon_in_host_network_mode(template: Template, resources: dict) -> None:
+def test_edge_runs_as_a_daemon_in_host_network_mode(
+    template: Template, resources: Resources
+) -> None:
     template.has_resource_properties(
         "AWS::ECS::Service",
         {
@@ -181,7 +188,7 @@ def test_edge_runs_as_a_daemon_in_host_network_mode(template: Template, resource
     ]
 
 
-def test_container_discovers_its_public_url_and_keeps_secrets_secret(resources: dict) -> None:
+def test_container_discovers_its_public_url_and_keeps_secrets_secret(resources: Resources) -> None:
     container = _container(resources)
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert set(env) >= EDGE_ENV
@@ -232,7 +239,7 @@ def test_nlb_listener_is_tcp_443_passthrough_to_instances(template: Template) ->
 
 
 def test_security_groups_open_443_to_players_and_the_edge_port_to_the_nlb_only(
-    resources: dict,
+    resources: Resources,
 ) -> None:
     groups = of_type(resources, "AWS::EC2::SecurityGroup")
     (edge_id,) = (k for k in groups if k.startswith("EdgeFleetEdgeSg"))
@@ -255,7 +262,7 @@ def test_security_groups_open_443_to_players_and_the_edge_port_to_the_nlb_only(
     assert [(r["CidrIp"], r["FromPort"]) for r in nlb_ingress] == [("0.0.0.0/0", LISTENER_PORT)]
 
 
-def test_task_role_only_gets_origin_objects(resources: dict) -> None:
+def test_task_role_only_gets_origin_objects(resources: Resources) -> None:
     (task,) = of_type(resources, "AWS::ECS::TaskDefinition").values()
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     statement, published, tree = _role_statements(resources, role_id)
@@ -269,7 +276,7 @@ def test_task_role_only_gets_origin_objects(resources: dict) -> None:
     assert tree["Condition"] == {"StringLike": {"s3:prefix": ["meta/v1/tree/*"]}}
 
 
-def test_instance_role_is_the_ecs_agent_in_this_cluster_only(resources: dict) -> None:
+def test_instance_role_is_the_ecs_agent_in_this_cluster_only(resources: Resources) -> None:
     (profile,) = of_type(resources, "AWS::IAM::InstanceProfile").values()
     (role,) = profile["Properties"]["Roles"]
     statements = _role_statements(resources, role["Ref"])

@@ -11,11 +11,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Match, Template
 
 from infra import paths
-from infra.constructs.edge_fleet import (
-    LISTENER_PORT,
-    TLS_PORT,
-    EdgeFleet,
-)
+from infra.constructs.edge_fleet import EdgeFleet
+from infra.constructs.edge_network import LISTENER_PORT, TLS_PORT
 from infra.constructs.public_domain import PublicDomain
 
 

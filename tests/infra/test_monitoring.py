@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match, Template
 
 from infra.constructs.monitoring import Monitoring
 
-from .conftest import of_type
+from .conftest import Resources, of_type
 
 
 def test_alarms(template: Template) -> None:
@@ -55,7 +58,7 @@ def test_edge_origin_errors_are_counted_from_edge_logs(template: Template) -> No
 
 
 def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(
-    template: Template, resources: dict
+    template: Template, resources: Resources
 ) -> None:
     (topic_id,) = of_type(resources, "AWS::SNS::Topic")
     alarms = of_type(resources, "AWS::CloudWatch::Alarm")
@@ -108,6 +111,9 @@ def test_alarm_email_subscribes_to_the_topic() -> None:
         {
             "Protocol": "email",
             "Endpoint": "ops@example.com",
-            "TopicArn": {"Ref": stack.get_logical_id(monitoring.topic.node.default_child)},
+            # A Topic's default child is its CfnTopic; the CDK types it as any construct.
+            "TopicArn": {
+                "Ref": stack.get_logical_id(cast(sns.CfnTopic, monitoring.topic.node.default_child))
+            },
         },
     )

@@ -9,10 +9,10 @@ from aws_cdk.assertions import Match, Template
 
 from infra.constructs.pki import Pki
 
-from .conftest import of_type
+from .conftest import Resources, of_type
 
 
-def test_root_ca_is_created_signed_and_activated(template: Template, resources: dict) -> None:
+def test_root_ca_is_created_signed_and_activated(template: Template, resources: Resources) -> None:
     template.resource_count_is("AWS::ACMPCA::CertificateAuthority", 1)
     template.has_resource_properties(
         "AWS::ACMPCA::CertificateAuthority",

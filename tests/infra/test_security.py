@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import STACK_NAME, Synthesis, of_type
+from .conftest import STACK_NAME, Resources, Synthesis, of_type
 
 # Actions AWS only accepts with "Resource": "*", each with the reason.
 STAR_RESOURCE_ALLOWED = {
@@ -44,7 +44,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _statements(resources: dict) -> Iterator[tuple[str, dict[str, Any]]]:
+def _statements(resources: Resources) -> Iterator[tuple[str, dict[str, Any]]]:
     for key, policy in of_type(resources, "AWS::IAM::Policy").items():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             yield key, statement
@@ -54,14 +54,14 @@ def _statements(resources: dict) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield key, statement
 
 
-def test_no_wildcard_actions(resources: dict) -> None:
+def test_no_wildcard_actions(resources: Resources) -> None:
     # Not even families such as s3:GetObject*: every action is named.
     for key, statement in _statements(resources):
         for action in _as_list(statement["Action"]):
             assert "*" not in action, (key, action)
 
 
-def test_star_resource_only_where_aws_requires_it(resources: dict) -> None:
+def test_star_resource_only_where_aws_requires_it(resources: Resources) -> None:
     seen = 0
     for key, statement in _statements(resources):
         if "*" in _as_list(statement["Resource"]):
@@ -71,13 +71,13 @@ def test_star_resource_only_where_aws_requires_it(resources: dict) -> None:
     assert seen  # the allow-list is exercised, not dead
 
 
-def test_no_role_carries_a_managed_policy(resources: dict) -> None:
+def test_no_role_carries_a_managed_policy(resources: Resources) -> None:
     # AWS-managed policies (AmazonEC2ContainerServiceforEC2Role, ...) grant on "*".
     for key, role in of_type(resources, "AWS::IAM::Role").items():
         assert not role["Properties"].get("ManagedPolicyArns"), key
 
 
-def test_no_allow_with_not_action_or_not_resource(resources: dict) -> None:
+def test_no_allow_with_not_action_or_not_resource(resources: Resources) -> None:
     for key, statement in _statements(resources):
         assert "NotAction" not in statement and "NotResource" not in statement, key
 

@@ -15,7 +15,7 @@ from aws_cdk.assertions import Match, Template
 from infra import grants, paths
 from infra.constructs.storage import Storage
 
-from .conftest import of_type
+from .conftest import Resources, of_type
 
 LAYOUT = json.loads(paths.TABLES_JSON.read_text())
 
@@ -27,7 +27,7 @@ def _origin(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return dict(origin["Properties"])
 
 
-def test_origin_bucket_is_private_encrypted_and_versioned(resources: dict) -> None:
+def test_origin_bucket_is_private_encrypted_and_versioned(resources: Resources) -> None:
     props = _origin(resources)
     assert props["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
@@ -41,7 +41,7 @@ def test_origin_bucket_is_private_encrypted_and_versioned(resources: dict) -> No
     assert "LoggingConfiguration" in props
 
 
-def test_origin_aborts_incomplete_multipart_uploads(resources: dict) -> None:
+def test_origin_aborts_incomplete_multipart_uploads(resources: Resources) -> None:
     rules = _origin(resources)["LifecycleConfiguration"]["Rules"]
     aborts = [
         r["AbortIncompleteMultipartUpload"] for r in rules if "AbortIncompleteMultipartUpload" in r
@@ -122,7 +122,7 @@ def test_existing_bucket_is_referenced_not_created() -> None:
     assert storage.bucket.bucket_name == "media"
 
 
-def test_origin_lets_browsers_upload_parts_and_read_their_etags(resources: dict) -> None:
+def test_origin_lets_browsers_upload_parts_and_read_their_etags(resources: Resources) -> None:
     # Mirrors the local stack's rule (fsnode/localstack/resources.py).
     assert _origin(resources)["CorsConfiguration"] == {
         "CorsRules": [

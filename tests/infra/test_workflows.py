@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from .conftest import Synthesis, of_type
+from .conftest import Resources, Synthesis, of_type
 
 
-def _machines(resources: dict) -> dict:
+def _machines(resources: Resources) -> Resources:
     return of_type(resources, "AWS::StepFunctions::StateMachine")
 
 
-def test_replicate_machine_substitutes_chalice_function_arns(resources: dict) -> None:
+def test_replicate_machine_substitutes_chalice_function_arns(resources: Resources) -> None:
     (machine,) = [
         m
         for m in _machines(resources).values()
@@ -26,7 +27,7 @@ def test_replicate_machine_substitutes_chalice_function_arns(resources: dict) ->
 
 
 def test_every_placeholder_in_every_definition_is_substituted(
-    synthesis: Synthesis, resources: dict
+    synthesis: Synthesis, resources: Resources
 ) -> None:
     for machine in _machines(resources).values():
         props = machine["Properties"]
@@ -60,10 +61,10 @@ def test_logging_all_without_execution_data_and_tracing(template: Template) -> N
     )
 
 
-def test_role_invokes_exactly_the_substituted_functions(resources: dict) -> None:
+def test_role_invokes_exactly_the_substituted_functions(resources: Resources) -> None:
     role_ids = {m["Properties"]["RoleArn"]["Fn::GetAtt"][0] for m in _machines(resources).values()}
     (role_id,) = role_ids
-    invoked: list = []
+    invoked: list[Any] = []
     for policy in of_type(resources, "AWS::IAM::Policy").values():
         if role_id in json.dumps(policy["Properties"]["Roles"]):
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -83,7 +84,7 @@ def test_role_invokes_exactly_the_substituted_functions(resources: dict) -> None
     assert sorted(map(json.dumps, invoked)) == sorted(set(map(json.dumps, expected)))
 
 
-def test_a_distributed_map_may_run_its_machines_child_executions(resources: dict) -> None:
+def test_a_distributed_map_may_run_its_machines_child_executions(resources: Resources) -> None:
     # replicate runs each batch as a child execution of itself (a Distributed Map): the
     # role starts executions of that machine only, and describes and stops its children.
     machines = _machines(resources).values()

@@ -130,6 +130,15 @@ def _complete(parts: Callable[[Seeded], Any]) -> Callable[[Seeded], Any]:
     return lambda s: {"parts": parts(s)}
 
 
+def _upload_at(path: object) -> Callable[[Seeded], Any]:
+    return lambda s: {
+        "path": path,
+        "size": 1,
+        "chunk_sha256": ["a" * 64],
+        "part_sha256": ["a" * 64],
+    }
+
+
 # One bad request a row (fmt: off keeps the table a table).
 # fmt: off
 ROWS: dict[str, Row] = {
@@ -219,8 +228,7 @@ ROWS: dict[str, Row] = {
                    "chunk_sha256": []}),
     **{f"upload-path-{name}": Row(
         "POST", lambda s: "/files", 400, "invalid_input",
-        lambda s, path=path: {"path": path, "size": 1, "chunk_sha256": ["a" * 64],
-                              "part_sha256": ["a" * 64]})
+        _upload_at(path))
        for name, path in (("dot-dot", "a/../b"), ("dot", "./a"), ("double-slash", "a//b"),
                           ("leading-slash", "/a"), ("trailing-slash", "a/"),
                           ("nul", "a\x00b"), ("newline", "a\nb"), ("backslash", "a\\b"),

@@ -24,12 +24,13 @@ sys.path.insert(0, str(Path(__file__).parents[2]))
 
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
-from edge_node.context import ShareKeys
+from edge_node.context import EdgeContext
 from edge_node.folders import FolderIndex
 from edge_node.manifests import ManifestStore
 from edge_node.origin import OriginFetcher
 from edge_node.published_reader import PublishedReader
-from edge_node.server import EdgeContext, build_app
+from edge_node.server import build_app
+from edge_node.shares import ShareKeys
 from tests.integration.edge_publishing import share_public_keys
 
 

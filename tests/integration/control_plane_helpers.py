@@ -97,7 +97,7 @@ def node_auth(node: dict[str, Any]) -> dict[str, str]:
 
 
 def error_of(answer: Any) -> dict[str, Any]:
-    body = json.loads(answer.body)
+    body: dict[str, dict[str, Any]] = json.loads(answer.body)
     assert set(body) == {"error"}, body
     assert {"code", "message"} <= set(body["error"])
     return body["error"]

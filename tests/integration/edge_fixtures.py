@@ -32,7 +32,7 @@ from moto.server import ThreadedMotoServer
 from edge_node import tls
 from edge_node.cache import CacheConfig, ChunkCache
 from edge_node.chunk_hashes import ChunkHashRecorder
-from edge_node.context import ReadAhead, ShareKeys
+from edge_node.context import EdgeContext
 from edge_node.early_reads import EarlyReads, held_on_disk
 from edge_node.folders import FolderIndex
 from edge_node.limits import ClientLimits, ConnectionGuard
@@ -43,7 +43,9 @@ from edge_node.metrics import EdgeMetrics
 from edge_node.origin import OriginConfig, OriginFetcher
 from edge_node.prefetch import PlaylistPrefetch, PrefetchConfig
 from edge_node.published_reader import PublishedReader
-from edge_node.server import EdgeContext, build_app
+from edge_node.readahead import ReadAhead
+from edge_node.server import build_app
+from edge_node.shares import ShareKeys
 from tests.integration.edge_publishing import share_public_keys
 
 

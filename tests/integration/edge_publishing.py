@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import boto3
-from fsnode_core.digests import join_digests
+from fsnode_core.digests import chunks_digest, join_digests
 from fsnode_core.folder_tokens import mint_folder_token
 from fsnode_core.ids import new_id
 from fsnode_core.paths import url_path
@@ -22,7 +22,6 @@ from fsnode_core.published import (
     Head,
     Origin,
     VersionManifest,
-    chunks_digest,
 )
 from fsnode_core.published_keys import (
     data_key,

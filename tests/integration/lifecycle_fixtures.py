@@ -24,7 +24,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from fsnode_core.catalog import ChunkCatalog
-from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING, FileRecord, ReplicaRecord
+from fsnode_core.models import NODE_ACTIVE, NODE_DRAINING, FileRecord, NodeRecord, ReplicaRecord
 from fsnode_core.nodes_store import NodeRegistry
 from fsnode_core.published import VersionManifest
 
@@ -93,9 +93,10 @@ class Machines:
         return execution_history(boto3.client("stepfunctions"), arn)
 
     def executions(self, machine: str) -> list[dict[str, Any]]:
-        return boto3.client("stepfunctions").list_executions(
+        executions: list[dict[str, Any]] = boto3.client("stepfunctions").list_executions(
             stateMachineArn=machine, maxResults=1000
         )["executions"]
+        return executions
 
 
 @pytest.fixture(name="machines")
@@ -340,3 +341,9 @@ def file_record(catalog: ChunkCatalog, file_id: str) -> FileRecord:
     meta = catalog.get_file(file_id)
     assert meta is not None
     return meta
+
+
+def node_record(registry: NodeRegistry, node_id: str) -> NodeRecord:
+    node = registry.get(node_id)
+    assert node is not None
+    return node

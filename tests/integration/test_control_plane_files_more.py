@@ -12,9 +12,10 @@ import boto3
 import pytest
 import requests
 from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.digests import chunks_digest
 from fsnode_core.ids import new_id
 from fsnode_core.models import FileRecord
-from fsnode_core.published import Origin, VersionManifest, chunks_digest
+from fsnode_core.published import Origin, VersionManifest
 from fsnode_core.published_keys import version_manifest_key
 
 from tests.integration.control_plane_helpers import (

@@ -21,6 +21,7 @@ from tests.integration.lifecycle_fixtures import (
     hold_replicas,
     isolated_fixture,  # noqa: F401
     machines_fixture,  # noqa: F401
+    node_record,
     object_exists,
     pump,
     stores,
@@ -39,7 +40,7 @@ def test_gc_deletes_object_items_and_has_edges_evict(
     share = cp_api.call("POST", f"/files/{file_id}/share", {"ttl_seconds": 60}).json_body
     hold_replicas(catalog, file_id, version, 2, [e.node_id for e in edges])
 
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
 
     def watch() -> None:
         meta = catalog.get_file(file_id)
@@ -134,7 +135,7 @@ def test_gc_does_not_wait_for_a_dead_or_draining_node(
     hold_replicas(catalog, file_id, version, 1, [live.node_id, dead.node_id])
     dead.offline = True
     if leaving == NODE_DEAD:
-        assert registry.mark_dead(dead.node_id, registry.get(dead.node_id).last_heartbeat)
+        assert registry.mark_dead(dead.node_id, node_record(registry, dead.node_id).last_heartbeat)
     else:
         assert cp_api.call("POST", f"/nodes/{dead.node_id}/drain").status_code == 200
     status = machines.wait(

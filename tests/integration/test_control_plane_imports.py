@@ -11,9 +11,9 @@ import boto3
 import pytest
 import requests
 from fsnode_core.catalog import ChunkCatalog
+from fsnode_core.digests import chunks_digest
 from fsnode_core.errors import Conflict
 from fsnode_core.ids import new_id
-from fsnode_core.published import chunks_digest
 
 from tests.integration.control_plane_helpers import (
     CHUNK,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from tests.integration.control_plane_helpers import (
@@ -27,11 +28,12 @@ def test_register_issues_a_certificate_for_the_endpoint_host(cp_api: Any, cp_sta
     root = x509.load_pem_x509_certificate(node["root_certificate"].encode())
     assert node["root_certificate"].strip() == cp_stack.root_pem.strip()
     # The leaf chains to the CA root: the root's key verifies the leaf's signature.
-    root.public_key().verify(
+    # The local CA's key is RSA (PKCS#1 v1.5), and its signatures name their hash.
+    cast(rsa.RSAPublicKey, root.public_key()).verify(
         cert.signature,
         cert.tbs_certificate_bytes,
         padding.PKCS1v15(),
-        cert.signature_hash_algorithm,
+        cast(hashes.HashAlgorithm, cert.signature_hash_algorithm),
     )
     assert cert.issuer == root.subject
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -200,7 +202,8 @@ def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(
         )
         answer = cp_api.call("POST", "/nodes/register", body, key=False)
         assert answer.status_code == 200, answer.body
-        return answer.json_body
+        registered: dict[str, Any] = answer.json_body
+        return registered
 
     first = attempt(key)
     assert attempt(key)["node_id"] == first["node_id"]  # a restart: same key, new CSR
@@ -209,7 +212,8 @@ def test_a_replayed_register_is_one_for_the_same_endpoint_and_key(
     moved = attempt(new_key)
     assert moved["node_id"] != first["node_id"]
     cert = x509.load_pem_x509_certificate(moved["certificate"].encode())
-    assert cert.public_key().public_numbers() == new_key.public_key().public_numbers()
+    leaf_key = cast(ec.EllipticCurvePublicKey, cert.public_key())  # the CSR's key: EC
+    assert leaf_key.public_numbers() == new_key.public_key().public_numbers()
     assert attempt(key, "https://127.0.0.1:9443")["node_id"] not in (
         first["node_id"],
         moved["node_id"],

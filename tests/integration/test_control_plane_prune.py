@@ -22,6 +22,7 @@ from tests.integration.lifecycle_fixtures import (
     hold_replicas,
     isolated_fixture,  # noqa: F401
     machines_fixture,  # noqa: F401
+    node_record,
     object_exists,
     pump,
     stores,
@@ -51,7 +52,7 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
     for run in runs:
         run.join()
     assert sum(s["marked_dead"].count(a.node_id) for s in summaries) == 1
-    assert registry.get(a.node_id).status == NODE_DEAD
+    assert node_record(registry, a.node_id).status == NODE_DEAD
     prune.run()  # a third run later: still nothing new
     loss = [
         e
@@ -213,7 +214,7 @@ def test_files_to_collect_reads_only_the_sparse_collection_index(
         Key={"pk": {"S": f"file#{due['file_id']}"}, "sk": {"S": "meta"}},
     )["Item"]
     assert "expires_at" not in item
-    assert catalog.get_file(due["file_id"]).expires_at == now - 1
+    assert file_record(catalog, due["file_id"]).expires_at == now - 1
     # Only the current, ready version as read takes an expiry.
     tombstone = file_record(catalog, deleting["file_id"])
     with pytest.raises(Conflict):

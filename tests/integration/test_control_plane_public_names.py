@@ -118,7 +118,7 @@ def test_a_placed_node_gets_a_record_the_certificate_and_redirects_by_name(
     ).json_body
     url = urlsplit(shared["share_url"])
     location = cp_api.call("GET", f"{url.path}?{url.query}", key=False).headers["Location"]
-    assert urlsplit(location).hostname.endswith(f".{EDGES}")  # type: ignore[union-attr]
+    assert urlsplit(location).hostname.endswith(f".{EDGES}")
     # Draining takes the name away from new viewers.
     assert cp_api.call("POST", f"/nodes/{node['node_id']}/drain").status_code == 200
     assert name not in _records(public["FSNODE_HOSTED_ZONE_ID"])

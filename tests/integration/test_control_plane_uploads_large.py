@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import boto3
@@ -118,7 +119,7 @@ def test_50000_chunks_upload_and_plan_in_a_fixed_number_of_requests(
         }
         raw = json.dumps(body).encode()
         assert len(raw) < 4 * 1024 * 1024  # under the route's body limit
-        init, init_calls = _counted(lambda raw=raw: cp_api.call("POST", "/files", raw))
+        init, init_calls = _counted(partial(cp_api.call, "POST", "/files", raw))
         assert init.status_code == 200, init.body[:300]
         started = init.json_body
         file_id = started["file_id"]
@@ -127,9 +128,7 @@ def test_50000_chunks_upload_and_plan_in_a_fixed_number_of_requests(
         assert max(len(json.dumps(i)) for i in file_items(cp_stack, file_id)) < 2000
         etags = put_parts(started["parts"], data)
         done, complete_calls = _counted(
-            lambda file_id=file_id, etags=etags: cp_api.call(
-                "POST", f"/files/{file_id}/complete", {"parts": etags}
-            )
+            partial(cp_api.call, "POST", f"/files/{file_id}/complete", {"parts": etags})
         )
         assert done.status_code == 200, done.body[:300]
         assert _sks(cp_stack, file_id) == ["meta"]
@@ -137,9 +136,7 @@ def test_50000_chunks_upload_and_plan_in_a_fixed_number_of_requests(
         offset: int | None = 0
         while offset is not None:
             page, calls = _counted(
-                lambda offset=offset, file_id=file_id: cp_api.call(
-                    "GET", f"/files/{file_id}/plan?offset={offset}"
-                )
+                partial(cp_api.call, "GET", f"/files/{file_id}/plan?offset={offset}")
             )
             assert page.status_code == 200, page.body[:300]
             sizes.append(len(page.body))

@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from edge_node.cache import CacheConfig, ChunkCache
+from edge_node.cache.fill import Origin
 from edge_node.cache.layout import Layout, key_for
 from edge_node.manifest import Manifest
 from tests.helpers import wait_for
@@ -297,7 +298,7 @@ def test_hashes_learned_by_one_worker_check_another_workers_first_open(node: Nod
     assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(data[CHUNK:]).hexdigest()
 
 
-def proxy_origin_unused() -> object:
+def proxy_origin_unused() -> Origin:
     """An origin for a process that only holds leases on stored chunks."""
 
     class Unused:

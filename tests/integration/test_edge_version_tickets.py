@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http import client as http_client
+from urllib.parse import urlencode
 
 import boto3
 import pytest
@@ -187,7 +188,7 @@ def read_raw(edge: EdgeServer, path: str, query: dict[str, str]) -> tuple[bytes,
     """A GET that keeps whatever body arrived when the connection was cut."""
     conn = http_client.HTTPSConnection("127.0.0.1", edge.port, context=edge.client_ssl())
     try:
-        conn.request("GET", f"{path}?{requests.compat.urlencode(query)}")
+        conn.request("GET", f"{path}?{urlencode(query)}")
         answer = conn.getresponse()
         body = b""
         try:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -183,7 +184,11 @@ def test_a_killed_worker_is_restarted_while_the_other_serves_and_sigterm_drains(
     edge.process.send_signal(signal.SIGTERM)
     assert edge.process.wait(timeout=60) == 0, "".join(edge.log)
     for pid in current:
-        wait_for(lambda pid=pid: not _alive(pid), f"worker {pid} to exit")
+        wait_for(partial(_gone, pid), f"worker {pid} to exit")
+
+
+def _gone(pid: int) -> bool:
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -205,7 +210,7 @@ def test_workers_stop_when_the_node_agent_is_killed(edge: Edge) -> None:
     edge.process.wait(timeout=30)
     # No worker goes on serving for a node that no longer beats.
     for pid in workers:
-        wait_for(lambda pid=pid: not _alive(pid), f"worker {pid} to exit")
+        wait_for(partial(_gone, pid), f"worker {pid} to exit")
 
 
 def test_every_worker_serves_the_public_certificate_and_its_renewal(

@@ -65,7 +65,8 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _client(endpoint: str, service: str) -> Any:
-    return boto3.client(
+    # The service is named at run time (the stubs type only literal names).
+    return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint,
         region_name="us-east-1",

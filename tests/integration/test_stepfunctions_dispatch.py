@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -44,8 +45,9 @@ def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield endpoint
 
 
-def _client(endpoint: str, service: str) -> boto3.client:
-    return boto3.client(
+def _client(endpoint: str, service: str) -> Any:
+    # The service is named at run time (the stubs type only literal names).
+    return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint,
         region_name="us-east-1",
@@ -75,7 +77,7 @@ def flaky_machine(aws_server: str) -> str:
     )
 
 
-def _run(endpoint: str, machine: str, payload: dict) -> tuple[dict, list[dict]]:
+def _run(endpoint: str, machine: str, payload: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     sfn = _client(endpoint, "stepfunctions")
     # Named explicitly: moto names every unnamed execution "None".
     execution = sfn.start_execution(
@@ -86,7 +88,7 @@ def _run(endpoint: str, machine: str, payload: dict) -> tuple[dict, list[dict]]:
     return described, history
 
 
-def _failed_errors(history: list[dict]) -> list[str]:
+def _failed_errors(history: list[Any]) -> list[str]:
     return [
         (e.get("taskFailedEventDetails") or e.get("lambdaFunctionFailedEventDetails"))["error"]
         for e in history

@@ -46,7 +46,7 @@ async def test_bytes_the_disk_must_supply_are_read_in_a_thread(
         raise BlockingIOError(errno.EAGAIN, "not cached")
 
     monkeypatch.setattr(diskio, "_NOWAIT", 8)
-    monkeypatch.setattr(diskio.os, "preadv", would_block)
+    monkeypatch.setattr(os, "preadv", would_block)
     assert diskio.read_if_cached(fd, 10, 0) is None
     assert bytes(await diskio.pread(fd, 200_000, 50_000)) == DATA[50_000:250_000]
     assert diskio._NOWAIT == 8  # a miss is no reason to stop trying
@@ -62,7 +62,7 @@ async def test_a_kernel_without_nowait_reads_are_all_threaded(
         raise OSError(errno.EOPNOTSUPP, "not supported")
 
     monkeypatch.setattr(diskio, "_NOWAIT", 8)
-    monkeypatch.setattr(diskio.os, "preadv", refused)
+    monkeypatch.setattr(os, "preadv", refused)
     assert bytes(await diskio.pread(fd, 1000, 0)) == DATA[:1000]
     assert bytes(await diskio.pread(fd, 1000, 1000)) == DATA[1000:2000]
     assert len(calls) == 1  # refused once, never asked again

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -29,7 +30,6 @@ from fsnode_core.published import (
     VersionManifest,
 )
 
-from edge_node import manifests as manifests_module
 from edge_node.manifest import Manifest
 from edge_node.manifests import ManifestStore
 
@@ -50,7 +50,7 @@ class Clock:
 @pytest.fixture(autouse=True)
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(manifests_module.time, "monotonic", fake)
+    monkeypatch.setattr(time, "monotonic", fake)
     return fake
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 from fsnode_core.digests import chunks_digest
@@ -21,6 +23,7 @@ from edge_node.folders import FolderIndex
 from edge_node.manifest import Manifest
 from edge_node.manifests import ManifestStore
 from edge_node.prefetch import PlaylistPrefetch, PrefetchConfig
+from edge_node.published_reader import PublishedReader
 from tests.unit.edge_cache_fakes import Origin as HeldOrigin
 from tests.unit.edge_cache_fakes import config
 
@@ -70,8 +73,8 @@ class Bucket:
         return [key for key in self.keys if key.startswith(prefix)], True
 
 
-async def until(condition: object) -> None:
-    while not condition():  # type: ignore[operator]
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
         await asyncio.sleep(0)
 
 
@@ -86,8 +89,9 @@ async def test_fills_across_playlists_stay_within_the_cap(tmp_path: Path, concur
     origin = HeldOrigin(TEXT)
     cache = ChunkCache(tmp_path, origin, config())
     await cache.open()
-    manifests = ManifestStore(bucket)  # type: ignore[arg-type]
-    folders = FolderIndex(bucket)  # type: ignore[arg-type]
+    manifests = ManifestStore(bucket)
+    # The fake answers the listings FolderIndex reads, like the real reader.
+    folders = FolderIndex(cast(PublishedReader, bucket))
     prefetch = PlaylistPrefetch(
         cache, manifests, folders, PrefetchConfig(segments=3, concurrency=concurrency)
     )

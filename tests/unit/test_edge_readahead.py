@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from edge_node.context import ReadAhead
+from edge_node.readahead import ReadAhead
 from tests.unit.edge_cache_fakes import DATA, make_manifest
 
 MANIFEST = replace(make_manifest(DATA), chunk_size=1000)

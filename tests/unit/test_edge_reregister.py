@@ -10,9 +10,11 @@ certificates and the state dir are real.
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
@@ -27,12 +29,14 @@ from fsnode_core.errors import (
     Unavailable,
 )
 
-from edge_node import heartbeat as heartbeat_module
 from edge_node import registration_key
+from edge_node.cache import ChunkCache
 from edge_node.control_plane import ControlPlaneClient, Registration
 from edge_node.heartbeat import HeartbeatLoop
 from edge_node.main import EdgeNode
+from edge_node.manifests import ManifestStore
 from edge_node.settings import EdgeSettings
+from edge_node.shares import ShareKeys
 from tests.integration.edge_fixtures import ThrowawayCA
 from tests.integration.edge_publishing import share_public_keys
 
@@ -91,9 +95,11 @@ def run_loop(
         if len(delays) >= beats:
             stop.set()
 
+    # Fakes for what a beat touches; the manifests and keys are never reached.
     loop = HeartbeatLoop(
-        client=client, cache=QuietCache(), manifests=None, keys=None,  # type: ignore[arg-type]
-        metrics=type("M", (), {"requests_in_flight": 0})(),  # type: ignore[arg-type]
+        client=cast(ControlPlaneClient, client), cache=cast(ChunkCache, QuietCache()),
+        manifests=cast(ManifestStore, None), keys=cast(ShareKeys, None),
+        metrics=type("M", (), {"requests_in_flight": 0})(),
         capacity_bytes=1, interval=1.0, reregister=reregister, pause=pause,
     )  # fmt: skip
     asyncio.run(loop.run(asyncio.Event()))
@@ -103,7 +109,7 @@ def run_loop(
 @pytest.fixture
 def ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
     """Jitter pinned to the top of its range, so the growth shows."""
-    monkeypatch.setattr(heartbeat_module.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
 
 
 @pytest.mark.usefixtures("ceiling")
@@ -137,9 +143,11 @@ def test_a_drained_node_leaves_instead_of_registering_again(verdict: FsnodeError
     async def pause(stop: asyncio.Event, delay: float) -> None:
         return None
 
+    # Fakes for what a beat touches; the manifests and keys are never reached.
     loop = HeartbeatLoop(
-        client=client, cache=QuietCache(), manifests=None, keys=None,  # type: ignore[arg-type]
-        metrics=type("M", (), {"requests_in_flight": 0})(),  # type: ignore[arg-type]
+        client=cast(ControlPlaneClient, client), cache=cast(ChunkCache, QuietCache()),
+        manifests=cast(ManifestStore, None), keys=cast(ShareKeys, None),
+        metrics=type("M", (), {"requests_in_flight": 0})(),
         capacity_bytes=1, interval=1.0, reregister=reregister, pause=pause,
         on_drained=on_drained,
     )  # fmt: skip
@@ -170,7 +178,7 @@ def test_the_pause_after_a_re_registration_is_jittered(monkeypatch: pytest.Monke
         ranges.append((low, high))
         return low
 
-    monkeypatch.setattr(heartbeat_module.random, "uniform", uniform)
+    monkeypatch.setattr(random, "uniform", uniform)
     delays, _ = run_loop([NotFound("node is dead")], beats=3)
     assert ranges == [(0.5, 2.0), (0.5, 4.0), (0.5, 8.0)]
     assert delays == [0.5, 0.5, 0.5]  # even the shortest draw is half an interval
@@ -303,7 +311,7 @@ def test_the_key_survives_only_whole(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def crash(*args: Any) -> None:
         raise OSError("crashed mid-write")
 
-    monkeypatch.setattr(registration_key.tls.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
         registration_key.rotate(tmp_path)
     # Either the old key or the new one, never a torn file; no temp files left behind.

@@ -50,7 +50,7 @@ def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The time the share checks see; tests move it by assigning ``clock[0]``."""
     now = [time.time()]
-    monkeypatch.setattr(shares.time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "time", lambda: now[0])
     return now
 
 

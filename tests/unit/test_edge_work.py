@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fsnode_core.errors import Unavailable
 
+from edge_node.cache import ChunkCache
+from edge_node.control_plane import ControlPlaneClient
 from edge_node.heartbeat import HeartbeatLoop, WorkFaults
+from edge_node.manifests import ManifestStore
+from edge_node.metrics import EdgeMetrics
+from edge_node.shares import ShareKeys
 
 FILE = "a" * 32
 
@@ -48,17 +54,19 @@ class FakeManifests:
 
 
 def _loop(cache: FakeCache, manifests: FakeManifests, faults: WorkFaults) -> HeartbeatLoop:
+    # Fakes for what ``perform`` touches; the client, keys, metrics and re-registration
+    # are never reached.
     return HeartbeatLoop(
-        client=None,
-        cache=cache,
-        manifests=manifests,
-        keys=None,  # type: ignore[arg-type]
-        metrics=None,
+        client=cast(ControlPlaneClient, None),
+        cache=cast(ChunkCache, cache),
+        manifests=cast(ManifestStore, manifests),
+        keys=cast(ShareKeys, None),
+        metrics=cast(EdgeMetrics, None),
         capacity_bytes=1,
-        interval=1.0,  # type: ignore[arg-type]
-        reregister=None,
+        interval=1.0,
+        reregister=cast(Callable[[str | None], Awaitable[object]], None),
         faults=faults,
-    )  # type: ignore[arg-type]
+    )
 
 
 def _warm(index: int, chunks: list[int] | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 from chalice import AuthResponse, Chalice
-from chalice.app import AuthRequest
+from chalice.app import AuthRequest, AuthRoute
 from chalice.config import Config
 from chalice.local import create_local_server
 
@@ -32,7 +32,7 @@ def keys(auth_request: AuthRequest) -> AuthResponse:
         raise RuntimeError("the table is unreachable")
     if auth_request.token not in ("Bearer all", "Bearer only-a"):
         raise Exception("Unauthorized")
-    routes = ["*"] if auth_request.token == "Bearer all" else ["/a"]
+    routes: list[str | AuthRoute] = ["*"] if auth_request.token == "Bearer all" else ["/a"]
     return AuthResponse(routes=routes, principal_id="p")
 
 
@@ -48,7 +48,9 @@ def route_b() -> dict[str, str]:
 
 @app.route("/echo", methods=["POST"], content_types=["application/octet-stream"])
 def echo() -> dict[str, int]:
-    return {"bytes": len(app.current_request.raw_body)}
+    request = app.current_request
+    assert request is not None  # chalice sets it while a route runs
+    return {"bytes": len(request.raw_body)}
 
 
 @app.route("/big")

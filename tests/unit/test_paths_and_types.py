@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 _segment = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\"),
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="/\\"),
     min_size=1,
     max_size=12,
 ).filter(lambda s: s not in (".", "..") and is_valid_path(s))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from fsnode_core import placement
 from fsnode_core.models import NODE_ACTIVE, NODE_DEAD, NODE_DRAINING, NodeRecord
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 _ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
 
 
-def node(node_id: str, load: float = 0.0, **kw: object) -> NodeRecord:
+def node(node_id: str, load: float = 0.0, **kw: Any) -> NodeRecord:
     return NodeRecord(
         node_id=node_id,
         endpoint=f"https://{node_id[:8]}.test:443",
@@ -21,7 +22,7 @@ def node(node_id: str, load: float = 0.0, **kw: object) -> NodeRecord:
         credential_sha256="x",
         load=load,
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 fleets = st.lists(

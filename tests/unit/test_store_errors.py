@@ -11,7 +11,9 @@ from fsnode_core.store_errors import ConditionFailed, aws_errors
 
 
 def _client_error(code: str, **extra: Any) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "no"}, **extra}, "PutItem")
+    # A botocore error response; the extra keys (CancellationReasons, ...) vary by test.
+    response: Any = {"Error": {"Code": code, "Message": "no"}, **extra}
+    return ClientError(response, "PutItem")
 
 
 @pytest.mark.parametrize(

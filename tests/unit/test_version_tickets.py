@@ -4,6 +4,8 @@ file's expiry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fsnode_core.errors import Forbidden
 from fsnode_core.signing import ShareSigner, ShareVerifier, b64url, private_key_from_seed
@@ -79,5 +81,5 @@ def test_a_signer_refuses_what_no_verifier_would_take() -> None:
         mint_ticket(SIGNER, VersionTicket(**{**_fields(TICKET), "path": "a\nb"}))
 
 
-def _fields(ticket: VersionTicket) -> dict[str, object]:
+def _fields(ticket: VersionTicket) -> dict[str, Any]:
     return {name: getattr(ticket, name) for name in VersionTicket.__slots__}

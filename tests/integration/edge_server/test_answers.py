@@ -33,7 +33,9 @@ def test_full_get(shared: tuple[str, dict[str, str]], http: requests.Session) ->
     assert headers["Accept-Ranges"] == "bytes"
     assert re.fullmatch(r'"[0-9a-f]{32}"', headers["ETag"])
     assert headers["Last-Modified"] == "Tue, 14 Nov 2023 22:13:20 GMT"
-    max_age = int(re.fullmatch(r"private, max-age=(\d+)", headers["Cache-Control"]).group(1))
+    cache_control = re.fullmatch(r"private, max-age=(\d+)", headers["Cache-Control"])
+    assert cache_control is not None, headers["Cache-Control"]
+    max_age = int(cache_control.group(1))
     assert 0 < max_age <= int(query["exp"]) - asked + 1
     assert headers["Access-Control-Allow-Origin"] == "*"
     assert "Content-Range" in headers["Access-Control-Expose-Headers"]

@@ -229,9 +229,9 @@ def test_any_range_set_matches_python_slicing(
         assert union(spans) == union(wanted)
     # Every requested byte that exists is sent, by Python's own slicing rules.
     for spec in specs:
-        first, _, last = spec.partition("-")
-        if not first:
-            piece = DATA[-int(last) :]
+        start, _, end = spec.partition("-")
+        if not start:
+            piece = DATA[-int(end) :]
         else:
-            piece = DATA[int(first) : int(last) + 1] if last else DATA[int(first) :]
+            piece = DATA[int(start) : int(end) + 1] if end else DATA[int(start) :]
         assert piece in answer.content
