@@ -6,9 +6,11 @@ seconds pass: the limit only keeps a broken run from hanging, it asserts no spee
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,3 +99,41 @@ def https_session(ca_file: Path | str) -> requests.Session:
     session.trust_env = False
     session.verify = str(ca_file)
     return session
+
+
+class LoopThread(abc.ABC):
+    """A server a synchronous test drives: its own asyncio event loop in a daemon thread.
+    ``start`` runs the loop and ``_start`` on it; ``stop`` runs ``_stop`` on it, then
+    ends and closes the loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self._start())
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():  # never started: nothing runs on the loop
+            self.loop.close()
+            return
+        try:
+            self.call(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+    @abc.abstractmethod
+    async def _start(self) -> None:
+        """Open what the server serves with (on the loop)."""
+
+    @abc.abstractmethod
+    async def _stop(self) -> None:
+        """Close it (on the loop)."""

@@ -46,6 +46,7 @@ from edge_node.published_reader import PublishedReader
 from edge_node.readahead import ReadAhead
 from edge_node.server import build_app
 from edge_node.shares import ShareKeys
+from tests.helpers import LoopThread
 from tests.integration.edge_publishing import share_public_keys
 
 
@@ -165,7 +166,7 @@ class CountingOrigin:
         await self.fetcher.read_into(bucket, key, offset, view, *rest, **pins)
 
 
-class EdgeServer:
+class EdgeServer(LoopThread):
     """The real edge app over real HTTPS, on its own event loop in a thread."""
 
     def __init__(
@@ -220,12 +221,11 @@ class EdgeServer:
             else None
         )
         self.origin = CountingOrigin(self.early or self.fetcher)  # type: ignore[arg-type]
-        self.loop = asyncio.new_event_loop()
+        super().__init__()
         self.port = 0
         self.http_port = 0
         self.context: EdgeContext | None = None
         self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     @property
     def url(self) -> str:
@@ -234,13 +234,6 @@ class EdgeServer:
     @property
     def plain_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def start(self) -> None:
-        self._thread.start()
-        self.call(self._start())
 
     async def _start(self) -> None:
         manifests = ManifestStore(self.published, self.manifest_max_age)
@@ -283,21 +276,18 @@ class EdgeServer:
         await BoundedSite(self._runner, self.connections, "127.0.0.1", 0).start()
         self.http_port = int(self._runner.addresses[1][1])
 
-    def stop(self) -> None:
+    async def _stop(self) -> None:
         if self._runner is not None:
-            self.call(self._runner.cleanup())
+            await self._runner.cleanup()
         if self.connections is not None:
-            self.call(self.connections.close())
+            await self.connections.close()
         if self.context is not None:
             if self.context.prefetch is not None:
-                self.call(self.context.prefetch.close())
-            self.call(self.context.manifests.close())
-            self.call(self.context.cache.close())
-        self.call(self.fetcher.close())
-        self.call(self.meta_fetcher.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
+                await self.context.prefetch.close()
+            await self.context.manifests.close()
+            await self.context.cache.close()
+        await self.fetcher.close()
+        await self.meta_fetcher.close()
 
     def client_ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))

@@ -4,7 +4,6 @@ holds one published file."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import subprocess
@@ -19,6 +18,7 @@ import boto3
 from aiohttp import web
 
 from edge_node.manifest import Manifest
+from tests.helpers import LoopThread
 from tests.integration.edge_fixtures import ThrowawayCA, free_port, moto_s3
 from tests.integration.edge_publishing import put_file, share_public_keys
 
@@ -30,7 +30,7 @@ JOIN_TOKEN = "join-me"
 DATA = os.urandom(32 * CHUNK + 777)
 
 
-class FakeControlPlane:
+class FakeControlPlane(LoopThread):
     """The node routes of docs/PROTOCOL.md, enough for one edge, on a real port."""
 
     def __init__(self, ca: ThrowawayCA, manifest: Manifest) -> None:
@@ -54,17 +54,12 @@ class FakeControlPlane:
         # "dead" or "drained": heartbeats answer 410 with that reason until a register.
         self.verdict: str | None = None
         self.port = free_port()
-        self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
 
     async def _start(self) -> None:
         app = web.Application()
@@ -77,11 +72,9 @@ class FakeControlPlane:
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
-    def stop(self) -> None:
+    async def _stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
+            await self._runner.cleanup()
 
     def _authorized(self, request: web.Request) -> bool:
         return self.known and request.headers.get("Authorization") == "Bearer cred-1"

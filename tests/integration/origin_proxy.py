@@ -8,6 +8,8 @@ import socket
 import threading
 from dataclasses import dataclass
 
+from tests.helpers import LoopThread
+
 
 @dataclass
 class _Answer:
@@ -17,7 +19,7 @@ class _Answer:
     limit: int | None = None
 
 
-class OriginProxy:
+class OriginProxy(LoopThread):
     """A TCP proxy in front of the moto S3 server that can misbehave on cue.
 
     It reads each request head (GETs carry no body), counts it and records its
@@ -31,8 +33,7 @@ class OriginProxy:
     def __init__(self, upstream: str) -> None:
         host, _, port = upstream.removeprefix("http://").partition(":")
         self._upstream = (host, int(port))
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        super().__init__()
         self._server: asyncio.AbstractServer | None = None
         self._lock = threading.Lock()
         self._faults: list[str] = []
@@ -47,24 +48,15 @@ class OriginProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
-
     async def _start(self) -> None:
         self._released = asyncio.Event()
         self._released.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
-    def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
 
     def fail_next(self, kind: str, count: int = 1) -> None:
         with self._lock:
