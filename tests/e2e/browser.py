@@ -27,10 +27,21 @@ from fsnode.localstack.stack import StackInfo
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
-needs_chromium = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists() and shutil.which("ffmpeg")),
-    reason="needs Debian's chromium, chromium-driver and ffmpeg (make test installs them)",
-)
+
+def _require_chromium() -> None:
+    """The browser tests fail, never skip, without their tools (make test installs them)."""
+    missing = [
+        name
+        for name, present in (
+            (CHROMIUM, Path(CHROMIUM).exists()),
+            (CHROMEDRIVER, Path(CHROMEDRIVER).exists()),
+            ("ffmpeg", shutil.which("ffmpeg") is not None),
+        )
+        if not present
+    ]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: make test installs Debian's chromium, "
+                    "chromium-driver and ffmpeg")  # fmt: skip
 
 
 def _spki_hash(url: str) -> str:
@@ -46,7 +57,8 @@ def _spki_hash(url: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
+    _require_chromium()
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()

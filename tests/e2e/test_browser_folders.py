@@ -14,10 +14,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from fsnode.localstack.stack import StackInfo
 from tests.e2e import media
-from tests.e2e.browser import enter_api_key, needs_chromium
+from tests.e2e.browser import enter_api_key
 from tests.e2e.cli_helpers import cli
 
-pytestmark = needs_chromium
 VIDEO = "document.getElementById('video')"
 
 

@@ -16,12 +16,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from fsnode.localstack.stack import StackInfo
-from tests.e2e.browser import enter_api_key, header, needs_chromium, responses
+from tests.e2e.browser import enter_api_key, header, responses
 
 SECONDS = 10
 VIDEO = "document.getElementById('video')"
-
-pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")

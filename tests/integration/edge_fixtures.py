@@ -318,6 +318,22 @@ def edge_on_moto(
             yield server
 
 
+@contextmanager
+def counted_edge(
+    tmp_path_factory: pytest.TempPathFactory, bucket: str, manifest_max_age: float
+) -> Iterator[EdgeServer]:
+    """``edge_on_moto`` for tests that count the edge's S3 reads: heads trusted for
+    ``manifest_max_age`` seconds, and no read-ahead or prefetch reads of its own."""
+    with edge_on_moto(
+        tmp_path_factory,
+        bucket,
+        manifest_max_age=manifest_max_age,
+        readahead_chunks=0,
+        cache_config=CacheConfig(max_bytes=64 * 1024 * 1024, max_prefetch_fills=0),
+    ) as server:
+        yield server
+
+
 def concurrent_gets(
     edge: EdgeServer, url: str, query: dict[str, str], headers: dict[str, str], count: int
 ) -> list[tuple[int, bytes]]:

@@ -29,6 +29,17 @@ from tests.integration.lifecycle_fixtures import (
 )
 
 
+def three_chunks_held(api: Any, machines: Any, catalog: Any, node_ids: list[str]) -> str:
+    """A new file of three chunks, held by ``node_ids`` (its upload's replication
+    stopped); its id."""
+    started, _ = upload(api, os.urandom(2 * CHUNK + 5))
+    file_id, version = str(started["file_id"]), str(started["version"])
+    for ex in machines.executions(machines.replicate):
+        boto3.client("stepfunctions").stop_execution(executionArn=ex["executionArn"])
+    hold_replicas(catalog, file_id, version, 3, node_ids)
+    return file_id
+
+
 def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
     cp_api: Any, cp_stack: Any, machines: Any, isolated: Any
 ) -> None:
@@ -36,11 +47,7 @@ def test_prune_declares_a_silent_node_dead_and_heals_its_chunks(
 
     a, b, c = isolated(3)
     catalog, registry = stores(cp_stack)
-    started, _ = upload(cp_api, os.urandom(2 * CHUNK + 5))
-    file_id, version = started["file_id"], started["version"]
-    for ex in machines.executions(machines.replicate):  # the upload's own replication
-        boto3.client("stepfunctions").stop_execution(executionArn=ex["executionArn"])
-    hold_replicas(catalog, file_id, version, 3, [a.node_id, b.node_id])
+    file_id = three_chunks_held(cp_api, machines, catalog, [a.node_id, b.node_id])
     a.offline = True
     stale_node(registry, a.node_id, 1000)
 
@@ -92,11 +99,7 @@ def test_prune_heals_a_drained_nodes_chunks_and_keeps_it_drained(
 
     a, b, c = isolated(3)
     catalog, registry = stores(cp_stack)
-    started, _ = upload(cp_api, os.urandom(2 * CHUNK + 5))
-    file_id, version = started["file_id"], started["version"]
-    for ex in machines.executions(machines.replicate):  # the upload's own replication
-        boto3.client("stepfunctions").stop_execution(executionArn=ex["executionArn"])
-    hold_replicas(catalog, file_id, version, 3, [a.node_id, b.node_id])
+    file_id = three_chunks_held(cp_api, machines, catalog, [a.node_id, b.node_id])
     assert cp_api.call("POST", f"/nodes/{a.node_id}/drain").status_code == 200
     a.beat()  # nothing in flight: the drain is done
     assert registry.get(a.node_id).status == NODE_DRAINED  # type: ignore[union-attr]

@@ -22,10 +22,9 @@ import pytest
 import requests
 from fsnode_core.published_keys import head_key, version_manifest_key
 
-from edge_node.cache import CacheConfig
 from edge_node.manifest import Manifest
 from tests.helpers import https_session, wait_for
-from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, edge_on_moto
+from tests.integration.edge_fixtures import EdgeServer, ThrowawayCA, counted_edge
 from tests.integration.edge_publishing import (
     delete_file,
     folder_token,
@@ -43,13 +42,7 @@ V2 = "2" * 32
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    with edge_on_moto(
-        tmp_path_factory,
-        BUCKET,
-        manifest_max_age=MAX_AGE,
-        readahead_chunks=0,
-        cache_config=CacheConfig(max_bytes=64 * 1024 * 1024, max_prefetch_fills=0),
-    ) as server:
+    with counted_edge(tmp_path_factory, BUCKET, MAX_AGE) as server:
         yield server
 
 

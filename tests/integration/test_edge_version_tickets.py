@@ -26,10 +26,9 @@ from fsnode_core.published_keys import data_key
 from fsnode_core.signing import ShareSigner, private_key_from_seed
 from fsnode_core.version_tickets import VersionTicket, mint_ticket
 
-from edge_node.cache import CacheConfig
 from edge_node.manifest import Manifest
 from tests.helpers import https_session
-from tests.integration.edge_fixtures import EdgeServer, edge_on_moto
+from tests.integration.edge_fixtures import EdgeServer, counted_edge
 from tests.integration.edge_publishing import overwrite, put_file, share_query, signer
 
 BUCKET = "fsnode-edge-tickets"
@@ -41,13 +40,7 @@ OTHER_SIGNER = ShareSigner("other", private_key_from_seed("another-keyring-seed-
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeServer]:
-    with edge_on_moto(
-        tmp_path_factory,
-        BUCKET,
-        manifest_max_age=MAX_AGE,
-        readahead_chunks=0,
-        cache_config=CacheConfig(max_bytes=64 * 1024 * 1024, max_prefetch_fills=0),
-    ) as server:
+    with counted_edge(tmp_path_factory, BUCKET, MAX_AGE) as server:
         yield server
 
 
