@@ -185,7 +185,7 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     try:
         from chalice.test import Client
 
-        from fsnode.localstack import processes
+        from fsnode.localstack.aws_process import aws_server_process
         from fsnode.localstack.resources import ResourceBuilder, control_plane_settings
         from fsnode.localstack.stack import aws_env
     except ImportError as exc:
@@ -197,27 +197,10 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
     chunks = config.pick_int(2560, 640, 64)
     iterations = config.pick_int(15, 3, 2)
     budget = config.pick(60, 8, 5)  # seconds of plans; the run stops early past it
-    port = processes.free_port()
-    endpoint = f"http://127.0.0.1:{port}"
     region = "us-east-1"
-    base = aws_env(endpoint, region)
     log = Path(config.workdir) / "plan" / "aws.log"
-    child = processes.spawn(
-        "aws",
-        [
-            _python(),
-            "-m",
-            "fsnode.localstack.aws_server",
-            "--port",
-            str(port),
-            "--functions-dir",
-            str(FUNCTIONS_DIR),
-        ],
-        base,
-        log,
-    )
-    try:
-        processes.wait_for_log_line(child, "aws ready", 60)
+    with aws_server_process(log, region) as endpoint:
+        base = aws_env(endpoint, region)
         settings = {
             "FSNODE_PUBLIC_URL": "http://127.0.0.1:9",
             "FSNODE_CHUNK_SIZE": str(CHUNK),
@@ -231,14 +214,6 @@ def run(config: BenchConfig, wanted: set[str]) -> list[Row]:
         env.pop("FSNODE_REPLICATE_STATE_MACHINE_ARN", None)
         with _environment(env):
             return _measure(Client, env, resources.api_key, chunks, iterations, budget)
-    finally:
-        processes.stop([child.pid])
-
-
-def _python() -> str:
-    import sys
-
-    return sys.executable
 
 
 def _measure(

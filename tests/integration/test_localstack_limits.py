@@ -19,10 +19,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from fsnode.localstack import aws_limits, states_limits
+from fsnode.localstack.aws_process import aws_server_process
 from fsnode.localstack.resources import LOCAL_CREDENTIALS, ResourceBuilder
 from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT
 from tests.helpers import finished_execution
-from tests.integration.local_aws import local_aws_server
 
 HISTORY = 60
 LOOP = {
@@ -55,8 +55,8 @@ PADDED = {
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with local_aws_server(
-        tmp_path_factory.mktemp("aws"),
+    with aws_server_process(
+        tmp_path_factory.mktemp("aws") / "aws.log",
         PYTHONPATH=str(REPO_ROOT),
         **{aws_limits.STATES_HISTORY_EVENTS_ENV: str(HISTORY)},
     ) as url:

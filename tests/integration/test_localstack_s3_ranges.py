@@ -12,15 +12,15 @@ import pytest
 import requests
 from botocore.config import Config
 
+from fsnode.localstack.aws_process import aws_server_process
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
-from tests.integration.local_aws import local_aws_server
 
 SIZE = 6 * 1024 * 1024 + 5  # past moto's in-memory buffer: the key lives in a file
 
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, bytes]]:
-    with local_aws_server(tmp_path_factory.mktemp("aws")) as endpoint:
+    with aws_server_process(tmp_path_factory.mktemp("aws") / "aws.log") as endpoint:
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,

@@ -11,10 +11,10 @@ from typing import Any
 import boto3
 import pytest
 
+from fsnode.localstack.aws_process import aws_server_process
 from fsnode.localstack.resources import LOCAL_CREDENTIALS, ResourceBuilder
 from fsnode.localstack.stack import FUNCTIONS_DIR, REPO_ROOT
 from tests.helpers import finished_execution
-from tests.integration.local_aws import local_aws_server
 
 RETRYING_MACHINE = {
     "StartAt": "Flaky",
@@ -41,7 +41,9 @@ RETRYING_MACHINE = {
 @pytest.fixture(scope="module")
 def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # PYTHONPATH: so the dispatcher can import tests.fixtures.flaky by its handler string.
-    with local_aws_server(tmp_path_factory.mktemp("aws"), PYTHONPATH=str(REPO_ROOT)) as endpoint:
+    with aws_server_process(
+        tmp_path_factory.mktemp("aws") / "aws.log", PYTHONPATH=str(REPO_ROOT)
+    ) as endpoint:
         yield endpoint
 
 

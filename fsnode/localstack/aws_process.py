@@ -1,5 +1,6 @@
 """The local stack's AWS server (``fsnode.localstack.aws_server``: moto with the local
-stack's additions) in a process of its own, for tests that need it without a stack."""
+stack's additions) in a child process of its own, for what needs AWS without a whole
+stack: tests and the plan benchmark (``fsnode local up`` starts its own, detached)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from fsnode.localstack.stack import FUNCTIONS_DIR, aws_env
 
 
 @contextmanager
-def local_aws_server(log_dir: Path, **extra_env: str) -> Iterator[str]:
+def aws_server_process(log: Path, region: str = "us-east-1", **extra_env: str) -> Iterator[str]:
     """The server on a free loopback port (``extra_env`` added to its environment),
-    ready; its endpoint URL. Stopped on the way out."""
+    ready; its endpoint URL. Stopped on the way out; ``log`` gets its output."""
     port = processes.free_port()
     endpoint = f"http://127.0.0.1:{port}"
     child = processes.spawn(
@@ -29,11 +30,13 @@ def local_aws_server(log_dir: Path, **extra_env: str) -> Iterator[str]:
             "--functions-dir",
             str(FUNCTIONS_DIR),
         ],
-        {**aws_env(endpoint, "us-east-1"), **extra_env},
-        log_dir / "aws.log",
+        {**aws_env(endpoint, region), **extra_env},
+        log,
     )
     try:
         processes.wait_for_log_line(child, "aws ready", 60)
         yield endpoint
     finally:
-        assert processes.stop([child.pid]) == []
+        left = processes.stop([child.pid])
+        if left:
+            raise RuntimeError(f"the AWS server (pid {child.pid}) did not stop")
