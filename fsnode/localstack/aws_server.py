@@ -2,7 +2,8 @@
 (each function signing as its own role), IAM enforced as AWS does it
 (``iam_enforcement``, once the stack turns it on), ranged S3 GETs that read only the
 bytes asked for (``s3_ranges``), multipart part checksums checked and kept as S3 does
-(``s3_checksums``), and Step Functions' size and history limits (``states_limits``).
+(``s3_checksums``), Step Functions' size and history limits (``states_limits``), and a
+request dispatch that looks each backend up once (``moto_dispatch``).
 
 Run as ``python -m fsnode.localstack.aws_server --port P --functions-dir D``.
 """
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         acm_public_issuer,
         iam_enforcement,
         lambda_dispatch,
+        moto_dispatch,
         pca_rules,
         role_credentials,
         s3_checksums,
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         states_limits,
     )
 
+    moto_dispatch.install()
     iam_enforcement.install()
     role_credentials.install()  # no credentials outside an invocation's role
     lambda_dispatch.install(
