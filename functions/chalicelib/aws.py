@@ -15,6 +15,7 @@ from fsnode_core.nodes_store import NodeRegistry
 from chalicelib.settings import get_settings
 
 _resets: list[Callable[[], None]] = []
+_node_changes: list[Callable[[], None]] = []
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=30
 )
@@ -34,7 +35,12 @@ def client(service: str) -> Any:
 @cache
 def node_registry() -> NodeRegistry:
     """The nodes table."""
-    return NodeRegistry(get_settings().nodes_table, client("dynamodb"))
+    return NodeRegistry(get_settings().nodes_table, client("dynamodb"), on_change=_node_changed)
+
+
+def _node_changed() -> None:
+    for listener in _node_changes:
+        listener()
 
 
 @cache
@@ -58,6 +64,12 @@ def reset() -> None:
     get_settings.cache_clear()
     for clear in _resets:
         clear()
+
+
+def on_node_change(listener: Callable[[], None]) -> None:
+    """Have every node write that may move placement (``NodeRegistry.on_change``) made
+    through this process call ``listener`` (a module caching the node list)."""
+    _node_changes.append(listener)
 
 
 def on_reset(clear: Callable[[], None]) -> None:

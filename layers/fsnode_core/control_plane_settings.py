@@ -27,7 +27,12 @@ _POSITIVE = (
     "heartbeat_interval", "cert_validity_days", "hash_batch_bytes", "fallback_url_seconds",
     "probe_timeout",
 )  # fmt: skip
-_NOT_NEGATIVE = ("replication_max_moves", "retire_grace_seconds", "edge_max_load")
+_NOT_NEGATIVE = (
+    "replication_max_moves",
+    "retire_grace_seconds",
+    "edge_max_load",
+    "placement_cache_seconds",
+)
 
 
 def env_name(field_name: str) -> str:
@@ -65,6 +70,9 @@ class ControlPlaneOptions:
     # Open requests past which an edge takes no new viewer (0: no bound); with every
     # live edge past it, or none live, shares fall back to the origin.
     edge_max_load: int = 0
+    # Share redirects and plans read the node list at most this often per process (0:
+    # every time); a node's change made through the same process is seen at once.
+    placement_cache_seconds: float = 2.0
     # Lifetime of an origin fallback's presigned URL (cut to the share's expiry).
     fallback_url_seconds: int = 3600
     # Buckets ``POST /files/import`` may register besides the origin (edges read them too).

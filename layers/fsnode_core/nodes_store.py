@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fsnode_core.ddb import to_attr
@@ -11,7 +12,7 @@ from fsnode_core.store_base import DynamoStore
 from fsnode_core.store_errors import ConditionFailed, aws_errors
 
 if TYPE_CHECKING:
-    pass
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 
 # Writes a node's own calls make hold only while it is in the fleet (not dead, not
@@ -21,7 +22,18 @@ _RETIRED_VALUES = {":dead": {"S": NODE_DEAD}, ":drained": {"S": NODE_DRAINED}}
 
 
 class NodeRegistry(DynamoStore):
-    """Edge nodes: register, heartbeat, list. Every write that races is conditional."""
+    """Edge nodes: register, heartbeat, list. Every write that races is conditional.
+    ``on_change`` is called after each write that may change where viewers are placed
+    (a node added, its status moved, a beat's load), so a reader caching the list can drop it."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(table_name, client)
+        self._on_change = on_change or (lambda: None)
 
     def create(self, node: NodeRecord) -> None:
         """Store a new node; a node id that already exists is a Conflict."""
@@ -31,6 +43,7 @@ class NodeRegistry(DynamoStore):
                 Item=node.to_item(),
                 ConditionExpression="attribute_not_exists(node_id)",
             )
+        self._on_change()
 
     def get(self, node_id: str) -> NodeRecord | None:
         """The node, or None when it is unknown (or expired by TTL)."""
@@ -79,6 +92,7 @@ class NodeRegistry(DynamoStore):
                 },
                 ReturnValues="ALL_NEW",
             )
+        self._on_change()  # its load and last beat count for placement too
         return NodeRecord.from_item(answer["Attributes"])
 
     def set_status(self, node_id: str, status: str, *, expected: str) -> None:
@@ -92,6 +106,7 @@ class NodeRegistry(DynamoStore):
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":new": {"S": status}, ":old": {"S": expected}},
             )
+        self._on_change()
 
     def mark_dead(self, node_id: str, last_heartbeat: int) -> bool:
         """Declare a silent node dead; False when it heartbeat since, or is already
@@ -114,6 +129,7 @@ class NodeRegistry(DynamoStore):
                 )
         except ConditionFailed:
             return False
+        self._on_change()
         return True
 
     def retire(self, node_id: str) -> None:
@@ -131,6 +147,7 @@ class NodeRegistry(DynamoStore):
                 )
         except ConditionFailed:
             return
+        self._on_change()
 
     def set_certificate(self, node_id: str, certificate_arn: str, certificate_sha256: str) -> None:
         """Record a renewed certificate (its ARN and the SHA-256 of its DER form);

@@ -132,6 +132,7 @@ def test_every_control_plane_setting_comes_from_context() -> None:
         "FSNODE_RETIRE_GRACE_SECONDS": "90",
         "FSNODE_HASH_BATCH_BYTES": "1024",
         "FSNODE_EDGE_MAX_LOAD": "8",
+        "FSNODE_PLACEMENT_CACHE_SECONDS": "2",
         "FSNODE_FALLBACK_URL_SECONDS": "600",
         "FSNODE_NODE_NAMESPACE": ".edges.example.com,203.0.113.0/24",
         "FSNODE_PROBE_TIMEOUT": "3",

@@ -158,8 +158,9 @@ def test_plan_reads_dynamodb_a_fixed_number_of_times(cp_api: Any, cp_stack: Any)
         assert answer.status_code == 200 and len(answer.json_body["chunks"]) == chunks
         assert answer.json_body["chunks"][-1]["sha256"] == f"{chunks - 1:064x}"
         counts.append(len(sent))
-    # The meta GetItem, the page's replica Query and the nodes Scan.
-    assert counts[1] == counts[0] <= 4, counts
+    # The meta GetItem, the page's replica Query and the nodes Scan (the second plan
+    # within FSNODE_PLACEMENT_CACHE_SECONDS of the first takes the node list it read).
+    assert counts[1] <= counts[0] <= 4, counts
 
 
 def test_delete_tombstones_then_shares_and_manifests_are_gone(cp_api: Any, cp_stack: Any) -> None:
