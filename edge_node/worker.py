@@ -94,7 +94,7 @@ class Worker:
             early=self.early,
             published=self.published,
             prefetch=PlaylistPrefetch(
-                self.cache, self.manifests, self.folders, settings.prefetch_config()
+                self.cache, self.manifests, self.folders, settings.prefetch_config(), self.early
             ),
         )
 

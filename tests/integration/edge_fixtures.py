@@ -257,7 +257,7 @@ class EdgeServer(LoopThread):
             readahead=ReadAhead(self.readahead_chunks),
             origin=self.fetcher,
             trusted_proxy_hops=self.trusted_proxy_hops,
-            prefetch=PlaylistPrefetch(cache, manifests, folders, self.prefetch_config),
+            prefetch=PlaylistPrefetch(cache, manifests, folders, self.prefetch_config, self.early),
             early=self.early,
             published=self.published,
         )

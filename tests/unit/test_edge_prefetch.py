@@ -1,5 +1,7 @@
-"""Playlist prefetch's global cap (edge_node.prefetch): however many playlists are
-served at once, at most ``concurrency`` segment fills run. The cache is real (a real
+"""Playlist prefetch (edge_node.prefetch): its global cap (however many playlists are
+served at once, at most ``concurrency`` segment fills run), and its order (each
+reference resolved, its first bytes started, while the one before it fills; no later
+one ahead of it). The cache is real (a real
 directory, an in-memory origin that can hold its reads); the published objects are in
 memory. Which segments and how many bytes: tests/integration/test_edge_folders.py."""
 
@@ -19,6 +21,7 @@ from fsnode_core.published import SOURCE_UPLOAD, STATUS_READY, Head, Origin, Ver
 from fsnode_core.published_keys import tree_key
 
 from edge_node.cache import ChunkCache
+from edge_node.early_reads import EarlyReads
 from edge_node.folders import FolderIndex
 from edge_node.manifest import Manifest
 from edge_node.manifests import ManifestStore
@@ -40,6 +43,7 @@ class Bucket:
         self.heads: dict[str, Head] = {}
         self.manifests: dict[str, VersionManifest] = {}
         self.keys: list[str] = []
+        self.manifest_reads: list[str] = []  # paths, in the order read
 
     def publish(self, path: str) -> Manifest:
         file_id = new_id()
@@ -67,10 +71,23 @@ class Bucket:
         return self.heads.get(file_id)
 
     async def manifest(self, file_id: str, version: str) -> VersionManifest | None:
-        return self.manifests.get(file_id)
+        found = self.manifests.get(file_id)
+        if found is not None:
+            self.manifest_reads.append(found.path)
+        return found
 
     async def list_keys(self, prefix: str, max_keys: int) -> tuple[list[str], bool]:
         return [key for key in self.keys if key.startswith(prefix)], True
+
+
+class EarlyStarts:
+    """Stands in for ``EarlyReads``: records the first reads asked for."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, str | None]] = []
+
+    def start_upload(self, file_id: str, version: str, range_header: str | None) -> None:
+        self.started.append((file_id, version, range_header))
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -113,3 +130,39 @@ async def test_fills_across_playlists_stay_within_the_cap(tmp_path: Path, concur
     await prefetch.close()
     await manifests.close()
     await cache.close()
+
+
+async def test_each_reference_resolves_while_the_one_before_it_fills(tmp_path: Path) -> None:
+    bucket = Bucket()
+    playlist = bucket.publish("show/index.m3u8")
+    segments = [bucket.publish(f"show/seg{index}.ts") for index in range(3)]
+    origin = HeldOrigin(TEXT)
+    cache = ChunkCache(tmp_path, origin, config())
+    await cache.open()
+    early = EarlyStarts()
+    prefetch = PlaylistPrefetch(
+        cache,
+        ManifestStore(bucket),
+        FolderIndex(cast(PublishedReader, bucket)),
+        PrefetchConfig(segments=3),
+        cast(EarlyReads, early),
+    )
+    await cache.ensure(playlist, 0)  # just served
+    served = len(origin.calls)
+    origin.gate, origin.gate_after = asyncio.Event(), 0
+    prefetch.playlist_served(FolderPolicy(prefix="show/", expires=2**40, kid="k"), playlist)
+    await until(lambda: len(origin.calls) == served + 1)  # seg0's fill, held
+    for _ in range(200):
+        await asyncio.sleep(0)
+    # seg0 fills and seg1 is resolved meanwhile; seg2 waits its turn.
+    assert bucket.manifest_reads == ["show/seg0.ts", "show/seg1.ts"]
+    # Their first bytes were asked for beside their heads and manifests.
+    assert early.started == [(s.file_id, VERSION, None) for s in segments[:2]]
+    origin.gate.set()
+    await until(lambda: prefetch.running == 0)
+    assert bucket.manifest_reads == [f"show/seg{index}.ts" for index in range(3)]
+    assert early.started == [(s.file_id, VERSION, None) for s in segments]
+    for segment in segments:
+        lease = cache.hit(segment, 0)
+        assert lease is not None
+        cache.release(lease)
