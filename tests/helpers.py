@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+from fsnode_core.published import Head
 
 T = TypeVar("T")
 
@@ -137,3 +138,16 @@ class LoopThread(abc.ABC):
     @abc.abstractmethod
     async def _stop(self) -> None:
         """Close it (on the loop)."""
+
+
+def a_head(file_id: str, seq: int) -> Head:
+    """A ready head of ``file_id`` at ``seq`` (tests of the conditional head write)."""
+    return Head(
+        file_id=file_id,
+        path=f"heads/{file_id}",
+        status="ready",
+        version="0" * 32,
+        seq=seq,
+        expires_at=None,
+        updated_at=1,
+    )

@@ -2,8 +2,10 @@
 (each function signing as its own role), IAM enforced as AWS does it
 (``iam_enforcement``, once the stack turns it on), ranged S3 GETs that read only the
 bytes asked for (``s3_ranges``), multipart part checksums checked and kept as S3 does
-(``s3_checksums``), Step Functions' size and history limits (``states_limits``), and a
-request dispatch that looks each backend up once (``moto_dispatch``).
+(``s3_checksums``), conditional writes that hold when writers of one key race
+(``s3_conditional_writes``), Step Functions' size and history limits
+(``states_limits``), and a request dispatch that looks each backend up once
+(``moto_dispatch``).
 
 Run as ``python -m fsnode.localstack.aws_server --port P --functions-dir D``.
 """
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         pca_rules,
         role_credentials,
         s3_checksums,
+        s3_conditional_writes,
         s3_ranges,
         states_limits,
     )
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     )
     s3_ranges.install()
     s3_checksums.install()
+    s3_conditional_writes.install()
     states_limits.install()
     pca_rules.install()
     acm_public_issuer.install()

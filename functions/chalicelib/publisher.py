@@ -7,7 +7,9 @@ before the change; the change itself is one DynamoDB write that also sets the fi
 request handler may only PUT) and starts the ``publish`` state machine, whose
 ``publish_file`` Lambda (which may delete) removes the path's other tree keys and
 clears the marker if the file has not changed since. Whatever a writer that died
-left undone, prune finds through ``by_sync`` and ``settle``s the same way.
+left undone, prune finds through ``by_sync`` and ``settle``s the same way. Each of them
+writes the head conditionally (``heads``): a writer holding an older state than S3's
+head writes nothing, so the head never goes back.
 """
 
 from __future__ import annotations
@@ -21,14 +23,13 @@ from fsnode_core.ids import check_id
 from fsnode_core.models import FILE_READY, FileRecord
 from fsnode_core.published import STATUS_DELETED, STATUS_READY, Head
 from fsnode_core.published_keys import (
-    head_key,
     parse_tree_key,
     publish_seq,
     tree_key,
     tree_path_prefix,
 )
 
-from chalicelib import aws, executions
+from chalicelib import aws, executions, heads
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 
@@ -84,7 +85,8 @@ def settle(file_id: str) -> dict[str, Any]:
         meta = catalog.get_file(file_id)
         if meta is None:
             return {"file_id": file_id, "settled": False, "reason": "collected"}
-        _put_objects(meta)
+        if not _put_objects(meta):
+            continue  # a newer change is published already: read it and publish that
         removed = _remove_stale_keys(meta)
         if catalog.clear_sync(file_id, meta.seq):
             return {
@@ -98,26 +100,25 @@ def settle(file_id: str) -> dict[str, Any]:
     raise Conflict("the file kept changing while it was published; prune retries", file_id=file_id)
 
 
-def _put_objects(meta: FileRecord) -> None:
+def _put_objects(meta: FileRecord) -> bool:
+    """PUT ``meta``'s head (never over a newer one: ``heads``) and tree key. False when
+    S3 holds a newer head: ``meta`` is stale and nothing of it is written."""
     s3 = aws.client("s3")
     bucket = get_settings().bucket
     try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=head_key(meta.file_id),
-            Body=head_of(meta).to_json(),
-            ContentType="application/json",
-        )
+        if not heads.put_head(s3, bucket, head_of(meta)):
+            return False
         key = current_tree_key(meta)
         if key is not None:
             s3.put_object(Bucket=bucket, Key=key, Body=b"")
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, Unavailable) as exc:
         # The change stands (DynamoDB is the truth); prune publishes it through by_sync.
         logger.warning(
             "could not publish a file's objects; prune will",
             extra={"file_id": meta.file_id, "error": str(exc)},
         )
         raise Unavailable("the change was recorded but not yet published") from exc
+    return True
 
 
 def _remove_stale_keys(meta: FileRecord) -> int:

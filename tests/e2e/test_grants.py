@@ -7,9 +7,11 @@ under these roles; these tests show the refusals are real.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,13 +25,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from fsnode_core.errors import Unavailable
+from fsnode_core.published import Head
+from fsnode_core.published_keys import head_key, version_manifest_key
 
 from edge_node.aws_identity import signed_caller_identity
 from fsnode.localstack import processes
 from fsnode.localstack.iam_enforcement import ACCOUNT
 from fsnode.localstack.resources import LOCAL_CREDENTIALS
 from fsnode.localstack.stack import StackInfo
-from tests.helpers import finished_execution
+from tests.helpers import a_head, finished_execution
 
 
 def _env(stack: StackInfo, name: str) -> dict[str, str]:
@@ -69,6 +74,21 @@ def _function_env(stack: StackInfo, name: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": roles[name]["secret_access_key"],
         "AWS_SESSION_TOKEN": roles[name]["session_token"],
     }
+
+
+def _role_env(stack: StackInfo, role: str) -> dict[str, str]:
+    """Credentials of ``role`` (functions that run inside the moto server, invoked as
+    Lambdas, sign as their roles: these are the same)."""
+    keys = _root(stack, "sts").assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{role}", RoleSessionName="grants"
+    )["Credentials"]
+    env = {
+        "AWS_ACCESS_KEY_ID": keys["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": keys["SessionToken"],
+    }
+    assert f"assumed-role/{role}/" in _as(stack, "sts", env).get_caller_identity()["Arn"]
+    return env
 
 
 def _log_has(stack: StackInfo, text: str) -> bool:
@@ -217,18 +237,7 @@ def test_a_multi_object_delete_is_authorized_per_key(stack: StackInfo) -> None:
     """DeleteObjects is s3:DeleteObject on each key named, as S3 authorizes it: the
     publisher may tidy tree keys under meta/v1/ and nothing else in the same call."""
     bucket = _env(stack, "api")["FSNODE_BUCKET"]
-    # publish_file runs inside the moto server (invoked as a Lambda), as its own role.
-    keys = _root(stack, "sts").assume_role(
-        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/fsnode-publish-file", RoleSessionName="grants"
-    )["Credentials"]
-    env = {
-        "AWS_ACCESS_KEY_ID": keys["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": keys["SessionToken"],
-    }
-    assert (
-        "assumed-role/fsnode-publish-file/" in _as(stack, "sts", env).get_caller_identity()["Arn"]
-    )
+    env = _role_env(stack, "fsnode-publish-file")
     tag = os.urandom(4).hex()
     inside = [f"meta/v1/tree/grants-{tag}/{n}!1.a.b" for n in range(2)]
     outside = f"grants/{tag}"
@@ -249,3 +258,50 @@ def test_a_multi_object_delete_is_authorized_per_key(stack: StackInfo) -> None:
     listed = root.list_objects_v2(Bucket=bucket, Prefix=f"meta/v1/tree/grants-{tag}/")
     assert listed["KeyCount"] == 0
     root.delete_object(Bucket=bucket, Key=outside)
+
+
+def _heads() -> Any:
+    """``chalicelib.heads``, the publishers' conditional head write (functions/ is not
+    a package of this repository's install)."""
+    functions = str(Path(__file__).resolve().parents[2] / "functions")
+    if functions not in sys.path:
+        sys.path.insert(0, functions)
+    return importlib.import_module("chalicelib.heads")
+
+
+@pytest.mark.parametrize("role", ["fsnode-publish-file", "fsnode-prune", "fsnode-api-handler"])
+def test_every_publisher_reads_a_head_before_replacing_it(stack: StackInfo, role: str) -> None:
+    """A head is replaced only by a newer state (a conditional PUT after a GET): each role
+    that publishes may read heads, and no other published object it does not need."""
+    heads = _heads()
+    bucket = _env(stack, "api")["FSNODE_BUCKET"]
+    s3 = _as(stack, "s3", _role_env(stack, role))
+    file_id = os.urandom(16).hex()
+    assert heads.put_head(s3, bucket, a_head(file_id, 2)) is True  # created
+    assert heads.put_head(s3, bucket, a_head(file_id, 1)) is False  # older: not written
+    assert heads.put_head(s3, bucket, a_head(file_id, 3)) is True  # newer: replaced
+    read = _root(stack, "s3").get_object(Bucket=bucket, Key=head_key(file_id))["Body"].read()
+    assert Head.from_json(read).seq == 3
+    if role != "fsnode-api-handler":  # the handler writes manifests too, and reads them
+        _refused(
+            lambda: s3.get_object(Bucket=bucket, Key=version_manifest_key(file_id, "0" * 32)),
+            "AccessDenied",
+        )
+
+
+def test_a_publisher_that_may_not_read_heads_creates_but_never_overwrites(
+    stack: StackInfo,
+) -> None:
+    """Without s3:GetObject, S3 answers a head's GET 403 whether or not it exists: the
+    head is created only if absent, and an existing one is left as it is."""
+    heads = _heads()
+    bucket = _env(stack, "api")["FSNODE_BUCKET"]
+    s3 = _as(stack, "s3", _role_env(stack, "fsnode-publish-file"))
+    file_id = os.urandom(16).hex()
+    with _without(stack, "fsnode-publish-file", "s3:GetObject"):
+        _refused(lambda: s3.get_object(Bucket=bucket, Key=head_key(file_id)), "AccessDenied")
+        assert heads.put_head(s3, bucket, a_head(file_id, 1)) is True
+        with pytest.raises(Unavailable):
+            heads.put_head(s3, bucket, a_head(file_id, 2))
+    read = _root(stack, "s3").get_object(Bucket=bucket, Key=head_key(file_id))["Body"].read()
+    assert Head.from_json(read).seq == 1

@@ -86,9 +86,10 @@ def cp_stack() -> Iterator[Stack]:
     """A moto server with the control plane's resources, and the environment pointing at it."""
     from moto.server import ThreadedMotoServer
 
-    from fsnode.localstack import pca_rules, s3_checksums
+    from fsnode.localstack import pca_rules, s3_checksums, s3_conditional_writes
 
     s3_checksums.install()  # part checksums as S3 checks them, as the local stack's server does
+    s3_conditional_writes.install()  # a conditional write holds against a racing writer
     pca_rules.install()  # the CA signs only with its own key type's algorithms
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

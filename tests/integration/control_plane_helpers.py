@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 from fsnode_core.chunks import part_layout
 from fsnode_core.ids import new_id
 from fsnode_core.models import file_pk
-from fsnode_core.published_keys import version_manifest_key
+from fsnode_core.published import Head
+from fsnode_core.published_keys import head_key, tree_folder_prefix, version_manifest_key
 
 from tests.helpers import put_parts
 from tests.integration.served_endpoints import ServedEndpoint
@@ -307,3 +308,21 @@ def scheduled_prune(app: Any) -> dict[str, Any]:
 
     summary: dict[str, Any] = app.prune(SCHEDULED_EVENT, LambdaContext("prune", 512, 60))
     return summary
+
+
+def published_head(stack: Any, file_id: str) -> Head | None:
+    """The file's head in S3 (None: none published)."""
+    s3 = boto3.client("s3")
+    try:
+        raw = s3.get_object(Bucket=stack.env["FSNODE_BUCKET"], Key=head_key(file_id))["Body"]
+    except s3.exceptions.NoSuchKey:
+        return None
+    return Head.from_json(raw.read())
+
+
+def tree_keys(stack: Any, folder: str) -> list[str]:
+    """The tree keys under ``folder`` in S3."""
+    listed = boto3.client("s3").list_objects_v2(
+        Bucket=stack.env["FSNODE_BUCKET"], Prefix=tree_folder_prefix(folder)
+    )
+    return [o["Key"] for o in listed.get("Contents", [])]

@@ -11,36 +11,18 @@ from typing import Any
 import boto3
 import pytest
 from fsnode_core.catalog import ChunkCatalog
-from fsnode_core.published import Head
-from fsnode_core.published_keys import TREE_PREFIX, head_key, parse_tree_page, tree_folder_prefix
+from fsnode_core.published_keys import TREE_PREFIX, parse_tree_page
 
 from tests.integration.control_plane_helpers import (
     CHUNK,
     chunk_hashes,
     error_of,
     part_hashes,
+    published_head,
+    tree_keys,
     unique_path,
     upload,
 )
-
-
-def _head(stack: Any, file_id: str) -> Head | None:
-    try:
-        raw = (
-            boto3.client("s3")
-            .get_object(Bucket=stack.env["FSNODE_BUCKET"], Key=head_key(file_id))["Body"]
-            .read()
-        )
-    except boto3.client("s3").exceptions.NoSuchKey:
-        return None
-    return Head.from_json(raw)
-
-
-def _tree_keys(stack: Any, folder: str) -> list[str]:
-    listed = boto3.client("s3").list_objects_v2(
-        Bucket=stack.env["FSNODE_BUCKET"], Prefix=tree_folder_prefix(folder)
-    )
-    return [o["Key"] for o in listed.get("Contents", [])]
 
 
 def _catalog(stack: Any) -> ChunkCatalog:
@@ -120,9 +102,9 @@ def test_each_change_is_published_to_s3_and_the_marker_cleared(
     folder = unique_path("pub") + "/"
     started, _ = upload(cp_api, os.urandom(100), path=f"{folder}a.ts")
     file_id = started["file_id"]
-    head = _head(cp_stack, file_id)
+    head = published_head(cp_stack, file_id)
     assert head is not None and (head.status, head.version) == ("ready", started["version"])
-    page = parse_tree_page(_tree_keys(cp_stack, folder), folder)
+    page = parse_tree_page(tree_keys(cp_stack, folder), folder)
     assert {k: (v.file_id, v.version) for k, v in page.items()} == {
         "a.ts": (file_id, started["version"])
     }
@@ -134,22 +116,22 @@ def test_each_change_is_published_to_s3_and_the_marker_cleared(
     assert file_id not in _catalog(cp_stack).unsynced(10**16 - 1, 1000)
 
     second, _ = upload(cp_api, os.urandom(50), path=f"{folder}a.ts")
-    newer = _head(cp_stack, file_id)
+    newer = published_head(cp_stack, file_id)
     assert newer is not None and newer.version == second["version"] and newer.seq > head.seq
-    assert len(_tree_keys(cp_stack, folder)) == 2  # the old key stays until the publisher
-    page = parse_tree_page(_tree_keys(cp_stack, folder), folder)
+    assert len(tree_keys(cp_stack, folder)) == 2  # the old key stays until the publisher
+    page = parse_tree_page(tree_keys(cp_stack, folder), folder)
     assert page["a.ts"].version == second["version"]  # the highest seq wins meanwhile
     assert (
         cp_client.lambda_.invoke("publish_file", {"file_id": file_id}).payload["stale_keys_removed"]
         == 1
     )
-    assert len(_tree_keys(cp_stack, folder)) == 1
+    assert len(tree_keys(cp_stack, folder)) == 1
 
     assert cp_api.call("DELETE", f"/files/{file_id}").status_code == 202
-    gone = _head(cp_stack, file_id)
+    gone = published_head(cp_stack, file_id)
     assert gone is not None and (gone.status, gone.version) == ("deleted", None)
     cp_client.lambda_.invoke("publish_file", {"file_id": file_id})
-    assert _tree_keys(cp_stack, folder) == []
+    assert tree_keys(cp_stack, folder) == []
 
 
 def test_prune_publishes_what_a_writer_left_behind(
@@ -164,7 +146,7 @@ def test_prune_publishes_what_a_writer_left_behind(
     assert done.status_code == 200
     monkeypatch.setattr(publisher, "publish", real)
     file_id = started["file_id"]
-    assert _head(cp_stack, file_id) is None
+    assert published_head(cp_stack, file_id) is None
     # A change younger than the sync grace is its writer's business...
     assert file_id not in prune.run()["published"]
     # ...an older one prune publishes (the oldest first, a bounded number per run: the
@@ -174,18 +156,18 @@ def test_prune_publishes_what_a_writer_left_behind(
             break
     else:
         raise AssertionError("prune never published the file")
-    head = _head(cp_stack, file_id)
+    head = published_head(cp_stack, file_id)
     assert head is not None and head.version == started["version"]
     assert file_id not in _catalog(cp_stack).unsynced(10**16 - 1, 1000)
 
 
-def test_an_expiry_change_is_published_in_the_head(cp_api: Any, cp_stack: Any) -> None:
+def test_an_expiry_change_is_published_in_thepublished_head(cp_api: Any, cp_stack: Any) -> None:
     started, _ = upload(cp_api, os.urandom(10))
     at = int(time.time()) + 3600
     assert (
         cp_api.call("PATCH", f"/files/{started['file_id']}", {"expires_at": at}).status_code == 200
     )
-    head = _head(cp_stack, started["file_id"])
+    head = published_head(cp_stack, started["file_id"])
     assert head is not None and head.expires_at == at
 
 
@@ -194,7 +176,7 @@ def test_paths_do_not_leak_into_keys_or_other_folders(cp_api: Any, cp_stack: Any
     name = "ünï cödé!$&'()*+,;=:@ %41.ts"
     _, done = upload(cp_api, os.urandom(10), path=folder + name)
     assert done.status_code == 200, done.body
-    keys = _tree_keys(cp_stack, folder)
+    keys = tree_keys(cp_stack, folder)
     assert len(keys) == 1 and keys[0].startswith(TREE_PREFIX + folder + name + "!")
     assert list(parse_tree_page(keys, folder)) == [name]
     record = json.loads(json.dumps(done.json_body))
