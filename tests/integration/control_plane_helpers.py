@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.chunks import part_layout
 from fsnode_core.ids import new_id
 from fsnode_core.models import file_pk
@@ -216,6 +217,11 @@ def put_import_object(
         Bucket=stack.env["FSNODE_BUCKET"], Key=key, Body=data, ContentType=content_type
     )
     return key, put
+
+
+def chunk_catalog(stack: Any) -> ChunkCatalog:
+    """The stack's chunks table, as the control plane's stores see it."""
+    return ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
 
 
 def file_items(stack: Any, file_id: str, prefix: str = "") -> list[dict[str, Any]]:

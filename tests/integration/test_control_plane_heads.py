@@ -16,7 +16,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.errors import Unavailable
 from fsnode_core.ids import new_id
 from fsnode_core.models import FileRecord
@@ -24,6 +23,7 @@ from fsnode_core.published_keys import head_key
 
 from tests.helpers import a_head
 from tests.integration.control_plane_helpers import (
+    chunk_catalog,
     published_head,
     tree_keys,
     unique_path,
@@ -31,12 +31,8 @@ from tests.integration.control_plane_helpers import (
 )
 
 
-def _catalog(stack: Any) -> ChunkCatalog:
-    return ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
-
-
 def _record(stack: Any, file_id: str) -> FileRecord:
-    meta = _catalog(stack).get_file(file_id)
+    meta = chunk_catalog(stack).get_file(file_id)
     assert meta is not None
     return meta
 

@@ -10,13 +10,13 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.digests import chunks_digest
 from fsnode_core.errors import Conflict
 from fsnode_core.ids import new_id
 
 from tests.integration.control_plane_helpers import (
     CHUNK,
+    chunk_catalog,
     error_of,
     node_auth,
     put_import_object,
@@ -83,7 +83,7 @@ def test_import_pins_the_object_and_the_control_plane_hashes_it(
     ] == chunks_digest(digests)
     # A second run changes nothing; the batch items are gone.
     assert run_hashing(cp_client, record["file_id"], record["version"])["outcome"] == "unchanged"
-    catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
+    catalog = chunk_catalog(cp_stack)
     assert catalog.hash_batches(record["file_id"], record["version"]) == {}
 
 
@@ -191,7 +191,7 @@ def test_a_warm_report_of_an_unhashed_chunk_is_checked_against_s3(
         "POST", "/files/import", {"bucket": cp_stack.env["FSNODE_BUCKET"], "key": key}
     ).json_body
     node = register(cp_api, cp_stack)
-    catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
+    catalog = chunk_catalog(cp_stack)
     digest = hashlib.sha256(data).hexdigest()
     # A poisoned hash is never recorded, not even first: the origin's bytes decide.
     for reported, recorded in (("1" * 64, False), ("0" * 64 + "x", False), (digest, True)):

@@ -8,13 +8,12 @@ import os
 import time
 from typing import Any
 
-import boto3
 import pytest
-from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.published_keys import TREE_PREFIX, parse_tree_page
 
 from tests.integration.control_plane_helpers import (
     CHUNK,
+    chunk_catalog,
     chunk_hashes,
     error_of,
     part_hashes,
@@ -23,10 +22,6 @@ from tests.integration.control_plane_helpers import (
     unique_path,
     upload,
 )
-
-
-def _catalog(stack: Any) -> ChunkCatalog:
-    return ChunkCatalog(stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
 
 
 def test_a_path_names_one_live_file_and_uploading_again_makes_a_version(
@@ -110,10 +105,10 @@ def test_each_change_is_published_to_s3_and_the_marker_cleared(
     }
     # The request handler only PUTs: the marker waits for the publisher (no machine
     # here), which may delete.
-    assert file_id in _catalog(cp_stack).unsynced(10**16 - 1, 1000)
+    assert file_id in chunk_catalog(cp_stack).unsynced(10**16 - 1, 1000)
     settled = cp_client.lambda_.invoke("publish_file", {"file_id": file_id}).payload
     assert settled["settled"] is True
-    assert file_id not in _catalog(cp_stack).unsynced(10**16 - 1, 1000)
+    assert file_id not in chunk_catalog(cp_stack).unsynced(10**16 - 1, 1000)
 
     second, _ = upload(cp_api, os.urandom(50), path=f"{folder}a.ts")
     newer = published_head(cp_stack, file_id)
@@ -158,7 +153,7 @@ def test_prune_publishes_what_a_writer_left_behind(
         raise AssertionError("prune never published the file")
     head = published_head(cp_stack, file_id)
     assert head is not None and head.version == started["version"]
-    assert file_id not in _catalog(cp_stack).unsynced(10**16 - 1, 1000)
+    assert file_id not in chunk_catalog(cp_stack).unsynced(10**16 - 1, 1000)
 
 
 def test_an_expiry_change_is_published_in_thepublished_head(cp_api: Any, cp_stack: Any) -> None:

@@ -46,13 +46,17 @@ def _cache_for(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     edges.forget()
 
 
-def _folder_redirect(cp_api: Any, name: str) -> str:
-    """A folder share opened once: the edge its 307 names."""
+def _playlist_share(cp_api: Any, name: str) -> str:
+    """The path, at the control plane, of a playlist under a new folder share."""
     folder = unique_path(name) + "/"
     upload(cp_api, b"#EXTM3U\n", path=f"{folder}index.m3u8", extra={"content_type": None})
     share = cp_api.call("POST", "/shares", {"prefix": folder, "ttl_seconds": 600}).json_body
-    path = urlsplit(share["share_url"]).path
-    return _edge_of(cp_api, path + "index.m3u8")
+    return str(urlsplit(share["share_url"]).path) + "index.m3u8"
+
+
+def _folder_redirect(cp_api: Any, name: str) -> str:
+    """A folder share opened once: the edge its 307 names."""
+    return _edge_of(cp_api, _playlist_share(cp_api, name))
 
 
 def _edge_of(cp_api: Any, path: str) -> str:
@@ -66,22 +70,16 @@ def test_share_opens_within_the_bound_read_the_nodes_table_once(
 ) -> None:
     live_node(cp_api, cp_stack)
     _cache_for(monkeypatch, 60)
-    folder = unique_path("cached") + "/"
-    upload(cp_api, b"#EXTM3U\n", path=f"{folder}index.m3u8", extra={"content_type": None})
-    share = urlsplit(
-        cp_api.call("POST", "/shares", {"prefix": folder, "ttl_seconds": 600}).json_body[
-            "share_url"
-        ]
-    ).path
+    playlist = _playlist_share(cp_api, "cached")
     before = len(scans)
-    edges = {_edge_of(cp_api, share + "index.m3u8") for _ in range(10)}
+    edges = {_edge_of(cp_api, playlist) for _ in range(10)}
     assert len(edges) == 1
     assert len(scans) - before == 1
 
     _cache_for(monkeypatch, 0)  # no bound: every share open reads the table
     before = len(scans)
     for _ in range(3):
-        _edge_of(cp_api, share + "index.m3u8")
+        _edge_of(cp_api, playlist)
     assert len(scans) - before == 3
 
 
@@ -91,21 +89,15 @@ def test_a_node_drained_through_this_process_takes_no_viewer_at_once(
     for _ in range(2):
         live_node(cp_api, cp_stack)
     _cache_for(monkeypatch, 60)
-    folder = unique_path("drained") + "/"
-    upload(cp_api, b"#EXTM3U\n", path=f"{folder}index.m3u8", extra={"content_type": None})
-    share = urlsplit(
-        cp_api.call("POST", "/shares", {"prefix": folder, "ttl_seconds": 600}).json_body[
-            "share_url"
-        ]
-    ).path
-    first = _edge_of(cp_api, share + "index.m3u8")
+    playlist = _playlist_share(cp_api, "drained")
+    first = _edge_of(cp_api, playlist)
     registry = NodeRegistry(cp_stack.env["FSNODE_NODES_TABLE"], boto3.client("dynamodb"))
     chosen = next(n for n in registry.list_nodes() if urlsplit(n.endpoint).netloc == first)
     drained = cp_api.call("POST", f"/nodes/{chosen.node_id}/drain")
     assert drained.status_code == 200, drained.body
     try:
         # Cached for a minute, but the drain went through this process: seen now.
-        assert _edge_of(cp_api, share + "index.m3u8") != first
+        assert _edge_of(cp_api, playlist) != first
     finally:
         registry.set_status(chosen.node_id, NODE_ACTIVE, expected=NODE_DRAINING)
 

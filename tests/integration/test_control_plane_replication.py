@@ -12,10 +12,16 @@ from typing import Any
 
 import boto3
 import pytest
-from fsnode_core.catalog import ChunkCatalog
 from fsnode_core.errors import InvalidInput
 
-from tests.integration.control_plane_helpers import CHUNK, error_of, node_auth, register, upload
+from tests.integration.control_plane_helpers import (
+    CHUNK,
+    chunk_catalog,
+    error_of,
+    node_auth,
+    register,
+    upload,
+)
 
 ASL = Path(__file__).resolve().parents[2] / "functions" / "statemachines" / "replicate.asl.json"
 
@@ -139,9 +145,7 @@ def test_plan_warm_heartbeat_report(cp_api: Any, cp_client: Any, cp_stack: Any) 
     answer = cp_api.call("POST", path, {"ok": True, "sha256": [digest]}, key=False, headers=auth)
     assert answer.status_code == 200, answer.body
     assert answer.json_body["recorded"] is True and answer.json_body["chunks_recorded"] == 1
-    view = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb")).file_view(
-        file_id
-    )
+    view = chunk_catalog(cp_stack).file_view(file_id)
     assert [(r.index, r.node_id) for r in view.replicas] == [(1, node["node_id"])]
     # The work is consumed: a repeated report finds nothing, and the next heartbeat is empty.
     again = cp_api.call("POST", path, {"ok": True, "sha256": [digest]}, key=False, headers=auth)
@@ -181,9 +185,7 @@ def test_a_batch_report_records_the_verified_chunks_and_fails_the_rest(
     # Chunk 0 is recorded; chunk 1 is wrong and chunk 2 had no digest: the task fails.
     assert body["recorded"] is False and body["chunks_recorded"] == 1
     assert "[1, 2]" in body["error"]
-    view = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb")).file_view(
-        started["file_id"]
-    )
+    view = chunk_catalog(cp_stack).file_view(started["file_id"])
     assert [(r.index, r.node_id) for r in view.replicas] == [(0, node["node_id"])]
 
 
@@ -246,9 +248,7 @@ def test_report_with_a_wrong_hash_is_not_recorded(
     assert report(other).status_code == 401  # another node's credential
     answer = report(node)
     assert answer.status_code == 200 and answer.json_body["recorded"] is False
-    view = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb")).file_view(
-        started["file_id"]
-    )
+    view = chunk_catalog(cp_stack).file_view(started["file_id"])
     assert view.replicas == []
 
 
@@ -329,7 +329,7 @@ def test_a_heartbeat_hands_at_most_50_work_items_oldest_first(cp_api: Any, cp_st
     from fsnode_core.models import WorkItem
 
     node = register(cp_api, cp_stack)
-    catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
+    catalog = chunk_catalog(cp_stack)
     now = int(time.time())
     queued = []
     for age in range(60, 0, -1):  # 60 items, the oldest first

@@ -25,6 +25,7 @@ from fsnode_core.replica_blocks import BLOCK_CHUNKS
 from fsnode.localstack import aws_limits, states_limits
 from tests.helpers import put_parts
 from tests.integration.control_plane_helpers import (
+    chunk_catalog,
     chunk_hashes,
     file_items,
     part_hashes,
@@ -95,7 +96,7 @@ def test_50000_chunks_replicate_heal_and_collect_within_aws_limits(
 ) -> None:
     from chalicelib import aws, prune, replication
 
-    catalog = ChunkCatalog(cp_stack.env["FSNODE_CHUNKS_TABLE"], boto3.client("dynamodb"))
+    catalog = chunk_catalog(cp_stack)
     registry = NodeRegistry(cp_stack.env["FSNODE_NODES_TABLE"], boto3.client("dynamodb"))
     a, b = isolated(2)
     # 1 KiB chunks; upload completion replicates every chunk (not only the first few).
