@@ -24,7 +24,7 @@ _RETIRED_VALUES = {":dead": {"S": NODE_DEAD}, ":drained": {"S": NODE_DRAINED}}
 class NodeRegistry(DynamoStore):
     """Edge nodes: register, heartbeat, list. Every write that races is conditional.
     ``on_change`` is called after each write that may change where viewers are placed
-    (a node added, its status moved, a beat's load), so a reader caching the list can drop it."""
+    (a node added, or its status moved), so a reader caching the list can drop it."""
 
     def __init__(
         self,
@@ -92,7 +92,9 @@ class NodeRegistry(DynamoStore):
                 },
                 ReturnValues="ALL_NEW",
             )
-        self._on_change()  # its load and last beat count for placement too
+        # No on_change: a beat moves only load and liveness, which readers may take
+        # within their cache bound (at a thousand nodes, dozens of beats a second would
+        # empty every cache as soon as it was filled).
         return NodeRecord.from_item(answer["Attributes"])
 
     def set_status(self, node_id: str, status: str, *, expected: str) -> None:
